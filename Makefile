@@ -1,0 +1,25 @@
+# Two entry points for a fresh machine: `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test bench tools
+
+$(BIN)/notewell: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(BIN)/notewell
+
+# tmux drives the end-to-end tests in a real terminal.
+tools:
+	@command -v tmux >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq tmux)
+
+run: $(BIN)/notewell
+	$(BIN)/notewell demo
+
+test: $(BIN)/notewell tools
+	$(BIN)/python -m pytest -n 2 -q
+
+bench: $(BIN)/notewell
+	$(BIN)/python -m bench.store_bench
