@@ -1,0 +1,138 @@
+"""Typed errors raised by the store (and by sync, which reuses the base class).
+
+Every error carries a short title and one user-facing sentence. The sentence never
+contains note text: callers pass identifiers and field names, never content.
+The command line prints `message` and exits non-zero; the app shows title and message.
+"""
+
+from __future__ import annotations
+
+
+class NotewellError(Exception):
+    """Base of every expected failure. `message` is safe to show to the clinician."""
+
+    title = "Notewell error"
+    exit_code = 1
+
+    def __init__(self, message: str, *, title: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if title is not None:
+            self.title = title
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- vault lifecycle -------------------------------------------------------------
+
+
+class VaultError(NotewellError):
+    title = "Vault problem"
+
+
+class WrongPassphrase(VaultError):
+    title = "Wrong passphrase"
+
+    def __init__(self, message: str = "The passphrase is not correct for this vault.") -> None:
+        super().__init__(message)
+
+
+class WrongRecoveryKey(VaultError):
+    title = "Wrong recovery key"
+
+    def __init__(self, message: str = "The recovery key is not correct for this vault.") -> None:
+        super().__init__(message)
+
+
+class NotAVault(VaultError):
+    title = "Not a vault"
+
+
+class DamagedVault(VaultError):
+    title = "Damaged vault"
+
+
+class VaultExists(VaultError):
+    title = "Vault already exists"
+
+
+class NewerVaultFormat(VaultError):
+    title = "Newer vault format"
+
+
+class VaultLocked(VaultError):
+    title = "Vault locked"
+
+
+class WeakPassphrase(VaultError):
+    title = "Passphrase too weak"
+
+
+# --- the record ----------------------------------------------------------------------
+
+
+class RecordError(NotewellError):
+    title = "Record problem"
+
+
+class ValidationFailed(RecordError):
+    """Bad input. `problems` lists (field, reason) pairs; the message joins them."""
+
+    title = "Invalid input"
+
+    def __init__(self, problems: list[tuple[str, str]] | str) -> None:
+        if isinstance(problems, str):
+            problems = [("", problems)]
+        self.problems = problems
+        parts = [f"{field}: {reason}" if field else reason for field, reason in problems]
+        super().__init__("; ".join(parts))
+
+
+class NotFound(RecordError):
+    title = "Not found"
+
+
+class SignedNoteLocked(RecordError):
+    title = "Signed note"
+
+    def __init__(self, note_id: str) -> None:
+        super().__init__(
+            f"Note {note_id} is signed and cannot be edited; add an addendum instead."
+        )
+        self.note_id = note_id
+
+
+class NoteNotSigned(RecordError):
+    title = "Note not signed"
+
+
+class ComplianceIncomplete(RecordError):
+    title = "Note incomplete"
+
+    def __init__(self, note_id: str, missing: list[str]) -> None:
+        self.missing = missing
+        super().__init__(
+            f"Note {note_id} cannot be signed yet; missing: " + ", ".join(missing) + "."
+        )
+
+
+class SignerUnknown(RecordError):
+    title = "Clinician not set"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Signing needs the clinician's name and credentials; set them in the vault's settings."
+        )
+
+
+class ImportFailed(RecordError):
+    title = "Import failed"
+
+
+class ExportFailed(RecordError):
+    title = "Export failed"
+
+
+class IntegrityProblem(RecordError):
+    title = "Integrity check failed"

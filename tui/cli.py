@@ -1,0 +1,88 @@
+"""The `notewell` command line.
+
+Each group of commands lives in its own module with a `register(subparsers)` function that
+adds its sub-commands and sets `func` on them; this module only parses, resolves the vault
+path, and turns typed errors into one sentence on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from store.errors import NotewellError
+
+# Modules that contribute commands. Each has register(subparsers).
+COMMAND_MODULES = (
+    "tui.commands.vault_commands",
+    "tui.commands.sync_commands",
+    "tui.commands.export_commands",
+)
+
+
+def default_vault_path() -> Path:
+    env = os.environ.get("NOTEWELL_VAULT")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("notewell")) / "vault"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="notewell",
+        description="Encrypted, offline-first clinical notes. With no command, opens the app.",
+    )
+    parser.add_argument("--vault", type=Path, help="vault folder (default: $NOTEWELL_VAULT or the user data dir)")
+    parser.add_argument(
+        "--passphrase-file",
+        type=Path,
+        help="read the passphrase from this file (for scripts); NOTEWELL_PASSPHRASE also works",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # No core dumps while a vault may be open: they would hold decrypted notes.
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):
+        pass
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.vault = (args.vault or default_vault_path()).expanduser()
+    func = getattr(args, "func", None)
+    if func is None:
+        from tui.commands.app_command import run_app
+
+        func = run_app
+    try:
+        code = func(args)
+    except NotewellError as e:
+        print(f"notewell: {e.message}", file=sys.stderr)
+        return e.exit_code or 1
+    except KeyboardInterrupt:
+        print("notewell: interrupted; nothing acknowledged was lost.", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
