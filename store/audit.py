@@ -1,0 +1,347 @@
+"""The audit trail: an append-only, hash-chained log in record.db.
+
+Each row's `hash` is HMAC-SHA256(key, prev_hash + canonical JSON of the row's other fields).
+The key is derived from the vault's master key, so someone who edits record.db without the
+passphrase cannot recompute the chain after a change: an edited, inserted, renumbered or
+deleted row breaks it at that row. A one-row table `audit_head` (its own MAC) remembers the
+last sequence number and hash, so deleting the newest rows is caught too. Triggers refuse
+UPDATE and DELETE on the log, which stops accidents; the chain is what catches intent.
+
+The log is a local table: it is never synced and never exported with a client's record.
+It never holds note text: details are identifiers, counts, dates and short labels, and
+`append` refuses keys that would carry clinical prose.
+
+Unlock failures happen before record.db can be opened, and a wrong passphrase must leave
+every file byte-identical, so they are counted in this process (`note_unlock_failure`) and
+written as one "unlock_failures" entry at the next successful unlock of the same vault
+(`AuditLog.flush_unlock_failures`). Failures in a process that never unlocks are not kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+GENESIS = "0" * 64
+AUDIT_KEY_LABEL = b"notewell audit log v1"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    event TEXT NOT NULL,
+    client_id TEXT,
+    details TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_client ON audit_log(client_id);
+CREATE TABLE IF NOT EXISTS audit_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    mac TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+
+
+class Event(str, Enum):
+    VAULT_CREATED = "vault_created"
+    UNLOCK_FAILURES = "unlock_failures"
+    PASSPHRASE_CHANGED = "passphrase_changed"
+    VAULT_RECOVERED = "vault_recovered"
+    NOTE_SIGNED = "note_signed"
+    ADDENDUM_ADDED = "addendum_added"
+    ENTERED_IN_ERROR = "entered_in_error"
+    SIGNATURE_CONFLICT_RESOLVED = "signature_conflict_resolved"
+    EXPORT = "export"
+    IMPORT = "import"
+    DEVICE_PAIRED = "device_paired"
+    DEVICE_REVOKED = "device_revoked"
+    SYNC_SESSION = "sync_session"
+
+
+EVENT_LABELS = {
+    Event.VAULT_CREATED: "vault created",
+    Event.UNLOCK_FAILURES: "failed unlock attempts",
+    Event.PASSPHRASE_CHANGED: "passphrase changed",
+    Event.VAULT_RECOVERED: "vault recovered with the recovery key",
+    Event.NOTE_SIGNED: "note signed",
+    Event.ADDENDUM_ADDED: "addendum added",
+    Event.ENTERED_IN_ERROR: "note marked entered in error",
+    Event.SIGNATURE_CONFLICT_RESOLVED: "signature conflict resolved",
+    Event.EXPORT: "record exported",
+    Event.IMPORT: "records imported",
+    Event.DEVICE_PAIRED: "device paired",
+    Event.DEVICE_REVOKED: "device revoked",
+    Event.SYNC_SESSION: "sync session",
+}
+
+# Keys that would carry clinical prose; the log must never hold it.
+_FORBIDDEN_KEYS = frozenset(
+    {"text", "body", "sections", "section", "reason", "note", "content", "comment", "addendum"}
+)
+_MAX_STRING = 200
+
+
+def derive_audit_key(master_key: bytes) -> bytes:
+    """The log's HMAC key from the vault master key (HKDF-SHA256, its own label)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=AUDIT_KEY_LABEL).derive(
+        master_key
+    )
+
+
+def canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def _iso(at: datetime) -> str:
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _check_details(details: dict[str, Any]) -> dict[str, Any]:
+    def check(key: str, value: Any) -> Any:
+        if isinstance(value, Enum):
+            value = value.value
+        if isinstance(value, datetime):
+            return _iso(value)
+        if hasattr(value, "isoformat"):  # date, time
+            return value.isoformat()
+        if isinstance(value, Path):
+            value = str(value)
+        if isinstance(value, str):
+            if len(value) > _MAX_STRING:
+                raise ValueError(f"audit detail {key!r} is too long for a log entry")
+            return value
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        if isinstance(value, (list, tuple)):
+            return [check(key, v) for v in value]
+        raise ValueError(f"audit detail {key!r} must be a plain value")
+
+    clean = {}
+    for key, value in details.items():
+        if key.lower() in _FORBIDDEN_KEYS:
+            raise ValueError(f"audit detail {key!r} could carry note text and is not allowed")
+        clean[key] = check(key, value)
+    return clean
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    at: str
+    event: str
+    client_id: str | None
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    @property
+    def label(self) -> str:
+        try:
+            return EVENT_LABELS[Event(self.event)]
+        except ValueError:
+            return self.event
+
+    def summary(self) -> str:
+        """One line of details, for the viewer and the command line."""
+        parts = []
+        for key in sorted(self.details):
+            value = self.details[key]
+            if isinstance(value, list):
+                value = ", ".join(str(v) for v in value)
+            parts.append(f"{key}={value}")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    first_broken_seq: int | None = None
+    reason: str = ""
+    entries_checked: int = 0
+
+
+def _row_hash(key: bytes, prev_hash: str, seq: int, at: str, event: str, client_id, details: str) -> str:
+    body = canonical(
+        {"seq": seq, "at": at, "event": event, "client_id": client_id, "details": details}
+    )
+    return hmac.new(key, prev_hash.encode() + body, hashlib.sha256).hexdigest()
+
+
+def _head_mac(key: bytes, seq: int, last_hash: str) -> str:
+    return hmac.new(key, f"head:{seq}:{last_hash}".encode(), hashlib.sha256).hexdigest()
+
+
+class AuditLog:
+    """The log over an open record.db connection. Use it from the connection's thread."""
+
+    def __init__(self, conn, key: bytes) -> None:
+        if not isinstance(key, (bytes, bytearray)) or len(key) < 16:
+            raise ValueError("the audit key must be at least 16 bytes")
+        self._conn = conn
+        self._key = bytes(key)
+        self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        exists = self._conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type='trigger' AND name='audit_log_no_delete'"
+        ).fetchone()[0]
+        if not exists:
+            # executescript commits any open transaction first; only needed once per vault.
+            self._conn.executescript(SCHEMA)
+
+    # --- writing -------------------------------------------------------------------
+
+    def append(
+        self,
+        event: Event | str,
+        *,
+        client_id: str | None = None,
+        at: datetime | None = None,
+        **details: Any,
+    ) -> AuditEntry:
+        event = Event(event).value  # unknown events are a programming error
+        clean = _check_details(details)
+        details_json = canonical(clean).decode()
+        at_text = _iso(at or _now())
+        conn = self._conn
+        own_tx = not conn.in_transaction
+        if own_tx:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+            digest = _row_hash(self._key, prev, seq, at_text, event, client_id, details_json)
+            conn.execute(
+                "INSERT INTO audit_log(seq, at, event, client_id, details, prev_hash, hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (seq, at_text, event, client_id, details_json, prev, digest),
+            )
+            conn.execute(
+                "INSERT INTO audit_head(id, seq, hash, mac) VALUES (1, ?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET seq=excluded.seq, hash=excluded.hash, mac=excluded.mac",
+                (seq, digest, _head_mac(self._key, seq, digest)),
+            )
+            if own_tx:
+                conn.commit()
+        except BaseException:
+            if own_tx:
+                conn.rollback()
+            raise
+        return AuditEntry(seq, at_text, event, client_id, clean, prev, digest)
+
+    def flush_unlock_failures(self, vault_path: Path | str) -> AuditEntry | None:
+        """Write the failed unlock attempts counted in this process, if any."""
+        times = failed_unlocks.drain(vault_path)
+        if not times:
+            return None
+        return self.append(Event.UNLOCK_FAILURES, count=len(times), times=[_iso(t) for t in times])
+
+    # --- reading -------------------------------------------------------------------
+
+    def entries(self, client_id: str | None = None) -> list[AuditEntry]:
+        sql = "SELECT seq, at, event, client_id, details, prev_hash, hash FROM audit_log"
+        params: tuple = ()
+        if client_id is not None:
+            sql += " WHERE client_id = ?"
+            params = (client_id,)
+        rows = self._conn.execute(sql + " ORDER BY seq", params).fetchall()
+        return [self._entry(r) for r in rows]
+
+    @staticmethod
+    def _entry(row) -> AuditEntry:
+        try:
+            details = json.loads(row[4])
+        except (TypeError, ValueError):
+            details = {"unreadable": True}
+        if not isinstance(details, dict):
+            details = {"unreadable": True}
+        return AuditEntry(row[0], row[1], row[2], row[3], details, row[5], row[6])
+
+    def verify(self) -> VerifyResult:
+        rows = self._conn.execute(
+            "SELECT seq, at, event, client_id, details, prev_hash, hash FROM audit_log ORDER BY seq"
+        ).fetchall()
+        prev, expected_seq = GENESIS, 1
+        for seq, at, event, client_id, details, prev_hash, digest in rows:
+            if seq != expected_seq:
+                return VerifyResult(False, expected_seq, f"entry {expected_seq} is missing", seq - 1)
+            if prev_hash != prev:
+                return VerifyResult(
+                    False, seq, "it does not follow the entry before it (an entry was removed or replaced)", seq - 1
+                )
+            if not isinstance(details, str) or not isinstance(at, str) or not isinstance(event, str):
+                return VerifyResult(False, seq, "it has been altered", seq - 1)
+            if not hmac.compare_digest(
+                str(digest), _row_hash(self._key, prev, seq, at, event, client_id, details)
+            ):
+                return VerifyResult(False, seq, "its contents do not match its hash (it was altered)", seq - 1)
+            prev, expected_seq = digest, seq + 1
+        count = expected_seq - 1
+        head = self._conn.execute("SELECT seq, hash, mac FROM audit_head WHERE id = 1").fetchone()
+        if head is None:
+            if count:
+                return VerifyResult(False, count, "the log's head record is missing", count)
+            return VerifyResult(True, None, "", 0)
+        h_seq, h_hash, h_mac = head
+        if not hmac.compare_digest(str(h_mac), _head_mac(self._key, h_seq, str(h_hash))):
+            return VerifyResult(False, min(h_seq, count + 1) or 1, "the log's head record was altered", count)
+        if h_seq != count or h_hash != prev:
+            if h_seq > count:
+                return VerifyResult(False, count + 1, f"entries {count + 1} to {h_seq} were removed", count)
+            return VerifyResult(False, h_seq + 1, "entries were added without the log's key", count)
+        return VerifyResult(True, None, "", count)
+
+
+class FailedUnlocks:
+    """Failed unlock times per vault, kept in this process only (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._times: dict[str, list[datetime]] = {}
+
+    @staticmethod
+    def _key(vault_path: Path | str) -> str:
+        return str(Path(vault_path).expanduser().resolve())
+
+    def note(self, vault_path: Path | str, at: datetime | None = None) -> None:
+        with self._lock:
+            self._times.setdefault(self._key(vault_path), []).append(at or _now())
+
+    def pending(self, vault_path: Path | str) -> int:
+        with self._lock:
+            return len(self._times.get(self._key(vault_path), []))
+
+    def drain(self, vault_path: Path | str) -> list[datetime]:
+        with self._lock:
+            return self._times.pop(self._key(vault_path), [])
+
+
+# One per process: a failed open produces no Vault object to hang the count on.
+failed_unlocks = FailedUnlocks()
+
+
+def note_unlock_failure(vault_path: Path | str, at: datetime | None = None) -> None:
+    failed_unlocks.note(vault_path, at)
