@@ -1,0 +1,347 @@
+"""Mailbox bundles: the file format, on its own (no folder, no store).
+
+A bundle carries record documents from one device to the others of its sync group through a
+folder nobody needs to trust. `encode` builds one; `read_header` parses its structure;
+`verify` checks the sender's signature; `decrypt` opens the payload. `decode` does all three.
+The layout is specified in docs/mailbox-format.md; keep the two in step.
+
+Order of checks on the way in, so the reason given is the first thing that is wrong:
+structure (truncated, not a bundle, newer format) -> signature (tampered) -> group key id
+(another sync group) -> authenticated decryption -> decompression and payload limits.
+Nothing here touches a document; callers apply entries only after `decode` succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import time
+import zlib
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography import x509
+
+from store.errors import NotewellError
+
+MAGIC = b"NWBUNDLE"
+FORMAT_VERSION = 1
+SUFFIX = ".nwb"
+
+# magic, version, sender id (32), sequence, created (ms), group key id (8), nonce (12), ct length
+_HEADER = struct.Struct(">8sH32sQQ8s12sQ")
+HEADER_SIZE = _HEADER.size  # 86
+_SIG_LEN = struct.Struct(">H")
+
+# Limits that keep a hostile or damaged file from exhausting memory.
+MAX_BUNDLE_BYTES = 512 * 1024 * 1024
+MAX_PAYLOAD_BYTES = 1024 * 1024 * 1024
+MAX_SIGNATURE_BYTES = 512
+
+ENTRY_FULL_DOCUMENT = 1  # the entry's data is Document.save() output
+
+
+# --- errors --------------------------------------------------------------------------
+
+
+class BundleRejected(NotewellError):
+    """A bundle that was not applied. `reason` is a short stable word for reports and tests."""
+
+    title = "Bundle rejected"
+    reason = "rejected"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class BundleTruncated(BundleRejected):
+    reason = "truncated"
+
+
+class NotABundle(BundleRejected):
+    reason = "not-a-bundle"
+
+
+class UnsupportedBundle(BundleRejected):
+    reason = "newer-format"
+
+
+class BundleTampered(BundleRejected):
+    reason = "tampered"
+
+
+class ForeignBundle(BundleRejected):
+    reason = "foreign"
+
+
+class RevokedSender(BundleRejected):
+    reason = "revoked"
+
+
+class ReplayedBundle(BundleRejected):
+    reason = "replayed"
+
+
+class WrongSyncGroup(BundleRejected):
+    reason = "other-group"
+
+
+class MalformedBundle(BundleRejected):
+    reason = "malformed"
+
+
+# --- values --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BundleHeader:
+    version: int
+    sender_id: str  # 64 lowercase hex characters
+    seq: int
+    created_ms: int
+    key_id: bytes
+    nonce: bytes
+    ciphertext_length: int
+
+    def pack(self) -> bytes:
+        return _HEADER.pack(
+            MAGIC,
+            self.version,
+            bytes.fromhex(self.sender_id),
+            self.seq,
+            self.created_ms,
+            self.key_id,
+            self.nonce,
+            self.ciphertext_length,
+        )
+
+
+@dataclass(frozen=True)
+class Bundle:
+    header: BundleHeader
+    entries: list[tuple[str, bytes]]  # (doc_id, Document.save() bytes)
+    digest: str  # sha256 hex of the whole file: tells an identical copy from a different one
+
+
+def key_id(group_key: bytes) -> bytes:
+    """A short public tag of the group key, so another group's bundle is named as such."""
+    return hashlib.sha256(b"notewell mailbox key id\x00" + group_key).digest()[:8]
+
+
+def file_name(sender_id: str, seq: int) -> str:
+    return f"{sender_id[:16]}-{seq:08d}{SUFFIX}"
+
+
+def parse_file_name(name: str) -> tuple[str, int] | None:
+    """(sender id prefix, sequence) from a bundle's file name, or None if it is not one."""
+    if not name.endswith(SUFFIX):
+        return None
+    stem = name[: -len(SUFFIX)]
+    prefix, sep, seq = stem.rpartition("-")
+    if not sep or not prefix or not seq.isdigit():
+        return None
+    return prefix, int(seq)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --- keys ----------------------------------------------------------------------------
+
+
+def _private_key(key):
+    if isinstance(key, (bytes, str)):
+        key = serialization.load_pem_private_key(key.encode() if isinstance(key, str) else key, None)
+    return key
+
+
+def _public_key(cert):
+    if isinstance(cert, (bytes, str)):
+        cert = x509.load_pem_x509_certificate(cert.encode() if isinstance(cert, str) else cert)
+    if isinstance(cert, x509.Certificate):
+        return cert.public_key()
+    return cert
+
+
+def _sign(key, data: bytes) -> bytes:
+    key = _private_key(key)
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(data)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(data, ec.ECDSA(hashes.SHA256()))
+    raise TypeError("device keys are Ed25519 or ECDSA")
+
+
+def _verify(public_key, signature: bytes, data: bytes) -> bool:
+    try:
+        if isinstance(public_key, ed25519.Ed25519PublicKey):
+            public_key.verify(signature, data)
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        else:
+            return False
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+# --- payload -------------------------------------------------------------------------
+
+
+def _pack_entries(entries: list[tuple[str, bytes]]) -> bytes:
+    parts = [struct.pack(">I", len(entries))]
+    for doc_id, data in entries:
+        raw_id = doc_id.encode("utf-8")
+        parts.append(struct.pack(">H", len(raw_id)))
+        parts.append(raw_id)
+        parts.append(struct.pack(">BI", ENTRY_FULL_DOCUMENT, len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def _unpack_entries(payload: bytes) -> list[tuple[str, bytes]]:
+    bad = MalformedBundle("The bundle's contents are not in the expected layout; nothing was applied.")
+    view = memoryview(payload)
+    pos = 0
+
+    def take(n: int) -> bytes:
+        nonlocal pos
+        if pos + n > len(view):
+            raise bad
+        chunk = bytes(view[pos : pos + n])
+        pos += n
+        return chunk
+
+    (count,) = struct.unpack(">I", take(4))
+    entries: list[tuple[str, bytes]] = []
+    seen: set[str] = set()
+    for _ in range(count):
+        (id_len,) = struct.unpack(">H", take(2))
+        try:
+            doc_id = take(id_len).decode("utf-8")
+        except UnicodeDecodeError:
+            raise bad from None
+        kind, data_len = struct.unpack(">BI", take(5))
+        if kind != ENTRY_FULL_DOCUMENT or not doc_id or doc_id in seen:
+            raise bad
+        seen.add(doc_id)
+        entries.append((doc_id, take(data_len)))
+    if pos != len(view):
+        raise bad
+    return entries
+
+
+def _decompress(data: bytes) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, MAX_PAYLOAD_BYTES)
+    except zlib.error:
+        raise MalformedBundle("The bundle's contents could not be decompressed; nothing was applied.") from None
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise MalformedBundle("The bundle's contents exceed the size limit or are incomplete; nothing was applied.")
+    return out
+
+
+# --- encode --------------------------------------------------------------------------
+
+
+def encode(
+    entries: list[tuple[str, bytes]],
+    *,
+    sender_id: str,
+    seq: int,
+    group_key: bytes,
+    private_key,
+    created_ms: int | None = None,
+) -> bytes:
+    """A complete signed bundle. `private_key` is PEM bytes or a key object."""
+    if len(group_key) != 32:
+        raise ValueError("the sync-group key is 256 bits")
+    if seq < 1:
+        raise ValueError("sequence numbers start at 1")
+    compressed = zlib.compress(_pack_entries(entries), 6)
+    nonce = os.urandom(12)
+    # The ciphertext length is known before encrypting: GCM adds a 16-byte tag.
+    header = BundleHeader(
+        version=FORMAT_VERSION,
+        sender_id=sender_id.lower(),
+        seq=seq,
+        created_ms=int(time.time() * 1000) if created_ms is None else created_ms,
+        key_id=key_id(group_key),
+        nonce=nonce,
+        ciphertext_length=len(compressed) + 16,
+    )
+    packed = header.pack()
+    ciphertext = AESGCM(group_key).encrypt(nonce, compressed, packed)
+    signed = packed + ciphertext
+    signature = _sign(private_key, signed)
+    return signed + _SIG_LEN.pack(len(signature)) + signature
+
+
+# --- decode --------------------------------------------------------------------------
+
+
+def read_header(data: bytes) -> BundleHeader:
+    """The header, after checking the file's structure and exact length (unauthenticated)."""
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        if len(data) < len(MAGIC) and MAGIC.startswith(data):
+            raise BundleTruncated("The bundle is cut short; nothing was applied.")
+        raise NotABundle("The file is not a Notewell bundle; nothing was applied.")
+    if len(data) < HEADER_SIZE:
+        raise BundleTruncated("The bundle is cut short; nothing was applied.")
+    magic, version, sender, seq, created_ms, kid, nonce, ct_len = _HEADER.unpack_from(data)
+    if version > FORMAT_VERSION:
+        raise UnsupportedBundle(
+            f"The bundle was written in format {version}, newer than this version of Notewell reads; update Notewell."
+        )
+    if version < 1:
+        raise NotABundle("The file is not a Notewell bundle; nothing was applied.")
+    if len(data) > MAX_BUNDLE_BYTES or ct_len > MAX_BUNDLE_BYTES:
+        raise MalformedBundle("The bundle is larger than the size limit; nothing was applied.")
+    sig_at = HEADER_SIZE + ct_len
+    if len(data) < sig_at + _SIG_LEN.size:
+        raise BundleTruncated("The bundle is cut short; nothing was applied.")
+    (sig_len,) = _SIG_LEN.unpack_from(data, sig_at)
+    end = sig_at + _SIG_LEN.size + sig_len
+    if sig_len > MAX_SIGNATURE_BYTES or len(data) > end:
+        # Lengths that do not add up mean a changed byte, not a short copy.
+        raise BundleTampered("The bundle has been altered (its lengths do not match); nothing was applied.")
+    if len(data) < end:
+        raise BundleTruncated("The bundle is cut short; nothing was applied.")
+    return BundleHeader(version, sender.hex(), seq, created_ms, kid, nonce, ct_len)
+
+
+def verify(data: bytes, header: BundleHeader, sender_cert) -> None:
+    """Check the signature over header and ciphertext against the sender's certificate."""
+    sig_at = HEADER_SIZE + header.ciphertext_length
+    signature = data[sig_at + _SIG_LEN.size :]
+    if not _verify(_public_key(sender_cert), signature, data[:sig_at]):
+        raise BundleTampered(
+            "The bundle's signature does not match its sender; it was altered, and nothing was applied."
+        )
+
+
+def decrypt(data: bytes, header: BundleHeader, group_key: bytes) -> list[tuple[str, bytes]]:
+    """The payload's entries. Call after `verify`."""
+    if header.key_id != key_id(group_key):
+        raise WrongSyncGroup(
+            "The bundle was encrypted for another sync group (the devices were paired separately); nothing was applied."
+        )
+    aad = data[:HEADER_SIZE]
+    ciphertext = data[HEADER_SIZE : HEADER_SIZE + header.ciphertext_length]
+    try:
+        compressed = AESGCM(group_key).decrypt(header.nonce, ciphertext, aad)
+    except InvalidTag:
+        raise BundleTampered("The bundle could not be decrypted; it was altered, and nothing was applied.") from None
+    return _unpack_entries(_decompress(compressed))
+
+
+def decode(data: bytes, *, sender_cert, group_key: bytes) -> Bundle:
+    header = read_header(data)
+    verify(data, header, sender_cert)
+    return Bundle(header, decrypt(data, header, group_key), digest(data))

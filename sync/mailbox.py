@@ -1,0 +1,376 @@
+"""Mailbox sync: exchanging record documents through a folder, with no network.
+
+One run (`Mailbox.run`) first merges every other paired device's bundles found in the folder,
+then writes one bundle of the documents that changed here since this device's last bundle
+(including what it just merged, so a device relays for peers that are not paired with each
+other). The format is in sync/bundle.py and docs/mailbox-format.md.
+
+Each bundle entry is a whole document (`Document.save()`), not a list of changes: any bundle can
+be applied alone, in any order, after any gap, and a merge only ever adds. Measured on the pinned
+automerge: a change whose dependencies are missing is held inside `Document.load` but silently
+dropped by `merge`, so change-only bundles would need their own holding area to survive gaps.
+
+What this module keeps in the record store's local (never synced) key/value table:
+  mailbox/seq              the last sequence number this device wrote (ASCII integer)
+  mailbox/exported         JSON {doc_id: [hex heads]} as of this device's last bundle
+  mailbox/seen/<sender>    JSON {seq: sha256 hex of the bundle file} of imported bundles
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from automerge.core import Document
+
+from store.errors import NotewellError
+from sync import bundle as fmt
+
+SEQ_KEY = "mailbox/seq"
+EXPORTED_KEY = "mailbox/exported"
+SEEN_PREFIX = "mailbox/seen/"
+
+
+class MailboxError(NotewellError):
+    title = "Mailbox folder problem"
+
+
+@dataclass(frozen=True)
+class Sender:
+    """What the mailbox needs to know about a paired device."""
+
+    device_id: str
+    cert_pem: bytes
+    revoked: bool = False
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    file: str
+    reason: str  # a BundleRejected.reason: truncated, tampered, foreign, revoked, replayed, ...
+    message: str
+
+
+@dataclass
+class MailboxReport:
+    folder: str
+    bundle_written: str | None = None
+    documents_sent: int = 0
+    bundles_read: int = 0  # other devices' bundles examined this run
+    bundles_applied: int = 0
+    bundles_already_applied: int = 0
+    documents_merged: int = 0  # documents that changed here
+    senders: dict[str, int] = field(default_factory=dict)  # device id -> documents merged from it
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [
+            f"Bundles read: {self.bundles_read} "
+            f"(applied {self.bundles_applied}, already applied {self.bundles_already_applied}, "
+            f"rejected {len(self.rejected)})",
+            f"Documents merged: {self.documents_merged}",
+        ]
+        if self.bundle_written:
+            lines.append(f"Bundle written: {self.bundle_written} ({self.documents_sent} documents)")
+        else:
+            lines.append("Bundle written: none (nothing changed since this device's last bundle)")
+        for r in self.rejected:
+            lines.append(f"Rejected {r.file}: {r.reason}: {r.message}")
+        return "\n".join(lines)
+
+
+ProgressCallback = Callable[[int, int], None]  # (bundles done, bundles to read), as in sync.engine
+
+
+def _is_fatal(e: BaseException) -> bool:
+    return isinstance(e, (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError))
+
+
+def _hex_heads(heads: list[bytes]) -> list[str]:
+    return sorted(h.hex() for h in heads)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class Mailbox:
+    """Mailbox sync for one device. Uses the record store from the calling thread only."""
+
+    def __init__(
+        self,
+        record_store,
+        *,
+        device_id: str,
+        private_key,
+        group_key: bytes,
+        lookup_sender: Callable[[str], Sender | None],
+    ) -> None:
+        self.store = record_store
+        self.device_id = device_id.lower()
+        self.private_key = private_key
+        self.group_key = group_key
+        self.lookup_sender = lookup_sender
+
+    # --- the command ------------------------------------------------------------------
+
+    def run(self, folder: Path, *, full: bool = False, on_progress: ProgressCallback | None = None) -> MailboxReport:
+        folder = self._check_folder(folder)
+        report = MailboxReport(folder=str(folder))
+        self.import_folder(folder, report, on_progress=on_progress)
+        self.export(folder, report, full=full)
+        return report
+
+    # --- import -----------------------------------------------------------------------
+
+    def import_folder(
+        self, folder: Path, report: MailboxReport | None = None, *, on_progress: ProgressCallback | None = None
+    ) -> MailboxReport:
+        folder = self._check_folder(folder)
+        report = report or MailboxReport(folder=str(folder))
+        candidates = sorted(p for p in folder.iterdir() if p.name.endswith(fmt.SUFFIX) and p.is_file())
+        # A device's own bundles are recognised by name first, so they are not even read.
+        own_prefix = self.device_id[:16] + "-"
+        others = [p for p in candidates if not p.name.startswith(own_prefix)]
+        for done, path in enumerate(others, 1):
+            self.import_file(path, report)
+            if on_progress:
+                on_progress(done, len(others))
+        return report
+
+    def import_file(self, path: Path, report: MailboxReport) -> None:
+        """Apply one bundle file, or record why not. Never raises for a bad bundle."""
+        report.bundles_read += 1
+        try:
+            data = self._read(path)
+            header = fmt.read_header(data)
+            if header.sender_id == self.device_id:
+                report.bundles_read -= 1  # our own bundle under another name: nothing to learn
+                return
+            outcome = self._import_verified(path.name, data, header)
+        except fmt.BundleRejected as e:
+            report.rejected.append(Rejection(path.name, e.reason, e.message))
+            return
+        if outcome is None:
+            report.bundles_already_applied += 1
+        else:
+            report.bundles_applied += 1
+            report.documents_merged += outcome
+            report.senders[header.sender_id] = report.senders.get(header.sender_id, 0) + outcome
+
+    def _read(self, path: Path) -> bytes:
+        try:
+            size = path.stat().st_size
+            if size > fmt.MAX_BUNDLE_BYTES:
+                raise fmt.MalformedBundle("The bundle is larger than the size limit; nothing was applied.")
+            return path.read_bytes()
+        except OSError as e:
+            raise fmt.MalformedBundle(f"The bundle could not be read ({e.strerror}); nothing was applied.") from None
+
+    def _import_verified(self, name: str, data: bytes, header: fmt.BundleHeader) -> int | None:
+        """Documents changed, or None if this exact bundle was applied before."""
+        sender = self.lookup_sender(header.sender_id)
+        if sender is None:
+            raise fmt.ForeignBundle(
+                f"The bundle comes from device {header.sender_id[:16]}, which is not paired with this one; nothing was applied."
+            )
+        if sender.revoked:
+            raise fmt.RevokedSender(
+                f"The bundle comes from device {header.sender_id[:16]}, which was removed from this device's paired devices; nothing was applied."
+            )
+        fmt.verify(data, header, sender.cert_pem)
+
+        # The file name is not signed; the header is. A signed bundle under a name that is not its
+        # own is a copy presented as something it is not.
+        parsed = fmt.parse_file_name(name)
+        if parsed is None or parsed != (header.sender_id[:16], header.seq):
+            raise fmt.ReplayedBundle(
+                f"The file's name does not match the sender and sequence number {header.seq} signed inside it "
+                "(a renamed or copied bundle); nothing was applied."
+            )
+        seen = self._seen(header.sender_id)
+        this_digest = fmt.digest(data)
+        earlier = seen.get(str(header.seq))
+        if earlier == this_digest:
+            return None
+        if earlier is not None:
+            raise fmt.ReplayedBundle(
+                f"Sequence number {header.seq} of device {header.sender_id[:16]} was already imported with different "
+                "contents; nothing was applied."
+            )
+
+        entries = fmt.decrypt(data, header, self.group_key)
+        # Load every document before applying any, so a bad entry changes nothing.
+        docs: list[tuple[str, Document]] = []
+        for doc_id, blob in entries:
+            try:
+                docs.append((doc_id, Document.load(blob)))
+            except BaseException as e:  # foreign bytes can raise pyo3's PanicException
+                if _is_fatal(e):
+                    raise
+                raise fmt.MalformedBundle(
+                    "A document in the bundle could not be read; nothing was applied."
+                ) from None
+        changed = 0
+        for doc_id, doc in docs:
+            try:
+                if self.store.apply_doc(doc_id, doc):
+                    changed += 1
+            except NotewellError as e:
+                # Earlier documents of this bundle are merged (a merge only adds); the bundle is
+                # not recorded as imported, so the next run tries it again.
+                raise fmt.MalformedBundle(f"A document in the bundle could not be merged: {e.message}") from None
+            except BaseException as e:
+                if _is_fatal(e):
+                    raise
+                raise fmt.MalformedBundle("A document in the bundle could not be merged.") from None
+        seen[str(header.seq)] = this_digest
+        self.store.local_put(SEEN_PREFIX + header.sender_id, json.dumps(seen, sort_keys=True).encode())
+        return changed
+
+    def _seen(self, sender_id: str) -> dict[str, str]:
+        raw = self.store.local_get(SEEN_PREFIX + sender_id)
+        return json.loads(raw) if raw else {}
+
+    # --- export -----------------------------------------------------------------------
+
+    def export(self, folder: Path, report: MailboxReport | None = None, *, full: bool = False) -> MailboxReport:
+        """Write one bundle of what changed since this device's last bundle (all if `full`)."""
+        folder = self._check_folder(folder)
+        report = report or MailboxReport(folder=str(folder))
+        raw = self.store.local_get(EXPORTED_KEY)
+        exported: dict[str, list[str]] = json.loads(raw) if raw else {}
+        heads = self.store.doc_heads()
+        changed = sorted(d for d, h in heads.items() if full or exported.get(d) != _hex_heads(h))
+        if not changed:
+            return report
+        entries: list[tuple[str, bytes]] = []
+        new_heads: dict[str, list[str]] = {}
+        for doc_id in changed:
+            doc = self.store.load_doc(doc_id)
+            entries.append((doc_id, doc.save()))
+            new_heads[doc_id] = _hex_heads(doc.get_heads())
+        seq = self._next_seq(folder)
+        while True:
+            data = fmt.encode(
+                entries, sender_id=self.device_id, seq=seq, group_key=self.group_key, private_key=self.private_key
+            )
+            name = self._write_atomically(folder, seq, data)
+            if name is not None:
+                break
+            seq += 1  # another run of this device took the number meanwhile
+        # Only once the file is durable: a crash before this line re-exports next time, never skips.
+        self.store.local_put(SEQ_KEY, str(seq).encode())
+        exported.update(new_heads)
+        self.store.local_put(EXPORTED_KEY, json.dumps(exported, sort_keys=True).encode())
+        report.bundle_written = name
+        report.documents_sent = len(entries)
+        return report
+
+    def _next_seq(self, folder: Path) -> int:
+        raw = self.store.local_get(SEQ_KEY)
+        last = int(raw) if raw else 0
+        # Our own bundles already in the folder count too: a device restored from an old backup
+        # must not reuse a sequence number its peers have seen.
+        own_prefix = self.device_id[:16]
+        for p in folder.iterdir():
+            parsed = fmt.parse_file_name(p.name)
+            if parsed and parsed[0] == own_prefix:
+                last = max(last, parsed[1])
+        return last + 1
+
+    def _write_atomically(self, folder: Path, seq: int, data: bytes) -> str | None:
+        """Temp file, fsync, then link into place. None if the name is already taken."""
+        name = fmt.file_name(self.device_id, seq)
+        target = folder / name
+        # A leading dot and no .nwb suffix: readers never pick up a half-written file.
+        tmp = folder / f".{name}.{secrets.token_hex(4)}.tmp"
+        try:
+            with open(tmp, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                # link() refuses to replace: an existing bundle is never overwritten.
+                os.link(tmp, target)
+            except FileExistsError:
+                return None
+            except OSError:
+                # File systems without hard links (FAT on a USB stick).
+                if target.exists():
+                    return None
+                os.replace(tmp, target)
+            _fsync_dir(folder)
+            return name
+        except OSError as e:
+            raise MailboxError(f"Cannot write a bundle into {folder}: {e.strerror}.") from None
+        finally:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+    # --- helpers ----------------------------------------------------------------------
+
+    @staticmethod
+    def _check_folder(folder: Path) -> Path:
+        folder = Path(folder).expanduser()
+        if not folder.is_dir():
+            raise MailboxError(f"The mailbox folder {folder} does not exist or is not a folder.")
+        return folder
+
+
+# --- wiring for the command line and the app -------------------------------------------
+
+
+def sync_mailbox(
+    record_store,
+    identity,
+    folder: Path,
+    *,
+    full: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> MailboxReport:
+    """`notewell sync mailbox DIR`: merge the paired devices' bundles in DIR, then write ours.
+
+    `identity` is this device's `store.device_identity.DeviceIdentity`. Senders are looked up in
+    the paired-device list (revoked devices are refused); applied senders get a last-sync entry.
+    """
+    from sync.peers import PeerBook, group_key
+
+    key = group_key(record_store)
+    if key is None:
+        raise MailboxError("This device is not paired with any other device yet; pair it first, then use the mailbox.")
+    book = PeerBook(record_store)
+
+    def lookup(device_id: str) -> Sender | None:
+        peer = book.get(device_id)
+        if peer is None:
+            return None
+        return Sender(peer.device_id, peer.cert_pem.encode("ascii"), peer.revoked, peer.name)
+
+    mailbox = Mailbox(
+        record_store,
+        device_id=identity.device_id,
+        private_key=identity.key_pem.encode("ascii"),
+        group_key=key,
+        lookup_sender=lookup,
+    )
+    report = mailbox.run(folder, full=full, on_progress=on_progress)
+    for device_id, merged in sorted(report.senders.items()):
+        book.record_sync(device_id, ok=True, summary=f"mailbox: {merged} documents merged")
+    return report
