@@ -1,0 +1,92 @@
+"""Typed errors of the sync layer (pairing, direct sync, framing).
+
+All are `NotewellError` subclasses: `message` is one user-facing sentence that never holds
+note text, so the command line can print it and the app can show it as is.
+"""
+
+from __future__ import annotations
+
+from store.errors import NotewellError
+
+
+class SyncError(NotewellError):
+    title = "Sync problem"
+
+
+# --- pairing ---------------------------------------------------------------------------
+
+
+class PairingFailed(SyncError):
+    title = "Pairing failed"
+
+
+class WrongPairingCode(PairingFailed):
+    title = "Wrong pairing code"
+
+    def __init__(self, message: str = "The pairing code was wrong; it is now void, so start pairing again for a new code.") -> None:
+        super().__init__(message)
+
+
+class PairingCodeExpired(PairingFailed):
+    title = "Pairing code expired"
+
+    def __init__(self, message: str = "The pairing code has expired; start pairing again for a new code.") -> None:
+        super().__init__(message)
+
+
+# --- peers -----------------------------------------------------------------------------
+
+
+class UnknownDevice(SyncError):
+    title = "Unknown device"
+
+
+class AmbiguousDevice(SyncError):
+    title = "Ambiguous device"
+
+
+class NotPaired(SyncError):
+    """The other side is not a paired, non-revoked device (or does not trust this one)."""
+
+    title = "Device not paired"
+
+
+# --- transport and protocol ------------------------------------------------------------
+
+
+class PeerUnreachable(SyncError):
+    title = "Device unreachable"
+
+
+class ConnectionLost(SyncError):
+    title = "Connection lost"
+
+
+class ProtocolError(SyncError):
+    """The other side sent something this protocol does not allow."""
+
+    title = "Sync protocol error"
+
+
+class MalformedFrame(ProtocolError):
+    title = "Malformed sync message"
+
+
+class FrameTooLarge(ProtocolError):
+    title = "Sync message too large"
+
+
+class MalformedSyncMessage(ProtocolError):
+    """Automerge refused (or panicked on) data from the other device."""
+
+    title = "Malformed document data"
+
+
+class ProtocolVersionMismatch(ProtocolError):
+    title = "Incompatible sync versions"
+
+
+class PeerReportedError(SyncError):
+    """The other device stopped the sync and said why (mapped to a local sentence)."""
+
+    title = "Sync stopped by the other device"

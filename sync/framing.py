@@ -1,0 +1,145 @@
+"""Length-prefixed frames with a type byte, for pairing and direct sync.
+
+    frame   = length (u32, big-endian) | type (u8) | payload
+    length  = 1 + len(payload), never 0 and never above the limit (16 MiB by default)
+
+The header is checked before any payload is buffered, so an oversized frame costs the
+receiver nothing but the four length bytes: it raises `FrameTooLarge` and the caller closes
+the connection. `FrameReader` is sans-IO (bytes in, frames out); `send_frame` and
+`recv_frame` are the thin socket helpers used by `sync.pairing` and `sync.direct`.
+
+A `FrameTap` (callable(direction, frame_bytes)) sees every plaintext frame as sent or
+received; tests use it to prove what does and does not cross the wire.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Callable
+
+from sync.errors import ConnectionLost, FrameTooLarge, MalformedFrame
+
+MAX_FRAME = 16 * 1024 * 1024
+HEADER = struct.Struct(">IB")
+
+FrameTap = Callable[[str, bytes], None]  # ("sent" | "received", whole frame bytes)
+
+
+class FrameType(IntEnum):
+    """Every frame type on the wire, pairing and sync alike (unique so logs never confuse them)."""
+
+    # direct sync (sync/protocol.py)
+    HELLO = 0x01
+    MANIFEST = 0x02
+    SYNC = 0x03
+    TURN_END = 0x04
+    DONE = 0x05
+    # pairing (sync/pairing.py)
+    PAKE = 0x11
+    CONFIRM = 0x12
+    SEALED = 0x13
+    # either
+    ERROR = 0x7F
+
+
+@dataclass(frozen=True)
+class Frame:
+    type: FrameType
+    payload: bytes = b""
+
+    def encode(self, max_size: int = MAX_FRAME) -> bytes:
+        return encode_frame(self.type, self.payload, max_size)
+
+
+def encode_frame(frame_type: int, payload: bytes, max_size: int = MAX_FRAME) -> bytes:
+    if 1 + len(payload) > max_size:
+        raise FrameTooLarge(
+            f"A sync message of {len(payload)} bytes is over the limit of {max_size} bytes."
+        )
+    return HEADER.pack(1 + len(payload), frame_type) + payload
+
+
+def _check_header(length: int, type_byte: int, max_size: int) -> FrameType:
+    if length == 0:
+        raise MalformedFrame("The other device sent a malformed sync message (empty frame).")
+    if length > max_size:
+        raise FrameTooLarge(
+            f"The other device sent a message of {length} bytes, over the limit of {max_size} bytes; "
+            "the connection was closed."
+        )
+    try:
+        return FrameType(type_byte)
+    except ValueError:
+        raise MalformedFrame(
+            f"The other device sent a malformed sync message (unknown type {type_byte:#04x})."
+        ) from None
+
+
+class FrameReader:
+    """Sans-IO decoder: `feed(data)` returns the complete frames found so far."""
+
+    def __init__(self, max_size: int = MAX_FRAME) -> None:
+        self.max_size = max_size
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[Frame]:
+        self._buf += data
+        frames: list[Frame] = []
+        while len(self._buf) >= HEADER.size:
+            length, type_byte = HEADER.unpack_from(self._buf)
+            frame_type = _check_header(length, type_byte, self.max_size)
+            end = 4 + length
+            if len(self._buf) < end:
+                break
+            frames.append(Frame(frame_type, bytes(self._buf[HEADER.size:end])))
+            del self._buf[:end]
+        return frames
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < n:
+        try:
+            chunk = sock.recv(min(n - len(chunks), 1 << 20))
+        except TimeoutError:
+            raise ConnectionLost("The other device stopped answering; the sync was interrupted.") from None
+        except ssl.SSLError:
+            raise  # TLS alerts (e.g. "unknown CA") mean something specific to sync.direct
+        except OSError:
+            raise ConnectionLost("The connection to the other device was lost.") from None
+        if not chunk:
+            raise ConnectionLost("The other device closed the connection before the sync finished.")
+        chunks += chunk
+    return bytes(chunks)
+
+
+def recv_frame(sock: socket.socket, max_size: int = MAX_FRAME, tap: FrameTap | None = None) -> Frame:
+    header = _recv_exact(sock, HEADER.size)
+    length, type_byte = HEADER.unpack(header)
+    frame_type = _check_header(length, type_byte, max_size)
+    payload = _recv_exact(sock, length - 1) if length > 1 else b""
+    if tap is not None:
+        tap("received", header + payload)
+    return Frame(frame_type, payload)
+
+
+def send_frame(sock: socket.socket, frame: Frame, max_size: int = MAX_FRAME, tap: FrameTap | None = None) -> None:
+    data = frame.encode(max_size)
+    if tap is not None:
+        tap("sent", data)
+    try:
+        sock.sendall(data)
+    except TimeoutError:
+        raise ConnectionLost("The other device stopped answering; the sync was interrupted.") from None
+    except ssl.SSLError:
+        raise
+    except OSError:
+        raise ConnectionLost("The connection to the other device was lost.") from None

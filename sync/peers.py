@@ -1,0 +1,168 @@
+"""Paired devices and the sync-group key, kept in the record database's local table.
+
+Nothing here is synced: each device keeps its own list of who it trusts. A peer is known by
+its device id (the SHA-256 of its certificate) and keeps its full certificate (for TLS trust
+and for verifying signed mailbox bundles). Forgetting a device revokes it: it stays listed as
+revoked so `sync devices` shows it and every connection or bundle from it is refused.
+Pairing with it again (a new code, on purpose) reinstates it.
+
+    book = PeerBook(record_store)
+    book.all() / book.get(device_id) / book.trusted(device_id) / book.trusted_certs()
+    book.add(device_id, name, cert_pem) / book.find(ref) / book.forget(ref)
+    book.record_sync(device_id, ok=True, summary="received 2, sent 1")
+    group_key(record_store) / set_group_key(record_store, key) / ensure_group_key(record_store)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+
+from store.device_identity import fingerprint, short_id
+from store.errors import DamagedVault
+from sync.errors import AmbiguousDevice, UnknownDevice
+
+PEERS_KEY = "sync.peers.v1"
+GROUP_KEY = "sync.group_key.v1"
+GROUP_KEY_BYTES = 32
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+@dataclass(frozen=True)
+class Peer:
+    device_id: str
+    name: str
+    cert_pem: str
+    paired_at: str
+    revoked_at: str | None = None
+    last_sync_at: str | None = None
+    last_sync_ok: bool | None = None
+    last_sync_summary: str | None = None  # counts or an error sentence; never note text
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @property
+    def short_id(self) -> str:
+        return short_id(self.device_id)
+
+
+class PeerBook:
+    """The paired devices of one vault. Reads and writes go straight to the local table."""
+
+    def __init__(self, record_store) -> None:
+        self._store = record_store
+
+    # -- storage
+
+    def _load(self) -> dict[str, Peer]:
+        raw = self._store.local_get(PEERS_KEY)
+        if raw is None:
+            return {}
+        try:
+            data = json.loads(raw)
+            return {device_id: Peer(**fields) for device_id, fields in data.items()}
+        except (ValueError, TypeError):
+            raise DamagedVault("The list of paired devices in the vault is damaged.") from None
+
+    def _save(self, peers: dict[str, Peer]) -> None:
+        data = {device_id: asdict(peer) for device_id, peer in peers.items()}
+        self._store.local_put(PEERS_KEY, json.dumps(data, sort_keys=True).encode("utf-8"))
+
+    # -- queries
+
+    def all(self) -> list[Peer]:
+        """Every peer ever paired, revoked ones included, by name."""
+        return sorted(self._load().values(), key=lambda p: (p.name.lower(), p.device_id))
+
+    def get(self, device_id: str) -> Peer | None:
+        return self._load().get(device_id)
+
+    def trusted(self, device_id: str) -> Peer | None:
+        """The peer if it is paired and not revoked, else None."""
+        peer = self.get(device_id)
+        return peer if peer is not None and not peer.revoked else None
+
+    def trusted_certs(self) -> list[str]:
+        return [p.cert_pem for p in self.all() if not p.revoked]
+
+    def find(self, ref: str) -> Peer:
+        """A peer by exact name, full id, or id prefix (at least 4 hex characters)."""
+        ref = ref.strip()
+        peers = self.all()
+        matches = [p for p in peers if p.device_id == ref.lower()]
+        if not matches:
+            matches = [p for p in peers if p.name == ref]
+        if not matches and len(ref) >= 4:
+            matches = [p for p in peers if p.device_id.startswith(ref.lower())]
+        if not matches:
+            raise UnknownDevice(f"No paired device is called or starts with {ref!r}.")
+        if len(matches) > 1:
+            raise AmbiguousDevice(
+                f"{len(matches)} paired devices match {ref!r}; give more of the device id."
+            )
+        return matches[0]
+
+    # -- changes
+
+    def add(self, device_id: str, name: str, cert_pem: str) -> Peer:
+        """Store a newly paired device (or reinstate a revoked one). Keeps its sync history."""
+        if fingerprint(cert_pem) != device_id:
+            raise ValueError("certificate does not match device id")
+        peers = self._load()
+        old = peers.get(device_id)
+        peer = Peer(device_id=device_id, name=name, cert_pem=cert_pem, paired_at=_now())
+        if old is not None:
+            peer = replace(peer, last_sync_at=old.last_sync_at, last_sync_ok=old.last_sync_ok,
+                           last_sync_summary=old.last_sync_summary)
+        peers[device_id] = peer
+        self._save(peers)
+        return peer
+
+    def forget(self, ref: str) -> Peer:
+        """Revoke a peer: it stays listed, and is refused from now on."""
+        peer = self.find(ref)
+        peers = self._load()
+        if not peer.revoked:
+            peer = replace(peer, revoked_at=_now())
+            peers[peer.device_id] = peer
+            self._save(peers)
+        return peer
+
+    def record_sync(self, device_id: str, *, ok: bool, summary: str) -> None:
+        peers = self._load()
+        peer = peers.get(device_id)
+        if peer is None:
+            return
+        peers[device_id] = replace(peer, last_sync_at=_now(), last_sync_ok=ok, last_sync_summary=summary)
+        self._save(peers)
+
+
+# --- the sync-group key (mailbox bundles are sealed with it) ---------------------------
+
+
+def group_key(record_store) -> bytes | None:
+    key = record_store.local_get(GROUP_KEY)
+    if key is not None and len(key) != GROUP_KEY_BYTES:
+        raise DamagedVault("The sync-group key in the vault is damaged.")
+    return key
+
+
+def set_group_key(record_store, key: bytes) -> None:
+    if len(key) != GROUP_KEY_BYTES:
+        raise ValueError("group key must be 32 bytes")
+    record_store.local_put(GROUP_KEY, bytes(key))
+
+
+def ensure_group_key(record_store) -> bytes:
+    key = group_key(record_store)
+    if key is None:
+        key = os.urandom(GROUP_KEY_BYTES)
+        set_group_key(record_store, key)
+    return key

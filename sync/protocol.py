@@ -1,0 +1,434 @@
+"""The direct-sync session, sans-IO: frames in, frames out, no sockets or threads.
+
+`SyncSession` runs one sync between this device and one authenticated peer over any reliable
+byte stream (`sync.direct` gives it TLS). It only touches record documents through the
+`RecordStore` sync API: `doc_heads()`, `load_doc(id)`, `apply_doc(id, doc)`.
+
+Conversation (docs/sync-protocol.md has the byte layout):
+
+1. HELLO both ways (client first): protocol name, supported versions, device id, name. The
+   highest common version is used; none in common -> `ProtocolVersionMismatch`. The device id
+   must be the fingerprint the TLS layer saw.
+2. MANIFEST both ways (client first): every document id with its heads. Both sides compute the
+   same set of documents that differ (heads not identical, or present on one side only).
+3. Turns, client first, strictly alternating (half duplex, so neither side can block the other
+   on full socket buffers): in its turn a side sends one SYNC frame (document id + Automerge
+   sync message) for each document with something to say, then TURN_END(count). Every
+   document gets a fresh `SyncState` for this connection. The exchange ends after two
+   consecutive turns with no messages: then neither side has anything left to say.
+4. Each side writes the documents that changed (`apply_doc`: merge, never replace, so nothing
+   is deleted) and sends DONE (how many documents it changed and a digest of the final heads of
+   the differing documents); the digests must agree.
+
+Usage:
+
+    session = SyncSession(store, device_id=me.device_id, device_name=me.name,
+                          role="client", peer_device_id=fingerprint_from_tls)
+    out = session.start()            # frames to send
+    for frame in incoming: out = session.receive(frame)   # send `out` each time
+    session.finished / session.report
+
+Errors from bad peer data are typed (`ProtocolError` and subclasses); Automerge panics
+(pyo3 `PanicException`, a BaseException) on foreign data become `MalformedSyncMessage`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import struct
+from typing import Iterable
+
+from automerge.core import Document, Message, SyncState
+
+from store.errors import NotewellError
+from sync.engine import ProgressCallback, SyncReport
+from sync.errors import (
+    MalformedFrame,
+    MalformedSyncMessage,
+    PeerReportedError,
+    ProtocolError,
+    ProtocolVersionMismatch,
+    NotPaired,
+    SyncError,
+)
+from sync.framing import Frame, FrameType
+
+PROTOCOL_NAME = "notewell-sync"
+SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
+# Automerge converges in a handful of round trips; a peer that keeps talking is broken.
+MAX_TURNS = 200
+DOC_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+HEAD_RE = re.compile(r"^[0-9a-f]{64}$")
+MAX_HEADS_PER_DOC = 4096
+
+_TURN_END = struct.Struct(">I")
+_DOC_ID_LEN = struct.Struct(">H")
+
+_SYSTEM_EXITS = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+def _foreign(call, *args):
+    """Run an Automerge call on peer data; its panics are BaseExceptions, not bugs of ours."""
+    try:
+        return call(*args)
+    except _SYSTEM_EXITS + (NotewellError,):
+        raise
+    except BaseException:
+        raise MalformedSyncMessage(
+            "The other device sent document data that could not be read; nothing from it was saved."
+        ) from None
+
+
+def _json(frame: Frame, what: str) -> dict:
+    try:
+        data = json.loads(frame.payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise MalformedFrame(f"The other device sent a malformed {what}.") from None
+    if not isinstance(data, dict):
+        raise MalformedFrame(f"The other device sent a malformed {what}.")
+    return data
+
+
+def _json_frame(frame_type: FrameType, data: dict) -> Frame:
+    return Frame(frame_type, json.dumps(data, separators=(",", ":"), sort_keys=True).encode("utf-8"))
+
+
+# --- errors on the wire ------------------------------------------------------------------
+
+# An ERROR frame carries a code, never free text: the receiver shows its own sentence, so a
+# peer cannot put arbitrary words on this device's screen.
+_ERROR_SENTENCES = {
+    "version": "The other device uses an incompatible sync protocol version; update Notewell on the older device.",
+    "not-paired": "The other device does not accept this device: it is not paired, or the pairing was revoked.",
+    "protocol": "The other device rejected a malformed sync message; the connection was closed.",
+    "too-large": "The other device rejected a sync message over its size limit; the connection was closed.",
+    "busy": "The other device stopped the sync; try again in a moment.",
+    "internal": "The other device hit a problem and stopped the sync; nothing was lost.",
+}
+
+
+def error_frame(exc: BaseException) -> Frame:
+    from sync.errors import FrameTooLarge
+
+    if isinstance(exc, ProtocolVersionMismatch):
+        code = "version"
+    elif isinstance(exc, NotPaired):
+        code = "not-paired"
+    elif isinstance(exc, FrameTooLarge):
+        code = "too-large"
+    elif isinstance(exc, ProtocolError):
+        code = "protocol"
+    else:
+        code = "internal"
+    data: dict = {"code": code}
+    if code == "version":
+        data["versions"] = list(SUPPORTED_VERSIONS)
+    return _json_frame(FrameType.ERROR, data)
+
+
+def raise_peer_error(frame: Frame) -> None:
+    try:
+        data = json.loads(frame.payload.decode("utf-8"))
+        code = data.get("code") if isinstance(data, dict) else None
+    except (UnicodeDecodeError, ValueError):
+        code = None
+    if code == "version":
+        versions = data.get("versions")
+        theirs = ", ".join(str(v) for v in versions if isinstance(v, int)) if isinstance(versions, list) else "?"
+        ours = ", ".join(str(v) for v in SUPPORTED_VERSIONS)
+        raise ProtocolVersionMismatch(
+            f"The other device speaks sync protocol version {theirs or '?'} and this one speaks "
+            f"version {ours}; update Notewell on the older device."
+        )
+    if code == "not-paired":
+        raise NotPaired(_ERROR_SENTENCES["not-paired"])
+    raise PeerReportedError(_ERROR_SENTENCES.get(code, _ERROR_SENTENCES["internal"]))
+
+
+# --- encoding helpers --------------------------------------------------------------------
+
+
+def encode_sync(doc_id: str, message: bytes) -> bytes:
+    raw = doc_id.encode("ascii")
+    return _DOC_ID_LEN.pack(len(raw)) + raw + message
+
+
+def decode_sync(payload: bytes) -> tuple[str, bytes]:
+    if len(payload) < _DOC_ID_LEN.size:
+        raise MalformedFrame("The other device sent a malformed document message.")
+    (n,) = _DOC_ID_LEN.unpack_from(payload)
+    raw = payload[_DOC_ID_LEN.size:_DOC_ID_LEN.size + n]
+    message = payload[_DOC_ID_LEN.size + n:]
+    try:
+        doc_id = raw.decode("ascii")
+    except UnicodeDecodeError:
+        doc_id = ""
+    if len(raw) != n or not DOC_ID_RE.match(doc_id) or not message:
+        raise MalformedFrame("The other device sent a malformed document message.")
+    return doc_id, message
+
+
+def heads_digest(heads_by_doc: dict[str, Iterable[bytes]]) -> str:
+    h = hashlib.sha256()
+    for doc_id in sorted(heads_by_doc):
+        h.update(doc_id.encode("ascii") + b"\0")
+        for head in sorted(heads_by_doc[doc_id]):
+            h.update(head)
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+# --- the session -------------------------------------------------------------------------
+
+
+class SyncSession:
+    def __init__(
+        self,
+        store,
+        *,
+        device_id: str,
+        device_name: str,
+        role: str,
+        peer_device_id: str,
+        on_progress: ProgressCallback | None = None,
+        versions: tuple[int, ...] = SUPPORTED_VERSIONS,
+    ) -> None:
+        if role not in ("client", "server"):
+            raise ValueError("role must be 'client' or 'server'")
+        self.store = store
+        self.device_id = device_id
+        self.device_name = device_name
+        self.role = role
+        self.peer_device_id = peer_device_id
+        self.on_progress = on_progress
+        self.versions = tuple(versions)
+        self.version: int | None = None
+        self.report = SyncReport(peer_id=peer_device_id)
+        self._state = "start"
+        self._local_heads: dict[str, set[bytes]] = {}
+        self._peer_heads: dict[str, set[bytes]] = {}
+        self._differ: list[str] = []
+        self._docs: dict[str, Document] = {}
+        self._sync_states: dict[str, SyncState] = {}
+        self._received_this_turn: list[str] = []
+        self._sent_last_turn: set[str] = set()
+        self._my_last_count: int | None = None
+        self._turns = 0
+        self._digest = ""
+
+    # -- public
+
+    @property
+    def finished(self) -> bool:
+        return self._state == "finished"
+
+    @property
+    def documents_to_sync(self) -> int:
+        return len(self._differ)
+
+    def start(self) -> list[Frame]:
+        if self._state != "start":
+            raise RuntimeError("session already started")
+        if self.role == "client":
+            self._state = "await-hello"
+            return [self._hello()]
+        self._state = "await-hello"
+        return []
+
+    def receive(self, frame: Frame) -> list[Frame]:
+        if frame.type == FrameType.ERROR:
+            raise_peer_error(frame)
+        handler = {
+            "await-hello": self._on_hello,
+            "await-manifest": self._on_manifest,
+            "peer-turn": self._on_turn_frame,
+            "await-done": self._on_done,
+        }.get(self._state)
+        if handler is None:
+            raise ProtocolError("The other device sent a sync message after the sync had ended.")
+        return handler(frame)
+
+    # -- hello
+
+    def _hello(self) -> Frame:
+        return _json_frame(
+            FrameType.HELLO,
+            {"protocol": PROTOCOL_NAME, "versions": list(self.versions),
+             "device_id": self.device_id, "name": self.device_name},
+        )
+
+    def _on_hello(self, frame: Frame) -> list[Frame]:
+        if frame.type != FrameType.HELLO:
+            raise ProtocolError("The other device did not start with a hello; the connection was closed.")
+        data = _json(frame, "hello")
+        versions = data.get("versions")
+        if data.get("protocol") != PROTOCOL_NAME or not isinstance(versions, list):
+            raise MalformedFrame("The other device sent a malformed hello.")
+        common = set(self.versions) & {v for v in versions if isinstance(v, int) and not isinstance(v, bool)}
+        if not common:
+            theirs = ", ".join(str(v) for v in versions if isinstance(v, int))
+            ours = ", ".join(str(v) for v in self.versions)
+            raise ProtocolVersionMismatch(
+                f"The other device speaks sync protocol version {theirs or '?'} and this one speaks "
+                f"version {ours}; update Notewell on the older device."
+            )
+        self.version = max(common)
+        if data.get("device_id") != self.peer_device_id:
+            raise NotPaired("The other device's hello does not match its certificate; the connection was closed.")
+        name = data.get("name")
+        self.report.peer_name = name[:100] if isinstance(name, str) else ""
+        if self.role == "server":
+            self._state = "await-manifest"
+            return [self._hello()]
+        self._state = "await-manifest"
+        return [self._manifest()]
+
+    # -- manifest
+
+    def _manifest(self) -> Frame:
+        self._local_heads = {doc_id: set(heads) for doc_id, heads in self.store.doc_heads().items()}
+        docs = {doc_id: sorted(h.hex() for h in heads) for doc_id, heads in self._local_heads.items()}
+        return _json_frame(FrameType.MANIFEST, {"docs": docs})
+
+    def _on_manifest(self, frame: Frame) -> list[Frame]:
+        if frame.type != FrameType.MANIFEST:
+            raise ProtocolError("The other device skipped the document list; the connection was closed.")
+        docs = _json(frame, "document list").get("docs")
+        if not isinstance(docs, dict):
+            raise MalformedFrame("The other device sent a malformed document list.")
+        peer: dict[str, set[bytes]] = {}
+        for doc_id, heads in docs.items():
+            if (not DOC_ID_RE.match(doc_id) or not isinstance(heads, list)
+                    or len(heads) > MAX_HEADS_PER_DOC
+                    or not all(isinstance(h, str) and HEAD_RE.match(h) for h in heads)):
+                raise MalformedFrame("The other device sent a malformed document list.")
+            peer[doc_id] = {bytes.fromhex(h) for h in heads}
+        self._peer_heads = peer
+        out: list[Frame] = []
+        if self.role == "server":
+            out.append(self._manifest())
+        self._differ = sorted(
+            d for d in set(self._local_heads) | set(peer) if self._local_heads.get(d) != peer.get(d)
+        )
+        self._progress(0)
+        if self.role == "client":
+            out += self._my_turn(self._differ)
+        else:
+            self._state = "peer-turn"
+        return out
+
+    # -- turns
+
+    def _doc(self, doc_id: str) -> Document:
+        doc = self._docs.get(doc_id)
+        if doc is None:
+            # A document only the peer has starts empty here and is created by apply_doc.
+            doc = self.store.load_doc(doc_id) if doc_id in self._local_heads else Document()
+            self._docs[doc_id] = doc
+            self._sync_states[doc_id] = SyncState()
+        return doc
+
+    def _my_turn(self, candidates: Iterable[str]) -> list[Frame]:
+        self._turns += 1
+        if self._turns > MAX_TURNS:
+            raise ProtocolError("The other device kept the sync going without end; the connection was closed.")
+        out: list[Frame] = []
+        sent: set[str] = set()
+        for doc_id in candidates:
+            doc = self._doc(doc_id)
+            message = doc.generate_sync_message(self._sync_states[doc_id])
+            if message is not None:
+                out.append(Frame(FrameType.SYNC, encode_sync(doc_id, message.encode())))
+                sent.add(doc_id)
+        out.append(Frame(FrameType.TURN_END, _TURN_END.pack(len(sent))))
+        self._sent_last_turn = sent
+        self._my_last_count = len(sent)
+        self._progress(len(self._differ) - len(sent))
+        self._state = "peer-turn"
+        return out
+
+    def _on_turn_frame(self, frame: Frame) -> list[Frame]:
+        if frame.type == FrameType.SYNC:
+            doc_id, raw = decode_sync(frame.payload)
+            if doc_id not in self._differ:
+                raise ProtocolError("The other device sent data for a document outside this sync.")
+            doc = self._doc(doc_id)
+            message = _foreign(Message.decode, raw)
+            _foreign(doc.receive_sync_message, self._sync_states[doc_id], message)
+            self._received_this_turn.append(doc_id)
+            return []
+        if frame.type != FrameType.TURN_END:
+            raise ProtocolError("The other device sent an unexpected message during the sync.")
+        if len(frame.payload) != _TURN_END.size:
+            raise MalformedFrame("The other device sent a malformed end of turn.")
+        (count,) = _TURN_END.unpack(frame.payload)
+        if count != len(self._received_this_turn):
+            raise ProtocolError("The other device's message count does not match what arrived.")
+        self._turns += 1
+        received = self._received_this_turn
+        self._received_this_turn = []
+        if count == 0 and self._my_last_count == 0:
+            return self._finish()
+        # Only documents that just heard from the peer, or that spoke last turn, can have more
+        # to say; the rest already returned "nothing to send" and nothing changed for them.
+        candidates = sorted(set(received) | self._sent_last_turn)
+        out = self._my_turn(candidates)
+        if count == 0 and self._my_last_count == 0:
+            out += self._finish()
+        return out
+
+    # -- finish
+
+    def _finish(self) -> list[Frame]:
+        final: dict[str, list[bytes]] = {}
+        for doc_id in self._differ:
+            doc = self._doc(doc_id)
+            heads = set(doc.get_heads())
+            final[doc_id] = list(heads)
+            local = self._local_heads.get(doc_id)
+            if heads == (local or set()):
+                continue
+            changed = _foreign(self.store.apply_doc, doc_id, doc)
+            if changed:
+                self.report.received += 1
+                peer = self._peer_heads.get(doc_id)
+                if local and peer and heads != peer:
+                    self.report.merged += 1
+        self.report.conflicts = self._count_conflicts()
+        self._digest = heads_digest(final)
+        self._progress(len(self._differ))
+        self._state = "await-done"
+        return [_json_frame(FrameType.DONE, {"received": self.report.received, "digest": self._digest})]
+
+    def _count_conflicts(self) -> int:
+        # The store marks signature conflicts while merging; count them if it can tell us.
+        counter = getattr(self.store, "signature_conflicts", None)
+        if counter is None:
+            return 0
+        try:
+            conflicts = counter()
+        except SyncError:
+            return 0
+        ids = set(self._differ)
+        return sum(1 for c in conflicts if getattr(c, "note_id", c) in ids)
+
+    def _on_done(self, frame: Frame) -> list[Frame]:
+        if frame.type != FrameType.DONE:
+            raise ProtocolError("The other device sent an unexpected message at the end of the sync.")
+        data = _json(frame, "end of sync")
+        received, digest = data.get("received"), data.get("digest")
+        if not isinstance(received, int) or isinstance(received, bool) or not isinstance(digest, str):
+            raise MalformedFrame("The other device sent a malformed end of sync.")
+        self.report.sent = max(0, min(received, len(self._differ)))
+        if digest != self._digest:
+            self.report.errors.append(
+                "The two devices did not end with the same documents; sync again to finish."
+            )
+        self._state = "finished"
+        return []
+
+    def _progress(self, done: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(max(0, min(done, len(self._differ))), len(self._differ))
