@@ -126,6 +126,20 @@ class SignerUnknown(RecordError):
         )
 
 
+class NoSignatureConflict(RecordError):
+    title = "No signature conflict"
+
+    def __init__(self, note_id: str) -> None:
+        super().__init__(f"Note {note_id} has no signature conflict to resolve.")
+        self.note_id = note_id
+
+
+class ForeignDocument(RecordError):
+    """A document offered by sync that is not a record document this store can keep."""
+
+    title = "Unknown document"
+
+
 class ImportFailed(RecordError):
     title = "Import failed"
 

@@ -1,0 +1,178 @@
+"""Persistence of Automerge documents in record.db: a snapshot plus appended changes.
+
+A local edit appends only the bytes of its new changes; after `compact_after` appended
+changes the document is saved whole into its snapshot and the change rows are dropped, in
+the same transaction. Loading concatenates the snapshot and the changes. Loaded documents
+stay in a bounded LRU cache so the typing path never reloads. The caller owns transactions:
+every method here must run inside one (RecordStore.transaction), together with the
+projection update, so a crash never leaves the two out of step. Documents are never deleted.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from automerge.core import Document
+
+HASH_LEN = 32
+
+
+def _v1(conn) -> None:
+    conn.execute(
+        """CREATE TABLE documents(
+               doc_id TEXT PRIMARY KEY,
+               kind TEXT NOT NULL,
+               snapshot BLOB NOT NULL,
+               heads BLOB NOT NULL,
+               n_changes INTEGER NOT NULL)"""
+    )
+    conn.execute(
+        """CREATE TABLE document_changes(
+               doc_id TEXT NOT NULL,
+               seq INTEGER NOT NULL,
+               data BLOB NOT NULL,
+               PRIMARY KEY(doc_id, seq))"""
+    )
+
+
+def pack_heads(heads: list[bytes]) -> bytes:
+    return b"".join(sorted(heads))
+
+
+def unpack_heads(blob: bytes) -> list[bytes]:
+    return [bytes(blob[i : i + HASH_LEN]) for i in range(0, len(blob), HASH_LEN)]
+
+
+@dataclass
+class _Entry:
+    doc: Document
+    kind: str
+    saved_heads: list[bytes]
+    n_changes: int
+
+
+class DocStore:
+    def __init__(self, conn, *, actor: bytes, cache_size: int = 256, compact_after: int = 50) -> None:
+        self._conn = conn
+        self._actor = actor
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
+        self._cache_size = cache_size
+        self._compact_after = compact_after
+
+    # --- reading ----------------------------------------------------------------
+
+    def exists(self, doc_id: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM documents WHERE doc_id = ?", (doc_id,)).fetchone() is not None
+
+    def kind(self, doc_id: str) -> str | None:
+        entry = self._cache.get(doc_id)
+        if entry is not None:
+            return entry.kind
+        row = self._conn.execute("SELECT kind FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        return row[0] if row else None
+
+    def get(self, doc_id: str) -> Document | None:
+        """The live document (cached); mutate it only through `save_changes` afterwards."""
+        entry = self._entry(doc_id)
+        return entry.doc if entry else None
+
+    def ids(self, kind: str | None = None) -> list[str]:
+        if kind is None:
+            rows = self._conn.execute("SELECT doc_id FROM documents ORDER BY doc_id")
+        else:
+            rows = self._conn.execute("SELECT doc_id FROM documents WHERE kind = ? ORDER BY doc_id", (kind,))
+        return [r[0] for r in rows]
+
+    def all_heads(self) -> dict[str, list[bytes]]:
+        return {doc_id: unpack_heads(blob) for doc_id, blob in self._conn.execute("SELECT doc_id, heads FROM documents")}
+
+    def load_fresh(self, doc_id: str) -> Document | None:
+        """The document as stored on disk, bypassing the cache (for checks)."""
+        row = self._conn.execute("SELECT snapshot FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        if row is None:
+            return None
+        changes = self._conn.execute(
+            "SELECT data FROM document_changes WHERE doc_id = ? ORDER BY seq", (doc_id,)
+        ).fetchall()
+        doc = Document.load(bytes(row[0]) + b"".join(bytes(c[0]) for c in changes))
+        doc.set_actor(self._actor)
+        return doc
+
+    def _entry(self, doc_id: str) -> _Entry | None:
+        entry = self._cache.get(doc_id)
+        if entry is not None:
+            self._cache.move_to_end(doc_id)
+            return entry
+        row = self._conn.execute("SELECT kind, n_changes FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        if row is None:
+            return None
+        doc = self.load_fresh(doc_id)
+        assert doc is not None
+        entry = _Entry(doc, row[0], doc.get_heads(), row[1])
+        self._remember(doc_id, entry)
+        return entry
+
+    def _remember(self, doc_id: str, entry: _Entry) -> None:
+        self._cache[doc_id] = entry
+        self._cache.move_to_end(doc_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def forget(self, doc_id: str) -> None:
+        """Drops a cached document, e.g. after a failed transaction left it ahead of disk."""
+        self._cache.pop(doc_id, None)
+
+    def forget_all(self) -> None:
+        self._cache.clear()
+
+    # --- writing (inside the caller's transaction) -------------------------------
+
+    def insert(self, doc_id: str, kind: str, doc: Document) -> None:
+        doc.set_actor(self._actor)
+        heads = doc.get_heads()
+        self._conn.execute(
+            "INSERT INTO documents(doc_id, kind, snapshot, heads, n_changes) VALUES (?,?,?,?,0)",
+            (doc_id, kind, doc.save(), pack_heads(heads)),
+        )
+        self._remember(doc_id, _Entry(doc, kind, heads, 0))
+
+    def replace(self, doc_id: str, doc: Document) -> None:
+        """Makes `doc` (a descendant of the stored one) the live document and persists it."""
+        entry = self._entry(doc_id)
+        if entry is None:
+            raise KeyError(doc_id)
+        doc.set_actor(self._actor)
+        entry.doc = doc
+        self.save_changes(doc_id)
+
+    def save_changes(self, doc_id: str) -> bool:
+        """Appends the live document's unsaved changes; False when there were none."""
+        entry = self._entry(doc_id)
+        if entry is None:
+            raise KeyError(doc_id)
+        heads = entry.doc.get_heads()
+        if sorted(heads) == sorted(entry.saved_heads):
+            return False
+        if entry.n_changes + 1 > self._compact_after:
+            self._conn.execute(
+                "UPDATE documents SET snapshot = ?, heads = ?, n_changes = 0 WHERE doc_id = ?",
+                (entry.doc.save(), pack_heads(heads), doc_id),
+            )
+            self._conn.execute("DELETE FROM document_changes WHERE doc_id = ?", (doc_id,))
+            n = 0
+        else:
+            data = b"".join(c.bytes for c in entry.doc.get_changes(entry.saved_heads))
+            n = entry.n_changes + 1
+            self._conn.execute(
+                "INSERT INTO document_changes(doc_id, seq, data) VALUES (?,?,?)", (doc_id, n, data)
+            )
+            self._conn.execute(
+                "UPDATE documents SET heads = ?, n_changes = ? WHERE doc_id = ?",
+                (pack_heads(heads), n, doc_id),
+            )
+        # The cache entry only moves forward once the caller's transaction commits;
+        # on rollback the caller forgets the entry and the next read reloads from disk.
+        entry.saved_heads = heads
+        entry.n_changes = n
+        return True

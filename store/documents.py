@@ -1,0 +1,730 @@
+"""The record as Automerge documents: one per client, one per progress note.
+
+Layout (root of each document):
+
+client          type="client", schema, id, display_name, date_of_birth, created_at,
+                identifiers {name: value}, diagnoses {code: {description, order}},
+                goals {goal_id: {description, objective, active, order}}
+progress_note   type="progress_note", schema, id, client_id, format, status,
+                sections {key: Text}, facts {...}, signature {...} | null,
+                previous_signatures [..], addenda [{...}], entered_in_error {...} | null,
+                resolution {...} | null, created_at, updated_at
+
+Everything that merges field by field is a map; sets are maps keyed by value (so concurrent
+adds never duplicate); sections are Text so concurrent typing merges character by character.
+Readers never trust a document: one received from sync may lack fields or hold odd types,
+so every read has a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime, time, timezone
+from typing import Any, Iterable
+
+from automerge.core import ROOT, Document, ObjType, ScalarType
+from pydantic import ValidationError
+
+from store.models import (
+    FORMAT_SECTIONS,
+    Addendum,
+    Client,
+    Diagnosis,
+    EnteredInError,
+    Goal,
+    GoalProgress,
+    Modality,
+    NoteFormat,
+    NoteStatus,
+    ProgressNote,
+    ProgressRating,
+    RiskAssessment,
+    RiskLevel,
+    SessionFacts,
+    Signature,
+    SignatureConflictResolution,
+    normalise_cpt,
+    normalise_icd10,
+)
+
+SCHEMA = 1
+KIND_CLIENT = "client"
+KIND_NOTE = "progress_note"
+KINDS = (KIND_CLIENT, KIND_NOTE)
+
+Heads = list[bytes] | None
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def actor_for(device_id: str) -> bytes:
+    """A stable 16-byte actor id per device, so every change names the device that made it."""
+    return hashlib.sha256(b"notewell-actor:" + device_id.encode()).digest()[:16]
+
+
+# --- reading, defensively ---------------------------------------------------------------
+
+
+def _get(doc: Document, obj: bytes, prop: str | int, heads: Heads = None) -> tuple[Any, bytes] | None:
+    try:
+        return doc.get(obj, prop, heads)
+    except Exception:
+        return None
+
+
+def _scalar(doc: Document, obj: bytes | None, prop: str | int, heads: Heads = None) -> Any:
+    """The scalar at obj[prop], the string of a Text there, or None."""
+    if obj is None:
+        return None
+    got = _get(doc, obj, prop, heads)
+    if got is None:
+        return None
+    value, obj_id = got
+    if isinstance(value, ObjType):
+        return _text(doc, obj_id, heads) if value == ObjType.Text else None
+    return value[1]
+
+
+def _str(doc: Document, obj: bytes | None, prop: str, heads: Heads = None, default: str = "") -> str:
+    v = _scalar(doc, obj, prop, heads)
+    return v if isinstance(v, str) else default
+
+
+def _bool(doc: Document, obj: bytes | None, prop: str, heads: Heads = None, default: bool = False) -> bool:
+    v = _scalar(doc, obj, prop, heads)
+    return v if isinstance(v, bool) else default
+
+
+def _int(doc: Document, obj: bytes | None, prop: str, heads: Heads = None) -> int | None:
+    v = _scalar(doc, obj, prop, heads)
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _child(doc: Document, obj: bytes | None, prop: str | int, kind: ObjType, heads: Heads = None) -> bytes | None:
+    """The id of the object of type `kind` at obj[prop], or None."""
+    if obj is None:
+        return None
+    got = _get(doc, obj, prop, heads)
+    if got is None:
+        return None
+    value, obj_id = got
+    return obj_id if value == kind else None
+
+
+def _text(doc: Document, obj: bytes, heads: Heads = None) -> str:
+    try:
+        return doc.text(obj, heads)
+    except Exception:
+        return ""
+
+
+def _keys(doc: Document, obj: bytes | None, heads: Heads = None) -> list[str]:
+    if obj is None:
+        return []
+    try:
+        return list(doc.keys(obj, heads))
+    except Exception:
+        return []
+
+
+def _length(doc: Document, obj: bytes | None, heads: Heads = None) -> int:
+    if obj is None:
+        return 0
+    try:
+        return doc.length(obj, heads)
+    except Exception:
+        return 0
+
+
+def _datetime(s: Any) -> datetime | None:
+    if not isinstance(s, str) or not s:
+        return None
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _date(s: Any) -> date | None:
+    if not isinstance(s, str) or not s:
+        return None
+    try:
+        return date.fromisoformat(s)
+    except ValueError:
+        return None
+
+
+def _time(s: Any) -> time | None:
+    if not isinstance(s, str) or not s:
+        return None
+    try:
+        return time.fromisoformat(s)
+    except ValueError:
+        return None
+
+
+def _model(cls: type, data: dict) -> Any:
+    try:
+        return cls.model_validate(data)
+    except ValidationError:
+        return None
+
+
+def note_doc_kind(doc: Document) -> str | None:
+    """"client", "progress_note", or None for anything that is not a record document."""
+    kind = _scalar(doc, ROOT, "type")
+    return kind if kind in KINDS else None
+
+
+def doc_id_of(doc: Document) -> str:
+    return _str(doc, ROOT, "id")
+
+
+# --- writing helpers --------------------------------------------------------------------
+
+
+def _put_str(tx: Any, obj: bytes, prop: str | int, value: str | None) -> None:
+    if value is None:
+        tx.put(obj, prop, ScalarType.Null, None)
+    else:
+        tx.put(obj, prop, ScalarType.Str, value)
+
+
+def _put_int(tx: Any, obj: bytes, prop: str, value: int | None) -> None:
+    if value is None:
+        tx.put(obj, prop, ScalarType.Null, None)
+    else:
+        tx.put(obj, prop, ScalarType.Int, value)
+
+
+def _put_bool(tx: Any, obj: bytes, prop: str | int, value: bool) -> None:
+    # The proxy API would store True as an Int; the core API needs the type named.
+    tx.put(obj, prop, ScalarType.Boolean, bool(value))
+
+
+def _iso(v: date | time | datetime | None) -> str | None:
+    return None if v is None else v.isoformat()
+
+
+def _ensure_map(tx: Any, obj: bytes, prop: str) -> bytes:
+    got = tx.get(obj, prop)
+    if got is not None and got[0] == ObjType.Map:
+        return got[1]
+    return tx.put_object(obj, prop, ObjType.Map)
+
+
+def _tx_scalar(tx: Any, obj: bytes, prop: str | int) -> Any:
+    got = tx.get(obj, prop)
+    if got is None or isinstance(got[0], ObjType):
+        return _MISSING
+    return got[0][1]
+
+
+_MISSING = object()
+
+
+def _set_if_changed(tx: Any, obj: bytes, prop: str, value: Any, kind: str = "str") -> None:
+    """Writes only a value that differs, so an untouched field never makes a conflicting op."""
+    current = _tx_scalar(tx, obj, prop)
+    if current is not _MISSING and current == value and type(current) is type(value):
+        return
+    if kind == "bool":
+        _put_bool(tx, obj, prop, value)
+    elif kind == "int":
+        _put_int(tx, obj, prop, value)
+    else:
+        _put_str(tx, obj, prop, value)
+
+
+def _sync_flag_set(tx: Any, parent: bytes, prop: str, values: Iterable[str]) -> None:
+    """A set stored as a map value -> true: add missing keys, drop removed ones."""
+    obj = _ensure_map(tx, parent, prop)
+    wanted = set(values)
+    present = set(tx.keys(obj))
+    for key in sorted(present - wanted):
+        tx.delete(obj, key)
+    for key in sorted(wanted - present):
+        _put_bool(tx, obj, key, True)
+
+
+# --- clients ----------------------------------------------------------------------------
+
+
+def new_client_doc(client: Client, actor: bytes) -> Document:
+    doc = Document(actor)
+    with doc.transaction() as tx:
+        tx.put(ROOT, "type", ScalarType.Str, KIND_CLIENT)
+        tx.put(ROOT, "schema", ScalarType.Int, SCHEMA)
+        tx.put(ROOT, "id", ScalarType.Str, client.id)
+        _put_str(tx, ROOT, "created_at", client.created_at.isoformat())
+        _put_str(tx, ROOT, "updated_at", client.created_at.isoformat())
+        _write_client(tx, client)
+    return doc
+
+
+def apply_client(doc: Document, client: Client, when: datetime | None = None) -> bool:
+    """Writes the fields of `client` that differ from the document; False when none did."""
+    current = client_from_doc(doc)
+    if current.model_dump(exclude={"created_at"}) == client.model_dump(exclude={"created_at"}):
+        return False
+    with doc.transaction() as tx:
+        _write_client(tx, client)
+        put_updated_at(tx, when or datetime.now(timezone.utc).replace(microsecond=0))
+    return True
+
+
+def client_updated_at(doc: Document) -> str:
+    """When the client document was last changed here or elsewhere (ISO), for lists."""
+    return _str(doc, ROOT, "updated_at") or _str(doc, ROOT, "created_at") or _EPOCH.isoformat()
+
+
+def _write_client(tx: Any, client: Client) -> None:
+    _set_if_changed(tx, ROOT, "display_name", client.display_name)
+    _set_if_changed(tx, ROOT, "date_of_birth", _iso(client.date_of_birth))
+
+    ids = _ensure_map(tx, ROOT, "identifiers")
+    for key in sorted(set(tx.keys(ids)) - set(client.identifiers)):
+        tx.delete(ids, key)
+    for key, value in client.identifiers.items():
+        _set_if_changed(tx, ids, key, value)
+
+    dx = _ensure_map(tx, ROOT, "diagnoses")
+    wanted = {d.code: (i, d) for i, d in enumerate(client.diagnoses)}
+    for code in sorted(set(tx.keys(dx)) - set(wanted)):
+        tx.delete(dx, code)
+    for code, (order, d) in wanted.items():
+        entry = _ensure_map(tx, dx, code)
+        _set_if_changed(tx, entry, "description", d.description)
+        _set_if_changed(tx, entry, "order", order, "int")
+
+    goals = _ensure_map(tx, ROOT, "goals")
+    wanted_goals = {g.id: (i, g) for i, g in enumerate(client.goals)}
+    for gid in sorted(set(tx.keys(goals)) - set(wanted_goals)):
+        tx.delete(goals, gid)
+    for gid, (order, g) in wanted_goals.items():
+        entry = _ensure_map(tx, goals, gid)
+        _set_if_changed(tx, entry, "description", g.description)
+        _set_if_changed(tx, entry, "objective", g.objective)
+        _set_if_changed(tx, entry, "active", g.active, "bool")
+        _set_if_changed(tx, entry, "order", order, "int")
+
+
+def client_from_doc(doc: Document, heads: Heads = None) -> Client:
+    diagnoses: list[tuple[int, str, Diagnosis]] = []
+    dx = _child(doc, ROOT, "diagnoses", ObjType.Map, heads)
+    for code in _keys(doc, dx, heads):
+        entry = _child(doc, dx, code, ObjType.Map, heads)
+        d = _model(Diagnosis, {"code": code, "description": _str(doc, entry, "description", heads)})
+        if d is not None:
+            diagnoses.append((_int(doc, entry, "order", heads) or 0, d.code, d))
+    goals: list[tuple[int, str, Goal]] = []
+    gm = _child(doc, ROOT, "goals", ObjType.Map, heads)
+    for gid in _keys(doc, gm, heads):
+        entry = _child(doc, gm, gid, ObjType.Map, heads)
+        g = _model(
+            Goal,
+            {
+                "id": gid,
+                "description": _str(doc, entry, "description", heads) or "(goal)",
+                "objective": _str(doc, entry, "objective", heads),
+                "active": _bool(doc, entry, "active", heads, True),
+            },
+        )
+        if g is not None:
+            goals.append((_int(doc, entry, "order", heads) or 0, gid, g))
+    idm = _child(doc, ROOT, "identifiers", ObjType.Map, heads)
+    identifiers = {k: _str(doc, idm, k, heads) for k in _keys(doc, idm, heads)}
+
+    seen: set[str] = set()
+    unique_dx = []
+    for _, code, d in sorted(diagnoses, key=lambda t: (t[0], t[1])):
+        if code not in seen:  # two spellings of one code normalise alike
+            seen.add(code)
+            unique_dx.append(d)
+    dob = _date(_scalar(doc, ROOT, "date_of_birth", heads))
+    if dob is not None and dob > date.today():
+        dob = None
+    data: dict[str, Any] = {
+        "id": _str(doc, ROOT, "id", heads) or "unknown",
+        "display_name": _str(doc, ROOT, "display_name", heads).strip()[:200] or "(unnamed)",
+        "date_of_birth": dob,
+        "identifiers": identifiers,
+        "diagnoses": unique_dx,
+        "goals": [g for _, _, g in sorted(goals, key=lambda t: (t[0], t[1]))],
+    }
+    # A fixed fallback keeps two readings of one document equal.
+    data["created_at"] = _datetime(_scalar(doc, ROOT, "created_at", heads)) or _EPOCH
+    return Client.model_validate(data)
+
+
+# --- progress notes ---------------------------------------------------------------------
+
+
+def new_note_doc(note: ProgressNote, actor: bytes) -> Document:
+    doc = Document(actor)
+    with doc.transaction() as tx:
+        tx.put(ROOT, "type", ScalarType.Str, KIND_NOTE)
+        tx.put(ROOT, "schema", ScalarType.Int, SCHEMA)
+        tx.put(ROOT, "id", ScalarType.Str, note.id)
+        tx.put(ROOT, "client_id", ScalarType.Str, note.client_id)
+        tx.put(ROOT, "format", ScalarType.Str, note.format.value)
+        tx.put(ROOT, "status", ScalarType.Str, note.status.value)
+        sections = tx.put_object(ROOT, "sections", ObjType.Map)
+        for key in note.section_keys:
+            text = tx.put_object(sections, key, ObjType.Text)
+            body = note.sections.get(key, "")
+            if body:
+                tx.splice_text(text, 0, 0, body)
+        tx.put_object(ROOT, "facts", ObjType.Map)
+        _write_facts(tx, note.facts)
+        _put_str(tx, ROOT, "created_at", note.created_at.isoformat())
+        _put_str(tx, ROOT, "updated_at", note.updated_at.isoformat())
+        if note.signature is not None:
+            write_signature(tx, note.signature)
+        else:
+            tx.put(ROOT, "signature", ScalarType.Null, None)
+        tx.put_object(ROOT, "previous_signatures", ObjType.List)
+        addenda = tx.put_object(ROOT, "addenda", ObjType.List)
+        for i, a in enumerate(note.addenda):
+            _write_addendum(tx, addenda, i, a)
+        if note.entered_in_error is not None:
+            write_entered_in_error(tx, note.entered_in_error)
+        else:
+            tx.put(ROOT, "entered_in_error", ScalarType.Null, None)
+        if note.resolution is not None:
+            write_resolution(tx, note.resolution)
+        else:
+            tx.put(ROOT, "resolution", ScalarType.Null, None)
+    return doc
+
+
+def splice_section(doc: Document, key: str, new_text: str, when: datetime | None = None) -> bool:
+    """Turns the section into `new_text` with the smallest splice; False when unchanged.
+
+    Only the differing middle is replaced (common prefix and suffix kept), so a keystroke
+    is a one-character change and concurrent edits elsewhere in the text survive a merge.
+    With `when`, updated_at is set in the same change.
+    """
+    sections = _child(doc, ROOT, "sections", ObjType.Map)
+    text_obj = _child(doc, sections, key, ObjType.Text)
+    old = _text(doc, text_obj) if text_obj is not None else None
+    if old == new_text:
+        return False
+    with doc.transaction() as tx:
+        if sections is None:
+            sections = tx.put_object(ROOT, "sections", ObjType.Map)
+        if text_obj is None:
+            text_obj = tx.put_object(sections, key, ObjType.Text)
+            old = ""
+        assert old is not None
+        start, old_end, new_end = _diff_span(old, new_text)
+        tx.splice_text(text_obj, start, old_end - start, new_text[start:new_end])
+        if when is not None:
+            put_updated_at(tx, when)
+    return True
+
+
+def section_text(doc: Document, key: str) -> str:
+    return _str(doc, _child(doc, ROOT, "sections", ObjType.Map), key)
+
+
+def note_status(doc: Document) -> NoteStatus:
+    """The status alone, without reading the whole note (the typing path checks it)."""
+    return _enum(NoteStatus, _scalar(doc, ROOT, "status")) or NoteStatus.DRAFT
+
+
+def note_format(doc: Document) -> NoteFormat:
+    return _enum(NoteFormat, _scalar(doc, ROOT, "format")) or NoteFormat.SOAP
+
+
+def _diff_span(old: str, new: str) -> tuple[int, int, int]:
+    """(start, end in old, end in new) of the region that differs."""
+    limit = min(len(old), len(new))
+    start = 0
+    while start < limit and old[start] == new[start]:
+        start += 1
+    old_end, new_end = len(old), len(new)
+    while old_end > start and new_end > start and old[old_end - 1] == new[new_end - 1]:
+        old_end -= 1
+        new_end -= 1
+    return start, old_end, new_end
+
+
+def apply_facts(doc: Document, facts: SessionFacts, when: datetime | None = None) -> bool:
+    """Writes the facts that differ from the document; False when none did."""
+    current = _facts_from_doc(doc, None, date.today())
+    if canonical_facts(current) == canonical_facts(facts):
+        return False
+    with doc.transaction() as tx:
+        _write_facts(tx, facts)
+        if when is not None:
+            put_updated_at(tx, when)
+    return True
+
+
+def _write_facts(tx: Any, facts: SessionFacts) -> None:
+    f = _ensure_map(tx, ROOT, "facts")
+    _set_if_changed(tx, f, "date_of_service", facts.date_of_service.isoformat())
+    _set_if_changed(tx, f, "start_time", _iso(facts.start_time))
+    _set_if_changed(tx, f, "stop_time", _iso(facts.stop_time))
+    _set_if_changed(tx, f, "cpt_code", facts.cpt_code)
+    _set_if_changed(tx, f, "modality", facts.modality.value if facts.modality else None)
+    _set_if_changed(tx, f, "phq9", facts.phq9, "int")
+    _set_if_changed(tx, f, "gad7", facts.gad7, "int")
+    _sync_flag_set(tx, f, "diagnoses_addressed", facts.diagnoses_addressed)
+    _sync_flag_set(tx, f, "add_on_codes", facts.add_on_codes)
+
+    goals = _ensure_map(tx, f, "goals_addressed")
+    wanted = {g.goal_id: g for g in facts.goals_addressed}
+    for gid in sorted(set(tx.keys(goals)) - set(wanted)):
+        tx.delete(goals, gid)
+    for gid, g in wanted.items():
+        entry = _ensure_map(tx, goals, gid)
+        _set_if_changed(tx, entry, "rating", g.rating.value)
+        _set_if_changed(tx, entry, "comment", g.comment)
+
+    # Interventions are a short ordered list; rewritten whole, and only when it changed.
+    got = tx.get(f, "interventions")
+    current: list[Any] | None = None
+    if got is not None and got[0] == ObjType.List:
+        current = [v[1] if not isinstance(v, ObjType) else None for v, _ in tx.values(got[1])]
+    if current != list(facts.interventions):
+        lst = tx.put_object(f, "interventions", ObjType.List)
+        for i, item in enumerate(facts.interventions):
+            tx.insert(lst, i, ScalarType.Str, item)
+
+    risk = _ensure_map(tx, f, "risk")
+    _set_if_changed(tx, risk, "suicide", facts.risk.suicide.value if facts.risk.suicide else None)
+    _set_if_changed(tx, risk, "violence", facts.risk.violence.value if facts.risk.violence else None)
+    _set_if_changed(tx, risk, "actions", facts.risk.actions)
+
+
+def _enum(cls: type, v: Any) -> Any:
+    try:
+        return cls(v)
+    except ValueError:
+        return None
+
+
+def _facts_from_doc(doc: Document, heads: Heads, fallback_date: date) -> SessionFacts:
+    f = _child(doc, ROOT, "facts", ObjType.Map, heads)
+    start = _time(_scalar(doc, f, "start_time", heads))
+    stop = _time(_scalar(doc, f, "stop_time", heads))
+    if start and stop and stop <= start:
+        stop = None
+    cpt = _scalar(doc, f, "cpt_code", heads)
+    try:
+        cpt = normalise_cpt(cpt) if isinstance(cpt, str) and cpt else None
+    except ValueError:
+        cpt = None
+
+    def codes(prop: str, norm: Any) -> list[str]:
+        m = _child(doc, f, prop, ObjType.Map, heads)
+        out = set()
+        for k in _keys(doc, m, heads):
+            if _scalar(doc, m, k, heads) is False:
+                continue
+            try:
+                out.add(norm(k))
+            except ValueError:
+                pass
+        return sorted(out)
+
+    goals = []
+    gm = _child(doc, f, "goals_addressed", ObjType.Map, heads)
+    for gid in _keys(doc, gm, heads):
+        entry = _child(doc, gm, gid, ObjType.Map, heads)
+        rating = _enum(ProgressRating, _scalar(doc, entry, "rating", heads))
+        if rating is not None:
+            goals.append(GoalProgress(goal_id=gid, rating=rating, comment=_str(doc, entry, "comment", heads)))
+    interventions = []
+    lst = _child(doc, f, "interventions", ObjType.List, heads)
+    for i in range(_length(doc, lst, heads)):
+        v = _scalar(doc, lst, i, heads)
+        if isinstance(v, str) and v.strip():
+            interventions.append(v.strip())
+    risk_obj = _child(doc, f, "risk", ObjType.Map, heads)
+    risk = RiskAssessment(
+        suicide=_enum(RiskLevel, _scalar(doc, risk_obj, "suicide", heads)),
+        violence=_enum(RiskLevel, _scalar(doc, risk_obj, "violence", heads)),
+        actions=_str(doc, risk_obj, "actions", heads),
+    )
+    phq9 = _int(doc, f, "phq9", heads)
+    gad7 = _int(doc, f, "gad7", heads)
+    return SessionFacts(
+        date_of_service=_date(_scalar(doc, f, "date_of_service", heads)) or fallback_date,
+        start_time=start,
+        stop_time=stop,
+        cpt_code=cpt,
+        add_on_codes=codes("add_on_codes", normalise_cpt),
+        modality=_enum(Modality, _scalar(doc, f, "modality", heads)),
+        diagnoses_addressed=codes("diagnoses_addressed", normalise_icd10),
+        goals_addressed=sorted(goals, key=lambda g: g.goal_id),
+        interventions=interventions,
+        risk=risk,
+        phq9=phq9 if phq9 is not None and 0 <= phq9 <= 27 else None,
+        gad7=gad7 if gad7 is not None and 0 <= gad7 <= 21 else None,
+    )
+
+
+def _map_dict(doc: Document, obj: bytes | None, heads: Heads) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in _keys(doc, obj, heads):
+        got = _get(doc, obj, k, heads)  # type: ignore[arg-type]
+        if got is None:
+            continue
+        value, child = got
+        if value == ObjType.List:
+            out[k] = [_scalar(doc, child, i, heads) for i in range(_length(doc, child, heads))]
+        elif value == ObjType.Text:
+            out[k] = _text(doc, child, heads)
+        elif not isinstance(value, ObjType):
+            out[k] = value[1]
+    return out
+
+
+def signature_from_map(doc: Document, obj: bytes | None, heads: Heads = None) -> Signature | None:
+    if obj is None:
+        return None
+    return _model(Signature, _map_dict(doc, obj, heads))
+
+
+def note_from_doc(doc: Document, heads: Heads = None) -> ProgressNote:
+    """The note as the document says, now or at `heads`."""
+    fmt = _enum(NoteFormat, _scalar(doc, ROOT, "format", heads)) or NoteFormat.SOAP
+    created = _datetime(_scalar(doc, ROOT, "created_at", heads)) or _EPOCH
+    updated = _datetime(_scalar(doc, ROOT, "updated_at", heads)) or created
+    sections_obj = _child(doc, ROOT, "sections", ObjType.Map, heads)
+    sections = {key: _str(doc, sections_obj, key, heads) for key in FORMAT_SECTIONS[fmt]}
+
+    addenda = []
+    lst = _child(doc, ROOT, "addenda", ObjType.List, heads)
+    for i in range(_length(doc, lst, heads)):
+        a = _model(Addendum, _map_dict(doc, _child(doc, lst, i, ObjType.Map, heads), heads))
+        if a is not None:
+            addenda.append(a)
+    signature = signature_from_map(doc, _child(doc, ROOT, "signature", ObjType.Map, heads), heads)
+    status = _enum(NoteStatus, _scalar(doc, ROOT, "status", heads)) or NoteStatus.DRAFT
+    eie = _model(EnteredInError, _map_dict(doc, _child(doc, ROOT, "entered_in_error", ObjType.Map, heads), heads))
+    if status == NoteStatus.ENTERED_IN_ERROR and eie is None:
+        eie = EnteredInError(reason="(no reason recorded)", marked_at=updated, marked_by="unknown")
+    resolution = _model(
+        SignatureConflictResolution,
+        _map_dict(doc, _child(doc, ROOT, "resolution", ObjType.Map, heads), heads),
+    )
+    return ProgressNote(
+        id=_str(doc, ROOT, "id", heads) or "unknown",
+        client_id=_str(doc, ROOT, "client_id", heads),
+        format=fmt,
+        sections=sections,
+        facts=_facts_from_doc(doc, heads, created.date()),
+        status=status,
+        signature=signature,
+        addenda=addenda,
+        entered_in_error=eie,
+        resolution=resolution,
+        created_at=created,
+        updated_at=updated,
+    )
+
+
+def previous_signatures(doc: Document) -> list[Signature]:
+    lst = _child(doc, ROOT, "previous_signatures", ObjType.List)
+    out = []
+    for i in range(_length(doc, lst)):
+        s = signature_from_map(doc, _child(doc, lst, i, ObjType.Map))
+        if s is not None:
+            out.append(s)
+    return out
+
+
+def _write_model_map(tx: Any, obj: bytes, data: dict[str, Any]) -> None:
+    for key, value in data.items():
+        if isinstance(value, list):
+            lst = tx.put_object(obj, key, ObjType.List)
+            for i, item in enumerate(value):
+                tx.insert(lst, i, ScalarType.Str, str(item))
+        else:
+            _put_str(tx, obj, key, None if value is None else str(value))
+
+
+def write_signature(tx: Any, signature: Signature) -> None:
+    # Put as a new map: concurrent signings then resolve to one whole signature, never a mix.
+    obj = tx.put_object(ROOT, "signature", ObjType.Map)
+    _write_model_map(tx, obj, signature.model_dump(mode="json"))
+
+
+def push_previous_signature(tx: Any, signature: Signature) -> None:
+    got = tx.get(ROOT, "previous_signatures")
+    lst = got[1] if got is not None and got[0] == ObjType.List else tx.put_object(ROOT, "previous_signatures", ObjType.List)
+    obj = tx.insert_object(lst, tx.length(lst), ObjType.Map)
+    _write_model_map(tx, obj, signature.model_dump(mode="json"))
+
+
+def _write_addendum(tx: Any, lst: bytes, index: int, addendum: Addendum) -> None:
+    obj = tx.insert_object(lst, index, ObjType.Map)
+    _write_model_map(tx, obj, addendum.model_dump(mode="json"))
+
+
+def append_addendum(tx: Any, addendum: Addendum) -> None:
+    got = tx.get(ROOT, "addenda")
+    lst = got[1] if got is not None and got[0] == ObjType.List else tx.put_object(ROOT, "addenda", ObjType.List)
+    _write_addendum(tx, lst, tx.length(lst), addendum)
+
+
+def write_entered_in_error(tx: Any, eie: EnteredInError) -> None:
+    obj = tx.put_object(ROOT, "entered_in_error", ObjType.Map)
+    _write_model_map(tx, obj, eie.model_dump(mode="json"))
+
+
+def write_resolution(tx: Any, resolution: SignatureConflictResolution) -> None:
+    obj = tx.put_object(ROOT, "resolution", ObjType.Map)
+    _write_model_map(tx, obj, resolution.model_dump(mode="json"))
+
+
+def put_status(tx: Any, status: NoteStatus) -> None:
+    tx.put(ROOT, "status", ScalarType.Str, status.value)
+
+
+def put_updated_at(tx: Any, when: datetime) -> None:
+    tx.put(ROOT, "updated_at", ScalarType.Str, when.isoformat())
+
+
+# --- hashing ----------------------------------------------------------------------------
+
+
+def canonical_facts(facts: SessionFacts) -> dict[str, Any]:
+    data = facts.model_dump(mode="json")
+    # Sets have no order in the document; the hash must not depend on one.
+    data["diagnoses_addressed"] = sorted(data["diagnoses_addressed"])
+    data["add_on_codes"] = sorted(data["add_on_codes"])
+    data["goals_addressed"] = sorted(data["goals_addressed"], key=lambda g: g["goal_id"])
+    return data
+
+
+def canonical_json(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def content_hash(note: ProgressNote) -> str:
+    """sha256 of what a signature covers: client, format, sections and session facts."""
+    payload = {
+        "client_id": note.client_id,
+        "format": note.format.value,
+        "sections": {k: note.sections.get(k, "") for k in note.section_keys},
+        "facts": canonical_facts(note.facts),
+    }
+    return hashlib.sha256(canonical_json(payload)).hexdigest()
+
+
+def addendum_hash(note_id: str, text: str, reason: str, signer: str, credentials: str, signed_at: datetime) -> str:
+    payload = {
+        "note_id": note_id,
+        "text": text,
+        "reason": reason,
+        "signer": signer,
+        "credentials": credentials,
+        "signed_at": signed_at.isoformat(),
+    }
+    return hashlib.sha256(canonical_json(payload)).hexdigest()

@@ -1,0 +1,257 @@
+"""Derived tables of record.db, rebuilt from a document after every local change or merge.
+
+The documents are the truth; these tables exist for lists, the overdue queue and search.
+`project` replaces one document's rows; `rebuild_all` recomputes everything;
+`projection_mismatches` compares the tables with what the documents say (used by `check`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, time, timedelta
+
+from automerge.core import Document
+
+from store.documents import (
+    KIND_CLIENT,
+    KIND_NOTE,
+    client_from_doc,
+    client_updated_at,
+    content_hash,
+    note_doc_kind,
+    note_from_doc,
+)
+from store.models import Client, NoteStatus, ProgressNote, section_title
+
+Loader = Callable[[str], Document | None]
+
+CLIENT_COLUMNS = ("client_id", "display_name", "date_of_birth", "diagnoses", "updated_at")
+NOTE_COLUMNS = (
+    "note_id", "client_id", "date_of_service", "start_time", "stop_time", "minutes", "format",
+    "cpt_code", "status", "late_entry", "signature_conflict", "signed_at", "phq9", "gad7",
+    "addenda_count", "updated_at",
+)
+FTS_COLUMNS = ("doc_id", "kind", "client_id", "title", "body")
+
+
+def _v1(conn) -> None:
+    conn.execute(
+        """CREATE TABLE clients_view(
+               client_id TEXT PRIMARY KEY,
+               display_name TEXT NOT NULL,
+               date_of_birth TEXT,
+               diagnoses TEXT NOT NULL,
+               updated_at TEXT NOT NULL)"""
+    )
+    conn.execute("CREATE INDEX clients_view_by_name ON clients_view(display_name COLLATE NOCASE)")
+    conn.execute(
+        """CREATE TABLE notes_view(
+               note_id TEXT PRIMARY KEY,
+               client_id TEXT NOT NULL,
+               date_of_service TEXT NOT NULL,
+               start_time TEXT,
+               stop_time TEXT,
+               minutes INTEGER,
+               format TEXT NOT NULL,
+               cpt_code TEXT,
+               status TEXT NOT NULL,
+               late_entry INTEGER NOT NULL,
+               signature_conflict INTEGER NOT NULL,
+               signed_at TEXT,
+               phq9 INTEGER,
+               gad7 INTEGER,
+               addenda_count INTEGER NOT NULL,
+               updated_at TEXT NOT NULL)"""
+    )
+    conn.execute("CREATE INDEX notes_view_by_client ON notes_view(client_id, date_of_service)")
+    conn.execute("CREATE INDEX notes_view_by_date ON notes_view(date_of_service)")
+    conn.execute(
+        "CREATE VIRTUAL TABLE record_fts USING fts5("
+        "doc_id UNINDEXED, kind UNINDEXED, client_id UNINDEXED, title, body)"
+    )
+    # FTS5 finds a row fast only by rowid; this keeps each document's rowid so replacing
+    # one document's entry on a keystroke does not scan the whole index.
+    conn.execute(
+        "CREATE TABLE record_fts_rows(doc_id TEXT PRIMARY KEY, fts_rowid INTEGER NOT NULL UNIQUE)"
+    )
+
+
+# --- derived values ---------------------------------------------------------------------
+
+
+def is_late_entry(note: ProgressNote, late_entry_hours: int) -> bool:
+    """Signed more than `late_entry_hours` after the session ended (local wall-clock time)."""
+    if note.signature is None:
+        return False
+    facts = note.facts
+    if facts.stop_time is not None:
+        ended = datetime.combine(facts.date_of_service, facts.stop_time)
+    else:
+        ended = datetime.combine(facts.date_of_service, time()) + timedelta(days=1)
+    ended_at = ended.astimezone()  # naive: the session's local time on this device
+    return note.signature.signed_at - ended_at > timedelta(hours=late_entry_hours)
+
+
+def has_signature_conflict(note: ProgressNote) -> bool:
+    return (
+        note.status == NoteStatus.SIGNED
+        and note.signature is not None
+        and content_hash(note) != note.signature.content_hash
+    )
+
+
+def client_row(client: Client, updated_at: str) -> tuple:
+    return (
+        client.id,
+        client.display_name,
+        client.date_of_birth.isoformat() if client.date_of_birth else None,
+        ", ".join(d.code for d in client.diagnoses),
+        updated_at,
+    )
+
+
+def client_fts(client: Client) -> tuple:
+    parts = [client.display_name]
+    parts += [f"{d.code} {d.description}".strip() for d in client.diagnoses]
+    parts += [f"{g.description} {g.objective}".strip() for g in client.goals]
+    return (client.id, KIND_CLIENT, client.id, client.display_name, "\n".join(parts))
+
+
+def note_row(note: ProgressNote, late_entry_hours: int) -> tuple:
+    f = note.facts
+    return (
+        note.id,
+        note.client_id,
+        f.date_of_service.isoformat(),
+        f.start_time.isoformat() if f.start_time else None,
+        f.stop_time.isoformat() if f.stop_time else None,
+        f.minutes,
+        note.format.value,
+        f.cpt_code,
+        note.status.value,
+        int(is_late_entry(note, late_entry_hours)),
+        int(has_signature_conflict(note)),
+        note.signature.signed_at.isoformat() if note.signature else None,
+        f.phq9,
+        f.gad7,
+        len(note.addenda),
+        note.updated_at.isoformat(),
+    )
+
+
+def note_fts(note: ProgressNote) -> tuple:
+    title = f"{note.facts.date_of_service.isoformat()} {note.format.value} progress note"
+    parts = [f"{section_title(k)}: {note.sections.get(k, '')}" for k in note.section_keys]
+    parts += [f"Addendum: {a.text}" for a in note.addenda]
+    parts += note.facts.interventions
+    return (note.id, KIND_NOTE, note.client_id, title, "\n".join(parts))
+
+
+def expected_rows(doc_id: str, doc: Document, late_entry_hours: int) -> tuple[str | None, tuple | None, tuple | None]:
+    """(kind, view row, fts row) that the document implies."""
+    kind = note_doc_kind(doc)
+    if kind == KIND_CLIENT:
+        client = client_from_doc(doc)
+        return kind, client_row(client, client_updated_at(doc)), client_fts(client)
+    if kind == KIND_NOTE:
+        note = note_from_doc(doc)
+        return kind, note_row(note, late_entry_hours), note_fts(note)
+    return None, None, None
+
+
+# --- writing ----------------------------------------------------------------------------
+
+
+def _delete(conn, doc_id: str) -> int | None:
+    conn.execute("DELETE FROM clients_view WHERE client_id = ?", (doc_id,))
+    conn.execute("DELETE FROM notes_view WHERE note_id = ?", (doc_id,))
+    row = conn.execute("SELECT fts_rowid FROM record_fts_rows WHERE doc_id = ?", (doc_id,)).fetchone()
+    if row is None:
+        return None
+    conn.execute("DELETE FROM record_fts WHERE rowid = ?", (row[0],))
+    return row[0]
+
+
+def project(conn, doc_id: str, doc: Document, *, late_entry_hours: int = 72) -> None:
+    """Replaces the rows of one document (inside the caller's transaction)."""
+    kind, view, fts = expected_rows(doc_id, doc, late_entry_hours)
+    rowid = _delete(conn, doc_id)
+    if kind is None:
+        return
+    if kind == KIND_CLIENT:
+        conn.execute(f"INSERT INTO clients_view VALUES ({','.join('?' * len(CLIENT_COLUMNS))})", view)
+    else:
+        conn.execute(f"INSERT INTO notes_view VALUES ({','.join('?' * len(NOTE_COLUMNS))})", view)
+    # The index is keyed by the document id we store it under, whatever the doc claims.
+    fts = (doc_id, *fts[1:])
+    if rowid is None:
+        cur = conn.execute("INSERT INTO record_fts(doc_id, kind, client_id, title, body) VALUES (?,?,?,?,?)", fts)
+        conn.execute("INSERT INTO record_fts_rows(doc_id, fts_rowid) VALUES (?,?)", (doc_id, cur.lastrowid))
+    else:
+        conn.execute(
+            "INSERT INTO record_fts(rowid, doc_id, kind, client_id, title, body) VALUES (?,?,?,?,?,?)",
+            (rowid, *fts),
+        )
+
+
+def rebuild_all(conn, load: Loader, *, late_entry_hours: int = 72) -> None:
+    conn.execute("DELETE FROM clients_view")
+    conn.execute("DELETE FROM notes_view")
+    conn.execute("DELETE FROM record_fts")
+    conn.execute("DELETE FROM record_fts_rows")
+    for (doc_id,) in conn.execute("SELECT doc_id FROM documents ORDER BY doc_id").fetchall():
+        doc = load(doc_id)
+        if doc is not None:
+            project(conn, doc_id, doc, late_entry_hours=late_entry_hours)
+
+
+# --- checking ---------------------------------------------------------------------------
+
+
+def projection_mismatches(conn, load: Loader, *, late_entry_hours: int = 72) -> list[str]:
+    """Every way the derived tables differ from the documents; [] when in step.
+
+    Messages name document ids and columns, never their content.
+    """
+    problems: list[str] = []
+    clients = {r[0]: tuple(r) for r in conn.execute(f"SELECT {', '.join(CLIENT_COLUMNS)} FROM clients_view")}
+    notes = {r[0]: tuple(r) for r in conn.execute(f"SELECT {', '.join(NOTE_COLUMNS)} FROM notes_view")}
+    fts = {r[0]: tuple(r) for r in conn.execute(f"SELECT {', '.join(FTS_COLUMNS)} FROM record_fts")}
+    fts_count = conn.execute("SELECT count(*) FROM record_fts").fetchone()[0]
+    if fts_count != len(fts):
+        problems.append(f"record_fts holds {fts_count} entries for {len(fts)} documents.")
+    rowmap = dict(conn.execute("SELECT doc_id, fts_rowid FROM record_fts_rows").fetchall())
+    fts_by_rowid = {r[0]: r[1] for r in conn.execute("SELECT rowid, doc_id FROM record_fts")}
+
+    doc_ids = [r[0] for r in conn.execute("SELECT doc_id FROM documents ORDER BY doc_id").fetchall()]
+    for doc_id in doc_ids:
+        doc = load(doc_id)
+        if doc is None:
+            problems.append(f"document {doc_id} cannot be loaded.")
+            continue
+        kind, view, fts_row = expected_rows(doc_id, doc, late_entry_hours)
+        if kind is None:
+            continue
+        table, actual = ("clients_view", clients.pop(doc_id, None)) if kind == KIND_CLIENT else ("notes_view", notes.pop(doc_id, None))
+        columns = CLIENT_COLUMNS if kind == KIND_CLIENT else NOTE_COLUMNS
+        if actual is None:
+            problems.append(f"{table} has no row for document {doc_id}.")
+        elif actual != view:
+            differ = [c for c, a, b in zip(columns, actual, view) if a != b]
+            problems.append(f"{table} row of document {doc_id} differs in: {', '.join(differ)}.")
+        expected_fts = (doc_id, *fts_row[1:])
+        actual_fts = fts.pop(doc_id, None)
+        if actual_fts is None:
+            problems.append(f"record_fts has no entry for document {doc_id}.")
+        elif actual_fts != expected_fts:
+            differ = [c for c, a, b in zip(FTS_COLUMNS, actual_fts, expected_fts) if a != b]
+            problems.append(f"record_fts entry of document {doc_id} differs in: {', '.join(differ)}.")
+        if fts_by_rowid.get(rowmap.get(doc_id)) != doc_id:
+            problems.append(f"record_fts_rows points document {doc_id} at the wrong index entry.")
+    for doc_id in clients:
+        problems.append(f"clients_view has a row for {doc_id}, which is no client document.")
+    for doc_id in notes:
+        problems.append(f"notes_view has a row for {doc_id}, which is no note document.")
+    for doc_id in fts:
+        problems.append(f"record_fts has an entry for {doc_id}, which is no record document.")
+    return problems

@@ -1,0 +1,630 @@
+"""RecordStore: the official record in record.db, kept as Automerge documents.
+
+Clients and progress notes live as documents (store/documents.py), persisted as snapshots
+plus appended changes (store/docstore.py), with list and search tables derived from them
+(store/projections.py). Each write, its document changes and its projection rows commit in
+one transaction. Signed notes are locked; corrections are signed addenda; a note edited on
+another device while it was being signed shows as a signature conflict until resolved.
+
+The sync-facing methods at the end hand out and take in record documents only.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from automerge.core import Document
+
+from store import documents as D
+from store.database import migrate
+from store.docstore import DocStore
+from store.docstore import _v1 as _docstore_v1
+from store.errors import (
+    ComplianceIncomplete,
+    ForeignDocument,
+    NoSignatureConflict,
+    NoteNotSigned,
+    NotFound,
+    SignedNoteLocked,
+    SignerUnknown,
+    ValidationFailed,
+)
+from store.fts import fts_query, snippet_sql
+from store.models import (
+    FORMAT_SECTIONS,
+    Addendum,
+    ClinicianSettings,
+    Client,
+    EnteredInError,
+    NoteStatus,
+    ProgressNote,
+    SessionFacts,
+    Signature,
+    SignatureConflictResolution,
+    section_title,
+    utcnow,
+    validated,
+)
+from store.projections import _v1 as _projections_v1
+from store.projections import has_signature_conflict, project, projection_mismatches, rebuild_all
+
+_LATE_HOURS_KEY = "projection.late_entry_hours"
+RESOLUTION_CHOICES = ("addendum", "resign")
+
+
+def _v1_local(conn) -> None:
+    # Device-local state (sync states, peers' progress); never synced, never exported.
+    conn.execute("CREATE TABLE local_kv(key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+
+
+def _v1(conn) -> None:
+    _docstore_v1(conn)
+    _projections_v1(conn)
+    _v1_local(conn)
+
+
+MIGRATIONS = [_v1]
+
+
+@dataclass(frozen=True)
+class ClientRow:
+    client_id: str
+    display_name: str
+    date_of_birth: date | None
+    diagnoses: str  # ICD-10 codes, comma-separated, in the client's order
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class NoteRow:
+    note_id: str
+    client_id: str
+    date_of_service: date
+    start_time: str | None
+    stop_time: str | None
+    minutes: int | None
+    format: str
+    cpt_code: str | None
+    status: NoteStatus
+    late_entry: bool
+    signature_conflict: bool
+    signed_at: str | None
+    phq9: int | None
+    gad7: int | None
+    addenda_count: int
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class RecordHit:
+    doc_id: str
+    kind: str  # "client" or "progress_note"
+    client_id: str
+    title: str
+    snippet: str
+
+
+_NOTE_ROW_SQL = (
+    "SELECT note_id, client_id, date_of_service, start_time, stop_time, minutes, format, cpt_code, "
+    "status, late_entry, signature_conflict, signed_at, phq9, gad7, addenda_count, updated_at "
+    "FROM notes_view"
+)
+
+
+def _note_row(r) -> NoteRow:
+    return NoteRow(
+        r[0], r[1], date.fromisoformat(r[2]), r[3], r[4], r[5], r[6], r[7], NoteStatus(r[8]),
+        bool(r[9]), bool(r[10]), r[11], r[12], r[13], r[14], r[15],
+    )
+
+
+def _compliance():
+    """store.compliance, or None while it is not there.
+
+    TEMPORARY: the checker module was being written alongside this one; a missing module
+    means "no problems". Remove this fallback once store/compliance.py is committed.
+    """
+    try:
+        return importlib.import_module("store.compliance")
+    except ModuleNotFoundError as e:
+        if e.name != "store.compliance":
+            raise
+        return None
+
+
+class RecordStore:
+    def __init__(
+        self,
+        conn,
+        *,
+        device_id: str,
+        settings: Callable[[], ClinicianSettings],
+    ) -> None:
+        self._conn = conn
+        self._device_id = device_id
+        self._settings = settings
+        self._depth = 0
+        migrate(conn, MIGRATIONS)
+        self._docs = DocStore(conn, actor=D.actor_for(device_id))
+        self._sync_late_entry_hours()
+
+    # --- transactions -----------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction; nested uses join the outer one. Rolls back on error."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self._conn.execute("ROLLBACK")
+            # Cached documents may hold changes that never reached the disk.
+            self._docs.forget_all()
+            raise
+        self._depth = 0
+        self._conn.execute("COMMIT")
+
+    def _late_hours(self) -> int:
+        return self._settings().late_entry_hours
+
+    def _persist(self, doc_id: str) -> None:
+        """Appends the document's new changes and reprojects it (inside a transaction)."""
+        self._docs.save_changes(doc_id)
+        project(self._conn, doc_id, self._docs.get(doc_id), late_entry_hours=self._late_hours())
+
+    def _sync_late_entry_hours(self) -> None:
+        # Late-entry flags depend on a setting; recompute them when it has changed.
+        hours = self._late_hours()
+        if self.local_get(_LATE_HOURS_KEY) == str(hours).encode():
+            return
+        with self.transaction():
+            rebuild_all(self._conn, self._docs.get, late_entry_hours=hours)
+            self._local_put(_LATE_HOURS_KEY, str(hours).encode())
+
+    def _doc(self, doc_id: str, kind: str) -> Document:
+        if self._docs.kind(doc_id) != kind:
+            what = "client" if kind == D.KIND_CLIENT else "progress note"
+            raise NotFound(f"There is no {what} {doc_id}.")
+        doc = self._docs.get(doc_id)
+        assert doc is not None
+        return doc
+
+    def _signer(self) -> ClinicianSettings:
+        s = self._settings()
+        if not s.clinician_name.strip() or not s.credentials.strip():
+            raise SignerUnknown()
+        return s
+
+    # --- clients ----------------------------------------------------------------
+
+    def create_client(self, client: Client) -> Client:
+        with self.transaction():
+            if self._docs.exists(client.id):
+                raise ValidationFailed([("id", "a record with this id already exists")])
+            doc = D.new_client_doc(client, D.actor_for(self._device_id))
+            self._docs.insert(client.id, D.KIND_CLIENT, doc)
+            project(self._conn, client.id, doc, late_entry_hours=self._late_hours())
+        return D.client_from_doc(doc)
+
+    def update_client(self, client: Client) -> Client:
+        with self.transaction():
+            doc = self._doc(client.id, D.KIND_CLIENT)
+            if D.apply_client(doc, client, utcnow()):
+                self._persist(client.id)
+        return D.client_from_doc(doc)
+
+    def get_client(self, client_id: str) -> Client:
+        return D.client_from_doc(self._doc(client_id, D.KIND_CLIENT))
+
+    def list_clients(self, filter: str = "") -> list[ClientRow]:
+        pattern = "%" + filter.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._conn.execute(
+            "SELECT client_id, display_name, date_of_birth, diagnoses, updated_at FROM clients_view "
+            "WHERE display_name LIKE ? ESCAPE '\\' ORDER BY display_name COLLATE NOCASE, client_id",
+            (pattern,),
+        ).fetchall()
+        return [
+            ClientRow(r[0], r[1], date.fromisoformat(r[2]) if r[2] else None, r[3], r[4]) for r in rows
+        ]
+
+    # --- progress notes ---------------------------------------------------------
+
+    def create_note(self, note: ProgressNote) -> ProgressNote:
+        """A new draft. Signatures, addenda and the rest come only through their methods."""
+        if note.status != NoteStatus.DRAFT or note.signature or note.addenda or note.entered_in_error:
+            raise ValidationFailed([("status", "a new note starts as an unsigned draft")])
+        with self.transaction():
+            if self._docs.exists(note.id):
+                raise ValidationFailed([("id", "a record with this id already exists")])
+            self._doc(note.client_id, D.KIND_CLIENT)  # NotFound for an unknown client
+            doc = D.new_note_doc(note, D.actor_for(self._device_id))
+            self._docs.insert(note.id, D.KIND_NOTE, doc)
+            project(self._conn, note.id, doc, late_entry_hours=self._late_hours())
+        return D.note_from_doc(doc)
+
+    def _editable(self, note_id: str) -> Document:
+        doc = self._doc(note_id, D.KIND_NOTE)
+        if D.note_status(doc) != NoteStatus.DRAFT:
+            raise SignedNoteLocked(note_id)
+        return doc
+
+    def set_section(self, note_id: str, key: str, text: str) -> None:
+        """The typing path: a diff of old and new text applied as one small splice."""
+        with self.transaction():
+            doc = self._editable(note_id)
+            if key not in FORMAT_SECTIONS[D.note_format(doc)]:
+                raise ValidationFailed([("section", f"{key} is not a section of this note's format")])
+            if D.splice_section(doc, key, text, utcnow()):
+                self._persist(note_id)
+
+    def update_facts(self, note_id: str, facts: SessionFacts) -> ProgressNote:
+        with self.transaction():
+            doc = self._editable(note_id)
+            if D.apply_facts(doc, facts, utcnow()):
+                self._persist(note_id)
+        return D.note_from_doc(doc)
+
+    def get_note(self, note_id: str) -> ProgressNote:
+        return D.note_from_doc(self._doc(note_id, D.KIND_NOTE))
+
+    def signed_version(self, note_id: str) -> ProgressNote | None:
+        """The note as it was when signed (read at the signature's heads), or None."""
+        doc = self._doc(note_id, D.KIND_NOTE)
+        note = D.note_from_doc(doc)
+        if note.signature is None:
+            return None
+        return self._at_signature(doc, note.signature)
+
+    @staticmethod
+    def _at_signature(doc: Document, signature: Signature) -> ProgressNote | None:
+        try:
+            heads = [bytes.fromhex(h) for h in signature.heads]
+        except ValueError:
+            return None
+        at = D.note_from_doc(doc, heads)
+        return at.model_copy(update={"status": NoteStatus.SIGNED, "signature": signature})
+
+    def notes_for_client(self, client_id: str) -> list[NoteRow]:
+        rows = self._conn.execute(
+            _NOTE_ROW_SQL + " WHERE client_id = ? "
+            "ORDER BY date_of_service DESC, start_time DESC, note_id",
+            (client_id,),
+        ).fetchall()
+        return [_note_row(r) for r in rows]
+
+    def list_notes(self, status: NoteStatus | None = None) -> list[NoteRow]:
+        """Every note (or those with `status`), newest first: for queues across clients."""
+        sql, args = _NOTE_ROW_SQL, ()
+        if status is not None:
+            sql, args = sql + " WHERE status = ?", (NoteStatus(status).value,)
+        rows = self._conn.execute(sql + " ORDER BY date_of_service DESC, start_time DESC, note_id", args)
+        return [_note_row(r) for r in rows.fetchall()]
+
+    # --- compliance and signing -------------------------------------------------
+
+    def compliance(self, note_id: str) -> list:
+        """The checklist problems of the note (store.compliance.check_note)."""
+        return self._check(self.get_note(note_id))
+
+    def _check(self, note: ProgressNote) -> list:
+        module = _compliance()
+        if module is None:  # TEMPORARY, see _compliance
+            return []
+        client = None
+        if self._docs.kind(note.client_id) == D.KIND_CLIENT:
+            client = self.get_client(note.client_id)
+        return list(module.check_note(note, client))
+
+    def _require_complete(self, note: ProgressNote) -> None:
+        problems = self._check(note)
+        module = _compliance()
+        # Warnings are advice; only blocking problems stop a signature.
+        if module is not None and hasattr(module, "blocking"):
+            problems = module.blocking(problems)
+        if problems:
+            if module is not None and hasattr(module, "missing_labels"):
+                missing = module.missing_labels(problems)
+            else:
+                missing = sorted({p.element for p in problems})
+            raise ComplianceIncomplete(note.id, missing or sorted({p.element for p in problems}))
+
+    def sign_note(self, note_id: str) -> ProgressNote:
+        doc = self._doc(note_id, D.KIND_NOTE)
+        note = D.note_from_doc(doc)
+        if note.status != NoteStatus.DRAFT:
+            raise SignedNoteLocked(note_id)
+        self._require_complete(note)
+        signer = self._signer()
+        with self.transaction():
+            now = utcnow()
+            signature = self._new_signature(doc, note, signer, now)
+            with doc.transaction() as tx:
+                D.write_signature(tx, signature)
+                D.put_status(tx, NoteStatus.SIGNED)
+                D.put_updated_at(tx, now)
+            self._persist(note_id)
+        return D.note_from_doc(doc)
+
+    def _new_signature(self, doc: Document, note: ProgressNote, signer: ClinicianSettings, now: datetime) -> Signature:
+        return Signature(
+            signer=signer.clinician_name.strip(),
+            credentials=signer.credentials.strip(),
+            signed_at=now,
+            device_id=self._device_id,
+            heads=sorted(h.hex() for h in doc.get_heads()),
+            content_hash=D.content_hash(note),
+        )
+
+    def _addendum(self, note_id: str, text: str, reason: str, signer: ClinicianSettings) -> Addendum:
+        now = utcnow()
+        name, creds = signer.clinician_name.strip(), signer.credentials.strip()
+        return validated(
+            Addendum,
+            {
+                "text": text,
+                "reason": reason,
+                "signer": name,
+                "credentials": creds,
+                "signed_at": now,
+                "device_id": self._device_id,
+                "content_hash": D.addendum_hash(note_id, text, reason, name, creds, now),
+            },
+        )
+
+    def add_addendum(self, note_id: str, text: str, reason: str) -> ProgressNote:
+        """A dated, signed correction appended to a signed note; the original is untouched."""
+        doc = self._doc(note_id, D.KIND_NOTE)
+        if D.note_status(doc) != NoteStatus.SIGNED:
+            raise NoteNotSigned(f"Note {note_id} is not signed; an addendum is only for signed notes.")
+        signer = self._signer()
+        if not text.strip():
+            raise ValidationFailed([("text", "must not be blank")])
+        if not reason.strip():
+            raise ValidationFailed([("reason", "must not be blank")])
+        addendum = self._addendum(note_id, text, reason, signer)
+        with self.transaction():
+            with doc.transaction() as tx:
+                D.append_addendum(tx, addendum)
+                D.put_updated_at(tx, addendum.signed_at)
+            self._persist(note_id)
+        return D.note_from_doc(doc)
+
+    def mark_entered_in_error(self, note_id: str, reason: str) -> ProgressNote:
+        """Keeps the note, readable and exported, with status entered_in_error."""
+        doc = self._doc(note_id, D.KIND_NOTE)
+        if D.note_status(doc) == NoteStatus.ENTERED_IN_ERROR:
+            return D.note_from_doc(doc)
+        signer = self._signer()
+        now = utcnow()
+        eie = validated(
+            EnteredInError,
+            {"reason": reason.strip(), "marked_at": now, "marked_by": signer.clinician_name.strip()},
+        )
+        with self.transaction():
+            with doc.transaction() as tx:
+                D.write_entered_in_error(tx, eie)
+                D.put_status(tx, NoteStatus.ENTERED_IN_ERROR)
+                D.put_updated_at(tx, now)
+            self._persist(note_id)
+        return D.note_from_doc(doc)
+
+    def resolve_signature_conflict(self, note_id: str, choice: str) -> ProgressNote:
+        """Settles a note edited elsewhere while it was signed.
+
+        "addendum": the edits go into a signed addendum and the note returns to the signed
+        text, so the signature verifies again. "resign": the merged text is signed anew and
+        the earlier signature is kept in previous_signatures. Either way it is recorded.
+        """
+        if choice not in RESOLUTION_CHOICES:
+            raise ValidationFailed([("choice", "must be addendum or resign")])
+        doc = self._doc(note_id, D.KIND_NOTE)
+        note = D.note_from_doc(doc)
+        if not has_signature_conflict(note):
+            raise NoSignatureConflict(note_id)
+        assert note.signature is not None
+        signed = self._at_signature(doc, note.signature)
+        if signed is None or D.content_hash(signed) != note.signature.content_hash:
+            # The signed text itself cannot be recovered; only a new signature settles it.
+            if choice == "addendum":
+                raise ValidationFailed(
+                    [("choice", "the signed version cannot be restored; sign the merged note anew")]
+                )
+        signer = self._signer()
+        if choice == "resign":
+            self._require_complete(note)
+        now = utcnow()
+        resolution = SignatureConflictResolution(
+            choice=choice, resolved_at=now, resolved_by=signer.clinician_name.strip(), device_id=self._device_id
+        )
+        with self.transaction():
+            if choice == "addendum":
+                assert signed is not None
+                text = _concurrent_edits_text(signed, note)
+                addendum = self._addendum(
+                    note_id, text, "Edits made on another device while the note was being signed.", signer
+                )
+                for key in note.section_keys:
+                    D.splice_section(doc, key, signed.sections.get(key, ""))
+                D.apply_facts(doc, signed.facts)
+                with doc.transaction() as tx:
+                    D.append_addendum(tx, addendum)
+                    D.write_resolution(tx, resolution)
+                    D.put_updated_at(tx, now)
+            else:
+                signature = self._new_signature(doc, note, signer, now)
+                with doc.transaction() as tx:
+                    D.push_previous_signature(tx, note.signature)
+                    D.write_signature(tx, signature)
+                    D.write_resolution(tx, resolution)
+                    D.put_updated_at(tx, now)
+            self._persist(note_id)
+        return D.note_from_doc(doc)
+
+    def previous_signatures(self, note_id: str) -> list[Signature]:
+        """Signatures replaced by re-signing after a conflict, oldest first."""
+        return D.previous_signatures(self._doc(note_id, D.KIND_NOTE))
+
+    # --- search -----------------------------------------------------------------
+
+    def search(self, query: str, limit: int = 50) -> list[RecordHit]:
+        match = fts_query(query)
+        if match is None or limit <= 0:
+            return []
+        rows = self._conn.execute(
+            f"SELECT doc_id, kind, client_id, title, {snippet_sql('record_fts', 4)} "
+            "FROM record_fts WHERE record_fts MATCH ? ORDER BY rank LIMIT ?",
+            (match, limit),
+        ).fetchall()
+        return [RecordHit(*r) for r in rows]
+
+    # --- checks -----------------------------------------------------------------
+
+    def check(self) -> list[str]:
+        """Ways the derived tables differ from the stored documents; [] when in step."""
+        self._sync_late_entry_hours()
+        return projection_mismatches(self._conn, self._docs.load_fresh, late_entry_hours=self._late_hours())
+
+    def rebuild_projections(self) -> None:
+        with self.transaction():
+            rebuild_all(self._conn, self._docs.get, late_entry_hours=self._late_hours())
+
+    # --- for sync: record documents only ----------------------------------------
+
+    def doc_heads(self) -> dict[str, list[bytes]]:
+        return self._docs.all_heads()
+
+    def load_doc(self, doc_id: str) -> Document:
+        """A fork with its own actor: the caller may change it without touching ours."""
+        if self._docs.kind(doc_id) is None:
+            raise NotFound(f"There is no record document {doc_id}.")
+        doc = self._docs.get(doc_id)
+        assert doc is not None
+        return doc.fork()
+
+    def apply_doc(self, doc_id: str, doc: Document) -> bool:
+        """Merges a document from another device; True if ours changed.
+
+        ForeignDocument (and nothing changed) for anything but a record document of a known
+        kind whose id is `doc_id`, or one of a different kind than ours.
+        """
+        refused = ForeignDocument(f"Document {doc_id} is not a record document; nothing was changed.")
+        try:
+            kind, claimed = D.note_doc_kind(doc), D.doc_id_of(doc)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:  # pyo3 PanicException is a BaseException
+            raise refused from None
+        if kind is None or claimed != doc_id:
+            raise refused
+        ours_kind = self._docs.kind(doc_id)
+        if ours_kind is None:
+            try:
+                copy = Document.load(doc.save())
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:
+                raise refused from None
+            with self.transaction():
+                self._docs.insert(doc_id, kind, copy)
+                project(self._conn, doc_id, copy, late_entry_hours=self._late_hours())
+            return True
+        if ours_kind != kind:
+            raise refused
+        ours = self._docs.get(doc_id)
+        assert ours is not None
+        before = sorted(ours.get_heads())
+        try:
+            merged = ours.fork()
+            merged.merge(doc)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:
+            raise refused from None
+        if sorted(merged.get_heads()) == before:
+            return False
+        if D.note_doc_kind(merged) != kind or D.doc_id_of(merged) != doc_id:
+            raise refused
+        with self.transaction():
+            self._docs.replace(doc_id, merged)
+            project(self._conn, doc_id, merged, late_entry_hours=self._late_hours())
+        return True
+
+    def changes_since(self, doc_id: str, heads: list[bytes]) -> list[bytes]:
+        """Raw changes of the document that `heads` lacks (all of them if heads are unknown)."""
+        if self._docs.kind(doc_id) is None:
+            raise NotFound(f"There is no record document {doc_id}.")
+        doc = self._docs.get(doc_id)
+        assert doc is not None
+        try:
+            changes = doc.get_changes(list(heads))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:
+            changes = doc.get_changes([])
+        return [c.bytes for c in changes]
+
+    def apply_changes(self, doc_id: str, changes: list[bytes]) -> bool:
+        """Applies raw changes (from a bundle); True if ours changed.
+
+        Changes whose dependencies are not here yet are ignored, not an error: a later
+        bundle brings them and then these again.
+        """
+        blob = b"".join(bytes(c) for c in changes)
+        if not blob:
+            return False
+        ours = self._docs.get(doc_id) if self._docs.kind(doc_id) else None
+        try:
+            incoming = Document.load((ours.save() if ours is not None else b"") + blob)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:
+            raise ForeignDocument(f"The changes for document {doc_id} are not readable; nothing was changed.") from None
+        if not incoming.get_heads():
+            return False
+        if ours is not None and sorted(incoming.get_heads()) == sorted(ours.get_heads()):
+            return False
+        return self.apply_doc(doc_id, incoming)
+
+    # --- device-local key/value -------------------------------------------------
+
+    def local_get(self, key: str) -> bytes | None:
+        row = self._conn.execute("SELECT value FROM local_kv WHERE key = ?", (key,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def local_put(self, key: str, value: bytes) -> None:
+        with self.transaction():
+            self._local_put(key, value)
+
+    def _local_put(self, key: str, value: bytes) -> None:
+        self._conn.execute(
+            "INSERT INTO local_kv(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, bytes(value)),
+        )
+
+
+def _concurrent_edits_text(signed: ProgressNote, merged: ProgressNote) -> str:
+    """The addendum text for a conflict: each section and fact that differs from the signed one."""
+    parts = []
+    for key in merged.section_keys:
+        if merged.sections.get(key, "") != signed.sections.get(key, ""):
+            parts.append(f"{section_title(key)}, as edited on another device:\n{merged.sections.get(key, '')}")
+    a = D.canonical_facts(signed.facts)
+    b = D.canonical_facts(merged.facts)
+    changed = [k for k in b if a.get(k) != b.get(k) and k != "minutes"]
+    for k in changed:
+        parts.append(f"Session fact {k.replace('_', ' ')}, as edited on another device: {D.canonical_json(b[k]).decode()}")
+    return "\n\n".join(parts) or "Edits were made on another device while the note was being signed."
