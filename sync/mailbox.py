@@ -27,6 +27,7 @@ from pathlib import Path
 
 from automerge.core import Document
 
+from store import documents as D
 from store.errors import NotewellError
 from sync import bundle as fmt
 
@@ -89,6 +90,16 @@ ProgressCallback = Callable[[int, int], None]  # (bundles done, bundles to read)
 
 def _is_fatal(e: BaseException) -> bool:
     return isinstance(e, (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError))
+
+
+def _is_record_document(doc_id: str, doc: Document) -> bool:
+    """The store's own test (it refuses anything else), run on every entry before any is merged."""
+    try:
+        return D.note_doc_kind(doc) is not None and D.doc_id_of(doc) == doc_id
+    except BaseException as e:  # pyo3 PanicException on malformed content
+        if _is_fatal(e):
+            raise
+        return False
 
 
 def _hex_heads(heads: list[bytes]) -> list[str]:
@@ -225,6 +236,11 @@ class Mailbox:
                 raise fmt.MalformedBundle(
                     "A document in the bundle could not be read; nothing was applied."
                 ) from None
+        for doc_id, doc in docs:
+            if not _is_record_document(doc_id, doc):
+                raise fmt.MalformedBundle(
+                    f"Document {doc_id} in the bundle is not a record document; nothing was applied."
+                )
         changed = 0
         for doc_id, doc in docs:
             try:

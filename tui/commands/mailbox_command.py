@@ -1,0 +1,54 @@
+"""`notewell sync mailbox DIR`: sync through a folder (USB stick, shared or cloud-drive folder).
+
+Registered by tui/commands/sync_commands.py under `notewell sync`. One run merges every
+other paired device's bundles found in DIR, then writes this device's bundle of what changed.
+Exit status: 0 when every bundle read was applied (or already was), 3 when some were rejected
+(the summary says which and why; a rejected bundle changes nothing).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tui.commands.passphrase import current_passphrase
+
+EXIT_SOME_REJECTED = 3
+
+
+def register_mailbox(sync_sub) -> None:
+    p = sync_sub.add_parser(
+        "mailbox",
+        help="merge paired devices' bundles from a folder and write this device's bundle there",
+        description=(
+            "Sync without a network: merge every paired device's bundles found in DIR, then write "
+            "a bundle of what changed on this device since its last bundle. Bundles are encrypted "
+            "with the sync-group key and signed; the folder only ever holds ciphertext."
+        ),
+    )
+    p.add_argument("dir", type=Path, metavar="DIR", help="the mailbox folder")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="write every document, not only what changed (after a bundle was lost or deleted)",
+    )
+    p.set_defaults(func=cmd_mailbox)
+
+
+def cmd_mailbox(args) -> int:
+    from store.device_identity import ensure_identity
+    from store.vault import Vault
+    from sync.mailbox import MailboxError, sync_mailbox
+
+    folder = args.dir.expanduser()
+    if not folder.is_dir():
+        # Checked before the passphrase's unlock cost.
+        raise MailboxError(f"The mailbox folder {folder} does not exist or is not a folder.")
+    vault = Vault.open(args.vault, current_passphrase(args))
+    try:
+        identity = ensure_identity(vault.record, vault.device_name)
+        report = sync_mailbox(vault.record, identity, folder, full=args.full)
+    finally:
+        vault.close()
+    print(report.summary())
+    return EXIT_SOME_REJECTED if report.rejected else 0
+
