@@ -11,7 +11,6 @@ The sync-facing methods at the end hand out and take in record documents only.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from datetime import date, datetime
 from automerge.core import Document
 
 from store import documents as D
+from store import compliance as checklist
 from store.database import migrate
 from store.docstore import DocStore
 from store.docstore import _v1 as _docstore_v1
@@ -120,20 +120,6 @@ def _note_row(r) -> NoteRow:
         r[0], r[1], date.fromisoformat(r[2]), r[3], r[4], r[5], r[6], r[7], NoteStatus(r[8]),
         bool(r[9]), bool(r[10]), r[11], r[12], r[13], r[14], r[15],
     )
-
-
-def _compliance():
-    """store.compliance, or None while it is not there.
-
-    TEMPORARY: the checker module was being written alongside this one; a missing module
-    means "no problems". Remove this fallback once store/compliance.py is committed.
-    """
-    try:
-        return importlib.import_module("store.compliance")
-    except ModuleNotFoundError as e:
-        if e.name != "store.compliance":
-            raise
-        return None
 
 
 class RecordStore:
@@ -315,31 +301,22 @@ class RecordStore:
 
     # --- compliance and signing -------------------------------------------------
 
-    def compliance(self, note_id: str) -> list:
+    def compliance(self, note_id: str) -> list[checklist.ComplianceProblem]:
         """The checklist problems of the note (store.compliance.check_note)."""
         return self._check(self.get_note(note_id))
 
-    def _check(self, note: ProgressNote) -> list:
-        module = _compliance()
-        if module is None:  # TEMPORARY, see _compliance
-            return []
+    def _check(self, note: ProgressNote) -> list[checklist.ComplianceProblem]:
         client = None
         if self._docs.kind(note.client_id) == D.KIND_CLIENT:
             client = self.get_client(note.client_id)
-        return list(module.check_note(note, client))
+        return checklist.check_note(note, client)
 
     def _require_complete(self, note: ProgressNote) -> None:
-        problems = self._check(note)
-        module = _compliance()
         # Warnings are advice; only blocking problems stop a signature.
-        if module is not None and hasattr(module, "blocking"):
-            problems = module.blocking(problems)
+        problems = checklist.blocking(self._check(note))
         if problems:
-            if module is not None and hasattr(module, "missing_labels"):
-                missing = module.missing_labels(problems)
-            else:
-                missing = sorted({p.element for p in problems})
-            raise ComplianceIncomplete(note.id, missing or sorted({p.element for p in problems}))
+            missing = checklist.missing_labels(problems) or sorted({p.element for p in problems})
+            raise ComplianceIncomplete(note.id, missing)
 
     def sign_note(self, note_id: str) -> ProgressNote:
         doc = self._doc(note_id, D.KIND_NOTE)

@@ -1,0 +1,439 @@
+"""RecordStore on real SQLCipher files: clients, notes, signing, addenda, conflicts, sync API."""
+
+from __future__ import annotations
+
+import os
+from datetime import date, time
+from pathlib import Path
+
+import pytest
+from automerge.core import ROOT, Document, ScalarType
+
+pytest.importorskip("store.database")
+
+from store.database import open_database  # noqa: E402
+from store.documents import new_client_doc  # noqa: E402
+from store.errors import (  # noqa: E402
+    ComplianceIncomplete,
+    ForeignDocument,
+    NoSignatureConflict,
+    NoteNotSigned,
+    NotFound,
+    SignedNoteLocked,
+    SignerUnknown,
+    ValidationFailed,
+)
+from store.models import (  # noqa: E402
+    ClinicianSettings,
+    Client,
+    Diagnosis,
+    Goal,
+    GoalProgress,
+    Modality,
+    NoteFormat,
+    NoteStatus,
+    ProgressNote,
+    ProgressRating,
+    RiskAssessment,
+    RiskLevel,
+    SessionFacts,
+)
+from store.record import RecordStore  # noqa: E402
+
+CANARY = "CANARY-7f3a"
+
+
+class Settings:
+    """A mutable settings source, as the vault hands one to the store."""
+
+    def __init__(self) -> None:
+        self.value = ClinicianSettings(clinician_name="Dr Test Clinician", credentials="PhD")
+
+    def __call__(self) -> ClinicianSettings:
+        return self.value
+
+
+class Device:
+    """One device's record.db, reopenable."""
+
+    def __init__(self, folder: Path, device_id: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "record.db"
+        self.key = os.urandom(32)
+        self.device_id = device_id
+        self.settings = Settings()
+        self.conn = open_database(self.path, self.key, create=True)
+        self.store = RecordStore(self.conn, device_id=device_id, settings=self.settings)
+
+    def reopen(self) -> RecordStore:
+        self.conn.close()
+        self.conn = open_database(self.path, self.key)
+        self.store = RecordStore(self.conn, device_id=self.device_id, settings=self.settings)
+        return self.store
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def device(tmp_path: Path):
+    d = Device(tmp_path / "a", "device-a")
+    yield d
+    d.close()
+
+
+@pytest.fixture
+def other(tmp_path: Path):
+    d = Device(tmp_path / "b", "device-b")
+    yield d
+    d.close()
+
+
+def a_client(cid: str = "c1", name: str = "Avery Testperson") -> Client:
+    return Client(
+        id=cid,
+        display_name=name,
+        date_of_birth=date(1990, 3, 4),
+        diagnoses=[Diagnosis(code="F41.1", description="Generalized anxiety")],
+        goals=[Goal(id="g1", description="Sleep through the night", objective="6 of 7 nights")],
+    )
+
+
+def complete_note(nid: str = "n1", cid: str = "c1", on: date = date(2026, 1, 5)) -> ProgressNote:
+    return ProgressNote(
+        id=nid,
+        client_id=cid,
+        format=NoteFormat.DAP,
+        sections={
+            "data": f"{CANARY} client described two nights of full sleep and calmer mornings.",
+            "assessment": "Symptoms easing; engaged well with the sleep diary this week.",
+            "plan": "Review sleep diary next week; practise paced breathing daily.",
+        },
+        facts=SessionFacts(
+            date_of_service=on,
+            start_time=time(10, 0),
+            stop_time=time(10, 50),
+            cpt_code="90834",
+            modality=Modality.VIDEO,
+            diagnoses_addressed=["F41.1"],
+            goals_addressed=[GoalProgress(goal_id="g1", rating=ProgressRating.SOME_PROGRESS)],
+            interventions=["cognitive restructuring"],
+            risk=RiskAssessment(suicide=RiskLevel.NONE, violence=RiskLevel.NONE),
+            phq9=8,
+        ),
+    )
+
+
+def with_note(store: RecordStore) -> ProgressNote:
+    store.create_client(a_client())
+    return store.create_note(complete_note())
+
+
+def notes_view_row(store: RecordStore, note_id: str):
+    return store._conn.execute(
+        "SELECT status, signature_conflict, late_entry, addenda_count FROM notes_view WHERE note_id = ?",
+        (note_id,),
+    ).fetchone()
+
+
+# --- clients and notes ---------------------------------------------------------------
+
+
+def test_clients_create_update_list(device: Device) -> None:
+    store = device.store
+    store.create_client(a_client("c1", "Avery Testperson"))
+    store.create_client(a_client("c2", "Blake Example"))
+    with pytest.raises(ValidationFailed):
+        store.create_client(a_client("c1", "Someone Else"))
+    updated = store.update_client(a_client("c1", "Avery Renamed").model_copy(update={"diagnoses": []}))
+    assert updated.display_name == "Avery Renamed" and updated.diagnoses == []
+    assert store.get_client("c1") == updated
+    assert [r.client_id for r in store.list_clients()] == ["c1", "c2"]
+    assert [r.client_id for r in store.list_clients("blake")] == ["c2"]
+    assert store.list_clients("%") == []
+    with pytest.raises(NotFound):
+        store.get_client("nope")
+    with pytest.raises(NotFound):
+        store.update_client(a_client("nope"))
+    assert store.check() == []
+
+
+def test_notes_newest_first_and_sections(device: Device) -> None:
+    store = device.store
+    store.create_client(a_client())
+    store.create_note(complete_note("old", on=date(2025, 12, 1)))
+    store.create_note(complete_note("new", on=date(2026, 1, 9)))
+    store.set_section("old", "plan", "Plan: CANARY-7f3a next steps agreed.")
+    assert store.get_note("old").sections["plan"] == "Plan: CANARY-7f3a next steps agreed."
+    assert [r.note_id for r in store.notes_for_client("c1")] == ["new", "old"]
+    with pytest.raises(ValidationFailed):
+        store.set_section("old", "subjective", "not a DAP section")
+    with pytest.raises(NotFound):
+        store.create_note(complete_note("orphan", cid="missing-client"))
+    with pytest.raises(NotFound):
+        store.set_section("c1", "plan", "a client is not a note")
+    assert store.check() == []
+
+
+def test_update_facts_and_reopen(device: Device) -> None:
+    note = with_note(device.store)
+    facts = note.facts.model_copy(update={"stop_time": time(10, 55), "phq9": 5})
+    device.store.update_facts(note.id, facts)
+    store = device.reopen()
+    assert store.get_note(note.id).facts.phq9 == 5
+    assert store.notes_for_client("c1")[0].minutes == 55
+
+
+# --- signing -------------------------------------------------------------------------
+
+
+def test_sign_refuses_incomplete_note_and_unknown_signer(device: Device) -> None:
+    store = device.store
+    store.create_client(a_client())
+    incomplete = complete_note().model_copy(update={"sections": {"data": "", "assessment": "", "plan": ""}})
+    store.create_note(incomplete)
+    heads = store.doc_heads()["n1"]
+    with pytest.raises(ComplianceIncomplete) as err:
+        store.sign_note("n1")
+    assert err.value.missing
+    assert store.doc_heads()["n1"] == heads
+
+    store.set_section("n1", "data", complete_note().sections["data"])
+    store.set_section("n1", "assessment", complete_note().sections["assessment"])
+    store.set_section("n1", "plan", complete_note().sections["plan"])
+    device.settings.value = ClinicianSettings(clinician_name="", credentials="")
+    heads = store.doc_heads()["n1"]
+    with pytest.raises(SignerUnknown):
+        store.sign_note("n1")
+    assert store.doc_heads()["n1"] == heads
+    assert store.get_note("n1").status == NoteStatus.DRAFT
+
+
+def test_signed_note_refuses_edits_and_changes_nothing(device: Device) -> None:
+    store = device.store
+    with_note(store)
+    signed = store.sign_note("n1")
+    assert signed.status == NoteStatus.SIGNED
+    sig = signed.signature
+    assert sig.signer == "Dr Test Clinician" and sig.credentials == "PhD" and sig.device_id == "device-a"
+    assert sig.signed_at.tzinfo is not None and sig.heads
+    heads = store.doc_heads()["n1"]
+    with pytest.raises(SignedNoteLocked):
+        store.set_section("n1", "plan", "changed after signing")
+    with pytest.raises(SignedNoteLocked):
+        store.update_facts("n1", signed.facts.model_copy(update={"phq9": 20}))
+    with pytest.raises(SignedNoteLocked):
+        store.sign_note("n1")
+    assert store.doc_heads()["n1"] == heads
+    assert store.get_note("n1") == signed
+    assert notes_view_row(store, "n1") == ("signed", 0, 1, 0)  # a 2026-01-05 session signed now is late
+
+
+def test_addenda_survive_reopening_and_leave_the_original(device: Device) -> None:
+    store = device.store
+    with_note(store)
+    with pytest.raises(NoteNotSigned):
+        store.add_addendum("n1", "too early", "no signature yet")
+    signed = store.sign_note("n1")
+    with pytest.raises(ValidationFailed):
+        store.add_addendum("n1", "   ", "blank text")
+    store.add_addendum("n1", f"{CANARY} correction: session was by video.", "modality clarified")
+    store = device.reopen()
+    note = store.get_note("n1")
+    assert len(note.addenda) == 1
+    a = note.addenda[0]
+    assert a.text.startswith(CANARY) and a.signer == "Dr Test Clinician" and a.content_hash
+    assert note.sections == signed.sections and note.signature == signed.signature
+    assert store.signed_version("n1").sections == signed.sections
+    assert notes_view_row(store, "n1")[3] == 1
+    assert [h.doc_id for h in store.search("correction")] == ["n1"]
+    assert store.check() == []
+
+
+def test_entered_in_error_keeps_the_note(device: Device) -> None:
+    store = device.store
+    with_note(store)
+    store.sign_note("n1")
+    marked = store.mark_entered_in_error("n1", "wrong client selected")
+    assert marked.status == NoteStatus.ENTERED_IN_ERROR
+    assert marked.entered_in_error.reason == "wrong client selected"
+    assert marked.sections == complete_note().sections and marked.signature is not None
+    with pytest.raises(SignedNoteLocked):
+        store.set_section("n1", "plan", "x")
+    store = device.reopen()
+    assert store.get_note("n1").status == NoteStatus.ENTERED_IN_ERROR
+    assert [r.status for r in store.notes_for_client("c1")] == [NoteStatus.ENTERED_IN_ERROR]
+    assert [h.doc_id for h in store.search(CANARY)] == ["n1"]
+    assert store.check() == []
+
+
+# --- signature conflicts -------------------------------------------------------------
+
+
+def conflicted(device: Device, other: Device) -> None:
+    """device signs n1 while other, holding a copy, edits its data section."""
+    a, b = device.store, other.store
+    with_note(a)
+    for doc_id in ("c1", "n1"):
+        assert b.apply_doc(doc_id, a.load_doc(doc_id))
+    b.set_section("n1", "data", complete_note().sections["data"] + " Added on the other device.")
+    a.sign_note("n1")
+    assert a.apply_doc("n1", b.load_doc("n1"))
+    assert not a.apply_doc("n1", b.load_doc("n1"))  # nothing new the second time
+
+
+def test_signature_conflict_resolved_by_addendum(device: Device, other: Device) -> None:
+    conflicted(device, other)
+    store = device.store
+    assert notes_view_row(store, "n1")[:2] == ("signed", 1)
+    assert store.get_note("n1").sections["data"].endswith("Added on the other device.")
+    note = store.resolve_signature_conflict("n1", "addendum")
+    assert note.sections == complete_note().sections  # back to what was signed
+    assert len(note.addenda) == 1 and "Added on the other device." in note.addenda[0].text
+    assert note.resolution.choice == "addendum"
+    assert notes_view_row(store, "n1")[:2] == ("signed", 0)
+    with pytest.raises(NoSignatureConflict):
+        store.resolve_signature_conflict("n1", "addendum")
+    assert store.check() == []
+    # The other device takes the resolution and agrees.
+    assert other.store.apply_doc("n1", store.load_doc("n1"))
+    assert other.store.get_note("n1") == store.get_note("n1")
+    assert other.store.check() == []
+
+
+def test_signature_conflict_resolved_by_resigning(device: Device, other: Device) -> None:
+    conflicted(device, other)
+    store = device.store
+    first = store.get_note("n1").signature
+    with pytest.raises(ValidationFailed):
+        store.resolve_signature_conflict("n1", "ignore")
+    note = store.resolve_signature_conflict("n1", "resign")
+    assert note.sections["data"].endswith("Added on the other device.")
+    assert note.signature != first and note.resolution.choice == "resign"
+    assert store.previous_signatures("n1") == [first]
+    assert store.signed_version("n1").sections == note.sections
+    assert notes_view_row(store, "n1")[:2] == ("signed", 0)
+    assert store.check() == []
+
+
+# --- persistence ---------------------------------------------------------------------
+
+
+def test_many_changes_compact_and_reload_identically(device: Device) -> None:
+    store = device.store
+    with_note(store)
+    text = ""
+    for i in range(130):
+        text += f"w{i} "
+        store.set_section("n1", "data", text)
+    n_changes = store._conn.execute("SELECT n_changes FROM documents WHERE doc_id = 'n1'").fetchone()[0]
+    assert n_changes < 50  # compacted at least once
+    heads = store.doc_heads()["n1"]
+    before = store.get_note("n1")
+    live = store.load_doc("n1").get_heads()
+    store = device.reopen()
+    assert store.get_note("n1") == before
+    assert sorted(store.load_doc("n1").get_heads()) == sorted(live) == sorted(heads)
+    assert store.check() == []
+
+
+def test_typing_change_is_small(device: Device) -> None:
+    store = device.store
+    with_note(store)
+    store.set_section("n1", "data", "x" * 3000)
+    size_before = store._conn.execute("SELECT n_changes FROM documents WHERE doc_id='n1'").fetchone()[0]
+    store.set_section("n1", "data", "x" * 1500 + "y" + "x" * 1500)
+    row = store._conn.execute(
+        "SELECT length(data) FROM document_changes WHERE doc_id='n1' AND seq = ?", (size_before + 1,)
+    ).fetchone()
+    assert row is not None and row[0] < 200
+
+
+# --- search --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query", ['"', "AND(", "NEAR(", "*", "-", "a OR", "'", "^", "(((", "data:x", "", "  ", "NOT", '"unterminated']
+)
+def test_search_survives_hostile_queries(device: Device, query: str) -> None:
+    with_note(device.store)
+    device.store.search(query)  # must not raise
+
+
+def test_search_finds_notes_and_clients(device: Device) -> None:
+    store = device.store
+    with_note(store)
+    hits = store.search(CANARY.lower())
+    assert [(h.doc_id, h.kind, h.client_id) for h in hits] == [("n1", "progress_note", "c1")]
+    assert "[" in hits[0].snippet
+    assert [h.doc_id for h in store.search("Aver")] == ["c1"]  # prefix on the last word
+    assert [h.kind for h in store.search("Generalized anxiety")] == ["client"]
+
+
+# --- the sync-facing API -------------------------------------------------------------
+
+
+def test_apply_doc_refuses_foreign_documents(device: Device) -> None:
+    store = device.store
+    with_note(store)
+    heads = store.doc_heads()
+    blank = Document()
+    with blank.transaction() as tx:
+        tx.put(ROOT, "type", ScalarType.Str, "shopping_list")
+        tx.put(ROOT, "id", ScalarType.Str, "x1")
+    with pytest.raises(ForeignDocument):
+        store.apply_doc("x1", blank)
+    with pytest.raises(ForeignDocument):  # the id inside must be the id it is offered under
+        store.apply_doc("other-id", store.load_doc("n1"))
+    with pytest.raises(ForeignDocument):  # a client document offered as an existing note
+        store.apply_doc("n1", new_client_doc(a_client("n1"), b"\x01" * 16))
+    with pytest.raises(ForeignDocument):
+        store.apply_changes("n1", [b"not automerge"])
+    assert store.doc_heads() == heads
+    assert store.check() == []
+
+
+def test_changes_round_trip_between_devices(device: Device, other: Device) -> None:
+    a, b = device.store, other.store
+    with_note(a)
+    for doc_id, heads in a.doc_heads().items():
+        assert b.apply_changes(doc_id, a.changes_since(doc_id, []))
+    assert b.get_note("n1") == a.get_note("n1")
+    known = b.doc_heads()["n1"]
+    a.set_section("n1", "plan", "Plan revised: review diary, add worry time.")
+    assert b.apply_changes("n1", a.changes_since("n1", known))
+    assert not b.apply_changes("n1", a.changes_since("n1", known))
+    assert b.get_note("n1").sections["plan"] == "Plan revised: review diary, add worry time."
+    # A change whose ancestors are missing waits instead of failing.
+    h1 = a.doc_heads()["n1"]
+    a.set_section("n1", "plan", "Plan revised again: one.")
+    h2 = a.doc_heads()["n1"]
+    a.set_section("n1", "plan", "Plan revised again: two.")
+    b_heads = b.doc_heads()["n1"]
+    assert not b.apply_changes("n1", a.changes_since("n1", h2))
+    assert b.doc_heads()["n1"] == b_heads
+    assert b.apply_changes("n1", a.changes_since("n1", h1))
+    assert b.get_note("n1").sections["plan"] == "Plan revised again: two."
+    assert a.changes_since("n1", a.doc_heads()["n1"]) == []
+    assert b.check() == [] and a.check() == []
+    with pytest.raises(NotFound):
+        a.load_doc("missing")
+
+
+def test_load_doc_is_a_fork(device: Device) -> None:
+    store = device.store
+    with_note(store)
+    heads = store.doc_heads()["n1"]
+    fork = store.load_doc("n1")
+    with fork.transaction() as tx:
+        tx.put(ROOT, "status", ScalarType.Str, "signed")
+    assert store.doc_heads()["n1"] == heads
+    assert store.get_note("n1").status == NoteStatus.DRAFT
+
+
+def test_local_kv(device: Device) -> None:
+    store = device.store
+    assert store.local_get("sync.peer") is None
+    store.local_put("sync.peer", b"\x00\x01")
+    store.local_put("sync.peer", b"\x02")
+    assert device.reopen().local_get("sync.peer") == b"\x02"
