@@ -132,9 +132,28 @@ def recv_frame(sock: socket.socket, max_size: int = MAX_FRAME, tap: FrameTap | N
 
 
 def send_frame(sock: socket.socket, frame: Frame, max_size: int = MAX_FRAME, tap: FrameTap | None = None) -> None:
-    data = frame.encode(max_size)
-    if tap is not None:
-        tap("sent", data)
+    send_frames(sock, [frame], max_size, tap)
+
+
+def send_frames(sock: socket.socket, frames: list[Frame], max_size: int = MAX_FRAME, tap: FrameTap | None = None) -> None:
+    """Send frames in as few writes as practical (one small write each would stall on Nagle)."""
+    batch = bytearray()
+    for frame in frames:
+        data = frame.encode(max_size)
+        if tap is not None:
+            tap("sent", data)
+        batch += data
+        if len(batch) >= _BATCH:
+            _sendall(sock, bytes(batch))
+            batch.clear()
+    if batch:
+        _sendall(sock, bytes(batch))
+
+
+_BATCH = 1 << 20
+
+
+def _sendall(sock: socket.socket, data: bytes) -> None:
     try:
         sock.sendall(data)
     except TimeoutError:

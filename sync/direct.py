@@ -1,0 +1,335 @@
+"""Direct sync over TLS 1.3: the socket layer around `sync.protocol.SyncSession`.
+
+Trust: both sides present their self-signed device certificate (CERT_REQUIRED both ways).
+The trust store of every connection is built from the paired, non-revoked peers read at that
+moment, so a device revoked while a server runs is refused on its next connection. After the
+handshake the peer's certificate fingerprint is checked again against the peer list: only a
+paired, non-revoked device id gets past it, whatever OpenSSL accepted.
+
+    sync_now(record_store, identity, host, port, *, on_progress=None) -> SyncReport
+    serve(record_store, identity, host="127.0.0.1", port=0, *, on_progress=None,
+          stop_event=None, on_listening=None, on_result=None)
+    SyncServer(...).bind() / .address / .serve(stop_event) / .close()
+
+Everything runs in the calling thread, one connection at a time, because the record store's
+SQLite connection belongs to the thread that opened it. The outcome of every sync (or its
+error sentence) is recorded on the peer for `notewell sync devices`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import ssl
+import tempfile
+import threading
+from pathlib import Path
+from typing import Callable
+
+from cryptography.hazmat.primitives import serialization
+
+from store.device_identity import DeviceIdentity, fingerprint
+from store.errors import NotewellError
+from sync.engine import ProgressCallback, SyncReport
+from sync.errors import (
+    ConnectionLost,
+    NotPaired,
+    PeerReportedError,
+    PeerUnreachable,
+    SyncError,
+)
+from sync.framing import MAX_FRAME, FrameTap, recv_frame, send_frame, send_frames
+from sync.peers import PeerBook
+from sync.protocol import SyncSession, error_frame
+
+DEFAULT_PORT = 7341
+DEFAULT_TIMEOUT = 30.0
+
+ResultCallback = Callable[[SyncReport | None, NotewellError | None], None]
+
+# Alerts a TLS peer sends when it does not trust our certificate.
+_REFUSAL_ALERTS = ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN", "CERTIFICATE_REQUIRED",
+                   "ACCESS_DENIED", "HANDSHAKE_FAILURE")
+
+_NOT_TRUSTED_BY_PEER = (
+    "The other device refused this device: it is not paired with it, or the pairing was revoked."
+)
+
+
+def _context(identity: DeviceIdentity, trusted_certs: list[str], *, server: bool) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False  # devices have no host names; trust is the fingerprint
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    # The ssl module only loads a key from a file. The file holds the key encrypted under a
+    # one-time password and lives for the duration of this call in a private directory.
+    password = secrets.token_bytes(32)
+    encrypted = identity.private_key().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password),
+    )
+    with tempfile.TemporaryDirectory(prefix="notewell-tls-") as tmp:
+        cert_path, key_path = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
+        cert_path.write_text(identity.cert_pem, encoding="ascii")
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(encrypted)
+        ctx.load_cert_chain(cert_path, key_path, password=password)
+    ctx.load_verify_locations(cadata="".join(trusted_certs))
+    return ctx
+
+
+def client_context(identity: DeviceIdentity, trusted_certs: list[str]) -> ssl.SSLContext:
+    return _context(identity, trusted_certs, server=False)
+
+
+def server_context(identity: DeviceIdentity, trusted_certs: list[str]) -> ssl.SSLContext:
+    return _context(identity, trusted_certs, server=True)
+
+
+def _trusted_certs(book: PeerBook) -> list[str]:
+    certs = book.trusted_certs()
+    if not certs:
+        raise NotPaired("This device is not paired with any other device yet; pair one first with `notewell sync pair`.")
+    return certs
+
+
+def _check_peer(tls: ssl.SSLSocket, book: PeerBook) -> str:
+    """The peer's device id, if it is paired and not revoked (checked after the handshake)."""
+    der = tls.getpeercert(binary_form=True)
+    if not der:
+        raise NotPaired("The other device did not present a certificate; the connection was closed.")
+    device_id = fingerprint(der)
+    if book.trusted(device_id) is None:
+        raise NotPaired("The other device is not paired with this one, or its pairing was revoked.")
+    return device_id
+
+
+def _map_ssl_error(e: ssl.SSLError) -> SyncError:
+    text = f"{e.reason or ''} {e}".upper()
+    if any(alert in text for alert in _REFUSAL_ALERTS):
+        return NotPaired(_NOT_TRUSTED_BY_PEER)
+    return ConnectionLost("The secure connection to the other device failed.")
+
+
+def _converse(tls: ssl.SSLSocket, session: SyncSession, max_frame: int, tap: FrameTap | None) -> SyncReport:
+    try:
+        send_frames(tls, session.start(), max_frame, tap)
+        while not session.finished:
+            frame = recv_frame(tls, max_frame, tap)
+            send_frames(tls, session.receive(frame), max_frame, tap)
+    except ssl.SSLError as e:
+        raise _map_ssl_error(e) from None
+    except (PeerReportedError, ConnectionLost):
+        raise  # nothing useful to tell the other side
+    except NotewellError as e:
+        # Tell the other side why we stop (a code, not text), then close.
+        _try_send_error(tls, e, max_frame, tap)
+        raise
+    return session.report
+
+
+def _try_send_error(tls, exc, max_frame, tap) -> None:
+    try:
+        send_frame(tls, error_frame(exc), max_frame, tap)
+    except (SyncError, OSError):
+        pass
+
+
+def _record(book: PeerBook, device_id: str, report: SyncReport | None, error: NotewellError | None) -> None:
+    if error is not None:
+        book.record_sync(device_id, ok=False, summary=error.message)
+    elif report is not None:
+        book.record_sync(device_id, ok=report.ok, summary=report.summary())
+
+
+# --- client ------------------------------------------------------------------------------
+
+
+def sync_now(
+    record_store,
+    identity: DeviceIdentity,
+    host: str,
+    port: int,
+    *,
+    on_progress: ProgressCallback | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    frame_tap: FrameTap | None = None,
+    max_frame: int = MAX_FRAME,
+) -> SyncReport:
+    """Sync with the paired device serving at host:port. Raises a `SyncError` on failure."""
+    book = PeerBook(record_store)
+    ctx = client_context(identity, _trusted_certs(book))
+    try:
+        raw = socket.create_connection((host, port), timeout=timeout)
+    except OSError:
+        raise PeerUnreachable(
+            f"Could not reach a device at {host}:{port}; is `notewell sync serve` running there?"
+        ) from None
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with raw:
+        try:
+            tls = ctx.wrap_socket(raw, server_side=False)
+        except ssl.SSLCertVerificationError:
+            raise NotPaired(
+                f"The device at {host}:{port} is not one of this device's paired devices, or it was revoked."
+            ) from None
+        except ssl.SSLError as e:
+            raise _map_ssl_error(e) from None
+        except OSError:
+            raise ConnectionLost("The connection to the other device was lost during the handshake.") from None
+        with tls:
+            peer_id = _check_peer(tls, book)
+            session = SyncSession(
+                record_store,
+                device_id=identity.device_id,
+                device_name=identity.name,
+                role="client",
+                peer_device_id=peer_id,
+                on_progress=on_progress,
+            )
+            try:
+                report = _converse(tls, session, max_frame, frame_tap)
+            except NotewellError as e:
+                _record(book, peer_id, None, e)
+                raise
+            _record(book, peer_id, report, None)
+            return report
+
+
+# --- server ------------------------------------------------------------------------------
+
+
+class SyncServer:
+    """Accepts paired devices one at a time, in the thread that calls `serve`."""
+
+    def __init__(
+        self,
+        record_store,
+        identity: DeviceIdentity,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        *,
+        on_progress: ProgressCallback | None = None,
+        on_result: ResultCallback | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        frame_tap: FrameTap | None = None,
+        max_frame: int = MAX_FRAME,
+    ) -> None:
+        self.record_store = record_store
+        self.identity = identity
+        self.host, self.port = host, port
+        self.on_progress, self.on_result = on_progress, on_result
+        self.timeout, self.frame_tap, self.max_frame = timeout, frame_tap, max_frame
+        self._listener: socket.socket | None = None
+
+    def bind(self) -> tuple[str, int]:
+        """Open the listening socket; returns the actual address (port 0 picks a free one)."""
+        _trusted_certs(PeerBook(self.record_store))  # refuse to listen with nobody to trust
+        try:
+            listener = socket.create_server((self.host, self.port), reuse_port=False)
+        except OSError as e:
+            raise PeerUnreachable(f"Cannot listen on {self.host}:{self.port}: {e.strerror or 'address unavailable'}.") from None
+        listener.settimeout(0.2)  # wake up to notice stop_event
+        self._listener = listener
+        return self.address
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._listener is not None, "bind() first"
+        host, port = self._listener.getsockname()[:2]
+        return host, port
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    def serve(self, stop_event: threading.Event | None = None, *, max_connections: int | None = None) -> None:
+        if self._listener is None:
+            self.bind()
+        handled = 0
+        try:
+            while stop_event is None or not stop_event.is_set():
+                try:
+                    raw, _addr = self._listener.accept()
+                except TimeoutError:
+                    continue
+                report, error = self._handle(raw)
+                if self.on_result is not None:
+                    self.on_result(report, error)
+                handled += 1
+                if max_connections is not None and handled >= max_connections:
+                    return
+        finally:
+            self.close()
+
+    def _handle(self, raw: socket.socket) -> tuple[SyncReport | None, NotewellError | None]:
+        book = PeerBook(self.record_store)
+        peer_id: str | None = None
+        with raw:
+            raw.settimeout(self.timeout)
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                # With nobody left to trust (all revoked), trust only our own certificate, which
+                # no other device can present: the handshake then refuses it with a clear alert.
+                ctx = server_context(self.identity, book.trusted_certs() or [self.identity.cert_pem])
+                try:
+                    tls = ctx.wrap_socket(raw, server_side=True)
+                except ssl.SSLCertVerificationError:
+                    raise NotPaired("Refused a device that is not paired with this one (or was revoked).") from None
+                except ssl.SSLError as e:
+                    raise _map_ssl_error(e) from None
+                except OSError:
+                    raise ConnectionLost("A device disconnected during the handshake.") from None
+                with tls:
+                    try:
+                        peer_id = _check_peer(tls, book)
+                    except NotPaired as e:
+                        _try_send_error(tls, e, self.max_frame, self.frame_tap)
+                        raise
+                    session = SyncSession(
+                        self.record_store,
+                        device_id=self.identity.device_id,
+                        device_name=self.identity.name,
+                        role="server",
+                        peer_device_id=peer_id,
+                        on_progress=self.on_progress,
+                    )
+                    report = _converse(tls, session, self.max_frame, self.frame_tap)
+            except NotewellError as e:
+                if peer_id is not None:
+                    _record(book, peer_id, None, e)
+                return None, e
+            except Exception as e:  # a bug must not take the server down; no data in the sentence
+                error = SyncError(f"The sync stopped on an internal error ({type(e).__name__}); nothing acknowledged was lost.")
+                if peer_id is not None:
+                    _record(book, peer_id, None, error)
+                return None, error
+        _record(book, peer_id, report, None)
+        return report, None
+
+
+def serve(
+    record_store,
+    identity: DeviceIdentity,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    on_progress: ProgressCallback | None = None,
+    stop_event: threading.Event | None = None,
+    on_listening: Callable[[str, int], None] | None = None,
+    on_result: ResultCallback | None = None,
+    frame_tap: FrameTap | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_connections: int | None = None,
+) -> None:
+    """Serve paired devices until `stop_event` is set (or forever). Blocks the calling thread."""
+    server = SyncServer(record_store, identity, host, port, on_progress=on_progress,
+                        on_result=on_result, timeout=timeout, frame_tap=frame_tap)
+    address = server.bind()
+    if on_listening is not None:
+        on_listening(*address)
+    server.serve(stop_event, max_connections=max_connections)
