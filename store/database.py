@@ -1,0 +1,247 @@
+"""Opening a SQLCipher database of a vault, checking it, and migrating its schema.
+
+`open_database` never creates, truncates or writes a file it was not asked to create. An
+existing file is first verified on a separate read-only connection opened with
+`immutable=1` (no locks, no -wal/-shm files): the key is set, a probe reads the schema, and
+`PRAGMA cipher_integrity_check` verifies the HMAC of every page. Only a file that passes is
+opened read-write and configured. SQLite would otherwise create -wal/-shm files as soon as
+it reads the header of a WAL database, and a later write after a key error is exactly how
+data gets lost.
+
+Every read-write connection is configured in this order: `cipher_log_level = NONE` (SQLCipher
+otherwise prints "hmac check failed" on stderr, over the app), the raw key, `journal_mode=WAL`,
+`synchronous=FULL`, `temp_store=MEMORY`, `secure_delete=ON`, `foreign_keys=ON`, then a probe.
+Each setting is read back: a connection that does not hold them is not used.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import sqlcipher3
+
+from store.errors import DamagedVault, NewerVaultFormat, VaultError, VaultExists, WrongPassphrase
+
+PROBE = "SELECT count(*) FROM sqlite_master"
+# SQLCipher 4 default; we never change it.
+PAGE_SIZE = 4096
+
+# (pragma, value set, value read back)
+SETTINGS: tuple[tuple[str, str, object], ...] = (
+    ("journal_mode", "WAL", "wal"),
+    ("synchronous", "FULL", 2),
+    ("temp_store", "MEMORY", 2),
+    ("secure_delete", "ON", 1),
+    ("foreign_keys", "ON", 1),
+)
+
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+_HMAC_FAILURE = re.compile(r"HMAC verification failed for page \d+")
+
+
+def _key_statement(raw_key: bytes | bytearray) -> str:
+    if len(raw_key) != 32:
+        raise ValueError("a database key is 32 bytes")
+    return f"PRAGMA key = \"x'{bytes(raw_key).hex()}'\""
+
+
+def _uri(path: Path, query: str) -> str:
+    # as_uri() percent-encodes, so a folder name with '?' or '#' cannot change the query.
+    return f"{path.resolve().as_uri()}?{query}"
+
+
+def _connect(path: Path, query: str) -> sqlcipher3.Connection:
+    # Autocommit: callers write with explicit BEGIN IMMEDIATE ... COMMIT.
+    return sqlcipher3.connect(_uri(path, query), uri=True, isolation_level=None)
+
+
+def open_database(path: Path, raw_key: bytes, *, create: bool = False) -> sqlcipher3.Connection:
+    """A configured connection to the SQLCipher database at `path`.
+
+    create=True makes a new file (VaultExists if the file or a side file of it is there).
+    create=False opens an existing file: DamagedVault if it is missing, empty or damaged,
+    WrongPassphrase if the key fits none of its pages. On any failure no file is changed.
+    """
+    path = Path(path)
+    key = _key_statement(raw_key)
+    if create:
+        _create_empty(path)
+    else:
+        _verify_existing(path, key)
+    try:
+        conn = _connect(path, "mode=rw")
+    except sqlcipher3.Error as e:
+        raise VaultError(f"The vault's {path.name} cannot be opened ({e}).") from None
+    try:
+        _configure(conn, key, path.name)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _create_empty(path: Path) -> None:
+    for suffix in SIDE_FILES:
+        # A stale WAL would be replayed into the new database.
+        if os.path.lexists(f"{path}{suffix}"):
+            raise VaultExists(
+                f"A leftover {path.name}{suffix} is in the way; nothing was overwritten."
+            )
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except FileExistsError:
+        raise VaultExists(f"{path.name} already exists; nothing was overwritten.") from None
+    os.close(fd)
+
+
+def _verify_existing(path: Path, key: str) -> None:
+    if not path.is_file():
+        raise DamagedVault(f"The vault's {path.name} is missing.")
+    if path.stat().st_size == 0:
+        # SQLite would treat an empty file as a new database and happily write one.
+        raise DamagedVault(f"The vault's {path.name} is empty.")
+    try:
+        conn = _connect(path, "mode=ro&immutable=1")
+    except sqlcipher3.Error as e:
+        raise VaultError(f"The vault's {path.name} cannot be opened ({e}).") from None
+    try:
+        conn.execute("PRAGMA cipher_log_level = NONE")
+        conn.execute(key)
+        try:
+            conn.execute(PROBE).fetchall()
+        except sqlcipher3.DatabaseError:
+            raise _key_or_damage(conn, path) from None
+        try:
+            problems = [row[0] for row in conn.execute("PRAGMA cipher_integrity_check")]
+        except sqlcipher3.DatabaseError:
+            problems = ["the page check did not complete"]
+        if problems:
+            raise DamagedVault(
+                f"The vault's {path.name} is damaged ({len(problems)} problem(s) found "
+                "when verifying its pages)."
+            )
+    finally:
+        conn.close()
+
+
+def _key_or_damage(conn: sqlcipher3.Connection, path: Path) -> Exception:
+    """A key that fits no page at all is the wrong key; some good pages mean damage."""
+    name = path.name
+    try:
+        rows = [row[0] for row in conn.execute("PRAGMA cipher_integrity_check")]
+        page_count = max(1, path.stat().st_size // PAGE_SIZE)
+    except (sqlcipher3.Error, OSError):
+        return DamagedVault(f"The vault's {name} is damaged.")
+    failed = sum(1 for r in rows if _HMAC_FAILURE.fullmatch(str(r)))
+    if rows and failed == len(rows) and failed >= page_count:
+        return WrongPassphrase(f"The key does not open {name}.")
+    return DamagedVault(f"The vault's {name} is damaged.")
+
+
+def _configure(conn: sqlcipher3.Connection, key: str, name: str) -> None:
+    try:
+        conn.execute("PRAGMA cipher_log_level = NONE")
+        conn.execute(key)
+        for pragma, value, _ in SETTINGS:
+            conn.execute(f"PRAGMA {pragma} = {value}").fetchall()
+        conn.execute(PROBE).fetchall()
+    except sqlcipher3.OperationalError as e:
+        if "locked" in str(e) or "busy" in str(e):
+            raise VaultError(f"The vault's {name} is in use by another program.") from None
+        raise DamagedVault(f"The vault's {name} cannot be opened ({e}).") from None
+    except sqlcipher3.DatabaseError as e:
+        raise DamagedVault(f"The vault's {name} cannot be opened ({e}).") from None
+    problems = setting_problems(conn)
+    if problems:
+        raise DamagedVault(f"The vault's {name} refused its settings: " + "; ".join(problems) + ".")
+
+
+def setting_problems(conn: sqlcipher3.Connection) -> list[str]:
+    """Each connection setting that does not read back as set."""
+    problems = []
+    level = conn.execute("PRAGMA cipher_log_level").fetchone()
+    if level is None or str(level[0]).upper() != "NONE":
+        problems.append("cipher_log_level is not NONE")
+    for pragma, value, expected in SETTINGS:
+        row = conn.execute(f"PRAGMA {pragma}").fetchone()
+        actual = None if row is None else row[0]
+        if isinstance(actual, str):
+            actual = actual.lower()
+        if actual != expected:
+            problems.append(f"{pragma} is {actual!r}, expected {value}")
+    return problems
+
+
+def integrity_problems(conn: sqlcipher3.Connection) -> list[str]:
+    """Page HMACs, SQLite's structural check and the connection settings; [] when healthy.
+
+    The messages name pages and tables, never row contents.
+    """
+    problems: list[str] = []
+    try:
+        problems += [str(r[0]) for r in conn.execute("PRAGMA cipher_integrity_check")]
+    except sqlcipher3.DatabaseError as e:
+        problems.append(f"cipher_integrity_check failed: {e}")
+    try:
+        rows = [str(r[0]) for r in conn.execute("PRAGMA integrity_check")]
+        problems += [r for r in rows if r != "ok"]
+    except sqlcipher3.DatabaseError as e:
+        problems.append(f"integrity_check failed: {e}")
+    problems += setting_problems(conn)
+    return problems
+
+
+def checkpoint_and_close(conn: sqlcipher3.Connection) -> None:
+    """Fold the WAL into the database file, then close (SQLite removes -wal and -shm)."""
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    except sqlcipher3.Error:
+        # Another connection may be reading; closing still leaves a consistent WAL.
+        pass
+    finally:
+        conn.close()
+
+
+# --- schema migrations ---------------------------------------------------------------
+
+Step = Callable[[sqlcipher3.Connection], None]
+
+
+def migrate(conn: sqlcipher3.Connection, steps: Sequence[Step]) -> int:
+    """Apply the steps above `PRAGMA user_version`, each in its own transaction.
+
+    Step i (0-based) takes the schema from version i to i+1. A step uses conn.execute only:
+    `executescript` commits on its own, which would split a step from its version bump.
+    Returns the version reached. NewerVaultFormat if the database is ahead of the steps.
+    """
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Read under the write lock, so two connections never run the same step.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(steps):
+                raise NewerVaultFormat(
+                    f"The vault's {_db_name(conn)} was written by a newer Notewell "
+                    f"(schema {version}); update Notewell to open it."
+                )
+            if version == len(steps):
+                conn.execute("COMMIT")
+                return version
+            steps[version](conn)
+            if not conn.in_transaction:
+                raise RuntimeError("a migration step ended its transaction; use conn.execute only")
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+
+def _db_name(conn: sqlcipher3.Connection) -> str:
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return Path(row[2]).name if row and row[2] else "database"

@@ -1,0 +1,481 @@
+"""The vault: a folder with vault.json, record.db and private.db, and its lifecycle.
+
+Create, open, recover and change the passphrase here; the record and the process notes are
+reached through `vault.record` and `vault.private`. Every failure leaves the folder as it
+was: nothing is created, truncated or rewritten unless the operation succeeds.
+
+A Vault holds SQLite connections, which are bound to the thread that opened them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlcipher3
+
+from store import keys, vaultfile
+from store.database import (
+    SIDE_FILES,
+    checkpoint_and_close,
+    integrity_problems,
+    open_database,
+)
+from store.errors import (
+    DamagedVault,
+    ValidationFailed,
+    VaultExists,
+    VaultLocked,
+    WeakPassphrase,
+    WrongPassphrase,
+    WrongRecoveryKey,
+)
+from store.keys import KdfParams
+from store.models import ClinicianSettings, validated
+
+if TYPE_CHECKING:
+    from store.private import PrivateStore
+    from store.record import RecordStore
+
+__all__ = ["KdfParams", "SearchResults", "Vault"]
+
+RECORD_DB = "record.db"
+PRIVATE_DB = "private.db"
+MAX_DEVICE_NAME = 100
+
+_SETTINGS_KEY = "clinician"
+# A local (never synced) table of record.db; created outside RecordStore's migrations so
+# that user_version stays RecordStore's to manage.
+_LOCAL_SETTINGS_DDL = (
+    "CREATE TABLE IF NOT EXISTS local_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+)
+
+
+@dataclass
+class SearchResults:
+    record: list = field(default_factory=list)  # list[RecordHit]
+    private: list = field(default_factory=list)  # list[PrivateHit]
+
+
+def _check_passphrase(passphrase: object) -> None:
+    if not isinstance(passphrase, str) or keys.passphrase_is_weak(passphrase):
+        raise WeakPassphrase(
+            f"A passphrase needs at least {keys.MIN_PASSPHRASE_CHARS} characters; "
+            "nothing was changed."
+        )
+
+
+def _new_passphrase_wrap(
+    vault_file_aad: bytes, master: bytearray, passphrase: str, kdf: KdfParams
+) -> vaultfile.Wrap:
+    salt = keys.random_salt()
+    kek = keys.passphrase_kek(passphrase, salt, kdf)
+    try:
+        nonce, ciphertext = keys.wrap(kek, master, vault_file_aad)
+    finally:
+        keys.wipe(kek)
+    return vaultfile.Wrap(salt=salt, nonce=nonce, ciphertext=ciphertext, kdf=kdf)
+
+
+def _unwrap_with_passphrase(vf: vaultfile.VaultFile, passphrase: str) -> bytearray:
+    wrap = vf.passphrase_wrap
+    assert wrap.kdf is not None
+    kek = keys.passphrase_kek(passphrase, wrap.salt, wrap.kdf)
+    try:
+        master = keys.unwrap(kek, wrap.nonce, wrap.ciphertext, vf.aad(vaultfile.PASSPHRASE))
+    finally:
+        keys.wipe(kek)
+    if master is None:
+        raise WrongPassphrase()
+    return master
+
+
+def _unwrap_with_recovery(vf: vaultfile.VaultFile, secret: bytearray) -> bytearray:
+    wrap = vf.recovery_wrap
+    kek = keys.recovery_kek(secret, wrap.salt)
+    try:
+        master = keys.unwrap(kek, wrap.nonce, wrap.ciphertext, vf.aad(vaultfile.RECOVERY))
+    finally:
+        keys.wipe(kek)
+    if master is None:
+        raise WrongRecoveryKey()
+    return master
+
+
+def _require_databases(path: Path) -> None:
+    for name in (RECORD_DB, PRIVATE_DB):
+        if not (path / name).is_file():
+            raise DamagedVault(f"The vault's {name} is missing.")
+
+
+class Vault:
+    """An open vault. Construct with `create`, `open` or `recover`, never directly."""
+
+    def __init__(
+        self,
+        path: Path,
+        vf: vaultfile.VaultFile,
+        db_keys: list[bytearray],
+        record_conn: sqlcipher3.Connection,
+        private_conn: sqlcipher3.Connection,
+    ) -> None:
+        self.path = path
+        self.vault_id = vf.vault_id
+        self.device_id = vf.device_id
+        self.device_name = vf.device_name
+        self._db_keys = db_keys
+        self._record_conn: sqlcipher3.Connection | None = record_conn
+        self._private_conn: sqlcipher3.Connection | None = private_conn
+        self._record: RecordStore | None = None
+        self._private: PrivateStore | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<Vault {str(self.path)!r} {state}>"
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    @staticmethod
+    def exists(path: Path) -> bool:
+        return (Path(path).expanduser() / vaultfile.FILE_NAME).is_file()
+
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        passphrase: str,
+        *,
+        device_name: str,
+        settings: ClinicianSettings | None = None,
+        kdf: KdfParams | None = None,
+    ) -> tuple[Vault, str]:
+        """A new vault at `path` (an empty or missing folder), open, and its recovery key.
+
+        The recovery key is returned once and stored nowhere in the clear.
+        """
+        path = Path(path).expanduser()
+        _check_passphrase(passphrase)
+        if not isinstance(device_name, str) or not device_name.strip():
+            raise ValidationFailed([("device_name", "must not be blank")])
+        device_name = device_name.strip()
+        if len(device_name) > MAX_DEVICE_NAME:
+            raise ValidationFailed([("device_name", f"must be at most {MAX_DEVICE_NAME} characters")])
+        if settings is None:
+            settings = ClinicianSettings()
+        elif not isinstance(settings, ClinicianSettings):
+            settings = validated(ClinicianSettings, dict(settings))
+        kdf = kdf or KdfParams()
+        _check_free(path)
+
+        created_dir = not path.exists()
+        if created_dir:
+            path.mkdir(mode=0o700, parents=True)
+            os.chmod(path, 0o700)
+
+        vault_id = secrets.token_hex(16)
+        master = keys.random_key()
+        recovery_secret, recovery_text = keys.new_recovery_key()
+        aad = vaultfile.wrap_aad
+        version = vaultfile.FORMAT_VERSION
+        try:
+            passphrase_wrap = _new_passphrase_wrap(
+                aad(vault_id, version, vaultfile.PASSPHRASE), master, passphrase, kdf
+            )
+            recovery_salt = keys.random_salt()
+            rkek = keys.recovery_kek(recovery_secret, recovery_salt)
+            try:
+                nonce, ciphertext = keys.wrap(rkek, master, aad(vault_id, version, vaultfile.RECOVERY))
+            finally:
+                keys.wipe(rkek)
+            vf = vaultfile.VaultFile(
+                vault_id=vault_id,
+                device_id=secrets.token_hex(32),
+                device_name=device_name,
+                created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                passphrase_wrap=passphrase_wrap,
+                recovery_wrap=vaultfile.Wrap(salt=recovery_salt, nonce=nonce, ciphertext=ciphertext),
+            )
+        finally:
+            keys.wipe(recovery_secret)
+
+        made: list[Path] = []
+        conns: list[sqlcipher3.Connection] = []
+        db_keys = _database_keys(master)
+        keys.wipe(master)
+        try:
+            for name, key in zip((RECORD_DB, PRIVATE_DB), db_keys):
+                conns.append(open_database(path / name, key, create=True))
+                made.append(path / name)
+            _ensure_local_tables(conns[0])
+            _write_settings(conns[0], settings)
+            # vault.json last: its presence marks a complete vault.
+            vaultfile.write_new(path, vf)
+        except BaseException:
+            for conn in conns:
+                conn.close()
+            for p in made:
+                for suffix in ("", *SIDE_FILES):
+                    Path(f"{p}{suffix}").unlink(missing_ok=True)
+            if created_dir:
+                try:
+                    path.rmdir()
+                except OSError:
+                    pass
+            for key in db_keys:
+                keys.wipe(key)
+            raise
+        return cls(path, vf, db_keys, conns[0], conns[1]), recovery_text
+
+    @classmethod
+    def open(cls, path: Path, passphrase: str) -> Vault:
+        """Unlock the vault at `path`. WrongPassphrase, NotAVault, DamagedVault,
+        NewerVaultFormat; on any of them nothing on disk has changed."""
+        path = Path(path).expanduser()
+        vf = vaultfile.read(path)
+        _require_databases(path)
+        if not isinstance(passphrase, str):
+            raise WrongPassphrase()
+        master = _unwrap_with_passphrase(vf, passphrase)
+        vault = cls._open_with_master(path, vf, master)
+        vaultfile.remove_stale_tmp(path)
+        return vault
+
+    @classmethod
+    def _open_with_master(cls, path: Path, vf: vaultfile.VaultFile, master: bytearray) -> Vault:
+        db_keys = _database_keys(master)
+        keys.wipe(master)
+        conns: list[sqlcipher3.Connection] = []
+        try:
+            for name, key in zip((RECORD_DB, PRIVATE_DB), db_keys):
+                try:
+                    conns.append(open_database(path / name, key))
+                except WrongPassphrase:
+                    # The master key was proven by the unwrap, so the file is not this
+                    # vault's, or it is damaged beyond telling.
+                    raise DamagedVault(
+                        f"The vault's {name} does not match its keys (it is damaged or "
+                        "belongs to another vault)."
+                    ) from None
+            _ensure_local_tables(conns[0])
+        except BaseException:
+            for conn in conns:
+                checkpoint_and_close(conn)
+            for key in db_keys:
+                keys.wipe(key)
+            raise
+        return cls(path, vf, db_keys, conns[0], conns[1])
+
+    @classmethod
+    def recover(
+        cls, path: Path, recovery_key: str, new_passphrase: str, *, kdf: KdfParams | None = None
+    ) -> Vault:
+        """Set a new passphrase with the recovery key and open the vault.
+
+        The databases are verified before vault.json is rewritten, so a failure changes
+        nothing. The recovery key stays valid.
+        """
+        path = Path(path).expanduser()
+        _check_passphrase(new_passphrase)
+        secret = keys.parse_recovery_key(recovery_key)
+        try:
+            vf = vaultfile.read(path)
+            _require_databases(path)
+            master = _unwrap_with_recovery(vf, secret)
+        finally:
+            keys.wipe(secret)
+        try:
+            new_wrap = _new_passphrase_wrap(
+                vf.aad(vaultfile.PASSPHRASE), master, new_passphrase, kdf or vf.passphrase_wrap.kdf
+            )
+            vault = cls._open_with_master(path, vf, bytearray(master))
+        finally:
+            keys.wipe(master)
+        try:
+            vf.passphrase_wrap = new_wrap
+            vaultfile.replace(path, vf)
+        except BaseException:
+            vault.close()
+            raise
+        return vault
+
+    @staticmethod
+    def change_passphrase(
+        path: Path, old: str, new: str, *, kdf: KdfParams | None = None
+    ) -> None:
+        """Re-wrap the master key under `new`. Atomic: afterwards exactly one of the two
+        passphrases opens the vault, even if the process is killed half-way."""
+        path = Path(path).expanduser()
+        _check_passphrase(new)
+        vf = vaultfile.read(path)
+        if not isinstance(old, str):
+            raise WrongPassphrase()
+        master = _unwrap_with_passphrase(vf, old)
+        try:
+            vf.passphrase_wrap = _new_passphrase_wrap(
+                vf.aad(vaultfile.PASSPHRASE), master, new, kdf or vf.passphrase_wrap.kdf
+            )
+        finally:
+            keys.wipe(master)
+        vaultfile.replace(path, vf)
+
+    @property
+    def closed(self) -> bool:
+        return self._record_conn is None
+
+    def close(self) -> None:
+        """Checkpoint and close both databases and overwrite the keys we hold. Idempotent."""
+        conns = [self._record_conn, self._private_conn]
+        self._record = None
+        self._private = None
+        self._record_conn = None
+        self._private_conn = None
+        try:
+            for conn in conns:
+                if conn is not None:
+                    checkpoint_and_close(conn)
+        finally:
+            for key in self._db_keys:
+                keys.wipe(key)
+            self._db_keys = []
+
+    # --- connections and stores --------------------------------------------------------
+
+    @property
+    def record_conn(self) -> sqlcipher3.Connection:
+        if self._record_conn is None:
+            raise VaultLocked("The vault is locked; unlock it again to continue.")
+        return self._record_conn
+
+    @property
+    def private_conn(self) -> sqlcipher3.Connection:
+        if self._private_conn is None:
+            raise VaultLocked("The vault is locked; unlock it again to continue.")
+        return self._private_conn
+
+    @property
+    def record(self) -> RecordStore:
+        if self._record is None:
+            conn = self.record_conn
+            # Imported here: the vault's lifecycle does not depend on the record's code.
+            from store.record import RecordStore
+
+            self._record = RecordStore(conn, device_id=self.device_id, settings=self.settings)
+        return self._record
+
+    @property
+    def private(self) -> PrivateStore:
+        if self._private is None:
+            conn = self.private_conn
+            from store.private import PrivateStore
+
+            self._private = PrivateStore(conn, device_id=self.device_id)
+        return self._private
+
+    # --- settings, search, check -------------------------------------------------------
+
+    def settings(self) -> ClinicianSettings:
+        row = self.record_conn.execute(
+            "SELECT value FROM local_settings WHERE key = ?", (_SETTINGS_KEY,)
+        ).fetchone()
+        if row is None:
+            return ClinicianSettings()
+        try:
+            return ClinicianSettings.model_validate_json(row[0])
+        except ValueError:
+            raise DamagedVault("The vault's clinician settings are damaged.") from None
+
+    def update_settings(self, **fields: Any) -> ClinicianSettings:
+        """Change some settings; ValidationFailed (and nothing saved) on a bad value."""
+        data = self.settings().model_dump(mode="json")
+        data.update(fields)
+        new = validated(ClinicianSettings, data)
+        assert isinstance(new, ClinicianSettings)
+        _write_settings(self.record_conn, new)
+        return new
+
+    def search(self, query: str, limit: int = 50) -> SearchResults:
+        return SearchResults(
+            record=self.record.search(query, limit),
+            private=self.private.search(query, limit),
+        )
+
+    def check(self) -> list[str]:
+        """Problems found in both databases and by the stores' own checks; [] if healthy."""
+        problems = [f"{RECORD_DB}: {p}" for p in integrity_problems(self.record_conn)]
+        problems += [f"{PRIVATE_DB}: {p}" for p in integrity_problems(self.private_conn)]
+        try:
+            record = self.record
+        except ModuleNotFoundError as e:
+            if e.name != "store.record":
+                raise
+            record = None
+        for store in (record, self._private_store_if_available()):
+            store_check = getattr(store, "check", None)
+            if callable(store_check):
+                problems += list(store_check())
+        return problems
+
+    def _private_store_if_available(self) -> PrivateStore | None:
+        try:
+            return self.private
+        except ModuleNotFoundError as e:
+            if e.name != "store.private":
+                raise
+            return None
+
+
+def _database_keys(master: bytearray) -> list[bytearray]:
+    return [
+        keys.database_key(master, keys.RECORD_DB_INFO),
+        keys.database_key(master, keys.PRIVATE_DB_INFO),
+    ]
+
+
+def _check_free(path: Path) -> None:
+    """VaultExists unless `path` is missing or a folder holding none of a vault's files."""
+    if path.exists() and not path.is_dir():
+        raise VaultExists(f"{path} exists and is not a folder; nothing was changed.")
+    if not path.exists():
+        return
+    names = [vaultfile.FILE_NAME]
+    for db in (RECORD_DB, PRIVATE_DB):
+        names += [db] + [db + suffix for suffix in SIDE_FILES]
+    for name in names:
+        if os.path.lexists(path / name):
+            raise VaultExists(
+                f"A vault (or part of one: {name}) already exists at {path}; nothing was overwritten."
+            )
+
+
+def _ensure_local_tables(conn: sqlcipher3.Connection) -> None:
+    if conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'local_settings'"
+    ).fetchone() is None:
+        conn.execute(_LOCAL_SETTINGS_DDL)
+
+
+def _write_settings(conn: sqlcipher3.Connection, settings: ClinicianSettings) -> None:
+    value = json.dumps(settings.model_dump(mode="json"), sort_keys=True)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "INSERT INTO local_settings (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (_SETTINGS_KEY, value),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

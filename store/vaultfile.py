@@ -1,0 +1,230 @@
+"""vault.json: the only plaintext file of a vault. It holds no PHI: format version, vault and
+device ids, the device's name, the KDF parameters and salts, and the two wrapped copies of
+the master key.
+
+Every write goes through a temporary file that is fsynced and then renamed over (or, for a
+new vault, hard-linked into place so an existing vault.json is never replaced), followed by
+an fsync of the folder. A crash therefore leaves either the old file or the new one, never a
+torn one; a leftover vault.json.tmp is ignored by readers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import errno
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from store.errors import DamagedVault, NewerVaultFormat, NotAVault, VaultError, VaultExists
+from store.keys import KdfParams
+
+FILE_NAME = "vault.json"
+TMP_NAME = "vault.json.tmp"
+FORMAT_MARKER = "notewell-vault"
+FORMAT_VERSION = 1
+# Far more than any vault.json we write; a bigger file is not ours and is not read whole.
+MAX_BYTES = 64 * 1024
+
+PASSPHRASE = "passphrase"
+RECOVERY = "recovery"
+
+
+def wrap_aad(vault_id: str, format_version: int, purpose: str) -> bytes:
+    """Associated data of a wrap: a wrapped key only opens in its own vault, format and role."""
+    return f"{FORMAT_MARKER}\0{format_version}\0{vault_id}\0{purpose}".encode()
+
+
+@dataclass
+class Wrap:
+    """One wrapped copy of the master key. `kdf` is None for the recovery wrap (HKDF)."""
+
+    salt: bytes
+    nonce: bytes
+    ciphertext: bytes
+    kdf: KdfParams | None = None
+
+
+@dataclass
+class VaultFile:
+    vault_id: str
+    device_id: str
+    device_name: str
+    created_at: str
+    passphrase_wrap: Wrap
+    recovery_wrap: Wrap
+    format_version: int = FORMAT_VERSION
+
+    def aad(self, purpose: str) -> bytes:
+        return wrap_aad(self.vault_id, self.format_version, purpose)
+
+    def to_bytes(self) -> bytes:
+        data = {
+            "format": FORMAT_MARKER,
+            "format_version": self.format_version,
+            "vault_id": self.vault_id,
+            "created_at": self.created_at,
+            "device": {"id": self.device_id, "name": self.device_name},
+            "passphrase_wrap": _wrap_to_json(self.passphrase_wrap),
+            "recovery_wrap": _wrap_to_json(self.recovery_wrap),
+        }
+        return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str, *, length: int | None = None) -> bytes:
+    if not isinstance(text, str):
+        raise ValueError("not base64 text")
+    raw = base64.b64decode(text.encode("ascii"), validate=True)
+    if length is not None and len(raw) != length:
+        raise ValueError("wrong length")
+    return raw
+
+
+def _wrap_to_json(wrap: Wrap) -> dict:
+    out: dict = {}
+    if wrap.kdf is not None:
+        out["kdf"] = wrap.kdf.to_json()
+    else:
+        out["kdf"] = {"algorithm": "hkdf-sha256"}
+    out.update(salt=_b64(wrap.salt), nonce=_b64(wrap.nonce), ciphertext=_b64(wrap.ciphertext))
+    return out
+
+
+def _wrap_from_json(data: dict, *, argon2: bool) -> Wrap:
+    kdf = KdfParams.from_json(data["kdf"]) if argon2 else None
+    if not argon2 and data["kdf"] != {"algorithm": "hkdf-sha256"}:
+        raise ValueError("unknown key derivation")
+    return Wrap(
+        salt=_unb64(data["salt"], length=16),
+        nonce=_unb64(data["nonce"], length=12),
+        # 32-byte key plus the 16-byte GCM tag.
+        ciphertext=_unb64(data["ciphertext"], length=48),
+        kdf=kdf,
+    )
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("not text")
+    return value
+
+
+def parse(raw: bytes) -> VaultFile:
+    """NotAVault for a file that is not ours, DamagedVault for ours but unreadable,
+    NewerVaultFormat for one written by a newer version."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise DamagedVault("The vault's vault.json is damaged (it is not readable JSON).") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT_MARKER:
+        raise NotAVault("This folder's vault.json does not belong to a Notewell vault.")
+    version = data.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise DamagedVault("The vault's vault.json is damaged (its format version is missing).")
+    if version > FORMAT_VERSION:
+        raise NewerVaultFormat(
+            f"This vault was written by a newer Notewell (format {version}); "
+            f"this version reads format {FORMAT_VERSION}. Update Notewell to open it."
+        )
+    try:
+        device = data["device"]
+        return VaultFile(
+            format_version=version,
+            vault_id=_text(data["vault_id"]),
+            created_at=_text(data["created_at"]),
+            device_id=_text(device["id"]),
+            device_name=_text(device["name"]),
+            passphrase_wrap=_wrap_from_json(data["passphrase_wrap"], argon2=True),
+            recovery_wrap=_wrap_from_json(data["recovery_wrap"], argon2=False),
+        )
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        raise DamagedVault(
+            "The vault's vault.json is damaged (a field is missing or malformed)."
+        ) from None
+
+
+def read(folder: Path) -> VaultFile:
+    """Read and parse `folder`/vault.json without changing anything on disk."""
+    if not folder.is_dir():
+        raise NotAVault(f"There is no vault at {folder} (the folder does not exist).")
+    path = folder / FILE_NAME
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise NotAVault(f"There is no vault at {folder} (it has no vault.json).") from None
+    except IsADirectoryError:
+        raise NotAVault(f"There is no vault at {folder} (vault.json is not a file).") from None
+    except OSError as e:
+        raise VaultError(f"Cannot read the vault's vault.json: {e.strerror}.") from None
+    if len(raw) > MAX_BYTES:
+        raise NotAVault("This folder's vault.json does not belong to a Notewell vault.")
+    return parse(raw)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+    fd = os.open(folder, flags)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        # Some filesystems (network mounts) cannot fsync a directory; the rename still stands.
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _write_tmp(folder: Path, data: bytes) -> Path:
+    tmp = folder / TMP_NAME
+    # A leftover from an interrupted write is stale by definition: it was never renamed.
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return tmp
+
+
+def write_new(folder: Path, vault_file: VaultFile) -> None:
+    """Write vault.json for a new vault; VaultExists (and nothing changed) if one is there."""
+    tmp = _write_tmp(folder, vault_file.to_bytes())
+    final = folder / FILE_NAME
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        tmp.unlink(missing_ok=True)
+        raise VaultExists(f"A vault already exists at {folder}; nothing was overwritten.") from None
+    except OSError:
+        # Filesystems without hard links (FAT on a USB stick): check, then rename.
+        if os.path.lexists(final):
+            tmp.unlink(missing_ok=True)
+            raise VaultExists(
+                f"A vault already exists at {folder}; nothing was overwritten."
+            ) from None
+        os.replace(tmp, final)
+    else:
+        tmp.unlink()
+    fsync_dir(folder)
+
+
+def replace(folder: Path, vault_file: VaultFile) -> None:
+    """Atomically replace vault.json: afterwards it is wholly the old or wholly the new."""
+    tmp = _write_tmp(folder, vault_file.to_bytes())
+    os.replace(tmp, folder / FILE_NAME)
+    fsync_dir(folder)
+
+
+def remove_stale_tmp(folder: Path) -> None:
+    (folder / TMP_NAME).unlink(missing_ok=True)

@@ -1,0 +1,63 @@
+"""Vault fixtures shared by the store's tests.
+
+`fast_kdf` is a real Argon2id with a small cost (8 MiB, one pass), so tests create and open
+real vaults quickly. `open_vault` is a fresh vault in tmp_path, open, closed after the test;
+its passphrase is the `vault_passphrase` fixture. `snapshot(folder)` hashes every file in a
+folder, to show that a failed operation left it byte-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from store.vault import KdfParams, Vault
+
+FAST_KDF = KdfParams(memory_kib=8192, time_cost=1, parallelism=1)
+VAULT_PASSPHRASE = "correct horse battery staple"
+DEVICE_NAME = "Test laptop"
+
+
+@pytest.fixture
+def fast_kdf() -> KdfParams:
+    return FAST_KDF
+
+
+@pytest.fixture
+def vault_dir(tmp_path: Path) -> Path:
+    return tmp_path / "vault"
+
+
+@pytest.fixture
+def vault_passphrase() -> str:
+    return VAULT_PASSPHRASE
+
+
+@pytest.fixture
+def open_vault(vault_dir: Path, fast_kdf: KdfParams):
+    vault, _recovery = Vault.create(
+        vault_dir, VAULT_PASSPHRASE, device_name=DEVICE_NAME, kdf=fast_kdf
+    )
+    try:
+        yield vault
+    finally:
+        vault.close()
+
+
+@pytest.fixture
+def snapshot():
+    """`snapshot(folder)`: compare before and after to prove a failure changed nothing."""
+    return folder_snapshot
+
+
+def folder_snapshot(folder: Path) -> dict[str, str]:
+    """Every file in `folder` (recursively) by name -> SHA-256, so presence counts too."""
+    out = {}
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            p = Path(root) / name
+            out[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
