@@ -131,13 +131,8 @@ def overdue(
     thresholds: Iterable[int] = DEFAULT_THRESHOLDS,
     extra_session_dates: Iterable[tuple[str, date]] = (),
 ) -> list[OverdueItem]:
-    """The queue for every client of `record` (a RecordStore), from its projections."""
-    names: dict[str, str] = {}
-    rows: list = []
-    for client in record.list_clients():
-        client_id = _get(client, "client_id") or _get(client, "id")
-        names[client_id] = _get(client, "display_name") or client_id
-        rows.extend(record.notes_for_client(client_id))
+    """The queue for every client of `record` (a RecordStore), from its notes_view projection."""
+    names = {c.client_id: c.display_name for c in record.list_clients()}
     return overdue_from_rows(
-        rows, names, now, thresholds=thresholds, extra_session_dates=extra_session_dates
+        record.list_notes(), names, now, thresholds=thresholds, extra_session_dates=extra_session_dates
     )

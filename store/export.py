@@ -1,0 +1,340 @@
+"""The client's record export (HIPAA right of access: the designated record set).
+
+What goes in: the client's demographics, diagnoses, treatment plan and goals; every progress
+note whose date of service is in the range, with its session facts, sections, signature,
+late-entry label and addenda (in order); notes entered in error, labelled so; the PHQ-9 and
+GAD-7 scores as a table. Drafts only when asked for, and then marked as drafts.
+
+What never goes in: process notes. This module takes a RecordStore (record.db only), never a
+Vault, and does not import the private store; tests/test_boundaries.py holds it to that.
+
+Formats: JSON in the `notewell import` format (so an export restores into an empty vault) and
+PDF (store/export_pdf.py). The file is written atomically and never replaces an existing file
+unless asked to. Recording the export in the audit log is the caller's job (it holds the
+vault): `audit.append(Event.EXPORT, client_id=..., **result.audit_details())`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from store.errors import ExportFailed, ValidationFailed
+from store.models import Client, ClinicianSettings, NoteStatus, ProgressNote
+from store.outcomes import Outcomes, outcomes_from
+from store.projections import has_signature_conflict, is_late_entry
+
+FORMATS = ("pdf", "json")
+
+
+@dataclass(frozen=True)
+class ExportedNote:
+    """A note as released. For an unresolved signature conflict `note` is the signed
+    version (with the current addenda and status): what was signed is the record."""
+
+    note: ProgressNote
+    late_entry: bool = False
+    signature_conflict: bool = False
+
+    @property
+    def draft(self) -> bool:
+        return self.note.status == NoteStatus.DRAFT
+
+    @property
+    def entered_in_error(self) -> bool:
+        return self.note.status == NoteStatus.ENTERED_IN_ERROR
+
+
+@dataclass(frozen=True)
+class RecordExport:
+    client: Client
+    notes: tuple[ExportedNote, ...]  # oldest first
+    outcomes: Outcomes
+    settings: ClinicianSettings
+    generated_at: datetime
+    date_from: date | None = None
+    date_to: date | None = None
+    include_drafts: bool = False
+
+    @property
+    def addenda_count(self) -> int:
+        return sum(len(n.note.addenda) for n in self.notes)
+
+    @property
+    def drafts_count(self) -> int:
+        return sum(1 for n in self.notes if n.draft)
+
+    def period(self) -> str:
+        if self.date_from is None and self.date_to is None:
+            return "all dates of service"
+        start = self.date_from.isoformat() if self.date_from else "the first session"
+        end = self.date_to.isoformat() if self.date_to else "the latest session"
+        return f"dates of service from {start} to {end}"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    format: str
+    client_id: str
+    notes: int
+    addenda: int
+    drafts: int
+    date_from: date | None
+    date_to: date | None
+    include_drafts: bool
+    sha256: str
+    size: int
+    extra: dict = field(default_factory=dict)
+
+    def audit_details(self) -> dict:
+        """What the audit log keeps about this export: what, for whom, which range."""
+        return {
+            "format": self.format,
+            "file": self.path.name,
+            "date_from": self.date_from.isoformat() if self.date_from else None,
+            "date_to": self.date_to.isoformat() if self.date_to else None,
+            "include_drafts": self.include_drafts,
+            "notes": self.notes,
+            "addenda": self.addenda,
+            "drafts": self.drafts,
+            "sha256": self.sha256,
+        }
+
+
+def _row_id(row) -> str:
+    get = row.get if isinstance(row, dict) else lambda k: getattr(row, k, None)
+    return get("note_id") or get("id")
+
+
+def _released_version(record, note: ProgressNote) -> tuple[ProgressNote, bool]:
+    if not has_signature_conflict(note):
+        return note, False
+    signed = record.signed_version(note.id)
+    if signed is None:
+        return note, True
+    # What was signed, plus what happened to the note since (addenda, status, resolution).
+    return (
+        signed.model_copy(
+            update={
+                "addenda": note.addenda,
+                "status": note.status,
+                "entered_in_error": note.entered_in_error,
+                "resolution": note.resolution,
+                "signature": note.signature,
+            }
+        ),
+        True,
+    )
+
+
+def collect(
+    record,
+    client_id: str,
+    *,
+    settings: ClinicianSettings | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    include_drafts: bool = False,
+    now: datetime | None = None,
+) -> RecordExport:
+    """Everything the export releases for one client, read from `record` (a RecordStore)."""
+    if date_from and date_to and date_from > date_to:
+        raise ValidationFailed([("from", "is after the end of the range")])
+    settings = settings or ClinicianSettings()
+    client = record.get_client(client_id)
+    notes: list[ExportedNote] = []
+    for row in record.notes_for_client(client_id):
+        note = record.get_note(_row_id(row))
+        on = note.facts.date_of_service
+        if (date_from and on < date_from) or (date_to and on > date_to):
+            continue
+        if note.status == NoteStatus.DRAFT and not include_drafts:
+            continue
+        shown, conflict = _released_version(record, note)
+        notes.append(ExportedNote(shown, is_late_entry(note, settings.late_entry_hours), conflict))
+    notes.sort(key=lambda n: (n.note.facts.date_of_service, n.note.facts.start_time or datetime.min.time(), n.note.id))
+    return RecordExport(
+        client=client,
+        notes=tuple(notes),
+        outcomes=outcomes_from([n.note for n in notes], include_drafts=include_drafts),
+        settings=settings,
+        generated_at=(now or datetime.now(timezone.utc)).replace(microsecond=0),
+        date_from=date_from,
+        date_to=date_to,
+        include_drafts=include_drafts,
+    )
+
+
+# --- JSON ------------------------------------------------------------------------------
+
+
+IMPORT_KIND = "notewell-import"
+IMPORT_VERSION = 1
+
+
+def _utc(at: datetime) -> str:
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _client_json(client: Client) -> dict:
+    data = client.model_dump(mode="json", exclude={"created_at"})
+    data["created_at"] = _utc(client.created_at)
+    return data
+
+
+def _note_json(note: ProgressNote) -> dict:
+    data: dict = {
+        "id": note.id,
+        "client_id": note.client_id,
+        "format": note.format.value,
+        "status": note.status.value,
+        "sections": {key: note.sections.get(key, "") for key in note.section_keys},
+        "facts": note.facts.model_dump(mode="json", exclude={"minutes"}),
+    }
+    if note.signature is not None:
+        s = note.signature
+        # Heads, content hash and device are recomputed by the store that imports the note.
+        data["signature"] = {"signer": s.signer, "credentials": s.credentials, "signed_at": _utc(s.signed_at)}
+    if note.addenda:
+        data["addenda"] = [
+            {
+                "id": a.id,
+                "text": a.text,
+                "reason": a.reason,
+                "signer": a.signer,
+                "credentials": a.credentials,
+                "signed_at": _utc(a.signed_at),
+            }
+            for a in note.addenda
+        ]
+    if note.entered_in_error is not None:
+        e = note.entered_in_error
+        data["entered_in_error"] = {"reason": e.reason, "marked_at": _utc(e.marked_at), "marked_by": e.marked_by}
+    data["created_at"] = _utc(note.created_at)
+    return data
+
+
+def to_import_document(export: RecordExport) -> dict:
+    """The export in the `notewell import` format (docs/import-format.md): one client, its
+    progress notes in date order, and never a process note."""
+    return {
+        "kind": IMPORT_KIND,
+        "version": IMPORT_VERSION,
+        "clients": [_client_json(export.client)],
+        "progress_notes": [_note_json(n.note) for n in export.notes],
+        "process_notes": [],
+    }
+
+
+def render_json(export: RecordExport) -> bytes:
+    return (json.dumps(to_import_document(export), indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode()
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+def write_atomically(path: Path, data: bytes, *, force: bool = False) -> None:
+    """Write `data` to `path` in one step: a crash leaves the old file or none, never half.
+
+    Refuses an existing file unless `force`. The file is readable by its owner only: it is
+    health information.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ExportFailed(f"{path} is a folder; give a file name for the export.")
+    if not path.parent.is_dir():
+        raise ExportFailed(f"The folder {path.parent} does not exist; nothing was written.")
+    if os.path.lexists(path) and not force:
+        raise ExportFailed(f"{path} already exists; nothing was written (use --force to replace it).")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise ExportFailed(f"Cannot write in {path.parent}: {e.strerror}; nothing was written.") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if force:
+            os.replace(tmp, path)
+        else:
+            # link() fails if the name appeared meanwhile, where rename would overwrite it.
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise ExportFailed(f"{path} already exists; nothing was written (use --force to replace it).") from None
+            os.unlink(tmp)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as e:
+        raise ExportFailed(f"Cannot write {path}: {e.strerror}; nothing was written.") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def render(export: RecordExport, fmt: str) -> bytes:
+    if fmt == "json":
+        return render_json(export)
+    if fmt == "pdf":
+        from store.export_pdf import render_pdf
+
+        return render_pdf(export)
+    raise ValidationFailed([("format", f"must be one of {', '.join(FORMATS)}")])
+
+
+def export_record(
+    record,
+    client_id: str,
+    out: Path,
+    *,
+    fmt: str = "pdf",
+    settings: ClinicianSettings | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    include_drafts: bool = False,
+    force: bool = False,
+    now: datetime | None = None,
+) -> ExportResult:
+    """Collect, render and write one client's record export; returns what was written."""
+    if fmt not in FORMATS:
+        raise ValidationFailed([("format", f"must be one of {', '.join(FORMATS)}")])
+    out = Path(out).expanduser()
+    if os.path.lexists(out) and not force:
+        raise ExportFailed(f"{out} already exists; nothing was written (use --force to replace it).")
+    export = collect(
+        record,
+        client_id,
+        settings=settings,
+        date_from=date_from,
+        date_to=date_to,
+        include_drafts=include_drafts,
+        now=now,
+    )
+    data = render(export, fmt)
+    write_atomically(out, data, force=force)
+    return ExportResult(
+        path=out,
+        format=fmt,
+        client_id=client_id,
+        notes=len(export.notes),
+        addenda=export.addenda_count,
+        drafts=export.drafts_count,
+        date_from=date_from,
+        date_to=date_to,
+        include_drafts=include_drafts,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+    )
