@@ -29,6 +29,7 @@ from store.database import (
 from store.errors import (
     DamagedVault,
     ValidationFailed,
+    VaultError,
     VaultExists,
     VaultLocked,
     WeakPassphrase,
@@ -180,8 +181,11 @@ class Vault:
 
         created_dir = not path.exists()
         if created_dir:
-            path.mkdir(mode=0o700, parents=True)
-            os.chmod(path, 0o700)
+            try:
+                path.mkdir(mode=0o700, parents=True)
+                os.chmod(path, 0o700)
+            except OSError as e:
+                raise VaultError(f"Cannot create the vault folder {path}: {e.strerror}.") from None
 
         vault_id = secrets.token_hex(16)
         master = keys.random_key()
@@ -221,12 +225,13 @@ class Vault:
             _write_settings(conns[0], settings)
             # vault.json last: its presence marks a complete vault.
             vaultfile.write_new(path, vf)
-        except BaseException:
+        except BaseException as e:
             for conn in conns:
                 conn.close()
             for p in made:
                 for suffix in ("", *SIDE_FILES):
                     Path(f"{p}{suffix}").unlink(missing_ok=True)
+            _remove_if_ours(path / vaultfile.FILE_NAME, vf.to_bytes())
             if created_dir:
                 try:
                     path.rmdir()
@@ -234,6 +239,8 @@ class Vault:
                     pass
             for key in db_keys:
                 keys.wipe(key)
+            if isinstance(e, OSError):
+                raise VaultError(f"Cannot create the vault at {path}: {e.strerror}.") from None
             raise
         return cls(path, vf, db_keys, conns[0], conns[1]), recovery_text
 
@@ -456,6 +463,15 @@ def _check_free(path: Path) -> None:
             raise VaultExists(
                 f"A vault (or part of one: {name}) already exists at {path}; nothing was overwritten."
             )
+
+
+def _remove_if_ours(path: Path, content: bytes) -> None:
+    """Undo our own write of a file, never someone else's."""
+    try:
+        if path.read_bytes() == content:
+            path.unlink()
+    except OSError:
+        pass
 
 
 def _ensure_local_tables(conn: sqlcipher3.Connection) -> None:
