@@ -150,9 +150,11 @@ def _configure(conn: sqlcipher3.Connection, key: str, name: str) -> None:
             conn.execute(f"PRAGMA {pragma} = {value}").fetchall()
         conn.execute(PROBE).fetchall()
     except sqlcipher3.OperationalError as e:
+        # The file's pages were verified already: this is the environment (a lock, a
+        # read-only folder, a full disk), not damage.
         if "locked" in str(e) or "busy" in str(e):
             raise VaultError(f"The vault's {name} is in use by another program.") from None
-        raise DamagedVault(f"The vault's {name} cannot be opened ({e}).") from None
+        raise VaultError(f"The vault's {name} cannot be opened for writing ({e}).") from None
     except sqlcipher3.DatabaseError as e:
         raise DamagedVault(f"The vault's {name} cannot be opened ({e}).") from None
     problems = setting_problems(conn)

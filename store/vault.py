@@ -179,14 +179,6 @@ class Vault:
         kdf = kdf or KdfParams()
         _check_free(path)
 
-        created_dir = not path.exists()
-        if created_dir:
-            try:
-                path.mkdir(mode=0o700, parents=True)
-                os.chmod(path, 0o700)
-            except OSError as e:
-                raise VaultError(f"Cannot create the vault folder {path}: {e.strerror}.") from None
-
         vault_id = secrets.token_hex(16)
         master = keys.random_key()
         recovery_secret, recovery_text = keys.new_recovery_key()
@@ -212,6 +204,16 @@ class Vault:
             )
         finally:
             keys.wipe(recovery_secret)
+
+        _check_free(path)  # again: the key derivation took a moment
+        created_dir = not path.exists()
+        if created_dir:
+            try:
+                path.mkdir(mode=0o700, parents=True)
+                os.chmod(path, 0o700)
+            except OSError as e:
+                keys.wipe(master)
+                raise VaultError(f"Cannot create the vault folder {path}: {e.strerror}.") from None
 
         made: list[Path] = []
         conns: list[sqlcipher3.Connection] = []
@@ -255,7 +257,10 @@ class Vault:
             raise WrongPassphrase()
         master = _unwrap_with_passphrase(vf, passphrase)
         vault = cls._open_with_master(path, vf, master)
-        vaultfile.remove_stale_tmp(path)
+        try:
+            vaultfile.remove_stale_tmp(path)
+        except OSError:
+            pass  # harmless: readers ignore it and the next write replaces it
         return vault
 
     @classmethod

@@ -197,9 +197,20 @@ def _write_tmp(folder: Path, data: bytes) -> Path:
     return tmp
 
 
+def _write_failed(folder: Path, e: OSError) -> VaultError:
+    try:
+        (folder / TMP_NAME).unlink(missing_ok=True)
+    except OSError:
+        pass
+    return VaultError(f"Cannot write the vault's vault.json ({e.strerror}); nothing was changed.")
+
+
 def write_new(folder: Path, vault_file: VaultFile) -> None:
     """Write vault.json for a new vault; VaultExists (and nothing changed) if one is there."""
-    tmp = _write_tmp(folder, vault_file.to_bytes())
+    try:
+        tmp = _write_tmp(folder, vault_file.to_bytes())
+    except OSError as e:
+        raise _write_failed(folder, e) from None
     final = folder / FILE_NAME
     try:
         os.link(tmp, final)
@@ -221,8 +232,12 @@ def write_new(folder: Path, vault_file: VaultFile) -> None:
 
 def replace(folder: Path, vault_file: VaultFile) -> None:
     """Atomically replace vault.json: afterwards it is wholly the old or wholly the new."""
-    tmp = _write_tmp(folder, vault_file.to_bytes())
-    os.replace(tmp, folder / FILE_NAME)
+    try:
+        tmp = _write_tmp(folder, vault_file.to_bytes())
+        os.replace(tmp, folder / FILE_NAME)
+    except OSError as e:
+        # A full disk or a read-only folder: the old vault.json is untouched.
+        raise _write_failed(folder, e) from None
     fsync_dir(folder)
 
 

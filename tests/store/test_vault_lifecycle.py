@@ -23,6 +23,7 @@ from store.errors import (
     NewerVaultFormat,
     NotAVault,
     ValidationFailed,
+    VaultError,
     VaultExists,
     VaultLocked,
     WeakPassphrase,
@@ -559,6 +560,17 @@ def test_leftover_tmp_from_a_killed_run_is_ignored_then_cleaned(vault_dir):
     assert folder_snapshot(vault_dir) == before
     Vault.open(vault_dir, VAULT_PASSPHRASE).close()
     assert not (vault_dir / "vault.json.tmp").exists()
+
+
+def test_passwd_that_cannot_write_changes_nothing(vault_dir):
+    make_vault(vault_dir)
+    # A directory where the temporary file should go makes the write fail for real.
+    (vault_dir / "vault.json.tmp").mkdir()
+    before = folder_snapshot(vault_dir)
+    with pytest.raises(VaultError, match="nothing was changed"):
+        Vault.change_passphrase(vault_dir, VAULT_PASSPHRASE, NEW_PASSPHRASE)
+    assert folder_snapshot(vault_dir) == before
+    assert _working_passphrases(vault_dir) == [VAULT_PASSPHRASE]
 
 
 PASSWD_IN_CHILD = """
