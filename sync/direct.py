@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 
 from store.device_identity import DeviceIdentity, fingerprint
 from store.errors import NotewellError
-from sync.engine import ProgressCallback, SyncReport
+from sync.engine import DEFAULT_SYNC_PORT, ProgressCallback, SyncReport
 from sync.errors import (
     ConnectionLost,
     NotPaired,
@@ -43,7 +43,7 @@ from sync.framing import MAX_FRAME, FrameTap, recv_frame, send_frame, send_frame
 from sync.peers import PeerBook
 from sync.protocol import SyncSession, error_frame
 
-DEFAULT_PORT = 7341
+DEFAULT_PORT = DEFAULT_SYNC_PORT
 DEFAULT_TIMEOUT = 30.0
 
 ResultCallback = Callable[[SyncReport | None, NotewellError | None], None]

@@ -24,6 +24,7 @@ listener stops waiting then). Connections that close before sending anything do 
 
     listen_for_pairing(record_store, identity, host, port, *, ttl=CODE_TTL, on_ready=None) -> PairingResult
     pair_with(record_store, identity, host, port, code) -> PairingResult
+    pair_over(connected_socket, record_store, identity, code) -> PairingResult
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import hmac
 import json
 import os
 import secrets
+import select
 import socket
 import struct
 import time
@@ -48,6 +50,7 @@ from spake2 import SPAKE2_A, SPAKE2_B
 from spake2.spake2 import SPAKEError
 
 from store.device_identity import DeviceIdentity, fingerprint
+from sync.engine import DEFAULT_PAIR_PORT
 from sync.errors import (
     ConnectionLost,
     PairingCodeExpired,
@@ -61,7 +64,6 @@ from sync.framing import Frame, FrameType, recv_frame, send_frame
 from sync.peers import GROUP_KEY_BYTES, Peer, PeerBook, group_key, set_group_key
 
 CODE_TTL = 300.0
-DEFAULT_PAIR_PORT = 7342
 PAIR_VERSION = 1
 MAX_PAIR_FRAME = 64 * 1024
 CODE_DIGITS = 8
@@ -261,15 +263,16 @@ def listen_for_pairing(
             on_ready(bound_host, bound_port, code)
         while True:
             remaining = deadline - clock()
-            if remaining <= 0:
-                raise PairingCodeExpired(
-                    "The pairing code expired before another device used it; start pairing again for a new code."
-                )
-            listener.settimeout(min(remaining, 0.5))
-            try:
-                conn, _addr = listener.accept()
-            except TimeoutError:
+            # A connection already queued when the code expires is still answered (with
+            # "expired"), so a late joiner hears why instead of seeing a reset.
+            readable, _, _ = select.select([listener], [], [], max(0.0, min(remaining, 0.5)))
+            if not readable:
+                if remaining <= 0:
+                    raise PairingCodeExpired(
+                        "The pairing code expired before another device used it; start pairing again for a new code."
+                    )
                 continue
+            conn, _addr = listener.accept()
             with conn:
                 conn.settimeout(timeout)
                 try:
@@ -336,7 +339,7 @@ def pair_with(
     timeout: float = 30.0,
 ) -> PairingResult:
     """Use the code shown by the listening device at host:port to pair with it."""
-    password = _password(code)  # a mistyped code fails here, before it burns the real one
+    normalise_code(code)  # a mistyped code fails here, before it burns the real one
     try:
         conn = socket.create_connection((host, port), timeout=timeout)
     except OSError:
@@ -344,10 +347,16 @@ def pair_with(
             f"Could not reach a device at {host}:{port}; is `notewell sync pair --listen` running there?"
         ) from None
     with conn:
-        try:
-            return _joiner_exchange(conn, record_store, identity, password)
-        except ConnectionLost:
-            raise PairingFailed("The other device closed the connection; nothing was stored.") from None
+        return pair_over(conn, record_store, identity, code)
+
+
+def pair_over(conn: socket.socket, record_store, identity: DeviceIdentity, code: str) -> PairingResult:
+    """The joining side over an already connected socket (`pair_with` connects first)."""
+    password = _password(code)
+    try:
+        return _joiner_exchange(conn, record_store, identity, password)
+    except ConnectionLost:
+        raise PairingFailed("The other device closed the connection; nothing was stored.") from None
 
 
 def _joiner_exchange(conn, record_store, identity, password) -> PairingResult:

@@ -51,7 +51,6 @@ from sync.errors import (
     ProtocolError,
     ProtocolVersionMismatch,
     NotPaired,
-    SyncError,
 )
 from sync.framing import Frame, FrameType
 
@@ -383,6 +382,7 @@ class SyncSession:
 
     def _finish(self) -> list[Frame]:
         final: dict[str, list[bytes]] = {}
+        changed_ids: set[str] = set()
         for doc_id in self._differ:
             doc = self._doc(doc_id)
             heads = set(doc.get_heads())
@@ -392,27 +392,24 @@ class SyncSession:
                 continue
             changed = _foreign(self.store.apply_doc, doc_id, doc)
             if changed:
+                changed_ids.add(doc_id)
                 self.report.received += 1
                 peer = self._peer_heads.get(doc_id)
                 if local and peer and heads != peer:
                     self.report.merged += 1
-        self.report.conflicts = self._count_conflicts()
+        self.report.conflicts = self._count_conflicts(changed_ids)
         self._digest = heads_digest(final)
         self._progress(len(self._differ))
         self._state = "await-done"
         return [_json_frame(FrameType.DONE, {"received": self.report.received, "digest": self._digest})]
 
-    def _count_conflicts(self) -> int:
-        # The store marks signature conflicts while merging; count them if it can tell us.
-        counter = getattr(self.store, "signature_conflicts", None)
-        if counter is None:
+    def _count_conflicts(self, changed: set[str]) -> int:
+        # The store marks signature conflicts while merging (notes_view); count those among
+        # the documents this sync changed. A store without that view reports none.
+        lister = getattr(self.store, "list_notes", None)
+        if lister is None or not changed:
             return 0
-        try:
-            conflicts = counter()
-        except SyncError:
-            return 0
-        ids = set(self._differ)
-        return sum(1 for c in conflicts if getattr(c, "note_id", c) in ids)
+        return sum(1 for row in lister() if row.signature_conflict and row.note_id in changed)
 
     def _on_done(self, frame: Frame) -> list[Frame]:
         if frame.type != FrameType.DONE:

@@ -1,0 +1,253 @@
+"""`notewell sync ...`: pair devices, list or revoke them, serve and run direct syncs.
+
+    notewell sync pair --listen [--host H] [--port P]     show a single-use code and wait
+    notewell sync pair HOST:PORT --code CODE              use the code shown on the other device
+    notewell sync devices                                 paired devices and their last sync
+    notewell sync forget DEVICE                           revoke a device (name or id prefix)
+    notewell sync serve [--host H] [--port P]             accept syncs from paired devices
+    notewell sync now HOST:PORT                           sync with a paired device now
+    notewell sync mailbox DIR                             (tui/commands/mailbox_command.py)
+
+Lines meant for scripts: `listening on HOST:PORT` and `pairing code: CODE` (the code last),
+each flushed as soon as it is true. Nothing printed here contains note text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+import threading
+
+from sync.engine import DEFAULT_PAIR_PORT, DEFAULT_SYNC_PORT
+from sync.errors import SyncError
+from tui.commands.passphrase import current_passphrase
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+class BadAddress(SyncError):
+    title = "Bad address"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("sync", help="pair devices and sync the record between them")
+    sync_sub = p.add_subparsers(dest="sync_command", metavar="SUBCOMMAND")
+    p.set_defaults(func=lambda args: _usage(p))
+
+    pair = sync_sub.add_parser(
+        "pair",
+        help="pair with another device using a single-use code",
+        description="On one device run `pair --listen` and read its code; on the other run "
+        "`pair HOST:PORT --code CODE`. The code works once and expires after 5 minutes.",
+    )
+    pair.add_argument("address", nargs="?", metavar="HOST:PORT", help="the listening device (when joining)")
+    pair.add_argument("--listen", action="store_true", help="show a code and wait for the other device")
+    pair.add_argument("--code", help="the code shown on the listening device")
+    pair.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    pair.add_argument("--port", type=int, default=DEFAULT_PAIR_PORT, help=f"port to listen on (default {DEFAULT_PAIR_PORT}; 0 picks a free one)")
+    pair.add_argument("--code-ttl", type=float, default=None, help=argparse.SUPPRESS)  # tests
+    pair.set_defaults(func=cmd_pair)
+
+    devices = sync_sub.add_parser("devices", help="list paired devices and their last sync")
+    devices.set_defaults(func=cmd_devices)
+
+    forget = sync_sub.add_parser("forget", help="revoke a paired device; it is refused from then on")
+    forget.add_argument("device", metavar="DEVICE", help="its name or the start of its id")
+    forget.set_defaults(func=cmd_forget)
+
+    serve = sync_sub.add_parser("serve", help="accept syncs from paired devices until interrupted")
+    serve.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    serve.add_argument("--port", type=int, default=DEFAULT_SYNC_PORT, help=f"port (default {DEFAULT_SYNC_PORT}; 0 picks a free one)")
+    serve.set_defaults(func=cmd_serve)
+
+    now = sync_sub.add_parser("now", help="sync with a paired device that is serving")
+    now.add_argument("address", metavar="HOST:PORT")
+    now.set_defaults(func=cmd_now)
+
+    try:
+        mailbox = importlib.import_module("tui.commands.mailbox_command")
+    except ModuleNotFoundError as e:
+        if e.name != "tui.commands.mailbox_command":
+            raise
+    else:
+        mailbox.register_mailbox(sync_sub)
+
+
+def _usage(parser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def parse_address(text: str, default_port: int) -> tuple[str, int]:
+    """HOST:PORT, HOST, or [IPv6]:PORT."""
+    text = text.strip()
+    host, port = text, str(default_port)
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise BadAddress(f"{text!r} is not an address; use HOST:PORT.")
+        host, rest = text[1:end], text[end + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                raise BadAddress(f"{text!r} is not an address; use HOST:PORT.")
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadAddress(f"{text!r} is not an address; use HOST:PORT.")
+    return host, int(port)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _open(args):
+    from store.device_identity import ensure_identity
+    from store.vault import Vault
+
+    vault = Vault.open(args.vault, current_passphrase(args))
+    try:
+        identity = ensure_identity(vault.record, vault.device_name)
+    except BaseException:
+        vault.close()
+        raise
+    return vault, identity
+
+
+def _peer_label(peer) -> str:
+    return f"{peer.name} ({peer.short_id})"
+
+
+# --- pair ------------------------------------------------------------------------------
+
+
+def cmd_pair(args) -> int:
+    from sync.pairing import CODE_TTL, listen_for_pairing, normalise_code, pair_with
+
+    if args.listen == bool(args.address):
+        raise BadAddress("Use either `pair --listen` or `pair HOST:PORT --code CODE`.")
+    if args.address:
+        host, port = parse_address(args.address, DEFAULT_PAIR_PORT)
+        code = args.code
+        if code is None:
+            if not sys.stdin.isatty():
+                raise BadAddress("No code given: use --code CODE with the code shown on the other device.")
+            code = input("Pairing code: ")
+        normalise_code(code)  # a mistyped code is caught before it can burn the real one
+        vault, identity = _open(args)
+        try:
+            result = pair_with(vault.record, identity, host, port, code)
+        finally:
+            vault.close()
+        _say(f"Paired with {_peer_label(result.peer)}.")
+        if result.group_key_replaced:
+            _say("This device now uses the other device's sync-group key; redo pairing with devices "
+                 "of its old group to keep using the mailbox with them.")
+        return 0
+
+    vault, identity = _open(args)
+    ttl = CODE_TTL if args.code_ttl is None else args.code_ttl
+
+    def ready(host: str, port: int, code: str) -> None:
+        _say(f"listening on {host}:{port}")
+        _say(f"On the other device run: notewell sync pair {host}:{port} --code {code}")
+        _say(f"The code works once and expires in {_minutes(ttl)}.")
+        _say(f"pairing code: {code}")
+
+    try:
+        result = listen_for_pairing(vault.record, identity, args.host, args.port, ttl=ttl, on_ready=ready)
+    finally:
+        vault.close()
+    _say(f"Paired with {_peer_label(result.peer)}.")
+    return 0
+
+
+def _minutes(seconds: float) -> str:
+    if seconds >= 60:
+        n = round(seconds / 60)
+        return f"{n} minute{'s' if n != 1 else ''}"
+    return f"{seconds:g} seconds"
+
+
+# --- devices and forget ----------------------------------------------------------------
+
+
+def cmd_devices(args) -> int:
+    from sync.peers import PeerBook
+
+    vault, identity = _open(args)
+    try:
+        peers = PeerBook(vault.record).all()
+    finally:
+        vault.close()
+    _say(f"This device: {identity.name} ({identity.device_id})")
+    if not peers:
+        _say("No paired devices. Pair one with `notewell sync pair --listen`.")
+        return 0
+    for peer in peers:
+        status = "revoked" if peer.revoked else "paired"
+        if peer.last_sync_at is None:
+            last = "never synced"
+        else:
+            outcome = "ok" if peer.last_sync_ok else "failed"
+            last = f"last sync {peer.last_sync_at} {outcome}: {peer.last_sync_summary}"
+        _say(f"{peer.name}  {peer.short_id}  {status}  {last}")
+    return 0
+
+
+def cmd_forget(args) -> int:
+    from sync.peers import PeerBook
+
+    vault, _identity = _open(args)
+    try:
+        peer = PeerBook(vault.record).forget(args.device)
+    finally:
+        vault.close()
+    _say(f"Revoked {_peer_label(peer)}; it can no longer sync with this device.")
+    return 0
+
+
+# --- serve and now ---------------------------------------------------------------------
+
+
+def cmd_serve(args) -> int:
+    from sync.direct import serve
+
+    vault, identity = _open(args)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def result(report, error) -> None:
+        if error is not None:
+            print(f"notewell: {error.message}", file=sys.stderr, flush=True)
+        else:
+            name = report.peer_name or report.peer_id[:16]
+            _say(f"synced with {name} ({report.peer_id[:16]}): {report.summary()}")
+
+    try:
+        serve(vault.record, identity, args.host, args.port, stop_event=stop,
+              on_listening=lambda h, p: _say(f"listening on {h}:{p}"), on_result=result)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        vault.close()
+    _say("stopped")
+    return 0
+
+
+def cmd_now(args) -> int:
+    from sync.direct import sync_now
+
+    host, port = parse_address(args.address, DEFAULT_SYNC_PORT)
+    vault, identity = _open(args)
+    try:
+        report = sync_now(vault.record, identity, host, port)
+    finally:
+        vault.close()
+    name = report.peer_name or report.peer_id[:16]
+    _say(f"synced with {name} ({report.peer_id[:16]}): {report.summary()}")
+    return 0 if report.ok else 1
