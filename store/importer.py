@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -43,6 +43,7 @@ from store.models import (
     Addendum,
     Client,
     Diagnosis,
+    EnteredInError,
     NoteFormat,
     NoteStatus,
     ProcessNote,
@@ -58,6 +59,7 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _ID_RE = re.compile(ID_PATTERN)
 # Problems listed in the error message; the rest are counted.
 MAX_LISTED = 10
+_EARLIEST_ZONE = timezone(timedelta(hours=14))
 
 
 # --- the file's shape ---------------------------------------------------------------------
@@ -114,15 +116,22 @@ class FileAddendum(_Strict):
     signed_at: AwareDatetime
 
 
+class FileEnteredInError(_Strict):
+    reason: str = Field(min_length=1)
+    marked_at: AwareDatetime
+    marked_by: str = Field(min_length=1)
+
+
 class FileProgressNote(_Strict):
     id: FileId
     client_id: FileId
     format: NoteFormat
-    status: Literal["draft", "signed"] = "draft"
+    status: Literal["draft", "signed", "entered_in_error"] = "draft"
     sections: dict[str, str] = Field(default_factory=dict)
     facts: SessionFacts
     signature: FileSignature | None = None
     addenda: list[FileAddendum] = Field(default_factory=list)
+    entered_in_error: FileEnteredInError | None = None
     created_at: AwareDatetime | None = None
 
     @model_validator(mode="after")
@@ -134,8 +143,12 @@ class FileProgressNote(_Strict):
             raise ValueError("signature: is required for a signed note")
         if self.status == "draft" and self.signature is not None:
             raise ValueError("signature: a draft has no signature (set status to signed)")
-        if self.status == "draft" and self.addenda:
+        if self.signature is None and self.addenda:
             raise ValueError("addenda: only a signed note has addenda")
+        if self.status == "entered_in_error" and self.entered_in_error is None:
+            raise ValueError("entered_in_error: is required when the status is entered_in_error")
+        if self.status != "entered_in_error" and self.entered_in_error is not None:
+            raise ValueError("entered_in_error: is only for a note whose status is entered_in_error")
         return self
 
 
@@ -180,6 +193,11 @@ class ImportPlan:
     @property
     def signed_notes(self) -> tuple[ProgressNote, ...]:
         return tuple(n for n in self.notes if n.status == NoteStatus.SIGNED)
+
+    @property
+    def notes_as_given(self) -> tuple[ProgressNote, ...]:
+        """Notes entered in the state the file gives (signed, entered in error): not drafts."""
+        return tuple(n for n in self.notes if n.status != NoteStatus.DRAFT)
 
 
 @dataclass(frozen=True)
@@ -292,7 +310,14 @@ def _check_header(raw: Any) -> None:
 
 def _client(fc: FileClient) -> Client:
     data = fc.model_dump(exclude_none=True)
+    if fc.created_at is not None:
+        data["created_at"] = _utc(fc.created_at)
     return Client.model_validate(data)
+
+
+def _utc(at: datetime) -> datetime:
+    # One spelling of each instant: signature and addendum hashes cover the time as text.
+    return at.astimezone(timezone.utc)
 
 
 def _draft(fn: FileProgressNote) -> ProgressNote:
@@ -304,8 +329,7 @@ def _draft(fn: FileProgressNote) -> ProgressNote:
         "facts": fn.facts,
     }
     if fn.created_at is not None:
-        data["created_at"] = fn.created_at
-        data["updated_at"] = fn.created_at
+        data["created_at"] = data["updated_at"] = _utc(fn.created_at)
     return ProgressNote.model_validate(data)
 
 
@@ -314,16 +338,17 @@ def _note(fn: FileProgressNote) -> ProgressNote:
     if fn.status == "draft":
         return note
     sig = fn.signature
-    assert sig is not None  # the model's own check
     # Heads, content hash and device are the store's to fill in when it writes the note.
-    signature = Signature(
-        signer=sig.signer,
-        credentials=sig.credentials,
-        signed_at=sig.signed_at,
-        device_id="",
-        heads=[],
-        content_hash="",
-    )
+    signature = None
+    if sig is not None:
+        signature = Signature(
+            signer=sig.signer,
+            credentials=sig.credentials,
+            signed_at=_utc(sig.signed_at),
+            device_id="",
+            heads=[],
+            content_hash="",
+        )
     addenda = [
         Addendum(
             **({"id": a.id} if a.id else {}),
@@ -331,18 +356,27 @@ def _note(fn: FileProgressNote) -> ProgressNote:
             reason=a.reason,
             signer=a.signer,
             credentials=a.credentials,
-            signed_at=a.signed_at,
+            signed_at=_utc(a.signed_at),
             device_id="",
             content_hash="",
         )
         for a in fn.addenda
     ]
+    eie = None
+    if fn.entered_in_error is not None:
+        eie = EnteredInError(
+            **fn.entered_in_error.model_dump(exclude={"marked_at"}),
+            marked_at=_utc(fn.entered_in_error.marked_at),
+        )
+    times = [_utc(t.signed_at) for t in ([sig] if sig else []) + list(fn.addenda)]
+    times += [eie.marked_at] if eie else []
     return note.model_copy(
         update={
-            "status": NoteStatus.SIGNED,
+            "status": NoteStatus(fn.status),
             "signature": signature,
             "addenda": addenda,
-            "updated_at": max([sig.signed_at] + [a.signed_at for a in fn.addenda]),
+            "entered_in_error": eie,
+            "updated_at": max(times + [note.updated_at]),
         }
     )
 
@@ -350,7 +384,7 @@ def _note(fn: FileProgressNote) -> ProgressNote:
 def _process_note(fp: FileProcessNote) -> ProcessNote:
     data = fp.model_dump(exclude_none=True)
     if fp.created_at is not None:
-        data["updated_at"] = fp.created_at
+        data["created_at"] = data["updated_at"] = _utc(fp.created_at)
     return ProcessNote.model_validate(data)
 
 
@@ -388,7 +422,9 @@ def _cross_problems(f: ImportFile, now: datetime) -> tuple[list[str], list[Clien
             sig = n.signature
             if sig.signed_at > now:
                 problems.append(f"{item}.signature.signed_at: is in the future")
-            if sig.signed_at.date() < n.facts.date_of_service:
+            # The date of service is a local date: a signature is early only if it is
+            # before that date everywhere, i.e. in the earliest time zone (UTC+14).
+            if sig.signed_at.astimezone(_EARLIEST_ZONE).date() < n.facts.date_of_service:
                 problems.append(f"{item}.signature.signed_at: is before the date of service")
             for j, a in enumerate(n.addenda):
                 if a.signed_at < sig.signed_at:
@@ -397,6 +433,12 @@ def _cross_problems(f: ImportFile, now: datetime) -> tuple[list[str], list[Clien
                     problems.append(f"{item}.addenda[{j}].signed_at: is in the future")
                 if a.id is not None:
                     claim(f"{item}.addenda[{j}]", a.id)
+        if n.entered_in_error is not None:
+            marked = n.entered_in_error.marked_at
+            if marked > now:
+                problems.append(f"{item}.entered_in_error.marked_at: is in the future")
+            elif n.signature is not None and marked < n.signature.signed_at:
+                problems.append(f"{item}.entered_in_error.marked_at: is before the note's signature")
     for i, p in enumerate(f.process_notes):
         if p.client_id not in goals_of:
             refs.setdefault(p.client_id, [f"process_notes[{i}].client_id", []])
@@ -480,7 +522,7 @@ def _capabilities(vault: Any, plan: ImportPlan) -> None:
         for name, needed in (
             ("record.transaction", True),
             ("private.transaction", bool(plan.process_notes)),
-            ("record.import_signed_note", bool(plan.signed_notes)),
+            ("record.import_note", bool(plan.notes_as_given)),
         )
         if needed and not hasattr(getattr(vault, name.split(".")[0]), name.split(".")[1])
     ]
@@ -536,10 +578,10 @@ def apply_import(
                     tick()
                 for note in plan.notes:
                     current = plan.items[note.id]
-                    if note.status == NoteStatus.SIGNED:
-                        record.import_signed_note(note)
-                    else:
+                    if note.status == NoteStatus.DRAFT:
                         record.create_note(note)
+                    else:
+                        record.import_note(note)
                     tick()
                 for pnote in plan.process_notes:
                     current = plan.items[pnote.id]
@@ -600,8 +642,8 @@ def _client_for(plan: ImportPlan, record: Any, client_id: str) -> Client | None:
 def _audit(log: Any, plan: ImportPlan) -> None:
     """Audit entries for the import, in record.db's open transaction (so they roll back too).
 
-    One entry for the import as a whole and one per signed note, since those were signed
-    elsewhere and enter the record without this vault's checklist.
+    One entry for the import as a whole and one per note entered as given (signed or
+    entered in error), since those were signed elsewhere, without this vault's checklist.
     """
     from store.audit import Event
 
@@ -612,12 +654,11 @@ def _audit(log: Any, plan: ImportPlan) -> None:
         signed_notes=len(plan.signed_notes),
         process_notes=len(plan.process_notes),
     )
-    for note in plan.signed_notes:
-        assert note.signature is not None
+    for note in plan.notes_as_given:
         log.append(
             Event.IMPORT,
             client_id=note.client_id,
             note_id=note.id,
-            imported="signed note",
-            signed_at=note.signature.signed_at,
+            status=note.status.value,
+            signed_at=note.signature.signed_at if note.signature else None,
         )
