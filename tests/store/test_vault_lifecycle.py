@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlcipher3
 
-from store import keys, vaultfile
+from store import keys
 from store.database import integrity_problems, migrate, open_database, setting_problems
 from store.errors import (
     DamagedVault,
