@@ -1,0 +1,234 @@
+"""The Notewell Textual app: unlock or set up, then the clinician's screens.
+
+The app owns the store worker (the one thread that holds the open vault), the idle lock, and
+the single place where failures become messages on screen (`report_error`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from time import monotonic
+from typing import Any
+
+from textual import events, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from store.errors import NotewellError
+from tui.config import AppConfig
+from tui.storeworker import StoreWorker
+
+log = logging.getLogger("notewell.tui")
+
+
+@dataclass
+class Place:
+    """Where the clinician is, so unlocking returns there. Ids only, never text."""
+
+    client_id: str | None = None
+    note_id: str | None = None
+    note_kind: str | None = None  # "progress" or "process"
+
+
+class NotewellApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "Notewell"
+    BINDINGS = [
+        Binding("ctrl+l", "lock", "Lock", id="lock", priority=True),
+        Binding("f1", "help", "Help", id="help"),
+        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        vault_path: Path,
+        *,
+        config: AppConfig | None = None,
+        test_mode: bool | None = None,
+        passphrase: str | None = None,
+        kdf: Any = None,
+        idle_lock_seconds: float | None = None,
+    ) -> None:
+        self.config = config or AppConfig()
+        super().__init__()
+        self.vault_path = Path(vault_path)
+        if test_mode is None:
+            test_mode = os.environ.get("NOTEWELL_TEST_MODE") == "1"
+        self.test_mode = test_mode
+        # Only `notewell demo` passes a passphrase in: it opens the demo vault unlocked.
+        self._initial_passphrase = passphrase
+        self.kdf = kdf
+        self.idle_lock_seconds = (
+            idle_lock_seconds if idle_lock_seconds is not None else self.config.idle_lock_minutes * 60
+        )
+        self.store = StoreWorker()
+        self.place = Place()
+        self._last_activity = monotonic()
+        self._locking = False
+
+    # --- start --------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self._apply_theme()
+        if self.config.keymap:
+            self.set_keymap(self.config.keymap)
+        self.set_interval(min(1.0, max(self.idle_lock_seconds / 4, 0.05)), self._check_idle)
+        if self._initial_passphrase is not None:
+            self._open_with(self._initial_passphrase)
+        else:
+            self.show_entry_screen()
+
+    def _apply_theme(self) -> None:
+        if self.config.theme in self.available_themes:
+            self.theme = self.config.theme
+        else:
+            self.theme = "textual-dark"
+            self.notify(f"Unknown theme {self.config.theme!r} in the settings; using textual-dark.", severity="warning")
+
+    def show_entry_screen(self) -> None:
+        from store.vault import Vault
+
+        from tui.screens.setup import SetupScreen
+        from tui.screens.unlock import UnlockScreen
+
+        self.push_screen(UnlockScreen() if Vault.exists(self.vault_path) else SetupScreen())
+
+    @work(group="unlock", exit_on_error=False)
+    async def _open_with(self, passphrase: str) -> None:
+        try:
+            await self.store.open(self.vault_path, passphrase)
+        except NotewellError as e:
+            self.report_error(e)
+            self.show_entry_screen()
+            return
+        self.vault_ready()
+
+    def vault_ready(self) -> None:
+        """The vault is open: show the main screen, back where the clinician was.
+
+        Runs as the app's own worker: the unlock or setup screen that calls this is about to
+        be replaced, and replacing a screen cancels its workers.
+        """
+        self.run_worker(self._show_main(), group="navigation", exclusive=True, exit_on_error=False)
+
+    async def _show_main(self) -> None:
+        from tui.screens.main import MainScreen
+
+        self._last_activity = monotonic()
+        main = MainScreen(select_client=self.place.client_id)
+        if len(self.screen_stack) > 1:
+            await self.switch_screen(main)
+        else:
+            await self.push_screen(main)
+        if self.place.note_id and self.place.note_kind:
+            main.open_note(self.place.note_kind, self.place.note_id)
+
+    # --- errors: the one place ----------------------------------------------------
+
+    def report_error(self, error: BaseException) -> None:
+        from tui.screens.dialogs import ErrorModal
+
+        if isinstance(error, NotewellError):
+            title, message = error.title, error.message
+        else:
+            # A bug: name its type in the log, never its message (it could hold note text).
+            log.error("unexpected %s in the app", type(error).__name__)
+            title = "Unexpected problem"
+            message = (
+                f"Something went wrong ({type(error).__name__}). What you typed is kept; "
+                "try again, and if it keeps happening, quit and reopen Notewell."
+            )
+        self.push_screen(ErrorModal(title, message))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # The app's own workers (unlock, lock, navigation, quit); screens forward theirs.
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            self.report_error(event.worker.error)
+
+    # --- idle lock and the lock key -----------------------------------------------
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, (events.Key, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp, events.Paste)):
+            self._last_activity = monotonic()
+        await super().on_event(event)
+
+    def _check_idle(self) -> None:
+        if self.store.is_open and not self._locking and monotonic() - self._last_activity >= self.idle_lock_seconds:
+            self.lock()
+
+    def action_lock(self) -> None:
+        if self.store.is_open:
+            self.lock()
+
+    async def flush_all(self) -> bool:
+        """Save every pending edit on every screen; False when something could not be saved."""
+        ok = True
+        for screen in reversed(self.screen_stack):
+            flush = getattr(screen, "flush", None)
+            if flush is not None:
+                ok = await flush() and ok
+        return ok
+
+    @work(group="lock", exclusive=True, exit_on_error=False)
+    async def lock(self) -> None:
+        from tui.screens.unlock import UnlockScreen
+
+        if self._locking:
+            return
+        self._locking = True
+        try:
+            if not await self.flush_all():
+                # Locking now would lose typed text: keep it on screen and say so.
+                self.notify("A note could not be saved, so the vault stays unlocked. Retrying shortly.", severity="error")
+                self._last_activity = monotonic()
+                return
+            await self.store.close()
+            while len(self.screen_stack) > 1:
+                await self.pop_screen()
+            await self.push_screen(UnlockScreen())
+        finally:
+            self._locking = False
+
+    # --- quit -----------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        self.run_worker(self._quit(), group="quit", exclusive=True, exit_on_error=False)
+
+    async def _quit(self) -> None:
+        if self.store.is_open and not await self.flush_all():
+            self.notify("A note could not be saved; quit again to leave anyway, or wait for the retry.", severity="error")
+            if getattr(self, "_quit_refused", False):
+                pass
+            else:
+                self._quit_refused = True
+                return
+        await self.store.close()
+        self.exit()
+
+    def on_unmount(self) -> None:
+        self.store.shutdown()
+
+    # --- help and palette -----------------------------------------------------------
+
+    def action_help(self) -> None:
+        from tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        from tui.screens.help import screen_actions
+
+        seen: set[str] = set()
+        for action in screen_actions(screen):
+            if action.title in seen:
+                continue
+            seen.add(action.title)
+            yield SystemCommand(action.title, action.help, action.run)
+        yield SystemCommand("Theme", "Change the colour theme", self.action_change_theme)

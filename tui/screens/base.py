@@ -1,0 +1,36 @@
+"""What every Notewell screen shares: store work in workers, failures reported in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Generic, TypeVar
+
+from textual.screen import ModalScreen, Screen
+from textual.worker import Worker, WorkerState
+
+
+class StoreWorkMixin:
+    """Runs store calls as Textual workers; a failed worker becomes a message on screen.
+
+    Worker.StateChanged does not bubble, so each screen forwards failures to the app's single
+    `report_error`, which turns a NotewellError into its title and sentence and anything else
+    into a plain apology: never a traceback.
+    """
+
+    def run_store(self, work: Awaitable, *, group: str = "store", exclusive: bool = False) -> Worker:
+        return self.run_worker(work, group=group, exclusive=exclusive, exit_on_error=False)  # type: ignore[attr-defined]
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            self.app.report_error(event.worker.error)  # type: ignore[attr-defined]
+
+
+ResultType = TypeVar("ResultType")
+
+
+class NotewellScreen(StoreWorkMixin, Screen[ResultType], Generic[ResultType]):
+    pass
+
+
+class NotewellModal(StoreWorkMixin, ModalScreen[ResultType], Generic[ResultType]):
+    pass

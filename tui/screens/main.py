@@ -1,0 +1,209 @@
+"""The main screen: a filterable client list and the selected client's timeline."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from store.models import ProcessNote, ProgressNote, SessionFacts
+from tui.screens.base import NotewellScreen
+from tui.widgets.timeline import Timeline, row_id
+
+
+class MainScreen(NotewellScreen):
+    AUTO_FOCUS = "#client-list"
+    BINDINGS = [
+        Binding("slash,ctrl+f", "search", "Search", id="search"),
+        Binding("f", "focus_filter", "Filter", id="client.filter", show=False),
+        Binding("a", "new_client", "Add client", id="client.new"),
+        Binding("e", "edit_client", "Edit client", id="client.edit"),
+        Binding("n", "new_note", "New note", id="note.new"),
+        Binding("r", "new_process_note", "Process note", id="process.new"),
+    ]
+
+    def __init__(self, *, select_client: str | None = None) -> None:
+        super().__init__()
+        self._select = select_client
+        self.client_id: str | None = None
+        self._client: Any = None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            with Vertical(id="clients-pane"):
+                yield Input(placeholder="Filter clients", id="client-filter")
+                yield OptionList(id="client-list")
+            with Vertical(id="client-pane"):
+                yield Static("Select a client, or press a to add one.", id="client-header", markup=False)
+                yield Timeline(id="timeline")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.app.test_mode:
+            self.query_one("#client-filter", Input).cursor_blink = False
+        self.reload_clients()
+
+    def on_screen_resume(self) -> None:
+        # Back from an editor: statuses may have changed.
+        if self.client_id:
+            self.run_store(self._load_client(self.client_id), group="client", exclusive=True)
+
+    # --- clients ----------------------------------------------------------------------
+
+    def reload_clients(self) -> None:
+        query = self.query_one("#client-filter", Input).value
+        self.run_store(self._load_clients(query), group="clients", exclusive=True)
+
+    async def _load_clients(self, query: str) -> None:
+        rows = await self.app.store.call(lambda v: v.record.list_clients(query))
+        listing = self.query_one("#client-list", OptionList)
+        current = self._select or self.client_id
+        self._select = None
+        listing.clear_options()
+        listing.add_options([Option(row.display_name, id=row_id(row, "client_id", "id")) for row in rows])
+        if not rows:
+            return
+        index = 0
+        if current:
+            ids = [row_id(row, "client_id", "id") for row in rows]
+            index = ids.index(current) if current in ids else 0
+        listing.highlighted = index
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "client-filter":
+            self.reload_clients()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "client-filter":
+            self.query_one("#client-list", OptionList).focus()
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option_list.id == "client-list" and event.option.id != self.client_id:
+            self.client_id = event.option.id
+            self.app.place.client_id = self.client_id
+            self.run_store(self._load_client(self.client_id), group="client", exclusive=True)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option_list.id == "client-list":
+            self.query_one(Timeline).focus()
+        elif event.option_list.id == "timeline" and event.option.id:
+            kind, _, note_id = event.option.id.partition(":")
+            self.open_note(kind, note_id)
+
+    async def _load_client(self, client_id: str) -> None:
+        def load(v):
+            return (
+                v.record.get_client(client_id),
+                v.record.notes_for_client(client_id),
+                v.private.for_client(client_id),
+            )
+
+        client, notes, private = await self.app.store.call(load)
+        if client_id != self.client_id:
+            return
+        self._client = client
+        self.query_one("#client-header", Static).update(client_summary(client))
+        self.query_one(Timeline).show(notes, private)
+
+    # --- actions ----------------------------------------------------------------------
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#client-filter", Input).focus()
+
+    def action_search(self) -> None:
+        from tui.screens.search import SearchScreen
+
+        self.app.push_screen(SearchScreen(), self._after_search)
+
+    def _after_search(self, target: tuple[str, str, str] | None) -> None:
+        # Notes open on top of the search screen; only a client hit comes back here.
+        if target:
+            _kind, _doc_id, client_id = target
+            if client_id and client_id != self.client_id:
+                self._select = client_id
+                self.client_id = None
+                self.query_one("#client-filter", Input).value = ""
+                self.reload_clients()
+
+    def action_new_client(self) -> None:
+        from tui.screens.client_edit import ClientEditScreen
+
+        self.app.push_screen(ClientEditScreen(None), self._after_client_edit)
+
+    def action_edit_client(self) -> None:
+        from tui.screens.client_edit import ClientEditScreen
+
+        if self._client is None:
+            self.notify("Select a client first.")
+            return
+        self.app.push_screen(ClientEditScreen(self._client), self._after_client_edit)
+
+    def _after_client_edit(self, client_id: str | None) -> None:
+        if client_id:
+            self._select = client_id
+            self.client_id = None
+            self.reload_clients()
+
+    def action_new_note(self) -> None:
+        from tui.screens.new_note import NewNoteDialog
+
+        if self.client_id is None:
+            self.notify("Select a client first.")
+            return
+        client_id = self.client_id
+
+        def chosen(choice: tuple[str, date] | None) -> None:
+            if choice:
+                self.run_store(self._create_note(client_id, *choice), group="create")
+
+        self.app.push_screen(NewNoteDialog(), chosen)
+
+    async def _create_note(self, client_id: str, fmt: str, on: date) -> None:
+        note = ProgressNote(client_id=client_id, format=fmt, facts=SessionFacts(date_of_service=on))
+        created = await self.app.store.call(lambda v: v.record.create_note(note))
+        self.open_note("progress", created.id)
+
+    def action_new_process_note(self) -> None:
+        if self.client_id is None:
+            self.notify("Select a client first.")
+            return
+        self.run_store(self._create_process_note(self.client_id, self.query_one(Timeline).highlighted_date() or date.today()), group="create")
+
+    async def _create_process_note(self, client_id: str, on: date) -> None:
+        def create(v):
+            return v.private.create(ProcessNote(client_id=client_id, session_date=on, device_id=v.device_id))
+
+        created = await self.app.store.call(create)
+        self.open_note("process", created.id)
+
+    def open_note(self, kind: str, note_id: str) -> None:
+        from tui.screens.note_editor import NoteEditorScreen
+        from tui.screens.process_editor import ProcessEditorScreen
+
+        self.app.place.note_kind, self.app.place.note_id = kind, note_id
+        screen = NoteEditorScreen(note_id) if kind == "progress" else ProcessEditorScreen(note_id)
+        self.app.push_screen(screen, self._after_editor)
+
+    def _after_editor(self, _: object = None) -> None:
+        self.app.place.note_kind = self.app.place.note_id = None
+
+
+def client_summary(client: Any) -> str:
+    lines = [client.display_name]
+    if client.date_of_birth:
+        lines[0] += f"  (born {client.date_of_birth.isoformat()})"
+    if client.diagnoses:
+        lines.append("Diagnoses: " + ", ".join(f"{d.code} {d.description}".strip() for d in client.diagnoses))
+    else:
+        lines.append("Diagnoses: none yet (press e to add)")
+    active = [g for g in client.goals if g.active]
+    if active:
+        lines.append("Goals: " + "; ".join(g.description for g in active))
+    else:
+        lines.append("Goals: none yet (press e to add)")
+    return "\n".join(lines)

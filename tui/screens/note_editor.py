@@ -1,0 +1,400 @@
+"""The progress-note editor: facts, sections, live checklist, autosave, signing, addenda.
+
+Typing never waits for the store: each change is remembered and a debounced save sends the
+changed sections (`set_section`) and facts (`update_facts`) to the store worker. If a save
+fails the text stays in the editor and in the pending set, and is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.timer import Timer
+from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static, TextArea
+
+from store.compliance import blocking, missing_labels
+from store.errors import NotewellError
+from store.models import MODALITY_LABELS, NoteStatus, ProgressNote, SessionFacts, section_title
+from store.projections import has_signature_conflict
+from tui.screens.base import NotewellScreen
+from tui.widgets.checklist import Checklist
+from tui.widgets.facts_form import FactsForm
+
+AUTOSAVE_SECONDS = 0.4
+RETRY_SECONDS = 3.0
+
+
+class SaveState(Static):
+    def set(self, text: str, kind: str = "") -> None:
+        self.update(text)
+        for name in ("saved", "saving", "unsaved", "failed"):
+            self.set_class(name == kind, f"state-{name}")
+
+
+class NoteEditorScreen(NotewellScreen[None]):
+    BINDINGS = [
+        Binding("ctrl+s", "sign", "Sign", id="note.sign", priority=True),
+        Binding("ctrl+n", "addendum", "Add addendum", id="note.addendum", priority=True),
+        Binding("ctrl+o", "resolve", "Resolve conflict", id="note.resolve", priority=True),
+        Binding("escape", "close", "Back", id="note.close"),
+    ]
+
+    def __init__(self, note_id: str) -> None:
+        super().__init__()
+        self.note_id = note_id
+        self.note: ProgressNote | None = None
+        self.client: Any = None
+        self.mode = "loading"  # draft | signed | conflict | error
+        self._pending_sections: dict[str, str] = {}
+        self._saved_sections: dict[str, str] = {}
+        self._facts_pending = False
+        self._timer: Timer | None = None
+        self._save_lock = asyncio.Lock()
+        self._ready = False
+
+    # --- layout -------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="note-bar"):
+            yield Static("Progress note", id="note-title", markup=False)
+            yield SaveState("", id="save-state")
+        with Horizontal(id="note-body"):
+            yield VerticalScroll(id="note-scroll")
+            with Vertical(id="checklist-pane"):
+                yield Checklist(id="checklist")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.run_store(self._load(), group="note-load", exclusive=True)
+
+    async def _load(self) -> None:
+        note_id = self.note_id
+
+        def load(v):
+            note = v.record.get_note(note_id)
+            client = v.record.get_client(note.client_id)
+            signed = v.record.signed_version(note_id) if has_signature_conflict(note) else None
+            return note, client, signed, v.record.compliance(note_id)
+
+        note, client, signed, problems = await self.app.store.call(load)
+        self.note, self.client = note, client
+        if note.status == NoteStatus.DRAFT:
+            self.mode = "draft"
+        elif has_signature_conflict(note):
+            self.mode = "conflict"
+        elif note.status == NoteStatus.ENTERED_IN_ERROR:
+            self.mode = "error"
+        else:
+            self.mode = "signed"
+        self._ready = False
+        await self._build(note, client, signed)
+        self.query_one(Checklist).show(problems)
+        self.query_one("#checklist-pane").display = self.mode == "draft"
+        self.refresh_bindings()
+        self._ready = True
+
+    def _title(self, note: ProgressNote, client: Any) -> str:
+        status = {"draft": "draft", "signed": "signed", "conflict": "SIGNATURE CONFLICT", "error": "entered in error"}[self.mode]
+        return f"{client.display_name} - {note.format.value} - {note.facts.date_of_service.isoformat()} - {status}"
+
+    async def _build(self, note: ProgressNote, client: Any, signed: ProgressNote | None) -> None:
+        self.query_one("#note-title", Static).update(self._title(note, client))
+        scroll = self.query_one("#note-scroll", VerticalScroll)
+        await scroll.remove_children()
+        widgets: list = []
+        if self.mode == "draft":
+            widgets.append(FactsForm(note.facts, client, id="facts"))
+            for key in note.section_keys:
+                widgets.append(Label(section_title(key), classes="section-title"))
+                area = TextArea(note.sections.get(key, ""), id=f"section-{key}", soft_wrap=True, classes="section")
+                if self.app.test_mode:
+                    area.cursor_blink = False
+                widgets.append(area)
+            self._saved_sections = dict(note.sections)
+            self.query_one(SaveState).set("Saved", "saved")
+        else:
+            widgets += self._read_only(note, signed)
+            self.query_one(SaveState).set("Read-only" if self.mode != "conflict" else "Needs your decision")
+        await scroll.mount_all(widgets)
+        if self.app.test_mode:
+            for field in self.query(Input):
+                field.cursor_blink = False
+        if self.mode == "draft":
+            first_empty = next((k for k in note.section_keys if not note.sections.get(k)), note.section_keys[0])
+            self.query_one(f"#section-{first_empty}", TextArea).focus()
+        elif self.mode == "conflict":
+            self.query_one("#resolve-addendum", Button).focus()
+        else:
+            scroll.focus()
+
+    def _read_only(self, note: ProgressNote, signed: ProgressNote | None) -> list:
+        out: list = []
+        if self.mode == "error" and note.entered_in_error:
+            out.append(Static(f"Entered in error: {note.entered_in_error.reason}", classes="banner banner-error", markup=False))
+        if self.mode == "conflict":
+            out.append(
+                Static(
+                    "This note was edited on another device while it was being signed. The signed "
+                    "version and the edits are both shown below. Choose how to settle it: keep the "
+                    "signed text and record the edits as an addendum, or sign the merged note again.",
+                    classes="banner banner-error",
+                )
+            )
+            out.append(
+                Horizontal(
+                    Button("Keep signed, edits as addendum", id="resolve-addendum", variant="primary"),
+                    Button("Sign the merged note again", id="resolve-resign", variant="warning"),
+                    classes="dialog-buttons",
+                )
+            )
+            shown = signed or note
+            out.append(Label("Signed version", classes="section-title"))
+            out += self._sections_view(shown)
+            out.append(Label("Edits made on another device (current text)", classes="section-title"))
+            changed = [k for k in note.section_keys if signed is None or note.sections.get(k) != signed.sections.get(k)]
+            out += self._sections_view(note, keys=changed or None)
+        else:
+            out.append(Static(facts_summary(note.facts, self.client), classes="facts-summary", markup=False))
+            out += self._sections_view(note)
+        if note.signature:
+            s = note.signature
+            out.append(
+                Static(
+                    f"Signed by {s.signer}, {s.credentials} on {s.signed_at.astimezone().strftime('%Y-%m-%d %H:%M')}",
+                    classes="signature",
+                    markup=False,
+                )
+            )
+        for a in note.addenda:
+            out.append(
+                Static(
+                    f"Addendum - {a.signed_at.astimezone().strftime('%Y-%m-%d %H:%M')} - {a.signer}, {a.credentials}\n"
+                    f"Reason: {a.reason}\n{a.text}",
+                    classes="addendum",
+                    markup=False,
+                )
+            )
+        if self.mode == "signed":
+            out.append(Static("Signed notes are locked. Press ctrl+n to add an addendum.", classes="hint"))
+        return out
+
+    @staticmethod
+    def _sections_view(note: ProgressNote, keys: list[str] | None = None) -> list:
+        out: list = []
+        for key in keys or note.section_keys:
+            out.append(Label(section_title(key), classes="section-title"))
+            out.append(Static(note.sections.get(key, "") or "(empty)", classes="section-text", markup=False))
+        return out
+
+    # --- what the bindings offer depends on the mode -----------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "sign":
+            return self.mode == "draft"
+        if action == "addendum":
+            return self.mode == "signed"
+        if action == "resolve":
+            return self.mode == "conflict"
+        return True
+
+    # --- autosave ---------------------------------------------------------------------
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending_sections) or self._facts_pending
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        if not self._ready or self.mode != "draft" or not event.text_area.id:
+            return
+        key = event.text_area.id.removeprefix("section-")
+        text = event.text_area.text
+        if text == self._saved_sections.get(key) and key not in self._pending_sections:
+            return
+        self._pending_sections[key] = text
+        self._changed()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._facts_changed()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        self._facts_changed()
+
+    def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
+        self._facts_changed()
+
+    def _facts_changed(self) -> None:
+        if self._ready and self.mode == "draft":
+            self._facts_pending = True
+            self._changed()
+
+    def _changed(self) -> None:
+        self.query_one(SaveState).set("Unsaved", "unsaved")
+        if self._timer is not None:
+            self._timer.reset()
+        else:
+            self._timer = self.set_timer(AUTOSAVE_SECONDS, self._autosave)
+
+    def _autosave(self) -> None:
+        self._timer = None
+        self.run_store(self.flush(), group="autosave")
+
+    async def flush(self) -> bool:
+        """Save what is pending. True when nothing is left unsaved."""
+        async with self._save_lock:
+            if not self.has_pending or self.mode != "draft":
+                return True
+            sections = dict(self._pending_sections)
+            self._pending_sections.clear()
+            facts: SessionFacts | None = None
+            if self._facts_pending:
+                self._facts_pending = False
+                facts = self.query_one(FactsForm).read()
+                if facts is not None and self.note is not None and facts == self.note.facts:
+                    facts = None
+            if not sections and facts is None:
+                self.query_one(SaveState).set("Saved", "saved")
+                return True
+            self.query_one(SaveState).set("Saving...", "saving")
+            note_id = self.note_id
+
+            def save(v):
+                for key, text in sections.items():
+                    v.record.set_section(note_id, key, text)
+                if facts is not None:
+                    v.record.update_facts(note_id, facts)
+                return v.record.compliance(note_id)
+
+            try:
+                problems = await self.app.store.call(save)
+            except NotewellError as e:
+                # Keep every unsaved keystroke: newer edits (already pending) win.
+                for key, text in sections.items():
+                    self._pending_sections.setdefault(key, text)
+                if facts is not None:
+                    self._facts_pending = True
+                self.query_one(SaveState).set("Not saved - will retry", "failed")
+                self.notify(f"{e.title}: {e.message} Your text is kept and will be saved on retry.", severity="error", timeout=8)
+                self.set_timer(RETRY_SECONDS, self._autosave)
+                return False
+            self._saved_sections.update(sections)
+            if facts is not None and self.note is not None:
+                self.note = self.note.model_copy(update={"facts": facts})
+            self.query_one(Checklist).show(problems)
+            if self.has_pending:
+                self.query_one(SaveState).set("Unsaved", "unsaved")
+            else:
+                self.query_one(SaveState).set("Saved", "saved")
+            return True
+
+    # --- actions ------------------------------------------------------------------------
+
+    def action_close(self) -> None:
+        self.run_store(self._close(), group="note-close", exclusive=True)
+
+    async def _close(self) -> None:
+        if await self.flush():
+            self.dismiss(None)
+        else:
+            self.notify("The note could not be saved yet, so it stays open.", severity="error")
+
+    def action_sign(self) -> None:
+        if self.mode == "draft":
+            self.run_store(self._sign(), group="note-sign", exclusive=True)
+
+    async def _sign(self) -> None:
+        from tui.screens.dialogs import ConfirmDialog, ErrorModal
+
+        if not await self.flush():
+            return
+        note_id = self.note_id
+        problems, settings = await self.app.store.call(lambda v: (v.record.compliance(note_id), v.settings()))
+        self.query_one(Checklist).show(problems)
+        block = blocking(problems)
+        if block:
+            await self.app.push_screen_wait(
+                ErrorModal("Not ready to sign", "Still to complete: " + ", ".join(missing_labels(block)) + ".")
+            )
+            return
+        confirmed = await self.app.push_screen_wait(
+            ConfirmDialog(
+                "Sign this note?",
+                f"Signing as {settings.clinician_name}, {settings.credentials}. A signed note is locked; "
+                "later corrections are added as addenda.",
+                yes="Sign",
+            )
+        )
+        if not confirmed:
+            return
+        await self.app.store.call(lambda v: v.record.sign_note(note_id))
+        self.notify("Note signed.")
+        await self._load()
+
+    def action_addendum(self) -> None:
+        if self.mode == "signed":
+            self.run_store(self._addendum(), group="note-addendum", exclusive=True)
+
+    async def _addendum(self) -> None:
+        from tui.screens.dialogs import AddendumDialog
+
+        result = await self.app.push_screen_wait(AddendumDialog())
+        if not result:
+            return
+        text, reason = result
+        note_id = self.note_id
+        await self.app.store.call(lambda v: v.record.add_addendum(note_id, text, reason))
+        self.notify("Addendum signed and added.")
+        await self._load()
+
+    def action_resolve(self) -> None:
+        if self.mode == "conflict":
+            self.query_one("#resolve-addendum", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id in ("resolve-addendum", "resolve-resign"):
+            choice = "addendum" if event.button.id == "resolve-addendum" else "resign"
+            self.run_store(self._resolve(choice), group="note-resolve", exclusive=True)
+
+    async def _resolve(self, choice: str) -> None:
+        from tui.screens.dialogs import ConfirmDialog
+
+        question = (
+            "Restore the signed text and record the other device's edits as a signed addendum?"
+            if choice == "addendum"
+            else "Sign the merged note as it now reads? The earlier signature is kept in its history."
+        )
+        if not await self.app.push_screen_wait(ConfirmDialog("Resolve the signature conflict", question, yes="Resolve")):
+            return
+        note_id = self.note_id
+        await self.app.store.call(lambda v: v.record.resolve_signature_conflict(note_id, choice))
+        self.notify("Signature conflict resolved.")
+        await self._load()
+
+
+def facts_summary(facts: SessionFacts, client: Any) -> str:
+    parts = [f"Date {facts.date_of_service.isoformat()}"]
+    if facts.start_time and facts.stop_time:
+        parts.append(f"{facts.start_time.strftime('%H:%M')}-{facts.stop_time.strftime('%H:%M')} ({facts.minutes} min)")
+    if facts.cpt_code:
+        parts.append("CPT " + " + ".join([facts.cpt_code] + facts.add_on_codes))
+    if facts.modality:
+        parts.append(MODALITY_LABELS[facts.modality])
+    lines = ["  ".join(parts)]
+    if facts.diagnoses_addressed:
+        lines.append("Diagnoses: " + ", ".join(facts.diagnoses_addressed))
+    goals = {g.id: g.description for g in (client.goals if client else [])}
+    for gp in facts.goals_addressed:
+        lines.append(f"Goal: {goals.get(gp.goal_id, gp.goal_id)} - {gp.rating.value.replace('_', ' ')}")
+    if facts.interventions:
+        lines.append("Interventions: " + ", ".join(facts.interventions))
+    risk = facts.risk
+    if risk.assessed:
+        lines.append(f"Risk: suicide {risk.suicide.value}, violence {risk.violence.value}" + (f"; {risk.actions}" if risk.actions else ""))
+    scores = [f"PHQ-9 {facts.phq9}" if facts.phq9 is not None else "", f"GAD-7 {facts.gad7}" if facts.gad7 is not None else ""]
+    if any(scores):
+        lines.append("  ".join(s for s in scores if s))
+    return "\n".join(lines)
+

@@ -1,0 +1,68 @@
+"""The unlock screen: one passphrase field; a wrong passphrase says so and lets you retry."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Center, Vertical
+from textual.widgets import Button, Footer, Input, Label, Static
+
+from store.errors import NotewellError, WrongPassphrase
+from tui.screens.base import NotewellScreen
+
+
+class UnlockScreen(NotewellScreen):
+    AUTO_FOCUS = "#passphrase"
+
+    def compose(self) -> ComposeResult:
+        with Center(id="unlock-center"):
+            with Vertical(id="unlock-box", classes="entry-box"):
+                yield Label("Notewell", classes="brand")
+                yield Static("The vault is locked. Enter your passphrase to open it.", classes="hint")
+                if not self.app.test_mode:
+                    yield Static(f"Vault: {self.app.vault_path}", classes="dim", markup=False)
+                yield Input(placeholder="Passphrase", password=True, id="passphrase")
+                yield Static("", id="unlock-status")
+                yield Button("Unlock", id="unlock", variant="primary")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.app.test_mode:
+            self.query_one(Input).cursor_blink = False
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self._submit()
+
+    def _submit(self) -> None:
+        field = self.query_one("#passphrase", Input)
+        passphrase = field.value
+        # The field never keeps the passphrase, whatever happens next.
+        field.value = ""
+        if not passphrase:
+            self._status("Enter the passphrase.")
+            return
+        self._status("Unlocking...")
+        self.query_one("#unlock", Button).disabled = True
+        self.run_store(self._unlock(passphrase), group="unlock", exclusive=True)
+
+    async def _unlock(self, passphrase: str) -> None:
+        try:
+            await self.app.store.open(self.app.vault_path, passphrase)
+        except WrongPassphrase:
+            self._status("That passphrase is not correct. Try again.", error=True)
+            return
+        except NotewellError:
+            self._status("")
+            raise
+        finally:
+            del passphrase
+            self.query_one("#unlock", Button).disabled = False
+            self.query_one("#passphrase", Input).focus()
+        self.app.vault_ready()
+
+    def _status(self, text: str, *, error: bool = False) -> None:
+        status = self.query_one("#unlock-status", Static)
+        status.update(text)
+        status.set_class(error, "field-error")

@@ -1,0 +1,44 @@
+"""The live compliance checklist beside the note: every element, ticked or not."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.markup import escape
+from textual.widgets import Static
+
+from store.compliance import ELEMENT_LABELS, WARNING, ComplianceProblem
+
+
+class Checklist(Static):
+    """Shows the auditor's elements; problems carry the store's own sentence."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("Checking...", id=id)
+        self.problems: list[ComplianceProblem] = []
+
+    @property
+    def missing(self) -> list[str]:
+        """Element keys that stop signing (what the tests and the sign dialog look at)."""
+        return [p.element for p in self.problems if p.severity != WARNING]
+
+    def show(self, problems: Sequence[ComplianceProblem]) -> None:
+        self.problems = list(problems)
+        blocking = self.missing
+        lines = ["[b]Ready to sign[/b]" if not blocking else f"[b]{len(blocking)} to complete[/b]"]
+        by_element: dict[str, list[ComplianceProblem]] = {}
+        for p in self.problems:
+            by_element.setdefault(p.element, []).append(p)
+        keys = list(ELEMENT_LABELS) + [k for k in by_element if k not in ELEMENT_LABELS]
+        for key in keys:
+            label = escape(ELEMENT_LABELS.get(key, key))
+            found = by_element.get(key)
+            if not found:
+                lines.append(f"[green]✓[/green] {label}")
+                continue
+            for p in found:
+                if p.severity == WARNING:
+                    lines.append(f"[yellow]![/yellow] {label}\n  [dim]{escape(p.message)}[/dim]")
+                else:
+                    lines.append(f"[red]✗ {label}[/red]\n  [dim]{escape(p.message)}[/dim]")
+        self.update("\n".join(lines))

@@ -1,0 +1,216 @@
+"""The session facts of a progress note as a form, read back into a SessionFacts.
+
+Each field that does not parse keeps its last saved value and is named in `problems`, so a
+half-typed time never wipes a good one and never blocks saving the rest.
+"""
+
+from __future__ import annotations
+
+from datetime import date, time
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Input, Label, Select, SelectionList, Static
+
+from store.errors import ValidationFailed
+from store.models import (
+    MODALITY_LABELS,
+    Client,
+    Modality,
+    ProgressRating,
+    RiskLevel,
+    SessionFacts,
+    normalise_cpt,
+    validated,
+)
+
+RATING_LABELS = {
+    ProgressRating.WORSE: "worse",
+    ProgressRating.NO_CHANGE: "no change",
+    ProgressRating.SOME_PROGRESS: "some progress",
+    ProgressRating.SIGNIFICANT_PROGRESS: "significant progress",
+    ProgressRating.ACHIEVED: "achieved",
+}
+
+
+def parse_time(text: str) -> time | None:
+    """"10:00", "10.00", "1000" or "9:05" -> time; "" -> None; anything else ValueError."""
+    text = text.strip().replace(".", ":")
+    if not text:
+        return None
+    if ":" not in text and text.isdigit() and len(text) in (3, 4):
+        text = text[:-2] + ":" + text[-2:]
+    hours, _, minutes = text.partition(":")
+    if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
+        raise ValueError("must look like 10:00")
+    return time(int(hours), int(minutes))
+
+
+def _hhmm(t: time | None) -> str:
+    return t.strftime("%H:%M") if t else ""
+
+
+class FactsForm(Vertical):
+    """Date, times, CPT, modality, diagnoses, goals, interventions, risk, PHQ-9/GAD-7."""
+
+    def __init__(self, facts: SessionFacts, client: Client | None, *, id: str | None = None) -> None:
+        super().__init__(id=id, classes="facts-form")
+        self.facts = facts
+        self.client = client
+        self.problems: list[str] = []
+        # The suggestion last written into the CPT field, so we only replace our own guess.
+        self._auto_cpt: str | None = None
+
+    def compose(self) -> ComposeResult:
+        f = self.facts
+        with Horizontal(classes="facts-line"):
+            yield Label("Date", classes="facts-label")
+            yield Input(f.date_of_service.isoformat(), id="f-date", classes="f-date")
+            yield Label("Start", classes="facts-label")
+            yield Input(_hhmm(f.start_time), placeholder="10:00", id="f-start", classes="f-time")
+            yield Label("Stop", classes="facts-label")
+            yield Input(_hhmm(f.stop_time), placeholder="10:50", id="f-stop", classes="f-time")
+            yield Static(self._minutes_text(f.minutes), id="f-minutes")
+        with Horizontal(classes="facts-line"):
+            yield Label("CPT", classes="facts-label")
+            yield Input(f.cpt_code or "", placeholder="90834", id="f-cpt", classes="f-cpt")
+            yield Static("", id="f-cpt-hint")
+            yield Label("Modality", classes="facts-label")
+            yield Select(
+                [(label, m.value) for m, label in MODALITY_LABELS.items()],
+                value=f.modality.value if f.modality else Select.NULL,
+                prompt="modality",
+                id="f-modality",
+            )
+        diagnoses = self.client.diagnoses if self.client else []
+        yield Label("Diagnoses addressed", classes="facts-heading")
+        if diagnoses:
+            yield SelectionList[str](
+                *[(f"{d.code} {d.description}".strip(), d.code, d.code in f.diagnoses_addressed) for d in diagnoses],
+                id="f-dx",
+            )
+        else:
+            yield Static("The client has no diagnoses yet: add them with Edit client (e) on the main screen.", classes="hint")
+        yield Label("Goals addressed (treatment plan)", classes="facts-heading")
+        goals = [g for g in (self.client.goals if self.client else []) if g.active]
+        ratings = {gp.goal_id: gp.rating.value for gp in f.goals_addressed}
+        if not goals:
+            yield Static("No active treatment-plan goals yet.", classes="hint")
+        for goal in goals:
+            with Horizontal(classes="facts-line goal-line"):
+                yield Label(goal.description, classes="goal-label", markup=False)
+                yield Select(
+                    [(label, r.value) for r, label in RATING_LABELS.items()],
+                    value=ratings.get(goal.id, Select.NULL),
+                    prompt="not addressed",
+                    id=f"goal-{goal.id}",
+                    classes="goal-rating",
+                )
+        with Horizontal(classes="facts-line"):
+            yield Label("Interventions", classes="facts-label")
+            yield Input(", ".join(f.interventions), placeholder="specific, comma-separated", id="f-interventions")
+        levels = [(r.value, r.value) for r in RiskLevel]
+        with Horizontal(classes="facts-line"):
+            yield Label("Risk: suicide", classes="facts-label")
+            yield Select(levels, value=f.risk.suicide.value if f.risk.suicide else Select.NULL, prompt="not assessed", id="f-suicide", classes="risk")
+            yield Label("violence", classes="facts-label")
+            yield Select(levels, value=f.risk.violence.value if f.risk.violence else Select.NULL, prompt="not assessed", id="f-violence", classes="risk")
+        with Horizontal(classes="facts-line"):
+            yield Label("Risk actions", classes="facts-label")
+            yield Input(f.risk.actions, placeholder="safety plan reviewed, ...", id="f-risk-actions")
+        with Horizontal(classes="facts-line"):
+            yield Label("PHQ-9", classes="facts-label")
+            yield Input("" if f.phq9 is None else str(f.phq9), placeholder="0-27", id="f-phq9", classes="f-score")
+            yield Label("GAD-7", classes="facts-label")
+            yield Input("" if f.gad7 is None else str(f.gad7), placeholder="0-21", id="f-gad7", classes="f-score")
+        yield Static("", id="facts-error", classes="field-error")
+
+    def on_mount(self) -> None:
+        self._refresh_minutes()
+
+    @staticmethod
+    def _minutes_text(minutes: int | None) -> str:
+        return f"{minutes} min" if minutes else "-- min"
+
+    def _refresh_minutes(self) -> None:
+        from store.compliance import suggest_cpt
+
+        try:
+            start = parse_time(self.query_one("#f-start", Input).value)
+            stop = parse_time(self.query_one("#f-stop", Input).value)
+        except ValueError:
+            start = stop = None
+        minutes = None
+        if start and stop and stop > start:
+            minutes = (stop.hour * 60 + stop.minute) - (start.hour * 60 + start.minute)
+        self.query_one("#f-minutes", Static).update(self._minutes_text(minutes))
+        suggestion = suggest_cpt(minutes) if minutes else None
+        hint = self.query_one("#f-cpt-hint", Static)
+        hint.update(f"suggested {suggestion}" if suggestion else ("under 16 min" if minutes else ""))
+        cpt = self.query_one("#f-cpt", Input)
+        if suggestion and (not cpt.value.strip() or cpt.value.strip() == self._auto_cpt):
+            self._auto_cpt = suggestion
+            cpt.value = suggestion
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id in ("f-start", "f-stop"):
+            self._refresh_minutes()
+
+    def read(self) -> SessionFacts | None:
+        """The facts as typed; fields that do not parse keep their saved value."""
+        base = self.facts.model_dump(exclude={"minutes"})
+        data = dict(base)
+        problems: list[str] = []
+
+        def text(id_: str) -> str:
+            return self.query_one("#" + id_, Input).value.strip()
+
+        try:
+            data["date_of_service"] = date.fromisoformat(text("f-date"))
+        except ValueError:
+            problems.append("date: must look like 2026-11-20")
+        for key, id_ in (("start_time", "f-start"), ("stop_time", "f-stop")):
+            try:
+                data[key] = parse_time(text(id_))
+            except ValueError as e:
+                problems.append(f"{key.replace('_', ' ')}: {e}")
+        cpt = text("f-cpt")
+        try:
+            data["cpt_code"] = normalise_cpt(cpt) if cpt else None
+        except ValueError as e:
+            problems.append(f"CPT {e}")
+        modality = self.query_one("#f-modality", Select).value
+        data["modality"] = None if modality is Select.NULL else Modality(modality)
+        if self.query("#f-dx"):
+            data["diagnoses_addressed"] = list(self.query_one("#f-dx", SelectionList).selected)
+        goals: list[dict[str, Any]] = []
+        for select in self.query(".goal-rating").results(Select):
+            if select.value is not Select.NULL:
+                goals.append({"goal_id": select.id.removeprefix("goal-"), "rating": select.value})
+        # Goals not shown (inactive ones) keep what the note said about them.
+        shown = {s.id.removeprefix("goal-") for s in self.query(".goal-rating").results(Select)}
+        goals += [gp for gp in base["goals_addressed"] if gp["goal_id"] not in shown]
+        data["goals_addressed"] = goals
+        data["interventions"] = [i for i in text("f-interventions").replace(";", ",").split(",")]
+        risk = {"actions": self.query_one("#f-risk-actions", Input).value}
+        for key, id_ in (("suicide", "f-suicide"), ("violence", "f-violence")):
+            value = self.query_one("#" + id_, Select).value
+            risk[key] = None if value is Select.NULL else value
+        data["risk"] = risk
+        for key, id_, top in (("phq9", "f-phq9", 27), ("gad7", "f-gad7", 21)):
+            raw = text(id_)
+            if not raw:
+                data[key] = None
+            elif raw.isdigit() and 0 <= int(raw) <= top:
+                data[key] = int(raw)
+            else:
+                problems.append(f"{key.upper().replace('PHQ9', 'PHQ-9').replace('GAD7', 'GAD-7')}: a whole number from 0 to {top}")
+        try:
+            facts = validated(SessionFacts, data)
+        except ValidationFailed as e:
+            problems.append(e.message)
+            facts = None
+        self.problems = problems
+        self.query_one("#facts-error", Static).update("; ".join(problems))
+        return facts

@@ -1,0 +1,126 @@
+"""A client's sessions by date: progress notes with their status, process notes apart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option, OptionDoesNotExist
+
+PRIVATE_LABEL = "private - this device only"
+
+
+def row_id(row: Any, *names: str) -> str:
+    for name in names:
+        value = getattr(row, name, None)
+        if value:
+            return str(value)
+    raise AttributeError("row has no id")
+
+
+def _as_date(value: Any) -> date | None:
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and value:
+        return date.fromisoformat(value[:10])
+    return None
+
+
+def status_labels(row: Any) -> list[str]:
+    """What a clinician must see about a progress note at a glance."""
+    status = getattr(row, "status", "draft")
+    status = getattr(status, "value", status)
+    labels = {"draft": ["draft"], "signed": ["signed"], "entered_in_error": ["entered in error"]}.get(
+        str(status), [str(status)]
+    )
+    if getattr(row, "signature_conflict", False):
+        labels = ["signature conflict"]
+    if getattr(row, "late_entry", False):
+        labels.append("late entry")
+    return labels
+
+
+STATUS_STYLE = {
+    "draft": "bold yellow",
+    "signed": "bold green",
+    "late entry": "bold dark_orange",
+    "signature conflict": "bold white on red",
+    "entered in error": "strike dim",
+}
+
+
+def progress_prompt(row: Any) -> Text:
+    text = Text("  ")
+    fmt = getattr(row, "format", "")
+    fmt = getattr(fmt, "value", fmt)
+    text.append(f"{fmt:<5}", style="bold")
+    text.append("progress note ")
+    cpt = getattr(row, "cpt_code", None)
+    minutes = getattr(row, "minutes", None)
+    if cpt:
+        text.append(f"{cpt} ")
+    if minutes:
+        text.append(f"{minutes} min ", style="dim")
+    for label in status_labels(row):
+        text.append(f"[{label}]", style=STATUS_STYLE.get(label, ""))
+        text.append(" ")
+    addenda = getattr(row, "addenda_count", 0) or 0
+    if addenda:
+        text.append(f"+{addenda} addend{'um' if addenda == 1 else 'a'}", style="italic")
+    return text
+
+
+def process_prompt(note: Any) -> Text:
+    text = Text("  ")
+    text.append("process note ", style="italic magenta")
+    text.append(f"({PRIVATE_LABEL})", style="bold magenta")
+    return text
+
+
+class Timeline(OptionList):
+    """Option ids are "progress:<id>" and "process:<id>"; date headings are disabled rows."""
+
+    option_dates: dict[str, date]
+
+    def show(self, note_rows: Iterable[Any], process_notes: Iterable[Any]) -> None:
+        self.option_dates = {}
+        highlighted = self.highlighted_option.id if self.highlighted_option else None
+        by_date: dict[date, list[Option]] = {}
+        undated: list[Option] = []
+        for row in note_rows:
+            option = Option(progress_prompt(row), id="progress:" + row_id(row, "note_id", "id"))
+            day = _as_date(getattr(row, "date_of_service", None))
+            self.option_dates[option.id] = day
+            (by_date.setdefault(day, []) if day else undated).append(option)
+        for note in process_notes:
+            option = Option(process_prompt(note), id="process:" + note.id)
+            day = _as_date(getattr(note, "session_date", None))
+            self.option_dates[option.id] = day
+            (by_date.setdefault(day, []) if day else undated).append(option)
+        options: list[Option | None] = []
+        for day in sorted(by_date, reverse=True):
+            options.append(Option(Text(day.strftime("%a %d %b %Y"), style="bold underline"), disabled=True))
+            # Progress notes first, then the private ones, so the two never interleave.
+            options.extend(sorted(by_date[day], key=lambda o: (o.id or "").startswith("process:")))
+        options.extend(undated)
+        self.clear_options()
+        self.add_options(options)
+        if highlighted:
+            try:
+                self.highlighted = self.get_option_index(highlighted)
+                return
+            except OptionDoesNotExist:
+                pass
+        for index, option in enumerate(options):
+            if option is not None and not option.disabled:
+                self.highlighted = index
+                break
+
+    def highlighted_date(self) -> date | None:
+        option = self.highlighted_option
+        if option is None or option.id is None:
+            return None
+        return getattr(self, "option_dates", {}).get(option.id)
