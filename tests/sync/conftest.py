@@ -131,16 +131,18 @@ class NotewellProcess:
 
 @pytest.fixture
 def make_vault(tmp_path: Path):
-    def make(name: str) -> VaultRef:
-        from store.device_identity import ensure_identity
+    """`make_vault(name, identity=True)`; identity=False leaves it as an older vault would be."""
+
+    def make(name: str, identity: bool = True) -> VaultRef:
+        from store.device_identity import ensure_identity, load_identity
 
         path = tmp_path / name
         vault, _recovery = Vault.create(path, PASSPHRASE, device_name=name, kdf=FAST_KDF)
         try:
-            identity = ensure_identity(vault.record, vault.device_name)
+            made = ensure_identity(vault.record, vault.device_name) if identity else load_identity(vault.record)
         finally:
             vault.close()
-        return VaultRef(path, name, identity.device_id)
+        return VaultRef(path, name, made.device_id if made else "")
 
     return make
 
