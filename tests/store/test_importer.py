@@ -562,3 +562,21 @@ def test_an_exported_record_imports_into_an_empty_vault(tmp_path, vault):
         assert other.private.count() == 0
     finally:
         other.close()
+
+
+def test_the_import_is_audited_and_a_failed_one_is_not(vault):
+    needs_signed_import(vault)
+    log = getattr(vault, "audit", None)
+    if log is None:
+        pytest.skip("vault.audit is not in this tree yet")
+    before = len(log.entries())
+    apply_import(vault, parse(entered_in_error(example())))
+    entries = log.entries()[before:]
+    assert [e.event for e in entries] == ["import"] * 3
+    assert entries[0].details["progress_notes"] == 5
+    assert {e.details.get("note_id") for e in entries[1:]} == {"note-avery-2026-10-06", "note-blake-2026-10-08"}
+    assert all(CANARY not in json.dumps(e.details) for e in entries)
+
+    with pytest.raises(ImportFailed):
+        apply_import(vault, parse(example()))
+    assert len(log.entries()) == before + 3
