@@ -1,0 +1,134 @@
+"""Record release and accountability commands: export and audit.
+
+`notewell export` writes one client's designated record set (PDF or JSON) and records the
+export in the audit trail. `notewell audit` prints the trail and verifies its hash chain,
+exiting non-zero and naming the first broken entry when it has been tampered with.
+Neither prints note text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+
+from store.errors import NotewellError
+from tui.commands.passphrase import current_passphrase
+
+EXIT_TAMPERED = 3
+
+
+class AuditUnavailable(NotewellError):
+    title = "Audit trail unavailable"
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a date as YYYY-MM-DD") from None
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a client's record (the designated record set) to a PDF or JSON file",
+        description="Writes the client's demographics, diagnoses, treatment plan, progress notes "
+        "with addenda, and outcome scores. Process notes are never included.",
+    )
+    p.add_argument("--client", required=True, metavar="ID", help="the client's id")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE", help="the file to write")
+    p.add_argument(
+        "--format",
+        choices=("pdf", "json"),
+        default=None,
+        help="pdf (printable) or json (the import format); default: from the file name, else pdf",
+    )
+    p.add_argument("--from", dest="date_from", type=_date, metavar="DATE", help="first date of service (YYYY-MM-DD)")
+    p.add_argument("--to", dest="date_to", type=_date, metavar="DATE", help="last date of service (YYYY-MM-DD)")
+    p.add_argument("--include-drafts", action="store_true", help="include unsigned drafts, marked as drafts")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("audit", help="print the audit trail and verify its hash chain")
+    p.add_argument("--client", metavar="ID", help="only entries about this client")
+    p.add_argument("--verify", action="store_true", help="only verify the chain and print the result")
+    p.set_defaults(func=cmd_audit)
+
+
+def _audit_log(vault):
+    log = getattr(vault, "audit", None)
+    if log is None:
+        raise AuditUnavailable("This vault has no audit trail yet; nothing was changed.")
+    return log
+
+
+def cmd_export(args) -> int:
+    from store.audit import Event
+    from store.export import export_record
+    from store.vault import Vault
+
+    fmt = args.format or ("json" if args.out.suffix.lower() == ".json" else "pdf")
+    vault = Vault.open(args.vault, current_passphrase(args))
+    try:
+        log = _audit_log(vault)
+        result = export_record(
+            vault.record,
+            args.client,
+            args.out,
+            fmt=fmt,
+            settings=vault.settings(),
+            date_from=args.date_from,
+            date_to=args.date_to,
+            include_drafts=args.include_drafts,
+            force=args.force,
+        )
+        try:
+            log.append(Event.EXPORT, client_id=args.client, **result.audit_details())
+        except BaseException:
+            # An export that cannot be accounted for is not released.
+            result.path.unlink(missing_ok=True)
+            raise
+    finally:
+        vault.close()
+    drafts = f", {result.drafts} drafts" if args.include_drafts else ""
+    print(
+        f"Exported {result.notes} progress notes ({result.addenda} addenda{drafts}) "
+        f"for client {args.client} to {result.path} ({fmt.upper()}, {result.size} bytes)."
+    )
+    print(f"SHA-256: {result.sha256}")
+    return 0
+
+
+def format_entry(entry) -> str:
+    client = entry.client_id or "-"
+    summary = entry.summary()
+    return f"{entry.seq:>6}  {entry.at}  {entry.label:<32}  {client:<24}  {summary}".rstrip()
+
+
+def cmd_audit(args) -> int:
+    from store.vault import Vault
+
+    vault = Vault.open(args.vault, current_passphrase(args))
+    try:
+        log = _audit_log(vault)
+        entries = [] if args.verify else log.entries(client_id=args.client)
+        result = log.verify()
+    finally:
+        vault.close()
+    if not args.verify:
+        if entries:
+            print(f"{'seq':>6}  {'at (UTC)':<20}  {'event':<32}  {'client':<24}  details")
+        for entry in entries:
+            print(format_entry(entry))
+        if not entries:
+            print("No audit entries" + (f" for client {args.client}." if args.client else "."))
+    if result.ok:
+        print(f"Audit trail verified: {result.entries_checked} entries, chain intact.")
+        return 0
+    print(
+        f"notewell: the audit trail has been tampered with: entry {result.first_broken_seq}: {result.reason}.",
+        file=sys.stderr,
+    )
+    return EXIT_TAMPERED
