@@ -59,18 +59,22 @@ def _connect(path: Path, query: str) -> sqlcipher3.Connection:
     return sqlcipher3.connect(_uri(path, query), uri=True, isolation_level=None)
 
 
-def open_database(path: Path, raw_key: bytes, *, create: bool = False) -> sqlcipher3.Connection:
+def open_database(
+    path: Path, raw_key: bytes, *, create: bool = False, verified: bool = False
+) -> sqlcipher3.Connection:
     """A configured connection to the SQLCipher database at `path`.
 
     create=True makes a new file (VaultExists if the file or a side file of it is there).
     create=False opens an existing file: DamagedVault if it is missing, empty or damaged,
     WrongPassphrase if the key fits none of its pages. On any failure no file is changed.
+    verified=True skips the page check when the caller has just run `verify_database`
+    (a vault verifies both its databases before opening either).
     """
     path = Path(path)
     key = _key_statement(raw_key)
     if create:
         _create_empty(path)
-    else:
+    elif not verified:
         _verify_existing(path, key)
     try:
         conn = _connect(path, "mode=rw")
@@ -96,6 +100,13 @@ def _create_empty(path: Path) -> None:
     except FileExistsError:
         raise VaultExists(f"{path.name} already exists; nothing was overwritten.") from None
     os.close(fd)
+
+
+def verify_database(path: Path, raw_key: bytes) -> None:
+    """Check an existing database without writing anything, not even a -wal or -shm file:
+    DamagedVault if it is missing, empty or has a page that fails its HMAC, WrongPassphrase
+    if the key fits none of its pages."""
+    _verify_existing(Path(path), _key_statement(raw_key))
 
 
 def _verify_existing(path: Path, key: str) -> None:

@@ -25,6 +25,7 @@ from store.database import (
     checkpoint_and_close,
     integrity_problems,
     open_database,
+    verify_database,
 )
 from store.errors import (
     DamagedVault,
@@ -268,10 +269,13 @@ class Vault:
         db_keys = _database_keys(master)
         keys.wipe(master)
         conns: list[sqlcipher3.Connection] = []
+        names = (RECORD_DB, PRIVATE_DB)
         try:
-            for name, key in zip((RECORD_DB, PRIVATE_DB), db_keys):
+            # Both files are verified before either is opened for writing: opening one
+            # would fold its WAL in, a write we must not make if the vault then fails.
+            for name, key in zip(names, db_keys):
                 try:
-                    conns.append(open_database(path / name, key))
+                    verify_database(path / name, key)
                 except WrongPassphrase:
                     # The master key was proven by the unwrap, so the file is not this
                     # vault's, or it is damaged beyond telling.
@@ -279,6 +283,8 @@ class Vault:
                         f"The vault's {name} does not match its keys (it is damaged or "
                         "belongs to another vault)."
                     ) from None
+            for name, key in zip(names, db_keys):
+                conns.append(open_database(path / name, key, verified=True))
             _ensure_local_tables(conns[0])
         except BaseException:
             for conn in conns:

@@ -217,10 +217,8 @@ def test_wrong_passphrase_changes_nothing(vault_dir):
     assert folder_snapshot(vault_dir) == before
 
 
-def test_wrong_passphrase_after_a_crash_leaves_the_wal_alone(vault_dir):
-    """A killed app leaves -wal/-shm with acknowledged writes; a wrong passphrase must not
-    touch them, and the right one must find the writes."""
-    make_vault(vault_dir)
+def crash_with_pending_write(folder: Path) -> None:
+    """A process commits to record.db and dies without closing: the write is in the WAL."""
     code = """
         import os, sys
         from store.vault import Vault
@@ -230,9 +228,16 @@ def test_wrong_passphrase_after_a_crash_leaves_the_wal_alone(vault_dir):
         vault.record_conn.execute("COMMIT")
         os._exit(0)  # no close, no checkpoint: as if killed
     """
-    result = run_python(code, str(vault_dir), env={"PASS": VAULT_PASSPHRASE})
+    result = run_python(code, str(folder), env={"PASS": VAULT_PASSPHRASE})
     assert result.returncode == 0, result.stderr
-    assert (vault_dir / "record.db-wal").exists()
+    assert (folder / "record.db-wal").stat().st_size > 0
+
+
+def test_wrong_passphrase_after_a_crash_leaves_the_wal_alone(vault_dir):
+    """A killed app leaves -wal/-shm with acknowledged writes; a wrong passphrase must not
+    touch them, and the right one must find the writes."""
+    make_vault(vault_dir)
+    crash_with_pending_write(vault_dir)
     before = folder_snapshot(vault_dir)
     with pytest.raises(WrongPassphrase):
         Vault.open(vault_dir, "not the passphrase")
@@ -242,6 +247,19 @@ def test_wrong_passphrase_after_a_crash_leaves_the_wal_alone(vault_dir):
             "SELECT count(*) FROM canary WHERE body = 'after crash'"
         ).fetchone()
         assert rows[0] == 1
+
+
+def test_damage_found_after_a_crash_leaves_the_other_wal_alone(vault_dir):
+    """record.db has un-checkpointed writes and private.db is damaged: opening fails and
+    record.db's WAL is not folded in (both databases are verified before either opens)."""
+    make_vault(vault_dir)
+    crash_with_pending_write(vault_dir)
+    damage_middle(vault_dir / "private.db")
+    before = folder_snapshot(vault_dir)
+    assert "record.db-wal" in before
+    with pytest.raises(DamagedVault):
+        Vault.open(vault_dir, VAULT_PASSPHRASE)
+    assert folder_snapshot(vault_dir) == before
 
 
 OPEN_IN_CHILD = """
