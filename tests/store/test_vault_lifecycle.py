@@ -695,6 +695,17 @@ def test_check_of_a_healthy_vault_is_empty(open_vault):
     assert open_vault.check() == []
 
 
+def test_check_reports_a_page_damaged_while_open(vault_dir):
+    make_vault(vault_dir)
+    with Vault.open(vault_dir, VAULT_PASSPHRASE) as vault:
+        assert vault.check() == []
+        damage_middle(vault_dir / "private.db")
+        problems = vault.check()
+        assert problems
+        assert all(p.startswith("private.db: ") for p in problems)
+        assert not any("CANARY" in p for p in problems)
+
+
 def test_nothing_readable_on_disk(vault_dir):
     vault, recovery = Vault.create(vault_dir, VAULT_PASSPHRASE, device_name=DEVICE_NAME, kdf=FAST_KDF)
     write_canaries(vault)
