@@ -132,6 +132,14 @@ def test_vault_json_holds_what_the_design_says(vault_dir):
     assert "created_at" in data and "vault_id" in data
 
 
+def test_folder_names_with_uri_characters_work(tmp_path):
+    folder = tmp_path / "Dr A's notes #1 ?mode=ro & 100%"
+    make_vault(folder)
+    with Vault.open(folder, VAULT_PASSPHRASE) as vault:
+        assert vault.record_conn.execute("SELECT count(*) FROM canary").fetchone()[0] == 40
+    assert sorted(os.listdir(folder)) == ["private.db", "record.db", "vault.json"]
+
+
 def test_exists_is_false_for_missing_and_empty_folders(tmp_path):
     assert not Vault.exists(tmp_path / "nowhere")
     assert not Vault.exists(tmp_path)
