@@ -74,6 +74,11 @@ def _v1(conn) -> None:
     conn.execute(
         "CREATE TABLE record_fts_rows(doc_id TEXT PRIMARY KEY, fts_rowid INTEGER NOT NULL UNIQUE)"
     )
+    # Documents whose index entry is due: the typing path marks a note here instead of
+    # re-indexing it on every keystroke (FTS5 writes a new segment per change, about 30
+    # pages). The mark commits with the change, so the index is never silently stale:
+    # search and check see it and refresh those entries first.
+    conn.execute("CREATE TABLE record_fts_pending(doc_id TEXT PRIMARY KEY)")
 
 
 # --- derived values ---------------------------------------------------------------------
@@ -159,31 +164,43 @@ def expected_rows(doc_id: str, doc: Document, late_entry_hours: int) -> tuple[st
     return None, None, None
 
 
+def expected_fts(doc_id: str, doc: Document) -> tuple | None:
+    kind = note_doc_kind(doc)
+    if kind == KIND_CLIENT:
+        fts = client_fts(client_from_doc(doc))
+    elif kind == KIND_NOTE:
+        fts = note_fts(note_from_doc(doc))
+    else:
+        return None
+    return (doc_id, *fts[1:])
+
+
 # --- writing ----------------------------------------------------------------------------
 
 
-def _delete(conn, doc_id: str) -> int | None:
-    conn.execute("DELETE FROM clients_view WHERE client_id = ?", (doc_id,))
-    conn.execute("DELETE FROM notes_view WHERE note_id = ?", (doc_id,))
-    row = conn.execute("SELECT fts_rowid FROM record_fts_rows WHERE doc_id = ?", (doc_id,)).fetchone()
-    if row is None:
-        return None
-    conn.execute("DELETE FROM record_fts WHERE rowid = ?", (row[0],))
-    return row[0]
+def _replace_view(conn, table: str, key: str, columns: tuple[str, ...], row: tuple | None, doc_id: str) -> None:
+    current = conn.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE {key} = ?", (doc_id,)).fetchone()
+    if row is not None and current is not None and tuple(current) == row:
+        return  # unchanged: no page written (most keystrokes change nothing here)
+    if current is not None:
+        conn.execute(f"DELETE FROM {table} WHERE {key} = ?", (doc_id,))
+    if row is not None:
+        conn.execute(f"INSERT INTO {table} VALUES ({','.join('?' * len(columns))})", row)
 
 
-def project(conn, doc_id: str, doc: Document, *, late_entry_hours: int = 72) -> None:
-    """Replaces the rows of one document (inside the caller's transaction)."""
-    kind, view, fts = expected_rows(doc_id, doc, late_entry_hours)
-    rowid = _delete(conn, doc_id)
-    if kind is None:
+def _replace_fts(conn, doc_id: str, fts: tuple | None) -> None:
+    conn.execute("DELETE FROM record_fts_pending WHERE doc_id = ?", (doc_id,))
+    found = conn.execute("SELECT fts_rowid FROM record_fts_rows WHERE doc_id = ?", (doc_id,)).fetchone()
+    rowid = found[0] if found else None
+    if rowid is not None:
+        current = conn.execute(f"SELECT {', '.join(FTS_COLUMNS)} FROM record_fts WHERE rowid = ?", (rowid,)).fetchone()
+        if fts is not None and current is not None and tuple(current) == fts:
+            return
+        conn.execute("DELETE FROM record_fts WHERE rowid = ?", (rowid,))
+    if fts is None:
+        if rowid is not None:
+            conn.execute("DELETE FROM record_fts_rows WHERE doc_id = ?", (doc_id,))
         return
-    if kind == KIND_CLIENT:
-        conn.execute(f"INSERT INTO clients_view VALUES ({','.join('?' * len(CLIENT_COLUMNS))})", view)
-    else:
-        conn.execute(f"INSERT INTO notes_view VALUES ({','.join('?' * len(NOTE_COLUMNS))})", view)
-    # The index is keyed by the document id we store it under, whatever the doc claims.
-    fts = (doc_id, *fts[1:])
     if rowid is None:
         cur = conn.execute("INSERT INTO record_fts(doc_id, kind, client_id, title, body) VALUES (?,?,?,?,?)", fts)
         conn.execute("INSERT INTO record_fts_rows(doc_id, fts_rowid) VALUES (?,?)", (doc_id, cur.lastrowid))
@@ -194,11 +211,41 @@ def project(conn, doc_id: str, doc: Document, *, late_entry_hours: int = 72) -> 
         )
 
 
+def project(conn, doc_id: str, doc: Document, *, late_entry_hours: int = 72, defer_fts: bool = False) -> None:
+    """Replaces the rows of one document (inside the caller's transaction).
+
+    defer_fts marks the index entry as due instead of rewriting it (the typing path).
+    """
+    kind, view, fts = expected_rows(doc_id, doc, late_entry_hours)
+    _replace_view(conn, "clients_view", "client_id", CLIENT_COLUMNS, view if kind == KIND_CLIENT else None, doc_id)
+    _replace_view(conn, "notes_view", "note_id", NOTE_COLUMNS, view if kind == KIND_NOTE else None, doc_id)
+    # The index is keyed by the document id we store it under, whatever the doc claims.
+    fts = None if fts is None else (doc_id, *fts[1:])
+    if defer_fts and fts is not None:
+        conn.execute("INSERT OR IGNORE INTO record_fts_pending(doc_id) VALUES (?)", (doc_id,))
+    else:
+        _replace_fts(conn, doc_id, fts)
+
+
+def pending_fts(conn) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT doc_id FROM record_fts_pending ORDER BY doc_id")]
+
+
+def refresh_pending_fts(conn, load: Loader) -> int:
+    """Re-indexes the documents marked as due (inside the caller's transaction)."""
+    due = pending_fts(conn)
+    for doc_id in due:
+        doc = load(doc_id)
+        _replace_fts(conn, doc_id, expected_fts(doc_id, doc) if doc is not None else None)
+    return len(due)
+
+
 def rebuild_all(conn, load: Loader, *, late_entry_hours: int = 72) -> None:
     conn.execute("DELETE FROM clients_view")
     conn.execute("DELETE FROM notes_view")
     conn.execute("DELETE FROM record_fts")
     conn.execute("DELETE FROM record_fts_rows")
+    conn.execute("DELETE FROM record_fts_pending")
     for (doc_id,) in conn.execute("SELECT doc_id FROM documents ORDER BY doc_id").fetchall():
         doc = load(doc_id)
         if doc is not None:
@@ -222,6 +269,8 @@ def projection_mismatches(conn, load: Loader, *, late_entry_hours: int = 72) -> 
         problems.append(f"record_fts holds {fts_count} entries for {len(fts)} documents.")
     rowmap = dict(conn.execute("SELECT doc_id, fts_rowid FROM record_fts_rows").fetchall())
     fts_by_rowid = {r[0]: r[1] for r in conn.execute("SELECT rowid, doc_id FROM record_fts")}
+    # An entry marked as due may lag its document until the next search refreshes it.
+    pending = set(pending_fts(conn))
 
     doc_ids = [r[0] for r in conn.execute("SELECT doc_id FROM documents ORDER BY doc_id").fetchall()]
     for doc_id in doc_ids:
@@ -241,6 +290,11 @@ def projection_mismatches(conn, load: Loader, *, late_entry_hours: int = 72) -> 
             problems.append(f"{table} row of document {doc_id} differs in: {', '.join(differ)}.")
         expected_fts = (doc_id, *fts_row[1:])
         actual_fts = fts.pop(doc_id, None)
+        if doc_id in pending:
+            pending.discard(doc_id)
+            if actual_fts is not None and fts_by_rowid.get(rowmap.get(doc_id)) != doc_id:
+                problems.append(f"record_fts_rows points document {doc_id} at the wrong index entry.")
+            continue
         if actual_fts is None:
             problems.append(f"record_fts has no entry for document {doc_id}.")
         elif actual_fts != expected_fts:
@@ -254,4 +308,6 @@ def projection_mismatches(conn, load: Loader, *, late_entry_hours: int = 72) -> 
         problems.append(f"notes_view has a row for {doc_id}, which is no note document.")
     for doc_id in fts:
         problems.append(f"record_fts has an entry for {doc_id}, which is no record document.")
+    for doc_id in pending:
+        problems.append(f"record_fts_pending names {doc_id}, which is no record document.")
     return problems

@@ -50,7 +50,13 @@ from store.models import (
     validated,
 )
 from store.projections import _v1 as _projections_v1
-from store.projections import has_signature_conflict, project, projection_mismatches, rebuild_all
+from store.projections import (
+    has_signature_conflict,
+    project,
+    projection_mismatches,
+    rebuild_all,
+    refresh_pending_fts,
+)
 
 _LATE_HOURS_KEY = "projection.late_entry_hours"
 RESOLUTION_CHOICES = ("addendum", "resign")
@@ -166,10 +172,12 @@ class RecordStore:
     def _late_hours(self) -> int:
         return self._settings().late_entry_hours
 
-    def _persist(self, doc_id: str) -> None:
+    def _persist(self, doc_id: str, *, defer_fts: bool = False) -> None:
         """Appends the document's new changes and reprojects it (inside a transaction)."""
         self._docs.save_changes(doc_id)
-        project(self._conn, doc_id, self._docs.get(doc_id), late_entry_hours=self._late_hours())
+        project(
+            self._conn, doc_id, self._docs.get(doc_id), late_entry_hours=self._late_hours(), defer_fts=defer_fts
+        )
 
     def _sync_late_entry_hours(self) -> None:
         # Late-entry flags depend on a setting; recompute them when it has changed.
@@ -254,7 +262,8 @@ class RecordStore:
             if key not in FORMAT_SECTIONS[D.note_format(doc)]:
                 raise ValidationFailed([("section", f"{key} is not a section of this note's format")])
             if D.splice_section(doc, key, text, utcnow()):
-                self._persist(note_id)
+                # The search entry is refreshed at the next search, not on every keystroke.
+                self._persist(note_id, defer_fts=True)
 
     def update_facts(self, note_id: str, facts: SessionFacts) -> ProgressNote:
         with self.transaction():
@@ -460,6 +469,9 @@ class RecordStore:
         match = fts_query(query)
         if match is None or limit <= 0:
             return []
+        if self._conn.execute("SELECT 1 FROM record_fts_pending LIMIT 1").fetchone():
+            with self.transaction():
+                refresh_pending_fts(self._conn, self._docs.get)
         rows = self._conn.execute(
             f"SELECT doc_id, kind, client_id, title, {snippet_sql('record_fts', 4)} "
             "FROM record_fts WHERE record_fts MATCH ? ORDER BY rank LIMIT ?",

@@ -370,6 +370,19 @@ def test_search_finds_notes_and_clients(device: Device) -> None:
     assert [h.kind for h in store.search("Generalized anxiety")] == ["client"]
 
 
+def test_typed_text_is_found_after_deferred_indexing(device: Device) -> None:
+    store = device.store
+    with_note(store)
+    store.set_section("n1", "plan", "Plan: try the zephyrine breathing drill nightly.")
+    # Typing marks the entry as due rather than rewriting the index on every keystroke.
+    assert store._conn.execute("SELECT doc_id FROM record_fts_pending").fetchall() == [("n1",)]
+    assert store.check() == []
+    store = device.reopen()  # the mark survives a restart
+    assert [h.doc_id for h in store.search("zephyrine")] == ["n1"]
+    assert store._conn.execute("SELECT count(*) FROM record_fts_pending").fetchone()[0] == 0
+    assert store.check() == []
+
+
 # --- the sync-facing API -------------------------------------------------------------
 
 
