@@ -282,6 +282,8 @@ def _load_json(data: bytes) -> Any:
     except _DuplicateKey as e:
         name = f'the key "{e.key}"' if _KEY_RE.match(e.key) else "a key"
         raise ImportFailed(f"The import file gives {name} twice in one object; nothing was imported.") from None
+    except RecursionError:
+        raise ImportFailed("The import file nests objects too deeply; nothing was imported.") from None
     except json.JSONDecodeError as e:
         # e.msg is the parser's reason ("Expecting ',' delimiter"), never file content.
         raise ImportFailed(

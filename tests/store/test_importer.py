@@ -98,6 +98,7 @@ def test_malformed_json_names_the_position():
         (b'{"kind": "notewell-import", "version": 2}', "format version 2; this Notewell reads version 1"),
         (b'{"kind": "notewell-import", "version": 0}', "version: 0 is not a format version"),
         (b'{"kind": "notewell-import", "version": 1, "version": 1}', 'the key "version" twice'),
+        (b"[" * 100000 + b"]" * 100000, "nests objects too deeply"),
     ],
 )
 def test_header_problems(raw, expected):
