@@ -253,7 +253,7 @@ def write_atomically(path: Path, data: bytes, *, force: bool = False) -> None:
     if not path.parent.is_dir():
         raise ExportFailed(f"The folder {path.parent} does not exist; nothing was written.")
     if os.path.lexists(path) and not force:
-        raise ExportFailed(f"{path} already exists; nothing was written (use --force to replace it).")
+        raise ExportFailed(f"{path} already exists; nothing was written (choose to replace it, or use --force).")
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
@@ -271,7 +271,7 @@ def write_atomically(path: Path, data: bytes, *, force: bool = False) -> None:
             try:
                 os.link(tmp, path)
             except FileExistsError:
-                raise ExportFailed(f"{path} already exists; nothing was written (use --force to replace it).") from None
+                raise ExportFailed(f"{path} already exists; nothing was written (choose to replace it, or use --force).") from None
             os.unlink(tmp)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -313,7 +313,7 @@ def export_record(
         raise ValidationFailed([("format", f"must be one of {', '.join(FORMATS)}")])
     out = Path(out).expanduser()
     if os.path.lexists(out) and not force:
-        raise ExportFailed(f"{out} already exists; nothing was written (use --force to replace it).")
+        raise ExportFailed(f"{out} already exists; nothing was written (choose to replace it, or use --force).")
     export = collect(
         record,
         client_id,

@@ -64,32 +64,42 @@ def _audit_log(vault):
     return log
 
 
-def cmd_export(args) -> int:
+def export_and_audit(vault, client_id: str, out: Path, **options):
+    """Export one client's record and log it; runs on the vault's thread.
+
+    `options` are those of store.export.export_record (fmt, date_from, date_to,
+    include_drafts, force). An export that cannot be logged is removed again: nothing is
+    released without its audit entry.
+    """
     from store.audit import Event
     from store.export import export_record
+
+    log = _audit_log(vault)
+    result = export_record(vault.record, client_id, out, settings=vault.settings(), **options)
+    try:
+        log.append(Event.EXPORT, client_id=client_id, **result.audit_details())
+    except BaseException:
+        result.path.unlink(missing_ok=True)
+        raise
+    return result
+
+
+def cmd_export(args) -> int:
     from store.vault import Vault
 
     fmt = args.format or ("json" if args.out.suffix.lower() == ".json" else "pdf")
     vault = Vault.open(args.vault, current_passphrase(args))
     try:
-        log = _audit_log(vault)
-        result = export_record(
-            vault.record,
+        result = export_and_audit(
+            vault,
             args.client,
             args.out,
             fmt=fmt,
-            settings=vault.settings(),
             date_from=args.date_from,
             date_to=args.date_to,
             include_drafts=args.include_drafts,
             force=args.force,
         )
-        try:
-            log.append(Event.EXPORT, client_id=args.client, **result.audit_details())
-        except BaseException:
-            # An export that cannot be accounted for is not released.
-            result.path.unlink(missing_ok=True)
-            raise
     finally:
         vault.close()
     drafts = f", {result.drafts} drafts" if args.include_drafts else ""

@@ -1,0 +1,153 @@
+"""The "To do" screen: progress notes unsigned or missing past 24, 48 and 72 hours.
+
+Open it with `TodoScreen(app.store.call)`. It loads the queue on the vault's thread
+(`load_overdue`), shows the counts per band and one row per session, most overdue first.
+Enter (or o) on a row posts `TodoScreen.OpenNote(note_id)` for a draft, or
+`TodoScreen.OpenClient(client_id, date)` for a session with no progress note; the app
+handles them (`on_todo_screen_open_note`, `on_todo_screen_open_client`).
+The main screen can show the counts with `load_overdue` and `counts_label`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import date, datetime
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Static
+
+from store.overdue import DEFAULT_THRESHOLDS, OverdueItem, counts, overdue
+from tui.screens.base import NotewellScreen
+
+StoreCall = Callable[..., Awaitable[Any]]
+
+
+def load_overdue(vault, now: datetime, thresholds: Iterable[int] = DEFAULT_THRESHOLDS):
+    """(items, counts per band) for the whole vault; call on the vault's thread.
+
+    Days with a process note but no progress note count as missing notes; their dates come
+    from this device's private store (never synced), so other devices' sessions without any
+    note are not known here.
+    """
+    thresholds = tuple(thresholds)
+    items = overdue(vault.record, now, thresholds, extra_session_dates=vault.private.session_dates())
+    return items, counts(items, thresholds)
+
+
+def counts_label(band_counts: dict[int, int]) -> str:
+    """'3 notes overdue: 1 over 72 h, 2 over 24 h', or 'No notes overdue'."""
+    total = sum(band_counts.values())
+    if not total:
+        return "No notes overdue"
+    parts = [f"{n} over {band} h" for band, n in sorted(band_counts.items(), reverse=True) if n]
+    noun = "note" if total == 1 else "notes"
+    return f"{total} {noun} overdue: " + ", ".join(parts)
+
+
+def _age(item: OverdueItem) -> str:
+    days, hours = divmod(item.hours_overdue, 24)
+    return f"{days} d {hours} h" if days else f"{hours} h"
+
+
+class TodoScreen(NotewellScreen[None]):
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="todo.back"),
+        Binding("o", "open", "Open", id="todo.open"),
+        Binding("r", "refresh", "Refresh", id="todo.refresh"),
+    ]
+    DEFAULT_CSS = """
+    TodoScreen #todo-title { text-style: bold; padding: 0 1; }
+    TodoScreen #todo-counts { padding: 0 1 1 1; }
+    TodoScreen #todo-table { height: 1fr; }
+    """
+
+    class OpenNote(Message):
+        """Open this progress note (a draft that is overdue)."""
+
+        def __init__(self, note_id: str) -> None:
+            super().__init__()
+            self.note_id = note_id
+
+    class OpenClient(Message):
+        """Open this client at this date: a session with no progress note yet."""
+
+        def __init__(self, client_id: str, on: date) -> None:
+            super().__init__()
+            self.client_id = client_id
+            self.on = on
+
+    def __init__(
+        self,
+        call: StoreCall,
+        *,
+        thresholds: Iterable[int] = DEFAULT_THRESHOLDS,
+        clock: Callable[[], datetime] = datetime.now,
+    ) -> None:
+        super().__init__()
+        self._call = call
+        self._thresholds = tuple(thresholds)
+        self._clock = clock
+        self.items: list[OverdueItem] = []
+        self.band_counts: dict[int, int] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static("To do: overdue progress notes", id="todo-title")
+        yield Static("Loading...", id="todo-counts", markup=False)
+        yield DataTable(id="todo-table", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("Overdue", "Band", "Client", "Session", "Note")
+        self.action_refresh()
+
+    def action_refresh(self) -> None:
+        self.run_store(self._load(), group="todo", exclusive=True)
+
+    async def _load(self) -> None:
+        items, band_counts = await self._call(load_overdue, self._clock(), self._thresholds)
+        self.show(items, band_counts)
+
+    def show(self, items: list[OverdueItem], band_counts: dict[int, int]) -> None:
+        self.items, self.band_counts = list(items), dict(band_counts)
+        self.query_one("#todo-counts", Static).update(counts_label(self.band_counts))
+        table = self.query_one(DataTable)
+        table.clear()
+        for i, item in enumerate(self.items):
+            # Text, not str: a cell string would be read as markup.
+            table.add_row(
+                Text(_age(item)),
+                Text(f"{item.band} h+"),
+                Text(item.client_name),
+                Text(item.date_of_service.isoformat()),
+                Text("no progress note" if item.missing else "draft, unsigned"),
+                key=str(i),
+            )
+        if self.items:
+            table.focus()
+
+    def _selected(self) -> OverdueItem | None:
+        table = self.query_one(DataTable)
+        if not self.items or table.cursor_row is None or not 0 <= table.cursor_row < len(self.items):
+            return None
+        return self.items[table.cursor_row]
+
+    def action_open(self) -> None:
+        item = self._selected()
+        if item is None:
+            return
+        if item.note_id is not None:
+            self.post_message(self.OpenNote(item.note_id))
+        else:
+            self.post_message(self.OpenClient(item.client_id, item.date_of_service))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+    def action_back(self) -> None:
+        self.dismiss(None)
