@@ -56,6 +56,18 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 
 
+def _statements(script: str) -> list[str]:
+    # Split on the terminator of each statement; trigger bodies end with "END;".
+    out, current = [], []
+    for line in script.strip().splitlines():
+        current.append(line)
+        text = "\n".join(current).strip()
+        if text.endswith(";") and (not text.upper().startswith("CREATE TRIGGER") or text.upper().endswith("END;")):
+            out.append(text)
+            current = []
+    return out
+
+
 class Event(str, Enum):
     VAULT_CREATED = "vault_created"
     UNLOCK_FAILURES = "unlock_failures"
@@ -209,8 +221,9 @@ class AuditLog:
             "SELECT count(*) FROM sqlite_master WHERE type='trigger' AND name='audit_log_no_delete'"
         ).fetchone()[0]
         if not exists:
-            # executescript commits any open transaction first; only needed once per vault.
-            self._conn.executescript(SCHEMA)
+            # One statement at a time: executescript would commit a caller's open transaction.
+            for statement in _statements(SCHEMA):
+                self._conn.execute(statement)
 
     # --- writing -------------------------------------------------------------------
 

@@ -186,3 +186,17 @@ def test_unlock_failures_written_at_next_unlock(db, tmp_path):
     assert entry.details == {"count": 2, "times": ["2026-11-26T09:00:00Z", "2026-11-26T09:01:00Z"]}
     assert log.flush_unlock_failures(vault) is None
     assert log.verify().ok
+
+
+def test_first_use_inside_a_transaction_does_not_commit_it(db):
+    db.execute("CREATE TABLE t(x)")
+    db.commit()
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("INSERT INTO t VALUES (1)")
+    log = AuditLog(db, KEY)  # creates its tables here, inside the caller's transaction
+    log.append(Event.NOTE_SIGNED, client_id="c1", note_id="n1")
+    assert db.in_transaction
+    db.rollback()
+    assert db.execute("SELECT count(*) FROM t").fetchone()[0] == 0
+    log = AuditLog(db, KEY)
+    assert log.entries() == [] and log.verify().ok
