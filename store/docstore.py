@@ -100,13 +100,18 @@ class DocStore:
         return doc
 
     def _entry(self, doc_id: str) -> _Entry | None:
+        row = self._conn.execute(
+            "SELECT kind, n_changes, heads FROM documents WHERE doc_id = ?", (doc_id,)
+        ).fetchone()
+        if row is None:
+            self._cache.pop(doc_id, None)
+            return None
         entry = self._cache.get(doc_id)
-        if entry is not None:
+        # Another connection (the command line while the app runs) may have written since
+        # we cached it; a cached copy is used only while the row still says what it saved.
+        if entry is not None and entry.n_changes == row[1] and pack_heads(entry.saved_heads) == bytes(row[2]):
             self._cache.move_to_end(doc_id)
             return entry
-        row = self._conn.execute("SELECT kind, n_changes FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
-        if row is None:
-            return None
         doc = self.load_fresh(doc_id)
         assert doc is not None
         entry = _Entry(doc, row[0], doc.get_heads(), row[1])

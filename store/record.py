@@ -526,7 +526,7 @@ class RecordStore:
                 raise
             except BaseException:
                 raise refused from None
-            with self.transaction():
+            with self._refusing(refused), self.transaction():
                 self._docs.insert(doc_id, kind, copy)
                 project(self._conn, doc_id, copy, late_entry_hours=self._late_hours())
             return True
@@ -546,10 +546,21 @@ class RecordStore:
             return False
         if D.note_doc_kind(merged) != kind or D.doc_id_of(merged) != doc_id:
             raise refused
-        with self.transaction():
+        with self._refusing(refused), self.transaction():
             self._docs.replace(doc_id, merged)
             project(self._conn, doc_id, merged, late_entry_hours=self._late_hours())
         return True
+
+    @staticmethod
+    @contextmanager
+    def _refusing(error: ForeignDocument) -> Iterator[None]:
+        """Turns a panic while reading foreign content into `error` (after the rollback)."""
+        try:
+            yield
+        except BaseException as e:  # pyo3 PanicException derives from BaseException
+            if type(e).__name__ == "PanicException":
+                raise error from None
+            raise
 
     def changes_since(self, doc_id: str, heads: list[bytes]) -> list[bytes]:
         """Raw changes of the document that `heads` lacks (all of them if heads are unknown)."""

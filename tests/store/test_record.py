@@ -450,3 +450,24 @@ def test_local_kv(device: Device) -> None:
     store.local_put("sync.peer", b"\x00\x01")
     store.local_put("sync.peer", b"\x02")
     assert device.reopen().local_get("sync.peer") == b"\x02"
+
+
+def test_two_connections_to_one_file_never_lose_or_corrupt(device: Device) -> None:
+    """The app and a command run at the same time: each sees the other's writes."""
+    first = device.store
+    with_note(first)
+    first.get_note("n1")  # cached in the first store
+    conn2 = open_database(device.path, device.key)
+    try:
+        second = RecordStore(conn2, device_id=device.device_id, settings=device.settings)
+        second.set_section("n1", "plan", "Plan from the second connection, step one.")
+        first.set_section("n1", "data", "Data from the first connection.")
+        second.set_section("n1", "plan", "Plan from the second connection, step two.")
+        for store in (first, second):
+            note = store.get_note("n1")
+            assert note.sections["data"] == "Data from the first connection."
+            assert note.sections["plan"] == "Plan from the second connection, step two."
+            assert store.check() == []
+    finally:
+        conn2.close()
+    assert device.reopen().get_note("n1").sections["plan"] == "Plan from the second connection, step two."
