@@ -1,0 +1,23 @@
+// The baseline's fetching side: an empty Repo connects through the websocket client adapter
+// and asks for every document url in URLS_FILE. Prints one JSON line: the wall time from
+// connecting until every document is ready here, and how many heads arrived.
+import { readFileSync } from "node:fs";
+import { Repo } from "@automerge/automerge-repo";
+import { WebSocketClientAdapter } from "@automerge/automerge-repo-network-websocket";
+import * as A from "@automerge/automerge";
+
+const [port, urlsFile] = process.argv.slice(2);
+const urls = JSON.parse(readFileSync(urlsFile, "utf8"));
+
+const started = performance.now();
+const repo = new Repo({ network: [new WebSocketClientAdapter(`ws://127.0.0.1:${port}`)], sharePolicy: async () => true });
+// Asking before the server is known as a peer reports every document unavailable at once.
+await new Promise((resolve) => repo.networkSubsystem.once("peer", resolve));
+const handles = await Promise.all(urls.map((url) => repo.find(url)));
+const elapsedMs = performance.now() - started;
+
+let withHeads = 0;
+for (const h of handles) if (A.getHeads(h.doc()).length > 0) withHeads += 1;
+console.log(JSON.stringify({ documents: handles.length, withHeads, elapsedMs }));
+await repo.shutdown();
+process.exit(0);

@@ -1,0 +1,323 @@
+"""Sync figures: direct sync between two processes on loopback, the mailbox, and a JS baseline.
+
+    python -m bench.sync_bench [--notes 1000] [--clients 50] [--edits 20] [--no-js]
+
+Prints figures; asserts nothing. What is measured:
+
+- initial sync: vault A holds N synthetic progress notes (and their clients), vault B is empty;
+  B runs `notewell sync serve` in its own process, A calls `sync_now` from this one. Wall
+  time of the `sync_now` call (TLS handshake included, vault unlock excluded).
+- one small edit: append one character to a note on A, then `sync_now`; wall time from before
+  the edit to the end of the sync, median of --edits runs.
+- bytes on the wire for a one-character edit: the same, through a byte-counting TCP relay on
+  127.0.0.1, both directions, TLS included; broken down by frame type from the frame tap.
+- mailbox: A writes a full bundle of every document into a folder; a fresh paired vault C
+  imports it. Wall time of each, and the bundle's size.
+- baseline: the same documents (A's saved bytes) loaded into an automerge-repo 2.5.6 Repo
+  behind its websocket server adapter in one Node process; an empty Repo in a second Node
+  process connects with the websocket client adapter and finds every document. Wall time from
+  connecting until every document is ready. The ratio is baseline / ours.
+
+Targets (issue 4): initial sync at least 5x faster than the baseline, one-edit propagation
+<= 50 ms, one-character edit <= 1 KB on the wire.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from store.device_identity import ensure_identity
+from store.keys import KdfParams
+from store.models import ClinicianSettings
+from store.synthetic import populate
+from store.vault import Vault
+from sync.direct import sync_now
+from sync.framing import HEADER, FrameType
+from sync.mailbox import sync_mailbox
+from sync.peers import PeerBook, ensure_group_key, set_group_key
+
+REPO = Path(__file__).resolve().parents[1]
+JS_DIR = REPO / "bench" / "js_baseline"
+PASSPHRASE = "sync bench passphrase"
+FAST_KDF = KdfParams(memory_kib=8192, time_cost=1)
+SETTINGS = ClinicianSettings(clinician_name="Dr. Bench Example", credentials="PhD")
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --- set-up ------------------------------------------------------------------------------
+
+
+def make_vault(path: Path, name: str) -> Vault:
+    vault, _ = Vault.create(path, PASSPHRASE, device_name=name, kdf=FAST_KDF, settings=SETTINGS)
+    ensure_identity(vault.record, name)
+    return vault
+
+
+def pair(x: Vault, y: Vault) -> None:
+    """What a completed pairing stores on both sides."""
+    ix, iy = ensure_identity(x.record, x.device_name), ensure_identity(y.record, y.device_name)
+    key = ensure_group_key(x.record)
+    set_group_key(y.record, key)
+    PeerBook(x.record).add(iy.device_id, iy.name, iy.cert_pem)
+    PeerBook(y.record).add(ix.device_id, ix.name, ix.cert_pem)
+
+
+@contextmanager
+def serving(vault_path: Path):
+    """`notewell sync serve` on a free port in its own process; yields the port."""
+    env = dict(os.environ, NOTEWELL_PASSPHRASE=PASSPHRASE, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "--vault", str(vault_path), "sync", "serve", "--port", "0"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        port = None
+        deadline = time.monotonic() + 60
+        while port is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError("sync serve ended before listening")
+            if line.startswith("listening on"):
+                port = int(line.rsplit(":", 1)[1])
+        if port is None:
+            raise RuntimeError("sync serve did not start listening in time")
+        # Keep reading its output so it never blocks on a full pipe.
+        threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+class CountingRelay:
+    """A TCP relay on 127.0.0.1 that counts the bytes of one connection in each direction."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = self.down = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, attr: str) -> None:
+        try:
+            while chunk := src.recv(65536):
+                setattr(self, attr, getattr(self, attr) + len(chunk))
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def _run(self) -> None:
+        client, _ = self.listener.accept()
+        server = socket.create_connection(self.target)
+        pumps = [
+            threading.Thread(target=self._pump, args=(client, server, "up")),
+            threading.Thread(target=self._pump, args=(server, client, "down")),
+        ]
+        for t in pumps:
+            t.start()
+        for t in pumps:
+            t.join()
+        client.close()
+        server.close()
+        self.listener.close()
+
+    def wait(self) -> None:
+        self._thread.join(timeout=30)
+
+
+# --- measurements ------------------------------------------------------------------------
+
+
+def one_char_edit(record, note_id: str) -> None:
+    note = record.get_note(note_id)
+    key = note.section_keys[0]
+    record.set_section(note_id, key, note.sections[key] + "x")
+
+
+def draft_note_ids(record, limit: int) -> list[str]:
+    ids = []
+    for row in record.list_clients():
+        for n in record.notes_for_client(row.client_id):
+            if n.status.value == "draft":
+                ids.append(n.note_id)
+                if len(ids) >= limit:
+                    return ids
+    return ids
+
+
+def run_python(args, tmp: Path) -> dict:
+    figures: dict = {}
+    a = make_vault(tmp / "a", "bench-a")
+    b = make_vault(tmp / "b", "bench-b")
+    pair(a, b)
+    b_path = b.path
+    b.close()
+
+    t = time.perf_counter()
+    populate(a, clients=args.clients, notes=args.notes, seed=7)
+    log(f"setup: {args.notes} notes and {args.clients} clients written on A in {time.perf_counter() - t:.1f} s")
+    identity = ensure_identity(a.record, a.device_name)
+    figures["documents"] = len(a.record.doc_heads())
+
+    with serving(b_path) as port:
+        t = time.perf_counter()
+        report = sync_now(a.record, identity, "127.0.0.1", port)
+        figures["initial_s"] = time.perf_counter() - t
+        log(f"initial direct sync of {figures['documents']} documents: {figures['initial_s']:.3f} s "
+            f"({report.summary()})")
+
+        drafts = draft_note_ids(a.record, args.edits + 1)
+        times = []
+        for i in range(args.edits):
+            t = time.perf_counter()
+            one_char_edit(a.record, drafts[i % len(drafts)])
+            sync_now(a.record, identity, "127.0.0.1", port)
+            times.append(time.perf_counter() - t)
+        figures["edit_median_ms"] = statistics.median(times) * 1000
+        log(f"one small edit, edit to synced: median {figures['edit_median_ms']:.1f} ms "
+            f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f}, n={len(times)})")
+
+        relay = CountingRelay(port)
+        by_type: dict[str, int] = {}
+
+        def tap(_direction: str, frame: bytes) -> None:
+            name = FrameType(frame[HEADER.size - 1]).name
+            by_type[name] = by_type.get(name, 0) + len(frame)
+
+        one_char_edit(a.record, drafts[-1])
+        sync_now(a.record, identity, "127.0.0.1", relay.port, frame_tap=tap)
+        relay.wait()
+        figures["edit_wire_bytes"] = relay.up + relay.down
+        figures["edit_sync_frame_bytes"] = by_type.get("SYNC", 0)
+        log(f"one-character edit on the wire: {figures['edit_wire_bytes']} bytes in total "
+            f"(sent {relay.up}, received {relay.down}, TLS included); frames by type, both directions: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(by_type.items())))
+
+    # Mailbox: A writes everything; a fresh device C, paired with A, imports it.
+    c = make_vault(tmp / "c", "bench-c")
+    pair(a, c)
+    box = tmp / "mailbox"
+    box.mkdir()
+    t = time.perf_counter()
+    written = sync_mailbox(a.record, identity, box, full=True)
+    figures["mailbox_export_s"] = time.perf_counter() - t
+    size = (box / written.bundle_written).stat().st_size
+    t = time.perf_counter()
+    got = sync_mailbox(c.record, ensure_identity(c.record, c.device_name), box)
+    figures["mailbox_import_s"] = time.perf_counter() - t
+    log(f"mailbox: export of {written.documents_sent} documents {figures['mailbox_export_s']:.3f} s "
+        f"(bundle {size / 1024:.0f} KiB), import {figures['mailbox_import_s']:.3f} s "
+        f"({got.documents_merged} merged), total {figures['mailbox_export_s'] + figures['mailbox_import_s']:.3f} s")
+    c.close()
+
+    # The documents for the baseline: exactly what A holds.
+    with open(tmp / "docs.bin", "wb") as f:
+        for doc_id in sorted(a.record.doc_heads()):
+            data = a.record.load_doc(doc_id).save()
+            f.write(struct.pack(">I", len(data)) + data)
+    a.close()
+    return figures
+
+
+def ensure_node_modules() -> None:
+    if (JS_DIR / "node_modules" / "@automerge" / "automerge-repo").is_dir():
+        return
+    log("installing the baseline's packages (npm install in bench/js_baseline)")
+    subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=JS_DIR, check=True)
+
+
+def run_js(tmp: Path, runs: int) -> float | None:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        log("baseline: node/npm not found; skipped")
+        return None
+    ensure_node_modules()
+    results = []
+    for i in range(runs):
+        urls = tmp / f"urls-{i}.json"
+        server = subprocess.Popen(
+            ["node", "server.mjs", str(tmp / "docs.bin"), str(urls)],
+            cwd=JS_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        try:
+            port = None
+            for line in server.stdout:
+                if line.startswith("listening "):
+                    port = int(line.split()[1])
+                if line.startswith("urls "):
+                    break
+            if port is None:
+                raise RuntimeError("the baseline server did not start")
+            out = subprocess.run(
+                ["node", "client.mjs", str(port), str(urls)], cwd=JS_DIR,
+                capture_output=True, text=True, timeout=600, check=True,
+            )
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            results.append(result["elapsedMs"] / 1000)
+            log(f"baseline run {i + 1}: {result['documents']} documents ({result['withHeads']} with content) "
+                f"in {result['elapsedMs'] / 1000:.3f} s")
+        finally:
+            server.stdin.close()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=30)
+    return statistics.median(results)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notes", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--edits", type=int, default=20)
+    parser.add_argument("--js-runs", type=int, default=3)
+    parser.add_argument("--no-js", action="store_true", help="skip the automerge-repo baseline")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="notewell-sync-bench-") as tmp:
+        figures = run_python(args, Path(tmp))
+        baseline = None if args.no_js else run_js(Path(tmp), args.js_runs)
+
+    log("")
+    log("summary")
+    log(f"  initial sync, {figures['documents']} documents: {figures['initial_s']:.3f} s")
+    if baseline is not None:
+        ratio = baseline / figures["initial_s"]
+        log(f"  baseline (automerge-repo 2.5.6 over websocket, median of {args.js_runs}): {baseline:.3f} s; "
+            f"ratio baseline/ours {ratio:.1f}x (target >= 5x)")
+    log(f"  one-edit propagation, median: {figures['edit_median_ms']:.1f} ms (target <= 50 ms)")
+    log(f"  one-character edit on the wire: {figures['edit_wire_bytes']} bytes total, "
+        f"{figures['edit_sync_frame_bytes']} bytes of SYNC frames (target <= 1024)")
+    log(f"  mailbox export + import: {figures['mailbox_export_s'] + figures['mailbox_import_s']:.3f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
