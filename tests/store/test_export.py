@@ -281,3 +281,66 @@ def test_importing_the_export_loads_no_private_store():
     code = "import sys, store.export, store.export_pdf; print('store.private' in sys.modules, 'store.vault' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+# --- the command line --------------------------------------------------------------------
+
+
+def _needs_audit():
+    if not hasattr(Vault, "audit"):
+        pytest.skip("Vault.audit (the vault's AuditLog) is not wired yet")
+
+
+def test_cli_export_writes_logs_and_refuses_overwrite(vault, tmp_path, monkeypatch, capsys):
+    _needs_audit()
+    from tui.cli import main
+
+    folder = vault.path
+    vault.close()
+    monkeypatch.setenv("NOTEWELL_PASSPHRASE", PASSPHRASE)
+    out = tmp_path / "avery.json"
+    args = ["--vault", str(folder), "export", "--client", "c1", "--out", str(out), "--from", "2026-01-01"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "Exported 3 progress notes (2 addenda)" in printed and CANARY not in printed
+    assert json.loads(out.read_bytes())["kind"] == "notewell-import"
+    before = out.read_bytes()
+    assert main(args) != 0
+    assert "already exists" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert main([*args, "--force", "--format", "pdf"]) == 0
+    assert out.read_bytes().startswith(b"%PDF")
+
+    v = Vault.open(folder, PASSPHRASE)
+    try:
+        exports = [e for e in v.audit.entries(client_id="c1") if e.event == "export"]
+        assert [e.details["format"] for e in exports] == ["json", "pdf"]
+        assert exports[0].details["date_from"] == "2026-01-01" and exports[0].details["notes"] == 3
+        assert v.audit.verify().ok
+    finally:
+        v.close()
+
+
+def test_cli_audit_prints_and_detects_tampering(vault, monkeypatch, capsys):
+    _needs_audit()
+    from tui.cli import main
+
+    folder = vault.path
+    vault.audit.append("export", client_id="c1", format="pdf")
+    seqs = [e.seq for e in vault.audit.entries()]
+    vault.close()
+    monkeypatch.setenv("NOTEWELL_PASSPHRASE", PASSPHRASE)
+    assert main(["--vault", str(folder), "audit"]) == 0
+    out = capsys.readouterr().out
+    assert "record exported" in out and "chain intact" in out and CANARY not in out
+
+    v = Vault.open(folder, PASSPHRASE)
+    try:
+        conn = v.record_conn
+        conn.execute("DROP TRIGGER audit_log_no_update")
+        conn.execute("UPDATE audit_log SET details = '{}' WHERE seq = ?", (seqs[-1],))
+        conn.commit()
+    finally:
+        v.close()
+    assert main(["--vault", str(folder), "audit", "--verify"]) == 3
+    assert f"entry {seqs[-1]}" in capsys.readouterr().err
