@@ -18,6 +18,7 @@ What this module keeps in the record store's local (never synced) key/value tabl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -241,21 +242,23 @@ class Mailbox:
                 raise fmt.MalformedBundle(
                     f"Document {doc_id} in the bundle is not a record document; nothing was applied."
                 )
+        # One transaction per bundle: its documents and its "seen" entry commit together or not
+        # at all (and one commit instead of one per document).
+        transaction = getattr(self.store, "transaction", contextlib.nullcontext)
         changed = 0
-        for doc_id, doc in docs:
-            try:
-                if self.store.apply_doc(doc_id, doc):
-                    changed += 1
-            except NotewellError as e:
-                # Earlier documents of this bundle are merged (a merge only adds); the bundle is
-                # not recorded as imported, so the next run tries it again.
-                raise fmt.MalformedBundle(f"A document in the bundle could not be merged: {e.message}") from None
-            except BaseException as e:
-                if _is_fatal(e):
-                    raise
-                raise fmt.MalformedBundle("A document in the bundle could not be merged.") from None
-        seen[str(header.seq)] = this_digest
-        self.store.local_put(SEEN_PREFIX + header.sender_id, json.dumps(seen, sort_keys=True).encode())
+        try:
+            with transaction():
+                for doc_id, doc in docs:
+                    if self.store.apply_doc(doc_id, doc):
+                        changed += 1
+                seen[str(header.seq)] = this_digest
+                self.store.local_put(SEEN_PREFIX + header.sender_id, json.dumps(seen, sort_keys=True).encode())
+        except NotewellError as e:
+            raise fmt.MalformedBundle(f"A document in the bundle could not be merged ({e.message}); nothing was applied.") from None
+        except BaseException as e:  # pyo3 PanicException from a merge
+            if _is_fatal(e):
+                raise
+            raise fmt.MalformedBundle("A document in the bundle could not be merged; nothing was applied.") from None
         return changed
 
     def _seen(self, sender_id: str) -> dict[str, str]:

@@ -508,3 +508,26 @@ def test_mailbox_command(devices, box, capsys, monkeypatch):
         b.vault = Vault.open(path_b, PASSPHRASE)
         b.record = b.vault.record
     assert {k: v for k, v in b.heads().items() if k in heads_a} == heads_a
+
+
+def test_a_bundle_applies_whole_or_not_at_all(devices, box):
+    """A document the store refuses midway (a client document under a note's id) rolls back
+    the documents of the same bundle merged before it."""
+    a, b, _ = devices
+    client, note = _client_with_note(a, "shared note")
+    a.mailbox(box)
+    b.mailbox(box)
+    new_client, _ = _client_with_note(a, "new on A")
+    impostor = a.record.load_doc(new_client.id)
+    with impostor.transaction() as tx:
+        tx.put(ROOT, "id", ScalarType.Str, note.id)
+    entries = [(d, a.record.load_doc(d).save()) for d in sorted(a.record.doc_heads()) if d != note.id]
+    entries.append((note.id, impostor.save()))
+    (box / fmt.file_name(a.identity.device_id, 50)).write_bytes(
+        _encode(a.identity, _group_key(a), entries, seq=50)
+    )
+    before = b.heads()
+    report = b.mailbox(box)
+    assert [r.reason for r in report.rejected] == ["malformed"]
+    assert b.heads() == before
+    assert new_client.id not in b.record.doc_heads()
