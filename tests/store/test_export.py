@@ -210,6 +210,19 @@ def test_date_range_is_inclusive(vault, tmp_path):
         collect(vault.record, "c1", date_from=date(2026, 3, 1), date_to=date(2026, 2, 1))
 
 
+def test_json_export_is_a_valid_import_file(vault, tmp_path):
+    importer = pytest.importorskip("store.importer")
+    out, _ = export(vault, tmp_path, "json", include_drafts=True)
+    plan = importer.parse_import(out.read_bytes())
+    assert [c.id for c in plan.clients] == ["c1"] and plan.process_notes == ()
+    by_id = {n.id: n for n in plan.notes}
+    assert [by_id[i].status.value for i in ("n1", "n2", "n3", "n4")] == ["signed", "signed", "draft", "entered_in_error"]
+    assert [a.text for a in by_id["n1"].addenda] == ["ADDENDUM-FIRST clarification", "ADDENDUM-SECOND correction"]
+    original = vault.record.get_note("n2")
+    assert by_id["n2"].sections == original.sections and by_id["n2"].facts == original.facts
+    assert by_id["n2"].signature.signed_at == original.signature.signed_at
+
+
 def test_json_round_trips_through_import(vault, tmp_path):
     importer = pytest.importorskip("store.importer")
     from store.record import RecordStore
@@ -344,3 +357,13 @@ def test_cli_audit_prints_and_detects_tampering(vault, monkeypatch, capsys):
         v.close()
     assert main(["--vault", str(folder), "audit", "--verify"]) == 3
     assert f"entry {seqs[-1]}" in capsys.readouterr().err
+
+
+def test_client_outcomes_from_the_projection(vault):
+    from store.outcomes import client_outcomes
+
+    outcomes = client_outcomes(vault.record, "c1")
+    assert [(p.on.isoformat(), p.score, p.draft) for p in outcomes.phq9.points] == [
+        ("2026-01-05", 18, False), ("2026-02-09", 12, False), ("2026-03-02", 7, True)
+    ]
+    assert [p.score for p in client_outcomes(vault.record, "c1", include_drafts=False).gad7.points] == [14, 9]

@@ -103,3 +103,32 @@ def test_order_and_counts():
 def test_aware_now_is_read_as_local_time():
     local = at(24).astimezone()  # the same instant, carrying this machine's offset
     assert [i.band for i in overdue_from_rows([draft()], NAMES, local)] == [24]
+
+
+def test_queue_from_a_real_vault(tmp_path):
+    from datetime import time
+
+    from store.models import Client, ClinicianSettings, ProgressNote, SessionFacts
+    from store.overdue import overdue
+    from store.vault import KdfParams, Vault
+
+    vault, _ = Vault.create(
+        tmp_path / "vault", "correct horse battery staple", device_name="test",
+        kdf=KdfParams(memory_kib=8192, time_cost=1, parallelism=1),
+        settings=ClinicianSettings(clinician_name="Robin Quill", credentials="LCSW"),
+    )
+    try:
+        r = vault.record
+        r.create_client(Client(id="c1", display_name="Avery Ashdown"))
+        r.create_client(Client(id="c2", display_name="Blake Birchwood"))
+        for note_id, client_id, on in (("n1", "c1", DAY), ("n2", "c2", DAY + timedelta(days=1))):
+            r.create_note(ProgressNote(id=note_id, client_id=client_id, format="DAP",
+                                       facts=SessionFacts(date_of_service=on, start_time=time(10), stop_time=time(10, 50))))
+        items = overdue(r, at(24), extra_session_dates=[("c2", DAY - timedelta(days=2))])
+        assert [(i.client_name, i.note_id, i.band) for i in items] == [
+            ("Blake Birchwood", None, 48), ("Avery Ashdown", "n1", 24)
+        ]
+        r.mark_entered_in_error("n1", "duplicate")
+        assert [i.note_id for i in overdue(r, at(24))] == []
+    finally:
+        vault.close()
