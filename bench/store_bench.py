@@ -88,7 +88,7 @@ def bench_open_and_list(path: Path, runs: int = 5) -> tuple[float, float]:
     from store import keys
 
     kdf_times: list[float] = []
-    real = keys.derive_passphrase_key
+    real = keys.passphrase_kek
 
     def timed(*a, **kw):
         t0 = time.perf_counter()
@@ -97,7 +97,7 @@ def bench_open_and_list(path: Path, runs: int = 5) -> tuple[float, float]:
         finally:
             kdf_times.append(time.perf_counter() - t0)
 
-    keys.derive_passphrase_key = timed
+    keys.passphrase_kek = timed
     totals = []
     try:
         for _ in range(runs):
@@ -108,7 +108,7 @@ def bench_open_and_list(path: Path, runs: int = 5) -> tuple[float, float]:
             totals.append(time.perf_counter() - t0)
             vault.close()
     finally:
-        keys.derive_passphrase_key = real
+        keys.passphrase_kek = real
     return statistics.median(totals), statistics.median(kdf_times)
 
 
@@ -132,21 +132,21 @@ def workload(conn, rounds: int = 300) -> float:
     return time.perf_counter() - t0
 
 
+def _plain(path: Path):
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    for pragma in ("journal_mode=WAL", "synchronous=FULL", "temp_store=MEMORY", "secure_delete=ON", "foreign_keys=ON"):
+        conn.execute(f"PRAGMA {pragma}")
+    return conn
+
+
 def bench_cipher_ratio() -> tuple[float, float]:
+    """Median workload time on SQLCipher and on plain SQLite, alternating fresh files."""
+    t_plain, t_cipher = [], []
     with tempfile.TemporaryDirectory() as d:
-        plain = sqlite3.connect(str(Path(d) / "plain.db"), isolation_level=None)
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "temp_store=MEMORY", "secure_delete=ON", "foreign_keys=ON"):
-            plain.execute(f"PRAGMA {pragma}")
-        cipher = open_database(Path(d) / "cipher.db", bytes(range(32)), create=True)
-        # Alternate to spread any disk or cache effects over both.
-        t_plain, t_cipher = [], []
-        for _ in range(3):
-            t_plain.append(workload(plain))
-            t_cipher.append(workload(cipher))
-            for c in (plain, cipher):
-                for t in ("documents", "document_changes", "clients_view", "notes_view", "record_fts"):
-                    c.execute(f"DELETE FROM {t}")
-        return statistics.median(t_cipher), statistics.median(t_plain)
+        for i in range(3):
+            t_plain.append(workload(_plain(Path(d) / f"plain{i}.db")))
+            t_cipher.append(workload(open_database(Path(d) / f"cipher{i}.db", bytes(range(32)), create=True)))
+    return statistics.median(t_cipher), statistics.median(t_plain)
 
 
 def main() -> None:
