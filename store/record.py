@@ -293,6 +293,7 @@ class RecordStore:
         return at.model_copy(update={"status": NoteStatus.SIGNED, "signature": signature})
 
     def notes_for_client(self, client_id: str) -> list[NoteRow]:
+        self._sync_late_entry_hours()
         rows = self._conn.execute(
             _NOTE_ROW_SQL + " WHERE client_id = ? "
             "ORDER BY date_of_service DESC, start_time DESC, note_id",
@@ -302,6 +303,7 @@ class RecordStore:
 
     def list_notes(self, status: NoteStatus | None = None) -> list[NoteRow]:
         """Every note (or those with `status`), newest first: for queues across clients."""
+        self._sync_late_entry_hours()
         sql, args = _NOTE_ROW_SQL, ()
         if status is not None:
             sql, args = sql + " WHERE status = ?", (NoteStatus(status).value,)

@@ -471,3 +471,17 @@ def test_two_connections_to_one_file_never_lose_or_corrupt(device: Device) -> No
     finally:
         conn2.close()
     assert device.reopen().get_note("n1").sections["plan"] == "Plan from the second connection, step two."
+
+
+def test_late_entry_follows_the_setting(device: Device) -> None:
+    store = device.store
+    store.create_client(a_client())
+    store.create_note(complete_note("n1", on=date.today()))
+    store.create_note(complete_note("n2", on=date(2025, 6, 1)))
+    device.settings.value = device.settings.value.model_copy(update={"late_entry_hours": 24 * 365 * 2})
+    for nid in ("n1", "n2"):
+        store.sign_note(nid)
+    assert {r.note_id: r.late_entry for r in store.notes_for_client("c1")} == {"n1": False, "n2": False}
+    device.settings.value = device.settings.value.model_copy(update={"late_entry_hours": 72})
+    assert {r.note_id: r.late_entry for r in store.notes_for_client("c1")} == {"n1": False, "n2": True}
+    assert store.check() == []
