@@ -42,14 +42,13 @@ DRAFT_NOTE = "note-draft"
 SIGNED_NOTE = "note-signed"
 
 
-def complete_sections(fmt: NoteFormat) -> dict[str, str]:
-    text = {
+def complete_sections() -> dict[str, str]:
+    return {
         "subjective": "Client reports fewer worry episodes this week and better sleep.",
         "objective": "Client was calm, made steady eye contact and spoke at a normal rate.",
         "assessment": "Client responded well to restructuring and identified two distortions.",
-        "plan": "Meet next week; client will complete two thought records.",
+        "plan": "Meet next week; client will complete two thought records and bring the tangerine worksheet.",
     }
-    return text
 
 
 def complete_facts(on: date) -> SessionFacts:
@@ -85,7 +84,7 @@ def seed(vault: Vault) -> None:
             id=SIGNED_NOTE,
             client_id=CLIENT_A,
             format=NoteFormat.SOAP,
-            sections=complete_sections(NoteFormat.SOAP),
+            sections=complete_sections(),
             facts=complete_facts(date(2026, 10, 26)),
             created_at=CREATED,
             updated_at=CREATED,
@@ -107,7 +106,7 @@ def seed(vault: Vault) -> None:
             id="process-a",
             client_id=CLIENT_A,
             session_date=date(2026, 11, 2),
-            body="Noticed my own impatience near the end; bring to supervision.",
+            body="Noticed my own impatience near the tangerine exercise; bring to supervision.",
             created_at=CREATED,
             updated_at=CREATED,
             device_id=vault.device_id,

@@ -32,7 +32,8 @@ async def unlock(pilot, passphrase: str) -> None:
     await wait_for(pilot, lambda: isinstance(app.screen, UnlockScreen), what="unlock screen")
     app.screen.query_one("#passphrase", Input).value = passphrase
     await pilot.press("enter")
-    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="main screen")
+    # Unlocking returns to where the clinician was: the main screen or an editor above it.
+    await wait_for(pilot, lambda: any(isinstance(s, MainScreen) for s in app.screen_stack), what="main screen")
 
 
 def static_text(widget) -> str:

@@ -227,9 +227,13 @@ class NoteEditorScreen(NotewellScreen[None]):
         self._facts_changed()
 
     def _facts_changed(self) -> None:
-        if self._ready and self.mode == "draft":
-            self._facts_pending = True
-            self._changed()
+        if not self._ready or self.mode != "draft" or self.note is None:
+            return
+        # Widgets report their first value too; only a real difference is an edit.
+        if not self._facts_pending and self.query_one(FactsForm).read() == self.note.facts:
+            return
+        self._facts_pending = True
+        self._changed()
 
     def _changed(self) -> None:
         self.query_one(SaveState).set("Unsaved", "unsaved")

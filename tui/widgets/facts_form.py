@@ -66,15 +66,15 @@ class FactsForm(Vertical):
         f = self.facts
         with Horizontal(classes="facts-line"):
             yield Label("Date", classes="facts-label")
-            yield Input(f.date_of_service.isoformat(), id="f-date", classes="f-date")
+            yield Input(f.date_of_service.isoformat(), id="f-date", classes="f-date", compact=True)
             yield Label("Start", classes="facts-label")
-            yield Input(_hhmm(f.start_time), placeholder="10:00", id="f-start", classes="f-time")
+            yield Input(_hhmm(f.start_time), placeholder="hh:mm", id="f-start", classes="f-time", compact=True)
             yield Label("Stop", classes="facts-label")
-            yield Input(_hhmm(f.stop_time), placeholder="10:50", id="f-stop", classes="f-time")
+            yield Input(_hhmm(f.stop_time), placeholder="hh:mm", id="f-stop", classes="f-time", compact=True)
             yield Static(self._minutes_text(f.minutes), id="f-minutes")
         with Horizontal(classes="facts-line"):
             yield Label("CPT", classes="facts-label")
-            yield Input(f.cpt_code or "", placeholder="90834", id="f-cpt", classes="f-cpt")
+            yield Input(f.cpt_code or "", placeholder="code", id="f-cpt", classes="f-cpt", compact=True)
             yield Static("", id="f-cpt-hint")
             yield Label("Modality", classes="facts-label")
             yield Select(
@@ -82,6 +82,7 @@ class FactsForm(Vertical):
                 value=f.modality.value if f.modality else Select.NULL,
                 prompt="modality",
                 id="f-modality",
+                compact=True,
             )
         diagnoses = self.client.diagnoses if self.client else []
         yield Label("Diagnoses addressed", classes="facts-heading")
@@ -89,6 +90,7 @@ class FactsForm(Vertical):
             yield SelectionList[str](
                 *[(f"{d.code} {d.description}".strip(), d.code, d.code in f.diagnoses_addressed) for d in diagnoses],
                 id="f-dx",
+                compact=True,
             )
         else:
             yield Static("The client has no diagnoses yet: add them with Edit client (e) on the main screen.", classes="hint")
@@ -106,24 +108,25 @@ class FactsForm(Vertical):
                     prompt="not addressed",
                     id=f"goal-{goal.id}",
                     classes="goal-rating",
+                    compact=True,
                 )
         with Horizontal(classes="facts-line"):
             yield Label("Interventions", classes="facts-label")
-            yield Input(", ".join(f.interventions), placeholder="specific, comma-separated", id="f-interventions")
+            yield Input(", ".join(f.interventions), placeholder="specific, comma-separated", id="f-interventions", compact=True)
         levels = [(r.value, r.value) for r in RiskLevel]
         with Horizontal(classes="facts-line"):
             yield Label("Risk: suicide", classes="facts-label")
-            yield Select(levels, value=f.risk.suicide.value if f.risk.suicide else Select.NULL, prompt="not assessed", id="f-suicide", classes="risk")
+            yield Select(levels, value=f.risk.suicide.value if f.risk.suicide else Select.NULL, prompt="not assessed", id="f-suicide", classes="risk", compact=True)
             yield Label("violence", classes="facts-label")
-            yield Select(levels, value=f.risk.violence.value if f.risk.violence else Select.NULL, prompt="not assessed", id="f-violence", classes="risk")
+            yield Select(levels, value=f.risk.violence.value if f.risk.violence else Select.NULL, prompt="not assessed", id="f-violence", classes="risk", compact=True)
         with Horizontal(classes="facts-line"):
             yield Label("Risk actions", classes="facts-label")
-            yield Input(f.risk.actions, placeholder="safety plan reviewed, ...", id="f-risk-actions")
+            yield Input(f.risk.actions, placeholder="safety plan reviewed, ...", id="f-risk-actions", compact=True)
         with Horizontal(classes="facts-line"):
             yield Label("PHQ-9", classes="facts-label")
-            yield Input("" if f.phq9 is None else str(f.phq9), placeholder="0-27", id="f-phq9", classes="f-score")
+            yield Input("" if f.phq9 is None else str(f.phq9), placeholder="0-27", id="f-phq9", classes="f-score", compact=True)
             yield Label("GAD-7", classes="facts-label")
-            yield Input("" if f.gad7 is None else str(f.gad7), placeholder="0-21", id="f-gad7", classes="f-score")
+            yield Input("" if f.gad7 is None else str(f.gad7), placeholder="0-21", id="f-gad7", classes="f-score", compact=True)
         yield Static("", id="facts-error", classes="field-error")
 
     def on_mount(self) -> None:

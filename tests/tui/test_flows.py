@@ -1,0 +1,316 @@
+"""The clinician's evening, driven through the real app on a real encrypted vault."""
+
+from __future__ import annotations
+
+from store.models import NoteStatus
+from store.vault import Vault
+from textual.widgets import Button, Checkbox, Input, OptionList, Select, SelectionList, Static, TextArea
+
+from conftest import CLIENT_A, DRAFT_NOTE, PASSPHRASE
+from helpers import screen_text, static_text, unlock, wait_for
+from tui.screens.client_edit import ClientEditScreen, DiagnosisRow, GoalRow
+from tui.screens.dialogs import AddendumDialog, ConfirmDialog, ErrorModal, RecoveryKeyDialog
+from tui.screens.main import MainScreen
+from tui.screens.note_editor import NoteEditorScreen
+from tui.screens.process_editor import BANNER, ProcessEditorScreen
+from tui.screens.setup import SetupScreen
+from tui.screens.unlock import UnlockScreen
+from tui.widgets.checklist import Checklist
+from tui.widgets.timeline import PRIVATE_LABEL
+
+
+async def test_first_run_setup_creates_the_vault(vault_path, make_app):
+    app = make_app(vault_path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), what="setup screen")
+        screen = app.screen
+        screen.query_one("#clinician-name", Input).value = "Jordan Example"
+        screen.query_one("#credentials", Input).value = "LPC"
+        screen.query_one("#device-name", Input).value = "office laptop"
+        screen.query_one("#passphrase", Input).value = "short"
+        await wait_for(pilot, lambda: "Weak" in static_text(screen.query_one("#strength", Static)))
+        screen.query_one("#passphrase", Input).value = PASSPHRASE
+        screen.query_one("#passphrase2", Input).value = PASSPHRASE + "x"
+        await pilot.click("#create")
+        await wait_for(pilot, lambda: "differ" in static_text(screen.query_one("#setup-status", Static)))
+        assert not Vault.exists(vault_path)
+
+        screen.query_one("#passphrase", Input).value = PASSPHRASE
+        screen.query_one("#passphrase2", Input).value = PASSPHRASE
+        screen.query_one("#passphrase2", Input).focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RecoveryKeyDialog), what="recovery key: " + screen_text(app))
+        dialog = app.screen
+        # The passphrase fields never keep the passphrase.
+        assert screen.query_one("#passphrase", Input).value == ""
+        assert screen.query_one("#passphrase2", Input).value == ""
+        key = static_text(dialog.query_one("#recovery-key", Static))
+        assert len(key) > 20
+        assert dialog.query_one("#continue", Button).disabled
+        dialog.query_one("#saved", Checkbox).value = True
+        await wait_for(pilot, lambda: not dialog.query_one("#continue", Button).disabled)
+        await pilot.click("#continue")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="main screen")
+
+    vault = Vault.open(vault_path, PASSPHRASE)
+    try:
+        assert vault.settings().clinician_name == "Jordan Example"
+        assert vault.settings().credentials == "LPC"
+    finally:
+        vault.close()
+    Vault.recover(vault_path, key, PASSPHRASE + " renewed").close()
+
+
+async def test_wrong_passphrase_then_right(seeded_vault, make_app):
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, UnlockScreen), what="unlock screen")
+        field = app.screen.query_one("#passphrase", Input)
+        field.value = "not the passphrase"
+        await pilot.press("enter")
+        status = app.screen.query_one("#unlock-status", Static)
+        await wait_for(pilot, lambda: "not correct" in static_text(status), what="wrong-passphrase message")
+        assert isinstance(app.screen, UnlockScreen)
+        assert field.value == ""
+        assert not app.store.is_open
+        await unlock(pilot, PASSPHRASE)
+        assert app.store.is_open
+
+
+async def test_create_client_with_diagnosis_and_goal(seeded_vault, make_app):
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, ClientEditScreen), what="client form")
+        form = app.screen
+        form.query_one("#display-name", Input).value = "Morgan Invented"
+        await pilot.click("#add-diagnosis")
+        await wait_for(pilot, lambda: len(form.query(DiagnosisRow)) == 1)
+        row = form.query_one(DiagnosisRow)
+        row.query_one(".dx-code", Input).value = "X"
+        await pilot.click("#add-goal")
+        await wait_for(pilot, lambda: len(form.query(GoalRow)) == 1)
+        goal = form.query_one(GoalRow)
+        goal.query_one(".goal-description", Input).value = "Sleep through the night"
+        goal.query_one(".goal-objective", Input).value = "5 nights a week for a month"
+        await pilot.press("ctrl+s")
+        error = form.query_one("#client-error", Static)
+        await wait_for(pilot, lambda: "ICD-10" in static_text(error), what="ICD-10 message")
+        assert isinstance(app.screen, ClientEditScreen)
+
+        row.query_one(".dx-code", Input).value = "f51.01"
+        row.query_one(".dx-description", Input).value = "Primary insomnia"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="back to main")
+        await wait_for(pilot, lambda: "Morgan Invented" in screen_text(app), what="new client selected")
+        assert "Sleep through the night" in screen_text(app)
+
+    vault = Vault.open(seeded_vault, PASSPHRASE)
+    try:
+        (row,) = [r for r in vault.record.list_clients() if r.display_name == "Morgan Invented"]
+        client = vault.record.get_client(row.client_id)
+        assert [d.code for d in client.diagnoses] == ["F51.01"]
+        assert [(g.description, g.objective) for g in client.goals] == [
+            ("Sleep through the night", "5 nights a week for a month")
+        ]
+    finally:
+        vault.close()
+
+
+async def _open_new_soap_note(pilot) -> NoteEditorScreen:
+    app = pilot.app
+    await unlock(pilot, PASSPHRASE)
+    await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A, what="first client selected")
+    await pilot.press("n")
+    await wait_for(pilot, lambda: app.screen.query_one("#format", OptionList).has_focus, what="format list")
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.mode == "draft", what="editor")
+    return app.screen
+
+
+async def test_soap_note_checklist_sign_and_addendum(seeded_vault, make_app):
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(120, 40)) as pilot:
+        editor = await _open_new_soap_note(pilot)
+        checklist = editor.query_one(Checklist)
+        await wait_for(pilot, lambda: checklist.missing, what="initial checklist")
+        start = len(checklist.missing)
+
+        # Typed for real into the first section, then the rest filled in.
+        await pilot.press(*"Client reports fewer panic episodes this week.")
+        editor.query_one("#f-start", Input).value = "10:00"
+        editor.query_one("#f-stop", Input).value = "10:50"
+        await wait_for(pilot, lambda: editor.query_one("#f-cpt", Input).value == "90834", what="CPT suggested")
+        await wait_for(pilot, lambda: len(checklist.missing) < start and editor.query_one("#save-state", Static).has_class("state-saved"),
+                       what="checklist shrinks after save")
+        shrunk = len(checklist.missing)
+
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal), what="refusal to sign")
+        assert "Not ready to sign" in screen_text(app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is editor)
+
+        editor.query_one("#f-modality", Select).value = "video"
+        editor.query_one("#f-dx", SelectionList).select("F41.1")
+        editor.query_one("#goal-goal-a", Select).value = "some_progress"
+        editor.query_one("#f-interventions", Input).value = "cognitive restructuring, interoceptive exposure"
+        editor.query_one("#f-suicide", Select).value = "none"
+        editor.query_one("#f-violence", Select).value = "none"
+        editor.query_one("#f-phq9", Input).value = "11"
+        editor.query_one("#section-objective", TextArea).insert("Client was alert and tracked the exercise closely.")
+        editor.query_one("#section-assessment", TextArea).insert("Client responded well and named two catastrophic predictions.")
+        editor.query_one("#section-plan", TextArea).insert("Meet next week; daily breathing practice with a log.")
+        await wait_for(pilot, lambda: not checklist.missing, what="complete checklist", timeout=15)
+        assert shrunk > 0
+
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="sign confirmation")
+        assert "Dana Testwell, LCSW" in screen_text(app)
+        await pilot.click("#yes")
+        await wait_for(pilot, lambda: app.screen is editor and editor.mode == "signed", what="signed view")
+        assert not editor.query(TextArea)
+
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: isinstance(app.screen, AddendumDialog), what="addendum dialog")
+        app.screen.query_one("#reason", Input).value = "late information"
+        app.screen.query_one("#addendum-text", TextArea).insert("Client called to add that the episodes were shorter.")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen is editor and "Reason: late information" in screen_text(app), what="addendum shown")
+        note_id = editor.note_id
+        await pilot.press("ctrl+q")
+
+    vault = Vault.open(seeded_vault, PASSPHRASE)
+    try:
+        note = vault.record.get_note(note_id)
+        assert note.status == NoteStatus.SIGNED
+        assert note.sections["subjective"] == "Client reports fewer panic episodes this week."
+        assert note.sections["plan"] == "Meet next week; daily breathing practice with a log."
+        assert note.facts.cpt_code == "90834" and note.facts.minutes == 50 and note.facts.phq9 == 11
+        assert [a.reason for a in note.addenda] == ["late information"]
+        assert note.addenda[0].text == "Client called to add that the episodes were shorter."
+    finally:
+        vault.close()
+
+
+async def test_process_note_is_private_and_warns_gently(seeded_vault, make_app):
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ProcessEditorScreen) and app.screen.query_one(TextArea).has_focus, what="process editor")
+        editor = app.screen
+        assert BANNER in screen_text(app)
+        hint = editor.query_one("#record-hint", Static)
+        assert not hint.display
+        await pilot.press(*"I felt protective. ")
+        editor.query_one(TextArea).insert("PHQ-9 14 today")
+        await wait_for(pilot, lambda: hint.display and "progress note" in static_text(hint), what="record-content hint")
+        await wait_for(pilot, lambda: editor.query_one("#save-state", Static).has_class("state-saved"), what="saved")
+        note_id = editor.note_id
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+        await wait_for(pilot, lambda: any(f"process:{note_id}" == o.id for o in app.screen.query_one("#timeline", OptionList).options))
+
+    vault = Vault.open(seeded_vault, PASSPHRASE)
+    try:
+        assert vault.private.get(note_id).body == "I felt protective. PHQ-9 14 today"
+    finally:
+        vault.close()
+
+
+async def test_search_finds_record_and_private_notes(seeded_vault, make_app):
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await pilot.press("slash")
+        await wait_for(pilot, lambda: app.screen.query_one("#search-input", Input).has_focus, what="search box")
+        await pilot.press(*"tangerine")
+        results = app.screen.query_one("#search-results", OptionList)
+
+        def ids():
+            return [o.id or "" for o in results.options]
+
+        await wait_for(pilot, lambda: any(i.startswith("process:") for i in ids()) and any(i.startswith("progress:") for i in ids()),
+                       what="both kinds of result")
+        prompts = [str(o.prompt) for o in results.options]
+        private_rows = [p for i, p in zip(ids(), prompts) if i.startswith("process:")]
+        assert all(PRIVATE_LABEL in p for p in private_rows)
+        record_rows = [p for i, p in zip(ids(), prompts) if i.startswith("progress:")]
+        assert not any(PRIVATE_LABEL in p for p in record_rows)
+        # Record results come first, under their own heading; private ones after theirs.
+        assert ids().index(next(i for i in ids() if i.startswith("progress:"))) < ids().index(next(i for i in ids() if i.startswith("process:")))
+
+        results.focus()
+        results.highlighted = ids().index(next(i for i in ids() if i.startswith("process:")))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ProcessEditorScreen), what="result opened")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen.query("#search-results"), what="back to results")
+
+
+async def test_idle_lock_clears_and_unlock_returns_to_the_note(seeded_vault, make_app):
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
+        app.screen.open_note("progress", DRAFT_NOTE)
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.mode == "draft", what="editor")
+        app.screen.query_one("#section-subjective", TextArea).insert("Typed just before walking away.")
+        app.idle_lock_seconds = 0.5
+        await wait_for(pilot, lambda: isinstance(app.screen, UnlockScreen), what="idle lock", timeout=15)
+        # Screen cleared: nothing but the unlock screen over the empty base screen.
+        assert len(app.screen_stack) == 2
+        assert not app.store.is_open
+        app.idle_lock_seconds = 3600
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.mode == "draft", what="same note")
+        assert app.screen.note_id == DRAFT_NOTE
+        assert app.screen.query_one("#section-subjective", TextArea).text == "Typed just before walking away."
+        assert app.screen_stack[-2].client_id == CLIENT_A
+
+
+async def test_lock_key_saves_first(seeded_vault, make_app):
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
+        app.screen.open_note("progress", DRAFT_NOTE)
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.mode == "draft", what="editor")
+        area = app.screen.query_one("#section-plan", TextArea)
+        area.focus()
+        await pilot.press(*"See in a week")
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: isinstance(app.screen, UnlockScreen), what="locked")
+    vault = Vault.open(seeded_vault, PASSPHRASE)
+    try:
+        assert vault.record.get_note(DRAFT_NOTE).sections["plan"] == "See in a week"
+    finally:
+        vault.close()
+
+
+async def test_failed_save_keeps_text_and_retries(seeded_vault, make_app):
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
+        app.screen.open_note("progress", DRAFT_NOTE)
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.mode == "draft", what="editor")
+        editor = app.screen
+        state = editor.query_one("#save-state", Static)
+        # A real failure: the vault is closed under the editor, so the save is refused.
+        await app.store.close()
+        editor.query_one("#section-subjective", TextArea).insert("Kept through a failed save.")
+        await wait_for(pilot, lambda: state.has_class("state-failed"), what="failed state")
+        assert editor.query_one("#section-subjective", TextArea).text == "Kept through a failed save."
+        assert "Traceback" not in screen_text(app)
+        await app.store.open(seeded_vault, PASSPHRASE)
+        await wait_for(pilot, lambda: state.has_class("state-saved"), what="saved on retry", timeout=15)
+        await pilot.press("ctrl+q")
+    vault = Vault.open(seeded_vault, PASSPHRASE)
+    try:
+        assert vault.record.get_note(DRAFT_NOTE).sections["subjective"] == "Kept through a failed save."
+    finally:
+        vault.close()
