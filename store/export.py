@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -90,7 +90,6 @@ class ExportResult:
     include_drafts: bool
     sha256: str
     size: int
-    extra: dict = field(default_factory=dict)
 
     def audit_details(self) -> dict:
         """What the audit log keeps about this export: what, for whom, which range."""
