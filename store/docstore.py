@@ -131,6 +131,16 @@ class DocStore:
     def forget_all(self) -> None:
         self._cache.clear()
 
+    def forget_unsaved(self) -> None:
+        """After a rollback: drops documents changed in memory but not saved.
+
+        One saved and then rolled back is caught on its next use, when its row no longer
+        says what the cache saved.
+        """
+        for doc_id, entry in list(self._cache.items()):
+            if sorted(entry.doc.get_heads()) != sorted(entry.saved_heads):
+                del self._cache[doc_id]
+
     # --- writing (inside the caller's transaction) -------------------------------
 
     def insert(self, doc_id: str, kind: str, doc: Document) -> None:

@@ -164,7 +164,7 @@ class RecordStore:
             self._depth = 0
             self._conn.execute("ROLLBACK")
             # Cached documents may hold changes that never reached the disk.
-            self._docs.forget_all()
+            self._docs.forget_unsaved()
             raise
         self._depth = 0
         self._conn.execute("COMMIT")
@@ -330,13 +330,14 @@ class RecordStore:
             raise ComplianceIncomplete(note.id, missing)
 
     def sign_note(self, note_id: str) -> ProgressNote:
-        doc = self._doc(note_id, D.KIND_NOTE)
-        note = D.note_from_doc(doc)
-        if note.status != NoteStatus.DRAFT:
-            raise SignedNoteLocked(note_id)
-        self._require_complete(note)
-        signer = self._signer()
+        """Signs a complete draft: signer, credentials, time, device, heads and content hash."""
         with self.transaction():
+            doc = self._doc(note_id, D.KIND_NOTE)
+            note = D.note_from_doc(doc)
+            if note.status != NoteStatus.DRAFT:
+                raise SignedNoteLocked(note_id)
+            self._require_complete(note)
+            signer = self._signer()
             now = utcnow()
             signature = self._new_signature(doc, note, signer, now)
             with doc.transaction() as tx:
@@ -344,7 +345,7 @@ class RecordStore:
                 D.put_status(tx, NoteStatus.SIGNED)
                 D.put_updated_at(tx, now)
             self._persist(note_id)
-        return D.note_from_doc(doc)
+            return D.note_from_doc(doc)
 
     def _new_signature(self, doc: Document, note: ProgressNote, signer: ClinicianSettings, now: datetime) -> Signature:
         return Signature(
@@ -374,40 +375,40 @@ class RecordStore:
 
     def add_addendum(self, note_id: str, text: str, reason: str) -> ProgressNote:
         """A dated, signed correction appended to a signed note; the original is untouched."""
-        doc = self._doc(note_id, D.KIND_NOTE)
-        if D.note_status(doc) != NoteStatus.SIGNED:
-            raise NoteNotSigned(f"Note {note_id} is not signed; an addendum is only for signed notes.")
-        signer = self._signer()
-        if not text.strip():
-            raise ValidationFailed([("text", "must not be blank")])
-        if not reason.strip():
-            raise ValidationFailed([("reason", "must not be blank")])
-        addendum = self._addendum(note_id, text, reason, signer)
         with self.transaction():
+            doc = self._doc(note_id, D.KIND_NOTE)
+            if D.note_status(doc) != NoteStatus.SIGNED:
+                raise NoteNotSigned(f"Note {note_id} is not signed; an addendum is only for signed notes.")
+            signer = self._signer()
+            if not text.strip():
+                raise ValidationFailed([("text", "must not be blank")])
+            if not reason.strip():
+                raise ValidationFailed([("reason", "must not be blank")])
+            addendum = self._addendum(note_id, text, reason, signer)
             with doc.transaction() as tx:
                 D.append_addendum(tx, addendum)
                 D.put_updated_at(tx, addendum.signed_at)
             self._persist(note_id)
-        return D.note_from_doc(doc)
+            return D.note_from_doc(doc)
 
     def mark_entered_in_error(self, note_id: str, reason: str) -> ProgressNote:
         """Keeps the note, readable and exported, with status entered_in_error."""
-        doc = self._doc(note_id, D.KIND_NOTE)
-        if D.note_status(doc) == NoteStatus.ENTERED_IN_ERROR:
-            return D.note_from_doc(doc)
-        signer = self._signer()
-        now = utcnow()
-        eie = validated(
-            EnteredInError,
-            {"reason": reason.strip(), "marked_at": now, "marked_by": signer.clinician_name.strip()},
-        )
         with self.transaction():
+            doc = self._doc(note_id, D.KIND_NOTE)
+            if D.note_status(doc) == NoteStatus.ENTERED_IN_ERROR:
+                return D.note_from_doc(doc)
+            signer = self._signer()
+            now = utcnow()
+            eie = validated(
+                EnteredInError,
+                {"reason": reason.strip(), "marked_at": now, "marked_by": signer.clinician_name.strip()},
+            )
             with doc.transaction() as tx:
                 D.write_entered_in_error(tx, eie)
                 D.put_status(tx, NoteStatus.ENTERED_IN_ERROR)
                 D.put_updated_at(tx, now)
             self._persist(note_id)
-        return D.note_from_doc(doc)
+            return D.note_from_doc(doc)
 
     def resolve_signature_conflict(self, note_id: str, choice: str) -> ProgressNote:
         """Settles a note edited elsewhere while it was signed.
@@ -416,28 +417,28 @@ class RecordStore:
         text, so the signature verifies again. "resign": the merged text is signed anew and
         the earlier signature is kept in previous_signatures. Either way it is recorded.
         """
-        if choice not in RESOLUTION_CHOICES:
-            raise ValidationFailed([("choice", "must be addendum or resign")])
-        doc = self._doc(note_id, D.KIND_NOTE)
-        note = D.note_from_doc(doc)
-        if not has_signature_conflict(note):
-            raise NoSignatureConflict(note_id)
-        assert note.signature is not None
-        signed = self._at_signature(doc, note.signature)
-        if signed is None or D.content_hash(signed) != note.signature.content_hash:
-            # The signed text itself cannot be recovered; only a new signature settles it.
-            if choice == "addendum":
-                raise ValidationFailed(
-                    [("choice", "the signed version cannot be restored; sign the merged note anew")]
-                )
-        signer = self._signer()
-        if choice == "resign":
-            self._require_complete(note)
-        now = utcnow()
-        resolution = SignatureConflictResolution(
-            choice=choice, resolved_at=now, resolved_by=signer.clinician_name.strip(), device_id=self._device_id
-        )
         with self.transaction():
+            if choice not in RESOLUTION_CHOICES:
+                raise ValidationFailed([("choice", "must be addendum or resign")])
+            doc = self._doc(note_id, D.KIND_NOTE)
+            note = D.note_from_doc(doc)
+            if not has_signature_conflict(note):
+                raise NoSignatureConflict(note_id)
+            assert note.signature is not None
+            signed = self._at_signature(doc, note.signature)
+            if signed is None or D.content_hash(signed) != note.signature.content_hash:
+                # The signed text itself cannot be recovered; only a new signature settles it.
+                if choice == "addendum":
+                    raise ValidationFailed(
+                        [("choice", "the signed version cannot be restored; sign the merged note anew")]
+                    )
+            signer = self._signer()
+            if choice == "resign":
+                self._require_complete(note)
+            now = utcnow()
+            resolution = SignatureConflictResolution(
+                choice=choice, resolved_at=now, resolved_by=signer.clinician_name.strip(), device_id=self._device_id
+            )
             if choice == "addendum":
                 assert signed is not None
                 text = _concurrent_edits_text(signed, note)
@@ -459,7 +460,7 @@ class RecordStore:
                     D.write_resolution(tx, resolution)
                     D.put_updated_at(tx, now)
             self._persist(note_id)
-        return D.note_from_doc(doc)
+            return D.note_from_doc(doc)
 
     def previous_signatures(self, note_id: str) -> list[Signature]:
         """Signatures replaced by re-signing after a conflict, oldest first."""

@@ -485,3 +485,22 @@ def test_late_entry_follows_the_setting(device: Device) -> None:
     device.settings.value = device.settings.value.model_copy(update={"late_entry_hours": 72})
     assert {r.note_id: r.late_entry for r in store.notes_for_client("c1")} == {"n1": False, "n2": True}
     assert store.check() == []
+
+
+def test_a_failed_write_leaves_document_and_projection_unchanged(device: Device) -> None:
+    store = device.store
+    with_note(store)
+    before = store.get_note("n1")
+    heads = store.doc_heads()
+    # A write that fails inside the transaction, after the document changed in memory.
+    store._conn.execute(
+        "CREATE TEMP TRIGGER refuse BEFORE INSERT ON document_changes BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    )
+    with pytest.raises(Exception, match="refused"):
+        store.set_section("n1", "plan", "This edit never lands.")
+    store._conn.execute("DROP TRIGGER refuse")
+    assert store.get_note("n1") == before
+    assert store.doc_heads() == heads
+    assert store.check() == []
+    store.set_section("n1", "plan", "This edit lands.")
+    assert device.reopen().get_note("n1").sections["plan"] == "This edit lands."
