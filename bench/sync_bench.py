@@ -276,8 +276,11 @@ def run_js(tmp: Path, runs: int) -> float | None:
                 raise RuntimeError("the baseline server did not start")
             out = subprocess.run(
                 ["node", "client.mjs", str(port), str(urls)], cwd=JS_DIR,
-                capture_output=True, text=True, timeout=600, check=True,
+                capture_output=True, text=True, timeout=600,
             )
+            if out.returncode != 0:
+                log(f"baseline run {i + 1} failed: " + (out.stderr.strip().splitlines() or ["no output"])[0][:300])
+                continue
             result = json.loads(out.stdout.strip().splitlines()[-1])
             results.append(result["elapsedMs"] / 1000)
             log(f"baseline run {i + 1}: {result['documents']} documents ({result['withHeads']} with content) "
@@ -289,7 +292,7 @@ def run_js(tmp: Path, runs: int) -> float | None:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait(timeout=30)
-    return statistics.median(results)
+    return statistics.median(results) if results else None
 
 
 def main(argv: list[str] | None = None) -> int:

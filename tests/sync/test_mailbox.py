@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import shutil
+import subprocess
 import zlib
 from datetime import date
 from pathlib import Path
@@ -531,3 +533,54 @@ def test_a_bundle_applies_whole_or_not_at_all(devices, box):
     assert [r.reason for r in report.rejected] == ["malformed"]
     assert b.heads() == before
     assert new_client.id not in b.record.doc_heads()
+
+
+def _state_source(note_id: str) -> str:
+    return f"""
+        print(json.dumps({{
+            "heads": {{k: sorted(h.hex() for h in v) for k, v in record.doc_heads().items()}},
+            "text": record.get_note({note_id!r}).sections["data"],
+        }}))
+    """
+
+
+def test_three_processes_paired_for_real_converge_through_the_mailbox(make_vault, pair, notewell, in_vault, tmp_path):
+    """End to end: real pairing (A-B, B-C) and `notewell sync mailbox` in separate processes."""
+    a, b, c = make_vault("laptop"), make_vault("desktop"), make_vault("tablet")
+    pair(a, b)  # A listens, B joins
+    pair(b, c)  # B listens, C joins and adopts B's group key
+    box = tmp_path / "box"
+    box.mkdir()
+    note_id = in_vault(a, f"""
+        from datetime import date
+        from store.models import Client, ProcessNote, ProgressNote, SessionFacts
+        client = record.create_client(Client(display_name="Synthetic Person"))
+        note = record.create_note(ProgressNote(client_id=client.id, format="DAP",
+                                               facts=SessionFacts(date_of_service=date(2026, 3, 2))))
+        record.set_section(note.id, "data", "Written on the laptop.")
+        vault.private.create(ProcessNote(client_id=client.id, session_date=date(2026, 3, 2), body={CANARY_PRIVATE!r}))
+        print(note.id)
+    """).strip()
+
+    def mailbox(ref) -> subprocess.CompletedProcess:
+        return notewell(ref, "sync", "mailbox", str(box))
+
+    assert mailbox(a).returncode == 0
+    done_b = mailbox(b)
+    assert done_b.returncode == 0, done_b.stderr
+    assert "Bundles read: 1 (applied 1" in done_b.stdout
+    done_c = mailbox(c)
+    assert done_c.returncode == 3  # A's bundle is foreign to C, which never paired with A
+    assert "foreign" in done_c.stdout and "applied 1" in done_c.stdout
+
+    in_vault(c, f"""
+        record.set_section({note_id!r}, "data", "Written on the laptop. Added on the tablet.")
+    """)
+    for ref in (c, b, a):
+        assert mailbox(ref).returncode in (0, 3)
+
+    states = [json.loads(in_vault(ref, _state_source(note_id))) for ref in (a, b, c)]
+    assert states[0] == states[1] == states[2]
+    assert states[0]["text"] == "Written on the laptop. Added on the tablet."
+    for path in box.iterdir():
+        assert _leaks(path.read_bytes(), [CANARY_PRIVATE, "Written on the laptop"]) == [], path.name
