@@ -137,10 +137,11 @@ async def test_soap_note_checklist_sign_and_addendum(seeded_vault, make_app):
         await wait_for(pilot, lambda: checklist.missing, what="initial checklist")
         start = len(checklist.missing)
 
-        # Typed for real into the first section, then the rest filled in.
+        # Typed for real: the start time has the focus in a new note, then tab to the stop time.
+        assert editor.query_one("#f-start", Input).has_focus
+        await pilot.press(*"10:00", "tab", *"1050")
+        editor.query_one("#section-subjective", TextArea).focus()
         await pilot.press(*"Client reports fewer panic episodes this week.")
-        editor.query_one("#f-start", Input).value = "10:00"
-        editor.query_one("#f-stop", Input).value = "10:50"
         await wait_for(pilot, lambda: editor.query_one("#f-cpt", Input).value == "90834", what="CPT suggested")
         await wait_for(pilot, lambda: len(checklist.missing) < start and editor.query_one("#save-state", Static).has_class("state-saved"),
                        what="checklist shrinks after save")

@@ -124,8 +124,12 @@ class NoteEditorScreen(NotewellScreen[None]):
             for field in self.query(Input):
                 field.cursor_blink = False
         if self.mode == "draft":
-            first_empty = next((k for k in note.section_keys if not note.sections.get(k)), note.section_keys[0])
-            self.query_one(f"#section-{first_empty}", TextArea).focus()
+            # A new note starts at the session times; a note in progress at its first empty section.
+            if note.facts.start_time is None:
+                self.query_one("#f-start", Input).focus()
+            else:
+                first_empty = next((k for k in note.section_keys if not note.sections.get(k)), note.section_keys[0])
+                self.query_one(f"#section-{first_empty}", TextArea).focus()
         elif self.mode == "conflict":
             self.query_one("#resolve-addendum", Button).focus()
         else:

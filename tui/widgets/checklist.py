@@ -22,8 +22,16 @@ class Checklist(Static):
         """Element keys that stop signing (what the tests and the sign dialog look at)."""
         return [p.element for p in self.problems if p.severity != WARNING]
 
+    def on_resize(self) -> None:
+        self._render_list()
+
     def show(self, problems: Sequence[ComplianceProblem]) -> None:
         self.problems = list(problems)
+        self._render_list()
+
+    def _render_list(self) -> None:
+        # In a narrow pane the labels alone; the store's sentences when there is room.
+        detail = self.size.width >= 30
         blocking = self.missing
         lines = ["[b]Ready to sign[/b]" if not blocking else f"[b]{len(blocking)} to complete[/b]"]
         by_element: dict[str, list[ComplianceProblem]] = {}
@@ -37,8 +45,6 @@ class Checklist(Static):
                 lines.append(f"[green]✓[/green] {label}")
                 continue
             for p in found:
-                if p.severity == WARNING:
-                    lines.append(f"[yellow]![/yellow] {label}\n  [dim]{escape(p.message)}[/dim]")
-                else:
-                    lines.append(f"[red]✗ {label}[/red]\n  [dim]{escape(p.message)}[/dim]")
+                mark = "[yellow]![/yellow] " + label if p.severity == WARNING else f"[red]✗ {label}[/red]"
+                lines.append(mark + (f"\n  [dim]{escape(p.message)}[/dim]" if detail else ""))
         self.update("\n".join(lines))

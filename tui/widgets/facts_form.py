@@ -76,11 +76,12 @@ class FactsForm(Vertical):
             yield Label("CPT", classes="facts-label")
             yield Input(f.cpt_code or "", placeholder="code", id="f-cpt", classes="f-cpt", compact=True)
             yield Static("", id="f-cpt-hint")
+        with Horizontal(classes="facts-line"):
             yield Label("Modality", classes="facts-label")
             yield Select(
                 [(label, m.value) for m, label in MODALITY_LABELS.items()],
                 value=f.modality.value if f.modality else Select.NULL,
-                prompt="modality",
+                prompt="choose",
                 id="f-modality",
                 compact=True,
             )
@@ -115,9 +116,10 @@ class FactsForm(Vertical):
             yield Input(", ".join(f.interventions), placeholder="specific, comma-separated", id="f-interventions", compact=True)
         levels = [(r.value, r.value) for r in RiskLevel]
         with Horizontal(classes="facts-line"):
-            yield Label("Risk: suicide", classes="facts-label")
+            yield Label("Risk: suicide ", classes="facts-label")
             yield Select(levels, value=f.risk.suicide.value if f.risk.suicide else Select.NULL, prompt="not assessed", id="f-suicide", classes="risk", compact=True)
-            yield Label("violence", classes="facts-label")
+        with Horizontal(classes="facts-line"):
+            yield Label("Risk: violence", classes="facts-label")
             yield Select(levels, value=f.risk.violence.value if f.risk.violence else Select.NULL, prompt="not assessed", id="f-violence", classes="risk", compact=True)
         with Horizontal(classes="facts-line"):
             yield Label("Risk actions", classes="facts-label")

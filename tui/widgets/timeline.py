@@ -57,7 +57,6 @@ def progress_prompt(row: Any) -> Text:
     fmt = getattr(row, "format", "")
     fmt = getattr(fmt, "value", fmt)
     text.append(f"{fmt:<5}", style="bold")
-    text.append("progress note ")
     cpt = getattr(row, "cpt_code", None)
     minutes = getattr(row, "minutes", None)
     if cpt:
