@@ -66,9 +66,7 @@ class DocStore:
         return self._conn.execute("SELECT 1 FROM documents WHERE doc_id = ?", (doc_id,)).fetchone() is not None
 
     def kind(self, doc_id: str) -> str | None:
-        entry = self._cache.get(doc_id)
-        if entry is not None:
-            return entry.kind
+        # Always from the table: a cached document may be one whose insert was rolled back.
         row = self._conn.execute("SELECT kind FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
         return row[0] if row else None
 

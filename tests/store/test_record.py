@@ -504,3 +504,16 @@ def test_a_failed_write_leaves_document_and_projection_unchanged(device: Device)
     assert store.check() == []
     store.set_section("n1", "plan", "This edit lands.")
     assert device.reopen().get_note("n1").sections["plan"] == "This edit lands."
+
+
+def test_an_interrupted_create_leaves_no_trace(device: Device) -> None:
+    store = device.store
+    with pytest.raises(KeyboardInterrupt):
+        with store.transaction():
+            store.create_client(a_client())
+            raise KeyboardInterrupt
+    with pytest.raises(NotFound):
+        store.get_client("c1")
+    assert store.doc_heads() == {} and store.list_clients() == []
+    store.create_client(a_client())
+    assert store.get_client("c1").display_name == "Avery Testperson"
