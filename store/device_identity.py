@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -33,8 +34,13 @@ IDENTITY_KEY = "device.identity.v1"
 # disagree (or a laptop whose clock was reset) from failing the TLS date checks.
 _NOT_BEFORE = datetime(2000, 1, 1, tzinfo=timezone.utc)
 _NOT_AFTER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
-# The name is kept out of the certificate so renaming a device does not change its id.
-_SUBJECT = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Notewell device")])
+
+
+def _subject() -> x509.Name:
+    # The name is kept out of the certificate so renaming a device does not change its id.
+    # The subject must still be unique: OpenSSL finds a trust anchor by subject name, and with
+    # two paired devices sharing one subject it would check against the wrong certificate.
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Notewell device {secrets.token_hex(16)}")])
 
 
 @dataclass(frozen=True)
@@ -76,15 +82,17 @@ def fingerprint(cert: str | bytes) -> str:
 
 def generate_identity(device_name: str) -> DeviceIdentity:
     key = ed25519.Ed25519PrivateKey.generate()
+    subject = _subject()
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_SUBJECT)
-        .issuer_name(_SUBJECT)
+        .subject_name(subject)
+        .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(_NOT_BEFORE)
         .not_valid_after(_NOT_AFTER)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, None)  # Ed25519 signs without a separate hash
     )
     cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")

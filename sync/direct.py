@@ -57,6 +57,14 @@ _NOT_TRUSTED_BY_PEER = (
 )
 
 
+# The server speaks first once it has accepted our certificate, so a hang-up before its hello
+# almost always means it refused us; the message says so without claiming certainty.
+_HUNG_UP_BEFORE_HELLO = (
+    "The other device refused this device or hung up before the sync began; "
+    "check that the two devices are paired and that the pairing was not revoked."
+)
+
+
 def _context(identity: DeviceIdentity, trusted_certs: list[str], *, server: bool) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -121,8 +129,14 @@ def _converse(tls: ssl.SSLSocket, session: SyncSession, max_frame: int, tap: Fra
             frame = recv_frame(tls, max_frame, tap)
             send_frames(tls, session.receive(frame), max_frame, tap)
     except ssl.SSLError as e:
+        if session.role == "client" and not session.started_talking:
+            raise NotPaired(_HUNG_UP_BEFORE_HELLO) from None
         raise _map_ssl_error(e) from None
-    except (PeerReportedError, ConnectionLost):
+    except ConnectionLost:
+        if session.role == "client" and not session.started_talking:
+            raise NotPaired(_HUNG_UP_BEFORE_HELLO) from None
+        raise
+    except PeerReportedError:
         raise  # nothing useful to tell the other side
     except NotewellError as e:
         # Tell the other side why we stop (a code, not text), then close.

@@ -6,11 +6,13 @@ byte stream (`sync.direct` gives it TLS). It only touches record documents throu
 
 Conversation (docs/sync-protocol.md has the byte layout):
 
-1. HELLO both ways (client first): protocol name, supported versions, device id, name. The
+1. HELLO both ways, server first (so a client the server refused reads the TLS alert instead of
+   writing into a closed connection): protocol name, supported versions, device id, name. The
    highest common version is used; none in common -> `ProtocolVersionMismatch`. The device id
    must be the fingerprint the TLS layer saw.
-2. MANIFEST both ways (client first): every document id with its heads. Both sides compute the
-   same set of documents that differ (heads not identical, or present on one side only).
+2. MANIFEST both ways (client first, right after its hello): every document id with its heads.
+   Both sides compute the same set of documents that differ (heads not identical, or present
+   on one side only).
 3. Turns, client first, strictly alternating (half duplex, so neither side can block the other
    on full socket buffers): in its turn a side sends one SYNC frame (document id + Automerge
    sync message) for each document with something to say, then TURN_END(count). Every
@@ -127,7 +129,7 @@ def error_frame(exc: BaseException) -> Frame:
     return _json_frame(FrameType.ERROR, data)
 
 
-def raise_peer_error(frame: Frame) -> None:
+def raise_peer_error(frame: Frame, ours: tuple[int, ...] = SUPPORTED_VERSIONS) -> None:
     try:
         data = json.loads(frame.payload.decode("utf-8"))
         code = data.get("code") if isinstance(data, dict) else None
@@ -136,10 +138,10 @@ def raise_peer_error(frame: Frame) -> None:
     if code == "version":
         versions = data.get("versions")
         theirs = ", ".join(str(v) for v in versions if isinstance(v, int)) if isinstance(versions, list) else "?"
-        ours = ", ".join(str(v) for v in SUPPORTED_VERSIONS)
+        mine = ", ".join(str(v) for v in ours)
         raise ProtocolVersionMismatch(
             f"The other device speaks sync protocol version {theirs or '?'} and this one speaks "
-            f"version {ours}; update Notewell on the older device."
+            f"version {mine}; update Notewell on the older device."
         )
     if code == "not-paired":
         raise NotPaired(_ERROR_SENTENCES["not-paired"])
@@ -224,21 +226,23 @@ class SyncSession:
         return self._state == "finished"
 
     @property
+    def started_talking(self) -> bool:
+        """True once the peer's hello was accepted (before that, a refusal looks like a hang-up)."""
+        return self._state not in ("start", "await-hello")
+
+    @property
     def documents_to_sync(self) -> int:
         return len(self._differ)
 
     def start(self) -> list[Frame]:
         if self._state != "start":
             raise RuntimeError("session already started")
-        if self.role == "client":
-            self._state = "await-hello"
-            return [self._hello()]
         self._state = "await-hello"
-        return []
+        return [self._hello()] if self.role == "server" else []
 
     def receive(self, frame: Frame) -> list[Frame]:
         if frame.type == FrameType.ERROR:
-            raise_peer_error(frame)
+            raise_peer_error(frame, self.versions)
         handler = {
             "await-hello": self._on_hello,
             "await-manifest": self._on_manifest,
@@ -278,11 +282,10 @@ class SyncSession:
             raise NotPaired("The other device's hello does not match its certificate; the connection was closed.")
         name = data.get("name")
         self.report.peer_name = name[:100] if isinstance(name, str) else ""
-        if self.role == "server":
-            self._state = "await-manifest"
-            return [self._hello()]
         self._state = "await-manifest"
-        return [self._manifest()]
+        if self.role == "client":
+            return [self._hello(), self._manifest()]
+        return []
 
     # -- manifest
 

@@ -5,7 +5,9 @@
     notewell(ref, "sync", "devices") -> CompletedProcess   run a command to completion
     start_notewell(ref, "sync", "serve", "--port", "0") -> NotewellProcess   runs in the background
     proc.wait_for("listening on") -> the line; proc.finish() -> (rc, stdout, stderr)
-    in_vault(ref, source) -> stdout           run Python in a subprocess with `vault` open
+    in_vault(ref, source, *args) -> stdout    run Python in a subprocess with `vault` and `record`
+                                              open (`args` = sys.argv[2:])
+    start_in_vault(ref, source, *args) -> NotewellProcess   the same, in the background
     pair(a, b)                                pair two vaults with the real CLI (a listens)
     serve(ref) -> (process, port)             `sync serve` on a free port
 
@@ -183,20 +185,37 @@ finally:
 """
 
 
+def _script(source: str) -> str:
+    return _PRELUDE.format(passphrase=PASSPHRASE, body=textwrap.indent(textwrap.dedent(source), "    "))
+
+
 @pytest.fixture
 def in_vault():
     """Run `source` in a fresh Python process with `vault` and `record` open; returns stdout."""
 
-    def run(ref: VaultRef, source: str, timeout: float = PROCESS_TIMEOUT) -> str:
-        script = _PRELUDE.format(passphrase=PASSPHRASE, body=textwrap.indent(textwrap.dedent(source), "    "))
+    def run(ref: VaultRef, source: str, *args: str, timeout: float = PROCESS_TIMEOUT) -> str:
         done = subprocess.run(
-            [sys.executable, "-c", script, str(ref.path)], cwd=REPO, env=_env(),
+            [sys.executable, "-c", _script(source), str(ref.path), *args], cwd=REPO, env=_env(),
             capture_output=True, text=True, timeout=timeout,
         )
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout
 
     return run
+
+
+@pytest.fixture
+def start_in_vault(start_notewell):
+    started: list[NotewellProcess] = []
+
+    def start(ref: VaultRef, source: str, *args: str) -> NotewellProcess:
+        proc = NotewellProcess([sys.executable, "-c", _script(source), str(ref.path), *args])
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
 
 
 @pytest.fixture

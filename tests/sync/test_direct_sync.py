@@ -1,0 +1,528 @@
+"""Direct sync: real vaults, real `notewell` processes, TLS 1.3 on 127.0.0.1.
+
+Covers: two paired vaults converge; concurrent offline edits of one note merge; an unpaired
+certificate and a revoked device are refused and change nothing; oversized and malformed
+frames get a clear refusal; a client killed with SIGKILL mid-sync leaves both vaults intact
+and the next sync completes; process notes never cross the wire (captured at the transport
+and at the framing layer, also after decompression). Plus the sans-IO session on its own.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import struct
+import threading
+import zlib
+
+import pytest
+from automerge.core import Document
+
+from store.device_identity import load_identity
+from sync.errors import (
+    FrameTooLarge,
+    MalformedFrame,
+    MalformedSyncMessage,
+    ProtocolError,
+    ProtocolVersionMismatch,
+)
+from sync.framing import MAX_FRAME, Frame, FrameReader, FrameType, recv_frame, send_frame
+from sync.peers import PeerBook
+from sync.protocol import SyncSession, encode_sync, error_frame
+
+CANARY_PRIVATE_A = "CANARY-7f3a-private-office"
+CANARY_PRIVATE_B = "CANARY-7f3a-private-home"
+CANARY_RECORD = "CANARY-7f3a-record"
+BASE_TEXT = "Baseline synthetic session text."
+
+SEED = """
+from datetime import date
+from store.models import Client, ProgressNote, SessionFacts
+text, count = sys.argv[2], int(sys.argv[3])
+with record.transaction():
+    client = record.create_client(Client(display_name="Synthetic Person"))
+    notes = []
+    for i in range(count):
+        note = record.create_note(ProgressNote(
+            client_id=client.id, format="DAP", facts=SessionFacts(date_of_service=date(2026, 3, 2))))
+        record.set_section(note.id, "data", text if i == 0 else f"synthetic session {i} " * 10)
+        notes.append(note.id)
+print(json.dumps({"client": client.id, "notes": notes}))
+"""
+
+EDIT = """
+note_id, position, insert = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+old = record.get_note(note_id).sections["data"]
+record.set_section(note_id, "data", old[:position] + insert + old[position:])
+"""
+
+PRIVATE = """
+from datetime import date
+from store.models import ProcessNote
+vault.private.create(ProcessNote(client_id=sys.argv[2], session_date=date(2026, 3, 2), body=sys.argv[3]))
+"""
+
+TAP_SERVE = """
+from store.device_identity import ensure_identity
+from sync.direct import serve
+identity = ensure_identity(record, vault.device_name)
+frames = open(sys.argv[2], "wb")
+def tap(direction, frame):
+    frames.write(frame)
+    frames.flush()
+def result(report, error):
+    print("result", report.summary() if report else error.message, flush=True)
+serve(record, identity, "127.0.0.1", 0, frame_tap=tap, on_result=result, max_connections=1,
+      on_listening=lambda h, p: print(f"listening on {h}:{p}", flush=True))
+"""
+
+TAP_SYNC = """
+from store.device_identity import ensure_identity
+from sync.direct import sync_now
+identity = ensure_identity(record, vault.device_name)
+frames = open(sys.argv[3], "wb")
+def tap(direction, frame):
+    frames.write(frame)
+    frames.flush()
+print(sync_now(record, identity, "127.0.0.1", int(sys.argv[2]), frame_tap=tap).summary())
+"""
+
+
+def _seed(in_vault, ref, text=BASE_TEXT, count=1) -> dict:
+    return json.loads(in_vault(ref, SEED, text, str(count)))
+
+
+def _heads(ref) -> dict[str, list[bytes]]:
+    vault = ref.open()
+    try:
+        return {doc_id: sorted(heads) for doc_id, heads in vault.record.doc_heads().items()}
+    finally:
+        vault.close()
+
+
+def _check(ref) -> list[str]:
+    vault = ref.open()
+    try:
+        return vault.check()
+    finally:
+        vault.close()
+
+
+def _section(ref, note_id) -> str:
+    vault = ref.open()
+    try:
+        return vault.record.get_note(note_id).sections["data"]
+    finally:
+        vault.close()
+
+
+class Proxy:
+    """A TCP relay on 127.0.0.1 that keeps every byte in both directions.
+
+    `pause_after`: stop relaying server-to-client bytes once that many have passed (mid-sync).
+    """
+
+    def __init__(self, target_port: int, pause_after: int | None = None) -> None:
+        self.target_port, self.pause_after = target_port, pause_after
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.c2s, self.s2c = bytearray(), bytearray()
+        self.paused, self.released = threading.Event(), threading.Event()
+        self.done = threading.Event()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        try:
+            client, _ = self.listener.accept()
+        except OSError:
+            return
+        server = socket.create_connection(("127.0.0.1", self.target_port))
+        self._sockets += [client, server]
+        pumps = [
+            threading.Thread(target=self._pump, args=(client, server, self.c2s, None), daemon=True),
+            threading.Thread(target=self._pump, args=(server, client, self.s2c, self.pause_after), daemon=True),
+        ]
+        for p in pumps:
+            p.start()
+        for p in pumps:
+            p.join()
+        self.done.set()
+
+    def _pump(self, src, dst, buf, pause_after) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                break
+            if not data:
+                break
+            buf += data
+            try:
+                dst.sendall(data)
+            except OSError:
+                break
+            if pause_after is not None and len(buf) >= pause_after:
+                self.paused.set()
+                self.released.wait()
+                break
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.released.set()
+        for s in [self.listener, *self._sockets]:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def _decompressions(data: bytes):
+    """Whatever zlib, raw deflate or gzip make of the data from every offset."""
+    view = memoryview(data)
+    for start in range(len(data)):
+        for wbits in (zlib.MAX_WBITS, -zlib.MAX_WBITS, zlib.MAX_WBITS | 16):
+            try:
+                out = zlib.decompressobj(wbits).decompress(view[start:], 1 << 22)
+            except zlib.error:
+                continue
+            if len(out) >= 8:
+                yield out
+        if view[start:start + 2] == b"\x1f\x8b":
+            try:
+                yield gzip.decompress(view[start:])
+            except (OSError, EOFError, zlib.error):
+                pass
+
+
+def _contains(data: bytes, needle: str) -> bool:
+    raw = needle.encode()
+    return raw in data or any(raw in out for out in _decompressions(data))
+
+
+# --- through the command line ----------------------------------------------------------
+
+
+def test_paired_vaults_converge_and_concurrent_edits_merge(make_vault, pair, serve, notewell, in_vault):
+    a, b = make_vault("office"), make_vault("home")
+    seeded = _seed(in_vault, a)
+    note = seeded["notes"][0]
+    pair(a, b)
+    server, port = serve(a)
+
+    first = notewell(b, "sync", "now", f"127.0.0.1:{port}")
+    assert first.returncode == 0, first.stderr
+    assert "received 2, sent 0" in first.stdout
+    assert _heads(a) == _heads(b) and len(_heads(b)) == 2
+    assert _section(b, note) == BASE_TEXT
+
+    # Both edit the same note offline, at opposite ends.
+    in_vault(a, EDIT, note, "0", "ALPHA ")
+    in_vault(b, EDIT, note, str(len(BASE_TEXT)), " OMEGA")
+    assert _heads(a) != _heads(b)
+    second = notewell(b, "sync", "now", f"127.0.0.1:{port}")
+    assert second.returncode == 0, second.stderr
+    assert "merged 1" in second.stdout
+    merged = f"ALPHA {BASE_TEXT} OMEGA"
+    assert _section(a, note) == merged and _section(b, note) == merged
+    assert _heads(a) == _heads(b)
+
+    listed = notewell(b, "sync", "devices")
+    assert "office" in listed.stdout and " ok: received" in listed.stdout
+
+    # A third, empty device pairs while the server runs; syncing with it deletes nothing.
+    c = make_vault("tablet")
+    pair(a, c)
+    before = _heads(a)
+    third = notewell(c, "sync", "now", f"127.0.0.1:{port}")
+    assert third.returncode == 0, third.stderr
+    assert _heads(a) == before == _heads(c)
+
+    rc, out, err = server.terminate()
+    assert rc == 0 and out.count("synced with") == 3, (out, err)
+    assert _check(a) == [] and _check(b) == [] and _check(c) == []
+
+
+def test_an_unpaired_certificate_is_refused(make_vault, pair, serve, notewell, in_vault):
+    a, b, c = make_vault("office"), make_vault("home"), make_vault("stranger")
+    _seed(in_vault, a)
+    _seed(in_vault, c, text="Stranger synthetic text.")
+    pair(a, b)
+    # The stranger knows the office's certificate, but the office never paired with it.
+    va = a.open()
+    try:
+        office = load_identity(va.record)
+    finally:
+        va.close()
+    vc = c.open()
+    try:
+        PeerBook(vc.record).add(office.device_id, office.name, office.cert_pem)
+    finally:
+        vc.close()
+    heads_a, heads_c = _heads(a), _heads(c)
+    server, port = serve(a)
+
+    refused = notewell(c, "sync", "now", f"127.0.0.1:{port}")
+    assert refused.returncode != 0
+    assert "refused this device" in refused.stderr and "Traceback" not in refused.stderr
+    assert _heads(a) == heads_a and _heads(c) == heads_c
+
+    lonely = make_vault("lonely")
+    alone = notewell(lonely, "sync", "now", f"127.0.0.1:{port}")
+    assert alone.returncode != 0 and "not paired with any other device" in alone.stderr
+
+    rc, _out, err = server.terminate()
+    assert "Refused a device that is not paired" in err
+
+
+def test_a_revoked_device_is_refused(make_vault, pair, serve, notewell, in_vault):
+    a, b = make_vault("office"), make_vault("home")
+    _seed(in_vault, a)
+    pair(a, b)
+    server, port = serve(a)
+    assert notewell(b, "sync", "now", f"127.0.0.1:{port}").returncode == 0
+
+    forgot = notewell(a, "sync", "forget", b.device_id[:10])
+    assert forgot.returncode == 0, forgot.stderr
+    _seed(in_vault, b, text="Written after revocation.")
+    heads_a = _heads(a)
+    refused = notewell(b, "sync", "now", f"127.0.0.1:{port}")
+    assert refused.returncode != 0 and "refused this device" in refused.stderr
+    assert _heads(a) == heads_a
+
+    # The revoked device is refused as a server too.
+    server.terminate()
+    served_by_b, port_b = serve(b)
+    back = notewell(a, "sync", "now", f"127.0.0.1:{port_b}")
+    assert back.returncode != 0 and _heads(a) == heads_a
+
+
+def test_oversized_and_malformed_frames_are_refused(make_vault, pair, serve, notewell, in_vault):
+    from sync.direct import client_context
+
+    a, b = make_vault("office"), make_vault("home")
+    _seed(in_vault, a)
+    pair(a, b)
+    heads_a = _heads(a)
+    server, port = serve(a)
+
+    bad_inputs = {
+        "too-large": struct.pack(">IB", MAX_FRAME + 1, FrameType.HELLO),
+        "unknown type": struct.pack(">IB", 1, 0x42),
+        "empty frame": struct.pack(">IB", 0, FrameType.HELLO),
+        "bad hello": Frame(FrameType.HELLO, b"{not json").encode(),
+        "skipped hello": Frame(FrameType.MANIFEST, b'{"docs": {}}').encode(),
+    }
+    vb = b.open()
+    try:
+        identity = load_identity(vb.record)
+        ctx = client_context(identity, PeerBook(vb.record).trusted_certs())
+        answers = {}
+        for name, data in bad_inputs.items():
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with ctx.wrap_socket(raw) as tls:
+                    assert recv_frame(tls).type == FrameType.HELLO  # the server speaks first
+                    tls.sendall(data)
+                    reply = recv_frame(tls)
+                    answers[name] = json.loads(reply.payload)["code"] if reply.type == FrameType.ERROR else None
+                    assert tls.recv(1) == b""  # and then the server closes the connection
+    finally:
+        vb.close()
+    assert answers == {
+        "too-large": "too-large", "unknown type": "protocol", "empty frame": "protocol",
+        "bad hello": "protocol", "skipped hello": "protocol",
+    }
+    assert _heads(a) == heads_a
+
+    # The server survived all of it and still syncs.
+    ok = notewell(b, "sync", "now", f"127.0.0.1:{port}")
+    assert ok.returncode == 0, ok.stderr
+    rc, _out, err = server.terminate()
+    assert "over the limit" in err and "malformed" in err and "Traceback" not in err
+
+
+def test_a_client_killed_mid_sync_leaves_both_vaults_intact(make_vault, pair, serve, notewell, in_vault, start_notewell):
+    a, b = make_vault("office"), make_vault("home")
+    _seed(in_vault, a, count=300)
+    pair(a, b)
+    server, port = serve(a)
+    proxy = Proxy(port, pause_after=40_000)
+    try:
+        client = start_notewell(b, "sync", "now", f"127.0.0.1:{proxy.port}")
+        assert proxy.paused.wait(60), "the sync never got going"
+        assert client.proc.poll() is None  # still mid-sync, waiting for the rest
+        client.kill()  # SIGKILL
+    finally:
+        proxy.close()
+    assert _check(a) == [] and _check(b) == []
+
+    again = notewell(b, "sync", "now", f"127.0.0.1:{port}")
+    assert again.returncode == 0, again.stderr
+    assert _heads(a) == _heads(b) and len(_heads(b)) == 301
+    assert _check(a) == [] and _check(b) == []
+    rc, out, _err = server.terminate()
+    assert "synced with home" in out
+
+
+def test_process_notes_never_cross_the_wire(make_vault, pair, in_vault, start_in_vault, tmp_path):
+    a, b = make_vault("office"), make_vault("home")
+    seeded_a = _seed(in_vault, a, text=f"Record text {CANARY_RECORD} for the auditor.")
+    seeded_b = _seed(in_vault, b, text="Home synthetic session.")
+    in_vault(a, PRIVATE, seeded_a["client"], f"Private reflection {CANARY_PRIVATE_A}.")
+    in_vault(b, PRIVATE, seeded_b["client"], f"Private reflection {CANARY_PRIVATE_B}.")
+    pair(a, b)
+
+    frames_a, frames_b = tmp_path / "frames-a", tmp_path / "frames-b"
+    server = start_in_vault(a, TAP_SERVE, str(frames_a))
+    port = int(server.wait_for("listening on").rsplit(":", 1)[1])
+    proxy = Proxy(port)
+    try:
+        client_out = in_vault(b, TAP_SYNC, str(proxy.port), str(frames_b))
+        rc, server_out, server_err = server.finish()
+        assert proxy.done.wait(30)
+    finally:
+        proxy.close()
+    assert rc == 0, server_err
+    assert "received 2" in client_out and "result received 2" in server_out
+    assert _section(b, seeded_a["notes"][0]) == f"Record text {CANARY_RECORD} for the auditor."
+
+    wire = {"client->server": bytes(proxy.c2s), "server->client": bytes(proxy.s2c)}
+    plain = {"frames at office": frames_a.read_bytes(), "frames at home": frames_b.read_bytes()}
+    logs = {"output": (client_out + server_out + server_err).encode()}
+    assert all(wire.values()) and all(plain.values())
+    for label, data in {**wire, **plain, **logs}.items():
+        for canary in (CANARY_PRIVATE_A, CANARY_PRIVATE_B):
+            assert not _contains(data, canary), f"{canary} leaked in {label}"
+    # The captures are real: the record note is in the plaintext frames, and TLS hides it.
+    assert _contains(plain["frames at office"], CANARY_RECORD)
+    assert _contains(plain["frames at home"], CANARY_RECORD)
+    assert not any(_contains(data, CANARY_RECORD) for data in wire.values())
+
+
+# --- the sans-IO session on its own (two real vaults, no sockets) -----------------------
+
+
+def _run_pair(client: SyncSession, server: SyncSession) -> int:
+    to_server, to_client = list(client.start()), list(server.start())
+    frames = 0
+    while not (client.finished and server.finished):
+        assert to_server or to_client, "the conversation stalled"
+        batch, to_server = to_server, []
+        for f in batch:
+            frames += 1
+            to_client += server.receive(FrameReader().feed(f.encode())[0])  # through the codec
+        batch, to_client = to_client, []
+        for f in batch:
+            frames += 1
+            to_server += client.receive(f)
+    return frames
+
+
+@pytest.fixture
+def two_open(make_vault, in_vault):
+    a, b = make_vault("office"), make_vault("home")
+    _seed(in_vault, a, count=3)
+    _seed(in_vault, b, text="Home only.")
+    va, vb = a.open(), b.open()
+    try:
+        yield va, vb, load_identity(va.record), load_identity(vb.record)
+    finally:
+        va.close()
+        vb.close()
+
+
+def _sessions(va, vb, ia, ib, **server_kwargs):
+    client = SyncSession(va.record, device_id=ia.device_id, device_name="office", role="client", peer_device_id=ib.device_id)
+    server = SyncSession(vb.record, device_id=ib.device_id, device_name="home", role="server",
+                         peer_device_id=ia.device_id, **server_kwargs)
+    return client, server
+
+
+def test_sessions_converge_without_sockets(two_open):
+    va, vb, ia, ib = two_open
+    progress = []
+    client, server = _sessions(va, vb, ia, ib, on_progress=lambda d, t: progress.append((d, t)))
+    _run_pair(client, server)
+    assert va.record.doc_heads().keys() == vb.record.doc_heads().keys()
+    assert {k: sorted(v) for k, v in va.record.doc_heads().items()} == {k: sorted(v) for k, v in vb.record.doc_heads().items()}
+    assert (client.report.received, client.report.sent) == (2, 4)
+    assert (server.report.received, server.report.sent) == (4, 2)
+    assert client.report.ok and server.report.ok
+    assert progress[-1] == (6, 6)
+
+    # Nothing left to say: a second session exchanges no documents.
+    client, server = _sessions(va, vb, ia, ib)
+    _run_pair(client, server)
+    assert client.report.received == client.report.sent == 0
+
+
+def test_mismatched_versions_are_refused_clearly(two_open):
+    va, vb, ia, ib = two_open
+    client, server = _sessions(va, vb, ia, ib, versions=(2,))
+    client.start()
+    hello = server.start()[0]
+    with pytest.raises(ProtocolVersionMismatch) as refused:
+        client.receive(hello)
+    # What the client sends back makes the server say the same, with both versions.
+    with pytest.raises(ProtocolVersionMismatch, match="version 2.*version 1|version 1.*version 2") as told:
+        server.receive(error_frame(refused.value))
+    assert "update Notewell" in told.value.message
+
+
+def _to_turns(va, vb, ia, ib):
+    client, server = _sessions(va, vb, ia, ib)
+    assert client.start() == []
+    hello_and_manifest = client.receive(server.start()[0])
+    assert server.receive(hello_and_manifest[0]) == []
+    out = server.receive(hello_and_manifest[1])  # the server's manifest
+    first_turn = client.receive(out[0])
+    return client, server, first_turn
+
+
+def test_garbage_document_data_is_a_typed_error(two_open):
+    va, vb, ia, ib = two_open
+    before = dict(vb.record.doc_heads())
+    client, server, first_turn = _to_turns(va, vb, ia, ib)
+    doc_id = next(iter(set(va.record.doc_heads()) ^ set(vb.record.doc_heads())))
+    with pytest.raises(MalformedSyncMessage):
+        server.receive(Frame(FrameType.SYNC, encode_sync(doc_id, b"\x42\xff\x00garbage")))
+    assert dict(vb.record.doc_heads()) == before
+
+
+def test_data_for_a_document_outside_the_sync_is_refused(two_open):
+    va, vb, ia, ib = two_open
+    client, server, first_turn = _to_turns(va, vb, ia, ib)
+    message = Document().generate_sync_message(__import__("automerge.core", fromlist=["SyncState"]).SyncState())
+    with pytest.raises(ProtocolError):
+        server.receive(Frame(FrameType.SYNC, encode_sync("not-in-this-sync", message.encode())))
+
+
+def test_a_turn_whose_count_does_not_match_is_refused(two_open):
+    va, vb, ia, ib = two_open
+    client, server, first_turn = _to_turns(va, vb, ia, ib)
+    with pytest.raises(ProtocolError):
+        server.receive(first_turn[-1])  # TURN_END claiming messages that never came
+
+
+def test_frame_reader_refuses_oversize_before_buffering():
+    reader = FrameReader(max_size=1024)
+    with pytest.raises(FrameTooLarge):
+        reader.feed(struct.pack(">IB", 1025, FrameType.SYNC))
+    with pytest.raises(MalformedFrame):
+        FrameReader().feed(struct.pack(">IB", 1, 0x42))
+    frames = FrameReader().feed(Frame(FrameType.DONE, b"{}").encode() + Frame(FrameType.TURN_END, b"\0\0\0\0").encode()[:3])
+    assert frames == [Frame(FrameType.DONE, b"{}")]
+
+
+def test_oversized_outgoing_frames_are_refused():
+    with pytest.raises(FrameTooLarge):
+        Frame(FrameType.SYNC, b"x" * 2048).encode(max_size=1024)
+    left, right = socket.socketpair()
+    with left, right:
+        send_frame(left, Frame(FrameType.SYNC, b"x" * 2048))
+        with pytest.raises(FrameTooLarge):
+            recv_frame(right, max_size=1024)
