@@ -367,3 +367,25 @@ def test_client_outcomes_from_the_projection(vault):
         ("2026-01-05", 18, False), ("2026-02-09", 12, False), ("2026-03-02", 7, True)
     ]
     assert [p.score for p in client_outcomes(vault.record, "c1", include_drafts=False).gad7.points] == [14, 9]
+
+
+def test_unresolved_signature_conflict_exports_what_was_signed(vault, tmp_path):
+    # Another device edits the draft while this one signs it; after the merge the note's
+    # text differs from its signature. The export releases the signed text, labelled.
+    other, _ = Vault.create(tmp_path / "other", PASSPHRASE, device_name="other", kdf=KDF, settings=SETTINGS)
+    try:
+        for doc_id in ("c1", "n3"):
+            other.record.apply_doc(doc_id, vault.record.load_doc(doc_id))
+        other.record.set_section("n3", "plan", "EDITED-ELSEWHERE plan")
+        vault.record.sign_note("n3")
+        vault.record.apply_doc("n3", other.record.load_doc("n3"))
+    finally:
+        other.close()
+    assert vault.record.get_note("n3").sections["plan"] == "EDITED-ELSEWHERE plan"
+    out, _ = export(vault, tmp_path, "pdf")
+    text = pdf_text(out)
+    assert "SIGNATURE CONFLICT" in text and "DRAFT-THREE plan text" in text
+    assert "EDITED-ELSEWHERE" not in text
+    out, _ = export(vault, tmp_path, "json")
+    notes = {n["id"]: n for n in json.loads(out.read_bytes())["progress_notes"]}
+    assert notes["n3"]["sections"]["plan"] == "DRAFT-THREE plan text"
