@@ -315,3 +315,51 @@ async def test_failed_save_keeps_text_and_retries(seeded_vault, make_app):
         assert vault.record.get_note(DRAFT_NOTE).sections["subjective"] == "Kept through a failed save."
     finally:
         vault.close()
+
+
+async def test_signature_conflict_shows_both_versions_and_resolves(seeded_vault, make_app):
+    from datetime import date
+
+    from conftest import complete_facts, complete_sections
+    from store.documents import splice_section
+    from store.models import ProgressNote
+
+    vault = Vault.open(seeded_vault, PASSPHRASE)
+    try:
+        record = vault.record
+        record.create_note(
+            ProgressNote(id="note-conflict", client_id=CLIENT_A, format="SOAP",
+                         sections=complete_sections(), facts=complete_facts(date(2026, 11, 9)))
+        )
+        # Another device's copy is edited while this one signs; then the two merge.
+        elsewhere = record.load_doc("note-conflict")
+        splice_section(elsewhere, "plan", "Plan edited on the other device.")
+        record.sign_note("note-conflict")
+        record.apply_doc("note-conflict", elsewhere)
+    finally:
+        vault.close()
+
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
+        timeline = app.screen.query_one("#timeline", OptionList)
+        await wait_for(pilot, lambda: "[signature conflict]" in str(timeline.get_option("progress:note-conflict").prompt))
+        app.screen.open_note("progress", "note-conflict")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.mode == "conflict", what="conflict view")
+        text = screen_text(app)
+        assert "SIGNATURE CONFLICT" in text
+        assert "Plan edited on the other device." in text
+        assert complete_sections()["plan"] in text
+        await pilot.click("#resolve-addendum")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.click("#yes")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.mode == "signed", what="resolved")
+
+    vault = Vault.open(seeded_vault, PASSPHRASE)
+    try:
+        note = vault.record.get_note("note-conflict")
+        assert note.sections["plan"] == complete_sections()["plan"]
+        assert len(note.addenda) == 1 and note.resolution is not None
+    finally:
+        vault.close()
