@@ -103,8 +103,10 @@ def cmd_export(args) -> int:
     finally:
         vault.close()
     drafts = f", {result.drafts} drafts" if args.include_drafts else ""
+    notes = "1 progress note" if result.notes == 1 else f"{result.notes} progress notes"
+    addenda = "1 addendum" if result.addenda == 1 else f"{result.addenda} addenda"
     print(
-        f"Exported {result.notes} progress notes ({result.addenda} addenda{drafts}) "
+        f"Exported {notes} ({addenda}{drafts}) "
         f"for client {args.client} to {result.path} ({fmt.upper()}, {result.size} bytes)."
     )
     print(f"SHA-256: {result.sha256}")
@@ -135,7 +137,8 @@ def cmd_audit(args) -> int:
         if not entries:
             print("No audit entries" + (f" for client {args.client}." if args.client else "."))
     if result.ok:
-        print(f"Audit trail verified: {result.entries_checked} entries, chain intact.")
+        n = result.entries_checked
+        print(f"Audit trail verified: {n} {'entry' if n == 1 else 'entries'}, chain intact.")
         return 0
     print(
         f"notewell: the audit trail has been tampered with: entry {result.first_broken_seq}: {result.reason}.",

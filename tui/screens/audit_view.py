@@ -32,7 +32,8 @@ def load_audit(vault, client_id: str | None):
 
 def verify_label(result) -> str:
     if result.ok:
-        return f"Chain verified: {result.entries_checked} entries, none altered or removed."
+        n = result.entries_checked
+        return f"Chain verified: {n} {'entry' if n == 1 else 'entries'}, none altered or removed."
     return f"TAMPERED: entry {result.first_broken_seq}: {result.reason}. Entries from there on cannot be trusted."
 
 
