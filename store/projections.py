@@ -227,6 +227,18 @@ def project(conn, doc_id: str, doc: Document, *, late_entry_hours: int = 72, def
         _replace_fts(conn, doc_id, fts)
 
 
+def project_section_edit(conn, doc_id: str, updated_at: str) -> None:
+    """The typing path's projection of a section splice on a draft.
+
+    Of a draft's notes_view row only updated_at depends on its section text (status,
+    signature and addenda are untouched by a splice), and the search entry is marked as
+    due; so the whole note need not be read back on every keystroke. The property test
+    holds this to what `project` would write.
+    """
+    conn.execute("UPDATE notes_view SET updated_at = ? WHERE note_id = ?", (updated_at, doc_id))
+    conn.execute("INSERT OR IGNORE INTO record_fts_pending(doc_id) VALUES (?)", (doc_id,))
+
+
 def pending_fts(conn) -> list[str]:
     return [r[0] for r in conn.execute("SELECT doc_id FROM record_fts_pending ORDER BY doc_id")]
 

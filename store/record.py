@@ -53,6 +53,7 @@ from store.projections import _v1 as _projections_v1
 from store.projections import (
     has_signature_conflict,
     project,
+    project_section_edit,
     projection_mismatches,
     rebuild_all,
     refresh_pending_fts,
@@ -172,12 +173,10 @@ class RecordStore:
     def _late_hours(self) -> int:
         return self._settings().late_entry_hours
 
-    def _persist(self, doc_id: str, *, defer_fts: bool = False) -> None:
+    def _persist(self, doc_id: str) -> None:
         """Appends the document's new changes and reprojects it (inside a transaction)."""
         self._docs.save_changes(doc_id)
-        project(
-            self._conn, doc_id, self._docs.get(doc_id), late_entry_hours=self._late_hours(), defer_fts=defer_fts
-        )
+        project(self._conn, doc_id, self._docs.get(doc_id), late_entry_hours=self._late_hours())
 
     def _sync_late_entry_hours(self) -> None:
         # Late-entry flags depend on a setting; recompute them when it has changed.
@@ -261,9 +260,12 @@ class RecordStore:
             doc = self._editable(note_id)
             if key not in FORMAT_SECTIONS[D.note_format(doc)]:
                 raise ValidationFailed([("section", f"{key} is not a section of this note's format")])
-            if D.splice_section(doc, key, text, utcnow()):
-                # The search entry is refreshed at the next search, not on every keystroke.
-                self._persist(note_id, defer_fts=True)
+            now = utcnow()
+            if D.splice_section(doc, key, text, now):
+                self._docs.save_changes(note_id)
+                # Only updated_at of the list row changes; the search entry is refreshed at
+                # the next search, not on every keystroke.
+                project_section_edit(self._conn, note_id, now.isoformat())
 
     def update_facts(self, note_id: str, facts: SessionFacts) -> ProgressNote:
         with self.transaction():
