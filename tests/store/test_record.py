@@ -517,3 +517,20 @@ def test_an_interrupted_create_leaves_no_trace(device: Device) -> None:
     assert store.doc_heads() == {} and store.list_clients() == []
     store.create_client(a_client())
     assert store.get_client("c1").display_name == "Avery Testperson"
+
+
+def test_concurrent_signings_resolve_to_one_whole_signature(device: Device, other: Device) -> None:
+    a, b = device.store, other.store
+    with_note(a)
+    for doc_id in ("c1", "n1"):
+        b.apply_doc(doc_id, a.load_doc(doc_id))
+    other.settings.value = ClinicianSettings(clinician_name="Dr Other Device", credentials="LCSW")
+    sig_a = a.sign_note("n1").signature
+    sig_b = b.sign_note("n1").signature
+    a.apply_doc("n1", b.load_doc("n1"))
+    b.apply_doc("n1", a.load_doc("n1"))
+    merged = a.get_note("n1").signature
+    assert merged in (sig_a, sig_b)  # never a mix of the two
+    assert b.get_note("n1").signature == merged
+    assert notes_view_row(a, "n1")[:2] == ("signed", 0)
+    assert a.check() == [] and b.check() == []
