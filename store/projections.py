@@ -8,7 +8,7 @@ The documents are the truth; these tables exist for lists, the overdue queue and
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from automerge.core import Document
 
@@ -88,13 +88,33 @@ def is_late_entry(note: ProgressNote, late_entry_hours: int) -> bool:
     """Signed more than `late_entry_hours` after the session ended (local wall-clock time)."""
     if note.signature is None:
         return False
-    facts = note.facts
-    if facts.stop_time is not None:
-        ended = datetime.combine(facts.date_of_service, facts.stop_time)
-    else:
-        ended = datetime.combine(facts.date_of_service, time()) + timedelta(days=1)
+    return signed_late(note.facts.date_of_service, note.facts.stop_time, note.signature.signed_at, late_entry_hours)
+
+
+def signed_late(on: date, stop: time | None, signed_at: datetime, late_entry_hours: int) -> bool:
+    # Without a stop time the session counts as ending at the end of its day.
+    ended = datetime.combine(on, stop) if stop is not None else datetime.combine(on, time()) + timedelta(days=1)
     ended_at = ended.astimezone()  # naive: the session's local time on this device
-    return note.signature.signed_at - ended_at > timedelta(hours=late_entry_hours)
+    return signed_at - ended_at > timedelta(hours=late_entry_hours)
+
+
+def refresh_late_entries(conn, late_entry_hours: int) -> None:
+    """Recomputes notes_view.late_entry from the row itself, after the setting changed."""
+    rows = conn.execute(
+        "SELECT note_id, date_of_service, stop_time, signed_at, late_entry FROM notes_view "
+        "WHERE signed_at IS NOT NULL"
+    ).fetchall()
+    for note_id, on, stop, signed_at, current in rows:
+        late = int(
+            signed_late(
+                date.fromisoformat(on),
+                time.fromisoformat(stop) if stop else None,
+                datetime.fromisoformat(signed_at),
+                late_entry_hours,
+            )
+        )
+        if late != current:
+            conn.execute("UPDATE notes_view SET late_entry = ? WHERE note_id = ?", (late, note_id))
 
 
 def has_signature_conflict(note: ProgressNote) -> bool:

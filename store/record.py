@@ -56,6 +56,7 @@ from store.projections import (
     project_section_edit,
     projection_mismatches,
     rebuild_all,
+    refresh_late_entries,
     refresh_pending_fts,
 )
 
@@ -184,7 +185,7 @@ class RecordStore:
         if self.local_get(_LATE_HOURS_KEY) == str(hours).encode():
             return
         with self.transaction():
-            rebuild_all(self._conn, self._docs.get, late_entry_hours=hours)
+            refresh_late_entries(self._conn, hours)
             self._local_put(_LATE_HOURS_KEY, str(hours).encode())
 
     def _doc(self, doc_id: str, kind: str) -> Document:
