@@ -36,6 +36,7 @@ Errors from bad peer data are typed (`ProtocolError` and subclasses); Automerge 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -44,7 +45,7 @@ from typing import Iterable
 
 from automerge.core import Document, Message, SyncState
 
-from store.errors import NotewellError
+from store.errors import ForeignDocument, NotewellError
 from sync.engine import ProgressCallback, SyncReport
 from sync.errors import (
     MalformedFrame,
@@ -63,6 +64,10 @@ MAX_TURNS = 200
 DOC_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 HEAD_RE = re.compile(r"^[0-9a-f]{64}$")
 MAX_HEADS_PER_DOC = 4096
+APPLY_BATCH = 256
+# Per peer, in the local table: the heads both sides held after the last complete sync, so
+# the next manifest lists only what changed since (docs/sync-protocol.md, "Baseline").
+BASELINE_PREFIX = "sync.baseline.v1."
 
 _TURN_END = struct.Struct(">I")
 _DOC_ID_LEN = struct.Struct(">H")
@@ -218,6 +223,9 @@ class SyncSession:
         self._my_last_count: int | None = None
         self._turns = 0
         self._digest = ""
+        self._final: dict[str, list[bytes]] = {}
+        self._baseline, self._baseline_digest = self._load_baseline()
+        self._delta = False
 
     # -- public
 
@@ -259,7 +267,8 @@ class SyncSession:
         return _json_frame(
             FrameType.HELLO,
             {"protocol": PROTOCOL_NAME, "versions": list(self.versions),
-             "device_id": self.device_id, "name": self.device_name},
+             "device_id": self.device_id, "name": self.device_name,
+             "baseline": self._baseline_digest},
         )
 
     def _on_hello(self, frame: Frame) -> list[Frame]:
@@ -282,6 +291,8 @@ class SyncSession:
             raise NotPaired("The other device's hello does not match its certificate; the connection was closed.")
         name = data.get("name")
         self.report.peer_name = name[:100] if isinstance(name, str) else ""
+        # Both sides decide the same way: delta manifests only when both hold the same baseline.
+        self._delta = self._baseline_digest is not None and data.get("baseline") == self._baseline_digest
         self._state = "await-manifest"
         if self.role == "client":
             return [self._hello(), self._manifest()]
@@ -291,8 +302,11 @@ class SyncSession:
 
     def _manifest(self) -> Frame:
         self._local_heads = {doc_id: set(heads) for doc_id, heads in self.store.doc_heads().items()}
-        docs = {doc_id: sorted(h.hex() for h in heads) for doc_id, heads in self._local_heads.items()}
-        return _json_frame(FrameType.MANIFEST, {"docs": docs})
+        listed = self._local_heads
+        if self._delta:
+            listed = {d: h for d, h in listed.items() if self._baseline.get(d) != h}
+        docs = {doc_id: sorted(h.hex() for h in heads) for doc_id, heads in listed.items()}
+        return _json_frame(FrameType.MANIFEST, {"docs": docs, "delta": self._delta})
 
     def _on_manifest(self, frame: Frame) -> list[Frame]:
         if frame.type != FrameType.MANIFEST:
@@ -307,13 +321,20 @@ class SyncSession:
                     or not all(isinstance(h, str) and HEAD_RE.match(h) for h in heads)):
                 raise MalformedFrame("The other device sent a malformed document list.")
             peer[doc_id] = {bytes.fromhex(h) for h in heads}
-        self._peer_heads = peer
+        if _json(frame, "document list").get("delta", False) is not self._delta:
+            raise ProtocolError("The two devices disagree on what they last synced; the connection was closed.")
         out: list[Frame] = []
         if self.role == "server":
             out.append(self._manifest())
-        self._differ = sorted(
-            d for d in set(self._local_heads) | set(peer) if self._local_heads.get(d) != peer.get(d)
-        )
+        if self._delta:
+            # What the peer did not list is as it was at the end of the last sync.
+            effective = dict(self._baseline)
+            effective.update(peer)
+            candidates = set(peer) | {d for d, h in self._local_heads.items() if self._baseline.get(d) != h}
+        else:
+            effective, candidates = peer, set(self._local_heads) | set(peer)
+        self._peer_heads = effective
+        self._differ = sorted(d for d in candidates if self._local_heads.get(d) != effective.get(d))
         self._progress(0)
         if self.role == "client":
             out += self._my_turn(self._differ)
@@ -340,7 +361,8 @@ class SyncSession:
         sent: set[str] = set()
         for doc_id in candidates:
             doc = self._doc(doc_id)
-            message = doc.generate_sync_message(self._sync_states[doc_id])
+            # The sync state holds what the peer told us, so this too runs on foreign data.
+            message = _foreign(doc.generate_sync_message, self._sync_states[doc_id])
             if message is not None:
                 out.append(Frame(FrameType.SYNC, encode_sync(doc_id, message.encode())))
                 sent.add(doc_id)
@@ -386,25 +408,77 @@ class SyncSession:
     def _finish(self) -> list[Frame]:
         final: dict[str, list[bytes]] = {}
         changed_ids: set[str] = set()
+        to_apply: list[str] = []
         for doc_id in self._differ:
-            doc = self._doc(doc_id)
-            heads = set(doc.get_heads())
-            final[doc_id] = list(heads)
-            local = self._local_heads.get(doc_id)
-            if heads == (local or set()):
-                continue
-            changed = _foreign(self.store.apply_doc, doc_id, doc)
-            if changed:
-                changed_ids.add(doc_id)
-                self.report.received += 1
-                peer = self._peer_heads.get(doc_id)
-                if local and peer and heads != peer:
-                    self.report.merged += 1
+            heads = set(self._doc(doc_id).get_heads())
+            final[doc_id] = sorted(heads)
+            if heads != (self._local_heads.get(doc_id) or set()):
+                to_apply.append(doc_id)
+        for start in range(0, len(to_apply), APPLY_BATCH):
+            # One transaction per batch: far fewer fsyncs, and any unexpected failure rolls the
+            # whole batch back (merges are idempotent, so the next sync simply redoes it).
+            with self._transaction():
+                for doc_id in to_apply[start:start + APPLY_BATCH]:
+                    local = self._local_heads.get(doc_id)
+                    try:
+                        changed = _foreign(self.store.apply_doc, doc_id, self._docs[doc_id])
+                    except ForeignDocument as e:
+                        # Refused before anything was written (the store's contract). One bad
+                        # document must not block the others, now and in every later sync.
+                        self.report.errors.append(e.message)
+                        final[doc_id] = sorted(local or ())
+                        continue
+                    if changed:
+                        changed_ids.add(doc_id)
+                        self.report.received += 1
+                        peer = self._peer_heads.get(doc_id)
+                        if local and peer and set(final[doc_id]) != peer:
+                            self.report.merged += 1
         self.report.conflicts = self._count_conflicts(changed_ids)
+        self._final = final
         self._digest = heads_digest(final)
         self._progress(len(self._differ))
         self._state = "await-done"
         return [_json_frame(FrameType.DONE, {"received": self.report.received, "digest": self._digest})]
+
+    def _transaction(self):
+        begin = getattr(self.store, "transaction", None)
+        return begin() if begin is not None else contextlib.nullcontext()
+
+    # -- baseline: what both sides held at the end of their last complete sync
+
+    @property
+    def _baseline_key(self) -> str:
+        return BASELINE_PREFIX + self.peer_device_id
+
+    def _load_baseline(self) -> tuple[dict[str, set[bytes]], str | None]:
+        getter = getattr(self.store, "local_get", None)
+        raw = getter(self._baseline_key) if getter is not None else None
+        if raw is None:
+            return {}, None
+        try:
+            data = json.loads(raw)
+            baseline = {d: {bytes.fromhex(h) for h in heads} for d, heads in data.items()}
+        except (ValueError, TypeError, AttributeError):
+            return {}, None  # unreadable: fall back to a full manifest, which rewrites it
+        return baseline, heads_digest(baseline)
+
+    def _save_baseline(self) -> None:
+        putter = getattr(self.store, "local_put", None)
+        if putter is None:
+            return
+        baseline: dict[str, list[bytes]] = {}
+        for doc_id in set(self._local_heads) | set(self._peer_heads):
+            if doc_id in self._final:
+                heads = self._final[doc_id]
+            elif self._local_heads.get(doc_id) == self._peer_heads.get(doc_id):
+                heads = sorted(self._local_heads.get(doc_id) or ())
+            else:
+                continue
+            if heads:
+                baseline[doc_id] = heads
+        data = {d: [h.hex() for h in heads] for d, heads in baseline.items()}
+        putter(self._baseline_key, json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8"))
 
     def _count_conflicts(self, changed: set[str]) -> int:
         # The store marks signature conflicts while merging (notes_view); count those among
@@ -426,6 +500,8 @@ class SyncSession:
             self.report.errors.append(
                 "The two devices did not end with the same documents; sync again to finish."
             )
+        if self.report.ok and not (self._delta and not self._differ):
+            self._save_baseline()  # (unchanged when a delta sync found nothing to do)
         self._state = "finished"
         return []
 

@@ -406,20 +406,25 @@ def test_process_notes_never_cross_the_wire(make_vault, pair, in_vault, start_in
 # --- the sans-IO session on its own (two real vaults, no sockets) -----------------------
 
 
-def _run_pair(client: SyncSession, server: SyncSession) -> int:
+def _run_pair(client: SyncSession, server: SyncSession) -> list[Frame]:
+    """Runs both sessions to the end; returns every frame, in order."""
     to_server, to_client = list(client.start()), list(server.start())
-    frames = 0
+    seen: list[Frame] = []
     while not (client.finished and server.finished):
         assert to_server or to_client, "the conversation stalled"
         batch, to_server = to_server, []
         for f in batch:
-            frames += 1
+            seen.append(f)
             to_client += server.receive(FrameReader().feed(f.encode())[0])  # through the codec
         batch, to_client = to_client, []
         for f in batch:
-            frames += 1
+            seen.append(f)
             to_server += client.receive(f)
-    return frames
+    return seen
+
+
+def _manifest_sizes(frames: list[Frame]) -> list[int]:
+    return [len(json.loads(f.payload)["docs"]) for f in frames if f.type == FrameType.MANIFEST]
 
 
 @pytest.fixture
@@ -458,6 +463,40 @@ def test_sessions_converge_without_sockets(two_open):
     client, server = _sessions(va, vb, ia, ib)
     _run_pair(client, server)
     assert client.report.received == client.report.sent == 0
+
+
+def _same(va, vb) -> bool:
+    return {k: sorted(v) for k, v in va.record.doc_heads().items()} == {k: sorted(v) for k, v in vb.record.doc_heads().items()}
+
+
+def test_later_syncs_list_only_what_changed(two_open):
+    from sync.protocol import BASELINE_PREFIX
+
+    va, vb, ia, ib = two_open
+    assert _manifest_sizes(_run_pair(*_sessions(va, vb, ia, ib))) == [4, 2]  # first: everything
+    assert _same(va, vb)
+    assert va.record.local_get(BASELINE_PREFIX + ib.device_id) is not None
+
+    note = next(n.note_id for n in va.record.list_notes())
+    va.record.set_section(note, "data", "Edited on the office device.")
+    frames = _run_pair(*_sessions(va, vb, ia, ib))
+    assert _manifest_sizes(frames) == [1, 0]  # only the edited note
+    assert _same(va, vb) and vb.record.get_note(note).sections["data"] == "Edited on the office device."
+
+    # Both edit, then sync: still only that note, and it merges.
+    va.record.set_section(note, "data", "ALPHA Edited on the office device.")
+    vb.record.set_section(note, "data", "Edited on the office device. OMEGA")
+    client, server = _sessions(va, vb, ia, ib)
+    assert _manifest_sizes(_run_pair(client, server)) == [1, 1]
+    assert client.report.merged == 1 and _same(va, vb)
+    assert va.record.get_note(note).sections["data"] == "ALPHA Edited on the office device. OMEGA"
+
+    # If one side lost its baseline (restored from a backup, say), the next sync lists everything.
+    vb.record.local_put(BASELINE_PREFIX + ia.device_id, b"{}")
+    va.record.set_section(note, "data", "After the restore.")
+    assert _manifest_sizes(_run_pair(*_sessions(va, vb, ia, ib))) == [6, 6]
+    assert _same(va, vb)
+    assert _manifest_sizes(_run_pair(*_sessions(va, vb, ia, ib))) == [0, 0]
 
 
 def test_mismatched_versions_are_refused_clearly(two_open):
@@ -506,6 +545,43 @@ def test_a_turn_whose_count_does_not_match_is_refused(two_open):
     client, server, first_turn = _to_turns(va, vb, ia, ib)
     with pytest.raises(ProtocolError):
         server.receive(first_turn[-1])  # TURN_END claiming messages that never came
+
+
+class _ForeignPeer:
+    """The other device's side of a session: a record document plus one that is not one.
+
+    Only the peer is simulated; the vault under test is real.
+    """
+
+    def __init__(self, docs: dict[str, Document]) -> None:
+        self.docs = docs
+
+    def doc_heads(self):
+        return {doc_id: doc.get_heads() for doc_id, doc in self.docs.items()}
+
+    def load_doc(self, doc_id):
+        return self.docs[doc_id].fork()
+
+    def apply_doc(self, doc_id, doc):
+        return False
+
+
+def test_a_foreign_document_is_refused_and_the_rest_applied(two_open):
+    from automerge.core import ROOT, ScalarType
+
+    va, vb, ia, ib = two_open
+    record_id = next(iter(set(va.record.doc_heads()) - set(vb.record.doc_heads())))
+    junk = Document()
+    with junk.transaction() as tx:
+        tx.put(ROOT, "anything", ScalarType.Str, "not a record document")
+    peer = _ForeignPeer({record_id: va.record.load_doc(record_id), "junk-doc": junk})
+    client = SyncSession(peer, device_id=ia.device_id, device_name="office", role="client", peer_device_id=ib.device_id)
+    server = SyncSession(vb.record, device_id=ib.device_id, device_name="home", role="server", peer_device_id=ia.device_id)
+    _run_pair(client, server)
+    assert record_id in vb.record.doc_heads() and "junk-doc" not in vb.record.doc_heads()
+    assert server.report.received == 1
+    assert any("junk-doc" in e for e in server.report.errors)
+    assert not client.report.ok  # the digests differ: the peer is told to sync again
 
 
 def test_frame_reader_refuses_oversize_before_buffering():
