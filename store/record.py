@@ -249,6 +249,63 @@ class RecordStore:
             project(self._conn, note.id, doc, late_entry_hours=self._late_hours())
         return D.note_from_doc(doc)
 
+    def import_note(self, note: ProgressNote) -> ProgressNote:
+        """A note signed (or entered in error) elsewhere, kept as the record of the past it is.
+
+        Signer, credentials and times are kept as given; the store fills in what only it can
+        know: the heads and content hash the signature covers, addendum hashes, and this
+        device where the note names none. The compliance checker does not gate it.
+        """
+        if note.status == NoteStatus.DRAFT:
+            return self.create_note(note)
+        if note.status == NoteStatus.SIGNED and note.signature is None:
+            raise ValidationFailed([("signature", "is required for a signed note")])
+        if note.addenda and note.signature is None:
+            raise ValidationFailed([("addenda", "only a signed note has addenda")])
+        draft = note.model_copy(
+            update={
+                "status": NoteStatus.DRAFT,
+                "signature": None,
+                "addenda": [],
+                "entered_in_error": None,
+                "resolution": None,
+            }
+        )
+        with self.transaction():
+            if self._docs.exists(note.id):
+                raise ValidationFailed([("id", "a record with this id already exists")])
+            self._doc(note.client_id, D.KIND_CLIENT)
+            doc = D.new_note_doc(draft, D.actor_for(self._device_id))
+            with doc.transaction() as tx:
+                if note.signature is not None:
+                    signature = note.signature.model_copy(
+                        update={
+                            "heads": sorted(h.hex() for h in doc.get_heads()),
+                            "content_hash": D.content_hash(D.note_from_doc(doc)),
+                            "device_id": note.signature.device_id or self._device_id,
+                        }
+                    )
+                    D.write_signature(tx, signature)
+                    D.put_status(tx, NoteStatus.SIGNED)
+                for a in note.addenda:
+                    D.append_addendum(
+                        tx,
+                        a.model_copy(
+                            update={
+                                "device_id": a.device_id or self._device_id,
+                                "content_hash": a.content_hash
+                                or D.addendum_hash(note.id, a.text, a.reason, a.signer, a.credentials, a.signed_at),
+                            }
+                        ),
+                    )
+                if note.entered_in_error is not None:
+                    D.write_entered_in_error(tx, note.entered_in_error)
+                    D.put_status(tx, NoteStatus.ENTERED_IN_ERROR)
+                D.put_updated_at(tx, note.updated_at)
+            self._docs.insert(note.id, D.KIND_NOTE, doc)
+            project(self._conn, note.id, doc, late_entry_hours=self._late_hours())
+        return D.note_from_doc(doc)
+
     def _editable(self, note_id: str) -> Document:
         doc = self._doc(note_id, D.KIND_NOTE)
         if D.note_status(doc) != NoteStatus.DRAFT:

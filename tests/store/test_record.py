@@ -534,3 +534,46 @@ def test_concurrent_signings_resolve_to_one_whole_signature(device: Device, othe
     assert b.get_note("n1").signature == merged
     assert notes_view_row(a, "n1")[:2] == ("signed", 0)
     assert a.check() == [] and b.check() == []
+
+
+def test_import_note_keeps_a_signature_made_elsewhere(device: Device) -> None:
+    from datetime import datetime, timezone
+
+    from store.models import Addendum, EnteredInError, Signature
+
+    store = device.store
+    store.create_client(a_client())
+    signed_at = datetime(2025, 6, 2, 9, 0, tzinfo=timezone.utc)
+    given = complete_note("imp", on=date(2025, 6, 1)).model_copy(
+        update={
+            "status": NoteStatus.SIGNED,
+            "signature": Signature(
+                signer="Dr Former System", credentials="PsyD", signed_at=signed_at, device_id="", heads=[], content_hash=""
+            ),
+            "addenda": [
+                Addendum(
+                    text="Late correction.", reason="typo", signer="Dr Former System", credentials="PsyD",
+                    signed_at=datetime(2025, 6, 3, tzinfo=timezone.utc), device_id="", content_hash="",
+                )
+            ],
+        }
+    )
+    note = store.import_note(given)
+    assert note.status == NoteStatus.SIGNED and note.signature.signer == "Dr Former System"
+    assert note.signature.signed_at == signed_at and note.signature.heads and note.signature.content_hash
+    assert note.addenda[0].content_hash and note.addenda[0].device_id == "device-a"
+    assert store.signed_version("imp").sections == given.sections
+    assert notes_view_row(store, "imp") == ("signed", 0, 0, 1)  # signed the next morning: not late
+    with pytest.raises(SignedNoteLocked):
+        store.set_section("imp", "plan", "edited after import")
+    eie = given.model_copy(
+        update={
+            "id": "imp2",
+            "status": NoteStatus.ENTERED_IN_ERROR,
+            "entered_in_error": EnteredInError(reason="duplicate", marked_at=signed_at, marked_by="Dr Former System"),
+        }
+    )
+    assert store.import_note(eie).status == NoteStatus.ENTERED_IN_ERROR
+    with pytest.raises(ValidationFailed):
+        store.import_note(given.model_copy(update={"id": "imp3", "signature": None}))
+    assert store.check() == []
