@@ -107,6 +107,13 @@ def _hex_heads(heads: list[bytes]) -> list[str]:
     return sorted(h.hex() for h in heads)
 
 
+def _list(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError as e:
+        raise MailboxError(f"Cannot read the mailbox folder {folder}: {e.strerror}.") from None
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -154,7 +161,7 @@ class Mailbox:
     ) -> MailboxReport:
         folder = self._check_folder(folder)
         report = report or MailboxReport(folder=str(folder))
-        candidates = sorted(p for p in folder.iterdir() if p.name.endswith(fmt.SUFFIX) and p.is_file())
+        candidates = sorted(p for p in _list(folder) if p.name.endswith(fmt.SUFFIX) and p.is_file())
         # A device's own bundles are recognised by name first, so they are not even read.
         own_prefix = self.device_id[:16] + "-"
         others = [p for p in candidates if not p.name.startswith(own_prefix)]
@@ -306,7 +313,7 @@ class Mailbox:
         # Our own bundles already in the folder count too: a device restored from an old backup
         # must not reuse a sequence number its peers have seen.
         own_prefix = self.device_id[:16]
-        for p in folder.iterdir():
+        for p in _list(folder):
             parsed = fmt.parse_file_name(p.name)
             if parsed and parsed[0] == own_prefix:
                 last = max(last, parsed[1])
