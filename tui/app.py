@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,9 @@ class NotewellApp(App[None]):
     # --- start --------------------------------------------------------------------
 
     def on_mount(self) -> None:
+        # The store thread and this loop share the GIL; a short switch interval hands it back
+        # to the UI within a millisecond while an autosave runs (measured in bench/tui_bench.py).
+        sys.setswitchinterval(0.001)
         self._apply_theme()
         if self.config.keymap:
             self.set_keymap(self.config.keymap)

@@ -29,8 +29,16 @@ RETRY_SECONDS = 3.0
 
 
 class SaveState(Static):
+    """"Saved" / "Saving..." / "Unsaved"; changes only when the state does (typing stays cheap)."""
+
+    _shown: tuple[str, str] | None = None
+
     def set(self, text: str, kind: str = "") -> None:
-        self.update(text)
+        if self._shown == (text, kind):
+            return
+        self._shown = (text, kind)
+        # Fixed width: no relayout of the screen for a word in the corner.
+        self.update(text, layout=False)
         for name in ("saved", "saving", "unsaved", "failed"):
             self.set_class(name == kind, f"state-{name}")
 

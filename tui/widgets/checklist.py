@@ -16,6 +16,7 @@ class Checklist(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("Checking...", id=id)
         self.problems: list[ComplianceProblem] = []
+        self._shown = False
 
     @property
     def missing(self) -> list[str]:
@@ -26,7 +27,10 @@ class Checklist(Static):
         self._render_list()
 
     def show(self, problems: Sequence[ComplianceProblem]) -> None:
-        self.problems = list(problems)
+        problems = list(problems)
+        if problems == self.problems and self._shown:
+            return  # most autosaves change nothing here; skip the relayout
+        self.problems = problems
         self._render_list()
 
     def _render_list(self) -> None:
@@ -48,3 +52,4 @@ class Checklist(Static):
                 mark = "[yellow]![/yellow] " + label if p.severity == WARNING else f"[red]✗ {label}[/red]"
                 lines.append(mark + (f"\n  [dim]{escape(p.message)}[/dim]" if detail else ""))
         self.update("\n".join(lines))
+        self._shown = True

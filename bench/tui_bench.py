@@ -1,0 +1,197 @@
+"""App figures with a 10,000-note vault open.
+
+1. Keystroke latency in the progress-note editor: from a key event entering the app to the
+   end of the screen refresh that shows it (`call_after_refresh`, headless driver), typing
+   in bursts so the debounced autosave runs on the store thread while keys keep arriving.
+   p50, p99, max.
+2. Key presses from the unlock screen to a signed SOAP note when the clinical text is
+   pasted (each paste counts as one action), driven through the real app, checked in the
+   store afterwards.
+
+    python -m bench.tui_bench [--notes 10000] [--clients 200] [--rebuild] [--keys 400]
+
+The vault is built once into bench/out/ and reused. Target: p99 <= 16 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import time
+from datetime import date
+from pathlib import Path
+
+from store.models import ClinicianSettings, NoteStatus, ProgressNote, SessionFacts
+from store.synthetic import populate
+from store.vault import Vault
+
+OUT = Path(__file__).resolve().parent / "out"
+PASSPHRASE = "bench-vault-passphrase"
+SETTINGS = ClinicianSettings(clinician_name="Dr. Bench Marker", credentials="PhD")
+TYPED = "Client reports sleeping better and using the breathing exercise before work. "
+PASTED = {
+    "subjective": "Client reports two panic episodes this week, both shorter than last month.",
+    "objective": "Client was alert, made steady eye contact and described the episodes calmly.",
+    "assessment": "Client responded well to interoceptive exposure and named two catastrophic predictions.",
+    "plan": "Meet next week; client will practise daily breathing and keep a panic log.",
+}
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))]
+
+
+def build(path: Path, notes: int, clients: int) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+    t0 = time.perf_counter()
+    vault, _ = Vault.create(path, PASSPHRASE, device_name="bench", settings=SETTINGS)
+    try:
+        populate(vault, clients=clients, notes=notes, process_notes=100, seed=7)
+    finally:
+        vault.close()
+    print(f"built {notes} notes / {clients} clients in {time.perf_counter() - t0:.1f} s")
+
+
+def new_draft(path: Path) -> tuple[str, str]:
+    vault = Vault.open(path, PASSPHRASE)
+    try:
+        client = vault.record.list_clients()[0]
+        note = vault.record.create_note(
+            ProgressNote(client_id=client.client_id, format="SOAP", facts=SessionFacts(date_of_service=date.today()))
+        )
+        return client.client_id, note.id
+    finally:
+        vault.close()
+
+
+async def wait_until(pilot, predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the app did not reach the expected state")
+        await pilot.pause(0.02)
+
+
+async def keystroke_latency(path: Path, keys: int) -> list[float]:
+    from textual import events
+    from textual.widgets import TextArea
+
+    from tui.app import NotewellApp
+    from tui.screens.main import MainScreen
+    from tui.screens.note_editor import NoteEditorScreen
+
+    _client_id, note_id = new_draft(path)
+    app = NotewellApp(path, passphrase=PASSPHRASE, test_mode=True, idle_lock_seconds=3600)
+    times: list[float] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+        app.screen.open_note("progress", note_id)
+        await wait_until(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen._ready)
+        area = app.screen.query_one("#section-subjective", TextArea)
+        area.focus()
+        await pilot.pause()
+        loop = asyncio.get_running_loop()
+        for i in range(keys):
+            ch = TYPED[i % len(TYPED)]
+            before = area.text
+            refreshed: asyncio.Future[float] = loop.create_future()
+            t0 = time.perf_counter()
+            app.post_message(events.Key("space" if ch == " " else ch, ch))
+            while area.text == before:
+                await asyncio.sleep(0)
+            app.call_after_refresh(lambda f=refreshed: f.done() or f.set_result(time.perf_counter()))
+            times.append(await refreshed - t0)
+            # Bursts of typing with short pauses, so autosaves overlap the next keys.
+            await asyncio.sleep(0.45 if i % 40 == 39 else 0.03)
+        await app.screen.flush()
+    return times
+
+
+async def keys_to_signed_note(path: Path) -> tuple[int, int, int]:
+    """(key presses excluding the passphrase, passphrase characters, pastes)."""
+    from textual import events
+    from textual.widgets import Input
+
+    from tui.app import NotewellApp
+    from tui.screens.dialogs import ConfirmDialog
+    from tui.screens.main import MainScreen
+    from tui.screens.note_editor import NoteEditorScreen
+    from tui.screens.unlock import UnlockScreen
+
+    app = NotewellApp(path, test_mode=True, idle_lock_seconds=3600)
+    count = {"keys": 0, "pastes": 0}
+
+    async with app.run_test(size=(120, 40)) as pilot:
+
+        async def press(*keys: str) -> None:
+            for key in keys:
+                count["keys"] += 1
+                await pilot.press(key)
+
+        async def paste(text: str) -> None:
+            count["pastes"] += 1
+            app.post_message(events.Paste(text))
+            await pilot.pause()
+
+        await wait_until(pilot, lambda: isinstance(app.screen, UnlockScreen))
+        await pilot.press(*PASSPHRASE, "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.client_id)
+        await press("n")
+        await wait_until(pilot, lambda: app.screen.query("#format") and app.screen.query_one("#format").has_focus)
+        await press("enter")  # SOAP is first
+        await wait_until(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen._ready)
+        editor = app.screen
+        await press(*"1000", "tab", *"1050", "tab")  # the CPT code is suggested and filled in
+        await press("tab", "enter", "down", "enter")  # modality: in person
+        await press("tab", "space")  # the first diagnosis
+        await press("tab", "enter", "down", "down", "down", "enter")  # first goal: some progress
+        while not isinstance(app.screen.focused, Input) or app.screen.focused.id != "f-interventions":
+            await press("tab")
+        await paste("cognitive restructuring, interoceptive exposure")
+        await press("tab", "enter", "down", "enter")  # suicide risk: none
+        await press("tab", "enter", "down", "enter")  # violence risk: none
+        for key in ("subjective", "objective", "assessment", "plan"):
+            while app.screen.focused is None or app.screen.focused.id != f"section-{key}":
+                await press("tab")
+            await paste(PASTED[key])
+        await press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog) or app.screen is not editor)
+        if not isinstance(app.screen, ConfirmDialog):
+            raise RuntimeError("signing was refused: missing " + ", ".join(editor.query_one("#checklist").missing))
+        await press("enter")
+        await wait_until(pilot, lambda: app.screen is editor and editor.mode == "signed")
+        note_id = editor.note_id
+    vault = Vault.open(path, PASSPHRASE)
+    try:
+        note = vault.record.get_note(note_id)
+        assert note.status == NoteStatus.SIGNED and note.sections == PASTED
+    finally:
+        vault.close()
+    return count["keys"], len(PASSPHRASE), count["pastes"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--notes", type=int, default=10_000)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--keys", type=int, default=400)
+    parser.add_argument("--rebuild", action="store_true")
+    args = parser.parse_args()
+    path = OUT / f"tui-vault-{args.notes}"
+    if args.rebuild or not Vault.exists(path):
+        OUT.mkdir(parents=True, exist_ok=True)
+        build(path, args.notes, args.clients)
+    times = asyncio.run(keystroke_latency(path, args.keys))
+    print(f"keystroke to screen in the note editor ({args.notes} notes, {len(times)} keys): "
+          f"p50 {pct(times, 50) * 1000:.2f} ms, p99 {pct(times, 99) * 1000:.2f} ms, max {max(times) * 1000:.2f} ms "
+          f"(target p99 <= 16 ms)")
+    keys, passphrase_chars, pastes = asyncio.run(keys_to_signed_note(path))
+    print(f"unlock to signed SOAP note: {keys} key presses + {pastes} pastes "
+          f"(+ {passphrase_chars} characters of passphrase and Enter)")
+
+
+if __name__ == "__main__":
+    main()
