@@ -261,6 +261,12 @@ def run_all(args, tmp: Path) -> dict:
     log(f"mailbox: export of {written.documents_sent} documents {figures['mailbox_export_s']:.3f} s "
         f"(bundle {size / 1024:.0f} KiB), import {figures['mailbox_import_s']:.3f} s "
         f"({got.documents_merged} merged), total {figures['mailbox_export_s'] + figures['mailbox_import_s']:.3f} s")
+    # The mailbox's cost of a one-character edit: the edited note travels whole.
+    one_char_edit(a.record, draft_note_ids(a.record, 1)[0])
+    edit = sync_mailbox(a.record, identity, box)
+    figures["mailbox_edit_bytes"] = (box / edit.bundle_written).stat().st_size
+    log(f"mailbox bundle for a one-character edit: {figures['mailbox_edit_bytes']} bytes "
+        f"({edit.documents_sent} document)")
     c.close()
 
     a.close()
@@ -340,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     log(f"  one-edit propagation, median: {figures['edit_median_ms']:.1f} ms (target <= 50 ms)")
     log(f"  one-character edit on the wire: {figures['edit_wire_bytes']} bytes total, "
         f"{figures['edit_sync_frame_bytes']} bytes of SYNC frames (target <= 1024)")
-    log(f"  mailbox export + import: {figures['mailbox_export_s'] + figures['mailbox_import_s']:.3f} s")
+    log(f"  mailbox export + import: {figures['mailbox_export_s'] + figures['mailbox_import_s']:.3f} s; "
+        f"bundle for a one-character edit: {figures['mailbox_edit_bytes']} bytes")
     return 0
 
 
