@@ -3,7 +3,8 @@
 A local edit appends only the bytes of its new changes; after `compact_after` appended
 changes the document is saved whole into its snapshot and the change rows are dropped, in
 the same transaction. Loading concatenates the snapshot and the changes. Loaded documents
-stay in a bounded LRU cache so the typing path never reloads. The caller owns transactions:
+stay in a bounded LRU cache so the typing path never reloads; a cached copy is used only
+while its row still holds the heads it saved, so another connection's writes are seen. The caller owns transactions:
 every method here must run inside one (RecordStore.transaction), together with the
 projection update, so a crash never leaves the two out of step. Documents are never deleted.
 """
@@ -75,13 +76,6 @@ class DocStore:
         entry = self._entry(doc_id)
         return entry.doc if entry else None
 
-    def ids(self, kind: str | None = None) -> list[str]:
-        if kind is None:
-            rows = self._conn.execute("SELECT doc_id FROM documents ORDER BY doc_id")
-        else:
-            rows = self._conn.execute("SELECT doc_id FROM documents WHERE kind = ? ORDER BY doc_id", (kind,))
-        return [r[0] for r in rows]
-
     def all_heads(self) -> dict[str, list[bytes]]:
         return {doc_id: unpack_heads(blob) for doc_id, blob in self._conn.execute("SELECT doc_id, heads FROM documents")}
 
@@ -121,10 +115,6 @@ class DocStore:
         self._cache.move_to_end(doc_id)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-
-    def forget(self, doc_id: str) -> None:
-        """Drops a cached document, e.g. after a failed transaction left it ahead of disk."""
-        self._cache.pop(doc_id, None)
 
     def forget_all(self) -> None:
         self._cache.clear()
@@ -184,8 +174,8 @@ class DocStore:
                 "UPDATE documents SET heads = ?, n_changes = ? WHERE doc_id = ?",
                 (pack_heads(heads), n, doc_id),
             )
-        # The cache entry only moves forward once the caller's transaction commits;
-        # on rollback the caller forgets the entry and the next read reloads from disk.
+        # Should the caller's transaction roll back, the row no longer matches these and
+        # the next use of the entry reloads it from disk (see _entry).
         entry.saved_heads = heads
         entry.n_changes = n
         return True
