@@ -10,7 +10,10 @@ server's worker and `sync_now` on the client's, over a real TLS socket.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import queue
+import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -21,18 +24,27 @@ import pytest
 pytest.importorskip("store.record")
 pytest.importorskip("sync.direct")
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from store.device_identity import ensure_identity
 from store.keys import KdfParams
-from store.models import Client, ProgressNote, SessionFacts
+from store.errors import (
+    ComplianceIncomplete,
+    NoSignatureConflict,
+    NoteNotSigned,
+    SignedNoteLocked,
+    ValidationFailed,
+)
+from store.models import ClinicianSettings
+from store.synthetic import make_client, make_note
 from store.vault import Vault
 from sync.direct import serve, sync_now
 from sync.mailbox import sync_mailbox
 from sync.peers import PeerBook, ensure_group_key, set_group_key
 
 PASSPHRASE = "convergence test passphrase"
+SETTINGS = ClinicianSettings(clinician_name="Dr. Synthetic Example", credentials="PhD")
 NAMES = ("a", "b", "c")
 PAIRS = (("a", "b"), ("b", "c"))
 WORDS = ("calm", "sleep", "worry", "work", "walk", "plan", "goal", "call", "rest", "notes")
@@ -45,9 +57,17 @@ class Device:
         self.name = name
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"vault-{name}")
         self.vault = self.call(
-            lambda: Vault.create(folder, PASSPHRASE, device_name=name, kdf=KdfParams(memory_kib=8192, time_cost=1))[0]
+            lambda: Vault.create(
+                folder, PASSPHRASE, device_name=name, settings=SETTINGS, kdf=KdfParams(memory_kib=8192, time_cost=1)
+            )[0]
         )
         self.identity = self.call(lambda: ensure_identity(self.vault.record, name))
+        self._made = 0
+
+    def next_id(self) -> str:
+        """Ids unique per device but the same on every run, so hypothesis can replay a failure."""
+        self._made += 1
+        return hashlib.sha256(f"{self.name}/{self._made}".encode()).hexdigest()[:32]
 
     def call(self, fn, timeout: float = 60):
         return self.pool.submit(fn).result(timeout=timeout)
@@ -64,11 +84,15 @@ class Device:
             r = self.record
             heads = {k: sorted(v) for k, v in r.doc_heads().items()}
             view = {}
+            # The documents as read back, and the projected rows the lists and queues use
+            # (signature conflicts included).
             for row in r.list_clients():
-                notes = [r.get_note(n.note_id).model_dump(mode="json") for n in r.notes_for_client(row.client_id)]
+                rows = sorted(r.notes_for_client(row.client_id), key=lambda n: n.note_id)
                 view[row.client_id] = (
                     r.get_client(row.client_id).model_dump(mode="json"),
-                    sorted(notes, key=lambda n: n["id"]),
+                    dataclasses.asdict(row),
+                    [r.get_note(n.note_id).model_dump(mode="json") for n in rows],
+                    [dataclasses.asdict(n) for n in rows],
                 )
             return heads, view
 
@@ -122,46 +146,64 @@ def _edit_text(old: str, op: tuple[int, int, str]) -> str:
 
 
 def apply_edit(device: Device, edit) -> str | None:
-    """Applies the edit; returns "client" or "note" when it created one."""
+    """Applies the edit; returns "client" or "note" when it created one.
+
+    Edits the store refuses for the note's current state (typing into a signed note, signing
+    one that is signed or has no conflict to resolve) are no-ops here, as in the app.
+    """
     kind, n, op = edit
 
     def run():
         r = device.record
+        rng = random.Random(n)
         clients = sorted(row.client_id for row in r.list_clients())
         if kind == "client" or not clients:
-            r.create_client(Client(display_name=f"Person {device.name}{n}"))
+            r.create_client(make_client(rng, n).model_copy(update={"id": device.next_id()}))
             return "client"
-        client_id = clients[n % len(clients)]
-        notes = sorted(row.note_id for row in r.notes_for_client(client_id))
+        client = r.get_client(clients[n % len(clients)])
+        notes = sorted(row.note_id for row in r.notes_for_client(client.id))
         if kind == "note" or not notes:
-            note = r.create_note(
-                ProgressNote(client_id=client_id, format="DAP", facts=SessionFacts(date_of_service=date(2026, 2, 1 + n % 27)))
-            )
-            r.set_section(note.id, "data", f"session {n}")
+            note = make_note(rng, client, n, date(2026, 2, 1 + n % 27), complete=n % 3 != 0)
+            r.create_note(note.model_copy(update={"id": device.next_id()}))
             return "note"
         if kind == "rename":
-            client = r.get_client(client_id)
             r.update_client(client.model_copy(update={"display_name": f"Renamed {device.name}{n}"}))
             return None
-        note_id = notes[n % len(notes)]
-        key = ("data", "assessment", "plan")[n % 3]
-        old = r.get_note(note_id).sections[key]
-        r.set_section(note_id, key, _edit_text(old, op))
+        if kind == "sign":
+            # Signing needs a draft; picking among every draft on the device makes it likely.
+            drafts = sorted(
+                row.note_id for c in clients for row in r.notes_for_client(c) if row.status.value == "draft"
+            )
+            notes = drafts or notes
+        note = r.get_note(notes[n % len(notes)])
+        try:
+            if kind == "sign":
+                r.sign_note(note.id)
+            elif kind == "addendum":
+                r.add_addendum(note.id, f"Addendum {device.name}{n}", "clarify")
+            elif kind == "resolve":
+                r.resolve_signature_conflict(note.id, "resign" if n % 2 else "addendum")
+            else:
+                key = note.section_keys[n % len(note.section_keys)]
+                r.set_section(note.id, key, _edit_text(note.sections[key], op))
+        except (SignedNoteLocked, NoteNotSigned, NoSignatureConflict, ComplianceIncomplete, ValidationFailed):
+            pass
         return None
 
     return device.call(run)
 
 
 edits = st.tuples(
-    st.sampled_from(["client", "note", "text", "text", "text", "rename"]),
+    st.sampled_from(["client", "note", "note", "text", "text", "text", "rename", "sign", "sign", "addendum", "resolve"]),
     st.integers(0, 50),
     st.tuples(st.integers(0, 200), st.integers(0, 6), st.sampled_from(WORDS)),
 )
 syncs = st.tuples(st.sampled_from(PAIRS), st.sampled_from(["direct", "mailbox"]), st.booleans())
+edit_steps = st.tuples(st.just("edit"), st.sampled_from(NAMES), edits)
 steps = st.lists(
-    st.one_of(st.tuples(st.just("edit"), st.sampled_from(NAMES), edits), st.tuples(st.just("sync"), syncs)),
-    min_size=3,
-    max_size=14,
+    st.one_of(edit_steps, edit_steps, st.tuples(st.just("sync"), syncs)),
+    min_size=6,
+    max_size=24,
 )
 # The closing round: A-B, B-C, A-B, each over a transport drawn at random, brings everyone
 # together whatever happened before.
@@ -206,7 +248,10 @@ def test_random_edits_and_sync_orders_converge(tmp_path_factory, steps, closing)
         assert views[0] == views[1] == views[2]
         # Nothing written anywhere was lost or duplicated.
         assert len(views[0]) == created["client"]
-        assert sum(len(notes) for _, notes in views[0].values()) == created["note"]
+        assert sum(len(v[2]) for v in views[0].values()) == created["note"]
+        rows = [row for v in views[0].values() for row in v[3]]
+        event(f"signed notes: {sum(1 for row in rows if row['status'] != 'draft') > 0}")
+        event(f"signature conflicts: {sum(1 for row in rows if row['signature_conflict']) > 0}")
     finally:
         for d in devices.values():
             d.close()
