@@ -584,3 +584,43 @@ def test_three_processes_paired_for_real_converge_through_the_mailbox(make_vault
     assert states[0]["text"] == "Written on the laptop. Added on the tablet."
     for path in box.iterdir():
         assert _leaks(path.read_bytes(), [CANARY_PRIVATE, "Written on the laptop"]) == [], path.name
+
+
+def test_signed_on_one_device_edited_on_another_is_a_conflict_on_both(devices, box):
+    """Through the mailbox, as through direct sync: the merged note is marked, not overwritten,
+    and resolving it on one device settles it on the other."""
+    import random
+
+    from store.models import ClinicianSettings
+    from store.synthetic import make_client, make_note
+
+    a, b, _ = devices
+    for d in (a, b):
+        d.vault.update_settings(**ClinicianSettings(clinician_name="Dr. Synthetic", credentials="PhD").model_dump())
+    rng = random.Random(3)
+    client = a.record.create_client(make_client(rng, 1).model_copy(update={"id": "c" * 32}))
+    note = a.record.create_note(make_note(rng, client, 1, date(2026, 3, 2)).model_copy(update={"id": "n" * 32}))
+    a.mailbox(box)
+    b.mailbox(box)
+
+    a.record.sign_note(note.id)
+    key = note.section_keys[0]
+    b.record.set_section(note.id, key, note.sections[key] + " Edited on the desktop.")
+    a.mailbox(box)
+    b.mailbox(box)
+    a.mailbox(box)
+
+    assert a.heads() == b.heads()
+    rows = {d.name: [r for r in d.record.notes_for_client(client.id)] for d in (a, b)}
+    assert [r.signature_conflict for r in rows[a.name]] == [True]
+    assert rows[a.name] == rows[b.name]
+    merged = b.record.get_note(note.id)
+    assert merged.sections[key].endswith(" Edited on the desktop.")  # nothing silently dropped
+    assert b.record.signed_version(note.id).sections[key] == note.sections[key]
+
+    b.record.resolve_signature_conflict(note.id, "addendum")
+    b.mailbox(box)
+    a.mailbox(box)
+    assert a.heads() == b.heads()
+    assert [r.signature_conflict for r in a.record.notes_for_client(client.id)] == [False]
+    assert len(a.record.get_note(note.id).addenda) == 1
