@@ -67,15 +67,31 @@ class MailboxReport:
     bundles_applied: int = 0
     bundles_already_applied: int = 0
     documents_merged: int = 0  # documents that changed here
+    concurrent: int = 0  # of those, documents edited here too since the sender's copy (a real merge)
+    conflicts: int = 0  # signature conflicts among the documents that changed here
     senders: dict[str, int] = field(default_factory=dict)  # device id -> documents merged from it
     rejected: list[Rejection] = field(default_factory=list)
+    changed_ids: set[str] = field(default_factory=set, repr=False)
+
+    def to_sync_report(self):
+        """The same counts as a direct sync reports them, for the app's summary."""
+        from sync.engine import SyncReport
+
+        return SyncReport(
+            received=self.documents_merged,
+            sent=self.documents_sent,
+            merged=self.concurrent,
+            conflicts=self.conflicts,
+            errors=[f"{r.file}: {r.message}" for r in self.rejected],
+        )
 
     def summary(self) -> str:
         lines = [
             f"Bundles read: {self.bundles_read} "
             f"(applied {self.bundles_applied}, already applied {self.bundles_already_applied}, "
             f"rejected {len(self.rejected)})",
-            f"Documents merged: {self.documents_merged}",
+            f"Documents merged: {self.documents_merged} "
+            f"(edited on both sides {self.concurrent}, signature conflicts {self.conflicts})",
         ]
         if self.bundle_written:
             lines.append(f"Bundle written: {self.bundle_written} ({self.documents_sent} documents)")
@@ -169,7 +185,15 @@ class Mailbox:
             self.import_file(path, report)
             if on_progress:
                 on_progress(done, len(others))
+        report.conflicts = self._count_conflicts(report.changed_ids)
         return report
+
+    def _count_conflicts(self, changed: set[str]) -> int:
+        # The store derives signature conflicts while reprojecting a merged note.
+        lister = getattr(self.store, "list_notes", None)
+        if not changed or lister is None:
+            return 0
+        return sum(1 for row in lister() if row.note_id in changed and row.signature_conflict)
 
     def import_file(self, path: Path, report: MailboxReport) -> None:
         """Apply one bundle file, or record why not. Never raises for a bad bundle."""
@@ -187,9 +211,12 @@ class Mailbox:
         if outcome is None:
             report.bundles_already_applied += 1
         else:
+            changed, concurrent = outcome
             report.bundles_applied += 1
-            report.documents_merged += outcome
-            report.senders[header.sender_id] = report.senders.get(header.sender_id, 0) + outcome
+            report.documents_merged += len(changed)
+            report.concurrent += len(concurrent)
+            report.changed_ids.update(changed)
+            report.senders[header.sender_id] = report.senders.get(header.sender_id, 0) + len(changed)
 
     def _read(self, path: Path) -> bytes:
         try:
@@ -200,8 +227,11 @@ class Mailbox:
         except OSError as e:
             raise fmt.MalformedBundle(f"The bundle could not be read ({e.strerror}); nothing was applied.") from None
 
-    def _import_verified(self, name: str, data: bytes, header: fmt.BundleHeader) -> int | None:
-        """Documents changed, or None if this exact bundle was applied before."""
+    def _import_verified(
+        self, name: str, data: bytes, header: fmt.BundleHeader
+    ) -> tuple[list[str], list[str]] | None:
+        """(documents changed here, those of them also edited here), or None if this exact
+        bundle was applied before."""
         sender = self.lookup_sender(header.sender_id)
         if sender is None:
             raise fmt.ForeignBundle(
@@ -252,12 +282,12 @@ class Mailbox:
         # One transaction per bundle: its documents and its "seen" entry commit together or not
         # at all (and one commit instead of one per document).
         transaction = getattr(self.store, "transaction", contextlib.nullcontext)
-        changed = 0
+        changed: list[str] = []
         try:
             with transaction():
                 for doc_id, doc in docs:
                     if self.store.apply_doc(doc_id, doc):
-                        changed += 1
+                        changed.append(doc_id)
                 seen[str(header.seq)] = this_digest
                 self.store.local_put(SEEN_PREFIX + header.sender_id, json.dumps(seen, sort_keys=True).encode())
         except NotewellError as e:
@@ -266,7 +296,13 @@ class Mailbox:
             if _is_fatal(e):
                 raise
             raise fmt.MalformedBundle("A document in the bundle could not be merged; nothing was applied.") from None
-        return changed
+        # A document whose merged heads are not the sender's had edits here the sender lacked.
+        concurrent: list[str] = []
+        if changed:
+            incoming = {doc_id: sorted(doc.get_heads()) for doc_id, doc in docs}
+            now = self.store.doc_heads()
+            concurrent = [d for d in changed if sorted(now.get(d, [])) != incoming[d]]
+        return changed, concurrent
 
     def _seen(self, sender_id: str) -> dict[str, str]:
         raw = self.store.local_get(SEEN_PREFIX + sender_id)

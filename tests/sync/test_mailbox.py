@@ -607,7 +607,10 @@ def test_signed_on_one_device_edited_on_another_is_a_conflict_on_both(devices, b
     key = note.section_keys[0]
     b.record.set_section(note.id, key, note.sections[key] + " Edited on the desktop.")
     a.mailbox(box)
-    b.mailbox(box)
+    at_b = b.mailbox(box)
+    assert (at_b.documents_merged, at_b.concurrent, at_b.conflicts) == (1, 1, 1)
+    summary = at_b.to_sync_report()
+    assert (summary.received, summary.merged, summary.conflicts, summary.ok) == (1, 1, 1, True)
     a.mailbox(box)
 
     assert a.heads() == b.heads()
