@@ -104,6 +104,7 @@ class NoteEditorScreen(NotewellScreen[None]):
         self.query_one("#checklist-pane").display = self.mode == "draft"
         self.refresh_bindings()
         self._ready = True
+        self.app.settle_heap()
 
     def _title(self, note: ProgressNote, client: Any) -> str:
         status = {"draft": "draft", "signed": "signed", "conflict": "SIGNATURE CONFLICT", "error": "entered in error"}[self.mode]
