@@ -627,3 +627,40 @@ def test_signed_on_one_device_edited_on_another_is_a_conflict_on_both(devices, b
     assert a.heads() == b.heads()
     assert [r.signature_conflict for r in a.record.notes_for_client(client.id)] == [False]
     assert len(a.record.get_note(note.id).addenda) == 1
+
+
+_COUNT_AND_CHECK = """
+print(json.dumps({"docs": len(record.doc_heads()), "problems": vault.check()}))
+"""
+
+
+def test_killed_mid_import_leaves_the_vault_intact(make_vault, pair, notewell, start_notewell, in_vault, tmp_path):
+    """SIGKILL at assorted moments of `sync mailbox`: the vault stays healthy, a bundle is
+    either wholly applied or not at all, and the next run completes."""
+    import time
+
+    a, b = make_vault("laptop"), make_vault("desktop")
+    pair(a, b)
+    box = tmp_path / "box"
+    box.mkdir()
+    in_vault(a, """
+        from store.synthetic import populate
+        vault.update_settings(clinician_name="Dr. Synthetic", credentials="PhD")
+        populate(vault, clients=20, notes=400, seed=5)
+    """)
+    assert notewell(a, "sync", "mailbox", str(box)).returncode == 0
+    total = json.loads(in_vault(a, _COUNT_AND_CHECK))["docs"]
+    for step in range(40):
+        delay = 0.3 + 0.08 * step
+        proc = start_notewell(b, "sync", "mailbox", str(box))
+        time.sleep(delay)  # where the kill lands varies; what is checked does not depend on it
+        finished = proc.proc.poll() is not None
+        proc.kill()
+        state = json.loads(in_vault(b, _COUNT_AND_CHECK))
+        assert state["problems"] == []
+        assert state["docs"] in (0, total)
+        if finished or state["docs"] == total:
+            break
+    done = notewell(b, "sync", "mailbox", str(box))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(in_vault(b, _COUNT_AND_CHECK)) == {"docs": total, "problems": []}
