@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from sync import bundle as fmt
 SEQ_KEY = "mailbox/seq"
 EXPORTED_KEY = "mailbox/exported"
 SEEN_PREFIX = "mailbox/seen/"
+STALE_TEMP_SECONDS = 3600
 
 
 class MailboxError(NotewellError):
@@ -326,6 +328,7 @@ class Mailbox:
             doc = self.store.load_doc(doc_id)
             entries.append((doc_id, doc.save()))
             new_heads[doc_id] = _hex_heads(doc.get_heads())
+        self._remove_stale_temp_files(folder)
         seq = self._next_seq(folder)
         while True:
             data = fmt.encode(
@@ -342,6 +345,18 @@ class Mailbox:
         report.bundle_written = name
         report.documents_sent = len(entries)
         return report
+
+    def _remove_stale_temp_files(self, folder: Path) -> None:
+        """Half-written bundles of this device left by a crash (an hour old: not a run in progress)."""
+        prefix = f".{self.device_id[:16]}-"
+        cutoff = time.time() - STALE_TEMP_SECONDS
+        for p in _list(folder):
+            if p.name.startswith(prefix) and p.name.endswith(".tmp"):
+                try:
+                    if p.stat().st_mtime < cutoff:
+                        p.unlink()
+                except OSError:
+                    pass
 
     def _next_seq(self, folder: Path) -> int:
         raw = self.store.local_get(SEQ_KEY)

@@ -664,3 +664,17 @@ def test_killed_mid_import_leaves_the_vault_intact(make_vault, pair, notewell, s
     done = notewell(b, "sync", "mailbox", str(box))
     assert done.returncode == 0, done.stderr
     assert json.loads(in_vault(b, _COUNT_AND_CHECK)) == {"docs": total, "problems": []}
+
+
+def test_a_crashed_writers_temp_file_is_ignored_then_removed(devices, box):
+    a, b, _ = devices
+    prefix = a.identity.device_id[:16]
+    stale = box / f".{prefix}-00000001.nwb.dead.tmp"
+    fresh = box / f".{prefix}-00000001.nwb.live.tmp"
+    for p in (stale, fresh):
+        p.write_bytes(b"NWBUNDLE half written")
+    os.utime(stale, (1_000_000_000, 1_000_000_000))
+    assert b.mailbox(box).bundles_read == 0  # readers never pick them up
+    _client_with_note(a, "after a crash")
+    a.mailbox(box)
+    assert not stale.exists() and fresh.exists()
