@@ -11,9 +11,9 @@ automerge: a change whose dependencies are missing is held inside `Document.load
 dropped by `merge`, so change-only bundles would need their own holding area to survive gaps.
 
 What this module keeps in the record store's local (never synced) key/value table:
-  mailbox/seq              the last sequence number this device wrote (ASCII integer)
-  mailbox/exported         JSON {doc_id: [hex heads]} as of this device's last bundle
-  mailbox/seen/<sender>    JSON {seq: sha256 hex of the bundle file} of imported bundles
+  sync.mailbox.seq.v1               the last sequence number this device wrote (ASCII integer)
+  sync.mailbox.exported.v1          JSON {doc_id: [hex heads]} as of this device's last bundle
+  sync.mailbox.seen.v1.<sender id>  JSON {seq: sha256 hex of the bundle file} of imported bundles
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ from store import documents as D
 from store.errors import NotewellError
 from sync import bundle as fmt
 
-SEQ_KEY = "mailbox/seq"
-EXPORTED_KEY = "mailbox/exported"
-SEEN_PREFIX = "mailbox/seen/"
+# Named like the other sync keys (sync.peers.v1, sync.group_key.v1).
+SEQ_KEY = "sync.mailbox.seq.v1"
+EXPORTED_KEY = "sync.mailbox.exported.v1"
+SEEN_PREFIX = "sync.mailbox.seen.v1."
 STALE_TEMP_SECONDS = 3600
 
 
