@@ -73,6 +73,7 @@ class NotewellApp(App[None]):
         self.place = Place()
         self._last_activity = monotonic()
         self._locking = False
+        self._quit_warned = False
 
     # --- start --------------------------------------------------------------------
 
@@ -217,13 +218,16 @@ class NotewellApp(App[None]):
         self.run_worker(self._quit(), group="quit", exclusive=True, exit_on_error=False)
 
     async def _quit(self) -> None:
-        if self.store.is_open and not await self.flush_all():
-            self.notify("A note could not be saved; quit again to leave anyway, or wait for the retry.", severity="error")
-            if getattr(self, "_quit_refused", False):
-                pass
-            else:
-                self._quit_refused = True
-                return
+        if self.store.is_open and not await self.flush_all() and not self._quit_warned:
+            # Never drop typed text silently: the first quit only warns.
+            self._quit_warned = True
+            self.notify(
+                "A note could not be saved yet. Quit again to leave anyway (its unsaved text is lost), "
+                "or wait for the retry.",
+                severity="error",
+                timeout=10,
+            )
+            return
         await self.store.close()
         self.exit()
 

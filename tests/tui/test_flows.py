@@ -363,3 +363,27 @@ async def test_signature_conflict_shows_both_versions_and_resolves(seeded_vault,
         assert len(note.addenda) == 1 and note.resolution is not None
     finally:
         vault.close()
+
+
+async def test_mark_entered_in_error(seeded_vault, make_app):
+    from tui.screens.dialogs import ReasonDialog
+
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
+        app.screen.open_note("progress", DRAFT_NOTE)
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.mode == "draft", what="editor")
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReasonDialog), what="reason dialog")
+        await pilot.press(*"wrong client", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.mode == "error", what="marked")
+        assert "Entered in error: wrong client" in screen_text(app)
+        await pilot.press("escape")
+        timeline = app.screen.query_one("#timeline", OptionList)
+        await wait_for(pilot, lambda: "[entered in error]" in str(timeline.get_option(f"progress:{DRAFT_NOTE}").prompt))
+    vault = Vault.open(seeded_vault, PASSPHRASE)
+    try:
+        assert vault.record.get_note(DRAFT_NOTE).status == NoteStatus.ENTERED_IN_ERROR
+    finally:
+        vault.close()

@@ -130,3 +130,47 @@ class AddendumDialog(NotewellModal["tuple[str, str] | None"]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class ReasonDialog(NotewellModal["str | None"]):
+    """Asks for a short reason (e.g. why a note was entered in error)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
+
+    def __init__(self, title: str, message: str, *, yes: str = "OK") -> None:
+        super().__init__(classes="dialog")
+        self._title, self._message, self._yes = title, message, yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog-box"):
+            yield Label(self._title, classes="dialog-title")
+            yield Static(self._message, classes="hint", markup=False)
+            yield Input(placeholder="reason", id="reason")
+            yield Static("", id="reason-error", classes="field-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(self._yes, id="yes", variant="warning")
+                yield Button("Cancel", id="no")
+
+    def on_mount(self) -> None:
+        if getattr(self.app, "test_mode", False):
+            self.query_one(Input).cursor_blink = False
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._done()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "yes":
+            self._done()
+        else:
+            self.dismiss(None)
+
+    def _done(self) -> None:
+        reason = self.query_one(Input).value.strip()
+        if not reason:
+            self.query_one("#reason-error", Static).update("A reason is needed.")
+            return
+        self.dismiss(reason)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

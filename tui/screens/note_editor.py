@@ -48,6 +48,7 @@ class NoteEditorScreen(NotewellScreen[None]):
         Binding("ctrl+s", "sign", "Sign", id="note.sign", priority=True),
         Binding("ctrl+n", "addendum", "Add addendum", id="note.addendum", priority=True),
         Binding("ctrl+o", "resolve", "Resolve conflict", id="note.resolve", priority=True),
+        Binding("ctrl+t", "entered_in_error", "Entered in error", id="note.entered_in_error", priority=True, show=False),
         Binding("escape", "close", "Back", id="note.close"),
     ]
 
@@ -212,6 +213,8 @@ class NoteEditorScreen(NotewellScreen[None]):
             return self.mode == "signed"
         if action == "resolve":
             return self.mode == "conflict"
+        if action == "entered_in_error":
+            return self.mode in ("draft", "signed")
         return True
 
     # --- autosave ---------------------------------------------------------------------
@@ -364,6 +367,30 @@ class NoteEditorScreen(NotewellScreen[None]):
         note_id = self.note_id
         await self.app.store.call(lambda v: v.record.add_addendum(note_id, text, reason))
         self.notify("Addendum signed and added.")
+        await self._load()
+
+    def action_entered_in_error(self) -> None:
+        if self.mode in ("draft", "signed"):
+            self.run_store(self._entered_in_error(), group="note-error", exclusive=True)
+
+    async def _entered_in_error(self) -> None:
+        from tui.screens.dialogs import ReasonDialog
+
+        if not await self.flush():
+            return
+        reason = await self.app.push_screen_wait(
+            ReasonDialog(
+                "Mark as entered in error?",
+                "The note stays in the record, labelled entered in error (for example, written for "
+                "the wrong client). Say why.",
+                yes="Mark entered in error",
+            )
+        )
+        if not reason:
+            return
+        note_id = self.note_id
+        await self.app.store.call(lambda v: v.record.mark_entered_in_error(note_id, reason))
+        self.notify("Note marked as entered in error.")
         await self._load()
 
     def action_resolve(self) -> None:
