@@ -430,6 +430,7 @@ def sync_mailbox(
     """
     from sync.peers import PeerBook, group_key
 
+    folder = Mailbox._check_folder(folder)
     key = group_key(record_store)
     if key is None:
         raise MailboxError("This device is not paired with any other device yet; pair it first, then use the mailbox.")

@@ -678,3 +678,20 @@ def test_a_crashed_writers_temp_file_is_ignored_then_removed(devices, box):
     _client_with_note(a, "after a crash")
     a.mailbox(box)
     assert not stale.exists() and fresh.exists()
+
+
+def test_an_unpaired_device_is_told_to_pair_first(tmp_path, box):
+    pytest.importorskip("store.record")
+    from sync.mailbox import MailboxError
+
+    loner = Device(tmp_path / "loner", "loner")
+    try:
+        _client_with_note(loner, "kept here")
+        before = loner.heads()
+        with pytest.raises(MailboxError, match="pair it first"):
+            loner.mailbox(box)
+        with pytest.raises(MailboxError, match="does not exist"):
+            loner.mailbox(tmp_path / "nowhere")
+        assert loner.heads() == before and list(box.iterdir()) == []
+    finally:
+        loner.close()
