@@ -18,6 +18,7 @@ error sentence) is recorded on the peer for `notewell sync devices`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import socket
@@ -89,12 +90,31 @@ def _context(identity: DeviceIdentity, trusted_certs: list[str], *, server: bool
     return ctx
 
 
+# Building a context costs a few milliseconds (key file, trust store); contexts are reused
+# while the identity and the set of trusted certificates stay the same.
+_contexts: dict[tuple, ssl.SSLContext] = {}
+_contexts_lock = threading.Lock()
+
+
+def _cached_context(identity: DeviceIdentity, trusted_certs: list[str], *, server: bool) -> ssl.SSLContext:
+    key = (server, identity.device_id, hashlib.sha256("".join(trusted_certs).encode("ascii")).digest())
+    with _contexts_lock:
+        ctx = _contexts.get(key)
+    if ctx is None:
+        ctx = _context(identity, trusted_certs, server=server)
+        with _contexts_lock:
+            if len(_contexts) >= 8:
+                _contexts.clear()
+            _contexts[key] = ctx
+    return ctx
+
+
 def client_context(identity: DeviceIdentity, trusted_certs: list[str]) -> ssl.SSLContext:
-    return _context(identity, trusted_certs, server=False)
+    return _cached_context(identity, trusted_certs, server=False)
 
 
 def server_context(identity: DeviceIdentity, trusted_certs: list[str]) -> ssl.SSLContext:
-    return _context(identity, trusted_certs, server=True)
+    return _cached_context(identity, trusted_certs, server=True)
 
 
 def _trusted_certs(book: PeerBook) -> list[str]:

@@ -46,6 +46,7 @@ from typing import Iterable
 from automerge.core import Document, Message, SyncState
 
 from store.errors import ForeignDocument, NotewellError
+from store.models import NoteStatus
 from sync.engine import ProgressCallback, SyncReport
 from sync.errors import (
     MalformedFrame,
@@ -174,6 +175,39 @@ def decode_sync(payload: bytes) -> tuple[str, bytes]:
     if len(raw) != n or not DOC_ID_RE.match(doc_id) or not message:
         raise MalformedFrame("The other device sent a malformed document message.")
     return doc_id, message
+
+
+_BASELINE_MAGIC = b"NWB1"
+
+
+def encode_baseline(heads_by_doc: dict[str, Iterable[bytes]]) -> bytes:
+    """Compact form for the local table: magic, then per document: u8 id length, id,
+    u16 number of heads, the 32-byte heads."""
+    out = bytearray(_BASELINE_MAGIC)
+    for doc_id in sorted(heads_by_doc):
+        raw, heads = doc_id.encode("ascii"), sorted(heads_by_doc[doc_id])
+        out += bytes([len(raw)]) + raw + struct.pack(">H", len(heads)) + b"".join(heads)
+    return bytes(out)
+
+
+def decode_baseline(data: bytes) -> dict[str, set[bytes]]:
+    if data[:4] != _BASELINE_MAGIC:
+        raise ValueError("not a baseline")
+    view, i, out = memoryview(data), 4, {}
+    while i < len(data):
+        n = data[i]
+        if i + 1 + n + 2 > len(data):
+            raise ValueError("truncated baseline")
+        doc_id = bytes(view[i + 1:i + 1 + n]).decode("ascii")
+        i += 1 + n
+        (count,) = struct.unpack_from(">H", data, i)
+        i += 2
+        end = i + 32 * count
+        if end > len(data):
+            raise ValueError("truncated baseline")
+        out[doc_id] = {bytes(view[j:j + 32]) for j in range(i, end, 32)}
+        i = end
+    return out
 
 
 def heads_digest(heads_by_doc: dict[str, Iterable[bytes]]) -> str:
@@ -457,9 +491,8 @@ class SyncSession:
         if raw is None:
             return {}, None
         try:
-            data = json.loads(raw)
-            baseline = {d: {bytes.fromhex(h) for h in heads} for d, heads in data.items()}
-        except (ValueError, TypeError, AttributeError):
+            baseline = decode_baseline(raw)
+        except ValueError:
             return {}, None  # unreadable: fall back to a full manifest, which rewrites it
         return baseline, heads_digest(baseline)
 
@@ -477,8 +510,7 @@ class SyncSession:
                 continue
             if heads:
                 baseline[doc_id] = heads
-        data = {d: [h.hex() for h in heads] for d, heads in baseline.items()}
-        putter(self._baseline_key, json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+        putter(self._baseline_key, encode_baseline(baseline))
 
     def _count_conflicts(self, changed: set[str]) -> int:
         # The store marks signature conflicts while merging (notes_view); count those among
@@ -486,7 +518,8 @@ class SyncSession:
         lister = getattr(self.store, "list_notes", None)
         if lister is None or not changed:
             return 0
-        return sum(1 for row in lister() if row.signature_conflict and row.note_id in changed)
+        rows = lister(NoteStatus.SIGNED)  # only a signed note can be in conflict
+        return sum(1 for row in rows if row.signature_conflict and row.note_id in changed)
 
     def _on_done(self, frame: Frame) -> list[Frame]:
         if frame.type != FrameType.DONE:

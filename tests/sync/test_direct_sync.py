@@ -602,3 +602,14 @@ def test_oversized_outgoing_frames_are_refused():
         send_frame(left, Frame(FrameType.SYNC, b"x" * 2048))
         with pytest.raises(FrameTooLarge):
             recv_frame(right, max_size=1024)
+
+
+def test_baseline_encoding_round_trips_and_refuses_damage():
+    from sync.protocol import decode_baseline, encode_baseline
+
+    heads = {"doc-a": {b"\x01" * 32, b"\x02" * 32}, "doc-b": {b"\x03" * 32}}
+    data = encode_baseline(heads)
+    assert decode_baseline(data) == heads
+    for cut in (3, len(data) - 1, len(data) - 33):
+        with pytest.raises(ValueError):
+            decode_baseline(data[:cut])
