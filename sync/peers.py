@@ -15,6 +15,7 @@ Pairing with it again (a new code, on purpose) reinstates it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, replace
@@ -75,6 +76,12 @@ class PeerBook:
         data = {device_id: asdict(peer) for device_id, peer in peers.items()}
         self._store.local_put(PEERS_KEY, json.dumps(data, sort_keys=True).encode("utf-8"))
 
+    def _write(self):
+        """Read-modify-write under the database's write lock, so a `sync serve` recording a
+        result cannot overwrite a pairing another process just stored."""
+        begin = getattr(self._store, "transaction", None)
+        return begin() if begin is not None else contextlib.nullcontext()
+
     # -- queries
 
     def all(self) -> list[Peer]:
@@ -115,33 +122,36 @@ class PeerBook:
         """Store a newly paired device (or reinstate a revoked one). Keeps its sync history."""
         if fingerprint(cert_pem) != device_id:
             raise ValueError("certificate does not match device id")
-        peers = self._load()
-        old = peers.get(device_id)
-        peer = Peer(device_id=device_id, name=name, cert_pem=cert_pem, paired_at=_now())
-        if old is not None:
-            peer = replace(peer, last_sync_at=old.last_sync_at, last_sync_ok=old.last_sync_ok,
-                           last_sync_summary=old.last_sync_summary)
-        peers[device_id] = peer
-        self._save(peers)
+        with self._write():
+            peers = self._load()
+            old = peers.get(device_id)
+            peer = Peer(device_id=device_id, name=name, cert_pem=cert_pem, paired_at=_now())
+            if old is not None:
+                peer = replace(peer, last_sync_at=old.last_sync_at, last_sync_ok=old.last_sync_ok,
+                               last_sync_summary=old.last_sync_summary)
+            peers[device_id] = peer
+            self._save(peers)
         return peer
 
     def forget(self, ref: str) -> Peer:
         """Revoke a peer: it stays listed, and is refused from now on."""
-        peer = self.find(ref)
-        peers = self._load()
-        if not peer.revoked:
-            peer = replace(peer, revoked_at=_now())
-            peers[peer.device_id] = peer
-            self._save(peers)
+        with self._write():
+            peer = self.find(ref)
+            if not peer.revoked:
+                peers = self._load()
+                peer = replace(peer, revoked_at=_now())
+                peers[peer.device_id] = peer
+                self._save(peers)
         return peer
 
     def record_sync(self, device_id: str, *, ok: bool, summary: str) -> None:
-        peers = self._load()
-        peer = peers.get(device_id)
-        if peer is None:
-            return
-        peers[device_id] = replace(peer, last_sync_at=_now(), last_sync_ok=ok, last_sync_summary=summary)
-        self._save(peers)
+        with self._write():
+            peers = self._load()
+            peer = peers.get(device_id)
+            if peer is None:
+                return
+            peers[device_id] = replace(peer, last_sync_at=_now(), last_sync_ok=ok, last_sync_summary=summary)
+            self._save(peers)
 
 
 # --- the sync-group key (mailbox bundles are sealed with it) ---------------------------
