@@ -89,7 +89,7 @@ async def keystroke_latency(path: Path, keys: int) -> list[float]:
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
         app.screen.open_note("progress", note_id)
-        await wait_until(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen._ready)
+        await wait_until(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded)
         area = app.screen.query_one("#section-subjective", TextArea)
         area.focus()
         await pilot.pause()
@@ -142,7 +142,7 @@ async def keys_to_signed_note(path: Path) -> tuple[int, int, int]:
         await press("n")
         await wait_until(pilot, lambda: app.screen.query("#format") and app.screen.query_one("#format").has_focus)
         await press("enter")  # SOAP is first
-        await wait_until(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen._ready)
+        await wait_until(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded)
         editor = app.screen
         await press(*"1000", "tab", *"1050", "tab")  # the CPT code is suggested and filled in
         await press("tab", "enter", "down", "enter")  # modality: in person

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from conftest import FAST_KDF
-from helpers import wait_for
+from tui_data import FAST_KDF
+from tui_helpers import wait_for
 from store.models import NoteStatus
 from store.vault import Vault
 from tui.commands.app_command import DEMO_PASSPHRASE, create_demo_vault, demo_vault_path

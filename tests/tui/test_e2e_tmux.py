@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PASSPHRASE
+from tui_data import PASSPHRASE
 
 pytestmark = [
     pytest.mark.e2e,

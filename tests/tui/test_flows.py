@@ -6,8 +6,8 @@ from store.models import NoteStatus
 from store.vault import Vault
 from textual.widgets import Button, Checkbox, Input, OptionList, Select, SelectionList, Static, TextArea
 
-from conftest import CLIENT_A, DRAFT_NOTE, PASSPHRASE
-from helpers import screen_text, static_text, unlock, wait_for
+from tui_data import CLIENT_A, DRAFT_NOTE, PASSPHRASE
+from tui_helpers import screen_text, static_text, unlock, wait_for
 from tui.screens.client_edit import ClientEditScreen, DiagnosisRow, GoalRow
 from tui.screens.dialogs import AddendumDialog, ConfirmDialog, ErrorModal, RecoveryKeyDialog
 from tui.screens.main import MainScreen
@@ -125,7 +125,7 @@ async def _open_new_soap_note(pilot) -> NoteEditorScreen:
     await pilot.press("n")
     await wait_for(pilot, lambda: app.screen.query_one("#format", OptionList).has_focus, what="format list")
     await pilot.press("enter")
-    await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.mode == "draft", what="editor")
+    await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded and app.screen.mode == "draft", what="editor")
     return app.screen
 
 
@@ -258,7 +258,7 @@ async def test_idle_lock_clears_and_unlock_returns_to_the_note(seeded_vault, mak
         await unlock(pilot, PASSPHRASE)
         await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
         app.screen.open_note("progress", DRAFT_NOTE)
-        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.mode == "draft", what="editor")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded and app.screen.mode == "draft", what="editor")
         app.screen.query_one("#section-subjective", TextArea).insert("Typed just before walking away.")
         app.idle_lock_seconds = 0.5
         await wait_for(pilot, lambda: isinstance(app.screen, UnlockScreen), what="idle lock", timeout=15)
@@ -267,7 +267,7 @@ async def test_idle_lock_clears_and_unlock_returns_to_the_note(seeded_vault, mak
         assert not app.store.is_open
         app.idle_lock_seconds = 3600
         await unlock(pilot, PASSPHRASE)
-        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.mode == "draft", what="same note")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded and app.screen.mode == "draft", what="same note")
         assert app.screen.note_id == DRAFT_NOTE
         assert app.screen.query_one("#section-subjective", TextArea).text == "Typed just before walking away."
         assert app.screen_stack[-2].client_id == CLIENT_A
@@ -279,7 +279,7 @@ async def test_lock_key_saves_first(seeded_vault, make_app):
         await unlock(pilot, PASSPHRASE)
         await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
         app.screen.open_note("progress", DRAFT_NOTE)
-        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.mode == "draft", what="editor")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded and app.screen.mode == "draft", what="editor")
         area = app.screen.query_one("#section-plan", TextArea)
         area.focus()
         await pilot.press(*"See in a week")
@@ -298,7 +298,7 @@ async def test_failed_save_keeps_text_and_retries(seeded_vault, make_app):
         await unlock(pilot, PASSPHRASE)
         await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
         app.screen.open_note("progress", DRAFT_NOTE)
-        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.mode == "draft", what="editor")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded and app.screen.mode == "draft", what="editor")
         editor = app.screen
         state = editor.query_one("#save-state", Static)
         # A real failure: the vault is closed under the editor, so the save is refused.
@@ -320,7 +320,7 @@ async def test_failed_save_keeps_text_and_retries(seeded_vault, make_app):
 async def test_signature_conflict_shows_both_versions_and_resolves(seeded_vault, make_app):
     from datetime import date
 
-    from conftest import complete_facts, complete_sections
+    from tui_data import complete_facts, complete_sections
     from store.documents import splice_section
     from store.models import ProgressNote
 
@@ -373,7 +373,7 @@ async def test_mark_entered_in_error(seeded_vault, make_app):
         await unlock(pilot, PASSPHRASE)
         await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
         app.screen.open_note("progress", DRAFT_NOTE)
-        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.mode == "draft", what="editor")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded and app.screen.mode == "draft", what="editor")
         await pilot.press("ctrl+t")
         await wait_for(pilot, lambda: isinstance(app.screen, ReasonDialog), what="reason dialog")
         await pilot.press(*"wrong client", "enter")

@@ -8,8 +8,8 @@ import pytest
 from textual.command import CommandPalette
 from textual.widgets import Input
 
-from conftest import PASSPHRASE
-from helpers import screen_text, unlock, wait_for
+from tui_data import PASSPHRASE
+from tui_helpers import screen_text, unlock, wait_for
 from store.errors import VaultLocked
 from tui.config import AppConfig, ConfigInvalid, load_config
 from tui.screens.client_edit import ClientEditScreen

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CLIENT_A, DRAFT_NOTE, PASSPHRASE
-from helpers import unlock, wait_for
+from tui_data import CLIENT_A, DRAFT_NOTE, PASSPHRASE
+from tui_helpers import unlock, wait_for
 from tui.screens.note_editor import NoteEditorScreen
 from tui.screens.unlock import UnlockScreen
 
@@ -46,7 +46,7 @@ def test_note_editor(snap_compare, seeded_vault, make_app, size):
         await unlock(pilot, PASSPHRASE)
         await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
         app.screen.open_note("progress", DRAFT_NOTE)
-        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen._ready)
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded)
         await wait_for(pilot, lambda: app.screen.query_one("#checklist").missing)
 
     assert snap_compare(app, terminal_size=size, run_before=ready)

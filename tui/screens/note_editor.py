@@ -117,6 +117,7 @@ class NoteEditorScreen(NotewellScreen[None]):
         await scroll.remove_children()
         widgets: list = []
         if self.mode == "draft":
+            self._saved_sections = dict(note.sections)
             widgets.append(FactsForm(note.facts, client, id="facts"))
             for key in note.section_keys:
                 widgets.append(Label(section_title(key), classes="section-title"))
@@ -124,7 +125,6 @@ class NoteEditorScreen(NotewellScreen[None]):
                 if self.app.test_mode:
                     area.cursor_blink = False
                 widgets.append(area)
-            self._saved_sections = dict(note.sections)
             self.query_one(SaveState).set("Saved", "saved")
         else:
             widgets += self._read_only(note, signed)
@@ -223,8 +223,15 @@ class NoteEditorScreen(NotewellScreen[None]):
     def has_pending(self) -> bool:
         return bool(self._pending_sections) or self._facts_pending
 
+    @property
+    def loaded(self) -> bool:
+        """The note is on screen and edits are being tracked."""
+        return self._ready
+
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
-        if not self._ready or self.mode != "draft" or not event.text_area.id:
+        # Not gated on `loaded`: a key typed the instant a box appears must still be saved;
+        # comparing with the saved text tells an edit from the box being filled in.
+        if self.mode != "draft" or not (event.text_area.id or "").startswith("section-"):
             return
         key = event.text_area.id.removeprefix("section-")
         text = event.text_area.text
