@@ -11,9 +11,12 @@ paired, non-revoked device id gets past it, whatever OpenSSL accepted.
           stop_event=None, on_listening=None, on_result=None)
     SyncServer(...).bind() / .address / .serve(stop_event) / .close()
 
-Everything runs in the calling thread, one connection at a time, because the record store's
-SQLite connection belongs to the thread that opened it. The outcome of every sync (or its
-error sentence) is recorded on the peer for `notewell sync devices`.
+Connections are handled one at a time. The record store's SQLite connection belongs to the
+thread that opened it, so every store call runs in that thread: by default the thread calling
+`serve`; with `run_in_store` (e.g. `lambda fn: executor.submit(fn).result()` for the app's
+single store thread) the accept loop can run in any thread and each connection is handed to
+the store's thread whole. The outcome of every sync (or its error sentence) is recorded on the
+peer for `notewell sync devices`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import ssl
 import tempfile
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from cryptography.hazmat.primitives import serialization
 
@@ -48,6 +51,7 @@ DEFAULT_PORT = DEFAULT_SYNC_PORT
 DEFAULT_TIMEOUT = 30.0
 
 ResultCallback = Callable[[SyncReport | None, NotewellError | None], None]
+RunInStore = Callable[[Callable[[], Any]], Any]
 
 # Alerts a TLS peer sends when it does not trust our certificate.
 _REFUSAL_ALERTS = ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN", "CERTIFICATE_REQUIRED",
@@ -251,8 +255,10 @@ class SyncServer:
         timeout: float = DEFAULT_TIMEOUT,
         frame_tap: FrameTap | None = None,
         max_frame: int = MAX_FRAME,
+        run_in_store: RunInStore | None = None,
     ) -> None:
         self.record_store = record_store
+        self._in_store: RunInStore = run_in_store or (lambda fn: fn())
         self.identity = identity
         self.host, self.port = host, port
         self.on_progress, self.on_result = on_progress, on_result
@@ -261,7 +267,7 @@ class SyncServer:
 
     def bind(self) -> tuple[str, int]:
         """Open the listening socket; returns the actual address (port 0 picks a free one)."""
-        _trusted_certs(PeerBook(self.record_store))  # refuse to listen with nobody to trust
+        self._in_store(lambda: _trusted_certs(PeerBook(self.record_store)))  # nobody to trust: refuse
         try:
             listener = socket.create_server((self.host, self.port), reuse_port=False)
         except OSError as e:
@@ -291,7 +297,7 @@ class SyncServer:
                     raw, _addr = self._listener.accept()
                 except TimeoutError:
                     continue
-                report, error = self._handle(raw)
+                report, error = self._in_store(lambda: self._handle(raw))
                 if self.on_result is not None:
                     self.on_result(report, error)
                 handled += 1
@@ -359,10 +365,12 @@ def serve(
     frame_tap: FrameTap | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     max_connections: int | None = None,
+    run_in_store: RunInStore | None = None,
 ) -> None:
     """Serve paired devices until `stop_event` is set (or forever). Blocks the calling thread."""
     server = SyncServer(record_store, identity, host, port, on_progress=on_progress,
-                        on_result=on_result, timeout=timeout, frame_tap=frame_tap)
+                        on_result=on_result, timeout=timeout, frame_tap=frame_tap,
+                        run_in_store=run_in_store)
     address = server.bind()
     if on_listening is not None:
         on_listening(*address)

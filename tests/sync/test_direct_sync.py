@@ -403,6 +403,38 @@ def test_process_notes_never_cross_the_wire(make_vault, pair, in_vault, start_in
     assert not any(_contains(data, CANARY_RECORD) for data in wire.values())
 
 
+def test_serving_from_another_thread_than_the_one_owning_the_store(make_vault, pair, in_vault):
+    # The app keeps its vault on one worker thread; the accept loop runs elsewhere and hands
+    # each connection to that thread.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sync.direct import SyncServer, sync_now
+
+    a, b = make_vault("office"), make_vault("home")
+    _seed(in_vault, a)
+    pair(a, b)
+    store_thread = ThreadPoolExecutor(max_workers=1)
+    va = store_thread.submit(a.open).result()
+    record = store_thread.submit(lambda: va.record).result()
+    identity = store_thread.submit(load_identity, record).result()
+    server = SyncServer(record, identity, "127.0.0.1", 0, run_in_store=lambda fn: store_thread.submit(fn).result())
+    port = server.bind()[1]
+    stop = threading.Event()
+    loop = threading.Thread(target=server.serve, args=(stop,), daemon=True)
+    loop.start()
+    vb = b.open()
+    try:
+        report = sync_now(vb.record, load_identity(vb.record), "127.0.0.1", port)
+        assert report.ok and report.received == 2
+    finally:
+        vb.close()
+        stop.set()
+        loop.join(30)
+        store_thread.submit(va.close).result()
+        store_thread.shutdown()
+    assert _heads(a) == _heads(b)
+
+
 # --- the sans-IO session on its own (two real vaults, no sockets) -----------------------
 
 
