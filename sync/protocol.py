@@ -224,6 +224,12 @@ def heads_digest(heads_by_doc: dict[str, Iterable[bytes]]) -> str:
 
 
 class SyncSession:
+    """One sync with one authenticated peer; see the module docstring for the conversation.
+
+    `store` is a `RecordStore` (or anything with its sync API); the peer's device id is the
+    fingerprint the transport authenticated. Use one session per connection.
+    """
+
     def __init__(
         self,
         store,
@@ -324,7 +330,8 @@ class SyncSession:
         if data.get("device_id") != self.peer_device_id:
             raise NotPaired("The other device's hello does not match its certificate; the connection was closed.")
         name = data.get("name")
-        self.report.peer_name = name[:100] if isinstance(name, str) else ""
+        # Shown on screen: printable characters only, so a name cannot carry terminal escapes.
+        self.report.peer_name = "".join(ch for ch in name if ch.isprintable())[:100] if isinstance(name, str) else ""
         # Both sides decide the same way: delta manifests only when both hold the same baseline.
         self._delta = self._baseline_digest is not None and data.get("baseline") == self._baseline_digest
         self._state = "await-manifest"
