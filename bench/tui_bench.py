@@ -113,7 +113,6 @@ async def keystroke_latency(path: Path, keys: int) -> list[float]:
 async def keys_to_signed_note(path: Path) -> tuple[int, int, int]:
     """(key presses excluding the passphrase, passphrase characters, pastes)."""
     from textual import events
-    from textual.widgets import Input
 
     from tui.app import NotewellApp
     from tui.screens.dialogs import ConfirmDialog
@@ -144,18 +143,23 @@ async def keys_to_signed_note(path: Path) -> tuple[int, int, int]:
         await press("enter")  # SOAP is first
         await wait_until(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded)
         editor = app.screen
-        await press(*"1000", "tab", *"1050", "tab")  # the CPT code is suggested and filled in
-        await press("tab", "enter", "down", "enter")  # modality: in person
-        await press("tab", "space")  # the first diagnosis
-        await press("tab", "enter", "down", "down", "down", "enter")  # first goal: some progress
-        while not isinstance(app.screen.focused, Input) or app.screen.focused.id != "f-interventions":
-            await press("tab")
-        await paste("cognitive restructuring, interoceptive exposure")
-        await press("tab", "enter", "down", "enter")  # suicide risk: none
-        await press("tab", "enter", "down", "enter")  # violence risk: none
-        for key in ("subjective", "objective", "assessment", "plan"):
-            while app.screen.focused is None or app.screen.focused.id != f"section-{key}":
+        async def tab_to(widget_id: str) -> None:
+            while app.screen.focused is None or app.screen.focused.id != widget_id:
                 await press("tab")
+
+        await press(*"1000", "tab", *"1050")  # the CPT code is then suggested and filled in
+        # Diagnoses and modality start as the client's diagnoses and the last note's modality.
+        goal = next(iter(editor.query(".goal-rating"))).id
+        await tab_to(goal)
+        await press("enter", "down", "down", "down", "enter")  # some progress
+        await tab_to("f-interventions")
+        await paste("cognitive restructuring, interoceptive exposure")
+        await tab_to("f-suicide")
+        await press("enter", "down", "enter")  # none
+        await tab_to("f-violence")
+        await press("enter", "down", "enter")  # none
+        for key in ("subjective", "objective", "assessment", "plan"):
+            await tab_to(f"section-{key}")
             await paste(PASTED[key])
         await press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog) or app.screen is not editor)

@@ -65,7 +65,7 @@ class HelpScreen(NotewellModal[None]):
             yield Label("Keys and actions", classes="dialog-title")
             yield Static(
                 "Every action is also in the command palette (ctrl+p). Keys can be changed in "
-                "the settings file under [keymap], using the ids below.",
+                "the settings file under \\[keymap], using the ids below.",
                 classes="hint",
             )
             with VerticalScroll(id="help-list"):

@@ -164,8 +164,20 @@ class MainScreen(NotewellScreen):
         self.app.push_screen(NewNoteDialog(), chosen)
 
     async def _create_note(self, client_id: str, fmt: str, on: date) -> None:
-        note = ProgressNote(client_id=client_id, format=fmt, facts=SessionFacts(date_of_service=on))
-        created = await self.app.store.call(lambda v: v.record.create_note(note))
+        def create(v):
+            # Start from the facts that rarely change between sessions: the client's diagnoses
+            # and the modality of the last note. Never the narrative: no cloned notes.
+            client = v.record.get_client(client_id)
+            rows = v.record.notes_for_client(client_id)
+            modality = v.record.get_note(rows[0].note_id).facts.modality if rows else None
+            facts = SessionFacts(
+                date_of_service=on,
+                diagnoses_addressed=[d.code for d in client.diagnoses],
+                modality=modality,
+            )
+            return v.record.create_note(ProgressNote(client_id=client_id, format=fmt, facts=facts))
+
+        created = await self.app.store.call(create)
         self.open_note("progress", created.id)
 
     def action_new_process_note(self) -> None:

@@ -74,8 +74,8 @@ class SearchScreen(NotewellScreen["tuple[str, str, str] | None"]):
         for hit in record:
             kind = "client" if hit.kind == "client" else "progress"
             line = Text()
-            line.append(names.get(hit.client_id, ""), style="bold")
-            line.append(f"  {hit.title}\n    ")
+            line.append(names.get(hit.client_id, hit.title), style="bold")
+            line.append("  client record\n    " if kind == "client" else f"  {hit.title}\n    ")
             line.append_text(snippet_text(hit.snippet))
             options.append(Option(line, id=f"{kind}:{hit.doc_id}:{hit.client_id}"))
         options.append(Option(Text(f"Process notes - {PRIVATE_LABEL} ({len(private)})", style="bold underline magenta"), disabled=True))

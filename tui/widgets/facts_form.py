@@ -76,6 +76,8 @@ class FactsForm(Vertical):
             yield Label("CPT", classes="facts-label")
             yield Input(f.cpt_code or "", placeholder="code", id="f-cpt", classes="f-cpt", compact=True)
             yield Static("", id="f-cpt-hint")
+            yield Label("Add-on", classes="facts-label")
+            yield Input(", ".join(f.add_on_codes), placeholder="+90785", id="f-addons", classes="f-addons", compact=True)
         with Horizontal(classes="facts-line"):
             yield Label("Modality", classes="facts-label")
             yield Select(
@@ -185,6 +187,11 @@ class FactsForm(Vertical):
             data["cpt_code"] = normalise_cpt(cpt) if cpt else None
         except ValueError as e:
             problems.append(f"CPT {e}")
+        addons = [c for c in text("f-addons").replace(";", ",").replace(" ", ",").split(",") if c]
+        try:
+            data["add_on_codes"] = [normalise_cpt(c) for c in addons]
+        except ValueError as e:
+            problems.append(f"add-on code {e}")
         modality = self.query_one("#f-modality", Select).value
         data["modality"] = None if modality is Select.NULL else Modality(modality)
         if self.query("#f-dx"):
