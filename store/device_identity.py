@@ -15,6 +15,7 @@ time `ensure_identity` runs on it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
@@ -133,10 +134,17 @@ def ensure_identity(record_store, device_name: str) -> DeviceIdentity:
     An existing identity keeps its key and id; only its display name follows `device_name`.
     """
     identity = load_identity(record_store)
-    if identity is None:
-        identity = generate_identity(device_name)
-        _save(record_store, identity)
-    elif device_name and identity.name != device_name:
-        identity = DeviceIdentity(identity.device_id, device_name, identity.cert_pem, identity.key_pem)
-        _save(record_store, identity)
+    if identity is not None and (not device_name or identity.name == device_name):
+        return identity
+    # Check again under the write lock: two processes upgrading the same vault at once must
+    # end up with one identity, not each with its own.
+    begin = getattr(record_store, "transaction", None)
+    with begin() if begin is not None else contextlib.nullcontext():
+        identity = load_identity(record_store)
+        if identity is None:
+            identity = generate_identity(device_name)
+            _save(record_store, identity)
+        elif device_name and identity.name != device_name:
+            identity = DeviceIdentity(identity.device_id, device_name, identity.cert_pem, identity.key_pem)
+            _save(record_store, identity)
     return identity
