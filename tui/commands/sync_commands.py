@@ -239,15 +239,28 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _progress_line():
+    """A progress counter on stderr when it is a terminal (scripts get only the summary)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        print(f"\rsyncing documents: {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
 def cmd_now(args) -> int:
     from sync.direct import sync_now
 
     host, port = parse_address(args.address, DEFAULT_SYNC_PORT)
     vault, identity = _open(args)
     try:
-        report = sync_now(vault.record, identity, host, port)
+        report = sync_now(vault.record, identity, host, port, on_progress=_progress_line())
     finally:
         vault.close()
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
     name = report.peer_name or report.peer_id[:16]
     _say(f"synced with {name} ({report.peer_id[:16]}): {report.summary()}")
     return 0 if report.ok else 1
