@@ -123,6 +123,11 @@ def load_identity(record_store) -> DeviceIdentity | None:
     return identity
 
 
+def save_identity(record_store, identity: DeviceIdentity) -> None:
+    """Store a freshly generated identity (vault creation makes it before the store exists)."""
+    _save(record_store, identity)
+
+
 def _save(record_store, identity: DeviceIdentity) -> None:
     payload = {"name": identity.name, "cert_pem": identity.cert_pem, "key_pem": identity.key_pem}
     record_store.local_put(IDENTITY_KEY, json.dumps(payload).encode("utf-8"))

@@ -37,6 +37,7 @@ from store.errors import (
     WrongPassphrase,
     WrongRecoveryKey,
 )
+from store.device_identity import DeviceIdentity, ensure_identity, generate_identity, load_identity, save_identity
 from store.keys import KdfParams
 from store.models import ClinicianSettings, validated
 
@@ -181,6 +182,8 @@ class Vault:
         _check_free(path)
 
         vault_id = secrets.token_hex(16)
+        # The device id is the fingerprint of this device's certificate (the sync identity).
+        identity = generate_identity(device_name)
         master = keys.random_key()
         recovery_secret, recovery_text = keys.new_recovery_key()
         aad = vaultfile.wrap_aad
@@ -197,7 +200,7 @@ class Vault:
                 keys.wipe(rkek)
             vf = vaultfile.VaultFile(
                 vault_id=vault_id,
-                device_id=secrets.token_hex(32),
+                device_id=identity.device_id,
                 device_name=device_name,
                 created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 passphrase_wrap=passphrase_wrap,
@@ -226,6 +229,11 @@ class Vault:
                 made.append(path / name)
             _ensure_local_tables(conns[0])
             _write_settings(conns[0], settings)
+            from store.record import RecordStore
+
+            save_identity(
+                RecordStore(conns[0], device_id=identity.device_id, settings=lambda: settings), identity
+            )
             # vault.json last: its presence marks a complete vault.
             vaultfile.write_new(path, vf)
         except BaseException as e:
@@ -262,7 +270,31 @@ class Vault:
             vaultfile.remove_stale_tmp(path)
         except OSError:
             pass  # harmless: readers ignore it and the next write replaces it
+        try:
+            vault._upgrade_identity(vf)
+        except BaseException:
+            vault.close()
+            raise
         return vault
+
+    def _upgrade_identity(self, vf: vaultfile.VaultFile) -> None:
+        """A vault made before device certificates gets one; its device id becomes the
+        certificate's fingerprint, recorded in vault.json."""
+        identity = ensure_identity(self.record, self.device_name)
+        if identity.device_id != vf.device_id:
+            vf.device_id = identity.device_id
+            vaultfile.replace(self.path, vf)
+            self.device_id = identity.device_id
+            self._record = None  # rebuilt with the new device id
+            self._private = None
+
+    @property
+    def identity(self) -> DeviceIdentity:
+        """This device's key pair and certificate, for pairing and sync."""
+        identity = load_identity(self.record)
+        if identity is None:
+            identity = ensure_identity(self.record, self.device_name)
+        return identity
 
     @classmethod
     def _open_with_master(cls, path: Path, vf: vaultfile.VaultFile, master: bytearray) -> Vault:

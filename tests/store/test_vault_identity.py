@@ -1,0 +1,48 @@
+"""The vault's device id is its sync certificate's fingerprint; older vaults are upgraded."""
+
+from __future__ import annotations
+
+import json
+
+from store import vaultfile
+from store.device_identity import IDENTITY_KEY, fingerprint
+from store.vault import Vault
+
+
+def test_new_vault_device_id_is_the_certificate_fingerprint(tmp_path, fast_kdf):
+    vault, _ = Vault.create(tmp_path / "v", "identity test passphrase", device_name="office", kdf=fast_kdf)
+    try:
+        identity = vault.identity
+        assert identity.device_id == vault.device_id == fingerprint(identity.cert_pem)
+        assert identity.name == "office"
+    finally:
+        vault.close()
+    on_disk = json.loads((tmp_path / "v" / "vault.json").read_text())
+    assert on_disk["device"]["id"] == identity.device_id
+
+
+def test_vault_without_identity_gets_one_on_open(tmp_path, fast_kdf):
+    path = tmp_path / "v"
+    vault, _ = Vault.create(path, "identity test passphrase", device_name="home", kdf=fast_kdf)
+    old_id = vault.device_id
+    # Make it look like a vault from before device certificates.
+    vault.record_conn.execute("DELETE FROM local_kv WHERE key = ?", (IDENTITY_KEY,))
+    vault.close()
+    vf = vaultfile.read(path)
+    vf.device_id = "00" * 32
+    vaultfile.replace(path, vf)
+
+    vault = Vault.open(path, "identity test passphrase")
+    try:
+        identity = vault.identity
+        assert identity.device_id == vault.device_id
+        assert identity.device_id not in (old_id, "00" * 32)
+    finally:
+        vault.close()
+    assert vaultfile.read(path).device_id == identity.device_id
+    # And it is stable from then on.
+    vault = Vault.open(path, "identity test passphrase")
+    try:
+        assert vault.device_id == identity.device_id
+    finally:
+        vault.close()
