@@ -27,6 +27,8 @@ from tui.config import AppConfig
 from tui.storeworker import StoreWorker
 
 log = logging.getLogger("notewell.tui")
+# Without a configured handler, logging would write to stderr, which is the app's screen.
+log.addHandler(logging.NullHandler())
 
 
 @dataclass
@@ -39,7 +41,7 @@ class Place:
 
 
 class NotewellApp(App[None]):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "Notewell"
     BINDINGS = [
         Binding("ctrl+l", "lock", "Lock", id="lock", priority=True),
@@ -167,6 +169,20 @@ class NotewellApp(App[None]):
         # The app's own workers (unlock, lock, navigation, quit); screens forward theirs.
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             self.report_error(event.worker.error)
+
+    def _handle_exception(self, error: Exception) -> None:
+        # A bug outside a worker. Textual's own report is a traceback with local variables,
+        # which could print note text to the terminal and its scrollback; outside tests, say
+        # one plain sentence instead. (A private hook: Textual offers no public one.)
+        if self.is_headless:
+            super()._handle_exception(error)
+            return
+        log.error("unexpected %s; the app stopped", type(error).__name__)
+        self._return_code = 1
+        self.panic(
+            f"Notewell stopped after an unexpected problem ({type(error).__name__}). "
+            "Everything already shown as Saved is in the vault."
+        )
 
     # --- idle lock and the lock key -----------------------------------------------
 

@@ -74,3 +74,39 @@ def test_notewell_unlock_open_note_quit(seeded_vault: Path, tmp_path: Path):
         assert "Traceback" not in pane
     finally:
         tmux.run("kill-server")
+
+
+CRASHING_APP = """
+import sys
+from textual.binding import Binding
+from tui.app import NotewellApp
+
+class Crashing(NotewellApp):
+    BINDINGS = NotewellApp.BINDINGS + [Binding("f12", "crash", "Crash")]
+
+    def action_crash(self):
+        note_text = "CANARY-7f3a what the client said"
+        raise RuntimeError(note_text)
+
+app = Crashing(sys.argv[1], test_mode=True)
+app.run()
+sys.exit(app.return_code)
+"""
+
+
+def test_a_bug_never_prints_a_traceback_or_note_text(tmp_path: Path):
+    script = tmp_path / "crashing_app.py"
+    script.write_text(CRASHING_APP)
+    tmux = Tmux(f"notewell-e2e-{uuid.uuid4().hex[:8]}")
+    env = f"env NOTEWELL_CONFIG={tmp_path / 'none.toml'} TERM=xterm-256color PYTHONPATH={Path(__file__).parents[2]}"
+    command = f"{env} {sys.executable} {script} {tmp_path / 'vault'}; echo APP-EXITED-$?; sleep 60"
+    tmux.run("new-session", "-d", "-s", "e2e", "-x", "100", "-y", "30", command)
+    try:
+        tmux.wait_for("Welcome to Notewell")
+        tmux.run("send-keys", "-t", "e2e", "F12")
+        pane = tmux.wait_for("APP-EXITED-")
+        assert "APP-EXITED-1" in pane
+        assert "unexpected problem (RuntimeError)" in pane
+        assert "Traceback" not in pane and "CANARY" not in pane
+    finally:
+        tmux.run("kill-server")

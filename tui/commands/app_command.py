@@ -19,7 +19,7 @@ def run_app(args: argparse.Namespace, *, passphrase: str | None = None) -> int:
     config = load_config()
     app = NotewellApp(Path(args.vault), config=config, passphrase=passphrase)
     app.run()
-    return 0
+    return app.return_code or 0
 
 
 def demo_vault_path(args: argparse.Namespace) -> Path:
