@@ -192,6 +192,9 @@ class NotewellApp(App[None]):
         await super().on_event(event)
 
     def _check_idle(self) -> None:
+        # The recovery key is shown only once: never clear it away while it is on screen.
+        if getattr(self.screen, "HOLDS_IDLE_LOCK", False):
+            return
         if self.store.is_open and not self._locking and monotonic() - self._last_activity >= self.idle_lock_seconds:
             self.lock()
 

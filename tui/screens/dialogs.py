@@ -62,6 +62,8 @@ class ConfirmDialog(NotewellModal[bool]):
 class RecoveryKeyDialog(NotewellModal[bool]):
     """Shows the recovery key once; continuing needs the clinician to say it was saved."""
 
+    HOLDS_IDLE_LOCK = True
+
     def __init__(self, recovery_key: str) -> None:
         super().__init__(classes="dialog")
         self._key = recovery_key
