@@ -129,6 +129,7 @@ class NotewellApp(App[None]):
         from tui.screens.main import MainScreen
 
         self._last_activity = monotonic()
+        self.refresh_bindings()
         main = MainScreen(select_client=self.place.client_id)
         if len(self.screen_stack) > 1:
             await self.switch_screen(main)
@@ -198,6 +199,12 @@ class NotewellApp(App[None]):
         if self.store.is_open and not self._locking and monotonic() - self._last_activity >= self.idle_lock_seconds:
             self.lock()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Locking means something only while the vault is open.
+        if action == "lock":
+            return self.store.is_open
+        return True
+
     def action_lock(self) -> None:
         if self.store.is_open:
             self.lock()
@@ -225,6 +232,7 @@ class NotewellApp(App[None]):
                 self._last_activity = monotonic()
                 return
             await self.store.close()
+            self.refresh_bindings()
             while len(self.screen_stack) > 1:
                 await self.pop_screen()
             await self.push_screen(UnlockScreen())

@@ -38,21 +38,21 @@ class SetupScreen(NotewellScreen):
             with VerticalScroll(id="setup-box", classes="entry-box"):
                 yield Label("Welcome to Notewell", classes="brand")
                 yield Static(
-                    "A new encrypted vault will be created on this computer. "
-                    "Your name and credentials appear on every note you sign.",
+                    "A new encrypted vault on this computer. Your name and credentials go on "
+                    "every note you sign.",
                     classes="hint",
                 )
                 yield Label("Clinician name")
-                yield Input(placeholder="e.g. Dana Reyes", id="clinician-name")
+                yield Input(placeholder="e.g. Dana Reyes", id="clinician-name", compact=True)
                 yield Label("Credentials")
-                yield Input(placeholder="e.g. LCSW, PhD, LPC", id="credentials")
+                yield Input(placeholder="e.g. LCSW, PhD, LPC", id="credentials", compact=True)
                 yield Label("Name of this device")
-                yield Input(value=device, placeholder="e.g. office laptop", id="device-name")
+                yield Input(value=device, placeholder="e.g. office laptop", id="device-name", compact=True)
                 yield Label("Passphrase")
-                yield Input(password=True, id="passphrase")
+                yield Input(password=True, id="passphrase", compact=True)
                 yield Static(strength_hint("")[0], id="strength")
                 yield Label("Passphrase again")
-                yield Input(password=True, id="passphrase2")
+                yield Input(password=True, id="passphrase2", compact=True)
                 yield Static("", id="setup-status")
                 yield Button("Create vault", id="create", variant="primary")
         yield Footer()
