@@ -112,3 +112,29 @@ async def test_store_worker_owns_one_thread(seeded_vault):
             await store.call(lambda v: v.settings())
     finally:
         store.shutdown()
+
+
+async def test_settings_change_the_signer(seeded_vault, make_app):
+    from store.vault import Vault
+    from tui.screens.settings import SettingsDialog
+
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SettingsDialog) and app.screen.query_one("#credentials", Input).value == "LCSW")
+        dialog = app.screen
+        dialog.query_one("#late-entry-hours", Input).value = "0"
+        await pilot.click("#save")
+        await wait_for(pilot, lambda: "late_entry_hours" in screen_text(app), what="validation message")
+        dialog.query_one("#late-entry-hours", Input).value = "48"
+        dialog.query_one("#credentials", Input).value = "LCSW, PhD"
+        # A button ignores clicks during its brief pressed effect, as it would for a person.
+        await wait_for(pilot, lambda: not dialog.query_one("#save").has_class("-active"))
+        await pilot.click("#save")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="saved")
+    vault = Vault.open(seeded_vault, PASSPHRASE)
+    try:
+        assert (vault.settings().credentials, vault.settings().late_entry_hours) == ("LCSW, PhD", 48)
+    finally:
+        vault.close()

@@ -25,6 +25,7 @@ class MainScreen(NotewellScreen):
         Binding("e", "edit_client", "Edit client", id="client.edit"),
         Binding("n", "new_note", "New note", id="note.new"),
         Binding("r", "new_process_note", "Process note", id="process.new"),
+        Binding("s", "settings", "Settings", id="settings", show=False),
     ]
 
     def __init__(self, *, select_client: str | None = None) -> None:
@@ -129,6 +130,12 @@ class MainScreen(NotewellScreen):
                 self.client_id = None
                 self.query_one("#client-filter", Input).value = ""
                 self.reload_clients()
+
+    def action_settings(self) -> None:
+        from tui.screens.settings import SettingsDialog
+
+        # Late-entry flags may change with the window; the timeline is reloaded on return.
+        self.app.push_screen(SettingsDialog(), lambda _: self.on_screen_resume())
 
     def action_new_client(self) -> None:
         from tui.screens.client_edit import ClientEditScreen
