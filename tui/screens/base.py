@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import inspect
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Generic, TypeVar
 
 from textual.screen import ModalScreen, Screen
@@ -17,7 +19,20 @@ class StoreWorkMixin:
     into a plain apology: never a traceback.
     """
 
-    def run_store(self, work: Awaitable, *, group: str = "store", exclusive: bool = False) -> Worker:
+    def run_store(
+        self,
+        work: Callable[..., Awaitable] | Awaitable,
+        *args: object,
+        group: str = "store",
+        exclusive: bool = False,
+    ) -> Worker:
+        """Run `work(*args)` (an async function) or an awaitable as a worker.
+
+        Prefer the function form: an exclusive worker replaced before it starts then never
+        leaves an un-awaited coroutine behind.
+        """
+        if not inspect.isawaitable(work):
+            work = partial(work, *args)
         return self.run_worker(work, group=group, exclusive=exclusive, exit_on_error=False)  # type: ignore[attr-defined]
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

@@ -154,7 +154,7 @@ class ClientEditScreen(NotewellScreen[str | None]):
             error.update(e.message)
             return
         error.update("")
-        self.run_store(self._save(client), group="client-save", exclusive=True)
+        self.run_store(self._save, client, group="client-save", exclusive=True)
 
     async def _save(self, client: Client) -> None:
         error = self.query_one("#client-error", Static)

@@ -52,13 +52,13 @@ class MainScreen(NotewellScreen):
     def on_screen_resume(self) -> None:
         # Back from an editor: statuses may have changed.
         if self.client_id:
-            self.run_store(self._load_client(self.client_id), group="client", exclusive=True)
+            self.run_store(self._load_client, self.client_id, group="client", exclusive=True)
 
     # --- clients ----------------------------------------------------------------------
 
     def reload_clients(self) -> None:
         query = self.query_one("#client-filter", Input).value
-        self.run_store(self._load_clients(query), group="clients", exclusive=True)
+        self.run_store(self._load_clients, query, group="clients", exclusive=True)
 
     async def _load_clients(self, query: str) -> None:
         rows = await self.app.store.call(lambda v: v.record.list_clients(query))
@@ -87,7 +87,7 @@ class MainScreen(NotewellScreen):
         if event.option_list.id == "client-list" and event.option.id != self.client_id:
             self.client_id = event.option.id
             self.app.place.client_id = self.client_id
-            self.run_store(self._load_client(self.client_id), group="client", exclusive=True)
+            self.run_store(self._load_client, self.client_id, group="client", exclusive=True)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         if event.option_list.id == "client-list":
@@ -166,7 +166,7 @@ class MainScreen(NotewellScreen):
 
         def chosen(choice: tuple[str, date] | None) -> None:
             if choice:
-                self.run_store(self._create_note(client_id, *choice), group="create")
+                self.run_store(self._create_note, client_id, *choice, group="create")
 
         self.app.push_screen(NewNoteDialog(), chosen)
 
@@ -191,7 +191,7 @@ class MainScreen(NotewellScreen):
         if self.client_id is None:
             self.notify("Select a client first.")
             return
-        self.run_store(self._create_process_note(self.client_id, self.query_one(Timeline).highlighted_date() or date.today()), group="create")
+        self.run_store(self._create_process_note, self.client_id, self.query_one(Timeline).highlighted_date() or date.today(), group="create")
 
     async def _create_process_note(self, client_id: str, on: date) -> None:
         def create(v):

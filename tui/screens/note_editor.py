@@ -78,7 +78,7 @@ class NoteEditorScreen(NotewellScreen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.run_store(self._load(), group="note-load", exclusive=True)
+        self.run_store(self._load, group="note-load", exclusive=True)
 
     async def _load(self) -> None:
         note_id = self.note_id
@@ -267,7 +267,7 @@ class NoteEditorScreen(NotewellScreen[None]):
 
     def _autosave(self) -> None:
         self._timer = None
-        self.run_store(self.flush(), group="autosave")
+        self.run_store(self.flush, group="autosave")
 
     async def flush(self) -> bool:
         """Save what is pending. True when nothing is left unsaved."""
@@ -320,7 +320,7 @@ class NoteEditorScreen(NotewellScreen[None]):
     # --- actions ------------------------------------------------------------------------
 
     def action_close(self) -> None:
-        self.run_store(self._close(), group="note-close", exclusive=True)
+        self.run_store(self._close, group="note-close", exclusive=True)
 
     async def _close(self) -> None:
         if await self.flush():
@@ -330,7 +330,7 @@ class NoteEditorScreen(NotewellScreen[None]):
 
     def action_sign(self) -> None:
         if self.mode == "draft":
-            self.run_store(self._sign(), group="note-sign", exclusive=True)
+            self.run_store(self._sign, group="note-sign", exclusive=True)
 
     async def _sign(self) -> None:
         from tui.screens.dialogs import ConfirmDialog, ErrorModal
@@ -362,7 +362,7 @@ class NoteEditorScreen(NotewellScreen[None]):
 
     def action_addendum(self) -> None:
         if self.mode == "signed":
-            self.run_store(self._addendum(), group="note-addendum", exclusive=True)
+            self.run_store(self._addendum, group="note-addendum", exclusive=True)
 
     async def _addendum(self) -> None:
         from tui.screens.dialogs import AddendumDialog
@@ -378,7 +378,7 @@ class NoteEditorScreen(NotewellScreen[None]):
 
     def action_entered_in_error(self) -> None:
         if self.mode in ("draft", "signed"):
-            self.run_store(self._entered_in_error(), group="note-error", exclusive=True)
+            self.run_store(self._entered_in_error, group="note-error", exclusive=True)
 
     async def _entered_in_error(self) -> None:
         from tui.screens.dialogs import ReasonDialog
@@ -407,7 +407,7 @@ class NoteEditorScreen(NotewellScreen[None]):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id in ("resolve-addendum", "resolve-resign"):
             choice = "addendum" if event.button.id == "resolve-addendum" else "resign"
-            self.run_store(self._resolve(choice), group="note-resolve", exclusive=True)
+            self.run_store(self._resolve, choice, group="note-resolve", exclusive=True)
 
     async def _resolve(self, choice: str) -> None:
         from tui.screens.dialogs import ConfirmDialog

@@ -43,7 +43,7 @@ class ProcessEditorScreen(NotewellScreen[None]):
         area = self.query_one(TextArea)
         if self.app.test_mode:
             area.cursor_blink = False
-        self.run_store(self._load(), group="process-load", exclusive=True)
+        self.run_store(self._load, group="process-load", exclusive=True)
 
     async def _load(self) -> None:
         note_id = self.note_id
@@ -88,7 +88,7 @@ class ProcessEditorScreen(NotewellScreen[None]):
 
     def _autosave(self) -> None:
         self._timer = None
-        self.run_store(self.flush(), group="autosave")
+        self.run_store(self.flush, group="autosave")
 
     async def flush(self) -> bool:
         async with self._save_lock:
@@ -112,7 +112,7 @@ class ProcessEditorScreen(NotewellScreen[None]):
             return True
 
     def action_close(self) -> None:
-        self.run_store(self._close(), group="process-close", exclusive=True)
+        self.run_store(self._close, group="process-close", exclusive=True)
 
     async def _close(self) -> None:
         if await self.flush():

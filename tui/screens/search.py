@@ -46,7 +46,7 @@ class SearchScreen(NotewellScreen["tuple[str, str, str] | None"]):
             self.query_one(Input).cursor_blink = False
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        self.run_store(self._search(event.value), group="search", exclusive=True)
+        self.run_store(self._search, event.value, group="search", exclusive=True)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         results = self.query_one("#search-results", OptionList)

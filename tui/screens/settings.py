@@ -39,7 +39,7 @@ class SettingsDialog(NotewellModal[None]):
         if self.app.test_mode:
             for field in self.query(Input):
                 field.cursor_blink = False
-        self.run_store(self._load(), group="settings")
+        self.run_store(self._load, group="settings")
 
     async def _load(self) -> None:
         settings: ClinicianSettings = await self.app.store.call(lambda v: v.settings())
@@ -75,7 +75,7 @@ class SettingsDialog(NotewellModal[None]):
             "practice_name": value("practice-name"),
             "late_entry_hours": int(hours) if hours.lstrip("-").isdigit() else hours,
         }
-        self.run_store(self._save(fields), group="settings-save", exclusive=True)
+        self.run_store(self._save, fields, group="settings-save", exclusive=True)
 
     async def _save(self, fields: dict) -> None:
         try:

@@ -103,7 +103,7 @@ class SetupScreen(NotewellScreen):
         self._status("Creating the vault...")
         self.query_one("#create", Button).disabled = True
         settings = ClinicianSettings(clinician_name=name, credentials=creds)
-        self.run_store(self._create(first, device, settings), group="setup", exclusive=True)
+        self.run_store(self._create, first, device, settings, group="setup", exclusive=True)
 
     async def _create(self, passphrase: str, device: str, settings: ClinicianSettings) -> None:
         from tui.screens.dialogs import RecoveryKeyDialog

@@ -45,7 +45,7 @@ class UnlockScreen(NotewellScreen):
             return
         self._status("Unlocking...")
         self.query_one("#unlock", Button).disabled = True
-        self.run_store(self._unlock(passphrase), group="unlock", exclusive=True)
+        self.run_store(self._unlock, passphrase, group="unlock", exclusive=True)
 
     async def _unlock(self, passphrase: str) -> None:
         try:
