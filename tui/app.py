@@ -261,6 +261,36 @@ class NotewellApp(App[None]):
     def on_unmount(self) -> None:
         self.store.shutdown()
 
+    # --- messages from the to-do queue ---------------------------------------------
+
+    def _main_screen(self):
+        from tui.screens.main import MainScreen
+
+        return next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
+
+    def on_todo_screen_open_note(self, message) -> None:
+        from tui.screens.note_editor import NoteEditorScreen
+
+        # The editor opens over the queue, so Back returns to the list being worked through.
+        self.place.note_kind, self.place.note_id = "progress", message.note_id
+
+        def closed(_: object = None) -> None:
+            self.place.note_kind = self.place.note_id = None
+
+        self.push_screen(NoteEditorScreen(message.note_id), closed)
+
+    def on_todo_screen_open_client(self, message) -> None:
+        self.run_worker(self._open_client(message.client_id, message.on), group="navigation", exit_on_error=False)
+
+    async def _open_client(self, client_id: str, on) -> None:
+        main = self._main_screen()
+        if main is None:
+            return
+        while self.screen is not main:
+            await self.pop_screen()
+        main.select_client(client_id)
+        self.notify(f"No progress note yet for the session of {on.isoformat()}: press n to write it.")
+
     # --- help and palette -----------------------------------------------------------
 
     def action_help(self) -> None:

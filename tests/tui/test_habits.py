@@ -138,3 +138,37 @@ async def test_settings_change_the_signer(seeded_vault, make_app):
         assert (vault.settings().credentials, vault.settings().late_entry_hours) == ("LCSW, PhD", 48)
     finally:
         vault.close()
+
+
+async def test_todo_outcomes_export_and_audit_open_from_main(seeded_vault, make_app, tmp_path):
+    from textual.widgets import DataTable
+
+    from tui.screens.audit_view import AuditViewScreen
+    from tui.screens.export_dialog import ExportDialog
+    from tui.screens.note_editor import NoteEditorScreen
+    from tui.screens.outcomes import OutcomesDialog
+    from tui.screens.todo import TodoScreen
+    from tui_data import DRAFT_NOTE
+
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, TodoScreen) and app.screen.query_one(DataTable).row_count > 0, what="to-do list")
+        todo = app.screen
+        assert any(getattr(item, "note_id", None) == DRAFT_NOTE for item in todo.items)
+        table = todo.query_one(DataTable)
+        table.move_cursor(row=[getattr(i, "note_id", None) for i in todo.items].index(DRAFT_NOTE))
+        await pilot.press("o")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.note_id == DRAFT_NOTE, what="editor from to-do")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is todo)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+
+        for key, screen_type in (("o", OutcomesDialog), ("x", ExportDialog), ("u", AuditViewScreen)):
+            await pilot.press(key)
+            await wait_for(pilot, lambda: isinstance(app.screen, screen_type), what=screen_type.__name__)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))

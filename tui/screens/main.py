@@ -25,6 +25,10 @@ class MainScreen(NotewellScreen):
         Binding("e", "edit_client", "Edit client", id="client.edit"),
         Binding("n", "new_note", "New note", id="note.new"),
         Binding("r", "new_process_note", "Process note", id="process.new"),
+        Binding("t", "todo", "To do", id="todo"),
+        Binding("o", "outcomes", "Outcomes", id="client.outcomes", show=False),
+        Binding("x", "export", "Export record", id="client.export", show=False),
+        Binding("u", "audit", "Audit trail", id="audit", show=False),
         Binding("s", "settings", "Settings", id="settings", show=False),
     ]
 
@@ -123,13 +127,50 @@ class MainScreen(NotewellScreen):
 
     def _after_search(self, target: tuple[str, str, str] | None) -> None:
         # Notes open on top of the search screen; only a client hit comes back here.
-        if target:
-            _kind, _doc_id, client_id = target
-            if client_id and client_id != self.client_id:
-                self._select = client_id
-                self.client_id = None
-                self.query_one("#client-filter", Input).value = ""
-                self.reload_clients()
+        if target and target[2]:
+            self.select_client(target[2])
+
+    def select_client(self, client_id: str) -> None:
+        if client_id != self.client_id:
+            self._select = client_id
+            self.client_id = None
+            self.query_one("#client-filter", Input).value = ""
+            self.reload_clients()
+
+    def action_todo(self) -> None:
+        from tui.screens.todo import TodoScreen
+
+        self.app.push_screen(TodoScreen(self.app.store.call))
+
+    def _need_client(self) -> bool:
+        if self._client is None:
+            self.notify("Select a client first.")
+            return False
+        return True
+
+    def action_outcomes(self) -> None:
+        from tui.screens.outcomes import OutcomesDialog
+
+        if self._need_client():
+            self.app.push_screen(OutcomesDialog(self._client.id, self._client.display_name))
+
+    def action_export(self) -> None:
+        from tui.screens.export_dialog import ExportDialog
+
+        if not self._need_client():
+            return
+
+        def done(result: object) -> None:
+            path = getattr(result, "path", None)
+            if result is not None:
+                self.notify(f"Record exported{f' to {path}' if path else ''}. Process notes are never exported.")
+
+        self.app.push_screen(ExportDialog(self.app.store.call, self._client.id, client_name=self._client.display_name), done)
+
+    def action_audit(self) -> None:
+        from tui.screens.audit_view import AuditViewScreen
+
+        self.app.push_screen(AuditViewScreen(self.app.store.call))
 
     def action_settings(self) -> None:
         from tui.screens.settings import SettingsDialog

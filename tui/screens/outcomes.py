@@ -1,0 +1,39 @@
+"""A client's PHQ-9 and GAD-7 scores over time, in a dialog over the main screen."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Label, Static
+
+from tui.screens.base import NotewellModal
+from tui.widgets.outcome_plot import OutcomePlot
+
+
+class OutcomesDialog(NotewellModal[None]):
+    BINDINGS = [Binding("escape,o", "close", "Close", id="outcomes.close")]
+
+    def __init__(self, client_id: str, client_name: str) -> None:
+        super().__init__(classes="dialog")
+        self._client_id = client_id
+        self._client_name = client_name
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog-box wide"):
+            yield Label(f"Outcome measures: {self._client_name}", classes="dialog-title", markup=False)
+            yield OutcomePlot(id="outcome-plot")
+            yield Static("Scores from every note, drafts included. Esc closes.", classes="hint")
+
+    def on_mount(self) -> None:
+        self.run_store(self._load, group="outcomes", exclusive=True)
+
+    async def _load(self) -> None:
+        from store.outcomes import client_outcomes
+
+        client_id = self._client_id
+        outcomes = await self.app.store.call(lambda v: client_outcomes(v.record, client_id))
+        self.query_one(OutcomePlot).set_outcomes(outcomes)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
