@@ -79,6 +79,21 @@ class DocStore:
     def all_heads(self) -> dict[str, list[bytes]]:
         return {doc_id: unpack_heads(blob) for doc_id, blob in self._conn.execute("SELECT doc_id, heads FROM documents")}
 
+    def stored_bytes(self, doc_id: str) -> tuple[bytes, list[bytes]] | None:
+        """(bytes `Document.load` restores, heads) straight from the table, nothing loaded."""
+        row = self._conn.execute("SELECT snapshot, heads, n_changes FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        if row is None:
+            return None
+        data = bytes(row[0])
+        if row[2]:
+            data += b"".join(bytes(c[0]) for c in self._conn.execute(
+                "SELECT data FROM document_changes WHERE doc_id = ? ORDER BY seq", (doc_id,)))
+        return data, unpack_heads(bytes(row[1]))
+
+    def heads_of(self, doc_id: str) -> list[bytes]:
+        row = self._conn.execute("SELECT heads FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        return unpack_heads(bytes(row[0])) if row else []
+
     def load_fresh(self, doc_id: str) -> Document | None:
         """The document as stored on disk, bypassing the cache (for checks)."""
         row = self._conn.execute("SELECT snapshot FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
@@ -139,6 +154,18 @@ class DocStore:
             (doc_id, kind, doc.save(), pack_heads(heads)),
         )
         self._remember(doc_id, _Entry(doc, kind, heads, 0))
+
+    def insert_loaded(self, rows: list[tuple[str, str, bytes, list[bytes]]]) -> None:
+        """Inserts (doc_id, kind, data, heads) for documents loaded from `data` by the caller.
+
+        `data` is stored as the snapshot as it came (a save, or a save plus changes: both
+        load), so a bulk sync need not save each document again. Not cached: the next use
+        loads it.
+        """
+        self._conn.executemany(
+            "INSERT INTO documents(doc_id, kind, snapshot, heads, n_changes) VALUES (?,?,?,?,0)",
+            [(doc_id, kind, data, pack_heads(heads)) for doc_id, kind, data, heads in rows],
+        )
 
     def replace(self, doc_id: str, doc: Document) -> None:
         """Makes `doc` (a descendant of the stored one) the live document and persists it."""

@@ -247,6 +247,28 @@ def project(conn, doc_id: str, doc: Document, *, late_entry_hours: int = 72, def
         _replace_fts(conn, doc_id, fts)
 
 
+def project_new(conn, rows: list[tuple[str, str, tuple, tuple]]) -> None:
+    """Rows of documents that had none, in bulk: (doc_id, kind, view row, fts row) as
+    `expected_rows` gives them (inside the caller's transaction).
+
+    For a sync that brings many new documents: one statement per table instead of one
+    lookup and insert per document. A document that already has rows fails the insert
+    (primary key), which rolls the caller's transaction back.
+    """
+    if not rows:
+        return
+    clients = [view for _d, kind, view, _f in rows if kind == KIND_CLIENT]
+    notes = [view for _d, kind, view, _f in rows if kind == KIND_NOTE]
+    if clients:
+        conn.executemany(f"INSERT INTO clients_view VALUES ({','.join('?' * len(CLIENT_COLUMNS))})", clients)
+    if notes:
+        conn.executemany(f"INSERT INTO notes_view VALUES ({','.join('?' * len(NOTE_COLUMNS))})", notes)
+    base = conn.execute("SELECT coalesce(max(rowid), 0) FROM record_fts").fetchone()[0]
+    fts = [(base + i + 1, doc_id, *f[1:]) for i, (doc_id, _k, _v, f) in enumerate(rows)]
+    conn.executemany("INSERT INTO record_fts(rowid, doc_id, kind, client_id, title, body) VALUES (?,?,?,?,?,?)", fts)
+    conn.executemany("INSERT INTO record_fts_rows(doc_id, fts_rowid) VALUES (?,?)", [(r[1], r[0]) for r in fts])
+
+
 def project_section_edit(conn, doc_id: str, updated_at: str) -> None:
     """The typing path's projection of a section splice on a draft.
 

@@ -20,6 +20,7 @@ from automerge.core import Document
 
 from store import documents as D
 from store import compliance as checklist
+from store.audit import AuditLog, Event
 from store.database import migrate
 from store.docstore import DocStore
 from store.docstore import _v1 as _docstore_v1
@@ -51,8 +52,10 @@ from store.models import (
 )
 from store.projections import _v1 as _projections_v1
 from store.projections import (
+    expected_rows,
     has_signature_conflict,
     project,
+    project_new,
     project_section_edit,
     projection_mismatches,
     rebuild_all,
@@ -137,7 +140,10 @@ class RecordStore:
         *,
         device_id: str,
         settings: Callable[[], ClinicianSettings],
+        audit: AuditLog | None = None,
     ) -> None:
+        # The vault's audit log; None for a bare store (benchmarks, tests of the record alone).
+        self.audit = audit
         self._conn = conn
         self._device_id = device_id
         self._settings = settings
@@ -405,7 +411,13 @@ class RecordStore:
                 D.put_status(tx, NoteStatus.SIGNED)
                 D.put_updated_at(tx, now)
             self._persist(note_id)
+            self._audit(Event.NOTE_SIGNED, note, note_id=note_id, signed_at=now.isoformat())
             return D.note_from_doc(doc)
+
+    def _audit(self, event: Event, note: ProgressNote, **details) -> None:
+        # Inside the caller's transaction: the entry and the change commit together.
+        if self.audit is not None:
+            self.audit.append(event, client_id=note.client_id, **details)
 
     def _new_signature(self, doc: Document, note: ProgressNote, signer: ClinicianSettings, now: datetime) -> Signature:
         return Signature(
@@ -449,6 +461,7 @@ class RecordStore:
                 D.append_addendum(tx, addendum)
                 D.put_updated_at(tx, addendum.signed_at)
             self._persist(note_id)
+            self._audit(Event.ADDENDUM_ADDED, D.note_from_doc(doc), note_id=note_id, addendum_id=addendum.id)
             return D.note_from_doc(doc)
 
     def mark_entered_in_error(self, note_id: str, reason: str) -> ProgressNote:
@@ -468,7 +481,9 @@ class RecordStore:
                 D.put_status(tx, NoteStatus.ENTERED_IN_ERROR)
                 D.put_updated_at(tx, now)
             self._persist(note_id)
-            return D.note_from_doc(doc)
+            marked = D.note_from_doc(doc)
+            self._audit(Event.ENTERED_IN_ERROR, marked, note_id=note_id)
+            return marked
 
     def resolve_signature_conflict(self, note_id: str, choice: str) -> ProgressNote:
         """Settles a note edited elsewhere while it was signed.
@@ -520,6 +535,7 @@ class RecordStore:
                     D.write_resolution(tx, resolution)
                     D.put_updated_at(tx, now)
             self._persist(note_id)
+            self._audit(Event.SIGNATURE_CONFLICT_RESOLVED, note, note_id=note_id, choice=choice)
             return D.note_from_doc(doc)
 
     def previous_signatures(self, note_id: str) -> list[Signature]:
@@ -557,6 +573,11 @@ class RecordStore:
 
     def doc_heads(self) -> dict[str, list[bytes]]:
         return self._docs.all_heads()
+
+    def change_marker(self) -> tuple[int, int]:
+        """Changes whenever record.db may hold new writes: another connection's commit
+        (PRAGMA data_version) or this connection's own (total_changes). Cheap enough to poll."""
+        return self._conn.execute("PRAGMA data_version").fetchone()[0], self._conn.total_changes
 
     def load_doc(self, doc_id: str) -> Document:
         """A fork with its own actor: the caller may change it without touching ours."""
@@ -613,6 +634,58 @@ class RecordStore:
             self._docs.replace(doc_id, merged)
             project(self._conn, doc_id, merged, late_entry_hours=self._late_hours())
         return True
+
+    def stored_doc(self, doc_id: str) -> tuple[bytes, list[bytes]]:
+        """The document's stored bytes (what `Document.load` restores) and their heads,
+        without loading it: what a peer that has none of it needs."""
+        found = self._docs.stored_bytes(doc_id)
+        if found is None:
+            raise NotFound(f"There is no record document {doc_id}.")
+        return found
+
+    def apply_snapshots(self, items: list[tuple[str, bytes]]) -> tuple[dict[str, list[bytes]], dict[str, ForeignDocument]]:
+        """Stores whole documents from another device, in one transaction.
+
+        Each is loaded once and held to the rules of `apply_doc` (a record document of a
+        known kind whose id is its key) before anything is written; the refused ones are
+        returned with their error and change nothing. A document that exists here after
+        all is merged through `apply_doc`. Returns (heads now stored per applied document,
+        refusals).
+        """
+        applied: dict[str, list[bytes]] = {}
+        refused: dict[str, ForeignDocument] = {}
+        new_docs: list[tuple[str, str, bytes, list[bytes]]] = []
+        rows: list[tuple[str, str, tuple, tuple]] = []
+        hours = self._late_hours()
+        for doc_id, data in items:
+            error = ForeignDocument(f"Document {doc_id} is not a record document; nothing was changed.")
+            try:
+                doc = Document.load(bytes(data))
+                kind, claimed = D.note_doc_kind(doc), D.doc_id_of(doc)
+                if kind is None or claimed != doc_id:
+                    raise ValueError
+                if self._docs.kind(doc_id) is not None:
+                    self.apply_doc(doc_id, doc)
+                    applied[doc_id] = self._docs.heads_of(doc_id)
+                    continue
+                _kind, view, fts = expected_rows(doc_id, doc, hours)
+                heads = doc.get_heads()
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except ForeignDocument as e:
+                refused[doc_id] = e
+                continue
+            except BaseException:  # malformed content; pyo3 PanicException is a BaseException
+                refused[doc_id] = error
+                continue
+            new_docs.append((doc_id, kind, bytes(data), heads))
+            rows.append((doc_id, kind, view, fts))
+        with self.transaction():
+            self._docs.insert_loaded(new_docs)
+            project_new(self._conn, rows)
+        for doc_id, _kind, _data, heads in new_docs:
+            applied[doc_id] = heads
+        return applied, refused
 
     @staticmethod
     @contextmanager

@@ -24,10 +24,12 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import select
 import socket
 import ssl
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,12 +45,17 @@ from sync.errors import (
     PeerUnreachable,
     SyncError,
 )
-from sync.framing import MAX_FRAME, FrameTap, recv_frame, send_frame, send_frames
+from sync.framing import MAX_FRAME, FrameReader, FrameTap, recv_frame, send_frame, send_frames
 from sync.peers import PeerBook
 from sync.protocol import SyncSession, error_frame
 
 DEFAULT_PORT = DEFAULT_SYNC_PORT
 DEFAULT_TIMEOUT = 30.0
+# Live sessions: how often local changes are looked for, when an idle side sends a PING, and
+# how long without a byte from the other side ends the session.
+LIVE_POLL_INTERVAL = 0.05
+LIVE_KEEPALIVE = 15.0
+LIVE_IDLE_TIMEOUT = 45.0
 
 ResultCallback = Callable[[SyncReport | None, NotewellError | None], None]
 RunInStore = Callable[[Callable[[], Any]], Any]
@@ -91,6 +98,8 @@ def _context(identity: DeviceIdentity, trusted_certs: list[str], *, server: bool
             f.write(encrypted)
         ctx.load_cert_chain(cert_path, key_path, password=password)
     ctx.load_verify_locations(cadata="".join(trusted_certs))
+    if server:
+        ctx.num_tickets = 0  # no session resumption is used; tickets would only cost bytes
     return ctx
 
 
@@ -146,12 +155,19 @@ def _map_ssl_error(e: ssl.SSLError) -> SyncError:
     return ConnectionLost("The secure connection to the other device failed.")
 
 
-def _converse(tls: ssl.SSLSocket, session: SyncSession, max_frame: int, tap: FrameTap | None) -> SyncReport:
+def _direct(fn):
+    return fn()
+
+
+def _converse(tls: ssl.SSLSocket, session: SyncSession, max_frame: int, tap: FrameTap | None,
+              in_store: RunInStore = _direct, live: "LiveOptions | None" = None) -> SyncReport:
     try:
-        send_frames(tls, session.start(), max_frame, tap)
-        while not session.finished:
+        send_frames(tls, in_store(session.start), max_frame, tap)
+        while not session.finished and not session.live:
             frame = recv_frame(tls, max_frame, tap)
-            send_frames(tls, session.receive(frame), max_frame, tap)
+            send_frames(tls, in_store(lambda: session.receive(frame)), max_frame, tap)
+        if session.live:
+            _live_loop(tls, session, max_frame, tap, in_store, live or LiveOptions())
     except ssl.SSLError as e:
         if session.role == "client" and not session.started_talking:
             raise NotPaired(_HUNG_UP_BEFORE_HELLO) from None
@@ -167,6 +183,85 @@ def _converse(tls: ssl.SSLSocket, session: SyncSession, max_frame: int, tap: Fra
         _try_send_error(tls, e, max_frame, tap)
         raise
     return session.report
+
+
+class LiveOptions:
+    """How a live session runs: `stop_event` ends it (a BYE is sent); `on_exchange(report)`
+    is called after each batch of frames received (from the connection's thread)."""
+
+    def __init__(
+        self,
+        stop_event: threading.Event | None = None,
+        *,
+        poll_interval: float = LIVE_POLL_INTERVAL,
+        keepalive: float = LIVE_KEEPALIVE,
+        idle_timeout: float = LIVE_IDLE_TIMEOUT,
+        on_live: Callable[[SyncReport], None] | None = None,
+        on_exchange: Callable[[SyncReport], None] | None = None,
+    ) -> None:
+        self.stop_event = stop_event
+        self.poll_interval, self.keepalive, self.idle_timeout = poll_interval, keepalive, idle_timeout
+        self.on_live, self.on_exchange = on_live, on_exchange
+
+
+def _read_some(tls: ssl.SSLSocket, timeout: float) -> bytes | None:
+    """What has arrived, without waiting: b"" at the end of the stream, None for nothing yet."""
+    tls.setblocking(False)
+    try:
+        return tls.recv(1 << 16)
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+        return None
+    except ssl.SSLZeroReturnError:
+        return b""
+    except ssl.SSLError as e:
+        raise _map_ssl_error(e) from None
+    except OSError:
+        raise ConnectionLost("The connection to the other device was lost.") from None
+    finally:
+        tls.settimeout(timeout)
+
+
+def _live_loop(tls: ssl.SSLSocket, session: SyncSession, max_frame: int, tap: FrameTap | None,
+               in_store: RunInStore, opts: LiveOptions) -> None:
+    """Full duplex from here: frames are small, so neither side can block the other."""
+    reader = FrameReader(max_frame)
+    timeout = tls.gettimeout() or DEFAULT_TIMEOUT
+    last_in = last_out = time.monotonic()
+    if opts.on_live is not None:
+        opts.on_live(session.report)
+
+    def send(frames) -> None:
+        nonlocal last_out
+        if frames:
+            send_frames(tls, frames, max_frame, tap)
+            last_out = time.monotonic()
+
+    while True:
+        if opts.stop_event is not None and opts.stop_event.is_set():
+            send(in_store(session.close))
+            return
+        if not tls.pending():
+            select.select([tls], [], [], opts.poll_interval)
+        data = _read_some(tls, timeout)
+        if data == b"":
+            raise ConnectionLost("The other device closed the connection without ending the live sync.")
+        if data:
+            last_in = time.monotonic()
+            frames = reader.feed(data)
+            for frame in frames:
+                if tap is not None:
+                    tap("received", frame.encode(max_frame))
+                send(in_store(lambda: session.receive(frame)))
+                if session.finished:
+                    return
+            if frames and opts.on_exchange is not None:
+                opts.on_exchange(session.report)
+        send(in_store(session.poll_local))
+        now = time.monotonic()
+        if now - last_out >= opts.keepalive:
+            send([session.ping()])
+        if now - last_in >= opts.idle_timeout:
+            raise ConnectionLost("The other device stopped answering; the live sync ended.")
 
 
 def _try_send_error(tls, exc, max_frame, tap) -> None:
@@ -198,8 +293,47 @@ def sync_now(
     max_frame: int = MAX_FRAME,
 ) -> SyncReport:
     """Sync with the paired device serving at host:port. Raises a `SyncError` on failure."""
-    book = PeerBook(record_store)
-    ctx = client_context(identity, _trusted_certs(book))
+    return _client(record_store, identity, host, port, on_progress=on_progress, timeout=timeout,
+                   frame_tap=frame_tap, max_frame=max_frame)
+
+
+def live_sync(
+    record_store,
+    identity: DeviceIdentity,
+    host: str,
+    port: int,
+    *,
+    stop_event: threading.Event,
+    on_progress: ProgressCallback | None = None,
+    on_live: Callable[[SyncReport], None] | None = None,
+    on_exchange: Callable[[SyncReport], None] | None = None,
+    run_in_store: RunInStore | None = None,
+    poll_interval: float = LIVE_POLL_INTERVAL,
+    keepalive: float = LIVE_KEEPALIVE,
+    idle_timeout: float = LIVE_IDLE_TIMEOUT,
+    timeout: float = DEFAULT_TIMEOUT,
+    frame_tap: FrameTap | None = None,
+    max_frame: int = MAX_FRAME,
+) -> SyncReport:
+    """Sync with host:port, then keep the connection open and push local changes both ways
+    until `stop_event` is set or the other side ends it. Blocks: run it in a worker thread.
+
+    Every store call goes through `run_in_store` (default: this thread). `on_live(report)`
+    is called once the first exchange is done, `on_exchange(report)` after each batch of
+    messages from the other side. Returns the report of the whole session (counts since it
+    opened); a lost connection raises `ConnectionLost`.
+    """
+    opts = LiveOptions(stop_event, poll_interval=poll_interval, keepalive=keepalive,
+                       idle_timeout=idle_timeout, on_live=on_live, on_exchange=on_exchange)
+    return _client(record_store, identity, host, port, on_progress=on_progress, timeout=timeout,
+                   frame_tap=frame_tap, max_frame=max_frame, live=opts, run_in_store=run_in_store)
+
+
+def _client(record_store, identity, host, port, *, on_progress, timeout, frame_tap, max_frame,
+            live: LiveOptions | None = None, run_in_store: RunInStore | None = None) -> SyncReport:
+    in_store: RunInStore = run_in_store or _direct
+    book = in_store(lambda: PeerBook(record_store))
+    ctx = client_context(identity, in_store(lambda: _trusted_certs(book)))
     try:
         raw = socket.create_connection((host, port), timeout=timeout)
     except OSError:
@@ -219,21 +353,22 @@ def sync_now(
         except OSError:
             raise ConnectionLost("The connection to the other device was lost during the handshake.") from None
         with tls:
-            peer_id = _check_peer(tls, book)
-            session = SyncSession(
+            peer_id = in_store(lambda: _check_peer(tls, book))
+            session = in_store(lambda: SyncSession(
                 record_store,
                 device_id=identity.device_id,
                 device_name=identity.name,
                 role="client",
                 peer_device_id=peer_id,
                 on_progress=on_progress,
-            )
+                live=live is not None,
+            ))
             try:
-                report = _converse(tls, session, max_frame, frame_tap)
+                report = _converse(tls, session, max_frame, frame_tap, in_store, live)
             except NotewellError as e:
-                _record(book, peer_id, None, e)
+                in_store(lambda: _record(book, peer_id, None, e))
                 raise
-            _record(book, peer_id, report, None)
+            in_store(lambda: _record(book, peer_id, report, None))
             return report
 
 
@@ -241,7 +376,10 @@ def sync_now(
 
 
 class SyncServer:
-    """Accepts paired devices one at a time, in the thread that calls `serve`."""
+    """Accepts paired devices one at a time, in the thread that calls `serve`.
+
+    A client that asks for a live session keeps the connection until it leaves or
+    `stop_event` is set; meanwhile other devices wait (they are served after it)."""
 
     def __init__(
         self,
@@ -256,8 +394,14 @@ class SyncServer:
         frame_tap: FrameTap | None = None,
         max_frame: int = MAX_FRAME,
         run_in_store: RunInStore | None = None,
+        poll_interval: float = LIVE_POLL_INTERVAL,
+        keepalive: float = LIVE_KEEPALIVE,
+        idle_timeout: float = LIVE_IDLE_TIMEOUT,
+        on_live: Callable[[SyncReport], None] | None = None,
     ) -> None:
         self.record_store = record_store
+        self._live_timing = dict(poll_interval=poll_interval, keepalive=keepalive, idle_timeout=idle_timeout)
+        self.on_live = on_live
         self._in_store: RunInStore = run_in_store or (lambda fn: fn())
         self.identity = identity
         self.host, self.port = host, port
@@ -297,7 +441,7 @@ class SyncServer:
                     raw, _addr = self._listener.accept()
                 except TimeoutError:
                     continue
-                report, error = self._in_store(lambda: self._handle(raw))
+                report, error = self._handle(raw, stop_event)
                 if self.on_result is not None:
                     self.on_result(report, error)
                 handled += 1
@@ -306,8 +450,10 @@ class SyncServer:
         finally:
             self.close()
 
-    def _handle(self, raw: socket.socket) -> tuple[SyncReport | None, NotewellError | None]:
-        book = PeerBook(self.record_store)
+    def _handle(self, raw: socket.socket, stop_event: threading.Event | None = None) -> tuple[SyncReport | None, NotewellError | None]:
+        """Runs in the accept thread; every store call is handed to the store's thread."""
+        in_store = self._in_store
+        book = in_store(lambda: PeerBook(self.record_store))
         peer_id: str | None = None
         with raw:
             raw.settimeout(self.timeout)
@@ -315,7 +461,7 @@ class SyncServer:
             try:
                 # With nobody left to trust (all revoked), trust only our own certificate, which
                 # no other device can present: the handshake then refuses it with a clear alert.
-                ctx = server_context(self.identity, book.trusted_certs() or [self.identity.cert_pem])
+                ctx = server_context(self.identity, in_store(book.trusted_certs) or [self.identity.cert_pem])
                 try:
                     tls = ctx.wrap_socket(raw, server_side=True)
                 except ssl.SSLCertVerificationError:
@@ -326,29 +472,30 @@ class SyncServer:
                     raise ConnectionLost("A device disconnected during the handshake.") from None
                 with tls:
                     try:
-                        peer_id = _check_peer(tls, book)
+                        peer_id = in_store(lambda: _check_peer(tls, book))
                     except NotPaired as e:
                         _try_send_error(tls, e, self.max_frame, self.frame_tap)
                         raise
-                    session = SyncSession(
+                    session = in_store(lambda: SyncSession(
                         self.record_store,
                         device_id=self.identity.device_id,
                         device_name=self.identity.name,
                         role="server",
                         peer_device_id=peer_id,
                         on_progress=self.on_progress,
-                    )
-                    report = _converse(tls, session, self.max_frame, self.frame_tap)
+                    ))
+                    live = LiveOptions(stop_event, on_live=self.on_live, **self._live_timing)
+                    report = _converse(tls, session, self.max_frame, self.frame_tap, in_store, live)
             except NotewellError as e:
                 if peer_id is not None:
-                    _record(book, peer_id, None, e)
+                    in_store(lambda: _record(book, peer_id, None, e))
                 return None, e
             except Exception as e:  # a bug must not take the server down; no data in the sentence
                 error = SyncError(f"The sync stopped on an internal error ({type(e).__name__}); nothing acknowledged was lost.")
                 if peer_id is not None:
-                    _record(book, peer_id, None, error)
+                    in_store(lambda: _record(book, peer_id, None, error))
                 return None, error
-        _record(book, peer_id, report, None)
+        in_store(lambda: _record(book, peer_id, report, None))
         return report, None
 
 
@@ -366,11 +513,12 @@ def serve(
     timeout: float = DEFAULT_TIMEOUT,
     max_connections: int | None = None,
     run_in_store: RunInStore | None = None,
+    on_live: Callable[[SyncReport], None] | None = None,
 ) -> None:
     """Serve paired devices until `stop_event` is set (or forever). Blocks the calling thread."""
     server = SyncServer(record_store, identity, host, port, on_progress=on_progress,
                         on_result=on_result, timeout=timeout, frame_tap=frame_tap,
-                        run_in_store=run_in_store)
+                        run_in_store=run_in_store, on_live=on_live)
     address = server.bind()
     if on_listening is not None:
         on_listening(*address)

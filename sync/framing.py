@@ -38,6 +38,9 @@ class FrameType(IntEnum):
     SYNC = 0x03
     TURN_END = 0x04
     DONE = 0x05
+    WHOLE = 0x06  # a whole document the peer has none of (its stored bytes)
+    PING = 0x07  # live session: keepalive
+    BYE = 0x08  # live session: this side is closing
     # pairing (sync/pairing.py)
     PAKE = 0x11
     CONFIRM = 0x12

@@ -59,7 +59,7 @@ from sync.errors import (
 from sync.framing import Frame, FrameType
 
 PROTOCOL_NAME = "notewell-sync"
-SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
+SUPPORTED_VERSIONS: tuple[int, ...] = (2,)
 # Automerge converges in a handful of round trips; a peer that keeps talking is broken.
 MAX_TURNS = 200
 DOC_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -240,6 +240,7 @@ class SyncSession:
         peer_device_id: str,
         on_progress: ProgressCallback | None = None,
         versions: tuple[int, ...] = SUPPORTED_VERSIONS,
+        live: bool = False,
     ) -> None:
         if role not in ("client", "server"):
             raise ValueError("role must be 'client' or 'server'")
@@ -266,12 +267,30 @@ class SyncSession:
         self._final: dict[str, list[bytes]] = {}
         self._baseline, self._baseline_digest = self._load_baseline()
         self._delta = False
+        # Whole documents: the ones only one side has travel as their stored bytes.
+        self._send_whole: set[str] = set()
+        self._expect_whole: set[str] = set()
+        self._whole_in: dict[str, bytes] = {}
+        self._whole_out_heads: dict[str, list[bytes]] = {}
+        self._whole_sent = False
+        self._frames_this_turn = 0
+        # Live mode (asked by the client, offered by the server): after DONE the connection
+        # stays open and each side pushes sync messages for the documents it changes.
+        self.live_requested = live
+        self._live = False
+        self._known: dict[str, set[bytes]] = {}
+        self._marker: tuple | None = None
 
     # -- public
 
     @property
     def finished(self) -> bool:
         return self._state == "finished"
+
+    @property
+    def live(self) -> bool:
+        """True once the first exchange is over and the session stays open for pushes."""
+        return self._state == "live"
 
     @property
     def started_talking(self) -> bool:
@@ -296,6 +315,7 @@ class SyncSession:
             "await-manifest": self._on_manifest,
             "peer-turn": self._on_turn_frame,
             "await-done": self._on_done,
+            "live": self._on_live,
         }.get(self._state)
         if handler is None:
             raise ProtocolError("The other device sent a sync message after the sync had ended.")
@@ -308,7 +328,9 @@ class SyncSession:
             FrameType.HELLO,
             {"protocol": PROTOCOL_NAME, "versions": list(self.versions),
              "device_id": self.device_id, "name": self.device_name,
-             "baseline": self._baseline_digest},
+             "baseline": self._baseline_digest,
+             # the server offers live mode; the client asks for it or not
+             "live": True if self.role == "server" else self.live_requested},
         )
 
     def _on_hello(self, frame: Frame) -> list[Frame]:
@@ -334,6 +356,7 @@ class SyncSession:
         self.report.peer_name = "".join(ch for ch in name if ch.isprintable())[:100] if isinstance(name, str) else ""
         # Both sides decide the same way: delta manifests only when both hold the same baseline.
         self._delta = self._baseline_digest is not None and data.get("baseline") == self._baseline_digest
+        self._live = data.get("live") is True and (self.role == "server" or self.live_requested)
         self._state = "await-manifest"
         if self.role == "client":
             return [self._hello(), self._manifest()]
@@ -376,9 +399,12 @@ class SyncSession:
             effective, candidates = peer, set(self._local_heads) | set(peer)
         self._peer_heads = effective
         self._differ = sorted(d for d in candidates if self._local_heads.get(d) != effective.get(d))
+        # What one side lacks entirely is sent whole: no sync rounds, no load on the sender.
+        self._send_whole = {d for d in self._differ if d in self._local_heads and not effective.get(d)}
+        self._expect_whole = {d for d in self._differ if d not in self._local_heads and effective.get(d)}
         self._progress(0)
         if self.role == "client":
-            out += self._my_turn(self._differ)
+            out += self._my_turn(d for d in self._differ if d not in self._send_whole and d not in self._expect_whole)
         else:
             self._state = "peer-turn"
         return out
@@ -400,6 +426,13 @@ class SyncSession:
             raise ProtocolError("The other device kept the sync going without end; the connection was closed.")
         out: list[Frame] = []
         sent: set[str] = set()
+        if not self._whole_sent:
+            self._whole_sent = True
+            for doc_id in sorted(self._send_whole):
+                data, heads = self.store.stored_doc(doc_id)
+                self._whole_out_heads[doc_id] = heads
+                out.append(Frame(FrameType.WHOLE, encode_sync(doc_id, data)))
+        whole = len(out)
         for doc_id in candidates:
             doc = self._doc(doc_id)
             # The sync state holds what the peer told us, so this too runs on foreign data.
@@ -407,30 +440,39 @@ class SyncSession:
             if message is not None:
                 out.append(Frame(FrameType.SYNC, encode_sync(doc_id, message.encode())))
                 sent.add(doc_id)
-        out.append(Frame(FrameType.TURN_END, _TURN_END.pack(len(sent))))
+        out.append(Frame(FrameType.TURN_END, _TURN_END.pack(whole + len(sent))))
         self._sent_last_turn = sent
-        self._my_last_count = len(sent)
+        self._my_last_count = whole + len(sent)
         self._progress(len(self._differ) - len(sent))
         self._state = "peer-turn"
         return out
 
     def _on_turn_frame(self, frame: Frame) -> list[Frame]:
+        if frame.type == FrameType.WHOLE:
+            doc_id, raw = decode_sync(frame.payload)
+            if doc_id not in self._expect_whole or doc_id in self._whole_in:
+                raise ProtocolError("The other device sent data for a document outside this sync.")
+            self._whole_in[doc_id] = raw  # checked and stored at the end (apply_snapshots)
+            self._frames_this_turn += 1
+            return []
         if frame.type == FrameType.SYNC:
             doc_id, raw = decode_sync(frame.payload)
-            if doc_id not in self._differ:
+            if doc_id not in self._differ or doc_id in self._send_whole or doc_id in self._expect_whole:
                 raise ProtocolError("The other device sent data for a document outside this sync.")
             doc = self._doc(doc_id)
             message = _foreign(Message.decode, raw)
             _foreign(doc.receive_sync_message, self._sync_states[doc_id], message)
             self._received_this_turn.append(doc_id)
+            self._frames_this_turn += 1
             return []
         if frame.type != FrameType.TURN_END:
             raise ProtocolError("The other device sent an unexpected message during the sync.")
         if len(frame.payload) != _TURN_END.size:
             raise MalformedFrame("The other device sent a malformed end of turn.")
         (count,) = _TURN_END.unpack(frame.payload)
-        if count != len(self._received_this_turn):
+        if count != self._frames_this_turn:
             raise ProtocolError("The other device's message count does not match what arrived.")
+        self._frames_this_turn = 0
         self._turns += 1
         received = self._received_this_turn
         self._received_this_turn = []
@@ -451,6 +493,12 @@ class SyncSession:
         changed_ids: set[str] = set()
         to_apply: list[str] = []
         for doc_id in self._differ:
+            if doc_id in self._send_whole:
+                final[doc_id] = sorted(self._whole_out_heads.get(doc_id, ()))
+                continue
+            if doc_id in self._expect_whole:
+                final[doc_id] = []  # until it is stored below
+                continue
             heads = set(self._doc(doc_id).get_heads())
             final[doc_id] = sorted(heads)
             if heads != (self._local_heads.get(doc_id) or set()):
@@ -475,6 +523,17 @@ class SyncSession:
                         peer = self._peer_heads.get(doc_id)
                         if local and peer and set(final[doc_id]) != peer:
                             self.report.merged += 1
+        whole = sorted(self._whole_in.items())
+        self._whole_in = {}
+        for start in range(0, len(whole), APPLY_BATCH):
+            applied, refused = _foreign(self.store.apply_snapshots, whole[start:start + APPLY_BATCH])
+            for doc_id, heads in applied.items():
+                final[doc_id] = sorted(heads)
+                changed_ids.add(doc_id)
+                self.report.received += 1
+            for error in refused.values():
+                self.report.errors.append(error.message)
+            self._progress(min(len(self._differ), start + APPLY_BATCH))
         self.report.conflicts = self._count_conflicts(changed_ids)
         self._final = final
         self._digest = heads_digest(final)
@@ -542,8 +601,86 @@ class SyncSession:
             )
         if self.report.ok and not (self._delta and not self._differ):
             self._save_baseline()  # (unchanged when a delta sync found nothing to do)
-        self._state = "finished"
+        if self._live:
+            self._start_live()
+        else:
+            self._state = "finished"
         return []
+
+    # -- live mode: after DONE, each change is pushed as sync messages for that document
+
+    def _start_live(self) -> None:
+        self._docs = {}  # the first exchange's copies; live messages use the store's
+        self._marker = self.store.change_marker()
+        self._known = {d: set(h) for d, h in self.store.doc_heads().items()}
+        self._state = "live"
+
+    def poll_local(self) -> list[Frame]:
+        """Sync messages for the documents changed here since the last call (live mode).
+
+        Cheap when nothing was written: one PRAGMA. Call it every 50-100 ms in the store's
+        thread.
+        """
+        if self._state != "live":
+            return []
+        marker = self.store.change_marker()
+        if marker == self._marker:
+            return []
+        self._marker = marker
+        out: list[Frame] = []
+        for doc_id, heads in self.store.doc_heads().items():
+            heads = set(heads)
+            if self._known.get(doc_id) == heads:
+                continue
+            self._known[doc_id] = heads
+            self._docs.pop(doc_id, None)
+            doc = self.store.load_doc(doc_id)
+            state = self._sync_states.setdefault(doc_id, SyncState())
+            message = _foreign(doc.generate_sync_message, state)
+            if message is not None:
+                out.append(Frame(FrameType.SYNC, encode_sync(doc_id, message.encode())))
+                self.report.sent += 1
+        return out
+
+    def close(self) -> list[Frame]:
+        """Ends a live session from this side: the BYE to send."""
+        was_live = self._state == "live"
+        self._state = "finished"
+        return [Frame(FrameType.BYE)] if was_live else []
+
+    @staticmethod
+    def ping() -> Frame:
+        return Frame(FrameType.PING)
+
+    def _on_live(self, frame: Frame) -> list[Frame]:
+        if frame.type == FrameType.PING:
+            return []
+        if frame.type == FrameType.BYE:
+            self._state = "finished"
+            return []
+        if frame.type != FrameType.SYNC:
+            raise ProtocolError("The other device sent an unexpected message during a live sync.")
+        doc_id, raw = decode_sync(frame.payload)
+        state = self._sync_states.setdefault(doc_id, SyncState())
+        if doc_id in self._known:
+            doc = self.store.load_doc(doc_id)  # a fork of ours, with every local edit
+        else:
+            doc = self._docs.setdefault(doc_id, Document())  # new here: built up message by message
+        before = set(doc.get_heads())
+        _foreign(doc.receive_sync_message, state, _foreign(Message.decode, raw))
+        after = set(doc.get_heads())
+        if after and after != before:
+            try:
+                changed = _foreign(self.store.apply_doc, doc_id, doc)
+            except ForeignDocument as e:
+                self.report.errors.append(e.message)
+                changed = False
+            if changed:
+                self.report.received += 1
+                self._known[doc_id] = after
+                self._docs.pop(doc_id, None)
+        reply = _foreign(doc.generate_sync_message, state)
+        return [Frame(FrameType.SYNC, encode_sync(doc_id, reply.encode()))] if reply is not None else []
 
     def _progress(self, done: int) -> None:
         if self.on_progress is not None:

@@ -533,13 +533,13 @@ def test_later_syncs_list_only_what_changed(two_open):
 
 def test_mismatched_versions_are_refused_clearly(two_open):
     va, vb, ia, ib = two_open
-    client, server = _sessions(va, vb, ia, ib, versions=(2,))
+    client, server = _sessions(va, vb, ia, ib, versions=(3,))
     client.start()
     hello = server.start()[0]
     with pytest.raises(ProtocolVersionMismatch) as refused:
         client.receive(hello)
     # What the client sends back makes the server say the same, with both versions.
-    with pytest.raises(ProtocolVersionMismatch, match="version 2.*version 1|version 1.*version 2") as told:
+    with pytest.raises(ProtocolVersionMismatch, match="version 3.*version 2|version 2.*version 3") as told:
         server.receive(error_frame(refused.value))
     assert "update Notewell" in told.value.message
 
@@ -556,9 +556,11 @@ def _to_turns(va, vb, ia, ib):
 
 def test_garbage_document_data_is_a_typed_error(two_open):
     va, vb, ia, ib = two_open
+    _run_pair(*_sessions(va, vb, ia, ib))  # shared from here, so the next sync uses sync messages
+    doc_id = next(r.note_id for r in va.record.list_notes())
+    va.record.set_section(doc_id, "data", "Edited after the first sync.")
     before = dict(vb.record.doc_heads())
     client, server, first_turn = _to_turns(va, vb, ia, ib)
-    doc_id = next(iter(set(va.record.doc_heads()) ^ set(vb.record.doc_heads())))
     with pytest.raises(MalformedSyncMessage):
         server.receive(Frame(FrameType.SYNC, encode_sync(doc_id, b"\x42\xff\x00garbage")))
     assert dict(vb.record.doc_heads()) == before
@@ -585,14 +587,22 @@ class _ForeignPeer:
     Only the peer is simulated; the vault under test is real.
     """
 
-    def __init__(self, docs: dict[str, Document]) -> None:
+    def __init__(self, docs: dict[str, Document], raw: dict[str, bytes] | None = None) -> None:
         self.docs = docs
+        self.raw = raw or {}  # bytes sent for a whole document instead of its save()
 
     def doc_heads(self):
         return {doc_id: doc.get_heads() for doc_id, doc in self.docs.items()}
 
     def load_doc(self, doc_id):
         return self.docs[doc_id].fork()
+
+    def apply_snapshots(self, items):
+        return {}, {}
+
+    def stored_doc(self, doc_id):
+        doc = self.docs[doc_id]
+        return self.raw.get(doc_id) or doc.save(), doc.get_heads()
 
     def apply_doc(self, doc_id, doc):
         return False
@@ -614,6 +624,22 @@ def test_a_foreign_document_is_refused_and_the_rest_applied(two_open):
     assert server.report.received == 1
     assert any("junk-doc" in e for e in server.report.errors)
     assert not client.report.ok  # the digests differ: the peer is told to sync again
+
+
+def test_garbage_sent_as_a_whole_document_is_refused_and_the_rest_applied(two_open):
+    va, vb, ia, ib = two_open
+    ids = sorted(set(va.record.doc_heads()) - set(vb.record.doc_heads()))
+    good, bad = ids[0], ids[1]
+    before = dict(vb.record.doc_heads())
+    peer = _ForeignPeer({d: va.record.load_doc(d) for d in (good, bad)}, raw={bad: b"\x85\x6f\x4a\x83garbage"})
+    client = SyncSession(peer, device_id=ia.device_id, device_name="office", role="client", peer_device_id=ib.device_id)
+    server = SyncSession(vb.record, device_id=ib.device_id, device_name="home", role="server", peer_device_id=ia.device_id)
+    _run_pair(client, server)
+    after = vb.record.doc_heads()
+    assert good in after and bad not in after
+    assert set(after) == set(before) | {good}
+    assert server.report.received == 1 and any(bad in e for e in server.report.errors)
+    assert vb.record.check() == []
 
 
 def test_frame_reader_refuses_oversize_before_buffering():
