@@ -38,6 +38,7 @@ from store.errors import (
     WrongRecoveryKey,
 )
 from store.device_identity import DeviceIdentity, ensure_identity, generate_identity, load_identity, save_identity
+from store.audit import AuditLog, Event, derive_audit_key, note_unlock_failure
 from store.keys import KdfParams
 from store.models import ClinicianSettings, validated
 
@@ -126,8 +127,11 @@ class Vault:
         db_keys: list[bytearray],
         record_conn: sqlcipher3.Connection,
         private_conn: sqlcipher3.Connection,
+        audit_key: bytearray,
     ) -> None:
         self.path = path
+        self._audit_key = audit_key
+        self._audit: AuditLog | None = None
         self.vault_id = vf.vault_id
         self.device_id = vf.device_id
         self.device_name = vf.device_name
@@ -222,6 +226,7 @@ class Vault:
         made: list[Path] = []
         conns: list[sqlcipher3.Connection] = []
         db_keys = _database_keys(master)
+        audit_key = bytearray(derive_audit_key(bytes(master)))
         keys.wipe(master)
         try:
             for name, key in zip((RECORD_DB, PRIVATE_DB), db_keys):
@@ -234,6 +239,7 @@ class Vault:
             save_identity(
                 RecordStore(conns[0], device_id=identity.device_id, settings=lambda: settings), identity
             )
+            AuditLog(conns[0], bytes(audit_key)).append(Event.VAULT_CREATED, device_name=device_name)
             # vault.json last: its presence marks a complete vault.
             vaultfile.write_new(path, vf)
         except BaseException as e:
@@ -248,12 +254,12 @@ class Vault:
                     path.rmdir()
                 except OSError:
                     pass
-            for key in db_keys:
+            for key in (*db_keys, audit_key):
                 keys.wipe(key)
             if isinstance(e, OSError):
                 raise VaultError(f"Cannot create the vault at {path}: {e.strerror}.") from None
             raise
-        return cls(path, vf, db_keys, conns[0], conns[1]), recovery_text
+        return cls(path, vf, db_keys, conns[0], conns[1], audit_key), recovery_text
 
     @classmethod
     def open(cls, path: Path, passphrase: str) -> Vault:
@@ -264,7 +270,13 @@ class Vault:
         _require_databases(path)
         if not isinstance(passphrase, str):
             raise WrongPassphrase()
-        master = _unwrap_with_passphrase(vf, passphrase)
+        try:
+            master = _unwrap_with_passphrase(vf, passphrase)
+        except WrongPassphrase:
+            # Counted in memory only (a wrong passphrase must not write to the vault) and
+            # written to the audit trail at the next successful unlock in this process.
+            note_unlock_failure(path)
+            raise
         vault = cls._open_with_master(path, vf, master)
         try:
             vaultfile.remove_stale_tmp(path)
@@ -272,6 +284,7 @@ class Vault:
             pass  # harmless: readers ignore it and the next write replaces it
         try:
             vault._upgrade_identity(vf)
+            vault.audit.flush_unlock_failures(path)
         except BaseException:
             vault.close()
             raise
@@ -299,6 +312,7 @@ class Vault:
     @classmethod
     def _open_with_master(cls, path: Path, vf: vaultfile.VaultFile, master: bytearray) -> Vault:
         db_keys = _database_keys(master)
+        audit_key = bytearray(derive_audit_key(bytes(master)))
         keys.wipe(master)
         conns: list[sqlcipher3.Connection] = []
         names = (RECORD_DB, PRIVATE_DB)
@@ -321,10 +335,10 @@ class Vault:
         except BaseException:
             for conn in conns:
                 checkpoint_and_close(conn)
-            for key in db_keys:
+            for key in (*db_keys, audit_key):
                 keys.wipe(key)
             raise
-        return cls(path, vf, db_keys, conns[0], conns[1])
+        return cls(path, vf, db_keys, conns[0], conns[1], audit_key)
 
     @classmethod
     def recover(
@@ -337,11 +351,18 @@ class Vault:
         """
         path = Path(path).expanduser()
         _check_passphrase(new_passphrase)
-        secret = keys.parse_recovery_key(recovery_key)
+        try:
+            secret = keys.parse_recovery_key(recovery_key)
+        except WrongRecoveryKey:
+            note_unlock_failure(path)
+            raise
         try:
             vf = vaultfile.read(path)
             _require_databases(path)
             master = _unwrap_with_recovery(vf, secret)
+        except WrongRecoveryKey:
+            note_unlock_failure(path)
+            raise
         finally:
             keys.wipe(secret)
         try:
@@ -354,6 +375,7 @@ class Vault:
         try:
             vf.passphrase_wrap = new_wrap
             vaultfile.replace(path, vf)
+            vault.audit.append(Event.VAULT_RECOVERED)
         except BaseException:
             vault.close()
             raise
@@ -370,14 +392,25 @@ class Vault:
         vf = vaultfile.read(path)
         if not isinstance(old, str):
             raise WrongPassphrase()
-        master = _unwrap_with_passphrase(vf, old)
+        try:
+            master = _unwrap_with_passphrase(vf, old)
+        except WrongPassphrase:
+            note_unlock_failure(path)
+            raise
         try:
             vf.passphrase_wrap = _new_passphrase_wrap(
                 vf.aad(vaultfile.PASSPHRASE), master, new, kdf or vf.passphrase_wrap.kdf
             )
+            vaultfile.replace(path, vf)
+            # The change is made; recording it opens the record (verified like any unlock).
+            vault = Vault._open_with_master(path, vf, bytearray(master))
         finally:
             keys.wipe(master)
-        vaultfile.replace(path, vf)
+        try:
+            vault.audit.flush_unlock_failures(path)
+            vault.audit.append(Event.PASSPHRASE_CHANGED)
+        finally:
+            vault.close()
 
     @property
     def closed(self) -> bool:
@@ -388,6 +421,7 @@ class Vault:
         conns = [self._record_conn, self._private_conn]
         self._record = None
         self._private = None
+        self._audit = None
         self._record_conn = None
         self._private_conn = None
         try:
@@ -395,7 +429,7 @@ class Vault:
                 if conn is not None:
                     checkpoint_and_close(conn)
         finally:
-            for key in self._db_keys:
+            for key in (*self._db_keys, self._audit_key):
                 keys.wipe(key)
             self._db_keys = []
 
@@ -414,13 +448,22 @@ class Vault:
         return self._private_conn
 
     @property
+    def audit(self) -> AuditLog:
+        """The vault's hash-chained audit trail (record.db, local, never synced)."""
+        if self._audit is None:
+            self._audit = AuditLog(self.record_conn, bytes(self._audit_key))
+        return self._audit
+
+    @property
     def record(self) -> RecordStore:
         if self._record is None:
             conn = self.record_conn
             # Imported here: the vault's lifecycle does not depend on the record's code.
             from store.record import RecordStore
 
-            self._record = RecordStore(conn, device_id=self.device_id, settings=self.settings)
+            self._record = RecordStore(
+                conn, device_id=self.device_id, settings=self.settings, audit=self.audit
+            )
         return self._record
 
     @property

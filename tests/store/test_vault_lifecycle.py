@@ -496,11 +496,16 @@ def test_change_passphrase_round_trip(vault_dir):
 
 def test_change_passphrase_only_rewraps_the_master_key(vault_dir):
     make_vault(vault_dir)
-    dbs = {n: (vault_dir / n).read_bytes() for n in ("record.db", "private.db")}
+    private_before = (vault_dir / "private.db").read_bytes()
     before = json.loads((vault_dir / "vault.json").read_text())
     Vault.change_passphrase(vault_dir, VAULT_PASSPHRASE, NEW_PASSPHRASE)
     after = json.loads((vault_dir / "vault.json").read_text())
-    assert {n: (vault_dir / n).read_bytes() for n in dbs} == dbs
+    # The databases keep their keys: process notes are untouched, and the record gains
+    # only the audit entry for the change.
+    assert (vault_dir / "private.db").read_bytes() == private_before
+    with Vault.open(vault_dir, NEW_PASSPHRASE) as vault:
+        assert vault.audit.entries()[-1].event == "passphrase_changed"
+        assert vault.audit.verify().ok
     assert after["recovery_wrap"] == before["recovery_wrap"]
     assert after["passphrase_wrap"]["salt"] != before["passphrase_wrap"]["salt"]
     assert {k: v for k, v in after.items() if k != "passphrase_wrap"} == {
