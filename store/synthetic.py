@@ -22,6 +22,8 @@ from store.models import (
     RiskAssessment,
     RiskLevel,
     SessionFacts,
+    NoteStatus,
+    Signature,
     FORMAT_SECTIONS,
 )
 
@@ -135,13 +137,26 @@ def populate(vault, *, clients: int, notes: int, process_notes: int = 0, seed: i
         complete = roll < sign_ratio + 0.2
         note = make_note(rng, client, i, on, complete=complete)
         with record.transaction():
-            record.create_note(note)
             if roll < sign_ratio:
-                record.sign_note(note.id)
+                # Signed in the past, as a clinician would have: most within a day or two
+                # of the session, some late (past the late-entry window).
+                hours = rng.choice([2, 5, 20, 30, 46]) if rng.random() < 0.85 else rng.choice([90, 130, 200])
+                session_end = datetime.combine(on, note.facts.stop_time, tzinfo=timezone.utc)
+                signed_at = min(session_end + timedelta(hours=hours), datetime.now(timezone.utc))
+                settings = vault.settings()
+                record.import_note(note.model_copy(update={
+                    "status": NoteStatus.SIGNED,
+                    "signature": Signature(
+                        signer=settings.clinician_name, credentials=settings.credentials,
+                        signed_at=signed_at, device_id=vault.device_id, heads=[], content_hash="",
+                    ),
+                }))
                 if rng.random() < 0.08:
                     record.add_addendum(note.id, "Clarification: the homework assigned was two thought records.",
                                         "clarify homework")
-            elif roll > 0.97:
+            else:
+                record.create_note(note)
+            if roll > 0.97:
                 record.mark_entered_in_error(note.id, "written for the wrong client")
     with vault.private.transaction():
         for i in range(process_notes):
@@ -155,5 +170,24 @@ def populate(vault, *, clients: int, notes: int, process_notes: int = 0, seed: i
 
 
 def populate_demo(vault, *, clients: int = 12, notes: int = 200, process_notes: int = 8, seed: int = 1) -> None:
-    """The demo vault: every format and status, a few process notes and fresh drafts."""
+    """The demo vault: every format and status, a few process notes, and one signature
+    conflict (a note edited on "another device" while it was being signed here)."""
     populate(vault, clients=clients, notes=notes, process_notes=process_notes, seed=seed)
+    make_signature_conflict(vault.record)
+
+
+def make_signature_conflict(record) -> str | None:
+    """Merge an edit made concurrently with the signing of the newest signed note, the way
+    a sync from another device would. Returns the note's id."""
+    from store import documents
+
+    signed = record.list_notes(status=NoteStatus.SIGNED)
+    if not signed:
+        return None
+    note = record.get_note(signed[0].note_id)
+    assert note.signature is not None
+    other_device = record.load_doc(note.id).fork_at([bytes.fromhex(h) for h in note.signature.heads])
+    key = note.section_keys[-1]
+    documents.splice_section(other_device, key, note.sections[key] + " Client also agreed to a sleep diary.")
+    record.apply_doc(note.id, other_device)
+    return note.id
