@@ -466,6 +466,28 @@ class Vault:
             )
         return self._record
 
+    def open_record_store(self) -> RecordStore:
+        """A second RecordStore on its own connection, for a thread that works on the record
+        alongside the owner of this vault (a sync running while the clinician types).
+
+        SQLite connections are bound to their thread: call this from the thread that will use
+        the store, and `close_record_store` from it when done. Document caches notice each
+        other's writes (store/docstore.py), so the two never overwrite each other.
+        """
+        from store.record import RecordStore
+
+        if not self._db_keys:
+            raise VaultLocked("The vault is locked; unlock it again to continue.")
+        conn = open_database(self.path / RECORD_DB, bytes(self._db_keys[0]), verified=True)
+        audit = AuditLog(conn, bytes(self._audit_key))
+        return RecordStore(
+            conn, device_id=self.device_id, settings=lambda: _read_settings(conn), audit=audit
+        )
+
+    @staticmethod
+    def close_record_store(store: RecordStore) -> None:
+        checkpoint_and_close(store._conn)
+
     @property
     def private(self) -> PrivateStore:
         if self._private is None:
@@ -478,15 +500,7 @@ class Vault:
     # --- settings, search, check -------------------------------------------------------
 
     def settings(self) -> ClinicianSettings:
-        row = self.record_conn.execute(
-            "SELECT value FROM local_settings WHERE key = ?", (_SETTINGS_KEY,)
-        ).fetchone()
-        if row is None:
-            return ClinicianSettings()
-        try:
-            return ClinicianSettings.model_validate_json(row[0])
-        except ValueError:
-            raise DamagedVault("The vault's clinician settings are damaged.") from None
+        return _read_settings(self.record_conn)
 
     def update_settings(self, **fields: Any) -> ClinicianSettings:
         """Change some settings; ValidationFailed (and nothing saved) on a bad value."""
@@ -581,3 +595,13 @@ def _write_settings(conn: sqlcipher3.Connection, settings: ClinicianSettings) ->
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _read_settings(conn: sqlcipher3.Connection) -> ClinicianSettings:
+    row = conn.execute("SELECT value FROM local_settings WHERE key = ?", (_SETTINGS_KEY,)).fetchone()
+    if row is None:
+        return ClinicianSettings()
+    try:
+        return ClinicianSettings.model_validate_json(row[0])
+    except ValueError:
+        raise DamagedVault("The vault's clinician settings are damaged.") from None

@@ -46,3 +46,39 @@ def test_vault_without_identity_gets_one_on_open(tmp_path, fast_kdf):
         assert vault.device_id == identity.device_id
     finally:
         vault.close()
+
+
+def test_a_second_record_store_in_another_thread_sees_and_keeps_both_writers(tmp_path, fast_kdf):
+    import threading
+    from datetime import date
+
+    from store.models import Client, ProgressNote, SessionFacts
+
+    vault, _ = Vault.create(tmp_path / "v", "two writers passphrase", device_name="desk", kdf=fast_kdf)
+    try:
+        vault.record.create_client(Client(id="c1", display_name="Two Writers"))
+        note = vault.record.create_note(
+            ProgressNote(client_id="c1", format="DAP", facts=SessionFacts(date_of_service=date(2026, 2, 2)))
+        )
+        seen = {}
+
+        def other_thread():
+            store = vault.open_record_store()
+            try:
+                seen["before"] = store.get_note(note.id).sections["data"]
+                store.set_section(note.id, "plan", "written by the second connection")
+            finally:
+                vault.close_record_store(store)
+
+        vault.record.set_section(note.id, "data", "written by the owner")
+        t = threading.Thread(target=other_thread)
+        t.start()
+        t.join(30)
+        assert seen["before"] == "written by the owner"
+        vault.record.set_section(note.id, "assessment", "owner again")
+        got = vault.record.get_note(note.id).sections
+        assert got["plan"] == "written by the second connection"
+        assert got["assessment"] == "owner again" and got["data"] == "written by the owner"
+        assert vault.check() == []
+    finally:
+        vault.close()
