@@ -6,10 +6,11 @@
     notewell sync forget DEVICE                           revoke a device (name or id prefix)
     notewell sync serve [--host H] [--port P]             accept syncs from paired devices
     notewell sync now HOST:PORT                           sync with a paired device now
+    notewell sync now HOST:PORT --live                    then stay connected and push each change
     notewell sync mailbox DIR                             (tui/commands/mailbox_command.py)
 
-Lines meant for scripts: `listening on HOST:PORT` and `pairing code: CODE` (the code last),
-each flushed as soon as it is true. Nothing printed here contains note text.
+Lines meant for scripts: `listening on HOST:PORT`, `pairing code: CODE` (the code last) and
+`live with NAME (ID)` once a live session is open, each flushed as soon as it is true. Nothing printed here contains note text.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def register(subparsers) -> None:
 
     now = sync_sub.add_parser("now", help="sync with a paired device that is serving")
     now.add_argument("address", metavar="HOST:PORT")
+    now.add_argument("--live", action="store_true",
+                     help="stay connected after the sync and push changes both ways until interrupted")
     now.set_defaults(func=cmd_now)
 
     try:
@@ -227,9 +230,12 @@ def cmd_serve(args) -> int:
             name = report.peer_name or report.peer_id[:16]
             _say(f"synced with {name} ({report.peer_id[:16]}): {report.summary()}")
 
+    def live(report) -> None:
+        _say(f"live with {report.peer_name or report.peer_id[:16]} ({report.peer_id[:16]})")
+
     try:
         serve(vault.record, identity, args.host, args.port, stop_event=stop,
-              on_listening=lambda h, p: _say(f"listening on {h}:{p}"), on_result=result)
+              on_listening=lambda h, p: _say(f"listening on {h}:{p}"), on_result=result, on_live=live)
     except KeyboardInterrupt:
         pass
     finally:
@@ -254,6 +260,8 @@ def cmd_now(args) -> int:
     from sync.direct import sync_now
 
     host, port = parse_address(args.address, DEFAULT_SYNC_PORT)
+    if args.live:
+        return _now_live(args, host, port)
     vault, identity = _open(args)
     try:
         report = sync_now(vault.record, identity, host, port, on_progress=_progress_line())
@@ -263,4 +271,34 @@ def cmd_now(args) -> int:
             print(file=sys.stderr)
     name = report.peer_name or report.peer_id[:16]
     _say(f"synced with {name} ({report.peer_id[:16]}): {report.summary()}")
+    return 0 if report.ok else 1
+
+
+def _now_live(args, host: str, port: int) -> int:
+    """`sync now --live`: SIGTERM or Ctrl-C ends the session with a goodbye to the other side."""
+    from sync.direct import live_sync
+
+    vault, identity = _open(args)
+    stop = threading.Event()
+    handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    shown = {"received": 0, "sent": 0}
+
+    def opened(report) -> None:
+        _say(f"live with {report.peer_name or report.peer_id[:16]} ({report.peer_id[:16]}): {report.summary()}")
+
+    def exchanged(report) -> None:
+        # Counts only, and only when they move.
+        if (report.received, report.sent) != (shown["received"], shown["sent"]):
+            shown.update(received=report.received, sent=report.sent)
+            _say(f"live: received {report.received}, sent {report.sent}")
+
+    try:
+        report = live_sync(vault.record, identity, host, port, stop_event=stop,
+                           on_progress=_progress_line(), on_live=opened, on_exchange=exchanged)
+    finally:
+        for sig, previous in handlers.items():
+            signal.signal(sig, previous)
+        vault.close()
+    name = report.peer_name or report.peer_id[:16]
+    _say(f"live sync with {name} ({report.peer_id[:16]}) ended: {report.summary()}")
     return 0 if report.ok else 1

@@ -1,0 +1,164 @@
+"""Live sessions: after the first exchange the connection stays open and edits flow both ways.
+
+Real vaults, real `notewell` processes, real TLS on 127.0.0.1. Waits poll the vaults with a
+deadline; nothing asserts on how long anything took.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tests.sync.test_direct_sync import (
+    CANARY_PRIVATE_A,
+    CANARY_PRIVATE_B,
+    CANARY_RECORD,
+    EDIT,
+    PRIVATE,
+    TAP_SERVE,
+    Proxy,
+    _check,
+    _contains,
+    _heads,
+    _section,
+    _seed,
+)
+
+WAIT = 30.0
+
+LIVE_TAP_CLIENT = """
+import os, threading
+from store.device_identity import ensure_identity
+from sync.direct import live_sync
+identity = ensure_identity(record, vault.device_name)
+port, frames_path, stop_path = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+frames = open(frames_path, "wb")
+def tap(direction, frame):
+    frames.write(frame)
+    frames.flush()
+stop = threading.Event()
+def watch():
+    while not os.path.exists(stop_path):
+        stop.wait(0.05)
+    stop.set()
+threading.Thread(target=watch, daemon=True).start()
+report = live_sync(record, identity, "127.0.0.1", port, stop_event=stop, frame_tap=tap,
+                   on_live=lambda r: print("live", flush=True))
+print("ended", report.summary(), flush=True)
+"""
+
+
+def _eventually(check, what: str, timeout: float = WAIT):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _lines(proc, prefix: str) -> list[str]:
+    return [line for line in proc.lines if line.startswith(prefix)]
+
+
+def test_a_live_session_carries_edits_both_ways_on_one_connection(
+        make_vault, pair, serve, start_notewell, notewell, in_vault):
+    a, b = make_vault("office"), make_vault("home")
+    note = _seed(in_vault, a, text="Live base text.")["notes"][0]
+    pair(a, b)
+    server, port = serve(b)
+    client = start_notewell(a, "sync", "now", f"127.0.0.1:{port}", "--live")
+    client.wait_for("live with home")
+    server.wait_for("live with office")
+    assert _section(b, note) == "Live base text."  # the first exchange
+
+    # An edit committed on the office vault (by another process) reaches home, and back.
+    in_vault(a, EDIT, note, "0", "Office ")
+    _eventually(lambda: _section(b, note) == "Office Live base text.", "the office edit at home")
+    in_vault(b, EDIT, note, str(len("Office Live base text.")), " Home")
+    _eventually(lambda: _section(a, note) == "Office Live base text. Home", "the home edit at the office")
+    # A note created at home during the session arrives whole.
+    created = _seed(in_vault, b, text="Created while live.")
+    _eventually(lambda: created["notes"][0] in _heads(a), "the new note at the office")
+    assert _section(a, created["notes"][0]) == "Created while live."
+
+    # The office side leaves: it says goodbye, the server records one sync and keeps serving.
+    rc, out, err = client.terminate()
+    assert rc == 0, err
+    assert "live sync with home" in out and "ended" in out
+    server.wait_for("synced with office")
+    again = notewell(a, "sync", "now", f"127.0.0.1:{port}")
+    assert again.returncode == 0, again.stderr
+    server.wait_for("synced with office")
+    rc, _out, err = server.terminate()
+    assert rc == 0, err
+    # Everything above went over one connection: one live session, then one plain sync.
+    assert len(_lines(server, "live with")) == 1 and len(_lines(server, "synced with")) == 2
+    assert _check(a) == [] and _check(b) == []
+    assert _heads(a) == _heads(b)
+
+
+def test_the_server_leaving_ends_the_live_session_cleanly(make_vault, pair, serve, start_notewell, in_vault):
+    a, b = make_vault("office"), make_vault("home")
+    note = _seed(in_vault, a, text="Before the server leaves.")["notes"][0]
+    pair(a, b)
+    server, port = serve(b)
+    client = start_notewell(a, "sync", "now", f"127.0.0.1:{port}", "--live")
+    client.wait_for("live with home")
+    in_vault(a, EDIT, note, "0", "Pushed ")
+    _eventually(lambda: _section(b, note) == "Pushed Before the server leaves.", "the edit at home")
+
+    rc, _out, err = server.terminate()
+    assert rc == 0, err
+    rc, out, err = client.finish()
+    assert rc == 0, err
+    assert "ended" in out
+    assert _check(a) == [] and _check(b) == []
+    assert _heads(a) == _heads(b)
+
+
+def test_process_notes_never_cross_a_live_session(make_vault, pair, in_vault, start_in_vault, tmp_path):
+    a, b = make_vault("office"), make_vault("home")
+    seeded_a = _seed(in_vault, a, text="Record text before the session.")
+    seeded_b = _seed(in_vault, b, text="Home synthetic session.")
+    in_vault(a, PRIVATE, seeded_a["client"], f"Private reflection {CANARY_PRIVATE_A}.")
+    in_vault(b, PRIVATE, seeded_b["client"], f"Private reflection {CANARY_PRIVATE_B}.")
+    pair(a, b)
+
+    frames_a, frames_b, stop = tmp_path / "frames-a", tmp_path / "frames-b", tmp_path / "stop"
+    server = start_in_vault(a, TAP_SERVE, str(frames_a))
+    port = int(server.wait_for("listening on").rsplit(":", 1)[1])
+    proxy = Proxy(port)
+    try:
+        client = start_in_vault(b, LIVE_TAP_CLIENT, str(proxy.port), str(frames_b), str(stop))
+        client.wait_for("live")
+        # While the session is open: record edits on both sides, new process notes on both.
+        note_a, note_b = seeded_a["notes"][0], seeded_b["notes"][0]
+        in_vault(a, EDIT, note_a, "0", f"Live {CANARY_RECORD} ")
+        in_vault(b, PRIVATE, seeded_b["client"], f"Second reflection {CANARY_PRIVATE_B}.")
+        in_vault(b, EDIT, note_b, "0", "Edited at home. ")
+        in_vault(a, PRIVATE, seeded_a["client"], f"Second reflection {CANARY_PRIVATE_A}.")
+        _eventually(lambda: _section(b, note_a).startswith(f"Live {CANARY_RECORD} "), "the office edit at home")
+        _eventually(lambda: _section(a, note_b).startswith("Edited at home. "), "the home edit at the office")
+        stop.write_text("stop")
+        rc, client_out, client_err = client.finish()
+        assert rc == 0, client_err
+        rc, server_out, server_err = server.finish()
+        assert rc == 0, server_err
+        assert proxy.done.wait(30)
+    finally:
+        proxy.close()
+    assert "ended" in client_out and "result" in server_out
+
+    wire = {"client->server": bytes(proxy.c2s), "server->client": bytes(proxy.s2c)}
+    plain = {"frames at office": frames_a.read_bytes(), "frames at home": frames_b.read_bytes()}
+    logs = {"output": (client_out + client_err + server_out + server_err).encode()}
+    assert all(wire.values()) and all(plain.values())
+    for label, data in {**wire, **plain, **logs}.items():
+        for canary in (CANARY_PRIVATE_A, CANARY_PRIVATE_B):
+            assert not _contains(data, canary), f"{canary} leaked in {label}"
+    # The captures are real: the live edit is in the plaintext frames, and TLS hides it.
+    assert _contains(plain["frames at office"], CANARY_RECORD)
+    assert _contains(plain["frames at home"], CANARY_RECORD)
+    assert not any(_contains(data, CANARY_RECORD) for data in wire.values())
