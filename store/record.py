@@ -644,7 +644,7 @@ class RecordStore:
         return found
 
     def apply_snapshots(self, items: list[tuple[str, bytes]]) -> tuple[dict[str, list[bytes]], dict[str, ForeignDocument]]:
-        """Stores whole documents from another device, in one transaction.
+        """Stores whole documents from another device, the new ones in one transaction.
 
         Each is loaded once and held to the rules of `apply_doc` (a record document of a
         known kind whose id is its key) before anything is written; the refused ones are
@@ -657,26 +657,28 @@ class RecordStore:
         new_docs: list[tuple[str, str, bytes, list[bytes]]] = []
         rows: list[tuple[str, str, tuple, tuple]] = []
         hours = self._late_hours()
+        existing = set(self._docs.all_heads())  # one read, not one lookup per document
         for doc_id, data in items:
-            error = ForeignDocument(f"Document {doc_id} is not a record document; nothing was changed.")
             try:
                 doc = Document.load(bytes(data))
                 kind, claimed = D.note_doc_kind(doc), D.doc_id_of(doc)
                 if kind is None or claimed != doc_id:
                     raise ValueError
-                if self._docs.kind(doc_id) is not None:
-                    self.apply_doc(doc_id, doc)
-                    applied[doc_id] = self._docs.heads_of(doc_id)
-                    continue
-                _kind, view, fts = expected_rows(doc_id, doc, hours)
-                heads = doc.get_heads()
+                if doc_id not in existing:
+                    _kind, view, fts = expected_rows(doc_id, doc, hours)
+                    heads = doc.get_heads()
             except (KeyboardInterrupt, SystemExit):
                 raise
-            except ForeignDocument as e:
-                refused[doc_id] = e
-                continue
             except BaseException:  # malformed content; pyo3 PanicException is a BaseException
-                refused[doc_id] = error
+                refused[doc_id] = ForeignDocument(f"Document {doc_id} is not a record document; nothing was changed.")
+                continue
+            if doc_id in existing:
+                try:
+                    self.apply_doc(doc_id, doc)
+                except ForeignDocument as e:
+                    refused[doc_id] = e
+                    continue
+                applied[doc_id] = self._docs.heads_of(doc_id)
                 continue
             new_docs.append((doc_id, kind, bytes(data), heads))
             rows.append((doc_id, kind, view, fts))

@@ -671,3 +671,21 @@ def test_baseline_encoding_round_trips_and_refuses_damage():
     for cut in (3, len(data) - 1, len(data) - 33):
         with pytest.raises(ValueError):
             decode_baseline(data[:cut])
+
+
+def test_whole_documents_are_stored_with_their_rows_and_merged_when_already_there(two_open):
+    va, vb, ia, ib = two_open
+    ids = sorted(set(va.record.doc_heads()) - set(vb.record.doc_heads()))
+    items = [(d, va.record.stored_doc(d)[0]) for d in ids]
+    applied, refused = vb.record.apply_snapshots(items)
+    assert refused == {} and set(applied) == set(ids)
+    assert all(sorted(applied[d]) == sorted(va.record.doc_heads()[d]) for d in ids)
+    assert vb.record.check() == []  # the bulk rows are what `project` would have written
+    note = next(r.note_id for r in va.record.list_notes())
+    assert vb.record.search("synthetic") and vb.record.get_note(note) == va.record.get_note(note)
+
+    # Sent whole again after a local edit: merged, never replaced.
+    vb.record.set_section(note, "data", vb.record.get_note(note).sections["data"] + " Home addition.")
+    applied, refused = vb.record.apply_snapshots(items)
+    assert refused == {} and vb.record.get_note(note).sections["data"].endswith(" Home addition.")
+    assert vb.record.check() == []
