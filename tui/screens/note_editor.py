@@ -269,10 +269,24 @@ class NoteEditorScreen(NotewellScreen[None]):
         self._timer = None
         self.run_store(self.flush, group="autosave")
 
+    def _sweep(self) -> None:
+        """Pick up edits whose Changed message has not arrived yet (a key, then at once the
+        lock key): the boxes on screen are the truth, not the messages about them."""
+        for area in self.query("TextArea.section").results(TextArea):
+            key = (area.id or "").removeprefix("section-")
+            if area.text != self._pending_sections.get(key, self._saved_sections.get(key)):
+                self._pending_sections[key] = area.text
+        if self._ready and self.note is not None and not self._facts_pending:
+            if self.query_one(FactsForm).read() != self.note.facts:
+                self._facts_pending = True
+
     async def flush(self) -> bool:
         """Save what is pending. True when nothing is left unsaved."""
         async with self._save_lock:
-            if not self.has_pending or self.mode != "draft":
+            if self.mode != "draft":
+                return True
+            self._sweep()
+            if not self.has_pending:
                 return True
             sections = dict(self._pending_sections)
             self._pending_sections.clear()

@@ -92,6 +92,9 @@ class ProcessEditorScreen(NotewellScreen[None]):
 
     async def flush(self) -> bool:
         async with self._save_lock:
+            # The box on screen is the truth, even before its Changed message arrives.
+            if self._ready and self._pending is None and self.query_one(TextArea).text != self._saved:
+                self._pending = self.query_one(TextArea).text
             if self._pending is None:
                 return True
             body, self._pending = self._pending, None

@@ -223,6 +223,7 @@ class FactsForm(Vertical):
         except ValidationFailed as e:
             problems.append(e.message)
             facts = None
+        if problems != self.problems:
+            self.query_one("#facts-error", Static).update("; ".join(problems))
         self.problems = problems
-        self.query_one("#facts-error", Static).update("; ".join(problems))
         return facts
