@@ -18,11 +18,12 @@ from textual.widgets import Button, Footer, Input, Label, Select, SelectionList,
 
 from store.compliance import blocking, missing_labels
 from store.errors import NotewellError
-from store.models import MODALITY_LABELS, NoteStatus, ProgressNote, SessionFacts, section_title
+from store.models import NoteStatus, ProgressNote, SessionFacts, section_title
 from store.projections import has_signature_conflict
 from tui.screens.base import NotewellScreen
 from tui.widgets.checklist import Checklist
 from tui.widgets.facts_form import FactsForm
+from tui.widgets.note_views import read_only_view
 
 AUTOSAVE_SECONDS = 0.4
 RETRY_SECONDS = 3.0
@@ -127,7 +128,7 @@ class NoteEditorScreen(NotewellScreen[None]):
                 widgets.append(area)
             self.query_one(SaveState).set("Saved", "saved")
         else:
-            widgets += self._read_only(note, signed)
+            widgets += read_only_view(note, signed, client, self.mode)
             self.query_one(SaveState).set("Read-only" if self.mode != "conflict" else "Needs your decision")
         await scroll.mount_all(widgets)
         if self.app.test_mode:
@@ -144,65 +145,6 @@ class NoteEditorScreen(NotewellScreen[None]):
             self.query_one("#resolve-addendum", Button).focus()
         else:
             scroll.focus()
-
-    def _read_only(self, note: ProgressNote, signed: ProgressNote | None) -> list:
-        out: list = []
-        if self.mode == "error" and note.entered_in_error:
-            out.append(Static(f"Entered in error: {note.entered_in_error.reason}", classes="banner banner-error", markup=False))
-        if self.mode == "conflict":
-            out.append(
-                Static(
-                    "This note was edited on another device while it was being signed. The signed "
-                    "version and the edits are both shown below. Choose how to settle it: keep the "
-                    "signed text and record the edits as an addendum, or sign the merged note again.",
-                    classes="banner banner-error",
-                )
-            )
-            out.append(
-                Horizontal(
-                    Button("Keep signed, edits as addendum", id="resolve-addendum", variant="primary"),
-                    Button("Sign the merged note again", id="resolve-resign", variant="warning"),
-                    classes="dialog-buttons",
-                )
-            )
-            shown = signed or note
-            out.append(Label("Signed version", classes="section-title"))
-            out += self._sections_view(shown)
-            out.append(Label("Edits made on another device (current text)", classes="section-title"))
-            changed = [k for k in note.section_keys if signed is None or note.sections.get(k) != signed.sections.get(k)]
-            out += self._sections_view(note, keys=changed or None)
-        else:
-            out.append(Static(facts_summary(note.facts, self.client), classes="facts-summary", markup=False))
-            out += self._sections_view(note)
-        if note.signature:
-            s = note.signature
-            out.append(
-                Static(
-                    f"Signed by {s.signer}, {s.credentials} on {s.signed_at.astimezone().strftime('%Y-%m-%d %H:%M')}",
-                    classes="signature",
-                    markup=False,
-                )
-            )
-        for a in note.addenda:
-            out.append(
-                Static(
-                    f"Addendum - {a.signed_at.astimezone().strftime('%Y-%m-%d %H:%M')} - {a.signer}, {a.credentials}\n"
-                    f"Reason: {a.reason}\n{a.text}",
-                    classes="addendum",
-                    markup=False,
-                )
-            )
-        if self.mode == "signed":
-            out.append(Static("Signed notes are locked. Press ctrl+n to add an addendum.", classes="hint"))
-        return out
-
-    @staticmethod
-    def _sections_view(note: ProgressNote, keys: list[str] | None = None) -> list:
-        out: list = []
-        for key in keys or note.section_keys:
-            out.append(Label(section_title(key), classes="section-title"))
-            out.append(Static(note.sections.get(key, "") or "(empty)", classes="section-text", markup=False))
-        return out
 
     # --- what the bindings offer depends on the mode -----------------------------------
 
@@ -437,29 +379,3 @@ class NoteEditorScreen(NotewellScreen[None]):
         await self.app.store.call(lambda v: v.record.resolve_signature_conflict(note_id, choice))
         self.notify("Signature conflict resolved.")
         await self._load()
-
-
-def facts_summary(facts: SessionFacts, client: Any) -> str:
-    parts = [f"Date {facts.date_of_service.isoformat()}"]
-    if facts.start_time and facts.stop_time:
-        parts.append(f"{facts.start_time.strftime('%H:%M')}-{facts.stop_time.strftime('%H:%M')} ({facts.minutes} min)")
-    if facts.cpt_code:
-        parts.append("CPT " + " + ".join([facts.cpt_code] + facts.add_on_codes))
-    if facts.modality:
-        parts.append(MODALITY_LABELS[facts.modality])
-    lines = ["  ".join(parts)]
-    if facts.diagnoses_addressed:
-        lines.append("Diagnoses: " + ", ".join(facts.diagnoses_addressed))
-    goals = {g.id: g.description for g in (client.goals if client else [])}
-    for gp in facts.goals_addressed:
-        lines.append(f"Goal: {goals.get(gp.goal_id, gp.goal_id)} - {gp.rating.value.replace('_', ' ')}")
-    if facts.interventions:
-        lines.append("Interventions: " + ", ".join(facts.interventions))
-    risk = facts.risk
-    if risk.assessed:
-        lines.append(f"Risk: suicide {risk.suicide.value}, violence {risk.violence.value}" + (f"; {risk.actions}" if risk.actions else ""))
-    scores = [f"PHQ-9 {facts.phq9}" if facts.phq9 is not None else "", f"GAD-7 {facts.gad7}" if facts.gad7 is not None else ""]
-    if any(scores):
-        lines.append("  ".join(s for s in scores if s))
-    return "\n".join(lines)
-
