@@ -7,15 +7,18 @@ Prints figures; asserts nothing. What is measured:
 - initial sync: vault A holds N synthetic progress notes (and their clients), vault B is empty;
   B runs `notewell sync serve` in its own process, A calls `sync_now` from this one. Wall
   time of the `sync_now` call (TLS handshake included, vault unlock excluded).
-- live session (`notewell sync now --live` on A in its own process, B serving in another, all
-  bytes through a counting TCP relay on 127.0.0.1): the one-off cost of opening the session
-  (TLS 1.3 handshake with both certificates, hello, manifest, done) in bytes; then, per
-  one-character edit committed on A by this process at a random moment: propagation = from
-  before the edit until
-  B's vault holds it (polled here through B's own file), median of --edits; bytes on the
-  wire for it, both directions, TLS records included, counted at the socket until the
-  exchange is quiet. Reported for the first edit of a document in the session (its sync
-  state starts fresh: four messages) and for further edits of the same document (two).
+- live session, B serving in its own process, every byte through a counting TCP relay on
+  127.0.0.1: first the one-off cost of opening a session (TLS 1.3 handshake with both
+  certificates, hello, manifest, done) in bytes. Then one-character edits, each at a random
+  moment: propagation = from before the edit until B's vault file holds it (polled here
+  through a connection of B's own), median of --edits; and the bytes on the wire for it, both
+  directions, TLS records included, counted at the socket until the exchange is quiet. Two
+  ways: `notewell sync now --live` on A in its own process with the edits committed by this
+  process (another connection: found by the session's 50 ms look at the store), and the way
+  the app runs it, `live_sync` in a worker thread of this process with the edits made through
+  its store thread, which wakes the session after each commit. Each for the first edit of a
+  document in the session (its sync state starts fresh: four messages) and for further edits
+  of the same document (two).
 - one edit over a new connection each time: append one character to a note on A, then
   `sync_now`; wall time from before the edit to the end of the sync, median of --edits runs;
   and its bytes on the wire (handshake included), broken down by frame type.
@@ -46,6 +49,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -54,7 +58,7 @@ from store.keys import KdfParams
 from store.models import ClinicianSettings
 from store.synthetic import populate
 from store.vault import Vault
-from sync.direct import sync_now
+from sync.direct import Waker, live_sync, sync_now
 from sync.framing import HEADER, FrameType
 from sync.mailbox import sync_mailbox
 from sync.peers import PeerBook, ensure_group_key, set_group_key
@@ -211,45 +215,100 @@ def wait_for_heads(record, doc_id: str, heads: list[bytes], timeout: float = 10.
         now = record.change_marker()
         if now != marker:
             marker = now
-            if sorted(record.doc_heads().get(doc_id, [])) == want:
+            if sorted(record.stored_doc(doc_id)[1]) == want:
                 return True
         time.sleep(0.001)
     return False
 
 
+def measure_edits(edit, b_record, relay: CountingRelay, targets: list[str], jitter: random.Random,
+                  current_heads) -> tuple[list[float], list[int]]:
+    """Per edit: seconds from before it until B's file holds it, and bytes on the wire for it."""
+    times, sizes = [], []
+    for doc_id in targets:
+        before = relay.quiet()
+        # Edits come at any moment, not in step with the live side's 50 ms look for changes
+        # (after a fixed pause they would always land just after one).
+        time.sleep(jitter.uniform(0, 0.1))
+        t = time.perf_counter()
+        edit(doc_id)
+        if not wait_for_heads(b_record, doc_id, current_heads(doc_id)):
+            raise RuntimeError("a live edit did not arrive")
+        times.append(time.perf_counter() - t)
+        sizes.append(relay.quiet() - before)
+    return times, sizes
+
+
+def report_edits(figures: dict, key: str, what: str, times: list[float], sizes: list[int]) -> None:
+    figures[f"{key}_ms"] = statistics.median(times) * 1000
+    figures[f"{key}_bytes"] = statistics.median(sizes)
+    log(f"{what}: propagation median {figures[f'{key}_ms']:.1f} ms (min {min(times) * 1000:.1f}, "
+        f"max {max(times) * 1000:.1f}); on the wire median {figures[f'{key}_bytes']:.0f} bytes "
+        f"(min {min(sizes)}, max {max(sizes)}, n={len(sizes)})")
+
+
 def live_figures(a: Vault, b_path: Path, port: int, drafts: list[str], edits: int) -> dict:
+    """Live session, two ways: the command in its own process (edits by another process,
+    found by its 50 ms look at the store), and in this process as the app runs it (edits
+    through the session's store thread, which wakes the session after each commit)."""
     figures: dict = {}
     jitter = random.Random(4)
-    relay = CountingRelay(port)
     b = Vault.open(b_path, PASSPHRASE)  # a second connection to B's file, to see edits land
+    heads_on_a = lambda doc_id: a.record.stored_doc(doc_id)[1]  # noqa: E731
     try:
+        relay = CountingRelay(port)
         with live_client(a.path, relay.port):
             figures["live_open_bytes"] = relay.quiet()
             log(f"live session opened: {figures['live_open_bytes']} bytes on the wire "
                 "(TLS 1.3 handshake with both certificates, hello, manifest, done)")
-            for label, targets in (("first", drafts[1:edits + 1]), ("again", [drafts[0]] * edits)):
-                times, sizes = [], []
-                for doc_id in targets:
-                    before = relay.quiet()
-                    # Edits come at any moment, not in step with the live side's 50 ms look for
-                    # changes (after a fixed pause they would always land just after one).
-                    time.sleep(jitter.uniform(0, 0.1))
-                    t = time.perf_counter()
-                    one_char_edit(a.record, doc_id)
-                    if not wait_for_heads(b.record, doc_id, a.record.doc_heads()[doc_id]):
-                        raise RuntimeError("a live edit did not arrive")
-                    times.append(time.perf_counter() - t)
-                    sizes.append(relay.quiet() - before)
-                figures[f"live_{label}_ms"] = statistics.median(times) * 1000
-                figures[f"live_{label}_bytes"] = statistics.median(sizes)
-                what = ("first edit of a document in the session" if label == "first"
-                        else "further edits of the same document")
-                log(f"live, {what}: propagation median {figures[f'live_{label}_ms']:.1f} ms "
-                    f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f}); on the wire median "
-                    f"{figures[f'live_{label}_bytes']:.0f} bytes (min {min(sizes)}, max {max(sizes)}, n={len(sizes)})")
+            edit = lambda doc_id: one_char_edit(a.record, doc_id)  # noqa: E731
+            report_edits(figures, "live_cli_first", "live, `sync now --live`, first edit of a document in the session",
+                         *measure_edits(edit, b.record, relay, drafts[1:edits + 1], jitter, heads_on_a))
+            report_edits(figures, "live_cli_again", "live, `sync now --live`, further edits of the same document",
+                         *measure_edits(edit, b.record, relay, [drafts[0]] * edits, jitter, heads_on_a))
+        relay.wait()
+
+        store = ThreadPoolExecutor(max_workers=1)  # the app's store thread
+        in_store = lambda fn: store.submit(fn).result()  # noqa: E731
+        va = in_store(lambda: Vault.open(a.path, PASSPHRASE))
+        identity = in_store(lambda: ensure_identity(va.record, va.device_name))
+        relay, waker, stop, opened = CountingRelay(port), Waker(), threading.Event(), threading.Event()
+        outcome: list = []
+
+        def worker() -> None:
+            try:
+                outcome.append(live_sync(va.record, identity, "127.0.0.1", relay.port, stop_event=stop,
+                                         run_in_store=in_store, waker=waker, on_live=lambda _r: opened.set()))
+            except BaseException as e:  # reported below
+                outcome.append(e)
+                opened.set()
+
+        thread = threading.Thread(target=worker, daemon=True)
+        thread.start()
+        try:
+            opened.wait(60)
+            if outcome:
+                raise RuntimeError(f"the in-process live session failed: {outcome[0]}")
+
+            def edit_in_app(doc_id: str) -> None:
+                in_store(lambda: one_char_edit(va.record, doc_id))
+                waker.wake()
+
+            others = drafts[edits + 1:2 * edits + 1] or drafts[1:edits + 1]
+            report_edits(figures, "live_app_first", "live, in the app's way, first edit of a document in the session",
+                         *measure_edits(edit_in_app, b.record, relay, others, jitter, heads_on_a))
+            report_edits(figures, "live_app_again", "live, in the app's way, further edits of the same document",
+                         *measure_edits(edit_in_app, b.record, relay, [drafts[0]] * edits, jitter, heads_on_a))
+        finally:
+            stop.set()
+            waker.wake()
+            thread.join(30)
+            relay.wait()
+            in_store(va.close)
+            store.shutdown()
+            waker.close()
     finally:
         b.close()
-    relay.wait()
     return figures
 
 
@@ -320,7 +379,7 @@ def run_all(args, tmp: Path) -> dict:
 
     b_path = tmp / f"b{args.runs - 1}"
     with serving(b_path) as port:
-        drafts = draft_note_ids(a.record, args.edits + 1)
+        drafts = draft_note_ids(a.record, 2 * args.edits + 1)
         figures.update(live_figures(a, b_path, port, drafts, args.edits))
         times = []
         for i in range(args.edits):
@@ -445,11 +504,14 @@ def main(argv: list[str] | None = None) -> int:
         ratio = baseline / figures["initial_s"]
         log(f"  baseline (automerge-repo 2.5.6 over websocket, median of {figures['baseline_runs']}): {baseline:.3f} s; "
             f"ratio baseline/ours {ratio:.1f}x (target >= 5x)")
-    log(f"  live session, one-edit propagation, median: {figures['live_first_ms']:.1f} ms for a document's "
-        f"first edit in the session, {figures['live_again_ms']:.1f} ms for further edits (target <= 50 ms)")
-    log(f"  live session, one-character edit on the wire (TLS records included), median: "
-        f"{figures['live_first_bytes']:.0f} bytes for a document's first edit, {figures['live_again_bytes']:.0f} bytes "
-        f"for further edits (target <= 1024); opening the session once: {figures['live_open_bytes']} bytes")
+    for key, how in (("live_app", "in the app's way (edit and session in one process, woken on commit)"),
+                     ("live_cli", "with `sync now --live` (edit by another process, found by the 50 ms look)")):
+        log(f"  live session {how}: one-edit propagation, median {figures[key + '_first_ms']:.1f} ms for a "
+            f"document's first edit in the session, {figures[key + '_again_ms']:.1f} ms for further edits "
+            f"(target <= 50 ms); on the wire (TLS records included), median {figures[key + '_first_bytes']:.0f} "
+            f"and {figures[key + '_again_bytes']:.0f} bytes (target <= 1024)")
+    log(f"  opening a live session, once: {figures['live_open_bytes']} bytes (TLS handshake with both "
+        "certificates, hello, manifest, done)")
     log(f"  over a new connection per edit instead: {figures['edit_median_ms']:.1f} ms and "
         f"{figures['edit_wire_bytes']} bytes ({figures['edit_sync_frame_bytes']} of them SYNC frames)")
     log(f"  mailbox export + import: {figures['mailbox_export_s'] + figures['mailbox_import_s']:.3f} s; "

@@ -162,3 +162,55 @@ def test_process_notes_never_cross_a_live_session(make_vault, pair, in_vault, st
     assert _contains(plain["frames at office"], CANARY_RECORD)
     assert _contains(plain["frames at home"], CANARY_RECORD)
     assert not any(_contains(data, CANARY_RECORD) for data in wire.values())
+
+
+def test_the_app_runs_a_live_session_in_a_worker_thread(make_vault, pair, serve, in_vault):
+    # As the app does: the vault belongs to one store thread, the session runs in a worker
+    # thread, edits go through the store thread and wake the session; a stop event ends it.
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from store.device_identity import load_identity
+    from sync.direct import Waker, live_sync
+
+    a, b = make_vault("office"), make_vault("home")
+    note = _seed(in_vault, a, text="App base text.")["notes"][0]
+    pair(a, b)
+    server, port = serve(b)
+    store = ThreadPoolExecutor(max_workers=1)
+    in_store = lambda fn: store.submit(fn).result()  # noqa: E731
+    va = in_store(a.open)
+    identity = in_store(lambda: load_identity(va.record))
+    stop, opened, waker, outcome = threading.Event(), threading.Event(), Waker(), []
+
+    def worker() -> None:
+        try:
+            outcome.append(live_sync(va.record, identity, "127.0.0.1", port, stop_event=stop,
+                                     run_in_store=in_store, waker=waker, on_live=lambda _r: opened.set()))
+        except BaseException as e:
+            outcome.append(e)
+            opened.set()
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        assert opened.wait(WAIT) and not outcome, outcome
+        in_store(lambda: va.record.set_section(note, "data", "App base text, typed on."))
+        waker.wake()
+        _eventually(lambda: _section(b, note) == "App base text, typed on.", "the app's edit at home")
+        in_vault(b, EDIT, note, "0", "Home: ")
+        _eventually(lambda: in_store(lambda: va.record.get_note(note).sections["data"]).startswith("Home: "),
+                    "the home edit in the app")
+    finally:
+        stop.set()
+        waker.wake()
+        thread.join(WAIT)
+        in_store(va.close)
+        store.shutdown()
+        waker.close()
+    assert not thread.is_alive()
+    report = outcome[0]
+    assert not isinstance(report, BaseException), report
+    assert report.ok and report.received == 1 and report.sent == 3  # client and note whole, then the edit
+    server.wait_for("synced with office")
+    assert _heads(a) == _heads(b) and _check(a) == [] and _check(b) == []
