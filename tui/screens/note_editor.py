@@ -209,25 +209,32 @@ class NoteEditorScreen(NotewellScreen[None]):
 
     def _autosave(self) -> None:
         self._timer = None
-        self.run_store(self.flush, group="autosave")
+        self.run_store(self._autosave_flush, group="autosave")
 
-    def _sweep(self) -> None:
+    async def _autosave_flush(self) -> None:
+        await self.flush(thorough=False)
+
+    def _sweep(self, *, facts: bool) -> None:
         """Pick up edits whose Changed message has not arrived yet (a key, then at once the
         lock key): the boxes on screen are the truth, not the messages about them."""
         for area in self.query("TextArea.section").results(TextArea):
             key = (area.id or "").removeprefix("section-")
             if area.text != self._pending_sections.get(key, self._saved_sections.get(key)):
                 self._pending_sections[key] = area.text
-        if self._ready and self.note is not None and not self._facts_pending:
+        if facts and self._ready and self.note is not None and not self._facts_pending:
             if self.query_one(FactsForm).read() != self.note.facts:
                 self._facts_pending = True
 
-    async def flush(self) -> bool:
-        """Save what is pending. True when nothing is left unsaved."""
+    async def flush(self, *, thorough: bool = True) -> bool:
+        """Save what is pending. True when nothing is left unsaved.
+
+        `thorough` also re-reads the facts form (for lock, quit and close); the autosave that
+        a Changed message started skips that, to keep typing cheap.
+        """
         async with self._save_lock:
             if self.mode != "draft":
                 return True
-            self._sweep()
+            self._sweep(facts=thorough)
             if not self.has_pending:
                 return True
             sections = dict(self._pending_sections)
