@@ -25,6 +25,7 @@ from textual.worker import Worker, WorkerState
 from store.errors import NotewellError
 from tui.config import AppConfig
 from tui.storeworker import StoreWorker
+from tui.widgets.devices_jobs import stop_sync_jobs
 
 log = logging.getLogger("notewell.tui")
 # Without a configured handler, logging would write to stderr, which is the app's screen.
@@ -231,6 +232,7 @@ class NotewellApp(App[None]):
                 self.notify("A note could not be saved, so the vault stays unlocked. Retrying shortly.", severity="error")
                 self._last_activity = monotonic()
                 return
+            await stop_sync_jobs(self)  # sync workers close their own connections first
             await self.store.close()
             self.refresh_bindings()
             while len(self.screen_stack) > 1:
@@ -255,6 +257,7 @@ class NotewellApp(App[None]):
                 timeout=10,
             )
             return
+        await stop_sync_jobs(self)
         await self.store.close()
         self.exit()
 

@@ -30,6 +30,7 @@ class MainScreen(NotewellScreen):
         Binding("x", "export", "Export record", id="client.export", show=False),
         Binding("u", "audit", "Audit trail", id="audit", show=False),
         Binding("s", "settings", "Settings", id="settings", show=False),
+        Binding("d", "devices", "Devices and sync", id="devices", show=False),
     ]
 
     def __init__(self, *, select_client: str | None = None) -> None:
@@ -177,6 +178,11 @@ class MainScreen(NotewellScreen):
 
         # Late-entry flags may change with the window; the timeline is reloaded on return.
         self.app.push_screen(SettingsDialog(), lambda _: self.on_screen_resume())
+
+    def action_devices(self) -> None:
+        from tui.screens.devices import DevicesScreen
+
+        self.app.push_screen(DevicesScreen())
 
     def action_new_client(self) -> None:
         from tui.screens.client_edit import ClientEditScreen

@@ -1,0 +1,236 @@
+"""The Devices and sync screen against real `notewell` processes on 127.0.0.1.
+
+The app's vault pairs with a second vault run as `notewell sync pair --listen`, then syncs with
+it run as `notewell sync serve`; both vaults are real encrypted files with a fast KDF. Every
+wait is a condition with a timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from store.models import Client, NoteFormat, ProgressNote, SessionFacts
+from store.vault import Vault
+from tui_data import CLINICIAN, FAST_KDF, PASSPHRASE
+from tui_helpers import static_text, unlock, wait_for
+
+from tui.screens.devices import DevicesScreen, read_addresses
+from tui.screens.main import MainScreen
+
+REPO = Path(__file__).resolve().parents[2]
+OTHER_PASSPHRASE = "other device passphrase 7f3a"
+OTHER_CLIENT = "Quinn Farwell"  # invented
+WAIT = 20.0
+
+
+class Process:
+    """A `notewell` subprocess whose stdout lines can be awaited with a timeout."""
+
+    def __init__(self, vault: Path, *args: str) -> None:
+        env = dict(os.environ, NOTEWELL_PASSPHRASE=OTHER_PASSPHRASE, PYTHONUNBUFFERED="1")
+        env.pop("NOTEWELL_VAULT", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tui.cli", "--vault", str(vault), *args], cwd=REPO, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_for(self, prefix: str, timeout: float = WAIT) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"process ended before a line starting {prefix!r}")
+            if line.startswith(prefix):
+                return line
+        raise AssertionError(f"no line starting {prefix!r} within {timeout} s")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.wait(timeout=WAIT)
+
+
+@pytest.fixture
+def processes():
+    started: list[Process] = []
+
+    def start(vault: Path, *args: str) -> Process:
+        started.append(Process(vault, *args))
+        return started[-1]
+
+    yield start
+    for p in started:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait(timeout=WAIT)
+
+
+@pytest.fixture
+def app_vault(tmp_path: Path) -> Path:
+    path = tmp_path / "app-vault"
+    vault, _ = Vault.create(path, PASSPHRASE, device_name="office laptop", settings=CLINICIAN, kdf=FAST_KDF)
+    vault.close()
+    return path
+
+
+@pytest.fixture
+def other_vault(tmp_path: Path) -> Path:
+    """The second device: one client with two draft notes."""
+    path = tmp_path / "other-vault"
+    vault, _ = Vault.create(path, OTHER_PASSPHRASE, device_name="home desktop", settings=CLINICIAN, kdf=FAST_KDF)
+    try:
+        client = vault.record.create_client(Client(display_name=OTHER_CLIENT))
+        for day in (3, 10):
+            vault.record.create_note(ProgressNote(
+                client_id=client.id, format=NoteFormat.DAP,
+                facts=SessionFacts(date_of_service=date(2026, 11, day)),
+            ))
+        vault.identity  # noqa: B018 (made on first use)
+    finally:
+        vault.close()
+    return path
+
+
+def _address(line: str) -> str:
+    return line.split()[-1]
+
+
+async def open_devices(pilot) -> DevicesScreen:
+    app = pilot.app
+    await unlock(pilot, PASSPHRASE)
+    screen = DevicesScreen()
+    app.push_screen(screen)
+    await wait_for(pilot, lambda: app.screen is screen and screen.identity is not None, WAIT, "devices screen")
+    return screen
+
+
+def status(screen) -> str:
+    return static_text(screen.query_one("#sync-status"))
+
+
+async def test_shows_this_device(app_vault, make_app):
+    vault = Vault.open(app_vault, PASSPHRASE)
+    try:
+        expected = vault.identity.short_id
+    finally:
+        vault.close()
+    app = make_app(app_vault, test_mode=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_devices(pilot)
+        text = static_text(screen.query_one("#this-device"))
+        assert "office laptop" in text and expected in text
+        assert "No paired devices yet." in str(screen.query_one("#peer-table").get_row_at(0)[0])
+
+
+async def test_pair_then_sync_brings_the_other_devices_notes(app_vault, other_vault, make_app, processes):
+    app = make_app(app_vault, test_mode=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_devices(pilot)
+
+        # Pair: the other device shows a code; this one types the address and the code.
+        listener = processes(other_vault, "sync", "pair", "--listen", "--port", "0")
+        address = _address(listener.wait_for("listening on"))
+        code = listener.wait_for("pairing code:").split(":", 1)[1].strip()
+        screen.query_one("#address").value = address
+        screen.query_one("#code").value = code
+        await pilot.click("#pair")
+        await wait_for(pilot, lambda: screen.peers and screen.jobs.busy is None, WAIT, "pairing")
+        assert screen.last_error is None, screen.last_error
+        assert [p.name for p in screen.peers] == ["home desktop"]
+        assert "Paired with home desktop" in status(screen)
+        assert listener.proc.wait(timeout=WAIT) == 0
+
+        # Sync now with the other device serving.
+        server = processes(other_vault, "sync", "serve", "--port", "0")
+        address = _address(server.wait_for("listening on"))
+        screen.query_one("#address").value = address
+        await pilot.click("#sync-now")
+        await wait_for(pilot, lambda: screen.last_result is not None or screen.last_error is not None, WAIT, "sync")
+        assert screen.last_error is None, screen.last_error
+        report = screen.last_result
+        assert report.received == 3 and report.errors == []  # one client, two notes
+        assert "received 3" in status(screen)
+        await wait_for(pilot, lambda: "ok: received 3" in str(screen.query_one("#peer-table").get_row_at(0)[4]),
+                       WAIT, "last sync shown")
+
+        # The notes are in the app's vault, and the main screen lists the client.
+        def arrived(v):
+            other = [c for c in v.record.list_clients("") if c.display_name == OTHER_CLIENT]
+            return len(other), len(v.record.notes_for_client(other[0].client_id)) if other else 0
+
+        assert await app.store.call(arrived) == (1, 2)
+        assert address in (await app.store.call(lambda v: read_addresses(v.record))).values()
+        server.stop()
+
+        # Listening outlives the screen, and the lock stops it before the vault closes.
+        screen.query_one("#listen-on").value = "127.0.0.1:0"
+        screen.action_toggle_listen()
+        await wait_for(pilot, lambda: screen.jobs.listening is not None, WAIT, "listening")
+        jobs = screen.jobs
+        await pilot.press("escape")
+        main = app.screen
+        assert isinstance(main, MainScreen)
+        listing = main.query_one("#client-list")
+        await wait_for(
+            pilot,
+            lambda: any(str(listing.get_option_at_index(i).prompt) == OTHER_CLIENT for i in range(listing.option_count)),
+            WAIT, "client in the main list",
+        )
+        assert jobs.listening is not None
+        app.lock()
+        await wait_for(pilot, lambda: not app.store.is_open, WAIT, "locked")
+        assert jobs.listening is None and not jobs._running
+
+
+async def test_wrong_code_is_a_clear_message(app_vault, other_vault, make_app, processes):
+    app = make_app(app_vault, test_mode=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_devices(pilot)
+        listener = processes(other_vault, "sync", "pair", "--listen", "--port", "0")
+        address = _address(listener.wait_for("listening on"))
+        code = listener.wait_for("pairing code:").split(":", 1)[1].strip()
+        wrong = "".join("1" if ch == "0" else "0" if ch.isdigit() else ch for ch in code)
+        screen.query_one("#address").value = address
+        screen.query_one("#code").value = wrong
+        screen.action_pair()
+        await wait_for(pilot, lambda: screen.last_error is not None, WAIT, "pairing refused")
+        assert "not accepted" in status(screen)
+        assert "Traceback" not in status(screen)
+        assert screen.query_one("#sync-status").has_class("error")
+        assert screen.peers == []
+        listener.proc.wait(timeout=WAIT)  # the code is burnt: the listener gives up
+
+
+async def test_a_mistyped_address_or_code_starts_nothing(app_vault, make_app):
+    app = make_app(app_vault, test_mode=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_devices(pilot)
+        screen.query_one("#address").value = "not an address:"
+        screen.action_sync_now()
+        await pilot.pause()
+        assert "is not an address" in status(screen)
+        screen.query_one("#address").value = "127.0.0.1:9"
+        screen.query_one("#code").value = "12-34"
+        screen.action_pair()
+        await pilot.pause()
+        assert "8 digits" in status(screen)
+        assert screen.jobs.busy is None

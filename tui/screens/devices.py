@@ -1,0 +1,529 @@
+"""Devices and sync: this device, its paired devices, pairing, sync now, listening, the mailbox.
+
+The work itself runs in thread workers (tui/widgets/devices_jobs.py); this screen only shows
+what they report and starts them. Addresses typed for a device are remembered per device in
+the record database's local (never synced) table, so the next sync needs one key.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Checkbox, DataTable, Digits, Footer, Input, Label, ProgressBar, Static
+
+from store.errors import NotewellError
+from tui.screens.base import NotewellModal, NotewellScreen
+from tui.widgets.devices_jobs import SyncCancelled, SyncJobs
+
+ADDRESSES_KEY = "tui.sync.addresses.v1"  # {device_id: "host:port"}, plus "" for the last one used
+MASK = "········"  # ids and times in test mode, so snapshots do not change from run to run
+
+
+class BadInput(NotewellError):
+    title = "Check what you typed"
+
+
+def read_addresses(record) -> dict[str, str]:
+    raw = record.local_get(ADDRESSES_KEY)
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}  # only a convenience: start again rather than refuse the screen
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+def remember_address(record, device_id: str, address: str) -> None:
+    with record.transaction():
+        data = read_addresses(record)
+        data[device_id] = address
+        data[""] = address
+        record.local_put(ADDRESSES_KEY, json.dumps(data, sort_keys=True).encode("utf-8"))
+
+
+def load_devices(vault) -> tuple[Any, list, dict[str, str]]:
+    """(identity, peers, remembered addresses); call on the vault's thread."""
+    from sync.peers import PeerBook
+
+    return vault.identity, PeerBook(vault.record).all(), read_addresses(vault.record)
+
+
+def parse_address(text: str, default_port: int) -> tuple[str, int]:
+    from tui.commands.sync_commands import BadAddress, parse_address as parse
+
+    if not text.strip():
+        raise BadInput("Type the other device's address first, as HOST:PORT (it is shown on that device).")
+    try:
+        return parse(text, default_port)
+    except BadAddress:
+        raise BadInput(f"{text.strip()!r} is not an address; type it as HOST:PORT, e.g. 192.168.1.20:7341.") from None
+
+
+def _when(iso: str | None, test_mode: bool) -> str:
+    if iso is None:
+        return "never"
+    if test_mode:
+        return MASK
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso
+
+
+class PairCodeDialog(NotewellModal[None]):
+    """The code, big, and the address to type on the other device; Cancel voids the code."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel pairing", id="devices.code.cancel")]
+
+    def __init__(self, address: str, code: str, minutes: int) -> None:
+        super().__init__(classes="dialog")
+        self._address, self._code, self._minutes = address, code, minutes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog-box", id="pair-code-box"):
+            yield Label("Pair a device: show this code", classes="dialog-title")
+            yield Static(
+                "On the other device open Devices and sync, type this address and code, and "
+                f"choose Pair. The code works once and expires in {self._minutes} minutes.",
+                classes="hint",
+            )
+            yield Static(f"Address: {self._address}", id="pair-address", markup=False)
+            yield Digits(self._code, id="pair-code")
+            yield Static("Waiting for the other device...", classes="dim")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="cancel-code", variant="warning")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.action_cancel()
+
+    def action_cancel(self) -> None:
+        SyncJobs.of(self.app).cancel()
+        self.dismiss(None)
+
+
+class DevicesScreen(NotewellScreen[None]):
+    AUTO_FOCUS = "#address"
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="devices.back"),
+        Binding("f5", "sync_now", "Sync now", id="devices.sync"),
+        Binding("f6", "pair", "Pair with code", id="devices.pair"),
+        Binding("f7", "show_code", "Show a code", id="devices.show_code"),
+        Binding("f8", "toggle_listen", "Listen", id="devices.listen"),
+        Binding("f9", "mailbox", "Mailbox", id="devices.mailbox"),
+        Binding("f10", "forget", "Forget device", id="devices.forget", show=False),
+        Binding("ctrl+c", "cancel", "Cancel", id="devices.cancel", show=False),
+    ]
+    DEFAULT_CSS = """
+    DevicesScreen { layout: vertical; }
+    DevicesScreen #devices-title { text-style: bold; padding: 0 1; }
+    DevicesScreen #this-device { padding: 0 1; color: $text-muted; }
+    DevicesScreen #peer-table { height: 1fr; min-height: 4; margin: 0 1; }
+    DevicesScreen #devices-controls { height: auto; max-height: 12; padding: 0 1; }
+    DevicesScreen .devices-row { height: 1; margin-top: 1; }
+    DevicesScreen .devices-row Label { width: auto; padding: 0 1 0 0; }
+    DevicesScreen .devices-row Input { width: 1fr; }
+    DevicesScreen #code { width: 14; }
+    DevicesScreen #listen-on { width: 24; }
+    DevicesScreen .devices-row Button { margin: 0 1 0 0; min-width: 0; width: auto; padding: 0 1; }
+    DevicesScreen .devices-row Checkbox { width: auto; margin: 0 1 0 0; }
+    DevicesScreen #listen-status { width: 1fr; color: $text-muted; }
+    DevicesScreen #progress-row { height: 1; padding: 0 1; margin-top: 1; display: none; }
+    DevicesScreen #progress-row.running { display: block; }
+    DevicesScreen #progress-label { width: 1fr; padding: 0 0 0 1; }
+    DevicesScreen #sync-status { height: auto; min-height: 1; padding: 0 1; }
+    DevicesScreen #sync-status.error { color: $error; }
+    DevicesScreen #sync-status.done { color: $success; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jobs: SyncJobs | None = None
+        self.identity: Any = None
+        self.peers: list = []
+        self.addresses: dict[str, str] = {}
+        self.last_result: Any = None
+        self.last_error: NotewellError | None = None
+        self._code_dialog: PairCodeDialog | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("Devices and sync", id="devices-title")
+        yield Static("This device: ...", id="this-device", markup=False)
+        yield DataTable(id="peer-table", cursor_type="row", zebra_stripes=True)
+        with VerticalScroll(id="devices-controls"):
+            with Horizontal(classes="devices-row"):
+                yield Label("Address")
+                yield Input(placeholder="HOST:PORT of the other device", id="address", compact=True)
+                yield Label(" Code")
+                yield Input(placeholder="1234-5678", id="code", compact=True)
+            with Horizontal(classes="devices-row"):
+                yield Button("Sync now", id="sync-now", variant="primary", compact=True)
+                yield Button("Pair with code", id="pair", compact=True)
+                yield Button("Show a code", id="show-code", compact=True)
+                yield Button("Forget device", id="forget", variant="error", compact=True)
+                yield Button("Cancel", id="cancel", disabled=True, compact=True)
+            with Horizontal(classes="devices-row"):
+                yield Checkbox("Listen while the app is open, on", id="listen", compact=True)
+                yield Input(value="127.0.0.1", id="listen-on", compact=True)
+                yield Static("", id="listen-status", markup=False)
+            with Horizontal(classes="devices-row"):
+                yield Label("Mailbox folder")
+                yield Input(placeholder="a folder on a USB stick or a shared drive", id="mailbox-folder", compact=True)
+                yield Button("Run mailbox sync", id="mailbox-run", compact=True)
+        with Horizontal(id="progress-row"):
+            yield ProgressBar(id="sync-progress", show_eta=False)
+            yield Static("", id="progress-label", markup=False)
+        yield Static("", id="sync-status", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.app.test_mode:
+            for box in self.query(Input):
+                box.cursor_blink = False
+        self.query_one(DataTable).add_columns("Device", "Id", "Status", "Last sync", "Result")
+        self.jobs = SyncJobs.of(self.app)
+        self.jobs.view = self
+        self.query_one("#listen", Checkbox).value = self.jobs.listening is not None
+        if self.jobs.listening is not None:
+            self.job_listening(*self.jobs.listening)
+        self._show_busy()
+        self.run_store(self._load, group="devices-load", exclusive=True)
+
+    def on_unmount(self) -> None:
+        if self.jobs is not None and self.jobs.view is self:
+            self.jobs.view = None
+
+    # --- loading -----------------------------------------------------------------------
+
+    def reload(self) -> None:
+        self.run_store(self._load, group="devices-load", exclusive=True)
+
+    async def _load(self) -> None:
+        assert self.jobs is not None
+        identity = await self.jobs.prepare()
+        _, peers, addresses = await self.app.store.call(load_devices)
+        self.identity, self.peers, self.addresses = identity, peers, addresses
+        self._show_identity()
+        self._show_peers()
+        address = self.query_one("#address", Input)
+        if not address.value and addresses.get(""):
+            address.value = addresses[""]
+
+    def _mask(self, text: str) -> str:
+        return MASK if self.app.test_mode else text
+
+    def _show_identity(self) -> None:
+        identity = self.identity
+        self.query_one("#this-device", Static).update(
+            f"This device: {identity.name}   id {self._mask(identity.short_id)}"
+        )
+
+    def _show_peers(self) -> None:
+        table = self.query_one(DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for peer in self.peers:
+            status = "revoked" if peer.revoked else "paired"
+            if peer.last_sync_ok is None:
+                result = ""
+            else:
+                result = ("ok: " if peer.last_sync_ok else "failed: ") + (peer.last_sync_summary or "")
+            table.add_row(
+                peer.name, self._mask(peer.short_id), status,
+                _when(peer.last_sync_at, self.app.test_mode), result, key=peer.device_id,
+            )
+        if not self.peers:
+            table.add_row("No paired devices yet.", "", "", "", "Pair one: show a code here, or enter one.", key="")
+        elif 0 <= cursor < len(self.peers):
+            table.move_cursor(row=cursor)
+
+    def selected_peer(self):
+        table = self.query_one(DataTable)
+        if not self.peers or not 0 <= table.cursor_row < len(self.peers):
+            return None
+        return self.peers[table.cursor_row]
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        key = event.row_key.value if event.row_key is not None else None
+        if key and key in self.addresses:
+            self.query_one("#address", Input).value = self.addresses[key]
+
+    # --- starting work -----------------------------------------------------------------
+
+    def _ready(self) -> bool:
+        if self.jobs is None or self.jobs.identity is None:
+            self.notify("Still reading this device's identity; try again in a moment.")
+            return False
+        return True
+
+    def _address(self, default_port: int) -> tuple[str, int]:
+        return parse_address(self.query_one("#address", Input).value, default_port)
+
+    def _try(self, start) -> None:
+        """Run `start()`; a typing mistake is said on screen, and starts nothing."""
+        if not self._ready():
+            return
+        try:
+            started = start()
+        except NotewellError as e:
+            self._say(f"{e.title}: {e.message}", "error")
+            return
+        if started:
+            self.last_result = self.last_error = None
+            self._progress(None, 0, 0)
+            self._show_busy()
+
+    def action_sync_now(self) -> None:
+        from sync.engine import DEFAULT_SYNC_PORT
+
+        def start() -> bool:
+            host, port = self._address(DEFAULT_SYNC_PORT)
+            self._pending_address = f"{host}:{port}"
+            self._say(f"Connecting to {host}:{port}...", "")
+            return self.jobs.sync_now(host, port)
+
+        self._try(start)
+
+    def action_pair(self) -> None:
+        from sync.engine import DEFAULT_PAIR_PORT
+        from sync.pairing import normalise_code
+
+        def start() -> bool:
+            host, port = self._address(DEFAULT_PAIR_PORT)
+            code = self.query_one("#code", Input).value
+            if not code.strip():
+                raise BadInput("Type the code shown on the other device first.")
+            normalise_code(code)  # a mistyped code is caught here, before it burns the real one
+            self._say(f"Pairing with {host}:{port}...", "")
+            return self.jobs.pair_with(host, port, code)
+
+        self._try(start)
+
+    def action_show_code(self) -> None:
+        from sync.engine import DEFAULT_PAIR_PORT
+
+        def start() -> bool:
+            host, port = self._listen_address(DEFAULT_PAIR_PORT)
+            self._say("Waiting for the other device to enter the code...", "")
+            return self.jobs.pair_listen(host, port)
+
+        self._try(start)
+
+    def _listen_address(self, default_port: int) -> tuple[str, int]:
+        """HOST or HOST:PORT to listen on; port 0 picks a free one."""
+        text = self.query_one("#listen-on", Input).value.strip() or "127.0.0.1"
+        host, sep, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
+        if not sep:
+            host, port = text.strip("[]"), str(default_port)
+        if not host or not port.isdigit() or int(port) > 65535:
+            raise BadInput(f"{text!r} is not an address to listen on; type HOST or HOST:PORT, e.g. 0.0.0.0:7341.")
+        return host, int(port)
+
+    def action_toggle_listen(self) -> None:
+        switch = self.query_one("#listen", Checkbox)
+        switch.value = not switch.value
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        from sync.engine import DEFAULT_SYNC_PORT
+
+        if self.jobs is None:
+            return
+        listening = self.jobs.listening is not None or self.jobs._listen_stop is not None
+        if event.value and not listening:
+            if not self._ready():
+                event.checkbox.value = False
+                return
+            try:
+                host, port = self._listen_address(DEFAULT_SYNC_PORT)
+            except NotewellError as e:
+                self._say(f"{e.title}: {e.message}", "error")
+                event.checkbox.value = False
+                return
+            self.query_one("#listen-status", Static).update("starting...")
+            self.jobs.listen(host, port)
+        elif not event.value and listening:
+            self.query_one("#listen-status", Static).update("stopping...")
+            self.jobs.stop_listening()
+
+    def action_mailbox(self) -> None:
+        def start() -> bool:
+            text = self.query_one("#mailbox-folder", Input).value.strip()
+            if not text:
+                raise BadInput("Type the mailbox folder first (a folder both devices can reach).")
+            folder = Path(text).expanduser()
+            if not folder.is_dir():
+                raise BadInput(f"The folder {folder} does not exist or is not a folder.")
+            self._say(f"Reading and writing bundles in {folder}...", "")
+            return self.jobs.mailbox(folder)
+
+        self._try(start)
+
+    def action_cancel(self) -> None:
+        if self.jobs is not None and self.jobs.busy:
+            self.jobs.cancel()
+            self._say("Stopping...", "")
+
+    def action_forget(self) -> None:
+        from tui.screens.dialogs import ConfirmDialog
+
+        peer = self.selected_peer()
+        if peer is None:
+            self.notify("Select a paired device in the list first.")
+            return
+        if peer.revoked:
+            self.notify(f"{peer.name} is already revoked; pair it again to trust it again.")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.run_store(self._forget, peer.device_id, group="devices-forget")
+
+        self.app.push_screen(
+            ConfirmDialog(
+                "Forget this device?",
+                f"{peer.name} will be refused from now on, over the network and through the mailbox. "
+                "Its notes already here stay. Pairing it again with a new code trusts it again.",
+                yes="Forget",
+            ),
+            confirmed,
+        )
+
+    async def _forget(self, device_id: str) -> None:
+        from sync.peers import PeerBook
+
+        peer = await self.app.store.call(lambda v: PeerBook(v.record).forget(device_id))
+        self._say(f"{peer.name} is revoked; it can no longer sync with this device.", "done")
+        self.reload()
+
+    def action_back(self) -> None:
+        self.dismiss(None)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        actions = {
+            "sync-now": self.action_sync_now,
+            "pair": self.action_pair,
+            "show-code": self.action_show_code,
+            "forget": self.action_forget,
+            "cancel": self.action_cancel,
+            "mailbox-run": self.action_mailbox,
+        }
+        action = actions.get(event.button.id or "")
+        if action is not None:
+            action()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "code":
+            self.action_pair()
+        elif event.input.id == "address":
+            self.action_sync_now()
+        elif event.input.id == "mailbox-folder":
+            self.action_mailbox()
+
+    # --- what the jobs report (called on the UI thread) --------------------------------
+
+    def _say(self, text: str, kind: str) -> None:
+        status = self.query_one("#sync-status", Static)
+        status.set_class(kind == "error", "error")
+        status.set_class(kind == "done", "done")
+        status.update(text)
+
+    def _show_busy(self) -> None:
+        busy = self.jobs.busy if self.jobs is not None else None
+        for button_id in ("sync-now", "pair", "show-code", "mailbox-run"):
+            self.query_one(f"#{button_id}", Button).disabled = busy is not None
+        self.query_one("#cancel", Button).disabled = busy is None
+
+    def _progress(self, label: str | None, done: int, total: int) -> None:
+        bar = self.query_one(ProgressBar)
+        self.query_one("#progress-row").set_class(label is not None, "running")
+        bar.update(total=total or None, progress=done)
+        self.query_one("#progress-label", Static).update(f"{label} {done}/{total}" if label else "")
+
+    def job_progress(self, label: str, done: int, total: int) -> None:
+        self._progress(label, done, total)
+
+    def job_refused(self, busy: str) -> None:
+        self.notify(f"A {busy} is already running; wait for it or press Cancel.", severity="warning")
+
+    def job_code_ready(self, host: str, port: int, code: str, ttl: float) -> None:
+        shown = host
+        if host in ("0.0.0.0", "::"):
+            shown = "this computer's network address"
+        self._code_dialog = PairCodeDialog(f"{shown}:{port}", code, max(1, round(ttl / 60)))
+        self.app.push_screen(self._code_dialog)
+
+    def job_listening(self, host: str, port: int) -> None:
+        self.query_one("#listen-status", Static).update(f"listening on {host}:{port}")
+
+    def job_served(self, report, error: NotewellError | None) -> None:
+        if error is not None:
+            self._say(f"A device tried to sync: {error.message}", "error")
+        else:
+            name = report.peer_name or report.peer_id[:16]
+            self._say(f"{name} synced with this device: {report.summary()}.", "done")
+        self.reload()
+
+    def job_finished(self, kind: str, result: Any, error: NotewellError | None) -> None:
+        self.last_result, self.last_error = result, error
+        self._show_busy()
+        if kind != "listen":
+            self._progress(None, 0, 0)
+        if self._code_dialog is not None:
+            if self._code_dialog.is_attached:
+                self._code_dialog.dismiss(None)
+            self._code_dialog = None
+        if kind == "listen":
+            self.query_one("#listen", Checkbox).value = False
+            self.query_one("#listen-status", Static).update("")
+            if error is not None:
+                self._say(f"{error.title}: {error.message}", "error")
+            return
+        if error is not None:
+            self._say(
+                f"Stopped: {error.message}" if isinstance(error, SyncCancelled) else f"{error.title}: {error.message}",
+                "error",
+            )
+        elif kind == "sync":
+            self._say(sync_summary(result), "done" if result.ok else "error")
+            address = getattr(self, "_pending_address", None)
+            if address and result.peer_id:
+                self.run_store(self._remember, result.peer_id, address, group="devices-remember")
+        elif kind == "pairing":
+            text = f"Paired with {result.peer.name} ({self._mask(result.peer.short_id)}). You can sync now."
+            if result.group_key_replaced:
+                text += " This device now uses the other device's mailbox key; pair again with devices of its old group."
+            self._say(text, "done")
+        elif kind == "mailbox":
+            self._say(mailbox_summary(result), "error" if result.rejected else "done")
+        self.reload()
+
+    async def _remember(self, device_id: str, address: str) -> None:
+        await self.app.store.call(lambda v: remember_address(v.record, device_id, address))
+        self.addresses[device_id] = self.addresses[""] = address
+
+
+def sync_summary(report) -> str:
+    name = report.peer_name or report.peer_id[:16]
+    text = (
+        f"Synced with {name}: received {report.received}, sent {report.sent}, "
+        f"merged {report.merged}, conflicts {report.conflicts}."
+    )
+    if report.conflicts:
+        text += " Notes with a signature conflict are marked for you to resolve."
+    if report.errors:
+        text += " Problems: " + " ".join(report.errors)
+    return text
+
+
+def mailbox_summary(report) -> str:
+    text = (
+        f"Mailbox: received {report.documents_merged} (from {report.bundles_applied} bundles), "
+        f"sent {report.documents_sent}, merged {report.concurrent}, conflicts {report.conflicts}."
+    )
+    if report.rejected:
+        text += f" Rejected {len(report.rejected)}: " + " ".join(f"{r.file}: {r.message}" for r in report.rejected)
+    return text
