@@ -258,3 +258,46 @@ def migrate(conn: sqlcipher3.Connection, steps: Sequence[Step]) -> int:
 def _db_name(conn: sqlcipher3.Connection) -> str:
     row = conn.execute("PRAGMA database_list").fetchone()
     return Path(row[2]).name if row and row[2] else "database"
+
+
+class WriteTransactions:
+    """Nestable write transactions on one connection: the outermost use runs
+    BEGIN IMMEDIATE ... COMMIT, inner uses join it, and any error rolls the whole one back.
+
+    BEGIN IMMEDIATE takes the write lock up front, so a read-check-write inside (the record's
+    "is this document still what I cached?") cannot interleave with another connection.
+    `on_rollback` lets the owner drop in-memory state that never reached the disk.
+    """
+
+    def __init__(self, conn, on_rollback: Callable[[], None] | None = None) -> None:
+        self._conn = conn
+        self._on_rollback = on_rollback
+        self._depth = 0
+
+    @property
+    def active(self) -> bool:
+        return self._depth > 0
+
+    def __enter__(self) -> None:
+        if self._depth == 0:
+            self._conn.execute("BEGIN IMMEDIATE")
+        self._depth += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
+        if exc_type is None:
+            try:
+                self._conn.execute("COMMIT")
+                return
+            except BaseException:
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+        if self._on_rollback is not None:
+            self._on_rollback()

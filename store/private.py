@@ -7,12 +7,10 @@ module is the only code that touches private.db's tables; sync and export never 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from store.database import migrate
+from store.database import WriteTransactions, migrate
 from store.errors import NotFound, ValidationFailed
 from store.fts import fts_query, snippet_sql
 from store.models import ProcessNote, utcnow, validated
@@ -49,31 +47,14 @@ class PrivateStore:
     def __init__(self, conn, *, device_id: str) -> None:
         self._conn = conn
         self._device_id = device_id
-        self._depth = 0
+        self._tx = WriteTransactions(conn)
         migrate(conn, MIGRATIONS)
 
     # --- transactions -----------------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> WriteTransactions:
         """One write transaction; nested uses join the outer one. Rolls back on error."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        self._conn.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield
-        except BaseException:
-            self._depth = 0
-            self._conn.execute("ROLLBACK")
-            raise
-        self._depth = 0
-        self._conn.execute("COMMIT")
+        return self._tx
 
     # --- process notes ----------------------------------------------------------
 

@@ -21,7 +21,7 @@ from automerge.core import Document
 from store import documents as D
 from store import compliance as checklist
 from store.audit import AuditLog, Event
-from store.database import migrate
+from store.database import WriteTransactions, migrate
 from store.docstore import DocStore
 from store.docstore import _v1 as _docstore_v1
 from store.errors import (
@@ -147,35 +147,17 @@ class RecordStore:
         self._conn = conn
         self._device_id = device_id
         self._settings = settings
-        self._depth = 0
         migrate(conn, MIGRATIONS)
         self._docs = DocStore(conn, actor=D.actor_for(device_id))
+        self._tx = WriteTransactions(conn, on_rollback=self._docs.forget_unsaved)
         self._sync_late_entry_hours()
 
     # --- transactions -----------------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One write transaction; nested uses join the outer one. Rolls back on error."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        self._conn.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield
-        except BaseException:
-            self._depth = 0
-            self._conn.execute("ROLLBACK")
-            # Cached documents may hold changes that never reached the disk.
-            self._docs.forget_unsaved()
-            raise
-        self._depth = 0
-        self._conn.execute("COMMIT")
+    def transaction(self) -> WriteTransactions:
+        """One write transaction (`with store.transaction(): ...`); nested uses join the
+        outer one; an error rolls it back, and cached documents forget unsaved changes."""
+        return self._tx
 
     def _late_hours(self) -> int:
         return self._settings().late_entry_hours
