@@ -234,3 +234,39 @@ async def test_a_mistyped_address_or_code_starts_nothing(app_vault, make_app):
         await pilot.pause()
         assert "8 digits" in status(screen)
         assert screen.jobs.busy is None
+
+
+async def test_show_a_code_and_the_other_device_enters_it(app_vault, other_vault, make_app, processes):
+    from tui.screens.devices import PairCodeDialog
+
+    app = make_app(app_vault, test_mode=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_devices(pilot)
+        screen.query_one("#listen-on").value = "127.0.0.1:0"
+        await pilot.click("#show-code")
+        await wait_for(pilot, lambda: isinstance(app.screen, PairCodeDialog), WAIT, "code shown")
+        dialog = app.screen
+        address = static_text(dialog.query_one("#pair-address")).split()[-1]
+        code = dialog.query_one("#pair-code").value
+        joiner = processes(other_vault, "sync", "pair", address, "--code", code)
+        assert joiner.proc.wait(timeout=WAIT) == 0
+        await wait_for(pilot, lambda: app.screen is screen and screen.peers, WAIT, "paired")
+        assert [p.name for p in screen.peers] == ["home desktop"]
+        assert "Paired with home desktop" in status(screen)
+
+
+SIZES = [(80, 24), (120, 40)]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_devices_screen_snapshot(snap_compare, seeded_vault, make_app, size):
+    app = make_app(seeded_vault)  # test mode: ids and times are masked
+
+    async def ready(pilot):
+        await unlock(pilot, PASSPHRASE)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, DevicesScreen) and app.screen.identity is not None,
+                       WAIT, "devices screen")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=ready)
