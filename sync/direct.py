@@ -11,11 +11,11 @@ paired, non-revoked device id gets past it, whatever OpenSSL accepted.
           stop_event=None, on_listening=None, on_result=None)
     SyncServer(...).bind() / .address / .serve(stop_event) / .close()
 
-Connections are handled one at a time. The record store's SQLite connection belongs to the
-thread that opened it, so every store call runs in that thread: by default the thread calling
-`serve`; with `run_in_store` (e.g. `lambda fn: executor.submit(fn).result()` for the app's
-single store thread) the accept loop can run in any thread and each connection is handed to
-the store's thread whole. The outcome of every sync (or its error sentence) is recorded on the
+Each connection runs in a thread of its own (a live session may stay for hours). The record
+store's SQLite connection belongs to the thread that opened it, so every store call runs in
+that thread: by default the thread calling `serve`, which runs them for the connections; with
+`run_in_store` (e.g. `lambda fn: executor.submit(fn).result()` for the app's single store
+thread) `serve` can run in any thread. Store calls are never concurrent. The outcome of every sync (or its error sentence) is recorded on the
 peer for `notewell sync devices`.
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import secrets
 import select
 import socket
@@ -30,6 +31,7 @@ import ssl
 import tempfile
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable
 
@@ -412,10 +414,10 @@ def _client(record_store, identity, host, port, *, on_progress, timeout, frame_t
 
 
 class SyncServer:
-    """Accepts paired devices one at a time, in the thread that calls `serve`.
-
-    A client that asks for a live session keeps the connection until it leaves or
-    `stop_event` is set; meanwhile other devices wait (they are served after it)."""
+    """Accepts paired devices; each connection runs in a thread of its own, so a live client
+    does not keep the others waiting. Every store call runs in the store's thread: the one
+    that calls `serve` (it runs them while the connections need it), or, with
+    `run_in_store`, the thread that function hands them to."""
 
     def __init__(
         self,
@@ -438,7 +440,8 @@ class SyncServer:
         self.record_store = record_store
         self._live_timing = dict(poll_interval=poll_interval, keepalive=keepalive, idle_timeout=idle_timeout)
         self.on_live = on_live
-        self._in_store: RunInStore = run_in_store or (lambda fn: fn())
+        self._run_in_store = run_in_store
+        self._in_store: RunInStore = run_in_store or _direct
         self.identity = identity
         self.host, self.port = host, port
         self.on_progress, self.on_result = on_progress, on_result
@@ -468,27 +471,75 @@ class SyncServer:
             self._listener = None
 
     def serve(self, stop_event: threading.Event | None = None, *, max_connections: int | None = None) -> None:
+        """Serves until `stop_event` is set (live sessions then get a BYE) or, with
+        `max_connections`, until that many connections have been handled."""
         if self._listener is None:
             self.bind()
-        handled = 0
+        stop = stop_event or threading.Event()
+        calls: queue.Queue = queue.Queue()
+        owner = threading.get_ident()
+
+        def in_this_thread(fn):
+            if threading.get_ident() == owner:
+                return fn()
+            done: Future = Future()
+            calls.put((fn, done))
+            return done.result()
+
+        in_store = self._run_in_store or in_this_thread
+        acceptor = threading.Thread(target=self._accept_loop, args=(stop, in_store, max_connections),
+                                    name="notewell-sync-accept", daemon=True)
+        acceptor.start()
+        interrupted = None
         try:
-            while stop_event is None or not stop_event.is_set():
+            # Run the connections' store calls here until every connection has ended.
+            while acceptor.is_alive() or not calls.empty():
+                try:
+                    fn, done = calls.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                except KeyboardInterrupt as e:  # let the connections say goodbye first
+                    interrupted = e
+                    stop.set()
+                    continue
+                try:
+                    done.set_result(fn())
+                except BaseException as e:  # handed back to the connection's thread
+                    done.set_exception(e)
+        finally:
+            self.close()
+        if interrupted is not None:
+            raise interrupted
+
+    def _accept_loop(self, stop: threading.Event, in_store: RunInStore, max_connections: int | None) -> None:
+        workers: list[threading.Thread] = []
+        accepted = 0
+        try:
+            while not stop.is_set() and (max_connections is None or accepted < max_connections):
                 try:
                     raw, _addr = self._listener.accept()
                 except TimeoutError:
                     continue
-                report, error = self._handle(raw, stop_event)
-                if self.on_result is not None:
-                    self.on_result(report, error)
-                handled += 1
-                if max_connections is not None and handled >= max_connections:
-                    return
+                except OSError:
+                    break  # the listener was closed
+                accepted += 1
+                worker = threading.Thread(target=self._connection, args=(raw, stop, in_store),
+                                          name="notewell-sync-connection", daemon=True)
+                worker.start()
+                workers = [w for w in workers if w.is_alive()] + [worker]
         finally:
-            self.close()
+            for worker in workers:
+                worker.join()
 
-    def _handle(self, raw: socket.socket, stop_event: threading.Event | None = None) -> tuple[SyncReport | None, NotewellError | None]:
-        """Runs in the accept thread; every store call is handed to the store's thread."""
-        in_store = self._in_store
+    def _connection(self, raw: socket.socket, stop: threading.Event, in_store: RunInStore) -> None:
+        report, error = self._handle(raw, stop, in_store)
+        if self.on_result is not None:
+            in_store(lambda: self.on_result(report, error))  # one at a time, like the store calls
+
+    def _handle(self, raw: socket.socket, stop_event: threading.Event | None = None,
+                in_store: RunInStore | None = None) -> tuple[SyncReport | None, NotewellError | None]:
+        """Runs in the connection's thread; every store call is handed to the store's thread."""
+        in_store = in_store or self._in_store
         book = in_store(lambda: PeerBook(self.record_store))
         peer_id: str | None = None
         with raw:

@@ -2,7 +2,8 @@
 
 `SyncSession` runs one sync between this device and one authenticated peer over any reliable
 byte stream (`sync.direct` gives it TLS). It only touches record documents through the
-`RecordStore` sync API: `doc_heads()`, `load_doc(id)`, `apply_doc(id, doc)`.
+`RecordStore` sync API: `doc_heads()`, `load_doc(id)`, `apply_doc(id, doc)`, `stored_doc(id)`,
+`apply_snapshots(items)` and, live, `change_marker()`.
 
 Conversation (docs/sync-protocol.md has the byte layout):
 
@@ -15,12 +16,18 @@ Conversation (docs/sync-protocol.md has the byte layout):
    on one side only).
 3. Turns, client first, strictly alternating (half duplex, so neither side can block the other
    on full socket buffers): in its turn a side sends one SYNC frame (document id + Automerge
-   sync message) for each document with something to say, then TURN_END(count). Every
+   sync message) for each document with something to say, then TURN_END(count). A document
+   the peer has none of goes once, in the side's first turn, as a WHOLE frame (its stored
+   bytes), and is stored in bulk at the end (`apply_snapshots`). Every
    document gets a fresh `SyncState` for this connection. The exchange ends after two
    consecutive turns with no messages: then neither side has anything left to say.
 4. Each side writes the documents that changed (`apply_doc`: merge, never replace, so nothing
    is deleted) and sends DONE (how many documents it changed and a digest of the final heads of
    the differing documents); the digests must agree.
+5. Live (the client asked in its hello, the server offers it): after DONE the session stays
+   open (`live`). `poll_local()` returns SYNC frames for documents changed locally since the
+   last call; a received SYNC is applied and answered; PING keeps the connection warm; BYE
+   (`close()`) ends it.
 
 Usage:
 

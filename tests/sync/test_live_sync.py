@@ -83,7 +83,12 @@ def test_a_live_session_carries_edits_both_ways_on_one_connection(
     _eventually(lambda: created["notes"][0] in _heads(a), "the new note at the office")
     assert _section(a, created["notes"][0]) == "Created while live."
 
-    # The office side leaves: it says goodbye, the server records one sync and keeps serving.
+    # Meanwhile the server serves other connections too (here a plain sync).
+    during = notewell(a, "sync", "now", f"127.0.0.1:{port}")
+    assert during.returncode == 0, during.stderr
+    server.wait_for("synced with office")
+
+    # The office side leaves: it says goodbye, the server records the session and keeps serving.
     rc, out, err = client.terminate()
     assert rc == 0, err
     assert "live sync with home" in out and "ended" in out
@@ -93,8 +98,8 @@ def test_a_live_session_carries_edits_both_ways_on_one_connection(
     server.wait_for("synced with office")
     rc, _out, err = server.terminate()
     assert rc == 0, err
-    # Everything above went over one connection: one live session, then one plain sync.
-    assert len(_lines(server, "live with")) == 1 and len(_lines(server, "synced with")) == 2
+    # The edits went over one connection: one live session, besides the two plain syncs.
+    assert len(_lines(server, "live with")) == 1 and len(_lines(server, "synced with")) == 3
     assert _check(a) == [] and _check(b) == []
     assert _heads(a) == _heads(b)
 
