@@ -64,6 +64,21 @@ def parse_address(text: str, default_port: int) -> tuple[str, int]:
         raise BadInput(f"{text.strip()!r} is not an address; type it as HOST:PORT, e.g. 192.168.1.20:7341.") from None
 
 
+def network_address() -> str:
+    """This computer's address on its network, to type on the other device.
+
+    Connecting a UDP socket sends nothing; it only asks the system which local address
+    it would use to reach a (private) address."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("10.255.255.255", 1))
+            return probe.getsockname()[0]
+    except OSError:
+        return "this computer's network address"
+
+
 def _when(iso: str | None, test_mode: bool) -> str:
     if iso is None:
         return "never"
@@ -116,7 +131,7 @@ class DevicesScreen(NotewellScreen[None]):
         Binding("f8", "toggle_listen", "Listen", id="devices.listen"),
         Binding("f9", "mailbox", "Mailbox", id="devices.mailbox"),
         Binding("f10", "forget", "Forget device", id="devices.forget", show=False),
-        Binding("ctrl+c", "cancel", "Cancel", id="devices.cancel", show=False),
+        Binding("f4", "cancel", "Cancel", id="devices.cancel", show=False),
     ]
     DEFAULT_CSS = """
     DevicesScreen { layout: vertical; }
@@ -452,7 +467,7 @@ class DevicesScreen(NotewellScreen[None]):
     def job_code_ready(self, host: str, port: int, code: str, ttl: float) -> None:
         shown = host
         if host in ("0.0.0.0", "::"):
-            shown = "this computer's network address"
+            shown = MASK if self.app.test_mode else network_address()
         self._code_dialog = PairCodeDialog(f"{shown}:{port}", code, max(1, round(ttl / 60)))
         self.app.push_screen(self._code_dialog)
 
