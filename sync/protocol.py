@@ -618,8 +618,13 @@ class SyncSession:
 
     def _start_live(self) -> None:
         self._docs = {}  # the first exchange's copies; live messages use the store's
-        self._marker = self.store.change_marker()
-        self._known = {d: set(h) for d, h in self.store.doc_heads().items()}
+        # What the peer is known to hold now: the synced documents' final heads, the rest as
+        # listed. The first look compares everything with it, so an edit made here during
+        # the first exchange goes out too.
+        known = {d: set(h) for d, h in self._local_heads.items()}
+        known.update({d: set(h) for d, h in self._final.items() if h})
+        self._known = known
+        self._marker = None
         self._state = "live"
 
     def poll_local(self) -> list[Frame]:
