@@ -261,7 +261,8 @@ async def test_idle_lock_clears_and_unlock_returns_to_the_note(seeded_vault, mak
         await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded and app.screen.mode == "draft", what="editor")
         app.screen.query_one("#section-subjective", TextArea).insert("Typed just before walking away.")
         app.idle_lock_seconds = 0.5
-        await wait_for(pilot, lambda: isinstance(app.screen, UnlockScreen), what="idle lock", timeout=15)
+        await wait_for(pilot, lambda: isinstance(app.screen, UnlockScreen), timeout=30,
+                       what=f"idle lock (on {type(app.screen).__name__})")
         # Screen cleared: nothing but the unlock screen over the empty base screen.
         assert len(app.screen_stack) == 2
         assert not app.store.is_open

@@ -19,7 +19,7 @@ from textual.widgets import Button, Footer, Input, Label, Select, SelectionList,
 from store.compliance import blocking, missing_labels
 from store.errors import NotewellError
 from store.models import NoteStatus, ProgressNote, SessionFacts, section_title
-from store.projections import has_signature_conflict
+from store.projections import has_signature_conflict, is_late_entry
 from tui.screens.base import NotewellScreen
 from tui.widgets.checklist import Checklist
 from tui.widgets.facts_form import FactsForm
@@ -59,6 +59,7 @@ class NoteEditorScreen(NotewellScreen[None]):
         self.note: ProgressNote | None = None
         self.client: Any = None
         self.mode = "loading"  # draft | signed | conflict | error
+        self._late = False
         self._pending_sections: dict[str, str] = {}
         self._saved_sections: dict[str, str] = {}
         self._facts_pending = False
@@ -88,9 +89,10 @@ class NoteEditorScreen(NotewellScreen[None]):
             note = v.record.get_note(note_id)
             client = v.record.get_client(note.client_id)
             signed = v.record.signed_version(note_id) if has_signature_conflict(note) else None
-            return note, client, signed, v.record.compliance(note_id)
+            late = is_late_entry(note, v.settings().late_entry_hours)
+            return note, client, signed, v.record.compliance(note_id), late
 
-        note, client, signed, problems = await self.app.store.call(load)
+        note, client, signed, problems, self._late = await self.app.store.call(load)
         self.note, self.client = note, client
         if note.status == NoteStatus.DRAFT:
             self.mode = "draft"
@@ -110,6 +112,8 @@ class NoteEditorScreen(NotewellScreen[None]):
 
     def _title(self, note: ProgressNote, client: Any) -> str:
         status = {"draft": "draft", "signed": "signed", "conflict": "SIGNATURE CONFLICT", "error": "entered in error"}[self.mode]
+        if self._late and self.mode != "draft":
+            status += " (late entry)"
         return f"{client.display_name} - {note.format.value} - {note.facts.date_of_service.isoformat()} - {status}"
 
     async def _build(self, note: ProgressNote, client: Any, signed: ProgressNote | None) -> None:

@@ -77,7 +77,7 @@ class FactsForm(Vertical):
             yield Input(f.cpt_code or "", placeholder="code", id="f-cpt", classes="f-cpt", compact=True)
             yield Static("", id="f-cpt-hint")
             yield Label("Add-on", classes="facts-label")
-            yield Input(", ".join(f.add_on_codes), placeholder="+90785", id="f-addons", classes="f-addons", compact=True)
+            yield Input(", ".join(f.add_on_codes), placeholder="none", id="f-addons", classes="f-addons", compact=True)
         with Horizontal(classes="facts-line"):
             yield Label("Modality", classes="facts-label")
             yield Select(
@@ -125,7 +125,7 @@ class FactsForm(Vertical):
             yield Select(levels, value=f.risk.violence.value if f.risk.violence else Select.NULL, prompt="not assessed", id="f-violence", classes="risk", compact=True)
         with Horizontal(classes="facts-line"):
             yield Label("Risk actions", classes="facts-label")
-            yield Input(f.risk.actions, placeholder="safety plan reviewed, ...", id="f-risk-actions", compact=True)
+            yield Input(f.risk.actions, placeholder="what was done, if anything", id="f-risk-actions", compact=True)
         with Horizontal(classes="facts-line"):
             yield Label("PHQ-9", classes="facts-label")
             yield Input("" if f.phq9 is None else str(f.phq9), placeholder="0-27", id="f-phq9", classes="f-score", compact=True)
