@@ -138,6 +138,7 @@ class DevicesScreen(NotewellScreen[None]):
     DevicesScreen #devices-title { text-style: bold; padding: 0 1; }
     DevicesScreen #this-device { padding: 0 1; color: $text-muted; }
     DevicesScreen #peer-table { height: 1fr; min-height: 4; margin: 0 1; }
+    DevicesScreen #no-peers { padding: 0 1; color: $text-muted; display: none; }
     DevicesScreen #devices-controls { height: auto; max-height: 12; padding: 0 1; }
     DevicesScreen .devices-row { height: 1; margin-top: 1; }
     DevicesScreen .devices-row Label { width: auto; padding: 0 1 0 0; }
@@ -164,11 +165,17 @@ class DevicesScreen(NotewellScreen[None]):
         self.last_result: Any = None
         self.last_error: NotewellError | None = None
         self._code_dialog: PairCodeDialog | None = None
+        self.loaded = False  # identity and peers shown at least once
 
     def compose(self) -> ComposeResult:
         yield Static("Devices and sync", id="devices-title")
         yield Static("This device: ...", id="this-device", markup=False)
         yield DataTable(id="peer-table", cursor_type="row", zebra_stripes=True)
+        yield Static(
+            "No paired devices yet. Pair one: choose Show a code here, or type the address and "
+            "code shown on the other device and choose Pair with code.",
+            id="no-peers", markup=False,
+        )
         with VerticalScroll(id="devices-controls"):
             with Horizontal(classes="devices-row"):
                 yield Label("Address")
@@ -227,6 +234,7 @@ class DevicesScreen(NotewellScreen[None]):
         address = self.query_one("#address", Input)
         if not address.value and addresses.get(""):
             address.value = addresses[""]
+        self.loaded = True
 
     def _mask(self, text: str) -> str:
         return MASK if self.app.test_mode else text
@@ -251,9 +259,8 @@ class DevicesScreen(NotewellScreen[None]):
                 peer.name, self._mask(peer.short_id), status,
                 _when(peer.last_sync_at, self.app.test_mode), result, key=peer.device_id,
             )
-        if not self.peers:
-            table.add_row("No paired devices yet.", "", "", "", "Pair one: show a code here, or enter one.", key="")
-        elif 0 <= cursor < len(self.peers):
+        self.query_one("#no-peers").display = not self.peers
+        if self.peers and 0 <= cursor < len(self.peers):
             table.move_cursor(row=cursor)
 
     def selected_peer(self):
