@@ -7,7 +7,7 @@ from collections.abc import Callable
 from time import monotonic
 
 
-async def wait_for(pilot, predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+async def wait_for(pilot, predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
     deadline = monotonic() + timeout
     while True:
         await pilot.pause()
