@@ -168,6 +168,7 @@ async def test_pair_then_sync_brings_the_other_devices_notes(app_vault, other_va
         assert screen.last_error is None, screen.last_error
         report = screen.last_result
         assert report.received == 3 and report.errors == []  # one client, two notes
+        assert screen.last_progress == (3, 3)  # the bar was fed as documents arrived
         assert "received 3" in status(screen)
         await wait_for(pilot, lambda: "ok: received 3" in str(screen.query_one("#peer-table").get_row_at(0)[4]),
                        WAIT, "last sync shown")
@@ -234,10 +235,15 @@ async def test_a_mistyped_address_or_code_starts_nothing(app_vault, make_app):
         await pilot.pause()
         assert "8 digits" in status(screen)
         assert screen.jobs.busy is None
+        # A well-formed address, but this device has nobody to sync with yet.
+        screen.action_sync_now()
+        await wait_for(pilot, lambda: screen.last_error is not None, WAIT, "sync refused")
+        assert "not paired with any other device yet" in status(screen)
 
 
-async def test_show_a_code_and_the_other_device_enters_it(app_vault, other_vault, make_app, processes):
+async def test_show_a_code_and_the_other_device_enters_it(app_vault, other_vault, make_app, processes, tmp_path):
     from tui.screens.devices import PairCodeDialog
+    from tui.screens.dialogs import ConfirmDialog
 
     app = make_app(app_vault, test_mode=False)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -253,6 +259,27 @@ async def test_show_a_code_and_the_other_device_enters_it(app_vault, other_vault
         await wait_for(pilot, lambda: app.screen is screen and screen.peers, WAIT, "paired")
         assert [p.name for p in screen.peers] == ["home desktop"]
         assert "Paired with home desktop" in status(screen)
+
+        # The mailbox: the other device leaves a bundle in a folder, this one runs it.
+        folder = tmp_path / "mailbox"
+        folder.mkdir()
+        writer = processes(other_vault, "sync", "mailbox", str(folder))
+        assert writer.proc.wait(timeout=WAIT) == 0
+        screen.query_one("#mailbox-folder").value = str(folder)
+        await pilot.click("#mailbox-run")
+        await wait_for(pilot, lambda: screen.last_result is not None or screen.last_error is not None, WAIT, "mailbox")
+        assert screen.last_error is None, screen.last_error
+        assert screen.last_result.documents_merged == 3 and not screen.last_result.rejected
+        assert "Mailbox: received 3" in status(screen)
+
+        # Forget it, after a confirmation.
+        screen.query_one("#peer-table").focus()
+        await pilot.press("f10")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), WAIT, "confirmation")
+        await pilot.click("#yes")
+        await wait_for(pilot, lambda: screen.peers and screen.peers[0].revoked, WAIT, "revoked")
+        assert "revoked" in status(screen)
+        assert str(screen.query_one("#peer-table").get_row_at(0)[2]) == "revoked"
 
 
 SIZES = [(80, 24), (120, 40)]

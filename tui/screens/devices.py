@@ -166,6 +166,7 @@ class DevicesScreen(NotewellScreen[None]):
         self.last_error: NotewellError | None = None
         self._code_dialog: PairCodeDialog | None = None
         self.loaded = False  # identity and peers shown at least once
+        self.last_progress: tuple[int, int] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("Devices and sync", id="devices-title")
@@ -466,6 +467,7 @@ class DevicesScreen(NotewellScreen[None]):
         self.query_one("#progress-label", Static).update(f"{label} {done}/{total}" if label else "")
 
     def job_progress(self, label: str, done: int, total: int) -> None:
+        self.last_progress = (done, total)
         self._progress(label, done, total)
 
     def job_refused(self, busy: str) -> None:
