@@ -273,7 +273,11 @@ def _live_loop(tls: ssl.SSLSocket, session: SyncSession, max_frame: int, tap: Fr
 
     while True:
         if opts.stop_event is not None and opts.stop_event.is_set():
-            send(in_store(session.close))
+            goodbye = in_store(session.close)
+            try:
+                send(goodbye)
+            except ConnectionLost:
+                pass  # the other side is gone already; leaving is all that was asked
             return
         if not tls.pending():
             ready, _, _ = select.select([tls] if opts.waker is None else [tls, opts.waker], [], [], opts.poll_interval)
