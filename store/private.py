@@ -128,7 +128,7 @@ class PrivateStore:
         rows = self._conn.execute(
             f"""SELECT p.id, p.client_id, p.session_date, {snippet_sql('process_fts', 1)}
                   FROM process_fts JOIN process_notes p ON p.id = process_fts.note_id
-                 WHERE process_fts MATCH ? ORDER BY rank LIMIT ?""",
+                 WHERE process_fts MATCH ? ORDER BY p.session_date DESC LIMIT ?""",
             (match, limit),
         ).fetchall()
         return [PrivateHit(r[0], r[1], date.fromisoformat(r[2]), r[3]) for r in rows]
