@@ -180,6 +180,8 @@ async def test_pair_then_sync_brings_the_other_devices_notes(app_vault, other_va
 
         assert await app.store.call(arrived) == (1, 2)
         assert address in (await app.store.call(lambda v: read_addresses(v.record))).values()
+        events = await app.store.call(lambda v: [e.event for e in v.audit.entries()])
+        assert "device_paired" in events and "sync_session" in events
         server.stop()
 
         # Listening outlives the screen, and the lock stops it before the vault closes.
@@ -299,3 +301,21 @@ def test_devices_screen_snapshot(snap_compare, seeded_vault, make_app, size):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=ready)
+
+
+async def test_lock_while_showing_a_code_stops_the_listener(app_vault, make_app):
+    from tui.screens.devices import PairCodeDialog
+    from tui.screens.unlock import UnlockScreen
+
+    app = make_app(app_vault, test_mode=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_devices(pilot)
+        jobs = screen.jobs
+        screen.query_one("#listen-on").value = "127.0.0.1:0"
+        screen.action_show_code()
+        await wait_for(pilot, lambda: isinstance(app.screen, PairCodeDialog), WAIT, "code shown")
+        assert jobs.busy == "pairing" and jobs._running
+        app.lock()
+        await wait_for(pilot, lambda: isinstance(app.screen, UnlockScreen), WAIT, "locked")
+        # The worker closed its own connection before the vault closed, and nothing is left running.
+        assert not jobs._running and jobs.busy is None and not app.store.is_open
