@@ -58,6 +58,15 @@ def _eventually(check, what: str, timeout: float = WAIT):
         time.sleep(0.1)
 
 
+def _section_or_none(ref, note_id):
+    from store.errors import NotFound
+
+    try:
+        return _section(ref, note_id)
+    except NotFound:
+        return None
+
+
 def _lines(proc, prefix: str) -> list[str]:
     return [line for line in proc.lines if line.startswith(prefix)]
 
@@ -219,3 +228,104 @@ def test_the_app_runs_a_live_session_in_a_worker_thread(make_vault, pair, serve,
     assert report.ok and report.received == 1 and report.sent == 3  # client and note whole, then the edit
     server.wait_for("synced with office")
     assert _heads(a) == _heads(b) and _check(a) == [] and _check(b) == []
+
+
+def _paired_in_process(make_vault, in_vault):
+    """Two vaults holding what a completed pairing stores (pairing itself is tested elsewhere)."""
+    from store.device_identity import load_identity
+    from sync.peers import PeerBook, ensure_group_key, set_group_key
+
+    a, b = make_vault("office"), make_vault("home")
+    note = _seed(in_vault, a, text="Keepalive base text.")["notes"][0]
+    va, vb = a.open(), b.open()
+    try:
+        ia, ib = load_identity(va.record), load_identity(vb.record)
+        set_group_key(vb.record, ensure_group_key(va.record))
+        PeerBook(va.record).add(ib.device_id, ib.name, ib.cert_pem)
+        PeerBook(vb.record).add(ia.device_id, ia.name, ia.cert_pem)
+    finally:
+        va.close()
+        vb.close()
+    return a, b, note
+
+
+def _run_live_pair(a, b, *, client_timing: dict, server_timing: dict, during):
+    """Server (home) and live client (office) in threads of this process, each owning its
+    vault; `during(stop)` runs while the session is open. Returns (client outcome, server results)."""
+    import threading
+
+    from store.device_identity import load_identity
+    from sync.direct import SyncServer, live_sync
+
+    bound, stop, results, outcome = threading.Event(), threading.Event(), [], []
+    address: list[int] = []
+
+    def server_thread() -> None:
+        vb = b.open()
+        try:
+            server = SyncServer(vb.record, load_identity(vb.record), "127.0.0.1", 0,
+                                on_result=lambda r, e: results.append((r, e)), **server_timing)
+            address.append(server.bind()[1])
+            bound.set()
+            server.serve(stop, max_connections=1)
+        finally:
+            vb.close()
+
+    def client_thread() -> None:
+        va = a.open()
+        try:
+            outcome.append(live_sync(va.record, load_identity(va.record), "127.0.0.1", address[0],
+                                     stop_event=stop, **client_timing))
+        except BaseException as e:
+            outcome.append(e)
+        finally:
+            va.close()
+
+    threads = [threading.Thread(target=server_thread, daemon=True)]
+    threads[0].start()
+    assert bound.wait(WAIT)
+    threads.append(threading.Thread(target=client_thread, daemon=True))
+    threads[1].start()
+    try:
+        during(stop, threads[1])
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(WAIT)
+    assert not any(thread.is_alive() for thread in threads)
+    return outcome[0], results
+
+
+def test_keepalives_hold_an_idle_live_session_open(make_vault, in_vault):
+    a, b, note = _paired_in_process(make_vault, in_vault)
+    timing = dict(keepalive=0.2, idle_timeout=1.0)
+
+    def during(stop, client) -> None:
+        _eventually(lambda: _section_or_none(b, note) == "Keepalive base text.", "the first exchange")
+        time.sleep(3.0)  # idle for three times the idle limit: only the PINGs keep it open
+        assert client.is_alive()
+        in_vault(a, EDIT, note, "0", "Still live. ")
+        _eventually(lambda: _section(b, note).startswith("Still live. "), "the edit after the idle time")
+
+    report, results = _run_live_pair(a, b, client_timing=timing, server_timing=timing, during=during)
+    assert not isinstance(report, BaseException), report
+    assert report.ok and [e for _r, e in results] == [None]
+
+
+def test_a_silent_peer_is_dropped_and_both_vaults_stay_intact(make_vault, in_vault):
+    from sync.errors import ConnectionLost
+
+    a, b, note = _paired_in_process(make_vault, in_vault)
+
+    def during(stop, client) -> None:
+        # The client never pings (keepalive far off); the server gives up after 0.5 s of silence
+        # and closes, which the client sees as the connection ending without a goodbye.
+        client.join(WAIT)
+
+    report, results = _run_live_pair(
+        a, b, client_timing=dict(keepalive=60.0, idle_timeout=60.0),
+        server_timing=dict(keepalive=60.0, idle_timeout=0.5), during=during)
+    assert isinstance(report, ConnectionLost)
+    assert len(results) == 1 and isinstance(results[0][1], ConnectionLost)
+    assert _section(b, note) == "Keepalive base text."  # the first exchange stayed applied
+    assert _check(a) == [] and _check(b) == [] and _heads(a) == _heads(b)
