@@ -72,7 +72,6 @@ PROCESS_THOUGHTS = ["I noticed my own impatience when the client changed the sub
                     "Wondering whether I am colluding with the intellectualising.",
                     "Felt protective today; watch for rescuing."]
 
-DEMO_PASSPHRASE = "demo-vault-passphrase"
 
 
 def _text(rng: random.Random, key: str) -> str:
