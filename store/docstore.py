@@ -7,6 +7,8 @@ stay in a bounded LRU cache so the typing path never reloads; a cached copy is u
 while its row still holds the heads it saved, so another connection's writes are seen. The caller owns transactions:
 every method here must run inside one (RecordStore.transaction), together with the
 projection update, so a crash never leaves the two out of step. Documents are never deleted.
+A document received whole by sync is inserted with the bytes it came as (`insert_loaded`): a
+save, or a save followed by changes, which load the same way.
 """
 
 from __future__ import annotations
