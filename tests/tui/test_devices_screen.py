@@ -133,9 +133,15 @@ async def test_shows_this_device(app_vault, make_app):
         expected = vault.identity.short_id
     finally:
         vault.close()
+    from tui.screens.help import screen_actions
+
     app = make_app(app_vault, test_mode=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_devices(pilot)
+        await unlock(pilot, PASSPHRASE)
+        assert "Devices and sync" in [a.title for a in screen_actions(app.screen)]  # so in the palette
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, DevicesScreen) and app.screen.loaded, WAIT, "devices")
+        screen = app.screen
         text = static_text(screen.query_one("#this-device"))
         assert "office laptop" in text and expected in text
         assert screen.query_one("#no-peers").display and screen.query_one("#peer-table").row_count == 0
