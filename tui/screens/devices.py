@@ -168,6 +168,7 @@ class DevicesScreen(NotewellScreen[None]):
         self._code_dialog: PairCodeDialog | None = None
         self.loaded = False  # identity and peers shown at least once
         self.last_progress: tuple[int, int] | None = None
+        self._pending_address: str | None = None  # of the sync now running, remembered if it works
 
     def compose(self) -> ComposeResult:
         yield Static("Devices and sync", id="devices-title")
@@ -356,7 +357,7 @@ class DevicesScreen(NotewellScreen[None]):
 
         if self.jobs is None:
             return
-        listening = self.jobs.listening is not None or self.jobs._listen_stop is not None
+        listening = self.jobs.listener_active
         if event.value and not listening:
             if not self._ready():
                 event.checkbox.value = False
@@ -517,7 +518,7 @@ class DevicesScreen(NotewellScreen[None]):
         elif kind == "sync":
             self._say(sync_summary(result), "done" if result.ok else "error")
             self._audit_sync("direct", result)
-            address = getattr(self, "_pending_address", None)
+            address = self._pending_address
             if address and result.peer_id:
                 self.run_store(self._remember, result.peer_id, address, group="devices-remember")
         elif kind == "pairing":

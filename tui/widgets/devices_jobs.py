@@ -220,6 +220,11 @@ class SyncJobs:
         if report is not None and report.received:
             self.record_changed()
 
+    @property
+    def listener_active(self) -> bool:
+        """A listener was started and has not ended yet (it may still be binding)."""
+        return self._listen_stop is not None
+
     def stop_listening(self) -> None:
         if self._listen_stop is not None:
             self._listen_stop.set()
