@@ -18,6 +18,7 @@ from store.documents import (
     client_from_doc,
     client_updated_at,
     content_hash,
+    doc_id_of,
     note_doc_kind,
     note_from_doc,
 )
@@ -182,6 +183,29 @@ def expected_rows(doc_id: str, doc: Document, late_entry_hours: int) -> tuple[st
         note = note_from_doc(doc)
         return kind, note_row(note, late_entry_hours), note_fts(note)
     return None, None, None
+
+
+def prepare_whole(doc_id: str, data: bytes, late_entry_hours: int) -> tuple | None:
+    """For a document received whole: (kind, view row, fts row, heads) when `data` loads as a
+    record document whose id is `doc_id`, else None (an Automerge panic included).
+
+    Pure (bytes in, rows out), so a worker process can run it too.
+    """
+    try:
+        doc = Document.load(bytes(data))
+        kind = note_doc_kind(doc)
+        if kind is None or doc_id_of(doc) != doc_id:
+            return None
+        _kind, view, fts = expected_rows(doc_id, doc, late_entry_hours)
+        return kind, view, fts, doc.get_heads()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # malformed content; pyo3 PanicException is a BaseException
+        return None
+
+
+def prepare_whole_many(items: list[tuple[str, bytes]], late_entry_hours: int) -> list[tuple | None]:
+    return [prepare_whole(doc_id, data, late_entry_hours) for doc_id, data in items]
 
 
 def expected_fts(doc_id: str, doc: Document) -> tuple | None:

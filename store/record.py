@@ -11,7 +11,13 @@ The sync-facing methods at the end hand out and take in record documents only.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import sys
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -52,8 +58,8 @@ from store.models import (
 )
 from store.projections import _v1 as _projections_v1
 from store.projections import (
-    expected_rows,
     has_signature_conflict,
+    prepare_whole_many,
     project,
     project_new,
     project_section_edit,
@@ -64,6 +70,44 @@ from store.projections import (
 )
 
 _LATE_HOURS_KEY = "projection.late_entry_hours"
+
+# Reading documents received whole (load, check, rows) is CPU work that splits well: from this
+# many on, other cores take a share in worker processes forked once and reused.
+PARALLEL_MIN = 128
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _workers() -> ProcessPoolExecutor | None:
+    global _pool
+    cpus = os.cpu_count() or 1
+    if cpus < 2 or not sys.platform.startswith("linux"):
+        return None  # fork is the cheap start, and safe for this pure work, on Linux only
+    with _pool_lock:
+        if _pool is None:
+            _pool = ProcessPoolExecutor(max_workers=min(cpus, 4) - 1, mp_context=multiprocessing.get_context("fork"))
+        return _pool
+
+
+def _prepare_all(items: list[tuple[str, bytes]], hours: int) -> list[tuple | None]:
+    """prepare_whole for every item, sharing the work with worker processes when it pays."""
+    pool = _workers() if len(items) >= PARALLEL_MIN else None
+    if pool is None:
+        return prepare_whole_many(items, hours)
+    parts = pool._max_workers + 1  # this process takes a share too
+    size = -(-len(items) // parts)
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    try:
+        futures = [pool.submit(prepare_whole_many, chunk, hours) for chunk in chunks[1:]]
+    except (BrokenProcessPool, OSError, RuntimeError):
+        return prepare_whole_many(items, hours)
+    out = prepare_whole_many(chunks[0], hours)
+    for chunk, future in zip(chunks[1:], futures):
+        try:
+            out += future.result()
+        except (BrokenProcessPool, OSError):
+            out += prepare_whole_many(chunk, hours)  # a worker died: do its share here
+    return out
 RESOLUTION_CHOICES = ("addendum", "resign")
 
 
@@ -641,31 +685,31 @@ class RecordStore:
         refused: dict[str, ForeignDocument] = {}
         new_docs: list[tuple[str, str, bytes, list[bytes]]] = []
         rows: list[tuple[str, str, tuple, tuple]] = []
-        hours = self._late_hours()
         existing = set(self._docs.all_heads())  # one read, not one lookup per document
+        fresh = [(doc_id, bytes(data)) for doc_id, data in items if doc_id not in existing]
         for doc_id, data in items:
+            if doc_id not in existing:
+                continue
+            # Rare (it appeared here during the sync): merged like any other.
             try:
                 doc = Document.load(bytes(data))
-                kind, claimed = D.note_doc_kind(doc), D.doc_id_of(doc)
-                if kind is None or claimed != doc_id:
-                    raise ValueError
-                if doc_id not in existing:
-                    _kind, view, fts = expected_rows(doc_id, doc, hours)
-                    heads = doc.get_heads()
             except (KeyboardInterrupt, SystemExit):
                 raise
-            except BaseException:  # malformed content; pyo3 PanicException is a BaseException
+            except BaseException:
                 refused[doc_id] = ForeignDocument(f"Document {doc_id} is not a record document; nothing was changed.")
                 continue
-            if doc_id in existing:
-                try:
-                    self.apply_doc(doc_id, doc)
-                except ForeignDocument as e:
-                    refused[doc_id] = e
-                    continue
-                applied[doc_id] = self._docs.heads_of(doc_id)
+            try:
+                self.apply_doc(doc_id, doc)
+            except ForeignDocument as e:
+                refused[doc_id] = e
                 continue
-            new_docs.append((doc_id, kind, bytes(data), heads))
+            applied[doc_id] = self._docs.heads_of(doc_id)
+        for (doc_id, data), prepared in zip(fresh, _prepare_all(fresh, self._late_hours())):
+            if prepared is None:
+                refused[doc_id] = ForeignDocument(f"Document {doc_id} is not a record document; nothing was changed.")
+                continue
+            kind, view, fts, heads = prepared
+            new_docs.append((doc_id, kind, data, heads))
             rows.append((doc_id, kind, view, fts))
         with self.transaction():
             self._docs.insert_loaded(new_docs)

@@ -689,3 +689,16 @@ def test_whole_documents_are_stored_with_their_rows_and_merged_when_already_ther
     applied, refused = vb.record.apply_snapshots(items)
     assert refused == {} and vb.record.get_note(note).sections["data"].endswith(" Home addition.")
     assert vb.record.check() == []
+
+
+def test_whole_documents_read_in_worker_processes_are_stored_the_same(two_open, monkeypatch):
+    import store.record
+
+    monkeypatch.setattr(store.record, "PARALLEL_MIN", 1)  # worker processes for any number
+    va, vb, ia, ib = two_open
+    ids = sorted(set(va.record.doc_heads()) - set(vb.record.doc_heads()))
+    items = [(d, va.record.stored_doc(d)[0]) for d in ids] + [("junk-doc", b"\x85\x6f\x4a\x83garbage")]
+    applied, refused = vb.record.apply_snapshots(items)
+    assert set(applied) == set(ids) and set(refused) == {"junk-doc"}
+    assert all(sorted(applied[d]) == sorted(va.record.doc_heads()[d]) for d in ids)
+    assert "junk-doc" not in vb.record.doc_heads() and vb.record.check() == []
