@@ -111,6 +111,52 @@ def _child(doc: Document, obj: bytes | None, prop: str | int, kind: ObjType, hea
     return obj_id if value == kind else None
 
 
+class _MapView:
+    """A map read in two calls (keys, values) rather than one call per field. Reading notes
+    for their list and search rows is most of what receiving a sync costs."""
+
+    def __init__(self, doc: Document, obj: bytes | None, heads: Heads = None) -> None:
+        self._doc, self._obj, self._heads = doc, obj, heads
+        self._entries: dict[str, tuple[Any, bytes]] | None = {}
+        if obj is None:
+            return
+        try:
+            keys, values = doc.keys(obj, heads), doc.values(obj, heads)
+        except Exception:
+            return
+        # One value per key is what values() returns; should that ever differ, read per key.
+        self._entries = dict(zip(keys, values)) if len(keys) == len(values) else None
+
+    def _got(self, prop: str) -> tuple[Any, bytes] | None:
+        if self._entries is None:
+            return _get(self._doc, self._obj, prop, self._heads) if self._obj is not None else None
+        return self._entries.get(prop)
+
+    def scalar(self, prop: str) -> Any:
+        got = self._got(prop)
+        if got is None:
+            return None
+        value, obj_id = got
+        if isinstance(value, ObjType):
+            return _text(self._doc, obj_id, self._heads) if value == ObjType.Text else None
+        return value[1]
+
+    def str(self, prop: str, default: str = "") -> str:
+        v = self.scalar(prop)
+        return v if isinstance(v, str) else default
+
+    def int(self, prop: str) -> int | None:
+        v = self.scalar(prop)
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+    def child(self, prop: str, kind: ObjType) -> bytes | None:
+        got = self._got(prop)
+        if got is None:
+            return None
+        value, obj_id = got
+        return obj_id if value == kind else None
+
+
 def _text(doc: Document, obj: bytes, heads: Heads = None) -> str:
     try:
         return doc.text(obj, heads)
@@ -509,21 +555,23 @@ def _enum(cls: type, v: Any) -> Any:
 
 def _facts_from_doc(doc: Document, heads: Heads, fallback_date: date) -> SessionFacts:
     f = _child(doc, ROOT, "facts", ObjType.Map, heads)
-    start = _time(_scalar(doc, f, "start_time", heads))
-    stop = _time(_scalar(doc, f, "stop_time", heads))
+    fv = _MapView(doc, f, heads)
+    start = _time(fv.scalar("start_time"))
+    stop = _time(fv.scalar("stop_time"))
     if start and stop and stop <= start:
         stop = None
-    cpt = _scalar(doc, f, "cpt_code", heads)
+    cpt = fv.scalar("cpt_code")
     try:
         cpt = normalise_cpt(cpt) if isinstance(cpt, str) and cpt else None
     except ValueError:
         cpt = None
 
     def codes(prop: str, norm: Any) -> list[str]:
-        m = _child(doc, f, prop, ObjType.Map, heads)
+        m = fv.child(prop, ObjType.Map)
+        mv = _MapView(doc, m, heads)
         out = set()
         for k in _keys(doc, m, heads):
-            if _scalar(doc, m, k, heads) is False:
+            if mv.scalar(k) is False:
                 continue
             try:
                 out.add(norm(k))
@@ -532,33 +580,33 @@ def _facts_from_doc(doc: Document, heads: Heads, fallback_date: date) -> Session
         return sorted(out)
 
     goals = []
-    gm = _child(doc, f, "goals_addressed", ObjType.Map, heads)
+    gm = fv.child("goals_addressed", ObjType.Map)
     for gid in _keys(doc, gm, heads):
-        entry = _child(doc, gm, gid, ObjType.Map, heads)
-        rating = _enum(ProgressRating, _scalar(doc, entry, "rating", heads))
+        entry = _MapView(doc, _child(doc, gm, gid, ObjType.Map, heads), heads)
+        rating = _enum(ProgressRating, entry.scalar("rating"))
         if rating is not None:
-            goals.append(GoalProgress(goal_id=gid, rating=rating, comment=_str(doc, entry, "comment", heads)))
+            goals.append(GoalProgress(goal_id=gid, rating=rating, comment=entry.str("comment")))
     interventions = []
-    lst = _child(doc, f, "interventions", ObjType.List, heads)
+    lst = fv.child("interventions", ObjType.List)
     for i in range(_length(doc, lst, heads)):
         v = _scalar(doc, lst, i, heads)
         if isinstance(v, str) and v.strip():
             interventions.append(v.strip())
-    risk_obj = _child(doc, f, "risk", ObjType.Map, heads)
+    rv = _MapView(doc, fv.child("risk", ObjType.Map), heads)
     risk = RiskAssessment(
-        suicide=_enum(RiskLevel, _scalar(doc, risk_obj, "suicide", heads)),
-        violence=_enum(RiskLevel, _scalar(doc, risk_obj, "violence", heads)),
-        actions=_str(doc, risk_obj, "actions", heads),
+        suicide=_enum(RiskLevel, rv.scalar("suicide")),
+        violence=_enum(RiskLevel, rv.scalar("violence")),
+        actions=rv.str("actions"),
     )
-    phq9 = _int(doc, f, "phq9", heads)
-    gad7 = _int(doc, f, "gad7", heads)
+    phq9 = fv.int("phq9")
+    gad7 = fv.int("gad7")
     return SessionFacts(
-        date_of_service=_date(_scalar(doc, f, "date_of_service", heads)) or fallback_date,
+        date_of_service=_date(fv.scalar("date_of_service")) or fallback_date,
         start_time=start,
         stop_time=stop,
         cpt_code=cpt,
         add_on_codes=codes("add_on_codes", normalise_cpt),
-        modality=_enum(Modality, _scalar(doc, f, "modality", heads)),
+        modality=_enum(Modality, fv.scalar("modality")),
         diagnoses_addressed=codes("diagnoses_addressed", normalise_icd10),
         goals_addressed=sorted(goals, key=lambda g: g.goal_id),
         interventions=interventions,
@@ -570,8 +618,9 @@ def _facts_from_doc(doc: Document, heads: Heads, fallback_date: date) -> Session
 
 def _map_dict(doc: Document, obj: bytes | None, heads: Heads) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    view = _MapView(doc, obj, heads)
     for k in _keys(doc, obj, heads):
-        got = _get(doc, obj, k, heads)  # type: ignore[arg-type]
+        got = view._got(k)
         if got is None:
             continue
         value, child = got
@@ -592,30 +641,32 @@ def signature_from_map(doc: Document, obj: bytes | None, heads: Heads = None) ->
 
 def note_from_doc(doc: Document, heads: Heads = None) -> ProgressNote:
     """The note as the document says, now or at `heads`."""
-    fmt = _enum(NoteFormat, _scalar(doc, ROOT, "format", heads)) or NoteFormat.SOAP
-    created = _datetime(_scalar(doc, ROOT, "created_at", heads)) or _EPOCH
-    updated = _datetime(_scalar(doc, ROOT, "updated_at", heads)) or created
-    sections_obj = _child(doc, ROOT, "sections", ObjType.Map, heads)
-    sections = {key: _str(doc, sections_obj, key, heads) for key in FORMAT_SECTIONS[fmt]}
+    root = _MapView(doc, ROOT, heads)
+    fmt = _enum(NoteFormat, root.scalar("format")) or NoteFormat.SOAP
+    created = _datetime(root.scalar("created_at")) or _EPOCH
+    updated = _datetime(root.scalar("updated_at")) or created
+    sections_obj = root.child("sections", ObjType.Map)
+    sv = _MapView(doc, sections_obj, heads)
+    sections = {key: sv.str(key) for key in FORMAT_SECTIONS[fmt]}
 
     addenda = []
-    lst = _child(doc, ROOT, "addenda", ObjType.List, heads)
+    lst = root.child("addenda", ObjType.List)
     for i in range(_length(doc, lst, heads)):
         a = _model(Addendum, _map_dict(doc, _child(doc, lst, i, ObjType.Map, heads), heads))
         if a is not None:
             addenda.append(a)
-    signature = signature_from_map(doc, _child(doc, ROOT, "signature", ObjType.Map, heads), heads)
-    status = _enum(NoteStatus, _scalar(doc, ROOT, "status", heads)) or NoteStatus.DRAFT
-    eie = _model(EnteredInError, _map_dict(doc, _child(doc, ROOT, "entered_in_error", ObjType.Map, heads), heads))
+    signature = signature_from_map(doc, root.child("signature", ObjType.Map), heads)
+    status = _enum(NoteStatus, root.scalar("status")) or NoteStatus.DRAFT
+    eie = _model(EnteredInError, _map_dict(doc, root.child("entered_in_error", ObjType.Map), heads))
     if status == NoteStatus.ENTERED_IN_ERROR and eie is None:
         eie = EnteredInError(reason="(no reason recorded)", marked_at=updated, marked_by="unknown")
     resolution = _model(
         SignatureConflictResolution,
-        _map_dict(doc, _child(doc, ROOT, "resolution", ObjType.Map, heads), heads),
+        _map_dict(doc, root.child("resolution", ObjType.Map), heads),
     )
     return ProgressNote(
-        id=_str(doc, ROOT, "id", heads) or "unknown",
-        client_id=_str(doc, ROOT, "client_id", heads),
+        id=root.str("id") or "unknown",
+        client_id=root.str("client_id"),
         format=fmt,
         sections=sections,
         facts=_facts_from_doc(doc, heads, created.date()),

@@ -11,13 +11,7 @@ The sync-facing methods at the end hand out and take in record documents only.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import sys
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -71,43 +65,6 @@ from store.projections import (
 
 _LATE_HOURS_KEY = "projection.late_entry_hours"
 
-# Reading documents received whole (load, check, rows) is CPU work that splits well: from this
-# many on, other cores take a share in worker processes forked once and reused.
-PARALLEL_MIN = 128
-_pool: ProcessPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _workers() -> ProcessPoolExecutor | None:
-    global _pool
-    cpus = os.cpu_count() or 1
-    if cpus < 2 or not sys.platform.startswith("linux"):
-        return None  # fork is the cheap start, and safe for this pure work, on Linux only
-    with _pool_lock:
-        if _pool is None:
-            _pool = ProcessPoolExecutor(max_workers=min(cpus, 4) - 1, mp_context=multiprocessing.get_context("fork"))
-        return _pool
-
-
-def _prepare_all(items: list[tuple[str, bytes]], hours: int) -> list[tuple | None]:
-    """prepare_whole for every item, sharing the work with worker processes when it pays."""
-    pool = _workers() if len(items) >= PARALLEL_MIN else None
-    if pool is None:
-        return prepare_whole_many(items, hours)
-    parts = pool._max_workers + 1  # this process takes a share too
-    size = -(-len(items) // parts)
-    chunks = [items[i:i + size] for i in range(0, len(items), size)]
-    try:
-        futures = [pool.submit(prepare_whole_many, chunk, hours) for chunk in chunks[1:]]
-    except (BrokenProcessPool, OSError, RuntimeError):
-        return prepare_whole_many(items, hours)
-    out = prepare_whole_many(chunks[0], hours)
-    for chunk, future in zip(chunks[1:], futures):
-        try:
-            out += future.result()
-        except (BrokenProcessPool, OSError):
-            out += prepare_whole_many(chunk, hours)  # a worker died: do its share here
-    return out
 RESOLUTION_CHOICES = ("addendum", "resign")
 
 
@@ -704,7 +661,7 @@ class RecordStore:
                 refused[doc_id] = e
                 continue
             applied[doc_id] = self._docs.heads_of(doc_id)
-        for (doc_id, data), prepared in zip(fresh, _prepare_all(fresh, self._late_hours())):
+        for (doc_id, data), prepared in zip(fresh, prepare_whole_many(fresh, self._late_hours())):
             if prepared is None:
                 refused[doc_id] = ForeignDocument(f"Document {doc_id} is not a record document; nothing was changed.")
                 continue

@@ -691,10 +691,7 @@ def test_whole_documents_are_stored_with_their_rows_and_merged_when_already_ther
     assert vb.record.check() == []
 
 
-def test_whole_documents_read_in_worker_processes_are_stored_the_same(two_open, monkeypatch):
-    import store.record
-
-    monkeypatch.setattr(store.record, "PARALLEL_MIN", 1)  # worker processes for any number
+def test_a_garbage_whole_document_is_refused_and_the_rest_stored(two_open):
     va, vb, ia, ib = two_open
     ids = sorted(set(va.record.doc_heads()) - set(vb.record.doc_heads()))
     items = [(d, va.record.stored_doc(d)[0]) for d in ids] + [("junk-doc", b"\x85\x6f\x4a\x83garbage")]
