@@ -314,9 +314,12 @@ def _try_send_error(tls, exc, max_frame, tap) -> None:
 
 def _record(book: PeerBook, device_id: str, report: SyncReport | None, error: NotewellError | None) -> None:
     if error is not None:
-        book.record_sync(device_id, ok=False, summary=error.message)
+        book.record_sync(device_id, ok=False, summary=error.message, transport="direct")
     elif report is not None:
-        book.record_sync(device_id, ok=report.ok, summary=report.summary())
+        book.record_sync(
+            device_id, ok=report.ok, summary=report.summary(), transport="direct",
+            received=report.received, sent=report.sent, merged=report.merged, conflicts=report.conflicts,
+        )
 
 
 # --- client ------------------------------------------------------------------------------

@@ -451,5 +451,8 @@ def sync_mailbox(
     )
     report = mailbox.run(folder, full=full, on_progress=on_progress)
     for device_id, merged in sorted(report.senders.items()):
-        book.record_sync(device_id, ok=True, summary=f"mailbox: {merged} documents merged")
+        book.record_sync(
+            device_id, ok=True, summary=f"mailbox: {merged} documents merged", transport="mailbox",
+            received=merged,
+        )
     return report

@@ -76,6 +76,13 @@ class PeerBook:
         data = {device_id: asdict(peer) for device_id, peer in peers.items()}
         self._store.local_put(PEERS_KEY, json.dumps(data, sort_keys=True).encode("utf-8"))
 
+    def _audit(self, event: str, **details) -> None:
+        # The vault's audit trail, inside the same transaction as the change it records.
+        # A bare store (tests of sync alone) has none.
+        audit = getattr(self._store, "audit", None)
+        if audit is not None:
+            audit.append(event, **details)
+
     def _write(self):
         """Read-modify-write under the database's write lock, so a `sync serve` recording a
         result cannot overwrite a pairing another process just stored."""
@@ -131,6 +138,7 @@ class PeerBook:
                                last_sync_summary=old.last_sync_summary)
             peers[device_id] = peer
             self._save(peers)
+            self._audit("device_paired", device=short_id(device_id), device_name=name[:100])
         return peer
 
     def forget(self, ref: str) -> Peer:
@@ -142,9 +150,15 @@ class PeerBook:
                 peer = replace(peer, revoked_at=_now())
                 peers[peer.device_id] = peer
                 self._save(peers)
+                self._audit("device_revoked", device=peer.short_id, device_name=peer.name[:100])
         return peer
 
-    def record_sync(self, device_id: str, *, ok: bool, summary: str) -> None:
+    def record_sync(
+        self, device_id: str, *, ok: bool, summary: str, transport: str,
+        received: int = 0, sent: int = 0, merged: int = 0, conflicts: int = 0,
+    ) -> None:
+        """The outcome of one sync session with a peer: shown in `sync devices` and the app,
+        and written to the audit trail (counts and ids only)."""
         with self._write():
             peers = self._load()
             peer = peers.get(device_id)
@@ -152,6 +166,10 @@ class PeerBook:
                 return
             peers[device_id] = replace(peer, last_sync_at=_now(), last_sync_ok=ok, last_sync_summary=summary)
             self._save(peers)
+            self._audit(
+                "sync_session", device=peer.short_id, transport=transport, ok=ok,
+                received=received, sent=sent, merged=merged, conflicts=conflicts,
+            )
 
 
 # --- the sync-group key (mailbox bundles are sealed with it) ---------------------------

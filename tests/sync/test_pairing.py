@@ -241,8 +241,15 @@ def test_peer_book_forget_revokes_but_keeps_listing(make_vault):
         assert book.trusted(two.device_id) is not None
         assert len(book.all()) == 3
         assert one.cert_pem not in book.trusted_certs()
-        book.record_sync(two.device_id, ok=True, summary="received 1, sent 0, merged 0, conflicts 0")
+        book.record_sync(two.device_id, ok=True, summary="received 1, sent 0, merged 0, conflicts 0",
+                         transport="direct", received=1)
         assert book.get(two.device_id).last_sync_ok is True
+        # Each change is on the audit trail: ids and counts, nothing else.
+        events = [(e.event, e.details) for e in vault.audit.entries()]
+        assert [e for e, _ in events].count("device_paired") == 3
+        assert ("device_revoked", {"device": one.device_id[:16], "device_name": one.name}) in events
+        session = next(d for e, d in events if e == "sync_session")
+        assert session["transport"] == "direct" and session["received"] == 1
         # Pairing again on purpose reinstates the device, keeping its history.
         book.add(one.device_id, one.name, one.cert_pem)
         assert book.trusted(one.device_id) is not None

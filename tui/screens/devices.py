@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -421,7 +420,6 @@ class DevicesScreen(NotewellScreen[None]):
         from sync.peers import PeerBook
 
         peer = await self.app.store.call(lambda v: PeerBook(v.record).forget(device_id))
-        await self._audit("device_revoked", device=peer.short_id, device_name=peer.name)
         self._say(f"{peer.name} is revoked; it can no longer sync with this device.", "done")
         self.reload()
 
@@ -492,7 +490,6 @@ class DevicesScreen(NotewellScreen[None]):
         else:
             name = report.peer_name or report.peer_id[:16]
             self._say(f"{name} synced with this device: {report.summary()}.", "done")
-            self._audit_sync("direct (served)", report)
         self.reload()
 
     def job_finished(self, kind: str, result: Any, error: NotewellError | None) -> None:
@@ -517,7 +514,6 @@ class DevicesScreen(NotewellScreen[None]):
             )
         elif kind == "sync":
             self._say(sync_summary(result), "done" if result.ok else "error")
-            self._audit_sync("direct", result)
             address = self._pending_address
             if address and result.peer_id:
                 self.run_store(self._remember, result.peer_id, address, group="devices-remember")
@@ -526,24 +522,9 @@ class DevicesScreen(NotewellScreen[None]):
             if result.group_key_replaced:
                 text += " This device now uses the other device's mailbox key; pair again with devices of its old group."
             self._say(text, "done")
-            self.run_store(partial(self._audit, "device_paired", device=result.peer.short_id,
-                                   device_name=result.peer.name), group="devices-audit")
         elif kind == "mailbox":
             self._say(mailbox_summary(result), "error" if result.rejected else "done")
-            self._audit_sync("mailbox", result.to_sync_report())
         self.reload()
-
-    # --- the audit trail: who synced with whom and how much; counts and ids only ----------
-
-    async def _audit(self, event: str, **details: Any) -> None:
-        await self.app.store.call(lambda v: v.audit.append(event, **details))
-
-    def _audit_sync(self, channel: str, report) -> None:
-        self.run_store(partial(
-            self._audit, "sync_session", channel=channel, device=report.peer_id[:16] or None,
-            received=report.received, sent=report.sent, merged=report.merged,
-            conflicts=report.conflicts, ok=report.ok,
-        ), group="devices-audit")
 
     async def _remember(self, device_id: str, address: str) -> None:
         await self.app.store.call(lambda v: remember_address(v.record, device_id, address))
