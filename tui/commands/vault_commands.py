@@ -35,6 +35,11 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("check", help="check both databases and the record's consistency")
+    p.add_argument(
+        "--show-conflicts",
+        action="store_true",
+        help="also print the signed text and the concurrent edits of notes in signature conflict",
+    )
     p.set_defaults(func=cmd_check)
 
 
@@ -144,12 +149,63 @@ def cmd_check(args) -> int:
     vault = Vault.open(args.vault, current_passphrase(args))
     try:
         problems = vault.check()
+        conflicts = signature_conflicts(vault.record)
     finally:
         vault.close()
+    for conflict in conflicts:
+        print(conflict.describe(show_text=args.show_conflicts), file=sys.stderr)
     if problems:
         print(f"notewell check: {len(problems)} problem(s) found:", file=sys.stderr)
         for p in problems:
             print(f"  - {p}", file=sys.stderr)
+    if problems or conflicts:
+        if conflicts and not args.show_conflicts:
+            print(
+                f"{len(conflicts)} signed note(s) were edited on another device while being signed. "
+                "Open each in the app to keep the edits as an addendum or sign the merged note anew; "
+                "`notewell check --show-conflicts` prints both versions.",
+                file=sys.stderr,
+            )
         return 1
     print("Vault is healthy: both databases pass their integrity checks and settings.")
     return 0
+
+
+class SignatureConflictReport:
+    """A note signed on one device while edited on another: what differs, and both texts."""
+
+    def __init__(self, note, signed, client_name: str) -> None:
+        self.note, self.signed, self.client_name = note, signed, client_name
+        self.sections = [k for k in note.section_keys if signed is None or note.sections.get(k) != signed.sections.get(k)]
+        self.facts_differ = signed is not None and note.facts != signed.facts
+
+    def describe(self, *, show_text: bool) -> str:
+        what = ", ".join(self.sections + (["session facts"] if self.facts_differ else [])) or "content"
+        lines = [
+            f"Signature conflict: note {self.note.id} ({self.client_name}, session "
+            f"{self.note.facts.date_of_service.isoformat()}) differs from what was signed in: {what}."
+        ]
+        if show_text:
+            for key in self.sections:
+                signed_text = self.signed.sections.get(key, "") if self.signed is not None else "(not recoverable)"
+                lines += [f"  [{key}] as signed:", _indent(signed_text),
+                          f"  [{key}] with the concurrent edits:", _indent(self.note.sections.get(key, ""))]
+        return "\n".join(lines)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("      " + line for line in (text.splitlines() or [""]))
+
+
+def signature_conflicts(record) -> list[SignatureConflictReport]:
+    reports = []
+    for row in record.list_notes(status="signed"):
+        if not row.signature_conflict:
+            continue
+        note = record.get_note(row.note_id)
+        try:
+            name = record.get_client(note.client_id).display_name
+        except NotewellError:
+            name = "unknown client"
+        reports.append(SignatureConflictReport(note, record.signed_version(row.note_id), name))
+    return reports
