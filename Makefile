@@ -23,3 +23,6 @@ test: $(BIN)/notewell tools
 
 bench: $(BIN)/notewell
 	$(BIN)/python -m bench.store_bench
+	$(BIN)/python -m bench.tui_bench
+	$(BIN)/python -m bench.sync_bench
+	$(BIN)/python -m bench.app_sync_bench
