@@ -47,6 +47,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import pct
 from store.device_identity import ensure_identity
 from store.keys import KdfParams
 from store.models import ClinicianSettings
@@ -66,11 +67,6 @@ WAIT = 120.0
 
 def log(msg: str) -> None:
     print(msg, flush=True)
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))]
 
 
 # --- set-up ------------------------------------------------------------------------------

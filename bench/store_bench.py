@@ -6,7 +6,7 @@ ratio of the same write-and-query workload on SQLCipher to plain SQLite, both ru
 
     python -m bench.store_bench [--notes 10000] [--clients 200] [--rebuild]
 
-The vault is built once into bench/out/ and reused (building it takes a few minutes).
+The vault is built once into bench/out/ and reused (building it takes about two minutes).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import random
 import resource
-import shutil
 import sqlite3
 import statistics
 import tempfile
@@ -22,41 +21,19 @@ import time
 from datetime import date
 from pathlib import Path
 
+from bench.common import PASSPHRASE, SETTINGS, pct, synthetic_vault
 from store.database import open_database
-from store.keys import KdfParams
-from store.models import ClinicianSettings, ProgressNote, SessionFacts
+from store.models import ProgressNote, SessionFacts
 from store.record import RecordStore
-from store.synthetic import make_client, populate
+from store.synthetic import make_client
 from store.vault import Vault
 
-OUT = Path(__file__).resolve().parent / "out"
-PASSPHRASE = "bench-vault-passphrase"
-SETTINGS = ClinicianSettings(clinician_name="Dr. Bench Marker", credentials="PhD", practice_name="Bench Practice")
 QUERIES = ["worry", "sleep", "thought record", "exposure", "cognitive restructuring", "grounding",
            "sibling", "planner", "breathing", "avoidance", "restful", "homework"]
 
 
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    k = min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))
-    return values[k]
-
-
 def ms(x: float) -> str:
     return f"{x * 1000:.2f} ms"
-
-
-def build(path: Path, notes: int, clients: int) -> None:
-    if path.exists():
-        shutil.rmtree(path)
-    t0 = time.perf_counter()
-    vault, _ = Vault.create(path, PASSPHRASE, device_name="bench", settings=SETTINGS)
-    try:
-        populate(vault, clients=clients, notes=notes, process_notes=200, seed=7)
-    finally:
-        vault.close()
-    (path / "done").touch()
-    print(f"built {notes} notes / {clients} clients in {time.perf_counter() - t0:.1f} s")
 
 
 def bench_edits(vault: Vault, n: int = 400) -> list[float]:
@@ -155,22 +132,8 @@ def main() -> None:
     ap.add_argument("--notes", type=int, default=10_000)
     ap.add_argument("--clients", type=int, default=200)
     ap.add_argument("--rebuild", action="store_true")
-    ap.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    path = OUT / f"store-vault-{args.notes}"
-    if args.build_only:
-        build(path, args.notes, args.clients)
-        return
-    if args.rebuild or not (path / "done").exists():
-        # Built in a child process so its memory does not count in this one's peak RSS.
-        import subprocess
-        import sys
-
-        subprocess.run(
-            [sys.executable, "-m", "bench.store_bench", "--build-only",
-             "--notes", str(args.notes), "--clients", str(args.clients)],
-            check=True,
-        )
+    path = synthetic_vault("store", args.notes, args.clients, rebuild=args.rebuild)
 
     open_list, kdf = bench_open_and_list(path)
     vault = Vault.open(path, PASSPHRASE)

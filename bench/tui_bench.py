@@ -17,18 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import time
 from datetime import date
 from pathlib import Path
 
-from store.models import ClinicianSettings, NoteStatus, ProgressNote, SessionFacts
-from store.synthetic import populate
+from bench.common import PASSPHRASE, pct, synthetic_vault
+from store.models import Modality, NoteStatus, ProgressNote, SessionFacts
 from store.vault import Vault
 
-OUT = Path(__file__).resolve().parent / "out"
-PASSPHRASE = "bench-vault-passphrase"
-SETTINGS = ClinicianSettings(clinician_name="Dr. Bench Marker", credentials="PhD")
 TYPED = "Client reports sleeping better and using the breathing exercise before work. "
 PASTED = {
     "subjective": "Client reports two panic episodes this week, both shorter than last month.",
@@ -38,29 +34,16 @@ PASTED = {
 }
 
 
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))]
-
-
-def build(path: Path, notes: int, clients: int) -> None:
-    if path.exists():
-        shutil.rmtree(path)
-    t0 = time.perf_counter()
-    vault, _ = Vault.create(path, PASSPHRASE, device_name="bench", settings=SETTINGS)
-    try:
-        populate(vault, clients=clients, notes=notes, process_notes=100, seed=7)
-    finally:
-        vault.close()
-    print(f"built {notes} notes / {clients} clients in {time.perf_counter() - t0:.1f} s")
-
-
 def new_draft(path: Path) -> tuple[str, str]:
     vault = Vault.open(path, PASSPHRASE)
     try:
         client = vault.record.list_clients()[0]
         note = vault.record.create_note(
-            ProgressNote(client_id=client.client_id, format="SOAP", facts=SessionFacts(date_of_service=date.today()))
+            ProgressNote(
+                client_id=client.client_id,
+                format="SOAP",
+                facts=SessionFacts(date_of_service=date.today(), modality=Modality.VIDEO),
+            )
         )
         return client.client_id, note.id
     finally:
@@ -184,10 +167,7 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=400)
     parser.add_argument("--rebuild", action="store_true")
     args = parser.parse_args()
-    path = OUT / f"tui-vault-{args.notes}"
-    if args.rebuild or not Vault.exists(path):
-        OUT.mkdir(parents=True, exist_ok=True)
-        build(path, args.notes, args.clients)
+    path = synthetic_vault("tui", args.notes, args.clients, rebuild=args.rebuild)
     times = asyncio.run(keystroke_latency(path, args.keys))
     print(f"keystroke to screen in the note editor ({args.notes} notes, {len(times)} keys): "
           f"p50 {pct(times, 50) * 1000:.2f} ms, p99 {pct(times, 99) * 1000:.2f} ms, max {max(times) * 1000:.2f} ms "

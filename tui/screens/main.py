@@ -223,7 +223,10 @@ class MainScreen(NotewellScreen):
             # and the modality of the last note. Never the narrative: no cloned notes.
             client = v.record.get_client(client_id)
             rows = v.record.notes_for_client(client_id)
-            modality = v.record.get_note(rows[0].note_id).facts.modality if rows else None
+            # The most recent of the last few notes that records one (a fresh draft may not).
+            modality = next(
+                (m for m in (v.record.get_note(r.note_id).facts.modality for r in rows[:5]) if m), None
+            )
             facts = SessionFacts(
                 date_of_service=on,
                 diagnoses_addressed=[d.code for d in client.diagnoses],
