@@ -152,7 +152,8 @@ def parse(raw: bytes) -> VaultFile:
 def read(folder: Path) -> VaultFile:
     """Read and parse `folder`/vault.json without changing anything on disk."""
     if not folder.is_dir():
-        raise NotAVault(f"There is no vault at {folder} (the folder does not exist).")
+        why = "it is a file, not a folder" if folder.exists() else "the folder does not exist"
+        raise NotAVault(f"There is no vault at {folder} ({why}).")
     path = folder / FILE_NAME
     try:
         with open(path, "rb") as f:
