@@ -72,11 +72,9 @@ def _get(doc: Document, obj: bytes, prop: str | int, heads: Heads = None) -> tup
         return None
 
 
-def _scalar(doc: Document, obj: bytes | None, prop: str | int, heads: Heads = None) -> Any:
-    """The scalar at obj[prop], the string of a Text there, or None."""
-    if obj is None:
-        return None
-    got = _get(doc, obj, prop, heads)
+def _value(doc: Document, got: tuple[Any, bytes] | None, heads: Heads) -> Any:
+    """What a (value, object id) pair read from a document holds: the scalar, the string of
+    a Text, or None (nothing there, or another kind of object)."""
     if got is None:
         return None
     value, obj_id = got
@@ -85,9 +83,29 @@ def _scalar(doc: Document, obj: bytes | None, prop: str | int, heads: Heads = No
     return value[1]
 
 
-def _str(doc: Document, obj: bytes | None, prop: str, heads: Heads = None, default: str = "") -> str:
-    v = _scalar(doc, obj, prop, heads)
+def _child_id(got: tuple[Any, bytes] | None, kind: ObjType) -> bytes | None:
+    """The object id in a (value, object id) pair when it is an object of type `kind`."""
+    if got is None:
+        return None
+    value, obj_id = got
+    return obj_id if value == kind else None
+
+
+def _as_str(v: Any, default: str = "") -> str:
     return v if isinstance(v, str) else default
+
+
+def _as_int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _scalar(doc: Document, obj: bytes | None, prop: str | int, heads: Heads = None) -> Any:
+    """The scalar at obj[prop], the string of a Text there, or None."""
+    return None if obj is None else _value(doc, _get(doc, obj, prop, heads), heads)
+
+
+def _str(doc: Document, obj: bytes | None, prop: str, heads: Heads = None, default: str = "") -> str:
+    return _as_str(_scalar(doc, obj, prop, heads), default)
 
 
 def _bool(doc: Document, obj: bytes | None, prop: str, heads: Heads = None, default: bool = False) -> bool:
@@ -96,19 +114,12 @@ def _bool(doc: Document, obj: bytes | None, prop: str, heads: Heads = None, defa
 
 
 def _int(doc: Document, obj: bytes | None, prop: str, heads: Heads = None) -> int | None:
-    v = _scalar(doc, obj, prop, heads)
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
+    return _as_int(_scalar(doc, obj, prop, heads))
 
 
 def _child(doc: Document, obj: bytes | None, prop: str | int, kind: ObjType, heads: Heads = None) -> bytes | None:
     """The id of the object of type `kind` at obj[prop], or None."""
-    if obj is None:
-        return None
-    got = _get(doc, obj, prop, heads)
-    if got is None:
-        return None
-    value, obj_id = got
-    return obj_id if value == kind else None
+    return None if obj is None else _child_id(_get(doc, obj, prop, heads), kind)
 
 
 class _MapView:
@@ -133,28 +144,16 @@ class _MapView:
         return self._entries.get(prop)
 
     def scalar(self, prop: str) -> Any:
-        got = self._got(prop)
-        if got is None:
-            return None
-        value, obj_id = got
-        if isinstance(value, ObjType):
-            return _text(self._doc, obj_id, self._heads) if value == ObjType.Text else None
-        return value[1]
+        return _value(self._doc, self._got(prop), self._heads)
 
     def str(self, prop: str, default: str = "") -> str:
-        v = self.scalar(prop)
-        return v if isinstance(v, str) else default
+        return _as_str(self.scalar(prop), default)
 
     def int(self, prop: str) -> int | None:
-        v = self.scalar(prop)
-        return v if isinstance(v, int) and not isinstance(v, bool) else None
+        return _as_int(self.scalar(prop))
 
     def child(self, prop: str, kind: ObjType) -> bytes | None:
-        got = self._got(prop)
-        if got is None:
-            return None
-        value, obj_id = got
-        return obj_id if value == kind else None
+        return _child_id(self._got(prop), kind)
 
 
 def _text(doc: Document, obj: bytes, heads: Heads = None) -> str:
