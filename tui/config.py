@@ -16,7 +16,7 @@ import os
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from store.errors import NotewellError
 from store.models import to_problems
@@ -37,6 +37,17 @@ class AppConfig(BaseModel):
 
     keymap: dict[str, str] = Field(default_factory=dict)
     """Binding id -> key(s), e.g. {"lock": "ctrl+l", "search": "ctrl+f,slash"}; see the help screen."""
+
+    overdue_hours: list[int] = Field(default_factory=lambda: [24, 48, 72], min_length=1, max_length=6)
+    """Hours after a session at which an unsigned or missing progress note counts as overdue,
+    one band each (the To do screen and the counts on the main screen)."""
+
+    @field_validator("overdue_hours")
+    @classmethod
+    def _bands(cls, v: list[int]) -> list[int]:
+        if any(h <= 0 or h > 24 * 365 for h in v) or len(set(v)) != len(v):
+            raise ValueError("must be distinct numbers of hours between 1 and 8760")
+        return sorted(v)
 
 
 def config_path() -> Path:

@@ -44,6 +44,7 @@ class MainScreen(NotewellScreen):
             with Vertical(id="clients-pane"):
                 yield Input(placeholder="Filter clients", id="client-filter")
                 yield OptionList(id="client-list")
+                yield Static("", id="todo-summary", markup=False)
             with Vertical(id="client-pane"):
                 yield Static("Select a client, or press a to add one.", id="client-header", markup=False)
                 yield Timeline(id="timeline")
@@ -53,11 +54,22 @@ class MainScreen(NotewellScreen):
         if self.app.test_mode:
             self.query_one("#client-filter", Input).cursor_blink = False
         self.reload_clients()
+        self.run_store(self._load_todo_counts, group="todo-counts", exclusive=True)
 
     def on_screen_resume(self) -> None:
         # Back from an editor: statuses may have changed.
         if self.client_id:
             self.run_store(self._load_client, self.client_id, group="client", exclusive=True)
+        self.run_store(self._load_todo_counts, group="todo-counts", exclusive=True)
+
+    async def _load_todo_counts(self) -> None:
+        from datetime import datetime
+
+        from tui.screens.todo import counts_label, load_overdue
+
+        thresholds = tuple(self.app.config.overdue_hours)
+        _items, band_counts = await self.app.store.call(load_overdue, datetime.now(), thresholds)
+        self.query_one("#todo-summary", Static).update(f"To do (t): {counts_label(band_counts)}")
 
     # --- clients ----------------------------------------------------------------------
 
@@ -141,7 +153,7 @@ class MainScreen(NotewellScreen):
     def action_todo(self) -> None:
         from tui.screens.todo import TodoScreen
 
-        self.app.push_screen(TodoScreen(self.app.store.call))
+        self.app.push_screen(TodoScreen(self.app.store.call, thresholds=tuple(self.app.config.overdue_hours)))
 
     def _need_client(self) -> bool:
         if self._client is None:
