@@ -133,6 +133,9 @@ def populate(vault, *, clients: int, notes: int, process_notes: int = 0, seed: i
         days_ago = (notes - i) * 400 // max(notes, 1) + rng.randrange(0, 3)
         on = today - timedelta(days=days_ago)
         roll = rng.random()
+        if days_ago > 21 and roll < 0.96:
+            # A clinician's older notes are signed; drafts pile up only in recent weeks.
+            roll = roll * sign_ratio / 0.96
         complete = roll < sign_ratio + 0.2
         note = make_note(rng, client, i, on, complete=complete)
         with record.transaction():
