@@ -138,6 +138,11 @@ class _MapView:
         # One value per key is what values() returns; should that ever differ, read per key.
         self._entries = dict(zip(keys, values)) if len(keys) == len(values) else None
 
+    def keys(self) -> list[str]:
+        if self._entries is None:
+            return _keys(self._doc, self._obj, self._heads)
+        return list(self._entries)
+
     def _got(self, prop: str) -> tuple[Any, bytes] | None:
         if self._entries is None:
             return _get(self._doc, self._obj, prop, self._heads) if self._obj is not None else None
@@ -569,7 +574,7 @@ def _facts_from_doc(doc: Document, heads: Heads, fallback_date: date) -> Session
         m = fv.child(prop, ObjType.Map)
         mv = _MapView(doc, m, heads)
         out = set()
-        for k in _keys(doc, m, heads):
+        for k in mv.keys():
             if mv.scalar(k) is False:
                 continue
             try:
@@ -579,9 +584,9 @@ def _facts_from_doc(doc: Document, heads: Heads, fallback_date: date) -> Session
         return sorted(out)
 
     goals = []
-    gm = fv.child("goals_addressed", ObjType.Map)
-    for gid in _keys(doc, gm, heads):
-        entry = _MapView(doc, _child(doc, gm, gid, ObjType.Map, heads), heads)
+    gm = _MapView(doc, fv.child("goals_addressed", ObjType.Map), heads)
+    for gid in gm.keys():
+        entry = _MapView(doc, gm.child(gid, ObjType.Map), heads)
         rating = _enum(ProgressRating, entry.scalar("rating"))
         if rating is not None:
             goals.append(GoalProgress(goal_id=gid, rating=rating, comment=entry.str("comment")))
@@ -618,7 +623,7 @@ def _facts_from_doc(doc: Document, heads: Heads, fallback_date: date) -> Session
 def _map_dict(doc: Document, obj: bytes | None, heads: Heads) -> dict[str, Any]:
     out: dict[str, Any] = {}
     view = _MapView(doc, obj, heads)
-    for k in _keys(doc, obj, heads):
+    for k in view.keys():
         got = view._got(k)
         if got is None:
             continue
