@@ -132,7 +132,8 @@ class _MapView:
         if obj is None:
             return
         try:
-            keys, values = doc.keys(obj, heads), doc.values(obj, heads)
+            keys = doc.keys(obj, heads)
+            values = doc.values(obj, heads) if keys else []  # empty sets are common
         except Exception:
             return
         # One value per key is what values() returns; should that ever differ, read per key.
