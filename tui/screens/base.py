@@ -49,3 +49,25 @@ class NotewellScreen(StoreWorkMixin, Screen[ResultType], Generic[ResultType]):
 
 class NotewellModal(StoreWorkMixin, ModalScreen[ResultType], Generic[ResultType]):
     pass
+
+
+class EditorScreen(NotewellScreen[None]):
+    """An autosaving editor: it closes only once what was typed is saved.
+
+    Subclasses provide `flush() -> bool` (save anything pending; False if it could not be
+    saved) and `UNSAVED_MESSAGE`, shown when the editor must stay open.
+    """
+
+    UNSAVED_MESSAGE = "The text could not be saved yet, so it stays open."
+
+    async def flush(self) -> bool:
+        raise NotImplementedError
+
+    def action_close(self) -> None:
+        self.run_store(self._close, group="editor-close", exclusive=True)
+
+    async def _close(self) -> None:
+        if await self.flush():
+            self.dismiss(None)
+        else:
+            self.notify(self.UNSAVED_MESSAGE, severity="error")

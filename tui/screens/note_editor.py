@@ -20,7 +20,7 @@ from store.compliance import blocking, missing_labels
 from store.errors import NotewellError
 from store.models import NoteStatus, ProgressNote, SessionFacts, section_title
 from store.projections import has_signature_conflict, is_late_entry
-from tui.screens.base import NotewellScreen
+from tui.screens.base import EditorScreen
 from tui.widgets.checklist import Checklist
 from tui.widgets.facts_form import FactsForm
 from tui.widgets.note_views import read_only_view
@@ -44,7 +44,8 @@ class SaveState(Static):
             self.set_class(name == kind, f"state-{name}")
 
 
-class NoteEditorScreen(NotewellScreen[None]):
+class NoteEditorScreen(EditorScreen):
+    UNSAVED_MESSAGE = "The note could not be saved yet, so it stays open."
     BINDINGS = [
         Binding("ctrl+s", "sign", "Sign", id="note.sign", priority=True),
         Binding("ctrl+n", "addendum", "Add addendum", id="note.addendum", priority=True),
@@ -285,15 +286,6 @@ class NoteEditorScreen(NotewellScreen[None]):
             return True
 
     # --- actions ------------------------------------------------------------------------
-
-    def action_close(self) -> None:
-        self.run_store(self._close, group="note-close", exclusive=True)
-
-    async def _close(self) -> None:
-        if await self.flush():
-            self.dismiss(None)
-        else:
-            self.notify("The note could not be saved yet, so it stays open.", severity="error")
 
     def action_sign(self) -> None:
         if self.mode == "draft":

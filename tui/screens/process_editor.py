@@ -11,14 +11,15 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static, TextArea
 
 from store.errors import NotewellError
-from tui.screens.base import NotewellScreen
+from tui.screens.base import EditorScreen
 from tui.screens.note_editor import AUTOSAVE_SECONDS, RETRY_SECONDS, SaveState
 from tui.widgets.record_hints import hint_message, record_content_hints
 
 BANNER = "Private - this device only. Never synced or exported."
 
 
-class ProcessEditorScreen(NotewellScreen[None]):
+class ProcessEditorScreen(EditorScreen):
+    UNSAVED_MESSAGE = "The process note could not be saved yet, so it stays open."
     BINDINGS = [Binding("escape", "close", "Back", id="process.close")]
 
     def __init__(self, note_id: str) -> None:
@@ -114,11 +115,3 @@ class ProcessEditorScreen(NotewellScreen[None]):
                                           "unsaved" if self._pending is not None else "saved")
             return True
 
-    def action_close(self) -> None:
-        self.run_store(self._close, group="process-close", exclusive=True)
-
-    async def _close(self) -> None:
-        if await self.flush():
-            self.dismiss(None)
-        else:
-            self.notify("The process note could not be saved yet, so it stays open.", severity="error")
