@@ -152,6 +152,9 @@ class RecordStore:
         self._docs = DocStore(conn, actor=D.actor_for(device_id))
         self._tx = WriteTransactions(conn, on_rollback=self._docs.forget_unsaved)
         self._sync_late_entry_hours()
+        # Worker processes that read documents received whole (store/prepare_pool.py); set by
+        # whoever runs a sync and owns their lifetime. None: this thread reads them alone.
+        self.prepare_pool = None
 
     # --- transactions -----------------------------------------------------------
 
@@ -629,19 +632,24 @@ class RecordStore:
             raise NotFound(f"There is no record document {doc_id}.")
         return found
 
-    def apply_snapshots(self, items: list[tuple[str, bytes]]) -> tuple[dict[str, list[bytes]], dict[str, ForeignDocument]]:
-        """Stores whole documents from another device, the new ones in one transaction.
+    def apply_snapshots(
+        self,
+        items: list[tuple[str, bytes]],
+        *,
+        batch: int | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> tuple[dict[str, list[bytes]], dict[str, ForeignDocument]]:
+        """Stores whole documents from another device, the new ones in transactions of `batch`
+        (all in one by default), calling `on_batch(documents done)` after each.
 
         Each is loaded once and held to the rules of `apply_doc` (a record document of a
         known kind whose id is its key) before anything is written; the refused ones are
         returned with their error and change nothing. A document that exists here after
-        all is merged through `apply_doc`. Returns (heads now stored per applied document,
-        refusals).
+        all is merged through `apply_doc`. The reading runs on `prepare_pool` when there is
+        one. Returns (heads now stored per applied document, refusals).
         """
         applied: dict[str, list[bytes]] = {}
         refused: dict[str, ForeignDocument] = {}
-        new_docs: list[tuple[str, str, bytes, list[bytes]]] = []
-        rows: list[tuple[str, str, tuple, tuple]] = []
         existing = set(self._docs.all_heads())  # one read, not one lookup per document
         fresh = [(doc_id, bytes(data)) for doc_id, data in items if doc_id not in existing]
         for doc_id, data in items:
@@ -661,18 +669,33 @@ class RecordStore:
                 refused[doc_id] = e
                 continue
             applied[doc_id] = self._docs.heads_of(doc_id)
-        for (doc_id, data), prepared in zip(fresh, prepare_whole_many(fresh, self._late_hours())):
-            if prepared is None:
-                refused[doc_id] = ForeignDocument(f"Document {doc_id} is not a record document; nothing was changed.")
-                continue
-            kind, view, fts, heads = prepared
-            new_docs.append((doc_id, kind, data, heads))
-            rows.append((doc_id, kind, view, fts))
-        with self.transaction():
-            self._docs.insert_loaded(new_docs)
-            project_new(self._conn, rows)
-        for doc_id, _kind, _data, heads in new_docs:
-            applied[doc_id] = heads
+        done = len(items) - len(fresh)
+        size = batch or max(1, len(fresh))
+        if self.prepare_pool is not None:
+            batches = self.prepare_pool.prepare_batches(fresh, self._late_hours(), size)
+        else:
+            batches = (prepare_whole_many(fresh[i:i + size], self._late_hours()) for i in range(0, len(fresh), size))
+        try:
+            for start, prepared_batch in zip(range(0, len(fresh), size), batches):
+                new_docs: list[tuple[str, str, bytes, list[bytes]]] = []
+                rows: list[tuple[str, str, tuple, tuple]] = []
+                for (doc_id, data), prepared in zip(fresh[start:start + size], prepared_batch):
+                    if prepared is None:
+                        refused[doc_id] = ForeignDocument(f"Document {doc_id} is not a record document; nothing was changed.")
+                        continue
+                    kind, view, fts, heads = prepared
+                    new_docs.append((doc_id, kind, data, heads))
+                    rows.append((doc_id, kind, view, fts))
+                with self.transaction():
+                    self._docs.insert_loaded(new_docs)
+                    project_new(self._conn, rows)
+                for doc_id, _kind, _data, heads in new_docs:
+                    applied[doc_id] = heads
+                done += len(prepared_batch)
+                if on_batch is not None:
+                    on_batch(done)
+        finally:
+            batches.close()  # stops the workers' part when a callback stops early
         return applied, refused
 
     @staticmethod

@@ -1,0 +1,323 @@
+"""Reading documents received whole on more than one core.
+
+A first sync onto a new laptop brings every document of the record whole. Before one is
+stored it is loaded (Automerge) and read into its list and search rows (`prepare_whole`):
+about 0.6 ms a document, all of it holding the interpreter lock, so threads cannot share it.
+`PreparePool` hands chunks of that work to worker processes while the calling thread does
+its own share of the same list; the results are exactly what `prepare_whole_many` returns.
+
+Why it is safe to have:
+- Workers are this interpreter started afresh on this module (`python -m
+  store.prepare_pool`), never a fork of a process that runs threads.
+- They see record documents only (bytes in, rows out), hold nothing between chunks, write
+  no file, and their stderr goes nowhere, so nothing they meet can reach a log.
+- A worker that is still starting, or that dies, costs only its share: whatever it has not
+  returned goes back to the calling thread. A worker exits when its input closes, which
+  also happens when the process that started it dies.
+
+    with PreparePool() as pool:            # or pool.close() when done
+        record.prepare_pool = pool         # RecordStore.apply_snapshots then uses it
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from store.projections import prepare_whole_many
+
+CHUNK = 24  # documents per message: ~15 ms of work, so a round trip costs little
+MIN_PARALLEL = 2 * CHUNK  # below this the calling thread alone is as quick
+MAX_WORKERS = 3
+IN_FLIGHT = 2  # chunks queued per worker, so it never waits for this process's lock
+_LENGTH = struct.Struct(">I")
+_READY = b"ready"
+_STOP_WAIT = 2.0
+
+Items = list[tuple[str, bytes]]
+
+
+def default_workers() -> int:
+    """One worker per core beyond the caller's own, at most MAX_WORKERS."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(0, min(MAX_WORKERS, cores - 1))
+
+
+# --- messages: a 4-byte length, then a pickle (only ever between this process and its own
+# workers, over their private pipes) ---------------------------------------------------
+
+
+def _send(stream: BinaryIO, obj: object) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_LENGTH.pack(len(data)) + data)
+    stream.flush()
+
+
+def _recv(stream: BinaryIO) -> object:
+    header = stream.read(_LENGTH.size)
+    if len(header) < _LENGTH.size:
+        raise EOFError
+    (length,) = _LENGTH.unpack(header)
+    data = stream.read(length)
+    if len(data) < length:
+        raise EOFError
+    return pickle.loads(data)
+
+
+# --- the parent side ---------------------------------------------------------------------
+
+
+class _Worker:
+    def __init__(self) -> None:
+        root = str(Path(__file__).resolve().parents[1])  # so `-m store...` resolves uninstalled too
+        env = dict(os.environ)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "store.prepare_pool"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env=env, close_fds=True,
+        )
+        self.lock = threading.Lock()  # one job drives a worker at a time
+        self.ready = False
+        self.dead = False
+
+    def await_ready(self) -> bool:
+        """Blocks (in the job's feeder thread) until the worker has started; False if it died."""
+        if not self.ready and not self.dead:
+            try:
+                self.ready = _recv(self.proc.stdout) == _READY
+            except (EOFError, OSError, pickle.UnpicklingError):
+                self.ready = False
+            self.dead = not self.ready
+        return self.ready
+
+    def close(self) -> None:
+        self.dead = True
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=_STOP_WAIT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+
+
+class _Job:
+    """A list of documents being prepared, in batches that the caller stores one after another.
+
+    Chunks never straddle a batch. Workers take chunks in order and go on while the caller
+    stores a batch. The caller takes the first chunk nobody has; once all are taken, the last
+    one sent to a worker that is still unanswered (most likely waiting in the worker's queue),
+    so the two finish a batch together. Whichever answer comes first is kept."""
+
+    def __init__(self, items: Items, late_hours: int, batch: int) -> None:
+        self.late_hours = late_hours
+        self.chunks: list[Items] = []
+        self.batch_ends: list[int] = []  # per batch, the index after its last chunk
+        for start in range(0, len(items), batch):
+            part = items[start:start + batch]
+            self.chunks += [part[i:i + CHUNK] for i in range(0, len(part), CHUNK)]
+            self.batch_ends.append(len(self.chunks))
+        self.todo = deque(range(len(self.chunks)))
+        self.results: list[list | None] = [None] * len(self.chunks)
+        self.held: dict[int, _Worker] = {}  # sent to a worker, not answered yet
+        self.doubled: set[int] = set()  # held chunks the caller does as well
+        self.stopped = False
+        self.cond = threading.Condition()
+
+    def take(self, worker: _Worker) -> int | None:
+        with self.cond:
+            if self.stopped or not self.todo:
+                return None
+            index = self.todo.popleft()
+            self.held[index] = worker
+            return index
+
+    def answer(self, index: int, result: list) -> None:
+        with self.cond:
+            if self.results[index] is None:
+                self.results[index] = result
+            self.held.pop(index, None)
+            self.cond.notify_all()
+
+    def give_back(self, indexes) -> None:
+        """A worker died holding these: someone else does them."""
+        with self.cond:
+            for index in indexes:
+                if self.held.pop(index, None) is not None and self.results[index] is None:
+                    self.todo.appendleft(index)
+            self.cond.notify_all()
+
+    def next_for_caller(self, lo: int, hi: int) -> int | None:
+        """The caller's next chunk while batch [lo, hi) is unfinished; None once it is done.
+
+        Once every chunk is taken, the caller does the worker's too, newest first, rather
+        than wait: so a worker that stops answering (a document that makes the reader hang)
+        holds up nothing."""
+        with self.cond:
+            while any(self.results[i] is None for i in range(lo, hi)):
+                if self.todo:
+                    return self.todo.popleft()
+                spare = [i for i in self.held if lo <= i < hi and i not in self.doubled and self.results[i] is None]
+                if spare:
+                    self.doubled.add(max(spare))
+                    return max(spare)
+                self.cond.wait(0.1)  # not expected: give_back requeues a dead worker's chunks
+            return None
+
+    def batch(self, lo: int, hi: int) -> list:
+        with self.cond:
+            return [r for chunk in self.results[lo:hi] for r in chunk]
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.todo.clear()
+
+
+def _feed(worker: _Worker, job: _Job) -> None:
+    """Runs in a thread per worker and job: keeps the worker busy with chunks of the job."""
+    if not worker.lock.acquire(timeout=1.0):
+        return  # still held by a feeder stuck on a worker that never started: skip it
+    in_flight: deque[int] = deque()
+    try:
+        if not worker.await_ready():
+            return
+        while True:
+            while len(in_flight) < IN_FLIGHT:
+                index = job.take(worker)
+                if index is None:
+                    break
+                in_flight.append(index)  # before sending: a failed send gives it back
+                _send(worker.proc.stdin, (job.late_hours, job.chunks[index]))
+            if not in_flight:
+                return
+            result = _recv(worker.proc.stdout)
+            if not isinstance(result, list) or len(result) != len(job.chunks[in_flight[0]]):
+                raise EOFError  # not an answer to what was asked: treat the worker as gone
+            job.answer(in_flight.popleft(), result)
+    except (EOFError, OSError, ValueError, pickle.PickleError):
+        worker.dead = True
+    finally:
+        if in_flight:
+            job.give_back(in_flight)
+        worker.lock.release()
+
+
+class PreparePool:
+    """Worker processes for `prepare_whole_many`; see the module docstring."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        count = default_workers() if workers is None else workers
+        self._workers: list[_Worker] = []
+        for _ in range(count):
+            try:
+                self._workers.append(_Worker())
+            except OSError:
+                break  # no process to be had: the calling thread does it all
+        self._closed = False
+
+    def __enter__(self) -> "PreparePool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def worker_count(self) -> int:
+        """Workers not known to have died."""
+        return sum(1 for w in self._workers if not w.dead)
+
+    def wait_ready(self, timeout: float = 5.0) -> bool:
+        """Waits until every worker has started (a server does this before it listens)."""
+        done = threading.Event()
+
+        def wait_all() -> None:
+            for worker in self._workers:
+                with worker.lock:
+                    worker.await_ready()
+            done.set()
+
+        threading.Thread(target=wait_all, name="notewell-prepare-wait", daemon=True).start()
+        return done.wait(timeout) and self.worker_count == len(self._workers)
+
+    def prepare_batches(self, items: Items, late_entry_hours: int, batch: int) -> Iterator[list[tuple | None]]:
+        """`prepare_whole_many` of each `batch` documents of `items` in turn, with the
+        workers' help; they work ahead while the caller stores what it was given."""
+        batch = max(1, batch)
+        workers = [w for w in self._workers if not w.dead]
+        if self._closed or not workers or len(items) < MIN_PARALLEL:
+            for start in range(0, len(items), batch):
+                yield prepare_whole_many(items[start:start + batch], late_entry_hours)
+            return
+        job = _Job(items, late_entry_hours, batch)
+        for worker in workers:
+            threading.Thread(target=_feed, args=(worker, job), name="notewell-prepare-feed", daemon=True).start()
+        try:
+            lo = 0
+            for hi in job.batch_ends:
+                while (index := job.next_for_caller(lo, hi)) is not None:
+                    job.answer(index, prepare_whole_many(job.chunks[index], late_entry_hours))
+                yield job.batch(lo, hi)
+                lo = hi
+        finally:
+            job.stop()  # also when the caller stops early: the workers take nothing more
+
+    def prepare_many(self, items: Items, late_entry_hours: int) -> list[tuple | None]:
+        """`prepare_whole_many(items, late_entry_hours)`, with the workers' help."""
+        return [r for part in self.prepare_batches(items, late_entry_hours, len(items)) for r in part]
+
+    def close(self) -> None:
+        self._closed = True
+        for worker in self._workers:
+            worker.close()
+
+
+# --- the worker side ---------------------------------------------------------------------
+
+
+def _worker_main() -> int:
+    """Reads (late_entry_hours, items) messages; answers each with its prepared list.
+
+    Requests are read in a thread of their own, so the parent's writes never wait on this
+    process's answers (each side may be writing at once)."""
+    import queue
+
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing stray may land in the answer stream
+    requests: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        try:
+            while True:
+                requests.put(_recv(stdin))
+        except (EOFError, OSError, pickle.PickleError):
+            requests.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    _send(stdout, _READY)
+    while (request := requests.get()) is not None:
+        late_hours, items = request
+        _send(stdout, prepare_whole_many(items, late_hours))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(_worker_main())
+    except (KeyboardInterrupt, BrokenPipeError):
+        sys.exit(0)  # Ctrl-C in the terminal, or the parent went away: nothing to say

@@ -1,0 +1,197 @@
+"""Worker processes that read documents received whole (store/prepare_pool.py).
+
+Real worker processes throughout; the documents are synthetic notes from a real vault, plus
+bytes that are not a document and a document filed under another id. What the pool returns
+must be exactly what the calling thread alone returns, whatever happens to the workers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+
+from store import prepare_pool
+from store.prepare_pool import CHUNK, PreparePool
+from store.projections import prepare_whole_many
+from store.models import ClinicianSettings
+from store.synthetic import populate
+from store.vault import KdfParams, Vault
+
+FAST_KDF = KdfParams(memory_kib=8192, time_cost=1, parallelism=1)
+VAULT_PASSPHRASE = "pool test passphrase"
+LATE_HOURS = 72
+
+
+@pytest.fixture(scope="module")
+def items(tmp_path_factory):
+    """Every stored document of a synthetic vault, plus two that must be refused."""
+    vault, _ = Vault.create(tmp_path_factory.mktemp("pool") / "vault", VAULT_PASSPHRASE,
+                            device_name="Pool test laptop", kdf=FAST_KDF,
+                            settings=ClinicianSettings(clinician_name="Dr. Pool Example", credentials="LCSW"))
+    try:
+        populate(vault, clients=6, notes=140, seed=11)
+        got = [(doc_id, vault.record.stored_doc(doc_id)[0]) for doc_id in sorted(vault.record.doc_heads())]
+    finally:
+        vault.close()
+    some_doc = got[3][1]
+    return got[:70] + [("not-a-document", b"\x85\x6f\x4a\x83 not automerge"), ("filed-elsewhere", some_doc)] + got[70:]
+
+
+@pytest.fixture
+def pool():
+    with PreparePool(workers=2) as p:
+        assert p.wait_ready(timeout=30), "the workers did not start"
+        yield p
+
+
+def _alone(items):
+    return prepare_whole_many(items, LATE_HOURS)
+
+
+def test_results_are_exactly_the_calling_threads(items, pool):
+    expected = _alone(items)
+    assert expected[70] is None and expected[71] is None  # refused either way
+    assert sum(r is not None for r in expected) == len(items) - 2
+    assert pool.prepare_many(items, LATE_HOURS) == expected
+    for batch in (1, CHUNK - 1, CHUNK, 50, len(items) + 5):
+        parts = list(pool.prepare_batches(items, LATE_HOURS, batch))
+        assert [len(p) for p in parts] == [len(items[i:i + batch]) for i in range(0, len(items), batch)]
+        assert [r for p in parts for r in p] == expected
+
+
+def test_the_workers_do_a_share(items, pool, monkeypatch):
+    by_thread: dict[str, int] = {}
+    answer = prepare_pool._Job.answer
+
+    def counted(job, index, result):
+        name = threading.current_thread().name
+        by_thread[name] = by_thread.get(name, 0) + 1
+        return answer(job, index, result)
+
+    monkeypatch.setattr(prepare_pool._Job, "answer", counted)
+    assert pool.prepare_many(items, LATE_HOURS) == _alone(items)
+    assert by_thread.get("notewell-prepare-feed", 0) > 0
+
+
+def test_no_workers_and_small_lists_stay_in_this_thread(items):
+    with PreparePool(workers=0) as none:
+        assert none.worker_count == 0
+        assert none.prepare_many(items, LATE_HOURS) == _alone(items)
+    with PreparePool(workers=1) as one:
+        small = items[:CHUNK]
+        assert one.prepare_many(small, LATE_HOURS) == _alone(small)
+        assert list(one.prepare_batches([], LATE_HOURS, 10)) == []
+
+
+def test_a_worker_killed_before_or_during_a_job_costs_only_time(items, pool):
+    expected = _alone(items)
+    first = pool._workers[0].proc
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    assert pool.prepare_many(items, LATE_HOURS) == expected
+    assert pool.worker_count == 1
+
+    second = pool._workers[1].proc
+    parts = pool.prepare_batches(items, LATE_HOURS, CHUNK)
+    got = list(next(parts))  # the worker now holds chunks of the job
+    os.kill(second.pid, signal.SIGKILL)
+    for part in parts:
+        got += part
+    assert got == expected
+    assert pool.worker_count == 0
+    assert pool.prepare_many(items, LATE_HOURS) == expected  # no workers left: all here
+
+
+def test_a_worker_that_stops_answering_holds_up_nothing(items):
+    data = items
+    pool = PreparePool(workers=2)
+    try:
+        assert pool.wait_ready(timeout=30)
+        stuck = pool._workers[0].proc
+        os.kill(stuck.pid, signal.SIGSTOP)  # alive, holding its pipes, answering nothing
+        assert pool.prepare_many(data, LATE_HOURS) == _alone(data)
+        assert pool.prepare_many(data, LATE_HOURS) == _alone(data)  # and again: it is skipped
+    finally:
+        pool.close()  # ends it, stopped or not
+    assert stuck.poll() is not None
+
+
+def test_stopping_early_leaves_the_pool_usable(items, pool):
+    parts = pool.prepare_batches(items, LATE_HOURS, CHUNK)
+    next(parts)
+    parts.close()  # e.g. a sync cancelled between two batches
+    assert pool.prepare_many(items, LATE_HOURS) == _alone(items)
+    assert pool.worker_count == 2
+
+
+def test_closing_ends_the_worker_processes():
+    pool = PreparePool(workers=2)
+    procs = [w.proc for w in pool._workers]
+    pool.close()
+    assert all(p.poll() is not None for p in procs)
+    assert pool.prepare_many([], LATE_HOURS) == []
+
+
+def test_a_worker_exits_when_the_process_that_started_it_is_gone(items):
+    pool = PreparePool(workers=1)
+    worker = pool._workers[0]
+    assert pool.wait_ready(timeout=30)
+    worker.proc.stdin.close()  # what the end of this process does to its pipe
+    assert worker.proc.wait(timeout=10) == 0
+    pool.close()
+
+
+def test_apply_snapshots_with_a_pool_stores_the_same_rows(items, tmp_path):
+    stores = {}
+    for name, workers in (("alone", None), ("pooled", 2)):
+        vault, _ = Vault.create(tmp_path / name, VAULT_PASSPHRASE, device_name=name, kdf=FAST_KDF)
+        stores[name] = vault
+        pool = PreparePool(workers=workers) if workers else None
+        try:
+            vault.record.prepare_pool = pool
+            done: list[int] = []
+            applied, refused = vault.record.apply_snapshots(items, batch=40, on_batch=done.append)
+        finally:
+            if pool is not None:
+                pool.close()
+        assert set(refused) == {"not-a-document", "filed-elsewhere"}
+        assert len(applied) == len(items) - 2
+        assert done == list(range(40, len(items), 40)) + [len(items)]
+        assert vault.record.check() == []
+    try:
+        alone, pooled = stores["alone"].record, stores["pooled"].record
+        assert pooled.doc_heads() == alone.doc_heads()
+        assert pooled.list_clients() == alone.list_clients()
+        assert pooled.list_notes() == alone.list_notes()
+        assert pooled.search("synthetic") == alone.search("synthetic")
+    finally:
+        for vault in stores.values():
+            vault.close()
+
+
+def test_a_callback_that_stops_keeps_the_batches_already_stored(items, tmp_path):
+    class Stop(Exception):
+        pass
+
+    vault, _ = Vault.create(tmp_path / "v", VAULT_PASSPHRASE, device_name="v", kdf=FAST_KDF)
+    try:
+        with PreparePool(workers=1) as pool:
+            vault.record.prepare_pool = pool
+
+            def stop_after_two(done: int) -> None:
+                if done >= 60:
+                    raise Stop
+
+            with pytest.raises(Stop):
+                vault.record.apply_snapshots(items, batch=30, on_batch=stop_after_two)
+            stored = len(vault.record.doc_heads())
+            assert stored == 60  # two batches of 30 (the refused two come later)
+            assert vault.record.check() == []
+            # The next sync brings the rest.
+            applied, refused = vault.record.apply_snapshots(items, batch=30)
+            assert len(vault.record.doc_heads()) == len(items) - 2 and vault.record.check() == []
+    finally:
+        vault.close()
