@@ -5,8 +5,9 @@
 
 The header is checked before any payload is buffered, so an oversized frame costs the
 receiver nothing but the four length bytes: it raises `FrameTooLarge` and the caller closes
-the connection. `FrameReader` is sans-IO (bytes in, frames out); `send_frame` and
-`recv_frame` are the thin socket helpers used by `sync.pairing` and `sync.direct`.
+the connection. `FrameReader` is sans-IO (bytes in, frames out); `send_frame`,
+`recv_frame` and `recv_frames` are the thin socket helpers used by `sync.pairing` and
+`sync.direct`.
 
 A `FrameTap` (callable(direction, frame_bytes)) sees every plaintext frame as sent or
 received; tests use it to prove what does and does not cross the wire.
@@ -92,14 +93,16 @@ class FrameReader:
     def feed(self, data: bytes) -> list[Frame]:
         self._buf += data
         frames: list[Frame] = []
-        while len(self._buf) >= HEADER.size:
-            length, type_byte = HEADER.unpack_from(self._buf)
+        at = 0  # consumed bytes are dropped once, at the end (not once per frame)
+        while len(self._buf) - at >= HEADER.size:
+            length, type_byte = HEADER.unpack_from(self._buf, at)
             frame_type = _check_header(length, type_byte, self.max_size)
-            end = 4 + length
+            end = at + 4 + length
             if len(self._buf) < end:
                 break
-            frames.append(Frame(frame_type, bytes(self._buf[HEADER.size:end])))
-            del self._buf[:end]
+            frames.append(Frame(frame_type, bytes(self._buf[at + HEADER.size:end])))
+            at = end
+        del self._buf[:at]
         return frames
 
     @property
@@ -122,6 +125,31 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
             raise ConnectionLost("The other device closed the connection before the sync finished.")
         chunks += chunk
     return bytes(chunks)
+
+
+def recv_frames(sock: socket.socket, reader: FrameReader, tap: FrameTap | None = None) -> list[Frame]:
+    """Waits for at least one whole frame; returns every whole frame read so far.
+
+    A side's turn can be a thousand frames: reading them as they come, many per read, costs
+    one call per TLS record instead of two per frame. What is left of a frame stays in
+    `reader` for the next call."""
+    while True:
+        try:
+            data = sock.recv(1 << 20)
+        except TimeoutError:
+            raise ConnectionLost("The other device stopped answering; the sync was interrupted.") from None
+        except ssl.SSLError:
+            raise
+        except OSError:
+            raise ConnectionLost("The connection to the other device was lost.") from None
+        if not data:
+            raise ConnectionLost("The other device closed the connection before the sync finished.")
+        frames = reader.feed(data)
+        if frames:
+            if tap is not None:
+                for frame in frames:
+                    tap("received", frame.encode(reader.max_size))
+            return frames
 
 
 def recv_frame(sock: socket.socket, max_size: int = MAX_FRAME, tap: FrameTap | None = None) -> Frame:

@@ -3,7 +3,7 @@
 `SyncSession` runs one sync between this device and one authenticated peer over any reliable
 byte stream (`sync.direct` gives it TLS). It only touches record documents through the
 `RecordStore` sync API: `doc_heads()`, `load_doc(id)`, `apply_doc(id, doc)`, `stored_doc(id)`,
-`apply_snapshots(items)` and, live, `change_marker()`.
+`apply_snapshots(items, batch=, on_batch=)` and, live, `change_marker()`.
 
 Conversation (docs/sync-protocol.md has the byte layout):
 
@@ -532,15 +532,16 @@ class SyncSession:
                             self.report.merged += 1
         whole = sorted(self._whole_in.items())
         self._whole_in = {}
-        for start in range(0, len(whole), APPLY_BATCH):
-            applied, refused = _foreign(self.store.apply_snapshots, whole[start:start + APPLY_BATCH])
+        if whole:
+            # One transaction per batch, as above; progress after each.
+            applied, refused = _foreign(lambda: self.store.apply_snapshots(
+                whole, batch=APPLY_BATCH, on_batch=lambda done: self._progress(len(to_apply) + done)))
             for doc_id, heads in applied.items():
                 final[doc_id] = sorted(heads)
                 changed_ids.add(doc_id)
                 self.report.received += 1
             for error in refused.values():
                 self.report.errors.append(error.message)
-            self._progress(min(len(self._differ), start + APPLY_BATCH))
         self.report.conflicts = self._count_conflicts(changed_ids)
         self._final = final
         self._digest = heads_digest(final)
@@ -630,8 +631,8 @@ class SyncSession:
     def poll_local(self) -> list[Frame]:
         """Sync messages for the documents changed here since the last call (live mode).
 
-        Cheap when nothing was written: one PRAGMA. Call it every 50-100 ms in the store's
-        thread.
+        Cheap when nothing was written: one PRAGMA. Call it every few tens of milliseconds in
+        the store's thread.
         """
         if self._state != "live":
             return []

@@ -247,6 +247,29 @@ def test_paired_vaults_converge_and_concurrent_edits_merge(make_vault, pair, ser
     assert _check(a) == [] and _check(b) == [] and _check(c) == []
 
 
+def test_a_first_sync_of_many_notes_is_stored_in_step_both_ways(make_vault, pair, serve, notewell, in_vault):
+    """Enough documents that the receiving side reads them with its worker processes (the
+    command's `sync now` in one direction, `sync serve` in the other)."""
+    a, b, c = make_vault("office"), make_vault("home"), make_vault("spare")
+    _seed(in_vault, a, count=120)
+    pair(a, b)
+    pair(b, c)
+    server, port = serve(a)
+    first = notewell(b, "sync", "now", f"127.0.0.1:{port}")
+    assert first.returncode == 0, first.stderr
+    assert "received 121, sent 0" in first.stdout
+    server.terminate()
+
+    server, port = serve(c)
+    second = notewell(b, "sync", "now", f"127.0.0.1:{port}")
+    assert second.returncode == 0, second.stderr
+    assert "received 0, sent 121" in second.stdout
+    rc, out, err = server.terminate()
+    assert rc == 0 and "received 121" in out, (out, err)
+    assert _heads(a) == _heads(b) == _heads(c) and len(_heads(c)) == 121
+    assert _check(a) == [] and _check(b) == [] and _check(c) == []
+
+
 def test_an_unpaired_certificate_is_refused(make_vault, pair, serve, notewell, in_vault):
     a, b, c = make_vault("office"), make_vault("home"), make_vault("stranger")
     _seed(in_vault, a)
@@ -597,7 +620,7 @@ class _ForeignPeer:
     def load_doc(self, doc_id):
         return self.docs[doc_id].fork()
 
-    def apply_snapshots(self, items):
+    def apply_snapshots(self, items, *, batch=None, on_batch=None):
         return {}, {}
 
     def stored_doc(self, doc_id):
