@@ -20,6 +20,7 @@ import importlib
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 
 from sync.engine import DEFAULT_PAIR_PORT, DEFAULT_SYNC_PORT
 from sync.errors import SyncError
@@ -118,6 +119,24 @@ def _open(args):
         vault.close()
         raise
     return vault, identity
+
+
+@contextmanager
+def _open_for_sync(args, *, wait_for_workers: bool = False):
+    """The vault and identity for a direct sync, with worker processes that read the
+    documents a first sync brings whole (store/prepare_pool.py). They start before the unlock,
+    so the key derivation hides their start-up; a server waits for them before it listens."""
+    from store.prepare_pool import PreparePool
+
+    with PreparePool() as pool:
+        vault, identity = _open(args)
+        try:
+            vault.record.prepare_pool = pool
+            if wait_for_workers:
+                pool.wait_ready()  # a worker that does not start only leaves its share to us
+            yield vault, identity
+        finally:
+            vault.close()
 
 
 def _peer_label(peer) -> str:
@@ -219,10 +238,6 @@ def cmd_forget(args) -> int:
 def cmd_serve(args) -> int:
     from sync.direct import serve
 
-    vault, identity = _open(args)
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-
     def result(report, error) -> None:
         if error is not None:
             print(f"notewell: {error.message}", file=sys.stderr, flush=True)
@@ -233,14 +248,16 @@ def cmd_serve(args) -> int:
     def live(report) -> None:
         _say(f"live with {report.peer_name or report.peer_id[:16]} ({report.peer_id[:16]})")
 
-    try:
-        serve(vault.record, identity, args.host, args.port, stop_event=stop,
-              on_listening=lambda h, p: _say(f"listening on {h}:{p}"), on_result=result, on_live=live)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        vault.close()
+    with _open_for_sync(args, wait_for_workers=True) as (vault, identity):
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            serve(vault.record, identity, args.host, args.port, stop_event=stop,
+                  on_listening=lambda h, p: _say(f"listening on {h}:{p}"), on_result=result, on_live=live)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     _say("stopped")
     return 0
 
@@ -262,11 +279,10 @@ def cmd_now(args) -> int:
     host, port = parse_address(args.address, DEFAULT_SYNC_PORT)
     if args.live:
         return _now_live(args, host, port)
-    vault, identity = _open(args)
     try:
-        report = sync_now(vault.record, identity, host, port, on_progress=_progress_line())
+        with _open_for_sync(args) as (vault, identity):
+            report = sync_now(vault.record, identity, host, port, on_progress=_progress_line())
     finally:
-        vault.close()
         if sys.stderr.isatty():
             print(file=sys.stderr)
     name = report.peer_name or report.peer_id[:16]
@@ -278,9 +294,6 @@ def _now_live(args, host: str, port: int) -> int:
     """`sync now --live`: SIGTERM or Ctrl-C ends the session with a goodbye to the other side."""
     from sync.direct import live_sync
 
-    vault, identity = _open(args)
-    stop = threading.Event()
-    handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     shown = {"received": 0, "sent": 0}
 
     def opened(report) -> None:
@@ -292,13 +305,15 @@ def _now_live(args, host: str, port: int) -> int:
             shown.update(received=report.received, sent=report.sent)
             _say(f"live: received {report.received}, sent {report.sent}")
 
-    try:
-        report = live_sync(vault.record, identity, host, port, stop_event=stop,
-                           on_progress=_progress_line(), on_live=opened, on_exchange=exchanged)
-    finally:
-        for sig, previous in handlers.items():
-            signal.signal(sig, previous)
-        vault.close()
+    with _open_for_sync(args) as (vault, identity):
+        stop = threading.Event()
+        handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            report = live_sync(vault.record, identity, host, port, stop_event=stop,
+                               on_progress=_progress_line(), on_live=opened, on_exchange=exchanged)
+        finally:
+            for sig, previous in handlers.items():
+                signal.signal(sig, previous)
     name = report.peer_name or report.peer_id[:16]
     _say(f"live sync with {name} ({report.peer_id[:16]}) ended: {report.summary()}")
     return 0 if report.ok else 1

@@ -3,7 +3,9 @@
 Each job runs in a Textual thread worker owned by the app (so leaving the Devices screen does
 not cut a sync short) and works on its own record-store connection, opened and closed in that
 thread (`Vault.open_record_store`): the store thread stays free and the clinician keeps typing.
-Only a `RecordStore` and the `DeviceIdentity` reach sync/.
+Only a `RecordStore` and the `DeviceIdentity` reach sync/. Direct syncs (now and listening)
+also get worker processes that read documents a first sync brings whole
+(store/prepare_pool.py): started by the first such job, stopped on lock and quit.
 
 Jobs touch the UI only through `app.call_from_thread`, and only via the screen currently
 attached as `view` (anything with the `job_*` methods below). Locking or quitting calls
@@ -52,6 +54,8 @@ class SyncJobs:
         self._running: set[threading.Event] = set()
         self._vault: Any = None
         self.identity: Any = None
+        self._pool: Any = None
+        self._pool_lock = threading.Lock()
 
     @classmethod
     def of(cls, app: Any) -> "SyncJobs":
@@ -68,7 +72,18 @@ class SyncJobs:
 
     # --- running a job in a thread --------------------------------------------------
 
-    def _start(self, kind: str, body: Callable[[Any], Any], *, group: str = "sync") -> bool:
+    def _prepare_pool(self) -> Any:
+        """The worker processes, started on first use (in a job's thread: starting a
+        process is not for the UI loop)."""
+        from store.prepare_pool import PreparePool
+
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = PreparePool()
+            return self._pool
+
+    def _start(self, kind: str, body: Callable[[Any], Any], *, group: str = "sync",
+               direct: bool = False) -> bool:
         if group == "sync":
             if self.busy is not None:
                 self._to_view("job_refused", self.busy)
@@ -83,6 +98,8 @@ class SyncJobs:
             try:
                 store = vault.open_record_store()
                 try:
+                    if direct:
+                        store.prepare_pool = self._prepare_pool()
                     result = body(store)
                 finally:
                     vault.close_record_store(store)
@@ -159,7 +176,8 @@ class SyncJobs:
         from sync.direct import sync_now
 
         identity, progress = self.identity, self._progress("Syncing documents")
-        return self._start("sync", lambda store: sync_now(store, identity, host, port, on_progress=progress))
+        return self._start("sync", lambda store: sync_now(store, identity, host, port, on_progress=progress),
+                           direct=True)
 
     def pair_with(self, host: str, port: int, code: str) -> bool:
         from sync.pairing import pair_with
@@ -213,6 +231,7 @@ class SyncJobs:
             "listen",
             lambda store: serve(store, identity, host, port, stop_event=stop, on_listening=listening, on_result=result),
             group="sync-listen",
+            direct=True,
         )
 
     def _served(self, report, error) -> None:
@@ -242,7 +261,12 @@ class SyncJobs:
             await asyncio.sleep(0.02)
         # The vault is about to close: forget its handle (the screen reads it again on open).
         self._vault = self.identity = None
-        return not self._running
+        stopped = not self._running
+        with self._pool_lock:
+            pool, self._pool = (self._pool, None) if stopped else (None, self._pool)
+        if pool is not None:
+            await asyncio.to_thread(pool.close)
+        return stopped
 
 
 async def stop_sync_jobs(app: Any) -> None:
