@@ -205,9 +205,13 @@ async def test_pair_then_sync_brings_the_other_devices_notes(app_vault, other_va
             WAIT, "client in the main list",
         )
         assert jobs.listening is not None
+        assert jobs._pool is not None  # started by the first direct sync
+        workers = [w.proc for w in jobs._pool._workers]  # none on a one-core machine
         app.lock()
         await wait_for(pilot, lambda: not app.store.is_open, WAIT, "locked")
         assert jobs.listening is None and not jobs._running
+        await wait_for(pilot, lambda: jobs._pool is None and all(p.poll() is not None for p in workers),
+                       WAIT, "worker processes ended")
 
 
 async def test_wrong_code_is_a_clear_message(app_vault, other_vault, make_app, processes):
