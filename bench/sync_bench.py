@@ -5,8 +5,10 @@
 Prints figures; asserts nothing. What is measured:
 
 - initial sync: vault A holds N synthetic progress notes (and their clients), vault B is empty;
-  B runs `notewell sync serve` in its own process, A calls `sync_now` from this one. Wall
-  time of the `sync_now` call (TLS handshake included, vault unlock excluded).
+  B runs `notewell sync serve` in its own process (which reads what it receives with its
+  worker processes, store/prepare_pool.py, started before it listens), A calls `sync_now`
+  from this one. Wall time of the `sync_now` call (TLS handshake included, vault unlock
+  excluded).
 - live session, B serving in its own process, every byte through a counting TCP relay on
   127.0.0.1: first the one-off cost of opening a session (TLS 1.3 handshake with both
   certificates, hello, manifest, done) in bytes. Then one-character edits, each at a random
@@ -14,7 +16,7 @@ Prints figures; asserts nothing. What is measured:
   through a connection of B's own), median of --edits; and the bytes on the wire for it, both
   directions, TLS records included, counted at the socket until the exchange is quiet. Two
   ways: `notewell sync now --live` on A in its own process with the edits committed by this
-  process (another connection: found by the session's 50 ms look at the store), and the way
+  process (another connection: found by the session's 20 ms look at the store), and the way
   the app runs it, `live_sync` in a worker thread of this process with the edits made through
   its store thread, which wakes the session after each commit. Each for the first edit of a
   document in the session (its sync state starts fresh: four messages) and for further edits
@@ -227,7 +229,7 @@ def measure_edits(edit, b_record, relay: CountingRelay, targets: list[str], jitt
     times, sizes = [], []
     for doc_id in targets:
         before = relay.quiet()
-        # Edits come at any moment, not in step with the live side's 50 ms look for changes
+        # Edits come at any moment, not in step with the live side's 20 ms look for changes
         # (after a fixed pause they would always land just after one).
         time.sleep(jitter.uniform(0, 0.1))
         t = time.perf_counter()
@@ -249,7 +251,7 @@ def report_edits(figures: dict, key: str, what: str, times: list[float], sizes: 
 
 def live_figures(a: Vault, b_path: Path, port: int, drafts: list[str], edits: int) -> dict:
     """Live session, two ways: the command in its own process (edits by another process,
-    found by its 50 ms look at the store), and in this process as the app runs it (edits
+    found by its 20 ms look at the store), and in this process as the app runs it (edits
     through the session's store thread, which wakes the session after each commit)."""
     figures: dict = {}
     jitter = random.Random(4)
@@ -505,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"  baseline (automerge-repo 2.5.6 over websocket, median of {figures['baseline_runs']}): {baseline:.3f} s; "
             f"ratio baseline/ours {ratio:.1f}x (target >= 5x)")
     for key, how in (("live_app", "in the app's way (edit and session in one process, woken on commit)"),
-                     ("live_cli", "with `sync now --live` (edit by another process, found by the 50 ms look)")):
+                     ("live_cli", "with `sync now --live` (edit by another process, found by the 20 ms look)")):
         log(f"  live session {how}: one-edit propagation, median {figures[key + '_first_ms']:.1f} ms for a "
             f"document's first edit in the session, {figures[key + '_again_ms']:.1f} ms for further edits "
             f"(target <= 50 ms); on the wire (TLS records included), median {figures[key + '_first_bytes']:.0f} "
