@@ -25,7 +25,8 @@ Prints figures; asserts nothing. What is measured:
   `sync_now`; wall time from before the edit to the end of the sync, median of --edits runs;
   and its bytes on the wire (handshake included), broken down by frame type.
 - mailbox: A writes a full bundle of every document into a folder; a fresh paired vault C
-  imports it. Wall time of each, and the bundle's size.
+  imports it, with worker processes as `notewell sync mailbox` has them (started before the
+  unlock). Wall time of each, and the bundle's size.
 - baseline: the same documents (A's saved bytes) loaded into an automerge-repo 2.5.6 Repo
   behind its websocket server adapter in one Node process; an empty Repo in a second Node
   process connects with the websocket client adapter and finds every document. Wall time from
@@ -58,6 +59,7 @@ from pathlib import Path
 from store.device_identity import ensure_identity
 from store.keys import KdfParams
 from store.models import ClinicianSettings
+from store.prepare_pool import PreparePool
 from store.synthetic import populate
 from store.vault import Vault
 from sync.direct import Waker, live_sync, sync_now
@@ -412,6 +414,10 @@ def run_all(args, tmp: Path) -> dict:
     # Mailbox: A writes everything; a fresh device C, paired with A, imports it.
     c = make_vault(tmp / "c", "bench-c")
     pair(a, c)
+    # As `notewell sync mailbox` runs it: with worker processes started before the unlock.
+    pool = PreparePool()
+    pool.wait_ready()
+    c.record.prepare_pool = pool
     box = tmp / "mailbox"
     box.mkdir()
     t = time.perf_counter()
@@ -421,6 +427,7 @@ def run_all(args, tmp: Path) -> dict:
     t = time.perf_counter()
     got = sync_mailbox(c.record, ensure_identity(c.record, c.device_name), box)
     figures["mailbox_import_s"] = time.perf_counter() - t
+    c.record.prepare_pool = None
     log(f"mailbox: export of {written.documents_sent} documents {figures['mailbox_export_s']:.3f} s "
         f"(bundle {size / 1024:.0f} KiB), import {figures['mailbox_import_s']:.3f} s "
         f"({got.documents_merged} merged), total {figures['mailbox_export_s'] + figures['mailbox_import_s']:.3f} s")
@@ -431,6 +438,7 @@ def run_all(args, tmp: Path) -> dict:
     log(f"mailbox bundle for a one-character edit: {figures['mailbox_edit_bytes']} bytes "
         f"({edit.documents_sent} document)")
     c.close()
+    pool.close()
 
     a.close()
     return figures

@@ -112,6 +112,14 @@ def _is_fatal(e: BaseException) -> bool:
     return isinstance(e, (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError))
 
 
+class _Refused(Exception):
+    """A document new here that the store refused: the bundle's transaction rolls back."""
+
+    def __init__(self, doc_id: str) -> None:
+        super().__init__(doc_id)
+        self.doc_id = doc_id
+
+
 def _is_record_document(doc_id: str, doc: Document) -> bool:
     """The store's own test (it refuses anything else), run on every entry before any is merged."""
     try:
@@ -266,9 +274,16 @@ class Mailbox:
             )
 
         entries = fmt.decrypt(data, header, self.group_key)
-        # Load every document before applying any, so a bad entry changes nothing.
+        # Documents this device has are merged; those it has none of (every one, on a new
+        # device) are stored whole, in bulk, with the store's worker processes when it has
+        # them. Either way every entry is read and checked before the bundle's transaction
+        # commits, so a bad entry changes nothing.
+        present = set(self.store.doc_heads())
+        fresh = [(doc_id, blob) for doc_id, blob in entries if doc_id not in present]
         docs: list[tuple[str, Document]] = []
         for doc_id, blob in entries:
+            if doc_id not in present:
+                continue
             try:
                 docs.append((doc_id, Document.load(blob)))
             except BaseException as e:  # foreign bytes can raise pyo3's PanicException
@@ -291,8 +306,17 @@ class Mailbox:
                 for doc_id, doc in docs:
                     if self.store.apply_doc(doc_id, doc):
                         changed.append(doc_id)
+                if fresh:
+                    applied, refused = self.store.apply_snapshots(fresh)  # joins this transaction
+                    if refused:
+                        raise _Refused(sorted(refused)[0])
+                    changed += sorted(applied)
                 seen[str(header.seq)] = this_digest
                 self.store.local_put(SEEN_PREFIX + header.sender_id, json.dumps(seen, sort_keys=True).encode())
+        except _Refused as e:
+            raise fmt.MalformedBundle(
+                f"Document {e.doc_id} in the bundle is not a record document; nothing was applied."
+            ) from None
         except NotewellError as e:
             raise fmt.MalformedBundle(f"A document in the bundle could not be merged ({e.message}); nothing was applied.") from None
         except BaseException as e:  # pyo3 PanicException from a merge
@@ -304,7 +328,7 @@ class Mailbox:
         if changed:
             incoming = {doc_id: sorted(doc.get_heads()) for doc_id, doc in docs}
             now = self.store.doc_heads()
-            concurrent = [d for d in changed if sorted(now.get(d, [])) != incoming[d]]
+            concurrent = [d for d in changed if d in incoming and sorted(now.get(d, [])) != incoming[d]]
         return changed, concurrent
 
     def _seen(self, sender_id: str) -> dict[str, str]:

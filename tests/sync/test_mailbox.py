@@ -535,6 +535,34 @@ def test_a_bundle_applies_whole_or_not_at_all(devices, box):
     assert new_client.id not in b.record.doc_heads()
 
 
+@pytest.mark.parametrize("bad", ["garbage", "not a record document"])
+def test_a_bad_document_new_here_rolls_back_the_whole_bundle(devices, box, bad):
+    """Documents new to the receiving device are stored in bulk; one bad among them still
+    leaves nothing applied, including the good ones merged or stored before it."""
+    a, b, _ = devices
+    _client_with_note(a, "shared note")
+    a.mailbox(box)
+    b.mailbox(box)
+    for i in range(30):  # enough new documents that the bulk path has several chunks
+        _client_with_note(a, f"new on A {i}")
+    entries = [(d, a.record.load_doc(d).save()) for d in sorted(a.record.doc_heads())]
+    if bad == "garbage":
+        entries.insert(len(entries) // 2, ("new-doc-garbage", b"\x85\x6f\x4a\x83 not automerge"))
+    else:
+        stranger = Document()
+        with stranger.transaction() as tx:
+            tx.put(ROOT, "anything", ScalarType.Str, "not a record document")
+        entries.insert(len(entries) // 2, ("new-doc-stranger", stranger.save()))
+    (box / fmt.file_name(a.identity.device_id, 60)).write_bytes(
+        _encode(a.identity, _group_key(a), entries, seq=60)
+    )
+    before = b.heads()
+    report = b.mailbox(box)
+    assert [r.reason for r in report.rejected] == ["malformed"]
+    assert b.heads() == before
+    assert b.record.check() == []
+
+
 def _state_source(note_id: str) -> str:
     return f"""
         print(json.dumps({{

@@ -36,6 +36,7 @@ def register_mailbox(sync_sub) -> None:
 
 def cmd_mailbox(args) -> int:
     from store.device_identity import ensure_identity
+    from store.prepare_pool import PreparePool
     from store.vault import Vault
     from sync.mailbox import MailboxError, sync_mailbox
 
@@ -43,12 +44,16 @@ def cmd_mailbox(args) -> int:
     if not folder.is_dir():
         # Checked before the passphrase's unlock cost.
         raise MailboxError(f"The mailbox folder {folder} does not exist or is not a folder.")
-    vault = Vault.open(args.vault, current_passphrase(args))
-    try:
-        identity = ensure_identity(vault.record, vault.device_name)
-        report = sync_mailbox(vault.record, identity, folder, full=args.full)
-    finally:
-        vault.close()
+    # Worker processes read documents new to this device (a first import brings them all);
+    # started before the unlock, whose key derivation hides their start-up.
+    with PreparePool() as pool:
+        vault = Vault.open(args.vault, current_passphrase(args))
+        try:
+            vault.record.prepare_pool = pool
+            identity = ensure_identity(vault.record, vault.device_name)
+            report = sync_mailbox(vault.record, identity, folder, full=args.full)
+        finally:
+            vault.close()
     print(report.summary())
     return EXIT_SOME_REJECTED if report.rejected else 0
 

@@ -3,8 +3,8 @@
 Each job runs in a Textual thread worker owned by the app (so leaving the Devices screen does
 not cut a sync short) and works on its own record-store connection, opened and closed in that
 thread (`Vault.open_record_store`): the store thread stays free and the clinician keeps typing.
-Only a `RecordStore` and the `DeviceIdentity` reach sync/. Direct syncs (now and listening)
-also get worker processes that read documents a first sync brings whole
+Only a `RecordStore` and the `DeviceIdentity` reach sync/. Syncs (now, listening and the
+mailbox) also get worker processes that read documents new to this device
 (store/prepare_pool.py): started by the first such job, stopped on lock and quit.
 
 Jobs touch the UI only through `app.call_from_thread`, and only via the screen currently
@@ -83,7 +83,7 @@ class SyncJobs:
             return self._pool
 
     def _start(self, kind: str, body: Callable[[Any], Any], *, group: str = "sync",
-               direct: bool = False) -> bool:
+               uses_workers: bool = False) -> bool:
         if group == "sync":
             if self.busy is not None:
                 self._to_view("job_refused", self.busy)
@@ -98,7 +98,7 @@ class SyncJobs:
             try:
                 store = vault.open_record_store()
                 try:
-                    if direct:
+                    if uses_workers:
                         store.prepare_pool = self._prepare_pool()
                     result = body(store)
                 finally:
@@ -177,7 +177,7 @@ class SyncJobs:
 
         identity, progress = self.identity, self._progress("Syncing documents")
         return self._start("sync", lambda store: sync_now(store, identity, host, port, on_progress=progress),
-                           direct=True)
+                           uses_workers=True)
 
     def pair_with(self, host: str, port: int, code: str) -> bool:
         from sync.pairing import pair_with
@@ -210,7 +210,8 @@ class SyncJobs:
         from sync.mailbox import sync_mailbox
 
         identity, progress = self.identity, self._progress("Reading bundles")
-        return self._start("mailbox", lambda store: sync_mailbox(store, identity, folder, on_progress=progress))
+        return self._start("mailbox", lambda store: sync_mailbox(store, identity, folder, on_progress=progress),
+                           uses_workers=True)
 
     def listen(self, host: str, port: int) -> bool:
         from sync.direct import serve
@@ -231,7 +232,7 @@ class SyncJobs:
             "listen",
             lambda store: serve(store, identity, host, port, stop_event=stop, on_listening=listening, on_result=result),
             group="sync-listen",
-            direct=True,
+            uses_workers=True,
         )
 
     def _served(self, report, error) -> None:
