@@ -4,7 +4,8 @@ A first sync onto a new laptop brings every document of the record whole. Before
 stored it is loaded (Automerge) and read into its list and search rows (`prepare_whole`):
 about 0.6 ms a document, all of it holding the interpreter lock, so threads cannot share it.
 `PreparePool` hands chunks of that work to worker processes while the calling thread does
-its own share of the same list; the results are exactly what `prepare_whole_many` returns.
+its own share of the same list (or, with `caller_helps=False`, only waits, unless the workers
+are gone); the results are exactly what `prepare_whole_many` returns.
 
 Why it is safe to have:
 - Workers are this interpreter started afresh on this module (`python -m
@@ -27,6 +28,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +40,7 @@ CHUNK = 24  # documents per message: ~15 ms of work, so a round trip costs littl
 MIN_PARALLEL = 2 * CHUNK  # below this the calling thread alone is as quick
 MAX_WORKERS = 3
 IN_FLIGHT = 2  # chunks queued per worker, so it never waits for this process's lock
+STALL = 5.0  # seconds without an answer before a caller that does not help starts to anyway
 _LENGTH = struct.Struct(">I")
 _READY = b"ready"
 _STOP_WAIT = 2.0
@@ -120,11 +123,13 @@ class _Job:
     """A list of documents being prepared, in batches that the caller stores one after another.
 
     Chunks never straddle a batch. Workers take chunks in order and go on while the caller
-    stores a batch. The caller takes the first chunk nobody has; once all are taken, the last
-    one sent to a worker that is still unanswered (most likely waiting in the worker's queue),
-    so the two finish a batch together. Whichever answer comes first is kept."""
+    stores a batch. A caller that helps takes the first chunk nobody has; once all are taken,
+    the last one sent to a worker that is still unanswered (most likely waiting in the
+    worker's queue), so the two finish a batch together. Whichever answer comes first is kept.
+    A caller that does not help (the app, whose interface shares this process's lock) only
+    waits, unless no worker is left or none has answered for STALL seconds."""
 
-    def __init__(self, items: Items, late_hours: int, batch: int) -> None:
+    def __init__(self, items: Items, late_hours: int, batch: int, *, helps: bool, feeders: int) -> None:
         self.late_hours = late_hours
         self.chunks: list[Items] = []
         self.batch_ends: list[int] = []  # per batch, the index after its last chunk
@@ -136,6 +141,9 @@ class _Job:
         self.results: list[list | None] = [None] * len(self.chunks)
         self.held: dict[int, _Worker] = {}  # sent to a worker, not answered yet
         self.doubled: set[int] = set()  # held chunks the caller does as well
+        self.helps = helps
+        self.feeders = feeders  # feeder threads still running
+        self.last_answer = time.monotonic()
         self.stopped = False
         self.cond = threading.Condition()
 
@@ -152,6 +160,12 @@ class _Job:
             if self.results[index] is None:
                 self.results[index] = result
             self.held.pop(index, None)
+            self.last_answer = time.monotonic()
+            self.cond.notify_all()
+
+    def feeder_done(self) -> None:
+        with self.cond:
+            self.feeders -= 1
             self.cond.notify_all()
 
     def give_back(self, indexes) -> None:
@@ -165,18 +179,21 @@ class _Job:
     def next_for_caller(self, lo: int, hi: int) -> int | None:
         """The caller's next chunk while batch [lo, hi) is unfinished; None once it is done.
 
-        Once every chunk is taken, the caller does the worker's too, newest first, rather
-        than wait: so a worker that stops answering (a document that makes the reader hang)
-        holds up nothing."""
+        Once every chunk is taken, a helping caller does the workers' too, newest first,
+        rather than wait: so a worker that stops answering (a document that makes the
+        reader hang) holds up nothing."""
         with self.cond:
             while any(self.results[i] is None for i in range(lo, hi)):
-                if self.todo:
-                    return self.todo.popleft()
-                spare = [i for i in self.held if lo <= i < hi and i not in self.doubled and self.results[i] is None]
-                if spare:
-                    self.doubled.add(max(spare))
-                    return max(spare)
-                self.cond.wait(0.1)  # not expected: give_back requeues a dead worker's chunks
+                if not self.helps and (self.feeders == 0 or time.monotonic() - self.last_answer > STALL):
+                    self.helps = True  # nobody left to wait for
+                if self.helps:
+                    if self.todo:
+                        return self.todo.popleft()
+                    spare = [i for i in self.held if lo <= i < hi and i not in self.doubled and self.results[i] is None]
+                    if spare:
+                        self.doubled.add(max(spare))
+                        return max(spare)
+                self.cond.wait(0.1)
             return None
 
     def batch(self, lo: int, hi: int) -> list:
@@ -192,6 +209,7 @@ class _Job:
 def _feed(worker: _Worker, job: _Job) -> None:
     """Runs in a thread per worker and job: keeps the worker busy with chunks of the job."""
     if not worker.lock.acquire(timeout=1.0):
+        job.feeder_done()
         return  # still held by a feeder stuck on a worker that never started: skip it
     in_flight: deque[int] = deque()
     try:
@@ -216,12 +234,17 @@ def _feed(worker: _Worker, job: _Job) -> None:
         if in_flight:
             job.give_back(in_flight)
         worker.lock.release()
+        job.feeder_done()
 
 
 class PreparePool:
     """Worker processes for `prepare_whole_many`; see the module docstring."""
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, caller_helps: bool = True) -> None:
+        """`caller_helps=False`: the calling thread leaves the reading to the workers while
+        they answer (the app: its interface needs this process's lock more than the sync
+        needs the second core's share)."""
+        self.caller_helps = caller_helps
         count = default_workers() if workers is None else workers
         self._workers: list[_Worker] = []
         for _ in range(count):
@@ -264,7 +287,7 @@ class PreparePool:
             for start in range(0, len(items), batch):
                 yield prepare_whole_many(items[start:start + batch], late_entry_hours)
             return
-        job = _Job(items, late_entry_hours, batch)
+        job = _Job(items, late_entry_hours, batch, helps=self.caller_helps, feeders=len(workers))
         for worker in workers:
             threading.Thread(target=_feed, args=(worker, job), name="notewell-prepare-feed", daemon=True).start()
         try:

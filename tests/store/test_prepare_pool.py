@@ -119,6 +119,32 @@ def test_a_worker_that_stops_answering_holds_up_nothing(items):
     assert stuck.poll() is not None
 
 
+def test_a_caller_that_does_not_help_gets_the_same_and_is_never_stranded(items, monkeypatch):
+    monkeypatch.setattr(prepare_pool, "STALL", 0.5)
+    by_thread: dict[str, int] = {}
+    answer = prepare_pool._Job.answer
+
+    def counted(job, index, result):
+        name = threading.current_thread().name
+        by_thread[name] = by_thread.get(name, 0) + 1
+        return answer(job, index, result)
+
+    monkeypatch.setattr(prepare_pool._Job, "answer", counted)
+    expected = _alone(items)
+    with PreparePool(workers=1, caller_helps=False) as pool:  # started cold: the caller waits
+        assert [r for p in pool.prepare_batches(items, LATE_HOURS, 50) for r in p] == expected
+        assert set(by_thread) == {"notewell-prepare-feed"}  # every chunk from the worker
+
+        stuck = pool._workers[0].proc
+        os.kill(stuck.pid, signal.SIGSTOP)  # answers nothing: after STALL the caller starts
+        by_thread.clear()
+        assert pool.prepare_many(items, LATE_HOURS) == expected
+        assert by_thread.get("MainThread", 0) > 0
+        os.kill(stuck.pid, signal.SIGKILL)
+        stuck.wait(timeout=10)
+        assert pool.prepare_many(items, LATE_HOURS) == expected  # its worker gone: all here
+
+
 def test_stopping_early_leaves_the_pool_usable(items, pool):
     parts = pool.prepare_batches(items, LATE_HOURS, CHUNK)
     next(parts)

@@ -79,7 +79,9 @@ class SyncJobs:
 
         with self._pool_lock:
             if self._pool is None:
-                self._pool = PreparePool()
+                # The sync thread leaves the reading to the workers: it would hold the lock
+                # the interface needs to keep up with typing.
+                self._pool = PreparePool(caller_helps=False)
             return self._pool
 
     def _start(self, kind: str, body: Callable[[Any], Any], *, group: str = "sync",
