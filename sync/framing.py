@@ -110,20 +110,25 @@ class FrameReader:
         return len(self._buf)
 
 
+def _recv_some(sock: socket.socket, n: int) -> bytes:
+    """Up to n bytes, at least one; a typed error for a timeout, a lost or closed connection."""
+    try:
+        chunk = sock.recv(n)
+    except TimeoutError:
+        raise ConnectionLost("The other device stopped answering; the sync was interrupted.") from None
+    except ssl.SSLError:
+        raise  # TLS alerts (e.g. "unknown CA") mean something specific to sync.direct
+    except OSError:
+        raise ConnectionLost("The connection to the other device was lost.") from None
+    if not chunk:
+        raise ConnectionLost("The other device closed the connection before the sync finished.")
+    return chunk
+
+
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
     chunks = bytearray()
     while len(chunks) < n:
-        try:
-            chunk = sock.recv(min(n - len(chunks), 1 << 20))
-        except TimeoutError:
-            raise ConnectionLost("The other device stopped answering; the sync was interrupted.") from None
-        except ssl.SSLError:
-            raise  # TLS alerts (e.g. "unknown CA") mean something specific to sync.direct
-        except OSError:
-            raise ConnectionLost("The connection to the other device was lost.") from None
-        if not chunk:
-            raise ConnectionLost("The other device closed the connection before the sync finished.")
-        chunks += chunk
+        chunks += _recv_some(sock, min(n - len(chunks), 1 << 20))
     return bytes(chunks)
 
 
@@ -133,23 +138,12 @@ def recv_frames(sock: socket.socket, reader: FrameReader, tap: FrameTap | None =
     A side's turn can be a thousand frames: reading them as they come, many per read, costs
     one call per TLS record instead of two per frame. What is left of a frame stays in
     `reader` for the next call."""
-    while True:
-        try:
-            data = sock.recv(1 << 20)
-        except TimeoutError:
-            raise ConnectionLost("The other device stopped answering; the sync was interrupted.") from None
-        except ssl.SSLError:
-            raise
-        except OSError:
-            raise ConnectionLost("The connection to the other device was lost.") from None
-        if not data:
-            raise ConnectionLost("The other device closed the connection before the sync finished.")
-        frames = reader.feed(data)
-        if frames:
-            if tap is not None:
-                for frame in frames:
-                    tap("received", frame.encode(reader.max_size))
-            return frames
+    while not (frames := reader.feed(_recv_some(sock, 1 << 20))):
+        pass
+    if tap is not None:
+        for frame in frames:
+            tap("received", frame.encode(reader.max_size))
+    return frames
 
 
 def recv_frame(sock: socket.socket, max_size: int = MAX_FRAME, tap: FrameTap | None = None) -> Frame:

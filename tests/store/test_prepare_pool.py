@@ -62,7 +62,9 @@ def test_results_are_exactly_the_calling_threads(items, pool):
         assert [r for p in parts for r in p] == expected
 
 
-def test_the_workers_do_a_share(items, pool, monkeypatch):
+@pytest.fixture
+def answers_by_thread(monkeypatch) -> dict[str, int]:
+    """How many chunks each thread answered: the caller's own, or a worker's (its feeder)."""
     by_thread: dict[str, int] = {}
     answer = prepare_pool._Job.answer
 
@@ -72,6 +74,11 @@ def test_the_workers_do_a_share(items, pool, monkeypatch):
         return answer(job, index, result)
 
     monkeypatch.setattr(prepare_pool._Job, "answer", counted)
+    return by_thread
+
+
+def test_the_workers_do_a_share(items, pool, answers_by_thread):
+    by_thread = answers_by_thread
     assert pool.prepare_many(items, LATE_HOURS) == _alone(items)
     assert by_thread.get("notewell-prepare-feed", 0) > 0
 
@@ -119,17 +126,9 @@ def test_a_worker_that_stops_answering_holds_up_nothing(items):
     assert stuck.poll() is not None
 
 
-def test_a_caller_that_does_not_help_gets_the_same_and_is_never_stranded(items, monkeypatch):
+def test_a_caller_that_does_not_help_gets_the_same_and_is_never_stranded(items, monkeypatch, answers_by_thread):
     monkeypatch.setattr(prepare_pool, "STALL", 0.5)
-    by_thread: dict[str, int] = {}
-    answer = prepare_pool._Job.answer
-
-    def counted(job, index, result):
-        name = threading.current_thread().name
-        by_thread[name] = by_thread.get(name, 0) + 1
-        return answer(job, index, result)
-
-    monkeypatch.setattr(prepare_pool._Job, "answer", counted)
+    by_thread = answers_by_thread
     expected = _alone(items)
     with PreparePool(workers=1, caller_helps=False) as pool:  # started cold: the caller waits
         assert [r for p in pool.prepare_batches(items, LATE_HOURS, 50) for r in p] == expected
