@@ -320,6 +320,12 @@ def _worker_main() -> int:
     process's answers (each side may be writing at once)."""
     import queue
 
+    try:  # it holds decrypted record documents: no core dump, whoever started it
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):
+        pass
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing stray may land in the answer stream
     requests: queue.Queue = queue.Queue()

@@ -152,6 +152,13 @@ def test_stopping_early_leaves_the_pool_usable(items, pool):
     assert pool.worker_count == 2
 
 
+def test_workers_never_dump_core(pool):
+    for worker in pool._workers:
+        limits = open(f"/proc/{worker.proc.pid}/limits").read()
+        core = next(line for line in limits.splitlines() if line.startswith("Max core file size"))
+        assert core.split()[4:6] == ["0", "0"], core
+
+
 def test_closing_ends_the_worker_processes():
     pool = PreparePool(workers=2)
     procs = [w.proc for w in pool._workers]
