@@ -247,7 +247,7 @@ class PreparePool:
         self.caller_helps = caller_helps
         count = default_workers() if workers is None else workers
         self._workers: list[_Worker] = []
-        for _ in range(count):
+        for _ in range(count if sys.executable else 0):  # an embedded interpreter has none to start
             try:
                 self._workers.append(_Worker())
             except OSError:
