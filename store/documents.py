@@ -469,7 +469,7 @@ def splice_section(doc: Document, key: str, new_text: str, when: datetime | None
             text_obj = tx.put_object(sections, key, ObjType.Text)
             old = ""
         assert old is not None
-        start, old_end, new_end = _diff_span(old, new_text)
+        start, old_end, new_end = diff_span(old, new_text)
         tx.splice_text(text_obj, start, old_end - start, new_text[start:new_end])
         if when is not None:
             put_updated_at(tx, when)
@@ -489,7 +489,7 @@ def note_format(doc: Document) -> NoteFormat:
     return _enum(NoteFormat, _scalar(doc, ROOT, "format")) or NoteFormat.SOAP
 
 
-def _diff_span(old: str, new: str) -> tuple[int, int, int]:
+def diff_span(old: str, new: str) -> tuple[int, int, int]:
     """(start, end in old, end in new) of the region that differs."""
     limit = min(len(old), len(new))
     start = 0
@@ -512,6 +512,26 @@ def apply_facts(doc: Document, facts: SessionFacts, when: datetime | None = None
         if when is not None:
             put_updated_at(tx, when)
     return True
+
+
+# Facts that are sets: the editor's additions and removals apply to what the note holds now.
+_SET_FACTS = ("add_on_codes", "diagnoses_addressed")
+
+
+def merge_facts(current: SessionFacts, before: SessionFacts, after: SessionFacts) -> SessionFacts:
+    """`current` with the edits that turned `before` into `after`, field by field: a field the
+    editor did not touch keeps what the note holds now (a sync may have changed it)."""
+    update: dict[str, Any] = {}
+    for name in SessionFacts.model_fields:
+        old, new = getattr(before, name), getattr(after, name)
+        if old == new:
+            continue
+        if name in _SET_FACTS:
+            now = [v for v in getattr(current, name) if v not in old or v in new]
+            update[name] = sorted(set(now) | (set(new) - set(old)))
+        else:
+            update[name] = new
+    return current.model_copy(update=update) if update else current
 
 
 def _write_facts(tx: Any, facts: SessionFacts) -> None:

@@ -11,6 +11,7 @@ The sync-facing methods at the end hand out and take in record documents only.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -109,6 +110,15 @@ class NoteRow:
     gad7: int | None
     addenda_count: int
     updated_at: str
+
+
+@dataclass(frozen=True)
+class DraftSaved:
+    """What an editor's save left (`RecordStore.save_draft`)."""
+
+    base: list[bytes]  # the heads the editor's text now stands on: its next save's base
+    heads: list[bytes]  # the note's heads
+    merged: ProgressNote | None  # the note as it now is, when it holds edits the editor has not shown
 
 
 @dataclass(frozen=True)
@@ -316,6 +326,76 @@ class RecordStore:
                 # Only updated_at of the list row changes; the search entry is refreshed at
                 # the next search, not on every keystroke.
                 project_section_edit(self._conn, note_id, now.isoformat())
+
+    def draft_heads(self, note_id: str) -> list[bytes]:
+        """The heads of a note as stored: where an editor that just read it stands."""
+        self._doc(note_id, D.KIND_NOTE)
+        return list(self._docs.heads_of(note_id))
+
+    def save_draft(
+        self,
+        note_id: str,
+        *,
+        base: list[bytes],
+        sections: dict[str, str] | None = None,
+        facts: SessionFacts | None = None,
+        facts_before: SessionFacts | None = None,
+    ) -> DraftSaved:
+        """An editor's save, relative to the version it shows: the note at `base` (heads the
+        editor got from `draft_heads` or its last save) with `sections` and the facts it
+        changed from `facts_before` to `facts`.
+
+        When nothing else wrote to the note since `base`, this is the typing path of
+        `set_section`. When something did (a sync merged another device's edits while the
+        editor was open), the section edits are made on the note as it was at `base` and
+        merged, and only the facts fields the editor changed are written: the other edits
+        are kept, never overwritten. The result says where the editor's text now stands and,
+        when the note holds more than the editor has shown, the note as merged.
+        """
+        sections = sections or {}
+        with self.transaction():
+            doc = self._editable(note_id)
+            keys = FORMAT_SECTIONS[D.note_format(doc)]
+            for key in sections:
+                if key not in keys:
+                    raise ValidationFailed([("section", f"{key} is not a section of this note's format")])
+            now = utcnow()
+            line = doc if sorted(base) == sorted(doc.get_heads()) else self._branch(doc, base)
+            texts = [D.splice_section(line, key, text, now) for key, text in sections.items()]
+            if line is not doc:
+                doc.merge(line)
+            if facts is not None:
+                if facts_before is not None:
+                    facts = D.merge_facts(D.note_from_doc(doc).facts, facts_before, facts)
+                facts_changed = D.apply_facts(doc, facts, now)
+            else:
+                facts_changed = False
+            if line is not doc or facts_changed:
+                self._persist(note_id)
+            elif any(texts):
+                self._docs.save_changes(note_id)
+                project_section_edit(self._conn, note_id, now.isoformat())
+            new_base = line.get_heads()
+            heads = doc.get_heads()
+            diverged = sorted(heads) != sorted(new_base)
+        return DraftSaved(base=new_base, heads=heads, merged=D.note_from_doc(doc) if diverged else None)
+
+    def _branch(self, doc: Document, base: list[bytes]) -> Document:
+        """The note as it was at `base`, to make an editor's edits where it made them.
+
+        Its changes carry this device's actor unless this device also wrote to the note
+        after `base` (another window or command): one actor must never have two changes
+        with the same sequence number, so those get an actor of their own."""
+        try:
+            branch = doc.fork_at(list(base))
+        except Exception as e:
+            if type(e) is not Exception:  # the binding's own error is a plain Exception
+                raise
+            return doc  # heads this note does not have (not ours to see): edit it as it is now
+        later = doc.get_changes(list(base))
+        ours = doc.get_actor()
+        branch.set_actor(os.urandom(16) if any(c.actor_id == ours for c in later) else ours)
+        return branch
 
     def update_facts(self, note_id: str, facts: SessionFacts) -> ProgressNote:
         with self.transaction():

@@ -577,3 +577,105 @@ def test_import_note_keeps_a_signature_made_elsewhere(device: Device) -> None:
     with pytest.raises(ValidationFailed):
         store.import_note(given.model_copy(update={"id": "imp3", "signature": None}))
     assert store.check() == []
+
+
+# --- an editor's saves while a sync brings edits to the same note ----------------------
+
+
+def _draft(store: RecordStore) -> ProgressNote:
+    store.create_client(a_client())
+    return store.create_note(ProgressNote(
+        id="n1", client_id="c1", format=NoteFormat.DAP, sections={"data": "Session opened with a check-in."},
+        facts=SessionFacts(date_of_service=date(2026, 1, 5), add_on_codes=["90785"], phq9=8),
+    ))
+
+
+def _share(a: RecordStore, b: RecordStore) -> None:
+    for doc_id in ("c1", "n1"):
+        b.apply_doc(doc_id, a.load_doc(doc_id))
+
+
+def test_an_editor_save_with_nothing_else_written_is_the_typing_path(device: Device) -> None:
+    store = device.store
+    note = _draft(store)
+    base = store.draft_heads("n1")
+    saved = store.save_draft("n1", base=base, sections={"data": note.sections["data"] + " More."})
+    assert saved.merged is None and sorted(saved.base) == sorted(saved.heads) == sorted(store.draft_heads("n1"))
+    assert store.get_note("n1").sections["data"].endswith(" More.")
+    assert store.check() == []
+
+
+def test_edits_synced_in_while_the_editor_is_open_are_kept(device: Device, other: Device) -> None:
+    a, b = device.store, other.store
+    note = _draft(a)
+    _share(a, b)
+    opened_at = a.draft_heads("n1")  # the editor shows the note as it was here
+    shown = original = note.sections["data"]
+
+    # The other device edits the same text, and its edit arrives by sync.
+    b.set_section("n1", "data", "REMOTE " + shown)
+    assert a.apply_doc("n1", b.load_doc("n1"))
+
+    # The editor, unaware, saves its own typing relative to what it shows.
+    saved = a.save_draft("n1", base=opened_at, sections={"data": shown + " LOCAL"})
+    text = a.get_note("n1").sections["data"]
+    assert text == "REMOTE " + shown + " LOCAL"
+    assert saved.merged is not None and saved.merged.sections["data"] == text
+    # Still typing, from where its own line stands: nothing duplicated, nothing lost.
+    saved = a.save_draft("n1", base=saved.base, sections={"data": shown + " LOCAL more"})
+    assert a.get_note("n1").sections["data"] == "REMOTE " + shown + " LOCAL more"
+    # Once it shows the merged text it stands on the note's own heads.
+    shown = saved.merged.sections["data"]
+    saved = a.save_draft("n1", base=saved.heads, sections={"data": shown + "."})
+    assert saved.merged is None and a.get_note("n1").sections["data"] == "REMOTE " + original + " LOCAL more."
+    assert a.check() == []
+    # And the other device converges on the same text.
+    b.apply_doc("n1", a.load_doc("n1"))
+    assert b.get_note("n1").sections == a.get_note("n1").sections
+
+
+def test_facts_the_editor_did_not_touch_keep_the_synced_values(device: Device, other: Device) -> None:
+    a, b = device.store, other.store
+    note = _draft(a)
+    _share(a, b)
+    opened_at, before = a.draft_heads("n1"), note.facts
+    b.update_facts("n1", before.model_copy(update={"phq9": 12, "add_on_codes": ["90785", "90840"]}))
+    a.apply_doc("n1", b.load_doc("n1"))
+
+    mine = before.model_copy(update={"gad7": 5, "add_on_codes": ["90785", "90839"]})
+    saved = a.save_draft("n1", base=opened_at, facts=mine, facts_before=before)
+    facts = a.get_note("n1").facts
+    assert (facts.phq9, facts.gad7) == (12, 5)
+    assert facts.add_on_codes == ["90785", "90839", "90840"]
+    assert saved.merged is not None and saved.merged.facts == facts
+    # A removal is a removal, of that code only.
+    saved = a.save_draft("n1", base=saved.heads, facts=facts.model_copy(update={"add_on_codes": ["90839", "90840"]}),
+                         facts_before=facts)
+    assert a.get_note("n1").facts.add_on_codes == ["90839", "90840"]
+    assert a.check() == []
+
+
+def test_another_window_on_this_device_writing_meanwhile_is_kept_too(device: Device) -> None:
+    """Two connections of one device share its actor: the editor's edit on the old version
+    must not reuse a sequence number the other one already used."""
+    a = device.store
+    note = _draft(a)
+    opened_at, shown = a.draft_heads("n1"), note.sections["data"]
+    second_conn = open_database(device.path, device.key)
+    try:
+        second = RecordStore(second_conn, device_id=device.device_id, settings=device.settings)
+        second.set_section("n1", "data", shown + " FROM THE COMMAND LINE")
+    finally:
+        second_conn.close()
+    saved = a.save_draft("n1", base=opened_at, sections={"data": "EDITOR " + shown})
+    assert a.get_note("n1").sections["data"] == "EDITOR " + shown + " FROM THE COMMAND LINE"
+    assert saved.merged is not None
+    assert device.reopen().get_note("n1").sections["data"] == "EDITOR " + shown + " FROM THE COMMAND LINE"
+    assert device.store.check() == []
+
+
+def test_a_base_the_note_does_not_have_edits_the_note_as_it_is(device: Device) -> None:
+    a = device.store
+    note = _draft(a)
+    saved = a.save_draft("n1", base=[b"\x01" * 32], sections={"data": note.sections["data"] + " Kept."})
+    assert a.get_note("n1").sections["data"].endswith(" Kept.") and saved.merged is None
