@@ -336,14 +336,14 @@ class RecordStore:
         self,
         note_id: str,
         *,
-        base: list[bytes],
+        base: list[bytes] | None,
         sections: dict[str, str] | None = None,
         facts: SessionFacts | None = None,
         facts_before: SessionFacts | None = None,
     ) -> DraftSaved:
         """An editor's save, relative to the version it shows: the note at `base` (heads the
-        editor got from `draft_heads` or its last save) with `sections` and the facts it
-        changed from `facts_before` to `facts`.
+        editor got from `draft_heads` or its last save; None: the note as it is now) with
+        `sections` and the facts it changed from `facts_before` to `facts`.
 
         When nothing else wrote to the note since `base`, this is the typing path of
         `set_section`. When something did (a sync merged another device's edits while the
@@ -360,7 +360,7 @@ class RecordStore:
                 if key not in keys:
                     raise ValidationFailed([("section", f"{key} is not a section of this note's format")])
             now = utcnow()
-            line = doc if sorted(base) == sorted(doc.get_heads()) else self._branch(doc, base)
+            line = doc if not base or sorted(base) == sorted(doc.get_heads()) else self._branch(doc, base)
             texts = [D.splice_section(line, key, text, now) for key, text in sections.items()]
             if line is not doc:
                 doc.merge(line)

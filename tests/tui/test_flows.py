@@ -293,6 +293,51 @@ async def test_lock_key_saves_first(seeded_vault, make_app):
         vault.close()
 
 
+async def test_edits_synced_in_while_the_note_is_open_are_kept_and_shown(seeded_vault, make_app):
+    import os
+
+    from store.documents import splice_section
+
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
+        app.screen.open_note("progress", DRAFT_NOTE)
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded and app.screen.mode == "draft", what="editor")
+        editor = app.screen
+        state = editor.query_one("#save-state", Static)
+        area = editor.query_one("#section-plan", TextArea)
+        area.focus()
+        await pilot.press(*"Home practice")
+        await wait_for(pilot, lambda: state.has_class("state-saved"), what="first save")
+
+        # Another device's edit to the same section arrives, merged the way a sync merges it.
+        office = "From the office: review in two weeks. "
+
+        def synced_in(v):
+            doc = v.record.load_doc(DRAFT_NOTE)
+            doc.set_actor(os.urandom(16))
+            splice_section(doc, "plan", office + doc_text(v))
+            v.record.apply_doc(DRAFT_NOTE, doc)
+
+        def doc_text(v):
+            return v.record.get_note(DRAFT_NOTE).sections["plan"]
+
+        await app.store.call(synced_in)
+        # The clinician, unaware, goes on typing at the end of the plan.
+        await pilot.press(*" daily")
+        await wait_for(pilot, lambda: state.has_class("state-saved") and area.text.startswith(office),
+                       what="the other device's edit shown")
+        assert area.text == office + "Home practice daily"
+        assert await app.store.call(doc_text) == area.text
+        # Typing goes on from where the cursor was, and nothing is doubled.
+        await pilot.press(*", 10 minutes")
+        await wait_for(pilot, lambda: state.has_class("state-saved") and area.text.endswith("minutes"), what="saved")
+        assert area.text == office + "Home practice daily, 10 minutes"
+        assert await app.store.call(doc_text) == area.text
+        await pilot.press("ctrl+q")
+
+
 async def test_failed_save_keeps_text_and_retries(seeded_vault, make_app, caplog):
     caplog.set_level("DEBUG")
     app = make_app(seeded_vault)

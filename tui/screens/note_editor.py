@@ -17,6 +17,7 @@ from textual.timer import Timer
 from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static, TextArea
 
 from store.compliance import blocking, missing_labels
+from store.documents import diff_span
 from store.errors import NotewellError
 from store.models import NoteStatus, ProgressNote, SessionFacts, section_title
 from store.projections import has_signature_conflict, is_late_entry
@@ -64,6 +65,10 @@ class NoteEditorScreen(EditorScreen):
         self._pending_sections: dict[str, str] = {}
         self._saved_sections: dict[str, str] = {}
         self._facts_pending = False
+        # The note's heads that the text on screen stands on: saves are made relative to it,
+        # so edits a sync brings while the note is open are merged, never overwritten.
+        self._base: list[bytes] | None = None
+        self._told_merged = False
         self._timer: Timer | None = None
         self._save_lock = asyncio.Lock()
         self._ready = False
@@ -91,9 +96,9 @@ class NoteEditorScreen(EditorScreen):
             client = v.record.get_client(note.client_id)
             signed = v.record.signed_version(note_id) if has_signature_conflict(note) else None
             late = is_late_entry(note, v.settings().late_entry_hours)
-            return note, client, signed, v.record.compliance(note_id), late
+            return note, client, signed, v.record.compliance(note_id), late, v.record.draft_heads(note_id)
 
-        note, client, signed, problems, self._late = await self.app.store.call(load)
+        note, client, signed, problems, self._late, self._base = await self.app.store.call(load)
         self.note, self.client = note, client
         if note.status == NoteStatus.DRAFT:
             self.mode = "draft"
@@ -254,17 +259,15 @@ class NoteEditorScreen(EditorScreen):
                 self.query_one(SaveState).set("Saved", "saved")
                 return True
             self.query_one(SaveState).set("Saving...", "saving")
-            note_id = self.note_id
+            note_id, base = self.note_id, self._base
+            facts_before = self.note.facts if self.note is not None else None
 
             def save(v):
-                for key, text in sections.items():
-                    v.record.set_section(note_id, key, text)
-                if facts is not None:
-                    v.record.update_facts(note_id, facts)
-                return v.record.compliance(note_id)
+                saved = v.record.save_draft(note_id, base=base, sections=sections, facts=facts, facts_before=facts_before)
+                return saved, v.record.compliance(note_id)
 
             try:
-                problems = await self.app.store.call(save)
+                saved, problems = await self.app.store.call(save)
             except NotewellError as e:
                 # Keep every unsaved keystroke: newer edits (already pending) win.
                 for key, text in sections.items():
@@ -275,15 +278,41 @@ class NoteEditorScreen(EditorScreen):
                 self.notify(f"{e.title}: {e.message} Your text is kept and will be saved on retry.", severity="error", timeout=8)
                 self.set_timer(RETRY_SECONDS, self._autosave)
                 return False
+            self._base = saved.base
             self._saved_sections.update(sections)
             if facts is not None and self.note is not None:
                 self.note = self.note.model_copy(update={"facts": facts})
+            if saved.merged is not None:
+                self._show_merged(saved.merged, saved.heads)
             self.query_one(Checklist).show(problems)
             if self.has_pending:
                 self.query_one(SaveState).set("Unsaved", "unsaved")
             else:
                 self.query_one(SaveState).set("Saved", "saved")
             return True
+
+    def _show_merged(self, merged: ProgressNote, heads: list[bytes]) -> None:
+        """The note also holds edits made elsewhere (a sync while it was open): show them in
+        the text boxes, each as one replacement so the cursor stays with its text. Not while
+        the clinician is still typing: the next save merges again and comes back here."""
+        areas = {(a.id or "").removeprefix("section-"): a for a in self.query("TextArea.section").results(TextArea)}
+        if self.has_pending or any(area.text != self._saved_sections.get(key) for key, area in areas.items()):
+            return
+        for key, area in areas.items():
+            new = merged.sections.get(key, "")
+            if area.text != new:
+                start, old_end, new_end = diff_span(area.text, new)
+                document = area.document
+                area.replace(new[start:new_end], document.get_location_from_index(start),
+                             document.get_location_from_index(old_end))
+                self._saved_sections[key] = new
+        self._base = heads
+        if not self._told_merged:
+            self._told_merged = True
+            text = "This note was also edited on another device; both sets of edits are kept and shown here."
+            if self.note is not None and merged.facts != self.note.facts:
+                text += " Some session facts changed there too: reopen the note to see them."
+            self.notify(text, timeout=10)
 
     # --- actions ------------------------------------------------------------------------
 
