@@ -17,10 +17,10 @@ Prints figures; asserts nothing. What is measured:
   directions, TLS records included, counted at the socket until the exchange is quiet. Two
   ways: `notewell sync now --live` on A in its own process with the edits committed by this
   process (another connection: found by the session's 20 ms look at the store), and the way
-  the app runs it, `live_sync` in a worker thread of this process with the edits made through
-  its store thread, which wakes the session after each commit. Each for the first edit of a
-  document in the session (its sync state starts fresh: four messages) and for further edits
-  of the same document (two).
+  the app's Stay connected runs it, `live_sync` in a worker thread of this process on its own
+  record connection, with the edits committed by a store thread, which wakes the session
+  after each call. Each for the first edit of a document in the session (its sync state
+  starts fresh: four messages) and for further edits of the same document (two).
 - one edit over a new connection each time: append one character to a note on A, then
   `sync_now`; wall time from before the edit to the end of the sync, median of --edits runs;
   and its bytes on the wire (handshake included), broken down by frame type.
@@ -253,8 +253,9 @@ def report_edits(figures: dict, key: str, what: str, times: list[float], sizes: 
 
 def live_figures(a: Vault, b_path: Path, port: int, drafts: list[str], edits: int) -> dict:
     """Live session, two ways: the command in its own process (edits by another process,
-    found by its 20 ms look at the store), and in this process as the app runs it (edits
-    through the session's store thread, which wakes the session after each commit)."""
+    found by its 20 ms look at the store), and in this process as the app's Stay connected
+    runs it (the session on its own connection, edits committed by a store thread, which wakes
+    the session after each call)."""
     figures: dict = {}
     jitter = random.Random(4)
     b = Vault.open(b_path, PASSPHRASE)  # a second connection to B's file, to see edits land
@@ -280,12 +281,17 @@ def live_figures(a: Vault, b_path: Path, port: int, drafts: list[str], edits: in
         outcome: list = []
 
         def worker() -> None:
+            # As the app's Stay connected runs it: its own record connection in this thread,
+            # the edits committed by the store thread's, which then wakes the session.
+            session_store = va.open_record_store()
             try:
-                outcome.append(live_sync(va.record, identity, "127.0.0.1", relay.port, stop_event=stop,
-                                         run_in_store=in_store, waker=waker, on_live=lambda _r: opened.set()))
+                outcome.append(live_sync(session_store, identity, "127.0.0.1", relay.port, stop_event=stop,
+                                         waker=waker, on_live=lambda _r: opened.set()))
             except BaseException as e:  # reported below
                 outcome.append(e)
                 opened.set()
+            finally:
+                va.close_record_store(session_store)
 
         thread = threading.Thread(target=worker, daemon=True)
         thread.start()

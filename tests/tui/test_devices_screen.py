@@ -25,6 +25,7 @@ from tui_helpers import static_text, unlock, wait_for
 
 from tui.screens.devices import DevicesScreen, read_addresses
 from tui.screens.main import MainScreen
+from textual.widgets import Checkbox
 
 REPO = Path(__file__).resolve().parents[2]
 OTHER_PASSPHRASE = "other device passphrase 7f3a"
@@ -189,6 +190,44 @@ async def test_pair_then_sync_brings_the_other_devices_notes(app_vault, other_va
         events = await app.store.call(lambda v: [e.event for e in v.audit.entries()])
         assert "device_paired" in events and "sync_session" in events
         server.stop()
+
+        # Sync again and stay connected: edits then go both ways as they are saved.
+        note = next(iter(await app.store.call(
+            lambda v: [n.note_id for c in v.record.list_clients("") for n in v.record.notes_for_client(c.client_id)])))
+        server = processes(other_vault, "sync", "serve", "--port", "0")
+        screen.query_one("#address").value = _address(server.wait_for("listening on"))
+        screen.query_one("#live", Checkbox).value = True
+        await pilot.click("#sync-now")
+        await wait_for(pilot, lambda: screen.jobs.live_with == "home desktop", WAIT, "live session")
+        assert "staying connected" in status(screen)
+        server.wait_for("live with")
+
+        def other_text() -> str:
+            vault = Vault.open(other_vault, OTHER_PASSPHRASE)
+            try:
+                return vault.record.get_note(note).sections["data"]
+            finally:
+                vault.close()
+
+        await app.store.call(lambda v: v.record.set_section(note, "data", "Typed at the office."))
+        await wait_for(pilot, lambda: other_text() == "Typed at the office.", WAIT, "the edit on the other device")
+        vault = Vault.open(other_vault, OTHER_PASSPHRASE)
+        try:
+            vault.record.set_section(note, "data", "Typed at the office. Added at home.")
+        finally:
+            vault.close()
+        here = lambda: app.store.call(lambda v: v.record.get_note(note).sections["data"])  # noqa: E731
+        deadline = time.monotonic() + WAIT
+        while await here() != "Typed at the office. Added at home." and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        assert await here() == "Typed at the office. Added at home."
+        await wait_for(pilot, lambda: "received 1" in status(screen), WAIT, "live counts shown")
+        await pilot.click("#cancel")
+        await wait_for(pilot, lambda: screen.jobs.busy is None and screen.last_result is not None, WAIT, "disconnected")
+        assert screen.last_error is None and "Synced with home desktop" in status(screen)
+        assert server.wait_for("synced with")
+        server.stop()
+        screen.query_one("#live", Checkbox).value = False
 
         # Listening outlives the screen, and the lock stops it before the vault closes.
         screen.query_one("#listen-on").value = "127.0.0.1:0"

@@ -147,6 +147,7 @@ class DevicesScreen(NotewellScreen[None]):
     DevicesScreen #listen-on { width: 24; }
     DevicesScreen .devices-row Button { margin: 0 1 0 0; min-width: 0; width: auto; padding: 0 1; }
     DevicesScreen .devices-row Checkbox { width: auto; margin: 0 1 0 0; }
+    DevicesScreen #live { margin: 0 0 0 1; }
     DevicesScreen #listen-status { width: 1fr; color: $text-muted; }
     DevicesScreen #progress-row { height: 1; padding: 0 1; margin-top: 1; display: none; }
     DevicesScreen #progress-row.running { display: block; }
@@ -184,6 +185,7 @@ class DevicesScreen(NotewellScreen[None]):
                 yield Input(placeholder="HOST:PORT of the other device", id="address", compact=True)
                 yield Label(" Code")
                 yield Input(placeholder="1234-5678", id="code", compact=True)
+                yield Checkbox("Stay connected", id="live", compact=True)
             with Horizontal(classes="devices-row"):
                 yield Button("Sync now", id="sync-now", variant="primary", compact=True)
                 yield Button("Pair with code", id="pair", compact=True)
@@ -308,7 +310,7 @@ class DevicesScreen(NotewellScreen[None]):
             host, port = self._address(DEFAULT_SYNC_PORT)
             self._pending_address = f"{host}:{port}"
             self._say(f"Connecting to {host}:{port}...", "")
-            return self.jobs.sync_now(host, port)
+            return self.jobs.sync_now(host, port, live=self.query_one("#live", Checkbox).value)
 
         self._try(start)
 
@@ -354,8 +356,8 @@ class DevicesScreen(NotewellScreen[None]):
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         from sync.engine import DEFAULT_SYNC_PORT
 
-        if self.jobs is None:
-            return
+        if self.jobs is None or event.checkbox.id != "listen":
+            return  # "Stay connected" is read when Sync now is pressed
         listening = self.jobs.listener_active
         if event.value and not listening:
             if not self._ready():
@@ -481,6 +483,19 @@ class DevicesScreen(NotewellScreen[None]):
         self._code_dialog = PairCodeDialog(f"{shown}:{port}", code, max(1, round(ttl / 60)))
         self.app.push_screen(self._code_dialog)
 
+    def job_live(self, name: str, peer_id: str) -> None:
+        self._progress(None, 0, 0)
+        self._say(f"Connected to {name}, and staying connected: edits go both ways as they are saved. "
+                  "Cancel disconnects.", "done")
+        address = self._pending_address
+        if address:
+            self.run_store(self._remember, peer_id, address, group="devices-remember")
+
+    def job_live_exchange(self, received: int, sent: int) -> None:
+        name = self.jobs.live_with if self.jobs is not None else None
+        self._say(f"Connected to {name or 'the other device'}: received {received}, sent {sent} so far. "
+                  "Cancel disconnects.", "done")
+
     def job_listening(self, host: str, port: int) -> None:
         self.query_one("#listen-status", Static).update(f"listening on {host}:{port}")
 
@@ -512,7 +527,7 @@ class DevicesScreen(NotewellScreen[None]):
                 f"Stopped: {error.message}" if isinstance(error, SyncCancelled) else f"{error.title}: {error.message}",
                 "error",
             )
-        elif kind == "sync":
+        elif kind in ("sync", "live sync"):
             self._say(sync_summary(result), "done" if result.ok else "error")
             address = self._pending_address
             if address and result.peer_id:

@@ -14,7 +14,7 @@ at its next progress step, and every worker connection is closed in its own thre
 
     jobs = SyncJobs.of(app)
     await jobs.prepare()                      # the vault and identity, read on the store thread
-    jobs.sync_now(host, port) / jobs.pair_with(host, port, code) / jobs.pair_listen(host, port)
+    jobs.sync_now(host, port, live=False) / jobs.pair_with(host, port, code) / jobs.pair_listen(host, port)
     jobs.listen(host, port) / jobs.stop_listening() / jobs.mailbox(folder) / jobs.cancel()
     await jobs.stop()                         # lock and quit
 """
@@ -56,6 +56,8 @@ class SyncJobs:
         self.identity: Any = None
         self._pool: Any = None
         self._pool_lock = threading.Lock()
+        self.live_with: str | None = None  # the device a live sync is connected to
+        self._live_received = 0
 
     @classmethod
     def of(cls, app: Any) -> "SyncJobs":
@@ -137,6 +139,7 @@ class SyncJobs:
     def _finished(self, kind: str, result: Any, error: NotewellError | None, group: str) -> None:
         if group == "sync":
             self.busy = None
+            self.live_with = None
         else:
             self.listening = None
             self._listen_stop = None
@@ -174,12 +177,57 @@ class SyncJobs:
 
     # --- the jobs -------------------------------------------------------------------
 
-    def sync_now(self, host: str, port: int) -> bool:
+    def sync_now(self, host: str, port: int, *, live: bool = False) -> bool:
         from sync.direct import sync_now
 
+        if live:
+            return self._live(host, port)
         identity, progress = self.identity, self._progress("Syncing documents")
         return self._start("sync", lambda store: sync_now(store, identity, host, port, on_progress=progress),
                            uses_workers=True)
+
+    def _live(self, host: str, port: int) -> bool:
+        """Sync, then stay connected: each edit saved here is pushed at once (the store
+        thread wakes the session after every call), and the other device's arrive as it
+        saves them. Cancel, lock and quit end it with a goodbye to the other side."""
+        from sync.direct import Waker, live_sync
+
+        identity, progress, store_thread = self.identity, self._progress("Syncing documents"), self.app.store
+        opened = threading.Event()
+
+        def first_exchange(done: int, total: int) -> None:
+            if not opened.is_set():  # counts of the first exchange; then the live figures
+                progress(done, total)
+
+        def on_live(report) -> None:
+            opened.set()
+            self._from_thread(self._live_opened, report.peer_name or report.peer_id[:16], report.peer_id)
+
+        def on_exchange(report) -> None:
+            self._from_thread(self._live_exchanged, report.received, report.sent)
+
+        def body(store) -> Any:
+            waker = Waker()
+            store_thread.add_after_call(waker.wake)
+            try:
+                return live_sync(store, identity, host, port, stop_event=self._cancel, on_progress=first_exchange,
+                                 on_live=on_live, on_exchange=on_exchange, waker=waker)
+            finally:
+                store_thread.remove_after_call(waker.wake)
+                waker.close()
+
+        self._live_received = 0
+        return self._start("live sync", body, uses_workers=True)
+
+    def _live_opened(self, name: str, peer_id: str) -> None:
+        self.live_with = name
+        self._to_view("job_live", name, peer_id)
+
+    def _live_exchanged(self, received: int, sent: int) -> None:
+        if received > self._live_received:
+            self._live_received = received
+            self.record_changed()
+        self._to_view("job_live_exchange", received, sent)
 
     def pair_with(self, host: str, port: int, code: str) -> bool:
         from sync.pairing import pair_with
