@@ -10,16 +10,19 @@ and at the framing layer, also after decompression). Plus the sans-IO session on
 from __future__ import annotations
 
 import gzip
+import os
 import json
 import socket
 import struct
 import threading
+import time
 import zlib
 
 import pytest
 from automerge.core import Document
 
 from store.device_identity import load_identity
+from store.prepare_pool import default_workers
 from sync.errors import (
     FrameTooLarge,
     MalformedFrame,
@@ -368,6 +371,23 @@ def test_oversized_and_malformed_frames_are_refused(make_vault, pair, serve, not
     assert "over the limit" in err and "malformed" in err and "Traceback" not in err
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(c) for c in f.read().split()]
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for a parent that is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_a_client_killed_mid_sync_leaves_both_vaults_intact(make_vault, pair, serve, notewell, in_vault, start_notewell):
     a, b = make_vault("office"), make_vault("home")
     _seed(in_vault, a, count=300)
@@ -378,9 +398,16 @@ def test_a_client_killed_mid_sync_leaves_both_vaults_intact(make_vault, pair, se
         client = start_notewell(b, "sync", "now", f"127.0.0.1:{proxy.port}")
         assert proxy.paused.wait(60), "the sync never got going"
         assert client.proc.poll() is None  # still mid-sync, waiting for the rest
+        workers = _children(client.proc.pid)  # its worker processes (store/prepare_pool.py)
+        assert workers or default_workers() == 0
         client.kill()  # SIGKILL
     finally:
         proxy.close()
+    # Its workers see their input close and end too: nothing is left running.
+    deadline = time.monotonic() + 20
+    while any(os.path.exists(f"/proc/{pid}") and _running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(os.path.exists(f"/proc/{pid}") and _running(pid) for pid in workers)
     assert _check(a) == [] and _check(b) == []
 
     again = notewell(b, "sync", "now", f"127.0.0.1:{port}")
