@@ -134,6 +134,19 @@ class NoSignatureConflict(RecordError):
         self.note_id = note_id
 
 
+class NoteChangedMeanwhile(RecordError):
+    """The note is no longer the version the clinician was shown (a sync brought edits)."""
+
+    title = "Note changed"
+
+    def __init__(self, note_id: str) -> None:
+        super().__init__(
+            "This note was changed on another device since it was shown here; nothing was signed. "
+            "Review the changes, then sign again."
+        )
+        self.note_id = note_id
+
+
 class ForeignDocument(RecordError):
     """A document offered by sync that is not a record document this store can keep."""
 

@@ -29,6 +29,7 @@ from store.errors import (
     ComplianceIncomplete,
     ForeignDocument,
     NoSignatureConflict,
+    NoteChangedMeanwhile,
     NoteNotSigned,
     NotFound,
     SignedNoteLocked,
@@ -461,10 +462,15 @@ class RecordStore:
             missing = checklist.missing_labels(problems) or sorted({p.element for p in problems})
             raise ComplianceIncomplete(note.id, missing)
 
-    def sign_note(self, note_id: str) -> ProgressNote:
-        """Signs a complete draft: signer, credentials, time, device, heads and content hash."""
+    def sign_note(self, note_id: str, *, expected_heads: list[bytes] | None = None) -> ProgressNote:
+        """Signs a complete draft: signer, credentials, time, device, heads and content hash.
+
+        With `expected_heads` (the version the clinician was shown), a note that has changed
+        since (a sync) is not signed: `NoteChangedMeanwhile`."""
         with self.transaction():
             doc = self._doc(note_id, D.KIND_NOTE)
+            if expected_heads is not None and sorted(expected_heads) != sorted(doc.get_heads()):
+                raise NoteChangedMeanwhile(note_id)
             note = D.note_from_doc(doc)
             if note.status != NoteStatus.DRAFT:
                 raise SignedNoteLocked(note_id)

@@ -17,6 +17,7 @@ from store.errors import (  # noqa: E402
     ComplianceIncomplete,
     ForeignDocument,
     NoSignatureConflict,
+    NoteChangedMeanwhile,
     NoteNotSigned,
     NotFound,
     SignedNoteLocked,
@@ -679,3 +680,17 @@ def test_a_base_the_note_does_not_have_edits_the_note_as_it_is(device: Device) -
     note = _draft(a)
     saved = a.save_draft("n1", base=[b"\x01" * 32], sections={"data": note.sections["data"] + " Kept."})
     assert a.get_note("n1").sections["data"].endswith(" Kept.") and saved.merged is None
+
+
+def test_signing_the_version_shown_refuses_one_changed_meanwhile(device: Device, other: Device) -> None:
+    a, b = device.store, other.store
+    with_note(a)
+    _share(a, b)
+    shown = a.draft_heads("n1")
+    b.set_section("n1", "plan", complete_note().sections["plan"] + " Added at home.")
+    a.apply_doc("n1", b.load_doc("n1"))
+    with pytest.raises(NoteChangedMeanwhile):
+        a.sign_note("n1", expected_heads=shown)
+    assert a.get_note("n1").status == NoteStatus.DRAFT and a.check() == []
+    signed = a.sign_note("n1", expected_heads=a.draft_heads("n1"))
+    assert signed.status == NoteStatus.SIGNED and signed.sections["plan"].endswith(" Added at home.")

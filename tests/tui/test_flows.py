@@ -129,6 +129,29 @@ async def _open_new_soap_note(pilot) -> NoteEditorScreen:
     return app.screen
 
 
+async def _open_draft(pilot) -> NoteEditorScreen:
+    """Unlock, then open the seeded draft note in the editor."""
+    app = pilot.app
+    await unlock(pilot, PASSPHRASE)
+    await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
+    app.screen.open_note("progress", DRAFT_NOTE)
+    await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded and app.screen.mode == "draft", what="editor")
+    return app.screen
+
+
+def _edit_elsewhere(v, note_id: str, key: str, added: str, *, before: str = "") -> None:
+    """Another device's edit to a note (text `before` and after a section), merged into this
+    vault the way a sync merges it."""
+    import os
+
+    from store.documents import section_text, splice_section
+
+    doc = v.record.load_doc(note_id)
+    doc.set_actor(os.urandom(16))
+    splice_section(doc, key, before + section_text(doc, key) + added)
+    v.record.apply_doc(note_id, doc)
+
+
 async def test_soap_note_checklist_sign_and_addendum(seeded_vault, make_app):
     app = make_app(seeded_vault)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -169,6 +192,18 @@ async def test_soap_note_checklist_sign_and_addendum(seeded_vault, make_app):
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="sign confirmation")
         assert "Dana Testwell, LCSW" in screen_text(app)
+        # While the clinician reads the dialog, a sync brings an edit from the other laptop:
+        # what would be signed is not what was shown, so nothing is signed yet.
+        await app.store.call(_edit_elsewhere, editor.note_id, "plan", " Check in by phone on Friday.")
+        await pilot.click("#yes")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal), what="changed meanwhile")
+        assert "changed on another device" in screen_text(app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is editor and editor.mode == "draft")
+        plan = editor.query_one("#section-plan", TextArea)
+        assert plan.text.endswith(" Check in by phone on Friday.")  # shown before signing
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="sign confirmation again")
         await pilot.click("#yes")
         await wait_for(pilot, lambda: app.screen is editor and editor.mode == "signed", what="signed view")
         assert not editor.query(TextArea)
@@ -187,7 +222,7 @@ async def test_soap_note_checklist_sign_and_addendum(seeded_vault, make_app):
         note = vault.record.get_note(note_id)
         assert note.status == NoteStatus.SIGNED
         assert note.sections["subjective"] == "Client reports fewer panic episodes this week."
-        assert note.sections["plan"] == "Meet next week; daily breathing practice with a log."
+        assert note.sections["plan"] == "Meet next week; daily breathing practice with a log. Check in by phone on Friday."
         assert note.facts.cpt_code == "90834" and note.facts.minutes == 50 and note.facts.phq9 == 11
         assert [a.reason for a in note.addenda] == ["late information"]
         assert note.addenda[0].text == "Client called to add that the episodes were shorter."
@@ -255,10 +290,7 @@ async def test_search_finds_record_and_private_notes(seeded_vault, make_app):
 async def test_idle_lock_clears_and_unlock_returns_to_the_note(seeded_vault, make_app):
     app = make_app(seeded_vault)
     async with app.run_test(size=(120, 40)) as pilot:
-        await unlock(pilot, PASSPHRASE)
-        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
-        app.screen.open_note("progress", DRAFT_NOTE)
-        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded and app.screen.mode == "draft", what="editor")
+        await _open_draft(pilot)
         app.screen.query_one("#section-subjective", TextArea).insert("Typed just before walking away.")
         app.idle_lock_seconds = 0.5
         await wait_for(pilot, lambda: isinstance(app.screen, UnlockScreen), timeout=30,
@@ -277,10 +309,7 @@ async def test_idle_lock_clears_and_unlock_returns_to_the_note(seeded_vault, mak
 async def test_lock_key_saves_first(seeded_vault, make_app):
     app = make_app(seeded_vault)
     async with app.run_test(size=(80, 24)) as pilot:
-        await unlock(pilot, PASSPHRASE)
-        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
-        app.screen.open_note("progress", DRAFT_NOTE)
-        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded and app.screen.mode == "draft", what="editor")
+        await _open_draft(pilot)
         area = app.screen.query_one("#section-plan", TextArea)
         area.focus()
         await pilot.press(*"See in a week")
@@ -294,16 +323,9 @@ async def test_lock_key_saves_first(seeded_vault, make_app):
 
 
 async def test_edits_synced_in_while_the_note_is_open_are_kept_and_shown(seeded_vault, make_app):
-    import os
-
-    from store.documents import splice_section
-
     app = make_app(seeded_vault)
     async with app.run_test(size=(120, 40)) as pilot:
-        await unlock(pilot, PASSPHRASE)
-        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
-        app.screen.open_note("progress", DRAFT_NOTE)
-        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded and app.screen.mode == "draft", what="editor")
+        await _open_draft(pilot)
         editor = app.screen
         state = editor.query_one("#save-state", Static)
         area = editor.query_one("#section-plan", TextArea)
@@ -313,17 +335,11 @@ async def test_edits_synced_in_while_the_note_is_open_are_kept_and_shown(seeded_
 
         # Another device's edit to the same section arrives, merged the way a sync merges it.
         office = "From the office: review in two weeks. "
-
-        def synced_in(v):
-            doc = v.record.load_doc(DRAFT_NOTE)
-            doc.set_actor(os.urandom(16))
-            splice_section(doc, "plan", office + doc_text(v))
-            v.record.apply_doc(DRAFT_NOTE, doc)
+        await app.store.call(lambda v: _edit_elsewhere(v, DRAFT_NOTE, "plan", "", before=office))
 
         def doc_text(v):
             return v.record.get_note(DRAFT_NOTE).sections["plan"]
 
-        await app.store.call(synced_in)
         # The clinician, unaware, goes on typing at the end of the plan.
         await pilot.press(*" daily")
         await wait_for(pilot, lambda: state.has_class("state-saved") and area.text.startswith(office),
@@ -338,14 +354,25 @@ async def test_edits_synced_in_while_the_note_is_open_are_kept_and_shown(seeded_
         await pilot.press("ctrl+q")
 
 
+async def test_an_idle_open_note_shows_what_a_sync_brought(seeded_vault, make_app):
+    from tui.widgets.devices_jobs import SyncJobs
+
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _open_draft(pilot)
+        area = app.screen.query_one("#section-assessment", TextArea)
+        before = area.text
+        await app.store.call(_edit_elsewhere, DRAFT_NOTE, "assessment", "Written on the home laptop.")
+        SyncJobs.of(app).record_changed()  # what a sync job does once it has stored something
+        await wait_for(pilot, lambda: area.text == before + "Written on the home laptop.", what="shown")
+        await pilot.press("ctrl+q")
+
+
 async def test_failed_save_keeps_text_and_retries(seeded_vault, make_app, caplog):
     caplog.set_level("DEBUG")
     app = make_app(seeded_vault)
     async with app.run_test(size=(120, 40)) as pilot:
-        await unlock(pilot, PASSPHRASE)
-        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
-        app.screen.open_note("progress", DRAFT_NOTE)
-        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded and app.screen.mode == "draft", what="editor")
+        await _open_draft(pilot)
         editor = app.screen
         state = editor.query_one("#save-state", Static)
         # A real failure: the vault is closed under the editor, so the save is refused.
@@ -419,10 +446,7 @@ async def test_mark_entered_in_error(seeded_vault, make_app):
 
     app = make_app(seeded_vault)
     async with app.run_test(size=(120, 40)) as pilot:
-        await unlock(pilot, PASSPHRASE)
-        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
-        app.screen.open_note("progress", DRAFT_NOTE)
-        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded and app.screen.mode == "draft", what="editor")
+        await _open_draft(pilot)
         await pilot.press("ctrl+t")
         await wait_for(pilot, lambda: isinstance(app.screen, ReasonDialog), what="reason dialog")
         await pilot.press(*"wrong client", "enter")

@@ -18,7 +18,7 @@ from textual.widgets import Button, Footer, Input, Label, Select, SelectionList,
 
 from store.compliance import blocking, missing_labels
 from store.documents import diff_span
-from store.errors import NotewellError
+from store.errors import NoteChangedMeanwhile, NotewellError
 from store.models import NoteStatus, ProgressNote, SessionFacts, section_title
 from store.projections import has_signature_conflict, is_late_entry
 from tui.screens.base import EditorScreen
@@ -291,6 +291,21 @@ class NoteEditorScreen(EditorScreen):
                 self.query_one(SaveState).set("Saved", "saved")
             return True
 
+    def note_changed_elsewhere(self) -> None:
+        """A sync changed the record: show what it brought to this note, if anything."""
+        if self.mode == "draft" and self._ready:
+            self.run_store(self._catch_up, group="note-catch-up", exclusive=True)
+
+    async def _catch_up(self) -> None:
+        async with self._save_lock:
+            if self.has_pending or self._base is None:
+                return  # the next save merges and shows it
+            note_id = self.note_id
+            note, heads = await self.app.store.call(
+                lambda v: (v.record.get_note(note_id), v.record.draft_heads(note_id)))
+            if sorted(heads) != sorted(self._base):
+                self._show_merged(note, heads)
+
     def _show_merged(self, merged: ProgressNote, heads: list[bytes]) -> None:
         """The note also holds edits made elsewhere (a sync while it was open): show them in
         the text boxes, each as one replacement so the cursor stays with its text. Not while
@@ -344,7 +359,13 @@ class NoteEditorScreen(EditorScreen):
         )
         if not confirmed:
             return
-        await self.app.store.call(lambda v: v.record.sign_note(note_id))
+        seen = self._base  # the version on screen: a sync may have brought edits meanwhile
+        try:
+            await self.app.store.call(lambda v: v.record.sign_note(note_id, expected_heads=seen))
+        except NoteChangedMeanwhile as e:
+            await self._catch_up()
+            await self.app.push_screen_wait(ErrorModal(e.title, e.message))
+            return
         self.notify("Note signed.")
         await self._load()
 

@@ -154,12 +154,16 @@ class SyncJobs:
             self.record_changed()
 
     def record_changed(self) -> None:
-        """The record changed under the screens: the main screen lists it again."""
+        """The record changed under the screens: the main screen lists it again, and an open
+        draft shows what the sync brought to it."""
         from tui.screens.main import MainScreen
+        from tui.screens.note_editor import NoteEditorScreen
 
         for screen in self.app.screen_stack:
             if isinstance(screen, MainScreen):
                 screen.reload_clients()
+            elif isinstance(screen, NoteEditorScreen):
+                screen.note_changed_elsewhere()
 
     def _progress(self, label: str) -> Callable[[int, int], None]:
         last = [0.0]
