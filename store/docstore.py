@@ -39,6 +39,14 @@ def _v1(conn) -> None:
     )
 
 
+def _v2(conn) -> None:
+    # Heads are read far more often than snapshots (every manifest, every live sync look,
+    # every use of a cached document), and in the table they sit after the snapshot, so each
+    # read walked the snapshot's overflow pages: 80 ms for all heads of 10,000 notes. This
+    # covering index holds what those reads need and nothing of the snapshot.
+    conn.execute("CREATE INDEX documents_heads ON documents(doc_id, heads, kind, n_changes)")
+
+
 def pack_heads(heads: list[bytes]) -> bytes:
     return b"".join(sorted(heads))
 
@@ -70,7 +78,8 @@ class DocStore:
 
     def kind(self, doc_id: str) -> str | None:
         # Always from the table: a cached document may be one whose insert was rolled back.
-        row = self._conn.execute("SELECT kind FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        row = self._conn.execute("SELECT kind FROM documents INDEXED BY documents_heads WHERE doc_id = ?",
+                                 (doc_id,)).fetchone()
         return row[0] if row else None
 
     def get(self, doc_id: str) -> Document | None:
@@ -93,7 +102,8 @@ class DocStore:
         return data, unpack_heads(bytes(row[1]))
 
     def heads_of(self, doc_id: str) -> list[bytes]:
-        row = self._conn.execute("SELECT heads FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        row = self._conn.execute("SELECT heads FROM documents INDEXED BY documents_heads WHERE doc_id = ?",
+                                 (doc_id,)).fetchone()
         return unpack_heads(bytes(row[0])) if row else []
 
     def load_fresh(self, doc_id: str) -> Document | None:
@@ -110,7 +120,8 @@ class DocStore:
 
     def _entry(self, doc_id: str) -> _Entry | None:
         row = self._conn.execute(
-            "SELECT kind, n_changes, heads FROM documents WHERE doc_id = ?", (doc_id,)
+            # The covering index: the snapshot's pages are read only when the document is.
+            "SELECT kind, n_changes, heads FROM documents INDEXED BY documents_heads WHERE doc_id = ?", (doc_id,)
         ).fetchone()
         if row is None:
             self._cache.pop(doc_id, None)

@@ -25,6 +25,7 @@ from store.audit import AuditLog, Event
 from store.database import WriteTransactions, migrate
 from store.docstore import DocStore
 from store.docstore import _v1 as _docstore_v1
+from store.docstore import _v2 as _docstore_v2
 from store.errors import (
     ComplianceIncomplete,
     ForeignDocument,
@@ -81,7 +82,7 @@ def _v1(conn) -> None:
     _v1_local(conn)
 
 
-MIGRATIONS = [_v1]
+MIGRATIONS = [_v1, _docstore_v2]
 
 
 @dataclass(frozen=True)

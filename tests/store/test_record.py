@@ -694,3 +694,18 @@ def test_signing_the_version_shown_refuses_one_changed_meanwhile(device: Device,
     assert a.get_note("n1").status == NoteStatus.DRAFT and a.check() == []
     signed = a.sign_note("n1", expected_heads=a.draft_heads("n1"))
     assert signed.status == NoteStatus.SIGNED and signed.sections["plan"].endswith(" Added at home.")
+
+
+def test_an_older_record_gets_the_heads_index_and_keeps_everything(device: Device) -> None:
+    store = device.store
+    with_note(store)
+    before = (store.doc_heads(), store.get_note("n1"))
+    # As a record written before the index existed.
+    device.conn.execute("DROP INDEX documents_heads")
+    device.conn.execute("PRAGMA user_version = 1")
+    reopened = device.reopen()
+    assert device.conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    plan = device.conn.execute("EXPLAIN QUERY PLAN SELECT doc_id, heads FROM documents").fetchall()
+    assert "documents_heads" in str(plan)
+    assert (reopened.doc_heads(), reopened.get_note("n1")) == before
+    assert reopened.check() == []
