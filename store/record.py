@@ -349,30 +349,36 @@ class RecordStore:
 
         When nothing else wrote to the note since `base`, this is the typing path of
         `set_section`. When something did (a sync merged another device's edits while the
-        editor was open), the section edits are made on the note as it was at `base` and
-        merged, and only the facts fields the editor changed are written: the other edits
-        are kept, never overwritten. The result says where the editor's text now stands and,
-        when the note holds more than the editor has shown, the note as merged.
+        editor was open), the edits are made on the note as it was at `base` (of the facts,
+        only the fields the editor changed) and merged: the other edits are kept, never
+        overwritten. The result says where the editor's text now stands and,
+        when the note holds more than the editor has shown, the note as merged (which may be
+        signed with a signature conflict: signed elsewhere while these edits were typed).
         """
         sections = sections or {}
         with self.transaction():
-            doc = self._editable(note_id)
-            keys = FORMAT_SECTIONS[D.note_format(doc)]
+            doc = self._doc(note_id, D.KIND_NOTE)
+            line = doc if not base or sorted(base) == sorted(doc.get_heads()) else self._branch(doc, base)
+            # The version the editor shows must be a draft. The note may have been signed on
+            # another device since: these edits are then concurrent with the signing, as if
+            # made offline and synced, and the merge marks a signature conflict to resolve.
+            if D.note_status(line) != NoteStatus.DRAFT:
+                raise SignedNoteLocked(note_id)
+            keys = FORMAT_SECTIONS[D.note_format(line)]
             for key in sections:
                 if key not in keys:
                     raise ValidationFailed([("section", f"{key} is not a section of this note's format")])
             now = utcnow()
-            line = doc if not base or sorted(base) == sorted(doc.get_heads()) else self._branch(doc, base)
             texts = [D.splice_section(line, key, text, now) for key, text in sections.items()]
-            if line is not doc:
-                doc.merge(line)
+            facts_changed = False
             if facts is not None:
                 if facts_before is not None:
-                    facts = D.merge_facts(D.note_from_doc(doc).facts, facts_before, facts)
-                facts_changed = D.apply_facts(doc, facts, now)
-            else:
-                facts_changed = False
-            if line is not doc or facts_changed:
+                    facts = D.merge_facts(D.note_from_doc(line).facts, facts_before, facts)
+                facts_changed = D.apply_facts(line, facts, now)
+            if line is not doc:
+                doc.merge(line)
+                self._persist(note_id)
+            elif facts_changed:
                 self._persist(note_id)
             elif any(texts):
                 self._docs.save_changes(note_id)

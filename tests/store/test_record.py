@@ -709,3 +709,23 @@ def test_an_older_record_gets_the_heads_index_and_keeps_everything(device: Devic
     assert "documents_heads" in str(plan)
     assert (reopened.doc_heads(), reopened.get_note("n1")) == before
     assert reopened.check() == []
+
+
+def test_typing_on_while_the_note_is_signed_elsewhere_makes_a_conflict_not_a_loss(device: Device, other: Device) -> None:
+    a, b = device.store, other.store
+    note = with_note(a)
+    _share(a, b)
+    opened_at = a.draft_heads("n1")  # open in the editor here
+    b.sign_note("n1")  # signed on the other laptop
+    a.apply_doc("n1", b.load_doc("n1"))  # and synced in while the editor is open
+    typed = note.sections["plan"] + " Typed here after it was signed there."
+    saved = a.save_draft("n1", base=opened_at, sections={"plan": typed})
+    merged = a.get_note("n1")
+    assert merged.status == NoteStatus.SIGNED and merged.sections["plan"] == typed
+    assert notes_view_row(a, "n1")[:2] == ("signed", 1)  # a signature conflict to resolve
+    assert saved.merged is not None and saved.merged.status == NoteStatus.SIGNED
+    # Once the editor knows, it stands on a signed note: no more edits.
+    with pytest.raises(SignedNoteLocked):
+        a.save_draft("n1", base=saved.heads, sections={"plan": typed + " More."})
+    assert a.resolve_signature_conflict("n1", "addendum").addenda[0].text.endswith("Typed here after it was signed there.")
+    assert a.check() == []

@@ -368,6 +368,33 @@ async def test_an_idle_open_note_shows_what_a_sync_brought(seeded_vault, make_ap
         await pilot.press("ctrl+q")
 
 
+async def test_typing_on_while_the_note_is_signed_elsewhere_ends_in_a_conflict_to_resolve(seeded_vault, make_app):
+    from datetime import date
+
+    from tui_data import complete_facts, complete_sections
+
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
+        await app.store.call(lambda v: v.record.save_draft(
+            DRAFT_NOTE, base=None, sections=complete_sections(), facts=complete_facts(date(2026, 11, 2))))
+        app.screen.open_note("progress", DRAFT_NOTE)
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded and app.screen.mode == "draft", what="editor")
+        editor = app.screen
+        area = editor.query_one("#section-plan", TextArea)
+        area.focus()
+        area.move_cursor(area.document.end)
+        # Signed elsewhere (the other laptop, synced in; here another window does it).
+        await app.store.call(lambda v: v.record.sign_note(DRAFT_NOTE))
+        await pilot.press(*" Also typed here.")
+        await wait_for(pilot, lambda: editor.mode == "conflict", what="the conflict view")
+        note = await app.store.call(lambda v: v.record.get_note(DRAFT_NOTE))
+        assert note.status == NoteStatus.SIGNED and note.sections["plan"].endswith(" Also typed here.")
+        assert editor.query("#resolve-addendum")
+        await pilot.press("ctrl+q")
+
+
 async def test_failed_save_keeps_text_and_retries(seeded_vault, make_app, caplog):
     caplog.set_level("DEBUG")
     app = make_app(seeded_vault)

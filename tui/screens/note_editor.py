@@ -282,7 +282,9 @@ class NoteEditorScreen(EditorScreen):
             self._saved_sections.update(sections)
             if facts is not None and self.note is not None:
                 self.note = self.note.model_copy(update={"facts": facts})
-            if saved.merged is not None:
+            if saved.merged is not None and saved.merged.status != NoteStatus.DRAFT:
+                self.run_store(self._signed_elsewhere, group="note-load", exclusive=True)
+            elif saved.merged is not None:
                 self._show_merged(saved.merged, saved.heads)
             self.query_one(Checklist).show(problems)
             if self.has_pending:
@@ -303,8 +305,22 @@ class NoteEditorScreen(EditorScreen):
             note_id = self.note_id
             note, heads = await self.app.store.call(
                 lambda v: (v.record.get_note(note_id), v.record.draft_heads(note_id)))
-            if sorted(heads) != sorted(self._base):
+            if sorted(heads) == sorted(self._base):
+                return
+            if note.status == NoteStatus.DRAFT:
                 self._show_merged(note, heads)
+                return
+        await self._signed_elsewhere()
+
+    async def _signed_elsewhere(self) -> None:
+        """The note was signed (or marked entered in error) on another device while open
+        here. What was typed here went in as edits concurrent with that, so a signed note now
+        shows a signature conflict to resolve; the editor reloads into that view."""
+        if not await self.flush():
+            return  # still unsaved: the retry comes back here
+        self.notify("This note was signed on another device while it was open here. Anything typed here is "
+                    "kept; resolve the signature conflict if one is shown.", timeout=12)
+        await self._load()
 
     def _show_merged(self, merged: ProgressNote, heads: list[bytes]) -> None:
         """The note also holds edits made elsewhere (a sync while it was open): show them in
