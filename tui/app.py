@@ -22,7 +22,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from store.errors import NotewellError
+from store.errors import NotewellError, VaultLocked
 from tui.config import AppConfig
 from tui.storeworker import StoreWorker
 from tui.widgets.devices_jobs import stop_sync_jobs
@@ -155,6 +155,11 @@ class NotewellApp(App[None]):
     def report_error(self, error: BaseException) -> None:
         from tui.screens.dialogs import ErrorModal
 
+        if isinstance(error, VaultLocked) and (self._locking or not self.store.is_open):
+            # Store work that raced the lock (a screen reloading as the one above it closed):
+            # expected, and each screen reads again after the unlock. A dialog pushed while
+            # the lock pops the screens could leave the lock half done.
+            return
         if isinstance(error, NotewellError):
             title, message = error.title, error.message
         else:

@@ -306,6 +306,27 @@ async def test_idle_lock_clears_and_unlock_returns_to_the_note(seeded_vault, mak
         assert app.screen_stack[-2].client_id == CLIENT_A
 
 
+async def test_store_work_racing_the_lock_shows_no_dialog_and_the_lock_completes(seeded_vault, make_app):
+    """A screen's store work that starts as the lock closes the vault fails with VaultLocked:
+    expected, and a dialog pushed then could stop the lock half way. An error while the
+    vault is open is still shown."""
+    from store.errors import VaultLocked
+
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _open_draft(pilot)
+        app.report_error(VaultLocked("The vault is locked; unlock it to continue."))
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal), what="an error shown while open")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen))
+        await pilot.press("ctrl+l")
+        app.report_error(VaultLocked("The vault is locked; unlock it to continue."))  # as a racing worker would
+        await wait_for(pilot, lambda: isinstance(app.screen, UnlockScreen), what="locked")
+        app.report_error(VaultLocked("The vault is locked; unlock it to continue."))
+        await pilot.pause()
+        assert isinstance(app.screen, UnlockScreen)
+
+
 async def test_lock_key_saves_first(seeded_vault, make_app):
     app = make_app(seeded_vault)
     async with app.run_test(size=(80, 24)) as pilot:
