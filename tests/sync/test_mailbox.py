@@ -525,14 +525,19 @@ def test_a_bundle_applies_whole_or_not_at_all(devices, box):
         tx.put(ROOT, "id", ScalarType.Str, note.id)
     entries = [(d, a.record.load_doc(d).save()) for d in sorted(a.record.doc_heads()) if d != note.id]
     entries.append((note.id, impostor.save()))
-    (box / fmt.file_name(a.identity.device_id, 50)).write_bytes(
-        _encode(a.identity, _group_key(a), entries, seq=50)
+    _refused_whole(a, b, box, entries, seq=50)
+    assert new_client.id not in b.record.doc_heads()
+
+
+def _refused_whole(a, b, box, entries, *, seq: int) -> None:
+    """A bundle of `entries` signed by A is refused by B as malformed, changing nothing."""
+    (box / fmt.file_name(a.identity.device_id, seq)).write_bytes(
+        _encode(a.identity, _group_key(a), entries, seq=seq)
     )
     before = b.heads()
     report = b.mailbox(box)
     assert [r.reason for r in report.rejected] == ["malformed"]
     assert b.heads() == before
-    assert new_client.id not in b.record.doc_heads()
 
 
 @pytest.mark.parametrize("bad", ["garbage", "not a record document"])
@@ -553,13 +558,7 @@ def test_a_bad_document_new_here_rolls_back_the_whole_bundle(devices, box, bad):
         with stranger.transaction() as tx:
             tx.put(ROOT, "anything", ScalarType.Str, "not a record document")
         entries.insert(len(entries) // 2, ("new-doc-stranger", stranger.save()))
-    (box / fmt.file_name(a.identity.device_id, 60)).write_bytes(
-        _encode(a.identity, _group_key(a), entries, seq=60)
-    )
-    before = b.heads()
-    report = b.mailbox(box)
-    assert [r.reason for r in report.rejected] == ["malformed"]
-    assert b.heads() == before
+    _refused_whole(a, b, box, entries, seq=60)
     assert b.record.check() == []
 
 
