@@ -11,10 +11,11 @@ Why it is safe to have:
 - Workers are this interpreter started afresh on this module (`python -m
   store.prepare_pool`), never a fork of a process that runs threads.
 - They see record documents only (bytes in, rows out), hold nothing between chunks, write
-  no file, and their stderr goes nowhere, so nothing they meet can reach a log.
-- A worker that is still starting, or that dies, costs only its share: whatever it has not
-  returned goes back to the calling thread. A worker exits when its input closes, which
-  also happens when the process that started it dies.
+  no file, disable their own core dumps, and their stderr goes nowhere, so nothing they
+  meet can reach a log.
+- A worker that is still starting, that dies or that stops answering costs only time:
+  whatever it has not returned, the calling thread does. A worker exits when its input
+  closes, which also happens when the process that started it dies.
 
     with PreparePool() as pool:            # or pool.close() when done
         record.prepare_pool = pool         # RecordStore.apply_snapshots then uses it
