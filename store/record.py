@@ -310,24 +310,10 @@ class RecordStore:
             project(self._conn, note.id, doc, late_entry_hours=self._late_hours())
         return D.note_from_doc(doc)
 
-    def _editable(self, note_id: str) -> Document:
-        doc = self._doc(note_id, D.KIND_NOTE)
-        if D.note_status(doc) != NoteStatus.DRAFT:
-            raise SignedNoteLocked(note_id)
-        return doc
-
     def set_section(self, note_id: str, key: str, text: str) -> None:
-        """The typing path: a diff of old and new text applied as one small splice."""
-        with self.transaction():
-            doc = self._editable(note_id)
-            if key not in FORMAT_SECTIONS[D.note_format(doc)]:
-                raise ValidationFailed([("section", f"{key} is not a section of this note's format")])
-            now = utcnow()
-            if D.splice_section(doc, key, text, now):
-                self._docs.save_changes(note_id)
-                # Only updated_at of the list row changes; the search entry is refreshed at
-                # the next search, not on every keystroke.
-                project_section_edit(self._conn, note_id, now.isoformat())
+        """The typing path: a diff of old and new text applied as one small splice, on the
+        note as it is now (an editor that shows a version uses `save_draft`)."""
+        self.save_draft(note_id, base=None, sections={key: text})
 
     def draft_heads(self, note_id: str) -> list[bytes]:
         """The heads of a note as stored: where an editor that just read it stands."""
@@ -382,6 +368,8 @@ class RecordStore:
                 self._persist(note_id)
             elif any(texts):
                 self._docs.save_changes(note_id)
+                # Only updated_at of the list row changes; the search entry is refreshed at
+                # the next search, not on every keystroke.
                 project_section_edit(self._conn, note_id, now.isoformat())
             new_base = line.get_heads()
             heads = doc.get_heads()
@@ -406,11 +394,10 @@ class RecordStore:
         return branch
 
     def update_facts(self, note_id: str, facts: SessionFacts) -> ProgressNote:
+        """Writes the facts that differ, on the note as it is now."""
         with self.transaction():
-            doc = self._editable(note_id)
-            if D.apply_facts(doc, facts, utcnow()):
-                self._persist(note_id)
-        return D.note_from_doc(doc)
+            self.save_draft(note_id, base=None, facts=facts)
+            return self.get_note(note_id)
 
     def get_note(self, note_id: str) -> ProgressNote:
         return D.note_from_doc(self._doc(note_id, D.KIND_NOTE))

@@ -112,14 +112,6 @@ def _is_fatal(e: BaseException) -> bool:
     return isinstance(e, (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError))
 
 
-class _Refused(Exception):
-    """A document new here that the store refused: the bundle's transaction rolls back."""
-
-    def __init__(self, doc_id: str) -> None:
-        super().__init__(doc_id)
-        self.doc_id = doc_id
-
-
 def _is_record_document(doc_id: str, doc: Document) -> bool:
     """The store's own test (it refuses anything else), run on every entry before any is merged."""
     try:
@@ -308,15 +300,15 @@ class Mailbox:
                         changed.append(doc_id)
                 if fresh:
                     applied, refused = self.store.apply_snapshots(fresh)  # joins this transaction
-                    if refused:
-                        raise _Refused(sorted(refused)[0])
+                    if refused:  # raised inside: the bundle's transaction rolls back
+                        raise fmt.MalformedBundle(
+                            f"Document {sorted(refused)[0]} in the bundle is not a record document; nothing was applied."
+                        )
                     changed += sorted(applied)
                 seen[str(header.seq)] = this_digest
                 self.store.local_put(SEEN_PREFIX + header.sender_id, json.dumps(seen, sort_keys=True).encode())
-        except _Refused as e:
-            raise fmt.MalformedBundle(
-                f"Document {e.doc_id} in the bundle is not a record document; nothing was applied."
-            ) from None
+        except fmt.MalformedBundle:
+            raise
         except NotewellError as e:
             raise fmt.MalformedBundle(f"A document in the bundle could not be merged ({e.message}); nothing was applied.") from None
         except BaseException as e:  # pyo3 PanicException from a merge
