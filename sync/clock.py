@@ -53,13 +53,11 @@ class ClockCheck:
     def this_device_ahead(self) -> bool:
         return self.offset_seconds < 0
 
-    def warning(self) -> str:
-        """The one line the command line prints and the main screen shows."""
+    def warning(self, *, short: bool = False) -> str:
+        """The one line the command line prints (`short`: the main screen's line)."""
         side = "ahead of" if self.this_device_ahead else "behind"
-        return (
-            f"This device's clock is about {span(self.offset_seconds)} {side} {self.peer_name}'s; "
-            "check the date and time settings. Times it records are shown with a caveat."
-        )
+        line = f"This device's clock is about {span(self.offset_seconds)} {side} {self.peer_name}'s; check the date and time settings."
+        return line if short else line + " Times it records are shown with a caveat."
 
 
 def span(seconds: float) -> str:
