@@ -88,3 +88,30 @@ async def test_the_warning_goes_once_the_clocks_agree_again(seeded_vault, make_a
         await wait_for(pilot, lambda: not any(w.group == "clock-warning" for w in app.screen.workers if w.is_running),
                        what="clock check on the main screen")
         assert not app.screen.query_one("#clock-warning", Static).display
+
+
+def test_an_addendum_dated_before_its_signature_is_shown_as_such():
+    # Such pairs arrive from other devices (older versions, or in an import file): the view
+    # keeps the written order and says the date is off, with the caveat for a known skew.
+    from datetime import date, datetime, timezone
+
+    from store.models import Addendum, NoteFormat, NoteStatus, ProgressNote, SessionFacts, Signature
+    from tui.widgets.note_views import read_only_view
+
+    signed_at = datetime(2026, 3, 14, 15, 0, tzinfo=timezone.utc)
+    note = ProgressNote(
+        client_id="c1", format=NoteFormat.DAP, facts=SessionFacts(date_of_service=date(2026, 3, 9)),
+        status=NoteStatus.SIGNED,
+        signature=Signature(signer="Dana Hartwell", credentials="PsyD", signed_at=signed_at, device_id="fast",
+                            heads=[], content_hash=""),
+        addenda=[Addendum(text="Synthetic correction.", reason="Synthetic reason.", signer="Dana Hartwell",
+                          credentials="PsyD", signed_at=datetime(2026, 3, 4, 15, 0, tzinfo=timezone.utc),
+                          device_id="slow", content_hash="")],
+    )
+    caveats = {"fast": "(device clock was ~10 days ahead of this one's)"}
+    texts = [static_text(w) for w in read_only_view(note, None, None, "signed", caveats=caveats)
+             if isinstance(w, Static)]
+    signature = next(t for t in texts if t.startswith("Signed by"))
+    addendum = next(t for t in texts if t.startswith("Addendum"))
+    assert signature.endswith("(device clock was ~10 days ahead of this one's)")
+    assert "(dated before the signature it amends: a device clock was off)" in addendum
