@@ -20,8 +20,6 @@ from datetime import date
 import pytest
 
 from tests.sync.conftest import (
-    FAST_KDF,
-    PASSPHRASE,
     PROCESS_TIMEOUT,
     REPO,
     NotewellProcess,
@@ -47,6 +45,7 @@ def _sleep(seconds):
         select.select([], [], [], seconds)
 time.sleep = _sleep
 """
+
 TODAY = date.today()  # the real date: the session happened today
 
 SIGN_ON_FAST = """
