@@ -11,9 +11,11 @@ $(BIN)/notewell: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(BIN)/notewell
 
-# tmux drives the end-to-end tests in a real terminal.
+# tmux drives the end-to-end tests in a real terminal; libfaketime (faketime) runs devices
+# whose clocks are wrong (tests/sync/test_clock_skew_sync.py).
 tools:
 	@command -v tmux >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq tmux)
+	@command -v faketime >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq faketime)
 
 run: $(BIN)/notewell
 	$(BIN)/notewell demo

@@ -60,6 +60,11 @@ _ID_RE = re.compile(ID_PATTERN)
 # Problems listed in the error message; the rest are counted.
 MAX_LISTED = 10
 _EARLIEST_ZONE = timezone(timedelta(hours=14))
+# A device whose clock is wrong writes and syncs times that are "in the future" for another
+# device, or an addendum dated before the signature it amends (docs/import-format.md,
+# "Times from devices with wrong clocks"). So a time is refused as in the future only when it
+# is further ahead than any clock stays wrong unnoticed: that is a typo (2062 for 2026).
+FUTURE_TOLERANCE = timedelta(days=366)
 
 
 # --- the file's shape ---------------------------------------------------------------------
@@ -420,27 +425,27 @@ def _cross_problems(f: ImportFile, now: datetime) -> tuple[list[str], list[Clien
         else:
             ref = refs.setdefault(n.client_id, [f"{item}.client_id", []])
             ref[1].extend(rated)
+        latest = now + FUTURE_TOLERANCE
         if n.signature is not None:
             sig = n.signature
-            if sig.signed_at > now:
-                problems.append(f"{item}.signature.signed_at: is in the future")
+            if sig.signed_at > latest:
+                problems.append(f"{item}.signature.signed_at: is more than a year in the future")
             # The date of service is a local date: a signature is early only if it is
-            # before that date everywhere, i.e. in the earliest time zone (UTC+14).
+            # before that date everywhere, i.e. in the earliest time zone (UTC+14). The
+            # signing device's own clock passed the date of service (the checklist refuses to
+            # sign a note dated in the future), so a wrong clock cannot produce this.
             if sig.signed_at.astimezone(_EARLIEST_ZONE).date() < n.facts.date_of_service:
                 problems.append(f"{item}.signature.signed_at: is before the date of service")
+            # An addendum or a mark written on another device than the signature can be dated
+            # before it (that device's clock was behind), so their order is not checked.
             for j, a in enumerate(n.addenda):
-                if a.signed_at < sig.signed_at:
-                    problems.append(f"{item}.addenda[{j}].signed_at: is before the note's signature")
-                elif a.signed_at > now:
-                    problems.append(f"{item}.addenda[{j}].signed_at: is in the future")
+                if a.signed_at > latest:
+                    problems.append(f"{item}.addenda[{j}].signed_at: is more than a year in the future")
                 if a.id is not None:
                     claim(f"{item}.addenda[{j}]", a.id)
         if n.entered_in_error is not None:
-            marked = n.entered_in_error.marked_at
-            if marked > now:
-                problems.append(f"{item}.entered_in_error.marked_at: is in the future")
-            elif n.signature is not None and marked < n.signature.signed_at:
-                problems.append(f"{item}.entered_in_error.marked_at: is before the note's signature")
+            if n.entered_in_error.marked_at > latest:
+                problems.append(f"{item}.entered_in_error.marked_at: is more than a year in the future")
     for i, p in enumerate(f.process_notes):
         if p.client_id not in goals_of:
             refs.setdefault(p.client_id, [f"process_notes[{i}].client_id", []])
@@ -451,7 +456,8 @@ def _cross_problems(f: ImportFile, now: datetime) -> tuple[list[str], list[Clien
 def parse_import(data: bytes, *, now: datetime | None = None) -> ImportPlan:
     """Validate a whole import file; raise ImportFailed listing every problem, or return the plan.
 
-    `now` (default: the current time) is what "in the future" is measured against.
+    `now` (default: the current time) is what "in the future" is measured against (with
+    `FUTURE_TOLERANCE`, for times written on devices whose clocks were ahead).
     """
     raw = _load_json(data)
     _check_header(raw)

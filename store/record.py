@@ -154,9 +154,13 @@ class RecordStore:
         device_id: str,
         settings: Callable[[], ClinicianSettings],
         audit: AuditLog | None = None,
+        now: Callable[[], datetime] = utcnow,
     ) -> None:
         # The vault's audit log; None for a bare store (benchmarks, tests of the record alone).
         self.audit = audit
+        # This device's clock (aware UTC, whole seconds): every time the record writes comes
+        # from here, so tests can run a device whose clock is wrong.
+        self._now = now
         self._conn = conn
         self._device_id = device_id
         self._settings = settings
@@ -220,7 +224,7 @@ class RecordStore:
     def update_client(self, client: Client) -> Client:
         with self.transaction():
             doc = self._doc(client.id, D.KIND_CLIENT)
-            if D.apply_client(doc, client, utcnow()):
+            if D.apply_client(doc, client, self._now()):
                 self._persist(client.id)
         return D.client_from_doc(doc)
 
@@ -354,7 +358,7 @@ class RecordStore:
             for key in sections:
                 if key not in keys:
                     raise ValidationFailed([("section", f"{key} is not a section of this note's format")])
-            now = utcnow()
+            now = self._now()
             texts = [D.splice_section(line, key, text, now) for key, text in sections.items()]
             facts_changed = False
             if facts is not None:
@@ -470,7 +474,7 @@ class RecordStore:
                 raise SignedNoteLocked(note_id)
             self._require_complete(note)
             signer = self._signer()
-            now = utcnow()
+            now = self._now()
             signature = self._new_signature(doc, note, signer, now)
             with doc.transaction() as tx:
                 D.write_signature(tx, signature)
@@ -495,8 +499,18 @@ class RecordStore:
             content_hash=D.content_hash(note),
         )
 
-    def _addendum(self, note_id: str, text: str, reason: str, signer: ClinicianSettings) -> Addendum:
-        now = utcnow()
+    def _amending_time(self, doc: Document) -> tuple[datetime, dict]:
+        """The time for an addendum or mark on a signed note: this device's clock, but never
+        earlier than the signature it amends. A clock behind the signing device's (a wrong
+        clock here or there) would otherwise date the correction before what it corrects.
+        Returns the time and, when the clock was behind, audit details that record it."""
+        now = self._now()
+        signature = D.note_from_doc(doc).signature
+        if signature is None or now >= signature.signed_at:
+            return now, {}
+        return signature.signed_at, {"clock_disagreed": True, "device_clock": now.isoformat()}
+
+    def _addendum(self, note_id: str, text: str, reason: str, signer: ClinicianSettings, now: datetime) -> Addendum:
         name, creds = signer.clinician_name.strip(), signer.credentials.strip()
         return validated(
             Addendum,
@@ -522,12 +536,13 @@ class RecordStore:
                 raise ValidationFailed([("text", "must not be blank")])
             if not reason.strip():
                 raise ValidationFailed([("reason", "must not be blank")])
-            addendum = self._addendum(note_id, text, reason, signer)
+            at, clock = self._amending_time(doc)
+            addendum = self._addendum(note_id, text, reason, signer, at)
             with doc.transaction() as tx:
                 D.append_addendum(tx, addendum)
                 D.put_updated_at(tx, addendum.signed_at)
             self._persist(note_id)
-            self._audit(Event.ADDENDUM_ADDED, D.note_from_doc(doc), note_id=note_id, addendum_id=addendum.id)
+            self._audit(Event.ADDENDUM_ADDED, D.note_from_doc(doc), note_id=note_id, addendum_id=addendum.id, **clock)
             return D.note_from_doc(doc)
 
     def mark_entered_in_error(self, note_id: str, reason: str) -> ProgressNote:
@@ -537,7 +552,7 @@ class RecordStore:
             if D.note_status(doc) == NoteStatus.ENTERED_IN_ERROR:
                 return D.note_from_doc(doc)
             signer = self._signer()
-            now = utcnow()
+            now, clock = self._amending_time(doc)
             eie = validated(
                 EnteredInError,
                 {"reason": reason.strip(), "marked_at": now, "marked_by": signer.clinician_name.strip()},
@@ -548,7 +563,7 @@ class RecordStore:
                 D.put_updated_at(tx, now)
             self._persist(note_id)
             marked = D.note_from_doc(doc)
-            self._audit(Event.ENTERED_IN_ERROR, marked, note_id=note_id)
+            self._audit(Event.ENTERED_IN_ERROR, marked, note_id=note_id, **clock)
             return marked
 
     def resolve_signature_conflict(self, note_id: str, choice: str) -> ProgressNote:
@@ -576,15 +591,17 @@ class RecordStore:
             signer = self._signer()
             if choice == "resign":
                 self._require_complete(note)
-            now = utcnow()
+            now = self._now()
             resolution = SignatureConflictResolution(
                 choice=choice, resolved_at=now, resolved_by=signer.clinician_name.strip(), device_id=self._device_id
             )
             if choice == "addendum":
                 assert signed is not None
                 text = _concurrent_edits_text(signed, note)
+                at, _clock = self._amending_time(doc)
                 addendum = self._addendum(
-                    note_id, text, "Edits made on another device while the note was being signed.", signer
+                    note_id, text, "Edits made on another device while the note was being signed.", signer,
+                    max(at, now),
                 )
                 for key in note.section_keys:
                     D.splice_section(doc, key, signed.sections.get(key, ""))

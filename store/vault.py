@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,7 +41,7 @@ from store.errors import (
 from store.device_identity import DeviceIdentity, ensure_identity, generate_identity, load_identity, save_identity
 from store.audit import AuditLog, Event, derive_audit_key, note_unlock_failure
 from store.keys import KdfParams
-from store.models import ClinicianSettings, validated
+from store.models import ClinicianSettings, utcnow, validated
 
 if TYPE_CHECKING:
     from store.private import PrivateStore
@@ -140,6 +141,9 @@ class Vault:
         self._private_conn: sqlcipher3.Connection | None = private_conn
         self._record: RecordStore | None = None
         self._private: PrivateStore | None = None
+        # This device's clock for what the record writes (signatures, addenda); tests set it
+        # before the first use of `record` to run a vault whose clock is wrong.
+        self.now: Callable[[], datetime] = utcnow
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -462,7 +466,7 @@ class Vault:
             from store.record import RecordStore
 
             self._record = RecordStore(
-                conn, device_id=self.device_id, settings=self.settings, audit=self.audit
+                conn, device_id=self.device_id, settings=self.settings, audit=self.audit, now=lambda: self.now()
             )
         return self._record
 
@@ -481,7 +485,7 @@ class Vault:
         conn = open_database(self.path / RECORD_DB, bytes(self._db_keys[0]), verified=True)
         audit = AuditLog(conn, bytes(self._audit_key))
         return RecordStore(
-            conn, device_id=self.device_id, settings=lambda: _read_settings(conn), audit=audit
+            conn, device_id=self.device_id, settings=lambda: _read_settings(conn), audit=audit, now=lambda: self.now()
         )
 
     @staticmethod

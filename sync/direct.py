@@ -400,6 +400,9 @@ def _client(record_store, identity, host, port, *, on_progress, timeout, frame_t
     in_store: RunInStore = run_in_store or _direct
     book = in_store(lambda: PeerBook(record_store))
     ctx = client_context(identity, in_store(lambda: _trusted_certs(book)))
+    # The server reads its clock for its hello after this: the start of the bracket in which
+    # the two clocks are compared (sync/clock.py).
+    opened_at = time.time()
     try:
         raw = socket.create_connection((host, port), timeout=timeout)
     except OSError:
@@ -428,6 +431,7 @@ def _client(record_store, identity, host, port, *, on_progress, timeout, frame_t
                 peer_device_id=peer_id,
                 on_progress=on_progress,
                 live=live is not None,
+                opened_at=opened_at,
             ))
             try:
                 report = _converse(tls, session, max_frame, frame_tap, in_store, live)

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -26,6 +26,7 @@ class SyncReport:
     errors: list[str] = field(default_factory=list)  # user-facing sentences, no note text
     peer_id: str = ""
     peer_name: str = ""
+    clock: Any = None  # sync.clock.ClockCheck: this device's clock against the peer's, when measured
 
     @property
     def ok(self) -> bool:

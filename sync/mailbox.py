@@ -32,6 +32,7 @@ from automerge.core import Document
 from store import documents as D
 from store.errors import NotewellError
 from sync import bundle as fmt
+from sync import clock as clocks
 
 # Named like the other sync keys (sync.peers.v1, sync.group_key.v1).
 SEQ_KEY = "sync.mailbox.seq.v1"
@@ -75,6 +76,13 @@ class MailboxReport:
     senders: dict[str, int] = field(default_factory=dict)  # device id -> documents merged from it
     rejected: list[Rejection] = field(default_factory=list)
     changed_ids: set[str] = field(default_factory=set, repr=False)
+    # Sender id -> (its latest bundle's time in ms, what that time says about its clock).
+    clock_checks: dict[str, tuple[int, clocks.ClockCheck]] = field(default_factory=dict, repr=False)
+
+    @property
+    def clock_skews(self) -> list[clocks.ClockCheck]:
+        """Senders whose bundles came from this device's future (their clock is ahead)."""
+        return [check for _ms, check in self.clock_checks.values() if check.skewed]
 
     def to_sync_report(self):
         """The same counts as a direct sync reports them, for the app's summary."""
@@ -86,6 +94,7 @@ class MailboxReport:
             merged=self.concurrent,
             conflicts=self.conflicts,
             errors=[f"{r.file}: {r.message}" for r in self.rejected],
+            clock=max(self.clock_skews, key=lambda c: abs(c.offset_seconds), default=None),
         )
 
     def summary(self) -> str:
@@ -157,8 +166,10 @@ class Mailbox:
         private_key,
         group_key: bytes,
         lookup_sender: Callable[[str], Sender | None],
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = record_store
+        self.clock = clock  # this device's clock, against which bundle times are compared
         self.device_id = device_id.lower()
         self.private_key = private_key
         self.group_key = group_key
@@ -189,6 +200,8 @@ class Mailbox:
             if on_progress:
                 on_progress(done, len(others))
         report.conflicts = self._count_conflicts(report.changed_ids)
+        for _ms, check in report.clock_checks.values():
+            clocks.remember(self.store, check)
         return report
 
     def _count_conflicts(self, changed: set[str]) -> int:
@@ -211,6 +224,7 @@ class Mailbox:
         except fmt.BundleRejected as e:
             report.rejected.append(Rejection(path.name, e.reason, e.message))
             return
+        self._compare_clock(header, report)
         if outcome is None:
             report.bundles_already_applied += 1
         else:
@@ -220,6 +234,19 @@ class Mailbox:
             report.concurrent += len(concurrent)
             report.changed_ids.update(changed)
             report.senders[header.sender_id] = report.senders.get(header.sender_id, 0) + len(changed)
+
+    def _compare_clock(self, header: fmt.BundleHeader, report: MailboxReport) -> None:
+        """What the (verified, signed) time of a sender's latest bundle says about its clock."""
+        sender = self.lookup_sender(header.sender_id)
+        name = (sender.name if sender is not None else "") or header.sender_id[:16]
+        latest = report.clock_checks.get(header.sender_id)
+        if latest is not None and latest[0] > header.created_ms:
+            return
+        check = clocks.measure_bundle(header.sender_id, name, header.created_ms / 1000, self.clock())
+        if check is not None:
+            report.clock_checks[header.sender_id] = (header.created_ms, check)
+        elif latest is not None:
+            del report.clock_checks[header.sender_id]  # a later bundle that says nothing
 
     def _read(self, path: Path) -> bytes:
         try:

@@ -48,12 +48,14 @@ import hashlib
 import json
 import re
 import struct
-from typing import Iterable
+import time
+from typing import Callable, Iterable
 
 from automerge.core import Document, Message, SyncState
 
 from store.errors import ForeignDocument, NotewellError
 from store.models import NoteStatus
+from sync import clock as clocks
 from sync.engine import ProgressCallback, SyncReport
 from sync.errors import (
     MalformedFrame,
@@ -248,6 +250,8 @@ class SyncSession:
         on_progress: ProgressCallback | None = None,
         versions: tuple[int, ...] = SUPPORTED_VERSIONS,
         live: bool = False,
+        clock: Callable[[], float] = time.time,
+        opened_at: float | None = None,
     ) -> None:
         if role not in ("client", "server"):
             raise ValueError("role must be 'client' or 'server'")
@@ -287,6 +291,11 @@ class SyncSession:
         self._live = False
         self._known: dict[str, set[bytes]] = {}
         self._marker: tuple | None = None
+        # This device's clock (seconds since 1970), sent in the hello and compared with the
+        # peer's. The peer read its clock after `_clock_from` of ours: when our hello left
+        # (server), or when the connection was opened (client, `opened_at`).
+        self._clock = clock
+        self._clock_from = opened_at if opened_at is not None else clock()
 
     # -- public
 
@@ -312,7 +321,10 @@ class SyncSession:
         if self._state != "start":
             raise RuntimeError("session already started")
         self._state = "await-hello"
-        return [self._hello()] if self.role == "server" else []
+        if self.role == "server":
+            self._clock_from = self._clock()
+            return [self._hello()]
+        return []
 
     def receive(self, frame: Frame) -> list[Frame]:
         if frame.type == FrameType.ERROR:
@@ -337,7 +349,10 @@ class SyncSession:
              "device_id": self.device_id, "name": self.device_name,
              "baseline": self._baseline_digest,
              # the server offers live mode; the client asks for it or not
-             "live": True if self.role == "server" else self.live_requested},
+             "live": True if self.role == "server" else self.live_requested,
+             # this device's clock, so the peer can tell when the two disagree (older peers
+             # ignore it; a hello without it is not compared)
+             "time": round(self._clock(), 3)},
         )
 
     def _on_hello(self, frame: Frame) -> list[Frame]:
@@ -361,6 +376,7 @@ class SyncSession:
         name = data.get("name")
         # Shown on screen: printable characters only, so a name cannot carry terminal escapes.
         self.report.peer_name = "".join(ch for ch in name if ch.isprintable())[:100] if isinstance(name, str) else ""
+        self._compare_clocks(data.get("time"))
         # Both sides decide the same way: delta manifests only when both hold the same baseline.
         self._delta = self._baseline_digest is not None and data.get("baseline") == self._baseline_digest
         self._live = data.get("live") is True and (self.role == "server" or self.live_requested)
@@ -368,6 +384,20 @@ class SyncSession:
         if self.role == "client":
             return [self._hello(), self._manifest()]
         return []
+
+    def _compare_clocks(self, value: object) -> None:
+        """Measures the peer's clock against ours and remembers the finding for this peer."""
+        received_at = self._clock()
+        peer_time = clocks.clock_reading(value)
+        if peer_time is None:
+            return  # an older peer (no time in its hello): nothing to compare
+        check = clocks.measure_direct(
+            self.peer_device_id, self.report.peer_name or self.peer_device_id[:16],
+            peer_time, self._clock_from, received_at,
+        )
+        self.report.clock = check
+        if getattr(self.store, "local_put", None) is not None:
+            clocks.remember(self.store, check)
 
     # -- manifest
 

@@ -8,6 +8,7 @@ Exit status: 0 when every bundle read was applied (or already was), 3 when some 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from tui.commands.passphrase import current_passphrase
@@ -54,6 +55,8 @@ def cmd_mailbox(args) -> int:
             report = sync_mailbox(vault.record, identity, folder, full=args.full)
         finally:
             vault.close()
+    for check in report.clock_skews:
+        print(check.warning(), file=sys.stderr, flush=True)
     print(report.summary())
     return EXIT_SOME_REJECTED if report.rejected else 0
 

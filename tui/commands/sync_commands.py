@@ -108,6 +108,14 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+def warn_clock(report) -> None:
+    """One line on stderr when this device's clock disagrees with the other device's
+    (sync/clock.py); times it records are then shown with a caveat."""
+    check = getattr(report, "clock", None)
+    if check is not None and check.skewed:
+        print(check.warning(), file=sys.stderr, flush=True)
+
+
 def _open(args):
     from store.device_identity import ensure_identity
     from store.vault import Vault
@@ -243,9 +251,11 @@ def cmd_serve(args) -> int:
             print(f"notewell: {error.message}", file=sys.stderr, flush=True)
         else:
             name = report.peer_name or report.peer_id[:16]
+            warn_clock(report)
             _say(f"synced with {name} ({report.peer_id[:16]}): {report.summary()}")
 
     def live(report) -> None:
+        warn_clock(report)
         _say(f"live with {report.peer_name or report.peer_id[:16]} ({report.peer_id[:16]})")
 
     with _open_for_sync(args, wait_for_workers=True) as (vault, identity):
@@ -286,6 +296,7 @@ def cmd_now(args) -> int:
         if sys.stderr.isatty():
             print(file=sys.stderr)
     name = report.peer_name or report.peer_id[:16]
+    warn_clock(report)
     _say(f"synced with {name} ({report.peer_id[:16]}): {report.summary()}")
     return 0 if report.ok else 1
 
@@ -297,6 +308,7 @@ def _now_live(args, host: str, port: int) -> int:
     shown = {"received": 0, "sent": 0}
 
     def opened(report) -> None:
+        warn_clock(report)
         _say(f"live with {report.peer_name or report.peer_id[:16]} ({report.peer_id[:16]}): {report.summary()}")
 
     def exchanged(report) -> None:

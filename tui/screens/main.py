@@ -40,6 +40,11 @@ class MainScreen(NotewellScreen):
         self._client: Any = None
 
     def compose(self) -> ComposeResult:
+        # Shown only while the last sync with some paired device found its clock disagreeing
+        # with this one's (sync/clock.py); hidden, it takes no room.
+        warning = Static("", id="clock-warning", markup=False)
+        warning.display = False
+        yield warning
         with Horizontal(id="main"):
             with Vertical(id="clients-pane"):
                 yield Input(placeholder="Filter clients", id="client-filter")
@@ -55,12 +60,22 @@ class MainScreen(NotewellScreen):
             self.query_one("#client-filter", Input).cursor_blink = False
         self.reload_clients()
         self.run_store(self._load_todo_counts, group="todo-counts", exclusive=True)
+        self.run_store(self._load_clock_warning, group="clock-warning", exclusive=True)
 
     def on_screen_resume(self) -> None:
-        # Back from an editor: statuses may have changed.
+        # Back from an editor: statuses may have changed (and from a sync: the clocks).
         if self.client_id:
             self.run_store(self._load_client, self.client_id, group="client", exclusive=True)
         self.run_store(self._load_todo_counts, group="todo-counts", exclusive=True)
+        self.run_store(self._load_clock_warning, group="clock-warning", exclusive=True)
+
+    async def _load_clock_warning(self) -> None:
+        from sync.clock import current_skews
+
+        skews = await self.app.store.call(lambda v: current_skews(v.record))
+        warning = self.query_one("#clock-warning", Static)
+        warning.update(skews[0].warning(short=True) if skews else "")
+        warning.display = bool(skews)
 
     async def _load_todo_counts(self) -> None:
         from datetime import datetime

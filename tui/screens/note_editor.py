@@ -24,6 +24,7 @@ from store.projections import has_signature_conflict, is_late_entry
 from tui.screens.base import EditorScreen
 from tui.widgets.checklist import Checklist
 from tui.widgets.facts_form import FactsForm
+from sync.clock import time_caveats
 from tui.widgets.note_views import read_only_view
 
 AUTOSAVE_SECONDS = 0.4
@@ -62,6 +63,7 @@ class NoteEditorScreen(EditorScreen):
         self.client: Any = None
         self.mode = "loading"  # draft | signed | conflict | error
         self._late = False
+        self._caveats: dict[str, str] = {}  # device id -> caveat for the times it wrote (sync/clock.py)
         self._pending_sections: dict[str, str] = {}
         self._saved_sections: dict[str, str] = {}
         self._facts_pending = False
@@ -96,9 +98,10 @@ class NoteEditorScreen(EditorScreen):
             client = v.record.get_client(note.client_id)
             signed = v.record.signed_version(note_id) if has_signature_conflict(note) else None
             late = is_late_entry(note, v.settings().late_entry_hours)
-            return note, client, signed, v.record.compliance(note_id), late, v.record.draft_heads(note_id)
+            caveats = time_caveats(v.record, v.device_id) if note.signature else {}
+            return note, client, signed, v.record.compliance(note_id), late, v.record.draft_heads(note_id), caveats
 
-        note, client, signed, problems, self._late, self._base = await self.app.store.call(load)
+        note, client, signed, problems, self._late, self._base, self._caveats = await self.app.store.call(load)
         self.note, self.client = note, client
         if note.status == NoteStatus.DRAFT:
             self.mode = "draft"
@@ -119,7 +122,10 @@ class NoteEditorScreen(EditorScreen):
     def _title(self, note: ProgressNote, client: Any) -> str:
         status = {"draft": "draft", "signed": "signed", "conflict": "SIGNATURE CONFLICT", "error": "entered in error"}[self.mode]
         if self._late and self.mode != "draft":
-            status += " (late entry)"
+            # The label compares the signing device's own clock with the date of service; a
+            # clock known to be off makes it doubtful, and the title says so.
+            doubtful = note.signature is not None and note.signature.device_id in self._caveats
+            status += " (late entry, by a device clock that was off)" if doubtful else " (late entry)"
         return f"{client.display_name} - {note.format.value} - {note.facts.date_of_service.isoformat()} - {status}"
 
     async def _build(self, note: ProgressNote, client: Any, signed: ProgressNote | None) -> None:
@@ -138,7 +144,7 @@ class NoteEditorScreen(EditorScreen):
                 widgets.append(area)
             self.query_one(SaveState).set("Saved", "saved")
         else:
-            widgets += read_only_view(note, signed, client, self.mode)
+            widgets += read_only_view(note, signed, client, self.mode, caveats=self._caveats)
             self.query_one(SaveState).set("Read-only" if self.mode != "conflict" else "Needs your decision")
         await scroll.mount_all(widgets)
         if self.app.test_mode:

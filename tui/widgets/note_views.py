@@ -11,8 +11,20 @@ from textual.widgets import Button, Label, Static
 from store.models import MODALITY_LABELS, ProgressNote, SessionFacts, section_title
 
 
-def read_only_view(note: ProgressNote, signed: ProgressNote | None, client: Any, mode: str) -> list[Widget]:
-    """A signed, entered-in-error or conflicted note: nothing here can be edited."""
+def _when(at, device_id: str, caveats: dict[str, str]) -> str:
+    text = at.astimezone().strftime('%Y-%m-%d %H:%M')
+    caveat = caveats.get(device_id)
+    return f"{text} {caveat}" if caveat else text
+
+
+def read_only_view(
+    note: ProgressNote, signed: ProgressNote | None, client: Any, mode: str, *, caveats: dict[str, str] | None = None
+) -> list[Widget]:
+    """A signed, entered-in-error or conflicted note: nothing here can be edited.
+
+    `caveats` (device id -> text, from sync.clock.time_caveats) follow the times written by
+    a device whose clock is known to disagree with this one's."""
+    caveats = caveats or {}
     out: list = []
     if mode == "error" and note.entered_in_error:
         out.append(Static(f"Entered in error: {note.entered_in_error.reason}", classes="banner banner-error", markup=False))
@@ -45,15 +57,20 @@ def read_only_view(note: ProgressNote, signed: ProgressNote | None, client: Any,
         s = note.signature
         out.append(
             Static(
-                f"Signed by {s.signer}, {s.credentials} on {s.signed_at.astimezone().strftime('%Y-%m-%d %H:%M')}",
+                f"Signed by {s.signer}, {s.credentials} on {_when(s.signed_at, s.device_id, caveats)}",
                 classes="signature",
                 markup=False,
             )
         )
     for a in note.addenda:
+        when = _when(a.signed_at, a.device_id, caveats)
+        if note.signature is not None and a.signed_at < note.signature.signed_at:
+            # Written by a device whose clock was behind the signing device's (or before
+            # addenda were held to the signature's time): shown in the order written.
+            when += " (dated before the signature it amends: a device clock was off)"
         out.append(
             Static(
-                f"Addendum - {a.signed_at.astimezone().strftime('%Y-%m-%d %H:%M')} - {a.signer}, {a.credentials}\n"
+                f"Addendum - {when} - {a.signer}, {a.credentials}\n"
                 f"Reason: {a.reason}\n{a.text}",
                 classes="addendum",
                 markup=False,
