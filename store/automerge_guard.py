@@ -10,7 +10,7 @@ syncing and typing again makes (MissingOps; automerge issue 1327); reading or me
 malformed data from another device.
 
 - `panics_as(error)`: a block in which a panic becomes the typed `error` (by default
-  `DocumentFault`); usable as a decorator too.
+  `DocumentFault`).
 - `panic_or(fallback, call, *args)`: the call's result, or `fallback` after a panic.
 - `guard_public_methods(cls)`: every public method of a class behind `panics_as()`, so that
   no panic leaves it raw (RecordStore).
