@@ -13,7 +13,9 @@ progress_note   type="progress_note", schema, id, client_id, format, status,
 Everything that merges field by field is a map; sets are maps keyed by value (so concurrent
 adds never duplicate); sections are Text so concurrent typing merges character by character.
 Readers never trust a document: one received from sync may lack fields or hold odd types,
-so every read has a default.
+so every read has a default (the binding reports those as plain Exceptions). An Automerge
+panic is not a default: it goes on to the caller's guard (store/automerge_guard.py), since a
+write based on a read that silently came back empty could undo text.
 """
 
 from __future__ import annotations

@@ -163,3 +163,16 @@ class ExportFailed(RecordError):
 
 class IntegrityProblem(RecordError):
     title = "Integrity check failed"
+
+
+class DocumentFault(RecordError):
+    """Automerge failed inside (a panic), not the input: store/automerge_guard.py raises it."""
+
+    title = "Document problem"
+
+    def __init__(
+        self,
+        message: str = "A record document could not be read or changed because of a fault in the "
+        "document library; nothing was changed.",
+    ) -> None:
+        super().__init__(message)

@@ -12,6 +12,7 @@ from datetime import date, datetime, time, timedelta
 
 from automerge.core import Document
 
+from store.automerge_guard import panic_or
 from store.documents import (
     KIND_CLIENT,
     KIND_NOTE,
@@ -191,17 +192,17 @@ def prepare_whole(doc_id: str, data: bytes, late_entry_hours: int) -> tuple | No
 
     Pure (bytes in, rows out), so a worker process can run it too.
     """
-    try:
-        doc = Document.load(bytes(data))
-        kind = note_doc_kind(doc)
-        if kind is None or doc_id_of(doc) != doc_id:
-            return None
-        _kind, view, fts = expected_rows(doc_id, doc, late_entry_hours)
-        return kind, view, fts, doc.get_heads()
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException:  # malformed content; pyo3 PanicException is a BaseException
+    # Any failure to read it, a panic included, means "not a record document".
+    return panic_or(None, _prepare_whole, doc_id, data, late_entry_hours, also=(Exception,))
+
+
+def _prepare_whole(doc_id: str, data: bytes, late_entry_hours: int) -> tuple | None:
+    doc = Document.load(bytes(data))
+    kind = note_doc_kind(doc)
+    if kind is None or doc_id_of(doc) != doc_id:
         return None
+    _kind, view, fts = expected_rows(doc_id, doc, late_entry_hours)
+    return kind, view, fts, doc.get_heads()
 
 
 def prepare_whole_many(items: list[tuple[str, bytes]], late_entry_hours: int) -> list[tuple | None]:

@@ -12,8 +12,7 @@ The sync-facing methods at the end hand out and take in record documents only.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -22,6 +21,7 @@ from automerge.core import Document
 from store import documents as D
 from store import compliance as checklist
 from store.audit import AuditLog, Event
+from store.automerge_guard import guard_public_methods, panic_or, panics_as
 from store.database import WriteTransactions, migrate
 from store.docstore import DocStore
 from store.docstore import _v1 as _docstore_v1
@@ -121,6 +121,10 @@ class DraftSaved:
     base: list[bytes]  # the heads the editor's text now stands on: its next save's base
     heads: list[bytes]  # the note's heads
     merged: ProgressNote | None  # the note as it now is, when it holds edits the editor has not shown
+    # The edits could not be merged relative to the version shown (Automerge could not fork
+    # the note there): the sections the editor changed were written over the latest version
+    # as they read in the editor, and the clinician should review the note.
+    unmerged: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,12 @@ def _note_row(r) -> NoteRow:
     )
 
 
+def _forget_documents(store: RecordStore) -> None:
+    # A document a panic interrupted may hold half an operation; the stored bytes are the truth.
+    store._docs.forget_all()
+
+
+@guard_public_methods(on_panic=_forget_documents)  # no Automerge panic leaves the store raw
 class RecordStore:
     def __init__(
         self,
@@ -344,11 +354,14 @@ class RecordStore:
         overwritten. The result says where the editor's text now stands and,
         when the note holds more than the editor has shown, the note as merged (which may be
         signed with a signature conflict: signed elsewhere while these edits were typed).
+        Where Automerge cannot fork the note at `base`, `_save_over_latest` keeps the text.
         """
         sections = sections or {}
         with self.transaction():
             doc = self._doc(note_id, D.KIND_NOTE)
             line = doc if not base or sorted(base) == sorted(doc.get_heads()) else self._branch(doc, base)
+            if line is None:
+                return self._save_over_latest(note_id, doc, base, sections, facts, facts_before)
             # The version the editor shows must be a draft. The note may have been signed on
             # another device since: these edits are then concurrent with the signing, as if
             # made offline and synced, and the merge marks a signature conflict to resolve.
@@ -380,22 +393,69 @@ class RecordStore:
             diverged = sorted(heads) != sorted(new_base)
         return DraftSaved(base=new_base, heads=heads, merged=D.note_from_doc(doc) if diverged else None)
 
-    def _branch(self, doc: Document, base: list[bytes]) -> Document:
-        """The note as it was at `base`, to make an editor's edits where it made them.
+    def _branch(self, doc: Document, base: list[bytes]) -> Document | None:
+        """The note as it was at `base`, to make an editor's edits where it made them. For
+        heads this note does not have (not ours to see), the note as it is now. None when
+        Automerge cannot fork it at heads it has: its own defect (fork_at panics with
+        MissingOps on histories that typing on two devices with syncs between makes,
+        automerge issue 1327, or reports a duplicate change).
 
         Its changes carry this device's actor unless this device also wrote to the note
         after `base` (another window or command): one actor must never have two changes
         with the same sequence number, so those get an actor of their own."""
-        try:
-            branch = doc.fork_at(list(base))
-        except Exception as e:
-            if type(e) is not Exception:  # the binding's own error is a plain Exception
-                raise
-            return doc  # heads this note does not have (not ours to see): edit it as it is now
+        branch = panic_or(None, doc.fork_at, list(base), also=(Exception,))
+        if branch is None:
+            return None if self._has_heads(doc, base) else doc
         later = doc.get_changes(list(base))
         ours = doc.get_actor()
         branch.set_actor(os.urandom(16) if any(c.actor_id == ours for c in later) else ours)
         return branch
+
+    def _save_over_latest(
+        self,
+        note_id: str,
+        doc: Document,
+        base: list[bytes],
+        sections: dict[str, str],
+        facts: SessionFacts | None,
+        facts_before: SessionFacts | None,
+    ) -> DraftSaved:
+        """An editor's save when the note cannot be forked at `base` (`_branch`): a path that
+        cannot lose what was typed. The sections the editor changed from the version it shows
+        are written over the note as it is now, each as a splice from the current text to
+        the editor's; the facts it changed likewise. Edits made elsewhere since to those
+        sections give way to the editor's text (they stay in the note's history), so the
+        result says `unmerged`, for the clinician to review. The base stays where it was:
+        the editor's text still stands on the version it shows, and its next save compares
+        with that version again.
+        """
+        if D.note_status(doc) != NoteStatus.DRAFT:
+            # Signed (here or elsewhere) since: edits join a signed note only as concurrent
+            # ones, which takes the fork that failed. Nothing is written; the editor keeps
+            # the text on screen.
+            raise SignedNoteLocked(note_id)
+        shown = D.note_from_doc(doc, base)  # a read at old heads, which does not fork
+        keys = FORMAT_SECTIONS[D.note_format(doc)]
+        for key in sections:
+            if key not in keys:
+                raise ValidationFailed([("section", f"{key} is not a section of this note's format")])
+        now = utcnow()
+        changed = {k: t for k, t in sections.items() if shown.sections.get(k, "") != t}
+        wrote = [D.splice_section(doc, key, text, now) for key, text in changed.items()]
+        if facts is not None:
+            if facts_before is not None:
+                facts = D.merge_facts(D.note_from_doc(doc).facts, facts_before, facts)
+            wrote.append(D.apply_facts(doc, facts, now))
+        if any(wrote):
+            self._persist(note_id)
+        return DraftSaved(base=list(base), heads=doc.get_heads(), merged=D.note_from_doc(doc), unmerged=True)
+
+    @staticmethod
+    def _has_heads(doc: Document, heads: list[bytes]) -> bool:
+        # Reads at heads a document lacks return nothing rather than fail: ask its changes.
+        changes = panic_or([], doc.get_changes, [], also=(Exception,))
+        known = {c.hash for c in changes}
+        return all(h in known for h in heads)
 
     def update_facts(self, note_id: str, facts: SessionFacts) -> ProgressNote:
         """Writes the facts that differ, on the note as it is now."""
@@ -680,23 +740,16 @@ class RecordStore:
         kind whose id is `doc_id`, or one of a different kind than ours.
         """
         refused = ForeignDocument(f"Document {doc_id} is not a record document; nothing was changed.")
-        try:
+        # Any failure to read what another device sent means: refuse it.
+        with panics_as(refused, also=(Exception,)):
             kind, claimed = D.note_doc_kind(doc), D.doc_id_of(doc)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException:  # pyo3 PanicException is a BaseException
-            raise refused from None
         if kind is None or claimed != doc_id:
             raise refused
         ours_kind = self._docs.kind(doc_id)
         if ours_kind is None:
-            try:
+            with panics_as(refused, also=(Exception,)):
                 copy = Document.load(doc.save())
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException:
-                raise refused from None
-            with self._refusing(refused), self.transaction():
+            with panics_as(refused), self.transaction():
                 self._docs.insert(doc_id, kind, copy)
                 project(self._conn, doc_id, copy, late_entry_hours=self._late_hours())
             return True
@@ -705,18 +758,15 @@ class RecordStore:
         ours = self._docs.get(doc_id)
         assert ours is not None
         before = sorted(ours.get_heads())
-        try:
+        with panics_as(refused, also=(Exception,)):
             merged = ours.fork()
             merged.merge(doc)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException:
-            raise refused from None
         if sorted(merged.get_heads()) == before:
             return False
         if D.note_doc_kind(merged) != kind or D.doc_id_of(merged) != doc_id:
             raise refused
-        with self._refusing(refused), self.transaction():
+        # A panic while projecting the merged content refuses it too (after the rollback).
+        with panics_as(refused), self.transaction():
             self._docs.replace(doc_id, merged)
             project(self._conn, doc_id, merged, late_entry_hours=self._late_hours())
         return True
@@ -753,11 +803,8 @@ class RecordStore:
             if doc_id not in existing:
                 continue
             # Rare (it appeared here during the sync): merged like any other.
-            try:
-                doc = Document.load(bytes(data))
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException:
+            doc = panic_or(None, Document.load, bytes(data), also=(Exception,))
+            if doc is None:
                 refused[doc_id] = ForeignDocument(f"Document {doc_id} is not a record document; nothing was changed.")
                 continue
             try:
@@ -795,28 +842,14 @@ class RecordStore:
             batches.close()  # stops the workers' part when a callback stops early
         return applied, refused
 
-    @staticmethod
-    @contextmanager
-    def _refusing(error: ForeignDocument) -> Iterator[None]:
-        """Turns a panic while reading foreign content into `error` (after the rollback)."""
-        try:
-            yield
-        except BaseException as e:  # pyo3 PanicException derives from BaseException
-            if type(e).__name__ == "PanicException":
-                raise error from None
-            raise
-
     def changes_since(self, doc_id: str, heads: list[bytes]) -> list[bytes]:
         """Raw changes of the document that `heads` lacks (all of them if heads are unknown)."""
         if self._docs.kind(doc_id) is None:
             raise NotFound(f"There is no record document {doc_id}.")
         doc = self._docs.get(doc_id)
         assert doc is not None
-        try:
-            changes = doc.get_changes(list(heads))
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException:
+        changes = panic_or(None, doc.get_changes, list(heads), also=(Exception,))
+        if changes is None:  # heads it cannot place: all of them
             changes = doc.get_changes([])
         return [c.bytes for c in changes]
 
@@ -830,12 +863,9 @@ class RecordStore:
         if not blob:
             return False
         ours = self._docs.get(doc_id) if self._docs.kind(doc_id) else None
-        try:
+        unreadable = ForeignDocument(f"The changes for document {doc_id} are not readable; nothing was changed.")
+        with panics_as(unreadable, also=(Exception,)):
             incoming = Document.load((ours.save() if ours is not None else b"") + blob)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException:
-            raise ForeignDocument(f"The changes for document {doc_id} are not readable; nothing was changed.") from None
         if not incoming.get_heads():
             return False
         if ours is not None and sorted(incoming.get_heads()) == sorted(ours.get_heads()):

@@ -182,13 +182,15 @@ def make_signature_conflict(record) -> str | None:
     """Merge an edit made concurrently with the signing of the newest signed note, the way
     a sync from another device would. Returns the note's id."""
     from store import documents
+    from store.automerge_guard import panics_as
 
     signed = record.list_notes(status=NoteStatus.SIGNED)
     if not signed:
         return None
     note = record.get_note(signed[0].note_id)
     assert note.signature is not None
-    other_device = record.load_doc(note.id).fork_at([bytes.fromhex(h) for h in note.signature.heads])
+    with panics_as():  # fork_at can panic inside Automerge (store/automerge_guard.py)
+        other_device = record.load_doc(note.id).fork_at([bytes.fromhex(h) for h in note.signature.heads])
     key = note.section_keys[-1]
     documents.splice_section(other_device, key, note.sections[key] + " Client also agreed to a sleep diary.")
     record.apply_doc(note.id, other_device)

@@ -30,6 +30,7 @@ from pathlib import Path
 from automerge.core import Document
 
 from store import documents as D
+from store.automerge_guard import panic_or, panics_as
 from store.errors import NotewellError
 from sync import bundle as fmt
 from sync import clock as clocks
@@ -117,18 +118,10 @@ class MailboxReport:
 ProgressCallback = Callable[[int, int], None]  # (bundles done, bundles to read), as in sync.engine
 
 
-def _is_fatal(e: BaseException) -> bool:
-    return isinstance(e, (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError))
-
-
 def _is_record_document(doc_id: str, doc: Document) -> bool:
     """The store's own test (it refuses anything else), run on every entry before any is merged."""
-    try:
-        return D.note_doc_kind(doc) is not None and D.doc_id_of(doc) == doc_id
-    except BaseException as e:  # pyo3 PanicException on malformed content
-        if _is_fatal(e):
-            raise
-        return False
+    return panic_or(False, lambda: D.note_doc_kind(doc) is not None and D.doc_id_of(doc) == doc_id,
+                    also=(Exception,))
 
 
 def _hex_heads(heads: list[bytes]) -> list[str]:
@@ -303,14 +296,9 @@ class Mailbox:
         for doc_id, blob in entries:
             if doc_id not in present:
                 continue
-            try:
+            unreadable = fmt.MalformedBundle("A document in the bundle could not be read; nothing was applied.")
+            with panics_as(unreadable, also=(Exception,)):
                 docs.append((doc_id, Document.load(blob)))
-            except BaseException as e:  # foreign bytes can raise pyo3's PanicException
-                if _is_fatal(e):
-                    raise
-                raise fmt.MalformedBundle(
-                    "A document in the bundle could not be read; nothing was applied."
-                ) from None
         for doc_id, doc in docs:
             if not _is_record_document(doc_id, doc):
                 raise fmt.MalformedBundle(
@@ -320,8 +308,10 @@ class Mailbox:
         # at all (and one commit instead of one per document).
         transaction = getattr(self.store, "transaction", contextlib.nullcontext)
         changed: list[str] = []
+        unmergeable = fmt.MalformedBundle("A document in the bundle could not be merged; nothing was applied.")
         try:
-            with transaction():
+            # A panic or other failure inside (after the rollback) refuses the bundle whole.
+            with panics_as(unmergeable, also=(Exception,)), transaction():
                 for doc_id, doc in docs:
                     if self.store.apply_doc(doc_id, doc):
                         changed.append(doc_id)
@@ -338,10 +328,6 @@ class Mailbox:
             raise
         except NotewellError as e:
             raise fmt.MalformedBundle(f"A document in the bundle could not be merged ({e.message}); nothing was applied.") from None
-        except BaseException as e:  # pyo3 PanicException from a merge
-            if _is_fatal(e):
-                raise
-            raise fmt.MalformedBundle("A document in the bundle could not be merged; nothing was applied.") from None
         # A document whose merged heads are not the sender's had edits here the sender lacked.
         concurrent: list[str] = []
         if changed:

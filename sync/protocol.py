@@ -38,7 +38,8 @@ Usage:
     session.finished / session.report
 
 Errors from bad peer data are typed (`ProtocolError` and subclasses); Automerge panics
-(pyo3 `PanicException`, a BaseException) on foreign data become `MalformedSyncMessage`.
+(pyo3 `PanicException`, a BaseException) and other failures to read foreign data become
+`MalformedSyncMessage`, through the store's one guard (store/automerge_guard.py).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ from typing import Callable, Iterable
 
 from automerge.core import Document, Message, SyncState
 
-from store.errors import ForeignDocument, NotewellError
+from store.automerge_guard import panics_as
+from store.errors import ForeignDocument
 from store.models import NoteStatus
 from sync import clock as clocks
 from sync.engine import ProgressCallback, SyncReport
@@ -82,19 +84,17 @@ BASELINE_PREFIX = "sync.baseline.v1."
 _TURN_END = struct.Struct(">I")
 _DOC_ID_LEN = struct.Struct(">H")
 
-_SYSTEM_EXITS = (KeyboardInterrupt, SystemExit, GeneratorExit)
+def _unreadable() -> MalformedSyncMessage:
+    return MalformedSyncMessage(
+        "The other device sent document data that could not be read; nothing from it was saved."
+    )
 
 
 def _foreign(call, *args):
-    """Run an Automerge call on peer data; its panics are BaseExceptions, not bugs of ours."""
-    try:
+    """Run an Automerge call on peer data: a panic or any other failure to read it refuses it
+    (typed errors keep their own sentence)."""
+    with panics_as(_unreadable, also=(Exception,)):
         return call(*args)
-    except _SYSTEM_EXITS + (NotewellError,):
-        raise
-    except BaseException:
-        raise MalformedSyncMessage(
-            "The other device sent document data that could not be read; nothing from it was saved."
-        ) from None
 
 
 def _json(frame: Frame, what: str) -> dict:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from store.models import NoteStatus
 from store.vault import Vault
 from textual.widgets import Button, Checkbox, Input, OptionList, Select, SelectionList, Static, TextArea
@@ -17,6 +20,10 @@ from tui.screens.setup import SetupScreen
 from tui.screens.unlock import UnlockScreen
 from tui.widgets.checklist import Checklist
 from tui.widgets.timeline import PRIVATE_LABEL
+
+# The history of concurrent edits that makes Automerge panic, shared with the store's tests.
+sys.path.insert(0, str(Path(__file__).parents[1] / "store"))
+from concurrent_edits import edit_concurrently, unforkable_history  # noqa: E402
 
 
 async def test_first_run_setup_creates_the_vault(vault_path, make_app):
@@ -439,6 +446,46 @@ async def test_failed_save_keeps_text_and_retries(seeded_vault, make_app, caplog
         vault.close()
     # Nothing of the note reached the logs, whatever was logged about the failure.
     assert "CANARY" not in caplog.text
+
+
+def _toasts(app) -> str:
+    """The notifications on screen, as plain text."""
+    return "\n".join(str(toast.render()) for toast in app.screen.query("Toast"))
+
+
+async def test_a_save_automerge_cannot_merge_is_saved_over_the_latest_version_and_said(seeded_vault, make_app):
+    from tui.screens.note_editor import SAVED_OVER_LATEST
+
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
+        # Typing here and on another device, with syncs between, before the note is opened.
+        other = await app.store.call(lambda v: unforkable_history(v.record, DRAFT_NOTE, "plan"))
+        app.screen.open_note("progress", DRAFT_NOTE)
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded, what="editor")
+        editor = app.screen
+        state = editor.query_one("#save-state", Static)
+        area = editor.query_one("#section-plan", TextArea)
+        area.focus()
+        area.move_cursor(area.document.end)
+        # The other device's next edit arrives by sync while the note is open: saving what is
+        # typed now, relative to the version shown, makes Automerge's fork_at panic.
+        await app.store.call(lambda v: edit_concurrently(v.record, other, DRAFT_NOTE, "plan"))
+        await pilot.press(*" Typed after the sync CANARY-5e1d.")
+        await wait_for(pilot, lambda: state.has_class("state-saved") and SAVED_OVER_LATEST in _toasts(app),
+                       what="saved, and the clinician told")
+        assert area.text.endswith(" Typed after the sync CANARY-5e1d.")
+
+        def plan(v):
+            return v.record.get_note(DRAFT_NOTE).sections["plan"]
+
+        assert await app.store.call(plan) == area.text  # every typed character is in the vault
+        # Typing goes on and is saved: nothing hangs on "Saving...".
+        await pilot.press(*" More.")
+        await wait_for(pilot, lambda: state.has_class("state-saved") and area.text.endswith(" More."), what="saved")
+        assert await app.store.call(plan) == area.text
+        await pilot.press("ctrl+q")
 
 
 async def test_signature_conflict_shows_both_versions_and_resolves(seeded_vault, make_app):

@@ -1,13 +1,15 @@
 """The progress-note editor: facts, sections, live checklist, autosave, signing, addenda.
 
 Typing never waits for the store: each change is remembered and a debounced save sends the
-changed sections (`set_section`) and facts (`update_facts`) to the store worker. If a save
-fails the text stays in the editor and in the pending set, and is retried.
+changed sections and facts (`save_draft`) to the store worker. If a save fails, whatever the
+error, the text stays in the editor and in the pending set, the clinician is told, and the
+save is retried: the editor never stays on "Saving...".
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from textual.app import ComposeResult
@@ -16,6 +18,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static, TextArea
 
+from store.automerge_guard import is_panic
 from store.compliance import blocking, missing_labels
 from store.documents import diff_span
 from store.errors import NoteChangedMeanwhile, NotewellError
@@ -29,6 +32,18 @@ from tui.widgets.note_views import read_only_view
 
 AUTOSAVE_SECONDS = 0.4
 RETRY_SECONDS = 3.0
+SAVED_OVER_LATEST = (
+    "Your text was saved over the latest version of this note, which was also changed on "
+    "another device; please read it through."
+)
+
+log = logging.getLogger(__name__)
+
+
+def _save_failure(error: BaseException) -> bool:
+    """Any failure of the store call, an Automerge panic (a BaseException) included should
+    one ever get past the store; not a cancellation, an interrupt or an exit."""
+    return isinstance(error, Exception) or is_panic(error)
 
 
 class SaveState(Static):
@@ -71,6 +86,7 @@ class NoteEditorScreen(EditorScreen):
         # so edits a sync brings while the note is open are merged, never overwritten.
         self._base: list[bytes] | None = None
         self._told_merged = False
+        self._told_unmerged = False
         self._timer: Timer | None = None
         self._save_lock = asyncio.Lock()
         self._ready = False
@@ -274,24 +290,35 @@ class NoteEditorScreen(EditorScreen):
 
             try:
                 saved, problems = await self.app.store.call(save)
-            except NotewellError as e:
+            except BaseException as e:
+                if not _save_failure(e):
+                    raise
                 # Keep every unsaved keystroke: newer edits (already pending) win.
                 for key, text in sections.items():
                     self._pending_sections.setdefault(key, text)
                 if facts is not None:
                     self._facts_pending = True
                 self.query_one(SaveState).set("Not saved - will retry", "failed")
-                self.notify(f"{e.title}: {e.message} Your text is kept and will be saved on retry.", severity="error", timeout=8)
+                if isinstance(e, NotewellError):
+                    said = f"{e.title}: {e.message}"
+                else:  # a bug: its type in the log, never its message (it could hold note text)
+                    log.error("unexpected %s while saving a note", type(e).__name__)
+                    said = f"The note could not be saved ({type(e).__name__})."
+                self.notify(f"{said} Your text is kept and will be saved on retry.", severity="error", timeout=8)
                 self.set_timer(RETRY_SECONDS, self._autosave)
                 return False
             self._base = saved.base
             self._saved_sections.update(sections)
             if facts is not None and self.note is not None:
                 self.note = self.note.model_copy(update={"facts": facts})
+            if saved.unmerged and not self._told_unmerged:
+                # Could not be merged with what a sync brought: said once, until a save merges again.
+                self.notify(SAVED_OVER_LATEST, severity="warning", timeout=15)
+            self._told_unmerged = saved.unmerged
             if saved.merged is not None and saved.merged.status != NoteStatus.DRAFT:
                 self.run_store(self._signed_elsewhere, group="note-load", exclusive=True)
             elif saved.merged is not None:
-                self._show_merged(saved.merged, saved.heads)
+                self._show_merged(saved.merged, saved.heads, quietly=saved.unmerged)
             self.query_one(Checklist).show(problems)
             if self.has_pending:
                 self.query_one(SaveState).set("Unsaved", "unsaved")
@@ -328,10 +355,11 @@ class NoteEditorScreen(EditorScreen):
                     "kept; resolve the signature conflict if one is shown.", timeout=12)
         await self._load()
 
-    def _show_merged(self, merged: ProgressNote, heads: list[bytes]) -> None:
+    def _show_merged(self, merged: ProgressNote, heads: list[bytes], *, quietly: bool = False) -> None:
         """The note also holds edits made elsewhere (a sync while it was open): show them in
         the text boxes, each as one replacement so the cursor stays with its text. Not while
-        the clinician is still typing: the next save merges again and comes back here."""
+        the clinician is still typing: the next save merges again and comes back here.
+        `quietly`: the clinician has been told otherwise (SAVED_OVER_LATEST)."""
         areas = {(a.id or "").removeprefix("section-"): a for a in self.query("TextArea.section").results(TextArea)}
         if self.has_pending or any(area.text != self._saved_sections.get(key) for key, area in areas.items()):
             return
@@ -344,7 +372,7 @@ class NoteEditorScreen(EditorScreen):
                              document.get_location_from_index(old_end))
                 self._saved_sections[key] = new
         self._base = heads
-        if not self._told_merged:
+        if not self._told_merged and not quietly:
             self._told_merged = True
             text = "This note was also edited on another device; both sets of edits are kept and shown here."
             if self.note is not None and merged.facts != self.note.facts:
