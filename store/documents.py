@@ -806,3 +806,19 @@ def addendum_hash(note_id: str, text: str, reason: str, signer: str, credentials
         "signed_at": signed_at.isoformat(),
     }
     return hashlib.sha256(canonical_json(payload)).hexdigest()
+
+
+def version_from_changes(doc: Document, heads: list[bytes]) -> Document:
+    """The document as it was at `heads`, rebuilt from its own changes: those `heads` depend
+    on, in the order the document lists them (causal), loaded into a new document. What
+    fork_at gives, without fork_at's walk of the history (see RecordStore._branch)."""
+    changes = doc.get_changes([])
+    by_hash = {change.hash: change for change in changes}
+    wanted: set[bytes] = set()
+    todo = list(heads)
+    while todo:
+        head = todo.pop()
+        if head not in wanted:
+            wanted.add(head)
+            todo.extend(by_hash[head].deps)
+    return Document.load(b"".join(change.bytes for change in changes if change.hash in wanted))

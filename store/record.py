@@ -395,17 +395,25 @@ class RecordStore:
 
     def _branch(self, doc: Document, base: list[bytes]) -> Document | None:
         """The note as it was at `base`, to make an editor's edits where it made them. For
-        heads this note does not have (not ours to see), the note as it is now. None when
-        Automerge cannot fork it at heads it has: its own defect (fork_at panics with
-        MissingOps on histories that typing on two devices with syncs between makes,
-        automerge issue 1327, or reports a duplicate change).
+        heads this note does not have (not ours to see), the note as it is now. When fork_at
+        fails at heads it has (its own defect: it panics with MissingOps on histories that
+        typing on two devices with syncs between makes, automerge issue 1327, or reports a
+        duplicate change), the version is rebuilt from the note's changes; None only if
+        that fails too.
 
         Its changes carry this device's actor unless this device also wrote to the note
         after `base` (another window or command): one actor must never have two changes
         with the same sequence number, so those get an actor of their own."""
         branch = panic_or(None, doc.fork_at, list(base), also=(Exception,))
         if branch is None:
-            return None if self._has_heads(doc, base) else doc
+            if not self._has_heads(doc, base):
+                return doc
+            # fork_at's defect is in how it walks the history, not in the history: the
+            # same version rebuilt from the note's own changes is exact (it costs a load
+            # of the note, on this rare path only).
+            branch = panic_or(None, D.version_from_changes, doc, list(base), also=(Exception,))
+        if branch is None:
+            return None
         later = doc.get_changes(list(base))
         ours = doc.get_actor()
         branch.set_actor(os.urandom(16) if any(c.actor_id == ours for c in later) else ours)

@@ -23,21 +23,53 @@ def _panics(call) -> bool:
     return False
 
 
-def test_a_save_fork_at_cannot_make_keeps_every_typed_character_and_says_so(device: Device) -> None:
-    a = device.store
+def _unforkable_note(a):
+    """A draft whose version on screen fork_at cannot make, with the other device's next edit
+    synced in and a plan written elsewhere that the editor has not shown."""
     note = _draft(a)
     other = unforkable_history(a, "n1", "data")
     opened_at, shown = a.draft_heads("n1"), a.get_note("n1").sections["data"]  # the editor opens it
     edit_concurrently(a, other, "n1", "data")  # and a sync brings the other device's next edit
     # The reproduction: the library itself panics forking the note at the version shown.
     assert _panics(lambda: a.load_doc("n1").fork_at(opened_at))
-
-    # Meanwhile another device also wrote a plan, which the editor has not shown.
     other = a.load_doc("n1")
     other.set_actor(os.urandom(16))
     splice_section(other, "plan", "Plan written at the office.")
     a.apply_doc("n1", other)
+    return note, opened_at, shown
 
+
+def test_a_save_fork_at_cannot_make_is_merged_exactly(device: Device) -> None:
+    a = device.store
+    note, opened_at, shown = _unforkable_note(a)
+    typed = shown + f" Then typed on after the sync {CANARY}, every character."
+    mine = note.facts.model_copy(update={"phq9": 11})
+    saved = a.save_draft("n1", base=opened_at, sections={"data": typed, "plan": ""}, facts=mine,
+                         facts_before=note.facts)
+
+    now = a.get_note("n1")
+    # The version shown is rebuilt from the note's changes: the edit is made where it was
+    # made and merged like any other, so the other device's edit stays too.
+    assert not saved.unmerged
+    assert now.sections["data"] == "Also from the office. " + typed
+    assert now.sections["plan"] == "Plan written at the office."  # not touched by the editor: kept
+    assert now.facts.phq9 == 11
+    assert saved.merged == now and sorted(saved.heads) == sorted(a.draft_heads("n1"))
+    assert device.reopen().get_note("n1") == now
+    assert device.store.check() == []
+
+
+def test_a_save_nothing_can_fork_keeps_every_typed_character_and_says_so(device: Device, monkeypatch) -> None:
+    from store import documents
+
+    a = device.store
+    note, opened_at, shown = _unforkable_note(a)
+    # No real history is known where rebuilding the version from its changes fails after
+    # fork_at did; this stands in for one, to prove the last resort keeps the typing.
+    def unbuildable(doc, heads):
+        raise RuntimeError("cannot rebuild")
+
+    monkeypatch.setattr(documents, "version_from_changes", unbuildable)
     typed = shown + f" Then typed on after the sync {CANARY}, every character."
     mine = note.facts.model_copy(update={"phq9": 11})
     saved = a.save_draft("n1", base=opened_at, sections={"data": typed, "plan": ""}, facts=mine,
@@ -60,11 +92,9 @@ def test_a_save_fork_at_cannot_make_keeps_every_typed_character_and_says_so(devi
     assert device.store.check() == []
 
 
-def test_a_draft_signed_meanwhile_is_not_written_over(device: Device) -> None:
-    from store.errors import SignedNoteLocked
+def _signed_meanwhile(a):
     from test_record import complete_note
 
-    a = device.store
     _draft(a)
     other = unforkable_history(a, "n1", "data")
     opened_at, shown = a.draft_heads("n1"), a.get_note("n1").sections["data"]
@@ -74,6 +104,29 @@ def test_a_draft_signed_meanwhile_is_not_written_over(device: Device) -> None:
     for key in ("assessment", "plan"):
         a.set_section("n1", key, complete.sections[key])
     a.sign_note("n1")
+    return opened_at, shown
+
+
+def test_typing_on_a_draft_signed_meanwhile_becomes_a_signature_conflict(device: Device) -> None:
+    from store.projections import has_signature_conflict
+
+    a = device.store
+    opened_at, shown = _signed_meanwhile(a)
+    a.save_draft("n1", base=opened_at, sections={"data": shown + " typed " + CANARY})
+    now = a.get_note("n1")
+    # As with any note signed elsewhere while open here: the typing is kept, as edits
+    # concurrent with the signature, and the clinician resolves the conflict.
+    assert has_signature_conflict(now)
+    assert now.sections["data"].endswith(" typed " + CANARY)
+
+
+def test_a_draft_signed_meanwhile_is_not_written_over_by_the_last_resort(device: Device, monkeypatch) -> None:
+    from store import documents
+    from store.errors import SignedNoteLocked
+
+    a = device.store
+    opened_at, shown = _signed_meanwhile(a)
+    monkeypatch.setattr(documents, "version_from_changes", lambda doc, heads: 1 / 0)
     before = a.get_note("n1")
     with pytest.raises(SignedNoteLocked):
         a.save_draft("n1", base=opened_at, sections={"data": shown + " typed"})
