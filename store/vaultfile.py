@@ -199,7 +199,8 @@ def parse(raw: bytes) -> VaultFile:
         raise NotAVault("This folder's vault.json does not belong to a Notewell vault.")
     # The checksum first, before any field is believed (the version included).
     if has_checksum and not (
-        isinstance(data[CHECKSUM_FIELD], str) and hmac.compare_digest(data[CHECKSUM_FIELD], checksum(data))
+        isinstance(data[CHECKSUM_FIELD], str)
+        and hmac.compare_digest(data[CHECKSUM_FIELD].encode("utf-8"), checksum(data).encode("ascii"))
     ):
         raise DamagedVault(f"{damaged} (its checksum does not match its contents).")
     if data.get("format") != FORMAT_MARKER:

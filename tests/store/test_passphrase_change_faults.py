@@ -154,9 +154,10 @@ def test_change_with_record_db_locked_by_another_process_is_all_or_nothing(vault
         assert working(vault_dir) == [NEW]
         the_entry(vault_dir, NEW, EXPECTED_EVENT[how])
     else:
+        # Failure must mean the old passphrase is still the one (then: one sentence).
+        assert working(vault_dir) == [OLD]
         sentence = one_sentence(result.stderr)
         assert "record.db" in sentence and "nothing was changed" in sentence
-        assert working(vault_dir) == [OLD]
 
 
 @pytest.mark.parametrize("how", ["passwd", "recover"])
@@ -170,9 +171,9 @@ def test_change_with_record_db_damaged_changes_nothing(vault_dir, tmp_path, how)
     before = folder_snapshot(vault_dir)
     result = change(vault_dir, how, recovery, tmp_path)
     assert result.returncode != 0
-    assert "record.db" in one_sentence(result.stderr)
     assert folder_snapshot(vault_dir) == before
     assert working(vault_dir) == [OLD]
+    assert "record.db" in one_sentence(result.stderr)
 
 
 # A real `notewell` command whose rename of vault.json is followed by a pause: the test then

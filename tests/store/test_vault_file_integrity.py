@@ -97,6 +97,8 @@ FIELDS = {
     "device-name": ("device", "name"),
     "created-at": ("created_at",),
     "format-version": ("format_version",),
+    "mac": ("mac",),
+    "checksum": ("checksum",),
 }
 
 
@@ -209,13 +211,34 @@ def test_a_version_bump_with_a_valid_checksum_is_a_newer_format(vault_dir):
         Vault.open(vault_dir, VAULT_PASSPHRASE)
 
 
-def test_check_reports_vault_json_damaged_while_the_vault_is_open(vault_dir):
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda folder: flip_field(folder, ("recovery_wrap", "ciphertext")),
+        lambda folder: reseal_checksum(
+            folder, lambda d: d["recovery_wrap"].update(salt=_flip(d["recovery_wrap"]["salt"]))
+        ),
+    ],
+    ids=["flipped", "edited-with-checksum"],
+)
+def test_check_reports_vault_json_damaged_while_the_vault_is_open(vault_dir, damage):
     make_vault(vault_dir)
     with Vault.open(vault_dir, VAULT_PASSPHRASE) as vault:
         assert vault.check() == []
-        flip_field(vault_dir, ("recovery_wrap", "ciphertext"))
+        damage(vault_dir)
         problems = vault.check()
     assert any("vault.json" in p and "damaged" in p for p in problems), problems
+
+
+def test_a_checksum_with_foreign_characters_is_damage(vault_dir):
+    make_vault(vault_dir)
+    data = read_json(vault_dir)
+    data["checksum"] = "sha256:" + "\u00e9" * 64
+    (vault_dir / "vault.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    before = folder_snapshot(vault_dir)
+    with pytest.raises(DamagedVault, match="checksum"):
+        Vault.open(vault_dir, VAULT_PASSPHRASE)
+    assert folder_snapshot(vault_dir) == before
 
 
 # --- the device id is never silently rewritten ----------------------------------------------

@@ -618,7 +618,7 @@ def test_passwd_that_cannot_write_changes_nothing(vault_dir):
 
 PASSWD_IN_CHILD = """
     import os, sys, time
-    from store.vault import Vault
+    from store.vault import KdfParams, Vault
 
     pause_at = sys.argv[2]
     real_replace = os.replace
@@ -635,7 +635,9 @@ PASSWD_IN_CHILD = """
 
     os.replace = replace
     print("ready", flush=True)
-    Vault.change_passphrase(sys.argv[1], os.environ["OLD"], os.environ["NEW"])
+    # The fast KDF keeps every step of the change within the kill delays below.
+    fast = KdfParams(memory_kib=8192, time_cost=1, parallelism=1)
+    Vault.change_passphrase(sys.argv[1], os.environ["OLD"], os.environ["NEW"], kdf=fast)
     print("done", flush=True)
 """
 

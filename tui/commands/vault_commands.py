@@ -34,7 +34,7 @@ def register(sub) -> None:
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("check", help="check both databases and the record's consistency")
+    p = sub.add_parser("check", help="check vault.json, both databases and the record's consistency")
     p.add_argument(
         "--show-conflicts",
         action="store_true",
@@ -180,7 +180,7 @@ def cmd_check(args) -> int:
                 file=sys.stderr,
             )
         return 1
-    print("Vault is healthy: both databases pass their integrity checks and settings.")
+    print("Vault is healthy: vault.json and both databases pass their integrity checks and settings.")
     return 0
 
 
