@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -306,6 +307,39 @@ def test_a_first_format_vault_json_opens_and_is_upgraded(vault_dir):
     assert (vault_dir / "vault.json").read_bytes() == raw
     Vault.recover(vault_dir, recovery, NEW_PASSPHRASE).close()
     Vault.open(vault_dir, NEW_PASSPHRASE).close()
+
+
+FIRST_FORMAT_VAULT = Path(__file__).parent / "data" / "vault_format1"
+FIRST_FORMAT_PASSPHRASE = "first format passphrase"
+FIRST_FORMAT_RECOVERY = "I42VQUJ-EHPLG4U-GVQKPMK-74NZE5O-NWW7BR5-QEGN5ZV-RBVBLF5-UH6XO3A"
+
+
+def test_a_vault_written_by_the_first_format_opens_and_is_upgraded(tmp_path):
+    """A vault as the previous version wrote it (kept in tests/store/data)."""
+    folder = tmp_path / "old"
+    shutil.copytree(FIRST_FORMAT_VAULT, folder, ignore=shutil.ignore_patterns("README.md"))
+    old = read_json(folder)
+    assert old["format_version"] == 1 and "mac" not in old
+
+    before = folder_snapshot(folder)
+    with pytest.raises(WrongPassphrase):
+        Vault.open(folder, "not the passphrase at all")
+    assert folder_snapshot(folder) == before
+
+    with Vault.open(folder, FIRST_FORMAT_PASSPHRASE) as vault:
+        assert vault.device_id == old["device"]["id"] == vault.identity.device_id
+        upgrades = [e for e in vault.audit.entries() if e.event == "vault_file_upgraded"]
+        assert [e.details["device_id_changed"] for e in upgrades] == [False]
+        assert vault.audit.verify().ok
+        assert vault.check() == []
+    new = read_json(folder)
+    assert new["format_version"] == 2 and new["mac"] and new["checksum"]
+    for key in ("vault_id", "created_at", "device", "passphrase_wrap", "recovery_wrap"):
+        assert new[key] == old[key], key
+
+    assert notewell(folder, "check", env={"NOTEWELL_PASSPHRASE": FIRST_FORMAT_PASSPHRASE}).returncode == 0
+    Vault.recover(folder, FIRST_FORMAT_RECOVERY, NEW_PASSPHRASE).close()
+    Vault.open(folder, NEW_PASSPHRASE).close()
 
 
 def test_an_upgraded_vault_json_cannot_be_swapped_back_for_the_first_format(vault_dir):
