@@ -137,7 +137,7 @@ class VaultFile:
 
 
 def wrap_digest(wrap: Wrap) -> str:
-    """A short fingerprint of one wrap as written, to recognise it later."""
+    """A fingerprint of one wrap as written, to recognise it later (SHA-256 hex)."""
     return hashlib.sha256(canonical(_wrap_to_json(wrap))).hexdigest()
 
 
