@@ -73,6 +73,7 @@ class Event(str, Enum):
     UNLOCK_FAILURES = "unlock_failures"
     PASSPHRASE_CHANGED = "passphrase_changed"
     VAULT_RECOVERED = "vault_recovered"
+    VAULT_FILE_UPGRADED = "vault_file_upgraded"
     NOTE_SIGNED = "note_signed"
     ADDENDUM_ADDED = "addendum_added"
     ENTERED_IN_ERROR = "entered_in_error"
@@ -89,6 +90,7 @@ EVENT_LABELS = {
     Event.UNLOCK_FAILURES: "failed unlock attempts",
     Event.PASSPHRASE_CHANGED: "passphrase changed",
     Event.VAULT_RECOVERED: "vault recovered with the recovery key",
+    Event.VAULT_FILE_UPGRADED: "vault.json upgraded to an authenticated format",
     Event.NOTE_SIGNED: "note signed",
     Event.ADDENDUM_ADDED: "addendum added",
     Event.ENTERED_IN_ERROR: "note marked entered in error",

@@ -32,6 +32,7 @@ NONCE_BYTES = 12
 RECORD_DB_INFO = b"notewell record.db v1"
 PRIVATE_DB_INFO = b"notewell private.db v1"
 RECOVERY_WRAP_INFO = b"notewell recovery wrap v1"
+VAULT_FILE_MAC_INFO = b"notewell vault.json mac v1"
 
 MIN_PASSPHRASE_CHARS = 8
 
@@ -130,6 +131,11 @@ def recovery_kek(recovery: bytes | bytearray, salt: bytes) -> bytearray:
 def database_key(master: bytes | bytearray, info: bytes) -> bytearray:
     """The raw SQLCipher key of one database; distinct labels give unrelated keys."""
     return hkdf(master, info)
+
+
+def vault_file_key(master: bytes | bytearray) -> bytearray:
+    """The key of vault.json's MAC: only someone holding the master key can vouch for it."""
+    return hkdf(master, VAULT_FILE_MAC_INFO)
 
 
 def wrap(kek: bytes | bytearray, secret: bytes | bytearray, aad: bytes) -> tuple[bytes, bytes]:

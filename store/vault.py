@@ -9,6 +9,7 @@ A Vault holds SQLite connections, which are bound to the thread that opened them
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -23,6 +24,7 @@ import sqlcipher3
 from store import keys, vaultfile
 from store.database import (
     SIDE_FILES,
+    WriteTransactions,
     checkpoint_and_close,
     integrity_problems,
     open_database,
@@ -30,6 +32,7 @@ from store.database import (
 )
 from store.errors import (
     DamagedVault,
+    NotewellError,
     ValidationFailed,
     VaultError,
     VaultExists,
@@ -47,18 +50,35 @@ if TYPE_CHECKING:
     from store.private import PrivateStore
     from store.record import RecordStore
 
-__all__ = ["KdfParams", "SearchResults", "Vault"]
+__all__ = ["KdfParams", "PassphraseChanged", "SearchResults", "Vault"]
 
 RECORD_DB = "record.db"
 PRIVATE_DB = "private.db"
 MAX_DEVICE_NAME = 100
 
 _SETTINGS_KEY = "clinician"
+# local_settings rows kept for vault.json (see `Vault._after_unlock`):
+# the format vault.json has reached, so it cannot be swapped back for an unauthenticated one;
+_FILE_FORMAT_KEY = "vault_file_format"
+# a passphrase change under way: written before vault.json is switched, removed with the
+# audit entry; the next unlock writes the entry if the switch happened and the entry did not.
+_PENDING_CHANGE_KEY = "passphrase_change_pending"
 # A local (never synced) table of record.db; created outside RecordStore's migrations so
 # that user_version stays RecordStore's to manage.
 _LOCAL_SETTINGS_DDL = (
     "CREATE TABLE IF NOT EXISTS local_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 )
+
+
+@dataclass(frozen=True)
+class PassphraseChanged:
+    """The outcome of a passphrase change: always made when returned.
+
+    `audit_pending`: its audit entry could not be written just now (record.db was busy or
+    could not be written); the next unlock of the vault writes it.
+    """
+
+    audit_pending: bool = False
 
 
 @dataclass
@@ -112,6 +132,43 @@ def _unwrap_with_recovery(vf: vaultfile.VaultFile, secret: bytearray) -> bytearr
     return master
 
 
+def _rewrap_params(vf: vaultfile.VaultFile, kdf: KdfParams | None) -> KdfParams:
+    """The cost of a new passphrase wrap: never below today's defaults, whatever vault.json
+    says (one edit to the file must not make every later guess cheap)."""
+    if kdf is not None:
+        return kdf
+    default, current = KdfParams(), vf.passphrase_wrap.kdf
+    assert current is not None
+    return KdfParams(
+        memory_kib=max(default.memory_kib, current.memory_kib),
+        time_cost=max(default.time_cost, current.time_cost),
+        parallelism=max(default.parallelism, current.parallelism),
+    )
+
+
+_ALTERED = (
+    "The vault's vault.json is damaged or was altered (its authentication code does not "
+    "match its contents)."
+)
+_OTHER_DEVICE = (
+    "The vault's vault.json names a different device than the sync certificate in record.db "
+    "(one of them is damaged or was altered)."
+)
+_DOWNGRADED = (
+    "The vault's vault.json was replaced by an older, unauthenticated form of it (it is "
+    "damaged or was altered)."
+)
+
+
+def _record_busy(e: sqlcipher3.OperationalError) -> VaultError:
+    if "locked" in str(e) or "busy" in str(e):
+        return VaultError(
+            "The vault's record.db is in use by another program; nothing was changed. "
+            "Try again when it has finished."
+        )
+    return VaultError(f"The vault's record.db cannot be written ({e}); nothing was changed.")
+
+
 def _require_databases(path: Path) -> None:
     for name in (RECORD_DB, PRIVATE_DB):
         if not (path / name).is_file():
@@ -129,9 +186,16 @@ class Vault:
         record_conn: sqlcipher3.Connection,
         private_conn: sqlcipher3.Connection,
         audit_key: bytearray,
+        file_key: bytearray,
     ) -> None:
         self.path = path
         self._audit_key = audit_key
+        # vault.json as it is on disk (format, wraps, device), and its MAC key.
+        self._vf = vf
+        self._file_key = file_key
+        # Set by `recover` when the new passphrase is in place but its audit entry is
+        # still due (written at the next unlock).
+        self.passphrase_audit_pending = False
         self._audit: AuditLog | None = None
         self.vault_id = vf.vault_id
         self.device_id = vf.device_id
@@ -195,7 +259,7 @@ class Vault:
         master = keys.random_key()
         recovery_secret, recovery_text = keys.new_recovery_key()
         aad = vaultfile.wrap_aad
-        version = vaultfile.FORMAT_VERSION
+        version = vaultfile.WRAP_FORMAT
         try:
             passphrase_wrap = _new_passphrase_wrap(
                 aad(vault_id, version, vaultfile.PASSPHRASE), master, passphrase, kdf
@@ -231,6 +295,7 @@ class Vault:
         conns: list[sqlcipher3.Connection] = []
         db_keys = _database_keys(master)
         audit_key = bytearray(derive_audit_key(bytes(master)))
+        file_key = keys.vault_file_key(master)
         keys.wipe(master)
         try:
             for name, key in zip((RECORD_DB, PRIVATE_DB), db_keys):
@@ -244,26 +309,28 @@ class Vault:
                 RecordStore(conns[0], device_id=identity.device_id, settings=lambda: settings), identity
             )
             AuditLog(conns[0], bytes(audit_key)).append(Event.VAULT_CREATED, device_name=device_name)
+            with WriteTransactions(conns[0]):
+                _put_local_setting(conns[0], _FILE_FORMAT_KEY, str(vf.format_version))
             # vault.json last: its presence marks a complete vault.
-            vaultfile.write_new(path, vf)
+            vaultfile.write_new(path, vf, file_key)
         except BaseException as e:
             for conn in conns:
                 conn.close()
             for p in made:
                 for suffix in ("", *SIDE_FILES):
                     Path(f"{p}{suffix}").unlink(missing_ok=True)
-            _remove_if_ours(path / vaultfile.FILE_NAME, vf.to_bytes())
+            _remove_if_ours(path / vaultfile.FILE_NAME, vf.to_bytes(file_key))
             if created_dir:
                 try:
                     path.rmdir()
                 except OSError:
                     pass
-            for key in (*db_keys, audit_key):
+            for key in (*db_keys, audit_key, file_key):
                 keys.wipe(key)
             if isinstance(e, OSError):
                 raise VaultError(f"Cannot create the vault at {path}: {e.strerror}.") from None
             raise
-        return cls(path, vf, db_keys, conns[0], conns[1], audit_key), recovery_text
+        return cls(path, vf, db_keys, conns[0], conns[1], audit_key, file_key), recovery_text
 
     @classmethod
     def open(cls, path: Path, passphrase: str) -> Vault:
@@ -281,29 +348,161 @@ class Vault:
             # written to the audit trail at the next successful unlock in this process.
             note_unlock_failure(path)
             raise
-        vault = cls._open_with_master(path, vf, master)
+        vault = cls._unlock(path, vf, master)
         try:
-            vaultfile.remove_stale_tmp(path)
-        except OSError:
-            pass  # harmless: readers ignore it and the next write replaces it
-        try:
-            vault._upgrade_identity(vf)
             vault.audit.flush_unlock_failures(path)
         except BaseException:
             vault.close()
             raise
         return vault
 
-    def _upgrade_identity(self, vf: vaultfile.VaultFile) -> None:
-        """A vault made before device certificates gets one; its device id becomes the
-        certificate's fingerprint, recorded in vault.json."""
-        identity = ensure_identity(self.record, self.device_name)
-        if identity.device_id != vf.device_id:
-            vf.device_id = identity.device_id
-            vaultfile.replace(self.path, vf)
+    @classmethod
+    def _unlock(cls, path: Path, vf: vaultfile.VaultFile, master: bytearray) -> Vault:
+        """What every unlock does once a wrap has opened (and wipes `master`): vault.json's
+        MAC, both databases verified and opened, then what vault.json and record.db must
+        agree on (`_after_unlock`)."""
+        file_key = keys.vault_file_key(master)
+        if vf.authenticated and not vf.mac_matches(file_key):
+            keys.wipe(master)
+            keys.wipe(file_key)
+            raise DamagedVault(_ALTERED)
+        vault = cls._open_with_master(path, vf, master, file_key)
+        try:
+            vault._after_unlock()
+        except sqlcipher3.OperationalError as e:
+            vault.close()
+            raise _record_busy(e) from None
+        except BaseException:
+            vault.close()
+            raise
+        return vault
+
+    def _after_unlock(self) -> None:
+        """vault.json and record.db agree on the file's format (it is never swapped back for
+        the unauthenticated first format), on this device's id (its certificate's
+        fingerprint), and on the passphrase changes the audit trail records. Nothing is
+        written unless something is due; nothing is ever quietly corrected."""
+        conn = self.record_conn
+        reached = _get_local_setting(conn, _FILE_FORMAT_KEY)
+        if not self._vf.authenticated and reached is not None and reached != str(self._vf.format_version):
+            # Another program may have upgraded it since we read it: only its MAC can say.
+            again = vaultfile.read(self.path)
+            if not (again.authenticated and again.mac_matches(self._file_key)):
+                raise DamagedVault(_DOWNGRADED)
+            self._vf = again
+        vf = self._vf
+        if vf.authenticated:
+            identity = load_identity(self.record)
+            if identity is None or identity.device_id != vf.device_id:
+                raise DamagedVault(_OTHER_DEVICE)
+            if identity.name != vf.device_name:
+                ensure_identity(self.record, vf.device_name)
+            if reached is None:
+                # A crash between the upgrade's rename and its commit; or a create's.
+                with WriteTransactions(conn):
+                    _put_local_setting(conn, _FILE_FORMAT_KEY, str(vf.format_version))
+        else:
+            self._upgrade_file()
+        self._settle_pending_change()
+        try:
+            vaultfile.remove_stale_tmp(self.path)
+        except OSError:
+            pass  # harmless: readers ignore it and the next write replaces it
+
+    def _upgrade_file(self) -> None:
+        """The first unlock of a first-format vault.json: adopt the device id of the
+        certificate in record.db (a vault made before certificates had a random one, and
+        the certificate is the one sync knows), write the authenticated format, and say so
+        in the audit trail. If the file cannot be written now, the next unlock tries again."""
+        old = self._vf
+        identity = ensure_identity(self.record, old.device_name)
+        new = dataclasses.replace(
+            old, format_version=vaultfile.FORMAT_VERSION, device_id=identity.device_id,
+            mac=None, signed_fields=None,
+        )
+        conn = self.record_conn
+        try:
+            with WriteTransactions(conn):
+                self.audit.append(
+                    Event.VAULT_FILE_UPGRADED,
+                    from_format=old.format_version,
+                    to_format=new.format_version,
+                    device_id_changed=identity.device_id != old.device_id,
+                )
+                _put_local_setting(conn, _FILE_FORMAT_KEY, str(new.format_version))
+                vaultfile.replace(self.path, new, self._file_key)
+        except (VaultError, sqlcipher3.OperationalError):
+            # A read-only folder, a full disk or a busy record.db: the vault opens as
+            # before, and the next unlock upgrades it.
+            new = dataclasses.replace(old, device_id=identity.device_id)
+        self._vf = new
+        if identity.device_id != self.device_id:
             self.device_id = identity.device_id
             self._record = None  # rebuilt with the new device id
             self._private = None
+
+    def _settle_pending_change(self) -> None:
+        """Write the audit entry of a passphrase change that reached vault.json but not the
+        audit trail (killed in between, or record.db was busy); drop one that never
+        reached vault.json."""
+        conn = self.record_conn
+        if _get_local_setting(conn, _PENDING_CHANGE_KEY) is None:
+            return
+        try:
+            with WriteTransactions(conn):
+                raw = _get_local_setting(conn, _PENDING_CHANGE_KEY)
+                pending = _parse_pending(raw)
+                if pending is not None and pending["wrap"] == vaultfile.wrap_digest(self._vf.passphrase_wrap):
+                    self.audit.append(pending["event"], changed_at=pending["at"], recorded_late=True)
+                _delete_local_setting(conn, _PENDING_CHANGE_KEY)
+        except sqlcipher3.OperationalError:
+            pass  # busy now: still due, and the next unlock tries again
+
+    def _switch_passphrase(self, new_wrap: vaultfile.Wrap, event: Event) -> bool:
+        """Put a new passphrase wrap in place with its audit entry.
+
+        VaultError, and nothing changed, if that cannot be done. Otherwise the new
+        passphrase is in effect: True with its audit entry written, False with the entry
+        still due (the next unlock writes it, from the note made before the switch).
+        A crash at any point leaves exactly one passphrase working.
+        """
+        conn = self.record_conn
+        new = dataclasses.replace(self._vf, passphrase_wrap=new_wrap, mac=None, signed_fields=None)
+        note = json.dumps(
+            {
+                "wrap": vaultfile.wrap_digest(new_wrap),
+                "event": event.value,
+                "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+        )
+        # Written first: the step most likely to fail (a full disk) then changes nothing.
+        tmp = vaultfile.prepare(self.path, new, self._file_key)
+        try:
+            with WriteTransactions(conn):
+                _put_local_setting(conn, _PENDING_CHANGE_KEY, note)
+        except BaseException as e:
+            vaultfile.discard(tmp)
+            if isinstance(e, sqlcipher3.OperationalError):
+                raise _record_busy(e) from None
+            raise
+        try:
+            vaultfile.put_in_place(self.path, tmp)
+        except BaseException:
+            # Not switched. The note would be dropped at the next unlock anyway.
+            try:
+                with WriteTransactions(conn):
+                    _delete_local_setting(conn, _PENDING_CHANGE_KEY)
+            except sqlcipher3.Error:
+                pass
+            raise
+        self._vf = new
+        try:
+            with WriteTransactions(conn):
+                self.audit.append(event)
+                _delete_local_setting(conn, _PENDING_CHANGE_KEY)
+        except sqlcipher3.Error:
+            return False
+        return True
 
     @property
     def identity(self) -> DeviceIdentity:
@@ -314,7 +513,9 @@ class Vault:
         return identity
 
     @classmethod
-    def _open_with_master(cls, path: Path, vf: vaultfile.VaultFile, master: bytearray) -> Vault:
+    def _open_with_master(
+        cls, path: Path, vf: vaultfile.VaultFile, master: bytearray, file_key: bytearray
+    ) -> Vault:
         db_keys = _database_keys(master)
         audit_key = bytearray(derive_audit_key(bytes(master)))
         keys.wipe(master)
@@ -339,10 +540,10 @@ class Vault:
         except BaseException:
             for conn in conns:
                 checkpoint_and_close(conn)
-            for key in (*db_keys, audit_key):
+            for key in (*db_keys, audit_key, file_key):
                 keys.wipe(key)
             raise
-        return cls(path, vf, db_keys, conns[0], conns[1], audit_key)
+        return cls(path, vf, db_keys, conns[0], conns[1], audit_key, file_key)
 
     @classmethod
     def recover(
@@ -350,8 +551,10 @@ class Vault:
     ) -> Vault:
         """Set a new passphrase with the recovery key and open the vault.
 
-        The databases are verified before vault.json is rewritten, so a failure changes
-        nothing. The recovery key stays valid.
+        vault.json and both databases are checked before vault.json is rewritten, so a
+        failure changes nothing. The recovery key stays valid. If the new passphrase is in
+        place but its audit entry could not be written yet, `passphrase_audit_pending` is
+        set on the returned vault (the next unlock writes the entry).
         """
         path = Path(path).expanduser()
         _check_passphrase(new_passphrase)
@@ -370,16 +573,19 @@ class Vault:
         finally:
             keys.wipe(secret)
         try:
-            new_wrap = _new_passphrase_wrap(
-                vf.aad(vaultfile.PASSPHRASE), master, new_passphrase, kdf or vf.passphrase_wrap.kdf
-            )
-            vault = cls._open_with_master(path, vf, bytearray(master))
+            vault = cls._unlock(path, vf, bytearray(master))
+            try:
+                new_wrap = _new_passphrase_wrap(
+                    vault._vf.aad(vaultfile.PASSPHRASE), master, new_passphrase,
+                    _rewrap_params(vault._vf, kdf),
+                )
+            except BaseException:
+                vault.close()
+                raise
         finally:
             keys.wipe(master)
         try:
-            vf.passphrase_wrap = new_wrap
-            vaultfile.replace(path, vf)
-            vault.audit.append(Event.VAULT_RECOVERED)
+            vault.passphrase_audit_pending = not vault._switch_passphrase(new_wrap, Event.VAULT_RECOVERED)
         except BaseException:
             vault.close()
             raise
@@ -388,12 +594,15 @@ class Vault:
     @staticmethod
     def change_passphrase(
         path: Path, old: str, new: str, *, kdf: KdfParams | None = None
-    ) -> None:
-        """Re-wrap the master key under `new`. Atomic: afterwards exactly one of the two
-        passphrases opens the vault, even if the process is killed half-way."""
+    ) -> PassphraseChanged:
+        """Re-wrap the master key under `new`: either it is changed (and the result says
+        whether its audit entry is still due) or an error says why and nothing changed.
+        vault.json and both databases are checked first. Atomic: afterwards exactly one of
+        the two passphrases opens the vault, even if the process is killed half-way."""
         path = Path(path).expanduser()
         _check_passphrase(new)
         vf = vaultfile.read(path)
+        _require_databases(path)
         if not isinstance(old, str):
             raise WrongPassphrase()
         try:
@@ -402,19 +611,25 @@ class Vault:
             note_unlock_failure(path)
             raise
         try:
-            vf.passphrase_wrap = _new_passphrase_wrap(
-                vf.aad(vaultfile.PASSPHRASE), master, new, kdf or vf.passphrase_wrap.kdf
-            )
-            vaultfile.replace(path, vf)
-            # The change is made; recording it opens the record (verified like any unlock).
-            vault = Vault._open_with_master(path, vf, bytearray(master))
+            vault = Vault._unlock(path, vf, bytearray(master))
+            try:
+                new_wrap = _new_passphrase_wrap(
+                    vault._vf.aad(vaultfile.PASSPHRASE), master, new, _rewrap_params(vault._vf, kdf)
+                )
+            except BaseException:
+                vault.close()
+                raise
         finally:
             keys.wipe(master)
         try:
-            vault.audit.flush_unlock_failures(path)
-            vault.audit.append(Event.PASSPHRASE_CHANGED)
+            try:
+                vault.audit.flush_unlock_failures(path)
+            except sqlcipher3.OperationalError as e:
+                raise _record_busy(e) from None
+            audited = vault._switch_passphrase(new_wrap, Event.PASSPHRASE_CHANGED)
         finally:
             vault.close()
+        return PassphraseChanged(audit_pending=not audited)
 
     @property
     def closed(self) -> bool:
@@ -433,7 +648,7 @@ class Vault:
                 if conn is not None:
                     checkpoint_and_close(conn)
         finally:
-            for key in (*self._db_keys, self._audit_key):
+            for key in (*self._db_keys, self._audit_key, self._file_key):
                 keys.wipe(key)
             self._db_keys = []
 
@@ -522,8 +737,10 @@ class Vault:
         )
 
     def check(self) -> list[str]:
-        """Problems found in both databases and by the stores' own checks; [] if healthy."""
-        problems = [f"{RECORD_DB}: {p}" for p in integrity_problems(self.record_conn)]
+        """Problems found in vault.json, both databases and by the stores' own checks;
+        [] if healthy."""
+        problems = self._vault_file_problems()
+        problems += [f"{RECORD_DB}: {p}" for p in integrity_problems(self.record_conn)]
         problems += [f"{PRIVATE_DB}: {p}" for p in integrity_problems(self.private_conn)]
         try:
             record = self.record
@@ -536,6 +753,25 @@ class Vault:
             if callable(store_check):
                 problems += list(store_check())
         return problems
+
+    def _vault_file_problems(self) -> list[str]:
+        """vault.json as it is on disk now: its checksum, its MAC and its device id."""
+        try:
+            on_disk = vaultfile.read(self.path)
+        except NotewellError as e:
+            return [f"{vaultfile.FILE_NAME}: {e.message}"]
+        if not on_disk.authenticated:
+            return [
+                f"{vaultfile.FILE_NAME}: it is still in the first format, without a checksum "
+                "or authentication code (the upgrade could not be written; it is tried at "
+                "every unlock)."
+            ]
+        if not on_disk.mac_matches(self._file_key):
+            return [f"{vaultfile.FILE_NAME}: {_ALTERED}"]
+        identity = load_identity(self.record)
+        if identity is None or identity.device_id != on_disk.device_id:
+            return [f"{vaultfile.FILE_NAME}: {_OTHER_DEVICE}"]
+        return []
 
     def _private_store_if_available(self) -> PrivateStore | None:
         try:
@@ -599,6 +835,38 @@ def _write_settings(conn: sqlcipher3.Connection, settings: ClinicianSettings) ->
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _get_local_setting(conn: sqlcipher3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM local_settings WHERE key = ?", (key,)).fetchone()
+    return None if row is None else row[0]
+
+
+def _put_local_setting(conn: sqlcipher3.Connection, key: str, value: str) -> None:
+    """Inside the caller's write transaction."""
+    conn.execute(
+        "INSERT INTO local_settings (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def _delete_local_setting(conn: sqlcipher3.Connection, key: str) -> None:
+    conn.execute("DELETE FROM local_settings WHERE key = ?", (key,))
+
+
+def _parse_pending(raw: str | None) -> dict | None:
+    """A pending passphrase change as noted by `_switch_passphrase`; None if unreadable."""
+    try:
+        data = json.loads(raw or "")
+        event = Event(data["event"])
+        if event not in (Event.PASSPHRASE_CHANGED, Event.VAULT_RECOVERED):
+            return None
+        if not isinstance(data["wrap"], str) or not isinstance(data["at"], str):
+            return None
+        return {"wrap": data["wrap"], "event": event, "at": data["at"]}
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _read_settings(conn: sqlcipher3.Connection) -> ClinicianSettings:

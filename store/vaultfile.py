@@ -2,6 +2,19 @@
 device ids, the device's name, the KDF parameters and salts, and the two wrapped copies of
 the master key.
 
+From format 2 on, the file vouches for itself twice (docs/security.md has the table):
+
+- `checksum`: SHA-256 over the canonical encoding of every other field. It needs no key, so
+  damage is told apart from a wrong passphrase before any key is derived. Anyone can
+  recompute it: it catches accidents, not intent.
+- `mac`: HMAC-SHA256 over the canonical encoding of every field but itself and the checksum,
+  under a key derived from the master key (`keys.vault_file_key`). Checked after every
+  unwrap, and by `check`: a deliberate edit cannot be made to pass it.
+
+Format 1 (no checksum, no MAC) is still read; the first successful unlock upgrades it. Every
+later format keeps the checksum field as it is, so an older Notewell can tell a newer file
+from a damaged one.
+
 Every write goes through a temporary file that is fsynced and then renamed over (or, for a
 new vault, hard-linked into place so an existing vault.json is never replaced), followed by
 an fsync of the folder. A crash therefore leaves either the old file or the new one, never a
@@ -13,28 +26,53 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
+import hashlib
+import hmac
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from store.audit import canonical
 from store.errors import DamagedVault, NewerVaultFormat, NotAVault, VaultError, VaultExists
 from store.keys import KdfParams
 
 FILE_NAME = "vault.json"
 TMP_NAME = "vault.json.tmp"
 FORMAT_MARKER = "notewell-vault"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# The first format: no checksum and no MAC. Read, and upgraded at the first unlock.
+FIRST_FORMAT = 1
+# The version named in a wrap's associated data. It is not the file's format: an upgrade of
+# the file leaves both wraps as they are (the recovery key is not at hand to remake one).
+WRAP_FORMAT = 1
 # Far more than any vault.json we write; a bigger file is not ours and is not read whole.
 MAX_BYTES = 64 * 1024
 
 PASSPHRASE = "passphrase"
 RECOVERY = "recovery"
 
+CHECKSUM_FIELD = "checksum"
+MAC_FIELD = "mac"
+_CHECKSUM_PREFIX = "sha256:"
+_MAC_LABEL = b"notewell vault.json\0"
+
 
 def wrap_aad(vault_id: str, format_version: int, purpose: str) -> bytes:
     """Associated data of a wrap: a wrapped key only opens in its own vault, format and role."""
     return f"{FORMAT_MARKER}\0{format_version}\0{vault_id}\0{purpose}".encode()
+
+
+def checksum(data: dict) -> str:
+    """The unkeyed checksum of every field of `data` but the checksum itself."""
+    body = {k: v for k, v in data.items() if k != CHECKSUM_FIELD}
+    return _CHECKSUM_PREFIX + hashlib.sha256(canonical(body)).hexdigest()
+
+
+def mac(data: dict, file_key: bytes | bytearray) -> bytes:
+    """The MAC of every field of `data` but the MAC and the checksum."""
+    body = {k: v for k, v in data.items() if k not in (CHECKSUM_FIELD, MAC_FIELD)}
+    return hmac.new(bytes(file_key), _MAC_LABEL + canonical(body), hashlib.sha256).digest()
 
 
 @dataclass
@@ -56,12 +94,22 @@ class VaultFile:
     passphrase_wrap: Wrap
     recovery_wrap: Wrap
     format_version: int = FORMAT_VERSION
+    # As read from disk (format 2 on): the MAC, and the fields it was computed over exactly
+    # as they were in the file. Both follow from the fields above, so they are not compared.
+    mac: bytes | None = field(default=None, compare=False, repr=False)
+    signed_fields: dict | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether this format carries a checksum and a MAC (the first one does not)."""
+        return self.format_version > FIRST_FORMAT
 
     def aad(self, purpose: str) -> bytes:
-        return wrap_aad(self.vault_id, self.format_version, purpose)
+        return wrap_aad(self.vault_id, WRAP_FORMAT, purpose)
 
-    def to_bytes(self) -> bytes:
-        data = {
+    def fields(self) -> dict:
+        """Every field but the MAC and the checksum, in the order they are written."""
+        return {
             "format": FORMAT_MARKER,
             "format_version": self.format_version,
             "vault_id": self.vault_id,
@@ -70,7 +118,27 @@ class VaultFile:
             "passphrase_wrap": _wrap_to_json(self.passphrase_wrap),
             "recovery_wrap": _wrap_to_json(self.recovery_wrap),
         }
+
+    def mac_matches(self, file_key: bytes | bytearray) -> bool:
+        """Whether the MAC read from disk vouches for the fields read from disk."""
+        if self.mac is None or self.signed_fields is None:
+            return False
+        return hmac.compare_digest(self.mac, mac(self.signed_fields, file_key))
+
+    def to_bytes(self, file_key: bytes | bytearray | None = None) -> bytes:
+        """The file's bytes; from format 2 on `file_key` is needed for the MAC."""
+        data = self.fields()
+        if self.authenticated:
+            if file_key is None:
+                raise ValueError("writing this vault.json format needs the vault's file key")
+            data[MAC_FIELD] = mac(data, file_key).hex()
+            data[CHECKSUM_FIELD] = checksum(data)
         return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def wrap_digest(wrap: Wrap) -> str:
+    """A fingerprint of one wrap as written, to recognise it later (SHA-256 hex)."""
+    return hashlib.sha256(canonical(_wrap_to_json(wrap))).hexdigest()
 
 
 def _b64(data: bytes) -> str:
@@ -116,25 +184,40 @@ def _text(value: object) -> str:
 
 
 def parse(raw: bytes) -> VaultFile:
-    """NotAVault for a file that is not ours, DamagedVault for ours but unreadable,
-    NewerVaultFormat for one written by a newer version."""
+    """NotAVault for a file that is not ours, DamagedVault for ours but unreadable or damaged,
+    NewerVaultFormat for one written by a newer version. Needs no key."""
+    damaged = "The vault's vault.json is damaged"
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        raise DamagedVault("The vault's vault.json is damaged (it is not readable JSON).") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT_MARKER:
+        raise DamagedVault(f"{damaged} (it is not readable JSON).") from None
+    if not isinstance(data, dict):
+        raise NotAVault("This folder's vault.json does not belong to a Notewell vault.")
+    has_checksum = CHECKSUM_FIELD in data
+    # A damaged marker in a file that carries our checksum is damage, not a stranger's file.
+    if data.get("format") != FORMAT_MARKER and not (has_checksum and "passphrase_wrap" in data):
+        raise NotAVault("This folder's vault.json does not belong to a Notewell vault.")
+    # The checksum first, before any field is believed (the version included).
+    if has_checksum and not (
+        isinstance(data[CHECKSUM_FIELD], str)
+        and hmac.compare_digest(data[CHECKSUM_FIELD].encode("utf-8"), checksum(data).encode("ascii"))
+    ):
+        raise DamagedVault(f"{damaged} (its checksum does not match its contents).")
+    if data.get("format") != FORMAT_MARKER:
         raise NotAVault("This folder's vault.json does not belong to a Notewell vault.")
     version = data.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise DamagedVault("The vault's vault.json is damaged (its format version is missing).")
+    if not isinstance(version, int) or isinstance(version, bool) or version < FIRST_FORMAT:
+        raise DamagedVault(f"{damaged} (its format version is missing).")
     if version > FORMAT_VERSION:
         raise NewerVaultFormat(
             f"This vault was written by a newer Notewell (format {version}); "
             f"this version reads format {FORMAT_VERSION}. Update Notewell to open it."
         )
+    if version > FIRST_FORMAT and not has_checksum:
+        raise DamagedVault(f"{damaged} (its checksum is missing).")
     try:
         device = data["device"]
-        return VaultFile(
+        vault_file = VaultFile(
             format_version=version,
             vault_id=_text(data["vault_id"]),
             created_at=_text(data["created_at"]),
@@ -143,10 +226,21 @@ def parse(raw: bytes) -> VaultFile:
             passphrase_wrap=_wrap_from_json(data["passphrase_wrap"], argon2=True),
             recovery_wrap=_wrap_from_json(data["recovery_wrap"], argon2=False),
         )
+        if vault_file.authenticated:
+            vault_file.mac = _unhex(data[MAC_FIELD], length=32)
+            vault_file.signed_fields = data
     except (KeyError, TypeError, ValueError, binascii.Error):
-        raise DamagedVault(
-            "The vault's vault.json is damaged (a field is missing or malformed)."
-        ) from None
+        raise DamagedVault(f"{damaged} (a field is missing or malformed).") from None
+    return vault_file
+
+
+def _unhex(text: object, *, length: int) -> bytes:
+    if not isinstance(text, str):
+        raise ValueError("not hex text")
+    raw = bytes.fromhex(text)
+    if len(raw) != length:
+        raise ValueError("wrong length")
+    return raw
 
 
 def read(folder: Path) -> VaultFile:
@@ -206,10 +300,10 @@ def _write_failed(folder: Path, e: OSError) -> VaultError:
     return VaultError(f"Cannot write the vault's vault.json ({e.strerror}); nothing was changed.")
 
 
-def write_new(folder: Path, vault_file: VaultFile) -> None:
+def write_new(folder: Path, vault_file: VaultFile, file_key: bytes | bytearray | None = None) -> None:
     """Write vault.json for a new vault; VaultExists (and nothing changed) if one is there."""
     try:
-        tmp = _write_tmp(folder, vault_file.to_bytes())
+        tmp = _write_tmp(folder, vault_file.to_bytes(file_key))
     except OSError as e:
         raise _write_failed(folder, e) from None
     final = folder / FILE_NAME
@@ -231,15 +325,42 @@ def write_new(folder: Path, vault_file: VaultFile) -> None:
     fsync_dir(folder)
 
 
-def replace(folder: Path, vault_file: VaultFile) -> None:
+def replace(folder: Path, vault_file: VaultFile, file_key: bytes | bytearray | None = None) -> None:
     """Atomically replace vault.json: afterwards it is wholly the old or wholly the new."""
+    put_in_place(folder, prepare(folder, vault_file, file_key))
+
+
+def prepare(folder: Path, vault_file: VaultFile, file_key: bytes | bytearray | None = None) -> Path:
+    """The first half of `replace`: the new file written and fsynced beside the old one.
+    VaultError, and nothing changed, if it cannot be written (a full disk, a read-only
+    folder). Follow with `put_in_place`, or `discard`."""
+    data = vault_file.to_bytes(file_key)
     try:
-        tmp = _write_tmp(folder, vault_file.to_bytes())
+        return _write_tmp(folder, data)
+    except OSError as e:
+        raise _write_failed(folder, e) from None
+
+
+def put_in_place(folder: Path, tmp: Path) -> None:
+    """The second half of `replace`: the rename. VaultError (and the old file untouched)
+    if it fails; returning means every reader now gets the new one."""
+    try:
         os.replace(tmp, folder / FILE_NAME)
     except OSError as e:
-        # A full disk or a read-only folder: the old vault.json is untouched.
         raise _write_failed(folder, e) from None
-    fsync_dir(folder)
+    try:
+        fsync_dir(folder)
+    except OSError:
+        # The rename has happened and is what every reader sees; only a power cut before
+        # the folder reaches the disk could bring the old file (as valid as ever) back.
+        pass
+
+
+def discard(tmp: Path) -> None:
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def remove_stale_tmp(folder: Path) -> None:

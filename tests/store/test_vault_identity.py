@@ -6,7 +6,7 @@ import json
 
 from store import vaultfile
 from store.device_identity import IDENTITY_KEY, fingerprint
-from store.vault import Vault
+from store.vault import _FILE_FORMAT_KEY, Vault
 
 
 def test_new_vault_device_id_is_the_certificate_fingerprint(tmp_path, fast_kdf):
@@ -27,10 +27,14 @@ def test_vault_without_identity_gets_one_on_open(tmp_path, fast_kdf):
     old_id = vault.device_id
     # Make it look like a vault from before device certificates.
     vault.record_conn.execute("DELETE FROM local_kv WHERE key = ?", (IDENTITY_KEY,))
+    vault.record_conn.execute("DELETE FROM local_settings WHERE key = ?", (_FILE_FORMAT_KEY,))
     vault.close()
-    vf = vaultfile.read(path)
-    vf.device_id = "00" * 32
-    vaultfile.replace(path, vf)
+    # vault.json in the first format (no checksum or MAC) with a random device id, as
+    # vaults were written then: the file itself says it may predate certificates.
+    data = json.loads((path / "vault.json").read_text())
+    del data["mac"], data["checksum"]
+    data.update(format_version=1, device={"id": "00" * 32, "name": "home"})
+    (path / "vault.json").write_text(json.dumps(data, indent=2))
 
     vault = Vault.open(path, "identity test passphrase")
     try:
@@ -40,10 +44,13 @@ def test_vault_without_identity_gets_one_on_open(tmp_path, fast_kdf):
     finally:
         vault.close()
     assert vaultfile.read(path).device_id == identity.device_id
+    assert vaultfile.read(path).authenticated
     # And it is stable from then on.
     vault = Vault.open(path, "identity test passphrase")
     try:
         assert vault.device_id == identity.device_id
+        upgrades = [e for e in vault.audit.entries() if e.event == "vault_file_upgraded"]
+        assert [e.details["device_id_changed"] for e in upgrades] == [True]
     finally:
         vault.close()
 

@@ -124,7 +124,12 @@ def test_vault_json_holds_what_the_design_says(vault_dir):
     make_vault(vault_dir)
     data = json.loads((vault_dir / "vault.json").read_text())
     assert data["format"] == "notewell-vault"
-    assert data["format_version"] == 1
+    assert data["format_version"] == 2
+    assert len(bytes.fromhex(data["mac"])) == 32
+    canonical = {k: v for k, v in data.items() if k != "checksum"}
+    assert data["checksum"] == "sha256:" + hashlib.sha256(
+        json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    ).hexdigest()
     assert data["device"]["name"] == DEVICE_NAME
     assert data["passphrase_wrap"]["kdf"]["algorithm"] == "argon2id"
     assert data["passphrase_wrap"]["kdf"]["memory_kib"] == FAST_KDF.memory_kib
@@ -341,9 +346,14 @@ def test_foreign_vault_json_is_not_a_vault(vault_dir, content):
     assert folder_snapshot(vault_dir) == before
 
 
-def _edit_vault_json(folder: Path, edit) -> None:
+def _edit_vault_json(folder: Path, edit, *, reseal: bool = False) -> None:
+    """Edit vault.json; `reseal` recomputes its unkeyed checksum, as a deliberate edit would."""
     data = json.loads((folder / "vault.json").read_text())
     edit(data)
+    if reseal:
+        data.pop("checksum", None)
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        data["checksum"] = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
     (folder / "vault.json").write_text(json.dumps(data))
 
 
@@ -395,7 +405,7 @@ def test_vault_json_with_missing_or_malformed_fields_is_damaged(vault_dir, edit)
 
 def test_newer_format_is_refused(vault_dir):
     make_vault(vault_dir)
-    _edit_vault_json(vault_dir, lambda d: d.update(format_version=2))
+    _edit_vault_json(vault_dir, lambda d: d.update(format_version=3), reseal=True)
     before = folder_snapshot(vault_dir)
     with pytest.raises(NewerVaultFormat):
         Vault.open(vault_dir, VAULT_PASSPHRASE)
@@ -467,14 +477,14 @@ def test_wrapped_key_from_another_vault_does_not_unlock(tmp_path):
     make_vault(a)
     make_vault(b)
     other = json.loads((b / "vault.json").read_text())
-    _edit_vault_json(a, lambda d: d.update(passphrase_wrap=other["passphrase_wrap"]))
+    _edit_vault_json(a, lambda d: d.update(passphrase_wrap=other["passphrase_wrap"]), reseal=True)
     with pytest.raises(WrongPassphrase):
         Vault.open(a, VAULT_PASSPHRASE)
 
 
 def test_changing_the_vault_id_breaks_the_wrap(vault_dir):
     make_vault(vault_dir)
-    _edit_vault_json(vault_dir, lambda d: d.update(vault_id="0" * 32))
+    _edit_vault_json(vault_dir, lambda d: d.update(vault_id="0" * 32), reseal=True)
     with pytest.raises(WrongPassphrase):
         Vault.open(vault_dir, VAULT_PASSPHRASE)
 
@@ -508,8 +518,10 @@ def test_change_passphrase_only_rewraps_the_master_key(vault_dir):
         assert vault.audit.verify().ok
     assert after["recovery_wrap"] == before["recovery_wrap"]
     assert after["passphrase_wrap"]["salt"] != before["passphrase_wrap"]["salt"]
-    assert {k: v for k, v in after.items() if k != "passphrase_wrap"} == {
-        k: v for k, v in before.items() if k != "passphrase_wrap"
+    # The MAC and the checksum cover the new wrap; nothing else changes.
+    changed = ("passphrase_wrap", "mac", "checksum")
+    assert {k: v for k, v in after.items() if k not in changed} == {
+        k: v for k, v in before.items() if k not in changed
     }
 
 
@@ -606,7 +618,7 @@ def test_passwd_that_cannot_write_changes_nothing(vault_dir):
 
 PASSWD_IN_CHILD = """
     import os, sys, time
-    from store.vault import Vault
+    from store.vault import KdfParams, Vault
 
     pause_at = sys.argv[2]
     real_replace = os.replace
@@ -623,7 +635,9 @@ PASSWD_IN_CHILD = """
 
     os.replace = replace
     print("ready", flush=True)
-    Vault.change_passphrase(sys.argv[1], os.environ["OLD"], os.environ["NEW"])
+    # The fast KDF keeps every step of the change within the kill delays below.
+    fast = KdfParams(memory_kib=8192, time_cost=1, parallelism=1)
+    Vault.change_passphrase(sys.argv[1], os.environ["OLD"], os.environ["NEW"], kdf=fast)
     print("done", flush=True)
 """
 

@@ -34,7 +34,7 @@ def register(sub) -> None:
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("check", help="check both databases and the record's consistency")
+    p = sub.add_parser("check", help="check vault.json, both databases and the record's consistency")
     p.add_argument(
         "--show-conflicts",
         action="store_true",
@@ -80,9 +80,18 @@ def cmd_passwd(args) -> int:
 
     old = current_passphrase(args)
     new = new_passphrase(args)
-    Vault.change_passphrase(args.vault, old, new)
+    result = Vault.change_passphrase(args.vault, old, new)
     print("Passphrase changed.")
+    if result.audit_pending:
+        print(_AUDIT_DUE)
     return 0
+
+
+# The change is made; only its entry in the audit trail waits (store/vault.py keeps a note).
+_AUDIT_DUE = (
+    "Note: record.db could not be written just now, so the audit entry for this change "
+    "will be written at the next unlock."
+)
 
 
 class RecoveryKeyUnavailable(NotewellError):
@@ -114,8 +123,12 @@ def cmd_recover(args) -> int:
 
     key = _recovery_key(args)
     new = new_passphrase(args)
-    Vault.recover(args.vault, key, new).close()
+    vault = Vault.recover(args.vault, key, new)
+    audit_pending = vault.passphrase_audit_pending
+    vault.close()
     print("A new passphrase is set. The recovery key still works; keep it safe.")
+    if audit_pending:
+        print(_AUDIT_DUE)
     return 0
 
 
@@ -167,7 +180,7 @@ def cmd_check(args) -> int:
                 file=sys.stderr,
             )
         return 1
-    print("Vault is healthy: both databases pass their integrity checks and settings.")
+    print("Vault is healthy: vault.json and both databases pass their integrity checks and settings.")
     return 0
 
 
