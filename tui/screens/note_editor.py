@@ -117,7 +117,21 @@ class NoteEditorScreen(EditorScreen):
             caveats = time_caveats(v.record, v.device_id) if note.signature else {}
             return note, client, signed, v.record.compliance(note_id), late, v.record.draft_heads(note_id), caveats
 
-        note, client, signed, problems, self._late, self._base, self._caveats = await self.app.store.call(load)
+        while True:
+            loaded = await self.app.store.call(load)
+            if self.mode != "draft" or loaded[0].status == NoteStatus.DRAFT:
+                break
+            # Leaving the draft (signed elsewhere): keys typed while the note was read are
+            # saved first, as edits concurrent with the signature, then the note is read again.
+            self._sweep(facts=True)
+            if not self.has_pending:
+                # From here until the boxes are replaced, nothing more can be typed into them.
+                for area in self.query("TextArea.section").results(TextArea):
+                    area.read_only = True
+                break
+            if not await self.flush():
+                return  # still unsaved: the retry comes back through _signed_elsewhere
+        note, client, signed, problems, self._late, self._base, self._caveats = loaded
         self.note, self.client = note, client
         if note.status == NoteStatus.DRAFT:
             self.mode = "draft"
