@@ -14,7 +14,9 @@ process has the vault open), a checkpoint may have stopped half-way, leaving a m
 is only whole together with its log, so the log is read: first by
 `store.write_ahead_log`, which refuses a damaged log (SQLite would silently drop the
 committed transactions after the damage), then by a read-only connection that replays it.
-That connection uses `readonly_shm=1` when the -shm exists, so it writes nothing at all;
+That connection uses `readonly_shm=1` when the -shm exists, so it writes nothing at all (a
+URI parameter of SQLite's unix layer that its own read-only WAL tests use, though its URI page
+does not list it; tests here compare the -shm byte for byte after a refused open);
 without a -shm SQLite cannot read a log without creating one (an index of the log, no
 content), and that is the one file verification may create. Page checks that fail only on
 pages the log replaces (or beyond the database's end, which the next checkpoint cuts off) are

@@ -30,9 +30,10 @@ The file format (https://www.sqlite.org/fileformat2.html#the_write_ahead_log), a
   salts. With synchronous=FULL the log is synced at every commit, before the next transaction
   can begin.
 
-What counts as damage: an invalid frame followed, in the same round of the log (same salts),
-by at least two commit frames counting the invalid frame itself. Then a transaction that had
-been committed and synced (another one came after it) would be dropped. Not damage: a partial
+What counts as damage: an invalid frame (or an invalid header, which is as if frame 0 were)
+from which on the same round of the log (same salts) still holds at least two commit frames,
+the invalid frame itself included. Then a transaction that had been committed and synced
+(another one came after it) would be dropped. Not damage: a partial
 frame at the end; valid frames after the last commit (a transaction that never committed); a
 frame whose header was written but not its page when the process died (the frames after it
 are from an earlier round); damage inside the last transaction only (a power cut before that
@@ -56,8 +57,7 @@ MAGIC = 0x377F0682  # | 1: checksum words are big-endian
 VERSION = 3007000
 _M32 = 0xFFFFFFFF
 _CHUNK = 1 << 20
-# How often a damaged verdict is re-read before it is believed, and how often a log that keeps
-# changing under us is re-read before we give up calling it damaged (see read_log_confirmed).
+# Readings of a log that looks damaged before we stop trying to confirm it (read_log_confirmed).
 _ATTEMPTS = 5
 
 

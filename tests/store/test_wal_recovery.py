@@ -397,6 +397,20 @@ def test_damaged_log_is_refused_and_changes_nothing(tmp_path, crashed_vaults, wh
     assert folder_snapshot(vault_dir) == before
 
 
+def test_damaged_main_page_the_log_does_not_replace_is_still_damage(tmp_path, crashed_vaults):
+    """Page checks are forgiven only for pages the log holds newer images of."""
+    src, _acked = crashed_vaults["clean"]
+    vault_dir = copy_vault(src, tmp_path / "vault")
+    main = vault_dir / "record.db"
+    logged = {f[1] for f in current_round((vault_dir / "record.db-wal").read_bytes())}
+    page = next(p for p in range(2, main.stat().st_size // PAGE + 1) if p not in logged)
+    flip(main, (page - 1) * PAGE + PAGE // 2)
+    before = folder_snapshot(vault_dir)
+    with pytest.raises(DamagedVault):
+        Vault.open(vault_dir, PASSPHRASE)
+    assert folder_snapshot(vault_dir) == before
+
+
 def test_damaged_log_is_reported_by_the_check_command(tmp_path, crashed_vaults):
     src, _acked = crashed_vaults["clean"]
     vault_dir = copy_vault(src, tmp_path / "vault")
