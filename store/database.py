@@ -1,16 +1,31 @@
 """Opening a SQLCipher database of a vault, checking it, and migrating its schema.
 
 `open_database` never creates, truncates or writes a file it was not asked to create. An
-existing file is first verified on a separate read-only connection opened with
-`immutable=1` (no locks, no -wal/-shm files): the key is set, a probe reads the schema, and
-`PRAGMA cipher_integrity_check` verifies the HMAC of every page. Only a file that passes is
-opened read-write and configured. SQLite would otherwise create -wal/-shm files as soon as
-it reads the header of a WAL database, and a later write after a key error is exactly how
-data gets lost.
+existing file is first verified on a separate read-only connection: the key is set, a probe
+reads the schema, and `PRAGMA cipher_integrity_check` verifies the HMAC of every page. Only a
+file that passes is opened read-write and configured. SQLite would otherwise create -wal/-shm
+files as soon as it reads the header of a WAL database, and a later write after a key error
+is exactly how data gets lost.
+
+The verification judges the database as SQLite will read it: the main file together with its
+write-ahead log. Without a log (the vault was closed normally) the connection is
+`immutable=1`, which creates no -wal/-shm. With one (a crash, a full disk at close, or another
+process has the vault open), a checkpoint may have stopped half-way, leaving a main file that
+is only whole together with its log, so the log is read: first by
+`store.write_ahead_log`, which refuses a damaged log (SQLite would silently drop the
+committed transactions after the damage), then by a read-only connection that replays it.
+That connection uses `readonly_shm=1` when the -shm exists, so it writes nothing at all (a
+URI parameter of SQLite's unix layer that its own read-only WAL tests use, though its URI page
+does not list it; tests here compare the -shm byte for byte after a refused open);
+without a -shm SQLite cannot read a log without creating one (an index of the log, no
+content), and that is the one file verification may create. Page checks that fail only on
+pages the log replaces (or beyond the database's end, which the next checkpoint cuts off) are
+not damage; the read-write connection folds the log in right away.
 
 Every read-write connection is configured in this order: `cipher_log_level = NONE` (SQLCipher
 otherwise prints "hmac check failed" on stderr, over the app), the raw key, `journal_mode=WAL`,
-`synchronous=FULL`, `temp_store=MEMORY`, `secure_delete=ON`, `foreign_keys=ON`, then a probe.
+`synchronous=FULL`, `temp_store=MEMORY`, `secure_delete=ON`, `foreign_keys=ON`,
+`wal_autocheckpoint=200`, `journal_size_limit=1048576`, then a probe.
 Each setting is read back: a connection that does not hold them is not used.
 """
 
@@ -24,6 +39,7 @@ from pathlib import Path
 import sqlcipher3
 
 from store.errors import DamagedVault, NewerVaultFormat, VaultError, VaultExists, WrongPassphrase
+from store.write_ahead_log import LogReading, read_log_confirmed
 
 PROBE = "SELECT count(*) FROM sqlite_master"
 # SQLCipher 4 default; we never change it.
@@ -36,11 +52,19 @@ SETTINGS: tuple[tuple[str, str, object], ...] = (
     ("temp_store", "MEMORY", 2),
     ("secure_delete", "ON", 1),
     ("foreign_keys", "ON", 1),
+    # A short log: less to lose to a damaged disk, less to check when a vault opens after a
+    # crash. Checkpoint every 200 pages (SQLite's default is 1000) and cut the file back to
+    # 1 MiB when the log starts over (by default it keeps its largest size). Measured with
+    # bench/store_bench.py: see bench/README.md.
+    ("wal_autocheckpoint", "200", 200),
+    ("journal_size_limit", "1048576", 1048576),
 )
 
 SIDE_FILES = ("-wal", "-shm", "-journal")
 
 _HMAC_FAILURE = re.compile(r"HMAC verification failed for page \d+")
+# cipher_integrity_check's findings that name one page of the main file.
+_PAGE_PROBLEM = re.compile(r"HMAC verification failed for page (\d+)|page (\d+) has an invalid size.*")
 
 
 def _key_statement(raw_key: bytes | bytearray) -> str:
@@ -85,7 +109,26 @@ def open_database(
     except BaseException:
         conn.close()
         raise
+    _fold_log(conn, path)
     return conn
+
+
+def _fold_log(conn: sqlcipher3.Connection, path: Path) -> None:
+    """Copy a log left by a crash into the main file now, so that a main file a checkpoint
+    left half-written is whole again (its page checks pass) and the log is short."""
+    if _log_size(path) == 0:
+        return
+    try:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    except sqlcipher3.Error:
+        pass  # a full disk or a busy reader: the log stays, and is read as before
+
+
+def _log_size(path: Path) -> int:
+    try:
+        return os.stat(f"{path}-wal").st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _create_empty(path: Path) -> None:
@@ -115,8 +158,21 @@ def _verify_existing(path: Path, key: str) -> None:
     if path.stat().st_size == 0:
         # SQLite would treat an empty file as a new database and happily write one.
         raise DamagedVault(f"The vault's {path.name} is empty.")
+    log = None
+    if _log_size(path):
+        log = read_log_confirmed(Path(f"{path}-wal"), PAGE_SIZE)
+        if log is not None and log.damaged:
+            raise DamagedVault(
+                f"The log of recent changes next to the vault's {path.name} ({path.name}-wal) "
+                "is damaged; opening it would lose saved changes, so the vault was not opened "
+                "and nothing was changed."
+            )
+        shm = os.path.exists(f"{path}-shm")
+        query = "mode=ro&readonly_shm=1" if shm else "mode=ro"
+    else:
+        query = "mode=ro&immutable=1"
     try:
-        conn = _connect(path, "mode=ro&immutable=1")
+        conn = _connect(path, query)
     except sqlcipher3.Error as e:
         raise VaultError(f"The vault's {path.name} cannot be opened ({e}).") from None
     try:
@@ -130,6 +186,7 @@ def _verify_existing(path: Path, key: str) -> None:
             problems = [row[0] for row in conn.execute("PRAGMA cipher_integrity_check")]
         except sqlcipher3.DatabaseError:
             problems = ["the page check did not complete"]
+        problems = [p for p in problems if not _replaced_by_log(str(p), log)]
         if problems:
             raise DamagedVault(
                 f"The vault's {path.name} is damaged ({len(problems)} problem(s) found "
@@ -137,6 +194,20 @@ def _verify_existing(path: Path, key: str) -> None:
             )
     finally:
         conn.close()
+
+
+def _replaced_by_log(problem: str, log: LogReading | None) -> bool:
+    """cipher_integrity_check reads the main file alone. A page the log holds a newer image of
+    is never read from the main file (a checkpoint killed mid-page can leave it torn), and a
+    page past the database's end is never read at all: the next checkpoint rewrites or cuts
+    off both."""
+    if log is None or log.kept_frames == 0:
+        return False
+    match = _PAGE_PROBLEM.fullmatch(problem)
+    if match is None:
+        return False
+    page = int(match.group(1) or match.group(2))
+    return page in log.logged_pages or page > log.database_pages
 
 
 def _key_or_damage(conn: sqlcipher3.Connection, path: Path) -> Exception:
