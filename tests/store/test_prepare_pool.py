@@ -127,15 +127,18 @@ def test_a_worker_that_stops_answering_holds_up_nothing(items):
 
 
 def test_a_caller_that_does_not_help_gets_the_same_and_is_never_stranded(items, monkeypatch, answers_by_thread):
-    monkeypatch.setattr(prepare_pool, "STALL", 0.5)
+    # A stall no busy machine reaches while the worker answers, so the caller only waits...
+    monkeypatch.setattr(prepare_pool, "STALL", 120.0)
     by_thread = answers_by_thread
     expected = _alone(items)
     with PreparePool(workers=1, caller_helps=False) as pool:  # started cold: the caller waits
         assert [r for p in pool.prepare_batches(items, LATE_HOURS, 50) for r in p] == expected
         assert set(by_thread) == {"notewell-prepare-feed"}  # every chunk from the worker
 
+        # ...and a short one once the worker can answer nothing: after it the caller starts.
+        monkeypatch.setattr(prepare_pool, "STALL", 0.5)
         stuck = pool._workers[0].proc
-        os.kill(stuck.pid, signal.SIGSTOP)  # answers nothing: after STALL the caller starts
+        os.kill(stuck.pid, signal.SIGSTOP)
         by_thread.clear()
         assert pool.prepare_many(items, LATE_HOURS) == expected
         assert by_thread.get("MainThread", 0) > 0
