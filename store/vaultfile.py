@@ -20,6 +20,7 @@ from pathlib import Path
 
 from store.errors import DamagedVault, NewerVaultFormat, NotAVault, VaultError, VaultExists
 from store.keys import KdfParams
+from store.write_access import translate
 
 FILE_NAME = "vault.json"
 TMP_NAME = "vault.json.tmp"
@@ -203,7 +204,7 @@ def _write_failed(folder: Path, e: OSError) -> VaultError:
         (folder / TMP_NAME).unlink(missing_ok=True)
     except OSError:
         pass
-    return VaultError(f"Cannot write the vault's vault.json ({e.strerror}); nothing was changed.")
+    return translate(e) or VaultError(f"Cannot write the vault's vault.json ({e.strerror}); nothing was changed.")
 
 
 def write_new(folder: Path, vault_file: VaultFile) -> None:
