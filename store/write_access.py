@@ -5,9 +5,10 @@ for it, but a write waits while another program holds it (the app, a second `not
 command, an import, a sync). Two refusals of a write are nobody's fault in this program, and
 both must reach the clinician as one sentence, never as a raw SQLite error:
 
-* the lock stays taken: `begin_write` takes it at once when it is free; otherwise it calls
-  the wait notice (a line on stderr for a command, a notification in the app), waits up to
-  `lock_wait_seconds()`, and then gives up with `VaultBusy`;
+* the lock stays taken: `begin_write` takes it at once when it is free, and waits quietly a
+  quarter of a second (another program's autosave or short command); after that it calls the
+  wait notice (a line on stderr for a command, a notification in the app), waits for the
+  rest of `lock_wait_seconds()`, and then gives up with `VaultBusy`;
 * the disk is full: SQLITE_FULL, an OSError ENOSPC or EDQUOT, or a SQLite I/O error on a disk
   with (almost) no space left becomes `DiskFull`. The write is rolled back whole.
 
@@ -37,6 +38,9 @@ LOCK_WAIT_ENV = "NOTEWELL_LOCK_WAIT"
 DEFAULT_LOCK_WAIT = 30.0
 MAX_LOCK_WAIT = 3600.0
 WAIT_NOTICE = "Waiting for another Notewell program to finish writing..."
+# A wait this short goes unannounced: the app's autosave or a short command of another
+# program ends well within it, and a notice for every such wait would only be noise.
+QUIET_WAIT = 0.25
 
 # Below this much free space, an I/O error while writing is the full disk: SQLite reports a
 # failed extension of its -shm file or a short write as "disk I/O error", not SQLITE_FULL.
@@ -72,25 +76,29 @@ def set_wait_notice(notice: Callable[[], None] | None) -> Callable[[], None] | N
 
 
 def begin_write(conn: sqlcipher3.Connection) -> None:
-    """BEGIN IMMEDIATE on `conn`: the write lock at once when it is free, else after a notice
-    and a bounded wait; VaultBusy when it stays taken."""
+    """BEGIN IMMEDIATE on `conn`: the write lock at once when it is free, else after a quiet
+    moment, a notice and the rest of the bounded wait; VaultBusy when it stays taken."""
     wait_ms = round(lock_wait_seconds() * 1000)
+    quiet_ms = min(wait_ms, round(QUIET_WAIT * 1000))
     with translated(conn):
-        # The first try does not wait, so that waiting can be announced before it starts.
-        conn.execute("PRAGMA busy_timeout = 0")
+        # SQLite waits (busy_timeout) inside BEGIN; it is split so that a wait long enough to
+        # notice is announced before the rest of it.
         try:
+            conn.execute(f"PRAGMA busy_timeout = {quiet_ms}")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlcipher3.OperationalError as e:
+                if not _is_busy(e) or wait_ms == quiet_ms:
+                    raise
+            notice = _wait_notice
+            if notice is not None:
+                with contextlib.suppress(Exception):  # telling must never fail the write
+                    notice()
+            conn.execute(f"PRAGMA busy_timeout = {wait_ms - quiet_ms}")
             conn.execute("BEGIN IMMEDIATE")
-            return
-        except sqlcipher3.OperationalError as e:
-            if not _is_busy(e) or wait_ms == 0:
-                raise
         finally:
-            conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
-        notice = _wait_notice
-        if notice is not None:
-            with contextlib.suppress(Exception):  # telling must never fail the write
-                notice()
-        conn.execute("BEGIN IMMEDIATE")
+            conn.execute(f"PRAGMA busy_timeout = {wait_ms}")  # the bound for any other wait
 
 
 @contextlib.contextmanager

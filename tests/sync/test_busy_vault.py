@@ -204,3 +204,15 @@ def test_store_opens_reads_and_refuses_a_write_with_vault_busy(make_vault, short
                 vault.close()
     finally:
         set_wait_notice(previous)
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan", "100000"])
+def test_a_wait_that_is_not_a_number_of_seconds_is_refused_in_one_sentence(make_vault, notewell, monkeypatch, value):
+    a = make_vault("office")
+    monkeypatch.setenv(LOCK_WAIT_ENV, value)
+    done = notewell(a, "check")
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"notewell: {LOCK_WAIT_ENV} must be a number of seconds from 0 to 3600; nothing was changed."
+    ]
