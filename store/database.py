@@ -24,7 +24,7 @@ from pathlib import Path
 import sqlcipher3
 
 from store.errors import DamagedVault, NewerVaultFormat, VaultError, VaultExists, WrongPassphrase
-from store.write_access import begin_write, lock_wait_seconds, translate, write_transaction
+from store.write_access import begin_write, install_lock_wait, translate, write_transaction
 
 PROBE = "SELECT count(*) FROM sqlite_master"
 # SQLCipher 4 default; we never change it.
@@ -56,9 +56,11 @@ def _uri(path: Path, query: str) -> str:
 
 
 def _connect(path: Path, query: str) -> sqlcipher3.Connection:
-    # Autocommit: callers write with explicit BEGIN IMMEDIATE ... COMMIT. Any wait for
-    # another program's lock is bounded by the one documented setting (store/write_access.py).
-    return sqlcipher3.connect(_uri(path, query), uri=True, isolation_level=None, timeout=lock_wait_seconds())
+    # Autocommit: callers write with explicit BEGIN IMMEDIATE ... COMMIT.
+    conn = sqlcipher3.connect(_uri(path, query), uri=True, isolation_level=None)
+    # Any wait for another program's lock is announced and bounded (store/write_access.py).
+    install_lock_wait(conn)
+    return conn
 
 
 def open_database(
@@ -214,8 +216,9 @@ def integrity_problems(conn: sqlcipher3.Connection) -> list[str]:
 def checkpoint_and_close(conn: sqlcipher3.Connection) -> None:
     """Fold the WAL into the database file, then close (SQLite removes -wal and -shm)."""
     try:
-        # Closing never waits for another program's writer: without the lock the checkpoint
-        # copies what it can, and the WAL left behind is consistent.
+        # Closing never waits for another program's writer (this also drops the connection's
+        # busy handler): without the lock the checkpoint copies what it can, and the WAL left
+        # behind is consistent.
         conn.execute("PRAGMA busy_timeout = 0")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     except sqlcipher3.Error:

@@ -5,16 +5,17 @@ for it, but a write waits while another program holds it (the app, a second `not
 command, an import, a sync). Two refusals of a write are nobody's fault in this program, and
 both must reach the clinician as one sentence, never as a raw SQLite error:
 
-* the lock stays taken: `begin_write` takes it at once when it is free, and waits quietly a
-  quarter of a second (another program's autosave or short command); after that it calls the
-  wait notice (a line on stderr for a command, a notification in the app), waits for the
-  rest of `lock_wait_seconds()`, and then gives up with `VaultBusy`;
+* the lock stays taken: every connection gets a busy handler (`install_lock_wait`) that waits
+  quietly for a quarter of a second (another program's autosave or short command), then calls
+  the wait notice (a line on stderr for a command, a notification in the app), waits for the
+  rest of `lock_wait_seconds()`, and then gives up; `begin_write` turns that into `VaultBusy`;
 * the disk is full: SQLITE_FULL, an OSError ENOSPC or EDQUOT, or a SQLite I/O error on a disk
   with (almost) no space left becomes `DiskFull`. The write is rolled back whole.
 
 `translate` is the one place where these are recognised. The store's writes reach it through
-`store.database.WriteTransactions`, `write_transaction` (the few writes outside a store's
-transactions) and `translated()` (file writes: vault.json, bundles, a new vault's folder).
+`begin_write` and `store.database.WriteTransactions`, `write_transaction` (the few writes
+outside a store's transactions), and direct calls where a file write's OSError is caught
+(vault.json, a new vault's folder, mailbox bundles).
 Both errors are `VaultError`s: sync tells "this vault could not take it" apart from "the other
 device sent something bad" by that.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -75,30 +77,43 @@ def set_wait_notice(notice: Callable[[], None] | None) -> Callable[[], None] | N
     return previous
 
 
-def begin_write(conn: sqlcipher3.Connection) -> None:
-    """BEGIN IMMEDIATE on `conn`: the write lock at once when it is free, else after a quiet
-    moment, a notice and the rest of the bounded wait; VaultBusy when it stays taken."""
-    wait_ms = round(lock_wait_seconds() * 1000)
-    quiet_ms = min(wait_ms, round(QUIET_WAIT * 1000))
-    with translated(conn):
-        # SQLite waits (busy_timeout) inside BEGIN; it is split so that a wait long enough to
-        # notice is announced before the rest of it.
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {quiet_ms}")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlcipher3.OperationalError as e:
-                if not _is_busy(e) or wait_ms == quiet_ms:
-                    raise
+def install_lock_wait(conn: sqlcipher3.Connection) -> None:
+    """How `conn` waits when another program holds a lock it needs: quietly at first, then
+    announced, never longer than `lock_wait_seconds()`. SQLite calls the handler only while
+    it waits, so a write that finds the lock free costs nothing more."""
+    bound = lock_wait_seconds()
+    wait = {"started": 0.0, "announced": False}
+
+    def handler(retries: int) -> bool:
+        now = time.monotonic()
+        if retries == 0:  # a new wait
+            wait["started"], wait["announced"] = now, False
+        waited = now - wait["started"]
+        if waited >= bound:
+            return False  # SQLite gives up with SQLITE_BUSY
+        if not wait["announced"] and waited >= QUIET_WAIT:
+            wait["announced"] = True
             notice = _wait_notice
             if notice is not None:
                 with contextlib.suppress(Exception):  # telling must never fail the write
                     notice()
-            conn.execute(f"PRAGMA busy_timeout = {wait_ms - quiet_ms}")
-            conn.execute("BEGIN IMMEDIATE")
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {wait_ms}")  # the bound for any other wait
+        # Short sleeps at first (the lock is usually free again within milliseconds).
+        time.sleep(min(0.001 * (1 << min(retries, 6)), 0.05, bound - waited))
+        return True
+
+    conn.set_busy_handler(handler)
+
+
+def begin_write(conn: sqlcipher3.Connection) -> None:
+    """BEGIN IMMEDIATE on `conn`: the write lock at once when it is free, else after the wait
+    of `install_lock_wait`; VaultBusy when it stays taken."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlcipher3.Error as e:  # (not `translated()`: this runs before every write)
+        typed = translate(e, conn)
+        if typed is None:
+            raise
+        raise typed from None
 
 
 @contextlib.contextmanager
@@ -188,5 +203,6 @@ def _nearly_full(folder: Path) -> bool:
     except OSError:
         return False
     # f_bfree counts the blocks reserved for root, which a process running as root may use.
-    free_blocks = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    as_root = getattr(os, "geteuid", lambda: -1)() == 0
+    free_blocks = st.f_bfree if as_root else st.f_bavail
     return free_blocks * st.f_frsize < _NEARLY_FULL_BYTES
