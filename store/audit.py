@@ -29,6 +29,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from store.write_access import write_transaction
+
 GENESIS = "0" * 64
 AUDIT_KEY_LABEL = b"notewell audit log v1"
 
@@ -219,13 +221,18 @@ class AuditLog:
         self._ensure_schema()
 
     def _ensure_schema(self) -> None:
-        exists = self._conn.execute(
-            "SELECT count(*) FROM sqlite_master WHERE type='trigger' AND name='audit_log_no_delete'"
-        ).fetchone()[0]
-        if not exists:
+        # Read first: opening a vault whose log exists takes no write lock.
+        if self._has_schema():
+            return
+        with write_transaction(self._conn):
             # One statement at a time: executescript would commit a caller's open transaction.
             for statement in _statements(SCHEMA):
                 self._conn.execute(statement)
+
+    def _has_schema(self) -> bool:
+        return bool(self._conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type='trigger' AND name='audit_log_no_delete'"
+        ).fetchone()[0])
 
     # --- writing -------------------------------------------------------------------
 
@@ -242,10 +249,8 @@ class AuditLog:
         details_json = canonical(clean).decode()
         at_text = _iso(at or _now())
         conn = self._conn
-        own_tx = not conn.in_transaction
-        if own_tx:
-            conn.execute("BEGIN IMMEDIATE")
-        try:
+        # Joins the caller's transaction when one is open (the entry commits with its change).
+        with write_transaction(conn):
             last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
             seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
             digest = _row_hash(self._key, prev, seq, at_text, event, client_id, details_json)
@@ -259,12 +264,6 @@ class AuditLog:
                 " ON CONFLICT(id) DO UPDATE SET seq=excluded.seq, hash=excluded.hash, mac=excluded.mac",
                 (seq, digest, _head_mac(self._key, seq, digest)),
             )
-            if own_tx:
-                conn.commit()
-        except BaseException:
-            if own_tx:
-                conn.rollback()
-            raise
         return AuditEntry(seq, at_text, event, client_id, clean, prev, digest)
 
     def flush_unlock_failures(self, vault_path: Path | str) -> AuditEntry | None:

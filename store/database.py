@@ -40,6 +40,7 @@ import sqlcipher3
 
 from store.errors import DamagedVault, NewerVaultFormat, VaultError, VaultExists, WrongPassphrase
 from store.write_ahead_log import LogReading, read_log_confirmed
+from store.write_access import begin_write, install_lock_wait, translate, write_transaction
 
 PROBE = "SELECT count(*) FROM sqlite_master"
 # SQLCipher 4 default; we never change it.
@@ -80,7 +81,10 @@ def _uri(path: Path, query: str) -> str:
 
 def _connect(path: Path, query: str) -> sqlcipher3.Connection:
     # Autocommit: callers write with explicit BEGIN IMMEDIATE ... COMMIT.
-    return sqlcipher3.connect(_uri(path, query), uri=True, isolation_level=None)
+    conn = sqlcipher3.connect(_uri(path, query), uri=True, isolation_level=None)
+    # Any wait for another program's lock is announced and bounded (store/write_access.py).
+    install_lock_wait(conn)
+    return conn
 
 
 def open_database(
@@ -234,8 +238,9 @@ def _configure(conn: sqlcipher3.Connection, key: str, name: str) -> None:
     except sqlcipher3.OperationalError as e:
         # The file's pages were verified already: this is the environment (a lock, a
         # read-only folder, a full disk), not damage.
-        if "locked" in str(e) or "busy" in str(e):
-            raise VaultError(f"The vault's {name} is in use by another program.") from None
+        typed = translate(e, conn)
+        if typed is not None:
+            raise typed from None
         raise VaultError(f"The vault's {name} cannot be opened for writing ({e}).") from None
     except sqlcipher3.DatabaseError as e:
         raise DamagedVault(f"The vault's {name} cannot be opened ({e}).") from None
@@ -282,6 +287,10 @@ def integrity_problems(conn: sqlcipher3.Connection) -> list[str]:
 def checkpoint_and_close(conn: sqlcipher3.Connection) -> None:
     """Fold the WAL into the database file, then close (SQLite removes -wal and -shm)."""
     try:
+        # Closing never waits for another program's writer (this also drops the connection's
+        # busy handler): without the lock the checkpoint copies what it can, and the WAL left
+        # behind is consistent.
+        conn.execute("PRAGMA busy_timeout = 0")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     except sqlcipher3.Error:
         # Another connection may be reading; closing still leaves a consistent WAL.
@@ -301,29 +310,31 @@ def migrate(conn: sqlcipher3.Connection, steps: Sequence[Step]) -> int:
     Step i (0-based) takes the schema from version i to i+1. A step uses conn.execute only:
     `executescript` commits on its own, which would split a step from its version bump.
     Returns the version reached. NewerVaultFormat if the database is ahead of the steps.
+    A database that is up to date is only read: opening a vault takes no write lock.
     """
     while True:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Read under the write lock, so two connections never run the same step.
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > len(steps):
-                raise NewerVaultFormat(
-                    f"The vault's {_db_name(conn)} was written by a newer Notewell "
-                    f"(schema {version}); update Notewell to open it."
-                )
+        version = _schema_version(conn, len(steps))
+        if version == len(steps):
+            return version
+        with write_transaction(conn):
+            # Read again under the write lock, so two connections never run the same step.
+            version = _schema_version(conn, len(steps))
             if version == len(steps):
-                conn.execute("COMMIT")
-                return version
+                continue  # another connection migrated meanwhile
             steps[version](conn)
             if not conn.in_transaction:
                 raise RuntimeError("a migration step ended its transaction; use conn.execute only")
             conn.execute(f"PRAGMA user_version = {version + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+
+
+def _schema_version(conn: sqlcipher3.Connection, known: int) -> int:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > known:
+        raise NewerVaultFormat(
+            f"The vault's {_db_name(conn)} was written by a newer Notewell "
+            f"(schema {version}); update Notewell to open it."
+        )
+    return version
 
 
 def _db_name(conn: sqlcipher3.Connection) -> str:
@@ -338,6 +349,8 @@ class WriteTransactions:
     BEGIN IMMEDIATE takes the write lock up front, so a read-check-write inside (the record's
     "is this document still what I cached?") cannot interleave with another connection.
     `on_rollback` lets the owner drop in-memory state that never reached the disk.
+    Another program's lock and a full disk leave as VaultBusy and DiskFull, at every depth
+    (store/write_access.py), so no caller mistakes them for bad data.
     """
 
     def __init__(self, conn, on_rollback: Callable[[], None] | None = None) -> None:
@@ -351,21 +364,27 @@ class WriteTransactions:
 
     def __enter__(self) -> None:
         if self._depth == 0:
-            self._conn.execute("BEGIN IMMEDIATE")
+            begin_write(self._conn)
         self._depth += 1
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._depth -= 1
-        if self._depth:
-            return
-        if exc_type is None:
-            try:
-                self._conn.execute("COMMIT")
-                return
-            except BaseException:
+        if self._depth == 0:
+            if exc_type is None:
+                try:
+                    self._conn.execute("COMMIT")
+                    return
+                except BaseException as e:
+                    self._rollback()
+                    exc = e
+            else:
                 self._rollback()
-                raise
-        self._rollback()
+        if exc is not None:
+            typed = translate(exc, self._conn)
+            if typed is not None:
+                raise typed from None
+            if exc_type is None:
+                raise exc
 
     def _rollback(self) -> None:
         if self._conn.in_transaction:

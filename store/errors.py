@@ -69,6 +69,33 @@ class WeakPassphrase(VaultError):
     title = "Passphrase too weak"
 
 
+# --- the environment refusing a write (store/write_access.py raises these) ---------------
+
+
+class VaultBusy(VaultError):
+    """Another program kept the vault's write lock for longer than this one waits."""
+
+    title = "Vault busy"
+
+    def __init__(
+        self,
+        message: str = "Another Notewell program is writing to this vault; nothing was changed. "
+        "Try again when it has finished.",
+    ) -> None:
+        super().__init__(message)
+
+
+class DiskFull(VaultError):
+    """A write met a full disk (or a used-up quota); it was rolled back whole."""
+
+    title = "Disk full"
+
+    def __init__(
+        self, message: str = "The disk is full; nothing was lost. Free some space and try again."
+    ) -> None:
+        super().__init__(message)
+
+
 # --- the record ----------------------------------------------------------------------
 
 

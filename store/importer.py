@@ -37,7 +37,7 @@ from pydantic import (
 )
 
 from store.compliance import blocking, check_note
-from store.errors import ImportFailed, NotewellError, NotFound
+from store.errors import DiskFull, ImportFailed, NotewellError, NotFound, VaultBusy
 from store.models import (
     FORMAT_SECTIONS,
     Addendum,
@@ -600,6 +600,11 @@ def apply_import(
                     _audit(log, plan)
             record_committed = True
     except ImportFailed:
+        if record_committed:
+            raise _partial() from None
+        raise
+    except (VaultBusy, DiskFull):
+        # Another program's lock or a full disk: their own sentence, like every other command.
         if record_committed:
             raise _partial() from None
         raise

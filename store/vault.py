@@ -45,6 +45,7 @@ from store.device_identity import DeviceIdentity, ensure_identity, generate_iden
 from store.audit import AuditLog, Event, derive_audit_key, note_unlock_failure
 from store.keys import KdfParams
 from store.models import ClinicianSettings, utcnow, validated
+from store.write_access import translate, write_transaction
 
 if TYPE_CHECKING:
     from store.private import PrivateStore
@@ -289,7 +290,7 @@ class Vault:
                 os.chmod(path, 0o700)
             except OSError as e:
                 keys.wipe(master)
-                raise VaultError(f"Cannot create the vault folder {path}: {e.strerror}.") from None
+                raise translate(e) or VaultError(f"Cannot create the vault folder {path}: {e.strerror}.") from None
 
         made: list[Path] = []
         conns: list[sqlcipher3.Connection] = []
@@ -299,8 +300,14 @@ class Vault:
         keys.wipe(master)
         try:
             for name, key in zip((RECORD_DB, PRIVATE_DB), db_keys):
-                conns.append(open_database(path / name, key, create=True))
+                # Listed before it exists: a failure after the file was made (a full disk while
+                # configuring it) must remove it too, or the next `init` is refused.
                 made.append(path / name)
+                try:
+                    conns.append(open_database(path / name, key, create=True))
+                except VaultExists:
+                    made.pop()  # someone else's file: never ours to remove
+                    raise
             _ensure_local_tables(conns[0])
             _write_settings(conns[0], settings)
             from store.record import RecordStore
@@ -314,11 +321,18 @@ class Vault:
             # vault.json last: its presence marks a complete vault.
             vaultfile.write_new(path, vf, file_key)
         except BaseException as e:
+            # All or nothing: every file made here goes, whatever fails while undoing it.
             for conn in conns:
-                conn.close()
+                try:
+                    conn.close()
+                except sqlcipher3.Error:
+                    pass
             for p in made:
                 for suffix in ("", *SIDE_FILES):
-                    Path(f"{p}{suffix}").unlink(missing_ok=True)
+                    try:
+                        Path(f"{p}{suffix}").unlink(missing_ok=True)
+                    except OSError:
+                        pass
             _remove_if_ours(path / vaultfile.FILE_NAME, vf.to_bytes(file_key))
             if created_dir:
                 try:
@@ -327,6 +341,9 @@ class Vault:
                     pass
             for key in (*db_keys, audit_key, file_key):
                 keys.wipe(key)
+            typed = translate(e)
+            if typed is not None:
+                raise typed from None
             if isinstance(e, OSError):
                 raise VaultError(f"Cannot create the vault at {path}: {e.strerror}.") from None
             raise
@@ -815,26 +832,22 @@ def _remove_if_ours(path: Path, content: bytes) -> None:
 
 
 def _ensure_local_tables(conn: sqlcipher3.Connection) -> None:
+    # Read first: opening a vault that has the table takes no write lock.
     if conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'local_settings'"
     ).fetchone() is None:
-        conn.execute(_LOCAL_SETTINGS_DDL)
+        with write_transaction(conn):
+            conn.execute(_LOCAL_SETTINGS_DDL)
 
 
 def _write_settings(conn: sqlcipher3.Connection, settings: ClinicianSettings) -> None:
     value = json.dumps(settings.model_dump(mode="json"), sort_keys=True)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         conn.execute(
             "INSERT INTO local_settings (key, value) VALUES (?, ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (_SETTINGS_KEY, value),
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 def _get_local_setting(conn: sqlcipher3.Connection, key: str) -> str | None:

@@ -36,6 +36,7 @@ from pathlib import Path
 from store.audit import canonical
 from store.errors import DamagedVault, NewerVaultFormat, NotAVault, VaultError, VaultExists
 from store.keys import KdfParams
+from store.write_access import translate
 
 FILE_NAME = "vault.json"
 TMP_NAME = "vault.json.tmp"
@@ -297,7 +298,7 @@ def _write_failed(folder: Path, e: OSError) -> VaultError:
         (folder / TMP_NAME).unlink(missing_ok=True)
     except OSError:
         pass
-    return VaultError(f"Cannot write the vault's vault.json ({e.strerror}); nothing was changed.")
+    return translate(e) or VaultError(f"Cannot write the vault's vault.json ({e.strerror}); nothing was changed.")
 
 
 def write_new(folder: Path, vault_file: VaultFile, file_key: bytes | bytearray | None = None) -> None:

@@ -21,6 +21,7 @@ peer for `notewell sync devices`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import queue
@@ -38,7 +39,7 @@ from typing import Any, Callable
 from cryptography.hazmat.primitives import serialization
 
 from store.device_identity import DeviceIdentity, fingerprint
-from store.errors import NotewellError
+from store.errors import NotewellError, VaultBusy, VaultError
 from sync.engine import DEFAULT_SYNC_PORT, ProgressCallback, SyncReport
 from sync.errors import (
     ConnectionLost,
@@ -335,7 +336,12 @@ def _try_send_error(tls, exc, max_frame, tap) -> None:
 
 def _record(book: PeerBook, device_id: str, report: SyncReport | None, error: NotewellError | None) -> None:
     if error is not None:
-        book.record_sync(device_id, ok=False, summary=error.message, transport="direct")
+        if isinstance(error, VaultBusy):
+            return  # noting it would only wait for the same lock again
+        # Best effort: a full disk that stopped the sync also stops this note of it, and
+        # must not replace the sentence that says why the sync stopped.
+        with contextlib.suppress(VaultError):
+            book.record_sync(device_id, ok=False, summary=error.message, transport="direct")
     elif report is not None:
         book.record_sync(
             device_id, ok=report.ok, summary=report.summary(), transport="direct",

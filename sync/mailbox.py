@@ -31,7 +31,8 @@ from automerge.core import Document
 
 from store import documents as D
 from store.automerge_guard import panic_or, panics_as
-from store.errors import NotewellError
+from store.errors import NotewellError, VaultError
+from store.write_access import translate
 from sync import bundle as fmt
 from sync import clock as clocks
 
@@ -324,7 +325,9 @@ class Mailbox:
                     changed += sorted(applied)
                 seen[str(header.seq)] = this_digest
                 self.store.local_put(SEEN_PREFIX + header.sender_id, json.dumps(seen, sort_keys=True).encode())
-        except fmt.MalformedBundle:
+        except (fmt.MalformedBundle, VaultError):
+            # This vault could not take a bundle (a full disk, another program writing): the
+            # run stops with that sentence; the bundle is not at fault and stays unapplied.
             raise
         except NotewellError as e:
             raise fmt.MalformedBundle(f"A document in the bundle could not be merged ({e.message}); nothing was applied.") from None
@@ -424,7 +427,7 @@ class Mailbox:
             _fsync_dir(folder)
             return name
         except OSError as e:
-            raise MailboxError(f"Cannot write a bundle into {folder}: {e.strerror}.") from None
+            raise translate(e) or MailboxError(f"Cannot write a bundle into {folder}: {e.strerror}.") from None
         finally:
             try:
                 tmp.unlink()

@@ -55,7 +55,7 @@ from typing import Callable, Iterable
 from automerge.core import Document, Message, SyncState
 
 from store.automerge_guard import panics_as
-from store.errors import ForeignDocument
+from store.errors import DiskFull, ForeignDocument, VaultBusy
 from store.models import NoteStatus
 from sync import clock as clocks
 from sync.engine import ProgressCallback, SyncReport
@@ -121,6 +121,7 @@ _ERROR_SENTENCES = {
     "protocol": "The other device rejected a malformed sync message; the connection was closed.",
     "too-large": "The other device rejected a sync message over its size limit; the connection was closed.",
     "busy": "The other device stopped the sync; try again in a moment.",
+    "disk-full": "The other device's disk is full; nothing was lost. Free some space there and try again.",
     "internal": "The other device hit a problem and stopped the sync; nothing was lost.",
 }
 
@@ -136,6 +137,10 @@ def error_frame(exc: BaseException) -> Frame:
         code = "too-large"
     elif isinstance(exc, ProtocolError):
         code = "protocol"
+    elif isinstance(exc, DiskFull):
+        code = "disk-full"  # our disk, not their data: they must not call it malformed
+    elif isinstance(exc, VaultBusy):
+        code = "busy"
     else:
         code = "internal"
     data: dict = {"code": code}

@@ -19,10 +19,12 @@ from typing import Any
 from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from store.errors import NotewellError, VaultLocked
+from store.write_access import WAIT_NOTICE, set_wait_notice
 from tui.config import AppConfig
 from tui.storeworker import StoreWorker
 from tui.widgets.devices_jobs import stop_sync_jobs
@@ -39,6 +41,11 @@ class Place:
     client_id: str | None = None
     note_id: str | None = None
     note_kind: str | None = None  # "progress" or "process"
+
+
+class WaitingForWriteLock(Message):
+    """A store call waits for another Notewell program to finish writing (posted from the
+    waiting thread; store/write_access.py bounds the wait and then reports VaultBusy)."""
 
 
 class NotewellApp(App[None]):
@@ -77,6 +84,7 @@ class NotewellApp(App[None]):
         self._last_activity = monotonic()
         self._locking = False
         self._quit_warned = False
+        self._previous_wait_notice = None
 
     # --- start --------------------------------------------------------------------
 
@@ -88,6 +96,9 @@ class NotewellApp(App[None]):
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
         self.set_interval(min(1.0, max(self.idle_lock_seconds / 4, 0.05)), self._check_idle)
+        # Posting is thread-safe and never blocks the waiting thread (call_from_thread would
+        # wait for this loop, which may itself be waiting for that thread while it closes).
+        self._previous_wait_notice = set_wait_notice(lambda: self.post_message(WaitingForWriteLock()))
         if self._initial_passphrase is not None:
             self._open_with(self._initial_passphrase)
         else:
@@ -267,7 +278,13 @@ class NotewellApp(App[None]):
         self.exit()
 
     def on_unmount(self) -> None:
-        self.store.shutdown()
+        try:
+            self.store.shutdown()
+        finally:
+            set_wait_notice(self._previous_wait_notice)
+
+    def on_waiting_for_write_lock(self, message: WaitingForWriteLock) -> None:
+        self.notify(WAIT_NOTICE, severity="warning")
 
     # --- messages from the to-do queue ---------------------------------------------
 

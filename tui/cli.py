@@ -57,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _announce_waits_on_stderr() -> None:
+    """A command that has to wait for another program's write lock says so, once per wait
+    (the wait is bounded: NOTEWELL_LOCK_WAIT, store/write_access.py)."""
+    from store.write_access import WAIT_NOTICE, set_wait_notice
+
+    set_wait_notice(lambda: print(f"notewell: {WAIT_NOTICE}", file=sys.stderr, flush=True))
+
+
 def main(argv: list[str] | None = None) -> int:
     # No core dumps while a vault may be open: they would hold decrypted notes.
     try:
@@ -66,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ImportError, ValueError, OSError):
         pass
 
+    _announce_waits_on_stderr()
     parser = build_parser()
     args = parser.parse_args(argv)
     args.vault = (args.vault or default_vault_path()).expanduser()

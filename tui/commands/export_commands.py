@@ -69,17 +69,21 @@ def export_and_audit(vault, client_id: str, out: Path, **options):
 
     `options` are those of store.export.export_record (fmt, date_from, date_to,
     include_drafts, force). An export that cannot be logged is removed again: nothing is
-    released without its audit entry.
+    released without its audit entry. The write lock is taken first, so an export that has
+    to wait for another program waits before it writes anything.
     """
     from store.audit import Event
     from store.export import export_record
 
     log = _audit_log(vault)
-    result = export_record(vault.record, client_id, out, settings=vault.settings(), **options)
+    result = None
     try:
-        log.append(Event.EXPORT, client_id=client_id, **result.audit_details())
+        with vault.record.transaction():
+            result = export_record(vault.record, client_id, out, settings=vault.settings(), **options)
+            log.append(Event.EXPORT, client_id=client_id, **result.audit_details())
     except BaseException:
-        result.path.unlink(missing_ok=True)
+        if result is not None:
+            result.path.unlink(missing_ok=True)
         raise
     return result
 
