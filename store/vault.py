@@ -161,13 +161,10 @@ _DOWNGRADED = (
 )
 
 
-def _record_busy(e: sqlcipher3.OperationalError) -> VaultError:
-    if "locked" in str(e) or "busy" in str(e):
-        return VaultError(
-            "The vault's record.db is in use by another program; nothing was changed. "
-            "Try again when it has finished."
-        )
-    return VaultError(f"The vault's record.db cannot be written ({e}); nothing was changed.")
+def _record_unwritable(e: sqlcipher3.OperationalError) -> VaultError:
+    """A passphrase change that could not write record.db: a busy lock or a full disk in the
+    words used everywhere (store/write_access.py), anything else named as it is."""
+    return translate(e) or VaultError(f"The vault's record.db cannot be written ({e}); nothing was changed.")
 
 
 def _require_databases(path: Path) -> None:
@@ -388,7 +385,7 @@ class Vault:
             vault._after_unlock()
         except sqlcipher3.OperationalError as e:
             vault.close()
-            raise _record_busy(e) from None
+            raise _record_unwritable(e) from None
         except BaseException:
             vault.close()
             raise
@@ -500,7 +497,7 @@ class Vault:
         except BaseException as e:
             vaultfile.discard(tmp)
             if isinstance(e, sqlcipher3.OperationalError):
-                raise _record_busy(e) from None
+                raise _record_unwritable(e) from None
             raise
         try:
             vaultfile.put_in_place(self.path, tmp)
@@ -509,7 +506,7 @@ class Vault:
             try:
                 with WriteTransactions(conn):
                     _delete_local_setting(conn, _PENDING_CHANGE_KEY)
-            except sqlcipher3.Error:
+            except (sqlcipher3.Error, VaultError):
                 pass
             raise
         self._vf = new
@@ -517,7 +514,9 @@ class Vault:
             with WriteTransactions(conn):
                 self.audit.append(event)
                 _delete_local_setting(conn, _PENDING_CHANGE_KEY)
-        except sqlcipher3.Error:
+        except (sqlcipher3.Error, VaultError):
+            # The switch is made (a busy lock or a full disk, translated, lands here too):
+            # the entry is written from the note at the next unlock.
             return False
         return True
 
@@ -642,7 +641,7 @@ class Vault:
             try:
                 vault.audit.flush_unlock_failures(path)
             except sqlcipher3.OperationalError as e:
-                raise _record_busy(e) from None
+                raise _record_unwritable(e) from None
             audited = vault._switch_passphrase(new_wrap, Event.PASSPHRASE_CHANGED)
         finally:
             vault.close()
