@@ -41,6 +41,7 @@ from store.models import (
     ProgressRating,
     RiskAssessment,
     RiskLevel,
+    STORED,
     SessionFacts,
     Signature,
     SignatureConflictResolution,
@@ -217,7 +218,7 @@ def _time(s: Any) -> time | None:
 
 def _model(cls: type, data: dict) -> Any:
     try:
-        return cls.model_validate(data)
+        return cls.model_validate(data, context=STORED)
     except ValidationError:
         return None
 
@@ -406,7 +407,7 @@ def client_from_doc(doc: Document, heads: Heads = None) -> Client:
     }
     # A fixed fallback keeps two readings of one document equal.
     data["created_at"] = _datetime(_scalar(doc, ROOT, "created_at", heads)) or _EPOCH
-    return Client.model_validate(data)
+    return Client.model_validate(data, context=STORED)
 
 
 # --- progress notes ---------------------------------------------------------------------
@@ -625,19 +626,22 @@ def _facts_from_doc(doc: Document, heads: Heads, fallback_date: date) -> Session
     )
     phq9 = fv.int("phq9")
     gad7 = fv.int("gad7")
-    return SessionFacts(
-        date_of_service=_date(fv.scalar("date_of_service")) or fallback_date,
-        start_time=start,
-        stop_time=stop,
-        cpt_code=cpt,
-        add_on_codes=codes("add_on_codes", normalise_cpt),
-        modality=_enum(Modality, fv.scalar("modality")),
-        diagnoses_addressed=codes("diagnoses_addressed", normalise_icd10),
-        goals_addressed=sorted(goals, key=lambda g: g.goal_id),
-        interventions=interventions,
-        risk=risk,
-        phq9=phq9 if phq9 is not None and 0 <= phq9 <= 27 else None,
-        gad7=gad7 if gad7 is not None and 0 <= gad7 <= 21 else None,
+    return SessionFacts.model_validate(
+        dict(
+            date_of_service=_date(fv.scalar("date_of_service")) or fallback_date,
+            start_time=start,
+            stop_time=stop,
+            cpt_code=cpt,
+            add_on_codes=codes("add_on_codes", normalise_cpt),
+            modality=_enum(Modality, fv.scalar("modality")),
+            diagnoses_addressed=codes("diagnoses_addressed", normalise_icd10),
+            goals_addressed=sorted(goals, key=lambda g: g.goal_id),
+            interventions=interventions,
+            risk=risk,
+            phq9=phq9 if phq9 is not None and 0 <= phq9 <= 27 else None,
+            gad7=gad7 if gad7 is not None and 0 <= gad7 <= 21 else None,
+        ),
+        context=STORED,
     )
 
 
@@ -684,24 +688,29 @@ def note_from_doc(doc: Document, heads: Heads = None) -> ProgressNote:
     status = _enum(NoteStatus, root.scalar("status")) or NoteStatus.DRAFT
     eie = _model(EnteredInError, _map_dict(doc, root.child("entered_in_error", ObjType.Map), heads))
     if status == NoteStatus.ENTERED_IN_ERROR and eie is None:
-        eie = EnteredInError(reason="(no reason recorded)", marked_at=updated, marked_by="unknown")
+        eie = EnteredInError.model_validate(
+            {"reason": "(no reason recorded)", "marked_at": updated, "marked_by": "unknown"}, context=STORED
+        )
     resolution = _model(
         SignatureConflictResolution,
         _map_dict(doc, root.child("resolution", ObjType.Map), heads),
     )
-    return ProgressNote(
-        id=root.str("id") or "unknown",
-        client_id=root.str("client_id"),
-        format=fmt,
-        sections=sections,
-        facts=_facts_from_doc(doc, heads, created.date()),
-        status=status,
-        signature=signature,
-        addenda=addenda,
-        entered_in_error=eie,
-        resolution=resolution,
-        created_at=created,
-        updated_at=updated,
+    return ProgressNote.model_validate(
+        dict(
+            id=root.str("id") or "unknown",
+            client_id=root.str("client_id"),
+            format=fmt,
+            sections=sections,
+            facts=_facts_from_doc(doc, heads, created.date()),
+            status=status,
+            signature=signature,
+            addenda=addenda,
+            entered_in_error=eie,
+            resolution=resolution,
+            created_at=created,
+            updated_at=updated,
+        ),
+        context=STORED,
     )
 
 

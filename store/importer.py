@@ -20,7 +20,9 @@ signed notes the checker would have flagged, so nothing is waived silently.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -40,6 +42,7 @@ from store.compliance import blocking, check_note
 from store.errors import ImportFailed, NotewellError, NotFound
 from store.models import (
     FORMAT_SECTIONS,
+    PlausibleDates,
     Addendum,
     Client,
     Diagnosis,
@@ -59,13 +62,19 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _ID_RE = re.compile(ID_PATTERN)
 # Problems listed in the error message; the rest are counted.
 MAX_LISTED = 10
+# The largest file one import reads (about 400,000 progress notes); anything larger is
+# refused before it is read, so a mistaken argument (/dev/zero, a disk image) cannot exhaust memory.
+MAX_FILE_BYTES = 512 * 1024 * 1024
+# No number in this format needs more digits; longer ones are refused before Python converts
+# them (an integer of thousands of digits costs time, and past 4,300 digits raises).
+MAX_NUMBER_DIGITS = 20
 _EARLIEST_ZONE = timezone(timedelta(hours=14))
 
 
 # --- the file's shape ---------------------------------------------------------------------
 
 
-class _Strict(BaseModel):
+class _Strict(PlausibleDates):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
@@ -272,13 +281,95 @@ class _DuplicateKey(ValueError):
         self.key = key
 
 
+class _BadValue(ValueError):
+    """A JSON value this format never holds; `what` says which, without the value."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def _whole_number(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise _BadValue(f"a number of more than {MAX_NUMBER_DIGITS} digits")
+    return int(text)
+
+
+def _decimal(text: str) -> float:
+    if len(text) > 2 * MAX_NUMBER_DIGITS:
+        raise _BadValue(f"a number of more than {MAX_NUMBER_DIGITS} digits")
+    return float(text)
+
+
+def _constant(name: str) -> float:
+    raise _BadValue(f"{name}, which is not a JSON number")
+
+
+# A lone surrogate can reach a string only through a \uD800-\uDFFF escape (UTF-8 cannot
+# encode one); a pair of them is an ordinary character such as an emoji, which json joins.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicate_keys, parse_int=_whole_number, parse_float=_decimal, parse_constant=_constant
+)
+
+
+def read_import_file(path: str | os.PathLike) -> bytes:
+    """The bytes of an import file: a regular file of at most MAX_FILE_BYTES, or ImportFailed.
+
+    Opened without blocking (a FIFO with no writer would otherwise wait forever) and checked
+    with fstat on the open descriptor before anything is read; at most the limit plus one
+    byte is read, so a file that grows meanwhile cannot exceed it.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise ImportFailed(f"Cannot read {path}: {e.strerror}; nothing was imported.") from None
+    too_large = ImportFailed(
+        f"{path} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB, the most one import reads; "
+        "split it into smaller files; nothing was imported."
+    )
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImportFailed(
+                f"{path} is not a regular file (it is a folder, device or pipe); give the import file itself; "
+                "nothing was imported."
+            )
+        if info.st_size > MAX_FILE_BYTES:
+            raise too_large
+        with open(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise ImportFailed(f"Cannot read {path}: {e.strerror}; nothing was imported.") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise too_large
+    return data
+
+
 def _load_json(data: bytes) -> Any:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ImportFailed("The import file is not UTF-8 text; nothing was imported.") from None
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        value = _DECODER.decode(text)
+    except _BadValue as e:
+        raise ImportFailed(f"The import file holds {e.what}; nothing was imported.") from None
     except _DuplicateKey as e:
         name = f'the key "{e.key}"' if _KEY_RE.match(e.key) else "a key"
         raise ImportFailed(f"The import file gives {name} twice in one object; nothing was imported.") from None
@@ -290,6 +381,12 @@ def _load_json(data: bytes) -> Any:
             f"The import file is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
             "nothing was imported."
         ) from None
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise ImportFailed(
+            "The import file holds text with a lone surrogate escape (\\uD800-\\uDFFF not in a pair), "
+            "which is not a character; nothing was imported."
+        )
+    return value
 
 
 def _check_header(raw: Any) -> None:

@@ -40,6 +40,7 @@ from store.errors import (
 from store.fts import fts_query, snippet_sql
 from store.models import (
     FORMAT_SECTIONS,
+    implausible_dates,
     Addendum,
     ClinicianSettings,
     Client,
@@ -49,13 +50,16 @@ from store.models import (
     SessionFacts,
     Signature,
     SignatureConflictResolution,
+    require_plausible,
     section_title,
     utcnow,
     validated,
 )
 from store.projections import _v1 as _projections_v1
 from store.projections import (
+    IMPLAUSIBLE_DATES,
     has_signature_conflict,
+    read_record,
     prepare_whole_many,
     project,
     project_new,
@@ -209,6 +213,7 @@ class RecordStore:
     # --- clients ----------------------------------------------------------------
 
     def create_client(self, client: Client) -> Client:
+        require_plausible(client)
         with self.transaction():
             if self._docs.exists(client.id):
                 raise ValidationFailed([("id", "a record with this id already exists")])
@@ -218,6 +223,7 @@ class RecordStore:
         return D.client_from_doc(doc)
 
     def update_client(self, client: Client) -> Client:
+        require_plausible(client)
         with self.transaction():
             doc = self._doc(client.id, D.KIND_CLIENT)
             if D.apply_client(doc, client, utcnow()):
@@ -244,6 +250,7 @@ class RecordStore:
         """A new draft. Signatures, addenda and the rest come only through their methods."""
         if note.status != NoteStatus.DRAFT or note.signature or note.addenda or note.entered_in_error:
             raise ValidationFailed([("status", "a new note starts as an unsigned draft")])
+        require_plausible(note)
         with self.transaction():
             if self._docs.exists(note.id):
                 raise ValidationFailed([("id", "a record with this id already exists")])
@@ -262,6 +269,7 @@ class RecordStore:
         """
         if note.status == NoteStatus.DRAFT:
             return self.create_note(note)
+        require_plausible(note)
         if note.status == NoteStatus.SIGNED and note.signature is None:
             raise ValidationFailed([("signature", "is required for a signed note")])
         if note.addenda and note.signature is None:
@@ -342,6 +350,8 @@ class RecordStore:
         signed with a signature conflict: signed elsewhere while these edits were typed).
         """
         sections = sections or {}
+        if facts is not None:
+            require_plausible(facts)
         with self.transaction():
             doc = self._doc(note_id, D.KIND_NOTE)
             line = doc if not base or sorted(base) == sorted(doc.get_heads()) else self._branch(doc, base)
@@ -679,6 +689,7 @@ class RecordStore:
                 raise
             except BaseException:
                 raise refused from None
+            self._refuse_implausible(doc_id, copy)
             with self._refusing(refused), self.transaction():
                 self._docs.insert(doc_id, kind, copy)
                 project(self._conn, doc_id, copy, late_entry_hours=self._late_hours())
@@ -699,10 +710,30 @@ class RecordStore:
             return False
         if D.note_doc_kind(merged) != kind or D.doc_id_of(merged) != doc_id:
             raise refused
+        self._refuse_implausible(doc_id, merged, ours)
         with self._refusing(refused), self.transaction():
             self._docs.replace(doc_id, merged)
             project(self._conn, doc_id, merged, late_entry_hours=self._late_hours())
         return True
+
+    @staticmethod
+    def _refuse_implausible(doc_id: str, doc: Document, ours: Document | None = None) -> None:
+        """ForeignDocument when a received document (or our document merged with it) holds a
+        date outside the plausible range that ours did not: another device, or whoever holds
+        its keys, cannot bring in what the store API and import refuse. A date ours already
+        held (an old vault) does not block merging other edits."""
+        try:
+            problems = implausible_dates(read_record(doc)[1])
+            if problems and ours is not None:
+                problems = [p for p in problems if p not in implausible_dates(read_record(ours)[1])]
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:  # pyo3 PanicException is a BaseException
+            problems = [("document", "unreadable")]
+        if problems:
+            raise ForeignDocument(
+                f"Document {doc_id} holds a date outside the plausible range ({problems[0][0]}); nothing was changed."
+            )
 
     def stored_doc(self, doc_id: str) -> tuple[bytes, list[bytes]]:
         """The document's stored bytes (what `Document.load` restores) and their heads,
@@ -760,6 +791,11 @@ class RecordStore:
                 new_docs: list[tuple[str, str, bytes, list[bytes]]] = []
                 rows: list[tuple[str, str, tuple, tuple]] = []
                 for (doc_id, data), prepared in zip(fresh[start:start + size], prepared_batch):
+                    if prepared == IMPLAUSIBLE_DATES:
+                        refused[doc_id] = ForeignDocument(
+                            f"Document {doc_id} holds a date outside the plausible range; nothing was changed."
+                        )
+                        continue
                     if prepared is None:
                         refused[doc_id] = ForeignDocument(f"Document {doc_id} is not a record document; nothing was changed.")
                         continue
