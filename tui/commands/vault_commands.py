@@ -120,15 +120,10 @@ def cmd_recover(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from store.importer import apply_import, parse_import
+    from store.importer import apply_import, parse_import, read_import_file
     from store.vault import Vault
 
-    try:
-        data = args.file.read_bytes()
-    except OSError as e:
-        from store.errors import ImportFailed
-
-        raise ImportFailed(f"Cannot read {args.file}: {e.strerror}.") from None
+    data = read_import_file(args.file)  # a regular file within the size limit, or one sentence
     # Validate everything before asking for the passphrase's unlock cost.
     plan = parse_import(data)
     vault = Vault.open(args.vault, current_passphrase(args))
