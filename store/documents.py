@@ -451,6 +451,46 @@ def new_note_doc(note: ProgressNote, actor: bytes) -> Document:
     return doc
 
 
+def imported_note_doc(note: ProgressNote, actor: bytes, device_id: str) -> Document:
+    """The document of a note signed (or entered in error) elsewhere: the note's content as
+    a draft, then in a second change its signature over exactly that content (heads and
+    content hash computed here), its addenda (hashed here when they carry no hash), its
+    entered-in-error mark, and its time. `device_id` fills in where the note names none."""
+    draft = note.model_copy(
+        update={"status": NoteStatus.DRAFT, "signature": None, "addenda": [], "entered_in_error": None, "resolution": None}
+    )
+    doc = new_note_doc(draft, actor)
+    if note.status == NoteStatus.DRAFT:
+        return doc
+    with doc.transaction() as tx:
+        if note.signature is not None:
+            signature = note.signature.model_copy(
+                update={
+                    "heads": sorted(h.hex() for h in doc.get_heads()),
+                    "content_hash": content_hash(note_from_doc(doc)),
+                    "device_id": note.signature.device_id or device_id,
+                }
+            )
+            write_signature(tx, signature)
+            put_status(tx, NoteStatus.SIGNED)
+        for a in note.addenda:
+            append_addendum(
+                tx,
+                a.model_copy(
+                    update={
+                        "device_id": a.device_id or device_id,
+                        "content_hash": a.content_hash
+                        or addendum_hash(note.id, a.text, a.reason, a.signer, a.credentials, a.signed_at),
+                    }
+                ),
+            )
+        if note.entered_in_error is not None:
+            write_entered_in_error(tx, note.entered_in_error)
+            put_status(tx, NoteStatus.ENTERED_IN_ERROR)
+        put_updated_at(tx, note.updated_at)
+    return doc
+
+
 def splice_section(doc: Document, key: str, new_text: str, when: datetime | None = None) -> bool:
     """Turns the section into `new_text` with the smallest splice; False when unchanged.
 

@@ -121,6 +121,10 @@ class PrivateStore:
         rows = self._conn.execute("SELECT DISTINCT client_id, session_date FROM process_notes").fetchall()
         return [(c, date.fromisoformat(d)) for c, d in rows]
 
+    def ids(self) -> set[str]:
+        """Every process note's id (one read: an import checks a whole file's ids at once)."""
+        return {r[0] for r in self._conn.execute("SELECT id FROM process_notes")}
+
     def count(self) -> int:
         return self._conn.execute("SELECT count(*) FROM process_notes").fetchone()[0]
 

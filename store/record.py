@@ -274,46 +274,11 @@ class RecordStore:
             raise ValidationFailed([("signature", "is required for a signed note")])
         if note.addenda and note.signature is None:
             raise ValidationFailed([("addenda", "only a signed note has addenda")])
-        draft = note.model_copy(
-            update={
-                "status": NoteStatus.DRAFT,
-                "signature": None,
-                "addenda": [],
-                "entered_in_error": None,
-                "resolution": None,
-            }
-        )
         with self.transaction():
             if self._docs.exists(note.id):
                 raise ValidationFailed([("id", "a record with this id already exists")])
             self._doc(note.client_id, D.KIND_CLIENT)
-            doc = D.new_note_doc(draft, D.actor_for(self._device_id))
-            with doc.transaction() as tx:
-                if note.signature is not None:
-                    signature = note.signature.model_copy(
-                        update={
-                            "heads": sorted(h.hex() for h in doc.get_heads()),
-                            "content_hash": D.content_hash(D.note_from_doc(doc)),
-                            "device_id": note.signature.device_id or self._device_id,
-                        }
-                    )
-                    D.write_signature(tx, signature)
-                    D.put_status(tx, NoteStatus.SIGNED)
-                for a in note.addenda:
-                    D.append_addendum(
-                        tx,
-                        a.model_copy(
-                            update={
-                                "device_id": a.device_id or self._device_id,
-                                "content_hash": a.content_hash
-                                or D.addendum_hash(note.id, a.text, a.reason, a.signer, a.credentials, a.signed_at),
-                            }
-                        ),
-                    )
-                if note.entered_in_error is not None:
-                    D.write_entered_in_error(tx, note.entered_in_error)
-                    D.put_status(tx, NoteStatus.ENTERED_IN_ERROR)
-                D.put_updated_at(tx, note.updated_at)
+            doc = D.imported_note_doc(note, D.actor_for(self._device_id), self._device_id)
             self._docs.insert(note.id, D.KIND_NOTE, doc)
             project(self._conn, note.id, doc, late_entry_hours=self._late_hours())
         return D.note_from_doc(doc)
@@ -802,9 +767,7 @@ class RecordStore:
                     kind, view, fts, heads = prepared
                     new_docs.append((doc_id, kind, data, heads))
                     rows.append((doc_id, kind, view, fts))
-                with self.transaction():
-                    self._docs.insert_loaded(new_docs)
-                    project_new(self._conn, rows)
+                self.insert_prepared(new_docs, rows)
                 for doc_id, _kind, _data, heads in new_docs:
                     applied[doc_id] = heads
                 done += len(prepared_batch)
@@ -813,6 +776,17 @@ class RecordStore:
         finally:
             batches.close()  # stops the workers' part when a callback stops early
         return applied, refused
+
+    def insert_prepared(
+        self, new_docs: list[tuple[str, str, bytes, list[bytes]]], rows: list[tuple[str, str, tuple, tuple]]
+    ) -> None:
+        """Stores documents this store has none of, with their rows, in bulk (inside the
+        caller's transaction): (doc_id, kind, bytes, heads) and (doc_id, kind, view row,
+        fts row) as `prepare_whole` or the importer's builder give them. An id that exists
+        fails the insert, which rolls the caller's transaction back."""
+        with self.transaction():
+            self._docs.insert_loaded(new_docs)
+            project_new(self._conn, rows)
 
     @staticmethod
     @contextmanager

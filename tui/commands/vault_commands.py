@@ -120,17 +120,22 @@ def cmd_recover(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from store.importer import apply_import, parse_import, read_import_file
+    from store.importer import apply_import, read_import, read_import_file
+    from store.prepare_pool import PreparePool
     from store.vault import Vault
 
-    data = read_import_file(args.file)  # a regular file within the size limit, or one sentence
-    # Validate everything before asking for the passphrase's unlock cost.
-    plan = parse_import(data)
-    vault = Vault.open(args.vault, current_passphrase(args))
-    try:
-        summary = apply_import(vault, plan)
-    finally:
-        vault.close()
+    # A regular file within the size limit, read as a JSON layout with consistent ids, before
+    # asking for the passphrase's unlock cost; each item is checked as it is built.
+    plan = read_import(read_import_file(args.file))
+    # Worker processes build the notes' documents beside this one (a large file has many);
+    # started before the unlock, whose key derivation hides their start-up.
+    with PreparePool() as pool:
+        vault = Vault.open(args.vault, current_passphrase(args))
+        try:
+            vault.record.prepare_pool = pool
+            summary = apply_import(vault, plan)
+        finally:
+            vault.close()
     print(
         f"Imported {summary.clients} clients, {summary.notes} progress notes "
         f"and {summary.process_notes} process notes."
