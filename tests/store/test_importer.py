@@ -626,3 +626,18 @@ def test_notewell_import_killed_at_any_moment_is_all_or_nothing(tmp_path, vault,
         assert reopened.check() == []
     finally:
         reopened.close()
+
+
+def test_notes_whose_sets_name_a_value_twice_import_signed_and_in_step(vault):
+    """A set or a rating given twice reads back once from the document; the signature and the
+    list rows still follow the document, not the file."""
+    data = example()
+    facts = data["progress_notes"][0]["facts"]
+    facts["diagnoses_addressed"] = facts["diagnoses_addressed"] * 2
+    facts["goals_addressed"] = facts["goals_addressed"] * 2
+    data["progress_notes"][0]["addenda"] = []
+    summary = apply_import(vault, parse(data))
+    assert summary.notes == 5
+    row = next(r for r in vault.record.list_notes() if r.note_id == "note-avery-2026-10-06")
+    assert row.status == NoteStatus.SIGNED and not row.signature_conflict
+    assert vault.check() == []
