@@ -219,6 +219,7 @@ class ImportPlan:
     vault_refs: tuple[ClientRef, ...]
     client_spans: dict[str, tuple[int, int]]  # client id -> where it lies in the file
     now: datetime
+    note_clients: list[Any] = field(default_factory=list)  # each note's client_id as given
     validated: bool = False
     signed_count: int = 0
     as_given_count: int = 0
@@ -635,6 +636,7 @@ class _Scan:
     client_spans: dict[str, int] = field(default_factory=dict)
     note_refs: list[tuple[int, Any, list[tuple[str, Any]]]] = field(default_factory=list)
     process_refs: list[tuple[int, Any]] = field(default_factory=list)
+    note_clients: list[Any] = field(default_factory=list)
     lone_surrogate: bool = False
     signed: int = 0
     as_given: int = 0
@@ -642,6 +644,8 @@ class _Scan:
     def item(self, section: str, index: int, value: Any) -> None:
         if self.surrogates and not self.lone_surrogate and _has_lone_surrogate(value):
             self.lone_surrogate = True
+        if section == "progress_notes":
+            self.note_clients.append(value.get("client_id") if isinstance(value, dict) else None)
         if not isinstance(value, dict):
             return
         where = f"{section}[{index}]"
@@ -736,6 +740,7 @@ def scan_import(data: bytes | str, *, now: datetime | None = None) -> tuple[Impo
         now=now or datetime.now(timezone.utc),
         signed_count=scan.signed,
         as_given_count=scan.as_given,
+        note_clients=scan.note_clients,
     )
     return plan, problems
 
@@ -1018,8 +1023,8 @@ def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client]) -> _B
                 raw = plan.raw(section, i)
                 summary = None
                 if section == "progress_notes":
-                    cid = _client_id_of(raw)
-                    summary = summaries.get(cid) if cid is not None else None
+                    cid = plan.note_clients[i] if i < len(plan.note_clients) else None
+                    summary = summaries.get(cid) if isinstance(cid, str) else None
                 items.append((section, i, raw, summary))
             if pool is not None:
                 results = pool.prepare_many(items, late_hours, work="import", context=context)
@@ -1049,13 +1054,6 @@ def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client]) -> _B
         else:
             built.process_notes.append(pnote.model_copy(update={"device_id": vault.device_id}))
     return built
-
-
-def _client_id_of(raw: str) -> str | None:
-    # The note was decoded once already (scan); this reads only its client_id, cheaply enough.
-    value = _DECODER.decode(raw)
-    cid = value.get("client_id") if isinstance(value, dict) else None
-    return cid if isinstance(cid, str) else None
 
 
 def apply_import(
