@@ -57,7 +57,8 @@ def write_import_file(path: Path, notes: int, *, clients: int | None = None, see
                 note = note.model_copy(update={
                     "status": NoteStatus.SIGNED,
                     "signature": Signature(signer=SETTINGS.clinician_name, credentials=SETTINGS.credentials,
-                                           signed_at=ended + timedelta(hours=rng.choice([2, 5, 20])),
+                                           signed_at=min(ended + timedelta(hours=rng.choice([2, 5, 20])),
+                                                         datetime.now(timezone.utc) - timedelta(minutes=1)),
                                            device_id="", heads=[], content_hash=""),
                 })
             f.write(("," if i else "") + json.dumps(_note_json(note)) + "\n")

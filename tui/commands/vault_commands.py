@@ -120,20 +120,40 @@ def cmd_recover(args) -> int:
 
 
 def cmd_import(args) -> int:
+    import threading
+
     from store.importer import apply_import, read_import, read_import_file
     from store.prepare_pool import PreparePool
     from store.vault import Vault
 
-    # A regular file within the size limit, read as a JSON layout with consistent ids, before
-    # asking for the passphrase's unlock cost; each item is checked as it is built.
-    plan = read_import(read_import_file(args.file))
+    data = read_import_file(args.file)  # a regular file within the size limit, or one sentence
+    # The file's layout and ids are read while the vault unlocks: both take seconds for a
+    # large file, and the unlock (key derivation, page verification) runs outside the
+    # interpreter's lock, so a repeated import is refused in the time of the slower one.
+    outcome: dict = {}
+
+    def read() -> None:
+        try:
+            outcome["plan"] = read_import(data)
+        except BaseException as e:  # handed to the main thread, which raises it
+            outcome["error"] = e
+
+    reading = threading.Thread(target=read, name="notewell-import-read", daemon=True)
+    passphrase = current_passphrase(args)
+    reading.start()
     # Worker processes build the notes' documents beside this one (a large file has many);
     # started before the unlock, whose key derivation hides their start-up.
     with PreparePool() as pool:
-        vault = Vault.open(args.vault, current_passphrase(args))
         try:
+            vault = Vault.open(args.vault, passphrase)
+        finally:
+            reading.join()
+        try:
+            if "error" in outcome:
+                raise outcome["error"]  # the file's own problem: the vault was only read
+            del data
             vault.record.prepare_pool = pool
-            summary = apply_import(vault, plan)
+            summary = apply_import(vault, outcome.pop("plan"))
         finally:
             vault.close()
     print(
