@@ -122,14 +122,14 @@ def cmd_recover(args) -> int:
 def cmd_import(args) -> int:
     import threading
 
-    from store.importer import apply_import, read_import, read_import_file
+    from store.importer import apply_import, check_vault_ids, read_import, read_import_file
     from store.prepare_pool import PreparePool
     from store.vault import Vault
 
     data = read_import_file(args.file)  # a regular file within the size limit, or one sentence
     # The file's layout and ids are read while the vault unlocks: both take seconds for a
-    # large file, and the unlock (key derivation, page verification) runs outside the
-    # interpreter's lock, so a repeated import is refused in the time of the slower one.
+    # large file, and the unlock (key derivation, page verification) runs mostly outside the
+    # interpreter's lock.
     outcome: dict = {}
 
     def read() -> None:
@@ -141,21 +141,22 @@ def cmd_import(args) -> int:
     reading = threading.Thread(target=read, name="notewell-import-read", daemon=True)
     passphrase = current_passphrase(args)
     reading.start()
-    # Worker processes build the notes' documents beside this one (a large file has many);
-    # started before the unlock, whose key derivation hides their start-up.
-    with PreparePool() as pool:
-        try:
-            vault = Vault.open(args.vault, passphrase)
-        finally:
-            reading.join()
-        try:
-            if "error" in outcome:
-                raise outcome["error"]  # the file's own problem: the vault was only read
-            del data
+    try:
+        vault = Vault.open(args.vault, passphrase)
+    finally:
+        reading.join()
+    try:
+        if "error" in outcome:
+            raise outcome["error"]  # the file's own problem: the vault was only read
+        del data
+        plan = outcome.pop("plan")
+        check_vault_ids(vault, plan)  # a repeated import is refused here, at once
+        # Worker processes build the notes' documents beside this one (a large file has many).
+        with PreparePool() as pool:
             vault.record.prepare_pool = pool
-            summary = apply_import(vault, outcome.pop("plan"))
-        finally:
-            vault.close()
+            summary = apply_import(vault, plan)
+    finally:
+        vault.close()
     print(
         f"Imported {summary.clients} clients, {summary.notes} progress notes "
         f"and {summary.process_notes} process notes."
