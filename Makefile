@@ -28,3 +28,4 @@ bench: $(BIN)/notewell
 	$(BIN)/python -m bench.tui_bench
 	$(BIN)/python -m bench.sync_bench
 	$(BIN)/python -m bench.app_sync_bench
+	$(BIN)/python -m bench.import_bench

@@ -43,6 +43,7 @@ from store.models import (
     ProgressRating,
     RiskAssessment,
     RiskLevel,
+    STORED,
     SessionFacts,
     Signature,
     SignatureConflictResolution,
@@ -219,7 +220,7 @@ def _time(s: Any) -> time | None:
 
 def _model(cls: type, data: dict) -> Any:
     try:
-        return cls.model_validate(data)
+        return cls.model_validate(data, context=STORED)
     except ValidationError:
         return None
 
@@ -408,7 +409,7 @@ def client_from_doc(doc: Document, heads: Heads = None) -> Client:
     }
     # A fixed fallback keeps two readings of one document equal.
     data["created_at"] = _datetime(_scalar(doc, ROOT, "created_at", heads)) or _EPOCH
-    return Client.model_validate(data)
+    return Client.model_validate(data, context=STORED)
 
 
 # --- progress notes ---------------------------------------------------------------------
@@ -449,6 +450,63 @@ def new_note_doc(note: ProgressNote, actor: bytes) -> Document:
             write_resolution(tx, note.resolution)
         else:
             tx.put(ROOT, "resolution", ScalarType.Null, None)
+    return doc
+
+
+def reads_back_as_given(note: ProgressNote) -> bool:
+    """Whether `note_from_doc(new_note_doc(note))` hashes and projects exactly as `note`: true
+    unless a set of the facts names a value twice or a goal is rated twice (the document
+    keeps sets as maps, so those read back once). Every other field is written as given and
+    read back unchanged; the importer's tests hold this to the document (`check`)."""
+    f = note.facts
+    goals = [g.goal_id for g in f.goals_addressed]
+    return (
+        len(set(f.add_on_codes)) == len(f.add_on_codes)
+        and len(set(f.diagnoses_addressed)) == len(f.diagnoses_addressed)
+        and len(set(goals)) == len(goals)
+    )
+
+
+def imported_note_doc(note: ProgressNote, actor: bytes, device_id: str) -> Document:
+    """The document of a note signed (or entered in error) elsewhere: the note's content as
+    a draft, then in a second change its signature over exactly that content (heads and
+    content hash computed here), its addenda (hashed here when they carry no hash), its
+    entered-in-error mark, and its time. `device_id` fills in where the note names none."""
+    draft = note.model_copy(
+        update={"status": NoteStatus.DRAFT, "signature": None, "addenda": [], "entered_in_error": None, "resolution": None}
+    )
+    doc = new_note_doc(draft, actor)
+    if note.status == NoteStatus.DRAFT:
+        return doc
+    with doc.transaction() as tx:
+        if note.signature is not None:
+            # What the signature covers is the content as the document reads it back; a note
+            # that reads back as given (reads_back_as_given) need not be read to know it.
+            signed = draft if reads_back_as_given(draft) else note_from_doc(doc)
+            signature = note.signature.model_copy(
+                update={
+                    "heads": sorted(h.hex() for h in doc.get_heads()),
+                    "content_hash": content_hash(signed),
+                    "device_id": note.signature.device_id or device_id,
+                }
+            )
+            write_signature(tx, signature)
+            put_status(tx, NoteStatus.SIGNED)
+        for a in note.addenda:
+            append_addendum(
+                tx,
+                a.model_copy(
+                    update={
+                        "device_id": a.device_id or device_id,
+                        "content_hash": a.content_hash
+                        or addendum_hash(note.id, a.text, a.reason, a.signer, a.credentials, a.signed_at),
+                    }
+                ),
+            )
+        if note.entered_in_error is not None:
+            write_entered_in_error(tx, note.entered_in_error)
+            put_status(tx, NoteStatus.ENTERED_IN_ERROR)
+        put_updated_at(tx, note.updated_at)
     return doc
 
 
@@ -627,19 +685,22 @@ def _facts_from_doc(doc: Document, heads: Heads, fallback_date: date) -> Session
     )
     phq9 = fv.int("phq9")
     gad7 = fv.int("gad7")
-    return SessionFacts(
-        date_of_service=_date(fv.scalar("date_of_service")) or fallback_date,
-        start_time=start,
-        stop_time=stop,
-        cpt_code=cpt,
-        add_on_codes=codes("add_on_codes", normalise_cpt),
-        modality=_enum(Modality, fv.scalar("modality")),
-        diagnoses_addressed=codes("diagnoses_addressed", normalise_icd10),
-        goals_addressed=sorted(goals, key=lambda g: g.goal_id),
-        interventions=interventions,
-        risk=risk,
-        phq9=phq9 if phq9 is not None and 0 <= phq9 <= 27 else None,
-        gad7=gad7 if gad7 is not None and 0 <= gad7 <= 21 else None,
+    return SessionFacts.model_validate(
+        dict(
+            date_of_service=_date(fv.scalar("date_of_service")) or fallback_date,
+            start_time=start,
+            stop_time=stop,
+            cpt_code=cpt,
+            add_on_codes=codes("add_on_codes", normalise_cpt),
+            modality=_enum(Modality, fv.scalar("modality")),
+            diagnoses_addressed=codes("diagnoses_addressed", normalise_icd10),
+            goals_addressed=sorted(goals, key=lambda g: g.goal_id),
+            interventions=interventions,
+            risk=risk,
+            phq9=phq9 if phq9 is not None and 0 <= phq9 <= 27 else None,
+            gad7=gad7 if gad7 is not None and 0 <= gad7 <= 21 else None,
+        ),
+        context=STORED,
     )
 
 
@@ -686,24 +747,29 @@ def note_from_doc(doc: Document, heads: Heads = None) -> ProgressNote:
     status = _enum(NoteStatus, root.scalar("status")) or NoteStatus.DRAFT
     eie = _model(EnteredInError, _map_dict(doc, root.child("entered_in_error", ObjType.Map), heads))
     if status == NoteStatus.ENTERED_IN_ERROR and eie is None:
-        eie = EnteredInError(reason="(no reason recorded)", marked_at=updated, marked_by="unknown")
+        eie = EnteredInError.model_validate(
+            {"reason": "(no reason recorded)", "marked_at": updated, "marked_by": "unknown"}, context=STORED
+        )
     resolution = _model(
         SignatureConflictResolution,
         _map_dict(doc, root.child("resolution", ObjType.Map), heads),
     )
-    return ProgressNote(
-        id=root.str("id") or "unknown",
-        client_id=root.str("client_id"),
-        format=fmt,
-        sections=sections,
-        facts=_facts_from_doc(doc, heads, created.date()),
-        status=status,
-        signature=signature,
-        addenda=addenda,
-        entered_in_error=eie,
-        resolution=resolution,
-        created_at=created,
-        updated_at=updated,
+    return ProgressNote.model_validate(
+        dict(
+            id=root.str("id") or "unknown",
+            client_id=root.str("client_id"),
+            format=fmt,
+            sections=sections,
+            facts=_facts_from_doc(doc, heads, created.date()),
+            status=status,
+            signature=signature,
+            addenda=addenda,
+            entered_in_error=eie,
+            resolution=resolution,
+            created_at=created,
+            updated_at=updated,
+        ),
+        context=STORED,
     )
 
 

@@ -1,15 +1,19 @@
 """`notewell import FILE`: clients, progress notes and process notes from JSON, all or nothing.
 
-The format is documented in docs/import-format.md. Two steps:
+The format is documented in docs/import-format.md. The steps:
 
-- `parse_import(data)` validates the whole file without touching a vault and returns an
-  `ImportPlan` of ready models. Every problem names the item and field
+- `read_import_file(path)` reads a regular file within MAX_FILE_BYTES (never a device or a
+  pipe). `read_import(data)` reads its layout, header and ids; `parse_import(data)` also
+  checks every item. Either returns an `ImportPlan`: the text and where each item lies, not
+  models, so a large file is held once. Every problem names the item and field
   ("clients[1].diagnoses[0].code: is not an ICD-10 code") and never echoes a value from the
   file, except the ids the file gives, which are how the clinician finds the item.
-- `apply_import(vault, plan)` checks the plan against the vault (ids already present, clients
-  referred to but not in the file), then writes record.db and private.db each inside one
-  transaction. The record is committed first, and only after private.db's writes have
-  succeeded; private.db is committed last. See the doc for the window this leaves.
+- `apply_import(vault, plan)` checks the ids against the vault first (a repeat is refused at
+  once), then checks and builds every item into its documents and rows with nothing written
+  (`build_items`, on worker processes when the record has a prepare pool), and only then
+  writes record.db and private.db each inside one transaction. The record is committed
+  first, and only after private.db's writes have succeeded; private.db is committed last.
+  See the doc for the window this leaves.
 
 Signed notes are imported as signed records of the past: their signer, credentials and
 time are kept, the store computes the heads and content hash the signature covers, and the
@@ -20,8 +24,13 @@ signed notes the checker would have flagged, so nothing is waived silently.
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import re
-from collections.abc import Callable
+import stat
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
@@ -29,21 +38,24 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     AwareDatetime,
-    BaseModel,
     ConfigDict,
     Field,
     ValidationError,
     model_validator,
 )
 
+from store import documents as D
 from store.compliance import blocking, check_note
 from store.errors import DiskFull, ImportFailed, NotewellError, NotFound, VaultBusy
+from store.projections import expected_rows, rows_of
 from store.models import (
     FORMAT_SECTIONS,
+    PlausibleDates,
     Addendum,
     Client,
     Diagnosis,
     EnteredInError,
+    Goal,
     NoteFormat,
     NoteStatus,
     ProcessNote,
@@ -59,6 +71,12 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _ID_RE = re.compile(ID_PATTERN)
 # Problems listed in the error message; the rest are counted.
 MAX_LISTED = 10
+# The largest file one import reads (about 400,000 progress notes); anything larger is
+# refused before it is read, so a mistaken argument (/dev/zero, a disk image) cannot exhaust memory.
+MAX_FILE_BYTES = 512 * 1024 * 1024
+# No number in this format needs more digits; longer ones are refused before Python converts
+# them (an integer of thousands of digits costs time, and past 4,300 digits raises).
+MAX_NUMBER_DIGITS = 20
 _EARLIEST_ZONE = timezone(timedelta(hours=14))
 # A device whose clock is wrong writes and syncs times that are "in the future" for another
 # device, or an addendum dated before the signature it amends (docs/import-format.md,
@@ -70,7 +88,7 @@ FUTURE_TOLERANCE = timedelta(days=366)
 # --- the file's shape ---------------------------------------------------------------------
 
 
-class _Strict(BaseModel):
+class _Strict(PlausibleDates):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
@@ -175,6 +193,8 @@ class ImportFile(_Strict):
 
 # --- the plan -----------------------------------------------------------------------------
 
+SECTIONS = ("clients", "progress_notes", "process_notes")
+
 
 @dataclass(frozen=True)
 class ClientRef:
@@ -185,15 +205,61 @@ class ClientRef:
     goal_ids: tuple[tuple[str, str], ...] = ()  # (item, goal id) the reference rates
 
 
-@dataclass(frozen=True)
+@dataclass
 class ImportPlan:
-    clients: tuple[Client, ...]
-    notes: tuple[ProgressNote, ...]
-    process_notes: tuple[ProcessNote, ...]
-    # Clients named by notes but not given in the file; apply_import checks the vault.
-    vault_refs: tuple[ClientRef, ...] = ()
+    """An import file read into where each item lies, not into models: a file of 100,000
+    notes is then held once, as its text, and each item is read when it is checked or
+    written. `validated`: every item has been checked (parse_import); otherwise apply_import
+    checks each one as it builds it, and imports nothing if any fails.
+
+    `clients`, `notes` and `process_notes` build the models on first use (for small files
+    and tests; the import itself never needs them all at once)."""
+
+    text: str
+    spans: dict[str, list[tuple[int, int]]]
     # Where each item came from in the file, for error messages: id -> "clients[0]".
-    items: dict[str, str] = field(default_factory=dict)
+    items: dict[str, str]
+    # Clients named by notes but not given in the file; apply_import checks the vault.
+    vault_refs: tuple[ClientRef, ...]
+    client_spans: dict[str, tuple[int, int]]  # client id -> where it lies in the file
+    now: datetime
+    note_clients: list[Any] = field(default_factory=list)  # each note's client_id as given
+    validated: bool = False
+    _models: dict[str, tuple] = field(default_factory=dict, repr=False)
+
+    def count(self, section: str) -> int:
+        return len(self.spans.get(section, ()))
+
+    @property
+    def total(self) -> int:
+        return sum(self.count(s) for s in SECTIONS)
+
+    def raw(self, section: str, index: int) -> str:
+        start, end = self.spans[section][index]
+        return self.text[start:end]
+
+    def _built(self, section: str) -> tuple:
+        if section not in self._models:
+            make = {"clients": _build_client, "progress_notes": _build_note, "process_notes": _build_process_note}[section]
+            out = []
+            for i in range(self.count(section)):
+                stages, model = make(i, _DECODER.decode(self.raw(section, i)), self.now)
+                _raise_first(*stages)
+                out.append(model)
+            self._models[section] = tuple(out)
+        return self._models[section]
+
+    @property
+    def clients(self) -> tuple[Client, ...]:
+        return self._built("clients")
+
+    @property
+    def notes(self) -> tuple[ProgressNote, ...]:
+        return self._built("progress_notes")
+
+    @property
+    def process_notes(self) -> tuple[ProcessNote, ...]:
+        return self._built("process_notes")
 
     @property
     def signed_notes(self) -> tuple[ProgressNote, ...]:
@@ -203,16 +269,6 @@ class ImportPlan:
     def notes_as_given(self) -> tuple[ProgressNote, ...]:
         """Notes entered in the state the file gives (signed, entered in error): not drafts."""
         return tuple(n for n in self.notes if n.status != NoteStatus.DRAFT)
-
-
-@dataclass(frozen=True)
-class ImportSummary:
-    clients: int
-    notes: int
-    process_notes: int
-    signed_notes: int = 0
-    # Ids of imported signed notes the compliance checker would not have let sign here.
-    signed_with_gaps: tuple[str, ...] = ()
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -245,10 +301,10 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _schema_problems(err: ValidationError) -> list[str]:
+def _schema_problems(err: ValidationError, prefix: tuple[Any, ...] = ()) -> list[str]:
     problems = []
     for e in err.errors(include_input=False, include_url=False):
-        path = _path(tuple(e.get("loc", ())))
+        path = _path(prefix + tuple(e.get("loc", ())))
         reason = e.get("msg", "is not valid").removeprefix("Value error, ")
         # A model-level check names its own field: "sections: ... is not a section".
         m = _FIELD_PREFIX.match(reason)
@@ -277,24 +333,84 @@ class _DuplicateKey(ValueError):
         self.key = key
 
 
-def _load_json(data: bytes) -> Any:
+class _BadValue(ValueError):
+    """A JSON value this format never holds; `what` says which, without the value."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def _whole_number(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise _BadValue(f"a number of more than {MAX_NUMBER_DIGITS} digits")
+    return int(text)
+
+
+def _decimal(text: str) -> float:
+    if len(text) > 2 * MAX_NUMBER_DIGITS:
+        raise _BadValue(f"a number of more than {MAX_NUMBER_DIGITS} digits")
+    return float(text)
+
+
+def _constant(name: str) -> float:
+    raise _BadValue(f"{name}, which is not a JSON number")
+
+
+# A lone surrogate can reach a string only through a \uD800-\uDFFF escape (UTF-8 cannot
+# encode one); a pair of them is an ordinary character such as an emoji, which json joins.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicate_keys, parse_int=_whole_number, parse_float=_decimal, parse_constant=_constant
+)
+
+
+def read_import_file(path: str | os.PathLike) -> bytes:
+    """The bytes of an import file: a regular file of at most MAX_FILE_BYTES, or ImportFailed.
+
+    Opened without blocking (a FIFO with no writer would otherwise wait forever) and checked
+    with fstat on the open descriptor before anything is read; at most the limit plus one
+    byte is read, so a file that grows meanwhile cannot exceed it.
+    """
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ImportFailed("The import file is not UTF-8 text; nothing was imported.") from None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise ImportFailed(f"Cannot read {path}: {e.strerror}; nothing was imported.") from None
+    too_large = ImportFailed(
+        f"{path} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB, the most one import reads; "
+        "split it into smaller files; nothing was imported."
+    )
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
-    except _DuplicateKey as e:
-        name = f'the key "{e.key}"' if _KEY_RE.match(e.key) else "a key"
-        raise ImportFailed(f"The import file gives {name} twice in one object; nothing was imported.") from None
-    except RecursionError:
-        raise ImportFailed("The import file nests objects too deeply; nothing was imported.") from None
-    except json.JSONDecodeError as e:
-        # e.msg is the parser's reason ("Expecting ',' delimiter"), never file content.
-        raise ImportFailed(
-            f"The import file is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
-            "nothing was imported."
-        ) from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImportFailed(
+                f"{path} is not a regular file (it is a folder, device or pipe); give the import file itself; "
+                "nothing was imported."
+            )
+        if info.st_size > MAX_FILE_BYTES:
+            raise too_large
+        with open(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise ImportFailed(f"Cannot read {path}: {e.strerror}; nothing was imported.") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise too_large
+    return data
 
 
 def _check_header(raw: Any) -> None:
@@ -395,133 +511,476 @@ def _process_note(fp: FileProcessNote) -> ProcessNote:
     return ProcessNote.model_validate(data)
 
 
-def _cross_problems(f: ImportFile, now: datetime) -> tuple[list[str], list[ClientRef], dict[str, str]]:
+# --- reading the file item by item ---------------------------------------------------------
+
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+class _Shape(Exception):
+    """The text is not an object of lists in the expected layout: read it whole instead."""
+
+
+@contextmanager
+def _json_errors() -> Iterator[None]:
+    """Turns the decoder's refusals into one sentence each, never quoting the file."""
+    try:
+        yield
+    except _BadValue as e:
+        raise ImportFailed(f"The import file holds {e.what}; nothing was imported.") from None
+    except _DuplicateKey as e:
+        name = f'the key "{e.key}"' if _KEY_RE.match(e.key) else "a key"
+        raise ImportFailed(f"The import file gives {name} twice in one object; nothing was imported.") from None
+    except RecursionError:
+        raise ImportFailed("The import file nests objects too deeply; nothing was imported.") from None
+    except json.JSONDecodeError as e:
+        # e.msg is the parser's reason ("Expecting ',' delimiter"), never file content.
+        raise ImportFailed(
+            f"The import file is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
+            "nothing was imported."
+        ) from None
+
+
+_SURROGATE_PROBLEM = (
+    "The import file holds text with a lone surrogate escape (\\uD800-\\uDFFF not in a pair), "
+    "which is not a character; nothing was imported."
+)
+
+
+def _decode_text(data: bytes | str) -> str:
+    if isinstance(data, str):
+        return data.removeprefix("\ufeff")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ImportFailed("The import file is not UTF-8 text; nothing was imported.") from None
+
+
+def _load_json(data: bytes | str) -> Any:
+    text = _decode_text(data)
+    with _json_errors():
+        value = _DECODER.decode(text)
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise ImportFailed(_SURROGATE_PROBLEM)
+    return value
+
+
+# The first reading only needs ids and references: the plain decoder reads about twice as
+# fast. What it lets through (a key given twice inside an item, NaN, a long number) the
+# checking decoder refuses when each item is checked; what it refuses, the checking decoder
+# reads again to say precisely.
+_PLAIN = json.JSONDecoder()
+
+
+def _walk(
+    text: str, on_item: Callable[[str, int, Any], None], decoder: json.JSONDecoder = _DECODER
+) -> tuple[dict[str, Any], dict[str, list[tuple[int, int]]]]:
+    """Reads the top-level object: its plain values, and for each list section where each item
+    lies, handing each decoded item to `on_item` (and keeping none of them). _Shape when the
+    text is laid out otherwise; the decoder's own errors pass through."""
+    top: dict[str, Any] = {}
+    spans: dict[str, list[tuple[int, int]]] = {}
+    seen: set[str] = set()
+    decode = decoder.raw_decode
+    ws = _WS.match
+    try:
+        pos = ws(text, 0).end()
+        if text[pos] != "{":
+            raise _Shape
+        pos = ws(text, pos + 1).end()
+        if text[pos] == "}":
+            pos += 1
+        else:
+            while True:
+                if text[pos] != '"':
+                    raise _Shape
+                key, pos = decode(text, pos)
+                if key in seen:
+                    raise _DuplicateKey(key)
+                seen.add(key)
+                pos = ws(text, pos).end()
+                if text[pos] != ":":
+                    raise _Shape
+                pos = ws(text, pos + 1).end()
+                if key in SECTIONS and text[pos] == "[":
+                    found: list[tuple[int, int]] = []
+                    pos = ws(text, pos + 1).end()
+                    if text[pos] == "]":
+                        pos += 1
+                    else:
+                        while True:
+                            value, end = decode(text, pos)
+                            on_item(key, len(found), value)
+                            found.append((pos, end))
+                            pos = ws(text, end).end()
+                            if text[pos] == ",":
+                                pos = ws(text, pos + 1).end()
+                            elif text[pos] == "]":
+                                pos += 1
+                                break
+                            else:
+                                raise _Shape
+                    spans[key] = found
+                else:
+                    top[key], pos = decode(text, pos)
+                pos = ws(text, pos).end()
+                if text[pos] == ",":
+                    pos = ws(text, pos + 1).end()
+                elif text[pos] == "}":
+                    pos += 1
+                    break
+                else:
+                    raise _Shape
+        if ws(text, pos).end() != len(text):
+            raise _Shape
+    except IndexError:
+        raise _Shape from None
+    return top, spans
+
+
+@dataclass
+class _Scan:
+    """What the first reading gathers from the items as given (ids, references), typed or not."""
+
+    surrogates: bool
+    ids: dict[str, list[tuple[str, Any]]] = field(default_factory=lambda: {s: [] for s in SECTIONS + ("addenda",)})
+    goals_of: dict[str, set[str]] = field(default_factory=dict)
+    client_spans: dict[str, int] = field(default_factory=dict)
+    note_refs: list[tuple[int, Any, list[tuple[str, Any]]]] = field(default_factory=list)
+    process_refs: list[tuple[int, Any]] = field(default_factory=list)
+    note_clients: list[Any] = field(default_factory=list)
+    lone_surrogate: bool = False
+
+    def item(self, section: str, index: int, value: Any) -> None:
+        if self.surrogates and not self.lone_surrogate and _has_lone_surrogate(value):
+            self.lone_surrogate = True
+        if section == "progress_notes":
+            self.note_clients.append(value.get("client_id") if isinstance(value, dict) else None)
+        if not isinstance(value, dict):
+            return
+        where = f"{section}[{index}]"
+        self.ids[section].append((where, value.get("id")))
+        if section == "clients":
+            goals = value.get("goals")
+            cid = value.get("id")
+            if isinstance(cid, str) and cid not in self.goals_of:
+                self.client_spans[cid] = index
+                self.goals_of[cid] = {
+                    g["id"] for g in goals if isinstance(g, dict) and isinstance(g.get("id"), str)
+                } if isinstance(goals, list) else set()
+        elif section == "progress_notes":
+            facts = value.get("facts")
+            rated = facts.get("goals_addressed") if isinstance(facts, dict) else None
+            goals = [
+                (f"{where}.facts.goals_addressed[{j}].goal_id", g.get("goal_id"))
+                for j, g in enumerate(rated if isinstance(rated, list) else [])
+                if isinstance(g, dict) and isinstance(g.get("goal_id"), str)
+            ]
+            self.note_refs.append((index, value.get("client_id"), goals))
+            addenda = value.get("addenda")
+            for j, a in enumerate(addenda if isinstance(addenda, list) else []):
+                if isinstance(a, dict) and a.get("id") is not None:
+                    self.ids["addenda"].append((f"{where}.addenda[{j}]", a.get("id")))
+        else:
+            self.process_refs.append((index, value.get("client_id")))
+
+    def problems_and_refs(self) -> tuple[list[str], list[ClientRef], dict[str, str]]:
+        problems: list[str] = []
+        items: dict[str, str] = {}
+        for section in SECTIONS + ("addenda",):
+            for where, id_ in self.ids[section]:
+                if not isinstance(id_, str):
+                    continue  # the schema check names it
+                if id_ in items:
+                    problems.append(f"{where}.id: {id_} is used twice in the file (also {items[id_]})")
+                else:
+                    items[id_] = where
+        refs: dict[str, list] = {}  # client id not in the file -> [first item, [(item, goal id)]]
+        for index, cid, rated in self.note_refs:
+            if not isinstance(cid, str):
+                continue
+            if cid in self.goals_of:
+                problems.extend(
+                    f"{where}: names no goal of client {cid}" for where, gid in rated if gid not in self.goals_of[cid]
+                )
+            else:
+                ref = refs.setdefault(cid, [f"progress_notes[{index}].client_id", []])
+                ref[1].extend(rated)
+        for index, cid in self.process_refs:
+            if isinstance(cid, str) and cid not in self.goals_of:
+                refs.setdefault(cid, [f"process_notes[{index}].client_id", []])
+        return problems, [ClientRef(item, cid, tuple(goals)) for cid, (item, goals) in refs.items()], items
+
+
+def scan_import(data: bytes | str, *, now: datetime | None = None) -> tuple[ImportPlan, list[str]]:
+    """Reads the file's layout, header and ids without checking its items: (plan, problems
+    found among the ids: duplicates, goals a note rates that its client lacks). ImportFailed
+    for what makes the file unreadable (not JSON, wrong kind or version, odd top-level fields)."""
+    text = _decode_text(data)
+    surrogates = _SURROGATE_ESCAPE.search(text) is not None
+    scan = _Scan(surrogates=surrogates)
+    with _json_errors():
+        try:
+            try:
+                top, spans = _walk(text, scan.item, _PLAIN)
+            except (ValueError, RecursionError):
+                scan = _Scan(surrogates=surrogates)
+                top, spans = _walk(text, scan.item)  # raises what the plain reading met, precisely
+        except _Shape:
+            # Not laid out as an object of lists: read it whole for the precise complaint,
+            # and if it is a valid object after all, walk its canonical spelling.
+            whole = _load_json(text)
+            _check_header(whole)
+            text = json.dumps(whole)
+            scan = _Scan(surrogates=_SURROGATE_ESCAPE.search(text) is not None)
+            top, spans = _walk(text, scan.item)
+    if scan.lone_surrogate or (scan.surrogates and _has_lone_surrogate(top)):
+        raise ImportFailed(_SURROGATE_PROBLEM)
+    _check_header(top)
+    try:
+        ImportFile.model_validate({**top, **{section: [] for section in spans}})
+    except ValidationError as e:
+        raise _fail(_schema_problems(e)) from None
+    problems, refs, items = scan.problems_and_refs()
+    client_spans = {cid: spans["clients"][i] for cid, i in scan.client_spans.items()}
+    plan = ImportPlan(
+        text=text,
+        spans={section: spans.get(section, []) for section in SECTIONS},
+        items=items,
+        vault_refs=tuple(refs),
+        client_spans=client_spans,
+        now=now or datetime.now(timezone.utc),
+        note_clients=scan.note_clients,
+    )
+    return plan, problems
+
+
+def read_import(data: bytes | str, *, now: datetime | None = None) -> ImportPlan:
+    """`scan_import`, refusing a file whose ids already disagree: what the command line reads
+    before it unlocks the vault. Each item is checked while `apply_import` builds it."""
+    plan, problems = scan_import(data, now=now)
+    if problems:
+        raise _fail(problems)
+    return plan
+
+
+# --- checking one item ----------------------------------------------------------------------
+
+
+Stages = tuple[list[str], list[str], list[str]]  # schema problems, cross-field problems, store-model problems
+
+
+def _validated(cls: type, raw: Any, where: tuple[str, int]) -> tuple[list[str], Any]:
+    try:
+        return [], cls.model_validate(raw)
+    except ValidationError as e:
+        return _schema_problems(e, where), None
+
+
+def _converted(make: Callable[[Any], Any], obj: Any, where: str) -> tuple[list[str], Any]:
+    # The file models check what the store models check; this catches any rule they add.
+    try:
+        return [], make(obj)
+    except ValidationError as e:
+        return [f"{where}.{p}" for p in _schema_problems(e)], None
+
+
+def _build_client(index: int, raw: Any, now: datetime) -> tuple[Stages, Client | None]:
+    schema, fc = _validated(FileClient, raw, ("clients", index))
+    if fc is None:
+        return (schema, [], []), None
+    built, client = _converted(_client, fc, f"clients[{index}]")
+    return ([], [], built), client
+
+
+def _build_process_note(index: int, raw: Any, now: datetime) -> tuple[Stages, ProcessNote | None]:
+    schema, fp = _validated(FileProcessNote, raw, ("process_notes", index))
+    if fp is None:
+        return (schema, [], []), None
+    built, note = _converted(_process_note, fp, f"process_notes[{index}]")
+    return ([], [], built), note
+
+
+def _build_note(index: int, raw: Any, now: datetime) -> tuple[Stages, ProgressNote | None]:
+    schema, fn = _validated(FileProgressNote, raw, ("progress_notes", index))
+    if fn is None:
+        return (schema, [], []), None
+    cross = _note_problems(fn, f"progress_notes[{index}]", now)
+    built, note = _converted(_note, fn, f"progress_notes[{index}]")
+    return ([], cross, built), note
+
+
+def _note_problems(n: FileProgressNote, item: str, now: datetime) -> list[str]:
+    """The checks of one note that compare its fields (times against each other and now)."""
     problems: list[str] = []
-    items: dict[str, str] = {}
-
-    def claim(item: str, id_: str) -> None:
-        if id_ in items:
-            problems.append(f"{item}.id: {id_} is used twice in the file (also {items[id_]})")
-        else:
-            items[id_] = item
-
-    goals_of: dict[str, set[str]] = {}
-    for i, c in enumerate(f.clients):
-        claim(f"clients[{i}]", c.id)
-        goals_of.setdefault(c.id, {g.id for g in c.goals})
-    for i, n in enumerate(f.progress_notes):
-        claim(f"progress_notes[{i}]", n.id)
-    for i, p in enumerate(f.process_notes):
-        claim(f"process_notes[{i}]", p.id)
-
-    refs: dict[str, list] = {}  # client id not in the file -> [first item, [(item, goal id)]]
-    for i, n in enumerate(f.progress_notes):
-        item = f"progress_notes[{i}]"
-        rated = [(f"{item}.facts.goals_addressed[{j}].goal_id", g.goal_id) for j, g in enumerate(n.facts.goals_addressed)]
-        if n.client_id in goals_of:
-            for where, goal_id in rated:
-                if goal_id not in goals_of[n.client_id]:
-                    problems.append(f"{where}: names no goal of client {n.client_id}")
-        else:
-            ref = refs.setdefault(n.client_id, [f"{item}.client_id", []])
-            ref[1].extend(rated)
-        latest = now + FUTURE_TOLERANCE
-        if n.signature is not None:
-            sig = n.signature
-            if sig.signed_at > latest:
-                problems.append(f"{item}.signature.signed_at: is more than a year in the future")
-            # The date of service is a local date: a signature is early only if it is
-            # before that date everywhere, i.e. in the earliest time zone (UTC+14). The
-            # signing device's own clock passed the date of service (the checklist refuses to
-            # sign a note dated in the future), so a wrong clock cannot produce this.
-            if sig.signed_at.astimezone(_EARLIEST_ZONE).date() < n.facts.date_of_service:
-                problems.append(f"{item}.signature.signed_at: is before the date of service")
-            # An addendum or a mark written on another device than the signature can be dated
-            # before it (that device's clock was behind), so their order is not checked.
-            for j, a in enumerate(n.addenda):
-                if a.signed_at > latest:
-                    problems.append(f"{item}.addenda[{j}].signed_at: is more than a year in the future")
-                if a.id is not None:
-                    claim(f"{item}.addenda[{j}]", a.id)
-        if n.entered_in_error is not None:
-            if n.entered_in_error.marked_at > latest:
-                problems.append(f"{item}.entered_in_error.marked_at: is more than a year in the future")
-    for i, p in enumerate(f.process_notes):
-        if p.client_id not in goals_of:
-            refs.setdefault(p.client_id, [f"process_notes[{i}].client_id", []])
-    vault_refs = [ClientRef(item, cid, tuple(goals)) for cid, (item, goals) in refs.items()]
-    return problems, vault_refs, items
+    latest = now + FUTURE_TOLERANCE
+    if n.signature is not None:
+        sig = n.signature
+        if sig.signed_at > latest:
+            problems.append(f"{item}.signature.signed_at: is more than a year in the future")
+        # The date of service is a local date: a signature is early only if it is
+        # before that date everywhere, i.e. in the earliest time zone (UTC+14). The
+        # signing device's own clock passed the date of service (the checklist refuses to
+        # sign a note dated in the future), so a wrong clock cannot produce this.
+        if sig.signed_at.astimezone(_EARLIEST_ZONE).date() < n.facts.date_of_service:
+            problems.append(f"{item}.signature.signed_at: is before the date of service")
+        # An addendum or a mark written on another device than the signature can be dated
+        # before it (that device's clock was behind), so their order is not checked.
+        for j, a in enumerate(n.addenda):
+            if a.signed_at > latest:
+                problems.append(f"{item}.addenda[{j}].signed_at: is more than a year in the future")
+    if n.entered_in_error is not None:
+        if n.entered_in_error.marked_at > latest:
+            problems.append(f"{item}.entered_in_error.marked_at: is more than a year in the future")
+    return problems
 
 
-def parse_import(data: bytes, *, now: datetime | None = None) -> ImportPlan:
+_BUILDERS = {"clients": _build_client, "progress_notes": _build_note, "process_notes": _build_process_note}
+
+
+def _raise_first(schema: list[str], cross: list[str], built: list[str]) -> None:
+    """Problems of the file's shape first; comparisons between fields only once every field
+    reads; the store's own rules last (as a clinician would fix them, in that order)."""
+    for problems in (schema, cross, built):
+        if problems:
+            raise _fail(problems)
+
+
+def parse_import(data: bytes | str, *, now: datetime | None = None) -> ImportPlan:
     """Validate a whole import file; raise ImportFailed listing every problem, or return the plan.
 
     `now` (default: the current time) is what "in the future" is measured against (with
     `FUTURE_TOLERANCE`, for times written on devices whose clocks were ahead).
     """
-    raw = _load_json(data)
-    _check_header(raw)
-    try:
-        f = ImportFile.model_validate(raw)
-    except ValidationError as e:
-        raise _fail(_schema_problems(e)) from None
-
-    problems, vault_refs, items = _cross_problems(f, now or datetime.now(timezone.utc))
-    if problems:
-        raise _fail(problems)
-
+    plan, scan_problems = scan_import(data, now=now)
+    schema: list[str] = []
+    cross: list[str] = []
     built: list[str] = []
-    clients, notes, process_notes = [], [], []
-    # The file models check what the store models check; this catches any rule they add.
-    for kind, source, make, out in (
-        ("clients", f.clients, _client, clients),
-        ("progress_notes", f.progress_notes, _note, notes),
-        ("process_notes", f.process_notes, _process_note, process_notes),
-    ):
-        for i, obj in enumerate(source):
-            try:
-                out.append(make(obj))
-            except ValidationError as e:
-                built.extend(f"{kind}[{i}].{p}" for p in _schema_problems(e))
-    if built:
-        raise _fail(built)
-    return ImportPlan(tuple(clients), tuple(notes), tuple(process_notes), tuple(vault_refs), items)
+    for section in SECTIONS:
+        make = _BUILDERS[section]
+        for i in range(plan.count(section)):
+            (s, c, b), _model = make(i, _DECODER.decode(plan.raw(section, i)), plan.now)
+            schema += s
+            cross += c
+            built += b
+    _raise_first(schema, scan_problems + cross, built)
+    plan.validated = True
+    return plan
+
+
+# --- building documents (here, or in a worker process) ---------------------------------------
+
+
+def _plan_of(summary: tuple[str, tuple[str, ...], tuple[tuple[str, bool], ...]] | None) -> Client | None:
+    """A client as far as the compliance checker reads it: id, diagnosis codes, goals."""
+    if summary is None:
+        return None
+    cid, codes, goals = summary
+    return Client.model_construct(
+        id=cid, display_name="", diagnoses=[Diagnosis.model_construct(code=c, description="") for c in codes],
+        goals=[Goal.model_construct(id=g, description="", objective="", active=a) for g, a in goals],
+    )
+
+
+def _summary(client: Client) -> tuple[str, tuple[str, ...], tuple[tuple[str, bool], ...]]:
+    return client.id, tuple(d.code for d in client.diagnoses), tuple((g.id, g.active) for g in client.goals)
+
+
+def build_items(items: list[tuple], late_hours: int, context: tuple[str, datetime]) -> list[tuple]:
+    """Clients and progress notes of an import file, each checked and built into its document
+    and rows: ("bad", stages) or (kind, doc_id, bytes, heads, view row, fts row, extra).
+
+    Items are (section, index, JSON text, client summary or None); `context` is (this
+    device's id, now). Pure (text in, rows out), so worker processes run it too
+    (store/prepare_pool.py); process notes never come here."""
+    device_id, now = context
+    actor = D.actor_for(device_id)
+    out: list[tuple] = []
+    for section, index, raw, client_summary in items:
+        stages, model = _BUILDERS[section](index, _DECODER.decode(raw), now)
+        if model is None or any(stages):
+            out.append(("bad", stages))
+            continue
+        if section == "clients":
+            doc = D.new_client_doc(model, actor)
+            extra: Any = _summary(model)
+        else:
+            doc = D.imported_note_doc(model, actor, device_id)
+            gaps = model.status == NoteStatus.SIGNED and bool(blocking(check_note(model, _plan_of(client_summary))))
+            signed_at = model.signature.signed_at if model.signature is not None else None
+            extra = (model.client_id, model.status.value, signed_at, gaps)
+        if section == "progress_notes" and D.reads_back_as_given(model):
+            # The rows of the note as given are the rows of its document (saves reading it
+            # back: a third of the work). A signature made here covers exactly this content.
+            final = model
+            if model.signature is not None:
+                final = model.model_copy(
+                    update={"signature": model.signature.model_copy(update={"content_hash": D.content_hash(model)})}
+                )
+            kind = D.KIND_NOTE
+            view, fts = rows_of(kind, final, doc, late_hours)
+        else:
+            kind, view, fts = expected_rows(model.id, doc, late_hours)
+        out.append((kind, model.id, doc.save(), doc.get_heads(), view, fts, extra))
+    return out
 
 
 # --- applying -----------------------------------------------------------------------------
 
-
-def _exists(getter: Callable[[str], Any], id_: str) -> bool:
-    try:
-        getter(id_)
-    except NotFound:
-        return False
-    return True
+# Items per round of building: small enough that a round's results are a few megabytes.
+BUILD_BATCH = 1024
 
 
-def _check_against_vault(vault: Any, plan: ImportPlan) -> list[str]:
-    record, private = vault.record, vault.private
+@dataclass(frozen=True)
+class ImportSummary:
+    clients: int
+    notes: int
+    process_notes: int
+    signed_notes: int = 0
+    # Ids of imported signed notes the compliance checker would not have let sign here.
+    signed_with_gaps: tuple[str, ...] = ()
+
+
+def _check_against_vault(vault: Any, plan: ImportPlan, *, private: bool) -> tuple[list[str], dict[str, Client]]:
+    """Ids already in the vault (one read of each database's ids, so a repeated import of a
+    large file is refused at once) and references to clients the vault must hold.
+
+    With private=False only record.db is read: a bad file is then refused before private.db
+    is first touched (the first use of a private store since the vault was made writes to
+    it), so its files stay byte for byte as they were."""
+    record = vault.record
+    in_record = set(record.doc_heads())
+    in_private = vault.private.ids() if private else set()
     problems: list[str] = []
-    for c in plan.clients:
-        if _exists(record.get_client, c.id) or _exists(record.get_note, c.id):
-            problems.append(f"{plan.items[c.id]}.id: {c.id} already exists in the vault")
-    for n in plan.notes:
-        if _exists(record.get_note, n.id) or _exists(record.get_client, n.id):
-            problems.append(f"{plan.items[n.id]}.id: {n.id} already exists in the vault")
-    for p in plan.process_notes:
-        if _exists(private.get, p.id):
-            problems.append(f"{plan.items[p.id]}.id: {p.id} already exists in the vault")
+    for id_, where in plan.items.items():
+        section = where.split("[", 1)[0]
+        if ".addenda[" in where or (section == "process_notes" and not private):
+            continue
+        if id_ in (in_private if section == "process_notes" else in_record):
+            problems.append(f"{where}.id: {id_} already exists in the vault")
+    clients: dict[str, Client] = {}
     for ref in plan.vault_refs:
         try:
             client = record.get_client(ref.client_id)
         except NotFound:
             problems.append(f"{ref.item}: names no client in this file or in the vault")
             continue
+        clients[client.id] = client
         goals = {g.id for g in client.goals}
         problems.extend(
             f"{where}: names no goal of client {ref.client_id}" for where, gid in ref.goal_ids if gid not in goals
         )
-    return problems
+    return problems, clients
+
+
+def check_vault_ids(vault: Any, plan: ImportPlan) -> dict[str, Client]:
+    """ImportFailed naming every id of the file already in the vault and every client or goal
+    the file refers to that the vault lacks; otherwise the vault's clients the file refers to.
+    A repeated import is refused here, before anything is built (apply_import starts with it)."""
+    problems, vault_clients = _check_against_vault(vault, plan, private=False)
+    if problems:
+        problems, _clients = _check_against_vault(vault, plan, private=True)
+        raise _fail(problems, head="The import file conflicts with the vault")
+    return vault_clients
 
 
 def _capabilities(vault: Any, plan: ImportPlan) -> None:
@@ -529,9 +988,8 @@ def _capabilities(vault: Any, plan: ImportPlan) -> None:
         name
         for name, needed in (
             ("record.transaction", True),
-            ("private.transaction", bool(plan.process_notes)),
-            ("record.import_note", bool(plan.notes_as_given)),
-        )
+            ("record.insert_prepared", plan.count("clients") + plan.count("progress_notes") > 0),
+        )  # not private.db's: its store is first used only once the file has passed
         if needed and not hasattr(getattr(vault, name.split(".")[0]), name.split(".")[1])
     ]
     if missing:
@@ -548,56 +1006,134 @@ def _database_errors() -> tuple[type[BaseException], ...]:
     return (dbapi2.Error,)
 
 
+@dataclass
+class _Built:
+    """Everything an import writes, built before anything is written. Each round's documents
+    and rows are kept pickled and compressed (a 100,000-note file's come to about a
+    hundred megabytes that way, several times that as objects)."""
+
+    rounds: list[bytes] = field(default_factory=list)
+    process_notes: list[ProcessNote] = field(default_factory=list)
+    as_given: list[tuple[str, str, str, datetime | None]] = field(default_factory=list)  # note, client, status, signed
+    gaps: list[str] = field(default_factory=list)
+    stages: Stages = field(default_factory=lambda: ([], [], []))
+
+    def add_problems(self, stages: Stages) -> None:
+        for mine, theirs in zip(self.stages, stages):
+            mine.extend(theirs)
+
+    def documents(self) -> Iterator[list[tuple]]:
+        for packed in self.rounds:
+            yield pickle.loads(zlib.decompress(packed))
+
+
+def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client]) -> _Built:
+    """Checks and builds every item, writing nothing: clients first (the notes' checklist
+    reads their plans), then notes, on the record's worker processes when it has them."""
+    record = vault.record
+    late_hours = vault.settings().late_entry_hours
+    pool = getattr(record, "prepare_pool", None)
+    context = (vault.device_id, plan.now)
+    summaries = {cid: _summary(c) for cid, c in vault_clients.items()}
+    built = _Built()
+    for section in ("clients", "progress_notes"):
+        n = plan.count(section)
+        for start in range(0, n, BUILD_BATCH):
+            items = []
+            for i in range(start, min(n, start + BUILD_BATCH)):
+                raw = plan.raw(section, i)
+                summary = None
+                if section == "progress_notes":
+                    cid = plan.note_clients[i] if i < len(plan.note_clients) else None
+                    summary = summaries.get(cid) if isinstance(cid, str) else None
+                items.append((section, i, raw, summary))
+            if pool is not None:
+                results = pool.prepare_many(items, late_hours, work="import", context=context)
+            else:
+                results = build_items(items, late_hours, context)
+            good = []
+            for result in results:
+                if result[0] == "bad":
+                    built.add_problems(result[1])
+                    continue
+                kind, doc_id, data, heads, view, fts, extra = result
+                good.append((doc_id, kind, data, heads, view, fts))
+                if section == "clients":
+                    summaries.setdefault(extra[0], extra)
+                else:
+                    client_id, status, signed_at, gaps = extra
+                    if status != NoteStatus.DRAFT.value:
+                        built.as_given.append((doc_id, client_id, status, signed_at))
+                    if gaps:
+                        built.gaps.append(doc_id)
+            if not any(built.stages) and good:
+                built.rounds.append(zlib.compress(pickle.dumps(good, protocol=pickle.HIGHEST_PROTOCOL), 1))
+    for i in range(plan.count("process_notes")):
+        stages, pnote = _build_process_note(i, _DECODER.decode(plan.raw("process_notes", i)), plan.now)
+        if pnote is None or any(stages):
+            built.add_problems(stages)
+        else:
+            built.process_notes.append(pnote.model_copy(update={"device_id": vault.device_id}))
+    return built
+
+
 def apply_import(
     vault: Any, plan: ImportPlan, *, progress: Callable[[int, int], None] | None = None
 ) -> ImportSummary:
     """Write `plan` into `vault`, all or nothing; `progress(done, total)` after each item.
 
-    Raises ImportFailed naming the item when an id is already in the vault, a client a note
-    refers to is in neither the file nor the vault, or a write fails; then nothing changed.
+    First the ids are checked against the vault (a repeat is refused before anything is
+    built), then every item is checked and built into its documents and rows with nothing
+    written and no lock held, and only then is everything written: record.db and private.db
+    each in one transaction, record.db committed first and only once every private write
+    has succeeded. Raises ImportFailed naming the item when an id is already in the vault,
+    a client a note refers to is in neither the file nor the vault, an item is not valid
+    (a plan from `scan_import`), or a write fails; then nothing changed.
     """
     _capabilities(vault, plan)
-    record, private = vault.record, vault.private
+    record = vault.record
+    vault_clients = check_vault_ids(vault, plan)
+    built = _build(vault, plan, vault_clients)
+    if any(built.stages):
+        _raise_first(*built.stages)
+    problems, _clients = _check_against_vault(vault, plan, private=True)
+    if problems:
+        raise _fail(problems, head="The import file conflicts with the vault")
+    private = vault.private
     # Reached before any transaction opens: creating the log's tables commits.
     log = getattr(vault, "audit", None)
-    total = len(plan.clients) + len(plan.notes) + len(plan.process_notes)
+    total = plan.total
     done = 0
     current = "the vault"
     record_committed = False
     db_errors = _database_errors()
 
-    def tick() -> None:
+    def tick(n: int = 1) -> None:
         nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
+        for _ in range(n):
+            done += 1
+            if progress is not None:
+                progress(done, total)
 
     try:
         # private.db's transaction encloses record.db's: record commits first, and only
         # once every private write has succeeded; private commits last.
         with private.transaction():
             with record.transaction():
-                problems = _check_against_vault(vault, plan)
-                if problems:
-                    raise _fail(problems, head="The import file conflicts with the vault")
-                for client in plan.clients:
-                    current = plan.items[client.id]
-                    record.create_client(client)
-                    tick()
-                for note in plan.notes:
-                    current = plan.items[note.id]
-                    if note.status == NoteStatus.DRAFT:
-                        record.create_note(note)
-                    else:
-                        record.import_note(note)
-                    tick()
-                for pnote in plan.process_notes:
+                for documents in built.documents():
+                    current = plan.items.get(documents[0][0], "the record")
+                    record.insert_prepared(
+                        [(doc_id, kind, data, heads) for doc_id, kind, data, heads, _v, _f in documents],
+                        [(doc_id, kind, view, fts) for doc_id, kind, _d, _h, view, fts in documents],
+                    )
+                    tick(len(documents))
+                for pnote in built.process_notes:
                     current = plan.items[pnote.id]
-                    private.create(pnote.model_copy(update={"device_id": vault.device_id}))
+                    private.create(pnote)
                     tick()
                 if log is not None:
                     current = "the audit log"
-                    _audit(log, plan)
+                    _audit(log, plan, built)
             record_committed = True
     except ImportFailed:
         if record_committed:
@@ -619,13 +1155,13 @@ def apply_import(
             f"Importing {current} failed: the database refused the write ({_db_reason(e)}); nothing was imported."
         ) from None
 
-    gaps = tuple(n.id for n in plan.signed_notes if blocking(check_note(n, _client_for(plan, record, n.client_id))))
+    order = {note_id: i for i, (note_id, *_rest) in enumerate(built.as_given)}
     return ImportSummary(
-        clients=len(plan.clients),
-        notes=len(plan.notes),
-        process_notes=len(plan.process_notes),
-        signed_notes=len(plan.signed_notes),
-        signed_with_gaps=gaps,
+        clients=plan.count("clients"),
+        notes=plan.count("progress_notes"),
+        process_notes=plan.count("process_notes"),
+        signed_notes=sum(1 for _n, _c, status, _s in built.as_given if status == NoteStatus.SIGNED.value),
+        signed_with_gaps=tuple(sorted(built.gaps, key=lambda n: order.get(n, 0))),
     )
 
 
@@ -642,17 +1178,7 @@ def _db_reason(e: BaseException) -> str:
     return name or str(e).splitlines()[0][:80] or type(e).__name__
 
 
-def _client_for(plan: ImportPlan, record: Any, client_id: str) -> Client | None:
-    for c in plan.clients:
-        if c.id == client_id:
-            return c
-    try:
-        return record.get_client(client_id)
-    except NotFound:
-        return None
-
-
-def _audit(log: Any, plan: ImportPlan) -> None:
+def _audit(log: Any, plan: ImportPlan, built: _Built) -> None:
     """Audit entries for the import, in record.db's open transaction (so they roll back too).
 
     One entry for the import as a whole and one per note entered as given (signed or
@@ -662,16 +1188,10 @@ def _audit(log: Any, plan: ImportPlan) -> None:
 
     log.append(
         Event.IMPORT,
-        clients=len(plan.clients),
-        progress_notes=len(plan.notes),
-        signed_notes=len(plan.signed_notes),
-        process_notes=len(plan.process_notes),
+        clients=plan.count("clients"),
+        progress_notes=plan.count("progress_notes"),
+        signed_notes=sum(1 for _n, _c, status, _s in built.as_given if status == NoteStatus.SIGNED.value),
+        process_notes=plan.count("process_notes"),
     )
-    for note in plan.notes_as_given:
-        log.append(
-            Event.IMPORT,
-            client_id=note.client_id,
-            note_id=note.id,
-            status=note.status.value,
-            signed_at=note.signature.signed_at if note.signature else None,
-        )
+    for note_id, client_id, status, signed_at in built.as_given:
+        log.append(Event.IMPORT, client_id=client_id, note_id=note_id, status=status, signed_at=signed_at)

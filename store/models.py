@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
+    ValidationInfo,
     computed_field,
     field_validator,
     model_validator,
@@ -35,8 +37,103 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 
 
-class _Model(BaseModel):
+# --- plausible dates ------------------------------------------------------------------
+#
+# Every date and moment that enters the store (the store API, an import file, a document
+# received by sync) must lie in this range. Beyond it lie only typing errors and hostile
+# input, and values near the ends of what Python's dates can hold make ordinary arithmetic
+# (a session's end, hours overdue, a time zone) overflow. Documents already stored are read
+# as they are (STORED below), and every view copes with any date.
+
+EARLIEST_DATE = date(1900, 1, 1)
+EARLIEST_MOMENT = datetime(1900, 1, 1, tzinfo=timezone.utc)
+# Notes may be drafted ahead of a session; a year ahead is already generous.
+FUTURE_MARGIN = timedelta(days=366)
+
+# Validation context for models read back from stored documents: the range is not applied
+# there, so an old vault holding an implausible date still opens and shows it.
+STORED = {"stored": True}
+
+
+def latest_date() -> date:
+    return date.today() + FUTURE_MARGIN
+
+
+def plausible_date(value: date) -> bool:
+    if isinstance(value, datetime):
+        return plausible_moment(value)
+    return EARLIEST_DATE <= value <= latest_date()
+
+
+def plausible_moment(value: datetime) -> bool:
+    at = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    try:
+        return EARLIEST_MOMENT <= at <= datetime.now(timezone.utc) + FUTURE_MARGIN
+    except OverflowError:  # an offset that pushes the instant past what datetime holds
+        return False
+
+
+def implausible_reason(value: date) -> str:
+    """Why `value` is not plausible, naming the bound it crosses (never the value itself)."""
+    at = value if not isinstance(value, datetime) or value.tzinfo else value.replace(tzinfo=timezone.utc)
+    try:
+        early = at < (EARLIEST_MOMENT if isinstance(at, datetime) else EARLIEST_DATE)
+    except OverflowError:  # an offset at the very ends of the calendar
+        early = at.year < EARLIEST_DATE.year
+    if early:
+        return f"is before {EARLIEST_DATE.isoformat()}, the earliest plausible date"
+    return f"is in the future (after {latest_date().isoformat()}, the latest plausible date)"
+
+
+def implausible_dates(model: BaseModel, prefix: str = "") -> list[tuple[str, str]]:
+    """(field, reason) for every date or moment in `model`, nested models included, that is
+    outside the plausible range. Used where a model may have been built without validation
+    (`model_copy`) and for documents received by sync."""
+    problems: list[tuple[str, str]] = []
+
+    def visit(value: Any, where: str) -> None:
+        if isinstance(value, (date, datetime)):
+            if not plausible_date(value):
+                problems.append((where, implausible_reason(value)))
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                visit(getattr(value, name), f"{where}.{name}" if where else name)
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                visit(item, f"{where}[{i}]")
+
+    visit(model, prefix)
+    return problems
+
+
+def require_plausible(model: BaseModel) -> None:
+    """Raises ValidationFailed naming each implausible date of `model` (the store API's check)."""
+    problems = implausible_dates(model)
+    if problems:
+        raise ValidationFailed(problems)
+
+
+class PlausibleDates(BaseModel):
+    """A model whose own date and datetime fields must be plausible (unless read as STORED)."""
+
+    @model_validator(mode="after")
+    def _plausible_dates(self, info: ValidationInfo) -> Any:
+        # Each model checks its own fields; nested models were checked when they were built.
+        if info.context and info.context.get("stored"):
+            return self
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, (date, datetime)) and not plausible_date(value):
+                raise ValueError(f"{name}: {implausible_reason(value)}")
+        return self
+
+
+class _Model(PlausibleDates):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, str_strip_whitespace=False)
+
+
+# Scores are whole numbers: JSON's true is not a score of 1.
+Score = Annotated[int, Strict()]
 
 
 # --- codes ---------------------------------------------------------------------------
@@ -251,8 +348,8 @@ class SessionFacts(_Model):
     goals_addressed: list[GoalProgress] = Field(default_factory=list)
     interventions: list[str] = Field(default_factory=list)
     risk: RiskAssessment = Field(default_factory=RiskAssessment)
-    phq9: int | None = Field(default=None, ge=0, le=27)
-    gad7: int | None = Field(default=None, ge=0, le=21)
+    phq9: Score | None = Field(default=None, ge=0, le=27)
+    gad7: Score | None = Field(default=None, ge=0, le=21)
 
     @model_validator(mode="before")
     @classmethod

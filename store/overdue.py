@@ -55,9 +55,16 @@ def _as_time(value) -> time | None:
 
 
 def session_end(on: date, stop: time | None) -> datetime:
+    """When a session ended (naive local time): its stop time, else the end of its day.
+
+    Any stored date is handled: the end of the last day Python can hold is datetime.max
+    rather than an overflow (an old vault may hold 9999-12-31)."""
     if stop is not None:
         return datetime.combine(on, stop)
-    return datetime.combine(on, time()) + timedelta(days=1)
+    try:
+        return datetime.combine(on, time()) + timedelta(days=1)
+    except OverflowError:
+        return datetime.max
 
 
 def check_thresholds(thresholds: Iterable[int]) -> tuple[int, ...]:
@@ -91,7 +98,7 @@ def overdue_from_rows(
     documented: set[tuple[str, date]] = set()
 
     def add(client_id: str, on: date, note_id: str | None, ended: datetime) -> None:
-        age = now - ended
+        age = now - ended  # never overflows: both lie between datetime.min and datetime.max
         band = band_for(age, limits)
         if band is not None:
             hours = int(age.total_seconds() // 3600)

@@ -5,12 +5,15 @@ stored it is loaded (Automerge) and read into its list and search rows (`prepare
 about 0.6 ms a document, all of it holding the interpreter lock, so threads cannot share it.
 `PreparePool` hands chunks of that work to worker processes while the calling thread does
 its own share of the same list (or, with `caller_helps=False`, only waits, unless the workers
-are gone); the results are exactly what `prepare_whole_many` returns.
+are gone); the results are exactly what `prepare_whole_many` returns. The same workers build
+the documents of a large import file's clients and progress notes (`work="import"`:
+`store.importer.build_items`, JSON text in, documents and rows out).
 
 Why it is safe to have:
 - Workers are this interpreter started afresh on this module (`python -m
   store.prepare_pool`), never a fork of a process that runs threads.
-- They see record documents only (bytes in, rows out), hold nothing between chunks, write
+- They see the record only (documents, or an import file's clients and progress notes;
+  never a process note), bytes in, rows out; they hold nothing between chunks, write
   no file, disable their own core dumps, and their stderr goes nowhere, so nothing they
   meet can reach a log.
 - A worker that is still starting, that dies or that stops answering costs only time:
@@ -47,6 +50,18 @@ _READY = b"ready"
 _STOP_WAIT = 2.0
 
 Items = list[tuple[str, bytes]]
+
+# What a worker can be asked to do: read documents received whole (sync), or build the
+# documents of an import file's items (store/importer.py). Both are bytes in, rows out.
+WORK = ("whole", "import")
+
+
+def _do(work: str, items: list, late_hours: int, context: object) -> list:
+    if work == "import":
+        from store.importer import build_items
+
+        return build_items(items, late_hours, context)
+    return prepare_whole_many(items, late_hours)
 
 
 def default_workers() -> int:
@@ -130,8 +145,10 @@ class _Job:
     A caller that does not help (the app, whose interface shares this process's lock) only
     waits, unless no worker is left or none has answered for STALL seconds."""
 
-    def __init__(self, items: Items, late_hours: int, batch: int, *, helps: bool, feeders: int) -> None:
+    def __init__(self, items: Items, late_hours: int, batch: int, *, helps: bool, feeders: int,
+                 work: str = "whole", context: object = None) -> None:
         self.late_hours = late_hours
+        self.work, self.context = work, context
         self.chunks: list[Items] = []
         self.batch_ends: list[int] = []  # per batch, the index after its last chunk
         for start in range(0, len(items), batch):
@@ -222,7 +239,7 @@ def _feed(worker: _Worker, job: _Job) -> None:
                 if index is None:
                     break
                 in_flight.append(index)  # before sending: a failed send gives it back
-                _send(worker.proc.stdin, (job.late_hours, job.chunks[index]))
+                _send(worker.proc.stdin, (job.late_hours, job.chunks[index], job.work, job.context))
             if not in_flight:
                 return
             result = _recv(worker.proc.stdout)
@@ -279,31 +296,35 @@ class PreparePool:
         threading.Thread(target=wait_all, name="notewell-prepare-wait", daemon=True).start()
         return done.wait(timeout) and self.worker_count == len(self._workers)
 
-    def prepare_batches(self, items: Items, late_entry_hours: int, batch: int) -> Iterator[list[tuple | None]]:
-        """`prepare_whole_many` of each `batch` documents of `items` in turn, with the
-        workers' help; they work ahead while the caller stores what it was given."""
+    def prepare_batches(self, items: Items, late_entry_hours: int, batch: int, *, work: str = "whole",
+                        context: object = None) -> Iterator[list[tuple | None]]:
+        """`prepare_whole_many` (or the `work` named, see WORK) of each `batch` items in turn,
+        with the workers' help; they work ahead while the caller stores what it was given."""
         batch = max(1, batch)
         workers = [w for w in self._workers if not w.dead]
         if self._closed or not workers or len(items) < MIN_PARALLEL:
             for start in range(0, len(items), batch):
-                yield prepare_whole_many(items[start:start + batch], late_entry_hours)
+                yield _do(work, items[start:start + batch], late_entry_hours, context)
             return
-        job = _Job(items, late_entry_hours, batch, helps=self.caller_helps, feeders=len(workers))
+        job = _Job(items, late_entry_hours, batch, helps=self.caller_helps, feeders=len(workers),
+                   work=work, context=context)
         for worker in workers:
             threading.Thread(target=_feed, args=(worker, job), name="notewell-prepare-feed", daemon=True).start()
         try:
             lo = 0
             for hi in job.batch_ends:
                 while (index := job.next_for_caller(lo, hi)) is not None:
-                    job.answer(index, prepare_whole_many(job.chunks[index], late_entry_hours))
+                    job.answer(index, _do(work, job.chunks[index], late_entry_hours, context))
                 yield job.batch(lo, hi)
                 lo = hi
         finally:
             job.stop()  # also when the caller stops early: the workers take nothing more
 
-    def prepare_many(self, items: Items, late_entry_hours: int) -> list[tuple | None]:
-        """`prepare_whole_many(items, late_entry_hours)`, with the workers' help."""
-        return [r for part in self.prepare_batches(items, late_entry_hours, len(items)) for r in part]
+    def prepare_many(self, items: Items, late_entry_hours: int, *, work: str = "whole",
+                     context: object = None) -> list[tuple | None]:
+        """`prepare_whole_many(items, late_entry_hours)` (or the `work` named), with the workers' help."""
+        return [r for part in self.prepare_batches(items, late_entry_hours, len(items), work=work, context=context)
+                for r in part]
 
     def close(self) -> None:
         self._closed = True
@@ -341,8 +362,10 @@ def _worker_main() -> int:
     threading.Thread(target=read, daemon=True).start()
     _send(stdout, _READY)
     while (request := requests.get()) is not None:
-        late_hours, items = request
-        _send(stdout, prepare_whole_many(items, late_hours))
+        late_hours, items, work, context = request
+        if work not in WORK:
+            break  # not a request this process understands: its parent is not ours
+        _send(stdout, _do(work, items, late_hours, context))
     return 0
 
 

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from store.database import WriteTransactions, migrate
 from store.errors import NotFound, ValidationFailed
 from store.fts import fts_query, snippet_sql
-from store.models import ProcessNote, utcnow, validated
+from store.models import STORED, ProcessNote, implausible_reason, plausible_date, require_plausible, utcnow
 
 
 def _v1(conn) -> None:
@@ -60,6 +60,7 @@ class PrivateStore:
 
     def create(self, note: ProcessNote) -> ProcessNote:
         note = note.model_copy(update={"device_id": note.device_id or self._device_id})
+        require_plausible(note)
         with self.transaction():
             if self._row(note.id) is not None:
                 raise ValidationFailed([("id", "a process note with this id already exists")])
@@ -91,6 +92,8 @@ class PrivateStore:
         return self.get(note_id)
 
     def update_date(self, note_id: str, session_date: date) -> ProcessNote:
+        if not plausible_date(session_date):
+            raise ValidationFailed([("session_date", implausible_reason(session_date))])
         with self.transaction():
             if self._row(note_id) is None:
                 raise NotFound(f"There is no process note {note_id}.")
@@ -117,6 +120,10 @@ class PrivateStore:
         """(client id, session date) of every process note: sessions the overdue queue knows of."""
         rows = self._conn.execute("SELECT DISTINCT client_id, session_date FROM process_notes").fetchall()
         return [(c, date.fromisoformat(d)) for c, d in rows]
+
+    def ids(self) -> set[str]:
+        """Every process note's id (one read: an import checks a whole file's ids at once)."""
+        return {r[0] for r in self._conn.execute("SELECT id FROM process_notes")}
 
     def count(self) -> int:
         return self._conn.execute("SELECT count(*) FROM process_notes").fetchone()[0]
@@ -161,8 +168,8 @@ class PrivateStore:
 
     @staticmethod
     def _model(row) -> ProcessNote:
-        return validated(
-            ProcessNote,
+        # As stored: an old vault may hold a date outside today's plausible range.
+        return ProcessNote.model_validate(
             {
                 "id": row[0],
                 "client_id": row[1],
@@ -172,4 +179,5 @@ class PrivateStore:
                 "updated_at": datetime.fromisoformat(row[5]),
                 "device_id": row[6],
             },
+            context=STORED,
         )

@@ -8,7 +8,7 @@ The documents are the truth; these tables exist for lists, the overdue queue and
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 
 from automerge.core import Document
 
@@ -23,7 +23,8 @@ from store.documents import (
     note_doc_kind,
     note_from_doc,
 )
-from store.models import Client, NoteStatus, ProgressNote, section_title
+from store.models import Client, NoteStatus, ProgressNote, implausible_dates, section_title
+from store.overdue import session_end
 
 Loader = Callable[[str], Document | None]
 
@@ -95,8 +96,13 @@ def is_late_entry(note: ProgressNote, late_entry_hours: int) -> bool:
 
 def signed_late(on: date, stop: time | None, signed_at: datetime, late_entry_hours: int) -> bool:
     # Without a stop time the session counts as ending at the end of its day.
-    ended = datetime.combine(on, stop) if stop is not None else datetime.combine(on, time()) + timedelta(days=1)
-    ended_at = ended.astimezone()  # naive: the session's local time on this device
+    ended = session_end(on, stop)
+    try:
+        ended_at = ended.astimezone()  # naive: the session's local time on this device
+    except (OverflowError, ValueError):  # at the very ends of the calendar (an old vault's odd date)
+        ended_at = ended.replace(tzinfo=timezone.utc)
+    if signed_at.tzinfo is None:
+        signed_at = signed_at.replace(tzinfo=timezone.utc)
     return signed_at - ended_at > timedelta(hours=late_entry_hours)
 
 
@@ -174,21 +180,40 @@ def note_fts(note: ProgressNote) -> tuple:
     return (note.id, KIND_NOTE, note.client_id, title, "\n".join(parts))
 
 
-def expected_rows(doc_id: str, doc: Document, late_entry_hours: int) -> tuple[str | None, tuple | None, tuple | None]:
-    """(kind, view row, fts row) that the document implies."""
+def read_record(doc: Document) -> tuple[str | None, Client | ProgressNote | None]:
+    """(kind, model) of a record document; (None, None) for anything else."""
     kind = note_doc_kind(doc)
     if kind == KIND_CLIENT:
-        client = client_from_doc(doc)
-        return kind, client_row(client, client_updated_at(doc)), client_fts(client)
+        return kind, client_from_doc(doc)
     if kind == KIND_NOTE:
-        note = note_from_doc(doc)
-        return kind, note_row(note, late_entry_hours), note_fts(note)
-    return None, None, None
+        return kind, note_from_doc(doc)
+    return None, None
 
 
-def prepare_whole(doc_id: str, data: bytes, late_entry_hours: int) -> tuple | None:
+def rows_of(kind: str | None, model, doc: Document, late_entry_hours: int) -> tuple[tuple | None, tuple | None]:
+    """(view row, fts row) of a record read by `read_record`."""
+    if kind == KIND_CLIENT:
+        return client_row(model, client_updated_at(doc)), client_fts(model)
+    if kind == KIND_NOTE:
+        return note_row(model, late_entry_hours), note_fts(model)
+    return None, None
+
+
+def expected_rows(doc_id: str, doc: Document, late_entry_hours: int) -> tuple[str | None, tuple | None, tuple | None]:
+    """(kind, view row, fts row) that the document implies."""
+    kind, model = read_record(doc)
+    view, fts = rows_of(kind, model, doc, late_entry_hours)
+    return kind, view, fts
+
+
+# Why a document received whole was refused, when it is a record document but not a valid one.
+IMPLAUSIBLE_DATES = "implausible dates"
+
+
+def prepare_whole(doc_id: str, data: bytes, late_entry_hours: int) -> tuple | str | None:
     """For a document received whole: (kind, view row, fts row, heads) when `data` loads as a
-    record document whose id is `doc_id`, else None (an Automerge panic included).
+    record document whose id is `doc_id`, IMPLAUSIBLE_DATES when it holds a date outside the
+    plausible range (store/models.py), else None (an Automerge panic included).
 
     Pure (bytes in, rows out), so a worker process can run it too.
     """
@@ -196,12 +221,15 @@ def prepare_whole(doc_id: str, data: bytes, late_entry_hours: int) -> tuple | No
     return panic_or(None, _prepare_whole, doc_id, data, late_entry_hours, also=(Exception,))
 
 
-def _prepare_whole(doc_id: str, data: bytes, late_entry_hours: int) -> tuple | None:
+def _prepare_whole(doc_id: str, data: bytes, late_entry_hours: int) -> tuple | str | None:
     doc = Document.load(bytes(data))
     kind = note_doc_kind(doc)
     if kind is None or doc_id_of(doc) != doc_id:
         return None
-    _kind, view, fts = expected_rows(doc_id, doc, late_entry_hours)
+    kind, model = read_record(doc)
+    if implausible_dates(model):
+        return IMPLAUSIBLE_DATES
+    view, fts = rows_of(kind, model, doc, late_entry_hours)
     return kind, view, fts, doc.get_heads()
 
 

@@ -40,6 +40,7 @@ from store.errors import (
 from store.fts import fts_query, snippet_sql
 from store.models import (
     FORMAT_SECTIONS,
+    implausible_dates,
     Addendum,
     ClinicianSettings,
     Client,
@@ -49,13 +50,16 @@ from store.models import (
     SessionFacts,
     Signature,
     SignatureConflictResolution,
+    require_plausible,
     section_title,
     utcnow,
     validated,
 )
 from store.projections import _v1 as _projections_v1
 from store.projections import (
+    IMPLAUSIBLE_DATES,
     has_signature_conflict,
+    read_record,
     prepare_whole_many,
     project,
     project_new,
@@ -223,6 +227,7 @@ class RecordStore:
     # --- clients ----------------------------------------------------------------
 
     def create_client(self, client: Client) -> Client:
+        require_plausible(client)
         with self.transaction():
             if self._docs.exists(client.id):
                 raise ValidationFailed([("id", "a record with this id already exists")])
@@ -232,6 +237,7 @@ class RecordStore:
         return D.client_from_doc(doc)
 
     def update_client(self, client: Client) -> Client:
+        require_plausible(client)
         with self.transaction():
             doc = self._doc(client.id, D.KIND_CLIENT)
             if D.apply_client(doc, client, self._now()):
@@ -258,6 +264,7 @@ class RecordStore:
         """A new draft. Signatures, addenda and the rest come only through their methods."""
         if note.status != NoteStatus.DRAFT or note.signature or note.addenda or note.entered_in_error:
             raise ValidationFailed([("status", "a new note starts as an unsigned draft")])
+        require_plausible(note)
         with self.transaction():
             if self._docs.exists(note.id):
                 raise ValidationFailed([("id", "a record with this id already exists")])
@@ -276,50 +283,16 @@ class RecordStore:
         """
         if note.status == NoteStatus.DRAFT:
             return self.create_note(note)
+        require_plausible(note)
         if note.status == NoteStatus.SIGNED and note.signature is None:
             raise ValidationFailed([("signature", "is required for a signed note")])
         if note.addenda and note.signature is None:
             raise ValidationFailed([("addenda", "only a signed note has addenda")])
-        draft = note.model_copy(
-            update={
-                "status": NoteStatus.DRAFT,
-                "signature": None,
-                "addenda": [],
-                "entered_in_error": None,
-                "resolution": None,
-            }
-        )
         with self.transaction():
             if self._docs.exists(note.id):
                 raise ValidationFailed([("id", "a record with this id already exists")])
             self._doc(note.client_id, D.KIND_CLIENT)
-            doc = D.new_note_doc(draft, D.actor_for(self._device_id))
-            with doc.transaction() as tx:
-                if note.signature is not None:
-                    signature = note.signature.model_copy(
-                        update={
-                            "heads": sorted(h.hex() for h in doc.get_heads()),
-                            "content_hash": D.content_hash(D.note_from_doc(doc)),
-                            "device_id": note.signature.device_id or self._device_id,
-                        }
-                    )
-                    D.write_signature(tx, signature)
-                    D.put_status(tx, NoteStatus.SIGNED)
-                for a in note.addenda:
-                    D.append_addendum(
-                        tx,
-                        a.model_copy(
-                            update={
-                                "device_id": a.device_id or self._device_id,
-                                "content_hash": a.content_hash
-                                or D.addendum_hash(note.id, a.text, a.reason, a.signer, a.credentials, a.signed_at),
-                            }
-                        ),
-                    )
-                if note.entered_in_error is not None:
-                    D.write_entered_in_error(tx, note.entered_in_error)
-                    D.put_status(tx, NoteStatus.ENTERED_IN_ERROR)
-                D.put_updated_at(tx, note.updated_at)
+            doc = D.imported_note_doc(note, D.actor_for(self._device_id), self._device_id)
             self._docs.insert(note.id, D.KIND_NOTE, doc)
             project(self._conn, note.id, doc, late_entry_hours=self._late_hours())
         return D.note_from_doc(doc)
@@ -357,6 +330,8 @@ class RecordStore:
         Where Automerge cannot fork the note at `base`, `_save_over_latest` keeps the text.
         """
         sections = sections or {}
+        if facts is not None:
+            require_plausible(facts)
         with self.transaction():
             doc = self._doc(note_id, D.KIND_NOTE)
             line = doc if not base or sorted(base) == sorted(doc.get_heads()) else self._branch(doc, base)
@@ -757,6 +732,7 @@ class RecordStore:
         if ours_kind is None:
             with panics_as(refused, also=(Exception,)):
                 copy = Document.load(doc.save())
+            self._refuse_implausible(doc_id, copy)
             with panics_as(refused), self.transaction():
                 self._docs.insert(doc_id, kind, copy)
                 project(self._conn, doc_id, copy, late_entry_hours=self._late_hours())
@@ -773,11 +749,31 @@ class RecordStore:
             return False
         if D.note_doc_kind(merged) != kind or D.doc_id_of(merged) != doc_id:
             raise refused
+        self._refuse_implausible(doc_id, merged, ours)
         # A panic while projecting the merged content refuses it too (after the rollback).
         with panics_as(refused), self.transaction():
             self._docs.replace(doc_id, merged)
             project(self._conn, doc_id, merged, late_entry_hours=self._late_hours())
         return True
+
+    @staticmethod
+    def _refuse_implausible(doc_id: str, doc: Document, ours: Document | None = None) -> None:
+        """ForeignDocument when a received document (or our document merged with it) holds a
+        date outside the plausible range that ours did not: another device, or whoever holds
+        its keys, cannot bring in what the store API and import refuse. A date ours already
+        held (an old vault) does not block merging other edits."""
+        try:
+            problems = implausible_dates(read_record(doc)[1])
+            if problems and ours is not None:
+                problems = [p for p in problems if p not in implausible_dates(read_record(ours)[1])]
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:  # pyo3 PanicException is a BaseException
+            problems = [("document", "unreadable")]
+        if problems:
+            raise ForeignDocument(
+                f"Document {doc_id} holds a date outside the plausible range ({problems[0][0]}); nothing was changed."
+            )
 
     def stored_doc(self, doc_id: str) -> tuple[bytes, list[bytes]]:
         """The document's stored bytes (what `Document.load` restores) and their heads,
@@ -832,15 +828,18 @@ class RecordStore:
                 new_docs: list[tuple[str, str, bytes, list[bytes]]] = []
                 rows: list[tuple[str, str, tuple, tuple]] = []
                 for (doc_id, data), prepared in zip(fresh[start:start + size], prepared_batch):
+                    if prepared == IMPLAUSIBLE_DATES:
+                        refused[doc_id] = ForeignDocument(
+                            f"Document {doc_id} holds a date outside the plausible range; nothing was changed."
+                        )
+                        continue
                     if prepared is None:
                         refused[doc_id] = ForeignDocument(f"Document {doc_id} is not a record document; nothing was changed.")
                         continue
                     kind, view, fts, heads = prepared
                     new_docs.append((doc_id, kind, data, heads))
                     rows.append((doc_id, kind, view, fts))
-                with self.transaction():
-                    self._docs.insert_loaded(new_docs)
-                    project_new(self._conn, rows)
+                self.insert_prepared(new_docs, rows)
                 for doc_id, _kind, _data, heads in new_docs:
                     applied[doc_id] = heads
                 done += len(prepared_batch)
@@ -849,6 +848,17 @@ class RecordStore:
         finally:
             batches.close()  # stops the workers' part when a callback stops early
         return applied, refused
+
+    def insert_prepared(
+        self, new_docs: list[tuple[str, str, bytes, list[bytes]]], rows: list[tuple[str, str, tuple, tuple]]
+    ) -> None:
+        """Stores documents this store has none of, with their rows, in bulk (inside the
+        caller's transaction): (doc_id, kind, bytes, heads) and (doc_id, kind, view row,
+        fts row) as `prepare_whole` or the importer's builder give them. An id that exists
+        fails the insert, which rolls the caller's transaction back."""
+        with self.transaction():
+            self._docs.insert_loaded(new_docs)
+            project_new(self._conn, rows)
 
     def changes_since(self, doc_id: str, heads: list[bytes]) -> list[bytes]:
         """Raw changes of the document that `heads` lacks (all of them if heads are unknown)."""

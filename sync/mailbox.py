@@ -47,6 +47,65 @@ class MailboxError(NotewellError):
     title = "Mailbox folder problem"
 
 
+# Kernel and device filesystems: folders there are views of the running system, never a
+# place to carry bundles between devices (writes there fail, or create device nodes).
+_SYSTEM_TREES = ("/proc", "/sys", "/dev")
+_SYSTEM_FSTYPES = frozenset({
+    "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs",
+    "pstore", "bpf", "configfs", "fusectl", "mqueue", "hugetlbfs", "autofs", "binfmt_misc", "efivarfs",
+})
+
+
+def _fstype(folder: Path) -> str | None:
+    """The filesystem type of the mount holding `folder` (Linux), or None when unknown."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    best, fstype = "", None
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if not sep or len(fields) < 5 or not right.split():
+            continue
+        mount = fields[4].replace("\\040", " ")
+        inside = str(folder) == mount or str(folder).startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            best, fstype = mount, right.split()[0]
+    return fstype
+
+
+def check_mailbox_folder(folder: Path) -> Path:
+    """The mailbox folder, resolved, when it is a real folder this device can write bundles
+    in; MailboxError with one sentence otherwise. Checked before anything is read or written:
+    a system folder (/proc, /sys, /dev) is refused, and a test file is written and removed."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise MailboxError(f"The mailbox folder {folder} does not exist or is not a folder.")
+    real = folder.resolve()
+    if any(real == Path(t) or real.is_relative_to(t) for t in _SYSTEM_TREES) or _fstype(real) in _SYSTEM_FSTYPES:
+        raise MailboxError(
+            f"The mailbox folder {folder} is part of the system's own filesystems, not a place for bundles; "
+            "choose a folder on a disk, USB stick or shared drive."
+        )
+    probe = real / f".notewell-write-test-{secrets.token_hex(6)}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"notewell")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise MailboxError(
+            f"The mailbox folder {folder} cannot be written to ({e.strerror}); choose a folder this device can write in."
+        ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    return folder
+
+
 @dataclass(frozen=True)
 class Sender:
     """What the mailbox needs to know about a paired device."""

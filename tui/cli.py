@@ -32,10 +32,18 @@ def default_vault_path() -> Path:
     return Path(platformdirs.user_data_dir("notewell")) / "vault"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one sentence on stderr (exit 2), like every other refusal; the
+    usage is one `--help` away."""
+
+    def error(self, message: str):
+        self.exit(2, f"notewell: {message}; see `{self.prog} --help`.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="notewell",
         description="Encrypted, offline-first clinical notes. With no command, opens the app.",
     )

@@ -616,3 +616,63 @@ def test_the_import_is_audited_and_a_failed_one_is_not(vault):
     with pytest.raises(ImportFailed):
         apply_import(vault, parse(example()))
     assert len(log.entries()) == before + 3
+
+
+def _many_notes_file(path: Path, count: int) -> None:
+    """The example's clients, with `count` draft notes and a process note per ten."""
+    data = example()
+    template = next(n for n in data["progress_notes"] if n.get("status", "draft") == "draft")
+    data["progress_notes"] = [dict(copy.deepcopy(template), id=f"note-many-{i:05d}") for i in range(count)]
+    process = data["process_notes"][0]
+    data["process_notes"] = [dict(copy.deepcopy(process), id=f"process-many-{i:05d}") for i in range(count // 10)]
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.6, 1.2, 2.0, 3.5])
+def test_notewell_import_killed_at_any_moment_is_all_or_nothing(tmp_path, vault, delay):
+    """SIGKILL at assorted moments (reading, building, writing, committing): afterwards the
+    vault holds either nothing of the file or all of it, and checks healthy."""
+    import signal
+    import time
+
+    file = tmp_path / "many.json"
+    _many_notes_file(file, 400)
+    path = vault.path
+    vault.close()
+    secret = tmp_path / "passphrase"
+    secret.write_text("correct horse battery staple\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTEWELL_")}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "--vault", str(path), "--passphrase-file", str(secret), "import", str(file)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    try:
+        time.sleep(delay)  # a moment to kill at, not something waited for
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.communicate(timeout=120)
+    vault_mod = pytest.importorskip("store.vault")
+    reopened = vault_mod.Vault.open(path, "correct horse battery staple")
+    try:
+        notes = len(reopened.record.list_notes())
+        clients = len(reopened.record.list_clients())
+        process = reopened.private.count()
+        assert (clients, notes, process) in ((0, 0, 0), (3, 400, 40))
+        assert reopened.check() == []
+    finally:
+        reopened.close()
+
+
+def test_notes_whose_sets_name_a_value_twice_import_signed_and_in_step(vault):
+    """A set or a rating given twice reads back once from the document; the signature and the
+    list rows still follow the document, not the file."""
+    data = example()
+    facts = data["progress_notes"][0]["facts"]
+    facts["diagnoses_addressed"] = facts["diagnoses_addressed"] * 2
+    facts["goals_addressed"] = facts["goals_addressed"] * 2
+    data["progress_notes"][0]["addenda"] = []
+    summary = apply_import(vault, parse(data))
+    assert summary.notes == 5
+    row = next(r for r in vault.record.list_notes() if r.note_id == "note-avery-2026-10-06")
+    assert row.status == NoteStatus.SIGNED and not row.signature_conflict
+    assert vault.check() == []

@@ -129,6 +129,8 @@ def cmd_audit(args) -> int:
     vault = Vault.open(args.vault, current_passphrase(args))
     try:
         log = _audit_log(vault)
+        if args.client is not None:
+            vault.record.get_client(args.client)  # NotFound: "There is no client ..."
         entries = [] if args.verify else log.entries(client_id=args.client)
         result = log.verify()
     finally:

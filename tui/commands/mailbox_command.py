@@ -39,12 +39,10 @@ def cmd_mailbox(args) -> int:
     from store.device_identity import ensure_identity
     from store.prepare_pool import PreparePool
     from store.vault import Vault
-    from sync.mailbox import MailboxError, sync_mailbox
+    from sync.mailbox import check_mailbox_folder, sync_mailbox
 
-    folder = args.dir.expanduser()
-    if not folder.is_dir():
-        # Checked before the passphrase's unlock cost.
-        raise MailboxError(f"The mailbox folder {folder} does not exist or is not a folder.")
+    # Checked before the passphrase's unlock cost: a real folder this device can write in.
+    folder = check_mailbox_folder(args.dir)
     # Worker processes read documents new to this device (a first import brings them all);
     # started before the unlock, whose key derivation hides their start-up.
     with PreparePool() as pool:

@@ -33,6 +33,17 @@ class BadAddress(SyncError):
     title = "Bad address"
 
 
+def port_number(text: str) -> int:
+    """The argparse type of every --port: a whole number from 0 (any free port) to 65535."""
+    try:
+        port = int(text, 10)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return port
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("sync", help="pair devices and sync the record between them")
     sync_sub = p.add_subparsers(dest="sync_command", metavar="SUBCOMMAND")
@@ -48,7 +59,7 @@ def register(subparsers) -> None:
     pair.add_argument("--listen", action="store_true", help="show a code and wait for the other device")
     pair.add_argument("--code", help="the code shown on the listening device")
     pair.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
-    pair.add_argument("--port", type=int, default=DEFAULT_PAIR_PORT, help=f"port to listen on (default {DEFAULT_PAIR_PORT}; 0 picks a free one)")
+    pair.add_argument("--port", type=port_number, default=DEFAULT_PAIR_PORT, help=f"port to listen on (default {DEFAULT_PAIR_PORT}; 0 picks a free one)")
     pair.add_argument("--code-ttl", type=float, default=None, help=argparse.SUPPRESS)  # tests
     pair.set_defaults(func=cmd_pair)
 
@@ -61,7 +72,7 @@ def register(subparsers) -> None:
 
     serve = sync_sub.add_parser("serve", help="accept syncs from paired devices until interrupted")
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
-    serve.add_argument("--port", type=int, default=DEFAULT_SYNC_PORT, help=f"port (default {DEFAULT_SYNC_PORT}; 0 picks a free one)")
+    serve.add_argument("--port", type=port_number, default=DEFAULT_SYNC_PORT, help=f"port (default {DEFAULT_SYNC_PORT}; 0 picks a free one)")
     serve.set_defaults(func=cmd_serve)
 
     now = sync_sub.add_parser("now", help="sync with a paired device that is serving")

@@ -133,20 +133,41 @@ def cmd_recover(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from store.importer import apply_import, parse_import
+    import threading
+
+    from store.importer import apply_import, check_vault_ids, read_import, read_import_file
+    from store.prepare_pool import PreparePool
     from store.vault import Vault
 
-    try:
-        data = args.file.read_bytes()
-    except OSError as e:
-        from store.errors import ImportFailed
+    data = read_import_file(args.file)  # a regular file within the size limit, or one sentence
+    # The file's layout and ids are read while the vault unlocks: both take seconds for a
+    # large file, and the unlock (key derivation, page verification) runs mostly outside the
+    # interpreter's lock.
+    outcome: dict = {}
 
-        raise ImportFailed(f"Cannot read {args.file}: {e.strerror}.") from None
-    # Validate everything before asking for the passphrase's unlock cost.
-    plan = parse_import(data)
-    vault = Vault.open(args.vault, current_passphrase(args))
+    def read() -> None:
+        try:
+            outcome["plan"] = read_import(data)
+        except BaseException as e:  # handed to the main thread, which raises it
+            outcome["error"] = e
+
+    reading = threading.Thread(target=read, name="notewell-import-read", daemon=True)
+    passphrase = current_passphrase(args)
+    reading.start()
     try:
-        summary = apply_import(vault, plan)
+        vault = Vault.open(args.vault, passphrase)
+    finally:
+        reading.join()
+    try:
+        if "error" in outcome:
+            raise outcome["error"]  # the file's own problem: the vault was only read
+        del data
+        plan = outcome.pop("plan")
+        check_vault_ids(vault, plan)  # a repeated import is refused here, at once
+        # Worker processes build the notes' documents beside this one (a large file has many).
+        with PreparePool() as pool:
+            vault.record.prepare_pool = pool
+            summary = apply_import(vault, plan)
     finally:
         vault.close()
     print(

@@ -380,9 +380,12 @@ class DevicesScreen(NotewellScreen[None]):
             text = self.query_one("#mailbox-folder", Input).value.strip()
             if not text:
                 raise BadInput("Type the mailbox folder first (a folder both devices can reach).")
-            folder = Path(text).expanduser()
-            if not folder.is_dir():
-                raise BadInput(f"The folder {folder} does not exist or is not a folder.")
+            from sync.mailbox import MailboxError, check_mailbox_folder
+
+            try:
+                folder = check_mailbox_folder(Path(text))
+            except MailboxError as e:
+                raise BadInput(e.message) from None
             self._say(f"Reading and writing bundles in {folder}...", "")
             return self.jobs.mailbox(folder)
 
