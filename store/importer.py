@@ -78,11 +78,6 @@ MAX_FILE_BYTES = 512 * 1024 * 1024
 # them (an integer of thousands of digits costs time, and past 4,300 digits raises).
 MAX_NUMBER_DIGITS = 20
 _EARLIEST_ZONE = timezone(timedelta(hours=14))
-# A device whose clock is wrong writes and syncs times that are "in the future" for another
-# device, or an addendum dated before the signature it amends (docs/import-format.md,
-# "Times from devices with wrong clocks"). So a time is refused as in the future only when it
-# is further ahead than any clock stays wrong unnoticed: that is a typo (2062 for 2026).
-FUTURE_TOLERANCE = timedelta(days=366)
 
 
 # --- the file's shape ---------------------------------------------------------------------
@@ -804,33 +799,26 @@ def _build_note(index: int, raw: Any, now: datetime) -> tuple[Stages, ProgressNo
     schema, fn = _validated(FileProgressNote, raw, ("progress_notes", index))
     if fn is None:
         return (schema, [], []), None
-    cross = _note_problems(fn, f"progress_notes[{index}]", now)
+    cross = _note_problems(fn, f"progress_notes[{index}]")
     built, note = _converted(_note, fn, f"progress_notes[{index}]")
     return ([], cross, built), note
 
 
-def _note_problems(n: FileProgressNote, item: str, now: datetime) -> list[str]:
-    """The checks of one note that compare its fields (times against each other and now)."""
+def _note_problems(n: FileProgressNote, item: str) -> list[str]:
+    """The checks of one note that compare its fields with each other."""
     problems: list[str] = []
-    latest = now + FUTURE_TOLERANCE
+    # Times too far ahead are refused by the models (store/models.py, plausible dates), with
+    # a year's room for a device whose clock was ahead (docs/import-format.md, "Times from
+    # devices with wrong clocks"); an addendum or a mark written on another device
+    # than the signature can be dated before it (that device's clock was behind), so their
+    # order is not checked.
     if n.signature is not None:
-        sig = n.signature
-        if sig.signed_at > latest:
-            problems.append(f"{item}.signature.signed_at: is more than a year in the future")
         # The date of service is a local date: a signature is early only if it is
         # before that date everywhere, i.e. in the earliest time zone (UTC+14). The
         # signing device's own clock passed the date of service (the checklist refuses to
         # sign a note dated in the future), so a wrong clock cannot produce this.
-        if sig.signed_at.astimezone(_EARLIEST_ZONE).date() < n.facts.date_of_service:
+        if n.signature.signed_at.astimezone(_EARLIEST_ZONE).date() < n.facts.date_of_service:
             problems.append(f"{item}.signature.signed_at: is before the date of service")
-        # An addendum or a mark written on another device than the signature can be dated
-        # before it (that device's clock was behind), so their order is not checked.
-        for j, a in enumerate(n.addenda):
-            if a.signed_at > latest:
-                problems.append(f"{item}.addenda[{j}].signed_at: is more than a year in the future")
-    if n.entered_in_error is not None:
-        if n.entered_in_error.marked_at > latest:
-            problems.append(f"{item}.entered_in_error.marked_at: is more than a year in the future")
     return problems
 
 
@@ -848,8 +836,7 @@ def _raise_first(schema: list[str], cross: list[str], built: list[str]) -> None:
 def parse_import(data: bytes | str, *, now: datetime | None = None) -> ImportPlan:
     """Validate a whole import file; raise ImportFailed listing every problem, or return the plan.
 
-    `now` (default: the current time) is what "in the future" is measured against (with
-    `FUTURE_TOLERANCE`, for times written on devices whose clocks were ahead).
+    `now` (default: the current time) is the import's own time (what it records as imported).
     """
     plan, scan_problems = scan_import(data, now=now)
     schema: list[str] = []
