@@ -97,7 +97,7 @@ def check_mailbox_folder(folder: Path) -> Path:
         finally:
             os.close(fd)
     except OSError as e:
-        raise MailboxError(
+        raise translate(e) or MailboxError(
             f"The mailbox folder {folder} cannot be written to ({e.strerror}); choose a folder this device can write in."
         ) from None
     finally:
