@@ -20,21 +20,12 @@ import pytest
 
 from store.errors import DamagedVault, WrongPassphrase
 from store.vault import KdfParams, Vault
+from conftest import FAST_KDF, folder_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
-FAST_KDF = KdfParams(memory_kib=8192, time_cost=1, parallelism=1)
 OLD = "correct horse battery staple"
 NEW = "a new passphrase for tests"
 DEVICE_NAME = "Test laptop"
-
-
-def folder_snapshot(folder: Path) -> dict[str, str]:
-    out = {}
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
-            p = Path(root) / name
-            out[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
 
 
 def make_vault(folder: Path) -> str:

@@ -20,22 +20,12 @@ from store.errors import DamagedVault, NewerVaultFormat, WrongPassphrase, WrongR
 from store.keys import new_recovery_key
 from store.vault import _FILE_FORMAT_KEY as FILE_FORMAT_KEY
 from store.vault import KdfParams, Vault
+from conftest import FAST_KDF, folder_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
-FAST_KDF = KdfParams(memory_kib=8192, time_cost=1, parallelism=1)
 VAULT_PASSPHRASE = "correct horse battery staple"
 NEW_PASSPHRASE = "a new passphrase for tests"
 DEVICE_NAME = "Test laptop"
-
-
-def folder_snapshot(folder: Path) -> dict[str, str]:
-    """Every file in `folder` by name -> SHA-256, so appearing and vanishing count too."""
-    out = {}
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
-            p = Path(root) / name
-            out[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
 
 
 def make_vault(folder: Path) -> str:

@@ -32,24 +32,14 @@ from store.errors import (
 )
 from store.models import ClinicianSettings
 from store.vault import KdfParams, SearchResults, Vault
+from conftest import FAST_KDF, folder_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 CANARY = "CANARY-7f3a-record"
 PRIVATE_CANARY = "CANARY-7f3a-private"
 NEW_PASSPHRASE = "a new passphrase for tests"
-FAST_KDF = KdfParams(memory_kib=8192, time_cost=1, parallelism=1)
 VAULT_PASSPHRASE = "correct horse battery staple"  # also conftest's open_vault passphrase
 DEVICE_NAME = "Test laptop"
-
-
-def folder_snapshot(folder: Path) -> dict[str, str]:
-    """Every file in `folder` by name -> SHA-256, so appearing and vanishing count too."""
-    out = {}
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
-            p = Path(root) / name
-            out[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
 
 
 def make_vault(folder: Path, passphrase: str = VAULT_PASSPHRASE) -> str:
