@@ -37,17 +37,6 @@ def port_number(text: str) -> int:
         raise argparse.ArgumentTypeError(e.message.removesuffix(".")) from None
 
 
-def port_number(text: str) -> int:
-    """The argparse type of every --port: a whole number from 0 (any free port) to 65535."""
-    try:
-        port = int(text, 10)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
-    return port
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser("sync", help="pair devices and sync the record between them")
     sync_sub = p.add_subparsers(dest="sync_command", metavar="SUBCOMMAND")
