@@ -13,7 +13,7 @@ Prints figures; asserts nothing. The set-up:
   process on 127.0.0.1;
 - the real NotewellApp, headless (`App.run_test()`), unlocked, with the Devices screen open;
   the sync is started with the screen's own action (`action_sync_now`), which runs it in a
-  thread worker (tui/widgets/devices_jobs.py).
+  thread worker of the app's sync service (tui/sync_jobs.py).
 
 While the sync runs, two probes run on the app's event loop:
 

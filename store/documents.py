@@ -50,6 +50,7 @@ from store.models import (
     normalise_cpt,
     normalise_icd10,
 )
+from store.text_diff import changed_span
 
 SCHEMA = 1
 KIND_CLIENT = "client"
@@ -529,7 +530,7 @@ def splice_section(doc: Document, key: str, new_text: str, when: datetime | None
             text_obj = tx.put_object(sections, key, ObjType.Text)
             old = ""
         assert old is not None
-        start, old_end, new_end = diff_span(old, new_text)
+        start, old_end, new_end = changed_span(old, new_text)
         tx.splice_text(text_obj, start, old_end - start, new_text[start:new_end])
         if when is not None:
             put_updated_at(tx, when)
@@ -547,19 +548,6 @@ def note_status(doc: Document) -> NoteStatus:
 
 def note_format(doc: Document) -> NoteFormat:
     return _enum(NoteFormat, _scalar(doc, ROOT, "format")) or NoteFormat.SOAP
-
-
-def diff_span(old: str, new: str) -> tuple[int, int, int]:
-    """(start, end in old, end in new) of the region that differs."""
-    limit = min(len(old), len(new))
-    start = 0
-    while start < limit and old[start] == new[start]:
-        start += 1
-    old_end, new_end = len(old), len(new)
-    while old_end > start and new_end > start and old[old_end - 1] == new[new_end - 1]:
-        old_end -= 1
-        new_end -= 1
-    return start, old_end, new_end
 
 
 def apply_facts(doc: Document, facts: SessionFacts, when: datetime | None = None) -> bool:

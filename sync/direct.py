@@ -40,7 +40,8 @@ from cryptography.hazmat.primitives import serialization
 
 from store.device_identity import DeviceIdentity, fingerprint
 from store.errors import NotewellError, VaultBusy, VaultError
-from sync.engine import DEFAULT_SYNC_PORT, ProgressCallback, SyncReport
+from sync.addresses import DEFAULT_SYNC_PORT
+from sync.report import ProgressCallback, SyncReport
 from sync.errors import (
     ConnectionLost,
     NotPaired,

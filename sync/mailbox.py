@@ -147,7 +147,7 @@ class MailboxReport:
 
     def to_sync_report(self):
         """The same counts as a direct sync reports them, for the app's summary."""
-        from sync.engine import SyncReport
+        from sync.report import SyncReport
 
         return SyncReport(
             received=self.documents_merged,
@@ -175,7 +175,7 @@ class MailboxReport:
         return "\n".join(lines)
 
 
-ProgressCallback = Callable[[int, int], None]  # (bundles done, bundles to read), as in sync.engine
+ProgressCallback = Callable[[int, int], None]  # (bundles done, bundles to read), as in sync.report
 
 
 def _is_record_document(doc_id: str, doc: Document) -> bool:

@@ -50,7 +50,7 @@ from spake2 import SPAKE2_A, SPAKE2_B
 from spake2.spake2 import SPAKEError
 
 from store.device_identity import DeviceIdentity, fingerprint
-from sync.engine import DEFAULT_PAIR_PORT
+from sync.addresses import DEFAULT_PAIR_PORT
 from sync.errors import (
     ConnectionLost,
     PairingCodeExpired,

@@ -10,6 +10,7 @@ Pairing with it again (a new code, on purpose) reinstates it.
     book.all() / book.get(device_id) / book.trusted(device_id) / book.trusted_certs()
     book.add(device_id, name, cert_pem) / book.find(ref) / book.forget(ref)
     book.record_sync(device_id, ok=True, summary="received 2, sent 1")
+    book.addresses() / book.last_address() / book.remember_address(device_id, "host:port")
     group_key(record_store) / set_group_key(record_store, key) / ensure_group_key(record_store)
 """
 
@@ -26,6 +27,9 @@ from store.errors import DamagedVault
 from sync.errors import AmbiguousDevice, UnknownDevice
 
 PEERS_KEY = "sync.peers.v1"
+# {device_id: "host:port"} and "" for the last one used. The name is from when the app kept
+# them; it stays, so addresses remembered then are still found.
+ADDRESSES_KEY = "tui.sync.addresses.v1"
 GROUP_KEY = "sync.group_key.v1"
 GROUP_KEY_BYTES = 32
 
@@ -170,6 +174,34 @@ class PeerBook:
                 "sync_session", device=peer.short_id, transport=transport, ok=ok,
                 received=received, sent=sent, merged=merged, conflicts=conflicts,
             )
+
+    # -- where each device was last reached (a convenience: the next sync needs one key)
+
+    def _addresses(self) -> dict[str, str]:
+        raw = self._store.local_get(ADDRESSES_KEY)
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            return {}  # only a convenience: start again rather than refuse
+        if not isinstance(data, dict):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+
+    def addresses(self) -> dict[str, str]:
+        """The address each device was last synced with, by device id."""
+        return {device_id: address for device_id, address in self._addresses().items() if device_id}
+
+    def last_address(self) -> str | None:
+        """The address remembered last, for whichever device: offered first next time."""
+        return self._addresses().get("")
+
+    def remember_address(self, device_id: str, address: str) -> None:
+        """`address` ("host:port") reached `device_id`: offered for it, and first, next time."""
+        with self._write():
+            data = self._addresses()
+            data[device_id] = address
+            data[""] = address
+            self._store.local_put(ADDRESSES_KEY, json.dumps(data, sort_keys=True).encode("utf-8"))
 
 
 # --- the sync-group key (mailbox bundles are sealed with it) ---------------------------

@@ -58,7 +58,7 @@ from store.automerge_guard import panics_as
 from store.errors import DiskFull, ForeignDocument, VaultBusy
 from store.models import NoteStatus
 from sync import clock as clocks
-from sync.engine import ProgressCallback, SyncReport
+from sync.report import ProgressCallback, SyncReport
 from sync.errors import (
     MalformedFrame,
     MalformedSyncMessage,

@@ -111,3 +111,104 @@ def test_sync_loads_no_textual_or_private_store_at_runtime():
     assert [m for m in loaded if _top(m) in {"textual", "tui"}] == []
     assert "store.private" not in loaded
     assert "store.vault" not in loaded
+
+
+# --- no circles of imports -----------------------------------------------------------------
+
+PACKAGES = ("store", "sync", "tui", "bench")
+
+
+def _module_of(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _resolve(module: str, level: int, importer: str, is_package: bool) -> str:
+    """The absolute name behind `from .x import y` (level dots) in `importer`."""
+    if level == 0:
+        return module
+    base = importer.split(".")
+    base = base if is_package else base[:-1]
+    base = base[: len(base) - (level - 1)]
+    return ".".join([*base, module] if module else base)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every module of the project and the project modules it imports, anywhere in its source
+    (a function-level import closes a circle just as surely: it only runs later)."""
+    paths = {_module_of(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        is_package = path.name == "__init__.py"
+        targets: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                candidates = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = _resolve(node.module or "", node.level, name, is_package)
+                # `from pkg import mod` imports the module pkg.mod when there is one.
+                candidates = [base, *(f"{base}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                "import_module", "__import__",
+            ):
+                candidates = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            else:
+                continue
+            for candidate in candidates:
+                # The most specific project module the name denotes (a.b.c -> a.b when c is a class).
+                while candidate and candidate not in paths:
+                    candidate = candidate.rpartition(".")[0]
+                if candidate and candidate != name:
+                    targets.add(candidate)
+        # A package's own __init__ is imported with it, but is no edge of its own here.
+        graph[name] = {t for t in targets if not name.startswith(t + ".")}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One circle of imports, as the list of modules around it, or None."""
+    WHITE, GREY, BLACK = 0, 1, 2
+    colour = dict.fromkeys(graph, WHITE)
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        colour[node] = GREY
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if colour[nxt] == GREY:
+                return [*stack[stack.index(nxt):], nxt]
+            if colour[nxt] == WHITE:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        colour[node] = BLACK
+        return None
+
+    for node in sorted(graph):
+        if colour[node] == WHITE:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_the_import_graph_finds_a_circle_when_there_is_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+    assert _resolve("x", 1, "tui.screens.main", False) == "tui.screens.x"
+    assert _resolve("", 1, "tui.screens", True) == "tui.screens"
+
+
+def test_the_import_graph_sees_the_project():
+    graph = import_graph()
+    assert "tui.screens.devices" in graph["tui.screens.main"]  # a function-level import counts
+    assert "store.vault" in graph["tui.storeworker"] or "store.errors" in graph["tui.storeworker"]
+
+
+def test_no_circles_of_imports_anywhere_in_the_tree():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "a circle of imports: " + " -> ".join(cycle)

@@ -1,7 +1,8 @@
 """The Notewell Textual app: unlock or set up, then the clinician's screens.
 
-The app owns the store worker (the one thread that holds the open vault), the idle lock, and
-the single place where failures become messages on screen (`report_error`).
+The app owns the store worker (the one thread that holds the open vault), the sync service
+(tui/sync_jobs.py, whose messages it hands to every open screen), the idle lock, and the single
+place where failures become messages on screen (`report_error`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from store.errors import NotewellError, VaultLocked
 from store.write_access import WAIT_NOTICE, set_wait_notice
 from tui.config import AppConfig
 from tui.storeworker import StoreWorker
-from tui.widgets.devices_jobs import stop_sync_jobs
+from tui.sync_jobs import JobMessage, SyncJobs
 
 log = logging.getLogger("notewell.tui")
 # Without a configured handler, logging would write to stderr, which is the app's screen.
@@ -80,6 +81,7 @@ class NotewellApp(App[None]):
             idle_lock_seconds if idle_lock_seconds is not None else self.config.idle_lock_minutes * 60
         )
         self.store = StoreWorker()
+        self.sync_jobs = SyncJobs(self, self.store, self.tell_screens)
         self.place = Place()
         self._last_activity = monotonic()
         self._locking = False
@@ -248,7 +250,7 @@ class NotewellApp(App[None]):
                 self.notify("A note could not be saved, so the vault stays unlocked. Retrying shortly.", severity="error")
                 self._last_activity = monotonic()
                 return
-            await stop_sync_jobs(self)  # sync workers close their own connections first
+            await self.sync_jobs.stop()  # sync workers close their own connections first
             await self.store.close()
             self.refresh_bindings()
             while len(self.screen_stack) > 1:
@@ -273,7 +275,7 @@ class NotewellApp(App[None]):
                 timeout=10,
             )
             return
-        await stop_sync_jobs(self)
+        await self.sync_jobs.stop()
         await self.store.close()
         self.exit()
 
@@ -285,6 +287,12 @@ class NotewellApp(App[None]):
 
     def on_waiting_for_write_lock(self, message: WaitingForWriteLock) -> None:
         self.notify(WAIT_NOTICE, severity="warning")
+
+    def tell_screens(self, message: JobMessage) -> None:
+        """Hand a message of the sync service to every open screen, each its own copy: a
+        screen handles the ones it cares about (`on_sync_jobs_...`) and ignores the rest."""
+        for screen in self.screen_stack:
+            screen.post_message(message.copy())
 
     # --- messages from the to-do queue ---------------------------------------------
 

@@ -8,11 +8,11 @@ path, and turns typed errors into one sentence on stderr and a non-zero exit.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from store.errors import NotewellError
+from tui.vault_location import default_vault_path
 
 # Modules that contribute commands. Each has register(subparsers).
 COMMAND_MODULES = (
@@ -21,15 +21,6 @@ COMMAND_MODULES = (
     "tui.commands.export_commands",
     "tui.commands.app_command",
 )
-
-
-def default_vault_path() -> Path:
-    env = os.environ.get("NOTEWELL_VAULT")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("notewell")) / "vault"
 
 
 class _Parser(argparse.ArgumentParser):

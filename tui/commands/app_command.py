@@ -26,7 +26,7 @@ def demo_vault_path(args: argparse.Namespace) -> Path:
     """--vault or NOTEWELL_VAULT when given, else a vault of its own beside the real one."""
     import platformdirs
 
-    from tui.cli import default_vault_path
+    from tui.vault_location import default_vault_path
 
     # The dispatcher has already filled in the default; a different path was asked for.
     if os.environ.get("NOTEWELL_VAULT") or Path(args.vault) != default_vault_path():

@@ -22,26 +22,19 @@ import sys
 import threading
 from contextlib import contextmanager
 
-from sync.engine import DEFAULT_PAIR_PORT, DEFAULT_SYNC_PORT
-from sync.errors import SyncError
+from sync.addresses import DEFAULT_PAIR_PORT, DEFAULT_SYNC_PORT, BadAddress, parse_address, parse_port
 from tui.commands.passphrase import current_passphrase
 
 DEFAULT_HOST = "127.0.0.1"
 
 
-class BadAddress(SyncError):
-    title = "Bad address"
-
-
 def port_number(text: str) -> int:
-    """The argparse type of every --port: a whole number from 0 (any free port) to 65535."""
+    """The argparse type of every --port: a whole number from 0 (any free port) to 65535
+    (sync/addresses.py); argparse ends the line its own way, so the sentence has no full stop."""
     try:
-        port = int(text, 10)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
-    return port
+        return parse_port(text)
+    except BadAddress as e:
+        raise argparse.ArgumentTypeError(e.message.removesuffix(".")) from None
 
 
 def register(subparsers) -> None:
@@ -93,26 +86,6 @@ def register(subparsers) -> None:
 def _usage(parser) -> int:
     parser.print_help(sys.stderr)
     return 2
-
-
-def parse_address(text: str, default_port: int) -> tuple[str, int]:
-    """HOST:PORT, HOST, or [IPv6]:PORT."""
-    text = text.strip()
-    host, port = text, str(default_port)
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise BadAddress(f"{text!r} is not an address; use HOST:PORT.")
-        host, rest = text[1:end], text[end + 1:]
-        if rest:
-            if not rest.startswith(":"):
-                raise BadAddress(f"{text!r} is not an address; use HOST:PORT.")
-            port = rest[1:]
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise BadAddress(f"{text!r} is not an address; use HOST:PORT.")
-    return host, int(port)
 
 
 def _say(line: str) -> None:

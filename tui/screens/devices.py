@@ -1,13 +1,13 @@
 """Devices and sync: this device, its paired devices, pairing, sync now, listening, the mailbox.
 
-The work itself runs in thread workers (tui/widgets/devices_jobs.py); this screen only shows
-what they report and starts them. Addresses typed for a device are remembered per device in
-the record database's local (never synced) table, so the next sync needs one key.
+The work itself is the app's sync service (tui/sync_jobs.py, `app.sync_jobs`): this screen
+starts jobs there and shows what the service reports in its messages (`on_sync_jobs_...`).
+The address a device was reached at is remembered with the paired devices (sync/peers.py), so
+the next sync needs one key.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,11 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Checkbox, DataTable, Digits, Footer, Input, Label, ProgressBar, Static
 
 from store.errors import NotewellError
+from sync.addresses import DEFAULT_PAIR_PORT, DEFAULT_SYNC_PORT, BadAddress
+from sync.addresses import parse_address as parse_typed_address
 from tui.screens.base import NotewellModal, NotewellScreen
-from tui.widgets.devices_jobs import SyncCancelled, SyncJobs
+from tui.sync_jobs import SyncCancelled, SyncJobs
 
-ADDRESSES_KEY = "tui.sync.addresses.v1"  # {device_id: "host:port"}, plus "" for the last one used
 MASK = "········"  # ids and times in test mode, so snapshots do not change from run to run
 
 
@@ -30,38 +31,37 @@ class BadInput(NotewellError):
 
 
 def read_addresses(record) -> dict[str, str]:
-    raw = record.local_get(ADDRESSES_KEY)
-    try:
-        data = json.loads(raw) if raw else {}
-    except ValueError:
-        return {}  # only a convenience: start again rather than refuse the screen
-    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
-
-
-def remember_address(record, device_id: str, address: str) -> None:
-    with record.transaction():
-        data = read_addresses(record)
-        data[device_id] = address
-        data[""] = address
-        record.local_put(ADDRESSES_KEY, json.dumps(data, sort_keys=True).encode("utf-8"))
-
-
-def load_devices(vault) -> tuple[Any, list, dict[str, str]]:
-    """(identity, peers, remembered addresses); call on the vault's thread."""
+    """The address each paired device was last reached at, by device id."""
     from sync.peers import PeerBook
 
-    return vault.identity, PeerBook(vault.record).all(), read_addresses(vault.record)
+    return PeerBook(record).addresses()
+
+
+def load_devices(vault) -> tuple[Any, list, dict[str, str], str | None]:
+    """(identity, peers, remembered addresses, the last one used); call on the vault's thread."""
+    from sync.peers import PeerBook
+
+    book = PeerBook(vault.record)
+    return vault.identity, book.all(), book.addresses(), book.last_address()
 
 
 def parse_address(text: str, default_port: int) -> tuple[str, int]:
-    from tui.commands.sync_commands import BadAddress, parse_address as parse
-
+    """The other device's HOST:PORT as typed; a mistake is one sentence (BadInput)."""
     if not text.strip():
         raise BadInput("Type the other device's address first, as HOST:PORT (it is shown on that device).")
     try:
-        return parse(text, default_port)
+        return parse_typed_address(text, default_port)
     except BadAddress:
         raise BadInput(f"{text.strip()!r} is not an address; type it as HOST:PORT, e.g. 192.168.1.20:7341.") from None
+
+
+def parse_listen_address(text: str, default_port: int) -> tuple[str, int]:
+    """HOST or HOST:PORT to listen on (empty: this computer only); port 0 picks a free one."""
+    text = text.strip() or "127.0.0.1"
+    try:
+        return parse_typed_address(text, default_port, listening=True)
+    except BadAddress:
+        raise BadInput(f"{text!r} is not an address to listen on; type HOST or HOST:PORT, e.g. 0.0.0.0:7341.") from None
 
 
 def network_address() -> str:
@@ -117,7 +117,7 @@ class PairCodeDialog(NotewellModal[None]):
         self.action_cancel()
 
     def action_cancel(self) -> None:
-        SyncJobs.of(self.app).cancel()
+        self.app.sync_jobs.cancel()
         self.dismiss(None)
 
 
@@ -162,7 +162,7 @@ class DevicesScreen(NotewellScreen[None]):
         self.jobs: SyncJobs | None = None
         self.identity: Any = None
         self.peers: list = []
-        self.addresses: dict[str, str] = {}
+        self.addresses: dict[str, str] = {}  # device id -> the address it was last reached at
         self.last_result: Any = None
         self.last_error: NotewellError | None = None
         self._code_dialog: PairCodeDialog | None = None
@@ -211,17 +211,17 @@ class DevicesScreen(NotewellScreen[None]):
             for box in self.query(Input):
                 box.cursor_blink = False
         self.query_one(DataTable).add_columns("Device", "Id", "Status", "Last sync", "Result")
-        self.jobs = SyncJobs.of(self.app)
-        self.jobs.view = self
+        self.jobs = self.app.sync_jobs
+        self.jobs.watchers += 1  # this screen says how each job ends
         self.query_one("#listen", Checkbox).value = self.jobs.listening is not None
         if self.jobs.listening is not None:
-            self.job_listening(*self.jobs.listening)
+            self._show_listening(*self.jobs.listening)
         self._show_busy()
         self.run_store(self._load, group="devices-load", exclusive=True)
 
     def on_unmount(self) -> None:
-        if self.jobs is not None and self.jobs.view is self:
-            self.jobs.view = None
+        if self.jobs is not None:
+            self.jobs.watchers -= 1
 
     # --- loading -----------------------------------------------------------------------
 
@@ -231,13 +231,13 @@ class DevicesScreen(NotewellScreen[None]):
     async def _load(self) -> None:
         assert self.jobs is not None
         identity = await self.jobs.prepare()
-        _, peers, addresses = await self.app.store.call(load_devices)
+        _, peers, addresses, last = await self.app.store.call(load_devices)
         self.identity, self.peers, self.addresses = identity, peers, addresses
         self._show_identity()
         self._show_peers()
         address = self.query_one("#address", Input)
-        if not address.value and addresses.get(""):
-            address.value = addresses[""]
+        if not address.value and last:
+            address.value = last
         self.loaded = True
 
     def _mask(self, text: str) -> str:
@@ -304,8 +304,6 @@ class DevicesScreen(NotewellScreen[None]):
             self._show_busy()
 
     def action_sync_now(self) -> None:
-        from sync.engine import DEFAULT_SYNC_PORT
-
         def start() -> bool:
             host, port = self._address(DEFAULT_SYNC_PORT)
             self._pending_address = f"{host}:{port}"
@@ -315,7 +313,6 @@ class DevicesScreen(NotewellScreen[None]):
         self._try(start)
 
     def action_pair(self) -> None:
-        from sync.engine import DEFAULT_PAIR_PORT
         from sync.pairing import normalise_code
 
         def start() -> bool:
@@ -330,8 +327,6 @@ class DevicesScreen(NotewellScreen[None]):
         self._try(start)
 
     def action_show_code(self) -> None:
-        from sync.engine import DEFAULT_PAIR_PORT
-
         def start() -> bool:
             host, port = self._listen_address(DEFAULT_PAIR_PORT)
             self._say("Waiting for the other device to enter the code...", "")
@@ -340,22 +335,13 @@ class DevicesScreen(NotewellScreen[None]):
         self._try(start)
 
     def _listen_address(self, default_port: int) -> tuple[str, int]:
-        """HOST or HOST:PORT to listen on; port 0 picks a free one."""
-        text = self.query_one("#listen-on", Input).value.strip() or "127.0.0.1"
-        host, sep, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
-        if not sep:
-            host, port = text.strip("[]"), str(default_port)
-        if not host or not port.isdigit() or int(port) > 65535:
-            raise BadInput(f"{text!r} is not an address to listen on; type HOST or HOST:PORT, e.g. 0.0.0.0:7341.")
-        return host, int(port)
+        return parse_listen_address(self.query_one("#listen-on", Input).value, default_port)
 
     def action_toggle_listen(self) -> None:
         switch = self.query_one("#listen", Checkbox)
         switch.value = not switch.value
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
-        from sync.engine import DEFAULT_SYNC_PORT
-
         if self.jobs is None or event.checkbox.id != "listen":
             return  # "Stay connected" is read when Sync now is pressed
         listening = self.jobs.listener_active
@@ -452,7 +438,7 @@ class DevicesScreen(NotewellScreen[None]):
         elif event.input.id == "mailbox-folder":
             self.action_mailbox()
 
-    # --- what the jobs report (called on the UI thread) --------------------------------
+    # --- what the sync service reports (its messages) --------------------------------
 
     def _say(self, text: str, kind: str) -> None:
         status = self.query_one("#sync-status", Static)
@@ -472,45 +458,50 @@ class DevicesScreen(NotewellScreen[None]):
         bar.update(total=total or None, progress=done)
         self.query_one("#progress-label", Static).update(f"{label} {done}/{total}" if label else "")
 
-    def job_progress(self, label: str, done: int, total: int) -> None:
-        self.last_progress = (done, total)
-        self._progress(label, done, total)
+    def _show_listening(self, host: str, port: int) -> None:
+        self.query_one("#listen-status", Static).update(f"listening on {host}:{port}")
 
-    def job_refused(self, busy: str) -> None:
-        self.notify(f"A {busy} is already running; wait for it or press Cancel.", severity="warning")
+    def on_sync_jobs_progress(self, message: SyncJobs.Progress) -> None:
+        self.last_progress = (message.done, message.total)
+        self._progress(message.label, message.done, message.total)
 
-    def job_code_ready(self, host: str, port: int, code: str, ttl: float) -> None:
-        shown = host
-        if host in ("0.0.0.0", "::"):
+    def on_sync_jobs_refused(self, message: SyncJobs.Refused) -> None:
+        self.notify(f"A {message.busy} is already running; wait for it or press Cancel.", severity="warning")
+
+    def on_sync_jobs_code_ready(self, message: SyncJobs.CodeReady) -> None:
+        shown = message.host
+        if shown in ("0.0.0.0", "::"):
             shown = MASK if self.app.test_mode else network_address()
-        self._code_dialog = PairCodeDialog(f"{shown}:{port}", code, max(1, round(ttl / 60)))
+        self._code_dialog = PairCodeDialog(f"{shown}:{message.port}", message.code, max(1, round(message.ttl / 60)))
         self.app.push_screen(self._code_dialog)
 
-    def job_live(self, name: str, peer_id: str) -> None:
+    def on_sync_jobs_live_opened(self, message: SyncJobs.LiveOpened) -> None:
         self._progress(None, 0, 0)
-        self._say(f"Connected to {name}, and staying connected: edits go both ways as they are saved. "
+        self._say(f"Connected to {message.name}, and staying connected: edits go both ways as they are saved. "
                   "Cancel disconnects.", "done")
         address = self._pending_address
         if address:
-            self.run_store(self._remember, peer_id, address, group="devices-remember")
+            self.run_store(self._remember, message.peer_id, address, group="devices-remember")
 
-    def job_live_exchange(self, received: int, sent: int) -> None:
+    def on_sync_jobs_live_exchanged(self, message: SyncJobs.LiveExchanged) -> None:
         name = self.jobs.live_with if self.jobs is not None else None
-        self._say(f"Connected to {name or 'the other device'}: received {received}, sent {sent} so far. "
-                  "Cancel disconnects.", "done")
+        self._say(f"Connected to {name or 'the other device'}: received {message.received}, "
+                  f"sent {message.sent} so far. Cancel disconnects.", "done")
 
-    def job_listening(self, host: str, port: int) -> None:
-        self.query_one("#listen-status", Static).update(f"listening on {host}:{port}")
+    def on_sync_jobs_listening(self, message: SyncJobs.Listening) -> None:
+        self._show_listening(message.host, message.port)
 
-    def job_served(self, report, error: NotewellError | None) -> None:
+    def on_sync_jobs_served(self, message: SyncJobs.Served) -> None:
+        report, error = message.report, message.error
         if error is not None:
             self._say(f"A device tried to sync: {error.message}", "error")
-        else:
+        elif report is not None:
             name = report.peer_name or report.peer_id[:16]
             self._say(f"{name} synced with this device: {report.summary()}.", "done")
         self.reload()
 
-    def job_finished(self, kind: str, result: Any, error: NotewellError | None) -> None:
+    def on_sync_jobs_finished(self, message: SyncJobs.Finished) -> None:
+        kind, result, error = message.kind, message.result, message.error
         self.last_result, self.last_error = result, error
         self._show_busy()
         if kind != "listen":
@@ -545,8 +536,10 @@ class DevicesScreen(NotewellScreen[None]):
         self.reload()
 
     async def _remember(self, device_id: str, address: str) -> None:
-        await self.app.store.call(lambda v: remember_address(v.record, device_id, address))
-        self.addresses[device_id] = self.addresses[""] = address
+        from sync.peers import PeerBook
+
+        await self.app.store.call(lambda v: PeerBook(v.record).remember_address(device_id, address))
+        self.addresses[device_id] = address
 
 
 def sync_summary(report) -> str:

@@ -13,6 +13,7 @@ from textual.widgets.option_list import Option
 
 from store.models import ProcessNote, ProgressNote, SessionFacts
 from tui.screens.base import NotewellScreen
+from tui.sync_jobs import SyncJobs
 from tui.widgets.timeline import Timeline, row_id
 
 
@@ -91,6 +92,10 @@ class MainScreen(NotewellScreen):
     def reload_clients(self) -> None:
         query = self.query_one("#client-filter", Input).value
         self.run_store(self._load_clients, query, group="clients", exclusive=True)
+
+    def on_sync_jobs_record_changed(self, message: SyncJobs.RecordChanged) -> None:
+        # A sync stored something: clients may have arrived or been renamed.
+        self.reload_clients()
 
     async def _load_clients(self, query: str) -> None:
         rows = await self.app.store.call(lambda v: v.record.list_clients(query))

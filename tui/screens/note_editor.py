@@ -20,11 +20,12 @@ from textual.widgets import Button, Footer, Input, Label, Select, SelectionList,
 
 from store.automerge_guard import is_panic
 from store.compliance import blocking, missing_labels
-from store.documents import diff_span
+from store.text_diff import changed_span
 from store.errors import NoteChangedMeanwhile, NotewellError
 from store.models import NoteStatus, ProgressNote, SessionFacts, section_title
 from store.projections import has_signature_conflict, is_late_entry
 from tui.screens.base import EditorScreen
+from tui.sync_jobs import SyncJobs
 from tui.widgets.checklist import Checklist
 from tui.widgets.facts_form import FactsForm
 from sync.clock import time_caveats
@@ -340,6 +341,10 @@ class NoteEditorScreen(EditorScreen):
                 self.query_one(SaveState).set("Saved", "saved")
             return True
 
+    def on_sync_jobs_record_changed(self, message: SyncJobs.RecordChanged) -> None:
+        if message.concerns(self.note_id):
+            self.note_changed_elsewhere()
+
     def note_changed_elsewhere(self) -> None:
         """A sync changed the record: show what it brought to this note, if anything."""
         if self.mode == "draft" and self._ready:
@@ -380,7 +385,7 @@ class NoteEditorScreen(EditorScreen):
         for key, area in areas.items():
             new = merged.sections.get(key, "")
             if area.text != new:
-                start, old_end, new_end = diff_span(area.text, new)
+                start, old_end, new_end = changed_span(area.text, new)
                 document = area.document
                 area.replace(new[start:new_end], document.get_location_from_index(start),
                              document.get_location_from_index(old_end))

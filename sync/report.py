@@ -12,10 +12,6 @@ from typing import Any, Callable
 
 ProgressCallback = Callable[[int, int], None]
 
-# Default TCP ports (kept here, in a module with no heavy imports, for the command line).
-DEFAULT_SYNC_PORT = 7341
-DEFAULT_PAIR_PORT = 7342
-
 
 @dataclass
 class SyncReport:

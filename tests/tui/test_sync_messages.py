@@ -1,0 +1,189 @@
+"""The app's sync service talks to the screens in messages (tui/sync_jobs.py).
+
+A real sync between two real vaults (the other device run as `notewell sync serve`) brings an
+edit to the note open in the editor and a new client: the service's `RecordChanged` reaches the
+editor on top and the main screen beneath it. A change another program stores, posted through
+the service with its document ids, reaches the screen it concerns and no other.
+Every wait is a condition with a timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from textual.widgets import OptionList, TextArea
+
+from store.models import Client
+from store.vault import Vault
+from tui_data import CLINICIAN, DRAFT_NOTE, FAST_KDF, PASSPHRASE
+from tui_helpers import unlock, wait_for
+
+from tui.screens.main import MainScreen
+from tui.screens.note_editor import NoteEditorScreen
+from tui.sync_jobs import SyncJobs
+
+REPO = Path(__file__).resolve().parents[2]
+OTHER_PASSPHRASE = "home desktop passphrase 3c9e"
+WAIT = 30.0
+HOME_TEXT = "Written at home: walk before breakfast."  # invented
+HOME_CLIENT = "Morgan Quillfeather"  # invented
+
+
+class Notewell:
+    """A `notewell` process on one vault; its stdout lines can be awaited with a timeout."""
+
+    def __init__(self, vault: Path, passphrase: str, *args: str) -> None:
+        env = dict(os.environ, NOTEWELL_PASSPHRASE=passphrase, PYTHONUNBUFFERED="1")
+        env.pop("NOTEWELL_VAULT", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tui.cli", "--vault", str(vault), *args], cwd=REPO, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_for(self, prefix: str) -> str:
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"notewell ended before a line starting {prefix!r}")
+            if line.startswith(prefix):
+                return line
+        raise AssertionError(f"no line starting {prefix!r} within {WAIT} s")
+
+    def succeeds(self) -> None:
+        assert self.proc.wait(timeout=WAIT) == 0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(timeout=WAIT)
+
+
+@pytest.fixture
+def notewell():
+    started: list[Notewell] = []
+
+    def start(vault: Path, passphrase: str, *args: str) -> Notewell:
+        started.append(Notewell(vault, passphrase, *args))
+        return started[-1]
+
+    yield start
+    for p in started:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait(timeout=WAIT)
+
+
+def _port(line: str) -> int:
+    return int(line.split()[-1].rsplit(":", 1)[1])
+
+
+@pytest.fixture
+def home_serving(seeded_vault: Path, tmp_path: Path, notewell) -> int:
+    """A second device, paired with the app's vault and holding its record, then edited there
+    (the draft note and a new client), serving syncs. Returns its port."""
+    home = tmp_path / "home"
+    vault, _ = Vault.create(home, OTHER_PASSPHRASE, device_name="home desktop", settings=CLINICIAN, kdf=FAST_KDF)
+    vault.close()
+    listener = notewell(home, OTHER_PASSPHRASE, "sync", "pair", "--listen", "--port", "0")
+    port = _port(listener.wait_for("listening on"))
+    code = listener.wait_for("pairing code:").split(":", 1)[1].strip()
+    notewell(seeded_vault, PASSPHRASE, "sync", "pair", f"127.0.0.1:{port}", "--code", code).succeeds()
+    listener.succeeds()
+    office = notewell(seeded_vault, PASSPHRASE, "sync", "serve", "--port", "0")
+    port = _port(office.wait_for("listening on"))
+    notewell(home, OTHER_PASSPHRASE, "sync", "now", f"127.0.0.1:{port}").succeeds()
+    office.stop()
+
+    vault = Vault.open(home, OTHER_PASSPHRASE)
+    try:
+        vault.record.set_section(DRAFT_NOTE, "plan", HOME_TEXT)
+        vault.record.create_client(Client(display_name=HOME_CLIENT))
+    finally:
+        vault.close()
+    server = notewell(home, OTHER_PASSPHRASE, "sync", "serve", "--port", "0")
+    return _port(server.wait_for("listening on"))
+
+
+def _listed(main: MainScreen, name: str) -> bool:
+    listing = main.query_one("#client-list", OptionList)
+    return any(str(listing.get_option_at_index(i).prompt) == name for i in range(listing.option_count))
+
+
+async def _open_draft(pilot) -> tuple[MainScreen, NoteEditorScreen]:
+    app = pilot.app
+    await unlock(pilot, PASSPHRASE)
+    main = next(s for s in app.screen_stack if isinstance(s, MainScreen))
+    await wait_for(pilot, lambda: main.client_id is not None, WAIT, "main screen")
+    main.open_note("progress", DRAFT_NOTE)
+    await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded, WAIT, "editor")
+    return main, app.screen
+
+
+async def test_a_sync_reaches_the_open_note_and_the_client_list(seeded_vault, home_serving, make_app):
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(120, 40)) as pilot:
+        main, editor = await _open_draft(pilot)
+        area = editor.query_one("#section-plan", TextArea)
+        assert area.text == "" and not _listed(main, HOME_CLIENT)
+
+        # The service is the app's: started here without the Devices screen, which is not open.
+        jobs = app.sync_jobs
+        await jobs.prepare()
+        assert jobs.sync_now("127.0.0.1", home_serving)
+        await wait_for(pilot, lambda: area.text == HOME_TEXT, WAIT, "the other device's edit in the open note")
+        # The main screen, beneath the editor, listed the record again.
+        await wait_for(pilot, lambda: _listed(main, HOME_CLIENT), WAIT, "the new client in the main list")
+        await wait_for(pilot, lambda: jobs.busy is None, WAIT, "the sync to end")
+        assert app.screen is editor and editor.mode == "draft"
+
+
+async def test_a_change_reaches_only_the_screens_it_concerns(seeded_vault, make_app):
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(120, 40)) as pilot:
+        main, editor = await _open_draft(pilot)
+        area = editor.query_one("#section-plan", TextArea)
+
+        # Another program (a second connection to the same vault) stores a client and an edit.
+        def elsewhere(v):
+            store = v.open_record_store()
+            try:
+                client = store.create_client(Client(display_name=HOME_CLIENT))
+                store.set_section(DRAFT_NOTE, "plan", HOME_TEXT)
+                return client.id
+            finally:
+                v.close_record_store(store)
+
+        client_id = await app.store.call(elsewhere)
+
+        # Told about the client only: the main screen lists it, the open note stays as it was.
+        app.sync_jobs.record_changed(frozenset({client_id}))
+        await wait_for(pilot, lambda: _listed(main, HOME_CLIENT), WAIT, "the new client in the main list")
+        await app.store.call(lambda v: None)  # any reading of the note the editor began is done
+        await pilot.pause()
+        assert area.text == ""
+
+        # Told about the note: the editor shows it.
+        app.sync_jobs.record_changed(frozenset({DRAFT_NOTE}))
+        await wait_for(pilot, lambda: area.text == HOME_TEXT, WAIT, "the edit in the open note")
+
+        # "Unknown" (no ids) means any document may have changed.
+        assert SyncJobs.RecordChanged().concerns(DRAFT_NOTE)
+        assert not SyncJobs.RecordChanged(frozenset({client_id})).concerns(DRAFT_NOTE)

@@ -1,0 +1,420 @@
+"""The app's sync service: pairing, direct sync, listening and the mailbox, off the UI loop.
+
+`NotewellApp` creates one `SyncJobs` and hands it what it needs: itself (to run thread
+workers that outlive any screen, so leaving the Devices screen does not cut a sync short),
+the store thread, and `post`, which hands a message to every open screen. Each job works on
+its own record-store connection, opened and closed in its thread (`Vault.open_record_store`):
+the store thread stays free and the clinician keeps typing. Only a `RecordStore` and the
+`DeviceIdentity` reach sync/. Syncs (now, listening and the mailbox) also get worker processes
+that read documents new to this device (store/prepare_pool.py): started by the first such
+job, stopped on lock and quit.
+
+Screens call the service (attributes and calls go down); the service answers with the
+messages below (messages go up), and each screen handles those it cares about: the Devices
+screen shows progress and results, the main screen lists the record again and an open note
+shows what a sync brought to it (`RecordChanged`). The service never calls a screen.
+
+    jobs = app.sync_jobs
+    await jobs.prepare()                      # the vault and identity, read on the store thread
+    jobs.sync_now(host, port, live=False) / jobs.pair_with(host, port, code) / jobs.pair_listen(host, port)
+    jobs.listen(host, port) / jobs.stop_listening() / jobs.mailbox(folder) / jobs.cancel()
+    jobs.record_changed(doc_ids)              # tell every screen that the record changed
+    await jobs.stop()                         # lock and quit: listeners stop, a sync is interrupted
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from textual.app import App
+from textual.message import Message
+
+from store.errors import NotewellError
+
+if TYPE_CHECKING:
+    from store.device_identity import DeviceIdentity
+    from store.prepare_pool import PreparePool
+    from store.record import RecordStore
+    from store.vault import Vault
+    from sync.mailbox import MailboxReport
+    from sync.pairing import PairingResult
+    from sync.report import SyncReport
+    from tui.storeworker import StoreWorker
+
+PROGRESS_EVERY = 0.05  # seconds between progress updates sent to the UI
+STOP_WAIT = 35.0  # a joiner's connect/read timeout is 30 s; never wait forever on lock
+
+
+class SyncCancelled(NotewellError):
+    title = "Sync stopped"
+
+    def __init__(self, message: str = "Stopped before it finished; nothing acknowledged was lost.") -> None:
+        super().__init__(message)
+
+
+@dataclass(eq=False)
+class JobMessage(Message, bubble=False):
+    """A message from the sync service to the screens. It does not bubble: every open screen
+    is handed its own copy (`copy`), and a screen that does not handle it ignores it."""
+
+    def __init_subclass__(cls, bubble: bool | None = False, **kwargs: Any) -> None:
+        super().__init_subclass__(bubble=bubble, **kwargs)
+
+    def copy(self) -> JobMessage:
+        """A fresh message with the same fields (a message is handled once, by one pump)."""
+        return dataclasses.replace(self)
+
+
+class SyncJobs:
+    """The app's running sync jobs (one at a time, plus an optional listener)."""
+
+    # --- what the service tells the screens -----------------------------------------
+
+    @dataclass(eq=False)
+    class RecordChanged(JobMessage):
+        """Documents of the record changed under the screens (a sync stored something).
+        `doc_ids`: the documents that changed; empty when not known, meaning "any of them"."""
+
+        doc_ids: frozenset[str] = frozenset()
+
+        def concerns(self, doc_id: str) -> bool:
+            return not self.doc_ids or doc_id in self.doc_ids
+
+    @dataclass(eq=False)
+    class Progress(JobMessage):
+        label: str
+        done: int
+        total: int
+
+    @dataclass(eq=False)
+    class Finished(JobMessage):
+        """A job ended: `result` is its report (None after an error), or `error` says why."""
+
+        kind: str  # "sync", "live sync", "pairing", "mailbox" or "listen"
+        result: SyncReport | MailboxReport | PairingResult | None
+        error: NotewellError | None
+
+    @dataclass(eq=False)
+    class Refused(JobMessage):
+        """A job was asked for while another runs (`busy` says which)."""
+
+        busy: str
+
+    @dataclass(eq=False)
+    class CodeReady(JobMessage):
+        """A pairing code to show, and where this device waits for it."""
+
+        host: str
+        port: int
+        code: str
+        ttl: float
+
+    @dataclass(eq=False)
+    class LiveOpened(JobMessage):
+        name: str
+        peer_id: str
+
+    @dataclass(eq=False)
+    class LiveExchanged(JobMessage):
+        """Counts of a live session so far."""
+
+        received: int
+        sent: int
+
+    @dataclass(eq=False)
+    class Listening(JobMessage):
+        host: str
+        port: int
+
+    @dataclass(eq=False)
+    class Served(JobMessage):
+        """Another device synced with this one while it listened."""
+
+        report: SyncReport | None
+        error: NotewellError | None
+
+    SUMMARISED: ClassVar[tuple[str, ...]] = ("sync", "live sync", "mailbox")
+
+    def __init__(self, app: App, store: StoreWorker, post: Callable[[JobMessage], None]) -> None:
+        self._app = app
+        self._store = store
+        self._post = post
+        self.watchers = 0  # screens showing the jobs' results (else a finished job is a notification)
+        self.busy: str | None = None  # what the one-at-a-time job is doing, for the screen
+        self.listening: tuple[str, int] | None = None
+        self._cancel = threading.Event()
+        self._listen_stop: threading.Event | None = None
+        self._running: set[threading.Event] = set()
+        self._vault: Vault | None = None  # read on the store thread; used here only to open connections
+        self.identity: DeviceIdentity | None = None
+        self._pool: PreparePool | None = None
+        self._pool_lock = threading.Lock()
+        self.live_with: str | None = None  # the device a live sync is connected to
+        self._live_received = 0
+
+    @classmethod
+    def of(cls, app: _HasSyncJobs) -> SyncJobs:
+        """The app's service."""
+        return app.sync_jobs
+
+    async def prepare(self) -> DeviceIdentity:
+        """Read the vault handle and this device's identity on the store thread."""
+        self._vault, self.identity = await self._store.call(lambda v: (v, v.identity))
+        return self.identity
+
+    def record_changed(self, doc_ids: frozenset[str] = frozenset()) -> None:
+        """Tell every screen that these documents of the record changed (none: any may have)."""
+        self._post(SyncJobs.RecordChanged(frozenset(doc_ids)))
+
+    # --- running a job in a thread --------------------------------------------------
+
+    def _prepare_pool(self) -> PreparePool:
+        """The worker processes, started on first use (in a job's thread: starting a
+        process is not for the UI loop)."""
+        from store.prepare_pool import PreparePool
+
+        with self._pool_lock:
+            if self._pool is None:
+                # The sync thread leaves the reading to the workers: it would hold the lock
+                # the interface needs to keep up with typing.
+                self._pool = PreparePool(caller_helps=False)
+            return self._pool
+
+    def _start(self, kind: str, body: Callable[[RecordStore], Any], *, group: str = "sync",
+               uses_workers: bool = False) -> bool:
+        if group == "sync":
+            if self.busy is not None:
+                self._post(SyncJobs.Refused(self.busy))
+                return False
+            self.busy = kind
+            self._cancel.clear()
+        done = threading.Event()
+        self._running.add(done)
+        vault = self._vault
+
+        def run() -> None:
+            try:
+                store = vault.open_record_store()
+                try:
+                    if uses_workers:
+                        store.prepare_pool = self._prepare_pool()
+                    result = body(store)
+                finally:
+                    vault.close_record_store(store)
+            except NotewellError as e:
+                self._from_thread(self._finished, kind, None, e, group)
+            except BaseException as e:  # pyo3 panics are BaseExceptions: still one sentence
+                if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                    raise
+                error = NotewellError(
+                    f"The {kind} stopped on an internal error ({type(e).__name__}); nothing acknowledged was lost."
+                )
+                self._from_thread(self._finished, kind, None, error, group)
+            else:
+                self._from_thread(self._finished, kind, result, None, group)
+            finally:
+                done.set()
+                self._running.discard(done)
+
+        self._app.run_worker(run, thread=True, exclusive=True, exit_on_error=False, group=group, name=kind)
+        return True
+
+    def _from_thread(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run `fn` on the UI loop and wait for it (so progress never runs ahead of the screen)."""
+        try:
+            self._app.call_from_thread(fn, *args)
+        except RuntimeError:
+            pass  # the app is shutting down: nobody left to tell
+
+    def _tell(self, message: JobMessage) -> None:
+        """From a job's thread: post `message` to the screens, on the UI loop."""
+        self._from_thread(self._post, message)
+
+    def _finished(self, kind: str, result: Any, error: NotewellError | None, group: str) -> None:
+        if group == "sync":
+            self.busy = None
+            self.live_with = None
+        else:
+            self.listening = None
+            self._listen_stop = None
+        self._post(SyncJobs.Finished(kind, result, error))
+        if not self.watchers:
+            if error is not None and not isinstance(error, SyncCancelled):
+                self._app.notify(f"{error.title}: {error.message}", severity="error", timeout=10)
+            elif result is not None and kind in self.SUMMARISED:
+                self._app.notify(f"Sync finished: {result.summary()}")
+        if kind in ("sync", "live sync") and result is not None and result.received:
+            self.record_changed()
+        elif kind == "mailbox" and result is not None and result.documents_merged:
+            self.record_changed()
+
+    def _progress(self, label: str) -> Callable[[int, int], None]:
+        last = [0.0]
+
+        def on_progress(done: int, total: int) -> None:
+            if self._cancel.is_set():
+                raise SyncCancelled()
+            now = time.monotonic()
+            # A thousand documents must not mean a thousand round trips to the UI loop.
+            if done == total or now - last[0] >= PROGRESS_EVERY:
+                last[0] = now
+                self._tell(SyncJobs.Progress(label, done, total))
+
+        return on_progress
+
+    # --- the jobs -------------------------------------------------------------------
+
+    def sync_now(self, host: str, port: int, *, live: bool = False) -> bool:
+        from sync.direct import sync_now
+
+        if live:
+            return self._live(host, port)
+        identity, progress = self.identity, self._progress("Syncing documents")
+        return self._start("sync", lambda store: sync_now(store, identity, host, port, on_progress=progress),
+                           uses_workers=True)
+
+    def _live(self, host: str, port: int) -> bool:
+        """Sync, then stay connected: each edit saved here is pushed at once (the store
+        thread wakes the session after every call), and the other device's arrive as it
+        saves them. Cancel, lock and quit end it with a goodbye to the other side."""
+        from sync.direct import Waker, live_sync
+
+        identity, progress, store_thread = self.identity, self._progress("Syncing documents"), self._store
+        opened = threading.Event()
+
+        def first_exchange(done: int, total: int) -> None:
+            if not opened.is_set():  # counts of the first exchange; then the live figures
+                progress(done, total)
+
+        def on_live(report: SyncReport) -> None:
+            opened.set()
+            name = report.peer_name or report.peer_id[:16]
+            self._tell(SyncJobs.LiveOpened(name, report.peer_id))
+            # Only once the screens have been told: whoever sees `live_with` finds them saying so.
+            self._from_thread(self._live_opened, name)
+
+        def on_exchange(report: SyncReport) -> None:
+            self._from_thread(self._live_exchanged, report.received, report.sent)
+
+        def body(store: RecordStore) -> SyncReport:
+            waker = Waker()
+            store_thread.add_after_call(waker.wake)
+            try:
+                return live_sync(store, identity, host, port, stop_event=self._cancel, on_progress=first_exchange,
+                                 on_live=on_live, on_exchange=on_exchange, waker=waker)
+            finally:
+                store_thread.remove_after_call(waker.wake)
+                waker.close()
+
+        self._live_received = 0
+        return self._start("live sync", body, uses_workers=True)
+
+    def _live_opened(self, name: str) -> None:
+        self.live_with = name
+
+    def _live_exchanged(self, received: int, sent: int) -> None:
+        if received > self._live_received:
+            self._live_received = received
+            self.record_changed()
+        self._post(SyncJobs.LiveExchanged(received, sent))
+
+    def pair_with(self, host: str, port: int, code: str) -> bool:
+        from sync.pairing import pair_with
+
+        identity = self.identity
+        return self._start("pairing", lambda store: pair_with(store, identity, host, port, code))
+
+    def pair_listen(self, host: str, port: int) -> bool:
+        from sync.pairing import CODE_TTL, listen_for_pairing
+
+        identity = self.identity
+        cancel = self._cancel
+
+        def clock() -> float:
+            # listen_for_pairing looks at its clock at least twice a second while it waits:
+            # the one place a cancel (button, lock, quit) can get in.
+            if cancel.is_set():
+                raise SyncCancelled("Pairing cancelled; the code is void.")
+            return time.monotonic()
+
+        def ready(bound_host: str, bound_port: int, code: str) -> None:
+            self._tell(SyncJobs.CodeReady(bound_host, bound_port, code, CODE_TTL))
+
+        return self._start(
+            "pairing",
+            lambda store: listen_for_pairing(store, identity, host, port, on_ready=ready, clock=clock),
+        )
+
+    def mailbox(self, folder: Path) -> bool:
+        from sync.mailbox import sync_mailbox
+
+        identity, progress = self.identity, self._progress("Reading bundles")
+        return self._start("mailbox", lambda store: sync_mailbox(store, identity, folder, on_progress=progress),
+                           uses_workers=True)
+
+    def listen(self, host: str, port: int) -> bool:
+        from sync.direct import serve
+
+        if self._listen_stop is not None:
+            return False
+        stop = self._listen_stop = threading.Event()
+        identity = self.identity
+
+        def listening(bound_host: str, bound_port: int) -> None:
+            self.listening = (bound_host, bound_port)
+            self._tell(SyncJobs.Listening(bound_host, bound_port))
+
+        def result(report: SyncReport | None, error: NotewellError | None) -> None:
+            self._from_thread(self._served, report, error)
+
+        return self._start(
+            "listen",
+            lambda store: serve(store, identity, host, port, stop_event=stop, on_listening=listening, on_result=result),
+            group="sync-listen",
+            uses_workers=True,
+        )
+
+    def _served(self, report: SyncReport | None, error: NotewellError | None) -> None:
+        self._post(SyncJobs.Served(report, error))
+        if report is not None and report.received:
+            self.record_changed()
+
+    @property
+    def listener_active(self) -> bool:
+        """A listener was started and has not ended yet (it may still be binding)."""
+        return self._listen_stop is not None
+
+    def stop_listening(self) -> None:
+        if self._listen_stop is not None:
+            self._listen_stop.set()
+
+    def cancel(self) -> None:
+        """Stop the running job at its next step (a listener stops separately)."""
+        self._cancel.set()
+
+    async def stop(self, timeout: float = STOP_WAIT) -> bool:
+        """Stop everything and wait until each worker has closed its own connection."""
+        self._cancel.set()
+        self.stop_listening()
+        deadline = time.monotonic() + timeout
+        while self._running and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        # The vault is about to close: forget its handle (the screen reads it again on open).
+        self._vault = self.identity = None
+        stopped = not self._running
+        with self._pool_lock:
+            pool, self._pool = (self._pool, None) if stopped else (None, self._pool)
+        if pool is not None:
+            await asyncio.to_thread(pool.close)
+        return stopped
+
+
+class _HasSyncJobs(Protocol):
+    sync_jobs: SyncJobs
