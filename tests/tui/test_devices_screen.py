@@ -23,7 +23,8 @@ from store.vault import Vault
 from tui_data import CLINICIAN, FAST_KDF, PASSPHRASE
 from tui_helpers import static_text, unlock, wait_for
 
-from tui.screens.devices import DevicesScreen, read_addresses
+from sync.peers import PeerBook
+from tui.screens.devices import DevicesScreen
 from tui.screens.main import MainScreen
 from textual.widgets import Checkbox
 
@@ -186,7 +187,7 @@ async def test_pair_then_sync_brings_the_other_devices_notes(app_vault, other_va
             return len(other), len(v.record.notes_for_client(other[0].client_id)) if other else 0
 
         assert await app.store.call(arrived) == (1, 2)
-        assert address in (await app.store.call(lambda v: read_addresses(v.record))).values()
+        assert address in (await app.store.call(lambda v: PeerBook(v.record).addresses())).values()
         events = await app.store.call(lambda v: [e.event for e in v.audit.entries()])
         assert "device_paired" in events and "sync_session" in events
         server.stop()

@@ -385,7 +385,7 @@ async def test_edits_synced_in_while_the_note_is_open_are_kept_and_shown(seeded_
 
 
 async def test_an_idle_open_note_shows_what_a_sync_brought(seeded_vault, make_app):
-    from tui.widgets.devices_jobs import SyncJobs
+    from tui.sync_jobs import SyncJobs
 
     app = make_app(seeded_vault)
     async with app.run_test(size=(120, 40)) as pilot:

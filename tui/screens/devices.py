@@ -30,13 +30,6 @@ class BadInput(NotewellError):
     title = "Check what you typed"
 
 
-def read_addresses(record) -> dict[str, str]:
-    """The address each paired device was last reached at, by device id."""
-    from sync.peers import PeerBook
-
-    return PeerBook(record).addresses()
-
-
 def load_devices(vault) -> tuple[Any, list, dict[str, str], str | None]:
     """(identity, peers, remembered addresses, the last one used); call on the vault's thread."""
     from sync.peers import PeerBook
