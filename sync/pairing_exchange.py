@@ -275,7 +275,6 @@ class _Exchange:
                 out = self._handle(state, frame)
             elif frame.type == FrameType.ERROR and (self.role, state) in _BELIEVES_ERRORS:
                 raise_pair_error(frame)
-                raise AssertionError("unreachable")  # raise_pair_error always raises
             else:
                 raise _unexpected(self.role, state)
         except NotewellError as e:

@@ -17,7 +17,7 @@ import json
 import re
 import struct
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, NoReturn
 
 from store.device_identity import fingerprint
 from store.errors import DiskFull, VaultBusy
@@ -240,7 +240,7 @@ def error_frame(exc: BaseException) -> Frame:
     return json_frame(FrameType.ERROR, data)
 
 
-def raise_peer_error(frame: Frame, ours: tuple[int, ...] = SUPPORTED_VERSIONS) -> None:
+def raise_peer_error(frame: Frame, ours: tuple[int, ...] = SUPPORTED_VERSIONS) -> NoReturn:
     try:
         data = json.loads(frame.payload.decode("utf-8"))
         code = data.get("code") if isinstance(data, dict) else None
@@ -321,7 +321,7 @@ def pair_error_frame(code: str) -> Frame:
     return Frame(FrameType.ERROR, json.dumps({"code": code}).encode("utf-8"))
 
 
-def raise_pair_error(frame: Frame) -> None:
+def raise_pair_error(frame: Frame) -> NoReturn:
     try:
         code = json.loads(frame.payload).get("code")
     except (ValueError, AttributeError):
