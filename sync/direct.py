@@ -59,6 +59,7 @@ from sync.driver import (  # noqa: F401  (Waker and LiveOptions are part of this
     LiveOptions,
     RunInStore,
     Waker,
+    call_here,
 )
 from sync.framing import MAX_FRAME, FrameTap
 from sync.peers import PeerBook
@@ -164,12 +165,8 @@ def _map_ssl_error(e: ssl.SSLError) -> SyncError:
     return ConnectionLost("The secure connection to the other device failed.")
 
 
-def _direct(fn):
-    return fn()
-
-
 def _converse(tls: ssl.SSLSocket, session: SyncSession, max_frame: int, tap: FrameTap | None,
-              in_store: RunInStore = _direct, live: LiveOptions | None = None) -> SyncReport:
+              in_store: RunInStore = call_here, live: LiveOptions | None = None) -> SyncReport:
     """Runs the session through the one driver (sync/driver.py) and says what a failed or
     refused TLS connection means here."""
     try:
@@ -258,7 +255,7 @@ def live_sync(
 
 def _client(record_store, identity, host, port, *, on_progress, timeout, frame_tap, max_frame,
             live: LiveOptions | None = None, run_in_store: RunInStore | None = None) -> SyncReport:
-    in_store: RunInStore = run_in_store or _direct
+    in_store: RunInStore = run_in_store or call_here
     book = in_store(lambda: PeerBook(record_store))
     ctx = client_context(identity, in_store(lambda: _trusted_certs(book)))
     # The server reads its clock for its hello after this: the start of the bracket in which
@@ -334,7 +331,7 @@ class SyncServer:
         self._live_timing = dict(poll_interval=poll_interval, keepalive=keepalive, idle_timeout=idle_timeout)
         self.on_live = on_live
         self._run_in_store = run_in_store
-        self._in_store: RunInStore = run_in_store or _direct
+        self._in_store: RunInStore = run_in_store or call_here
         self.identity = identity
         self.host, self.port = host, port
         self.on_progress, self.on_result = on_progress, on_result

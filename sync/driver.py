@@ -40,7 +40,8 @@ LIVE_IDLE_TIMEOUT = 45.0
 RunInStore = Callable[[Callable[[], Any]], Any]
 
 
-def _direct(fn):
+def call_here(fn):
+    """The default `RunInStore`: the store belongs to the calling thread."""
     return fn()
 
 
@@ -199,7 +200,7 @@ class LiveOptions:
 # --- the loops --------------------------------------------------------------------------------
 
 
-def run(channel: FrameChannel, exchange: Exchange, *, in_store: RunInStore = _direct,
+def run(channel: FrameChannel, exchange: Exchange, *, in_store: RunInStore = call_here,
         live: LiveOptions | None = None) -> None:
     """Runs `exchange` over `channel` until it is finished (or, with `live`, until it has
     gone live and the live part has ended).
