@@ -1,4 +1,7 @@
-"""Direct sync over TLS 1.3: the socket layer around `sync.protocol.SyncSession`.
+"""Direct sync over TLS 1.3: the connections around `sync.protocol.SyncSession`.
+
+This module makes and accepts the connections and decides whom to trust; the conversation
+over each runs in the one driver, `sync.driver` (reading with a deadline, frames, live loop).
 
 Trust: both sides present their self-signed device certificate (CERT_REQUIRED both ways).
 The trust store of every connection is built from the paired, non-revoked peers read at that
@@ -26,7 +29,6 @@ import hashlib
 import os
 import queue
 import secrets
-import select
 import socket
 import ssl
 import tempfile
@@ -34,7 +36,7 @@ import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from cryptography.hazmat.primitives import serialization
 
@@ -45,25 +47,29 @@ from sync.report import ProgressCallback, SyncReport
 from sync.errors import (
     ConnectionLost,
     NotPaired,
-    PeerReportedError,
     PeerUnreachable,
     SyncError,
 )
-from sync.framing import MAX_FRAME, Frame, FrameReader, FrameTap, recv_frames, send_frame, send_frames
+from sync import driver
+from sync.driver import (  # noqa: F401  (Waker and LiveOptions are part of this module's API)
+    DEFAULT_TIMEOUT,
+    LIVE_IDLE_TIMEOUT,
+    LIVE_KEEPALIVE,
+    LIVE_POLL_INTERVAL,
+    FrameChannel,
+    LiveOptions,
+    RunInStore,
+    Waker,
+    call_here,
+)
+from sync.framing import MAX_FRAME, FrameTap
 from sync.peers import PeerBook
-from sync.protocol import SyncSession, error_frame
+from sync.protocol import SyncSession
+from sync.wire import error_frame
 
 DEFAULT_PORT = DEFAULT_SYNC_PORT
-DEFAULT_TIMEOUT = 30.0
-# Live sessions: how often local changes are looked for, when an idle side sends a PING, and
-# how long without a byte from the other side ends the session. A look costs one PRAGMA when
-# nothing changed; every 20 ms keeps an edit made by another process well inside 50 ms.
-LIVE_POLL_INTERVAL = 0.02
-LIVE_KEEPALIVE = 15.0
-LIVE_IDLE_TIMEOUT = 45.0
 
 ResultCallback = Callable[[SyncReport | None, NotewellError | None], None]
-RunInStore = Callable[[Callable[[], Any]], Any]
 
 # Alerts a TLS peer sends when it does not trust our certificate.
 _REFUSAL_ALERTS = ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN", "CERTIFICATE_REQUIRED",
@@ -160,34 +166,12 @@ def _map_ssl_error(e: ssl.SSLError) -> SyncError:
     return ConnectionLost("The secure connection to the other device failed.")
 
 
-def _direct(fn):
-    return fn()
-
-
-def _receive_all(session: SyncSession, frames: list[Frame]) -> tuple[list[Frame], list[Frame]]:
-    """Frames to send in answer, and those that came after the sync part ended (live frames,
-    which the live loop takes)."""
-    out: list[Frame] = []
-    for i, frame in enumerate(frames):
-        out += session.receive(frame)
-        if session.finished or session.live:
-            return out, frames[i + 1:]
-    return out, []
-
-
 def _converse(tls: ssl.SSLSocket, session: SyncSession, max_frame: int, tap: FrameTap | None,
-              in_store: RunInStore = _direct, live: "LiveOptions | None" = None) -> SyncReport:
-    reader = FrameReader(max_frame)
-    left: list[Frame] = []
+              in_store: RunInStore = call_here, live: LiveOptions | None = None) -> SyncReport:
+    """Runs the session through the one driver (sync/driver.py) and says what a failed or
+    refused TLS connection means here."""
     try:
-        send_frames(tls, in_store(session.start), max_frame, tap)
-        while not session.finished and not session.live:
-            frames = recv_frames(tls, reader, tap)
-            # One hand-over to the store's thread for all that arrived, not one per frame.
-            out, left = in_store(lambda: _receive_all(session, frames))
-            send_frames(tls, out, max_frame, tap)
-        if session.live:
-            _live_loop(tls, session, max_frame, tap, in_store, live or LiveOptions(), reader, left)
+        driver.run(FrameChannel(tls, max_frame, tap), session, in_store=in_store, live=live or LiveOptions())
     except ssl.SSLError as e:
         if session.role == "client" and not session.started_talking:
             raise NotPaired(_HUNG_UP_BEFORE_HELLO) from None
@@ -196,143 +180,11 @@ def _converse(tls: ssl.SSLSocket, session: SyncSession, max_frame: int, tap: Fra
         if session.role == "client" and not session.started_talking:
             raise NotPaired(_HUNG_UP_BEFORE_HELLO) from None
         raise
-    except PeerReportedError:
-        raise  # nothing useful to tell the other side
-    except NotewellError as e:
-        # Tell the other side why we stop (a code, not text), then close.
-        _try_send_error(tls, e, max_frame, tap)
-        raise
     return session.report
 
 
-class Waker:
-    """Wakes a live session at once: the app calls `wake()` after it commits an edit, so the
-    change goes out without waiting for the session's next look at the store (20 ms). Changes
-    made by other processes are still found by that look. Safe to call from any thread."""
-
-    def __init__(self) -> None:
-        self._r, self._w = socket.socketpair()
-        self._r.setblocking(False)
-        self._w.setblocking(False)
-
-    def wake(self) -> None:
-        try:
-            self._w.send(b"\0")
-        except OSError:
-            pass  # already awake (buffer full) or closed: nothing to do
-
-    def fileno(self) -> int:
-        return self._r.fileno()
-
-    def drain(self) -> None:
-        try:
-            while self._r.recv(4096):
-                pass
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        self._r.close()
-        self._w.close()
-
-
-class LiveOptions:
-    """How a live session runs: `stop_event` ends it (a BYE is sent); `on_exchange(report)`
-    is called after each batch of frames received (from the connection's thread)."""
-
-    def __init__(
-        self,
-        stop_event: threading.Event | None = None,
-        *,
-        poll_interval: float = LIVE_POLL_INTERVAL,
-        keepalive: float = LIVE_KEEPALIVE,
-        idle_timeout: float = LIVE_IDLE_TIMEOUT,
-        on_live: Callable[[SyncReport], None] | None = None,
-        on_exchange: Callable[[SyncReport], None] | None = None,
-        waker: Waker | None = None,
-    ) -> None:
-        self.stop_event = stop_event
-        self.waker = waker
-        self.poll_interval, self.keepalive, self.idle_timeout = poll_interval, keepalive, idle_timeout
-        self.on_live, self.on_exchange = on_live, on_exchange
-
-
-def _read_some(tls: ssl.SSLSocket, timeout: float) -> bytes | None:
-    """What has arrived, without waiting: b"" at the end of the stream, None for nothing yet."""
-    tls.setblocking(False)
-    try:
-        return tls.recv(1 << 16)
-    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
-        return None
-    except ssl.SSLZeroReturnError:
-        return b""
-    except ssl.SSLError as e:
-        raise _map_ssl_error(e) from None
-    except OSError:
-        raise ConnectionLost("The connection to the other device was lost.") from None
-    finally:
-        tls.settimeout(timeout)
-
-
-def _live_loop(tls: ssl.SSLSocket, session: SyncSession, max_frame: int, tap: FrameTap | None,
-               in_store: RunInStore, opts: LiveOptions, reader: FrameReader, left: list[Frame]) -> None:
-    """Full duplex from here: frames are small, so neither side can block the other.
-
-    `reader` holds any part of a frame read already, `left` whole frames read already."""
-    timeout = tls.gettimeout() or DEFAULT_TIMEOUT
-    last_in = last_out = time.monotonic()
-    if opts.on_live is not None:
-        opts.on_live(session.report)
-
-    def send(frames) -> None:
-        nonlocal last_out
-        if frames:
-            send_frames(tls, frames, max_frame, tap)
-            last_out = time.monotonic()
-
-    for frame in left:
-        send(in_store(lambda: session.receive(frame)))
-        if session.finished:
-            return
-    while True:
-        if opts.stop_event is not None and opts.stop_event.is_set():
-            goodbye = in_store(session.close)
-            try:
-                send(goodbye)
-            except ConnectionLost:
-                pass  # the other side is gone already; leaving is all that was asked
-            return
-        if not tls.pending():
-            ready, _, _ = select.select([tls] if opts.waker is None else [tls, opts.waker], [], [], opts.poll_interval)
-            if opts.waker is not None and opts.waker in ready:
-                opts.waker.drain()
-        data = _read_some(tls, timeout)
-        if data == b"":
-            raise ConnectionLost("The other device closed the connection without ending the live sync.")
-        if data:
-            last_in = time.monotonic()
-            frames = reader.feed(data)
-            for frame in frames:
-                if tap is not None:
-                    tap("received", frame.encode(max_frame))
-                send(in_store(lambda: session.receive(frame)))
-                if session.finished:
-                    return
-            if frames and opts.on_exchange is not None:
-                opts.on_exchange(session.report)
-        send(in_store(session.poll_local))
-        now = time.monotonic()
-        if now - last_out >= opts.keepalive:
-            send([session.ping()])
-        if now - last_in >= opts.idle_timeout:
-            raise ConnectionLost("The other device stopped answering; the live sync ended.")
-
-
 def _try_send_error(tls, exc, max_frame, tap) -> None:
-    try:
-        send_frame(tls, error_frame(exc), max_frame, tap)
-    except (SyncError, OSError):
-        pass
+    FrameChannel(tls, max_frame, tap).send_quietly([error_frame(exc)])
 
 
 def _record(book: PeerBook, device_id: str, report: SyncReport | None, error: NotewellError | None) -> None:
@@ -404,7 +256,7 @@ def live_sync(
 
 def _client(record_store, identity, host, port, *, on_progress, timeout, frame_tap, max_frame,
             live: LiveOptions | None = None, run_in_store: RunInStore | None = None) -> SyncReport:
-    in_store: RunInStore = run_in_store or _direct
+    in_store: RunInStore = run_in_store or call_here
     book = in_store(lambda: PeerBook(record_store))
     ctx = client_context(identity, in_store(lambda: _trusted_certs(book)))
     # The server reads its clock for its hello after this: the start of the bracket in which
@@ -480,7 +332,7 @@ class SyncServer:
         self._live_timing = dict(poll_interval=poll_interval, keepalive=keepalive, idle_timeout=idle_timeout)
         self.on_live = on_live
         self._run_in_store = run_in_store
-        self._in_store: RunInStore = run_in_store or _direct
+        self._in_store: RunInStore = run_in_store or call_here
         self.identity = identity
         self.host, self.port = host, port
         self.on_progress, self.on_result = on_progress, on_result

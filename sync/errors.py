@@ -27,6 +27,11 @@ class WrongPairingCode(PairingFailed):
         super().__init__(message)
 
 
+class RemotePairingError(PairingFailed):
+    """The other device broke the pairing protocol: a message malformed, altered, replayed or
+    out of order (its sentence says which). Nothing is stored on this side."""
+
+
 class PairingCodeExpired(PairingFailed):
     title = "Pairing code expired"
 
@@ -84,6 +89,13 @@ class MalformedSyncMessage(ProtocolError):
 
 class ProtocolVersionMismatch(ProtocolError):
     title = "Incompatible sync versions"
+
+
+class ExchangeMisuse(SyncError):
+    """This device's own code drove a pairing exchange out of order (a bug here, never the
+    other device's doing): the remote side's faults are `ProtocolError` and `PairingFailed`."""
+
+    title = "Internal sync error"
 
 
 class PeerReportedError(SyncError):

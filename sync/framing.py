@@ -5,9 +5,10 @@
 
 The header is checked before any payload is buffered, so an oversized frame costs the
 receiver nothing but the four length bytes: it raises `FrameTooLarge` and the caller closes
-the connection. `FrameReader` is sans-IO (bytes in, frames out); `send_frame`,
-`recv_frame` and `recv_frames` are the thin socket helpers used by `sync.pairing` and
-`sync.direct`.
+the connection. `FrameReader` is sans-IO (bytes in, frames out); `send_frames` and
+`recv_frames` are the thin socket helpers `sync.driver` runs every conversation with
+(`send_frame` and `recv_frame`, one frame at a time, serve tests that act as a peer). What
+each frame type carries is `sync.wire`.
 
 A `FrameTap` (callable(direction, frame_bytes)) sees every plaintext frame as sent or
 received; tests use it to prove what does and does not cross the wire.
@@ -33,7 +34,7 @@ FrameTap = Callable[[str, bytes], None]  # ("sent" | "received", whole frame byt
 class FrameType(IntEnum):
     """Every frame type on the wire, pairing and sync alike (unique so logs never confuse them)."""
 
-    # direct sync (sync/protocol.py)
+    # direct sync (sync/protocol.py; payloads in sync/wire.py)
     HELLO = 0x01
     MANIFEST = 0x02
     SYNC = 0x03
@@ -42,7 +43,7 @@ class FrameType(IntEnum):
     WHOLE = 0x06  # a whole document the peer has none of (its stored bytes)
     PING = 0x07  # live session: keepalive
     BYE = 0x08  # live session: this side is closing
-    # pairing (sync/pairing.py)
+    # pairing (sync/pairing_exchange.py)
     PAKE = 0x11
     CONFIRM = 0x12
     SEALED = 0x13

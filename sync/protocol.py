@@ -37,6 +37,10 @@ Usage:
     for frame in incoming: out = session.receive(frame)   # send `out` each time
     session.finished / session.report
 
+What each message holds on the wire, and the checks of its size and shape, are in
+`sync.wire`; this module decides what a message means and when it may come. Sockets, reading
+with a deadline and the loops that run a session are `sync.driver`'s.
+
 Errors from bad peer data are typed (`ProtocolError` and subclasses); Automerge panics
 (pyo3 `PanicException`, a BaseException) and other failures to read foreign data become
 `MalformedSyncMessage`, through the store's one guard (store/automerge_guard.py).
@@ -45,44 +49,59 @@ Errors from bad peer data are typed (`ProtocolError` and subclasses); Automerge 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-import re
-import struct
 import time
 from typing import Callable, Iterable
 
 from automerge.core import Document, Message, SyncState
 
 from store.automerge_guard import panics_as
-from store.errors import DiskFull, ForeignDocument, VaultBusy
+from store.errors import ForeignDocument
 from store.models import NoteStatus
 from sync import clock as clocks
 from sync.report import ProgressCallback, SyncReport
 from sync.errors import (
-    MalformedFrame,
     MalformedSyncMessage,
+    NotPaired,
     PeerReportedError,
     ProtocolError,
-    ProtocolVersionMismatch,
-    NotPaired,
 )
 from sync.framing import Frame, FrameType
+# The codecs of every message (sync/wire.py); the names tests and older callers import from
+# here are kept importable from here.
+from sync.wire import (  # noqa: F401
+    DOC_ID_RE,
+    HEAD_RE,
+    MAX_HEADS_PER_DOC,
+    PROTOCOL_NAME,
+    SUPPORTED_VERSIONS,
+    decode_baseline,
+    decode_sync,
+    done_frame,
+    encode_baseline,
+    encode_sync,
+    error_frame,
+    heads_digest,
+    hello_frame,
+    manifest_frame,
+    printable_name,
+    raise_peer_error,
+    read_done,
+    read_hello,
+    read_manifest,
+    read_turn_end,
+    sync_frame,
+    turn_end_frame,
+    version_mismatch,
+    whole_frame,
+)
 
-PROTOCOL_NAME = "notewell-sync"
-SUPPORTED_VERSIONS: tuple[int, ...] = (2,)
 # Automerge converges in a handful of round trips; a peer that keeps talking is broken.
 MAX_TURNS = 200
-DOC_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-HEAD_RE = re.compile(r"^[0-9a-f]{64}$")
-MAX_HEADS_PER_DOC = 4096
 APPLY_BATCH = 256
 # Per peer, in the local table: the heads both sides held after the last complete sync, so
 # the next manifest lists only what changed since (docs/sync-protocol.md, "Baseline").
 BASELINE_PREFIX = "sync.baseline.v1."
 
-_TURN_END = struct.Struct(">I")
-_DOC_ID_LEN = struct.Struct(">H")
 
 def _unreadable() -> MalformedSyncMessage:
     return MalformedSyncMessage(
@@ -95,143 +114,6 @@ def _foreign(call, *args):
     (typed errors keep their own sentence)."""
     with panics_as(_unreadable, also=(Exception,)):
         return call(*args)
-
-
-def _json(frame: Frame, what: str) -> dict:
-    try:
-        data = json.loads(frame.payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise MalformedFrame(f"The other device sent a malformed {what}.") from None
-    if not isinstance(data, dict):
-        raise MalformedFrame(f"The other device sent a malformed {what}.")
-    return data
-
-
-def _json_frame(frame_type: FrameType, data: dict) -> Frame:
-    return Frame(frame_type, json.dumps(data, separators=(",", ":"), sort_keys=True).encode("utf-8"))
-
-
-# --- errors on the wire ------------------------------------------------------------------
-
-# An ERROR frame carries a code, never free text: the receiver shows its own sentence, so a
-# peer cannot put arbitrary words on this device's screen.
-_ERROR_SENTENCES = {
-    "version": "The other device uses an incompatible sync protocol version; update Notewell on the older device.",
-    "not-paired": "The other device does not accept this device: it is not paired, or the pairing was revoked.",
-    "protocol": "The other device rejected a malformed sync message; the connection was closed.",
-    "too-large": "The other device rejected a sync message over its size limit; the connection was closed.",
-    "busy": "The other device stopped the sync; try again in a moment.",
-    "disk-full": "The other device's disk is full; nothing was lost. Free some space there and try again.",
-    "internal": "The other device hit a problem and stopped the sync; nothing was lost.",
-}
-
-
-def error_frame(exc: BaseException) -> Frame:
-    from sync.errors import FrameTooLarge
-
-    if isinstance(exc, ProtocolVersionMismatch):
-        code = "version"
-    elif isinstance(exc, NotPaired):
-        code = "not-paired"
-    elif isinstance(exc, FrameTooLarge):
-        code = "too-large"
-    elif isinstance(exc, ProtocolError):
-        code = "protocol"
-    elif isinstance(exc, DiskFull):
-        code = "disk-full"  # our disk, not their data: they must not call it malformed
-    elif isinstance(exc, VaultBusy):
-        code = "busy"
-    else:
-        code = "internal"
-    data: dict = {"code": code}
-    if code == "version":
-        data["versions"] = list(SUPPORTED_VERSIONS)
-    return _json_frame(FrameType.ERROR, data)
-
-
-def raise_peer_error(frame: Frame, ours: tuple[int, ...] = SUPPORTED_VERSIONS) -> None:
-    try:
-        data = json.loads(frame.payload.decode("utf-8"))
-        code = data.get("code") if isinstance(data, dict) else None
-    except (UnicodeDecodeError, ValueError):
-        code = None
-    if code == "version":
-        versions = data.get("versions")
-        theirs = ", ".join(str(v) for v in versions if isinstance(v, int)) if isinstance(versions, list) else "?"
-        mine = ", ".join(str(v) for v in ours)
-        raise ProtocolVersionMismatch(
-            f"The other device speaks sync protocol version {theirs or '?'} and this one speaks "
-            f"version {mine}; update Notewell on the older device."
-        )
-    if code == "not-paired":
-        raise NotPaired(_ERROR_SENTENCES["not-paired"])
-    raise PeerReportedError(_ERROR_SENTENCES.get(code, _ERROR_SENTENCES["internal"]))
-
-
-# --- encoding helpers --------------------------------------------------------------------
-
-
-def encode_sync(doc_id: str, message: bytes) -> bytes:
-    raw = doc_id.encode("ascii")
-    return _DOC_ID_LEN.pack(len(raw)) + raw + message
-
-
-def decode_sync(payload: bytes) -> tuple[str, bytes]:
-    if len(payload) < _DOC_ID_LEN.size:
-        raise MalformedFrame("The other device sent a malformed document message.")
-    (n,) = _DOC_ID_LEN.unpack_from(payload)
-    raw = payload[_DOC_ID_LEN.size:_DOC_ID_LEN.size + n]
-    message = payload[_DOC_ID_LEN.size + n:]
-    try:
-        doc_id = raw.decode("ascii")
-    except UnicodeDecodeError:
-        doc_id = ""
-    if len(raw) != n or not DOC_ID_RE.match(doc_id) or not message:
-        raise MalformedFrame("The other device sent a malformed document message.")
-    return doc_id, message
-
-
-_BASELINE_MAGIC = b"NWB1"
-
-
-def encode_baseline(heads_by_doc: dict[str, Iterable[bytes]]) -> bytes:
-    """Compact form for the local table: magic, then per document: u8 id length, id,
-    u16 number of heads, the 32-byte heads."""
-    out = bytearray(_BASELINE_MAGIC)
-    for doc_id in sorted(heads_by_doc):
-        raw, heads = doc_id.encode("ascii"), sorted(heads_by_doc[doc_id])
-        out += bytes([len(raw)]) + raw + struct.pack(">H", len(heads)) + b"".join(heads)
-    return bytes(out)
-
-
-def decode_baseline(data: bytes) -> dict[str, set[bytes]]:
-    if data[:4] != _BASELINE_MAGIC:
-        raise ValueError("not a baseline")
-    view, i, out = memoryview(data), 4, {}
-    while i < len(data):
-        n = data[i]
-        if i + 1 + n + 2 > len(data):
-            raise ValueError("truncated baseline")
-        doc_id = bytes(view[i + 1:i + 1 + n]).decode("ascii")
-        i += 1 + n
-        (count,) = struct.unpack_from(">H", data, i)
-        i += 2
-        end = i + 32 * count
-        if end > len(data):
-            raise ValueError("truncated baseline")
-        out[doc_id] = {bytes(view[j:j + 32]) for j in range(i, end, 32)}
-        i = end
-    return out
-
-
-def heads_digest(heads_by_doc: dict[str, Iterable[bytes]]) -> str:
-    h = hashlib.sha256()
-    for doc_id in sorted(heads_by_doc):
-        h.update(doc_id.encode("ascii") + b"\0")
-        for head in sorted(heads_by_doc[doc_id]):
-            h.update(head)
-        h.update(b"\n")
-    return h.hexdigest()
 
 
 # --- the session -------------------------------------------------------------------------
@@ -348,43 +230,32 @@ class SyncSession:
     # -- hello
 
     def _hello(self) -> Frame:
-        return _json_frame(
-            FrameType.HELLO,
-            {"protocol": PROTOCOL_NAME, "versions": list(self.versions),
-             "device_id": self.device_id, "name": self.device_name,
-             "baseline": self._baseline_digest,
-             # the server offers live mode; the client asks for it or not
-             "live": True if self.role == "server" else self.live_requested,
-             # this device's clock, so the peer can tell when the two disagree (older peers
-             # ignore it; a hello without it is not compared)
-             "time": round(self._clock(), 3)},
+        return hello_frame(
+            versions=self.versions, device_id=self.device_id, name=self.device_name,
+            baseline=self._baseline_digest,
+            # the server offers live mode; the client asks for it or not
+            live=True if self.role == "server" else self.live_requested,
+            # this device's clock, so the peer can tell when the two disagree (older peers
+            # ignore it; a hello without it is not compared)
+            time=round(self._clock(), 3),
         )
 
     def _on_hello(self, frame: Frame) -> list[Frame]:
         if frame.type != FrameType.HELLO:
             raise ProtocolError("The other device did not start with a hello; the connection was closed.")
-        data = _json(frame, "hello")
-        versions = data.get("versions")
-        if data.get("protocol") != PROTOCOL_NAME or not isinstance(versions, list):
-            raise MalformedFrame("The other device sent a malformed hello.")
+        hello = read_hello(frame)
+        versions = hello.versions
         common = set(self.versions) & {v for v in versions if isinstance(v, int) and not isinstance(v, bool)}
         if not common:
-            theirs = ", ".join(str(v) for v in versions if isinstance(v, int))
-            ours = ", ".join(str(v) for v in self.versions)
-            raise ProtocolVersionMismatch(
-                f"The other device speaks sync protocol version {theirs or '?'} and this one speaks "
-                f"version {ours}; update Notewell on the older device."
-            )
+            raise version_mismatch(versions, self.versions)
         self.version = max(common)
-        if data.get("device_id") != self.peer_device_id:
+        if hello.device_id != self.peer_device_id:
             raise NotPaired("The other device's hello does not match its certificate; the connection was closed.")
-        name = data.get("name")
-        # Shown on screen: printable characters only, so a name cannot carry terminal escapes.
-        self.report.peer_name = "".join(ch for ch in name if ch.isprintable())[:100] if isinstance(name, str) else ""
-        self._compare_clocks(data.get("time"))
+        self.report.peer_name = printable_name(hello.name)
+        self._compare_clocks(hello.time)
         # Both sides decide the same way: delta manifests only when both hold the same baseline.
-        self._delta = self._baseline_digest is not None and data.get("baseline") == self._baseline_digest
-        self._live = data.get("live") is True and (self.role == "server" or self.live_requested)
+        self._delta = self._baseline_digest is not None and hello.baseline == self._baseline_digest
+        self._live = hello.live is True and (self.role == "server" or self.live_requested)
         self._state = "await-manifest"
         if self.role == "client":
             return [self._hello(), self._manifest()]
@@ -411,23 +282,13 @@ class SyncSession:
         listed = self._local_heads
         if self._delta:
             listed = {d: h for d, h in listed.items() if self._baseline.get(d) != h}
-        docs = {doc_id: sorted(h.hex() for h in heads) for doc_id, heads in listed.items()}
-        return _json_frame(FrameType.MANIFEST, {"docs": docs, "delta": self._delta})
+        return manifest_frame(listed, delta=self._delta)
 
     def _on_manifest(self, frame: Frame) -> list[Frame]:
         if frame.type != FrameType.MANIFEST:
             raise ProtocolError("The other device skipped the document list; the connection was closed.")
-        docs = _json(frame, "document list").get("docs")
-        if not isinstance(docs, dict):
-            raise MalformedFrame("The other device sent a malformed document list.")
-        peer: dict[str, set[bytes]] = {}
-        for doc_id, heads in docs.items():
-            if (not DOC_ID_RE.match(doc_id) or not isinstance(heads, list)
-                    or len(heads) > MAX_HEADS_PER_DOC
-                    or not all(isinstance(h, str) and HEAD_RE.match(h) for h in heads)):
-                raise MalformedFrame("The other device sent a malformed document list.")
-            peer[doc_id] = {bytes.fromhex(h) for h in heads}
-        if _json(frame, "document list").get("delta", False) is not self._delta:
+        peer, delta = read_manifest(frame)
+        if delta is not self._delta:
             raise ProtocolError("The two devices disagree on what they last synced; the connection was closed.")
         out: list[Frame] = []
         if self.role == "server":
@@ -473,16 +334,16 @@ class SyncSession:
             for doc_id in sorted(self._send_whole):
                 data, heads = self.store.stored_doc(doc_id)
                 self._whole_out_heads[doc_id] = heads
-                out.append(Frame(FrameType.WHOLE, encode_sync(doc_id, data)))
+                out.append(whole_frame(doc_id, data))
         whole = len(out)
         for doc_id in candidates:
             doc = self._doc(doc_id)
             # The sync state holds what the peer told us, so this too runs on foreign data.
             message = _foreign(doc.generate_sync_message, self._sync_states[doc_id])
             if message is not None:
-                out.append(Frame(FrameType.SYNC, encode_sync(doc_id, message.encode())))
+                out.append(sync_frame(doc_id, message.encode()))
                 sent.add(doc_id)
-        out.append(Frame(FrameType.TURN_END, _TURN_END.pack(whole + len(sent))))
+        out.append(turn_end_frame(whole + len(sent)))
         self._sent_last_turn = sent
         self._my_last_count = whole + len(sent)
         self._progress(len(self._differ) - len(sent))
@@ -509,9 +370,7 @@ class SyncSession:
             return []
         if frame.type != FrameType.TURN_END:
             raise ProtocolError("The other device sent an unexpected message during the sync.")
-        if len(frame.payload) != _TURN_END.size:
-            raise MalformedFrame("The other device sent a malformed end of turn.")
-        (count,) = _TURN_END.unpack(frame.payload)
+        count = read_turn_end(frame)
         if count != self._frames_this_turn:
             raise ProtocolError("The other device's message count does not match what arrived.")
         self._frames_this_turn = 0
@@ -582,7 +441,7 @@ class SyncSession:
         self._digest = heads_digest(final)
         self._progress(len(self._differ))
         self._state = "await-done"
-        return [_json_frame(FrameType.DONE, {"received": self.report.received, "digest": self._digest})]
+        return [done_frame(self.report.received, self._digest)]
 
     def _transaction(self):
         begin = getattr(self.store, "transaction", None)
@@ -633,10 +492,7 @@ class SyncSession:
     def _on_done(self, frame: Frame) -> list[Frame]:
         if frame.type != FrameType.DONE:
             raise ProtocolError("The other device sent an unexpected message at the end of the sync.")
-        data = _json(frame, "end of sync")
-        received, digest = data.get("received"), data.get("digest")
-        if not isinstance(received, int) or isinstance(received, bool) or not isinstance(digest, str):
-            raise MalformedFrame("The other device sent a malformed end of sync.")
+        received, digest = read_done(frame)
         self.report.sent = max(0, min(received, len(self._differ)))
         if digest != self._digest:
             self.report.errors.append(
@@ -686,7 +542,7 @@ class SyncSession:
             state = self._sync_states.setdefault(doc_id, SyncState())
             message = _foreign(doc.generate_sync_message, state)
             if message is not None:
-                out.append(Frame(FrameType.SYNC, encode_sync(doc_id, message.encode())))
+                out.append(sync_frame(doc_id, message.encode()))
                 self.report.sent += 1
         return out
 
@@ -699,6 +555,12 @@ class SyncSession:
     @staticmethod
     def ping() -> Frame:
         return Frame(FrameType.PING)
+
+    @staticmethod
+    def farewell(error: BaseException) -> list[Frame]:
+        """What to send before closing on `error`: its code, so the other side can say why
+        (a peer that stopped the sync itself gets nothing back)."""
+        return [] if isinstance(error, PeerReportedError) else [error_frame(error)]
 
     def _on_live(self, frame: Frame) -> list[Frame]:
         if frame.type == FrameType.PING:
@@ -728,7 +590,7 @@ class SyncSession:
                 self._known[doc_id] = after
                 self._docs.pop(doc_id, None)
         reply = _foreign(doc.generate_sync_message, state)
-        return [Frame(FrameType.SYNC, encode_sync(doc_id, reply.encode()))] if reply is not None else []
+        return [sync_frame(doc_id, reply.encode())] if reply is not None else []
 
     def _progress(self, done: int) -> None:
         if self.on_progress is not None:

@@ -1,0 +1,288 @@
+"""The one socket loop for every sync conversation: the IO that the conversations leave out.
+
+`SyncSession` (sync/protocol.py) and the pairing exchanges (sync/pairing_exchange.py) decide
+everything about a conversation and perform no IO: frames in, frames out. This module is the
+runtime around them, the same for `sync serve`, `sync now`, live sync and pairing: it reads
+with a deadline, cuts the stream into frames (checked against the size limit before any
+payload is buffered), hands them over, writes what comes back, and on an error sends the
+exchange's own farewell (an ERROR code) before it lets the error go. What a socket failure
+means to the user is the caller's (`sync.direct` turns TLS alerts into "not paired").
+
+    channel = FrameChannel(sock, max_frame, tap, timeout=30)
+    run(channel, exchange, in_store=..., live=LiveOptions(...) or None)
+
+Store calls made by an exchange run through `in_store` (the thread that owns the record
+store's SQLite connection), once per batch of frames that arrived together.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+import threading
+import time
+from typing import Any, Callable, Protocol
+
+from store.errors import NotewellError
+from sync.report import SyncReport
+from sync.errors import ConnectionLost, SyncError
+from sync.framing import Frame, FrameReader, FrameTap, recv_frames, send_frames
+
+DEFAULT_TIMEOUT = 30.0
+# Live sessions: how often local changes are looked for, when an idle side sends a PING, and
+# how long without a byte from the other side ends the session. A look costs one PRAGMA when
+# nothing changed; every 20 ms keeps an edit made by another process well inside 50 ms.
+LIVE_POLL_INTERVAL = 0.02
+LIVE_KEEPALIVE = 15.0
+LIVE_IDLE_TIMEOUT = 45.0
+
+RunInStore = Callable[[Callable[[], Any]], Any]
+
+
+def call_here(fn):
+    """The default `RunInStore`: the store belongs to the calling thread."""
+    return fn()
+
+
+# --- what the driver asks of a conversation --------------------------------------------
+
+
+class Exchange(Protocol):
+    """A sans-IO conversation: `start()` and `receive(frame)` return the frames to send."""
+
+    @property
+    def finished(self) -> bool: ...
+
+    def start(self) -> list[Frame]: ...
+
+    def receive(self, frame: Frame) -> list[Frame]: ...
+
+    def farewell(self, error: BaseException) -> list[Frame]:
+        """Frames to send before closing because of `error` (often none)."""
+        ...
+
+
+class LiveExchange(Exchange, Protocol):
+    """A conversation that may stay open after its first part (`live`) and push changes."""
+
+    @property
+    def live(self) -> bool: ...
+
+    @property
+    def report(self) -> SyncReport: ...
+
+    def poll_local(self) -> list[Frame]: ...
+
+    def ping(self) -> Frame: ...
+
+    def close(self) -> list[Frame]: ...
+
+
+# --- the connection's frames --------------------------------------------------------------
+
+
+class FrameChannel:
+    """Frames over one connected socket (plain TCP or TLS): reading with a deadline (the
+    socket's timeout, per read: that long without a byte is `ConnectionLost`), framing with a
+    size limit both ways, writing in few calls. A `tap` sees every frame (tests)."""
+
+    def __init__(self, sock: socket.socket, max_frame: int, tap: FrameTap | None = None,
+                 *, timeout: float | None = None) -> None:
+        self.sock, self.max_frame, self.tap = sock, max_frame, tap
+        if timeout is not None:
+            sock.settimeout(timeout)
+        self.reader = FrameReader(max_frame)
+
+    def send(self, frames: list[Frame]) -> None:
+        if frames:
+            send_frames(self.sock, frames, self.max_frame, self.tap)
+
+    def send_quietly(self, frames: list[Frame]) -> None:
+        """For goodbyes on a connection that may be gone already: failures are ignored."""
+        try:
+            self.send(frames)
+        except (SyncError, OSError):
+            pass
+
+    def receive(self) -> list[Frame]:
+        """Waits for at least one whole frame; returns every whole frame read so far."""
+        return recv_frames(self.sock, self.reader, self.tap)
+
+    def receive_now(self, wait: float, wake: "Waker | None" = None) -> list[Frame] | None:
+        """Full duplex: waits up to `wait` seconds for data (or for `wake`), then returns the
+        whole frames read without blocking: None when nothing arrived, [] for part of a frame.
+        The end of the stream is `ConnectionLost`. The caller shows each to the tap
+        (`received`) as it takes it."""
+        sock = self.sock
+        if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+            ready, _, _ = select.select([sock] if wake is None else [sock, wake], [], [], wait)
+            if wake is not None and wake in ready:
+                wake.drain()
+        timeout = sock.gettimeout() or DEFAULT_TIMEOUT
+        sock.setblocking(False)
+        try:
+            data = sock.recv(1 << 16)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            return None
+        except ssl.SSLZeroReturnError:
+            data = b""
+        except ssl.SSLError:
+            raise  # TLS alerts mean something specific to the caller (sync.direct)
+        except OSError:
+            raise ConnectionLost("The connection to the other device was lost.") from None
+        finally:
+            sock.settimeout(timeout)
+        if data == b"":
+            raise ConnectionLost("The other device closed the connection without ending the live sync.")
+        return self.reader.feed(data)
+
+    def received(self, frame: Frame) -> None:
+        if self.tap is not None:
+            self.tap("received", frame.encode(self.max_frame))
+
+
+# --- live sessions: waking and options ------------------------------------------------------
+
+
+class Waker:
+    """Wakes a live session at once: the app calls `wake()` after it commits an edit, so the
+    change goes out without waiting for the session's next look at the store (20 ms). Changes
+    made by other processes are still found by that look. Safe to call from any thread."""
+
+    def __init__(self) -> None:
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+
+    def wake(self) -> None:
+        try:
+            self._w.send(b"\0")
+        except OSError:
+            pass  # already awake (buffer full) or closed: nothing to do
+
+    def fileno(self) -> int:
+        return self._r.fileno()
+
+    def drain(self) -> None:
+        try:
+            while self._r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self._r.close()
+        self._w.close()
+
+
+class LiveOptions:
+    """How a live session runs: `stop_event` ends it (a BYE is sent); `on_exchange(report)`
+    is called after each batch of frames received (from the connection's thread)."""
+
+    def __init__(
+        self,
+        stop_event: threading.Event | None = None,
+        *,
+        poll_interval: float = LIVE_POLL_INTERVAL,
+        keepalive: float = LIVE_KEEPALIVE,
+        idle_timeout: float = LIVE_IDLE_TIMEOUT,
+        on_live: Callable[[SyncReport], None] | None = None,
+        on_exchange: Callable[[SyncReport], None] | None = None,
+        waker: Waker | None = None,
+    ) -> None:
+        self.stop_event = stop_event
+        self.waker = waker
+        self.poll_interval, self.keepalive, self.idle_timeout = poll_interval, keepalive, idle_timeout
+        self.on_live, self.on_exchange = on_live, on_exchange
+
+
+# --- the loops --------------------------------------------------------------------------------
+
+
+def run(channel: FrameChannel, exchange: Exchange, *, in_store: RunInStore = call_here,
+        live: LiveOptions | None = None) -> None:
+    """Runs `exchange` over `channel` until it is finished (or, with `live`, until it has
+    gone live and the live part has ended).
+
+    Half duplex first: the exchange's turn, then the other side's. An error from the exchange,
+    from the store or from reading a frame sends `exchange.farewell(error)` and is raised; a
+    lost connection and TLS failures are raised as they are (nothing can be said over them)."""
+    try:
+        left = _half_duplex(channel, exchange, in_store, live is not None)
+        if live is not None and not exchange.finished:
+            _live(channel, exchange, in_store, live, left)  # type: ignore[arg-type]
+    except (ConnectionLost, ssl.SSLError):
+        raise
+    except NotewellError as e:
+        channel.send_quietly(exchange.farewell(e))
+        raise
+
+
+def _half_duplex(channel: FrameChannel, exchange: Exchange, in_store: RunInStore, may_go_live: bool) -> list[Frame]:
+    """Returns the frames that arrived after the exchange went live (the live loop's)."""
+
+    def settled() -> bool:
+        return exchange.finished or (may_go_live and exchange.live)  # type: ignore[attr-defined]
+
+    def receive_all(frames: list[Frame]) -> tuple[list[Frame], list[Frame]]:
+        out: list[Frame] = []
+        for i, frame in enumerate(frames):
+            out += exchange.receive(frame)
+            if settled():
+                return out, frames[i + 1:]
+        return out, []
+
+    left: list[Frame] = []
+    channel.send(in_store(exchange.start))
+    while not settled():
+        frames = channel.receive()
+        # One hand-over to the store's thread for all that arrived, not one per frame.
+        out, left = in_store(lambda: receive_all(frames))
+        channel.send(out)
+    return left
+
+
+def _live(channel: FrameChannel, session: LiveExchange, in_store: RunInStore, opts: LiveOptions,
+          left: list[Frame]) -> None:
+    """Full duplex from here: frames are small, so neither side can block the other.
+
+    `channel` holds any part of a frame read already, `left` whole frames read already."""
+    last_in = last_out = time.monotonic()
+    if opts.on_live is not None:
+        opts.on_live(session.report)
+
+    def send(frames) -> None:
+        nonlocal last_out
+        if frames:
+            channel.send(frames)
+            last_out = time.monotonic()
+
+    for frame in left:
+        send(in_store(lambda: session.receive(frame)))
+        if session.finished:
+            return
+    while True:
+        if opts.stop_event is not None and opts.stop_event.is_set():
+            goodbye = in_store(session.close)
+            try:
+                send(goodbye)
+            except ConnectionLost:
+                pass  # the other side is gone already; leaving is all that was asked
+            return
+        frames = channel.receive_now(opts.poll_interval, opts.waker)
+        if frames is not None:
+            last_in = time.monotonic()
+            for frame in frames:
+                channel.received(frame)
+                send(in_store(lambda: session.receive(frame)))
+                if session.finished:
+                    return
+            if frames and opts.on_exchange is not None:
+                opts.on_exchange(session.report)
+        send(in_store(session.poll_local))
+        now = time.monotonic()
+        if now - last_out >= opts.keepalive:
+            send([session.ping()])
+        if now - last_in >= opts.idle_timeout:
+            raise ConnectionLost("The other device stopped answering; the live sync ended.")
