@@ -79,6 +79,16 @@ _LABEL = b"notewell-pair-v1"
 # What `spake2` raises for a message it cannot use: its own errors, ValueError for a point
 # outside the group, and NotOnCurve (a plain Exception) for bytes that are no point at all.
 _SPAKE_REFUSALS = (SPAKEError, ValueError, NotOnCurve)
+# A SPAKE2 message on Ed25519 as the spake2 library writes it: a side byte and a point.
+SPAKE2_MESSAGE_BYTES = 33
+
+
+def _finish(spake: SPAKE2_A | SPAKE2_B, message: bytes) -> bytes:
+    """The shared secret. The library reads some messages of the wrong size as points and
+    would fail only at the confirmation, as if the code were wrong: refused here instead."""
+    if len(message) != SPAKE2_MESSAGE_BYTES:
+        raise ValueError("a SPAKE2 message of the wrong size")
+    return spake.finish(message)
 
 
 # --- codes -------------------------------------------------------------------------------
@@ -323,7 +333,7 @@ class JoinerExchange(_Exchange):
         if state == State.AWAIT_PAKE:
             listener_msg = read_pake(frame)
             try:
-                shared = self._spake.finish(listener_msg)
+                shared = _finish(self._spake, listener_msg)
             except _SPAKE_REFUSALS:
                 raise RemotePairingError("The other device sent a malformed pairing message; nothing was stored.") from None
             keys = self._keys = _derive(shared, self._joiner_msg, listener_msg)
@@ -383,7 +393,7 @@ class ListenerExchange(_Exchange):
                 joiner_msg = read_pake(frame)
                 spake = SPAKE2_B(self._password, idA=_ID_JOINER, idB=_ID_LISTENER)
                 listener_msg = spake.start()
-                shared = spake.finish(joiner_msg)
+                shared = _finish(spake, joiner_msg)
             except (*_SPAKE_REFUSALS, ProtocolError):
                 raise RemotePairingError(
                     "Another device sent a malformed pairing message; the code is now void, so start pairing again."
