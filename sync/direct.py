@@ -290,42 +290,51 @@ def _live_loop(tls: ssl.SSLSocket, session: SyncSession, max_frame: int, tap: Fr
             send_frames(tls, frames, max_frame, tap)
             last_out = time.monotonic()
 
-    for frame in left:
-        send(in_store(lambda: session.receive(frame)))
-        if session.finished:
-            return
-    while True:
-        if opts.stop_event is not None and opts.stop_event.is_set():
-            goodbye = in_store(session.close)
-            try:
-                send(goodbye)
-            except ConnectionLost:
-                pass  # the other side is gone already; leaving is all that was asked
-            return
-        if not tls.pending():
-            ready, _, _ = select.select([tls] if opts.waker is None else [tls, opts.waker], [], [], opts.poll_interval)
-            if opts.waker is not None and opts.waker in ready:
-                opts.waker.drain()
-        data = _read_some(tls, timeout)
-        if data == b"":
-            raise ConnectionLost("The other device closed the connection without ending the live sync.")
-        if data:
-            last_in = time.monotonic()
-            frames = reader.feed(data)
-            for frame in frames:
-                if tap is not None:
-                    tap("received", frame.encode(max_frame))
-                send(in_store(lambda: session.receive(frame)))
-                if session.finished:
-                    return
-            if frames and opts.on_exchange is not None:
-                opts.on_exchange(session.report)
-        send(in_store(session.poll_local))
-        now = time.monotonic()
-        if now - last_out >= opts.keepalive:
-            send([session.ping()])
-        if now - last_in >= opts.idle_timeout:
-            raise ConnectionLost("The other device stopped answering; the live sync ended.")
+    # This process's commits wake the loop at once; their ids tell the session what to push.
+    wake = (lambda _ids: opts.waker.wake()) if opts.waker is not None else None
+    if wake is not None:
+        session.store.add_listener(wake)
+    try:
+        for frame in left:
+            send(in_store(lambda: session.receive(frame)))
+            if session.finished:
+                return
+        while True:
+            if opts.stop_event is not None and opts.stop_event.is_set():
+                goodbye = in_store(session.close)
+                try:
+                    send(goodbye)
+                except ConnectionLost:
+                    pass  # the other side is gone already; leaving is all that was asked
+                return
+            if not tls.pending():
+                ready, _, _ = select.select([tls] if opts.waker is None else [tls, opts.waker], [], [], opts.poll_interval)
+                if opts.waker is not None and opts.waker in ready:
+                    opts.waker.drain()
+            data = _read_some(tls, timeout)
+            if data == b"":
+                raise ConnectionLost("The other device closed the connection without ending the live sync.")
+            if data:
+                last_in = time.monotonic()
+                frames = reader.feed(data)
+                for frame in frames:
+                    if tap is not None:
+                        tap("received", frame.encode(max_frame))
+                    send(in_store(lambda: session.receive(frame)))
+                    if session.finished:
+                        return
+                if frames and opts.on_exchange is not None:
+                    opts.on_exchange(session.report)
+            send(in_store(session.poll_local))
+            now = time.monotonic()
+            if now - last_out >= opts.keepalive:
+                send([session.ping()])
+            if now - last_in >= opts.idle_timeout:
+                raise ConnectionLost("The other device stopped answering; the live sync ended.")
+    finally:
+        if wake is not None:
+            session.store.remove_listener(wake)
+        session.detach()
 
 
 def _try_send_error(tls, exc, max_frame, tap) -> None:
