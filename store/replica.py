@@ -27,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from automerge.core import Document
 
-from store.automerge_guard import panic_or, panics_as
+from store.automerge_guard import guard_public_methods, panic_or, panics_as
 from store.database import WriteTransactions
 from store.doc_ids import is_doc_id, record_kind
 from store.docstore import DocStore
@@ -78,6 +78,12 @@ def _refused(doc_id: str) -> ForeignDocument:
     return ForeignDocument(f"Document {doc_id} is not a record document; nothing was changed.")
 
 
+def _forget_documents(replica: Replica) -> None:
+    # A document a panic interrupted may hold half an operation; the stored bytes are the truth.
+    replica._docs.forget_all()
+
+
+@guard_public_methods(on_panic=_forget_documents)  # no Automerge panic leaves the intake raw
 class Replica:
     """The intake of one record.db (see the module docstring)."""
 
