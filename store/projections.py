@@ -20,7 +20,6 @@ from store.documents import (
     client_from_doc,
     client_updated_at,
     content_hash,
-    doc_id_of,
     note_doc_kind,
     note_from_doc,
 )

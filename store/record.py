@@ -21,14 +21,13 @@ from automerge.core import Document
 from store import documents as D
 from store import compliance as checklist
 from store.audit import AuditLog, Event
-from store.automerge_guard import guard_public_methods, panic_or, panics_as
+from store.automerge_guard import guard_public_methods, panic_or
 from store.database import WriteTransactions, migrate
 from store.docstore import DocStore
 from store.docstore import _v1 as _docstore_v1
 from store.docstore import _v2 as _docstore_v2
 from store.errors import (
     ComplianceIncomplete,
-    ForeignDocument,
     NoSignatureConflict,
     NoteChangedMeanwhile,
     NoteNotSigned,
@@ -40,7 +39,6 @@ from store.errors import (
 from store.fts import fts_query, snippet_sql
 from store.models import (
     FORMAT_SECTIONS,
-    implausible_dates,
     Addendum,
     ClinicianSettings,
     Client,
@@ -59,12 +57,8 @@ from store.projections import _v1 as _projections_v1
 from store.replica import Replica
 from store.doc_ids import DOC_ID_RULE, is_doc_id
 from store.projections import (
-    IMPLAUSIBLE_DATES,
     has_signature_conflict,
-    read_record,
-    prepare_whole_many,
     project,
-    project_new,
     project_section_edit,
     projection_mismatches,
     rebuild_all,

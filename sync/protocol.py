@@ -44,7 +44,6 @@ Errors from bad peer data are typed (`ProtocolError` and subclasses); Automerge 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
