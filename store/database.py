@@ -353,9 +353,13 @@ class WriteTransactions:
     (store/write_access.py), so no caller mistakes them for bad data.
     """
 
-    def __init__(self, conn, on_rollback: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, conn, on_rollback: Callable[[], None] | None = None, on_commit: Callable[[], None] | None = None
+    ) -> None:
         self._conn = conn
         self._on_rollback = on_rollback
+        # Called after each outermost COMMIT succeeds (the intake reports the ids it wrote).
+        self._on_commit = on_commit
         self._depth = 0
 
     @property
@@ -373,10 +377,13 @@ class WriteTransactions:
             if exc_type is None:
                 try:
                     self._conn.execute("COMMIT")
-                    return
                 except BaseException as e:
                     self._rollback()
                     exc = e
+                else:
+                    if self._on_commit is not None:
+                        self._on_commit()
+                    return
             else:
                 self._rollback()
         if exc is not None:

@@ -70,6 +70,8 @@ class DocStore:
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._cache_size = cache_size
         self._compact_after = compact_after
+        # Ids written in the open transaction: what its commit reports (store/replica.py).
+        self._written: set[str] = set()
 
     # --- reading ----------------------------------------------------------------
 
@@ -147,12 +149,19 @@ class DocStore:
     def forget_all(self) -> None:
         self._cache.clear()
 
+    def take_written(self) -> set[str]:
+        """The ids of the documents written since the last call (after a commit: what it changed)."""
+        written, self._written = self._written, set()
+        return written
+
     def forget_unsaved(self) -> None:
-        """After a rollback: drops documents changed in memory but not saved.
+        """After a rollback: drops documents changed in memory but not saved, and forgets
+        which were written (none of it reached the disk).
 
         One saved and then rolled back is caught on its next use, when its row no longer
         says what the cache saved.
         """
+        self._written = set()
         for doc_id, entry in list(self._cache.items()):
             if sorted(entry.doc.get_heads()) != sorted(entry.saved_heads):
                 del self._cache[doc_id]
@@ -162,6 +171,7 @@ class DocStore:
     def insert(self, doc_id: str, kind: str, doc: Document) -> None:
         doc.set_actor(self._actor)
         heads = doc.get_heads()
+        self._written.add(doc_id)
         self._conn.execute(
             "INSERT INTO documents(doc_id, kind, snapshot, heads, n_changes) VALUES (?,?,?,?,0)",
             (doc_id, kind, doc.save(), pack_heads(heads)),
@@ -179,6 +189,7 @@ class DocStore:
             "INSERT INTO documents(doc_id, kind, snapshot, heads, n_changes) VALUES (?,?,?,?,0)",
             [(doc_id, kind, data, pack_heads(heads)) for doc_id, kind, data, heads in rows],
         )
+        self._written.update(row[0] for row in rows)
 
     def replace(self, doc_id: str, doc: Document) -> None:
         """Makes `doc` (a descendant of the stored one) the live document and persists it."""
@@ -197,6 +208,7 @@ class DocStore:
         heads = entry.doc.get_heads()
         if sorted(heads) == sorted(entry.saved_heads):
             return False
+        self._written.add(doc_id)
         if entry.n_changes + 1 > self._compact_after:
             self._conn.execute(
                 "UPDATE documents SET snapshot = ?, heads = ?, n_changes = 0 WHERE doc_id = ?",

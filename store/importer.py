@@ -48,6 +48,7 @@ from store import documents as D
 from store.compliance import blocking, check_note
 from store.errors import DiskFull, ImportFailed, NotewellError, NotFound, VaultBusy
 from store.projections import expected_rows, rows_of
+from store.doc_ids import DOC_ID_PATTERN, DOC_ID_RULE, is_doc_id
 from store.models import (
     FORMAT_SECTIONS,
     PlausibleDates,
@@ -66,9 +67,8 @@ from store.models import (
 
 KIND = "notewell-import"
 VERSION = 1
-# Ids are kept as given, so they must be safe as document ids: no spaces, no slashes.
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-_ID_RE = re.compile(ID_PATTERN)
+# Ids are kept as given, so they follow the record's one document-id rule (store/doc_ids.py).
+ID_PATTERN = DOC_ID_PATTERN
 # Problems listed in the error message; the rest are counted.
 MAX_LISTED = 10
 # The largest file one import reads (about 400,000 progress notes); anything larger is
@@ -88,8 +88,8 @@ class _Strict(PlausibleDates):
 
 
 def _check_id(v: str) -> str:
-    if not _ID_RE.match(v):
-        raise ValueError("must be 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit")
+    if not is_doc_id(v):
+        raise ValueError(DOC_ID_RULE)
     return v
 
 

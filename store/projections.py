@@ -13,13 +13,13 @@ from datetime import date, datetime, time, timedelta, timezone
 from automerge.core import Document
 
 from store.automerge_guard import panic_or
+from store.doc_ids import record_kind
 from store.documents import (
     KIND_CLIENT,
     KIND_NOTE,
     client_from_doc,
     client_updated_at,
     content_hash,
-    doc_id_of,
     note_doc_kind,
     note_from_doc,
 )
@@ -223,8 +223,7 @@ def prepare_whole(doc_id: str, data: bytes, late_entry_hours: int) -> tuple | st
 
 def _prepare_whole(doc_id: str, data: bytes, late_entry_hours: int) -> tuple | str | None:
     doc = Document.load(bytes(data))
-    kind = note_doc_kind(doc)
-    if kind is None or doc_id_of(doc) != doc_id:
+    if record_kind(doc_id, doc) is None:
         return None
     kind, model = read_record(doc)
     if implausible_dates(model):

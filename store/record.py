@@ -21,14 +21,13 @@ from automerge.core import Document
 from store import documents as D
 from store import compliance as checklist
 from store.audit import AuditLog, Event
-from store.automerge_guard import guard_public_methods, panic_or, panics_as
+from store.automerge_guard import guard_public_methods, panic_or
 from store.database import WriteTransactions, migrate
 from store.docstore import DocStore
 from store.docstore import _v1 as _docstore_v1
 from store.docstore import _v2 as _docstore_v2
 from store.errors import (
     ComplianceIncomplete,
-    ForeignDocument,
     NoSignatureConflict,
     NoteChangedMeanwhile,
     NoteNotSigned,
@@ -40,7 +39,6 @@ from store.errors import (
 from store.fts import fts_query, snippet_sql
 from store.models import (
     FORMAT_SECTIONS,
-    implausible_dates,
     Addendum,
     ClinicianSettings,
     Client,
@@ -56,13 +54,11 @@ from store.models import (
     validated,
 )
 from store.projections import _v1 as _projections_v1
+from store.replica import Replica
+from store.doc_ids import DOC_ID_RULE, is_doc_id
 from store.projections import (
-    IMPLAUSIBLE_DATES,
     has_signature_conflict,
-    read_record,
-    prepare_whole_many,
     project,
-    project_new,
     project_section_edit,
     projection_mismatches,
     rebuild_all,
@@ -154,6 +150,12 @@ def _note_row(r) -> NoteRow:
     )
 
 
+def _require_doc_id(doc_id: str) -> None:
+    # The one document-id rule (store/doc_ids.py): what the store makes, every transport takes.
+    if not is_doc_id(doc_id):
+        raise ValidationFailed([("id", DOC_ID_RULE)])
+
+
 def _forget_documents(store: RecordStore) -> None:
     # A document a panic interrupted may hold half an operation; the stored bytes are the truth.
     store._docs.forget_all()
@@ -180,11 +182,10 @@ class RecordStore:
         self._settings = settings
         migrate(conn, MIGRATIONS)
         self._docs = DocStore(conn, actor=D.actor_for(device_id))
-        self._tx = WriteTransactions(conn, on_rollback=self._docs.forget_unsaved)
+        self._tx = WriteTransactions(conn, on_rollback=self._docs.forget_unsaved, on_commit=self._committed)
+        # The sync intake: same connection, documents and transactions, passed in.
+        self.replica = Replica(conn, self._docs, self._tx, late_entry_hours=self._late_hours, audit=audit)
         self._sync_late_entry_hours()
-        # Worker processes that read documents received whole (store/prepare_pool.py); set by
-        # whoever runs a sync and owns their lifetime. None: this thread reads them alone.
-        self.prepare_pool = None
 
     # --- transactions -----------------------------------------------------------
 
@@ -192,6 +193,9 @@ class RecordStore:
         """One write transaction (`with store.transaction(): ...`); nested uses join the
         outer one; an error rolls it back, and cached documents forget unsaved changes."""
         return self._tx
+
+    def _committed(self) -> None:
+        self.replica.committed()
 
     def _late_hours(self) -> int:
         return self._settings().late_entry_hours
@@ -204,11 +208,11 @@ class RecordStore:
     def _sync_late_entry_hours(self) -> None:
         # Late-entry flags depend on a setting; recompute them when it has changed.
         hours = self._late_hours()
-        if self.local_get(_LATE_HOURS_KEY) == str(hours).encode():
+        if self.replica.local_get(_LATE_HOURS_KEY) == str(hours).encode():
             return
         with self.transaction():
             refresh_late_entries(self._conn, hours)
-            self._local_put(_LATE_HOURS_KEY, str(hours).encode())
+            self.replica.local_put(_LATE_HOURS_KEY, str(hours).encode())
 
     def _doc(self, doc_id: str, kind: str) -> Document:
         if self._docs.kind(doc_id) != kind:
@@ -228,6 +232,7 @@ class RecordStore:
 
     def create_client(self, client: Client) -> Client:
         require_plausible(client)
+        _require_doc_id(client.id)
         with self.transaction():
             if self._docs.exists(client.id):
                 raise ValidationFailed([("id", "a record with this id already exists")])
@@ -265,6 +270,7 @@ class RecordStore:
         if note.status != NoteStatus.DRAFT or note.signature or note.addenda or note.entered_in_error:
             raise ValidationFailed([("status", "a new note starts as an unsigned draft")])
         require_plausible(note)
+        _require_doc_id(note.id)
         with self.transaction():
             if self._docs.exists(note.id):
                 raise ValidationFailed([("id", "a record with this id already exists")])
@@ -288,6 +294,7 @@ class RecordStore:
             raise ValidationFailed([("signature", "is required for a signed note")])
         if note.addenda and note.signature is None:
             raise ValidationFailed([("addenda", "only a signed note has addenda")])
+        _require_doc_id(note.id)
         with self.transaction():
             if self._docs.exists(note.id):
                 raise ValidationFailed([("id", "a record with this id already exists")])
@@ -698,214 +705,66 @@ class RecordStore:
         with self.transaction():
             rebuild_all(self._conn, self._docs.get, late_entry_hours=self._late_hours())
 
-    # --- for sync: record documents only ----------------------------------------
+    # --- the sync intake (store/replica.py) ---------------------------------------
+    # Its code lives in `self.replica`; these names forward to it so that code holding the
+    # record (the app, the command line, tests) reaches it as before. sync/ is given the
+    # replica itself and types it as `RecordReplica`.
 
     def doc_heads(self) -> dict[str, list[bytes]]:
-        return self._docs.all_heads()
+        return self.replica.doc_heads()
+
+    def doc_heads_of(self, doc_id: str) -> list[bytes]:
+        return self.replica.doc_heads_of(doc_id)
 
     def change_marker(self) -> tuple[int, int]:
-        """Changes whenever record.db may hold new writes: another connection's commit
-        (PRAGMA data_version) or this connection's own (total_changes). Cheap enough to poll."""
-        return self._conn.execute("PRAGMA data_version").fetchone()[0], self._conn.total_changes
+        return self.replica.change_marker()
+
+    def is_record_document(self, doc_id: str, doc: Document) -> bool:
+        return self.replica.is_record_document(doc_id, doc)
+
+    def count_conflicts(self, doc_ids) -> int:
+        return self.replica.count_conflicts(doc_ids)
+
+    def add_listener(self, listener) -> None:
+        self.replica.add_listener(listener)
+
+    def remove_listener(self, listener) -> None:
+        self.replica.remove_listener(listener)
 
     def load_doc(self, doc_id: str) -> Document:
-        """A fork with its own actor: the caller may change it without touching ours."""
-        if self._docs.kind(doc_id) is None:
-            raise NotFound(f"There is no record document {doc_id}.")
-        doc = self._docs.get(doc_id)
-        assert doc is not None
-        return doc.fork()
+        return self.replica.load_doc(doc_id)
 
     def apply_doc(self, doc_id: str, doc: Document) -> bool:
-        """Merges a document from another device; True if ours changed.
-
-        ForeignDocument (and nothing changed) for anything but a record document of a known
-        kind whose id is `doc_id`, or one of a different kind than ours.
-        """
-        refused = ForeignDocument(f"Document {doc_id} is not a record document; nothing was changed.")
-        # Any failure to read what another device sent means: refuse it.
-        with panics_as(refused, also=(Exception,)):
-            kind, claimed = D.note_doc_kind(doc), D.doc_id_of(doc)
-        if kind is None or claimed != doc_id:
-            raise refused
-        ours_kind = self._docs.kind(doc_id)
-        if ours_kind is None:
-            with panics_as(refused, also=(Exception,)):
-                copy = Document.load(doc.save())
-            self._refuse_implausible(doc_id, copy)
-            with panics_as(refused), self.transaction():
-                self._docs.insert(doc_id, kind, copy)
-                project(self._conn, doc_id, copy, late_entry_hours=self._late_hours())
-            return True
-        if ours_kind != kind:
-            raise refused
-        ours = self._docs.get(doc_id)
-        assert ours is not None
-        before = sorted(ours.get_heads())
-        with panics_as(refused, also=(Exception,)):
-            merged = ours.fork()
-            merged.merge(doc)
-        if sorted(merged.get_heads()) == before:
-            return False
-        if D.note_doc_kind(merged) != kind or D.doc_id_of(merged) != doc_id:
-            raise refused
-        self._refuse_implausible(doc_id, merged, ours)
-        # A panic while projecting the merged content refuses it too (after the rollback).
-        with panics_as(refused), self.transaction():
-            self._docs.replace(doc_id, merged)
-            project(self._conn, doc_id, merged, late_entry_hours=self._late_hours())
-        return True
-
-    @staticmethod
-    def _refuse_implausible(doc_id: str, doc: Document, ours: Document | None = None) -> None:
-        """ForeignDocument when a received document (or our document merged with it) holds a
-        date outside the plausible range that ours did not: another device, or whoever holds
-        its keys, cannot bring in what the store API and import refuse. A date ours already
-        held (an old vault) does not block merging other edits."""
-        try:
-            problems = implausible_dates(read_record(doc)[1])
-            if problems and ours is not None:
-                problems = [p for p in problems if p not in implausible_dates(read_record(ours)[1])]
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException:  # pyo3 PanicException is a BaseException
-            problems = [("document", "unreadable")]
-        if problems:
-            raise ForeignDocument(
-                f"Document {doc_id} holds a date outside the plausible range ({problems[0][0]}); nothing was changed."
-            )
+        return self.replica.apply_doc(doc_id, doc)
 
     def stored_doc(self, doc_id: str) -> tuple[bytes, list[bytes]]:
-        """The document's stored bytes (what `Document.load` restores) and their heads,
-        without loading it: what a peer that has none of it needs."""
-        found = self._docs.stored_bytes(doc_id)
-        if found is None:
-            raise NotFound(f"There is no record document {doc_id}.")
-        return found
+        return self.replica.stored_doc(doc_id)
 
-    def apply_snapshots(
-        self,
-        items: list[tuple[str, bytes]],
-        *,
-        batch: int | None = None,
-        on_batch: Callable[[int], None] | None = None,
-    ) -> tuple[dict[str, list[bytes]], dict[str, ForeignDocument]]:
-        """Stores whole documents from another device, the new ones in transactions of `batch`
-        (all in one by default), calling `on_batch(documents done)` after each.
+    def apply_snapshots(self, items, *, batch=None, on_batch=None):
+        return self.replica.apply_snapshots(items, batch=batch, on_batch=on_batch)
 
-        Each is loaded once and held to the rules of `apply_doc` (a record document of a
-        known kind whose id is its key) before anything is written; the refused ones are
-        returned with their error and change nothing. A document that exists here after
-        all is merged through `apply_doc`. The reading runs on `prepare_pool` when there is
-        one. Returns (heads now stored per applied document, refusals).
-        """
-        applied: dict[str, list[bytes]] = {}
-        refused: dict[str, ForeignDocument] = {}
-        existing = set(self._docs.all_heads())  # one read, not one lookup per document
-        fresh = [(doc_id, bytes(data)) for doc_id, data in items if doc_id not in existing]
-        for doc_id, data in items:
-            if doc_id not in existing:
-                continue
-            # Rare (it appeared here during the sync): merged like any other.
-            doc = panic_or(None, Document.load, bytes(data), also=(Exception,))
-            if doc is None:
-                refused[doc_id] = ForeignDocument(f"Document {doc_id} is not a record document; nothing was changed.")
-                continue
-            try:
-                self.apply_doc(doc_id, doc)
-            except ForeignDocument as e:
-                refused[doc_id] = e
-                continue
-            applied[doc_id] = self._docs.heads_of(doc_id)
-        done = len(items) - len(fresh)
-        size = batch or max(1, len(fresh))
-        if self.prepare_pool is not None:
-            batches = self.prepare_pool.prepare_batches(fresh, self._late_hours(), size)
-        else:
-            batches = (prepare_whole_many(fresh[i:i + size], self._late_hours()) for i in range(0, len(fresh), size))
-        try:
-            for start, prepared_batch in zip(range(0, len(fresh), size), batches):
-                new_docs: list[tuple[str, str, bytes, list[bytes]]] = []
-                rows: list[tuple[str, str, tuple, tuple]] = []
-                for (doc_id, data), prepared in zip(fresh[start:start + size], prepared_batch):
-                    if prepared == IMPLAUSIBLE_DATES:
-                        refused[doc_id] = ForeignDocument(
-                            f"Document {doc_id} holds a date outside the plausible range; nothing was changed."
-                        )
-                        continue
-                    if prepared is None:
-                        refused[doc_id] = ForeignDocument(f"Document {doc_id} is not a record document; nothing was changed.")
-                        continue
-                    kind, view, fts, heads = prepared
-                    new_docs.append((doc_id, kind, data, heads))
-                    rows.append((doc_id, kind, view, fts))
-                self.insert_prepared(new_docs, rows)
-                for doc_id, _kind, _data, heads in new_docs:
-                    applied[doc_id] = heads
-                done += len(prepared_batch)
-                if on_batch is not None:
-                    on_batch(done)
-        finally:
-            batches.close()  # stops the workers' part when a callback stops early
-        return applied, refused
-
-    def insert_prepared(
-        self, new_docs: list[tuple[str, str, bytes, list[bytes]]], rows: list[tuple[str, str, tuple, tuple]]
-    ) -> None:
-        """Stores documents this store has none of, with their rows, in bulk (inside the
-        caller's transaction): (doc_id, kind, bytes, heads) and (doc_id, kind, view row,
-        fts row) as `prepare_whole` or the importer's builder give them. An id that exists
-        fails the insert, which rolls the caller's transaction back."""
-        with self.transaction():
-            self._docs.insert_loaded(new_docs)
-            project_new(self._conn, rows)
+    def insert_prepared(self, new_docs, rows) -> None:
+        self.replica.insert_prepared(new_docs, rows)
 
     def changes_since(self, doc_id: str, heads: list[bytes]) -> list[bytes]:
-        """Raw changes of the document that `heads` lacks (all of them if heads are unknown)."""
-        if self._docs.kind(doc_id) is None:
-            raise NotFound(f"There is no record document {doc_id}.")
-        doc = self._docs.get(doc_id)
-        assert doc is not None
-        changes = panic_or(None, doc.get_changes, list(heads), also=(Exception,))
-        if changes is None:  # heads it cannot place: all of them
-            changes = doc.get_changes([])
-        return [c.bytes for c in changes]
+        return self.replica.changes_since(doc_id, heads)
 
     def apply_changes(self, doc_id: str, changes: list[bytes]) -> bool:
-        """Applies raw changes (from a bundle); True if ours changed.
-
-        Changes whose dependencies are not here yet are ignored, not an error: a later
-        bundle brings them and then these again.
-        """
-        blob = b"".join(bytes(c) for c in changes)
-        if not blob:
-            return False
-        ours = self._docs.get(doc_id) if self._docs.kind(doc_id) else None
-        unreadable = ForeignDocument(f"The changes for document {doc_id} are not readable; nothing was changed.")
-        with panics_as(unreadable, also=(Exception,)):
-            incoming = Document.load((ours.save() if ours is not None else b"") + blob)
-        if not incoming.get_heads():
-            return False
-        if ours is not None and sorted(incoming.get_heads()) == sorted(ours.get_heads()):
-            return False
-        return self.apply_doc(doc_id, incoming)
-
-    # --- device-local key/value -------------------------------------------------
+        return self.replica.apply_changes(doc_id, changes)
 
     def local_get(self, key: str) -> bytes | None:
-        row = self._conn.execute("SELECT value FROM local_kv WHERE key = ?", (key,)).fetchone()
-        return bytes(row[0]) if row else None
+        return self.replica.local_get(key)
 
     def local_put(self, key: str, value: bytes) -> None:
-        with self.transaction():
-            self._local_put(key, value)
+        self.replica.local_put(key, value)
 
-    def _local_put(self, key: str, value: bytes) -> None:
-        self._conn.execute(
-            "INSERT INTO local_kv(key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (key, bytes(value)),
-        )
+    @property
+    def prepare_pool(self):
+        return self.replica.prepare_pool
+
+    @prepare_pool.setter
+    def prepare_pool(self, pool) -> None:
+        self.replica.prepare_pool = pool
 
 
 def _concurrent_edits_text(signed: ProgressNote, merged: ProgressNote) -> str:

@@ -21,11 +21,12 @@ is wrong cannot be told from two devices alone, so the words say "ahead of" / "b
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+
+from store.replica import RecordReplica
 
 # Clocks kept by the network agree within a second, and a clock left alone drifts by well under
 # a minute a month; a wrong time zone or a wrong date is an hour or more off. Five minutes sits
@@ -110,7 +111,7 @@ def measure_bundle(peer_id: str, peer_name: str, written_at: float, now: float) 
 # --- remembered per peer, in the local table --------------------------------------------
 
 
-def remembered(store) -> dict[str, ClockCheck]:
+def remembered(store: RecordReplica) -> dict[str, ClockCheck]:
     """The last finding per paired device (device id -> check); {} when none or unreadable."""
     raw = store.local_get(CLOCKS_KEY)
     if raw is None:
@@ -121,17 +122,16 @@ def remembered(store) -> dict[str, ClockCheck]:
         return {}  # device-local advice, not the record: an unreadable entry is rewritten next sync
 
 
-def remember(store, check: ClockCheck) -> None:
+def remember(store: RecordReplica, check: ClockCheck) -> None:
     """Keep `check` as the last finding for its peer (read-modify-write under the write lock)."""
-    begin = getattr(store, "transaction", None)
-    with begin() if begin is not None else contextlib.nullcontext():
+    with store.transaction():
         checks = remembered(store)
         checks[check.peer_id] = check
         data = {peer_id: asdict(c) for peer_id, c in checks.items()}
         store.local_put(CLOCKS_KEY, json.dumps(data, sort_keys=True).encode("utf-8"))
 
 
-def current_skews(store) -> list[ClockCheck]:
+def current_skews(store: RecordReplica) -> list[ClockCheck]:
     """Paired devices whose clock disagreed with this one's at the last check, largest first."""
     return sorted(
         (c for c in remembered(store).values() if c.skewed),
@@ -139,7 +139,7 @@ def current_skews(store) -> list[ClockCheck]:
     )
 
 
-def time_caveats(store, this_device_id: str) -> dict[str, str]:
+def time_caveats(store: RecordReplica, this_device_id: str) -> dict[str, str]:
     """Device id -> a short caveat for times that device wrote, for every device whose clock is
     known to disagree: each such peer, and this device itself when it disagrees with any."""
     skews = current_skews(store)

@@ -78,6 +78,10 @@ class LiveExchange(Exchange, Protocol):
 
     def close(self) -> list[Frame]: ...
 
+    def wake_on_commit(self, wake: Callable[[], None]) -> None: ...
+
+    def detach(self) -> None: ...
+
 
 # --- the connection's frames --------------------------------------------------------------
 
@@ -258,31 +262,37 @@ def _live(channel: FrameChannel, session: LiveExchange, in_store: RunInStore, op
             channel.send(frames)
             last_out = time.monotonic()
 
-    for frame in left:
-        send(in_store(lambda: session.receive(frame)))
-        if session.finished:
-            return
-    while True:
-        if opts.stop_event is not None and opts.stop_event.is_set():
-            goodbye = in_store(session.close)
-            try:
-                send(goodbye)
-            except ConnectionLost:
-                pass  # the other side is gone already; leaving is all that was asked
-            return
-        frames = channel.receive_now(opts.poll_interval, opts.waker)
-        if frames is not None:
-            last_in = time.monotonic()
-            for frame in frames:
-                channel.received(frame)
-                send(in_store(lambda: session.receive(frame)))
-                if session.finished:
-                    return
-            if frames and opts.on_exchange is not None:
-                opts.on_exchange(session.report)
-        send(in_store(session.poll_local))
-        now = time.monotonic()
-        if now - last_out >= opts.keepalive:
-            send([session.ping()])
-        if now - last_in >= opts.idle_timeout:
-            raise ConnectionLost("The other device stopped answering; the live sync ended.")
+    # This process's commits wake the loop at once; their ids tell the session what to push.
+    if opts.waker is not None:
+        session.wake_on_commit(opts.waker.wake)
+    try:
+        for frame in left:
+            send(in_store(lambda: session.receive(frame)))
+            if session.finished:
+                return
+        while True:
+            if opts.stop_event is not None and opts.stop_event.is_set():
+                goodbye = in_store(session.close)
+                try:
+                    send(goodbye)
+                except ConnectionLost:
+                    pass  # the other side is gone already; leaving is all that was asked
+                return
+            frames = channel.receive_now(opts.poll_interval, opts.waker)
+            if frames is not None:
+                last_in = time.monotonic()
+                for frame in frames:
+                    channel.received(frame)
+                    send(in_store(lambda: session.receive(frame)))
+                    if session.finished:
+                        return
+                if frames and opts.on_exchange is not None:
+                    opts.on_exchange(session.report)
+            send(in_store(session.poll_local))
+            now = time.monotonic()
+            if now - last_out >= opts.keepalive:
+                send([session.ping()])
+            if now - last_in >= opts.idle_timeout:
+                raise ConnectionLost("The other device stopped answering; the live sync ended.")
+    finally:
+        session.detach()

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from automerge.core import Document
 
-from store import documents as D
-from store.automerge_guard import panic_or, panics_as
+from store.automerge_guard import panics_as
+from store.replica import ProgressCallback, RecordReplica
 from store.errors import NotewellError, VaultError
 from store.write_access import translate
 from sync import bundle as fmt
@@ -175,13 +175,6 @@ class MailboxReport:
         return "\n".join(lines)
 
 
-ProgressCallback = Callable[[int, int], None]  # (bundles done, bundles to read), as in sync.report
-
-
-def _is_record_document(doc_id: str, doc: Document) -> bool:
-    """The store's own test (it refuses anything else), run on every entry before any is merged."""
-    return panic_or(False, lambda: D.note_doc_kind(doc) is not None and D.doc_id_of(doc) == doc_id,
-                    also=(Exception,))
 
 
 def _hex_heads(heads: list[bytes]) -> list[str]:
@@ -213,7 +206,7 @@ class Mailbox:
 
     def __init__(
         self,
-        record_store,
+        record_store: RecordReplica,
         *,
         device_id: str,
         private_key,
@@ -252,17 +245,10 @@ class Mailbox:
             self.import_file(path, report)
             if on_progress:
                 on_progress(done, len(others))
-        report.conflicts = self._count_conflicts(report.changed_ids)
+        report.conflicts = self.store.count_conflicts(report.changed_ids)
         for _ms, check in report.clock_checks.values():
             clocks.remember(self.store, check)
         return report
-
-    def _count_conflicts(self, changed: set[str]) -> int:
-        # The store derives signature conflicts while reprojecting a merged note.
-        lister = getattr(self.store, "list_notes", None)
-        if not changed or lister is None:
-            return 0
-        return sum(1 for row in lister() if row.note_id in changed and row.signature_conflict)
 
     def import_file(self, path: Path, report: MailboxReport) -> None:
         """Apply one bundle file, or record why not. Never raises for a bad bundle."""
@@ -360,13 +346,13 @@ class Mailbox:
             with panics_as(unreadable, also=(Exception,)):
                 docs.append((doc_id, Document.load(blob)))
         for doc_id, doc in docs:
-            if not _is_record_document(doc_id, doc):
+            if not self.store.is_record_document(doc_id, doc):
                 raise fmt.MalformedBundle(
                     f"Document {doc_id} in the bundle is not a record document; nothing was applied."
                 )
         # One transaction per bundle: its documents and its "seen" entry commit together or not
         # at all (and one commit instead of one per document).
-        transaction = getattr(self.store, "transaction", contextlib.nullcontext)
+        transaction = self.store.transaction
         changed: list[str] = []
         unmergeable = fmt.MalformedBundle("A document in the bundle could not be merged; nothing was applied.")
         try:

@@ -16,7 +16,6 @@ Pairing with it again (a new code, on purpose) reinstates it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, replace
@@ -24,6 +23,7 @@ from datetime import datetime, timezone
 
 from store.device_identity import fingerprint, short_id
 from store.errors import DamagedVault
+from store.replica import RecordReplica
 from sync.errors import AmbiguousDevice, UnknownDevice
 
 PEERS_KEY = "sync.peers.v1"
@@ -61,7 +61,7 @@ class Peer:
 class PeerBook:
     """The paired devices of one vault. Reads and writes go straight to the local table."""
 
-    def __init__(self, record_store) -> None:
+    def __init__(self, record_store: RecordReplica) -> None:
         self._store = record_store
 
     # -- storage
@@ -83,15 +83,14 @@ class PeerBook:
     def _audit(self, event: str, **details) -> None:
         # The vault's audit trail, inside the same transaction as the change it records.
         # A bare store (tests of sync alone) has none.
-        audit = getattr(self._store, "audit", None)
+        audit = self._store.audit
         if audit is not None:
             audit.append(event, **details)
 
     def _write(self):
         """Read-modify-write under the database's write lock, so a `sync serve` recording a
         result cannot overwrite a pairing another process just stored."""
-        begin = getattr(self._store, "transaction", None)
-        return begin() if begin is not None else contextlib.nullcontext()
+        return self._store.transaction()
 
     # -- queries
 
@@ -207,20 +206,20 @@ class PeerBook:
 # --- the sync-group key (mailbox bundles are sealed with it) ---------------------------
 
 
-def group_key(record_store) -> bytes | None:
+def group_key(record_store: RecordReplica) -> bytes | None:
     key = record_store.local_get(GROUP_KEY)
     if key is not None and len(key) != GROUP_KEY_BYTES:
         raise DamagedVault("The sync-group key in the vault is damaged.")
     return key
 
 
-def set_group_key(record_store, key: bytes) -> None:
+def set_group_key(record_store: RecordReplica, key: bytes) -> None:
     if len(key) != GROUP_KEY_BYTES:
         raise ValueError("group key must be 32 bytes")
     record_store.local_put(GROUP_KEY, bytes(key))
 
 
-def ensure_group_key(record_store) -> bytes:
+def ensure_group_key(record_store: RecordReplica) -> bytes:
     key = group_key(record_store)
     if key is None:
         key = os.urandom(GROUP_KEY_BYTES)

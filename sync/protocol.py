@@ -48,15 +48,15 @@ Errors from bad peer data are typed (`ProtocolError` and subclasses); Automerge 
 
 from __future__ import annotations
 
-import contextlib
+import threading
 import time
 from typing import Callable, Iterable
 
 from automerge.core import Document, Message, SyncState
 
 from store.automerge_guard import panics_as
+from store.replica import RecordReplica
 from store.errors import ForeignDocument
-from store.models import NoteStatus
 from sync import clock as clocks
 from sync.report import ProgressCallback, SyncReport
 from sync.errors import (
@@ -122,13 +122,13 @@ def _foreign(call, *args):
 class SyncSession:
     """One sync with one authenticated peer; see the module docstring for the conversation.
 
-    `store` is a `RecordStore` (or anything with its sync API); the peer's device id is the
+    `store` is the record's sync intake (`store.replica.RecordReplica`); the peer's device id is the
     fingerprint the transport authenticated. Use one session per connection.
     """
 
     def __init__(
         self,
-        store,
+        store: RecordReplica,
         *,
         device_id: str,
         device_name: str,
@@ -152,6 +152,7 @@ class SyncSession:
         self.version: int | None = None
         self.report = SyncReport(peer_id=peer_device_id)
         self._state = "start"
+        self._wake: Callable[[frozenset[str]], None] | None = None
         self._local_heads: dict[str, set[bytes]] = {}
         self._peer_heads: dict[str, set[bytes]] = {}
         self._differ: list[str] = []
@@ -272,8 +273,7 @@ class SyncSession:
             peer_time, self._clock_from, received_at,
         )
         self.report.clock = check
-        if getattr(self.store, "local_put", None) is not None:
-            clocks.remember(self.store, check)
+        clocks.remember(self.store, check)
 
     # -- manifest
 
@@ -436,7 +436,8 @@ class SyncSession:
                 self.report.received += 1
             for error in refused.values():
                 self.report.errors.append(error.message)
-        self.report.conflicts = self._count_conflicts(changed_ids)
+        self.report.changed_ids |= changed_ids
+        self.report.conflicts = self.store.count_conflicts(changed_ids)
         self._final = final
         self._digest = heads_digest(final)
         self._progress(len(self._differ))
@@ -444,8 +445,7 @@ class SyncSession:
         return [done_frame(self.report.received, self._digest)]
 
     def _transaction(self):
-        begin = getattr(self.store, "transaction", None)
-        return begin() if begin is not None else contextlib.nullcontext()
+        return self.store.transaction()
 
     # -- baseline: what both sides held at the end of their last complete sync
 
@@ -454,8 +454,7 @@ class SyncSession:
         return BASELINE_PREFIX + self.peer_device_id
 
     def _load_baseline(self) -> tuple[dict[str, set[bytes]], str | None]:
-        getter = getattr(self.store, "local_get", None)
-        raw = getter(self._baseline_key) if getter is not None else None
+        raw = self.store.local_get(self._baseline_key)
         if raw is None:
             return {}, None
         try:
@@ -465,9 +464,6 @@ class SyncSession:
         return baseline, heads_digest(baseline)
 
     def _save_baseline(self) -> None:
-        putter = getattr(self.store, "local_put", None)
-        if putter is None:
-            return
         baseline: dict[str, list[bytes]] = {}
         for doc_id in set(self._local_heads) | set(self._peer_heads):
             if doc_id in self._final:
@@ -478,16 +474,7 @@ class SyncSession:
                 continue
             if heads:
                 baseline[doc_id] = heads
-        putter(self._baseline_key, encode_baseline(baseline))
-
-    def _count_conflicts(self, changed: set[str]) -> int:
-        # The store marks signature conflicts while merging (notes_view); count those among
-        # the documents this sync changed. A store without that view reports none.
-        lister = getattr(self.store, "list_notes", None)
-        if lister is None or not changed:
-            return 0
-        rows = lister(NoteStatus.SIGNED)  # only a signed note can be in conflict
-        return sum(1 for row in rows if row.signature_conflict and row.note_id in changed)
+        self.store.local_put(self._baseline_key, encode_baseline(baseline))
 
     def _on_done(self, frame: Frame) -> list[Frame]:
         if frame.type != FrameType.DONE:
@@ -517,7 +504,30 @@ class SyncSession:
         known.update({d: set(h) for d, h in self._final.items() if h})
         self._known = known
         self._marker = None
+        # The ids each of this process's commits wrote (store/replica.py): a local edit
+        # pushes just those documents instead of a scan of every document's heads.
+        self._pending: set[str] = set()
+        self._pending_lock = threading.Lock()
+        self.store.add_listener(self._committed)
         self._state = "live"
+
+    def _committed(self, doc_ids: frozenset[str]) -> None:
+        # Called in whichever thread committed; poll_local takes the ids in the store's thread.
+        with self._pending_lock:
+            self._pending |= doc_ids
+
+    def wake_on_commit(self, wake: Callable[[], None]) -> None:
+        """`wake()` after each of this process's commits, so the loop that drives the live
+        session looks at once (sync/driver.py) instead of at its next interval."""
+        self._wake = lambda _doc_ids: wake()
+        self.store.add_listener(self._wake)
+
+    def detach(self) -> None:
+        """Stops hearing of this process's commits (the live session ended, however it ended)."""
+        self.store.remove_listener(self._committed)
+        if self._wake is not None:
+            self.store.remove_listener(self._wake)
+            self._wake = None
 
     def poll_local(self) -> list[Frame]:
         """Sync messages for the documents changed here since the last call (live mode).
@@ -530,11 +540,21 @@ class SyncSession:
         marker = self.store.change_marker()
         if marker == self._marker:
             return []
+        # Another connection committed (data_version moved), or this is the first look: its
+        # ids are unknown here, so every document's heads are compared. Otherwise only this
+        # connection wrote, and its commits reported what they changed.
+        scan = self._marker is None or marker[0] != self._marker[0]
         self._marker = marker
+        with self._pending_lock:
+            pending, self._pending = self._pending, set()
+        if scan:
+            candidates = self.store.doc_heads().items()
+        else:
+            candidates = ((doc_id, self.store.doc_heads_of(doc_id)) for doc_id in sorted(pending))
         out: list[Frame] = []
-        for doc_id, heads in self.store.doc_heads().items():
+        for doc_id, heads in candidates:
             heads = set(heads)
-            if self._known.get(doc_id) == heads:
+            if not heads or self._known.get(doc_id) == heads:
                 continue
             self._known[doc_id] = heads
             self._docs.pop(doc_id, None)
@@ -549,8 +569,13 @@ class SyncSession:
     def close(self) -> list[Frame]:
         """Ends a live session from this side: the BYE to send."""
         was_live = self._state == "live"
-        self._state = "finished"
+        self._finish_live()
         return [Frame(FrameType.BYE)] if was_live else []
+
+    def _finish_live(self) -> None:
+        if self._state == "live":
+            self.detach()
+        self._state = "finished"
 
     @staticmethod
     def ping() -> Frame:
@@ -566,7 +591,7 @@ class SyncSession:
         if frame.type == FrameType.PING:
             return []
         if frame.type == FrameType.BYE:
-            self._state = "finished"
+            self._finish_live()
             return []
         if frame.type != FrameType.SYNC:
             raise ProtocolError("The other device sent an unexpected message during a live sync.")
@@ -587,6 +612,8 @@ class SyncSession:
                 changed = False
             if changed:
                 self.report.received += 1
+                self.report.changed_ids.add(doc_id)
+                self.report.live_changed.add(doc_id)
                 self._known[doc_id] = after
                 self._docs.pop(doc_id, None)
         reply = _foreign(doc.generate_sync_message, state)

@@ -8,9 +8,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-ProgressCallback = Callable[[int, int], None]
+from store.replica import ProgressCallback  # one definition, re-exported for sync's callers
 
 
 @dataclass
@@ -22,7 +22,18 @@ class SyncReport:
     errors: list[str] = field(default_factory=list)  # user-facing sentences, no note text
     peer_id: str = ""
     peer_name: str = ""
+    # Ids of the documents this sync changed here (ids only, never content): the app reloads just those.
+    changed_ids: set[str] = field(default_factory=set, repr=False)
+    # In a live sync: those changed since whoever watches the session last took them (`take_live_changes`).
+    live_changed: set[str] = field(default_factory=set, repr=False)
     clock: Any = None  # sync.clock.ClockCheck: this device's clock against the peer's, when measured
+
+    def take_live_changes(self) -> frozenset[str]:
+        """The ids a live sync changed here since the last call (call it from the thread
+        that runs the session, e.g. in `on_exchange`)."""
+        taken = frozenset(self.live_changed)
+        self.live_changed.clear()
+        return taken
 
     @property
     def ok(self) -> bool:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Iterable, NoReturn
 
 from store.device_identity import fingerprint
+from store.doc_ids import DOC_ID_PATTERN
 from store.errors import DiskFull, VaultBusy
 from sync.errors import (
     FrameTooLarge,
@@ -38,7 +39,7 @@ from sync.peers import GROUP_KEY_BYTES
 
 PROTOCOL_NAME = "notewell-sync"
 SUPPORTED_VERSIONS: tuple[int, ...] = (2,)
-DOC_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+DOC_ID_RE = re.compile(DOC_ID_PATTERN)  # the record's one document-id rule (store/doc_ids.py)
 HEAD_RE = re.compile(r"^[0-9a-f]{64}$")
 MAX_HEADS_PER_DOC = 4096
 

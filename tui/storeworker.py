@@ -29,10 +29,6 @@ class StoreWorker:
         self._vault: Any = None
         # Read from the UI thread; written only in the worker thread.
         self._is_open = threading.Event()
-        # Called in the worker thread after every call (a live sync's waker: it then looks
-        # for a commit, one PRAGMA, and pushes the edit at once).
-        self._after_call: list[Callable[[], None]] = []
-        self._after_call_lock = threading.Lock()
 
     @property
     def is_open(self) -> bool:
@@ -71,22 +67,8 @@ class StoreWorker:
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         if self._vault is None:
             raise VaultLocked("The vault is locked; unlock it to continue.")
-        try:
-            return fn(self._vault, *args)
-        finally:
-            with self._after_call_lock:
-                hooks = list(self._after_call)
-            for hook in hooks:
-                hook()  # a waker's wake(): writes one byte, cannot fail the call
-
-    def add_after_call(self, hook: Callable[[], None]) -> None:
-        with self._after_call_lock:
-            self._after_call.append(hook)
-
-    def remove_after_call(self, hook: Callable[[], None]) -> None:
-        with self._after_call_lock:
-            if hook in self._after_call:
-                self._after_call.remove(hook)
+        # (A live sync hears of commits from the record itself: store/replica.py listeners.)
+        return fn(self._vault, *args)
 
     # --- the facade -----------------------------------------------------------------
 

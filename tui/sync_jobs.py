@@ -251,9 +251,9 @@ class SyncJobs:
             elif result is not None and kind in self.SUMMARISED:
                 self._app.notify(f"Sync finished: {result.summary()}")
         if kind in ("sync", "live sync") and result is not None and result.received:
-            self.record_changed()
+            self.record_changed(frozenset(result.changed_ids))
         elif kind == "mailbox" and result is not None and result.documents_merged:
-            self.record_changed()
+            self.record_changed(frozenset(result.changed_ids))
 
     def _progress(self, label: str) -> Callable[[int, int], None]:
         last = [0.0]
@@ -281,12 +281,12 @@ class SyncJobs:
                            uses_workers=True)
 
     def _live(self, host: str, port: int) -> bool:
-        """Sync, then stay connected: each edit saved here is pushed at once (the store
-        thread wakes the session after every call), and the other device's arrive as it
+        """Sync, then stay connected: each edit saved here is pushed at once (each commit
+        wakes the session with the ids it wrote), and the other device's arrive as it
         saves them. Cancel, lock and quit end it with a goodbye to the other side."""
         from sync.direct import Waker, live_sync
 
-        identity, progress, store_thread = self.identity, self._progress("Syncing documents"), self._store
+        identity, progress = self.identity, self._progress("Syncing documents")
         opened = threading.Event()
 
         def first_exchange(done: int, total: int) -> None:
@@ -301,16 +301,15 @@ class SyncJobs:
             self._from_thread(self._live_opened, name)
 
         def on_exchange(report: SyncReport) -> None:
-            self._from_thread(self._live_exchanged, report.received, report.sent)
+            self._from_thread(self._live_exchanged, report.received, report.sent, report.take_live_changes())
 
         def body(store: RecordStore) -> SyncReport:
+            # The live loop wakes on each commit here and pushes just the ids it wrote.
             waker = Waker()
-            store_thread.add_after_call(waker.wake)
             try:
                 return live_sync(store, identity, host, port, stop_event=self._cancel, on_progress=first_exchange,
                                  on_live=on_live, on_exchange=on_exchange, waker=waker)
             finally:
-                store_thread.remove_after_call(waker.wake)
                 waker.close()
 
         self._live_received = 0
@@ -319,10 +318,11 @@ class SyncJobs:
     def _live_opened(self, name: str) -> None:
         self.live_with = name
 
-    def _live_exchanged(self, received: int, sent: int) -> None:
+    def _live_exchanged(self, received: int, sent: int, changed_ids: frozenset[str]) -> None:
         if received > self._live_received:
             self._live_received = received
-            self.record_changed()
+        if changed_ids:
+            self.record_changed(changed_ids)
         self._post(SyncJobs.LiveExchanged(received, sent))
 
     def pair_with(self, host: str, port: int, code: str) -> bool:
@@ -384,7 +384,7 @@ class SyncJobs:
     def _served(self, report: SyncReport | None, error: NotewellError | None) -> None:
         self._post(SyncJobs.Served(report, error))
         if report is not None and report.received:
-            self.record_changed()
+            self.record_changed(frozenset(report.changed_ids))
 
     @property
     def listener_active(self) -> bool:

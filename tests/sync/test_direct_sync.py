@@ -9,6 +9,8 @@ and at the framing layer, also after decompression). Plus the sans-IO session on
 
 from __future__ import annotations
 
+import contextlib
+
 import gzip
 import os
 import json
@@ -656,6 +658,21 @@ class _ForeignPeer:
 
     def apply_doc(self, doc_id, doc):
         return False
+
+    # The rest of the intake interface (store.replica.RecordReplica): a peer that keeps nothing.
+    audit = prepare_pool = None
+
+    def transaction(self):
+        return contextlib.nullcontext()
+
+    def local_get(self, key):
+        return None
+
+    def local_put(self, key, value):
+        pass
+
+    def count_conflicts(self, doc_ids):
+        return 0
 
 
 def test_a_foreign_document_is_refused_and_the_rest_applied(two_open):

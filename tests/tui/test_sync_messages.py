@@ -147,12 +147,20 @@ async def test_a_sync_reaches_the_open_note_and_the_client_list(seeded_vault, ho
         # The service is the app's: started here without the Devices screen, which is not open.
         jobs = app.sync_jobs
         await jobs.prepare()
+        posted: list = []
+        deliver = jobs._post  # the real delivery, watched: every message still reaches the screens
+        jobs._post = lambda message: (posted.append(message), deliver(message))[1]
         assert jobs.sync_now("127.0.0.1", home_serving)
         await wait_for(pilot, lambda: area.text == HOME_TEXT, WAIT, "the other device's edit in the open note")
         # The main screen, beneath the editor, listed the record again.
         await wait_for(pilot, lambda: _listed(main, HOME_CLIENT), WAIT, "the new client in the main list")
         await wait_for(pilot, lambda: jobs.busy is None, WAIT, "the sync to end")
         assert app.screen is editor and editor.mode == "draft"
+        # The change names exactly the documents the sync changed here: the note and the client.
+        new_client = await app.store.call(
+            lambda v: next(r.client_id for r in v.record.list_clients() if r.display_name == HOME_CLIENT))
+        changes = [m.doc_ids for m in posted if isinstance(m, SyncJobs.RecordChanged)]
+        assert changes == [frozenset({DRAFT_NOTE, new_client})]
 
 
 async def test_a_change_reaches_only_the_screens_it_concerns(seeded_vault, make_app):
