@@ -882,6 +882,9 @@ def build_items(items: list[tuple], late_hours: int, context: tuple[str, datetim
     device_id, now = context
     actor = D.actor_for(device_id)
     out: list[tuple] = []
+    # A client's plan is made once per round, not once per note (making one costs as much
+    # as a third of a note's compliance check); the checker only reads it.
+    plans: dict[Any, Client | None] = {}
     for section, index, raw, client_summary in items:
         stages, model = _BUILDERS[section](index, _DECODER.decode(raw), now)
         if model is None or any(stages):
@@ -896,7 +899,9 @@ def build_items(items: list[tuple], late_hours: int, context: tuple[str, datetim
             # What a signature made here covers, hashed once for the document and its rows.
             known_hash = D.content_hash(model) if as_given and model.signature is not None else None
             doc = D.imported_note_doc(model, actor, device_id, known_hash)
-            gaps = model.status == NoteStatus.SIGNED and bool(blocking(check_note(model, _plan_of(client_summary))))
+            if model.status == NoteStatus.SIGNED and client_summary not in plans:
+                plans[client_summary] = _plan_of(client_summary)
+            gaps = model.status == NoteStatus.SIGNED and bool(blocking(check_note(model, plans[client_summary])))
             signed_at = model.signature.signed_at if model.signature is not None else None
             extra = (model.client_id, model.status.value, signed_at, gaps)
         if section == "progress_notes" and as_given:
