@@ -262,7 +262,9 @@ def _iso(v: date | time | datetime | None) -> str | None:
     return None if v is None else v.isoformat()
 
 
-def _ensure_map(tx: Any, obj: bytes, prop: str) -> bytes:
+def _ensure_map(tx: Any, obj: bytes, prop: str, fresh: bool = False) -> bytes:
+    if fresh:
+        return tx.put_object(obj, prop, ObjType.Map)
     got = tx.get(obj, prop)
     if got is not None and got[0] == ObjType.Map:
         return got[1]
@@ -279,11 +281,15 @@ def _tx_scalar(tx: Any, obj: bytes, prop: str | int) -> Any:
 _MISSING = object()
 
 
-def _set_if_changed(tx: Any, obj: bytes, prop: str, value: Any, kind: str = "str") -> None:
-    """Writes only a value that differs, so an untouched field never makes a conflicting op."""
-    current = _tx_scalar(tx, obj, prop)
-    if current is not _MISSING and current == value and type(current) is type(value):
-        return
+def _set_if_changed(tx: Any, obj: bytes, prop: str, value: Any, kind: str = "str", fresh: bool = False) -> None:
+    """Writes only a value that differs, so an untouched field never makes a conflicting op.
+
+    `fresh`: the object was made in this transaction and holds nothing yet, so there is
+    nothing to compare with (a read costs as much as a write in the binding)."""
+    if not fresh:
+        current = _tx_scalar(tx, obj, prop)
+        if current is not _MISSING and current == value and type(current) is type(value):
+            return
     if kind == "bool":
         _put_bool(tx, obj, prop, value)
     elif kind == "int":
@@ -292,11 +298,15 @@ def _set_if_changed(tx: Any, obj: bytes, prop: str, value: Any, kind: str = "str
         _put_str(tx, obj, prop, value)
 
 
-def _sync_flag_set(tx: Any, parent: bytes, prop: str, values: Iterable[str]) -> None:
+def _keys_before(tx: Any, obj: bytes, fresh: bool) -> set[str]:
+    return set() if fresh else set(tx.keys(obj))
+
+
+def _sync_flag_set(tx: Any, parent: bytes, prop: str, values: Iterable[str], fresh: bool = False) -> None:
     """A set stored as a map value -> true: add missing keys, drop removed ones."""
-    obj = _ensure_map(tx, parent, prop)
+    obj = _ensure_map(tx, parent, prop, fresh)
     wanted = set(values)
-    present = set(tx.keys(obj))
+    present = _keys_before(tx, obj, fresh)
     for key in sorted(present - wanted):
         tx.delete(obj, key)
     for key in sorted(wanted - present):
@@ -314,7 +324,7 @@ def new_client_doc(client: Client, actor: bytes) -> Document:
         tx.put(ROOT, "id", ScalarType.Str, client.id)
         _put_str(tx, ROOT, "created_at", client.created_at.isoformat())
         _put_str(tx, ROOT, "updated_at", client.created_at.isoformat())
-        _write_client(tx, client)
+        _write_client(tx, client, fresh=True)
     return doc
 
 
@@ -334,35 +344,37 @@ def client_updated_at(doc: Document) -> str:
     return _str(doc, ROOT, "updated_at") or _str(doc, ROOT, "created_at") or _EPOCH.isoformat()
 
 
-def _write_client(tx: Any, client: Client) -> None:
-    _set_if_changed(tx, ROOT, "display_name", client.display_name)
-    _set_if_changed(tx, ROOT, "date_of_birth", _iso(client.date_of_birth))
+def _write_client(tx: Any, client: Client, fresh: bool = False) -> None:
+    """`fresh`: the document is new, so every field is written without reading it first
+    (the same operations, in the same order, as the reads would have led to)."""
+    _set_if_changed(tx, ROOT, "display_name", client.display_name, fresh=fresh)
+    _set_if_changed(tx, ROOT, "date_of_birth", _iso(client.date_of_birth), fresh=fresh)
 
-    ids = _ensure_map(tx, ROOT, "identifiers")
-    for key in sorted(set(tx.keys(ids)) - set(client.identifiers)):
+    ids = _ensure_map(tx, ROOT, "identifiers", fresh)
+    for key in sorted(_keys_before(tx, ids, fresh) - set(client.identifiers)):
         tx.delete(ids, key)
     for key, value in client.identifiers.items():
-        _set_if_changed(tx, ids, key, value)
+        _set_if_changed(tx, ids, key, value, fresh=fresh)
 
-    dx = _ensure_map(tx, ROOT, "diagnoses")
+    dx = _ensure_map(tx, ROOT, "diagnoses", fresh)
     wanted = {d.code: (i, d) for i, d in enumerate(client.diagnoses)}
-    for code in sorted(set(tx.keys(dx)) - set(wanted)):
+    for code in sorted(_keys_before(tx, dx, fresh) - set(wanted)):
         tx.delete(dx, code)
     for code, (order, d) in wanted.items():
-        entry = _ensure_map(tx, dx, code)
-        _set_if_changed(tx, entry, "description", d.description)
-        _set_if_changed(tx, entry, "order", order, "int")
+        entry = _ensure_map(tx, dx, code, fresh)
+        _set_if_changed(tx, entry, "description", d.description, fresh=fresh)
+        _set_if_changed(tx, entry, "order", order, "int", fresh=fresh)
 
-    goals = _ensure_map(tx, ROOT, "goals")
+    goals = _ensure_map(tx, ROOT, "goals", fresh)
     wanted_goals = {g.id: (i, g) for i, g in enumerate(client.goals)}
-    for gid in sorted(set(tx.keys(goals)) - set(wanted_goals)):
+    for gid in sorted(_keys_before(tx, goals, fresh) - set(wanted_goals)):
         tx.delete(goals, gid)
     for gid, (order, g) in wanted_goals.items():
-        entry = _ensure_map(tx, goals, gid)
-        _set_if_changed(tx, entry, "description", g.description)
-        _set_if_changed(tx, entry, "objective", g.objective)
-        _set_if_changed(tx, entry, "active", g.active, "bool")
-        _set_if_changed(tx, entry, "order", order, "int")
+        entry = _ensure_map(tx, goals, gid, fresh)
+        _set_if_changed(tx, entry, "description", g.description, fresh=fresh)
+        _set_if_changed(tx, entry, "objective", g.objective, fresh=fresh)
+        _set_if_changed(tx, entry, "active", g.active, "bool", fresh=fresh)
+        _set_if_changed(tx, entry, "order", order, "int", fresh=fresh)
 
 
 def client_from_doc(doc: Document, heads: Heads = None) -> Client:
@@ -431,8 +443,7 @@ def new_note_doc(note: ProgressNote, actor: bytes) -> Document:
             body = note.sections.get(key, "")
             if body:
                 tx.splice_text(text, 0, 0, body)
-        tx.put_object(ROOT, "facts", ObjType.Map)
-        _write_facts(tx, note.facts)
+        _write_facts(tx, note.facts, fresh=True)
         _put_str(tx, ROOT, "created_at", note.created_at.isoformat())
         _put_str(tx, ROOT, "updated_at", note.updated_at.isoformat())
         if note.signature is not None:
@@ -468,11 +479,12 @@ def reads_back_as_given(note: ProgressNote) -> bool:
     )
 
 
-def imported_note_doc(note: ProgressNote, actor: bytes, device_id: str) -> Document:
+def imported_note_doc(note: ProgressNote, actor: bytes, device_id: str, known_hash: str | None = None) -> Document:
     """The document of a note signed (or entered in error) elsewhere: the note's content as
     a draft, then in a second change its signature over exactly that content (heads and
     content hash computed here), its addenda (hashed here when they carry no hash), its
-    entered-in-error mark, and its time. `device_id` fills in where the note names none."""
+    entered-in-error mark, and its time. `device_id` fills in where the note names none;
+    `known_hash`, when given, is `content_hash(note)`, already computed by the caller."""
     draft = note.model_copy(
         update={"status": NoteStatus.DRAFT, "signature": None, "addenda": [], "entered_in_error": None, "resolution": None}
     )
@@ -483,11 +495,15 @@ def imported_note_doc(note: ProgressNote, actor: bytes, device_id: str) -> Docum
         if note.signature is not None:
             # What the signature covers is the content as the document reads it back; a note
             # that reads back as given (reads_back_as_given) need not be read to know it.
-            signed = draft if reads_back_as_given(draft) else note_from_doc(doc)
+            if reads_back_as_given(draft):
+                # The draft has the note's content, so the note's hash is the draft's.
+                covered = known_hash or content_hash(draft)
+            else:
+                covered = content_hash(note_from_doc(doc))
             signature = note.signature.model_copy(
                 update={
                     "heads": sorted(h.hex() for h in doc.get_heads()),
-                    "content_hash": content_hash(signed),
+                    "content_hash": covered,
                     "device_id": note.signature.device_id or device_id,
                 }
             )
@@ -582,29 +598,30 @@ def merge_facts(current: SessionFacts, before: SessionFacts, after: SessionFacts
     return current.model_copy(update=update) if update else current
 
 
-def _write_facts(tx: Any, facts: SessionFacts) -> None:
-    f = _ensure_map(tx, ROOT, "facts")
-    _set_if_changed(tx, f, "date_of_service", facts.date_of_service.isoformat())
-    _set_if_changed(tx, f, "start_time", _iso(facts.start_time))
-    _set_if_changed(tx, f, "stop_time", _iso(facts.stop_time))
-    _set_if_changed(tx, f, "cpt_code", facts.cpt_code)
-    _set_if_changed(tx, f, "modality", facts.modality.value if facts.modality else None)
-    _set_if_changed(tx, f, "phq9", facts.phq9, "int")
-    _set_if_changed(tx, f, "gad7", facts.gad7, "int")
-    _sync_flag_set(tx, f, "diagnoses_addressed", facts.diagnoses_addressed)
-    _sync_flag_set(tx, f, "add_on_codes", facts.add_on_codes)
+def _write_facts(tx: Any, facts: SessionFacts, fresh: bool = False) -> None:
+    """`fresh`: the note's document is new (see `_write_client`)."""
+    f = _ensure_map(tx, ROOT, "facts", fresh)
+    _set_if_changed(tx, f, "date_of_service", facts.date_of_service.isoformat(), fresh=fresh)
+    _set_if_changed(tx, f, "start_time", _iso(facts.start_time), fresh=fresh)
+    _set_if_changed(tx, f, "stop_time", _iso(facts.stop_time), fresh=fresh)
+    _set_if_changed(tx, f, "cpt_code", facts.cpt_code, fresh=fresh)
+    _set_if_changed(tx, f, "modality", facts.modality.value if facts.modality else None, fresh=fresh)
+    _set_if_changed(tx, f, "phq9", facts.phq9, "int", fresh=fresh)
+    _set_if_changed(tx, f, "gad7", facts.gad7, "int", fresh=fresh)
+    _sync_flag_set(tx, f, "diagnoses_addressed", facts.diagnoses_addressed, fresh)
+    _sync_flag_set(tx, f, "add_on_codes", facts.add_on_codes, fresh)
 
-    goals = _ensure_map(tx, f, "goals_addressed")
+    goals = _ensure_map(tx, f, "goals_addressed", fresh)
     wanted = {g.goal_id: g for g in facts.goals_addressed}
-    for gid in sorted(set(tx.keys(goals)) - set(wanted)):
+    for gid in sorted(_keys_before(tx, goals, fresh) - set(wanted)):
         tx.delete(goals, gid)
     for gid, g in wanted.items():
-        entry = _ensure_map(tx, goals, gid)
-        _set_if_changed(tx, entry, "rating", g.rating.value)
-        _set_if_changed(tx, entry, "comment", g.comment)
+        entry = _ensure_map(tx, goals, gid, fresh)
+        _set_if_changed(tx, entry, "rating", g.rating.value, fresh=fresh)
+        _set_if_changed(tx, entry, "comment", g.comment, fresh=fresh)
 
     # Interventions are a short ordered list; rewritten whole, and only when it changed.
-    got = tx.get(f, "interventions")
+    got = None if fresh else tx.get(f, "interventions")
     current: list[Any] | None = None
     if got is not None and got[0] == ObjType.List:
         current = [v[1] if not isinstance(v, ObjType) else None for v, _ in tx.values(got[1])]
@@ -613,10 +630,10 @@ def _write_facts(tx: Any, facts: SessionFacts) -> None:
         for i, item in enumerate(facts.interventions):
             tx.insert(lst, i, ScalarType.Str, item)
 
-    risk = _ensure_map(tx, f, "risk")
-    _set_if_changed(tx, risk, "suicide", facts.risk.suicide.value if facts.risk.suicide else None)
-    _set_if_changed(tx, risk, "violence", facts.risk.violence.value if facts.risk.violence else None)
-    _set_if_changed(tx, risk, "actions", facts.risk.actions)
+    risk = _ensure_map(tx, f, "risk", fresh)
+    _set_if_changed(tx, risk, "suicide", facts.risk.suicide.value if facts.risk.suicide else None, fresh=fresh)
+    _set_if_changed(tx, risk, "violence", facts.risk.violence.value if facts.risk.violence else None, fresh=fresh)
+    _set_if_changed(tx, risk, "actions", facts.risk.actions, fresh=fresh)
 
 
 def _enum(cls: type, v: Any) -> Any:

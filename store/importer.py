@@ -882,6 +882,9 @@ def build_items(items: list[tuple], late_hours: int, context: tuple[str, datetim
     device_id, now = context
     actor = D.actor_for(device_id)
     out: list[tuple] = []
+    # A client's plan is made once per round, not once per note (making one costs as much
+    # as a third of a note's compliance check); the checker only reads it.
+    plans: dict[Any, Client | None] = {}
     for section, index, raw, client_summary in items:
         stages, model = _BUILDERS[section](index, _DECODER.decode(raw), now)
         if model is None or any(stages):
@@ -890,18 +893,24 @@ def build_items(items: list[tuple], late_hours: int, context: tuple[str, datetim
         if section == "clients":
             doc = D.new_client_doc(model, actor)
             extra: Any = _summary(model)
+            as_given = False
         else:
-            doc = D.imported_note_doc(model, actor, device_id)
-            gaps = model.status == NoteStatus.SIGNED and bool(blocking(check_note(model, _plan_of(client_summary))))
+            as_given = D.reads_back_as_given(model)
+            # What a signature made here covers, hashed once for the document and its rows.
+            known_hash = D.content_hash(model) if as_given and model.signature is not None else None
+            doc = D.imported_note_doc(model, actor, device_id, known_hash)
+            if model.status == NoteStatus.SIGNED and client_summary not in plans:
+                plans[client_summary] = _plan_of(client_summary)
+            gaps = model.status == NoteStatus.SIGNED and bool(blocking(check_note(model, plans[client_summary])))
             signed_at = model.signature.signed_at if model.signature is not None else None
             extra = (model.client_id, model.status.value, signed_at, gaps)
-        if section == "progress_notes" and D.reads_back_as_given(model):
+        if section == "progress_notes" and as_given:
             # The rows of the note as given are the rows of its document (saves reading it
             # back: a third of the work). A signature made here covers exactly this content.
             final = model
             if model.signature is not None:
                 final = model.model_copy(
-                    update={"signature": model.signature.model_copy(update={"content_hash": D.content_hash(model)})}
+                    update={"signature": model.signature.model_copy(update={"content_hash": known_hash})}
                 )
             kind = D.KIND_NOTE
             view, fts = rows_of(kind, final, doc, late_hours)
