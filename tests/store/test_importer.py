@@ -661,7 +661,10 @@ def test_notewell_import_killed_at_any_moment_is_all_or_nothing(tmp_path, vault,
         notes = len(reopened.record.list_notes())
         clients = len(reopened.record.list_clients())
         process = reopened.private.count()
-        assert (clients, notes, process) in ((0, 0, 0), (3, 400, 40))
+        # All or nothing per database; the one state between is the documented window
+        # between the two commits (docs/import-format.md): the record in, process notes not,
+        # recoverable by importing the process notes alone.
+        assert (clients, notes, process) in ((0, 0, 0), (3, 400, 40), (3, 400, 0))
         assert reopened.check() == []
     finally:
         reopened.close()
