@@ -7,11 +7,6 @@ wait is a condition with a timeout.
 
 from __future__ import annotations
 
-import os
-import queue
-import subprocess
-import sys
-import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -21,69 +16,23 @@ import pytest
 from store.models import Client, NoteFormat, ProgressNote, SessionFacts
 from store.vault import Vault
 from tui_data import CLINICIAN, FAST_KDF, PASSPHRASE
-from tui_helpers import static_text, unlock, wait_for
+from tui_helpers import kill_all, started_processes, static_text, unlock, wait_for
 
 from sync.peers import PeerBook
 from tui.screens.devices import DevicesScreen
 from tui.screens.main import MainScreen
 from textual.widgets import Checkbox
 
-REPO = Path(__file__).resolve().parents[2]
 OTHER_PASSPHRASE = "other device passphrase 7f3a"
 OTHER_CLIENT = "Quinn Farwell"  # invented
 WAIT = 20.0
 
 
-class Process:
-    """A `notewell` subprocess whose stdout lines can be awaited with a timeout."""
-
-    def __init__(self, vault: Path, *args: str) -> None:
-        env = dict(os.environ, NOTEWELL_PASSPHRASE=OTHER_PASSPHRASE, PYTHONUNBUFFERED="1")
-        env.pop("NOTEWELL_VAULT", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tui.cli", "--vault", str(vault), *args], cwd=REPO, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def wait_for(self, prefix: str, timeout: float = WAIT) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise AssertionError(f"process ended before a line starting {prefix!r}")
-            if line.startswith(prefix):
-                return line
-        raise AssertionError(f"no line starting {prefix!r} within {timeout} s")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        return self.proc.wait(timeout=WAIT)
-
-
 @pytest.fixture
 def processes():
-    started: list[Process] = []
-
-    def start(vault: Path, *args: str) -> Process:
-        started.append(Process(vault, *args))
-        return started[-1]
-
-    yield start
-    for p in started:
-        if p.proc.poll() is None:
-            p.proc.kill()
-            p.proc.wait(timeout=WAIT)
+    start, started = started_processes()
+    yield lambda vault, *args: start(vault, OTHER_PASSPHRASE, *args)
+    kill_all(started)
 
 
 @pytest.fixture

@@ -9,12 +9,6 @@ Every wait is a condition with a timeout.
 
 from __future__ import annotations
 
-import os
-import queue
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -23,72 +17,23 @@ from textual.widgets import OptionList, TextArea
 from store.models import Client
 from store.vault import Vault
 from tui_data import CLINICIAN, DRAFT_NOTE, FAST_KDF, PASSPHRASE
-from tui_helpers import unlock, wait_for
+from tui_helpers import kill_all, started_processes, unlock, wait_for
 
 from tui.screens.main import MainScreen
 from tui.screens.note_editor import NoteEditorScreen
 from tui.sync_jobs import SyncJobs
 
-REPO = Path(__file__).resolve().parents[2]
 OTHER_PASSPHRASE = "home desktop passphrase 3c9e"
 WAIT = 30.0
 HOME_TEXT = "Written at home: walk before breakfast."  # invented
 HOME_CLIENT = "Morgan Quillfeather"  # invented
 
 
-class Notewell:
-    """A `notewell` process on one vault; its stdout lines can be awaited with a timeout."""
-
-    def __init__(self, vault: Path, passphrase: str, *args: str) -> None:
-        env = dict(os.environ, NOTEWELL_PASSPHRASE=passphrase, PYTHONUNBUFFERED="1")
-        env.pop("NOTEWELL_VAULT", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tui.cli", "--vault", str(vault), *args], cwd=REPO, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def wait_for(self, prefix: str) -> str:
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise AssertionError(f"notewell ended before a line starting {prefix!r}")
-            if line.startswith(prefix):
-                return line
-        raise AssertionError(f"no line starting {prefix!r} within {WAIT} s")
-
-    def succeeds(self) -> None:
-        assert self.proc.wait(timeout=WAIT) == 0
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        self.proc.wait(timeout=WAIT)
-
-
 @pytest.fixture
 def notewell():
-    started: list[Notewell] = []
-
-    def start(vault: Path, passphrase: str, *args: str) -> Notewell:
-        started.append(Notewell(vault, passphrase, *args))
-        return started[-1]
-
+    start, started = started_processes()
     yield start
-    for p in started:
-        if p.proc.poll() is None:
-            p.proc.kill()
-            p.proc.wait(timeout=WAIT)
+    kill_all(started)
 
 
 def _port(line: str) -> int:

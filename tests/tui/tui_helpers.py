@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import queue
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
+from pathlib import Path
 from time import monotonic
+
+REPO = Path(__file__).resolve().parents[2]
+PROCESS_WAIT = 30.0
 
 
 async def wait_for(pilot, predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
@@ -51,3 +60,61 @@ def screen_text(app) -> str:
     from textual.widgets import Static
 
     return "\n".join(static_text(w) for w in app.screen.query(Static))
+
+
+class NotewellProcess:
+    """A real `notewell` process on one vault, whose stdout lines can be awaited with a timeout."""
+
+    def __init__(self, vault: Path, passphrase: str, *args: str) -> None:
+        env = dict(os.environ, NOTEWELL_PASSPHRASE=passphrase, PYTHONUNBUFFERED="1")
+        env.pop("NOTEWELL_VAULT", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tui.cli", "--vault", str(vault), *args], cwd=REPO, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_for(self, prefix: str, timeout: float = PROCESS_WAIT) -> str:
+        deadline = monotonic() + timeout
+        while monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"notewell ended before a line starting {prefix!r}")
+            if line.startswith(prefix):
+                return line
+        raise AssertionError(f"no line starting {prefix!r} within {timeout} s")
+
+    def succeeds(self) -> None:
+        assert self.proc.wait(timeout=PROCESS_WAIT) == 0
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.wait(timeout=PROCESS_WAIT)
+
+
+def started_processes():
+    """For a fixture: `start(vault, passphrase, *args)`, and every process still running
+    killed at the end."""
+    started: list[NotewellProcess] = []
+
+    def start(vault: Path, passphrase: str, *args: str) -> NotewellProcess:
+        started.append(NotewellProcess(vault, passphrase, *args))
+        return started[-1]
+
+    return start, started
+
+
+def kill_all(started: list[NotewellProcess]) -> None:
+    for p in started:
+        if p.proc.poll() is None:
+            p.proc.kill()
