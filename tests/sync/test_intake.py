@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import pytest
@@ -18,7 +17,7 @@ from automerge.core import ROOT, Document, ScalarType
 
 from tests.sync.conftest import command
 from tests.sync.test_direct_sync import EDIT, _check, _heads, _section, _seed
-from tests.sync.test_live_sync import WAIT, _eventually
+from tests.sync.test_live_sync import AppLiveSession, _eventually
 from tests.sync.test_mailbox import Device, _client_with_note, _encode, _group_key, devices  # noqa: F401
 from tests.sync.test_mailbox import box  # noqa: F401
 
@@ -217,19 +216,10 @@ def _sent_doc_ids(frames: list[bytes]) -> list[str]:
 
 
 def test_a_live_session_pushes_only_the_document_an_edit_changed(make_vault, pair, serve, in_vault):
-    from store.device_identity import load_identity
-    from sync.direct import Waker, live_sync
-
     a, b = make_vault("office"), make_vault("home")
-    seeded = _seed(in_vault, a, text="Live base text.", count=6)
-    notes = seeded["notes"]
+    notes = _seed(in_vault, a, text="Live base text.", count=6)["notes"]
     pair(a, b)
     server, port = serve(b)
-    store = ThreadPoolExecutor(max_workers=1)
-    in_store = lambda fn: store.submit(fn).result()  # noqa: E731
-    va = in_store(a.open)
-    identity = in_store(lambda: load_identity(va.record))
-    stop, opened, waker, outcome = threading.Event(), threading.Event(), Waker(), []
     sent: list[bytes] = []
     lock = threading.Lock()
 
@@ -238,24 +228,13 @@ def test_a_live_session_pushes_only_the_document_an_edit_changed(make_vault, pai
             with lock:
                 sent.append(frame)
 
-    def worker() -> None:
-        try:
-            outcome.append(live_sync(va.record, identity, "127.0.0.1", port, stop_event=stop, frame_tap=tap,
-                                     run_in_store=in_store, waker=waker, on_live=lambda _r: opened.set()))
-        except BaseException as e:
-            outcome.append(e)
-            opened.set()
-
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    try:
-        assert opened.wait(WAIT) and not outcome, outcome
+    with AppLiveSession(a, port, tap=tap) as live:
         _eventually(lambda: len(_heads(b)) == len(_heads(a)), "the first exchange at home")
         with lock:
             first = len(sent)
         # An edit in this process: its commit names the note and wakes the session (the
         # test does not wake it).
-        in_store(lambda: va.record.set_section(notes[2], "data", "Live base text, typed on."))
+        live.in_store(lambda: live.vault.record.set_section(notes[2], "data", "Live base text, typed on."))
         _eventually(lambda: _section(b, notes[2]) == "Live base text, typed on.", "the edit at home")
         with lock:
             pushed = _sent_doc_ids(sent[first:])
@@ -268,16 +247,5 @@ def test_a_live_session_pushes_only_the_document_an_edit_changed(make_vault, pai
         with lock:
             pushed = _sent_doc_ids(sent[first:])
         assert pushed and set(pushed) == {notes[4]}
-    finally:
-        stop.set()
-        waker.wake()
-        thread.join(WAIT)
-        in_store(va.close)
-        store.shutdown()
-        waker.close()
-    assert not thread.is_alive()
-    report = outcome[0]
-    assert not isinstance(report, BaseException), report
-    assert report.ok
     server.wait_for("synced with office")
     assert _heads(a) == _heads(b) and _check(a) == [] and _check(b) == []

@@ -47,6 +47,63 @@ print("ended", report.summary(), flush=True)
 """
 
 
+class AppLiveSession:
+    """A live session run as the app runs it: the vault belongs to one store thread, the
+    session runs in a worker thread, edits go through the store thread, a stop event ends it.
+    `with AppLiveSession(ref, port, tap=...) as live:` waits until the session is live; on
+    leaving it stops the session and closes the vault, then `live.report` holds its report."""
+
+    def __init__(self, ref, port: int, *, tap=None) -> None:
+        self.ref, self.port, self.tap = ref, port, tap
+        self.report = None
+
+    def __enter__(self) -> "AppLiveSession":
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        from store.device_identity import load_identity
+        from sync.direct import Waker, live_sync
+
+        self._store = ThreadPoolExecutor(max_workers=1)
+        self.in_store = lambda fn: self._store.submit(fn).result()
+        self.vault = self.in_store(self.ref.open)
+        identity = self.in_store(lambda: load_identity(self.vault.record))
+        self._stop, opened, self.waker, self._outcome = threading.Event(), threading.Event(), Waker(), []
+
+        def worker() -> None:
+            try:
+                self._outcome.append(live_sync(
+                    self.vault.record, identity, "127.0.0.1", self.port, stop_event=self._stop,
+                    frame_tap=self.tap, run_in_store=self.in_store, waker=self.waker,
+                    on_live=lambda _r: opened.set()))
+            except BaseException as e:
+                self._outcome.append(e)
+                opened.set()
+
+        self._thread = threading.Thread(target=worker, daemon=True)
+        self._thread.start()
+        try:
+            assert opened.wait(WAIT) and not self._outcome, self._outcome
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self.waker.wake()
+        self._thread.join(WAIT)
+        self.in_store(self.vault.close)
+        self._store.shutdown()
+        self.waker.close()
+        assert not self._thread.is_alive()
+        if exc and exc[0] is not None:
+            return
+        self.report = self._outcome[0]
+        assert not isinstance(self.report, BaseException), self.report
+        assert self.report.ok
+
+
 def _eventually(check, what: str, timeout: float = WAIT):
     deadline = time.monotonic() + timeout
     while True:
@@ -181,51 +238,19 @@ def test_process_notes_never_cross_a_live_session(make_vault, pair, in_vault, st
 def test_the_app_runs_a_live_session_in_a_worker_thread(make_vault, pair, serve, in_vault):
     # As the app does: the vault belongs to one store thread, the session runs in a worker
     # thread, edits go through the store thread and wake the session; a stop event ends it.
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    from store.device_identity import load_identity
-    from sync.direct import Waker, live_sync
-
     a, b = make_vault("office"), make_vault("home")
     note = _seed(in_vault, a, text="App base text.")["notes"][0]
     pair(a, b)
     server, port = serve(b)
-    store = ThreadPoolExecutor(max_workers=1)
-    in_store = lambda fn: store.submit(fn).result()  # noqa: E731
-    va = in_store(a.open)
-    identity = in_store(lambda: load_identity(va.record))
-    stop, opened, waker, outcome = threading.Event(), threading.Event(), Waker(), []
-
-    def worker() -> None:
-        try:
-            outcome.append(live_sync(va.record, identity, "127.0.0.1", port, stop_event=stop,
-                                     run_in_store=in_store, waker=waker, on_live=lambda _r: opened.set()))
-        except BaseException as e:
-            outcome.append(e)
-            opened.set()
-
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    try:
-        assert opened.wait(WAIT) and not outcome, outcome
-        in_store(lambda: va.record.set_section(note, "data", "App base text, typed on."))
-        waker.wake()
+    with AppLiveSession(a, port) as live:
+        record = live.vault.record
+        live.in_store(lambda: record.set_section(note, "data", "App base text, typed on."))
+        live.waker.wake()
         _eventually(lambda: _section(b, note) == "App base text, typed on.", "the app's edit at home")
         in_vault(b, EDIT, note, "0", "Home: ")
-        _eventually(lambda: in_store(lambda: va.record.get_note(note).sections["data"]).startswith("Home: "),
+        _eventually(lambda: live.in_store(lambda: record.get_note(note).sections["data"]).startswith("Home: "),
                     "the home edit in the app")
-    finally:
-        stop.set()
-        waker.wake()
-        thread.join(WAIT)
-        in_store(va.close)
-        store.shutdown()
-        waker.close()
-    assert not thread.is_alive()
-    report = outcome[0]
-    assert not isinstance(report, BaseException), report
-    assert report.ok and report.received == 1 and report.sent == 3  # client and note whole, then the edit
+    assert live.report.received == 1 and live.report.sent == 3  # client and note whole, then the edit
     server.wait_for("synced with office")
     assert _heads(a) == _heads(b) and _check(a) == [] and _check(b) == []
 
