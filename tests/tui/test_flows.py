@@ -398,21 +398,25 @@ async def test_an_idle_open_note_shows_what_a_sync_brought(seeded_vault, make_ap
         await pilot.press("ctrl+q")
 
 
-async def test_typing_on_while_the_note_is_signed_elsewhere_ends_in_a_conflict_to_resolve(seeded_vault, make_app):
+async def _open_complete_draft_at_plan(app, pilot):
+    """Unlocks, completes the draft (so it can be signed) and opens it: (editor, plan box)."""
     from datetime import date
 
     from tui_data import complete_facts, complete_sections
 
+    await unlock(pilot, PASSPHRASE)
+    await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
+    await app.store.call(lambda v: v.record.save_draft(
+        DRAFT_NOTE, base=None, sections=complete_sections(), facts=complete_facts(date(2026, 11, 2))))
+    app.screen.open_note("progress", DRAFT_NOTE)
+    await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded and app.screen.mode == "draft", what="editor")
+    return app.screen, app.screen.query_one("#section-plan", TextArea)
+
+
+async def test_typing_on_while_the_note_is_signed_elsewhere_ends_in_a_conflict_to_resolve(seeded_vault, make_app):
     app = make_app(seeded_vault)
     async with app.run_test(size=(120, 40)) as pilot:
-        await unlock(pilot, PASSPHRASE)
-        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
-        await app.store.call(lambda v: v.record.save_draft(
-            DRAFT_NOTE, base=None, sections=complete_sections(), facts=complete_facts(date(2026, 11, 2))))
-        app.screen.open_note("progress", DRAFT_NOTE)
-        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded and app.screen.mode == "draft", what="editor")
-        editor = app.screen
-        area = editor.query_one("#section-plan", TextArea)
+        editor, area = await _open_complete_draft_at_plan(app, pilot)
         area.focus()
         area.move_cursor(area.document.end)
         # Signed elsewhere (the other laptop, synced in; here another window does it).
@@ -430,20 +434,10 @@ async def test_typing_on_while_the_note_is_signed_elsewhere_ends_in_a_conflict_t
 async def test_keys_typed_while_the_editor_switches_to_the_conflict_view_are_kept(seeded_vault, make_app):
     import asyncio
     import threading
-    from datetime import date
-
-    from tui_data import complete_facts, complete_sections
 
     app = make_app(seeded_vault)
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
-        await unlock(pilot, PASSPHRASE)
-        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
-        await app.store.call(lambda v: v.record.save_draft(
-            DRAFT_NOTE, base=None, sections=complete_sections(), facts=complete_facts(date(2026, 11, 2))))
-        app.screen.open_note("progress", DRAFT_NOTE)
-        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded and app.screen.mode == "draft", what="editor")
-        editor = app.screen
-        area = editor.query_one("#section-plan", TextArea)
+        editor, area = await _open_complete_draft_at_plan(app, pilot)
         area.move_cursor(area.document.end)
         await app.store.call(lambda v: v.record.sign_note(DRAFT_NOTE))  # signed elsewhere
         # The store thread is held while the editor learns of the signature and reads the note
