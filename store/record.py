@@ -54,7 +54,7 @@ from store.models import (
     validated,
 )
 from store.projections import _v1 as _projections_v1
-from store.replica import Replica
+from store.replica import Replica, forget_cached_documents
 from store.doc_ids import DOC_ID_RULE, is_doc_id
 from store.projections import (
     has_signature_conflict,
@@ -156,12 +156,7 @@ def _require_doc_id(doc_id: str) -> None:
         raise ValidationFailed([("id", DOC_ID_RULE)])
 
 
-def _forget_documents(store: RecordStore) -> None:
-    # A document a panic interrupted may hold half an operation; the stored bytes are the truth.
-    store._docs.forget_all()
-
-
-@guard_public_methods(on_panic=_forget_documents)  # no Automerge panic leaves the store raw
+@guard_public_methods(on_panic=forget_cached_documents)  # no Automerge panic leaves the store raw
 class RecordStore:
     def __init__(
         self,

@@ -78,12 +78,14 @@ def _refused(doc_id: str) -> ForeignDocument:
     return ForeignDocument(f"Document {doc_id} is not a record document; nothing was changed.")
 
 
-def _forget_documents(replica: Replica) -> None:
-    # A document a panic interrupted may hold half an operation; the stored bytes are the truth.
-    replica._docs.forget_all()
+def forget_cached_documents(owner: Any) -> None:
+    """After a panic (the guard's `on_panic`, for the intake and the record alike, which share
+    one DocStore): a document a panic interrupted may hold half an operation; the stored
+    bytes are the truth."""
+    owner._docs.forget_all()
 
 
-@guard_public_methods(on_panic=_forget_documents)  # no Automerge panic leaves the intake raw
+@guard_public_methods(on_panic=forget_cached_documents)  # no Automerge panic leaves the intake raw
 class Replica:
     """The intake of one record.db (see the module docstring)."""
 
