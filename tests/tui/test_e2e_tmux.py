@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from tui_data import PASSPHRASE
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 pytestmark = [
     pytest.mark.e2e,
@@ -27,18 +30,25 @@ class Tmux:
         out = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=20)
         return out.stdout
 
-    def pane(self) -> str:
-        return self.run("capture-pane", "-p", "-t", "e2e")
+    def pane(self, *, styled: bool = False) -> str:
+        return self.run("capture-pane", "-p", *(["-e"] if styled else []), "-t", "e2e")
+
+    def styled_line(self, text: str) -> str:
+        """The first line showing text, with its colours (how a focused row differs)."""
+        styled = self.pane(styled=True).splitlines()
+        plain = [ANSI.sub("", line) for line in styled]
+        return next((line for line, shown in zip(styled, plain) if text in shown), "")
+
+    def wait_until(self, what: str, done, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} did not happen; the pane shows:\n{self.pane()}")
+            time.sleep(0.1)
 
     def wait_for(self, text: str, timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            pane = self.pane()
-            if text in pane:
-                return pane
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} did not appear; the pane shows:\n{pane}")
-            time.sleep(0.1)
+        self.wait_until(f"{text!r} appearing", lambda: text in self.pane(), timeout)
+        return self.pane()
 
 
 def test_notewell_unlock_open_note_quit(seeded_vault: Path, tmp_path: Path):
@@ -60,9 +70,13 @@ def test_notewell_unlock_open_note_quit(seeded_vault: Path, tmp_path: Path):
         tmux.run("send-keys", "-t", "e2e", "-l", PASSPHRASE)
         tmux.run("send-keys", "-t", "e2e", "Enter")
         tmux.wait_for("Casey Canary")
-        # Enter on the client moves to the timeline; Enter there opens its newest note.
+        # Enter on the client moves to the timeline; Enter there opens its newest note. The
+        # second Enter waits until the timeline is loaded and has taken the focus, which
+        # repaints its highlighted row in the focused colours.
+        tmux.wait_for("SOAP [draft]")
+        unfocused = tmux.styled_line("SOAP [draft]")
         tmux.run("send-keys", "-t", "e2e", "Enter")
-        time.sleep(0.3)
+        tmux.wait_until("the timeline taking the focus", lambda: tmux.styled_line("SOAP [draft]") not in ("", unfocused))
         tmux.run("send-keys", "-t", "e2e", "Enter")
         tmux.wait_for("Casey Canary - SOAP - 2026-11-02 - draft")
         pane = tmux.wait_for("to complete")
