@@ -171,26 +171,26 @@ class Device:
 
         self.vault, _ = Vault.create(folder, PASSPHRASE, device_name=name, kdf=KdfParams(memory_kib=8192, time_cost=1))
         self.record = self.vault.record
-        self.identity = ensure_identity(self.record, name)
+        self.identity = ensure_identity(self.record.replica, name)
         self.name = name
 
     def pair(self, other: Device) -> None:
         """What a completed pairing leaves in both vaults: each other's certificate, one group key."""
         from sync.peers import PeerBook, ensure_group_key, group_key, set_group_key
 
-        key = group_key(self.record) or group_key(other.record) or ensure_group_key(self.record)
-        set_group_key(self.record, key)
-        set_group_key(other.record, key)
-        PeerBook(self.record).add(other.identity.device_id, other.name, other.identity.cert_pem)
-        PeerBook(other.record).add(self.identity.device_id, self.name, self.identity.cert_pem)
+        key = group_key(self.record.replica) or group_key(other.record.replica) or ensure_group_key(self.record.replica)
+        set_group_key(self.record.replica, key)
+        set_group_key(other.record.replica, key)
+        PeerBook(self.record.replica).add(other.identity.device_id, other.name, other.identity.cert_pem)
+        PeerBook(other.record.replica).add(self.identity.device_id, self.name, self.identity.cert_pem)
 
     def mailbox(self, folder: Path):
         from sync.mailbox import sync_mailbox
 
-        return sync_mailbox(self.record, self.identity, folder)
+        return sync_mailbox(self.record.replica, self.identity, folder)
 
     def heads(self) -> dict[str, list[bytes]]:
-        return {k: sorted(v) for k, v in self.record.doc_heads().items()}
+        return {k: sorted(v) for k, v in self.record.replica.doc_heads().items()}
 
     def projection(self) -> dict:
         out = {}
@@ -387,7 +387,7 @@ def test_foreign_bundle_changes_nothing(devices, tmp_path, box):
 
     # A stranger with its own key and no pairing at all, even holding the group key.
     stranger = _identity("stranger")
-    entries = [(d, c.record.load_doc(d).save()) for d in c.record.doc_heads()]
+    entries = [(d, c.record.replica.load_doc(d).save()) for d in c.record.replica.doc_heads()]
     (box / fmt.file_name(stranger.device_id, 1)).write_bytes(_encode(stranger, _group_key(a), entries))
     report = a.mailbox(box)
     assert sorted(r.reason for r in report.rejected) == ["foreign", "foreign"]
@@ -399,7 +399,7 @@ def test_revoked_sender_changes_nothing(devices, tmp_path, box):
 
     a, b, _ = devices
     good = _bundle_from_a(a, box)
-    PeerBook(b.record).forget(a.identity.device_id)
+    PeerBook(b.record.replica).forget(a.identity.device_id)
     before = b.heads()
     report = b.mailbox(box)
     assert [r.reason for r in report.rejected] == ["revoked"]
@@ -431,7 +431,7 @@ def test_replayed_bundle_changes_nothing(devices, tmp_path, box):
     os.remove(box / first.name)
     _client_with_note(a, "later work")
     other = fmt.encode(
-        [(d, a.record.load_doc(d).save()) for d in a.record.doc_heads()],
+        [(d, a.record.replica.load_doc(d).save()) for d in a.record.replica.doc_heads()],
         sender_id=a.identity.device_id, seq=fmt.parse_file_name(first.name)[1],
         group_key=_group_key(a), private_key=a.identity.key_pem.encode(),
     )
@@ -444,7 +444,7 @@ def test_replayed_bundle_changes_nothing(devices, tmp_path, box):
 def _group_key(device: Device) -> bytes:
     from sync.peers import group_key
 
-    return group_key(device.record)
+    return group_key(device.record.replica)
 
 
 def test_a_bundle_from_another_sync_group_changes_nothing(devices, box):
@@ -452,7 +452,7 @@ def test_a_bundle_from_another_sync_group_changes_nothing(devices, box):
 
     a, b, _ = devices
     _client_with_note(a, "sealed with an old key")
-    set_group_key(a.record, os.urandom(32))
+    set_group_key(a.record.replica, os.urandom(32))
     a.mailbox(box)
     before = b.heads()
     report = b.mailbox(box)
@@ -520,13 +520,13 @@ def test_a_bundle_applies_whole_or_not_at_all(devices, box):
     a.mailbox(box)
     b.mailbox(box)
     new_client, _ = _client_with_note(a, "new on A")
-    impostor = a.record.load_doc(new_client.id)
+    impostor = a.record.replica.load_doc(new_client.id)
     with impostor.transaction() as tx:
         tx.put(ROOT, "id", ScalarType.Str, note.id)
-    entries = [(d, a.record.load_doc(d).save()) for d in sorted(a.record.doc_heads()) if d != note.id]
+    entries = [(d, a.record.replica.load_doc(d).save()) for d in sorted(a.record.replica.doc_heads()) if d != note.id]
     entries.append((note.id, impostor.save()))
     _refused_whole(a, b, box, entries, seq=50)
-    assert new_client.id not in b.record.doc_heads()
+    assert new_client.id not in b.record.replica.doc_heads()
 
 
 def _refused_whole(a, b, box, entries, *, seq: int) -> None:
@@ -550,7 +550,7 @@ def test_a_bad_document_new_here_rolls_back_the_whole_bundle(devices, box, bad):
     b.mailbox(box)
     for i in range(30):  # enough new documents that the bulk path has several chunks
         _client_with_note(a, f"new on A {i}")
-    entries = [(d, a.record.load_doc(d).save()) for d in sorted(a.record.doc_heads())]
+    entries = [(d, a.record.replica.load_doc(d).save()) for d in sorted(a.record.replica.doc_heads())]
     if bad == "garbage":
         entries.insert(len(entries) // 2, ("new-doc-garbage", b"\x85\x6f\x4a\x83 not automerge"))
     else:
@@ -565,7 +565,7 @@ def test_a_bad_document_new_here_rolls_back_the_whole_bundle(devices, box, bad):
 def _state_source(note_id: str) -> str:
     return f"""
         print(json.dumps({{
-            "heads": {{k: sorted(h.hex() for h in v) for k, v in record.doc_heads().items()}},
+            "heads": {{k: sorted(h.hex() for h in v) for k, v in record.replica.doc_heads().items()}},
             "text": record.get_note({note_id!r}).sections["data"],
         }}))
     """
@@ -657,7 +657,7 @@ def test_signed_on_one_device_edited_on_another_is_a_conflict_on_both(devices, b
 
 
 _COUNT_AND_CHECK = """
-print(json.dumps({"docs": len(record.doc_heads()), "problems": vault.check()}))
+print(json.dumps({"docs": len(record.replica.doc_heads()), "problems": vault.check()}))
 """
 
 

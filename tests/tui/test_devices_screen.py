@@ -136,7 +136,7 @@ async def test_pair_then_sync_brings_the_other_devices_notes(app_vault, other_va
             return len(other), len(v.record.notes_for_client(other[0].client_id)) if other else 0
 
         assert await app.store.call(arrived) == (1, 2)
-        assert address in (await app.store.call(lambda v: PeerBook(v.record).addresses())).values()
+        assert address in (await app.store.call(lambda v: PeerBook(v.record.replica).addresses())).values()
         events = await app.store.call(lambda v: [e.event for e in v.audit.entries()])
         assert "device_paired" in events and "sync_session" in events
         server.stop()

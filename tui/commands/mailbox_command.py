@@ -48,9 +48,9 @@ def cmd_mailbox(args) -> int:
     with PreparePool() as pool:
         vault = Vault.open(args.vault, current_passphrase(args))
         try:
-            vault.record.prepare_pool = pool
-            identity = ensure_identity(vault.record, vault.device_name)
-            report = sync_mailbox(vault.record, identity, folder, full=args.full)
+            vault.record.replica.prepare_pool = pool
+            identity = ensure_identity(vault.record.replica, vault.device_name)
+            report = sync_mailbox(vault.record.replica, identity, folder, full=args.full)
         finally:
             vault.close()
     for check in report.clock_skews:

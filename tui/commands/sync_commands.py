@@ -106,7 +106,7 @@ def _open(args):
 
     vault = Vault.open(args.vault, current_passphrase(args))
     try:
-        identity = ensure_identity(vault.record, vault.device_name)
+        identity = ensure_identity(vault.record.replica, vault.device_name)
     except BaseException:
         vault.close()
         raise
@@ -123,7 +123,7 @@ def _open_for_sync(args, *, wait_for_workers: bool = False):
     with PreparePool() as pool:
         vault, identity = _open(args)
         try:
-            vault.record.prepare_pool = pool
+            vault.record.replica.prepare_pool = pool
             if wait_for_workers:
                 pool.wait_ready()  # a worker that does not start only leaves its share to us
             yield vault, identity
@@ -153,7 +153,7 @@ def cmd_pair(args) -> int:
         normalise_code(code)  # a mistyped code is caught before it can burn the real one
         vault, identity = _open(args)
         try:
-            result = pair_with(vault.record, identity, host, port, code)
+            result = pair_with(vault.record.replica, identity, host, port, code)
         finally:
             vault.close()
         _say(f"Paired with {_peer_label(result.peer)}.")
@@ -172,7 +172,7 @@ def cmd_pair(args) -> int:
         _say(f"pairing code: {code}")
 
     try:
-        result = listen_for_pairing(vault.record, identity, args.host, args.port, ttl=ttl, on_ready=ready)
+        result = listen_for_pairing(vault.record.replica, identity, args.host, args.port, ttl=ttl, on_ready=ready)
     finally:
         vault.close()
     _say(f"Paired with {_peer_label(result.peer)}.")
@@ -194,7 +194,7 @@ def cmd_devices(args) -> int:
 
     vault, identity = _open(args)
     try:
-        peers = PeerBook(vault.record).all()
+        peers = PeerBook(vault.record.replica).all()
     finally:
         vault.close()
     _say(f"This device: {identity.name} ({identity.device_id})")
@@ -217,7 +217,7 @@ def cmd_forget(args) -> int:
 
     vault, _identity = _open(args)
     try:
-        peer = PeerBook(vault.record).forget(args.device)
+        peer = PeerBook(vault.record.replica).forget(args.device)
     finally:
         vault.close()
     _say(f"Revoked {_peer_label(peer)}; it can no longer sync with this device.")
@@ -246,7 +246,7 @@ def cmd_serve(args) -> int:
         stop = threading.Event()
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
-            serve(vault.record, identity, args.host, args.port, stop_event=stop,
+            serve(vault.record.replica, identity, args.host, args.port, stop_event=stop,
                   on_listening=lambda h, p: _say(f"listening on {h}:{p}"), on_result=result, on_live=live)
         except KeyboardInterrupt:
             pass
@@ -275,7 +275,7 @@ def cmd_now(args) -> int:
         return _now_live(args, host, port)
     try:
         with _open_for_sync(args) as (vault, identity):
-            report = sync_now(vault.record, identity, host, port, on_progress=_progress_line())
+            report = sync_now(vault.record.replica, identity, host, port, on_progress=_progress_line())
     finally:
         if sys.stderr.isatty():
             print(file=sys.stderr)
@@ -305,7 +305,7 @@ def _now_live(args, host: str, port: int) -> int:
         stop = threading.Event()
         handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            report = live_sync(vault.record, identity, host, port, stop_event=stop,
+            report = live_sync(vault.record.replica, identity, host, port, stop_event=stop,
                                on_progress=_progress_line(), on_live=opened, on_exchange=exchanged)
         finally:
             for sig, previous in handlers.items():

@@ -30,14 +30,6 @@ class BadInput(NotewellError):
     title = "Check what you typed"
 
 
-def load_devices(vault) -> tuple[Any, list, dict[str, str], str | None]:
-    """(identity, peers, remembered addresses, the last one used); call on the vault's thread."""
-    from sync.peers import PeerBook
-
-    book = PeerBook(vault.record)
-    return vault.identity, book.all(), book.addresses(), book.last_address()
-
-
 def parse_address(text: str, default_port: int) -> tuple[str, int]:
     """The other device's HOST:PORT as typed; a mistake is one sentence (BadInput)."""
     if not text.strip():
@@ -224,7 +216,7 @@ class DevicesScreen(NotewellScreen[None]):
     async def _load(self) -> None:
         assert self.jobs is not None
         identity = await self.jobs.prepare()
-        _, peers, addresses, last = await self.app.store.call(load_devices)
+        peers, addresses, last = await self.jobs.devices()
         self.identity, self.peers, self.addresses = identity, peers, addresses
         self._show_identity()
         self._show_peers()
@@ -401,9 +393,8 @@ class DevicesScreen(NotewellScreen[None]):
         )
 
     async def _forget(self, device_id: str) -> None:
-        from sync.peers import PeerBook
-
-        peer = await self.app.store.call(lambda v: PeerBook(v.record).forget(device_id))
+        assert self.jobs is not None
+        peer = await self.jobs.forget(device_id)
         self._say(f"{peer.name} is revoked; it can no longer sync with this device.", "done")
         self.reload()
 
@@ -529,9 +520,8 @@ class DevicesScreen(NotewellScreen[None]):
         self.reload()
 
     async def _remember(self, device_id: str, address: str) -> None:
-        from sync.peers import PeerBook
-
-        await self.app.store.call(lambda v: PeerBook(v.record).remember_address(device_id, address))
+        assert self.jobs is not None
+        await self.jobs.remember_address(device_id, address)
         self.addresses[device_id] = address
 
 
