@@ -429,20 +429,20 @@ def run_all(args, tmp: Path) -> dict:
     t = time.perf_counter()
     written = sync_mailbox(a.record.replica, identity, box, full=True)
     figures["mailbox_export_s"] = time.perf_counter() - t
-    size = (box / written.bundle_written).stat().st_size
+    size = (box / written.bundles.written).stat().st_size
     t = time.perf_counter()
     got = sync_mailbox(c.record.replica, ensure_identity(c.record.replica, c.device_name), box)
     figures["mailbox_import_s"] = time.perf_counter() - t
     c.record.replica.prepare_pool = None
-    log(f"mailbox: export of {written.documents_sent} documents {figures['mailbox_export_s']:.3f} s "
+    log(f"mailbox: export of {written.sent} documents {figures['mailbox_export_s']:.3f} s "
         f"(bundle {size / 1024:.0f} KiB), import {figures['mailbox_import_s']:.3f} s "
-        f"({got.documents_merged} merged), total {figures['mailbox_export_s'] + figures['mailbox_import_s']:.3f} s")
+        f"({got.received} received), total {figures['mailbox_export_s'] + figures['mailbox_import_s']:.3f} s")
     # The mailbox's cost of a one-character edit: the edited note travels whole.
     one_char_edit(a.record, draft_note_ids(a.record, 1)[0])
     edit = sync_mailbox(a.record.replica, identity, box)
-    figures["mailbox_edit_bytes"] = (box / edit.bundle_written).stat().st_size
+    figures["mailbox_edit_bytes"] = (box / edit.bundles.written).stat().st_size
     log(f"mailbox bundle for a one-character edit: {figures['mailbox_edit_bytes']} bytes "
-        f"({edit.documents_sent} document)")
+        f"({edit.sent} document)")
     c.close()
     pool.close()
 

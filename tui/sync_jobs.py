@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from store.replica import RecordReplica
     from store.vault import Vault
     from sync.clock import ClockCheck
-    from sync.mailbox import MailboxReport
     from sync.pairing import PairingResult
     from sync.peers import Peer
     from sync.report import SyncReport
@@ -101,7 +100,7 @@ class SyncJobs:
         """A job ended: `result` is its report (None after an error), or `error` says why."""
 
         kind: str  # "sync", "live sync", "pairing", "mailbox" or "listen"
-        result: SyncReport | MailboxReport | PairingResult | None
+        result: SyncReport | PairingResult | None  # the same SyncReport from either transport
         error: NotewellError | None
 
     @dataclass(eq=False)
@@ -292,10 +291,8 @@ class SyncJobs:
             if error is not None and not isinstance(error, SyncCancelled):
                 self._app.notify(f"{error.title}: {error.message}", severity="error", timeout=10)
             elif result is not None and kind in self.SUMMARISED:
-                self._app.notify(f"Sync finished: {result.summary()}")
-        if kind in ("sync", "live sync") and result is not None and result.received:
-            self.record_changed(frozenset(result.changed_ids))
-        elif kind == "mailbox" and result is not None and result.documents_merged:
+                self._app.notify(finished_text(result))
+        if kind in self.SUMMARISED and result is not None and result.received:
             self.record_changed(frozenset(result.changed_ids))
 
     def _progress(self, label: str) -> Callable[[int, int], None]:
@@ -457,6 +454,13 @@ class SyncJobs:
         if pool is not None:
             await asyncio.to_thread(pool.close)
         return stopped
+
+
+def finished_text(report: SyncReport) -> str:
+    """A finished sync, either transport, as the app says it (the Devices screen, or a
+    notification when no Devices screen is open): its one summary (sync/report.py)."""
+    where = "through the mailbox" if report.bundles is not None else f"with {report.peer}"
+    return f"Synced {where}: {report.summary()}"
 
 
 class _HasSyncJobs(Protocol):

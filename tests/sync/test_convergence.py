@@ -133,7 +133,7 @@ def direct(client: Device, server: Device) -> None:
 def mailbox(device: Device, folder: Path) -> None:
     report = device.call(lambda: sync_mailbox(device.record.replica, device.identity, folder))
     # Only the unpaired pair (A and C) may refuse each other's bundles.
-    assert {r.reason for r in report.rejected} <= {"foreign"}, [(r.reason, r.message) for r in report.rejected]
+    assert {r.reason for r in report.bundles.rejected} <= {"foreign"}, [(r.reason, r.message) for r in report.bundles.rejected]
 
 
 # --- edits -------------------------------------------------------------------------------

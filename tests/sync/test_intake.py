@@ -108,7 +108,7 @@ def test_a_bundle_cannot_store_a_document_under_an_id_direct_sync_refuses(device
         b.record.replica.apply_snapshots([(d, a.record.replica.load_doc(d).save()) for d in a.record.replica.doc_heads()])
     before = b.heads()
     report = b.mailbox(box)
-    assert [r.reason for r in report.rejected] == ["malformed"]
+    assert [r.reason for r in report.bundles.rejected] == ["malformed"]
     assert bad not in b.record.replica.doc_heads() and b.heads() == before
 
 

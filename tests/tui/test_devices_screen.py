@@ -270,8 +270,8 @@ async def test_show_a_code_and_the_other_device_enters_it(app_vault, other_vault
         await pilot.click("#mailbox-run")
         await wait_for(pilot, lambda: screen.last_result is not None or screen.last_error is not None, WAIT, "mailbox")
         assert screen.last_error is None, screen.last_error
-        assert screen.last_result.documents_merged == 3 and not screen.last_result.rejected
-        assert "Mailbox: received 3" in status(screen)
+        assert screen.last_result.received == 3 and not screen.last_result.bundles.rejected
+        assert "Synced through the mailbox: received 3" in status(screen)
 
         # Forget it, after a confirmation.
         screen.query_one("#peer-table").focus()

@@ -55,6 +55,6 @@ def cmd_mailbox(args) -> int:
             vault.close()
     for check in report.clock_skews:
         print(check.warning(), file=sys.stderr, flush=True)
-    print(report.summary())
-    return EXIT_SOME_REJECTED if report.rejected else 0
+    print(f"synced through the mailbox {folder}: {report.summary()}")
+    return 0 if report.ok else EXIT_SOME_REJECTED
 

@@ -93,10 +93,9 @@ def _say(line: str) -> None:
 
 
 def warn_clock(report) -> None:
-    """One line on stderr when this device's clock disagrees with the other device's
-    (sync/clock.py); times it records are then shown with a caveat."""
-    check = getattr(report, "clock", None)
-    if check is not None and check.skewed:
+    """One line on stderr for each device whose clock disagrees with this one's, as the sync
+    measured it (sync/clock.py); times it records are then shown with a caveat."""
+    for check in report.clock_skews:
         print(check.warning(), file=sys.stderr, flush=True)
 
 
@@ -234,13 +233,12 @@ def cmd_serve(args) -> int:
         if error is not None:
             print(f"notewell: {error.message}", file=sys.stderr, flush=True)
         else:
-            name = report.peer_name or report.peer_id[:16]
             warn_clock(report)
-            _say(f"synced with {name} ({report.peer_id[:16]}): {report.summary()}")
+            _say(f"synced with {report.peer} ({report.peer_id[:16]}): {report.summary()}")
 
     def live(report) -> None:
         warn_clock(report)
-        _say(f"live with {report.peer_name or report.peer_id[:16]} ({report.peer_id[:16]})")
+        _say(f"live with {report.peer} ({report.peer_id[:16]})")
 
     with _open_for_sync(args, wait_for_workers=True) as (vault, identity):
         stop = threading.Event()
@@ -279,9 +277,8 @@ def cmd_now(args) -> int:
     finally:
         if sys.stderr.isatty():
             print(file=sys.stderr)
-    name = report.peer_name or report.peer_id[:16]
     warn_clock(report)
-    _say(f"synced with {name} ({report.peer_id[:16]}): {report.summary()}")
+    _say(f"synced with {report.peer} ({report.peer_id[:16]}): {report.summary()}")
     return 0 if report.ok else 1
 
 
@@ -293,7 +290,7 @@ def _now_live(args, host: str, port: int) -> int:
 
     def opened(report) -> None:
         warn_clock(report)
-        _say(f"live with {report.peer_name or report.peer_id[:16]} ({report.peer_id[:16]}): {report.summary()}")
+        _say(f"live with {report.peer} ({report.peer_id[:16]}): {report.summary()}")
 
     def exchanged(report) -> None:
         # Counts only, and only when they move.
@@ -310,6 +307,5 @@ def _now_live(args, host: str, port: int) -> int:
         finally:
             for sig, previous in handlers.items():
                 signal.signal(sig, previous)
-    name = report.peer_name or report.peer_id[:16]
-    _say(f"live sync with {name} ({report.peer_id[:16]}) ended: {report.summary()}")
+    _say(f"live sync with {report.peer} ({report.peer_id[:16]}) ended: {report.summary()}")
     return 0 if report.ok else 1

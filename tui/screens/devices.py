@@ -21,7 +21,7 @@ from store.errors import NotewellError
 from sync.addresses import DEFAULT_PAIR_PORT, DEFAULT_SYNC_PORT, BadAddress
 from sync.addresses import parse_address as parse_typed_address
 from tui.screens.base import NotewellModal, NotewellScreen
-from tui.sync_jobs import SyncCancelled, SyncJobs
+from tui.sync_jobs import SyncCancelled, SyncJobs, finished_text
 
 MASK = "········"  # ids and times in test mode, so snapshots do not change from run to run
 
@@ -480,8 +480,7 @@ class DevicesScreen(NotewellScreen[None]):
         if error is not None:
             self._say(f"A device tried to sync: {error.message}", "error")
         elif report is not None:
-            name = report.peer_name or report.peer_id[:16]
-            self._say(f"{name} synced with this device: {report.summary()}.", "done")
+            self._say(f"{report.peer} synced with this device: {report.summary()}", "done")
         self.reload()
 
     def on_sync_jobs_finished(self, message: SyncJobs.Finished) -> None:
@@ -505,18 +504,16 @@ class DevicesScreen(NotewellScreen[None]):
                 f"Stopped: {error.message}" if isinstance(error, SyncCancelled) else f"{error.title}: {error.message}",
                 "error",
             )
-        elif kind in ("sync", "live sync"):
-            self._say(sync_summary(result), "done" if result.ok else "error")
+        elif kind in SyncJobs.SUMMARISED:
+            self._say(finished_text(result), "done" if result.ok else "error")
             address = self._pending_address
-            if address and result.peer_id:
+            if kind != "mailbox" and address and result.peer_id:
                 self.run_store(self._remember, result.peer_id, address, group="devices-remember")
         elif kind == "pairing":
             text = f"Paired with {result.peer.name} ({self._mask(result.peer.short_id)}). You can sync now."
             if result.group_key_replaced:
                 text += " This device now uses the other device's mailbox key; pair again with devices of its old group."
             self._say(text, "done")
-        elif kind == "mailbox":
-            self._say(mailbox_summary(result), "error" if result.rejected else "done")
         self.reload()
 
     async def _remember(self, device_id: str, address: str) -> None:
@@ -524,25 +521,3 @@ class DevicesScreen(NotewellScreen[None]):
         await self.jobs.remember_address(device_id, address)
         self.addresses[device_id] = address
 
-
-def sync_summary(report) -> str:
-    name = report.peer_name or report.peer_id[:16]
-    text = (
-        f"Synced with {name}: received {report.received}, sent {report.sent}, "
-        f"merged {report.merged}, conflicts {report.conflicts}."
-    )
-    if report.conflicts:
-        text += " Notes with a signature conflict are marked for you to resolve."
-    if report.errors:
-        text += " Problems: " + " ".join(report.errors)
-    return text
-
-
-def mailbox_summary(report) -> str:
-    text = (
-        f"Mailbox: received {report.documents_merged} (from {report.bundles_applied} bundles), "
-        f"sent {report.documents_sent}, merged {report.concurrent}, conflicts {report.conflicts}."
-    )
-    if report.rejected:
-        text += f" Rejected {len(report.rejected)}: " + " ".join(f"{r.file}: {r.message}" for r in report.rejected)
-    return text
