@@ -6,9 +6,10 @@ the store thread, and `post`, which hands a message to every open screen. Each j
 its own record-store connection, opened and closed in its thread (`Vault.open_record_store`):
 the store thread stays free and the clinician keeps typing. Only that connection's sync intake
 (`record.replica`, a `RecordReplica`) and the `DeviceIdentity` reach sync/; the screens read and
-change the paired devices through the service too (`devices`, `forget`, `remember_address`). Syncs (now, listening and the mailbox) also get worker processes
-that read documents new to this device (store/prepare_pool.py): started by the first such
-job, stopped on lock and quit.
+change the paired devices and read the clocks through the service too (`devices`, `forget`,
+`remember_address`, `clock_skews`, `time_caveats`). Syncs (now, listening and the mailbox) also
+get worker processes that read documents new to this device (store/prepare_pool.py): started by
+the first such job, stopped on lock and quit.
 
 Screens call the service (attributes and calls go down); the service answers with the
 messages below (messages go up), and each screen handles those it cares about: the Devices
