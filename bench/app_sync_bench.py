@@ -79,7 +79,7 @@ def build_server(path: Path, notes: int, clients: int) -> None:
     vault, _ = Vault.create(path, SERVER_PASSPHRASE, device_name="bench server", settings=SETTINGS, kdf=FAST_KDF)
     try:
         populate(vault, clients=clients, notes=notes, seed=11)
-        ensure_identity(vault.record, vault.device_name)
+        ensure_identity(vault.record.replica, vault.device_name)
     finally:
         vault.close()
     log(f"built server vault: {notes} notes / {clients} clients in {time.perf_counter() - t0:.1f} s")
@@ -88,7 +88,7 @@ def build_server(path: Path, notes: int, clients: int) -> None:
 def make_app_vault(path: Path) -> None:
     vault, _ = Vault.create(path, APP_PASSPHRASE, device_name="bench app", settings=SETTINGS, kdf=FAST_KDF)
     try:
-        ensure_identity(vault.record, vault.device_name)
+        ensure_identity(vault.record.replica, vault.device_name)
     finally:
         vault.close()
 

@@ -50,9 +50,9 @@ def measure(notes: int, edits: int) -> dict:
             shutil.copytree(source, path)
         va, vb = Vault.open(a_path, PASSPHRASE), Vault.open(b_path, PASSPHRASE)
         try:
-            client = SyncSession(va.record, device_id=OFFICE, device_name="office", role="client",
+            client = SyncSession(va.record.replica, device_id=OFFICE, device_name="office", role="client",
                                  peer_device_id=HOME, live=True)
-            server = SyncSession(vb.record, device_id=HOME, device_name="home", role="server",
+            server = SyncSession(vb.record.replica, device_id=HOME, device_name="home", role="server",
                                  peer_device_id=OFFICE)
             client.start()
             to_client = server.start()

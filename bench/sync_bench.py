@@ -83,17 +83,17 @@ def log(msg: str) -> None:
 
 def make_vault(path: Path, name: str) -> Vault:
     vault, _ = Vault.create(path, PASSPHRASE, device_name=name, kdf=FAST_KDF, settings=SETTINGS)
-    ensure_identity(vault.record, name)
+    ensure_identity(vault.record.replica, name)
     return vault
 
 
 def pair(x: Vault, y: Vault) -> None:
     """What a completed pairing stores on both sides."""
-    ix, iy = ensure_identity(x.record, x.device_name), ensure_identity(y.record, y.device_name)
-    key = ensure_group_key(x.record)
-    set_group_key(y.record, key)
-    PeerBook(x.record).add(iy.device_id, iy.name, iy.cert_pem)
-    PeerBook(y.record).add(ix.device_id, ix.name, ix.cert_pem)
+    ix, iy = ensure_identity(x.record.replica, x.device_name), ensure_identity(y.record.replica, y.device_name)
+    key = ensure_group_key(x.record.replica)
+    set_group_key(y.record.replica, key)
+    PeerBook(x.record.replica).add(iy.device_id, iy.name, iy.cert_pem)
+    PeerBook(y.record.replica).add(ix.device_id, ix.name, ix.cert_pem)
 
 
 @contextmanager
@@ -216,10 +216,10 @@ def wait_for_heads(record, doc_id: str, heads: list[bytes], timeout: float = 10.
     deadline = time.monotonic() + timeout
     marker = None
     while time.monotonic() < deadline:
-        now = record.change_marker()
+        now = record.replica.change_marker()
         if now != marker:
             marker = now
-            if sorted(record.stored_doc(doc_id)[1]) == want:
+            if sorted(record.replica.stored_doc(doc_id)[1]) == want:
                 return True
         time.sleep(0.001)
     return False
@@ -259,7 +259,7 @@ def live_figures(a: Vault, b_path: Path, port: int, drafts: list[str], edits: in
     figures: dict = {}
     jitter = random.Random(4)
     b = Vault.open(b_path, PASSPHRASE)  # a second connection to B's file, to see edits land
-    heads_on_a = lambda doc_id: a.record.stored_doc(doc_id)[1]  # noqa: E731
+    heads_on_a = lambda doc_id: a.record.replica.stored_doc(doc_id)[1]  # noqa: E731
     try:
         relay = CountingRelay(port)
         with live_client(a.path, relay.port):
@@ -276,7 +276,7 @@ def live_figures(a: Vault, b_path: Path, port: int, drafts: list[str], edits: in
         store = ThreadPoolExecutor(max_workers=1)  # the app's store thread
         in_store = lambda fn: store.submit(fn).result()  # noqa: E731
         va = in_store(lambda: Vault.open(a.path, PASSPHRASE))
-        identity = in_store(lambda: ensure_identity(va.record, va.device_name))
+        identity = in_store(lambda: ensure_identity(va.record.replica, va.device_name))
         relay, waker, stop, opened = CountingRelay(port), Waker(), threading.Event(), threading.Event()
         outcome: list = []
 
@@ -285,7 +285,7 @@ def live_figures(a: Vault, b_path: Path, port: int, drafts: list[str], edits: in
             # the edits committed by the store thread's, which then wakes the session.
             session_store = va.open_record_store()
             try:
-                outcome.append(live_sync(session_store, identity, "127.0.0.1", relay.port, stop_event=stop,
+                outcome.append(live_sync(session_store.replica, identity, "127.0.0.1", relay.port, stop_event=stop,
                                          waker=waker, on_live=lambda _r: opened.set()))
             except BaseException as e:  # reported below
                 outcome.append(e)
@@ -345,8 +345,8 @@ def draft_note_ids(record, limit: int) -> list[str]:
 def write_docs_file(record, path: Path) -> None:
     """The baseline's input: exactly the documents A holds (u32 length + save() bytes)."""
     with open(path, "wb") as f:
-        for doc_id in sorted(record.doc_heads()):
-            data = record.load_doc(doc_id).save()
+        for doc_id in sorted(record.replica.doc_heads()):
+            data = record.replica.load_doc(doc_id).save()
             f.write(struct.pack(">I", len(data)) + data)
 
 
@@ -358,7 +358,7 @@ def initial_sync(a: Vault, identity, tmp: Path, run: int) -> float:
     b.close()
     with serving(b_path) as port:
         t = time.perf_counter()
-        report = sync_now(a.record, identity, "127.0.0.1", port)
+        report = sync_now(a.record.replica, identity, "127.0.0.1", port)
         elapsed = time.perf_counter() - t
     log(f"initial direct sync run {run + 1}: {elapsed:.3f} s ({report.summary()})")
     return elapsed
@@ -370,8 +370,8 @@ def run_all(args, tmp: Path) -> dict:
     t = time.perf_counter()
     populate(a, clients=args.clients, notes=args.notes, seed=7)
     log(f"setup: {args.notes} notes and {args.clients} clients written on A in {time.perf_counter() - t:.1f} s")
-    identity = ensure_identity(a.record, a.device_name)
-    figures["documents"] = len(a.record.doc_heads())
+    identity = ensure_identity(a.record.replica, a.device_name)
+    figures["documents"] = len(a.record.replica.doc_heads())
     write_docs_file(a.record, tmp / "docs.bin")
 
     # Ours and the baseline alternate, so both see the same load on a shared machine.
@@ -395,7 +395,7 @@ def run_all(args, tmp: Path) -> dict:
         for i in range(args.edits):
             t = time.perf_counter()
             one_char_edit(a.record, drafts[i % len(drafts)])
-            sync_now(a.record, identity, "127.0.0.1", port)
+            sync_now(a.record.replica, identity, "127.0.0.1", port)
             times.append(time.perf_counter() - t)
         figures["edit_median_ms"] = statistics.median(times) * 1000
         log(f"one small edit over a new connection each time, edit to synced: median {figures['edit_median_ms']:.1f} ms "
@@ -409,7 +409,7 @@ def run_all(args, tmp: Path) -> dict:
             by_type[name] = by_type.get(name, 0) + len(frame)
 
         one_char_edit(a.record, drafts[-1])
-        sync_now(a.record, identity, "127.0.0.1", relay.port, frame_tap=tap)
+        sync_now(a.record.replica, identity, "127.0.0.1", relay.port, frame_tap=tap)
         relay.wait()
         figures["edit_wire_bytes"] = relay.up + relay.down
         figures["edit_sync_frame_bytes"] = by_type.get("SYNC", 0)
@@ -423,26 +423,26 @@ def run_all(args, tmp: Path) -> dict:
     # As `notewell sync mailbox` runs it: with worker processes started before the unlock.
     pool = PreparePool()
     pool.wait_ready()
-    c.record.prepare_pool = pool
+    c.record.replica.prepare_pool = pool
     box = tmp / "mailbox"
     box.mkdir()
     t = time.perf_counter()
-    written = sync_mailbox(a.record, identity, box, full=True)
+    written = sync_mailbox(a.record.replica, identity, box, full=True)
     figures["mailbox_export_s"] = time.perf_counter() - t
-    size = (box / written.bundle_written).stat().st_size
+    size = (box / written.bundles.written).stat().st_size
     t = time.perf_counter()
-    got = sync_mailbox(c.record, ensure_identity(c.record, c.device_name), box)
+    got = sync_mailbox(c.record.replica, ensure_identity(c.record.replica, c.device_name), box)
     figures["mailbox_import_s"] = time.perf_counter() - t
-    c.record.prepare_pool = None
-    log(f"mailbox: export of {written.documents_sent} documents {figures['mailbox_export_s']:.3f} s "
+    c.record.replica.prepare_pool = None
+    log(f"mailbox: export of {written.sent} documents {figures['mailbox_export_s']:.3f} s "
         f"(bundle {size / 1024:.0f} KiB), import {figures['mailbox_import_s']:.3f} s "
-        f"({got.documents_merged} merged), total {figures['mailbox_export_s'] + figures['mailbox_import_s']:.3f} s")
+        f"({got.received} received), total {figures['mailbox_export_s'] + figures['mailbox_import_s']:.3f} s")
     # The mailbox's cost of a one-character edit: the edited note travels whole.
     one_char_edit(a.record, draft_note_ids(a.record, 1)[0])
-    edit = sync_mailbox(a.record, identity, box)
-    figures["mailbox_edit_bytes"] = (box / edit.bundle_written).stat().st_size
+    edit = sync_mailbox(a.record.replica, identity, box)
+    figures["mailbox_edit_bytes"] = (box / edit.bundles.written).stat().st_size
     log(f"mailbox bundle for a one-character edit: {figures['mailbox_edit_bytes']} bytes "
-        f"({edit.documents_sent} document)")
+        f"({edit.sent} document)")
     c.close()
     pool.close()
 

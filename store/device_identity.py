@@ -8,8 +8,8 @@ local key/value table (never synced), so it is encrypted at rest with the record
     load_identity(record_store) -> DeviceIdentity | None
     fingerprint(cert_pem_or_der) -> str
 
-`record_store` is anything with `local_get(key) -> bytes | None` and `local_put(key, bytes)`
-(`store.record.RecordStore`). A vault created before identities existed gets one the first
+`record_store` is the record's sync intake (`record.replica`, store/replica.py), which holds
+the device-local table (`local_get`, `local_put`) and the write transactions. A vault created before identities existed gets one the first
 time `ensure_identity` runs on it.
 """
 

@@ -944,7 +944,7 @@ def _check_against_vault(vault: Any, plan: ImportPlan, *, private: bool) -> tupl
     is first touched (the first use of a private store since the vault was made writes to
     it), so its files stay byte for byte as they were."""
     record = vault.record
-    in_record = set(record.doc_heads())
+    in_record = set(record.replica.doc_heads())
     in_private = vault.private.ids() if private else set()
     problems: list[str] = []
     for id_, where in plan.items.items():
@@ -984,14 +984,22 @@ def _capabilities(vault: Any, plan: ImportPlan) -> None:
         name
         for name, needed in (
             ("record.transaction", True),
-            ("record.insert_prepared", plan.count("clients") + plan.count("progress_notes") > 0),
+            ("record.replica.insert_prepared", plan.count("clients") + plan.count("progress_notes") > 0),
         )  # not private.db's: its store is first used only once the file has passed
-        if needed and not hasattr(getattr(vault, name.split(".")[0]), name.split(".")[1])
+        if needed and not _reaches(vault, name)
     ]
     if missing:
         raise ImportFailed(
             "This version of the vault cannot import atomically (" + ", ".join(missing) + "); nothing was imported."
         )
+
+
+def _reaches(obj: Any, dotted: str) -> bool:
+    for part in dotted.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return False
+    return True
 
 
 def _database_errors() -> tuple[type[BaseException], ...]:
@@ -1118,7 +1126,7 @@ def apply_import(
             with record.transaction():
                 for documents in built.documents():
                     current = plan.items.get(documents[0][0], "the record")
-                    record.insert_prepared(
+                    record.replica.insert_prepared(
                         [(doc_id, kind, data, heads) for doc_id, kind, data, heads, _v, _f in documents],
                         [(doc_id, kind, view, fts) for doc_id, kind, _d, _h, view, fts in documents],
                     )

@@ -21,7 +21,7 @@ Why it is safe to have:
   closes, which also happens when the process that started it dies.
 
     with PreparePool() as pool:            # or pool.close() when done
-        record.prepare_pool = pool         # RecordStore.apply_snapshots then uses it
+        record.replica.prepare_pool = pool  # the intake's apply_snapshots then uses it
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ plus appended changes (store/docstore.py), with list and search tables derived f
 one transaction. Signed notes are locked; corrections are signed addenda; a note edited on
 another device while it was being signed shows as a signature conflict until resolved.
 
-The sync-facing methods at the end hand out and take in record documents only.
+Documents from and for other devices pass through the record's sync intake, `self.replica`
+(store/replica.py), which shares this store's connection, documents and transactions.
 """
 
 from __future__ import annotations
@@ -699,67 +700,6 @@ class RecordStore:
     def rebuild_projections(self) -> None:
         with self.transaction():
             rebuild_all(self._conn, self._docs.get, late_entry_hours=self._late_hours())
-
-    # --- the sync intake (store/replica.py) ---------------------------------------
-    # Its code lives in `self.replica`; these names forward to it so that code holding the
-    # record (the app, the command line, tests) reaches it as before. sync/ is given the
-    # replica itself and types it as `RecordReplica`.
-
-    def doc_heads(self) -> dict[str, list[bytes]]:
-        return self.replica.doc_heads()
-
-    def doc_heads_of(self, doc_id: str) -> list[bytes]:
-        return self.replica.doc_heads_of(doc_id)
-
-    def change_marker(self) -> tuple[int, int]:
-        return self.replica.change_marker()
-
-    def is_record_document(self, doc_id: str, doc: Document) -> bool:
-        return self.replica.is_record_document(doc_id, doc)
-
-    def count_conflicts(self, doc_ids) -> int:
-        return self.replica.count_conflicts(doc_ids)
-
-    def add_listener(self, listener) -> None:
-        self.replica.add_listener(listener)
-
-    def remove_listener(self, listener) -> None:
-        self.replica.remove_listener(listener)
-
-    def load_doc(self, doc_id: str) -> Document:
-        return self.replica.load_doc(doc_id)
-
-    def apply_doc(self, doc_id: str, doc: Document) -> bool:
-        return self.replica.apply_doc(doc_id, doc)
-
-    def stored_doc(self, doc_id: str) -> tuple[bytes, list[bytes]]:
-        return self.replica.stored_doc(doc_id)
-
-    def apply_snapshots(self, items, *, batch=None, on_batch=None):
-        return self.replica.apply_snapshots(items, batch=batch, on_batch=on_batch)
-
-    def insert_prepared(self, new_docs, rows) -> None:
-        self.replica.insert_prepared(new_docs, rows)
-
-    def changes_since(self, doc_id: str, heads: list[bytes]) -> list[bytes]:
-        return self.replica.changes_since(doc_id, heads)
-
-    def apply_changes(self, doc_id: str, changes: list[bytes]) -> bool:
-        return self.replica.apply_changes(doc_id, changes)
-
-    def local_get(self, key: str) -> bytes | None:
-        return self.replica.local_get(key)
-
-    def local_put(self, key: str, value: bytes) -> None:
-        self.replica.local_put(key, value)
-
-    @property
-    def prepare_pool(self):
-        return self.replica.prepare_pool
-
-    @prepare_pool.setter
-    def prepare_pool(self, pool) -> None:
-        self.replica.prepare_pool = pool
 
 
 def _concurrent_edits_text(signed: ProgressNote, merged: ProgressNote) -> str:

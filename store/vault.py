@@ -310,7 +310,7 @@ class Vault:
             from store.record import RecordStore
 
             save_identity(
-                RecordStore(conns[0], device_id=identity.device_id, settings=lambda: settings), identity
+                RecordStore(conns[0], device_id=identity.device_id, settings=lambda: settings).replica, identity
             )
             AuditLog(conns[0], bytes(audit_key)).append(Event.VAULT_CREATED, device_name=device_name)
             with WriteTransactions(conns[0]):
@@ -406,11 +406,11 @@ class Vault:
             self._vf = again
         vf = self._vf
         if vf.authenticated:
-            identity = load_identity(self.record)
+            identity = load_identity(self.record.replica)
             if identity is None or identity.device_id != vf.device_id:
                 raise DamagedVault(_OTHER_DEVICE)
             if identity.name != vf.device_name:
-                ensure_identity(self.record, vf.device_name)
+                ensure_identity(self.record.replica, vf.device_name)
             if reached is None:
                 # A crash between the upgrade's rename and its commit; or a create's.
                 with WriteTransactions(conn):
@@ -429,7 +429,7 @@ class Vault:
         the certificate is the one sync knows), write the authenticated format, and say so
         in the audit trail. If the file cannot be written now, the next unlock tries again."""
         old = self._vf
-        identity = ensure_identity(self.record, old.device_name)
+        identity = ensure_identity(self.record.replica, old.device_name)
         new = dataclasses.replace(
             old, format_version=vaultfile.FORMAT_VERSION, device_id=identity.device_id,
             mac=None, signed_fields=None,
@@ -523,9 +523,9 @@ class Vault:
     @property
     def identity(self) -> DeviceIdentity:
         """This device's key pair and certificate, for pairing and sync."""
-        identity = load_identity(self.record)
+        identity = load_identity(self.record.replica)
         if identity is None:
-            identity = ensure_identity(self.record, self.device_name)
+            identity = ensure_identity(self.record.replica, self.device_name)
         return identity
 
     @classmethod
@@ -784,7 +784,7 @@ class Vault:
             ]
         if not on_disk.mac_matches(self._file_key):
             return [f"{vaultfile.FILE_NAME}: {_ALTERED}"]
-        identity = load_identity(self.record)
+        identity = load_identity(self.record.replica)
         if identity is None or identity.device_id != on_disk.device_id:
             return [f"{vaultfile.FILE_NAME}: {_OTHER_DEVICE}"]
         return []

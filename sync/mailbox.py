@@ -3,7 +3,8 @@
 One run (`Mailbox.run`) first merges every other paired device's bundles found in the folder,
 then writes one bundle of the documents that changed here since this device's last bundle
 (including what it just merged, so a device relays for peers that are not paired with each
-other). The format is in sync/bundle.py and docs/mailbox-format.md.
+other). The format is in sync/bundle.py and docs/mailbox-format.md. A run returns the same
+`SyncReport` as a direct sync (sync/report.py), with what it did with the bundles in `bundles`.
 
 Each bundle entry is a whole document (`Document.save()`), not a list of changes: any bundle can
 be applied alone, in any order, after any gap, and a merge only ever adds. Measured on the pinned
@@ -24,7 +25,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from automerge.core import Document
@@ -35,6 +36,7 @@ from store.errors import NotewellError, VaultError
 from store.write_access import translate
 from sync import bundle as fmt
 from sync import clock as clocks
+from sync.report import BundleCounts, Rejection, SyncReport
 
 # Named like the other sync keys (sync.peers.v1, sync.group_key.v1).
 SEQ_KEY = "sync.mailbox.seq.v1"
@@ -116,65 +118,15 @@ class Sender:
     name: str = ""
 
 
-@dataclass(frozen=True)
-class Rejection:
-    file: str
-    reason: str  # a BundleRejected.reason: truncated, tampered, foreign, revoked, replayed, ...
-    message: str
+def _report(folder: Path) -> SyncReport:
+    return SyncReport(bundles=BundleCounts(folder=str(folder)))
 
 
-@dataclass
-class MailboxReport:
-    folder: str
-    bundle_written: str | None = None
-    documents_sent: int = 0
-    bundles_read: int = 0  # other devices' bundles examined this run
-    bundles_applied: int = 0
-    bundles_already_applied: int = 0
-    documents_merged: int = 0  # documents that changed here
-    concurrent: int = 0  # of those, documents edited here too since the sender's copy (a real merge)
-    conflicts: int = 0  # signature conflicts among the documents that changed here
-    senders: dict[str, int] = field(default_factory=dict)  # device id -> documents merged from it
-    rejected: list[Rejection] = field(default_factory=list)
-    changed_ids: set[str] = field(default_factory=set, repr=False)
-    # Sender id -> (its latest bundle's time in ms, what that time says about its clock).
-    clock_checks: dict[str, tuple[int, clocks.ClockCheck]] = field(default_factory=dict, repr=False)
-
-    @property
-    def clock_skews(self) -> list[clocks.ClockCheck]:
-        """Senders whose bundles came from this device's future (their clock is ahead)."""
-        return [check for _ms, check in self.clock_checks.values() if check.skewed]
-
-    def to_sync_report(self):
-        """The same counts as a direct sync reports them, for the app's summary."""
-        from sync.report import SyncReport
-
-        return SyncReport(
-            received=self.documents_merged,
-            sent=self.documents_sent,
-            merged=self.concurrent,
-            conflicts=self.conflicts,
-            errors=[f"{r.file}: {r.message}" for r in self.rejected],
-            clock=max(self.clock_skews, key=lambda c: abs(c.offset_seconds), default=None),
-        )
-
-    def summary(self) -> str:
-        lines = [
-            f"Bundles read: {self.bundles_read} "
-            f"(applied {self.bundles_applied}, already applied {self.bundles_already_applied}, "
-            f"rejected {len(self.rejected)})",
-            f"Documents merged: {self.documents_merged} "
-            f"(edited on both sides {self.concurrent}, signature conflicts {self.conflicts})",
-        ]
-        if self.bundle_written:
-            lines.append(f"Bundle written: {self.bundle_written} ({self.documents_sent} documents)")
-        else:
-            lines.append("Bundle written: none (nothing changed since this device's last bundle)")
-        for r in self.rejected:
-            lines.append(f"Rejected {r.file}: {r.reason}: {r.message}")
-        return "\n".join(lines)
-
-
+def _bundles(report: SyncReport, folder: Path) -> BundleCounts:
+    # A report handed in without its mailbox part (a caller's own SyncReport) gains one.
+    if report.bundles is None:
+        report.bundles = BundleCounts(folder=str(folder))
+    return report.bundles
 
 
 def _hex_heads(heads: list[bytes]) -> list[str]:
@@ -223,9 +175,9 @@ class Mailbox:
 
     # --- the command ------------------------------------------------------------------
 
-    def run(self, folder: Path, *, full: bool = False, on_progress: ProgressCallback | None = None) -> MailboxReport:
+    def run(self, folder: Path, *, full: bool = False, on_progress: ProgressCallback | None = None) -> SyncReport:
         folder = self._check_folder(folder)
-        report = MailboxReport(folder=str(folder))
+        report = _report(folder)
         self.import_folder(folder, report, on_progress=on_progress)
         self.export(folder, report, full=full)
         return report
@@ -233,10 +185,10 @@ class Mailbox:
     # --- import -----------------------------------------------------------------------
 
     def import_folder(
-        self, folder: Path, report: MailboxReport | None = None, *, on_progress: ProgressCallback | None = None
-    ) -> MailboxReport:
+        self, folder: Path, report: SyncReport | None = None, *, on_progress: ProgressCallback | None = None
+    ) -> SyncReport:
         folder = self._check_folder(folder)
-        report = report or MailboxReport(folder=str(folder))
+        report = report or _report(folder)
         candidates = sorted(p for p in _list(folder) if p.name.endswith(fmt.SUFFIX) and p.is_file())
         # A device's own bundles are recognised by name first, so they are not even read.
         own_prefix = self.device_id[:16] + "-"
@@ -250,31 +202,32 @@ class Mailbox:
             clocks.remember(self.store, check)
         return report
 
-    def import_file(self, path: Path, report: MailboxReport) -> None:
+    def import_file(self, path: Path, report: SyncReport) -> None:
         """Apply one bundle file, or record why not. Never raises for a bad bundle."""
-        report.bundles_read += 1
+        bundles = _bundles(report, path.parent)
+        bundles.read += 1
         try:
             data = self._read(path)
             header = fmt.read_header(data)
             if header.sender_id == self.device_id:
-                report.bundles_read -= 1  # our own bundle under another name: nothing to learn
+                bundles.read -= 1  # our own bundle under another name: nothing to learn
                 return
             outcome = self._import_verified(path.name, data, header)
         except fmt.BundleRejected as e:
-            report.rejected.append(Rejection(path.name, e.reason, e.message))
+            bundles.rejected.append(Rejection(path.name, e.reason, e.message))
             return
         self._compare_clock(header, report)
         if outcome is None:
-            report.bundles_already_applied += 1
+            bundles.already_applied += 1
         else:
             changed, concurrent = outcome
-            report.bundles_applied += 1
-            report.documents_merged += len(changed)
-            report.concurrent += len(concurrent)
+            bundles.applied += 1
+            report.received += len(changed)
+            report.merged += len(concurrent)
             report.changed_ids.update(changed)
-            report.senders[header.sender_id] = report.senders.get(header.sender_id, 0) + len(changed)
+            bundles.senders[header.sender_id] = bundles.senders.get(header.sender_id, 0) + len(changed)
 
-    def _compare_clock(self, header: fmt.BundleHeader, report: MailboxReport) -> None:
+    def _compare_clock(self, header: fmt.BundleHeader, report: SyncReport) -> None:
         """What the (verified, signed) time of a sender's latest bundle says about its clock."""
         sender = self.lookup_sender(header.sender_id)
         name = (sender.name if sender is not None else "") or header.sender_id[:16]
@@ -390,10 +343,10 @@ class Mailbox:
 
     # --- export -----------------------------------------------------------------------
 
-    def export(self, folder: Path, report: MailboxReport | None = None, *, full: bool = False) -> MailboxReport:
+    def export(self, folder: Path, report: SyncReport | None = None, *, full: bool = False) -> SyncReport:
         """Write one bundle of what changed since this device's last bundle (all if `full`)."""
         folder = self._check_folder(folder)
-        report = report or MailboxReport(folder=str(folder))
+        report = report or _report(folder)
         raw = self.store.local_get(EXPORTED_KEY)
         exported: dict[str, list[str]] = json.loads(raw) if raw else {}
         heads = self.store.doc_heads()
@@ -420,8 +373,8 @@ class Mailbox:
         self.store.local_put(SEQ_KEY, str(seq).encode())
         exported.update(new_heads)
         self.store.local_put(EXPORTED_KEY, json.dumps(exported, sort_keys=True).encode())
-        report.bundle_written = name
-        report.documents_sent = len(entries)
+        _bundles(report, folder).written = name
+        report.sent = len(entries)
         return report
 
     def _remove_stale_temp_files(self, folder: Path) -> None:
@@ -499,7 +452,7 @@ def sync_mailbox(
     *,
     full: bool = False,
     on_progress: ProgressCallback | None = None,
-) -> MailboxReport:
+) -> SyncReport:
     """`notewell sync mailbox DIR`: merge the paired devices' bundles in DIR, then write ours.
 
     `identity` is this device's `store.device_identity.DeviceIdentity`. Senders are looked up in
@@ -527,9 +480,9 @@ def sync_mailbox(
         lookup_sender=lookup,
     )
     report = mailbox.run(folder, full=full, on_progress=on_progress)
-    for device_id, merged in sorted(report.senders.items()):
+    for device_id, merged in sorted(_bundles(report, folder).senders.items()):
         book.record_sync(
-            device_id, ok=True, summary=f"mailbox: {merged} documents merged", transport="mailbox",
+            device_id, ok=True, summary=f"mailbox: received {merged}", transport="mailbox",
             received=merged,
         )
     return report

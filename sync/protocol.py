@@ -2,7 +2,7 @@
 
 `SyncSession` runs one sync between this device and one authenticated peer over any reliable
 byte stream (`sync.direct` gives it TLS). It only touches record documents through the
-`RecordStore` sync API: `doc_heads()`, `load_doc(id)`, `apply_doc(id, doc)`, `stored_doc(id)`,
+record's sync intake (`RecordReplica`, store/replica.py): `doc_heads()`, `load_doc(id)`, `apply_doc(id, doc)`, `stored_doc(id)`,
 `apply_snapshots(items, batch=, on_batch=)` and, live, `change_marker()`.
 
 Conversation (docs/sync-protocol.md has the byte layout):

@@ -257,3 +257,38 @@ def test_sync_probes_no_store_object_with_getattr(path: Path):
               if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in ("getattr", "hasattr")]
     assert probes == [], f"{path.name} probes with getattr/hasattr at lines {probes}"
 
+
+
+# The record keeps the clinician's operations; the sync intake is `record.replica` alone.
+# Both share the write transactions and the audit log, so those two names are on both.
+SHARED_WITH_THE_INTAKE = {"transaction", "audit"}
+
+
+def _intake_names() -> set[str]:
+    """What sync/ is declared to use, and every other public name of the intake itself."""
+    from store.replica import RecordReplica, Replica
+
+    declared = set(RecordReplica.__annotations__)
+    for cls in (RecordReplica, Replica):
+        declared |= {name for name, value in vars(cls).items() if callable(value) and not name.startswith("_")}
+    return declared - SHARED_WITH_THE_INTAKE
+
+
+def test_the_intake_declares_what_sync_uses():
+    assert {"doc_heads", "apply_doc", "apply_snapshots", "insert_prepared", "local_get", "add_listener",
+            "prepare_pool"} <= _intake_names()
+
+
+def test_the_record_store_exposes_none_of_the_intake_names(tmp_path: Path):
+    from store.record import RecordStore
+    from store.vault import KdfParams, Vault
+
+    exposed = sorted(name for name in _intake_names() if hasattr(RecordStore, name))
+    assert exposed == [], f"RecordStore still exposes the intake's {exposed}; use record.replica"
+    vault, _ = Vault.create(tmp_path / "v", "synthetic passphrase", device_name="desk",
+                            kdf=KdfParams(memory_kib=8192, time_cost=1, parallelism=1))
+    try:
+        assert [name for name in _intake_names() if hasattr(vault.record, name)] == []
+        assert all(hasattr(vault.record.replica, name) for name in _intake_names())
+    finally:
+        vault.close()

@@ -4,10 +4,12 @@
 workers that outlive any screen, so leaving the Devices screen does not cut a sync short),
 the store thread, and `post`, which hands a message to every open screen. Each job works on
 its own record-store connection, opened and closed in its thread (`Vault.open_record_store`):
-the store thread stays free and the clinician keeps typing. Only a `RecordStore` and the
-`DeviceIdentity` reach sync/. Syncs (now, listening and the mailbox) also get worker processes
-that read documents new to this device (store/prepare_pool.py): started by the first such
-job, stopped on lock and quit.
+the store thread stays free and the clinician keeps typing. Only that connection's sync intake
+(`record.replica`, a `RecordReplica`) and the `DeviceIdentity` reach sync/; the screens read and
+change the paired devices and read the clocks through the service too (`devices`, `forget`,
+`remember_address`, `clock_skews`, `time_caveats`). Syncs (now, listening and the mailbox) also
+get worker processes that read documents new to this device (store/prepare_pool.py): started by
+the first such job, stopped on lock and quit.
 
 Screens call the service (attributes and calls go down); the service answers with the
 messages below (messages go up), and each screen handles those it cares about: the Devices
@@ -41,10 +43,11 @@ from store.errors import NotewellError
 if TYPE_CHECKING:
     from store.device_identity import DeviceIdentity
     from store.prepare_pool import PreparePool
-    from store.record import RecordStore
+    from store.replica import RecordReplica
     from store.vault import Vault
-    from sync.mailbox import MailboxReport
+    from sync.clock import ClockCheck
     from sync.pairing import PairingResult
+    from sync.peers import Peer
     from sync.report import SyncReport
     from tui.storeworker import StoreWorker
 
@@ -98,7 +101,7 @@ class SyncJobs:
         """A job ended: `result` is its report (None after an error), or `error` says why."""
 
         kind: str  # "sync", "live sync", "pairing", "mailbox" or "listen"
-        result: SyncReport | MailboxReport | PairingResult | None
+        result: SyncReport | PairingResult | None  # the same SyncReport from either transport
         error: NotewellError | None
 
     @dataclass(eq=False)
@@ -173,6 +176,46 @@ class SyncJobs:
         """Tell every screen that these documents of the record changed (none: any may have)."""
         self._post(SyncJobs.RecordChanged(frozenset(doc_ids)))
 
+    # --- the paired devices and the clocks (read and changed on the store thread) -------
+    # Screens ask the service; it hands sync/'s own modules (sync/peers.py, sync/clock.py)
+    # the record's sync intake, so no screen reaches into the intake.
+
+    async def devices(self) -> tuple[list[Peer], dict[str, str], str | None]:
+        """The paired devices, the address each was last reached at, and the last one used."""
+        from sync.peers import PeerBook
+
+        def read(vault: Vault) -> tuple[list[Peer], dict[str, str], str | None]:
+            book = PeerBook(vault.record.replica)
+            return book.all(), book.addresses(), book.last_address()
+
+        return await self._store.call(read)
+
+    async def forget(self, device_id: str) -> Peer:
+        """Revoke a paired device (it can no longer sync with this one)."""
+        from sync.peers import PeerBook
+
+        return await self._store.call(lambda v: PeerBook(v.record.replica).forget(device_id))
+
+    async def remember_address(self, device_id: str, address: str) -> None:
+        """The address `device_id` was reached at, offered for the next sync."""
+        from sync.peers import PeerBook
+
+        await self._store.call(lambda v: PeerBook(v.record.replica).remember_address(device_id, address))
+
+    async def clock_skews(self) -> list[ClockCheck]:
+        """The paired devices whose clocks disagree with this one's (sync/clock.py)."""
+        from sync.clock import current_skews
+
+        return await self._store.call(lambda v: current_skews(v.record.replica))
+
+    @staticmethod
+    def time_caveats(vault: Vault) -> dict[str, str]:
+        """For a read already on the store thread (the note editor's): device id -> the caveat
+        for times written by that device, whose clock disagrees with this one's."""
+        from sync.clock import time_caveats
+
+        return time_caveats(vault.record.replica, vault.device_id)
+
     # --- running a job in a thread --------------------------------------------------
 
     def _prepare_pool(self) -> PreparePool:
@@ -187,7 +230,7 @@ class SyncJobs:
                 self._pool = PreparePool(caller_helps=False)
             return self._pool
 
-    def _start(self, kind: str, body: Callable[[RecordStore], Any], *, group: str = "sync",
+    def _start(self, kind: str, body: Callable[[RecordReplica], Any], *, group: str = "sync",
                uses_workers: bool = False) -> bool:
         if group == "sync":
             if self.busy is not None:
@@ -201,13 +244,13 @@ class SyncJobs:
 
         def run() -> None:
             try:
-                store = vault.open_record_store()
+                record = vault.open_record_store()
                 try:
                     if uses_workers:
-                        store.prepare_pool = self._prepare_pool()
-                    result = body(store)
+                        record.replica.prepare_pool = self._prepare_pool()
+                    result = body(record.replica)
                 finally:
-                    vault.close_record_store(store)
+                    vault.close_record_store(record)
             except NotewellError as e:
                 self._from_thread(self._finished, kind, None, e, group)
             except BaseException as e:  # pyo3 panics are BaseExceptions: still one sentence
@@ -249,10 +292,8 @@ class SyncJobs:
             if error is not None and not isinstance(error, SyncCancelled):
                 self._app.notify(f"{error.title}: {error.message}", severity="error", timeout=10)
             elif result is not None and kind in self.SUMMARISED:
-                self._app.notify(f"Sync finished: {result.summary()}")
-        if kind in ("sync", "live sync") and result is not None and result.received:
-            self.record_changed(frozenset(result.changed_ids))
-        elif kind == "mailbox" and result is not None and result.documents_merged:
+                self._app.notify(finished_text(result))
+        if kind in self.SUMMARISED and result is not None and result.received:
             self.record_changed(frozenset(result.changed_ids))
 
     def _progress(self, label: str) -> Callable[[int, int], None]:
@@ -303,7 +344,7 @@ class SyncJobs:
         def on_exchange(report: SyncReport) -> None:
             self._from_thread(self._live_exchanged, report.received, report.sent, report.take_live_changes())
 
-        def body(store: RecordStore) -> SyncReport:
+        def body(store: RecordReplica) -> SyncReport:
             # The live loop wakes on each commit here and pushes just the ids it wrote.
             waker = Waker()
             try:
@@ -414,6 +455,13 @@ class SyncJobs:
         if pool is not None:
             await asyncio.to_thread(pool.close)
         return stopped
+
+
+def finished_text(report: SyncReport) -> str:
+    """A finished sync, either transport, as the app says it (the Devices screen, or a
+    notification when no Devices screen is open): its one summary (sync/report.py)."""
+    where = "through the mailbox" if report.bundles is not None else f"with {report.peer}"
+    return f"Synced {where}: {report.summary()}"
 
 
 class _HasSyncJobs(Protocol):

@@ -27,15 +27,15 @@ def unforkable_history(record, note_id: str, key: str, *, max_rounds: int = 64) 
     opens the note now stands on heads that fork_at cannot reach once `edit_concurrently`
     has brought the other device's next edit.
     """
-    record.set_section(note_id, key, section_text(record.load_doc(note_id), key) + " So")
-    other = record.load_doc(note_id)
+    record.set_section(note_id, key, section_text(record.replica.load_doc(note_id), key) + " So")
+    other = record.replica.load_doc(note_id)
     other.set_actor(OTHER_DEVICE)
     for n in range(max_rounds):
-        other.merge(record.load_doc(note_id))
+        other.merge(record.replica.load_doc(note_id))
         splice_section(other, key, f"Office note {n}. " + section_text(other, key))
-        record.apply_doc(note_id, other)  # as a sync merges it
-        record.set_section(note_id, key, section_text(record.load_doc(note_id), key) + f" {n}.")
-        doc = record.load_doc(note_id)
+        record.replica.apply_doc(note_id, other)  # as a sync merges it
+        record.set_section(note_id, key, section_text(record.replica.load_doc(note_id), key) + f" {n}.")
+        doc = record.replica.load_doc(note_id)
         (head,) = doc.get_heads()
         changes = {c.hash: c for c in doc.get_changes([])}
         last = changes[head]
@@ -48,4 +48,4 @@ def unforkable_history(record, note_id: str, key: str, *, max_rounds: int = 64) 
 def edit_concurrently(record, other: Document, note_id: str, key: str) -> None:
     """The other device, not having this device's last edit, writes once more; synced in."""
     splice_section(other, key, "Also from the office. " + section_text(other, key))
-    record.apply_doc(note_id, other)
+    record.replica.apply_doc(note_id, other)

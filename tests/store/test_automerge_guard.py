@@ -18,7 +18,7 @@ def unforkable(device: Device):
     other = unforkable_history(device.store, "n1", "data")
     opened_at = device.store.draft_heads("n1")
     edit_concurrently(device.store, other, "n1", "data")
-    return device.store.load_doc("n1"), opened_at
+    return device.store.replica.load_doc("n1"), opened_at
 
 
 def test_a_real_panic_is_a_base_exception_the_guard_recognises(unforkable) -> None:

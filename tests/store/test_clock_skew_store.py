@@ -36,8 +36,8 @@ def fast_and_slow(tmp_path):
 
 
 def copy_record(source: Vault, target: Vault) -> None:
-    for doc_id in source.record.doc_heads():
-        target.record.apply_doc(doc_id, source.record.load_doc(doc_id))
+    for doc_id in source.record.replica.doc_heads():
+        target.record.replica.apply_doc(doc_id, source.record.replica.load_doc(doc_id))
 
 
 def signed_on_fast(fast: Vault, slow: Vault) -> str:

@@ -375,10 +375,10 @@ def test_unresolved_signature_conflict_exports_what_was_signed(vault, tmp_path):
     other, _ = Vault.create(tmp_path / "other", PASSPHRASE, device_name="other", kdf=KDF, settings=SETTINGS)
     try:
         for doc_id in ("c1", "n3"):
-            other.record.apply_doc(doc_id, vault.record.load_doc(doc_id))
+            other.record.replica.apply_doc(doc_id, vault.record.replica.load_doc(doc_id))
         other.record.set_section("n3", "plan", "EDITED-ELSEWHERE plan")
         vault.record.sign_note("n3")
-        vault.record.apply_doc("n3", other.record.load_doc("n3"))
+        vault.record.replica.apply_doc("n3", other.record.replica.load_doc("n3"))
     finally:
         other.close()
     assert vault.record.get_note("n3").sections["plan"] == "EDITED-ELSEWHERE plan"

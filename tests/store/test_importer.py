@@ -350,7 +350,7 @@ def state(vault) -> dict:
         "notes": notes,
         "process": process,
         "process_count": private.count(),
-        "heads": {k: sorted(v) for k, v in record.doc_heads().items()},
+        "heads": {k: sorted(v) for k, v in record.replica.doc_heads().items()},
     }
 
 

@@ -48,7 +48,7 @@ def vaults(tmp_path):
 def snapshot(vault) -> dict:
     record = vault.record
     return {
-        "heads": {k: sorted(v) for k, v in record.doc_heads().items()},
+        "heads": {k: sorted(v) for k, v in record.replica.doc_heads().items()},
         "notes": [r for r in record.list_notes()],
         "process": vault.private.count(),
     }
@@ -125,7 +125,7 @@ def test_a_new_document_with_an_implausible_date_is_refused(vaults):
     doc = extreme_doc(b)
     before = snapshot(a)
     with pytest.raises(ForeignDocument) as info:
-        a.record.apply_doc("note-far", doc)
+        a.record.replica.apply_doc("note-far", doc)
     assert "plausible" in info.value.message and "nothing was changed" in info.value.message
     assert snapshot(a) == before
 
@@ -133,29 +133,29 @@ def test_a_new_document_with_an_implausible_date_is_refused(vaults):
 def test_a_whole_document_with_an_implausible_date_is_refused_in_bulk(vaults):
     a, b = vaults
     b.record.create_note(draft("note-ok"))
-    good, _heads = b.record.stored_doc("note-ok")
+    good, _heads = b.record.replica.stored_doc("note-ok")
     bad = extreme_doc(b).save()
-    applied, refused = a.record.apply_snapshots([("note-far", bad), ("note-ok", good)])
+    applied, refused = a.record.replica.apply_snapshots([("note-far", bad), ("note-ok", good)])
     assert set(applied) == {"note-ok"}
     assert set(refused) == {"note-far"} and "plausible" in refused["note-far"].message
-    assert "note-far" not in a.record.doc_heads()
+    assert "note-far" not in a.record.replica.doc_heads()
 
 
 def test_an_edit_to_an_implausible_date_is_refused_and_the_note_kept(vaults):
     a, b = vaults
     a.record.create_note(draft("note-1"))
-    b.record.apply_doc("note-1", a.record.load_doc("note-1"))
-    theirs = b.record.load_doc("note-1")
+    b.record.replica.apply_doc("note-1", a.record.replica.load_doc("note-1"))
+    theirs = b.record.replica.load_doc("note-1")
     far = SessionFacts(date_of_service=date(2026, 10, 5)).model_copy(update={"date_of_service": FAR})
     assert D.apply_facts(theirs, far)
     before = snapshot(a)
     with pytest.raises(ForeignDocument):
-        a.record.apply_doc("note-1", theirs)
+        a.record.replica.apply_doc("note-1", theirs)
     assert snapshot(a) == before
     # Through the bundle path (raw changes) too.
-    changes = [c.bytes for c in theirs.get_changes(a.record.doc_heads()["note-1"])]
+    changes = [c.bytes for c in theirs.get_changes(a.record.replica.doc_heads()["note-1"])]
     with pytest.raises(ForeignDocument):
-        a.record.apply_changes("note-1", changes)
+        a.record.replica.apply_changes("note-1", changes)
     assert snapshot(a) == before
 
 
@@ -171,10 +171,10 @@ def test_an_older_vault_with_an_extreme_date_still_reads_and_merges(vaults):
     assert overdue(record, datetime.now(timezone.utc)) is not None
     assert record.check() == []
     # A plausible edit from another device (which holds the same old note) still merges into it.
-    store_as_an_older_vault_would(b, "note-far", record.load_doc("note-far"))
-    theirs = b.record.load_doc("note-far")
+    store_as_an_older_vault_would(b, "note-far", record.replica.load_doc("note-far"))
+    theirs = b.record.replica.load_doc("note-far")
     D.splice_section(theirs, "plan", "Meet next week.")
-    assert record.apply_doc("note-far", theirs)
+    assert record.replica.apply_doc("note-far", theirs)
     assert record.get_note("note-far").sections["plan"] == "Meet next week."
 
 

@@ -33,7 +33,7 @@ def items(tmp_path_factory):
                             settings=ClinicianSettings(clinician_name="Dr. Pool Example", credentials="LCSW"))
     try:
         populate(vault, clients=6, notes=140, seed=11)
-        got = [(doc_id, vault.record.stored_doc(doc_id)[0]) for doc_id in sorted(vault.record.doc_heads())]
+        got = [(doc_id, vault.record.replica.stored_doc(doc_id)[0]) for doc_id in sorted(vault.record.replica.doc_heads())]
     finally:
         vault.close()
     some_doc = got[3][1]
@@ -186,9 +186,9 @@ def test_apply_snapshots_with_a_pool_stores_the_same_rows(items, tmp_path):
         stores[name] = vault
         pool = PreparePool(workers=workers) if workers else None
         try:
-            vault.record.prepare_pool = pool
+            vault.record.replica.prepare_pool = pool
             done: list[int] = []
-            applied, refused = vault.record.apply_snapshots(items, batch=40, on_batch=done.append)
+            applied, refused = vault.record.replica.apply_snapshots(items, batch=40, on_batch=done.append)
         finally:
             if pool is not None:
                 pool.close()
@@ -198,7 +198,7 @@ def test_apply_snapshots_with_a_pool_stores_the_same_rows(items, tmp_path):
         assert vault.record.check() == []
     try:
         alone, pooled = stores["alone"].record, stores["pooled"].record
-        assert pooled.doc_heads() == alone.doc_heads()
+        assert pooled.replica.doc_heads() == alone.replica.doc_heads()
         assert pooled.list_clients() == alone.list_clients()
         assert pooled.list_notes() == alone.list_notes()
         assert pooled.search("synthetic") == alone.search("synthetic")
@@ -214,19 +214,19 @@ def test_a_callback_that_stops_keeps_the_batches_already_stored(items, tmp_path)
     vault, _ = Vault.create(tmp_path / "v", VAULT_PASSPHRASE, device_name="v", kdf=FAST_KDF)
     try:
         with PreparePool(workers=1) as pool:
-            vault.record.prepare_pool = pool
+            vault.record.replica.prepare_pool = pool
 
             def stop_after_two(done: int) -> None:
                 if done >= 60:
                     raise Stop
 
             with pytest.raises(Stop):
-                vault.record.apply_snapshots(items, batch=30, on_batch=stop_after_two)
-            stored = len(vault.record.doc_heads())
+                vault.record.replica.apply_snapshots(items, batch=30, on_batch=stop_after_two)
+            stored = len(vault.record.replica.doc_heads())
             assert stored == 60  # two batches of 30 (the refused two come later)
             assert vault.record.check() == []
             # The next sync brings the rest.
-            applied, refused = vault.record.apply_snapshots(items, batch=30)
-            assert len(vault.record.doc_heads()) == len(items) - 2 and vault.record.check() == []
+            applied, refused = vault.record.replica.apply_snapshots(items, batch=30)
+            assert len(vault.record.replica.doc_heads()) == len(items) - 2 and vault.record.check() == []
     finally:
         vault.close()

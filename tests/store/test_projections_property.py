@@ -126,16 +126,16 @@ def _run(store: RecordStore, program: list[tuple]) -> None:
             elif kind == "fork_section":
                 # Another device edits its copy (even of a signed note), then we merge it.
                 nid = notes[op[1] % len(notes)]
-                fork = store.load_doc(nid)
+                fork = store.replica.load_doc(nid)
                 keys = FORMAT_SECTIONS[store.get_note(nid).format]
                 splice_section(fork, keys[op[2] % len(keys)], op[3])
-                store.apply_doc(nid, fork)
+                store.replica.apply_doc(nid, fork)
             elif kind == "fork_facts":
                 nid = notes[op[1] % len(notes)]
-                fork = store.load_doc(nid)
+                fork = store.replica.load_doc(nid)
                 on = store.get_note(nid).facts.date_of_service
                 apply_facts(fork, _facts(on, op[2], True))
-                store.apply_doc(nid, fork)
+                store.replica.apply_doc(nid, fork)
         except NotewellError:
             pass  # refused operations must change nothing; the check below sees to it
         assert store.check() == [], op[0]
@@ -160,7 +160,7 @@ def test_projections_always_match_documents(program: list[tuple]) -> None:
                 ("sign", 0),
             ]
             _run(store, start + program)
-            before = {doc_id: store.get_note(doc_id) for doc_id in store.doc_heads() if doc_id.startswith("n")}
+            before = {doc_id: store.get_note(doc_id) for doc_id in store.replica.doc_heads() if doc_id.startswith("n")}
         finally:
             conn.close()
         # What was persisted is what was in memory.

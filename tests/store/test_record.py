@@ -193,20 +193,20 @@ def test_sign_refuses_incomplete_note_and_unknown_signer(device: Device) -> None
     store.create_client(a_client())
     incomplete = complete_note().model_copy(update={"sections": {"data": "", "assessment": "", "plan": ""}})
     store.create_note(incomplete)
-    heads = store.doc_heads()["n1"]
+    heads = store.replica.doc_heads()["n1"]
     with pytest.raises(ComplianceIncomplete) as err:
         store.sign_note("n1")
     assert err.value.missing
-    assert store.doc_heads()["n1"] == heads
+    assert store.replica.doc_heads()["n1"] == heads
 
     store.set_section("n1", "data", complete_note().sections["data"])
     store.set_section("n1", "assessment", complete_note().sections["assessment"])
     store.set_section("n1", "plan", complete_note().sections["plan"])
     device.settings.value = ClinicianSettings(clinician_name="", credentials="")
-    heads = store.doc_heads()["n1"]
+    heads = store.replica.doc_heads()["n1"]
     with pytest.raises(SignerUnknown):
         store.sign_note("n1")
-    assert store.doc_heads()["n1"] == heads
+    assert store.replica.doc_heads()["n1"] == heads
     assert store.get_note("n1").status == NoteStatus.DRAFT
 
 
@@ -218,14 +218,14 @@ def test_signed_note_refuses_edits_and_changes_nothing(device: Device) -> None:
     sig = signed.signature
     assert sig.signer == "Dr Test Clinician" and sig.credentials == "PhD" and sig.device_id == "device-a"
     assert sig.signed_at.tzinfo is not None and sig.heads
-    heads = store.doc_heads()["n1"]
+    heads = store.replica.doc_heads()["n1"]
     with pytest.raises(SignedNoteLocked):
         store.set_section("n1", "plan", "changed after signing")
     with pytest.raises(SignedNoteLocked):
         store.update_facts("n1", signed.facts.model_copy(update={"phq9": 20}))
     with pytest.raises(SignedNoteLocked):
         store.sign_note("n1")
-    assert store.doc_heads()["n1"] == heads
+    assert store.replica.doc_heads()["n1"] == heads
     assert store.get_note("n1") == signed
     assert notes_view_row(store, "n1") == ("signed", 0, 1, 0)  # a 2026-01-05 session signed now is late
 
@@ -276,11 +276,11 @@ def conflicted(device: Device, other: Device) -> None:
     a, b = device.store, other.store
     with_note(a)
     for doc_id in ("c1", "n1"):
-        assert b.apply_doc(doc_id, a.load_doc(doc_id))
+        assert b.replica.apply_doc(doc_id, a.replica.load_doc(doc_id))
     b.set_section("n1", "data", complete_note().sections["data"] + " Added on the other device.")
     a.sign_note("n1")
-    assert a.apply_doc("n1", b.load_doc("n1"))
-    assert not a.apply_doc("n1", b.load_doc("n1"))  # nothing new the second time
+    assert a.replica.apply_doc("n1", b.replica.load_doc("n1"))
+    assert not a.replica.apply_doc("n1", b.replica.load_doc("n1"))  # nothing new the second time
 
 
 def test_signature_conflict_resolved_by_addendum(device: Device, other: Device) -> None:
@@ -297,7 +297,7 @@ def test_signature_conflict_resolved_by_addendum(device: Device, other: Device) 
         store.resolve_signature_conflict("n1", "addendum")
     assert store.check() == []
     # The other device takes the resolution and agrees.
-    assert other.store.apply_doc("n1", store.load_doc("n1"))
+    assert other.store.replica.apply_doc("n1", store.replica.load_doc("n1"))
     assert other.store.get_note("n1") == store.get_note("n1")
     assert other.store.check() == []
 
@@ -329,12 +329,12 @@ def test_many_changes_compact_and_reload_identically(device: Device) -> None:
         store.set_section("n1", "data", text)
     n_changes = store._conn.execute("SELECT n_changes FROM documents WHERE doc_id = 'n1'").fetchone()[0]
     assert n_changes < 50  # compacted at least once
-    heads = store.doc_heads()["n1"]
+    heads = store.replica.doc_heads()["n1"]
     before = store.get_note("n1")
-    live = store.load_doc("n1").get_heads()
+    live = store.replica.load_doc("n1").get_heads()
     store = device.reopen()
     assert store.get_note("n1") == before
-    assert sorted(store.load_doc("n1").get_heads()) == sorted(live) == sorted(heads)
+    assert sorted(store.replica.load_doc("n1").get_heads()) == sorted(live) == sorted(heads)
     assert store.check() == []
 
 
@@ -390,67 +390,67 @@ def test_typed_text_is_found_after_deferred_indexing(device: Device) -> None:
 def test_apply_doc_refuses_foreign_documents(device: Device) -> None:
     store = device.store
     with_note(store)
-    heads = store.doc_heads()
+    heads = store.replica.doc_heads()
     blank = Document()
     with blank.transaction() as tx:
         tx.put(ROOT, "type", ScalarType.Str, "shopping_list")
         tx.put(ROOT, "id", ScalarType.Str, "x1")
     with pytest.raises(ForeignDocument):
-        store.apply_doc("x1", blank)
+        store.replica.apply_doc("x1", blank)
     with pytest.raises(ForeignDocument):  # the id inside must be the id it is offered under
-        store.apply_doc("other-id", store.load_doc("n1"))
+        store.replica.apply_doc("other-id", store.replica.load_doc("n1"))
     with pytest.raises(ForeignDocument):  # a client document offered as an existing note
-        store.apply_doc("n1", new_client_doc(a_client("n1"), b"\x01" * 16))
+        store.replica.apply_doc("n1", new_client_doc(a_client("n1"), b"\x01" * 16))
     with pytest.raises(ForeignDocument):
-        store.apply_changes("n1", [b"not automerge"])
-    assert store.doc_heads() == heads
+        store.replica.apply_changes("n1", [b"not automerge"])
+    assert store.replica.doc_heads() == heads
     assert store.check() == []
 
 
 def test_changes_round_trip_between_devices(device: Device, other: Device) -> None:
     a, b = device.store, other.store
     with_note(a)
-    for doc_id, heads in a.doc_heads().items():
-        assert b.apply_changes(doc_id, a.changes_since(doc_id, []))
+    for doc_id, heads in a.replica.doc_heads().items():
+        assert b.replica.apply_changes(doc_id, a.replica.changes_since(doc_id, []))
     assert b.get_note("n1") == a.get_note("n1")
-    known = b.doc_heads()["n1"]
+    known = b.replica.doc_heads()["n1"]
     a.set_section("n1", "plan", "Plan revised: review diary, add worry time.")
-    assert b.apply_changes("n1", a.changes_since("n1", known))
-    assert not b.apply_changes("n1", a.changes_since("n1", known))
+    assert b.replica.apply_changes("n1", a.replica.changes_since("n1", known))
+    assert not b.replica.apply_changes("n1", a.replica.changes_since("n1", known))
     assert b.get_note("n1").sections["plan"] == "Plan revised: review diary, add worry time."
     # A change whose ancestors are missing waits instead of failing.
-    h1 = a.doc_heads()["n1"]
+    h1 = a.replica.doc_heads()["n1"]
     a.set_section("n1", "plan", "Plan revised again: one.")
-    h2 = a.doc_heads()["n1"]
+    h2 = a.replica.doc_heads()["n1"]
     a.set_section("n1", "plan", "Plan revised again: two.")
-    b_heads = b.doc_heads()["n1"]
-    assert not b.apply_changes("n1", a.changes_since("n1", h2))
-    assert b.doc_heads()["n1"] == b_heads
-    assert b.apply_changes("n1", a.changes_since("n1", h1))
+    b_heads = b.replica.doc_heads()["n1"]
+    assert not b.replica.apply_changes("n1", a.replica.changes_since("n1", h2))
+    assert b.replica.doc_heads()["n1"] == b_heads
+    assert b.replica.apply_changes("n1", a.replica.changes_since("n1", h1))
     assert b.get_note("n1").sections["plan"] == "Plan revised again: two."
-    assert a.changes_since("n1", a.doc_heads()["n1"]) == []
+    assert a.replica.changes_since("n1", a.replica.doc_heads()["n1"]) == []
     assert b.check() == [] and a.check() == []
     with pytest.raises(NotFound):
-        a.load_doc("missing")
+        a.replica.load_doc("missing")
 
 
 def test_load_doc_is_a_fork(device: Device) -> None:
     store = device.store
     with_note(store)
-    heads = store.doc_heads()["n1"]
-    fork = store.load_doc("n1")
+    heads = store.replica.doc_heads()["n1"]
+    fork = store.replica.load_doc("n1")
     with fork.transaction() as tx:
         tx.put(ROOT, "status", ScalarType.Str, "signed")
-    assert store.doc_heads()["n1"] == heads
+    assert store.replica.doc_heads()["n1"] == heads
     assert store.get_note("n1").status == NoteStatus.DRAFT
 
 
 def test_local_kv(device: Device) -> None:
     store = device.store
-    assert store.local_get("sync.peer") is None
-    store.local_put("sync.peer", b"\x00\x01")
-    store.local_put("sync.peer", b"\x02")
-    assert device.reopen().local_get("sync.peer") == b"\x02"
+    assert store.replica.local_get("sync.peer") is None
+    store.replica.local_put("sync.peer", b"\x00\x01")
+    store.replica.local_put("sync.peer", b"\x02")
+    assert device.reopen().replica.local_get("sync.peer") == b"\x02"
 
 
 def test_two_connections_to_one_file_never_lose_or_corrupt(device: Device) -> None:
@@ -492,7 +492,7 @@ def test_a_failed_write_leaves_document_and_projection_unchanged(device: Device)
     store = device.store
     with_note(store)
     before = store.get_note("n1")
-    heads = store.doc_heads()
+    heads = store.replica.doc_heads()
     # A write that fails inside the transaction, after the document changed in memory.
     store._conn.execute(
         "CREATE TEMP TRIGGER refuse BEFORE INSERT ON document_changes BEGIN SELECT RAISE(ABORT, 'refused'); END"
@@ -501,7 +501,7 @@ def test_a_failed_write_leaves_document_and_projection_unchanged(device: Device)
         store.set_section("n1", "plan", "This edit never lands.")
     store._conn.execute("DROP TRIGGER refuse")
     assert store.get_note("n1") == before
-    assert store.doc_heads() == heads
+    assert store.replica.doc_heads() == heads
     assert store.check() == []
     store.set_section("n1", "plan", "This edit lands.")
     assert device.reopen().get_note("n1").sections["plan"] == "This edit lands."
@@ -515,7 +515,7 @@ def test_an_interrupted_create_leaves_no_trace(device: Device) -> None:
             raise KeyboardInterrupt
     with pytest.raises(NotFound):
         store.get_client("c1")
-    assert store.doc_heads() == {} and store.list_clients() == []
+    assert store.replica.doc_heads() == {} and store.list_clients() == []
     store.create_client(a_client())
     assert store.get_client("c1").display_name == "Avery Testperson"
 
@@ -524,12 +524,12 @@ def test_concurrent_signings_resolve_to_one_whole_signature(device: Device, othe
     a, b = device.store, other.store
     with_note(a)
     for doc_id in ("c1", "n1"):
-        b.apply_doc(doc_id, a.load_doc(doc_id))
+        b.replica.apply_doc(doc_id, a.replica.load_doc(doc_id))
     other.settings.value = ClinicianSettings(clinician_name="Dr Other Device", credentials="LCSW")
     sig_a = a.sign_note("n1").signature
     sig_b = b.sign_note("n1").signature
-    a.apply_doc("n1", b.load_doc("n1"))
-    b.apply_doc("n1", a.load_doc("n1"))
+    a.replica.apply_doc("n1", b.replica.load_doc("n1"))
+    b.replica.apply_doc("n1", a.replica.load_doc("n1"))
     merged = a.get_note("n1").signature
     assert merged in (sig_a, sig_b)  # never a mix of the two
     assert b.get_note("n1").signature == merged
@@ -593,7 +593,7 @@ def _draft(store: RecordStore) -> ProgressNote:
 
 def _share(a: RecordStore, b: RecordStore) -> None:
     for doc_id in ("c1", "n1"):
-        b.apply_doc(doc_id, a.load_doc(doc_id))
+        b.replica.apply_doc(doc_id, a.replica.load_doc(doc_id))
 
 
 def test_an_editor_save_with_nothing_else_written_is_the_typing_path(device: Device) -> None:
@@ -615,7 +615,7 @@ def test_edits_synced_in_while_the_editor_is_open_are_kept(device: Device, other
 
     # The other device edits the same text, and its edit arrives by sync.
     b.set_section("n1", "data", "REMOTE " + shown)
-    assert a.apply_doc("n1", b.load_doc("n1"))
+    assert a.replica.apply_doc("n1", b.replica.load_doc("n1"))
 
     # The editor, unaware, saves its own typing relative to what it shows.
     saved = a.save_draft("n1", base=opened_at, sections={"data": shown + " LOCAL"})
@@ -631,7 +631,7 @@ def test_edits_synced_in_while_the_editor_is_open_are_kept(device: Device, other
     assert saved.merged is None and a.get_note("n1").sections["data"] == "REMOTE " + original + " LOCAL more."
     assert a.check() == []
     # And the other device converges on the same text.
-    b.apply_doc("n1", a.load_doc("n1"))
+    b.replica.apply_doc("n1", a.replica.load_doc("n1"))
     assert b.get_note("n1").sections == a.get_note("n1").sections
 
 
@@ -641,7 +641,7 @@ def test_facts_the_editor_did_not_touch_keep_the_synced_values(device: Device, o
     _share(a, b)
     opened_at, before = a.draft_heads("n1"), note.facts
     b.update_facts("n1", before.model_copy(update={"phq9": 12, "add_on_codes": ["90785", "90840"]}))
-    a.apply_doc("n1", b.load_doc("n1"))
+    a.replica.apply_doc("n1", b.replica.load_doc("n1"))
 
     mine = before.model_copy(update={"gad7": 5, "add_on_codes": ["90785", "90839"]})
     saved = a.save_draft("n1", base=opened_at, facts=mine, facts_before=before)
@@ -688,7 +688,7 @@ def test_signing_the_version_shown_refuses_one_changed_meanwhile(device: Device,
     _share(a, b)
     shown = a.draft_heads("n1")
     b.set_section("n1", "plan", complete_note().sections["plan"] + " Added at home.")
-    a.apply_doc("n1", b.load_doc("n1"))
+    a.replica.apply_doc("n1", b.replica.load_doc("n1"))
     with pytest.raises(NoteChangedMeanwhile):
         a.sign_note("n1", expected_heads=shown)
     assert a.get_note("n1").status == NoteStatus.DRAFT and a.check() == []
@@ -699,7 +699,7 @@ def test_signing_the_version_shown_refuses_one_changed_meanwhile(device: Device,
 def test_an_older_record_gets_the_heads_index_and_keeps_everything(device: Device) -> None:
     store = device.store
     with_note(store)
-    before = (store.doc_heads(), store.get_note("n1"))
+    before = (store.replica.doc_heads(), store.get_note("n1"))
     # As a record written before the index existed.
     device.conn.execute("DROP INDEX documents_heads")
     device.conn.execute("PRAGMA user_version = 1")
@@ -707,7 +707,7 @@ def test_an_older_record_gets_the_heads_index_and_keeps_everything(device: Devic
     assert device.conn.execute("PRAGMA user_version").fetchone()[0] == 2
     plan = device.conn.execute("EXPLAIN QUERY PLAN SELECT doc_id, heads FROM documents").fetchall()
     assert "documents_heads" in str(plan)
-    assert (reopened.doc_heads(), reopened.get_note("n1")) == before
+    assert (reopened.replica.doc_heads(), reopened.get_note("n1")) == before
     assert reopened.check() == []
 
 
@@ -717,7 +717,7 @@ def test_typing_on_while_the_note_is_signed_elsewhere_makes_a_conflict_not_a_los
     _share(a, b)
     opened_at = a.draft_heads("n1")  # open in the editor here
     b.sign_note("n1")  # signed on the other laptop
-    a.apply_doc("n1", b.load_doc("n1"))  # and synced in while the editor is open
+    a.replica.apply_doc("n1", b.replica.load_doc("n1"))  # and synced in while the editor is open
     typed = note.sections["plan"] + " Typed here after it was signed there."
     saved = a.save_draft("n1", base=opened_at, sections={"plan": typed})
     merged = a.get_note("n1")

@@ -31,11 +31,11 @@ def _unforkable_note(a):
     opened_at, shown = a.draft_heads("n1"), a.get_note("n1").sections["data"]  # the editor opens it
     edit_concurrently(a, other, "n1", "data")  # and a sync brings the other device's next edit
     # The reproduction: the library itself panics forking the note at the version shown.
-    assert _panics(lambda: a.load_doc("n1").fork_at(opened_at))
-    other = a.load_doc("n1")
+    assert _panics(lambda: a.replica.load_doc("n1").fork_at(opened_at))
+    other = a.replica.load_doc("n1")
     other.set_actor(os.urandom(16))
     splice_section(other, "plan", "Plan written at the office.")
-    a.apply_doc("n1", other)
+    a.replica.apply_doc("n1", other)
     return note, opened_at, shown
 
 

@@ -240,7 +240,7 @@ def test_a_device_id_that_disagrees_with_the_certificate_is_reported_not_rewritt
     # record.db now holds another certificate than the one vault.json names (vault.json
     # itself is intact and authentic).
     with Vault.open(vault_dir, VAULT_PASSPHRASE) as vault:
-        save_identity(vault.record, generate_identity(DEVICE_NAME))
+        save_identity(vault.record.replica, generate_identity(DEVICE_NAME))
     named = read_json(vault_dir)["device"]["id"]
     before = folder_snapshot(vault_dir)
     with pytest.raises(DamagedVault, match="certificate"):

@@ -141,7 +141,7 @@ def make_vault(tmp_path: Path):
         path = tmp_path / name
         vault, _recovery = Vault.create(path, PASSPHRASE, device_name=name, kdf=FAST_KDF)
         try:
-            made = ensure_identity(vault.record, vault.device_name) if identity else load_identity(vault.record)
+            made = ensure_identity(vault.record.replica, vault.device_name) if identity else load_identity(vault.record.replica)
         finally:
             vault.close()
         return VaultRef(path, name, made.device_id if made else "")

@@ -17,7 +17,7 @@ def test_remembered_addresses_are_kept_in_the_vault(make_vault):
     ref = make_vault("office")
     vault = ref.open()
     try:
-        book = PeerBook(vault.record)
+        book = PeerBook(vault.record.replica)
         assert book.addresses() == {} and book.last_address() is None
         book.remember_address(LAPTOP, "192.168.1.20:7341")
         book.remember_address(DESKTOP, "desktop.local:7400")
@@ -27,11 +27,11 @@ def test_remembered_addresses_are_kept_in_the_vault(make_vault):
 
     vault = ref.open()  # read back from record.db, not from memory
     try:
-        book = PeerBook(vault.record)
+        book = PeerBook(vault.record.replica)
         assert book.addresses() == {LAPTOP: "192.168.1.21:7341", DESKTOP: "desktop.local:7400"}
         assert book.last_address() == "192.168.1.21:7341"
         # Local to this device: no record document was made for them.
-        assert set(vault.record.doc_heads()) == set()
+        assert set(vault.record.replica.doc_heads()) == set()
     finally:
         vault.close()
 
@@ -41,8 +41,8 @@ def test_addresses_remembered_by_earlier_versions_are_still_found(make_vault):
     try:
         # As the Devices screen stored them before they moved to the paired devices.
         earlier = {LAPTOP: "10.0.0.5:7341", "": "10.0.0.5:7341"}
-        vault.record.local_put(ADDRESSES_KEY, json.dumps(earlier).encode("utf-8"))
-        book = PeerBook(vault.record)
+        vault.record.replica.local_put(ADDRESSES_KEY, json.dumps(earlier).encode("utf-8"))
+        book = PeerBook(vault.record.replica)
         assert book.addresses() == {LAPTOP: "10.0.0.5:7341"}
         assert book.last_address() == "10.0.0.5:7341"
     finally:
@@ -53,8 +53,8 @@ def test_addresses_remembered_by_earlier_versions_are_still_found(make_vault):
 def test_damaged_remembered_addresses_are_forgotten_not_fatal(make_vault, stored):
     vault = make_vault("office").open()
     try:
-        vault.record.local_put(ADDRESSES_KEY, stored)
-        book = PeerBook(vault.record)
+        vault.record.replica.local_put(ADDRESSES_KEY, stored)
+        book = PeerBook(vault.record.replica)
         assert book.addresses() == {} and book.last_address() is None
         book.remember_address(DESKTOP, "desktop.local:7341")  # a convenience: it starts again
         assert book.addresses() == {DESKTOP: "desktop.local:7341"}

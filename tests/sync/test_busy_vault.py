@@ -141,12 +141,12 @@ def test_mailbox_gives_up_without_calling_the_bundle_bad_and_applies_it_later(ma
     box.mkdir()
     sent = notewell(b, "sync", "mailbox", str(box))
     assert sent.returncode == 0, sent.stderr
-    heads_before = in_vault(a, "print(len(record.doc_heads()))").strip()
+    heads_before = in_vault(a, "print(len(record.replica.doc_heads()))").strip()
     with LockHolder(a.path, PASSPHRASE) as holder:
         done = notewell(a, "sync", "mailbox", str(box))
         assert_gave_up(done, not_code=3)  # 3: "some bundles were rejected"
         holder.release()
-    assert in_vault(a, "print(len(record.doc_heads()))").strip() == heads_before
+    assert in_vault(a, "print(len(record.replica.doc_heads()))").strip() == heads_before
     again = notewell(a, "sync", "mailbox", str(box))
     assert again.returncode == 0, again.stdout + again.stderr
     assert "applied 1," in again.stdout

@@ -49,9 +49,9 @@ def test_spans_read_the_way_people_say_them():
 
 def test_a_hello_without_a_time_is_an_older_peer_and_still_syncs(two_open):
     va, vb, ia, ib = two_open
-    client = SyncSession(va.record, device_id=ia.device_id, device_name="office", role="client",
+    client = SyncSession(va.record.replica, device_id=ia.device_id, device_name="office", role="client",
                          peer_device_id=ib.device_id, clock=lambda: time.time() + 86400)
-    server = SyncSession(vb.record, device_id=ib.device_id, device_name="home", role="server",
+    server = SyncSession(vb.record.replica, device_id=ib.device_id, device_name="home", role="server",
                          peer_device_id=ia.device_id)
 
     # The client's hello as a Notewell without clock comparison sends it.
@@ -67,18 +67,18 @@ def test_a_hello_without_a_time_is_an_older_peer_and_still_syncs(two_open):
     server.receive = older
     _run_pair(client, server)
     assert client.report.ok and server.report.ok
-    assert server.report.clock is None and remembered(vb.record) == {}
+    assert server.report.clock is None and remembered(vb.record.replica) == {}
     # The server's own hello carried its time, so the client still compared the two clocks.
     assert client.report.clock.skewed and client.report.clock.this_device_ahead
-    assert [c.peer_id for c in current_skews(va.record)] == [ib.device_id]
+    assert [c.peer_id for c in current_skews(va.record.replica)] == [ib.device_id]
 
 
 def test_a_sync_with_agreeing_clocks_records_agreement(two_open):
     va, vb, ia, ib = two_open
-    client = SyncSession(va.record, device_id=ia.device_id, device_name="office", role="client", peer_device_id=ib.device_id)
-    server = SyncSession(vb.record, device_id=ib.device_id, device_name="home", role="server", peer_device_id=ia.device_id)
+    client = SyncSession(va.record.replica, device_id=ia.device_id, device_name="office", role="client", peer_device_id=ib.device_id)
+    server = SyncSession(vb.record.replica, device_id=ib.device_id, device_name="home", role="server", peer_device_id=ia.device_id)
     _run_pair(client, server)
     for vault, peer in ((va, ib), (vb, ia)):
-        (check,) = remembered(vault.record).values()
+        (check,) = remembered(vault.record.replica).values()
         assert check.peer_id == peer.device_id and not check.skewed and abs(check.offset_seconds) < MINUTE
-    assert current_skews(va.record) == [] and current_skews(vb.record) == []
+    assert current_skews(va.record.replica) == [] and current_skews(vb.record.replica) == []

@@ -67,7 +67,7 @@ print(json.dumps({"signed_at": note.signature.signed_at.isoformat(),
 
 SKEWS = """
 from sync.clock import current_skews
-print(json.dumps([[c.peer_name, c.offset_seconds, c.transport, c.seen_at] for c in current_skews(record)]))
+print(json.dumps([[c.peer_name, c.offset_seconds, c.transport, c.seen_at] for c in current_skews(record.replica)]))
 """
 
 

@@ -61,7 +61,7 @@ class Device:
                 folder, PASSPHRASE, device_name=name, settings=SETTINGS, kdf=KdfParams(memory_kib=8192, time_cost=1)
             )[0]
         )
-        self.identity = self.call(lambda: ensure_identity(self.vault.record, name))
+        self.identity = self.call(lambda: ensure_identity(self.vault.record.replica, name))
         self._made = 0
 
     def next_id(self) -> str:
@@ -82,7 +82,7 @@ class Device:
     def state(self) -> tuple[dict, dict]:
         def read():
             r = self.record
-            heads = {k: sorted(v) for k, v in r.doc_heads().items()}
+            heads = {k: sorted(v) for k, v in r.replica.doc_heads().items()}
             view = {}
             # The documents as read back, and the projected rows the lists and queues use
             # (signature conflicts included).
@@ -107,10 +107,10 @@ class Device:
 
 def _pair(x: Device, y: Device) -> None:
     """What pairing leaves behind: each other's certificate, one shared group key."""
-    key = x.call(lambda: ensure_group_key(x.record))
-    y.call(lambda: set_group_key(y.record, key))
-    x.call(lambda: PeerBook(x.record).add(y.identity.device_id, y.name, y.identity.cert_pem))
-    y.call(lambda: PeerBook(y.record).add(x.identity.device_id, x.name, x.identity.cert_pem))
+    key = x.call(lambda: ensure_group_key(x.record.replica))
+    y.call(lambda: set_group_key(y.record.replica, key))
+    x.call(lambda: PeerBook(x.record.replica).add(y.identity.device_id, y.name, y.identity.cert_pem))
+    y.call(lambda: PeerBook(y.record.replica).add(x.identity.device_id, x.name, x.identity.cert_pem))
 
 
 def direct(client: Device, server: Device) -> None:
@@ -118,22 +118,22 @@ def direct(client: Device, server: Device) -> None:
     stop = threading.Event()
     served = server.submit(
         lambda: serve(
-            server.record, server.identity, "127.0.0.1", 0,
+            server.record.replica, server.identity, "127.0.0.1", 0,
             stop_event=stop, on_listening=lambda _h, p: ports.put(p), max_connections=1,
         )
     )
     try:
         port = ports.get(timeout=30)
-        client.call(lambda: sync_now(client.record, client.identity, "127.0.0.1", port))
+        client.call(lambda: sync_now(client.record.replica, client.identity, "127.0.0.1", port))
     finally:
         stop.set()
         served.result(timeout=60)
 
 
 def mailbox(device: Device, folder: Path) -> None:
-    report = device.call(lambda: sync_mailbox(device.record, device.identity, folder))
+    report = device.call(lambda: sync_mailbox(device.record.replica, device.identity, folder))
     # Only the unpaired pair (A and C) may refuse each other's bundles.
-    assert {r.reason for r in report.rejected} <= {"foreign"}, [(r.reason, r.message) for r in report.rejected]
+    assert {r.reason for r in report.bundles.rejected} <= {"foreign"}, [(r.reason, r.message) for r in report.bundles.rejected]
 
 
 # --- edits -------------------------------------------------------------------------------

@@ -71,26 +71,26 @@ vault.private.create(ProcessNote(client_id=sys.argv[2], session_date=date(2026, 
 TAP_SERVE = """
 from store.device_identity import ensure_identity
 from sync.direct import serve
-identity = ensure_identity(record, vault.device_name)
+identity = ensure_identity(record.replica, vault.device_name)
 frames = open(sys.argv[2], "wb")
 def tap(direction, frame):
     frames.write(frame)
     frames.flush()
 def result(report, error):
     print("result", report.summary() if report else error.message, flush=True)
-serve(record, identity, "127.0.0.1", 0, frame_tap=tap, on_result=result, max_connections=1,
+serve(record.replica, identity, "127.0.0.1", 0, frame_tap=tap, on_result=result, max_connections=1,
       on_listening=lambda h, p: print(f"listening on {h}:{p}", flush=True))
 """
 
 TAP_SYNC = """
 from store.device_identity import ensure_identity
 from sync.direct import sync_now
-identity = ensure_identity(record, vault.device_name)
+identity = ensure_identity(record.replica, vault.device_name)
 frames = open(sys.argv[3], "wb")
 def tap(direction, frame):
     frames.write(frame)
     frames.flush()
-print(sync_now(record, identity, "127.0.0.1", int(sys.argv[2]), frame_tap=tap).summary())
+print(sync_now(record.replica, identity, "127.0.0.1", int(sys.argv[2]), frame_tap=tap).summary())
 """
 
 
@@ -101,7 +101,7 @@ def _seed(in_vault, ref, text=BASE_TEXT, count=1) -> dict:
 def _heads(ref) -> dict[str, list[bytes]]:
     vault = ref.open()
     try:
-        return {doc_id: sorted(heads) for doc_id, heads in vault.record.doc_heads().items()}
+        return {doc_id: sorted(heads) for doc_id, heads in vault.record.replica.doc_heads().items()}
     finally:
         vault.close()
 
@@ -283,12 +283,12 @@ def test_an_unpaired_certificate_is_refused(make_vault, pair, serve, notewell, i
     # The stranger knows the office's certificate, but the office never paired with it.
     va = a.open()
     try:
-        office = load_identity(va.record)
+        office = load_identity(va.record.replica)
     finally:
         va.close()
     vc = c.open()
     try:
-        PeerBook(vc.record).add(office.device_id, office.name, office.cert_pem)
+        PeerBook(vc.record.replica).add(office.device_id, office.name, office.cert_pem)
     finally:
         vc.close()
     heads_a, heads_c = _heads(a), _heads(c)
@@ -347,8 +347,8 @@ def test_oversized_and_malformed_frames_are_refused(make_vault, pair, serve, not
     }
     vb = b.open()
     try:
-        identity = load_identity(vb.record)
-        ctx = client_context(identity, PeerBook(vb.record).trusted_certs())
+        identity = load_identity(vb.record.replica)
+        ctx = client_context(identity, PeerBook(vb.record.replica).trusted_certs())
         answers = {}
         for name, data in bad_inputs.items():
             with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
@@ -467,16 +467,16 @@ def test_serving_from_another_thread_than_the_one_owning_the_store(make_vault, p
     pair(a, b)
     store_thread = ThreadPoolExecutor(max_workers=1)
     va = store_thread.submit(a.open).result()
-    record = store_thread.submit(lambda: va.record).result()
-    identity = store_thread.submit(load_identity, record).result()
-    server = SyncServer(record, identity, "127.0.0.1", 0, run_in_store=lambda fn: store_thread.submit(fn).result())
+    intake = store_thread.submit(lambda: va.record.replica).result()
+    identity = store_thread.submit(load_identity, intake).result()
+    server = SyncServer(intake, identity, "127.0.0.1", 0, run_in_store=lambda fn: store_thread.submit(fn).result())
     port = server.bind()[1]
     stop = threading.Event()
     loop = threading.Thread(target=server.serve, args=(stop,), daemon=True)
     loop.start()
     vb = b.open()
     try:
-        report = sync_now(vb.record, load_identity(vb.record), "127.0.0.1", port)
+        report = sync_now(vb.record.replica, load_identity(vb.record.replica), "127.0.0.1", port)
         assert report.ok and report.received == 2
     finally:
         vb.close()
@@ -518,15 +518,15 @@ def two_open(make_vault, in_vault):
     _seed(in_vault, b, text="Home only.")
     va, vb = a.open(), b.open()
     try:
-        yield va, vb, load_identity(va.record), load_identity(vb.record)
+        yield va, vb, load_identity(va.record.replica), load_identity(vb.record.replica)
     finally:
         va.close()
         vb.close()
 
 
 def _sessions(va, vb, ia, ib, **server_kwargs):
-    client = SyncSession(va.record, device_id=ia.device_id, device_name="office", role="client", peer_device_id=ib.device_id)
-    server = SyncSession(vb.record, device_id=ib.device_id, device_name="home", role="server",
+    client = SyncSession(va.record.replica, device_id=ia.device_id, device_name="office", role="client", peer_device_id=ib.device_id)
+    server = SyncSession(vb.record.replica, device_id=ib.device_id, device_name="home", role="server",
                          peer_device_id=ia.device_id, **server_kwargs)
     return client, server
 
@@ -536,8 +536,8 @@ def test_sessions_converge_without_sockets(two_open):
     progress = []
     client, server = _sessions(va, vb, ia, ib, on_progress=lambda d, t: progress.append((d, t)))
     _run_pair(client, server)
-    assert va.record.doc_heads().keys() == vb.record.doc_heads().keys()
-    assert {k: sorted(v) for k, v in va.record.doc_heads().items()} == {k: sorted(v) for k, v in vb.record.doc_heads().items()}
+    assert va.record.replica.doc_heads().keys() == vb.record.replica.doc_heads().keys()
+    assert {k: sorted(v) for k, v in va.record.replica.doc_heads().items()} == {k: sorted(v) for k, v in vb.record.replica.doc_heads().items()}
     assert (client.report.received, client.report.sent) == (2, 4)
     assert (server.report.received, server.report.sent) == (4, 2)
     assert client.report.ok and server.report.ok
@@ -550,7 +550,7 @@ def test_sessions_converge_without_sockets(two_open):
 
 
 def _same(va, vb) -> bool:
-    return {k: sorted(v) for k, v in va.record.doc_heads().items()} == {k: sorted(v) for k, v in vb.record.doc_heads().items()}
+    return {k: sorted(v) for k, v in va.record.replica.doc_heads().items()} == {k: sorted(v) for k, v in vb.record.replica.doc_heads().items()}
 
 
 def test_later_syncs_list_only_what_changed(two_open):
@@ -559,7 +559,7 @@ def test_later_syncs_list_only_what_changed(two_open):
     va, vb, ia, ib = two_open
     assert _manifest_sizes(_run_pair(*_sessions(va, vb, ia, ib))) == [4, 2]  # first: everything
     assert _same(va, vb)
-    assert va.record.local_get(BASELINE_PREFIX + ib.device_id) is not None
+    assert va.record.replica.local_get(BASELINE_PREFIX + ib.device_id) is not None
 
     note = next(n.note_id for n in va.record.list_notes())
     va.record.set_section(note, "data", "Edited on the office device.")
@@ -576,7 +576,7 @@ def test_later_syncs_list_only_what_changed(two_open):
     assert va.record.get_note(note).sections["data"] == "ALPHA Edited on the office device. OMEGA"
 
     # If one side lost its baseline (restored from a backup, say), the next sync lists everything.
-    vb.record.local_put(BASELINE_PREFIX + ia.device_id, b"{}")
+    vb.record.replica.local_put(BASELINE_PREFIX + ia.device_id, b"{}")
     va.record.set_section(note, "data", "After the restore.")
     assert _manifest_sizes(_run_pair(*_sessions(va, vb, ia, ib))) == [6, 6]
     assert _same(va, vb)
@@ -611,11 +611,11 @@ def test_garbage_document_data_is_a_typed_error(two_open):
     _run_pair(*_sessions(va, vb, ia, ib))  # shared from here, so the next sync uses sync messages
     doc_id = next(r.note_id for r in va.record.list_notes())
     va.record.set_section(doc_id, "data", "Edited after the first sync.")
-    before = dict(vb.record.doc_heads())
+    before = dict(vb.record.replica.doc_heads())
     client, server, first_turn = _to_turns(va, vb, ia, ib)
     with pytest.raises(MalformedSyncMessage):
         server.receive(Frame(FrameType.SYNC, encode_sync(doc_id, b"\x42\xff\x00garbage")))
-    assert dict(vb.record.doc_heads()) == before
+    assert dict(vb.record.replica.doc_heads()) == before
 
 
 def test_data_for_a_document_outside_the_sync_is_refused(two_open):
@@ -679,15 +679,15 @@ def test_a_foreign_document_is_refused_and_the_rest_applied(two_open):
     from automerge.core import ROOT, ScalarType
 
     va, vb, ia, ib = two_open
-    record_id = next(iter(set(va.record.doc_heads()) - set(vb.record.doc_heads())))
+    record_id = next(iter(set(va.record.replica.doc_heads()) - set(vb.record.replica.doc_heads())))
     junk = Document()
     with junk.transaction() as tx:
         tx.put(ROOT, "anything", ScalarType.Str, "not a record document")
-    peer = _ForeignPeer({record_id: va.record.load_doc(record_id), "junk-doc": junk})
+    peer = _ForeignPeer({record_id: va.record.replica.load_doc(record_id), "junk-doc": junk})
     client = SyncSession(peer, device_id=ia.device_id, device_name="office", role="client", peer_device_id=ib.device_id)
-    server = SyncSession(vb.record, device_id=ib.device_id, device_name="home", role="server", peer_device_id=ia.device_id)
+    server = SyncSession(vb.record.replica, device_id=ib.device_id, device_name="home", role="server", peer_device_id=ia.device_id)
     _run_pair(client, server)
-    assert record_id in vb.record.doc_heads() and "junk-doc" not in vb.record.doc_heads()
+    assert record_id in vb.record.replica.doc_heads() and "junk-doc" not in vb.record.replica.doc_heads()
     assert server.report.received == 1
     assert any("junk-doc" in e for e in server.report.errors)
     assert not client.report.ok  # the digests differ: the peer is told to sync again
@@ -695,14 +695,14 @@ def test_a_foreign_document_is_refused_and_the_rest_applied(two_open):
 
 def test_garbage_sent_as_a_whole_document_is_refused_and_the_rest_applied(two_open):
     va, vb, ia, ib = two_open
-    ids = sorted(set(va.record.doc_heads()) - set(vb.record.doc_heads()))
+    ids = sorted(set(va.record.replica.doc_heads()) - set(vb.record.replica.doc_heads()))
     good, bad = ids[0], ids[1]
-    before = dict(vb.record.doc_heads())
-    peer = _ForeignPeer({d: va.record.load_doc(d) for d in (good, bad)}, raw={bad: b"\x85\x6f\x4a\x83garbage"})
+    before = dict(vb.record.replica.doc_heads())
+    peer = _ForeignPeer({d: va.record.replica.load_doc(d) for d in (good, bad)}, raw={bad: b"\x85\x6f\x4a\x83garbage"})
     client = SyncSession(peer, device_id=ia.device_id, device_name="office", role="client", peer_device_id=ib.device_id)
-    server = SyncSession(vb.record, device_id=ib.device_id, device_name="home", role="server", peer_device_id=ia.device_id)
+    server = SyncSession(vb.record.replica, device_id=ib.device_id, device_name="home", role="server", peer_device_id=ia.device_id)
     _run_pair(client, server)
-    after = vb.record.doc_heads()
+    after = vb.record.replica.doc_heads()
     assert good in after and bad not in after
     assert set(after) == set(before) | {good}
     assert server.report.received == 1 and any(bad in e for e in server.report.errors)
@@ -742,27 +742,27 @@ def test_baseline_encoding_round_trips_and_refuses_damage():
 
 def test_whole_documents_are_stored_with_their_rows_and_merged_when_already_there(two_open):
     va, vb, ia, ib = two_open
-    ids = sorted(set(va.record.doc_heads()) - set(vb.record.doc_heads()))
-    items = [(d, va.record.stored_doc(d)[0]) for d in ids]
-    applied, refused = vb.record.apply_snapshots(items)
+    ids = sorted(set(va.record.replica.doc_heads()) - set(vb.record.replica.doc_heads()))
+    items = [(d, va.record.replica.stored_doc(d)[0]) for d in ids]
+    applied, refused = vb.record.replica.apply_snapshots(items)
     assert refused == {} and set(applied) == set(ids)
-    assert all(sorted(applied[d]) == sorted(va.record.doc_heads()[d]) for d in ids)
+    assert all(sorted(applied[d]) == sorted(va.record.replica.doc_heads()[d]) for d in ids)
     assert vb.record.check() == []  # the bulk rows are what `project` would have written
     note = next(r.note_id for r in va.record.list_notes())
     assert vb.record.search("synthetic") and vb.record.get_note(note) == va.record.get_note(note)
 
     # Sent whole again after a local edit: merged, never replaced.
     vb.record.set_section(note, "data", vb.record.get_note(note).sections["data"] + " Home addition.")
-    applied, refused = vb.record.apply_snapshots(items)
+    applied, refused = vb.record.replica.apply_snapshots(items)
     assert refused == {} and vb.record.get_note(note).sections["data"].endswith(" Home addition.")
     assert vb.record.check() == []
 
 
 def test_a_garbage_whole_document_is_refused_and_the_rest_stored(two_open):
     va, vb, ia, ib = two_open
-    ids = sorted(set(va.record.doc_heads()) - set(vb.record.doc_heads()))
-    items = [(d, va.record.stored_doc(d)[0]) for d in ids] + [("junk-doc", b"\x85\x6f\x4a\x83garbage")]
-    applied, refused = vb.record.apply_snapshots(items)
+    ids = sorted(set(va.record.replica.doc_heads()) - set(vb.record.replica.doc_heads()))
+    items = [(d, va.record.replica.stored_doc(d)[0]) for d in ids] + [("junk-doc", b"\x85\x6f\x4a\x83garbage")]
+    applied, refused = vb.record.replica.apply_snapshots(items)
     assert set(applied) == set(ids) and set(refused) == {"junk-doc"}
-    assert all(sorted(applied[d]) == sorted(va.record.doc_heads()[d]) for d in ids)
-    assert "junk-doc" not in vb.record.doc_heads() and vb.record.check() == []
+    assert all(sorted(applied[d]) == sorted(va.record.replica.doc_heads()[d]) for d in ids)
+    assert "junk-doc" not in vb.record.replica.doc_heads() and vb.record.check() == []

@@ -48,7 +48,7 @@ with record.transaction():
 print(client.id)
 """
 
-COUNT = "print(len(record.doc_heads()))"
+COUNT = "print(len(record.replica.doc_heads()))"
 
 
 @pytest.fixture

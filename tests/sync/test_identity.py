@@ -23,16 +23,16 @@ def test_identity_is_created_once_and_survives_reopening(make_vault):
     ref = make_vault("laptop")
     vault = ref.open()
     try:
-        first = load_identity(vault.record)
+        first = load_identity(vault.record.replica)
         assert first is not None
         assert first.device_id == ref.device_id
-        again = ensure_identity(vault.record, "laptop")
+        again = ensure_identity(vault.record.replica, "laptop")
         assert again == first
     finally:
         vault.close()
     vault = ref.open()
     try:
-        assert load_identity(vault.record) == first
+        assert load_identity(vault.record.replica) == first
     finally:
         vault.close()
 
@@ -59,9 +59,9 @@ def test_renaming_keeps_the_key_and_the_id(make_vault):
     ref = make_vault("laptop")
     vault = ref.open()
     try:
-        renamed = ensure_identity(vault.record, "home laptop")
+        renamed = ensure_identity(vault.record.replica, "home laptop")
         assert renamed.device_id == ref.device_id
-        assert load_identity(vault.record).name == "home laptop"
+        assert load_identity(vault.record.replica).name == "home laptop"
     finally:
         vault.close()
 
@@ -71,11 +71,11 @@ def test_a_vault_without_an_identity_gets_one_on_first_use(make_vault):
     ref = make_vault("older", identity=False)
     vault = ref.open()
     try:
-        before = load_identity(vault.record)
-        created = ensure_identity(vault.record, "older")
+        before = load_identity(vault.record.replica)
+        created = ensure_identity(vault.record.replica, "older")
         if before is not None:  # Vault.create already made one: then it is kept as is
             assert created == before
-        assert load_identity(vault.record) == created
+        assert load_identity(vault.record.replica) == created
     finally:
         vault.close()
 
@@ -84,11 +84,11 @@ def test_a_damaged_identity_is_reported_not_replaced(make_vault):
     ref = make_vault("laptop")
     vault = ref.open()
     try:
-        vault.record.local_put(IDENTITY_KEY, b'{"name": "x", "cert_pem": "not a cert", "key_pem": ""}')
+        vault.record.replica.local_put(IDENTITY_KEY, b'{"name": "x", "cert_pem": "not a cert", "key_pem": ""}')
         with pytest.raises(DamagedVault):
-            ensure_identity(vault.record, "laptop")
+            ensure_identity(vault.record.replica, "laptop")
         # Still damaged, not silently replaced by a new identity (peers would stop trusting us).
-        assert vault.record.local_get(IDENTITY_KEY).startswith(b'{"name": "x"')
+        assert vault.record.replica.local_get(IDENTITY_KEY).startswith(b'{"name": "x"')
     finally:
         vault.close()
 

@@ -28,7 +28,7 @@ BAD_IDS = ["synthetic id", "synthetic:id", "s" * 65, "synthetic\n"]
 
 def _renamed(record, doc_id: str, new_id: str) -> Document:
     """A real record document of `record` carrying `new_id` as its id."""
-    doc = record.load_doc(doc_id)
+    doc = record.replica.load_doc(doc_id)
     with doc.transaction() as tx:
         tx.put(ROOT, "id", ScalarType.Str, new_id)
     return doc
@@ -62,8 +62,8 @@ def test_the_intake_refuses_a_document_under_an_id_against_the_rule(devices, bad
     client, _note = _client_with_note(a, "shared note")
     before = b.heads()
     with pytest.raises(ForeignDocument):
-        b.record.apply_doc(bad, _renamed(a.record, client.id, bad))
-    applied, refused = b.record.apply_snapshots([(bad, _renamed(a.record, client.id, bad).save())])
+        b.record.replica.apply_doc(bad, _renamed(a.record, client.id, bad))
+    applied, refused = b.record.replica.apply_snapshots([(bad, _renamed(a.record, client.id, bad).save())])
     assert applied == {} and list(refused) == [bad]
     assert b.heads() == before
 
@@ -100,16 +100,16 @@ def test_a_bundle_cannot_store_a_document_under_an_id_direct_sync_refuses(device
     a, b, _ = devices
     client, _note = _client_with_note(a, "shared note")
     bad = "synthetic:id" if new_here else "synthetic id"
-    entries = [(d, a.record.load_doc(d).save()) for d in sorted(a.record.doc_heads())]
+    entries = [(d, a.record.replica.load_doc(d).save()) for d in sorted(a.record.replica.doc_heads())]
     entries.append((bad, _renamed(a.record, client.id, bad).save()))
     (box / fmt.file_name(a.identity.device_id, 70)).write_bytes(_encode(a.identity, _group_key(a), entries, seq=70))
     if not new_here:
         # B holds A's documents already: the bad one arrives next to documents it merges.
-        b.record.apply_snapshots([(d, a.record.load_doc(d).save()) for d in a.record.doc_heads()])
+        b.record.replica.apply_snapshots([(d, a.record.replica.load_doc(d).save()) for d in a.record.replica.doc_heads()])
     before = b.heads()
     report = b.mailbox(box)
-    assert [r.reason for r in report.rejected] == ["malformed"]
-    assert bad not in b.record.doc_heads() and b.heads() == before
+    assert [r.reason for r in report.bundles.rejected] == ["malformed"]
+    assert bad not in b.record.replica.doc_heads() and b.heads() == before
 
 
 def _converse(client, server, on_the_way=lambda frame: frame) -> None:
@@ -133,9 +133,9 @@ def test_direct_sync_refuses_a_document_list_naming_an_id_against_the_rule(devic
 
     a, b, _ = devices
     _client_with_note(a, "shared note")
-    server = SyncSession(b.record, device_id=b.identity.device_id, device_name="home", role="server",
+    server = SyncSession(b.record.replica, device_id=b.identity.device_id, device_name="home", role="server",
                          peer_device_id=a.identity.device_id)
-    client = SyncSession(a.record, device_id=a.identity.device_id, device_name="office", role="client",
+    client = SyncSession(a.record.replica, device_id=a.identity.device_id, device_name="office", role="client",
                          peer_device_id=b.identity.device_id)
     def naming_a_bad_id(frame: Frame) -> Frame:
         if frame.type != FrameType.MANIFEST:
@@ -146,7 +146,7 @@ def test_direct_sync_refuses_a_document_list_naming_an_id_against_the_rule(devic
 
     with pytest.raises(MalformedFrame):
         _converse(client, server, naming_a_bad_id)
-    assert "synthetic:id" not in b.record.doc_heads()
+    assert "synthetic:id" not in b.record.replica.doc_heads()
 
 
 def test_sync_runs_with_the_declared_interface_of_the_real_intake(devices):
@@ -166,7 +166,7 @@ def test_sync_runs_with_the_declared_interface_of_the_real_intake(devices):
     _converse(client, server)
     assert client.finished and server.finished
     assert b.record.get_note(note.id).sections["data"] == "shared note"
-    assert server.report.changed_ids == set(a.record.doc_heads())
+    assert server.report.changed_ids == set(a.record.replica.doc_heads())
 
 
 # --- changed ids reported by commits ------------------------------------------------------
@@ -184,17 +184,17 @@ def test_a_commit_reports_exactly_the_ids_it_wrote_and_a_rollback_none(devices):
     with a.record.transaction():
         a.record.set_section(note.id, "data", "second text")
         other = a.record.create_client(Client(display_name="Another Person"))
-        a.record.local_put("synthetic.key", b"device-local, not a document")
+        a.record.replica.local_put("synthetic.key", b"device-local, not a document")
     assert heard == [frozenset({note.id, other.id})]
     heard.clear()
     with pytest.raises(RuntimeError), a.record.transaction():
         a.record.set_section(note.id, "data", "rolled back")
         raise RuntimeError("roll back")
-    a.record.local_put("synthetic.key", b"no document written")
+    a.record.replica.local_put("synthetic.key", b"no document written")
     assert heard == []
     # What another device sends is reported too (the app reloads just that).
     b.record.replica.add_listener(heard.append)
-    b.record.replica.apply_snapshots([(client.id, a.record.load_doc(client.id).save())])
+    b.record.replica.apply_snapshots([(client.id, a.record.replica.load_doc(client.id).save())])
     assert heard == [frozenset({client.id})]
     a.record.replica.remove_listener(heard.append)
     a.record.set_section(note.id, "data", "unheard")

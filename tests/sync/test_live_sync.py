@@ -29,7 +29,7 @@ LIVE_TAP_CLIENT = """
 import os, threading
 from store.device_identity import ensure_identity
 from sync.direct import live_sync
-identity = ensure_identity(record, vault.device_name)
+identity = ensure_identity(record.replica, vault.device_name)
 port, frames_path, stop_path = int(sys.argv[2]), sys.argv[3], sys.argv[4]
 frames = open(frames_path, "wb")
 def tap(direction, frame):
@@ -41,7 +41,7 @@ def watch():
         stop.wait(0.05)
     stop.set()
 threading.Thread(target=watch, daemon=True).start()
-report = live_sync(record, identity, "127.0.0.1", port, stop_event=stop, frame_tap=tap,
+report = live_sync(record.replica, identity, "127.0.0.1", port, stop_event=stop, frame_tap=tap,
                    on_live=lambda r: print("live", flush=True))
 print("ended", report.summary(), flush=True)
 """
@@ -67,13 +67,13 @@ class AppLiveSession:
         self._store = ThreadPoolExecutor(max_workers=1)
         self.in_store = lambda fn: self._store.submit(fn).result()
         self.vault = self.in_store(self.ref.open)
-        identity = self.in_store(lambda: load_identity(self.vault.record))
+        identity = self.in_store(lambda: load_identity(self.vault.record.replica))
         self._stop, opened, self.waker, self._outcome = threading.Event(), threading.Event(), Waker(), []
 
         def worker() -> None:
             try:
                 self._outcome.append(live_sync(
-                    self.vault.record, identity, "127.0.0.1", self.port, stop_event=self._stop,
+                    self.vault.record.replica, identity, "127.0.0.1", self.port, stop_event=self._stop,
                     frame_tap=self.tap, run_in_store=self.in_store, waker=self.waker,
                     on_live=lambda _r: opened.set()))
             except BaseException as e:
@@ -264,10 +264,10 @@ def _paired_in_process(make_vault, in_vault):
     note = _seed(in_vault, a, text="Keepalive base text.")["notes"][0]
     va, vb = a.open(), b.open()
     try:
-        ia, ib = load_identity(va.record), load_identity(vb.record)
-        set_group_key(vb.record, ensure_group_key(va.record))
-        PeerBook(va.record).add(ib.device_id, ib.name, ib.cert_pem)
-        PeerBook(vb.record).add(ia.device_id, ia.name, ia.cert_pem)
+        ia, ib = load_identity(va.record.replica), load_identity(vb.record.replica)
+        set_group_key(vb.record.replica, ensure_group_key(va.record.replica))
+        PeerBook(va.record.replica).add(ib.device_id, ib.name, ib.cert_pem)
+        PeerBook(vb.record.replica).add(ia.device_id, ia.name, ia.cert_pem)
     finally:
         va.close()
         vb.close()
@@ -288,7 +288,7 @@ def _run_live_pair(a, b, *, client_timing: dict, server_timing: dict, during):
     def server_thread() -> None:
         vb = b.open()
         try:
-            server = SyncServer(vb.record, load_identity(vb.record), "127.0.0.1", 0,
+            server = SyncServer(vb.record.replica, load_identity(vb.record.replica), "127.0.0.1", 0,
                                 on_result=lambda r, e: results.append((r, e)), **server_timing)
             address.append(server.bind()[1])
             bound.set()
@@ -299,7 +299,7 @@ def _run_live_pair(a, b, *, client_timing: dict, server_timing: dict, during):
     def client_thread() -> None:
         va = a.open()
         try:
-            outcome.append(live_sync(va.record, load_identity(va.record), "127.0.0.1", address[0],
+            outcome.append(live_sync(va.record.replica, load_identity(va.record.replica), "127.0.0.1", address[0],
                                      stop_event=stop, **client_timing))
         except BaseException as e:
             outcome.append(e)

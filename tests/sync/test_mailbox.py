@@ -171,26 +171,26 @@ class Device:
 
         self.vault, _ = Vault.create(folder, PASSPHRASE, device_name=name, kdf=KdfParams(memory_kib=8192, time_cost=1))
         self.record = self.vault.record
-        self.identity = ensure_identity(self.record, name)
+        self.identity = ensure_identity(self.record.replica, name)
         self.name = name
 
     def pair(self, other: Device) -> None:
         """What a completed pairing leaves in both vaults: each other's certificate, one group key."""
         from sync.peers import PeerBook, ensure_group_key, group_key, set_group_key
 
-        key = group_key(self.record) or group_key(other.record) or ensure_group_key(self.record)
-        set_group_key(self.record, key)
-        set_group_key(other.record, key)
-        PeerBook(self.record).add(other.identity.device_id, other.name, other.identity.cert_pem)
-        PeerBook(other.record).add(self.identity.device_id, self.name, self.identity.cert_pem)
+        key = group_key(self.record.replica) or group_key(other.record.replica) or ensure_group_key(self.record.replica)
+        set_group_key(self.record.replica, key)
+        set_group_key(other.record.replica, key)
+        PeerBook(self.record.replica).add(other.identity.device_id, other.name, other.identity.cert_pem)
+        PeerBook(other.record.replica).add(self.identity.device_id, self.name, self.identity.cert_pem)
 
     def mailbox(self, folder: Path):
         from sync.mailbox import sync_mailbox
 
-        return sync_mailbox(self.record, self.identity, folder)
+        return sync_mailbox(self.record.replica, self.identity, folder)
 
     def heads(self) -> dict[str, list[bytes]]:
-        return {k: sorted(v) for k, v in self.record.doc_heads().items()}
+        return {k: sorted(v) for k, v in self.record.replica.doc_heads().items()}
 
     def projection(self) -> dict:
         out = {}
@@ -248,15 +248,15 @@ def test_third_device_converges_through_the_mailbox(devices, box):
     client, note = _client_with_note(a, "Started on laptop A.")
     _private_note(a, client.id)
 
-    assert a.mailbox(box).bundle_written
+    assert a.mailbox(box).bundles.written
     rb = b.mailbox(box)
-    assert (rb.bundles_applied, rb.rejected) == (1, [])
-    assert rb.bundle_written  # B relays what it merged
+    assert (rb.bundles.applied, rb.bundles.rejected) == (1, [])
+    assert rb.bundles.written  # B relays what it merged
 
     rc = c.mailbox(box)
     # A is not paired with C: its bundle is foreign there; B's carries A's documents.
-    assert [r.reason for r in rc.rejected] == ["foreign"]
-    assert rc.bundles_applied == 1
+    assert [r.reason for r in rc.bundles.rejected] == ["foreign"]
+    assert rc.bundles.applied == 1
     assert c.record.get_note(note.id).sections["data"] == "Started on laptop A."
 
     c.record.set_section(note.id, "data", "Started on laptop A. Finished on tablet C.")
@@ -287,11 +287,11 @@ def test_concurrent_edits_merge_through_the_mailbox(devices, box):
 def test_import_is_idempotent_and_tolerates_order_and_gaps(devices, box, tmp_path):
     a, b, _ = devices
     client, note = _client_with_note(a, "version one")
-    first = a.mailbox(box).bundle_written
+    first = a.mailbox(box).bundles.written
     a.record.set_section(note.id, "data", "version two")
-    second = a.mailbox(box).bundle_written
+    second = a.mailbox(box).bundles.written
     _client_with_note(a, "another note")
-    third = a.mailbox(box).bundle_written
+    third = a.mailbox(box).bundles.written
     assert len({first, second, third}) == 3
 
     # B sees the newest bundle first, then the oldest, then the middle one.
@@ -300,7 +300,7 @@ def test_import_is_idempotent_and_tolerates_order_and_gaps(devices, box, tmp_pat
     for name in (first, second):
         shutil.move(box / name, late / name)
     r = b.mailbox(box)
-    assert (r.bundles_applied, r.rejected) == (1, [])
+    assert (r.bundles.applied, r.bundles.rejected) == (1, [])
     assert len(b.record.list_clients()) == 1  # only the third bundle's client so far
     shutil.move(late / first, box / first)
     b.mailbox(box)
@@ -311,7 +311,7 @@ def test_import_is_idempotent_and_tolerates_order_and_gaps(devices, box, tmp_pat
 
     before = b.heads()
     again = b.mailbox(box)
-    assert again.bundles_applied == 0 and again.bundles_already_applied == 3 and again.rejected == []
+    assert again.bundles.applied == 0 and again.bundles.already_applied == 3 and again.bundles.rejected == []
     assert b.heads() == before
     assert {k: v for k, v in a.heads().items()} == before
 
@@ -321,15 +321,15 @@ def test_an_empty_folder_deletes_nothing(devices, box):
     _client_with_note(a, "kept")
     before = a.heads()
     report = a.mailbox(box)
-    assert report.bundles_read == 0 and report.documents_sent == len(before)
+    assert report.bundles.read == 0 and report.sent == len(before)
     assert a.heads() == before
-    assert a.mailbox(box).bundle_written is None  # nothing changed since
+    assert a.mailbox(box).bundles.written is None  # nothing changed since
     assert a.heads() == before
 
 
 def _bundle_from_a(a: Device, box: Path) -> Path:
     _client_with_note(a, "to be delivered")
-    return box / a.mailbox(box).bundle_written
+    return box / a.mailbox(box).bundles.written
 
 
 def _outbox(tmp_path: Path) -> Path:
@@ -352,12 +352,12 @@ def test_tampered_bundle_changes_nothing(devices, tmp_path, box, damage):
     (box / good.name).write_bytes(bytes(data))
     before, clients = b.heads(), b.record.list_clients()
     report = b.mailbox(box)
-    assert [r.reason for r in report.rejected] == ["tampered"]
-    assert report.bundles_applied == 0
+    assert [r.reason for r in report.bundles.rejected] == ["tampered"]
+    assert report.bundles.applied == 0
     assert b.heads() == before and b.record.list_clients() == clients
     # The genuine bundle still goes through afterwards.
     shutil.copy(good, box / good.name)
-    assert b.mailbox(box).bundles_applied == 1
+    assert b.mailbox(box).bundles.applied == 1
     assert b.heads() != before
 
 
@@ -369,7 +369,7 @@ def test_truncated_bundle_changes_nothing(devices, tmp_path, box, keep):
     (box / good.name).write_bytes(data[:keep] if keep >= 0 else data[:-1])
     before = b.heads()
     report = b.mailbox(box)
-    assert [r.reason for r in report.rejected] == ["truncated"]
+    assert [r.reason for r in report.bundles.rejected] == ["truncated"]
     assert b.heads() == before
 
 
@@ -381,16 +381,16 @@ def test_foreign_bundle_changes_nothing(devices, tmp_path, box):
     c.mailbox(box)
     before = a.heads()
     report = a.mailbox(box)
-    assert [r.reason for r in report.rejected] == ["foreign"]
-    assert "not paired" in report.rejected[0].message
+    assert [r.reason for r in report.bundles.rejected] == ["foreign"]
+    assert "not paired" in report.bundles.rejected[0].message
     assert a.heads() == before
 
     # A stranger with its own key and no pairing at all, even holding the group key.
     stranger = _identity("stranger")
-    entries = [(d, c.record.load_doc(d).save()) for d in c.record.doc_heads()]
+    entries = [(d, c.record.replica.load_doc(d).save()) for d in c.record.replica.doc_heads()]
     (box / fmt.file_name(stranger.device_id, 1)).write_bytes(_encode(stranger, _group_key(a), entries))
     report = a.mailbox(box)
-    assert sorted(r.reason for r in report.rejected) == ["foreign", "foreign"]
+    assert sorted(r.reason for r in report.bundles.rejected) == ["foreign", "foreign"]
     assert a.heads() == before
 
 
@@ -399,10 +399,10 @@ def test_revoked_sender_changes_nothing(devices, tmp_path, box):
 
     a, b, _ = devices
     good = _bundle_from_a(a, box)
-    PeerBook(b.record).forget(a.identity.device_id)
+    PeerBook(b.record.replica).forget(a.identity.device_id)
     before = b.heads()
     report = b.mailbox(box)
-    assert [r.reason for r in report.rejected] == ["revoked"]
+    assert [r.reason for r in report.bundles.rejected] == ["revoked"]
     assert b.heads() == before
     assert good.exists()
 
@@ -415,36 +415,36 @@ def test_replayed_bundle_changes_nothing(devices, tmp_path, box):
     shutil.copy(first, renamed)
     before = b.heads()
     report = b.mailbox(box)
-    assert [r.reason for r in report.rejected] == ["replayed"]
+    assert [r.reason for r in report.bundles.rejected] == ["replayed"]
     assert b.heads() == before
     renamed.unlink()
 
     # The genuine one applies once; presented again it is a silent no-op.
     shutil.copy(first, box / first.name)
-    assert b.mailbox(box).bundles_applied == 1
+    assert b.mailbox(box).bundles.applied == 1
     after = b.heads()
     again = b.mailbox(box)
-    assert (again.bundles_applied, again.bundles_already_applied, again.rejected) == (0, 1, [])
+    assert (again.bundles.applied, again.bundles.already_applied, again.bundles.rejected) == (0, 1, [])
     assert b.heads() == after
 
     # A different bundle carrying an already-imported sequence number is refused.
     os.remove(box / first.name)
     _client_with_note(a, "later work")
     other = fmt.encode(
-        [(d, a.record.load_doc(d).save()) for d in a.record.doc_heads()],
+        [(d, a.record.replica.load_doc(d).save()) for d in a.record.replica.doc_heads()],
         sender_id=a.identity.device_id, seq=fmt.parse_file_name(first.name)[1],
         group_key=_group_key(a), private_key=a.identity.key_pem.encode(),
     )
     (box / first.name).write_bytes(other)
     report = b.mailbox(box)
-    assert [r.reason for r in report.rejected] == ["replayed"]
+    assert [r.reason for r in report.bundles.rejected] == ["replayed"]
     assert b.heads() == after
 
 
 def _group_key(device: Device) -> bytes:
     from sync.peers import group_key
 
-    return group_key(device.record)
+    return group_key(device.record.replica)
 
 
 def test_a_bundle_from_another_sync_group_changes_nothing(devices, box):
@@ -452,11 +452,11 @@ def test_a_bundle_from_another_sync_group_changes_nothing(devices, box):
 
     a, b, _ = devices
     _client_with_note(a, "sealed with an old key")
-    set_group_key(a.record, os.urandom(32))
+    set_group_key(a.record.replica, os.urandom(32))
     a.mailbox(box)
     before = b.heads()
     report = b.mailbox(box)
-    assert [r.reason for r in report.rejected] == ["other-group"]
+    assert [r.reason for r in report.bundles.rejected] == ["other-group"]
     assert b.heads() == before
 
 
@@ -498,7 +498,7 @@ def test_mailbox_command(devices, box, capsys, monkeypatch):
     try:
         assert main(["--vault", str(path_b), "sync", "mailbox", str(box)]) == 0
         out = capsys.readouterr().out
-        assert "Bundles read: 1" in out and "Documents merged: 2" in out
+        assert "received 2," in out and "bundles: read 1 (applied 1" in out
         assert main(["--vault", str(path_b), "sync", "mailbox", str(box / "missing")]) == 1
         assert "does not exist" in capsys.readouterr().err
         (box / fmt.file_name("ab" * 32, 1)).write_bytes(b"NWBUNDLE\x00")
@@ -520,13 +520,13 @@ def test_a_bundle_applies_whole_or_not_at_all(devices, box):
     a.mailbox(box)
     b.mailbox(box)
     new_client, _ = _client_with_note(a, "new on A")
-    impostor = a.record.load_doc(new_client.id)
+    impostor = a.record.replica.load_doc(new_client.id)
     with impostor.transaction() as tx:
         tx.put(ROOT, "id", ScalarType.Str, note.id)
-    entries = [(d, a.record.load_doc(d).save()) for d in sorted(a.record.doc_heads()) if d != note.id]
+    entries = [(d, a.record.replica.load_doc(d).save()) for d in sorted(a.record.replica.doc_heads()) if d != note.id]
     entries.append((note.id, impostor.save()))
     _refused_whole(a, b, box, entries, seq=50)
-    assert new_client.id not in b.record.doc_heads()
+    assert new_client.id not in b.record.replica.doc_heads()
 
 
 def _refused_whole(a, b, box, entries, *, seq: int) -> None:
@@ -536,7 +536,7 @@ def _refused_whole(a, b, box, entries, *, seq: int) -> None:
     )
     before = b.heads()
     report = b.mailbox(box)
-    assert [r.reason for r in report.rejected] == ["malformed"]
+    assert [r.reason for r in report.bundles.rejected] == ["malformed"]
     assert b.heads() == before
 
 
@@ -550,7 +550,7 @@ def test_a_bad_document_new_here_rolls_back_the_whole_bundle(devices, box, bad):
     b.mailbox(box)
     for i in range(30):  # enough new documents that the bulk path has several chunks
         _client_with_note(a, f"new on A {i}")
-    entries = [(d, a.record.load_doc(d).save()) for d in sorted(a.record.doc_heads())]
+    entries = [(d, a.record.replica.load_doc(d).save()) for d in sorted(a.record.replica.doc_heads())]
     if bad == "garbage":
         entries.insert(len(entries) // 2, ("new-doc-garbage", b"\x85\x6f\x4a\x83 not automerge"))
     else:
@@ -565,7 +565,7 @@ def test_a_bad_document_new_here_rolls_back_the_whole_bundle(devices, box, bad):
 def _state_source(note_id: str) -> str:
     return f"""
         print(json.dumps({{
-            "heads": {{k: sorted(h.hex() for h in v) for k, v in record.doc_heads().items()}},
+            "heads": {{k: sorted(h.hex() for h in v) for k, v in record.replica.doc_heads().items()}},
             "text": record.get_note({note_id!r}).sections["data"],
         }}))
     """
@@ -595,7 +595,7 @@ def test_three_processes_paired_for_real_converge_through_the_mailbox(make_vault
     assert mailbox(a).returncode == 0
     done_b = mailbox(b)
     assert done_b.returncode == 0, done_b.stderr
-    assert "Bundles read: 1 (applied 1" in done_b.stdout
+    assert "bundles: read 1 (applied 1" in done_b.stdout
     done_c = mailbox(c)
     assert done_c.returncode == 3  # A's bundle is foreign to C, which never paired with A
     assert "foreign" in done_c.stdout and "applied 1" in done_c.stdout
@@ -635,9 +635,8 @@ def test_signed_on_one_device_edited_on_another_is_a_conflict_on_both(devices, b
     b.record.set_section(note.id, key, note.sections[key] + " Edited on the desktop.")
     a.mailbox(box)
     at_b = b.mailbox(box)
-    assert (at_b.documents_merged, at_b.concurrent, at_b.conflicts) == (1, 1, 1)
-    summary = at_b.to_sync_report()
-    assert (summary.received, summary.merged, summary.conflicts, summary.ok) == (1, 1, 1, True)
+    assert (at_b.received, at_b.merged, at_b.conflicts, at_b.ok) == (1, 1, 1, True)
+    assert at_b.summary().startswith("received 1, sent 1, merged 1, conflicts 1 (marked on the notes")
     a.mailbox(box)
 
     assert a.heads() == b.heads()
@@ -657,7 +656,7 @@ def test_signed_on_one_device_edited_on_another_is_a_conflict_on_both(devices, b
 
 
 _COUNT_AND_CHECK = """
-print(json.dumps({"docs": len(record.doc_heads()), "problems": vault.check()}))
+print(json.dumps({"docs": len(record.replica.doc_heads()), "problems": vault.check()}))
 """
 
 
@@ -701,7 +700,7 @@ def test_a_crashed_writers_temp_file_is_ignored_then_removed(devices, box):
     for p in (stale, fresh):
         p.write_bytes(b"NWBUNDLE half written")
     os.utime(stale, (1_000_000_000, 1_000_000_000))
-    assert b.mailbox(box).bundles_read == 0  # readers never pick them up
+    assert b.mailbox(box).bundles.read == 0  # readers never pick them up
     _client_with_note(a, "after a crash")
     a.mailbox(box)
     assert not stale.exists() and fresh.exists()

@@ -26,7 +26,7 @@ from sync.peers import PeerBook, group_key, set_group_key
 def _peers(ref):
     vault = ref.open()
     try:
-        return PeerBook(vault.record).all(), group_key(vault.record)
+        return PeerBook(vault.record.replica).all(), group_key(vault.record.replica)
     finally:
         vault.close()
 
@@ -111,8 +111,8 @@ class _Listener(threading.Thread):
     def run(self) -> None:
         vault = self.ref.open()
         try:
-            identity = load_identity(vault.record)
-            self.result = listen_for_pairing(vault.record, identity, "127.0.0.1", 0, on_ready=self.on_ready, **self.kwargs)
+            identity = load_identity(vault.record.replica)
+            self.result = listen_for_pairing(vault.record.replica, identity, "127.0.0.1", 0, on_ready=self.on_ready, **self.kwargs)
         except Exception as e:  # handed to the test thread
             self.error = e
         finally:
@@ -131,7 +131,7 @@ def test_a_code_tried_after_expiry_is_refused_with_a_clear_message(make_vault):
     vault = b.open()
     try:
         with conn, pytest.raises(PairingCodeExpired):
-            pair_over(conn, vault.record, load_identity(vault.record), listener.code)
+            pair_over(conn, vault.record.replica, load_identity(vault.record.replica), listener.code)
     finally:
         vault.close()
     listener.join(30)
@@ -147,7 +147,7 @@ def test_a_connection_that_says_nothing_does_not_consume_the_code(make_vault):
     socket.create_connection(listener.address, timeout=30).close()  # a port probe
     vault = b.open()
     try:
-        result = pair_with(vault.record, load_identity(vault.record), *listener.address, listener.code)
+        result = pair_with(vault.record.replica, load_identity(vault.record.replica), *listener.address, listener.code)
     finally:
         vault.close()
     listener.join(30)
@@ -162,7 +162,7 @@ def test_group_key_rule(make_vault, listener_has, joiner_has):
         if has:
             vault = ref.open()
             try:
-                set_group_key(vault.record, key)
+                set_group_key(vault.record.replica, key)
             finally:
                 vault.close()
             keys[ref.name] = key
@@ -171,7 +171,7 @@ def test_group_key_rule(make_vault, listener_has, joiner_has):
     assert listener.ready.wait(30)
     vault = b.open()
     try:
-        result = pair_with(vault.record, load_identity(vault.record), *listener.address, listener.code)
+        result = pair_with(vault.record.replica, load_identity(vault.record.replica), *listener.address, listener.code)
     finally:
         vault.close()
     listener.join(30)
@@ -193,7 +193,7 @@ def test_pairing_with_itself_is_refused(make_vault):
     vault = a.open()
     try:
         with pytest.raises(PairingFailed, match="itself"):
-            pair_with(vault.record, load_identity(vault.record), *listener.address, listener.code)
+            pair_with(vault.record.replica, load_identity(vault.record.replica), *listener.address, listener.code)
     finally:
         vault.close()
     listener.join(30)
@@ -210,7 +210,7 @@ def test_wrong_code_in_process_raises_typed_errors_on_both_sides(make_vault):
     vault = b.open()
     try:
         with pytest.raises(WrongPairingCode):
-            pair_with(vault.record, load_identity(vault.record), *listener.address, wrong)
+            pair_with(vault.record.replica, load_identity(vault.record.replica), *listener.address, wrong)
     finally:
         vault.close()
     listener.join(30)
@@ -227,7 +227,7 @@ def test_peer_book_forget_revokes_but_keeps_listing(make_vault):
     one, two, three = generate_identity("a"), generate_identity("b"), generate_identity("b")
     vault = ref.open()
     try:
-        book = PeerBook(vault.record)
+        book = PeerBook(vault.record.replica)
         for ident in (one, two, three):
             book.add(ident.device_id, ident.name, ident.cert_pem)
         with pytest.raises(ValueError):

@@ -392,11 +392,11 @@ def test_in_memory_pairing_stores_each_device_in_real_vaults(make_vault):
     a, b = make_vault("office"), make_vault("home")
     va, vb = a.open(), b.open()
     try:
-        set_group_key(vb.record, b"J" * 32)
-        lst = ListenerExchange(CODE, load_identity(va.record), own_group_key=group_key(va.record),
-                               commit=_store_as_listener(va.record), expires_at=300.0, clock=lambda: 0.0)
-        j = JoinerExchange(CODE, load_identity(vb.record), own_group_key=group_key(vb.record),
-                           commit=_store_as_joiner(vb.record))
+        set_group_key(vb.record.replica, b"J" * 32)
+        lst = ListenerExchange(CODE, load_identity(va.record.replica), own_group_key=group_key(va.record.replica),
+                               commit=_store_as_listener(va.record.replica), expires_at=300.0, clock=lambda: 0.0)
+        j = JoinerExchange(CODE, load_identity(vb.record.replica), own_group_key=group_key(vb.record.replica),
+                           commit=_store_as_joiner(vb.record.replica))
         to_listener, to_joiner = Wire(), Wire()
         lst.start()
         frames = j.start()
@@ -405,9 +405,9 @@ def test_in_memory_pairing_stores_each_device_in_real_vaults(make_vault):
             frames = [f for frame in to_joiner.carry(answers) for f in j.receive(frame)] if answers else []
         assert lst.result.peer.device_id == b.device_id and j.result.peer.device_id == a.device_id
         assert j.result.group_key_replaced is False
-        assert [p.device_id for p in PeerBook(va.record).all()] == [b.device_id]
-        assert [p.device_id for p in PeerBook(vb.record).all()] == [a.device_id]
-        assert group_key(va.record) == group_key(vb.record) == b"J" * 32  # the joiner's, as the listener had none
+        assert [p.device_id for p in PeerBook(va.record.replica).all()] == [b.device_id]
+        assert [p.device_id for p in PeerBook(vb.record.replica).all()] == [a.device_id]
+        assert group_key(va.record.replica) == group_key(vb.record.replica) == b"J" * 32  # the joiner's, as the listener had none
     finally:
         va.close()
         vb.close()

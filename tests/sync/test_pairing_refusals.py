@@ -52,7 +52,7 @@ def test_the_joiner_refuses_an_off_curve_answer_with_a_typed_error(make_vault):
     vault = b.open()
     try:
         with server, pytest.raises(PairingFailed, match="malformed pairing message"):
-            pair_with(vault.record, load_identity(vault.record), *server.getsockname()[:2], "1234-5678")
+            pair_with(vault.record.replica, load_identity(vault.record.replica), *server.getsockname()[:2], "1234-5678")
     finally:
         vault.close()
     thread.join(30)

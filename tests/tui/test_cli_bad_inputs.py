@@ -32,7 +32,7 @@ def vault(tmp_path: Path) -> Path:
     path = tmp_path / "vault"
     v, _ = Vault.create(path, PASSPHRASE, device_name="bad inputs", kdf=FAST_KDF)
     try:
-        ensure_identity(v.record, v.device_name)
+        ensure_identity(v.record.replica, v.device_name)
     finally:
         v.close()
     return path

@@ -23,9 +23,9 @@ DAY = 86400.0
 
 
 def sync_in_memory(here: Vault, other: Vault, *, here_clock, other_clock) -> None:
-    client = SyncSession(here.record, device_id=here.device_id, device_name=here.device_name, role="client",
+    client = SyncSession(here.record.replica, device_id=here.device_id, device_name=here.device_name, role="client",
                          peer_device_id=other.device_id, clock=here_clock)
-    server = SyncSession(other.record, device_id=other.device_id, device_name=other.device_name, role="server",
+    server = SyncSession(other.record.replica, device_id=other.device_id, device_name=other.device_name, role="server",
                          peer_device_id=here.device_id, clock=other_clock)
     to_client, to_server = server.start(), client.start()
     for _ in range(100):
@@ -74,9 +74,9 @@ async def test_the_warning_goes_once_the_clocks_agree_again(seeded_vault, make_a
     other = make_other(tmp_path)
     try:
         sync_in_memory(here, other, here_clock=lambda: time.time() + 5 * DAY, other_clock=time.time)
-        assert [c.peer_name for c in current_skews(here.record)] == ["other tablet"]
+        assert [c.peer_name for c in current_skews(here.record.replica)] == ["other tablet"]
         sync_in_memory(here, other, here_clock=time.time, other_clock=time.time)
-        assert current_skews(here.record) == [] and current_skews(other.record) == []
+        assert current_skews(here.record.replica) == [] and current_skews(other.record.replica) == []
     finally:
         here.close()
         other.close()

@@ -136,7 +136,7 @@ async def test_pair_then_sync_brings_the_other_devices_notes(app_vault, other_va
             return len(other), len(v.record.notes_for_client(other[0].client_id)) if other else 0
 
         assert await app.store.call(arrived) == (1, 2)
-        assert address in (await app.store.call(lambda v: PeerBook(v.record).addresses())).values()
+        assert address in (await app.store.call(lambda v: PeerBook(v.record.replica).addresses())).values()
         events = await app.store.call(lambda v: [e.event for e in v.audit.entries()])
         assert "device_paired" in events and "sync_session" in events
         server.stop()
@@ -270,8 +270,8 @@ async def test_show_a_code_and_the_other_device_enters_it(app_vault, other_vault
         await pilot.click("#mailbox-run")
         await wait_for(pilot, lambda: screen.last_result is not None or screen.last_error is not None, WAIT, "mailbox")
         assert screen.last_error is None, screen.last_error
-        assert screen.last_result.documents_merged == 3 and not screen.last_result.rejected
-        assert "Mailbox: received 3" in status(screen)
+        assert screen.last_result.received == 3 and not screen.last_result.bundles.rejected
+        assert "Synced through the mailbox: received 3" in status(screen)
 
         # Forget it, after a confirmation.
         screen.query_one("#peer-table").focus()

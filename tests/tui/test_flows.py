@@ -155,10 +155,10 @@ def _edit_elsewhere(v, note_id: str, key: str, added: str, *, before: str = "") 
 
     from store.documents import section_text, splice_section
 
-    doc = v.record.load_doc(note_id)
+    doc = v.record.replica.load_doc(note_id)
     doc.set_actor(os.urandom(16))
     splice_section(doc, key, before + section_text(doc, key) + added)
-    v.record.apply_doc(note_id, doc)
+    v.record.replica.apply_doc(note_id, doc)
 
 
 async def test_soap_note_checklist_sign_and_addendum(seeded_vault, make_app):
@@ -555,10 +555,10 @@ async def test_signature_conflict_shows_both_versions_and_resolves(seeded_vault,
                          sections=complete_sections(), facts=complete_facts(date(2026, 11, 9)))
         )
         # Another device's copy is edited while this one signs; then the two merge.
-        elsewhere = record.load_doc("note-conflict")
+        elsewhere = record.replica.load_doc("note-conflict")
         splice_section(elsewhere, "plan", "Plan edited on the other device.")
         record.sign_note("note-conflict")
-        record.apply_doc("note-conflict", elsewhere)
+        record.replica.apply_doc("note-conflict", elsewhere)
     finally:
         vault.close()
 

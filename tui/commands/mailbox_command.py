@@ -48,13 +48,13 @@ def cmd_mailbox(args) -> int:
     with PreparePool() as pool:
         vault = Vault.open(args.vault, current_passphrase(args))
         try:
-            vault.record.prepare_pool = pool
-            identity = ensure_identity(vault.record, vault.device_name)
-            report = sync_mailbox(vault.record, identity, folder, full=args.full)
+            vault.record.replica.prepare_pool = pool
+            identity = ensure_identity(vault.record.replica, vault.device_name)
+            report = sync_mailbox(vault.record.replica, identity, folder, full=args.full)
         finally:
             vault.close()
     for check in report.clock_skews:
         print(check.warning(), file=sys.stderr, flush=True)
-    print(report.summary())
-    return EXIT_SOME_REJECTED if report.rejected else 0
+    print(f"synced through the mailbox {folder}: {report.summary()}")
+    return 0 if report.ok else EXIT_SOME_REJECTED
 

@@ -93,10 +93,9 @@ def _say(line: str) -> None:
 
 
 def warn_clock(report) -> None:
-    """One line on stderr when this device's clock disagrees with the other device's
-    (sync/clock.py); times it records are then shown with a caveat."""
-    check = getattr(report, "clock", None)
-    if check is not None and check.skewed:
+    """One line on stderr for each device whose clock disagrees with this one's, as the sync
+    measured it (sync/clock.py); times it records are then shown with a caveat."""
+    for check in report.clock_skews:
         print(check.warning(), file=sys.stderr, flush=True)
 
 
@@ -106,7 +105,7 @@ def _open(args):
 
     vault = Vault.open(args.vault, current_passphrase(args))
     try:
-        identity = ensure_identity(vault.record, vault.device_name)
+        identity = ensure_identity(vault.record.replica, vault.device_name)
     except BaseException:
         vault.close()
         raise
@@ -123,7 +122,7 @@ def _open_for_sync(args, *, wait_for_workers: bool = False):
     with PreparePool() as pool:
         vault, identity = _open(args)
         try:
-            vault.record.prepare_pool = pool
+            vault.record.replica.prepare_pool = pool
             if wait_for_workers:
                 pool.wait_ready()  # a worker that does not start only leaves its share to us
             yield vault, identity
@@ -153,7 +152,7 @@ def cmd_pair(args) -> int:
         normalise_code(code)  # a mistyped code is caught before it can burn the real one
         vault, identity = _open(args)
         try:
-            result = pair_with(vault.record, identity, host, port, code)
+            result = pair_with(vault.record.replica, identity, host, port, code)
         finally:
             vault.close()
         _say(f"Paired with {_peer_label(result.peer)}.")
@@ -172,7 +171,7 @@ def cmd_pair(args) -> int:
         _say(f"pairing code: {code}")
 
     try:
-        result = listen_for_pairing(vault.record, identity, args.host, args.port, ttl=ttl, on_ready=ready)
+        result = listen_for_pairing(vault.record.replica, identity, args.host, args.port, ttl=ttl, on_ready=ready)
     finally:
         vault.close()
     _say(f"Paired with {_peer_label(result.peer)}.")
@@ -194,7 +193,7 @@ def cmd_devices(args) -> int:
 
     vault, identity = _open(args)
     try:
-        peers = PeerBook(vault.record).all()
+        peers = PeerBook(vault.record.replica).all()
     finally:
         vault.close()
     _say(f"This device: {identity.name} ({identity.device_id})")
@@ -217,7 +216,7 @@ def cmd_forget(args) -> int:
 
     vault, _identity = _open(args)
     try:
-        peer = PeerBook(vault.record).forget(args.device)
+        peer = PeerBook(vault.record.replica).forget(args.device)
     finally:
         vault.close()
     _say(f"Revoked {_peer_label(peer)}; it can no longer sync with this device.")
@@ -234,19 +233,18 @@ def cmd_serve(args) -> int:
         if error is not None:
             print(f"notewell: {error.message}", file=sys.stderr, flush=True)
         else:
-            name = report.peer_name or report.peer_id[:16]
             warn_clock(report)
-            _say(f"synced with {name} ({report.peer_id[:16]}): {report.summary()}")
+            _say(f"synced with {report.peer} ({report.peer_id[:16]}): {report.summary()}")
 
     def live(report) -> None:
         warn_clock(report)
-        _say(f"live with {report.peer_name or report.peer_id[:16]} ({report.peer_id[:16]})")
+        _say(f"live with {report.peer} ({report.peer_id[:16]})")
 
     with _open_for_sync(args, wait_for_workers=True) as (vault, identity):
         stop = threading.Event()
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
-            serve(vault.record, identity, args.host, args.port, stop_event=stop,
+            serve(vault.record.replica, identity, args.host, args.port, stop_event=stop,
                   on_listening=lambda h, p: _say(f"listening on {h}:{p}"), on_result=result, on_live=live)
         except KeyboardInterrupt:
             pass
@@ -275,13 +273,12 @@ def cmd_now(args) -> int:
         return _now_live(args, host, port)
     try:
         with _open_for_sync(args) as (vault, identity):
-            report = sync_now(vault.record, identity, host, port, on_progress=_progress_line())
+            report = sync_now(vault.record.replica, identity, host, port, on_progress=_progress_line())
     finally:
         if sys.stderr.isatty():
             print(file=sys.stderr)
-    name = report.peer_name or report.peer_id[:16]
     warn_clock(report)
-    _say(f"synced with {name} ({report.peer_id[:16]}): {report.summary()}")
+    _say(f"synced with {report.peer} ({report.peer_id[:16]}): {report.summary()}")
     return 0 if report.ok else 1
 
 
@@ -293,7 +290,7 @@ def _now_live(args, host: str, port: int) -> int:
 
     def opened(report) -> None:
         warn_clock(report)
-        _say(f"live with {report.peer_name or report.peer_id[:16]} ({report.peer_id[:16]}): {report.summary()}")
+        _say(f"live with {report.peer} ({report.peer_id[:16]}): {report.summary()}")
 
     def exchanged(report) -> None:
         # Counts only, and only when they move.
@@ -305,11 +302,10 @@ def _now_live(args, host: str, port: int) -> int:
         stop = threading.Event()
         handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            report = live_sync(vault.record, identity, host, port, stop_event=stop,
+            report = live_sync(vault.record.replica, identity, host, port, stop_event=stop,
                                on_progress=_progress_line(), on_live=opened, on_exchange=exchanged)
         finally:
             for sig, previous in handlers.items():
                 signal.signal(sig, previous)
-    name = report.peer_name or report.peer_id[:16]
-    _say(f"live sync with {name} ({report.peer_id[:16]}) ended: {report.summary()}")
+    _say(f"live sync with {report.peer} ({report.peer_id[:16]}) ended: {report.summary()}")
     return 0 if report.ok else 1

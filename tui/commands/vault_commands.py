@@ -166,7 +166,7 @@ def cmd_import(args) -> int:
         check_vault_ids(vault, plan)  # a repeated import is refused here, at once
         # Worker processes build the notes' documents beside this one (a large file has many).
         with PreparePool() as pool:
-            vault.record.prepare_pool = pool
+            vault.record.replica.prepare_pool = pool
             summary = apply_import(vault, plan)
     finally:
         vault.close()

@@ -21,21 +21,13 @@ from store.errors import NotewellError
 from sync.addresses import DEFAULT_PAIR_PORT, DEFAULT_SYNC_PORT, BadAddress
 from sync.addresses import parse_address as parse_typed_address
 from tui.screens.base import NotewellModal, NotewellScreen
-from tui.sync_jobs import SyncCancelled, SyncJobs
+from tui.sync_jobs import SyncCancelled, SyncJobs, finished_text
 
 MASK = "········"  # ids and times in test mode, so snapshots do not change from run to run
 
 
 class BadInput(NotewellError):
     title = "Check what you typed"
-
-
-def load_devices(vault) -> tuple[Any, list, dict[str, str], str | None]:
-    """(identity, peers, remembered addresses, the last one used); call on the vault's thread."""
-    from sync.peers import PeerBook
-
-    book = PeerBook(vault.record)
-    return vault.identity, book.all(), book.addresses(), book.last_address()
 
 
 def parse_address(text: str, default_port: int) -> tuple[str, int]:
@@ -224,7 +216,7 @@ class DevicesScreen(NotewellScreen[None]):
     async def _load(self) -> None:
         assert self.jobs is not None
         identity = await self.jobs.prepare()
-        _, peers, addresses, last = await self.app.store.call(load_devices)
+        peers, addresses, last = await self.jobs.devices()
         self.identity, self.peers, self.addresses = identity, peers, addresses
         self._show_identity()
         self._show_peers()
@@ -401,9 +393,8 @@ class DevicesScreen(NotewellScreen[None]):
         )
 
     async def _forget(self, device_id: str) -> None:
-        from sync.peers import PeerBook
-
-        peer = await self.app.store.call(lambda v: PeerBook(v.record).forget(device_id))
+        assert self.jobs is not None
+        peer = await self.jobs.forget(device_id)
         self._say(f"{peer.name} is revoked; it can no longer sync with this device.", "done")
         self.reload()
 
@@ -489,8 +480,7 @@ class DevicesScreen(NotewellScreen[None]):
         if error is not None:
             self._say(f"A device tried to sync: {error.message}", "error")
         elif report is not None:
-            name = report.peer_name or report.peer_id[:16]
-            self._say(f"{name} synced with this device: {report.summary()}.", "done")
+            self._say(f"{report.peer} synced with this device: {report.summary()}", "done")
         self.reload()
 
     def on_sync_jobs_finished(self, message: SyncJobs.Finished) -> None:
@@ -514,45 +504,20 @@ class DevicesScreen(NotewellScreen[None]):
                 f"Stopped: {error.message}" if isinstance(error, SyncCancelled) else f"{error.title}: {error.message}",
                 "error",
             )
-        elif kind in ("sync", "live sync"):
-            self._say(sync_summary(result), "done" if result.ok else "error")
+        elif kind in SyncJobs.SUMMARISED:
+            self._say(finished_text(result), "done" if result.ok else "error")
             address = self._pending_address
-            if address and result.peer_id:
+            if kind != "mailbox" and address and result.peer_id:
                 self.run_store(self._remember, result.peer_id, address, group="devices-remember")
         elif kind == "pairing":
             text = f"Paired with {result.peer.name} ({self._mask(result.peer.short_id)}). You can sync now."
             if result.group_key_replaced:
                 text += " This device now uses the other device's mailbox key; pair again with devices of its old group."
             self._say(text, "done")
-        elif kind == "mailbox":
-            self._say(mailbox_summary(result), "error" if result.rejected else "done")
         self.reload()
 
     async def _remember(self, device_id: str, address: str) -> None:
-        from sync.peers import PeerBook
-
-        await self.app.store.call(lambda v: PeerBook(v.record).remember_address(device_id, address))
+        assert self.jobs is not None
+        await self.jobs.remember_address(device_id, address)
         self.addresses[device_id] = address
 
-
-def sync_summary(report) -> str:
-    name = report.peer_name or report.peer_id[:16]
-    text = (
-        f"Synced with {name}: received {report.received}, sent {report.sent}, "
-        f"merged {report.merged}, conflicts {report.conflicts}."
-    )
-    if report.conflicts:
-        text += " Notes with a signature conflict are marked for you to resolve."
-    if report.errors:
-        text += " Problems: " + " ".join(report.errors)
-    return text
-
-
-def mailbox_summary(report) -> str:
-    text = (
-        f"Mailbox: received {report.documents_merged} (from {report.bundles_applied} bundles), "
-        f"sent {report.documents_sent}, merged {report.concurrent}, conflicts {report.conflicts}."
-    )
-    if report.rejected:
-        text += f" Rejected {len(report.rejected)}: " + " ".join(f"{r.file}: {r.message}" for r in report.rejected)
-    return text

@@ -71,9 +71,7 @@ class MainScreen(NotewellScreen):
         self.run_store(self._load_clock_warning, group="clock-warning", exclusive=True)
 
     async def _load_clock_warning(self) -> None:
-        from sync.clock import current_skews
-
-        skews = await self.app.store.call(lambda v: current_skews(v.record))
+        skews = await self.app.sync_jobs.clock_skews()
         warning = self.query_one("#clock-warning", Static)
         warning.update(skews[0].warning(short=True) if skews else "")
         warning.display = bool(skews)

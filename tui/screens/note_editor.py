@@ -28,7 +28,6 @@ from tui.screens.base import EditorScreen
 from tui.sync_jobs import SyncJobs
 from tui.widgets.checklist import Checklist
 from tui.widgets.facts_form import FactsForm
-from sync.clock import time_caveats
 from tui.widgets.note_views import read_only_view
 
 AUTOSAVE_SECONDS = 0.4
@@ -115,7 +114,7 @@ class NoteEditorScreen(EditorScreen):
             client = v.record.get_client(note.client_id)
             signed = v.record.signed_version(note_id) if has_signature_conflict(note) else None
             late = is_late_entry(note, v.settings().late_entry_hours)
-            caveats = time_caveats(v.record, v.device_id) if note.signature else {}
+            caveats = SyncJobs.time_caveats(v) if note.signature else {}
             return note, client, signed, v.record.compliance(note_id), late, v.record.draft_heads(note_id), caveats
 
         while True:
