@@ -25,6 +25,7 @@ from contextlib import contextmanager
 
 from sync.addresses import DEFAULT_PAIR_PORT, DEFAULT_SYNC_PORT, BadAddress, parse_address, parse_port
 from tui.commands.passphrase import current_passphrase
+from tui.printable import printable
 
 DEFAULT_HOST = "127.0.0.1"
 
@@ -92,7 +93,7 @@ def _usage(parser) -> int:
 
 
 def _say(line: str) -> None:
-    print(line, flush=True)
+    print(printable(line), flush=True)  # names and sentences may come from another device
 
 
 def warn_clock(report) -> None:
@@ -100,7 +101,7 @@ def warn_clock(report) -> None:
     (sync/clock.py); times it records are then shown with a caveat."""
     check = getattr(report, "clock", None)
     if check is not None and check.skewed:
-        print(check.warning(), file=sys.stderr, flush=True)
+        print(printable(check.warning()), file=sys.stderr, flush=True)
 
 
 def _open(args):
@@ -245,7 +246,7 @@ def cmd_serve(args) -> int:
 
     def result(report, error) -> None:
         if error is not None:
-            print(f"notewell: {error.message}", file=sys.stderr, flush=True)
+            print(f"notewell: {printable(error.message)}", file=sys.stderr, flush=True)
         else:
             name = report.peer_name or report.peer_id[:16]
             warn_clock(report)
