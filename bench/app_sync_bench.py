@@ -49,7 +49,7 @@ from pathlib import Path
 
 from bench.common import pct
 from store.device_identity import ensure_identity
-from store.keys import KdfParams
+from store.keys import KdfParams, allow_test_kdf
 from store.models import ClinicianSettings
 from store.synthetic import populate
 from store.vault import Vault
@@ -59,6 +59,7 @@ OUT = REPO / "bench" / "out"
 SERVER_PASSPHRASE = "app sync bench server passphrase"
 APP_PASSPHRASE = "app sync bench app passphrase"
 FAST_KDF = KdfParams(memory_kib=8192, time_cost=1)
+allow_test_kdf()  # the bench's vaults use the cheap test KDF (store/keys.py)
 SETTINGS = ClinicianSettings(clinician_name="Dr. Bench Example", credentials="PhD")
 TICK = 0.010  # the lag probe's sleep
 STORE_EVERY = 0.050  # between store calls

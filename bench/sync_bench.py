@@ -57,7 +57,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from store.device_identity import ensure_identity
-from store.keys import KdfParams
+from store.keys import KdfParams, allow_test_kdf
 from store.models import ClinicianSettings
 from store.prepare_pool import PreparePool
 from store.synthetic import populate
@@ -71,6 +71,7 @@ REPO = Path(__file__).resolve().parents[1]
 JS_DIR = REPO / "bench" / "js_baseline"
 PASSPHRASE = "sync bench passphrase"
 FAST_KDF = KdfParams(memory_kib=8192, time_cost=1)
+allow_test_kdf()  # the bench's vaults use the cheap test KDF (store/keys.py)
 SETTINGS = ClinicianSettings(clinician_name="Dr. Bench Example", credentials="PhD")
 
 

@@ -85,6 +85,36 @@ class KdfParams:
         )
 
 
+# The cheap Argon2id cost of the test suite and the benchmarks (8 MiB, one pass), and the
+# variable that lets a process use it. Without it no vault may ask for less than today's
+# defaults (`kdf_floor`): a vault.json is a file anyone with the folder can edit, the
+# environment of the clinician's own process is not (docs/security.md).
+TEST_KDF = KdfParams(memory_kib=8192, time_cost=1, parallelism=1)
+TEST_KDF_ENV = "NOTEWELL_TEST_KDF"
+
+
+def allow_test_kdf() -> None:
+    """For the test suite and benchmarks only: this process and those it starts accept
+    vaults made with TEST_KDF."""
+    os.environ[TEST_KDF_ENV] = "1"
+
+
+def kdf_floor() -> KdfParams:
+    """The least passphrase-wrap cost a vault may have: today's defaults, or TEST_KDF in a
+    process started with NOTEWELL_TEST_KDF=1."""
+    return TEST_KDF if os.environ.get(TEST_KDF_ENV) == "1" else KdfParams()
+
+
+def below_floor(params: KdfParams) -> bool:
+    """Whether `params` cost less than `kdf_floor()` in memory, passes or lanes."""
+    floor = kdf_floor()
+    return (
+        params.memory_kib < floor.memory_kib
+        or params.time_cost < floor.time_cost
+        or params.parallelism < floor.parallelism
+    )
+
+
 def normalise_passphrase(passphrase: str) -> bytes:
     # The same passphrase typed on macOS (NFD input) and elsewhere (NFC) must unlock.
     return unicodedata.normalize("NFC", passphrase).encode("utf-8")

@@ -10,8 +10,9 @@ the documents of a large import file's clients and progress notes (`work="import
 `store.importer.build_items`, JSON text in, documents and rows out).
 
 Why it is safe to have:
-- Workers are this interpreter started afresh on this module (`python -m
-  store.prepare_pool`), never a fork of a process that runs threads.
+- Workers are this interpreter started afresh on this module (`worker_command`: isolated
+  mode, this installed package's folder, an environment without NOTEWELL_* variables), never
+  a fork of a process that runs threads, and never whatever `store` the current folder holds.
 - They see the record only (documents, or an import file's clients and progress notes;
   never a process note), bytes in, rows out; they hold nothing between chunks, write
   no file, disable their own core dumps, and their stderr goes nowhere, so nothing they
@@ -97,15 +98,33 @@ def _recv(stream: BinaryIO) -> object:
 # --- the parent side ---------------------------------------------------------------------
 
 
+# What a worker inherits of this process's environment: what the interpreter needs to run,
+# nothing else (no NOTEWELL_* variable: the passphrase may be one).
+_WORKER_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "LD_LIBRARY_PATH", "SYSTEMROOT")
+# The worker's first line: this package's own folder first on the import path, then the
+# worker. Run with -I, so nothing else decides what `store` is (see `worker_command`).
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from store.prepare_pool import run_worker; run_worker()"
+
+
+def worker_command() -> tuple[list[str], dict[str, str], str]:
+    """(argv, environment, working folder) of a worker process.
+
+    `python -m store.prepare_pool` would run whatever `store` the current folder holds (a
+    shared mailbox folder the clinician is in, say): Python puts that folder first on the
+    import path. Isolated mode (-I: no current folder, no user site-packages, no PYTHON*
+    variables) and the explicit folder of this installed package leave no other choice; the
+    worker also starts in that folder, with none of this process's secrets."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = {name: os.environ[name] for name in _WORKER_ENVIRONMENT if name in os.environ}
+    return [sys.executable, "-I", "-c", _BOOT, root], env, root
+
+
 class _Worker:
     def __init__(self) -> None:
-        root = str(Path(__file__).resolve().parents[1])  # so `-m store...` resolves uninstalled too
-        env = dict(os.environ)
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        argv, env, cwd = worker_command()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "store.prepare_pool"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=env, close_fds=True,
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env=env, cwd=cwd, close_fds=True,
         )
         self.lock = threading.Lock()  # one job drives a worker at a time
         self.ready = False
@@ -369,7 +388,8 @@ def _worker_main() -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run_worker() -> None:
+    """A worker process's whole life (started by `worker_command`)."""
     try:
         sys.exit(_worker_main())
     except (KeyboardInterrupt, BrokenPipeError):

@@ -96,28 +96,40 @@ def _check_passphrase(passphrase: object) -> None:
         )
 
 
-def _new_passphrase_wrap(
-    vault_file_aad: bytes, master: bytearray, passphrase: str, kdf: KdfParams
-) -> vaultfile.Wrap:
+def _new_passphrase_wrap(vault_id: str, master: bytearray, passphrase: str, kdf: KdfParams) -> vaultfile.Wrap:
+    """A passphrase wrap of today's wrap format: its associated data binds `kdf`."""
+    if keys.below_floor(kdf):
+        raise ValueError("a passphrase wrap below today's Argon2id defaults is for tests only")
     salt = keys.random_salt()
     kek = keys.passphrase_kek(passphrase, salt, kdf)
     try:
-        nonce, ciphertext = keys.wrap(kek, master, vault_file_aad)
+        return _bound_wrap(vault_id, kek, salt, kdf, master)
     finally:
         keys.wipe(kek)
-    return vaultfile.Wrap(salt=salt, nonce=nonce, ciphertext=ciphertext, kdf=kdf)
 
 
-def _unwrap_with_passphrase(vf: vaultfile.VaultFile, passphrase: str) -> bytearray:
+def _bound_wrap(vault_id: str, kek: bytearray, salt: bytes, kdf: KdfParams, master: bytearray) -> vaultfile.Wrap:
+    wrap_format = vaultfile.KDF_BOUND_WRAP_FORMAT
+    aad = vaultfile.wrap_aad(vault_id, wrap_format, vaultfile.PASSPHRASE, kdf)
+    nonce, ciphertext = keys.wrap(kek, master, aad)
+    return vaultfile.Wrap(salt=salt, nonce=nonce, ciphertext=ciphertext, kdf=kdf, format=wrap_format)
+
+
+def _passphrase_unwrap(vf: vaultfile.VaultFile, passphrase: str) -> tuple[bytearray, bytearray]:
+    """(master key, the key that unwrapped it); the caller wipes both."""
     wrap = vf.passphrase_wrap
     assert wrap.kdf is not None
     kek = keys.passphrase_kek(passphrase, wrap.salt, wrap.kdf)
-    try:
-        master = keys.unwrap(kek, wrap.nonce, wrap.ciphertext, vf.aad(vaultfile.PASSPHRASE))
-    finally:
-        keys.wipe(kek)
+    master = keys.unwrap(kek, wrap.nonce, wrap.ciphertext, vf.aad(vaultfile.PASSPHRASE))
     if master is None:
+        keys.wipe(kek)
         raise WrongPassphrase()
+    return master, kek
+
+
+def _unwrap_with_passphrase(vf: vaultfile.VaultFile, passphrase: str) -> bytearray:
+    master, kek = _passphrase_unwrap(vf, passphrase)
+    keys.wipe(kek)
     return master
 
 
@@ -249,6 +261,8 @@ class Vault:
         elif not isinstance(settings, ClinicianSettings):
             settings = validated(ClinicianSettings, dict(settings))
         kdf = kdf or KdfParams()
+        if keys.below_floor(kdf):
+            raise ValueError("a vault below today's Argon2id defaults is for tests only (store/keys.py TEST_KDF)")
         _check_free(path)
 
         vault_id = secrets.token_hex(16)
@@ -256,16 +270,13 @@ class Vault:
         identity = generate_identity(device_name)
         master = keys.random_key()
         recovery_secret, recovery_text = keys.new_recovery_key()
-        aad = vaultfile.wrap_aad
-        version = vaultfile.WRAP_FORMAT
         try:
-            passphrase_wrap = _new_passphrase_wrap(
-                aad(vault_id, version, vaultfile.PASSPHRASE), master, passphrase, kdf
-            )
+            passphrase_wrap = _new_passphrase_wrap(vault_id, master, passphrase, kdf)
             recovery_salt = keys.random_salt()
             rkek = keys.recovery_kek(recovery_secret, recovery_salt)
             try:
-                nonce, ciphertext = keys.wrap(rkek, master, aad(vault_id, version, vaultfile.RECOVERY))
+                recovery_aad = vaultfile.wrap_aad(vault_id, vaultfile.WRAP_FORMAT, vaultfile.RECOVERY)
+                nonce, ciphertext = keys.wrap(rkek, master, recovery_aad)
             finally:
                 keys.wipe(rkek)
             vf = vaultfile.VaultFile(
@@ -356,13 +367,16 @@ class Vault:
         if not isinstance(passphrase, str):
             raise WrongPassphrase()
         try:
-            master = _unwrap_with_passphrase(vf, passphrase)
+            master, kek = _passphrase_unwrap(vf, passphrase)
         except WrongPassphrase:
             # Counted in memory only (a wrong passphrase must not write to the vault) and
             # written to the audit trail at the next successful unlock in this process.
             note_unlock_failure(path)
             raise
-        vault = cls._unlock(path, vf, master)
+        try:
+            vault = cls._unlock(path, vf, master, kek=kek)
+        finally:
+            keys.wipe(kek)
         try:
             vault.audit.flush_unlock_failures(path)
         except BaseException:
@@ -371,10 +385,13 @@ class Vault:
         return vault
 
     @classmethod
-    def _unlock(cls, path: Path, vf: vaultfile.VaultFile, master: bytearray) -> Vault:
+    def _unlock(
+        cls, path: Path, vf: vaultfile.VaultFile, master: bytearray, *, kek: bytearray | None = None
+    ) -> Vault:
         """What every unlock does once a wrap has opened (and wipes `master`): vault.json's
         MAC, both databases verified and opened, then what vault.json and record.db must
-        agree on (`_after_unlock`)."""
+        agree on (`_after_unlock`). `kek`: the key that opened the passphrase wrap, when it
+        was the passphrase (an outdated vault.json is then upgraded with it)."""
         file_key = keys.vault_file_key(master)
         if vf.authenticated and not vf.mac_matches(file_key):
             keys.wipe(master)
@@ -382,7 +399,7 @@ class Vault:
             raise DamagedVault(_ALTERED)
         vault = cls._open_with_master(path, vf, master, file_key)
         try:
-            vault._after_unlock()
+            vault._after_unlock(kek)
         except sqlcipher3.OperationalError as e:
             vault.close()
             raise _record_unwritable(e) from None
@@ -391,11 +408,12 @@ class Vault:
             raise
         return vault
 
-    def _after_unlock(self) -> None:
+    def _after_unlock(self, kek: bytearray | None = None) -> None:
         """vault.json and record.db agree on the file's format (it is never swapped back for
         the unauthenticated first format), on this device's id (its certificate's
-        fingerprint), and on the passphrase changes the audit trail records. Nothing is
-        written unless something is due; nothing is ever quietly corrected."""
+        fingerprint), and on the passphrase changes the audit trail records. An outdated
+        vault.json is upgraded (`_upgrade_file`). Nothing is written unless something is due;
+        nothing is ever quietly corrected."""
         conn = self.record_conn
         reached = _get_local_setting(conn, _FILE_FORMAT_KEY)
         if not self._vf.authenticated and reached is not None and reached != str(self._vf.format_version):
@@ -415,24 +433,39 @@ class Vault:
                 # A crash between the upgrade's rename and its commit; or a create's.
                 with WriteTransactions(conn):
                     _put_local_setting(conn, _FILE_FORMAT_KEY, str(vf.format_version))
+            if vf.outdated and kek is not None:
+                self._upgrade_file(kek)
         else:
-            self._upgrade_file()
+            self._upgrade_file(kek)
         self._settle_pending_change()
         try:
             vaultfile.remove_stale_tmp(self.path)
         except OSError:
             pass  # harmless: readers ignore it and the next write replaces it
 
-    def _upgrade_file(self) -> None:
-        """The first unlock of a first-format vault.json: adopt the device id of the
-        certificate in record.db (a vault made before certificates had a random one, and
-        the certificate is the one sync knows), write the authenticated format, and say so
-        in the audit trail. If the file cannot be written now, the next unlock tries again."""
+    def _upgrade_file(self, kek: bytearray | None) -> None:
+        """Write today's format of an outdated vault.json, and say so in the audit trail.
+
+        A first-format file adopts the device id of the certificate in record.db (a vault
+        made before certificates had a random one, and the certificate is the one sync
+        knows). With `kek` (an unlock with the passphrase) the master key is wrapped again
+        under the same key, its Argon2id parameters now bound into the wrap; without it (the
+        recovery key) the wrap stays as it is until the new passphrase replaces it. If the
+        file cannot be written now, the next unlock tries again."""
         old = self._vf
         identity = ensure_identity(self.record.replica, old.device_name)
+        wrap = old.passphrase_wrap
+        if kek is not None and not wrap.kdf_bound:
+            master = keys.unwrap(kek, wrap.nonce, wrap.ciphertext, old.aad(vaultfile.PASSPHRASE))
+            if master is not None:  # it just opened: always
+                assert wrap.kdf is not None
+                try:
+                    wrap = _bound_wrap(old.vault_id, kek, wrap.salt, wrap.kdf, master)
+                finally:
+                    keys.wipe(master)
         new = dataclasses.replace(
             old, format_version=vaultfile.FORMAT_VERSION, device_id=identity.device_id,
-            mac=None, signed_fields=None,
+            passphrase_wrap=wrap, mac=None, signed_fields=None,
         )
         conn = self.record_conn
         try:
@@ -442,6 +475,7 @@ class Vault:
                     from_format=old.format_version,
                     to_format=new.format_version,
                     device_id_changed=identity.device_id != old.device_id,
+                    passphrase_wrap_binds_kdf=new.passphrase_wrap.kdf_bound,
                 )
                 _put_local_setting(conn, _FILE_FORMAT_KEY, str(new.format_version))
                 vaultfile.replace(self.path, new, self._file_key)
@@ -481,7 +515,11 @@ class Vault:
         A crash at any point leaves exactly one passphrase working.
         """
         conn = self.record_conn
-        new = dataclasses.replace(self._vf, passphrase_wrap=new_wrap, mac=None, signed_fields=None)
+        old_format = self._vf.format_version
+        new = dataclasses.replace(
+            self._vf, passphrase_wrap=new_wrap, format_version=vaultfile.FORMAT_VERSION,
+            mac=None, signed_fields=None,
+        )
         note = json.dumps(
             {
                 "wrap": vaultfile.wrap_digest(new_wrap),
@@ -513,6 +551,12 @@ class Vault:
         try:
             with WriteTransactions(conn):
                 self.audit.append(event)
+                if old_format < new.format_version:  # the upgrade the unlock could not write
+                    self.audit.append(
+                        Event.VAULT_FILE_UPGRADED, from_format=old_format, to_format=new.format_version,
+                        passphrase_wrap_binds_kdf=True,
+                    )
+                    _put_local_setting(conn, _FILE_FORMAT_KEY, str(new.format_version))
                 _delete_local_setting(conn, _PENDING_CHANGE_KEY)
         except (sqlcipher3.Error, VaultError):
             # The switch is made (a busy lock or a full disk, translated, lands here too):
@@ -592,8 +636,7 @@ class Vault:
             vault = cls._unlock(path, vf, bytearray(master))
             try:
                 new_wrap = _new_passphrase_wrap(
-                    vault._vf.aad(vaultfile.PASSPHRASE), master, new_passphrase,
-                    _rewrap_params(vault._vf, kdf),
+                    vault.vault_id, master, new_passphrase, _rewrap_params(vault._vf, kdf)
                 )
             except BaseException:
                 vault.close()
@@ -629,9 +672,7 @@ class Vault:
         try:
             vault = Vault._unlock(path, vf, bytearray(master))
             try:
-                new_wrap = _new_passphrase_wrap(
-                    vault._vf.aad(vaultfile.PASSPHRASE), master, new, _rewrap_params(vault._vf, kdf)
-                )
+                new_wrap = _new_passphrase_wrap(vault.vault_id, master, new, _rewrap_params(vault._vf, kdf))
             except BaseException:
                 vault.close()
                 raise

@@ -11,9 +11,16 @@ From format 2 on, the file vouches for itself twice (docs/security.md has the ta
   under a key derived from the master key (`keys.vault_file_key`). Checked after every
   unwrap, and by `check`: a deliberate edit cannot be made to pass it.
 
-Format 1 (no checksum, no MAC) is still read; the first successful unlock upgrades it. Every
-later format keeps the checksum field as it is, so an older Notewell can tell a newer file
-from a damaged one.
+Format 3 adds each wrap's own `format`: a passphrase wrap of wrap format 2 names its Argon2id
+parameters in its associated data, so the AES-GCM tag vouches for them too. Formats 1 and 2
+(every wrap of wrap format 1) are still read; the first unlock with the passphrase re-wraps
+the master key under the same key with the parameters bound and writes format 3 (an unlock
+with the recovery key writes format 3 with the new passphrase's wrap). Every later format
+keeps the checksum field as it is, so an older Notewell can tell a newer file from a damaged
+one.
+
+The passphrase wrap never asks for less than `keys.kdf_floor()` (today's defaults): a file
+that does is refused as damaged or weakened before any key is derived.
 
 Every write goes through a temporary file that is fsynced and then renamed over (or, for a
 new vault, hard-linked into place so an existing vault.json is never replaced), followed by
@@ -35,18 +42,21 @@ from pathlib import Path
 
 from store.audit import canonical
 from store.errors import DamagedVault, NewerVaultFormat, NotAVault, VaultError, VaultExists
-from store.keys import KdfParams
+from store.keys import KdfParams, below_floor
 from store.write_access import translate
 
 FILE_NAME = "vault.json"
 TMP_NAME = "vault.json.tmp"
 FORMAT_MARKER = "notewell-vault"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # The first format: no checksum and no MAC. Read, and upgraded at the first unlock.
 FIRST_FORMAT = 1
-# The version named in a wrap's associated data. It is not the file's format: an upgrade of
-# the file leaves both wraps as they are (the recovery key is not at hand to remake one).
+# The version named in a wrap's associated data, written in the wrap as its `format` from
+# file format 3 on (absent: 1). It is not the file's format: the recovery wrap stays at 1 (it
+# has no parameters to bind, and the recovery key is not at hand to remake it).
 WRAP_FORMAT = 1
+# A passphrase wrap whose associated data also names its Argon2id parameters.
+KDF_BOUND_WRAP_FORMAT = 2
 # Far more than any vault.json we write; a bigger file is not ours and is not read whole.
 MAX_BYTES = 64 * 1024
 
@@ -59,9 +69,15 @@ _CHECKSUM_PREFIX = "sha256:"
 _MAC_LABEL = b"notewell vault.json\0"
 
 
-def wrap_aad(vault_id: str, format_version: int, purpose: str) -> bytes:
-    """Associated data of a wrap: a wrapped key only opens in its own vault, format and role."""
-    return f"{FORMAT_MARKER}\0{format_version}\0{vault_id}\0{purpose}".encode()
+def wrap_aad(vault_id: str, format_version: int, purpose: str, kdf: KdfParams | None = None) -> bytes:
+    """Associated data of a wrap: a wrapped key only opens in its own vault, format and role,
+    and from wrap format 2 on only with the Argon2id parameters it was made with."""
+    aad = f"{FORMAT_MARKER}\0{format_version}\0{vault_id}\0{purpose}".encode()
+    if format_version >= KDF_BOUND_WRAP_FORMAT:
+        if kdf is None:
+            raise ValueError("this wrap format binds key-derivation parameters")
+        aad += b"\0" + canonical(kdf.to_json())
+    return aad
 
 
 def checksum(data: dict) -> str:
@@ -78,12 +94,18 @@ def mac(data: dict, file_key: bytes | bytearray) -> bytes:
 
 @dataclass
 class Wrap:
-    """One wrapped copy of the master key. `kdf` is None for the recovery wrap (HKDF)."""
+    """One wrapped copy of the master key. `kdf` is None for the recovery wrap (HKDF).
+    `format`: the wrap format its associated data names (`wrap_aad`)."""
 
     salt: bytes
     nonce: bytes
     ciphertext: bytes
     kdf: KdfParams | None = None
+    format: int = WRAP_FORMAT
+
+    @property
+    def kdf_bound(self) -> bool:
+        return self.format >= KDF_BOUND_WRAP_FORMAT
 
 
 @dataclass
@@ -106,7 +128,14 @@ class VaultFile:
         return self.format_version > FIRST_FORMAT
 
     def aad(self, purpose: str) -> bytes:
-        return wrap_aad(self.vault_id, WRAP_FORMAT, purpose)
+        wrap = self.passphrase_wrap if purpose == PASSPHRASE else self.recovery_wrap
+        return wrap_aad(self.vault_id, wrap.format, purpose, wrap.kdf)
+
+    @property
+    def outdated(self) -> bool:
+        """Whether an unlock with the passphrase has something to upgrade: the file's format,
+        or a passphrase wrap that does not bind its parameters yet."""
+        return self.format_version < FORMAT_VERSION or not self.passphrase_wrap.kdf_bound
 
     def fields(self) -> dict:
         """Every field but the MAC and the checksum, in the order they are written."""
@@ -157,6 +186,8 @@ def _unb64(text: str, *, length: int | None = None) -> bytes:
 
 def _wrap_to_json(wrap: Wrap) -> dict:
     out: dict = {}
+    if wrap.format != WRAP_FORMAT:
+        out["format"] = wrap.format
     if wrap.kdf is not None:
         out["kdf"] = wrap.kdf.to_json()
     else:
@@ -169,7 +200,12 @@ def _wrap_from_json(data: dict, *, argon2: bool) -> Wrap:
     kdf = KdfParams.from_json(data["kdf"]) if argon2 else None
     if not argon2 and data["kdf"] != {"algorithm": "hkdf-sha256"}:
         raise ValueError("unknown key derivation")
+    wrap_format = data.get("format", WRAP_FORMAT)
+    known = (WRAP_FORMAT, KDF_BOUND_WRAP_FORMAT) if argon2 else (WRAP_FORMAT,)
+    if type(wrap_format) is not int or wrap_format not in known or "format" in data and wrap_format == WRAP_FORMAT:
+        raise ValueError("unknown wrap format")
     return Wrap(
+        format=wrap_format,
         salt=_unb64(data["salt"], length=16),
         nonce=_unb64(data["nonce"], length=12),
         # 32-byte key plus the 16-byte GCM tag.
@@ -232,6 +268,12 @@ def parse(raw: bytes) -> VaultFile:
             vault_file.signed_fields = data
     except (KeyError, TypeError, ValueError, binascii.Error):
         raise DamagedVault(f"{damaged} (a field is missing or malformed).") from None
+    assert vault_file.passphrase_wrap.kdf is not None
+    if below_floor(vault_file.passphrase_wrap.kdf):
+        raise DamagedVault(
+            "The vault's vault.json asks for a cheaper passphrase key derivation than Notewell "
+            "accepts (it is damaged, or was altered to make the passphrase easier to guess)."
+        )
     return vault_file
 
 

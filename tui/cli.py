@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from store.errors import NotewellError
+from tui.printable import printable
 from tui.vault_location import default_vault_path
 
 # Modules that contribute commands. Each has register(subparsers).
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = func(args)
     except NotewellError as e:
-        print(f"notewell: {e.message}", file=sys.stderr)
+        print(f"notewell: {printable(e.message)}", file=sys.stderr)  # it may quote another device
         return e.exit_code or 1
     except KeyboardInterrupt:
         print("notewell: interrupted; nothing acknowledged was lost.", file=sys.stderr)

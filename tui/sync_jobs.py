@@ -39,6 +39,7 @@ from textual.app import App
 from textual.message import Message
 
 from store.errors import NotewellError
+from tui.printable import printable
 
 if TYPE_CHECKING:
     from store.device_identity import DeviceIdentity
@@ -290,9 +291,11 @@ class SyncJobs:
         self._post(SyncJobs.Finished(kind, result, error))
         if not self.watchers:
             if error is not None and not isinstance(error, SyncCancelled):
-                self._app.notify(f"{error.title}: {error.message}", severity="error", timeout=10)
+                # Never markup, and never a control character: it may quote another device.
+                self._app.notify(printable(f"{error.title}: {error.message}"), severity="error", timeout=10,
+                                 markup=False)
             elif result is not None and kind in self.SUMMARISED:
-                self._app.notify(finished_text(result))
+                self._app.notify(printable(" ".join(finished_text(result).splitlines())), markup=False)
         if kind in self.SUMMARISED and result is not None and result.received:
             self.record_changed(frozenset(result.changed_ids))
 

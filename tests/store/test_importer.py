@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from store.errors import ImportFailed
+from store.keys import TEST_KDF_ENV
 from store.importer import ImportPlan, apply_import, parse_import
 from store.models import NoteFormat, NoteStatus
 
@@ -545,7 +546,7 @@ def test_notewell_import_command_accepts_the_example_as_is(tmp_path, vault):
     vault.close()
     secret = tmp_path / "passphrase"
     secret.write_text("correct horse battery staple\n", encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTEWELL_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTEWELL_") or k == TEST_KDF_ENV}
     run = subprocess.run(
         [sys.executable, "-m", "tui.cli", "--vault", str(path), "--passphrase-file", str(secret), "import", str(EXAMPLE)],
         capture_output=True,
@@ -645,7 +646,7 @@ def test_notewell_import_killed_at_any_moment_is_all_or_nothing(tmp_path, vault,
     vault.close()
     secret = tmp_path / "passphrase"
     secret.write_text("correct horse battery staple\n", encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTEWELL_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTEWELL_") or k == TEST_KDF_ENV}
     child = subprocess.Popen(
         [sys.executable, "-m", "tui.cli", "--vault", str(path), "--passphrase-file", str(secret), "import", str(file)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,

@@ -282,10 +282,12 @@ def test_a_first_format_vault_json_opens_and_is_upgraded(vault_dir):
         assert vault.device_id == old["device"]["id"]
         upgrades = [e for e in vault.audit.entries() if e.event == "vault_file_upgraded"]
         assert len(upgrades) == 1
-        assert upgrades[0].details == {"from_format": 1, "to_format": 2, "device_id_changed": False}
+        assert upgrades[0].details == {
+            "from_format": 1, "to_format": 3, "device_id_changed": False, "passphrase_wrap_binds_kdf": True,
+        }
         assert vault.check() == []
     new = read_json(vault_dir)
-    assert new["format_version"] == 2
+    assert new["format_version"] == 3
     assert new["mac"] and new["checksum"].startswith("sha256:")
     for key in ("vault_id", "created_at", "device", "passphrase_wrap", "recovery_wrap"):
         assert new[key] == old[key], key
@@ -323,9 +325,13 @@ def test_a_vault_written_by_the_first_format_opens_and_is_upgraded(tmp_path):
         assert vault.audit.verify().ok
         assert vault.check() == []
     new = read_json(folder)
-    assert new["format_version"] == 2 and new["mac"] and new["checksum"]
-    for key in ("vault_id", "created_at", "device", "passphrase_wrap", "recovery_wrap"):
+    assert new["format_version"] == 3 and new["mac"] and new["checksum"]
+    for key in ("vault_id", "created_at", "device", "recovery_wrap"):
         assert new[key] == old[key], key
+    # Wrapped again under the same key (same salt and cost), now binding that cost.
+    assert new["passphrase_wrap"]["format"] == 2
+    for key in ("kdf", "salt"):
+        assert new["passphrase_wrap"][key] == old["passphrase_wrap"][key], key
 
     assert notewell(folder, "check", env={"NOTEWELL_PASSPHRASE": FIRST_FORMAT_PASSPHRASE}).returncode == 0
     Vault.recover(folder, FIRST_FORMAT_RECOVERY, NEW_PASSPHRASE).close()

@@ -114,7 +114,8 @@ def test_vault_json_holds_what_the_design_says(vault_dir):
     make_vault(vault_dir)
     data = json.loads((vault_dir / "vault.json").read_text())
     assert data["format"] == "notewell-vault"
-    assert data["format_version"] == 2
+    assert data["format_version"] == 3
+    assert data["passphrase_wrap"]["format"] == 2  # its associated data binds its KDF parameters
     assert len(bytes.fromhex(data["mac"])) == 32
     canonical = {k: v for k, v in data.items() if k != "checksum"}
     assert data["checksum"] == "sha256:" + hashlib.sha256(
@@ -395,7 +396,7 @@ def test_vault_json_with_missing_or_malformed_fields_is_damaged(vault_dir, edit)
 
 def test_newer_format_is_refused(vault_dir):
     make_vault(vault_dir)
-    _edit_vault_json(vault_dir, lambda d: d.update(format_version=3), reseal=True)
+    _edit_vault_json(vault_dir, lambda d: d.update(format_version=4), reseal=True)
     before = folder_snapshot(vault_dir)
     with pytest.raises(NewerVaultFormat):
         Vault.open(vault_dir, VAULT_PASSPHRASE)

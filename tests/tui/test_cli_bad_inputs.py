@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from store.keys import TEST_KDF_ENV
 from store.device_identity import ensure_identity
 from store.vault import KdfParams, Vault
 
@@ -44,7 +45,7 @@ def files(folder: Path) -> dict[str, str]:
 
 
 def notewell(vault: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTEWELL_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTEWELL_") or k == TEST_KDF_ENV}
     env["NOTEWELL_PASSPHRASE"] = PASSPHRASE
     return subprocess.run(
         [sys.executable, "-m", "tui.cli", "--vault", str(vault), *args],

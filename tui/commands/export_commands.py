@@ -15,6 +15,7 @@ from pathlib import Path
 
 from store.errors import NotewellError
 from tui.commands.passphrase import current_passphrase
+from tui.printable import printable
 
 EXIT_TAMPERED = 3
 
@@ -120,7 +121,8 @@ def cmd_export(args) -> int:
 def format_entry(entry) -> str:
     client = entry.client_id or "-"
     summary = entry.summary()
-    return f"{entry.seq:>6}  {entry.at}  {entry.label:<32}  {client:<24}  {summary}".rstrip()
+    # Details name devices and clients that may have come from another device.
+    return printable(f"{entry.seq:>6}  {entry.at}  {entry.label:<32}  {client:<24}  {summary}".rstrip())
 
 
 def cmd_audit(args) -> int:

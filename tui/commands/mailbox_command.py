@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from tui.commands.passphrase import current_passphrase
+from tui.printable import printable, printable_lines
 
 EXIT_SOME_REJECTED = 3
 
@@ -54,7 +55,8 @@ def cmd_mailbox(args) -> int:
         finally:
             vault.close()
     for check in report.clock_skews:
-        print(check.warning(), file=sys.stderr, flush=True)
-    print(f"synced through the mailbox {folder}: {report.summary()}")
+        print(printable(check.warning()), file=sys.stderr, flush=True)
+    # Bundle file names in a shared folder are anyone's to choose: shown, never obeyed.
+    print(printable_lines(f"synced through the mailbox {folder}: {report.summary()}"))
     return 0 if report.ok else EXIT_SOME_REJECTED
 

@@ -1,7 +1,8 @@
 """`notewell sync ...`: pair devices, list or revoke them, serve and run direct syncs.
 
     notewell sync pair --listen [--host H] [--port P]     show a single-use code and wait
-    notewell sync pair HOST:PORT --code CODE              use the code shown on the other device
+    notewell sync pair HOST:PORT                          type the code shown on the other device
+                                                          (asked for, or read from standard input)
     notewell sync devices                                 paired devices and their last sync
     notewell sync forget DEVICE                           revoke a device (name or id prefix)
     notewell sync serve [--host H] [--port P]             accept syncs from paired devices
@@ -24,6 +25,7 @@ from contextlib import contextmanager
 
 from sync.addresses import DEFAULT_PAIR_PORT, DEFAULT_SYNC_PORT, BadAddress, parse_address, parse_port
 from tui.commands.passphrase import current_passphrase
+from tui.printable import printable
 
 DEFAULT_HOST = "127.0.0.1"
 
@@ -46,11 +48,13 @@ def register(subparsers) -> None:
         "pair",
         help="pair with another device using a single-use code",
         description="On one device run `pair --listen` and read its code; on the other run "
-        "`pair HOST:PORT --code CODE`. The code works once and expires after 5 minutes.",
+        "`pair HOST:PORT` and type the code when asked (or give it on standard input). The code "
+        "works once and expires after 5 minutes.",
     )
     pair.add_argument("address", nargs="?", metavar="HOST:PORT", help="the listening device (when joining)")
     pair.add_argument("--listen", action="store_true", help="show a code and wait for the other device")
-    pair.add_argument("--code", help="the code shown on the listening device")
+    pair.add_argument("--code", help="the code shown on the listening device, for scripts; other users of "
+                      "this computer can see it in the process list, so prefer standard input")
     pair.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     pair.add_argument("--port", type=port_number, default=DEFAULT_PAIR_PORT, help=f"port to listen on (default {DEFAULT_PAIR_PORT}; 0 picks a free one)")
     pair.add_argument("--code-ttl", type=float, default=None, help=argparse.SUPPRESS)  # tests
@@ -89,14 +93,14 @@ def _usage(parser) -> int:
 
 
 def _say(line: str) -> None:
-    print(line, flush=True)
+    print(printable(line), flush=True)  # names and sentences may come from another device
 
 
 def warn_clock(report) -> None:
     """One line on stderr for each device whose clock disagrees with this one's, as the sync
     measured it (sync/clock.py); times it records are then shown with a caveat."""
     for check in report.clock_skews:
-        print(check.warning(), file=sys.stderr, flush=True)
+        print(printable(check.warning()), file=sys.stderr, flush=True)
 
 
 def _open(args):
@@ -141,14 +145,10 @@ def cmd_pair(args) -> int:
     from sync.pairing import CODE_TTL, listen_for_pairing, normalise_code, pair_with
 
     if args.listen == bool(args.address):
-        raise BadAddress("Use either `pair --listen` or `pair HOST:PORT --code CODE`.")
+        raise BadAddress("Use either `pair --listen` or `pair HOST:PORT`.")
     if args.address:
         host, port = parse_address(args.address, DEFAULT_PAIR_PORT)
-        code = args.code
-        if code is None:
-            if not sys.stdin.isatty():
-                raise BadAddress("No code given: use --code CODE with the code shown on the other device.")
-            code = input("Pairing code: ")
+        code = args.code if args.code is not None else _read_code()
         normalise_code(code)  # a mistyped code is caught before it can burn the real one
         vault, identity = _open(args)
         try:
@@ -166,7 +166,7 @@ def cmd_pair(args) -> int:
 
     def ready(host: str, port: int, code: str) -> None:
         _say(f"listening on {host}:{port}")
-        _say(f"On the other device run: notewell sync pair {host}:{port} --code {code}")
+        _say(f"On the other device run: notewell sync pair {host}:{port} (and type the code when asked)")
         _say(f"The code works once and expires in {_minutes(ttl)}.")
         _say(f"pairing code: {code}")
 
@@ -176,6 +176,20 @@ def cmd_pair(args) -> int:
         vault.close()
     _say(f"Paired with {_peer_label(result.peer)}.")
     return 0
+
+
+def _read_code() -> str:
+    """The pairing code from standard input: asked for at a terminal, or one line piped in.
+    Never from the command line by default: every user of the computer can read that."""
+    from sync.errors import PairingFailed
+
+    if sys.stdin.isatty():
+        print("Pairing code (shown on the other device): ", end="", file=sys.stderr, flush=True)
+    line = sys.stdin.readline()
+    if not line.strip():
+        raise PairingFailed("No pairing code given: type the code shown on the other device when asked, "
+                            "or give it on standard input.")
+    return line.strip()
 
 
 def _minutes(seconds: float) -> str:
@@ -231,7 +245,7 @@ def cmd_serve(args) -> int:
 
     def result(report, error) -> None:
         if error is not None:
-            print(f"notewell: {error.message}", file=sys.stderr, flush=True)
+            print(f"notewell: {printable(error.message)}", file=sys.stderr, flush=True)
         else:
             warn_clock(report)
             _say(f"synced with {report.peer} ({report.peer_id[:16]}): {report.summary()}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from store.errors import NotewellError
 from tui.commands.passphrase import current_passphrase, new_passphrase
+from tui.printable import printable_lines
 
 
 def register(sub) -> None:
@@ -187,7 +188,8 @@ def cmd_check(args) -> int:
     finally:
         vault.close()
     for conflict in conflicts:
-        print(conflict.describe(show_text=args.show_conflicts), file=sys.stderr)
+        # Names and signed text that may have come from another device: shown, never obeyed.
+        print(printable_lines(conflict.describe(show_text=args.show_conflicts)), file=sys.stderr)
     if problems:
         print(f"notewell check: {len(problems)} problem(s) found:", file=sys.stderr)
         for p in problems:

@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
+from tui.printable import printable
 from tui.screens.base import NotewellScreen
 
 StoreCall = Callable[..., Awaitable[Any]]
@@ -62,7 +63,7 @@ class AuditViewScreen(NotewellScreen[None]):
         title = "Audit trail"
         if self._client_id:
             title += f" for {self._client_name or self._client_id}"
-        yield Static(title, id="audit-title", markup=False)
+        yield Static(printable(title), id="audit-title", markup=False)
         yield Static("Verifying...", id="audit-status", markup=False)
         yield DataTable(id="audit-table", cursor_type="row", zebra_stripes=True)
         yield Footer()
@@ -95,7 +96,7 @@ class AuditViewScreen(NotewellScreen[None]):
                 Text(entry.at.replace("T", " ").removesuffix("Z")),
                 Text(entry.label),
                 Text(entry.client_id or ""),
-                Text(entry.summary()),
+                Text(printable(entry.summary())),  # names a device or client of another device
                 key=str(entry.seq),
             )
         if self.entries:

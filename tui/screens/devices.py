@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -20,6 +21,7 @@ from textual.widgets import Button, Checkbox, DataTable, Digits, Footer, Input, 
 from store.errors import NotewellError
 from sync.addresses import DEFAULT_PAIR_PORT, DEFAULT_SYNC_PORT, BadAddress
 from sync.addresses import parse_address as parse_typed_address
+from tui.printable import printable
 from tui.screens.base import NotewellModal, NotewellScreen
 from tui.sync_jobs import SyncCancelled, SyncJobs, finished_text
 
@@ -231,7 +233,7 @@ class DevicesScreen(NotewellScreen[None]):
     def _show_identity(self) -> None:
         identity = self.identity
         self.query_one("#this-device", Static).update(
-            f"This device: {identity.name}   id {self._mask(identity.short_id)}"
+            printable(f"This device: {identity.name}   id {self._mask(identity.short_id)}")
         )
 
     def _show_peers(self) -> None:
@@ -244,9 +246,12 @@ class DevicesScreen(NotewellScreen[None]):
                 result = ""
             else:
                 result = ("ok: " if peer.last_sync_ok else "failed: ") + (peer.last_sync_summary or "")
+            # Text, not str: a cell string would be read as markup (a name is the other device's).
             table.add_row(
-                peer.name, self._mask(peer.short_id), status,
-                _when(peer.last_sync_at, self.app.test_mode), result, key=peer.device_id,
+                *(Text(printable(cell)) for cell in (
+                    peer.name, self._mask(peer.short_id), status, _when(peer.last_sync_at, self.app.test_mode), result,
+                )),
+                key=peer.device_id,
             )
         self.query_one("#no-peers").display = not self.peers
         if self.peers and 0 <= cursor < len(self.peers):
@@ -375,7 +380,7 @@ class DevicesScreen(NotewellScreen[None]):
             self.notify("Select a paired device in the list first.")
             return
         if peer.revoked:
-            self.notify(f"{peer.name} is already revoked; pair it again to trust it again.")
+            self.notify(printable(f"{peer.name} is already revoked; pair it again to trust it again."), markup=False)
             return
 
         def confirmed(yes: bool | None) -> None:
@@ -385,8 +390,8 @@ class DevicesScreen(NotewellScreen[None]):
         self.app.push_screen(
             ConfirmDialog(
                 "Forget this device?",
-                f"{peer.name} will be refused from now on, over the network and through the mailbox. "
-                "Its notes already here stay. Pairing it again with a new code trusts it again.",
+                printable(f"{peer.name} will be refused from now on, over the network and through the mailbox. "
+                          "Its notes already here stay. Pairing it again with a new code trusts it again."),
                 yes="Forget",
             ),
             confirmed,
@@ -428,7 +433,7 @@ class DevicesScreen(NotewellScreen[None]):
         status = self.query_one("#sync-status", Static)
         status.set_class(kind == "error", "error")
         status.set_class(kind == "done", "done")
-        status.update(text)
+        status.update(printable(text))  # names, file names and sentences from other devices
 
     def _show_busy(self) -> None:
         busy = self.jobs.busy if self.jobs is not None else None

@@ -19,6 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
 
 from store.errors import NotewellError
+from tui.printable import printable
 from tui.screens.base import NotewellModal
 
 StoreCall = Callable[..., Awaitable[Any]]
@@ -76,7 +77,8 @@ class ExportDialog(NotewellModal[Any]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="export-box"):
-            yield Label(f"Export the record of {self._client_name or self.client_id}", classes="export-title", markup=False)
+            yield Label(printable(f"Export the record of {self._client_name or self.client_id}"), classes="export-title",
+                        markup=False)
             yield Static(
                 "Demographics, diagnoses, treatment plan, progress notes with addenda and outcome "
                 "scores. Process notes are never exported. The export is logged in the audit trail.",

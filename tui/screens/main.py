@@ -8,10 +8,12 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from store.models import ProcessNote, ProgressNote, SessionFacts
+from tui.printable import printable
 from tui.screens.base import NotewellScreen
 from tui.sync_jobs import SyncJobs
 from tui.widgets.timeline import Timeline, row_id
@@ -101,7 +103,8 @@ class MainScreen(NotewellScreen):
         current = self._select or self.client_id
         self._select = None
         listing.clear_options()
-        listing.add_options([Option(row.display_name, id=row_id(row, "client_id", "id")) for row in rows])
+        # Content, not str: an option string would be read as markup, and a name may come from another device.
+        listing.add_options([Option(Content(printable(row.display_name)), id=row_id(row, "client_id", "id")) for row in rows])
         if not rows:
             return
         index = 0
@@ -305,4 +308,5 @@ def client_summary(client: Any) -> str:
         lines.append("Goals: " + "; ".join(g.description for g in active))
     else:
         lines.append("Goals: none yet (press e to add)")
-    return "\n".join(lines)
+    # One line each, whatever a document from another device put in a name or description.
+    return "\n".join(printable(line) for line in lines)

@@ -24,6 +24,7 @@ from store.text_diff import changed_span
 from store.errors import NoteChangedMeanwhile, NotewellError
 from store.models import NoteStatus, ProgressNote, SessionFacts, section_title
 from store.projections import has_signature_conflict, is_late_entry
+from tui.printable import printable
 from tui.screens.base import EditorScreen
 from tui.sync_jobs import SyncJobs
 from tui.widgets.checklist import Checklist
@@ -156,7 +157,7 @@ class NoteEditorScreen(EditorScreen):
             # clock known to be off makes it doubtful, and the title says so.
             doubtful = note.signature is not None and note.signature.device_id in self._caveats
             status += " (late entry, by a device clock that was off)" if doubtful else " (late entry)"
-        return f"{client.display_name} - {note.format.value} - {note.facts.date_of_service.isoformat()} - {status}"
+        return printable(f"{client.display_name} - {note.format.value} - {note.facts.date_of_service.isoformat()} - {status}")
 
     async def _build(self, note: ProgressNote, client: Any, signed: ProgressNote | None) -> None:
         self.query_one("#note-title", Static).update(self._title(note, client))

@@ -7,6 +7,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Label, Static
 
+from tui.printable import printable
 from tui.screens.base import NotewellModal
 from tui.widgets.outcome_plot import OutcomePlot
 
@@ -21,7 +22,7 @@ class OutcomesDialog(NotewellModal[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog-box wide"):
-            yield Label(f"Outcome measures: {self._client_name}", classes="dialog-title", markup=False)
+            yield Label(printable(f"Outcome measures: {self._client_name}"), classes="dialog-title", markup=False)
             yield OutcomePlot(id="outcome-plot")
             yield Static("Scores from every note, drafts included. Esc closes.", classes="hint")
 

@@ -11,6 +11,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static, TextArea
 
 from store.errors import NotewellError
+from tui.printable import printable
 from tui.screens.base import EditorScreen
 from tui.screens.note_editor import AUTOSAVE_SECONDS, RETRY_SECONDS, SaveState
 from tui.widgets.record_hints import hint_message, record_content_hints
@@ -55,7 +56,7 @@ class ProcessEditorScreen(EditorScreen):
 
         note, client = await self.app.store.call(load)
         self.query_one("#note-title", Static).update(
-            f"{client.display_name} - process note - session of {note.session_date.isoformat()}"
+            printable(f"{client.display_name} - process note - session of {note.session_date.isoformat()}")
         )
         area = self.query_one(TextArea)
         area.load_text(note.body)

@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.widgets import Footer, Input, Label, OptionList
 from textual.widgets.option_list import Option
 
+from tui.printable import printable
 from tui.screens.base import NotewellScreen
 from tui.widgets.timeline import PRIVATE_LABEL
 
@@ -74,14 +75,14 @@ class SearchScreen(NotewellScreen["tuple[str, str, str] | None"]):
         for hit in record:
             kind = "client" if hit.kind == "client" else "progress"
             line = Text()
-            line.append(names.get(hit.client_id, hit.title), style="bold")
-            line.append("  client record\n    " if kind == "client" else f"  {hit.title}\n    ")
+            line.append(printable(names.get(hit.client_id, hit.title)), style="bold")
+            line.append("  client record\n    " if kind == "client" else f"  {printable(hit.title)}\n    ")
             line.append_text(snippet_text(hit.snippet))
             options.append(Option(line, id=f"{kind}:{hit.doc_id}:{hit.client_id}"))
         options.append(Option(Text(f"Process notes - {PRIVATE_LABEL} ({len(private)})", style="bold underline magenta"), disabled=True))
         for hit in private:
             line = Text()
-            line.append(names.get(hit.client_id, ""), style="bold")
+            line.append(printable(names.get(hit.client_id, "")), style="bold")
             line.append(f"  process note {hit.session_date.isoformat()}  ")
             line.append(f"({getattr(hit, 'label', PRIVATE_LABEL)})", style="bold magenta")
             line.append("\n    ")

@@ -21,6 +21,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Static
 
 from store.overdue import DEFAULT_THRESHOLDS, OverdueItem, counts, overdue
+from tui.printable import printable
 from tui.screens.base import NotewellScreen
 
 StoreCall = Callable[..., Awaitable[Any]]
@@ -122,7 +123,7 @@ class TodoScreen(NotewellScreen[None]):
             table.add_row(
                 Text(_age(item)),
                 Text(f"{item.band} h+"),
-                Text(item.client_name),
+                Text(printable(item.client_name)),
                 Text(item.date_of_service.isoformat()),
                 Text("no progress note" if item.missing else "draft, unsigned"),
                 key=str(i),
