@@ -448,10 +448,10 @@ class SyncServer:
                     self.refused += 1
                     raw.close()
                     if not refusing and self.on_result is not None:
-                        in_store(lambda: self.on_result(None, ServerFull(
+                        self._report_quietly(in_store, ServerFull(
                             f"Refused connections over the limit of {self.limits.max_connections} at once; "
                             "the syncs already running go on."
-                        )))
+                        ))
                     refusing = True
                     continue
                 refusing = False
@@ -464,9 +464,12 @@ class SyncServer:
             for worker in workers:
                 worker.join()
 
-    @property
-    def open_connections(self) -> int:
-        return self._open
+    def _report_quietly(self, in_store: RunInStore, error: NotewellError) -> None:
+        """Tells `on_result` from the accepting thread; its failure must not end the server."""
+        try:
+            in_store(lambda: self.on_result(None, error))
+        except Exception:
+            pass
 
     def _connection(self, raw: socket.socket, stop: threading.Event, in_store: RunInStore) -> None:
         try:

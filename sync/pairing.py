@@ -63,7 +63,7 @@ from sync.peers import Peer, PeerBook, group_key, set_group_key
 
 CODE_TTL = 300.0
 MAX_PAIR_FRAME = 64 * 1024
-# Connections waiting for their first message at once; more are closed as they arrive.
+# Connections waiting for their first message at once; a new one pushes out the oldest.
 MAX_WAITING = 16
 
 
@@ -212,8 +212,9 @@ class _Waiting:
         except OSError:
             return  # gone before it was taken, or no descriptor left: the next one may do
         if len(self._arrivals) >= MAX_WAITING:
-            conn.close()
-            return
+            # The one silent longest makes room: a joiner sends its first message at once, so
+            # a stranger keeping many connections open cannot keep it out.
+            self._drop(self._arrivals[0])
         conn.setblocking(False)
         self._arrivals.append(_Arrival(conn, time.monotonic() + self.attempt_timeout))
 
