@@ -24,10 +24,11 @@ from conftest import REPO, NotewellProcess, _env, command
 from store.device_identity import generate_identity, load_identity
 from sync import bundle as fmt
 from sync.framing import Frame, FrameReader, FrameType, recv_frame, send_frame
-from sync.pairing import MAX_PAIR_FRAME, listen_for_pairing, pair_with
+from sync.pairing import MAX_PAIR_FRAME, pair_with
 from sync.pairing_exchange import JoinerExchange
 from sync.peers import PeerBook
 from sync.protocol import SyncSession
+from test_pairing import _Listener  # the listener in a thread of its own
 
 WAIT = 60.0  # generous bound on every condition below
 
@@ -196,28 +197,14 @@ def test_a_bound_set_wrong_in_the_environment_is_one_sentence(make_vault):
 # --- pairing: a total deadline per attempt; a stalled stranger does not use the code (8) --
 
 
-class _Listener(threading.Thread):
-    def __init__(self, ref, **kwargs) -> None:
-        super().__init__(daemon=True)
-        self.ref, self.kwargs = ref, kwargs
-        self.ready = threading.Event()
-        self.result = self.error = None
-
-    def on_ready(self, host, port, code) -> None:
-        self.address, self.code = (host, port), code
-        self.ready.set()
-
-    def run(self) -> None:
-        vault = self.ref.open()
-        try:
-            identity = load_identity(vault.record)
-            self.result = listen_for_pairing(vault.record, identity, "127.0.0.1", 0, on_ready=self.on_ready,
-                                             **self.kwargs)
-        except Exception as e:  # handed to the test thread
-            self.error = e
-        finally:
-            vault.close()
-            self.ready.set()
+def _listening(make_vault, monkeypatch):
+    """Two vaults, the first listening for pairing with an attempt deadline of 2 s."""
+    monkeypatch.setenv("NOTEWELL_PAIR_ATTEMPT_TIMEOUT", "2")
+    a, b = make_vault("office"), make_vault("home")
+    listener = _Listener(a)
+    listener.start()
+    assert listener.ready.wait(WAIT)
+    return a, b, listener
 
 
 def _join(ref, listener: _Listener):
@@ -229,11 +216,7 @@ def _join(ref, listener: _Listener):
 
 
 def test_a_stranger_dripping_bytes_neither_blocks_pairing_nor_stays(make_vault, monkeypatch):
-    monkeypatch.setenv("NOTEWELL_PAIR_ATTEMPT_TIMEOUT", "2")
-    a, b = make_vault("office"), make_vault("home")
-    listener = _Listener(a)
-    listener.start()
-    assert listener.ready.wait(WAIT)
+    a, b, listener = _listening(make_vault, monkeypatch)
     with socket.create_connection(listener.address, timeout=30) as stranger:
         # The start of a pairing message, then a byte now and then, never the whole of it.
         dripper = _Dripper(stranger.sendall, stranger, struct.pack(">IB", 34, FrameType.PAKE))
@@ -250,11 +233,7 @@ def test_a_stranger_dripping_bytes_neither_blocks_pairing_nor_stays(make_vault, 
 
 
 def test_a_stranger_that_stalls_after_its_first_message_does_not_use_up_the_code(make_vault, monkeypatch):
-    monkeypatch.setenv("NOTEWELL_PAIR_ATTEMPT_TIMEOUT", "2")
-    a, b = make_vault("office"), make_vault("home")
-    listener = _Listener(a)
-    listener.start()
-    assert listener.ready.wait(WAIT)
+    a, b, listener = _listening(make_vault, monkeypatch)
     stranger_exchange = JoinerExchange("1234-5678", generate_identity("stranger"), own_group_key=None,
                                        commit=lambda paired: None)
     with socket.create_connection(listener.address, timeout=WAIT) as stranger:
