@@ -355,7 +355,6 @@ class SyncServer:
         self._listener: socket.socket | None = None
         self._open = 0  # connections being served now (at most limits.max_connections)
         self._open_lock = threading.Lock()
-        self.refused = 0  # connections closed at once because the cap was reached
 
     def bind(self) -> tuple[str, int]:
         """Open the listening socket; returns the actual address (port 0 picks a free one)."""
@@ -445,7 +444,6 @@ class SyncServer:
                     if not full:
                         self._open += 1
                 if full:
-                    self.refused += 1
                     raw.close()
                     if not refusing and self.on_result is not None:
                         self._report_quietly(in_store, ServerFull(

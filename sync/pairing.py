@@ -126,8 +126,12 @@ def listen_for_pairing(
         if on_ready is not None:
             on_ready(bound_host, bound_port, code)
         try:
+            swept = False
             while True:
                 expired = deadline - clock() <= 0
+                if expired and not swept:
+                    waiting.take_queued(listener)  # those that came in time are answered
+                    swept = True
                 if expired and not waiting:
                     raise PairingCodeExpired(
                         "The pairing code expired before another device used it; start pairing again for a new code."
@@ -205,6 +209,14 @@ class _Waiting:
                 arrival.frames = frames
                 return arrival
         return None
+
+    def take_queued(self, listener: socket.socket) -> None:
+        """Accepts the connections already queued on `listener` (at most MAX_WAITING)."""
+        for _ in range(MAX_WAITING):
+            readable, _, _ = select.select([listener], [], [], 0)
+            if not readable:
+                return
+            self._accept(listener)
 
     def _accept(self, listener: socket.socket) -> None:
         try:

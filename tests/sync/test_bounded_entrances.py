@@ -16,11 +16,9 @@ import select
 import socket
 import ssl
 import struct
-import subprocess
 import threading
 import time
 
-from conftest import REPO, NotewellProcess, _env, command
 from store.device_identity import generate_identity, load_identity
 from sync import bundle as fmt
 from sync.framing import Frame, FrameReader, FrameType, recv_frame, send_frame
@@ -117,14 +115,14 @@ class _ClosedSet:
 
 
 def test_idle_connections_beyond_the_cap_are_refused_and_the_server_keeps_serving(
-        make_vault, pair, in_vault, notewell):
+        make_vault, pair, in_vault, notewell, start_notewell, monkeypatch):
     a, b = make_vault("office"), make_vault("home")
     in_vault(a, SEED, "2")
     pair(a, b)
     cap = 4
-    env = _env()
-    env.update(NOTEWELL_SYNC_MAX_CONNECTIONS=str(cap), NOTEWELL_SYNC_HANDSHAKE_TIMEOUT="3")
-    server = NotewellProcess(command(a, "sync", "serve", "--port", "0"), env)
+    monkeypatch.setenv("NOTEWELL_SYNC_MAX_CONNECTIONS", str(cap))  # the processes started below
+    monkeypatch.setenv("NOTEWELL_SYNC_HANDSHAKE_TIMEOUT", "3")
+    server = start_notewell(a, "sync", "serve", "--port", "0")
     idle: list[socket.socket] = []
     try:
         port = int(server.wait_for("listening on").rsplit(":", 1)[1])
@@ -150,15 +148,14 @@ def test_idle_connections_beyond_the_cap_are_refused_and_the_server_keeps_servin
     assert "Traceback" not in err
 
 
-def test_a_frame_sent_a_byte_at_a_time_meets_its_deadline(make_vault, pair, in_vault):
+def test_a_frame_sent_a_byte_at_a_time_meets_its_deadline(make_vault, pair, in_vault, start_notewell, monkeypatch):
     from sync.direct import client_context
 
     a, b = make_vault("office"), make_vault("home")
     in_vault(a, SEED, "1")
     pair(a, b)
-    env = _env()
-    env["NOTEWELL_SYNC_FRAME_TIMEOUT"] = "1"
-    server = NotewellProcess(command(a, "sync", "serve", "--port", "0"), env)
+    monkeypatch.setenv("NOTEWELL_SYNC_FRAME_TIMEOUT", "1")
+    server = start_notewell(a, "sync", "serve", "--port", "0")
     try:
         port = int(server.wait_for("listening on").rsplit(":", 1)[1])
         vb = b.open()
@@ -184,12 +181,10 @@ def test_a_frame_sent_a_byte_at_a_time_meets_its_deadline(make_vault, pair, in_v
     assert "took too long to send one sync message" in err and "Traceback" not in err
 
 
-def test_a_bound_set_wrong_in_the_environment_is_one_sentence(make_vault):
+def test_a_bound_set_wrong_in_the_environment_is_one_sentence(make_vault, notewell, monkeypatch):
     a = make_vault("office")
-    env = _env()
-    env["NOTEWELL_SYNC_MAX_CONNECTIONS"] = "lots"
-    done = subprocess.run(command(a, "sync", "serve", "--port", "0"), cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=WAIT)
+    monkeypatch.setenv("NOTEWELL_SYNC_MAX_CONNECTIONS", "lots")
+    done = notewell(a, "sync", "serve", "--port", "0")
     assert done.returncode != 0
     assert done.stderr.strip() == "notewell: NOTEWELL_SYNC_MAX_CONNECTIONS must be a whole number above 0, not 'lots'."
 
