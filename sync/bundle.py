@@ -35,6 +35,7 @@ SUFFIX = ".nwb"
 # magic, version, sender id (32), sequence, created (ms), group key id (8), nonce (12), ct length
 _HEADER = struct.Struct(">8sH32sQQ8s12sQ")
 HEADER_SIZE = _HEADER.size  # 86
+MAX_SEQ = 2**64 - 1  # the header's u64
 _SIG_LEN = struct.Struct(">H")
 
 # Limits that keep a hostile or damaged file from exhausting memory.
@@ -137,14 +138,18 @@ def file_name(sender_id: str, seq: int) -> str:
 
 
 def parse_file_name(name: str) -> tuple[str, int] | None:
-    """(sender id prefix, sequence) from a bundle's file name, or None if it is not one."""
+    """(sender id prefix, sequence) from a bundle's file name, or None if it is not one
+    (a number outside 1..MAX_SEQ, which no header can hold, included)."""
     if not name.endswith(SUFFIX):
         return None
     stem = name[: -len(SUFFIX)]
     prefix, sep, seq = stem.rpartition("-")
-    if not sep or not prefix or not seq.isdigit():
+    if not sep or not prefix or not seq.isascii() or not seq.isdigit() or len(seq) > len(str(MAX_SEQ)):
         return None
-    return prefix, int(seq)
+    number = int(seq)
+    if not 1 <= number <= MAX_SEQ:
+        return None
+    return prefix, number
 
 
 def digest(data: bytes) -> str:
@@ -166,6 +171,11 @@ def _public_key(cert):
     if isinstance(cert, x509.Certificate):
         return cert.public_key()
     return cert
+
+
+def public_key_of(private_key):
+    """The public key of a device key (PEM bytes or a key object), to check its own bundles."""
+    return _private_key(private_key).public_key()
 
 
 def _sign(key, data: bytes) -> bytes:

@@ -48,6 +48,7 @@ from sync.errors import (
     ConnectionLost,
     NotPaired,
     PeerUnreachable,
+    ServerFull,
     SyncError,
 )
 from sync import driver
@@ -63,6 +64,7 @@ from sync.driver import (  # noqa: F401  (Waker and LiveOptions are part of this
     call_here,
 )
 from sync.framing import MAX_FRAME, FrameTap
+from sync.limits import Limits
 from sync.peers import PeerBook
 from sync.protocol import SyncSession
 from sync.wire import error_frame
@@ -167,11 +169,13 @@ def _map_ssl_error(e: ssl.SSLError) -> SyncError:
 
 
 def _converse(tls: ssl.SSLSocket, session: SyncSession, max_frame: int, tap: FrameTap | None,
-              in_store: RunInStore = call_here, live: LiveOptions | None = None) -> SyncReport:
+              in_store: RunInStore = call_here, live: LiveOptions | None = None,
+              frame_timeout: float | None = None) -> SyncReport:
     """Runs the session through the one driver (sync/driver.py) and says what a failed or
     refused TLS connection means here."""
     try:
-        driver.run(FrameChannel(tls, max_frame, tap), session, in_store=in_store, live=live or LiveOptions())
+        channel = FrameChannel(tls, max_frame, tap, frame_timeout=frame_timeout)
+        driver.run(channel, session, in_store=in_store, live=live or LiveOptions())
     except ssl.SSLError as e:
         if session.role == "client" and not session.started_talking:
             raise NotPaired(_HUNG_UP_BEFORE_HELLO) from None
@@ -257,6 +261,7 @@ def live_sync(
 def _client(record_store, identity, host, port, *, on_progress, timeout, frame_tap, max_frame,
             live: LiveOptions | None = None, run_in_store: RunInStore | None = None) -> SyncReport:
     in_store: RunInStore = run_in_store or call_here
+    limits = Limits.from_env()
     book = in_store(lambda: PeerBook(record_store))
     ctx = client_context(identity, in_store(lambda: _trusted_certs(book)))
     # The server reads its clock for its hello after this: the start of the bracket in which
@@ -291,9 +296,10 @@ def _client(record_store, identity, host, port, *, on_progress, timeout, frame_t
                 on_progress=on_progress,
                 live=live is not None,
                 opened_at=opened_at,
+                hold_bytes=limits.session_hold_bytes,
             ))
             try:
-                report = _converse(tls, session, max_frame, frame_tap, in_store, live)
+                report = _converse(tls, session, max_frame, frame_tap, in_store, live, limits.frame_timeout)
             except NotewellError as e:
                 in_store(lambda: _record(book, peer_id, None, e))
                 raise
@@ -308,7 +314,14 @@ class SyncServer:
     """Accepts paired devices; each connection runs in a thread of its own, so a live client
     does not keep the others waiting. Every store call runs in the store's thread: the one
     that calls `serve` (it runs them while the connections need it), or, with
-    `run_in_store`, the thread that function hands them to."""
+    `run_in_store`, the thread that function hands them to.
+
+    Anyone on the network can connect, so what a client does never stops the server: at most
+    `limits.max_connections` connections are held at once (one over the cap is closed at
+    once, and the first of a run of refusals is reported through `on_result`), a TLS
+    handshake has `limits.handshake_timeout` seconds in all, every frame
+    `limits.frame_timeout` from its first byte to its last (sync/limits.py), and a failed
+    accept() (no file descriptors left, say) is waited out, not taken as the end."""
 
     def __init__(
         self,
@@ -327,7 +340,9 @@ class SyncServer:
         keepalive: float = LIVE_KEEPALIVE,
         idle_timeout: float = LIVE_IDLE_TIMEOUT,
         on_live: Callable[[SyncReport], None] | None = None,
+        limits: Limits | None = None,
     ) -> None:
+        self.limits = limits or Limits.from_env()
         self.record_store = record_store
         self._live_timing = dict(poll_interval=poll_interval, keepalive=keepalive, idle_timeout=idle_timeout)
         self.on_live = on_live
@@ -338,6 +353,8 @@ class SyncServer:
         self.on_progress, self.on_result = on_progress, on_result
         self.timeout, self.frame_tap, self.max_frame = timeout, frame_tap, max_frame
         self._listener: socket.socket | None = None
+        self._open = 0  # connections being served now (at most limits.max_connections)
+        self._open_lock = threading.Lock()
 
     def bind(self) -> tuple[str, int]:
         """Open the listening socket; returns the actual address (port 0 picks a free one)."""
@@ -405,14 +422,37 @@ class SyncServer:
     def _accept_loop(self, stop: threading.Event, in_store: RunInStore, max_connections: int | None) -> None:
         workers: list[threading.Thread] = []
         accepted = 0
+        refusing = False  # in a run of refusals (only its first is reported)
         try:
             while not stop.is_set() and (max_connections is None or accepted < max_connections):
+                listener = self._listener
+                if listener is None:
+                    break  # closed
                 try:
-                    raw, _addr = self._listener.accept()
+                    raw, _addr = listener.accept()
                 except TimeoutError:
                     continue
                 except OSError:
-                    break  # the listener was closed
+                    if self._listener is None or listener.fileno() < 0:
+                        break  # the listener was closed
+                    # No descriptor or buffer left for now (EMFILE, ENFILE, ENOBUFS) or a
+                    # connection reset while queued: what clients do never ends the server.
+                    stop.wait(0.1)
+                    continue
+                with self._open_lock:
+                    full = self._open >= self.limits.max_connections
+                    if not full:
+                        self._open += 1
+                if full:
+                    raw.close()
+                    if not refusing and self.on_result is not None:
+                        self._report_quietly(in_store, ServerFull(
+                            f"Refused connections over the limit of {self.limits.max_connections} at once; "
+                            "the syncs already running go on."
+                        ))
+                    refusing = True
+                    continue
+                refusing = False
                 accepted += 1
                 worker = threading.Thread(target=self._connection, args=(raw, stop, in_store),
                                           name="notewell-sync-connection", daemon=True)
@@ -422,10 +462,21 @@ class SyncServer:
             for worker in workers:
                 worker.join()
 
+    def _report_quietly(self, in_store: RunInStore, error: NotewellError) -> None:
+        """Tells `on_result` from the accepting thread; its failure must not end the server."""
+        try:
+            in_store(lambda: self.on_result(None, error))
+        except Exception:
+            pass
+
     def _connection(self, raw: socket.socket, stop: threading.Event, in_store: RunInStore) -> None:
-        report, error = self._handle(raw, stop, in_store)
-        if self.on_result is not None:
-            in_store(lambda: self.on_result(report, error))  # one at a time, like the store calls
+        try:
+            report, error = self._handle(raw, stop, in_store)
+            if self.on_result is not None:
+                in_store(lambda: self.on_result(report, error))  # one at a time, like the store calls
+        finally:
+            with self._open_lock:
+                self._open -= 1
 
     def _handle(self, raw: socket.socket, stop_event: threading.Event | None = None,
                 in_store: RunInStore | None = None) -> tuple[SyncReport | None, NotewellError | None]:
@@ -434,7 +485,8 @@ class SyncServer:
         book = in_store(lambda: PeerBook(self.record_store))
         peer_id: str | None = None
         with raw:
-            raw.settimeout(self.timeout)
+            # The handshake's timeout is its total (ssl, since Python 3.5), not a wait per byte.
+            raw.settimeout(self.limits.handshake_timeout)
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
                 # With nobody left to trust (all revoked), trust only our own certificate, which
@@ -446,9 +498,12 @@ class SyncServer:
                     raise NotPaired("Refused a device that is not paired with this one (or was revoked).") from None
                 except ssl.SSLError as e:
                     raise _map_ssl_error(e) from None
+                except TimeoutError:
+                    raise ConnectionLost("A connection did not finish its handshake in time; it was closed.") from None
                 except OSError:
                     raise ConnectionLost("A device disconnected during the handshake.") from None
                 with tls:
+                    tls.settimeout(self.timeout)
                     try:
                         peer_id = in_store(lambda: _check_peer(tls, book))
                     except NotPaired as e:
@@ -461,9 +516,11 @@ class SyncServer:
                         role="server",
                         peer_device_id=peer_id,
                         on_progress=self.on_progress,
+                        hold_bytes=self.limits.session_hold_bytes,
                     ))
                     live = LiveOptions(stop_event, on_live=self.on_live, **self._live_timing)
-                    report = _converse(tls, session, self.max_frame, self.frame_tap, in_store, live)
+                    report = _converse(tls, session, self.max_frame, self.frame_tap, in_store, live,
+                                       self.limits.frame_timeout)
             except NotewellError as e:
                 if peer_id is not None:
                     in_store(lambda: _record(book, peer_id, None, e))
@@ -492,11 +549,13 @@ def serve(
     max_connections: int | None = None,
     run_in_store: RunInStore | None = None,
     on_live: Callable[[SyncReport], None] | None = None,
+    limits: Limits | None = None,
 ) -> None:
-    """Serve paired devices until `stop_event` is set (or forever). Blocks the calling thread."""
+    """Serve paired devices until `stop_event` is set (or forever). Blocks the calling thread.
+    `limits` default to sync/limits.py's, with the environment's overrides."""
     server = SyncServer(record_store, identity, host, port, on_progress=on_progress,
                         on_result=on_result, timeout=timeout, frame_tap=frame_tap,
-                        run_in_store=run_in_store, on_live=on_live)
+                        run_in_store=run_in_store, on_live=on_live, limits=limits)
     address = server.bind()
     if on_listening is not None:
         on_listening(*address)

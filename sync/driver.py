@@ -27,7 +27,7 @@ from typing import Any, Callable, Protocol
 from store.errors import NotewellError
 from sync.report import SyncReport
 from sync.errors import ConnectionLost, SyncError
-from sync.framing import Frame, FrameReader, FrameTap, recv_frames, send_frames
+from sync.framing import Frame, FrameReader, FrameTap, recv_some, send_frames
 
 DEFAULT_TIMEOUT = 30.0
 # Live sessions: how often local changes are looked for, when an idle side sends a PING, and
@@ -38,6 +38,10 @@ LIVE_KEEPALIVE = 15.0
 LIVE_IDLE_TIMEOUT = 45.0
 
 RunInStore = Callable[[Callable[[], Any]], Any]
+
+# What a deadline that no client can stretch says when it ends a connection (sync/limits.py).
+_TOO_SLOW = "The other device took too long to send one sync message; the connection was closed."
+_TOO_LONG = "The other device took too long; the connection was closed."
 
 
 def call_here(fn):
@@ -87,16 +91,28 @@ class LiveExchange(Exchange, Protocol):
 
 
 class FrameChannel:
-    """Frames over one connected socket (plain TCP or TLS): reading with a deadline (the
-    socket's timeout, per read: that long without a byte is `ConnectionLost`), framing with a
-    size limit both ways, writing in few calls. A `tap` sees every frame (tests)."""
+    """Frames over one connected socket (plain TCP or TLS): reading with deadlines, framing
+    with a size limit both ways, writing in few calls. A `tap` sees every frame (tests).
+
+    Deadlines: the socket's timeout bounds each wait for data (that long without a byte is
+    `ConnectionLost`); `frame_timeout` bounds each frame from its first byte to its last, and
+    `deadline` (a `time.monotonic()` value) the whole conversation, so a peer that sends a
+    byte now and then cannot hold the connection beyond either. `early` are frames read
+    before the channel was made, with `reader` holding what followed them (sync.pairing)."""
 
     def __init__(self, sock: socket.socket, max_frame: int, tap: FrameTap | None = None,
-                 *, timeout: float | None = None) -> None:
+                 *, timeout: float | None = None, frame_timeout: float | None = None,
+                 deadline: float | None = None, reader: FrameReader | None = None,
+                 early: list[Frame] | None = None) -> None:
         self.sock, self.max_frame, self.tap = sock, max_frame, tap
         if timeout is not None:
             sock.settimeout(timeout)
-        self.reader = FrameReader(max_frame)
+        self.read_timeout = sock.gettimeout()
+        self.frame_timeout, self.deadline = frame_timeout, deadline
+        self.reader = reader or FrameReader(max_frame)
+        self._early = list(early or ())
+        # When the part of a frame held in `reader` began to arrive (None: none held).
+        self._frame_began: float | None = time.monotonic() if self.reader.pending else None
 
     def send(self, frames: list[Frame]) -> None:
         if frames:
@@ -110,8 +126,56 @@ class FrameChannel:
             pass
 
     def receive(self) -> list[Frame]:
-        """Waits for at least one whole frame; returns every whole frame read so far."""
-        return recv_frames(self.sock, self.reader, self.tap)
+        """Waits for at least one whole frame; returns every whole frame read so far.
+
+        A side's turn can be a thousand frames: reading them as they come, many per read,
+        costs one call per TLS record instead of two per frame. What is left of a frame stays
+        in `reader` for the next call."""
+        if self._early:
+            frames, self._early = self._early, []
+            return frames
+        if self.reader.pending:
+            # What this side did with the frames before (store work) is not the peer's time.
+            self._frame_began = time.monotonic()
+        while True:
+            bound = self._nearest_deadline()
+            wait = self.read_timeout
+            if bound is not None:
+                left = bound[0] - time.monotonic()
+                if left <= 0:
+                    raise ConnectionLost(bound[1])
+                wait = left if wait is None else min(wait, left)
+            self.sock.settimeout(wait)
+            try:
+                frames = self._feed(recv_some(self.sock, 1 << 20))
+            except ConnectionLost:
+                if bound is not None and time.monotonic() >= bound[0]:
+                    raise ConnectionLost(bound[1]) from None
+                raise
+            finally:
+                self.sock.settimeout(self.read_timeout)
+            if frames:
+                for frame in frames:
+                    self.received(frame)
+                return frames
+
+    def _feed(self, data: bytes) -> list[Frame]:
+        """The reader's whole frames, noting when a part of the next one began to arrive."""
+        frames = self.reader.feed(data)
+        if not self.reader.pending:
+            self._frame_began = None
+        elif frames or self._frame_began is None:
+            self._frame_began = time.monotonic()
+        return frames
+
+    def _nearest_deadline(self) -> tuple[float, str] | None:
+        """The nearest total deadline (a `time.monotonic()` value) and what it says, if any."""
+        bounds = []
+        if self.deadline is not None:
+            bounds.append((self.deadline, _TOO_LONG))
+        if self.frame_timeout is not None and self._frame_began is not None:
+            bounds.append((self._frame_began + self.frame_timeout, _TOO_SLOW))
+        return min(bounds) if bounds else None
 
     def receive_now(self, wait: float, wake: "Waker | None" = None) -> list[Frame] | None:
         """Full duplex: waits up to `wait` seconds for data (or for `wake`), then returns the
@@ -139,7 +203,11 @@ class FrameChannel:
             sock.settimeout(timeout)
         if data == b"":
             raise ConnectionLost("The other device closed the connection without ending the live sync.")
-        return self.reader.feed(data)
+        frames = self._feed(data)
+        bound = self._nearest_deadline()
+        if bound is not None and time.monotonic() >= bound[0]:
+            raise ConnectionLost(bound[1])
+        return frames
 
     def received(self, frame: Frame) -> None:
         if self.tap is not None:

@@ -102,3 +102,9 @@ class PeerReportedError(SyncError):
     """The other device stopped the sync and said why (mapped to a local sentence)."""
 
     title = "Sync stopped by the other device"
+
+
+class ServerFull(SyncError):
+    """`sync serve` holds as many connections as it takes at once; one more was closed."""
+
+    title = "Too many connections"

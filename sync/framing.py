@@ -6,9 +6,9 @@
 The header is checked before any payload is buffered, so an oversized frame costs the
 receiver nothing but the four length bytes: it raises `FrameTooLarge` and the caller closes
 the connection. `FrameReader` is sans-IO (bytes in, frames out); `send_frames` and
-`recv_frames` are the thin socket helpers `sync.driver` runs every conversation with
-(`send_frame` and `recv_frame`, one frame at a time, serve tests that act as a peer). What
-each frame type carries is `sync.wire`.
+`recv_some` are the thin socket helpers `sync.driver` runs every conversation with (its
+`FrameChannel` adds the deadlines); `send_frame` and `recv_frame`, one frame at a time, serve
+tests that act as a peer. What each frame type carries is `sync.wire`.
 
 A `FrameTap` (callable(direction, frame_bytes)) sees every plaintext frame as sent or
 received; tests use it to prove what does and does not cross the wire.
@@ -111,7 +111,7 @@ class FrameReader:
         return len(self._buf)
 
 
-def _recv_some(sock: socket.socket, n: int) -> bytes:
+def recv_some(sock: socket.socket, n: int) -> bytes:
     """Up to n bytes, at least one; a typed error for a timeout, a lost or closed connection."""
     try:
         chunk = sock.recv(n)
@@ -129,22 +129,8 @@ def _recv_some(sock: socket.socket, n: int) -> bytes:
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
     chunks = bytearray()
     while len(chunks) < n:
-        chunks += _recv_some(sock, min(n - len(chunks), 1 << 20))
+        chunks += recv_some(sock, min(n - len(chunks), 1 << 20))
     return bytes(chunks)
-
-
-def recv_frames(sock: socket.socket, reader: FrameReader, tap: FrameTap | None = None) -> list[Frame]:
-    """Waits for at least one whole frame; returns every whole frame read so far.
-
-    A side's turn can be a thousand frames: reading them as they come, many per read, costs
-    one call per TLS record instead of two per frame. What is left of a frame stays in
-    `reader` for the next call."""
-    while not (frames := reader.feed(_recv_some(sock, 1 << 20))):
-        pass
-    if tap is not None:
-        for frame in frames:
-            tap("received", frame.encode(reader.max_size))
-    return frames
 
 
 def recv_frame(sock: socket.socket, max_size: int = MAX_FRAME, tap: FrameTap | None = None) -> Frame:

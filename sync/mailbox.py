@@ -360,7 +360,7 @@ class Mailbox:
             entries.append((doc_id, doc.save()))
             new_heads[doc_id] = _hex_heads(doc.get_heads())
         self._remove_stale_temp_files(folder)
-        seq = self._next_seq(folder)
+        seq = self._next_seq(folder, report)
         while True:
             data = fmt.encode(
                 entries, sender_id=self.device_id, seq=seq, group_key=self.group_key, private_key=self.private_key
@@ -389,17 +389,42 @@ class Mailbox:
                 except OSError:
                     pass
 
-    def _next_seq(self, folder: Path) -> int:
+    def _next_seq(self, folder: Path, report: SyncReport) -> int:
         raw = self.store.local_get(SEQ_KEY)
         last = int(raw) if raw else 0
         # Our own bundles already in the folder count too: a device restored from an old backup
-        # must not reuse a sequence number its peers have seen.
-        own_prefix = self.device_id[:16]
-        for p in _list(folder):
+        # must not reuse a sequence number its peers have seen. A file name is not signed, so
+        # a higher number counts only when the file is a bundle this device signed with it;
+        # any other file named like ours is skipped and named in the report.
+        own_prefix = self.device_id[:16] + "-"
+        for p in sorted(_list(folder)):
+            if not (p.name.startswith(own_prefix) and p.name.endswith(fmt.SUFFIX)):
+                continue
             parsed = fmt.parse_file_name(p.name)
-            if parsed and parsed[0] == own_prefix:
-                last = max(last, parsed[1])
+            if parsed is not None and parsed[1] <= last:
+                continue  # no higher than the number this device knows it wrote
+            if parsed is not None and self._own_bundle_numbered(p, parsed[1]):
+                last = parsed[1]
+            else:
+                _bundles(report, folder).skipped.append(Rejection(p.name, "stray", (
+                    "The file is named as one of this device's bundles but is not one; it was left as it is "
+                    "and its number ignored."
+                )))
+        if last >= fmt.MAX_SEQ:
+            raise MailboxError("This device has used every bundle number; start a new mailbox folder.")
         return last + 1
+
+    def _own_bundle_numbered(self, path: Path, seq: int) -> bool:
+        """Whether `path` is a whole bundle this device signed with sequence number `seq`."""
+        try:
+            data = self._read(path)
+            header = fmt.read_header(data)
+            if header.sender_id != self.device_id or header.seq != seq:
+                return False
+            fmt.verify(data, header, fmt.public_key_of(self.private_key))
+        except fmt.BundleRejected:
+            return False
+        return True
 
     def _write_atomically(self, folder: Path, seq: int, data: bytes) -> str | None:
         """Temp file, fsync, then link into place. None if the name is already taken."""

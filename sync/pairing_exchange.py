@@ -359,9 +359,11 @@ class JoinerExchange(_Exchange):
 
 
 class ListenerExchange(_Exchange):
-    """The side that shows the code. `code_used` turns true when a SPAKE2 message arrives:
-    from then on the code is consumed, whatever happens next. A code is refused once
-    `clock()` is past `expires_at`."""
+    """The side that shows the code. `code_used` turns true when the code is tested (a frame
+    arrives where the key confirmation belongs) or a SPAKE2 message is refused: from then on
+    the code is consumed, whatever happens next. A connection that stops after a well-formed
+    SPAKE2 message has learnt nothing (nothing derived from the key was sent yet), so it
+    leaves the code unused. A code is refused once `clock()` is past `expires_at`."""
 
     role = Role.LISTENER
 
@@ -369,9 +371,13 @@ class ListenerExchange(_Exchange):
                  expires_at: float, clock: Callable[[], float]) -> None:
         super().__init__(code, identity, own_group_key, commit)
         self._expires_at, self._clock = expires_at, clock
-        self.code_used = False
+        self._pake_arrived = False
         self._joiner: Any = None
         self._agreed = b""
+
+    @property
+    def code_used(self) -> bool:
+        return self._pake_arrived and self._state != State.AWAIT_CONFIRM
 
     def _refusal_code(self, state: State, error: NotewellError) -> str | None:
         if state == State.AWAIT_PAKE:
@@ -384,7 +390,7 @@ class ListenerExchange(_Exchange):
 
     def _handle(self, state: State, frame: Frame) -> list[Frame]:
         if state == State.AWAIT_PAKE:
-            self.code_used = True
+            self._pake_arrived = True
             if self._clock() > self._expires_at:
                 raise PairingCodeExpired(
                     "Another device tried the pairing code after it expired; start pairing again for a new code."

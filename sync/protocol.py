@@ -18,7 +18,9 @@ Conversation (docs/sync-protocol.md has the byte layout):
    on full socket buffers): in its turn a side sends one SYNC frame (document id + Automerge
    sync message) for each document with something to say, then TURN_END(count). A document
    the peer has none of goes once, in the side's first turn, as a WHOLE frame (its stored
-   bytes), and is stored in bulk at the end (`apply_snapshots`). Every
+   bytes), and is stored in bulk (`apply_snapshots`) at the end, or as soon as the whole
+   documents held reach `hold_bytes` (so a peer cannot fill this device's memory, and a
+   large first sync keeps what it stored if the connection drops). Every
    document gets a fresh `SyncState` for this connection. The exchange ends after two
    consecutive turns with no messages: then neither side has anything left to say.
 4. Each side writes the documents that changed (`apply_doc`: merge, never replace, so nothing
@@ -66,6 +68,7 @@ from sync.errors import (
     ProtocolError,
 )
 from sync.framing import Frame, FrameType
+from sync.limits import SESSION_HOLD_BYTES
 # The codecs of every message (sync/wire.py); the names tests and older callers import from
 # here are kept importable from here.
 from sync.wire import (  # noqa: F401
@@ -139,6 +142,7 @@ class SyncSession:
         live: bool = False,
         clock: Callable[[], float] = time.time,
         opened_at: float | None = None,
+        hold_bytes: int = SESSION_HOLD_BYTES,
     ) -> None:
         if role not in ("client", "server"):
             raise ValueError("role must be 'client' or 'server'")
@@ -169,7 +173,10 @@ class SyncSession:
         # Whole documents: the ones only one side has travel as their stored bytes.
         self._send_whole: set[str] = set()
         self._expect_whole: set[str] = set()
-        self._whole_in: dict[str, bytes] = {}
+        self._whole_in: dict[str, bytes] = {}  # received, not yet stored
+        self._whole_seen: set[str] = set()
+        self._whole_stored: dict[str, list[bytes]] = {}  # stored during this sync: its heads
+        self._hold_bytes, self._held = hold_bytes, 0
         self._whole_out_heads: dict[str, list[bytes]] = {}
         self._whole_sent = False
         self._frames_this_turn = 0
@@ -204,6 +211,12 @@ class SyncSession:
     @property
     def documents_to_sync(self) -> int:
         return len(self._differ)
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of whole documents received and not yet stored (at most `hold_bytes`, or one
+        document when a single one is larger)."""
+        return self._held
 
     def start(self) -> list[Frame]:
         if self._state != "start":
@@ -353,9 +366,13 @@ class SyncSession:
     def _on_turn_frame(self, frame: Frame) -> list[Frame]:
         if frame.type == FrameType.WHOLE:
             doc_id, raw = decode_sync(frame.payload)
-            if doc_id not in self._expect_whole or doc_id in self._whole_in:
+            if doc_id not in self._expect_whole or doc_id in self._whole_seen:
                 raise ProtocolError("The other device sent data for a document outside this sync.")
-            self._whole_in[doc_id] = raw  # checked and stored at the end (apply_snapshots)
+            if self._whole_in and self._held + len(raw) > self._hold_bytes:
+                self._store_whole(len(self._whole_stored))  # what is held goes to the store now
+            self._whole_seen.add(doc_id)
+            self._whole_in[doc_id] = raw  # checked and stored in bulk (apply_snapshots)
+            self._held += len(raw)
             self._frames_this_turn += 1
             return []
         if frame.type == FrameType.SYNC:
@@ -424,18 +441,10 @@ class SyncSession:
                         peer = self._peer_heads.get(doc_id)
                         if local and peer and set(final[doc_id]) != peer:
                             self.report.merged += 1
-        whole = sorted(self._whole_in.items())
-        self._whole_in = {}
-        if whole:
-            # One transaction per batch, as above; progress after each.
-            applied, refused = _foreign(lambda: self.store.apply_snapshots(
-                whole, batch=APPLY_BATCH, on_batch=lambda done: self._progress(len(to_apply) + done)))
-            for doc_id, heads in applied.items():
-                final[doc_id] = sorted(heads)
-                changed_ids.add(doc_id)
-                self.report.received += 1
-            for error in refused.values():
-                self.report.errors.append(error.message)
+        self._store_whole(len(to_apply) + len(self._whole_stored))
+        for doc_id, heads in self._whole_stored.items():
+            final[doc_id] = heads
+            changed_ids.add(doc_id)
         self.report.changed_ids |= changed_ids
         self.report.conflicts = self.store.count_conflicts(changed_ids)
         self._final = final
@@ -446,6 +455,21 @@ class SyncSession:
 
     def _transaction(self):
         return self.store.transaction()
+
+    def _store_whole(self, progress_from: int) -> None:
+        """Stores the whole documents held (at the end, or when they reach `hold_bytes`):
+        one transaction per batch, as above; progress after each."""
+        whole = sorted(self._whole_in.items())
+        self._whole_in, self._held = {}, 0
+        if not whole:
+            return
+        applied, refused = _foreign(lambda: self.store.apply_snapshots(
+            whole, batch=APPLY_BATCH, on_batch=lambda done: self._progress(progress_from + done)))
+        for doc_id, heads in applied.items():
+            self._whole_stored[doc_id] = sorted(heads)
+            self.report.received += 1
+        for error in refused.values():
+            self.report.errors.append(error.message)
 
     # -- baseline: what both sides held at the end of their last complete sync
 

@@ -38,6 +38,9 @@ class BundleCounts:
     rejected: list[Rejection] = field(default_factory=list)  # skipped, each with why
     written: str | None = None  # the file name of this device's bundle, when one was written
     senders: dict[str, int] = field(default_factory=dict)  # device id -> documents received from it
+    # Files named as this device's bundles that are not (another program's, or planted): the
+    # next sequence number ignores them; each is named, never fatal.
+    skipped: list[Rejection] = field(default_factory=list)
 
 
 @dataclass
@@ -105,4 +108,5 @@ class SyncReport:
                 f"rejected {len(b.rejected)}); {wrote}"
             )
             lines += [f"rejected {r.file} ({r.reason}): {r.message}" for r in b.rejected]
+            lines += [f"skipped {r.file}: {r.message}" for r in b.skipped]
         return "\n".join(lines)
