@@ -747,6 +747,12 @@ class RecordStore:
     def apply_changes(self, doc_id: str, changes: list[bytes]) -> bool:
         return self.replica.apply_changes(doc_id, changes)
 
+    def check_document(self, doc_id: str, data: bytes) -> None:
+        self.replica.check_document(doc_id, data)
+
+    def check_sync_message(self, doc_id: str, message: bytes, earlier=None):
+        return self.replica.check_sync_message(doc_id, message, earlier)
+
     def local_get(self, key: str) -> bytes | None:
         return self.replica.local_get(key)
 

@@ -28,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 from automerge.core import Document
 
 from store.automerge_guard import guard_public_methods, panic_or, panics_as
+from store import document_budget
 from store.database import WriteTransactions
 from store.doc_ids import is_doc_id, record_kind
 from store.docstore import DocStore
@@ -72,6 +73,8 @@ class RecordReplica(Protocol):
     def local_put(self, key: str, value: bytes) -> None: ...
     def add_listener(self, listener: ChangeListener) -> None: ...
     def remove_listener(self, listener: ChangeListener) -> None: ...
+    def check_document(self, doc_id: str, data: bytes) -> None: ...
+    def check_sync_message(self, doc_id: str, message: bytes, earlier: Any = None) -> Any: ...
 
 
 def _refused(doc_id: str) -> ForeignDocument:
@@ -108,6 +111,8 @@ class Replica:
         self.prepare_pool = None
         self._listeners: list[ChangeListener] = []
         self._listeners_lock = threading.Lock()
+        # What one document from another device may hold (store/document_budget.py).
+        self.budget = document_budget.DEFAULT_BUDGET
 
     # --- transactions and what they changed ----------------------------------------
 
@@ -189,6 +194,30 @@ class Replica:
 
     # --- what arrives --------------------------------------------------------------
 
+    def check_document(self, doc_id: str, data: bytes) -> None:
+        """The budget for a whole document from another device (store/document_budget.py),
+        before anything loads it: DocumentOverBudget naming it when it declares more than a
+        record document may hold (or, when large, its guarded load needs more memory or time
+        than the budget gives); ForeignDocument when its bytes are not a document."""
+        document_budget.check(doc_id, bytes(data), self.budget)
+
+    def check_sync_message(self, doc_id: str, message: bytes, earlier: Any = None) -> Any:
+        """The budget for what an Automerge sync message brings to a document, before it is
+        received: counted with `earlier` (the value this returned for the document's previous
+        message in the same session) or, for its first, with our stored copy. Returns the
+        running total to pass back next time; DocumentOverBudget naming the document once it
+        is over (the session then refuses that document whole)."""
+        if earlier is None:
+            earlier = self._own_size(doc_id)
+        return document_budget.check_sync_message(doc_id, bytes(message), self.budget, earlier)
+
+    def _own_size(self, doc_id: str) -> document_budget.DocumentSize:
+        """What our stored copy of a document declares (counted, never refused: it is ours)."""
+        found = self._docs.stored_bytes(doc_id)
+        if found is None:
+            return document_budget.DocumentSize()
+        return document_budget.declared_size(found[0])
+
     def apply_doc(self, doc_id: str, doc: Document) -> bool:
         """Merges a document from another device; True if ours changed.
 
@@ -265,6 +294,17 @@ class Replica:
         """
         applied: dict[str, list[bytes]] = {}
         refused: dict[str, ForeignDocument] = {}
+        # The budget first, before any of them is loaded (here or in a worker process).
+        within: list[tuple[str, bytes]] = []
+        for doc_id, data in items:
+            try:
+                self.check_document(doc_id, data)
+            except ForeignDocument as e:
+                refused[doc_id] = e
+                continue
+            within.append((doc_id, data))
+        over_budget = len(items) - len(within)
+        items = within
         existing = set(self._docs.all_heads())  # one read, not one lookup per document
         fresh = [(doc_id, bytes(data)) for doc_id, data in items if doc_id not in existing]
         for doc_id, data in items:
@@ -281,7 +321,7 @@ class Replica:
                 refused[doc_id] = e
                 continue
             applied[doc_id] = self._docs.heads_of(doc_id)
-        done = len(items) - len(fresh)
+        done = len(items) - len(fresh) + over_budget
         size = batch or max(1, len(fresh))
         if self.prepare_pool is not None:
             batches = self.prepare_pool.prepare_batches(fresh, self._late_hours(), size)
@@ -339,8 +379,12 @@ class Replica:
             return False
         ours = self._docs.get(doc_id) if self._docs.kind(doc_id) else None
         unreadable = ForeignDocument(f"The changes for document {doc_id} are not readable; nothing was changed.")
+        base = ours.save() if ours is not None else b""
+        # The budget for what the changes bring, with our copy they are loaded with.
+        document_budget.check(doc_id, blob, self.budget, document_budget.declared_size(base) if base else
+                              document_budget.DocumentSize())
         with panics_as(unreadable, also=(Exception,)):
-            incoming = Document.load((ours.save() if ours is not None else b"") + blob)
+            incoming = Document.load(base + blob)
         if not incoming.get_heads():
             return False
         if ours is not None and sorted(incoming.get_heads()) == sorted(ours.get_heads()):

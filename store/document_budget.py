@@ -1,0 +1,449 @@
+"""The budget for a document received from another device, checked before it is loaded.
+
+A few kilobytes of Automerge can declare millions of operations: a column is run-length
+encoded (one run says "this value, five million times") and may also be DEFLATE-compressed,
+and `Document.load` builds every operation in memory (a 5 KB document once cost 1.37 GB and
+4 s). So what another device sends is measured from what its bytes declare, before
+Automerge reads them, and refused whole when it is over the budget:
+
+- Read from the headers, in this process, without building anything (`measure`): the bytes
+  as received, the bytes after inflating every compressed column or change, the number of
+  changes and the number of operations (the rows each column declares: run lengths are
+  added, never expanded). Inflating stops at the budget, so a compression bomb costs at most
+  the budget's inflated bytes, and every count stops at its limit.
+- Loaded under guard (`guarded_load_problem`): a document whose declared size is within the
+  budget but large (more than `guard_above_ops` operations, `guard_above_changes` changes or
+  `guard_above_inflated` bytes) is first loaded by a separate, isolated interpreter whose
+  address space and CPU time are limited (`resource.setrlimit`), so what the headers cannot
+  show (how much memory and time those operations really take) is bounded too. Everyday
+  documents are far below that line and never pay for a process.
+
+The numbers (`DEFAULT_BUDGET`) and what a real note needs are in docs/security.md ("A
+document's budget") and the measured figures in bench/README.md. The format read here is
+Automerge's binary format (chunks, column metadata, RLE/delta/boolean encodings): document
+chunks, change chunks, compressed change chunks, and the changes a sync message carries.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zlib
+from dataclasses import dataclass
+
+from store.errors import DocumentOverBudget, ForeignDocument
+
+MAGIC = b"\x85\x6f\x4a\x83"
+_DOCUMENT, _CHANGE, _COMPRESSED = 0, 1, 2
+# Column types (the low three bits of a column specification); bit 3 says "DEFLATE".
+_GROUP, _ACTOR, _INTEGER, _DELTA, _BOOLEAN, _STRING, _VALUE_META, _VALUE = range(8)
+_DEFLATE = 0x08
+_SYNC_MESSAGE_TYPES = (0x42, 0x43)  # Automerge sync messages, versions 1 and 2
+_HASH = 32
+
+
+@dataclass(frozen=True)
+class DocumentBudget:
+    """What one document from another device may hold (see docs/security.md for why these)."""
+
+    max_bytes: int = 16 * 1024 * 1024  # as received: one sync frame's worth
+    max_inflated_bytes: int = 8 * 1024 * 1024  # with every compressed part inflated
+    max_changes: int = 200_000
+    max_ops: int = 1_000_000
+    # Above any of these the document is first loaded by a guarded process.
+    guard_above_ops: int = 200_000
+    guard_above_changes: int = 50_000
+    guard_above_inflated: int = 4 * 1024 * 1024
+    # The guarded load: address space and CPU seconds of that process.
+    load_memory_bytes: int = 768 * 1024 * 1024
+    load_cpu_seconds: int = 10
+
+
+DEFAULT_BUDGET = DocumentBudget()
+
+
+@dataclass(frozen=True)
+class DocumentSize:
+    """What a document's bytes declare (nothing here was built to find out)."""
+
+    received_bytes: int = 0
+    inflated_bytes: int = 0
+    changes: int = 0
+    ops: int = 0
+
+    def __add__(self, other: "DocumentSize") -> "DocumentSize":
+        return DocumentSize(
+            self.received_bytes + other.received_bytes, self.inflated_bytes + other.inflated_bytes,
+            self.changes + other.changes, self.ops + other.ops,
+        )
+
+    def over(self, budget: DocumentBudget) -> str | None:
+        """The first measure over the budget, as words for the refusal; None when within."""
+        for value, limit, what in (
+            (self.received_bytes, budget.max_bytes, "bytes"),
+            (self.inflated_bytes, budget.max_inflated_bytes, "bytes once decompressed"),
+            (self.changes, budget.max_changes, "changes"),
+            (self.ops, budget.max_ops, "operations"),
+        ):
+            if value > limit:
+                return f"more than {limit:,} {what}"
+        return None
+
+    def needs_guarded_load(self, budget: DocumentBudget) -> bool:
+        return (
+            self.ops > budget.guard_above_ops
+            or self.changes > budget.guard_above_changes
+            or self.inflated_bytes > budget.guard_above_inflated
+        )
+
+
+class _Over(Exception):
+    """Internal: a measure went over the budget while reading (stops reading at once); its
+    argument says which, as words for the refusal."""
+
+
+class _Unreadable(Exception):
+    """Internal: the bytes do not follow the format."""
+
+
+class _Reader:
+    def __init__(self, data: bytes | memoryview, pos: int = 0, end: int | None = None) -> None:
+        self.data = data
+        self.pos = pos
+        self.end = len(data) if end is None else end
+
+    def done(self) -> bool:
+        return self.pos >= self.end
+
+    def take(self, n: int) -> memoryview:
+        if n < 0 or self.pos + n > self.end:
+            raise _Unreadable
+        out = memoryview(self.data)[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def uleb(self) -> int:
+        result = shift = 0
+        data, pos, end = self.data, self.pos, self.end
+        while True:
+            if pos >= end or shift > 63:
+                raise _Unreadable
+            byte = data[pos]
+            pos += 1
+            result |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                self.pos = pos
+                return result
+
+    def sleb(self) -> int:
+        result = shift = 0
+        data, pos, end = self.data, self.pos, self.end
+        while True:
+            if pos >= end or shift > 63:
+                raise _Unreadable
+            byte = data[pos]
+            pos += 1
+            result |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                self.pos = pos
+                return result - (1 << shift) if byte & 0x40 else result
+
+    def prefixed(self) -> memoryview:
+        return self.take(self.uleb())
+
+
+class _Meter:
+    """Running totals of one measurement, stopped at the budget."""
+
+    def __init__(self, budget: DocumentBudget, start: DocumentSize) -> None:
+        self.budget = budget
+        self.inflated = start.inflated_bytes
+        self.changes = start.changes
+        self.ops = start.ops
+
+    def add_inflated(self, n: int) -> None:
+        self.inflated += n
+        if self.inflated > self.budget.max_inflated_bytes:
+            raise _Over(f"more than {self.budget.max_inflated_bytes:,} bytes once decompressed")
+
+    def add_rows(self, changes: int, ops: int) -> None:
+        self.changes += changes
+        self.ops += ops
+        if self.changes > self.budget.max_changes:
+            raise _Over(f"more than {self.budget.max_changes:,} changes")
+        if self.ops > self.budget.max_ops:
+            raise _Over(f"more than {self.budget.max_ops:,} operations")
+
+    def inflate(self, compressed: memoryview) -> bytes:
+        """DEFLATE data inflated, never past what the budget has left."""
+        room = self.budget.max_inflated_bytes - self.inflated
+        inflater = zlib.decompressobj(-15)
+        try:
+            out = inflater.decompress(compressed, room + 1)
+        except zlib.error:
+            raise _Unreadable from None
+        if len(out) > room:
+            self.add_inflated(len(out))  # raises
+        if not inflater.eof:
+            raise _Unreadable
+        self.add_inflated(len(out))
+        return out
+
+
+def _column_rows(col: bytes | memoryview, col_type: int, limit: int) -> tuple[int, int]:
+    """(rows the column declares, the sum of its values for a group or value-metadata
+    column: the rows of the columns it groups, or the value bytes it declares), without
+    expanding any run; stops once either passes `limit` (the caller refuses then)."""
+    r = _Reader(col)
+    rows = total = 0
+    if col_type == _VALUE:
+        return 0, 0
+    if col_type == _BOOLEAN:
+        while not r.done():
+            rows += r.uleb()
+            if rows > limit:
+                break
+        return rows, 0
+    string = col_type == _STRING
+    summed = col_type in (_GROUP, _VALUE_META)
+    while not r.done() and rows <= limit and total <= limit:
+        count = r.sleb()
+        if count > 0:  # one value repeated `count` times
+            value = r.prefixed() if string else r.uleb()
+            rows += count
+            if summed:
+                total += count * (value >> 4 if col_type == _VALUE_META else value)
+        elif count < 0:  # `-count` values, each written out
+            for _ in range(-count):
+                value = r.prefixed() if string else r.uleb()
+                if summed:
+                    total += value >> 4 if col_type == _VALUE_META else value
+            rows -= count
+        else:  # a run of nulls
+            rows += r.uleb()
+    return rows, total
+
+
+def _columns(r: _Reader) -> list[tuple[int, int]]:
+    count = r.uleb()
+    if count > r.end - r.pos:  # each column needs at least two bytes of metadata
+        raise _Unreadable
+    return [(r.uleb(), r.uleb()) for _ in range(count)]
+
+
+def _measure_columns(r: _Reader, specs: list[tuple[int, int]], meter: _Meter) -> int:
+    """Reads the columns' data; returns the most rows any of them declares."""
+    limit = max(meter.budget.max_ops, meter.budget.max_changes)
+    rows = 0
+    for spec, length in specs:
+        raw = r.take(length)
+        if spec & _DEFLATE:
+            raw = meter.inflate(raw)
+        else:
+            meter.add_inflated(length)
+        col_rows, col_total = _column_rows(raw, spec & 0x07, limit)
+        if (spec & 0x07) == _VALUE_META:
+            # Value bytes it declares: more than the budget's inflated bytes cannot be there.
+            if col_total > meter.budget.max_inflated_bytes:
+                raise _Over(f"more than {meter.budget.max_inflated_bytes:,} bytes of values")
+            col_total = 0
+        rows = max(rows, col_rows, col_total)
+        if rows > limit:
+            raise _Over(f"more than {limit:,} operations or changes")
+    return rows
+
+
+def _document_chunk(r: _Reader, meter: _Meter) -> None:
+    for _ in range(r.uleb()):  # actors
+        r.prefixed()
+    r.take(r.uleb() * _HASH)  # heads
+    change_specs = _columns(r)
+    op_specs = _columns(r)
+    changes = _measure_columns(r, change_specs, meter)
+    meter.add_rows(changes, 0)
+    ops = _measure_columns(r, op_specs, meter)
+    meter.add_rows(0, ops)
+
+
+def _change_chunk(r: _Reader, meter: _Meter) -> None:
+    r.take(r.uleb() * _HASH)  # dependencies
+    r.prefixed()  # actor
+    r.uleb()  # sequence number
+    r.uleb()  # first operation's counter
+    r.sleb()  # time
+    r.prefixed()  # message
+    for _ in range(r.uleb()):  # other actors
+        r.prefixed()
+    ops = _measure_columns(r, _columns(r), meter)
+    meter.add_rows(1, ops)
+
+
+def _chunks(data: bytes | memoryview, meter: _Meter) -> None:
+    r = _Reader(data)
+    if r.done():
+        raise _Unreadable
+    while not r.done():
+        if bytes(r.take(4)) != MAGIC:
+            raise _Unreadable
+        r.take(4)  # checksum (Automerge checks it when it loads)
+        kind = r.take(1)[0]
+        length = r.uleb()
+        body = r.take(length)
+        if kind == _DOCUMENT:
+            meter.add_inflated(0)
+            _document_chunk(_Reader(body), meter)
+        elif kind == _CHANGE:
+            _change_chunk(_Reader(body), meter)
+        elif kind == _COMPRESSED:
+            _change_chunk(_Reader(meter.inflate(body)), meter)
+        else:
+            raise _Unreadable  # no other chunk is written by the pinned Automerge
+
+
+def _measure(data: bytes | memoryview, budget: DocumentBudget, start: DocumentSize) -> DocumentSize:
+    """`measure`, raising _Over (why) or _Unreadable."""
+    received = start.received_bytes + len(data)
+    if received > budget.max_bytes:
+        raise _Over(f"more than {budget.max_bytes:,} bytes")
+    meter = _Meter(budget, start)
+    _chunks(data, meter)
+    return DocumentSize(received, meter.inflated, meter.changes, meter.ops)
+
+
+def measure(data: bytes, budget: DocumentBudget = DEFAULT_BUDGET,
+            start: DocumentSize = DocumentSize()) -> DocumentSize | None:
+    """What `data` (chunks, as `Document.load` takes them) declares, added to `start`; None
+    when that is over `budget` (reading stops there). Raises ValueError for bytes that do not
+    follow the format."""
+    try:
+        return _measure(data, budget, start)
+    except _Over:
+        return None
+    except _Unreadable:
+        raise ValueError("not an Automerge document") from None
+
+
+# Our own documents are counted, never refused (the limits are only far out of reach).
+_UNLIMITED = DocumentBudget(max_bytes=sys.maxsize, max_inflated_bytes=sys.maxsize, max_changes=sys.maxsize,
+                            max_ops=sys.maxsize)
+
+
+def declared_size(data: bytes) -> DocumentSize:
+    """What a document of ours declares, to count what another device adds to it (a
+    document of ours that cannot be read counts as nothing: loading it will say so)."""
+    try:
+        return _measure(data, _UNLIMITED, DocumentSize())
+    except (_Over, _Unreadable):
+        return DocumentSize()
+
+
+def sync_message_changes(message: bytes) -> list[memoryview]:
+    """The changes (chunks) an Automerge sync message carries; ValueError if it is not one."""
+    r = _Reader(message)
+    try:
+        if r.take(1)[0] not in _SYNC_MESSAGE_TYPES:
+            raise _Unreadable
+        r.take(r.uleb() * _HASH)  # heads
+        r.take(r.uleb() * _HASH)  # need
+        for _ in range(r.uleb()):  # have: last sync heads and a bloom filter each
+            r.take(r.uleb() * _HASH)
+            r.prefixed()
+        count = r.uleb()
+        if count > r.end - r.pos:
+            raise _Unreadable
+        return [r.prefixed() for _ in range(count)]  # (what follows: capabilities, not data)
+    except _Unreadable:
+        raise ValueError("not an Automerge sync message") from None
+
+
+def _measure_sync_message(message: bytes, budget: DocumentBudget, start: DocumentSize) -> DocumentSize:
+    size = start
+    try:
+        changes = sync_message_changes(message)
+    except ValueError:
+        raise _Unreadable from None
+    for change in changes:
+        size = _measure(change, budget, size)
+    return size
+
+
+# --- the guarded load ----------------------------------------------------------------------
+
+# Run by `python -I -c`: no current folder or user site on its path, no environment of ours
+# (no NOTEWELL_* secret); it limits itself before it reads a byte, loads, and says "ok".
+_GUARD_PROGRAM = """
+import resource, sys
+memory, cpu = int(sys.argv[1]), int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+from automerge.core import Document
+data = sys.stdin.buffer.read()
+resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+try:
+    Document.load(data)
+except MemoryError:
+    sys.exit(4)
+except BaseException:
+    sys.exit(3)
+sys.stdout.write("ok")
+"""
+_UNREADABLE_EXIT = 3
+
+
+def guarded_load_problem(data: bytes, budget: DocumentBudget = DEFAULT_BUDGET) -> str | None:
+    """Loads `data` in a separate interpreter limited to the budget's memory and CPU time;
+    None when it loaded within them, else what went wrong, as words for the refusal."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-I", "-c", _GUARD_PROGRAM, str(budget.load_memory_bytes), str(budget.load_cpu_seconds)],
+            input=bytes(data), capture_output=True, env={"PATH": os.defpath}, cwd="/",
+            timeout=budget.load_cpu_seconds * 3 + 10,  # CPU time is the limit; this covers a stalled process
+        )
+    except subprocess.TimeoutExpired:
+        return f"loading it took longer than {budget.load_cpu_seconds} seconds"
+    if proc.returncode == 0 and proc.stdout == b"ok":
+        return None
+    if proc.returncode == _UNREADABLE_EXIT:
+        return "it could not be read"
+    # Killed for CPU time (SIGXCPU), or out of address space (a MemoryError, or Rust's abort).
+    return (f"loading it needed more than {budget.load_memory_bytes // (1024 * 1024)} MB "
+            f"or {budget.load_cpu_seconds} seconds")
+
+
+def check(doc_id: str, data: bytes, budget: DocumentBudget = DEFAULT_BUDGET,
+          start: DocumentSize = DocumentSize()) -> DocumentSize:
+    """The budget for a whole document from another device (`start`: what is already counted,
+    such as our own copy it will be loaded with). Returns its size; DocumentOverBudget naming
+    the document when it is over, ForeignDocument when its bytes are not a document."""
+    try:
+        size = _measure(data, budget, start)
+    except _Over as over:
+        raise over_budget(doc_id, str(over)) from None
+    except _Unreadable:
+        raise ForeignDocument(f"Document {doc_id} is not a readable Automerge document; nothing was changed.") from None
+    if size.needs_guarded_load(budget):
+        problem = guarded_load_problem(data, budget)
+        if problem is not None:
+            raise over_budget(doc_id, problem)
+    return size
+
+
+def check_sync_message(doc_id: str, message: bytes, budget: DocumentBudget = DEFAULT_BUDGET,
+                       start: DocumentSize = DocumentSize()) -> DocumentSize:
+    """The budget for what a sync message brings to a document, added to `start` (our copy
+    and what earlier messages brought). Returns the new total; DocumentOverBudget when over."""
+    try:
+        return _measure_sync_message(message, budget, start)
+    except _Over as over:
+        raise over_budget(doc_id, str(over)) from None
+    except _Unreadable:
+        raise ForeignDocument(f"The changes for document {doc_id} are not readable; nothing was changed.") from None
+
+
+def over_budget(doc_id: str, why: str) -> DocumentOverBudget:
+    return DocumentOverBudget(
+        f"Document {doc_id} is larger than a record document may be ({why}); it was refused and nothing was changed."
+    )
