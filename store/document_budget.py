@@ -193,37 +193,123 @@ class _Meter:
         return out
 
 
-def _column_rows(col: bytes | memoryview, col_type: int, limit: int) -> tuple[int, int]:
+_HIGH = bytes(range(0x80, 0x100))  # bytes that continue an LEB128 number
+_LOW = bytes(range(0x80))  # bytes that end one
+
+
+def _uleb(col: bytes, pos: int) -> tuple[int, int]:
+    """(value, position after it) of the unsigned LEB128 number at `pos`."""
+    byte = col[pos]  # IndexError past the end: the caller turns it into _Unreadable
+    if byte < 0x80:
+        return byte, pos + 1
+    result, shift = byte & 0x7F, 7
+    while True:
+        pos += 1
+        byte = col[pos]
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos + 1
+        shift += 7
+        if shift > 63:
+            raise _Unreadable
+
+
+def _sleb(col: bytes, pos: int) -> tuple[int, int]:
+    """(value, position after it) of the signed LEB128 number at `pos`."""
+    byte = col[pos]
+    if byte < 0x80:
+        return (byte - 0x80 if byte & 0x40 else byte), pos + 1
+    result, shift = byte & 0x7F, 7
+    while True:
+        pos += 1
+        byte = col[pos]
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return (result - (1 << shift) if byte & 0x40 else result), pos + 1
+        if shift > 63:
+            raise _Unreadable
+
+
+def _skip_lebs(col: bytes, pos: int, count: int) -> int:
+    """The position after `count` LEB128 numbers from `pos`, found by counting the bytes
+    that end a number (C speed: a literal run of a million values is not a million steps)."""
+    end, ended = pos, 0
+    while ended < count:
+        step = count - ended  # at most this many numbers can end in the next `step` bytes
+        if end + step > len(col):
+            raise _Unreadable
+        piece = col[end:end + step]
+        found = len(piece.translate(None, _HIGH))
+        if not found and len(col[max(pos, end + step - 10):end + step].translate(None, _HIGH)) == 0 \
+                and end + step - pos >= 10:
+            raise _Unreadable  # ten bytes without an end: no LEB128 number of 64 bits is that long
+        ended += found
+        end += step
+    return end
+
+
+def _column_rows(col: bytes, col_type: int, limit: int) -> tuple[int, int]:
     """(rows the column declares, the sum of its values for a group or value-metadata
     column: the rows of the columns it groups, or the value bytes it declares), without
     expanding any run; stops once either passes `limit` (the caller refuses then)."""
-    r = _Reader(col)
-    rows = total = 0
     if col_type == _VALUE:
         return 0, 0
-    if col_type == _BOOLEAN:
-        while not r.done():
-            rows += r.uleb()
-            if rows > limit:
-                break
+    try:
+        return _rows(col, col_type, limit)
+    except IndexError:
+        raise _Unreadable from None
+
+
+def _rows(col: bytes, col_type: int, limit: int) -> tuple[int, int]:
+    size = len(col)
+    pos = rows = total = 0
+    if col_type == _BOOLEAN:  # run lengths, alternately false and true
+        if not col.translate(None, _LOW):
+            return sum(col), 0  # every run length is one byte (the usual case)
+        while pos < size and rows <= limit:
+            value, pos = _uleb(col, pos)
+            rows += value
         return rows, 0
     string = col_type == _STRING
-    summed = col_type in (_GROUP, _VALUE_META)
-    while not r.done() and rows <= limit and total <= limit:
-        count = r.sleb()
+    meta = col_type == _VALUE_META
+    summed = meta or col_type == _GROUP
+    while pos < size and rows <= limit and total <= limit:
+        byte = col[pos]  # (one-byte numbers, the usual case, are read inline: this loop is hot)
+        if byte < 0x80:
+            count, pos = (byte - 0x80 if byte & 0x40 else byte), pos + 1
+        else:
+            count, pos = _sleb(col, pos)
         if count > 0:  # one value repeated `count` times
-            value = r.prefixed() if string else r.uleb()
+            byte = col[pos]
+            if byte < 0x80:
+                value, pos = byte, pos + 1
+            else:
+                value, pos = _uleb(col, pos)
+            if string:
+                pos += value
+            elif summed:
+                total += count * (value >> 4 if meta else value)
             rows += count
-            if summed:
-                total += count * (value >> 4 if col_type == _VALUE_META else value)
         elif count < 0:  # `-count` values, each written out
-            for _ in range(-count):
-                value = r.prefixed() if string else r.uleb()
-                if summed:
-                    total += value >> 4 if col_type == _VALUE_META else value
             rows -= count
+            if rows > limit:
+                break
+            if string:
+                for _ in range(-count):
+                    length, pos = _uleb(col, pos)
+                    pos += length
+            elif summed:
+                for _ in range(-count):
+                    value, pos = _uleb(col, pos)
+                    total += value >> 4 if meta else value
+            else:
+                pos = _skip_lebs(col, pos, -count)
         else:  # a run of nulls
-            rows += r.uleb()
+            value, pos = _uleb(col, pos)
+            rows += value
+    if pos > size:
+        raise _Unreadable
     return rows, total
 
 
@@ -244,7 +330,7 @@ def _measure_columns(r: _Reader, specs: list[tuple[int, int]], meter: _Meter) ->
             raw = meter.inflate(raw)
         else:
             meter.add_inflated(length)
-        col_rows, col_total = _column_rows(raw, spec & 0x07, limit)
+        col_rows, col_total = _column_rows(bytes(raw), spec & 0x07, limit)
         if (spec & 0x07) == _VALUE_META:
             # Value bytes it declares: more than the budget's inflated bytes cannot be there.
             if col_total > meter.budget.max_inflated_bytes:

@@ -195,3 +195,48 @@ def make_signature_conflict(record) -> str | None:
     documents.splice_section(other_device, key, note.sections[key] + " Client also agreed to a sleep diary.")
     record.apply_doc(note.id, other_device)
     return note.id
+
+
+# --- documents at the edges of the document budget (store/document_budget.py) -------------
+
+YEAR_WORDS = "client reported progress toward the goal and practiced the skill twice this week".split()
+
+
+def a_year_of_daily_edits(doc, key: str, *, days: int = 365, saves: int = 36, seed: int = 3) -> None:
+    """What the editor's saves make of a year of daily sessions on one note (in place): each
+    day a sentence typed word by word, a save per pause (a splice and updated_at, as
+    `documents.splice_section` writes them), and one word replaced. The honest large note the
+    document budget is measured against."""
+    from automerge.core import ROOT, ScalarType
+
+    rng = random.Random(seed)
+    sections = doc.get(ROOT, "sections")[1]
+    text_obj = doc.get(sections, key)[1]
+    length = doc.length(text_obj)
+    when = datetime(2026, 1, 5, 17, tzinfo=timezone.utc)
+    for _day in range(days):
+        for _save in range(saves):
+            word = " " + rng.choice(YEAR_WORDS)
+            with doc.transaction() as tx:
+                tx.splice_text(text_obj, length, 0, word)
+                tx.put(ROOT, "updated_at", ScalarType.Str, when.isoformat())
+            length += len(word)
+            when += timedelta(seconds=20)
+        with doc.transaction() as tx:
+            tx.splice_text(text_obj, rng.randrange(max(1, length - 8)), 5, "noted")
+        when += timedelta(days=1)
+
+
+def inflated_note(note_bytes: bytes, key: str, chars: int) -> bytes:
+    """A note document (saved bytes) with `chars` one-character insertions at the start of
+    section `key`: a few kilobytes once saved (runs of one value, then DEFLATE), `chars`
+    operations once loaded. The shape of an operation bomb, for tests and bench/; building it
+    costs what loading it does, so they build it in a process of their own."""
+    from automerge.core import ROOT, Document
+
+    doc = Document.load(note_bytes)
+    sections = doc.get(ROOT, "sections")[1]
+    text_obj = doc.get(sections, key)[1]
+    with doc.transaction() as tx:
+        tx.splice_text(text_obj, 0, 0, "a" * chars)
+    return doc.save()

@@ -12,15 +12,14 @@ with room to spare.
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import date
 from pathlib import Path
 
 import pytest
-from automerge.core import ROOT, Document, ObjType, ScalarType
+from automerge.core import Document
 
 from store import document_budget
 from store import documents as D
@@ -38,17 +37,14 @@ REPO = Path(__file__).resolve().parents[2]
 BOMB_OPS = 1_100_000  # just over the budget's operations; a few KB once saved
 
 # Builds the planted document in a process of its own (the hostile device's memory, not the
-# test's): the note `argv[1]` holds, with `argv[3]` characters inserted into section argv[2].
+# test's): the note in file argv[1] with argv[3] characters inserted into section argv[2].
 BUILD = r"""
 import sys
-from automerge.core import Document, ROOT
-doc = Document.load(open(sys.argv[1], "rb").read())
-sections = doc.get(ROOT, "sections")[1]
-text = doc.get(sections, sys.argv[2])[1]
-with doc.transaction() as tx:
-    tx.splice_text(text, 0, 0, "a" * int(sys.argv[3]))
-open(sys.argv[4], "wb").write(doc.save())
-print(" ".join(h.hex() for h in doc.get_heads()))
+from automerge.core import Document
+from store.synthetic import inflated_note
+data = inflated_note(open(sys.argv[1], "rb").read(), sys.argv[2], int(sys.argv[3]))
+open(sys.argv[4], "wb").write(data)
+print(" ".join(h.hex() for h in Document.load(data).get_heads()))
 """
 
 
@@ -57,7 +53,7 @@ def _expand(tmp_path: Path, note_bytes: bytes, section: str, chars: int) -> tupl
     src, out = tmp_path / "note.bin", tmp_path / f"expanded-{chars}.bin"
     src.write_bytes(note_bytes)
     done = subprocess.run([sys.executable, "-c", BUILD, str(src), section, str(chars), str(out)],
-                          capture_output=True, text=True, timeout=300, check=True)
+                          capture_output=True, text=True, timeout=300, check=True, cwd=REPO)
     return out.read_bytes(), [bytes.fromhex(h) for h in done.stdout.split()]
 
 
@@ -236,37 +232,12 @@ def test_a_bundle_holding_a_bomb_is_refused_by_name_and_the_other_bundles_apply(
 
 # --- an honest note: a year of daily edits fits with room to spare ----------------------
 
-WORDS = "client reported progress toward the goal and practiced the skill twice this week".split()
-
-
-def _a_year_of_daily_edits(doc: Document, key: str, *, days: int = 365, saves: int = 36) -> None:
-    """What the editor's saves make of a year of daily sessions on one note: each day a
-    sentence typed word by word (a save per pause: a splice and updated_at, as
-    `documents.splice_section` writes them) and one word replaced."""
-    rng = random.Random(3)
-    sections = doc.get(ROOT, "sections")[1]
-    text_obj = doc.get(sections, key)[1]
-    length = doc.length(text_obj)
-    when = datetime(2026, 1, 5, 17, tzinfo=timezone.utc)
-    for _day in range(days):
-        for _save in range(saves):
-            word = " " + rng.choice(WORDS)
-            with doc.transaction() as tx:
-                tx.splice_text(text_obj, length, 0, word)
-                tx.put(ROOT, "updated_at", ScalarType.Str, when.isoformat())
-            length += len(word)
-            when += timedelta(seconds=20)
-        with doc.transaction() as tx:
-            tx.splice_text(text_obj, rng.randrange(length - 8), 5, "noted")
-        when += timedelta(days=1)
-
-
 def test_an_honest_note_with_a_year_of_daily_edits_passes_with_room(devices):
     a, b, _c = devices
     note_id = sorted(r.note_id for r in a.record.list_notes() if r.status == "draft")[0]
     doc = a.record.load_doc(note_id)
     start = doc.fork()
-    _a_year_of_daily_edits(doc, a.record.get_note(note_id).section_keys[0])
+    synthetic.a_year_of_daily_edits(doc, a.record.get_note(note_id).section_keys[0])
     data = doc.save()
 
     budget = document_budget.DEFAULT_BUDGET
@@ -326,3 +297,74 @@ def test_the_guarded_load_sees_neither_the_current_folder_nor_the_environment(tm
     _note_id, note, _section = _new_note_bytes(990_004)
     assert document_budget.guarded_load_problem(note) is None
     assert document_budget.guarded_load_problem(b"\x85\x6f\x4a\x83 not automerge") == "it could not be read"
+
+
+# --- the header reader on its own ------------------------------------------------------
+
+
+def _uleb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _chunk_with_one_op_column(spec: int, column: bytes) -> bytes:
+    """A document chunk (no actors, heads or changes) with one operation column."""
+    body = _uleb(0) + _uleb(0) + _uleb(0) + _uleb(1) + _uleb(spec) + _uleb(len(column)) + column
+    return document_budget.MAGIC + b"\0\0\0\0" + b"\0" + _uleb(len(body)) + body
+
+
+def test_a_run_declaring_a_trillion_rows_is_refused_from_a_dozen_bytes():
+    crafted = _chunk_with_one_op_column((1 << 4) | 2, b"\x80\xa0\xa5\xb7\xa3\x1d" + b"\x01")  # 10**12 times the value 1
+    assert len(crafted) < 32
+    assert document_budget.measure(crafted) is None
+    with pytest.raises(DocumentOverBudget, match="Document crafted is larger than .*more than 1,000,000 operations"):
+        document_budget.check("crafted", crafted)
+
+
+def test_a_compressed_column_is_inflated_no_further_than_the_budget():
+    import zlib
+
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+    zeros = deflater.compress(b"\0" * (24 * 1024 * 1024)) + deflater.flush()
+    crafted = _chunk_with_one_op_column((1 << 4) | 0x08 | 7, zeros)  # a DEFLATE value column
+    assert len(crafted) < 64 * 1024
+    with pytest.raises(DocumentOverBudget, match="bytes once decompressed"):
+        document_budget.check("crafted", crafted)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a chunk", "unknown chunk type"])
+def test_bytes_that_do_not_follow_the_format_are_not_a_document(damage):
+    from store.errors import ForeignDocument
+
+    _id, note, _section = _new_note_bytes(990_005)
+    data = {"truncated": note[:-7], "not a chunk": b"just some bytes",
+            "unknown chunk type": note[:8] + b"\x09" + note[9:]}[damage]
+    with pytest.raises(ForeignDocument, match="is not a readable Automerge document") as refused:
+        document_budget.check("damaged", data)
+    assert not isinstance(refused.value, DocumentOverBudget)
+
+
+def test_changes_and_sync_messages_are_counted_like_documents():
+    from automerge.core import SyncState
+
+    _id, note, section = _new_note_bytes(990_006)
+    doc = Document.load(note)
+    synthetic.a_year_of_daily_edits(doc, section, days=3, saves=4)
+    changes = doc.get_changes([])
+    whole = document_budget.measure(doc.save())
+    as_changes = document_budget.measure(b"".join(c.bytes for c in changes))
+    assert whole.changes == as_changes.changes == len(changes)
+    # A change lists a deletion as an operation; a saved document keeps it as a mark on the
+    # deleted character (3 days, 5 characters replaced each).
+    assert as_changes.ops == whole.ops + 3 * 5
+    ours = Document()
+    reply = ours.generate_sync_message(SyncState())
+    state = SyncState()
+    doc.receive_sync_message(state, reply)
+    message = doc.generate_sync_message(state)
+    counted = document_budget.check_sync_message("n", message.encode())
+    assert counted.changes == len(changes) and counted.ops in (whole.ops, as_changes.ops)
