@@ -27,6 +27,7 @@ chunks, change chunks, compressed change chunks, and the changes a sync message 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zlib
@@ -163,6 +164,9 @@ class _Meter:
         self.inflated = start.inflated_bytes
         self.changes = start.changes
         self.ops = start.ops
+        # Strings written out one by one (map keys), read a step each: a tenth of the
+        # operations in all, per measurement.
+        self.string_room = max(budget.max_ops, budget.max_changes) // 10
 
     def add_inflated(self, n: int) -> None:
         self.inflated += n
@@ -194,7 +198,7 @@ class _Meter:
 
 
 _HIGH = bytes(range(0x80, 0x100))  # bytes that continue an LEB128 number
-_LOW = bytes(range(0x80))  # bytes that end one
+_LONGER = re.compile(rb"[\x80-\xff]+[\x00-\x7f]")  # an LEB128 number of more than one byte
 
 
 def _uleb(col: bytes, pos: int) -> tuple[int, int]:
@@ -249,31 +253,44 @@ def _skip_lebs(col: bytes, pos: int, count: int) -> int:
     return end
 
 
-def _column_rows(col: bytes, col_type: int, limit: int) -> tuple[int, int]:
-    """(rows the column declares, the sum of its values for a group or value-metadata
-    column: the rows of the columns it groups, or the value bytes it declares), without
-    expanding any run; stops once either passes `limit` (the caller refuses then)."""
+def _column_rows(col: bytes, col_type: int, limit: int, string_room: int) -> tuple[int, int, int]:
+    """(rows the column declares, and for a group column the sum of its values: the rows of
+    the columns it groups), without expanding any run; stops once either passes `limit`
+    (the caller refuses then); and the strings it writes out one by one, of which it may
+    hold `string_room`."""
     if col_type == _VALUE:
-        return 0, 0
+        return 0, 0, 0
     try:
-        return _rows(col, col_type, limit)
+        return _rows(col, col_type, limit, string_room)
     except IndexError:
         raise _Unreadable from None
 
 
-def _rows(col: bytes, col_type: int, limit: int) -> tuple[int, int]:
+def _sum_lebs(span: bytes, limit: int) -> int:
+    """The sum of the LEB128 numbers that make up `span`, at C speed for one-byte numbers;
+    stops adding once past `limit`. Each longer number is at least 128 (an overlong one is
+    refused, as Automerge refuses it), so few are ever read one by one."""
+    if len(span.translate(None, _HIGH)) == len(span):
+        return sum(span)  # one-byte numbers only (the usual case): each is its own value
+    total = sum(_LONGER.sub(b"", span))  # the one-byte numbers
+    for match in _LONGER.finditer(span):
+        if total > limit:
+            break
+        token = match.group()
+        if token[-1] == 0:
+            raise _Unreadable
+        total += _uleb(token, 0)[0]
+    return total
+
+
+def _rows(col: bytes, col_type: int, limit: int, string_room: int) -> tuple[int, int, int]:
     size = len(col)
     pos = rows = total = 0
     if col_type == _BOOLEAN:  # run lengths, alternately false and true
-        if not col.translate(None, _LOW):
-            return sum(col), 0  # every run length is one byte (the usual case)
-        while pos < size and rows <= limit:
-            value, pos = _uleb(col, pos)
-            rows += value
-        return rows, 0
+        return _sum_lebs(col, limit), 0, 0
     string = col_type == _STRING
-    meta = col_type == _VALUE_META
-    summed = meta or col_type == _GROUP
+    group = col_type == _GROUP
+    written = 0
     while pos < size and rows <= limit and total <= limit:
         byte = col[pos]  # (one-byte numbers, the usual case, are read inline: this loop is hot)
         if byte < 0x80:
@@ -288,29 +305,43 @@ def _rows(col: bytes, col_type: int, limit: int) -> tuple[int, int]:
                 value, pos = _uleb(col, pos)
             if string:
                 pos += value
-            elif summed:
-                total += count * (value >> 4 if meta else value)
+            elif group:
+                total += count * value
             rows += count
         elif count < 0:  # `-count` values, each written out
             rows -= count
             if rows > limit:
                 break
             if string:
+                # Strings written out one by one are map keys (a note has a few dozen): a
+                # tenth of the operations is room enough, and bounds this loop.
+                written += -count
+                if written > string_room:
+                    raise _Over(f"more than {limit // 10:,} map keys")
+                left = -count
+                while left:
+                    byte = col[pos]
+                    if byte < 0x80:
+                        pos += 1 + byte
+                    else:
+                        length, pos = _uleb(col, pos)
+                        pos += length
+                    left -= 1
+            elif count > -32 and not group:  # a short run: quicker read than counted
                 for _ in range(-count):
-                    length, pos = _uleb(col, pos)
-                    pos += length
-            elif summed:
-                for _ in range(-count):
-                    value, pos = _uleb(col, pos)
-                    total += value >> 4 if meta else value
+                    byte = col[pos]
+                    pos = pos + 1 if byte < 0x80 else _uleb(col, pos)[1]
             else:
-                pos = _skip_lebs(col, pos, -count)
+                end = _skip_lebs(col, pos, -count)
+                if group:
+                    total += _sum_lebs(col[pos:end], limit - total)
+                pos = end
         else:  # a run of nulls
             value, pos = _uleb(col, pos)
             rows += value
     if pos > size:
         raise _Unreadable
-    return rows, total
+    return rows, total, written
 
 
 def _columns(r: _Reader) -> list[tuple[int, int]]:
@@ -330,12 +361,8 @@ def _measure_columns(r: _Reader, specs: list[tuple[int, int]], meter: _Meter) ->
             raw = meter.inflate(raw)
         else:
             meter.add_inflated(length)
-        col_rows, col_total = _column_rows(bytes(raw), spec & 0x07, limit)
-        if (spec & 0x07) == _VALUE_META:
-            # Value bytes it declares: more than the budget's inflated bytes cannot be there.
-            if col_total > meter.budget.max_inflated_bytes:
-                raise _Over(f"more than {meter.budget.max_inflated_bytes:,} bytes of values")
-            col_total = 0
+        col_rows, col_total, written = _column_rows(bytes(raw), spec & 0x07, limit, meter.string_room)
+        meter.string_room -= written
         rows = max(rows, col_rows, col_total)
         if rows > limit:
             raise _Over(f"more than {limit:,} operations or changes")
