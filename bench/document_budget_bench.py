@@ -116,6 +116,17 @@ def main() -> None:
     print(f"everyday note: {len(small):,} bytes, {size.ops} operations, {size.changes} changes; "
           f"check {median_of(lambda: budget.check('n', small), 50) * 1e6:.0f} us")
 
+    # What a first sync pays: 1,000 notes and 50 clients, each checked once.
+    rng = random.Random(5)
+    clients = [synthetic.make_client(rng, i) for i in range(50)]
+    first_sync = [D.new_client_doc(c, D.actor_for("bench")).save() for c in clients]
+    first_sync += [D.new_note_doc(synthetic.make_note(rng, clients[i % 50], i, date(2026, 1, 5)),
+                                  D.actor_for("bench")).save() for i in range(1000)]
+    checked = median_of(lambda: [budget.check("n", data) for data in first_sync])
+    loaded = median_of(lambda: [D.Document.load(data) for data in first_sync])
+    print(f"a first sync's 1,050 documents: checked in {checked * 1000:.0f} ms "
+          f"(Document.load of the same: {loaded * 1000:.0f} ms)")
+
     # An honest large note: a year of daily edits.
     _data, key, doc = a_note(2)
     t0 = time.perf_counter()
