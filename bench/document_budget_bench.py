@@ -73,31 +73,11 @@ def crafted_columns(col_type: int, values: int, columns: int) -> bytes:
     """A document chunk whose operation columns each hold one literal run of `values`
     one-byte values: the most work per byte for the header reader, which reads each column
     up to the budget's operations (Automerge itself refuses it)."""
-    def uleb(n: int) -> bytes:
-        out = bytearray()
-        while True:
-            byte, n = n & 0x7F, n >> 7
-            out.append(byte | (0x80 if n else 0))
-            if not n:
-                return bytes(out)
-
-    def sleb(n: int) -> bytes:
-        out = bytearray()
-        while True:
-            byte, n = n & 0x7F, n >> 7
-            if (n == 0 and not byte & 0x40) or (n == -1 and byte & 0x40):
-                out.append(byte)
-                return bytes(out)
-            out.append(byte | 0x80)
-
-    if col_type == 4:  # boolean: run lengths of one each, some of two bytes (no shortcut)
+    if col_type == 4:  # boolean: run lengths of one each, one of two bytes (no shortcut)
         column = b"\x81\x00" + b"\x00" * (values - 1)
     else:
-        column = sleb(-values) + (b"\x00" if col_type == 5 else b"\x01") * values
-    specs = b"".join(uleb((i << 4) | col_type) + uleb(len(column)) for i in range(columns))
-    body = (uleb(0) + uleb(0) + uleb(0)  # no actors, heads or change columns
-            + uleb(columns) + specs + column * columns)
-    return budget.MAGIC + b"\0\0\0\0" + b"\0" + uleb(len(body)) + body
+        column = synthetic.leb128(-values, signed=True) + (b"\x00" if col_type == 5 else b"\x01") * values
+    return synthetic.crafted_chunk([((i << 4) | col_type, column) for i in range(columns)])
 
 
 def main() -> None:

@@ -125,32 +125,20 @@ class _Reader:
         return out
 
     def uleb(self) -> int:
-        result = shift = 0
-        data, pos, end = self.data, self.pos, self.end
-        while True:
-            if pos >= end or shift > 63:
-                raise _Unreadable
-            byte = data[pos]
-            pos += 1
-            result |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                self.pos = pos
-                return result
+        return self._number(_uleb)
 
     def sleb(self) -> int:
-        result = shift = 0
-        data, pos, end = self.data, self.pos, self.end
-        while True:
-            if pos >= end or shift > 63:
-                raise _Unreadable
-            byte = data[pos]
-            pos += 1
-            result |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                self.pos = pos
-                return result - (1 << shift) if byte & 0x40 else result
+        return self._number(_sleb)
+
+    def _number(self, read) -> int:
+        try:
+            value, pos = read(self.data, self.pos)
+        except IndexError:
+            raise _Unreadable from None
+        if pos > self.end:
+            raise _Unreadable
+        self.pos = pos
+        return value
 
     def prefixed(self) -> memoryview:
         return self.take(self.uleb())

@@ -240,3 +240,25 @@ def inflated_note(note_bytes: bytes, key: str, chars: int) -> bytes:
     with doc.transaction() as tx:
         tx.splice_text(text_obj, 0, 0, "a" * chars)
     return doc.save()
+
+
+def leb128(n: int, *, signed: bool = False) -> bytes:
+    """`n` as Automerge writes numbers: LEB128, unsigned or signed."""
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        done = (n == 0 and not byte & 0x40) or (n == -1 and byte & 0x40) if signed else n == 0
+        out.append(byte if done else byte | 0x80)
+        if done:
+            return bytes(out)
+
+
+def crafted_chunk(op_columns: list[tuple[int, bytes]]) -> bytes:
+    """An Automerge document chunk with no actors, heads or changes and the given operation
+    columns ((specification, data) each): bytes Automerge itself refuses, for what the
+    document budget's header reader makes of hostile columns (tests and bench/). The
+    checksum is left zero: the reader does not check it, Automerge does."""
+    specs = b"".join(leb128(spec) + leb128(len(data)) for spec, data in op_columns)
+    body = (leb128(0) + leb128(0) + leb128(0) + leb128(len(op_columns)) + specs
+            + b"".join(data for _spec, data in op_columns))
+    return b"\x85\x6f\x4a\x83" + b"\0\0\0\0" + b"\0" + leb128(len(body)) + body

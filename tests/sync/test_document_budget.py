@@ -19,20 +19,18 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from automerge.core import Document
+from automerge.core import Document, Message, SyncState
 
 from store import document_budget
 from store import documents as D
 from store import synthetic
-from store.device_identity import ensure_identity
+from store.device_identity import load_identity
 from store.errors import DocumentOverBudget
-from store.keys import KdfParams
-from store.vault import Vault
 from sync import bundle as fmt
 from sync.framing import FrameReader
 from sync.protocol import SyncSession
+from sync.wire import decode_sync, sync_frame
 
-PASSPHRASE = "budget test passphrase"
 REPO = Path(__file__).resolve().parents[2]
 BOMB_OPS = 1_100_000  # just over the budget's operations; a few KB once saved
 
@@ -40,7 +38,7 @@ BOMB_OPS = 1_100_000  # just over the budget's operations; a few KB once saved
 # test's): the note in file argv[1] with argv[3] characters inserted into section argv[2].
 BUILD = r"""
 import sys
-from automerge.core import Document
+from automerge.core import Document, Message, SyncState
 from store.synthetic import inflated_note
 data = inflated_note(open(sys.argv[1], "rb").read(), sys.argv[2], int(sys.argv[3]))
 open(sys.argv[4], "wb").write(data)
@@ -58,13 +56,13 @@ def _expand(tmp_path: Path, note_bytes: bytes, section: str, chars: int) -> tupl
 
 
 class Device:
-    """A real vault in this process, with a device identity."""
+    """A real vault (the `make_vault` fixture's) open in this process, with its identity."""
 
-    def __init__(self, folder: Path, name: str) -> None:
-        self.vault, _ = Vault.create(folder, PASSPHRASE, device_name=name, kdf=KdfParams(memory_kib=8192, time_cost=1))
+    def __init__(self, ref) -> None:
+        self.vault = ref.open()
         self.record = self.vault.record
-        self.identity = ensure_identity(self.record, name)
-        self.name = name
+        self.identity = load_identity(self.record)
+        self.name = ref.name
 
     def session(self, other: "Device", role: str, store=None) -> SyncSession:
         return SyncSession(store or self.record, device_id=self.identity.device_id, device_name=self.name,
@@ -99,8 +97,9 @@ class Hostile:
 
 
 def _run_pair(client: SyncSession, server: SyncSession) -> None:
+    """Runs both sessions until they are finished (or, when live, through the first exchange)."""
     to_server, to_client = list(client.start()), list(server.start())
-    while not (client.finished and server.finished):
+    while not ((client.finished or client.live) and (server.finished or server.live)):
         assert to_server or to_client, "the conversation stalled"
         batch, to_server = to_server, []
         for f in batch:
@@ -111,13 +110,13 @@ def _run_pair(client: SyncSession, server: SyncSession) -> None:
 
 
 @pytest.fixture
-def devices(tmp_path):
+def devices(make_vault):
     """A (which turns hostile) with clients and draft notes; B and C with a client each of
     their own (ids none of the others has)."""
     made = []
     try:
         for index, name in enumerate(("laptop-a", "desktop-b", "tablet-c")):
-            device = Device(tmp_path / name, name)
+            device = Device(make_vault(name))
             made.append(device)
             if index == 0:
                 synthetic.populate(device.vault, clients=2, notes=3, seed=7, sign_ratio=0.0)
@@ -183,6 +182,42 @@ def test_a_bomb_sent_as_sync_messages_for_a_shared_note_is_refused_and_the_rest_
     assert b.record.get_note(other).sections[b.record.get_note(other).section_keys[0]] == "An edit that must arrive."
 
 
+def test_a_bomb_pushed_in_a_live_session_is_refused_and_the_session_goes_on(devices, tmp_path):
+    a, b, _c = devices
+    client, server = a.session(b, "client"), b.session(a, "server")
+    client.live_requested = True
+    _run_pair(client, server)
+    assert server.live
+    shared = sorted(r.note_id for r in a.record.list_notes())
+    target = shared[0]
+    bomb, _heads = _expand(tmp_path, a.record.stored_doc(target)[0], a.record.get_note(target).section_keys[0], BOMB_OPS)
+    before = sorted(b.record.doc_heads()[target])
+
+    # The hostile side of the live exchange: Automerge's own sync messages for its copy.
+    hostile, state = Document.load(bomb), SyncState()
+    for _round in range(4):
+        message = hostile.generate_sync_message(state)
+        if message is None:
+            break
+        replies = server.receive(sync_frame(target, message.encode()))
+        for reply in replies:
+            hostile.receive_sync_message(state, Message.decode(decode_sync(reply.payload)[1]))
+    assert sorted(b.record.doc_heads()[target]) == before
+    assert _refusal_named(server.report, target)
+    assert server.live  # the session goes on: an honest edit still arrives
+    other = shared[1]
+    a.record.set_section(other, a.record.get_note(other).section_keys[0], "A live edit that must arrive.")
+    to_server, to_client = client.poll_local(), []
+    for _round in range(20):  # a live exchange converges in a few rounds
+        to_client = [reply for frame in to_server for reply in server.receive(frame)]
+        to_server = [reply for frame in to_client for reply in client.receive(frame)]
+        if not to_server:
+            break
+    assert sorted(b.record.doc_heads()[other]) == sorted(a.record.doc_heads()[other])
+    client.close()
+    server.close()
+
+
 def _pair_for_mailbox(*devices: Device) -> None:
     from sync.peers import PeerBook, ensure_group_key, set_group_key
 
@@ -232,7 +267,7 @@ def test_a_bundle_holding_a_bomb_is_refused_by_name_and_the_other_bundles_apply(
 
 # --- an honest note: a year of daily edits fits with room to spare ----------------------
 
-def test_an_honest_note_with_a_year_of_daily_edits_passes_with_room(devices):
+def test_an_honest_note_with_a_year_of_daily_edits_passes_with_room(devices, make_vault):
     a, b, _c = devices
     note_id = sorted(r.note_id for r in a.record.list_notes() if r.status == "draft")[0]
     doc = a.record.load_doc(note_id)
@@ -255,8 +290,7 @@ def test_an_honest_note_with_a_year_of_daily_edits_passes_with_room(devices):
     assert refused == {} and sorted(applied[note_id]) == sorted(doc.get_heads())
 
     # And as sync messages, by a device that holds the note as it was a year ago.
-    c_dir = b.vault.path.parent / "year-c"
-    c = Device(c_dir, "year-c")
+    c = Device(make_vault("year-c"))
     try:
         c.record.apply_snapshots([(note_id, start.save())])
         server = c.session(b, "server")
@@ -302,23 +336,8 @@ def test_the_guarded_load_sees_neither_the_current_folder_nor_the_environment(tm
 # --- the header reader on its own ------------------------------------------------------
 
 
-def _uleb(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _chunk_with_one_op_column(spec: int, column: bytes) -> bytes:
-    """A document chunk (no actors, heads or changes) with one operation column."""
-    body = _uleb(0) + _uleb(0) + _uleb(0) + _uleb(1) + _uleb(spec) + _uleb(len(column)) + column
-    return document_budget.MAGIC + b"\0\0\0\0" + b"\0" + _uleb(len(body)) + body
-
-
 def test_a_run_declaring_a_trillion_rows_is_refused_from_a_dozen_bytes():
-    crafted = _chunk_with_one_op_column((1 << 4) | 2, b"\x80\xa0\xa5\xb7\xa3\x1d" + b"\x01")  # 10**12 times the value 1
+    crafted = synthetic.crafted_chunk([((1 << 4) | 2, b"\x80\xa0\xa5\xb7\xa3\x1d" + b"\x01")])  # 10**12 times 1
     assert len(crafted) < 32
     assert document_budget.measure(crafted) is None
     with pytest.raises(DocumentOverBudget, match="Document crafted is larger than .*more than 1,000,000 operations"):
@@ -330,7 +349,7 @@ def test_a_compressed_column_is_inflated_no_further_than_the_budget():
 
     deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
     zeros = deflater.compress(b"\0" * (24 * 1024 * 1024)) + deflater.flush()
-    crafted = _chunk_with_one_op_column((1 << 4) | 0x08 | 7, zeros)  # a DEFLATE value column
+    crafted = synthetic.crafted_chunk([((1 << 4) | 0x08 | 7, zeros)])  # a DEFLATE value column
     assert len(crafted) < 64 * 1024
     with pytest.raises(DocumentOverBudget, match="bytes once decompressed"):
         document_budget.check("crafted", crafted)
