@@ -32,6 +32,7 @@ import subprocess
 import sys
 import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from store.errors import DocumentOverBudget, ForeignDocument
 
@@ -174,7 +175,7 @@ class _Meter:
         room = self.budget.max_inflated_bytes - self.inflated
         inflater = zlib.decompressobj(-15)
         try:
-            out = inflater.decompress(compressed, room + 1)
+            out = inflater.decompress(compressed, min(room + 1, sys.maxsize))
         except zlib.error:
             raise _Unreadable from None
         if len(out) > room:
@@ -394,7 +395,6 @@ def _chunks(data: bytes | memoryview, meter: _Meter) -> None:
         length = r.uleb()
         body = r.take(length)
         if kind == _DOCUMENT:
-            meter.add_inflated(0)
             _document_chunk(_Reader(body), meter)
         elif kind == _CHANGE:
             _change_chunk(_Reader(body), meter)
@@ -474,7 +474,8 @@ def _measure_sync_message(message: bytes, budget: DocumentBudget, start: Documen
 # --- the guarded load ----------------------------------------------------------------------
 
 # Run by `python -I -c`: no current folder or user site on its path, no environment of ours
-# (no NOTEWELL_* secret); it limits itself before it reads a byte, loads, and says "ok".
+# (no NOTEWELL_* secret). It limits its CPU time first, its address space once Automerge is
+# imported and the document read (so those fit), then loads it and says "ok".
 _GUARD_PROGRAM = """
 import resource, sys
 memory, cpu = int(sys.argv[1]), int(sys.argv[2])
@@ -530,6 +531,13 @@ def check(doc_id: str, data: bytes, budget: DocumentBudget = DEFAULT_BUDGET,
         if problem is not None:
             raise over_budget(doc_id, problem)
     return size
+
+
+class Refused(NamedTuple):
+    """A document over the budget, as a worker process reports it (store/prepare_pool.py):
+    the sentence of its DocumentOverBudget."""
+
+    message: str
 
 
 def check_sync_message(doc_id: str, message: bytes, budget: DocumentBudget = DEFAULT_BUDGET,

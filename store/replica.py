@@ -32,7 +32,7 @@ from store import document_budget
 from store.database import WriteTransactions
 from store.doc_ids import is_doc_id, record_kind
 from store.docstore import DocStore
-from store.errors import ForeignDocument, NotFound
+from store.errors import DocumentOverBudget, ForeignDocument, NotFound
 from store.models import implausible_dates
 from store.projections import (
     IMPLAUSIBLE_DATES,
@@ -111,8 +111,6 @@ class Replica:
         self.prepare_pool = None
         self._listeners: list[ChangeListener] = []
         self._listeners_lock = threading.Lock()
-        # What one document from another device may hold (store/document_budget.py).
-        self.budget = document_budget.DEFAULT_BUDGET
 
     # --- transactions and what they changed ----------------------------------------
 
@@ -199,7 +197,7 @@ class Replica:
         before anything loads it: DocumentOverBudget naming it when it declares more than a
         record document may hold (or, when large, its guarded load needs more memory or time
         than the budget gives); ForeignDocument when its bytes are not a document."""
-        document_budget.check(doc_id, bytes(data), self.budget)
+        document_budget.check(doc_id, bytes(data), document_budget.DEFAULT_BUDGET)
 
     def check_sync_message(self, doc_id: str, message: bytes, earlier: Any = None) -> Any:
         """The budget for what an Automerge sync message brings to a document, before it is
@@ -209,7 +207,7 @@ class Replica:
         is over (the session then refuses that document whole)."""
         if earlier is None:
             earlier = self._own_size(doc_id)
-        return document_budget.check_sync_message(doc_id, bytes(message), self.budget, earlier)
+        return document_budget.check_sync_message(doc_id, bytes(message), document_budget.DEFAULT_BUDGET, earlier)
 
     def _own_size(self, doc_id: str) -> document_budget.DocumentSize:
         """What our stored copy of a document declares (counted, never refused: it is ours)."""
@@ -286,7 +284,8 @@ class Replica:
         """Stores whole documents from another device, the new ones in transactions of `batch`
         (all in one by default), calling `on_batch(documents done)` after each.
 
-        Each is loaded once and held to the rules of `apply_doc` (a record document of a
+        Each is measured against the document budget (store/document_budget.py) before it is
+        loaded, then loaded once and held to the rules of `apply_doc` (a record document of a
         known kind whose id is its key) before anything is written; the refused ones are
         returned with their error and change nothing. A document that exists here after
         all is merged through `apply_doc`. The reading runs on `prepare_pool` when there is
@@ -294,23 +293,17 @@ class Replica:
         """
         applied: dict[str, list[bytes]] = {}
         refused: dict[str, ForeignDocument] = {}
-        # The budget first, before any of them is loaded (here or in a worker process).
-        within: list[tuple[str, bytes]] = []
-        for doc_id, data in items:
-            try:
-                self.check_document(doc_id, data)
-            except ForeignDocument as e:
-                refused[doc_id] = e
-                continue
-            within.append((doc_id, data))
-        over_budget = len(items) - len(within)
-        items = within
         existing = set(self._docs.all_heads())  # one read, not one lookup per document
         fresh = [(doc_id, bytes(data)) for doc_id, data in items if doc_id not in existing]
         for doc_id, data in items:
             if doc_id not in existing:
                 continue
-            # Rare (it appeared here during the sync): merged like any other.
+            # Rare (it appeared here during the sync): merged like any other, the budget first.
+            try:
+                self.check_document(doc_id, data)
+            except ForeignDocument as e:
+                refused[doc_id] = e
+                continue
             doc = panic_or(None, Document.load, bytes(data), also=(Exception,))
             if doc is None:
                 refused[doc_id] = _refused(doc_id)
@@ -321,7 +314,7 @@ class Replica:
                 refused[doc_id] = e
                 continue
             applied[doc_id] = self._docs.heads_of(doc_id)
-        done = len(items) - len(fresh) + over_budget
+        done = len(items) - len(fresh)
         size = batch or max(1, len(fresh))
         if self.prepare_pool is not None:
             batches = self.prepare_pool.prepare_batches(fresh, self._late_hours(), size)
@@ -332,6 +325,9 @@ class Replica:
                 new_docs: list[tuple[str, str, bytes, list[bytes]]] = []
                 rows: list[tuple[str, str, tuple, tuple]] = []
                 for (doc_id, data), prepared in zip(fresh[start:start + size], prepared_batch):
+                    if isinstance(prepared, document_budget.Refused):  # over the budget: never loaded
+                        refused[doc_id] = DocumentOverBudget(prepared.message)
+                        continue
                     if prepared == IMPLAUSIBLE_DATES:
                         refused[doc_id] = ForeignDocument(
                             f"Document {doc_id} holds a date outside the plausible range; nothing was changed."
@@ -381,8 +377,8 @@ class Replica:
         unreadable = ForeignDocument(f"The changes for document {doc_id} are not readable; nothing was changed.")
         base = ours.save() if ours is not None else b""
         # The budget for what the changes bring, with our copy they are loaded with.
-        document_budget.check(doc_id, blob, self.budget, document_budget.declared_size(base) if base else
-                              document_budget.DocumentSize())
+        ours_size = document_budget.declared_size(base) if base else document_budget.DocumentSize()
+        document_budget.check(doc_id, blob, document_budget.DEFAULT_BUDGET, ours_size)
         with panics_as(unreadable, also=(Exception,)):
             incoming = Document.load(base + blob)
         if not incoming.get_heads():

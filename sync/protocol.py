@@ -3,7 +3,8 @@
 `SyncSession` runs one sync between this device and one authenticated peer over any reliable
 byte stream (`sync.direct` gives it TLS). It only touches record documents through the
 `RecordStore` sync API: `doc_heads()`, `load_doc(id)`, `apply_doc(id, doc)`, `stored_doc(id)`,
-`apply_snapshots(items, batch=, on_batch=)` and, live, `change_marker()`.
+`apply_snapshots(items, batch=, on_batch=)`, `check_sync_message(id, message, earlier)` (the
+document budget, before a peer's sync message is received) and, live, `change_marker()`.
 
 Conversation (docs/sync-protocol.md has the byte layout):
 
@@ -626,8 +627,8 @@ class SyncSession:
         if frame.type != FrameType.SYNC:
             raise ProtocolError("The other device sent an unexpected message during a live sync.")
         doc_id, raw = decode_sync(frame.payload)
-        if doc_id in self._known:
-            self._received_size.pop(doc_id, None)  # counted afresh with our stored copy
+        # Counted on from the first exchange (our copy then, and all the peer has brought
+        # since), so a keystroke's message never re-reads a long note's stored copy.
         if not self._within_budget(doc_id, raw):
             self._sync_states.pop(doc_id, None)
             return []  # refused whole (named in the report); the live session goes on
