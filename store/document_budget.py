@@ -506,6 +506,8 @@ def guarded_load_problem(data: bytes, budget: DocumentBudget = DEFAULT_BUDGET) -
         )
     except subprocess.TimeoutExpired:
         return f"loading it took longer than {budget.load_cpu_seconds} seconds"
+    except OSError:  # no interpreter to start (an embedded one): a large document is not loaded unguarded
+        return "no guarded process could be started to load it"
     if proc.returncode == 0 and proc.stdout == b"ok":
         return None
     if proc.returncode == _UNREADABLE_EXIT:
