@@ -340,9 +340,10 @@ def _columns(r: _Reader) -> list[tuple[int, int]]:
     return [(r.uleb(), r.uleb()) for _ in range(count)]
 
 
-def _measure_columns(r: _Reader, specs: list[tuple[int, int]], meter: _Meter) -> int:
-    """Reads the columns' data; returns the most rows any of them declares."""
-    limit = max(meter.budget.max_ops, meter.budget.max_changes)
+def _measure_columns(r: _Reader, specs: list[tuple[int, int]], meter: _Meter, what: str) -> int:
+    """Reads the columns' data; returns the most rows any of them declares (`what`: their
+    rows are operations or changes, and are held to that limit)."""
+    limit = meter.budget.max_ops if what == "operations" else meter.budget.max_changes
     rows = 0
     for spec, length in specs:
         raw = r.take(length)
@@ -354,7 +355,7 @@ def _measure_columns(r: _Reader, specs: list[tuple[int, int]], meter: _Meter) ->
         meter.string_room -= written
         rows = max(rows, col_rows, col_total)
         if rows > limit:
-            raise _Over(f"more than {limit:,} operations or changes")
+            raise _Over(f"more than {limit:,} {what}")
     return rows
 
 
@@ -364,9 +365,9 @@ def _document_chunk(r: _Reader, meter: _Meter) -> None:
     r.take(r.uleb() * _HASH)  # heads
     change_specs = _columns(r)
     op_specs = _columns(r)
-    changes = _measure_columns(r, change_specs, meter)
+    changes = _measure_columns(r, change_specs, meter, "changes")
     meter.add_rows(changes, 0)
-    ops = _measure_columns(r, op_specs, meter)
+    ops = _measure_columns(r, op_specs, meter, "operations")
     meter.add_rows(0, ops)
 
 
@@ -379,7 +380,7 @@ def _change_chunk(r: _Reader, meter: _Meter) -> None:
     r.prefixed()  # message
     for _ in range(r.uleb()):  # other actors
         r.prefixed()
-    ops = _measure_columns(r, _columns(r), meter)
+    ops = _measure_columns(r, _columns(r), meter, "operations")
     meter.add_rows(1, ops)
 
 
