@@ -180,6 +180,13 @@ class ForeignDocument(RecordError):
     title = "Unknown document"
 
 
+class DocumentOverBudget(ForeignDocument):
+    """A document from another device that declares more than a record document may hold
+    (store/document_budget.py); refused whole before it is loaded or stored."""
+
+    title = "Document too large"
+
+
 class ImportFailed(RecordError):
     title = "Import failed"
 

@@ -12,8 +12,10 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from automerge.core import Document
 
+from store import document_budget
 from store.automerge_guard import panic_or
 from store.doc_ids import record_kind
+from store.errors import DocumentOverBudget, ForeignDocument
 from store.documents import (
     KIND_CLIENT,
     KIND_NOTE,
@@ -213,10 +215,18 @@ IMPLAUSIBLE_DATES = "implausible dates"
 def prepare_whole(doc_id: str, data: bytes, late_entry_hours: int) -> tuple | str | None:
     """For a document received whole: (kind, view row, fts row, heads) when `data` loads as a
     record document whose id is `doc_id`, IMPLAUSIBLE_DATES when it holds a date outside the
-    plausible range (store/models.py), else None (an Automerge panic included).
+    plausible range (store/models.py), `document_budget.Refused` when it is over the document
+    budget (then it is never loaded), else None (bytes that are not a document, an Automerge
+    panic included).
 
     Pure (bytes in, rows out), so a worker process can run it too.
     """
+    try:  # the document budget first: past it, or unreadable to it, nothing is loaded
+        document_budget.check(doc_id, data)
+    except DocumentOverBudget as over:
+        return document_budget.Refused(over.message)
+    except ForeignDocument:
+        return None
     # Any failure to read it, a panic included, means "not a record document".
     return panic_or(None, _prepare_whole, doc_id, data, late_entry_hours, also=(Exception,))
 

@@ -28,10 +28,11 @@ from typing import Any, Protocol, runtime_checkable
 from automerge.core import Document
 
 from store.automerge_guard import guard_public_methods, panic_or, panics_as
+from store import document_budget
 from store.database import WriteTransactions
 from store.doc_ids import is_doc_id, record_kind
 from store.docstore import DocStore
-from store.errors import ForeignDocument, NotFound
+from store.errors import DocumentOverBudget, ForeignDocument, NotFound
 from store.models import implausible_dates
 from store.projections import (
     IMPLAUSIBLE_DATES,
@@ -72,6 +73,8 @@ class RecordReplica(Protocol):
     def local_put(self, key: str, value: bytes) -> None: ...
     def add_listener(self, listener: ChangeListener) -> None: ...
     def remove_listener(self, listener: ChangeListener) -> None: ...
+    def check_document(self, doc_id: str, data: bytes) -> None: ...
+    def check_sync_message(self, doc_id: str, message: bytes, earlier: Any = None) -> Any: ...
 
 
 def _refused(doc_id: str) -> ForeignDocument:
@@ -189,6 +192,30 @@ class Replica:
 
     # --- what arrives --------------------------------------------------------------
 
+    def check_document(self, doc_id: str, data: bytes) -> None:
+        """The budget for a whole document from another device (store/document_budget.py),
+        before anything loads it: DocumentOverBudget naming it when it declares more than a
+        record document may hold (or, when large, its guarded load needs more memory or time
+        than the budget gives); ForeignDocument when its bytes are not a document."""
+        document_budget.check(doc_id, bytes(data), document_budget.DEFAULT_BUDGET)
+
+    def check_sync_message(self, doc_id: str, message: bytes, earlier: Any = None) -> Any:
+        """The budget for what an Automerge sync message brings to a document, before it is
+        received: counted with `earlier` (the value this returned for the document's previous
+        message in the same session) or, for its first, with our stored copy. Returns the
+        running total to pass back next time; DocumentOverBudget naming the document once it
+        is over (the session then refuses that document whole)."""
+        if earlier is None:
+            earlier = self._own_size(doc_id)
+        return document_budget.check_sync_message(doc_id, bytes(message), document_budget.DEFAULT_BUDGET, earlier)
+
+    def _own_size(self, doc_id: str) -> document_budget.DocumentSize:
+        """What our stored copy of a document declares (counted, never refused: it is ours)."""
+        found = self._docs.stored_bytes(doc_id)
+        if found is None:
+            return document_budget.DocumentSize()
+        return document_budget.declared_size(found[0])
+
     def apply_doc(self, doc_id: str, doc: Document) -> bool:
         """Merges a document from another device; True if ours changed.
 
@@ -257,7 +284,8 @@ class Replica:
         """Stores whole documents from another device, the new ones in transactions of `batch`
         (all in one by default), calling `on_batch(documents done)` after each.
 
-        Each is loaded once and held to the rules of `apply_doc` (a record document of a
+        Each is measured against the document budget (store/document_budget.py) before it is
+        loaded, then loaded once and held to the rules of `apply_doc` (a record document of a
         known kind whose id is its key) before anything is written; the refused ones are
         returned with their error and change nothing. A document that exists here after
         all is merged through `apply_doc`. The reading runs on `prepare_pool` when there is
@@ -270,7 +298,12 @@ class Replica:
         for doc_id, data in items:
             if doc_id not in existing:
                 continue
-            # Rare (it appeared here during the sync): merged like any other.
+            # Rare (it appeared here during the sync): merged like any other, the budget first.
+            try:
+                self.check_document(doc_id, data)
+            except ForeignDocument as e:
+                refused[doc_id] = e
+                continue
             doc = panic_or(None, Document.load, bytes(data), also=(Exception,))
             if doc is None:
                 refused[doc_id] = _refused(doc_id)
@@ -292,6 +325,9 @@ class Replica:
                 new_docs: list[tuple[str, str, bytes, list[bytes]]] = []
                 rows: list[tuple[str, str, tuple, tuple]] = []
                 for (doc_id, data), prepared in zip(fresh[start:start + size], prepared_batch):
+                    if isinstance(prepared, document_budget.Refused):  # over the budget: never loaded
+                        refused[doc_id] = DocumentOverBudget(prepared.message)
+                        continue
                     if prepared == IMPLAUSIBLE_DATES:
                         refused[doc_id] = ForeignDocument(
                             f"Document {doc_id} holds a date outside the plausible range; nothing was changed."
@@ -339,8 +375,12 @@ class Replica:
             return False
         ours = self._docs.get(doc_id) if self._docs.kind(doc_id) else None
         unreadable = ForeignDocument(f"The changes for document {doc_id} are not readable; nothing was changed.")
+        base = ours.save() if ours is not None else b""
+        # The budget for what the changes bring, with our copy they are loaded with.
+        ours_size = document_budget.declared_size(base) if base else document_budget.DocumentSize()
+        document_budget.check(doc_id, blob, document_budget.DEFAULT_BUDGET, ours_size)
         with panics_as(unreadable, also=(Exception,)):
-            incoming = Document.load((ours.save() if ours is not None else b"") + blob)
+            incoming = Document.load(base + blob)
         if not incoming.get_heads():
             return False
         if ours is not None and sorted(incoming.get_heads()) == sorted(ours.get_heads()):

@@ -195,3 +195,70 @@ def make_signature_conflict(record) -> str | None:
     documents.splice_section(other_device, key, note.sections[key] + " Client also agreed to a sleep diary.")
     record.replica.apply_doc(note.id, other_device)  # as a sync from that device would
     return note.id
+
+
+# --- documents at the edges of the document budget (store/document_budget.py) -------------
+
+YEAR_WORDS = "client reported progress toward the goal and practiced the skill twice this week".split()
+
+
+def a_year_of_daily_edits(doc, key: str, *, days: int = 365, saves: int = 36, seed: int = 3) -> None:
+    """What the editor's saves make of a year of daily sessions on one note (in place): each
+    day a sentence typed word by word, a save per pause (a splice and updated_at, as
+    `documents.splice_section` writes them), and one word replaced. The honest large note the
+    document budget is measured against."""
+    from automerge.core import ROOT, ScalarType
+
+    rng = random.Random(seed)
+    sections = doc.get(ROOT, "sections")[1]
+    text_obj = doc.get(sections, key)[1]
+    length = doc.length(text_obj)
+    when = datetime(2026, 1, 5, 17, tzinfo=timezone.utc)
+    for _day in range(days):
+        for _save in range(saves):
+            word = " " + rng.choice(YEAR_WORDS)
+            with doc.transaction() as tx:
+                tx.splice_text(text_obj, length, 0, word)
+                tx.put(ROOT, "updated_at", ScalarType.Str, when.isoformat())
+            length += len(word)
+            when += timedelta(seconds=20)
+        with doc.transaction() as tx:
+            tx.splice_text(text_obj, rng.randrange(max(1, length - 8)), 5, "noted")
+        when += timedelta(days=1)
+
+
+def inflated_note(note_bytes: bytes, key: str, chars: int) -> bytes:
+    """A note document (saved bytes) with `chars` one-character insertions at the start of
+    section `key`: a few kilobytes once saved (runs of one value, then DEFLATE), `chars`
+    operations once loaded. The shape of an operation bomb, for tests and bench/; building it
+    costs what loading it does, so they build it in a process of their own."""
+    from automerge.core import ROOT, Document
+
+    doc = Document.load(note_bytes)
+    sections = doc.get(ROOT, "sections")[1]
+    text_obj = doc.get(sections, key)[1]
+    with doc.transaction() as tx:
+        tx.splice_text(text_obj, 0, 0, "a" * chars)
+    return doc.save()
+
+
+def leb128(n: int, *, signed: bool = False) -> bytes:
+    """`n` as Automerge writes numbers: LEB128, unsigned or signed."""
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        done = (n == 0 and not byte & 0x40) or (n == -1 and byte & 0x40) if signed else n == 0
+        out.append(byte if done else byte | 0x80)
+        if done:
+            return bytes(out)
+
+
+def crafted_chunk(op_columns: list[tuple[int, bytes]]) -> bytes:
+    """An Automerge document chunk with no actors, heads or changes and the given operation
+    columns ((specification, data) each): bytes Automerge itself refuses, for what the
+    document budget's header reader makes of hostile columns (tests and bench/). The
+    checksum is left zero: the reader does not check it, Automerge does."""
+    specs = b"".join(leb128(spec) + leb128(len(data)) for spec, data in op_columns)
+    body = (leb128(0) + leb128(0) + leb128(0) + leb128(len(op_columns)) + specs
+            + b"".join(data for _spec, data in op_columns))
+    return b"\x85\x6f\x4a\x83" + b"\0\0\0\0" + b"\0" + leb128(len(body)) + body

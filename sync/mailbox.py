@@ -32,7 +32,7 @@ from automerge.core import Document
 
 from store.automerge_guard import panics_as
 from store.replica import ProgressCallback, RecordReplica
-from store.errors import NotewellError, VaultError
+from store.errors import DocumentOverBudget, NotewellError, VaultError
 from store.write_access import translate
 from sync import bundle as fmt
 from sync import clock as clocks
@@ -47,6 +47,13 @@ STALE_TEMP_SECONDS = 3600
 
 class MailboxError(NotewellError):
     title = "Mailbox folder problem"
+
+
+class BundleOverBudget(fmt.MalformedBundle):
+    """A bundle holding a document over the document budget (store/document_budget.py):
+    refused whole, like any bundle with a bad entry, and named in the report."""
+
+    reason = "over-budget"
 
 
 # Kernel and device filesystems: folders there are views of the running system, never a
@@ -294,7 +301,8 @@ class Mailbox:
         docs: list[tuple[str, Document]] = []
         for doc_id, blob in entries:
             if doc_id not in present:
-                continue
+                continue  # stored whole below: the intake checks the budget of those
+            self._check_budget(doc_id, blob)  # before it is loaded
             unreadable = fmt.MalformedBundle("A document in the bundle could not be read; nothing was applied.")
             with panics_as(unreadable, also=(Exception,)):
                 docs.append((doc_id, Document.load(blob)))
@@ -316,6 +324,9 @@ class Mailbox:
                         changed.append(doc_id)
                 if fresh:
                     applied, refused = self.store.apply_snapshots(fresh)  # joins this transaction
+                    over = [e for _d, e in sorted(refused.items()) if isinstance(e, DocumentOverBudget)]
+                    if over:
+                        raise BundleOverBudget(f"{over[0].message} The bundle was not applied.")
                     if refused:  # raised inside: the bundle's transaction rolls back
                         raise fmt.MalformedBundle(
                             f"Document {sorted(refused)[0]} in the bundle is not a record document; nothing was applied."
@@ -336,6 +347,14 @@ class Mailbox:
             now = self.store.doc_heads()
             concurrent = [d for d in changed if d in incoming and sorted(now.get(d, [])) != incoming[d]]
         return changed, concurrent
+
+    def _check_budget(self, doc_id: str, blob: bytes) -> None:
+        try:
+            self.store.check_document(doc_id, blob)
+        except DocumentOverBudget as e:
+            raise BundleOverBudget(f"{e.message} The bundle was not applied.") from None
+        except NotewellError:
+            pass  # not a readable document: said below, as for any unreadable entry
 
     def _seen(self, sender_id: str) -> dict[str, str]:
         raw = self.store.local_get(SEEN_PREFIX + sender_id)

@@ -3,7 +3,8 @@
 `SyncSession` runs one sync between this device and one authenticated peer over any reliable
 byte stream (`sync.direct` gives it TLS). It only touches record documents through the
 record's sync intake (`RecordReplica`, store/replica.py): `doc_heads()`, `load_doc(id)`, `apply_doc(id, doc)`, `stored_doc(id)`,
-`apply_snapshots(items, batch=, on_batch=)` and, live, `change_marker()`.
+`apply_snapshots(items, batch=, on_batch=)`, `check_sync_message(id, message, earlier)` (the
+document budget, before a peer's sync message is received) and, live, `change_marker()`.
 
 Conversation (docs/sync-protocol.md has the byte layout):
 
@@ -58,7 +59,7 @@ from automerge.core import Document, Message, SyncState
 
 from store.automerge_guard import panics_as
 from store.replica import RecordReplica
-from store.errors import ForeignDocument
+from store.errors import DocumentOverBudget, ForeignDocument
 from sync import clock as clocks
 from sync.report import ProgressCallback, SyncReport
 from sync.errors import (
@@ -180,6 +181,10 @@ class SyncSession:
         self._whole_out_heads: dict[str, list[bytes]] = {}
         self._whole_sent = False
         self._frames_this_turn = 0
+        # The document budget (store/document_budget.py): what the peer's sync messages have
+        # brought to each document so far, and the documents refused for going over it.
+        self._received_size: dict[str, object] = {}
+        self._over_budget: set[str] = set()
         # Live mode (asked by the client, offered by the server): after DONE the connection
         # stays open and each side pushes sync messages for the documents it changes.
         self.live_requested = live
@@ -336,6 +341,24 @@ class SyncSession:
             self._sync_states[doc_id] = SyncState()
         return doc
 
+    def _within_budget(self, doc_id: str, raw: bytes) -> bool:
+        """Counts what a sync message brings to the document against the budget, before it is
+        received. Over it, the document is refused whole for the rest of the session (named
+        in the report) and the sync goes on with the others."""
+        if doc_id in self._over_budget:
+            return False
+        try:
+            self._received_size[doc_id] = _foreign(
+                self.store.check_sync_message, doc_id, raw, self._received_size.get(doc_id))
+        except DocumentOverBudget as e:
+            self._over_budget.add(doc_id)
+            self._docs.pop(doc_id, None)
+            self.report.errors.append(e.message)
+            return False
+        except ForeignDocument:
+            raise _unreadable() from None
+        return True
+
     def _my_turn(self, candidates: Iterable[str]) -> list[Frame]:
         self._turns += 1
         if self._turns > MAX_TURNS:
@@ -350,6 +373,8 @@ class SyncSession:
                 out.append(whole_frame(doc_id, data))
         whole = len(out)
         for doc_id in candidates:
+            if doc_id in self._over_budget:
+                continue
             doc = self._doc(doc_id)
             # The sync state holds what the peer told us, so this too runs on foreign data.
             message = _foreign(doc.generate_sync_message, self._sync_states[doc_id])
@@ -379,6 +404,9 @@ class SyncSession:
             doc_id, raw = decode_sync(frame.payload)
             if doc_id not in self._differ or doc_id in self._send_whole or doc_id in self._expect_whole:
                 raise ProtocolError("The other device sent data for a document outside this sync.")
+            if not self._within_budget(doc_id, raw):
+                self._frames_this_turn += 1
+                return []  # refused whole: nothing of it is received, applied or answered
             doc = self._doc(doc_id)
             message = _foreign(Message.decode, raw)
             _foreign(doc.receive_sync_message, self._sync_states[doc_id], message)
@@ -416,6 +444,9 @@ class SyncSession:
                 continue
             if doc_id in self._expect_whole:
                 final[doc_id] = []  # until it is stored below
+                continue
+            if doc_id in self._over_budget:
+                final[doc_id] = sorted(self._local_heads.get(doc_id) or ())
                 continue
             heads = set(self._doc(doc_id).get_heads())
             final[doc_id] = sorted(heads)
@@ -620,6 +651,11 @@ class SyncSession:
         if frame.type != FrameType.SYNC:
             raise ProtocolError("The other device sent an unexpected message during a live sync.")
         doc_id, raw = decode_sync(frame.payload)
+        # Counted on from the first exchange (our copy then, and all the peer has brought
+        # since), so a keystroke's message never re-reads a long note's stored copy.
+        if not self._within_budget(doc_id, raw):
+            self._sync_states.pop(doc_id, None)
+            return []  # refused whole (named in the report); the live session goes on
         state = self._sync_states.setdefault(doc_id, SyncState())
         if doc_id in self._known:
             doc = self.store.load_doc(doc_id)  # a fork of ours, with every local edit

@@ -223,7 +223,8 @@ SYNC_MAY_IMPORT_FROM_STORE = {
     "store.doc_ids": {"DOC_ID_PATTERN"},
     "store.automerge_guard": {"panics_as"},
     "store.device_identity": {"DeviceIdentity", "fingerprint", "short_id"},
-    "store.errors": {"NotewellError", "VaultError", "VaultBusy", "DiskFull", "DamagedVault", "ForeignDocument"},
+    "store.errors": {"NotewellError", "VaultError", "VaultBusy", "DiskFull", "DamagedVault", "ForeignDocument",
+                     "DocumentOverBudget"},
     "store.write_access": {"translate"},
 }
 
