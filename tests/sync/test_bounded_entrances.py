@@ -160,7 +160,7 @@ def test_a_frame_sent_a_byte_at_a_time_meets_its_deadline(make_vault, pair, in_v
         port = int(server.wait_for("listening on").rsplit(":", 1)[1])
         vb = b.open()
         try:
-            ctx = client_context(load_identity(vb.record), PeerBook(vb.record).trusted_certs())
+            ctx = client_context(load_identity(vb.record.replica), PeerBook(vb.record.replica).trusted_certs())
         finally:
             vb.close()
         with socket.create_connection(("127.0.0.1", port), timeout=30) as raw, ctx.wrap_socket(raw) as tls:
@@ -205,7 +205,7 @@ def _listening(make_vault, monkeypatch):
 def _join(ref, listener: _Listener):
     vault = ref.open()
     try:
-        return pair_with(vault.record, load_identity(vault.record), *listener.address, listener.code)
+        return pair_with(vault.record.replica, load_identity(vault.record.replica), *listener.address, listener.code)
     finally:
         vault.close()
 
@@ -246,10 +246,10 @@ def test_a_stranger_that_stalls_after_its_first_message_does_not_use_up_the_code
 
 
 def _sessions(va, vb, hold_bytes: int):
-    ia, ib = load_identity(va.record), load_identity(vb.record)
-    client = SyncSession(va.record, device_id=ia.device_id, device_name="office", role="client",
+    ia, ib = load_identity(va.record.replica), load_identity(vb.record.replica)
+    client = SyncSession(va.record.replica, device_id=ia.device_id, device_name="office", role="client",
                          peer_device_id=ib.device_id)
-    server = SyncSession(vb.record, device_id=ib.device_id, device_name="home", role="server",
+    server = SyncSession(vb.record.replica, device_id=ib.device_id, device_name="home", role="server",
                          peer_device_id=ia.device_id, hold_bytes=hold_bytes)
     return client, server
 
@@ -263,7 +263,7 @@ def test_whole_documents_are_stored_as_they_pile_up_so_memory_stays_bounded(make
     in_vault(a, SEED, "30")
     va, vb = a.open(), b.open()
     try:
-        sizes = [len(va.record.stored_doc(d)[0]) for d in va.record.doc_heads()]
+        sizes = [len(va.record.replica.stored_doc(d)[0]) for d in va.record.replica.doc_heads()]
         hold = 4 * max(sizes)
         client, server = _sessions(va, vb, hold)
         client.start()
@@ -284,9 +284,9 @@ def test_whole_documents_are_stored_as_they_pile_up_so_memory_stays_bounded(make
             most_held = max(most_held, server.held_bytes)
         assert most_held <= hold
         # What was stored before the drop stays stored: the next sync has less to do.
-        stored = set(vb.record.doc_heads())
+        stored = set(vb.record.replica.doc_heads())
         assert len(stored) >= 31 - hold // min(sizes)
-        assert all(vb.record.doc_heads()[d] == va.record.doc_heads()[d] for d in stored)
+        assert all(vb.record.replica.doc_heads()[d] == va.record.replica.doc_heads()[d] for d in stored)
     finally:
         va.close()
         vb.close()
@@ -305,8 +305,8 @@ def test_whole_documents_are_stored_as_they_pile_up_so_memory_stays_bounded(make
             for f in batch:
                 to_server += client.receive(_codec(f))
         assert client.report.ok and server.report.ok
-        assert {d: sorted(h) for d, h in va.record.doc_heads().items()} == \
-            {d: sorted(h) for d, h in vb.record.doc_heads().items()}
+        assert {d: sorted(h) for d, h in va.record.replica.doc_heads().items()} == \
+            {d: sorted(h) for d, h in vb.record.replica.doc_heads().items()}
     finally:
         va.close()
         vb.close()
@@ -320,10 +320,10 @@ def test_a_hostile_peer_sending_whole_frames_cannot_fill_memory(make_vault):
     b = make_vault("home")
     vb = b.open()
     try:
-        ib = load_identity(vb.record)
+        ib = load_identity(vb.record.replica)
         hostile = generate_identity("hostile")
         hold = 2 * 1024 * 1024
-        server = SyncSession(vb.record, device_id=ib.device_id, device_name="home", role="server",
+        server = SyncSession(vb.record.replica, device_id=ib.device_id, device_name="home", role="server",
                              peer_device_id=hostile.device_id, hold_bytes=hold)
         server.start()
         names = [f"rubbish-{i}" for i in range(48)]
@@ -336,7 +336,7 @@ def test_a_hostile_peer_sending_whole_frames_cannot_fill_memory(make_vault):
             server.receive(_codec(whole_frame(n, os.urandom(512 * 1024))))
             most_held = max(most_held, server.held_bytes)
         assert most_held <= hold
-        assert vb.record.doc_heads() == {}
+        assert vb.record.replica.doc_heads() == {}
         assert server.report.errors  # each refused document is named in the report
     finally:
         vb.close()
@@ -354,9 +354,9 @@ def test_a_stray_file_with_this_devices_prefix_is_skipped_and_named(make_vault, 
     for ref, other in ((a, b), (b, a)):
         vault, other_vault = ref.open(), other.open()
         try:
-            other_identity = load_identity(other_vault.record)
-            PeerBook(vault.record).add(other_identity.device_id, other.name, other_identity.cert_pem)
-            set_group_key(vault.record, b"G" * 32)
+            other_identity = load_identity(other_vault.record.replica)
+            PeerBook(vault.record.replica).add(other_identity.device_id, other.name, other_identity.cert_pem)
+            set_group_key(vault.record.replica, b"G" * 32)
         finally:
             vault.close()
             other_vault.close()
@@ -372,7 +372,7 @@ def test_a_stray_file_with_this_devices_prefix_is_skipped_and_named(make_vault, 
         done = notewell(a, "sync", "mailbox", str(folder))
         assert done.returncode == 0, done.stderr
         assert "Traceback" not in done.stderr
-        assert f"Bundle written: {fmt.file_name(a.device_id, attempt)}" in done.stdout
+        assert f"wrote {fmt.file_name(a.device_id, attempt)} (" in done.stdout
         for name in strays:
             assert f"skipped {name}" in done.stdout
     for name in strays:

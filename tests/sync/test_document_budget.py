@@ -61,11 +61,11 @@ class Device:
     def __init__(self, ref) -> None:
         self.vault = ref.open()
         self.record = self.vault.record
-        self.identity = load_identity(self.record)
+        self.identity = load_identity(self.record.replica)
         self.name = ref.name
 
     def session(self, other: "Device", role: str, store=None) -> SyncSession:
-        return SyncSession(store or self.record, device_id=self.identity.device_id, device_name=self.name,
+        return SyncSession(store or self.record.replica, device_id=self.identity.device_id, device_name=self.name,
                            role=role, peer_device_id=other.identity.device_id)
 
 
@@ -145,21 +145,21 @@ def test_a_bomb_sent_whole_is_refused_by_name_never_stored_never_relayed(devices
     bomb_id, note, section = _new_note_bytes(990_001)
     bomb, heads = _expand(tmp_path, note, section, BOMB_OPS)
     assert len(bomb) < 16 * 1024  # a small document...
-    honest = set(a.record.doc_heads())
-    assert not honest & set(b.record.doc_heads())
+    honest = set(a.record.replica.doc_heads())
+    assert not honest & set(b.record.replica.doc_heads())
 
     server = b.session(a, "server")
-    _run_pair(a.session(b, "client", Hostile(a.record, {bomb_id: (bomb, heads)})), server)
+    _run_pair(a.session(b, "client", Hostile(a.record.replica, {bomb_id: (bomb, heads)})), server)
 
-    assert bomb_id not in b.record.doc_heads()  # never stored
+    assert bomb_id not in b.record.replica.doc_heads()  # never stored
     assert _refusal_named(server.report, bomb_id)
-    assert honest <= set(b.record.doc_heads())  # nothing else in the same sync lost
+    assert honest <= set(b.record.replica.doc_heads())  # nothing else in the same sync lost
     assert b.vault.check() == []
 
     # B syncs with C: the bomb is not relayed; A's honest documents are.
     _run_pair(b.session(c, "client"), c.session(b, "server"))
-    assert bomb_id not in c.record.doc_heads()
-    assert honest <= set(c.record.doc_heads())
+    assert bomb_id not in c.record.replica.doc_heads()
+    assert honest <= set(c.record.replica.doc_heads())
 
 
 def test_a_bomb_sent_as_sync_messages_for_a_shared_note_is_refused_and_the_rest_merged(devices, tmp_path):
@@ -168,17 +168,17 @@ def test_a_bomb_sent_as_sync_messages_for_a_shared_note_is_refused_and_the_rest_
     shared = sorted(r.note_id for r in a.record.list_notes() if r.status == "draft")
     target, other = shared[0], shared[1]
     note = a.record.get_note(target)
-    bomb, heads = _expand(tmp_path, a.record.stored_doc(target)[0], note.section_keys[0], BOMB_OPS)
+    bomb, heads = _expand(tmp_path, a.record.replica.stored_doc(target)[0], note.section_keys[0], BOMB_OPS)
     # An honest edit on A in the same sync, to another note.
     a.record.set_section(other, a.record.get_note(other).section_keys[0], "An edit that must arrive.")
-    before = sorted(b.record.doc_heads()[target])
+    before = sorted(b.record.replica.doc_heads()[target])
 
     server = b.session(a, "server")
-    _run_pair(a.session(b, "client", Hostile(a.record, {target: (bomb, heads)})), server)
+    _run_pair(a.session(b, "client", Hostile(a.record.replica, {target: (bomb, heads)})), server)
 
-    assert sorted(b.record.doc_heads()[target]) == before  # nothing of it received
+    assert sorted(b.record.replica.doc_heads()[target]) == before  # nothing of it received
     assert _refusal_named(server.report, target)
-    assert sorted(b.record.doc_heads()[other]) == sorted(a.record.doc_heads()[other])
+    assert sorted(b.record.replica.doc_heads()[other]) == sorted(a.record.replica.doc_heads()[other])
     assert b.record.get_note(other).sections[b.record.get_note(other).section_keys[0]] == "An edit that must arrive."
 
 
@@ -190,8 +190,8 @@ def test_a_bomb_pushed_in_a_live_session_is_refused_and_the_session_goes_on(devi
     assert server.live
     shared = sorted(r.note_id for r in a.record.list_notes())
     target = shared[0]
-    bomb, _heads = _expand(tmp_path, a.record.stored_doc(target)[0], a.record.get_note(target).section_keys[0], BOMB_OPS)
-    before = sorted(b.record.doc_heads()[target])
+    bomb, _heads = _expand(tmp_path, a.record.replica.stored_doc(target)[0], a.record.get_note(target).section_keys[0], BOMB_OPS)
+    before = sorted(b.record.replica.doc_heads()[target])
 
     # The hostile side of the live exchange: Automerge's own sync messages for its copy.
     hostile, state = Document.load(bomb), SyncState()
@@ -202,7 +202,7 @@ def test_a_bomb_pushed_in_a_live_session_is_refused_and_the_session_goes_on(devi
         replies = server.receive(sync_frame(target, message.encode()))
         for reply in replies:
             hostile.receive_sync_message(state, Message.decode(decode_sync(reply.payload)[1]))
-    assert sorted(b.record.doc_heads()[target]) == before
+    assert sorted(b.record.replica.doc_heads()[target]) == before
     assert _refusal_named(server.report, target)
     assert server.live  # the session goes on: an honest edit still arrives
     other = shared[1]
@@ -213,7 +213,7 @@ def test_a_bomb_pushed_in_a_live_session_is_refused_and_the_session_goes_on(devi
         to_server = [reply for frame in to_client for reply in client.receive(frame)]
         if not to_server:
             break
-    assert sorted(b.record.doc_heads()[other]) == sorted(a.record.doc_heads()[other])
+    assert sorted(b.record.replica.doc_heads()[other]) == sorted(a.record.replica.doc_heads()[other])
     client.close()
     server.close()
 
@@ -221,12 +221,12 @@ def test_a_bomb_pushed_in_a_live_session_is_refused_and_the_session_goes_on(devi
 def _pair_for_mailbox(*devices: Device) -> None:
     from sync.peers import PeerBook, ensure_group_key, set_group_key
 
-    key = ensure_group_key(devices[0].record)
+    key = ensure_group_key(devices[0].record.replica)
     for device in devices:
-        set_group_key(device.record, key)
+        set_group_key(device.record.replica, key)
         for other in devices:
             if other is not device:
-                PeerBook(device.record).add(other.identity.device_id, other.name, other.identity.cert_pem)
+                PeerBook(device.record.replica).add(other.identity.device_id, other.name, other.identity.cert_pem)
 
 
 def test_a_bundle_holding_a_bomb_is_refused_by_name_and_the_other_bundles_apply(devices, tmp_path):
@@ -238,31 +238,31 @@ def test_a_bundle_holding_a_bomb_is_refused_by_name_and_the_other_bundles_apply(
     _pair_for_mailbox(b, c)
     box = tmp_path / "box"
     box.mkdir()
-    honest = set(a.record.doc_heads())
-    sync_mailbox(a.record, a.identity, box)  # A's honest bundle, sequence 1
+    honest = set(a.record.replica.doc_heads())
+    sync_mailbox(a.record.replica, a.identity, box)  # A's honest bundle, sequence 1
 
     # Then a bundle signed by A that holds the bomb among honest documents.
     bomb_id, note, section = _new_note_bytes(990_002)
     bomb, _heads = _expand(tmp_path, note, section, BOMB_OPS)
-    entries = [(d, a.record.stored_doc(d)[0]) for d in sorted(honest)] + [(bomb_id, bomb)]
-    data = fmt.encode(entries, sender_id=a.identity.device_id, seq=2, group_key=group_key(a.record),
+    entries = [(d, a.record.replica.stored_doc(d)[0]) for d in sorted(honest)] + [(bomb_id, bomb)]
+    data = fmt.encode(entries, sender_id=a.identity.device_id, seq=2, group_key=group_key(a.record.replica),
                       private_key=a.identity.key_pem.encode())
     (box / fmt.file_name(a.identity.device_id, 2)).write_bytes(data)
     assert len(data) < 64 * 1024
 
-    report = sync_mailbox(b.record, b.identity, box)
-    assert [r.reason for r in report.rejected] == ["over-budget"]
-    assert bomb_id in report.rejected[0].message and "larger than a record document may be" in report.rejected[0].message
-    assert bomb_id not in b.record.doc_heads()
-    assert honest <= set(b.record.doc_heads())  # from A's other bundle, applied in the same run
-    assert report.bundles_applied == 1
+    report = sync_mailbox(b.record.replica, b.identity, box)
+    assert [r.reason for r in report.bundles.rejected] == ["over-budget"]
+    assert bomb_id in report.bundles.rejected[0].message and "larger than a record document may be" in report.bundles.rejected[0].message
+    assert bomb_id not in b.record.replica.doc_heads()
+    assert honest <= set(b.record.replica.doc_heads())  # from A's other bundle, applied in the same run
+    assert report.bundles.applied == 1
 
     # The bundle B wrote in that run carries what B holds to C (paired with B only): never the bomb.
-    assert report.bundle_written is not None
-    report_c = sync_mailbox(c.record, c.identity, box)
-    assert report_c.senders.keys() == {b.identity.device_id}
-    assert bomb_id not in c.record.doc_heads()
-    assert honest <= set(c.record.doc_heads())
+    assert report.bundles.written is not None
+    report_c = sync_mailbox(c.record.replica, c.identity, box)
+    assert report_c.bundles.senders.keys() == {b.identity.device_id}
+    assert bomb_id not in c.record.replica.doc_heads()
+    assert honest <= set(c.record.replica.doc_heads())
 
 
 # --- an honest note: a year of daily edits fits with room to spare ----------------------
@@ -270,7 +270,7 @@ def test_a_bundle_holding_a_bomb_is_refused_by_name_and_the_other_bundles_apply(
 def test_an_honest_note_with_a_year_of_daily_edits_passes_with_room(devices, make_vault):
     a, b, _c = devices
     note_id = sorted(r.note_id for r in a.record.list_notes() if r.status == "draft")[0]
-    doc = a.record.load_doc(note_id)
+    doc = a.record.replica.load_doc(note_id)
     start = doc.fork()
     synthetic.a_year_of_daily_edits(doc, a.record.get_note(note_id).section_keys[0])
     data = doc.save()
@@ -286,17 +286,17 @@ def test_an_honest_note_with_a_year_of_daily_edits_passes_with_room(devices, mak
     assert 5 * size.received_bytes <= budget.max_bytes
 
     # Received whole, by a device that has none of it.
-    applied, refused = b.record.apply_snapshots([(note_id, data)])
+    applied, refused = b.record.replica.apply_snapshots([(note_id, data)])
     assert refused == {} and sorted(applied[note_id]) == sorted(doc.get_heads())
 
     # And as sync messages, by a device that holds the note as it was a year ago.
     c = Device(make_vault("year-c"))
     try:
-        c.record.apply_snapshots([(note_id, start.save())])
+        c.record.replica.apply_snapshots([(note_id, start.save())])
         server = c.session(b, "server")
         _run_pair(b.session(c, "client"), server)
         assert server.report.errors == []
-        assert sorted(c.record.doc_heads()[note_id]) == sorted(doc.get_heads())
+        assert sorted(c.record.replica.doc_heads()[note_id]) == sorted(doc.get_heads())
     finally:
         c.vault.close()
 
