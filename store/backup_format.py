@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from store import keys
 from store.errors import BadBackupFile
+# vault.json's base64 reader: the header carries the same kinds of fields.
+from store.vaultfile import _unb64
 
 MAGIC = b"NOTEWELL BACKUP\n"
 FORMAT_VERSION = 1
@@ -130,7 +132,7 @@ def read_header(f: BinaryIO, name: str) -> BackupHeader:
             vault_id=_text(data["vault_id"]),
             device_id=_text(data["device"]["id"]),
             device_name=_text(data["device"]["name"]),
-            salt=_unb64(data["salt"], SALT_BYTES),
+            salt=_unb64(data["salt"], length=SALT_BYTES),
             vault_file=_unb64(data["vault_file"]),
             chunk_bytes=data["chunk_bytes"],
             content_bytes=data["content_bytes"],
@@ -149,15 +151,6 @@ def _text(value: object) -> str:
     if not isinstance(value, str) or len(value) > 1000:
         raise ValueError("not a short text")
     return value
-
-
-def _unb64(value: object, length: int | None = None) -> bytes:
-    if not isinstance(value, str):
-        raise ValueError("not base64 text")
-    raw = base64.b64decode(value.encode("ascii"), validate=True)
-    if length is not None and len(raw) != length:
-        raise ValueError("wrong length")
-    return raw
 
 
 def _truncated(name: str) -> BadBackupFile:

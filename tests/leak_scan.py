@@ -4,7 +4,7 @@ hide it from a plain search).
 
     leaks(data, ["CANARY-..."]) -> the needles found
 
-Test modules import this file by name (`sys.path` gets this folder, as for vault_faults.py).
+Test modules import it as `tests.leak_scan`.
 """
 
 from __future__ import annotations

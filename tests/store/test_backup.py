@@ -16,7 +16,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from leak_scan import leaks  # noqa: E402
 from store import backup_format  # noqa: E402
 from store.backup import (  # noqa: E402
     BackupSource,
@@ -35,6 +34,7 @@ from store.errors import (  # noqa: E402
 )
 from store.models import ClinicianSettings, Client, ProcessNote, ProgressNote, SessionFacts  # noqa: E402
 from store.vault import KdfParams, Vault  # noqa: E402
+from tests.leak_scan import leaks  # noqa: E402
 from tests.store.test_record import CANARY, a_client, complete_note  # noqa: E402
 
 FAST_KDF = KdfParams(memory_kib=8192, time_cost=1, parallelism=1)
