@@ -237,7 +237,7 @@ class BackupSource:
         """Write one backup file into `folder`. BackupError (and nothing left behind, earlier
         backups untouched) when the folder is missing, full or read-only."""
         folder = _backup_folder(Path(folder).expanduser(), self.path)
-        remove_stale(folder, self.path)
+        remove_stale(folder, self.path, self.vault_id)
         created = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
         vault_file, vf = self._vault_file()
         with _staging(self.path) as staging:
@@ -383,12 +383,13 @@ def _staging_failed(e: BaseException) -> BackupError:
     return BackupError(f"The snapshot of the vault could not be taken ({why}); no backup was written.")
 
 
-def remove_stale(folder: Path | None, vault_path: Path | None) -> None:
-    """Remove what killed backups left: `.partial` files in the backup folder and staging
-    folders in the vault, unless a running backup still holds them (its lock)."""
+def remove_stale(folder: Path | None, vault_path: Path | None, vault_id: str = "") -> None:
+    """Remove what killed backups of this vault left: `.partial` files in the backup folder
+    and staging folders in the vault, unless a running backup still holds them (its lock)."""
     candidates: list[Path] = []
     if folder is not None:
-        candidates += [p for p in folder.glob(f".notewell-*{SUFFIX}{PARTIAL_SUFFIX}") if p.is_file()]
+        pattern = f".notewell-{vault_id[:8]}*{SUFFIX}{PARTIAL_SUFFIX}"
+        candidates += [p for p in folder.glob(pattern) if p.is_file()]
     if vault_path is not None:
         candidates += [p for p in vault_path.glob(f"{STAGING_PREFIX}*") if p.is_dir()]
     for path in candidates:

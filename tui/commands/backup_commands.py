@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from store.errors import NotewellError
 from tui.commands.passphrase import current_passphrase, new_passphrase
 from tui.commands.vault_commands import _device_name, _recovery_key
 
@@ -71,9 +72,18 @@ def _summary(counts) -> str:
     )
 
 
+class BackupUsage(NotewellError):
+    title = "Backup"
+
+
 def cmd_backup(args) -> int:
     if args.verify is not None:
         return _verify(args)
+    if args.recovery_key or args.recovery_key_file:
+        raise BackupUsage(
+            "A backup is written from the unlocked vault, with its passphrase; the recovery key "
+            "is for --verify and restore."
+        )
     from store.backup import write_backup
     from store.vault import Vault
 
