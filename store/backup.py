@@ -355,16 +355,27 @@ def _backup_folder(folder: Path, vault_path: Path) -> Path:
     return folder
 
 
+def _locked_folder(parent: Path, prefix: str) -> tuple[Path, int]:
+    """A fresh owner-only folder in `parent` and the descriptor of the lock held on it while
+    in use (closing the descriptor lets go): `remove_stale` leaves it alone meanwhile."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        fd = os.open(folder / _LOCK_NAME, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return folder, fd
+
+
 @contextlib.contextmanager
 def _staging(vault_path: Path) -> Iterator[Path]:
-    """A fresh owner-only folder in the vault folder, locked while in use, removed after."""
+    """A locked staging folder in the vault folder, removed after."""
     try:
-        folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=vault_path))
-        fd = os.open(folder / _LOCK_NAME, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        folder, fd = _locked_folder(vault_path, STAGING_PREFIX)
     except OSError as e:
         raise _staging_failed(e) from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -392,18 +403,22 @@ def remove_stale(folder: Path | None, vault_path: Path | None, vault_id: str = "
         candidates += [p for p in folder.glob(pattern) if p.is_file()]
     if vault_path is not None:
         candidates += [p for p in vault_path.glob(f"{STAGING_PREFIX}*") if p.is_dir()]
-    for path in candidates:
+    _remove_unlocked(candidates)
+
+
+def _remove_unlocked(paths: list[Path]) -> None:
+    """Remove each file or folder that no program holds a lock on. A folder without its lock
+    file is being made (or given up) by someone else: it is left alone."""
+    for path in paths:
         lock = path / _LOCK_NAME if path.is_dir() else path
         try:
             fd = os.open(lock, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except OSError:
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            continue  # a backup running now
+            continue  # in use now
         finally:
             os.close(fd)
         try:
@@ -800,9 +815,12 @@ def restore_backup(
     header = read_backup_header(path)
     keyring = _keyring(header, path.name, passphrase=passphrase, recovery_key=recovery_key, vault=None)
     parent = target.parent
+    prefix = f".{target.name}{RESTORING_MARK}"
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}{RESTORING_MARK}", dir=parent))
+        # What a killed restore to the same folder left (still encrypted, never a vault).
+        _remove_unlocked([p for p in parent.glob(f"{prefix}*") if p.is_dir()])
+        staging, lock_fd = _locked_folder(parent, prefix)
     except OSError as e:
         keyring.wipe()
         raise _restore_failed(target, e) from None
@@ -819,6 +837,7 @@ def restore_backup(
             keyring.wipe()
         device_id = _become_this_device(staging, header, manifest, passphrase, recovery_key, new_passphrase, device_name)
         try:
+            (staging / _LOCK_NAME).unlink()  # not part of the vault; the descriptor keeps the lock
             vaultfile.fsync_dir(staging)
             _restore_target(target)  # again: the work took a while
             if target.exists():
@@ -829,6 +848,8 @@ def restore_backup(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        os.close(lock_fd)
     try:
         vaultfile.fsync_dir(parent)
     except OSError:

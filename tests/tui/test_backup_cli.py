@@ -224,6 +224,45 @@ def test_a_backup_killed_at_random_points_leaves_no_file_that_looks_complete(vau
     assert not [p for p in folder.iterdir() if p.name.startswith(".backup-staging-")]
 
 
+def test_a_restore_killed_at_random_points_leaves_no_vault_or_a_whole_one(vault, tmp_path: Path):
+    folder, _recovery = vault
+    (folder / "scans").mkdir()
+    (folder / "scans" / "letter.bin").write_bytes(os.urandom(4 << 20))
+    out = tmp_path / "drive"
+    out.mkdir()
+    assert notewell("--vault", str(folder), "backup", "--to", str(out)).returncode == 0
+    [backup] = _backups(out)
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    started = time.monotonic()
+    assert notewell("restore", str(backup), "--vault", str(tmp_path / "timed")).returncode == 0
+    whole_run = time.monotonic() - started
+    for attempt in range(5):
+        target = tmp_path / f"restored-{attempt}"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tui.cli", "restore", str(backup), "--vault", str(target)], cwd=REPO,
+            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        try:
+            proc.wait(timeout=rng.uniform(0.0, whole_run * 1.1))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=TIMEOUT)
+        # Either nothing under the target's name, or a vault that opens and checks.
+        if target.exists():
+            with Vault.open(target, PASSPHRASE) as v:
+                assert v.check() == [], seed
+        # What a killed restore leaves is a hidden folder beside it, never the vault's name.
+        for leftover in tmp_path.iterdir():
+            assert not leftover.name.startswith(f"restored-{attempt}") or leftover == target, seed
+    # Restoring to the same folder again clears what a killed restore there left.
+    for attempt in range(5):
+        target = tmp_path / f"restored-{attempt}"
+        if not target.exists():
+            assert notewell("restore", str(backup), "--vault", str(target)).returncode == 0
+        assert not list(tmp_path.glob(f".restored-{attempt}.restoring-*")), seed
+
+
 # A second program writing progress notes and process notes, one commit per line it prints.
 _WRITER = """
 import sys
