@@ -76,7 +76,6 @@ MANIFEST_FORMAT = 1
 DATABASES = (PRIVATE_DB, RECORD_DB)
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_FILES = 10_000
-_LOCK_NAME = ".lock"
 _LEN = struct.Struct(">I")
 _COPY_BYTES = 1 << 20
 
@@ -355,24 +354,49 @@ def _backup_folder(folder: Path, vault_path: Path) -> Path:
     return folder
 
 
-def _locked_folder(parent: Path, prefix: str) -> tuple[Path, int]:
-    """A fresh owner-only folder in `parent` and the descriptor of the lock held on it while
-    in use (closing the descriptor lets go): `remove_stale` leaves it alone meanwhile."""
-    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+def _lock_folder(folder: Path, how: int) -> int | None:
+    """A descriptor of `folder` holding a flock of kind `how`, or None when LOCK_NB finds it
+    taken. Backups hold the vault folder shared while their staging folder exists, restores
+    the target's parent likewise; whoever gets it exclusively knows that no staging folder
+    there is in use, even one killed before it held anything."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        fd = os.open(folder / _LOCK_NAME, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-    except OSError:
-        shutil.rmtree(folder, ignore_errors=True)
+        fcntl.flock(fd, how)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
         raise
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return folder, fd
+    return fd
+
+
+def _remove_stale_folders(parent: Path, prefix: str) -> None:
+    """Remove the staging folders named `prefix...` in `parent` unless one is in use."""
+    try:
+        fd = _lock_folder(parent, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return
+    if fd is None:
+        return  # a backup or restore is running there: next time
+    try:
+        for path in parent.glob(f"{prefix}*"):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
 def _staging(vault_path: Path) -> Iterator[Path]:
-    """A locked staging folder in the vault folder, removed after."""
+    """A fresh owner-only staging folder in the vault folder, removed after."""
     try:
-        folder, fd = _locked_folder(vault_path, STAGING_PREFIX)
+        fd = _lock_folder(vault_path, fcntl.LOCK_SH)
+        try:
+            folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=vault_path))
+        except BaseException:
+            os.close(fd)
+            raise
     except OSError as e:
         raise _staging_failed(e) from None
     try:
@@ -396,38 +420,31 @@ def _staging_failed(e: BaseException) -> BackupError:
 
 def remove_stale(folder: Path | None, vault_path: Path | None, vault_id: str = "") -> None:
     """Remove what killed backups of this vault left: `.partial` files in the backup folder
-    and staging folders in the vault, unless a running backup still holds them (its lock)."""
-    candidates: list[Path] = []
+    (each locked by the backup writing it) and staging folders in the vault (see
+    `_lock_folder`), unless a running backup still holds them."""
     if folder is not None:
-        pattern = f".notewell-{vault_id[:8]}*{SUFFIX}{PARTIAL_SUFFIX}"
-        candidates += [p for p in folder.glob(pattern) if p.is_file()]
+        for path in folder.glob(f".notewell-{vault_id[:8]}*{SUFFIX}{PARTIAL_SUFFIX}"):
+            if path.is_file() and not path.is_symlink():
+                _remove_unlocked_file(path)
     if vault_path is not None:
-        candidates += [p for p in vault_path.glob(f"{STAGING_PREFIX}*") if p.is_dir()]
-    _remove_unlocked(candidates)
+        _remove_stale_folders(vault_path, STAGING_PREFIX)
 
 
-def _remove_unlocked(paths: list[Path]) -> None:
-    """Remove each file or folder that no program holds a lock on. A folder without its lock
-    file is being made (or given up) by someone else: it is left alone."""
-    for path in paths:
-        lock = path / _LOCK_NAME if path.is_dir() else path
-        try:
-            fd = os.open(lock, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            continue  # in use now
-        finally:
-            os.close(fd)
-        try:
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-        except OSError:
-            pass
+def _remove_unlocked_file(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return  # being written now
+    finally:
+        os.close(fd)
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _entry(staging: Path, rel: str, kind: str) -> BackupFileEntry:
@@ -819,8 +836,13 @@ def restore_backup(
     try:
         parent.mkdir(parents=True, exist_ok=True)
         # What a killed restore to the same folder left (still encrypted, never a vault).
-        _remove_unlocked([p for p in parent.glob(f"{prefix}*") if p.is_dir()])
-        staging, lock_fd = _locked_folder(parent, prefix)
+        _remove_stale_folders(parent, prefix)
+        lock_fd = _lock_folder(parent, fcntl.LOCK_SH)
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        except BaseException:
+            os.close(lock_fd)
+            raise
     except OSError as e:
         keyring.wipe()
         raise _restore_failed(target, e) from None
@@ -837,7 +859,6 @@ def restore_backup(
             keyring.wipe()
         device_id = _become_this_device(staging, header, manifest, passphrase, recovery_key, new_passphrase, device_name)
         try:
-            (staging / _LOCK_NAME).unlink()  # not part of the vault; the descriptor keeps the lock
             vaultfile.fsync_dir(staging)
             _restore_target(target)  # again: the work took a while
             if target.exists():

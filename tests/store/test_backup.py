@@ -309,20 +309,26 @@ def test_leftovers_of_a_killed_backup_are_removed_unless_a_backup_holds_them(mad
 
     folder, out, _backup, _recovery = made
     stale_partial = out / f".{_backup.name.rsplit('-', 1)[0]}-x.nwbackup.partial"
+    stale_partial.write_bytes(b"half a backup")
     other_vaults = out / ".notewell-0000ffff-x.nwbackup.partial"
     other_vaults.write_bytes(b"another vault's, maybe being written over a network share")
-    stale_partial.write_bytes(b"half a backup")
+    being_written = out / f".{_backup.name.rsplit('-', 1)[0]}-y.nwbackup.partial"
+    being_written.write_bytes(b"a backup being written now")
     stale_staging = folder / ".backup-staging-dead"
     stale_staging.mkdir()
-    (stale_staging / ".lock").touch()
-    held = folder / ".backup-staging-alive"
-    held.mkdir()
-    fd = os.open(held / ".lock", os.O_WRONLY | os.O_CREAT)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    writer = os.open(being_written, os.O_RDONLY)
+    fcntl.flock(writer, fcntl.LOCK_EX)
+    # A backup running in another program holds the vault folder: its staging stays.
+    running = os.open(folder, os.O_RDONLY)
+    fcntl.flock(running, fcntl.LOCK_SH)
     try:
         with Vault.open(folder, PASSPHRASE) as vault:
             BackupSource.of(vault).write(out)
-        assert not stale_partial.exists() and not stale_staging.exists()
-        assert held.exists() and other_vaults.exists()
+        assert not stale_partial.exists()
+        assert being_written.exists() and other_vaults.exists() and stale_staging.exists()
     finally:
-        os.close(fd)
+        os.close(writer)
+        os.close(running)
+    with Vault.open(folder, PASSPHRASE) as vault:
+        BackupSource.of(vault).write(out)
+    assert not stale_staging.exists() and not being_written.exists() and other_vaults.exists()
