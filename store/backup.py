@@ -387,16 +387,22 @@ def _remove_stale_folders(parent: Path, prefix: str) -> None:
         os.close(fd)
 
 
+def _new_staging(parent: Path, prefix: str) -> tuple[Path, int]:
+    """A fresh owner-only folder `prefix...` in `parent`, made and kept while `parent` is held
+    shared (the descriptor returned; close it when the folder is gone or renamed)."""
+    fd = _lock_folder(parent, fcntl.LOCK_SH)
+    try:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=parent)), fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 @contextlib.contextmanager
 def _staging(vault_path: Path) -> Iterator[Path]:
-    """A fresh owner-only staging folder in the vault folder, removed after."""
+    """A staging folder in the vault folder, removed after."""
     try:
-        fd = _lock_folder(vault_path, fcntl.LOCK_SH)
-        try:
-            folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=vault_path))
-        except BaseException:
-            os.close(fd)
-            raise
+        folder, fd = _new_staging(vault_path, STAGING_PREFIX)
     except OSError as e:
         raise _staging_failed(e) from None
     try:
@@ -837,12 +843,7 @@ def restore_backup(
         parent.mkdir(parents=True, exist_ok=True)
         # What a killed restore to the same folder left (still encrypted, never a vault).
         _remove_stale_folders(parent, prefix)
-        lock_fd = _lock_folder(parent, fcntl.LOCK_SH)
-        try:
-            staging = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-        except BaseException:
-            os.close(lock_fd)
-            raise
+        staging, lock_fd = _new_staging(parent, prefix)
     except OSError as e:
         keyring.wipe()
         raise _restore_failed(target, e) from None

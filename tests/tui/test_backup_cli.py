@@ -177,20 +177,32 @@ def test_a_read_only_backup_folder_leaves_the_earlier_backups_intact(vault, tmp_
     assert not [p for p in folder.iterdir() if p.name.startswith(".backup-staging-")]
 
 
+def _with_large_file(folder: Path, tmp_path: Path, size: int) -> Path:
+    """Something of the clinician's own in the vault that makes the writing take a while;
+    returns an empty backup folder."""
+    (folder / "scans").mkdir()
+    (folder / "scans" / "letter.bin").write_bytes(os.urandom(size))
+    out = tmp_path / "drive"
+    out.mkdir()
+    return out
+
+
+def _whole_run(*args: str) -> float:
+    """How long one whole run of the command takes here and now, so that random kill
+    instants span all of it (start-up, unlock, the work, the rename and after). Not a
+    measurement: nothing is asserted on it."""
+    started = time.monotonic()
+    assert notewell(*args).returncode == 0
+    return time.monotonic() - started
+
+
 def test_a_backup_killed_at_random_points_leaves_no_file_that_looks_complete(vault, tmp_path: Path):
     folder, _recovery = vault
     # Something of the clinician's own that makes the writing take a while (8 chunks).
-    (folder / "scans").mkdir()
-    (folder / "scans" / "letter.bin").write_bytes(os.urandom(8 << 20))
-    out = tmp_path / "drive"
-    out.mkdir()
+    out = _with_large_file(folder, tmp_path, 8 << 20)
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
-    # How long one whole run takes here and now: the random instants below span all of it
-    # (start-up, unlock, snapshot, writing, the rename and after). Not a measurement.
-    started = time.monotonic()
-    assert notewell("--vault", str(folder), "backup", "--to", str(out)).returncode == 0
-    whole_run = time.monotonic() - started
+    whole_run = _whole_run("--vault", str(folder), "backup", "--to", str(out))
     killed_running = 0
     for attempt in range(8):
         proc = NotewellProcess(folder, PASSPHRASE, "backup", "--to", str(out))
@@ -226,17 +238,12 @@ def test_a_backup_killed_at_random_points_leaves_no_file_that_looks_complete(vau
 
 def test_a_restore_killed_at_random_points_leaves_no_vault_or_a_whole_one(vault, tmp_path: Path):
     folder, _recovery = vault
-    (folder / "scans").mkdir()
-    (folder / "scans" / "letter.bin").write_bytes(os.urandom(4 << 20))
-    out = tmp_path / "drive"
-    out.mkdir()
+    out = _with_large_file(folder, tmp_path, 4 << 20)
     assert notewell("--vault", str(folder), "backup", "--to", str(out)).returncode == 0
     [backup] = _backups(out)
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
-    started = time.monotonic()
-    assert notewell("restore", str(backup), "--vault", str(tmp_path / "timed")).returncode == 0
-    whole_run = time.monotonic() - started
+    whole_run = _whole_run("restore", str(backup), "--vault", str(tmp_path / "timed"))
     for attempt in range(5):
         target = tmp_path / f"restored-{attempt}"
         proc = subprocess.Popen(
