@@ -10,9 +10,10 @@ needs; the same file lies in the clear in every vault folder). Everything else i
 The content is cut into chunks of `chunk_bytes` (the last one shorter, never empty unless the
 content is) and each is sealed with AES-256-GCM under the file's own key, HKDF of the vault's
 backup key with the header's random salt. Nonce: the chunk's index. Associated data: the
-SHA-256 of the header as written, the index and a final-chunk flag. So a changed header
-fails the first chunk, a chunk moved, dropped or repeated fails at its place, a file cut at a
-chunk boundary lacks its final chunk, and anything after the final chunk is refused.
+SHA-256 of the header as written, the index and a final-chunk flag. The header announces the
+content's length, so a file shorter than that is reported as cut short and a longer one is
+refused before any chunk is read; a changed header fails the first chunk; a chunk moved,
+dropped or repeated fails at its place; the chunk where the content ends must carry the flag.
 """
 
 from __future__ import annotations
