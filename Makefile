@@ -30,3 +30,4 @@ bench: $(BIN)/notewell
 	$(BIN)/python -m bench.app_sync_bench
 	$(BIN)/python -m bench.import_bench
 	$(BIN)/python -m bench.document_budget_bench
+	$(BIN)/python -m bench.backup_bench

@@ -85,6 +85,8 @@ class Event(str, Enum):
     DEVICE_PAIRED = "device_paired"
     DEVICE_REVOKED = "device_revoked"
     SYNC_SESSION = "sync_session"
+    BACKUP_WRITTEN = "backup_written"
+    VAULT_RESTORED = "vault_restored"
 
 
 EVENT_LABELS = {
@@ -102,6 +104,8 @@ EVENT_LABELS = {
     Event.DEVICE_PAIRED: "device paired",
     Event.DEVICE_REVOKED: "device revoked",
     Event.SYNC_SESSION: "sync session",
+    Event.BACKUP_WRITTEN: "backup written",
+    Event.VAULT_RESTORED: "vault restored from a backup",
 }
 
 # Keys that would carry clinical prose; the log must never hold it.

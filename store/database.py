@@ -200,6 +200,20 @@ def _verify_existing(path: Path, key: str) -> None:
         conn.close()
 
 
+def open_read_only(path: Path, raw_key: bytes) -> sqlcipher3.Connection:
+    """A read-only connection to a database file that no program writes (a backup's copy,
+    checked before it becomes a vault): immutable, so it creates no -wal or -shm."""
+    conn = _connect(Path(path), "mode=ro&immutable=1")
+    try:
+        conn.execute("PRAGMA cipher_log_level = NONE")
+        conn.execute(_key_statement(raw_key))
+        conn.execute(PROBE).fetchall()
+    except sqlcipher3.DatabaseError:
+        conn.close()
+        raise DamagedVault(f"The copy of {Path(path).name} cannot be read with its key.") from None
+    return conn
+
+
 def _replaced_by_log(problem: str, log: LogReading | None) -> bool:
     """cipher_integrity_check reads the main file alone. A page the log holds a newer image of
     is never read from the main file (a checkpoint killed mid-page can leave it torn), and a

@@ -96,6 +96,21 @@ class DiskFull(VaultError):
         super().__init__(message)
 
 
+# --- backups (store/backup.py) -----------------------------------------------------------
+
+
+class BackupError(NotewellError):
+    """A backup could not be written, or a restore could not be made (the folder, the disk)."""
+
+    title = "Backup problem"
+
+
+class BadBackupFile(BackupError):
+    """A backup file that is not ours, cut short, damaged or altered: refused, nothing written."""
+
+    title = "Backup refused"
+
+
 # --- the record ----------------------------------------------------------------------
 
 

@@ -33,6 +33,10 @@ RECORD_DB_INFO = b"notewell record.db v1"
 PRIVATE_DB_INFO = b"notewell private.db v1"
 RECOVERY_WRAP_INFO = b"notewell recovery wrap v1"
 VAULT_FILE_MAC_INFO = b"notewell vault.json mac v1"
+# Backups (store/backup.py): a key of their own from the master key, and from it one key per
+# backup file (HKDF with the file's random salt), so no two files share a key.
+BACKUP_INFO = b"notewell backup v1"
+BACKUP_FILE_INFO = b"notewell backup file v1"
 
 MIN_PASSPHRASE_CHARS = 8
 
@@ -166,6 +170,11 @@ def database_key(master: bytes | bytearray, info: bytes) -> bytearray:
 def vault_file_key(master: bytes | bytearray) -> bytearray:
     """The key of vault.json's MAC: only someone holding the master key can vouch for it."""
     return hkdf(master, VAULT_FILE_MAC_INFO)
+
+
+def backup_key(master: bytes | bytearray) -> bytearray:
+    """The root key of the vault's backups; each file's key is derived from it with its salt."""
+    return hkdf(master, BACKUP_INFO)
 
 
 def wrap(kek: bytes | bytearray, secret: bytes | bytearray, aad: bytes) -> tuple[bytes, bytes]:

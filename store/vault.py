@@ -145,6 +145,32 @@ def _unwrap_with_recovery(vf: vaultfile.VaultFile, secret: bytearray) -> bytearr
     return master
 
 
+def unwrap_master(
+    vf: vaultfile.VaultFile, *, passphrase: str | None = None, recovery_key: str | None = None
+) -> bytearray:
+    """The master key from one of `vf`'s wraps, checked against its MAC; the caller wipes it.
+    For a vault.json read from elsewhere than a vault folder (a backup carries the one it was
+    made with). WrongPassphrase, WrongRecoveryKey (a typo said as such), DamagedVault."""
+    if recovery_key is not None:
+        secret = keys.parse_recovery_key(recovery_key)
+        try:
+            master = _unwrap_with_recovery(vf, secret)
+        finally:
+            keys.wipe(secret)
+    elif isinstance(passphrase, str):
+        master = _unwrap_with_passphrase(vf, passphrase)
+    else:
+        raise WrongPassphrase()
+    file_key = keys.vault_file_key(master)
+    try:
+        if vf.authenticated and not vf.mac_matches(file_key):
+            keys.wipe(master)
+            raise DamagedVault(_ALTERED)
+    finally:
+        keys.wipe(file_key)
+    return master
+
+
 def _rewrap_params(vf: vaultfile.VaultFile, kdf: KdfParams | None) -> KdfParams:
     """The cost of a new passphrase wrap: never below today's defaults, whatever vault.json
     says (one edit to the file must not make every later guess cheap)."""
@@ -197,9 +223,13 @@ class Vault:
         private_conn: sqlcipher3.Connection,
         audit_key: bytearray,
         file_key: bytearray,
+        backup_key: bytearray | None = None,
     ) -> None:
         self.path = path
         self._audit_key = audit_key
+        # The root key of this vault's backups (store/backup.py): a backup is written from an
+        # open vault, whose master key is long wiped.
+        self._backup_key = backup_key if backup_key is not None else bytearray()
         # vault.json as it is on disk (format, wraps, device), and its MAC key.
         self._vf = vf
         self._file_key = file_key
@@ -305,6 +335,7 @@ class Vault:
         db_keys = _database_keys(master)
         audit_key = bytearray(derive_audit_key(bytes(master)))
         file_key = keys.vault_file_key(master)
+        backup_key = keys.backup_key(master)
         keys.wipe(master)
         try:
             for name, key in zip((RECORD_DB, PRIVATE_DB), db_keys):
@@ -347,7 +378,7 @@ class Vault:
                     path.rmdir()
                 except OSError:
                     pass
-            for key in (*db_keys, audit_key, file_key):
+            for key in (*db_keys, audit_key, file_key, backup_key):
                 keys.wipe(key)
             typed = translate(e)
             if typed is not None:
@@ -355,7 +386,7 @@ class Vault:
             if isinstance(e, OSError):
                 raise VaultError(f"Cannot create the vault at {path}: {e.strerror}.") from None
             raise
-        return cls(path, vf, db_keys, conns[0], conns[1], audit_key, file_key), recovery_text
+        return cls(path, vf, db_keys, conns[0], conns[1], audit_key, file_key, backup_key), recovery_text
 
     @classmethod
     def open(cls, path: Path, passphrase: str) -> Vault:
@@ -572,12 +603,41 @@ class Vault:
             identity = ensure_identity(self.record.replica, self.device_name)
         return identity
 
+    def become_new_device(self, device_name: str, **audit_details: Any) -> DeviceIdentity:
+        """Give this vault a device identity of its own: a new key pair and certificate in
+        record.db, vault.json naming it, and a `vault_restored` audit entry with
+        `audit_details`. For a vault restored from a backup, before it is put in place: the
+        device the backup came from may still exist, and two devices never share an identity
+        (peers trust a device by its certificate). Pairing it again is the clinician's step."""
+        if not isinstance(device_name, str) or not device_name.strip():
+            raise ValidationFailed([("device_name", "must not be blank")])
+        device_name = device_name.strip()[:MAX_DEVICE_NAME]
+        old = self.identity
+        identity = generate_identity(device_name)
+        new = dataclasses.replace(
+            self._vf, device_id=identity.device_id, device_name=device_name, mac=None, signed_fields=None
+        )
+        with self.record.transaction():
+            save_identity(self.record, identity)
+            self.audit.append(
+                Event.VAULT_RESTORED, from_device=old.short_id, device=identity.short_id, **audit_details
+            )
+            # Inside the transaction: if vault.json cannot be written, record.db keeps the
+            # identity vault.json names.
+            vaultfile.replace(self.path, new, self._file_key)
+        self._vf = new
+        self.device_id, self.device_name = identity.device_id, device_name
+        self._record = None  # rebuilt with the new device id
+        self._private = None
+        return identity
+
     @classmethod
     def _open_with_master(
         cls, path: Path, vf: vaultfile.VaultFile, master: bytearray, file_key: bytearray
     ) -> Vault:
         db_keys = _database_keys(master)
         audit_key = bytearray(derive_audit_key(bytes(master)))
+        backup_key = keys.backup_key(master)
         keys.wipe(master)
         conns: list[sqlcipher3.Connection] = []
         names = (RECORD_DB, PRIVATE_DB)
@@ -600,10 +660,10 @@ class Vault:
         except BaseException:
             for conn in conns:
                 checkpoint_and_close(conn)
-            for key in (*db_keys, audit_key, file_key):
+            for key in (*db_keys, audit_key, file_key, backup_key):
                 keys.wipe(key)
             raise
-        return cls(path, vf, db_keys, conns[0], conns[1], audit_key, file_key)
+        return cls(path, vf, db_keys, conns[0], conns[1], audit_key, file_key, backup_key)
 
     @classmethod
     def recover(
@@ -705,7 +765,7 @@ class Vault:
                 if conn is not None:
                     checkpoint_and_close(conn)
         finally:
-            for key in (*self._db_keys, self._audit_key, self._file_key):
+            for key in (*self._db_keys, self._audit_key, self._file_key, self._backup_key):
                 keys.wipe(key)
             self._db_keys = []
 

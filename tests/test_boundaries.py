@@ -82,6 +82,9 @@ def test_sync_and_export_cannot_reach_process_notes(path: Path):
     assert not any(n in ("store.vault", "store.vault.Vault") for n in names), (
         "sync and export take a RecordStore, never a Vault (which holds private.db)"
     )
+    # Backups copy the whole device, private.db included, at the store's level: never
+    # through sync or export (docs/backup.md).
+    assert not any(n == "store.backup" or n.startswith("store.backup.") for n in names)
     text = path.read_text(encoding="utf-8")
     assert "private.db" not in text
     assert "PrivateStore" not in text

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "tui.commands.vault_commands",
     "tui.commands.sync_commands",
     "tui.commands.export_commands",
+    "tui.commands.backup_commands",
     "tui.commands.app_command",
 )
 

@@ -8,13 +8,11 @@ as they were. A canary in a process note must never reach any bundle, even after
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
 import shutil
 import subprocess
-import zlib
 from datetime import date
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import pytest
 from automerge.core import ROOT, Document, ObjType, ScalarType
 
 from sync import bundle as fmt
+from tests.leak_scan import leaks
 
 CANARY_PRIVATE = "CANARY-7f3a-private"
 CANARY_RECORD = "CANARY-7f3a-record"
@@ -58,31 +57,8 @@ def _encode(identity, group_key: bytes, entries, seq: int = 1) -> bytes:
     )
 
 
-def _decompressions(data: bytes):
-    """Everything zlib, raw deflate or gzip will make of the data from any offset."""
-    for start in range(len(data)):
-        chunk = data[start:]
-        for wbits in (zlib.MAX_WBITS, -zlib.MAX_WBITS, zlib.MAX_WBITS | 16):
-            try:
-                out = zlib.decompressobj(wbits).decompress(chunk, 1 << 24)
-            except zlib.error:
-                continue
-            if out:
-                yield out
-        if chunk[:2] == b"\x1f\x8b":
-            try:
-                yield gzip.decompress(chunk)
-            except (OSError, EOFError, zlib.error):
-                pass
-
-
 def _leaks(data: bytes, needles: list[str]) -> list[str]:
-    found = []
-    for needle in needles:
-        raw = needle.encode()
-        if raw in data or any(raw in out for out in _decompressions(data)):
-            found.append(needle)
-    return found
+    return leaks(data, needles)
 
 
 # --- the format on its own -------------------------------------------------------------
