@@ -52,7 +52,7 @@ def _paired_vaults(folder: Path) -> tuple[Path, Path]:
     for path, other in ((paths[0], identities[1]), (paths[1], identities[0])):
         vault = Vault.open(path, PASSPHRASE)
         try:
-            PeerBook(vault.record).add(other.device_id, other.name, other.cert_pem)
+            PeerBook(vault.record.replica).add(other.device_id, other.name, other.cert_pem)
             set_group_key(vault.record, b"B" * 32)
         finally:
             vault.close()

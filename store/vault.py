@@ -618,7 +618,7 @@ class Vault:
             self._vf, device_id=identity.device_id, device_name=device_name, mac=None, signed_fields=None
         )
         with self.record.transaction():
-            save_identity(self.record, identity)
+            save_identity(self.record.replica, identity)
             self.audit.append(
                 Event.VAULT_RESTORED, from_device=old.short_id, device=identity.short_id, **audit_details
             )

@@ -85,7 +85,7 @@ def made(tmp_path: Path):
 def _state(vault: Vault) -> dict:
     record = vault.record
     return {
-        "heads": {k: sorted(v) for k, v in record.doc_heads().items()},
+        "heads": {k: sorted(v) for k, v in record.replica.doc_heads().items()},
         "notes": {n: record.get_note(n).model_dump(mode="json") for n in ("n1", "n2")},
         "process": sorted((p.client_id, p.body) for c in ("c1", "c2") for p in vault.private.for_client(c)),
         "audit": [(e.seq, e.event, e.hash) for e in vault.audit.entries()],
@@ -104,7 +104,7 @@ def test_a_round_trip_restores_everything_as_a_new_device(made, tmp_path: Path):
     with Vault.open(tmp_path / "new", PASSPHRASE) as vault:
         after = _state(vault)
         assert vault.check() == []
-        assert vault.device_id == restored.device_id == load_identity(vault.record).device_id
+        assert vault.device_id == restored.device_id == load_identity(vault.record.replica).device_id
         assert vault.device_name == "new laptop"
         signed = vault.record.get_note("n1")
         assert signed.status == "signed" and len(signed.addenda) == 1

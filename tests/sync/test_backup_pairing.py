@@ -25,7 +25,7 @@ else:
 def _has(ref: VaultRef, doc_id: str) -> bool:
     vault = ref.open()
     try:
-        return doc_id in vault.record.doc_heads()
+        return doc_id in vault.record.replica.doc_heads()
     finally:
         vault.close()
 
@@ -50,9 +50,9 @@ def test_a_restored_vault_pairs_with_the_old_group_and_syncs(make_vault, pair, s
 
     vault = VaultRef(new_path, "new laptop", "").open()
     try:
-        identity = load_identity(vault.record)
-        peers = PeerBook(vault.record).all()
-        restored_group_key = group_key(vault.record)
+        identity = load_identity(vault.record.replica)
+        peers = PeerBook(vault.record.replica).all()
+        restored_group_key = group_key(vault.record.replica)
     finally:
         vault.close()
     new = VaultRef(new_path, "new laptop", identity.device_id)
@@ -83,7 +83,7 @@ def test_a_restored_vault_pairs_with_the_old_group_and_syncs(make_vault, pair, s
     server.terminate()
     vault = desktop.open()
     try:
-        trusted = {p.device_id for p in PeerBook(vault.record).all() if not p.revoked}
+        trusted = {p.device_id for p in PeerBook(vault.record.replica).all() if not p.revoked}
     finally:
         vault.close()
     assert trusted == {laptop.device_id, new.device_id}

@@ -343,7 +343,7 @@ def test_a_backup_taken_while_another_program_writes_holds_every_acknowledged_wr
     processes = [a.split()[1] for a in acknowledged if a.startswith("process ")]
     assert notes and processes
     with Vault.open(tmp_path / "restored", PASSPHRASE) as restored:
-        heads = restored.record.doc_heads()
+        heads = restored.record.replica.doc_heads()
         assert [n for n in notes if n not in heads] == []
         kept = {p.id for p in restored.private.for_client("w-client")}
         assert [p for p in processes if p not in kept] == []
