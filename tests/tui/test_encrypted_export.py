@@ -11,7 +11,6 @@ with its purpose. The password is never on the command line and never in any out
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pty
@@ -20,7 +19,7 @@ import signal
 import subprocess
 import sys
 import zlib
-from datetime import date, time
+from datetime import date
 from pathlib import Path
 from time import monotonic
 
@@ -28,51 +27,26 @@ import pypdf
 import pytest
 
 from store.device_identity import ensure_identity
-from store.models import (
-    Client,
-    ClinicianSettings,
-    Diagnosis,
-    Goal,
-    GoalProgress,
-    ProcessNote,
-    ProgressNote,
-    RiskAssessment,
-    SessionFacts,
-)
+from store.models import Client, Diagnosis, Goal, ProcessNote, ProgressNote
 from store.sealed_export import MAGIC
-from store.vault import KdfParams, Vault
+from store.vault import Vault
+from tui_data import CLINICIAN, FAST_KDF, GOAL_A, complete_facts
+from tui_helpers import folder_files, one_sentence
 
 REPO = Path(__file__).resolve().parents[2]
 PASSPHRASE = "vault passphrase for exports"
 PASSWORD = "meadow lantern quartz ninety"
 PROGRESS_CANARY = "PROGRESS-CANARY-5d1e"
 PROCESS_CANARY = "PROCESS-CANARY-93b7"
-FAST_KDF = KdfParams(memory_kib=8192, time_cost=1, parallelism=1)
-SETTINGS = ClinicianSettings(clinician_name="Robin Quill", credentials="LCSW", practice_name="Quill Counselling")
 SOAP = ("subjective", "objective", "assessment", "plan")
 TIMEOUT = 120
-
-
-def _facts(on: date) -> SessionFacts:
-    return SessionFacts(
-        date_of_service=on,
-        start_time=time(10, 0),
-        stop_time=time(10, 50),
-        cpt_code="90834",
-        modality="video",
-        diagnoses_addressed=["F41.1"],
-        goals_addressed=[GoalProgress(goal_id="g1", rating="some_progress")],
-        interventions=["cognitive restructuring"],
-        risk=RiskAssessment(suicide="none", violence="none"),
-        gad7=9,
-    )
 
 
 def make_vault(folder: Path, *, notes: int = 2, filler: int = 0) -> Path:
     """A vault with client c1: `notes` signed progress notes (the first carries the progress
     canary; `filler` characters of invented text per section make a large export) and
     process notes carrying the process canary."""
-    v, _ = Vault.create(folder, PASSPHRASE, device_name="export test", kdf=FAST_KDF, settings=SETTINGS)
+    v, _ = Vault.create(folder, PASSPHRASE, device_name="export test", kdf=FAST_KDF, settings=CLINICIAN)
     try:
         ensure_identity(v.record, v.device_name)
         r = v.record
@@ -81,7 +55,7 @@ def make_vault(folder: Path, *, notes: int = 2, filler: int = 0) -> Path:
                 id="c1",
                 display_name="Avery Ashdown",
                 diagnoses=[Diagnosis(code="F41.1", description="Generalized anxiety disorder")],
-                goals=[Goal(id="g1", description="Reduce worry episodes", objective="Fewer than 3 a week")],
+                goals=[Goal(id=GOAL_A, description="Reduce worry episodes", objective="Fewer than 3 a week")],
             )
         )
         words = ("river", "cobalt", "meadow", "signal", "harbour", "lattice", "ember", "quarry")
@@ -94,7 +68,7 @@ def make_vault(folder: Path, *, notes: int = 2, filler: int = 0) -> Path:
                     client_id="c1",
                     format="SOAP",
                     sections={k: f"{marker} {k} text {pad}".strip() for k in SOAP},
-                    facts=_facts(date(2026, 1, 1 + n % 28)),
+                    facts=complete_facts(date(2026, 1, 1 + n % 28)),
                 )
             )
             r.sign_note(f"n{n}")
@@ -138,22 +112,14 @@ def ok(run: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     return run
 
 
-def files(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
-
-
 def refused(vault: Path, *args: str) -> str:
     """One sentence on stderr, a non-zero exit, the vault byte-identical, no password shown."""
-    before = files(vault)
+    before = folder_files(vault)
     run = notewell(vault, *args)
-    assert run.returncode != 0, run.stdout
-    assert "Traceback" not in run.stderr, run.stderr[-3000:]
-    lines = [line for line in run.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, run.stderr
-    assert lines[0].startswith("notewell: ") and lines[0].rstrip().endswith("."), lines[0]
+    sentence = one_sentence(run)
     assert PASSWORD not in run.stdout + run.stderr
-    assert files(vault) == before
-    return lines[0]
+    assert folder_files(vault) == before
+    return sentence
 
 
 def export(vault: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -232,7 +198,7 @@ def test_encrypted_json_round_trips_through_import(vault, tmp_path, password_fil
         assert not holds(data, text), text
 
     other = tmp_path / "other"
-    Vault.create(other, PASSPHRASE, device_name="other", kdf=FAST_KDF, settings=SETTINGS)[0].close()
+    Vault.create(other, PASSPHRASE, device_name="other", kdf=FAST_KDF, settings=CLINICIAN)[0].close()
     run = ok(notewell(other, "import", str(out), "--password-file", str(password_file)))
     assert "Imported 1 clients, 2 progress notes and 0 process notes." in run.stdout
 
@@ -256,7 +222,7 @@ def test_bad_encrypted_files_are_refused_and_import_nothing(vault, tmp_path, pas
     ok(export(vault, out, "--encrypt", "--password-file", str(password_file)))
     data = out.read_bytes()
     other = tmp_path / "other"
-    Vault.create(other, PASSPHRASE, device_name="other", kdf=FAST_KDF, settings=SETTINGS)[0].close()
+    Vault.create(other, PASSPHRASE, device_name="other", kdf=FAST_KDF, settings=CLINICIAN)[0].close()
 
     wrong = tmp_path / "wrong.txt"
     wrong.write_text("meadow lantern quartz ninety-one\n", encoding="utf-8")
@@ -440,6 +406,8 @@ def test_an_export_killed_mid_write_leaves_nothing_under_its_name(tmp_path, pass
             assert out.name in _exported_files(vault)
         for leftover in _temporaries(tmp_path, out.name):
             assert mode(tmp_path / leftover) == 0o600
+        # And the vault opens, whole, after each kill (test_header_only_log.py: one did not).
+        ok(notewell(vault, "check"))
     assert caught >= 1, f"no export was caught half-way in {rounds} rounds"
     # The vault is intact and its trail verifies.
     run = ok(notewell(vault, "audit", "--verify"))

@@ -25,6 +25,14 @@ async def _open_dialog(app, pilot) -> ExportDialog:
     return app.screen
 
 
+def _exports(vault_path: Path, client_id: str) -> list:
+    v = Vault.open(vault_path, PASSPHRASE)
+    try:
+        return [e for e in v.audit.entries(client_id=client_id) if e.event == "export"]
+    finally:
+        v.close()
+
+
 def _error(dialog: ExportDialog) -> str:
     return static_text(dialog.query_one("#export-error", Static))
 
@@ -67,14 +75,9 @@ async def test_dialog_exports_encrypted_json_with_its_purpose(seeded_vault, make
     data = out.read_bytes()
     assert data.startswith(MAGIC) and (out.stat().st_mode & 0o777) == 0o600
     assert b'"kind": "notewell-import"' in unseal(data, PASSWORD)
-    v = Vault.open(seeded_vault, PASSPHRASE)
-    try:
-        entries = [e for e in v.audit.entries(client_id=client_id) if e.event == "export"]
-        assert len(entries) == 1
-        assert entries[0].details["purpose"] == "insurer" and entries[0].details["encrypted"] is True
-        assert entries[0].details["file"] == out.name
-    finally:
-        v.close()
+    (entry,) = _exports(seeded_vault, client_id)
+    assert entry.details["purpose"] == "insurer" and entry.details["encrypted"] is True
+    assert entry.details["file"] == out.name
 
 
 async def test_dialog_other_purpose_and_plain_pdf(seeded_vault, make_app, tmp_path):
@@ -91,9 +94,5 @@ async def test_dialog_other_purpose_and_plain_pdf(seeded_vault, make_app, tmp_pa
         dialog.start_export()
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="the dialog to close")
     assert out.read_bytes().startswith(b"%PDF") and (out.stat().st_mode & 0o777) == 0o600
-    v = Vault.open(seeded_vault, PASSPHRASE)
-    try:
-        (entry,) = [e for e in v.audit.entries(client_id=client_id) if e.event == "export"]
-        assert entry.details["purpose"] == "second opinion, Dr Vale" and entry.details["encrypted"] is False
-    finally:
-        v.close()
+    (entry,) = _exports(seeded_vault, client_id)
+    assert entry.details["purpose"] == "second opinion, Dr Vale" and entry.details["encrypted"] is False
