@@ -20,11 +20,11 @@ class PassphraseUnavailable(NotewellError):
     title = "Passphrase needed"
 
 
-def _read_file(path: Path) -> str:
+def _read_file(path: Path, what: str = "passphrase") -> str:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise PassphraseUnavailable(f"Cannot read the passphrase file {path}: {e.strerror}.") from None
+        raise PassphraseUnavailable(f"Cannot read the {what} file {path}: {e.strerror}.") from None
     # A trailing newline from `echo pass > file` is not part of the passphrase.
     return text.rstrip("\r\n")
 
@@ -86,7 +86,7 @@ def export_password(args) -> str:
     """The password to encrypt an export with: from --password-file, or asked twice."""
     path = getattr(args, "password_file", None)
     if path:
-        return _read_file(path)
+        return _read_file(path, "password")
     refusal = "No export password given: use --password-file FILE when not at a terminal; nothing was written."
     first = _password_prompt("Password for the encrypted export", refusal)
     second = _password_prompt("Repeat the password", refusal)
@@ -99,7 +99,7 @@ def import_password(args) -> str:
     """The password of an encrypted export being imported: from --password-file, or asked."""
     path = getattr(args, "password_file", None)
     if path:
-        return _read_file(path)
+        return _read_file(path, "password")
     return _password_prompt(
         "Password of the encrypted export",
         "This export is encrypted: give its password with --password-file FILE when not at a terminal; "
