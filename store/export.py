@@ -438,6 +438,6 @@ def prepare_export(
 
 def export_record(record, client_id: str, out: Path, **options) -> ExportResult:
     """Collect, render and write one client's record export; returns what was written.
-    `options` are those of `prepare_export`. (Unrecorded: the command line and the app use
-    prepare_export and release the file after its audit entry is committed.)"""
+    `options` are those of `prepare_export`. It writes no audit entry: the command line and
+    the app call prepare_export and release the file once its entry is committed."""
     return prepare_export(record, client_id, out, **options).release()

@@ -1,9 +1,9 @@
 """Record release and accountability commands: export and audit.
 
 `notewell export` writes one client's designated record set (PDF or JSON), encrypted with a
-password when asked (`--encrypt`), and records the export and its purpose in the audit trail. `notewell audit` prints the trail and verifies its hash chain,
-exiting non-zero and naming the first broken entry when it has been tampered with.
-Neither prints note text.
+password when asked (`--encrypt`), and records the export and its purpose in the audit
+trail. `notewell audit` prints the trail and verifies its hash chain, exiting non-zero and
+naming the first broken entry when it has been tampered with. Neither prints note text.
 """
 
 from __future__ import annotations
@@ -119,10 +119,9 @@ def export_and_audit(vault, client_id: str, out: Path, **options):
 
 
 def cmd_export(args) -> int:
-    from store.vault import Vault
-
     from store.export import check_purpose
     from store.sealed_export import check_password
+    from store.vault import Vault
 
     fmt = args.format or infer_format(args.out)
     check_purpose(args.purpose)
