@@ -171,9 +171,15 @@ def _verify_existing(path: Path, key: str) -> None:
                 "is damaged; opening it would lose saved changes, so the vault was not opened "
                 "and nothing was changed."
             )
+    if log is not None and log.kept_frames > 0:
         shm = os.path.exists(f"{path}-shm")
         query = "mode=ro&readonly_shm=1" if shm else "mode=ro"
     else:
+        # No log, or one a replay takes nothing from: a header alone (SQLite had started the
+        # log over and its writer died before the first frame: an export killed while it held
+        # the write lock), or frames of an earlier round. The main file alone is the database.
+        # Read through the left-over -shm, such a log fails with "locking protocol", which
+        # would read as damage (tests/store/test_header_only_log.py).
         query = "mode=ro&immutable=1"
     try:
         conn = _connect(path, query)

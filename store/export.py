@@ -9,9 +9,11 @@ What never goes in: process notes. This module takes a RecordStore (record.db on
 Vault, and does not import the private store; tests/test_boundaries.py holds it to that.
 
 Formats: JSON in the `notewell import` format (so an export restores into an empty vault) and
-PDF (store/export_pdf.py). The file is written atomically and never replaces an existing file
-unless asked to. Recording the export in the audit log is the caller's job (it holds the
-vault): `audit.append(Event.EXPORT, client_id=..., **result.audit_details())`.
+PDF (store/export_pdf.py). With a password, the PDF carries the PDF standard's AES-256
+encryption and the JSON goes into the sealed container (store/sealed_export.py). The file is
+written atomically, readable by its owner only, and never replaces an existing file unless
+asked to. Recording the export in the audit log, with the purpose it was released for, is the
+caller's job (it holds the vault): `audit.append(Event.EXPORT, client_id=..., **result.audit_details())`.
 """
 
 from __future__ import annotations
@@ -28,8 +30,12 @@ from store.errors import ExportFailed, ValidationFailed
 from store.models import Client, ClinicianSettings, NoteStatus, ProgressNote
 from store.outcomes import Outcomes, outcomes_from
 from store.projections import has_signature_conflict, is_late_entry
+from store.vaultfile import fsync_dir
 
 FORMATS = ("pdf", "json")
+# What the audit trail says of an export released without a stated purpose.
+PURPOSE_NOT_STATED = "not stated"
+MAX_PURPOSE_CHARS = 120
 
 
 @dataclass(frozen=True)
@@ -90,10 +96,14 @@ class ExportResult:
     include_drafts: bool
     sha256: str
     size: int
+    encrypted: bool = False
+    purpose: str = PURPOSE_NOT_STATED
 
     def audit_details(self) -> dict:
-        """What the audit log keeps about this export: what, for whom, which range."""
+        """What the audit log keeps about this export: what, why, for whom, which range."""
         return {
+            "purpose": self.purpose,
+            "encrypted": self.encrypted,
             "format": self.format,
             "file": self.path.name,
             "date_from": self.date_from.isoformat() if self.date_from else None,
@@ -104,6 +114,26 @@ class ExportResult:
             "drafts": self.drafts,
             "sha256": self.sha256,
         }
+
+
+def check_purpose(purpose: str | None) -> str:
+    """The recipient purpose as the audit trail keeps it: a short label on one line
+    ("client request", "insurer", "continuity of care"), or PURPOSE_NOT_STATED."""
+    if purpose is None:
+        return PURPOSE_NOT_STATED
+    text = " ".join(purpose.split())
+    if not text:
+        raise ExportFailed(
+            "The export's purpose is empty: say who it is for (e.g. client request); nothing was written."
+        )
+    if len(text) > MAX_PURPOSE_CHARS:
+        raise ExportFailed(
+            f"The export's purpose is longer than {MAX_PURPOSE_CHARS} characters (a short label is enough); "
+            "nothing was written."
+        )
+    if not text.isprintable():
+        raise ExportFailed("The export's purpose holds control characters; nothing was written.")
+    return text
 
 
 def _row_id(row) -> str:
@@ -240,61 +270,115 @@ def render_json(export: RecordExport) -> bytes:
 # --- writing -----------------------------------------------------------------------------
 
 
-def write_atomically(path: Path, data: bytes, *, force: bool = False) -> None:
-    """Write `data` to `path` in one step: a crash leaves the old file or none, never half.
+def _exists(path: Path) -> ExportFailed:
+    return ExportFailed(f"{path} already exists; nothing was written (choose to replace it, or use --force).")
 
-    Refuses an existing file unless `force`. The file is readable by its owner only: it is
-    health information.
-    """
+
+def write_temporary(path: Path, data: bytes, *, force: bool = False) -> Path:
+    """The first half of an atomic write: `data` in a temporary file beside `path` (a dot
+    file, so it never looks like the export), readable by its owner only, on disk (fsynced).
+    Follow with `put_in_place`, or `discard`. ExportFailed, and nothing left, if it cannot."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise ExportFailed(f"{path} is a folder; give a file name for the export.")
     if not path.parent.is_dir():
         raise ExportFailed(f"The folder {path.parent} does not exist; nothing was written.")
     if os.path.lexists(path) and not force:
-        raise ExportFailed(f"{path} already exists; nothing was written (choose to replace it, or use --force).")
+        raise _exists(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
         raise ExportFailed(f"Cannot write in {path.parent}: {e.strerror}; nothing was written.") from None
+    tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as f:
+            # mkstemp makes it 0600 already; said again because it is health information.
             os.fchmod(f.fileno(), 0o600)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+    except OSError as e:
+        discard(tmp)
+        raise ExportFailed(f"Cannot write {path}: {e.strerror}; nothing was written.") from None
+    except BaseException:
+        discard(tmp)
+        raise
+    return tmp
+
+
+def put_in_place(tmp: Path, path: Path, *, force: bool = False) -> None:
+    """The second half: the temporary file becomes `path` in one step (then the folder is
+    fsynced). Without `force` it is linked, which fails if the name appeared meanwhile where
+    a rename would overwrite it. ExportFailed, and the temporary file removed, if it cannot."""
+    path = Path(path).expanduser()
+    try:
         if force:
             os.replace(tmp, path)
         else:
-            # link() fails if the name appeared meanwhile, where rename would overwrite it.
             try:
                 os.link(tmp, path)
             except FileExistsError:
-                raise ExportFailed(f"{path} already exists; nothing was written (choose to replace it, or use --force).") from None
+                raise _exists(path) from None
             os.unlink(tmp)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(path.parent)
     except OSError as e:
         raise ExportFailed(f"Cannot write {path}: {e.strerror}; nothing was written.") from None
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        discard(tmp)
 
 
-def render(export: RecordExport, fmt: str) -> bytes:
+def discard(tmp: Path) -> None:
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+
+
+def write_atomically(path: Path, data: bytes, *, force: bool = False) -> None:
+    """Write `data` to `path` in one step: a crash leaves the old file or none, never half.
+
+    Refuses an existing file unless `force`. The file is readable by its owner only: it is
+    health information.
+    """
+    put_in_place(write_temporary(path, data, force=force), path, force=force)
+
+
+def render(export: RecordExport, fmt: str, *, password: str | None = None) -> bytes:
+    """The file's bytes; with `password`, encrypted (PDF: the PDF standard's AES-256; JSON:
+    the sealed container). The plaintext JSON is never written anywhere."""
     if fmt == "json":
-        return render_json(export)
+        data = render_json(export)
+        if password is None:
+            return data
+        from store.sealed_export import seal
+
+        return seal(data, password)
     if fmt == "pdf":
         from store.export_pdf import render_pdf
 
-        return render_pdf(export)
+        return render_pdf(export, password=password)
     raise ValidationFailed([("format", f"must be one of {', '.join(FORMATS)}")])
 
 
-def export_record(
+@dataclass
+class PreparedExport:
+    """An export written to its temporary file and not yet released under its name: the
+    caller records it (the audit entry, committed) and only then calls `release`, so an
+    export never exists under its name without its record, even if the program is killed."""
+
+    result: ExportResult
+    tmp: Path
+    force: bool
+
+    def release(self) -> ExportResult:
+        put_in_place(self.tmp, self.result.path, force=self.force)
+        return self.result
+
+    def discard(self) -> None:
+        discard(self.tmp)
+
+
+def prepare_export(
     record,
     client_id: str,
     out: Path,
@@ -306,13 +390,23 @@ def export_record(
     include_drafts: bool = False,
     force: bool = False,
     now: datetime | None = None,
-) -> ExportResult:
-    """Collect, render and write one client's record export; returns what was written."""
+    password: str | None = None,
+    purpose: str | None = None,
+) -> PreparedExport:
+    """Collect and render one client's record export and write it to a temporary file.
+
+    `password`: encrypt the file (a weak one is refused before anything is read or
+    written). `purpose`: who the export is for, kept in the audit details."""
     if fmt not in FORMATS:
         raise ValidationFailed([("format", f"must be one of {', '.join(FORMATS)}")])
+    purpose = check_purpose(purpose)
+    if password is not None:
+        from store.sealed_export import check_password
+
+        check_password(password)
     out = Path(out).expanduser()
     if os.path.lexists(out) and not force:
-        raise ExportFailed(f"{out} already exists; nothing was written (choose to replace it, or use --force).")
+        raise _exists(out)
     export = collect(
         record,
         client_id,
@@ -322,9 +416,9 @@ def export_record(
         include_drafts=include_drafts,
         now=now,
     )
-    data = render(export, fmt)
-    write_atomically(out, data, force=force)
-    return ExportResult(
+    data = render(export, fmt, password=password)
+    tmp = write_temporary(out, data, force=force)
+    result = ExportResult(
         path=out,
         format=fmt,
         client_id=client_id,
@@ -336,4 +430,14 @@ def export_record(
         include_drafts=include_drafts,
         sha256=hashlib.sha256(data).hexdigest(),
         size=len(data),
+        encrypted=password is not None,
+        purpose=purpose,
     )
+    return PreparedExport(result, tmp, force)
+
+
+def export_record(record, client_id: str, out: Path, **options) -> ExportResult:
+    """Collect, render and write one client's record export; returns what was written.
+    `options` are those of `prepare_export`. It writes no audit entry: the command line and
+    the app call prepare_export and release the file once its entry is committed."""
+    return prepare_export(record, client_id, out, **options).release()

@@ -11,11 +11,12 @@ Takes a RecordExport (store/export.py), which holds only the record: no process 
 
 from __future__ import annotations
 
+import secrets
 import unicodedata
 from datetime import datetime, timezone
 
 from fpdf import FPDF
-from fpdf.enums import XPos, YPos
+from fpdf.enums import AccessPermission, EncryptionMethod, XPos, YPos
 
 from store.models import (
     MODALITY_LABELS,
@@ -300,9 +301,15 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def render_pdf(export, *, compress: bool = True) -> bytes:
+def render_pdf(export, *, compress: bool = True, password: str | None = None) -> bytes:
     """The PDF bytes of a RecordExport. `compress=False` leaves page text readable in the
-    raw bytes (tests use it to look for what must not be there)."""
+    raw bytes (tests use it to look for what must not be there).
+
+    With `password`, the PDF standard's own encryption (AES-256, revision 6): every string
+    and stream, the document information (title, author) included, is encrypted, and a
+    reader asks for the password before showing anything. The owner password is random and
+    thrown away: the recipient needs one password, and every permission (printing, copying,
+    screen readers) is granted, since it is the client's own record."""
     s = export.settings
     clinician = ", ".join(p for p in (s.clinician_name.strip(), s.credentials.strip()) if p)
     practice = " - ".join(p for p in (s.practice_name.strip(), clinician) if p) or "Notewell"
@@ -317,6 +324,14 @@ def render_pdf(export, *, compress: bool = True) -> bytes:
     pdf.set_creator("Notewell")
     pdf.set_compression(compress)
     pdf.set_creation_date(export.generated_at)
+    if password is not None:
+        pdf.set_encryption(
+            owner_password=secrets.token_urlsafe(32),
+            user_password=password,
+            encryption_method=EncryptionMethod.AES_256,
+            permissions=AccessPermission.all(),
+            encrypt_metadata=True,
+        )
     pdf.add_page()
     w = _Writer(pdf)
 

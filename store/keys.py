@@ -124,8 +124,9 @@ def normalise_passphrase(passphrase: str) -> bytes:
     return unicodedata.normalize("NFC", passphrase).encode("utf-8")
 
 
-def passphrase_is_weak(passphrase: str) -> bool:
-    return len(unicodedata.normalize("NFC", passphrase)) < MIN_PASSPHRASE_CHARS
+def passphrase_is_weak(passphrase: str, minimum: int = MIN_PASSPHRASE_CHARS) -> bool:
+    """Shorter than `minimum` characters (as typed on any platform); exports ask for more."""
+    return len(unicodedata.normalize("NFC", passphrase)) < minimum
 
 
 def random_key() -> bytearray:

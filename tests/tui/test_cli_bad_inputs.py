@@ -8,7 +8,6 @@ one thing each.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -20,6 +19,7 @@ import pytest
 from store.keys import TEST_KDF_ENV
 from store.device_identity import ensure_identity
 from store.vault import KdfParams, Vault
+from tui_helpers import folder_files, one_sentence
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "docs" / "examples" / "import.json"
@@ -39,9 +39,7 @@ def vault(tmp_path: Path) -> Path:
     return path
 
 
-def files(folder: Path) -> dict[str, str]:
-    """Every file of the vault, by name, with the SHA-256 of its bytes."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+files = folder_files
 
 
 def notewell(vault: Path, *args: str) -> subprocess.CompletedProcess:
@@ -56,14 +54,9 @@ def notewell(vault: Path, *args: str) -> subprocess.CompletedProcess:
 def refused(vault: Path, *args: str) -> str:
     """Runs the command and holds it to the rule; returns its one sentence."""
     before = files(vault)
-    run = notewell(vault, *args)
-    assert run.returncode != 0, run.stdout
-    assert "Traceback" not in run.stderr, run.stderr[-3000:]
-    lines = [line for line in run.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, run.stderr
-    assert lines[0].startswith("notewell: ") and lines[0].rstrip().endswith("."), lines[0]
+    sentence = one_sentence(notewell(vault, *args))
     assert files(vault) == before
-    return lines[0]
+    return sentence
 
 
 def example() -> dict:

@@ -118,3 +118,22 @@ def kill_all(started: list[NotewellProcess]) -> None:
     for p in started:
         if p.proc.poll() is None:
             p.proc.kill()
+
+
+def folder_files(folder: Path) -> dict[str, str]:
+    """Every file of a folder (a vault), by name, with the SHA-256 of its bytes: equal before
+    and after a refused command shows it changed nothing."""
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def one_sentence(run: subprocess.CompletedProcess) -> str:
+    """Holds a finished `notewell` command to the rule for a refusal (a non-zero exit, no
+    traceback, one sentence on stderr) and returns the sentence."""
+    assert run.returncode != 0, run.stdout
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("notewell: ") and lines[0].rstrip().endswith("."), lines[0]
+    return lines[0]

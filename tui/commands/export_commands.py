@@ -1,9 +1,9 @@
 """Record release and accountability commands: export and audit.
 
-`notewell export` writes one client's designated record set (PDF or JSON) and records the
-export in the audit trail. `notewell audit` prints the trail and verifies its hash chain,
-exiting non-zero and naming the first broken entry when it has been tampered with.
-Neither prints note text.
+`notewell export` writes one client's designated record set (PDF or JSON), encrypted with a
+password when asked (`--encrypt`), and records the export and its purpose in the audit
+trail. `notewell audit` prints the trail and verifies its hash chain, exiting non-zero and
+naming the first broken entry when it has been tampered with. Neither prints note text.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from store.errors import NotewellError
-from tui.commands.passphrase import current_passphrase
+from store.errors import ExportFailed, NotewellError
+from tui.commands.passphrase import add_password_options, current_passphrase, export_password
 from tui.printable import printable
 
 EXIT_TAMPERED = 3
@@ -31,12 +31,19 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError("expected a date as YYYY-MM-DD") from None
 
 
+def infer_format(out: Path) -> str:
+    """From the file name: .json (or .json.enc, an encrypted one) gives JSON, anything else PDF."""
+    suffixes = [s.lower() for s in out.suffixes]
+    return "json" if suffixes[-1:] == [".json"] or suffixes[-2:] == [".json", ".enc"] else "pdf"
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "export",
         help="write a client's record (the designated record set) to a PDF or JSON file",
         description="Writes the client's demographics, diagnoses, treatment plan, progress notes "
         "with addenda, and outcome scores. Process notes are never included.",
+        allow_abbrev=False,
     )
     p.add_argument("--client", required=True, metavar="ID", help="the client's id")
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="the file to write")
@@ -50,6 +57,21 @@ def register(sub) -> None:
     p.add_argument("--to", dest="date_to", type=_date, metavar="DATE", help="last date of service (YYYY-MM-DD)")
     p.add_argument("--include-drafts", action="store_true", help="include unsigned drafts, marked as drafts")
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    p.add_argument(
+        "--purpose",
+        metavar="TEXT",
+        help='who the export is for, kept in the audit trail: e.g. "client request", "insurer", '
+        '"continuity of care"',
+    )
+    p.add_argument(
+        "--encrypt",
+        action="store_true",
+        help="encrypt the file with a password (PDF: AES-256, opens in any PDF reader; "
+        "JSON: a container that `notewell import` reads)",
+    )
+    add_password_options(
+        p, help="read the export's password from FILE (implies --encrypt); otherwise you are asked twice"
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("audit", help="print the audit trail and verify its hash chain")
@@ -68,32 +90,48 @@ def _audit_log(vault):
 def export_and_audit(vault, client_id: str, out: Path, **options):
     """Export one client's record and log it; runs on the vault's thread.
 
-    `options` are those of store.export.export_record (fmt, date_from, date_to,
-    include_drafts, force). An export that cannot be logged is removed again: nothing is
-    released without its audit entry. The write lock is taken first, so an export that has
-    to wait for another program waits before it writes anything.
+    `options` are those of store.export.prepare_export (fmt, date_from, date_to,
+    include_drafts, force, password, purpose). The file is written under a temporary name,
+    its audit entry committed, and only then is it given its name: nothing is released
+    without its audit entry, even if the program is killed half-way (a killed export leaves
+    at most a hidden temporary file, never a file under the name asked for). The write lock
+    is taken first, so an export that has to wait for another program waits before it
+    writes anything.
     """
     from store.audit import Event
-    from store.export import export_record
+    from store.export import prepare_export
 
     log = _audit_log(vault)
-    result = None
+    prepared = None
     try:
         with vault.record.transaction():
-            result = export_record(vault.record, client_id, out, settings=vault.settings(), **options)
-            log.append(Event.EXPORT, client_id=client_id, **result.audit_details())
+            prepared = prepare_export(vault.record, client_id, out, settings=vault.settings(), **options)
+            log.append(Event.EXPORT, client_id=client_id, **prepared.result.audit_details())
     except BaseException:
-        if result is not None:
-            result.path.unlink(missing_ok=True)
+        if prepared is not None:
+            prepared.discard()
         raise
-    return result
+    try:
+        return prepared.release()
+    except ExportFailed as e:
+        # Rare (the name appeared in the last instant, or the disk failed): the entry stands,
+        # and says more than happened rather than less.
+        raise ExportFailed(f"{e.message.rstrip('.')} (the audit trail lists this export all the same).") from None
 
 
 def cmd_export(args) -> int:
+    from store.export import check_purpose
+    from store.sealed_export import check_password
     from store.vault import Vault
 
-    fmt = args.format or ("json" if args.out.suffix.lower() == ".json" else "pdf")
-    vault = Vault.open(args.vault, current_passphrase(args))
+    fmt = args.format or infer_format(args.out)
+    check_purpose(args.purpose)
+    passphrase = current_passphrase(args)
+    password = None
+    if args.encrypt or args.password_file:
+        password = export_password(args)
+        check_password(password)  # before the vault is unlocked: nothing is read for nothing
+    vault = Vault.open(args.vault, passphrase)
     try:
         result = export_and_audit(
             vault,
@@ -104,6 +142,8 @@ def cmd_export(args) -> int:
             date_to=args.date_to,
             include_drafts=args.include_drafts,
             force=args.force,
+            password=password,
+            purpose=args.purpose,
         )
     finally:
         vault.close()
@@ -112,8 +152,12 @@ def cmd_export(args) -> int:
     addenda = "1 addendum" if result.addenda == 1 else f"{result.addenda} addenda"
     print(
         f"Exported {notes} ({addenda}{drafts}) "
-        f"for client {args.client} to {result.path} ({fmt.upper()}, {result.size} bytes)."
+        f"for client {args.client} to {result.path} ({fmt.upper()}{', encrypted' if result.encrypted else ''}, "
+        f"{result.size} bytes)."
     )
+    if result.encrypted:
+        how = "any PDF reader asks for it" if fmt == "pdf" else "`notewell import` asks for it"
+        print(f"It opens only with the password ({how}); send the password by another channel than the file.")
     print(f"SHA-256: {result.sha256}")
     return 0
 

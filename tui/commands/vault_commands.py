@@ -9,7 +9,12 @@ import sys
 from pathlib import Path
 
 from store.errors import NotewellError
-from tui.commands.passphrase import current_passphrase, new_passphrase
+from tui.commands.passphrase import (
+    add_password_options,
+    current_passphrase,
+    import_password,
+    new_passphrase,
+)
 from tui.printable import printable_lines
 
 
@@ -31,8 +36,11 @@ def register(sub) -> None:
     p.add_argument("--new-passphrase-file", type=Path, help="read the new passphrase from this file")
     p.set_defaults(func=cmd_recover)
 
-    p = sub.add_parser("import", help="load clients and notes from a JSON file (all or nothing)")
+    p = sub.add_parser(
+        "import", help="load clients and notes from a JSON file (all or nothing)", allow_abbrev=False
+    )
     p.add_argument("file", type=Path)
+    add_password_options(p, help="read an encrypted export's password from FILE; otherwise you are asked")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("check", help="check vault.json, both databases and the record's consistency")
@@ -141,6 +149,7 @@ def cmd_import(args) -> int:
     from store.vault import Vault
 
     data = read_import_file(args.file)  # a regular file within the size limit, or one sentence
+    data = _unsealed(data, args)
     # The file's layout and ids are read while the vault unlocks: both take seconds for a
     # large file, and the unlock (key derivation, page verification) runs mostly outside the
     # interpreter's lock.
@@ -176,6 +185,18 @@ def cmd_import(args) -> int:
         f"and {summary.process_notes} process notes."
     )
     return 0
+
+
+def _unsealed(data: bytes, args) -> bytes:
+    """The JSON of an encrypted export (recognised by its magic bytes), decrypted with the
+    password asked for; other files as they are. A wrong password, a file cut short or
+    altered is refused in one sentence before the vault is unlocked."""
+    from store.sealed_export import is_sealed, read_header, unseal
+
+    if not is_sealed(data):
+        return data
+    read_header(data)  # a damaged or foreign header is refused before the password is asked
+    return unseal(data, import_password(args))
 
 
 def cmd_check(args) -> int:
