@@ -214,19 +214,25 @@ def _chunk(kind: int, body: bytes) -> tuple[bytes, bytes]:
 # --- values ------------------------------------------------------------------------------
 
 
+# The binding's enum members, looked up once (each lookup makes a new object).
+_STR_TYPE, _NULL_TYPE, _BOOL_TYPE, _INT_TYPE = ScalarType.Str, ScalarType.Null, ScalarType.Boolean, ScalarType.Int
+
+
 def _scalar(kind: ScalarType, value: Any) -> tuple[int, bytes]:
     """(value metadata, raw bytes) of a scalar."""
-    if kind == ScalarType.Null:
-        return _NULL, b""
-    if kind == ScalarType.Str:
+    if kind == _STR_TYPE:
+        if value.__class__ is str and value.isascii():
+            return (len(value) << 4) | _STR, value.encode()
         try:
             raw = value.encode("utf-8")
         except (AttributeError, UnicodeEncodeError):
             raise Unsupported("a string value that is not Unicode characters") from None
         return (len(raw) << 4) | _STR, raw
-    if kind == ScalarType.Boolean:
+    if kind == _NULL_TYPE:
+        return _NULL, b""
+    if kind == _BOOL_TYPE:
         return (_TRUE if value else _FALSE), b""
-    if kind == ScalarType.Int:
+    if kind == _INT_TYPE:
         if not isinstance(value, int) or isinstance(value, bool) or not -(2**63) <= value < 2**63:
             raise Unsupported("an integer out of range")
         raw = _sleb(value)
@@ -254,7 +260,8 @@ def _char_metas(text: str) -> list[tuple[int, int]]:
 class _Op:
     """One operation, or a run of `n` characters inserted one after another (text)."""
 
-    __slots__ = ("id", "obj", "key", "elem", "insert", "action", "metas", "raw", "n", "pred", "succ")
+    __slots__ = ("id", "obj", "key", "elem", "insert", "action", "metas", "raw", "n", "pred", "succ",
+                 "obj_actor", "obj_ctr", "insert_cell", "action_cell")
 
     def __init__(self, id_: int, obj: int, key: str | None, elem: int, insert: bool, action: int,
                  metas: list[tuple[int, int]], raw: bytes, n: int = 1, pred: int | None = None) -> None:
@@ -269,44 +276,37 @@ class _Op:
         self.n = n
         self.pred = pred  # the op it overwrites, if any
         self.succ: int | None = None
+        # What it adds to the columns that read the same in a change and in the document.
+        self.obj_actor = (None, n) if obj == _ROOT else (0, n)
+        self.obj_ctr = (None, n) if obj == _ROOT else (obj, n)
+        self.insert_cell = (insert, n)
+        self.action_cell = (action, n)
 
 
 def _op_columns(ops: list[_Op], *, document: bool) -> list[tuple[int, bytes]]:
     """The operation columns of a change (with pred) or of a document (with ids and succ)."""
-    obj_actor: list = []
-    obj_ctr: list = []
     key_actor: list = []
     key_ctr: list = []
     key_str: list = []
     id_ctr: list = []
-    insert: list = []
-    action: list = []
     metas: list = []
-    raws: list = []
     group: list = []
     links: list = []  # pred or succ counters
     key_abs = 0
     id_abs = 0
     link_abs = 0
+    null_one = (None, 1)
     for op in ops:
         n = op.n
-        if op.obj == _ROOT:
-            obj_actor.append((None, n))
-            obj_ctr.append((None, n))
-        else:
-            obj_actor.append((0, n))
-            obj_ctr.append((op.obj, n))
+        metas += op.metas
         if op.key is not None:
-            key_actor.append((None, 1))
-            key_ctr.append((None, 1))
+            key_actor.append(null_one)
+            key_ctr.append(null_one)
             key_str.append((op.key, 1))
         else:
             key_str.append((None, n))
             first = op.elem
-            if first == 0:
-                key_actor.append((None, 1))
-            else:
-                key_actor.append((0, 1))
+            key_actor.append(null_one if first == 0 else (0, 1))
             key_ctr.append((first - key_abs, 1))
             key_abs = first
             if n > 1:
@@ -317,20 +317,23 @@ def _op_columns(ops: list[_Op], *, document: bool) -> list[tuple[int, bytes]]:
                 key_abs = op.id + n - 2
         if document:
             id_ctr.append((op.id - id_abs, 1))
-            id_ctr.append((1, n - 1))
+            if n > 1:
+                id_ctr.append((1, n - 1))
             id_abs = op.id + n - 1
-        insert.append((op.insert, n))
-        action.append((op.action, n))
-        metas.extend(op.metas)
-        raws.append(op.raw)
         link = op.succ if document else op.pred
         if link is None:
             group.append((0, n))
         else:
             group.append((1, 1))
-            group.append((0, n - 1))
+            if n > 1:
+                group.append((0, n - 1))
             links.append((link - link_abs, 1))
             link_abs = link
+    obj_actor = [op.obj_actor for op in ops]
+    obj_ctr = [op.obj_ctr for op in ops]
+    insert = [op.insert_cell for op in ops]
+    action = [op.action_cell for op in ops]
+    raws = [op.raw for op in ops]
     has_links = bool(links)
     if document:
         cols = [
@@ -406,24 +409,25 @@ class EncodedDocument:
         raise Unsupported("an object this document did not make")
 
     def _map_op(self, obj: Any, prop: Any, action: int, meta: int, raw: bytes) -> _Op:
-        target = self._obj(obj)
-        if self.kinds[target] != ObjType.Map or not isinstance(prop, str):
-            raise Unsupported("a key of something other than a map")
-        current = self.keys[target].get(prop)
+        keys = self.keys.get(_ROOT if obj == ROOT else obj) if obj.__class__ is not bool else None
+        if keys is None or prop.__class__ is not str:
+            raise Unsupported("a key of something other than a map this document made")
+        current = keys.get(prop)
         if (
-            action == SET and current is not None and current.action == SET
-            and current.metas[0][0] == meta and current.raw == raw
+            current is not None and action == SET and current.action == SET
+            and current.raw == raw and current.metas[0][0] == meta
         ):
             return current  # Automerge makes no operation that puts the value already there
-        try:
-            prop.encode("utf-8")
-        except UnicodeEncodeError:
-            raise Unsupported("a key that is not Unicode characters") from None
-        op = _Op(self.next_op, target, prop, 0, False, action, [(meta, 1)], raw,
+        if not prop.isascii():
+            try:
+                prop.encode("utf-8")
+            except UnicodeEncodeError:
+                raise Unsupported("a key that is not Unicode characters") from None
+        op = _Op(self.next_op, _ROOT if obj == ROOT else obj, prop, 0, False, action, [(meta, 1)], raw,
                  pred=current.id if current is not None else None)
         if current is not None:
             current.succ = op.id
-        self.keys[target][prop] = op
+        keys[prop] = op
         self.next_op += 1
         self.ops.append(op)
         return op
