@@ -10,7 +10,10 @@ the operations the binding would make, in the same order, and encodes them itsel
 - each change as the binding encodes it (the same bytes, so the same hash: a signature's
   heads and every later sync name the same changes), and
 - the document as `Document.save()` lays it out (the same columns, the same operations in
-  the same order), its large columns deflated.
+  the same order), its large columns deflated (by zlib, so those bytes differ from the
+  binding's deflate; what they hold does not).
+
+A put of the value a key already holds makes no operation, as in Automerge.
 
 So the stored bytes load (`Document.load`, which checks every change's hash against the
 heads the document names) into the very document the binding would have built; saved again
@@ -48,6 +51,7 @@ def _make(kind: ObjType) -> int:
     if kind == ObjType.Text:
         return MAKE_TEXT
     raise Unsupported(f"an object of type {kind}")
+
 
 # Value metadata types (the low four bits; the length in bytes above them).
 _NULL, _FALSE, _TRUE, _INT, _STR, _BYTES = 0, 1, 2, 4, 6, 7
@@ -334,39 +338,27 @@ def _op_columns(ops: list[_Op], *, document: bool) -> list[tuple[int, bytes]]:
     insert = [op.insert_cell for op in ops]
     action = [op.action_cell for op in ops]
     raws = [op.raw for op in ops]
-    has_links = bool(links)
-    if document:
-        cols = [
-            (_OBJ_ACTOR, _rle_u(obj_actor)),
-            (_OBJ_CTR, _rle_u(obj_ctr)),
-            (_KEY_ACTOR, _rle_u(key_actor)),
-            (_KEY_CTR, _rle_s(key_ctr)),
-            (_KEY_STR, _rle_str(key_str)),
-            (_ID_ACTOR, _rle_u([(0, sum(op.n for op in ops))])),
-            (_ID_CTR, _rle_s(id_ctr)),
-            (_INSERT, _booleans(insert)),
-            (_ACTION, _rle_u(action)),
-            (_VAL_META, _rle_u(metas)),
-            (_VAL_RAW, b"".join(raws)),
-            (_SUCC_GROUP, _rle_u(group)),
-        ]
-        if has_links:
-            cols += [(_SUCC_ACTOR, _rle_u([(0, len(links))])), (_SUCC_CTR, _rle_s(links))]
-        return cols
+    # A document names each op's id and the ops that overwrote it; a change, the ops it
+    # overwrites (its own ids follow from its first op).
+    ids = [(_ID_ACTOR, _rle_u([(0, sum(op.n for op in ops))])), (_ID_CTR, _rle_s(id_ctr))] if document else []
+    group_spec, actor_spec, ctr_spec = (
+        (_SUCC_GROUP, _SUCC_ACTOR, _SUCC_CTR) if document else (_PRED_GROUP, _PRED_ACTOR, _PRED_CTR)
+    )
     cols = [
         (_OBJ_ACTOR, _rle_u(obj_actor)),
         (_OBJ_CTR, _rle_u(obj_ctr)),
         (_KEY_ACTOR, _rle_u(key_actor)),
         (_KEY_CTR, _rle_s(key_ctr)),
         (_KEY_STR, _rle_str(key_str)),
+        *ids,
         (_INSERT, _booleans(insert)),
         (_ACTION, _rle_u(action)),
         (_VAL_META, _rle_u(metas)),
         (_VAL_RAW, b"".join(raws)),
-        (_PRED_GROUP, _rle_u(group)),
+        (group_spec, _rle_u(group)),
     ]
-    if has_links:
-        cols += [(_PRED_ACTOR, _rle_u([(0, len(links))])), (_PRED_CTR, _rle_s(links))]
+    if links:
+        cols += [(actor_spec, _rle_u([(0, len(links))])), (ctr_spec, _rle_s(links))]
     return cols
 
 
