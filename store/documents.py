@@ -428,8 +428,10 @@ def client_from_doc(doc: Document, heads: Heads = None) -> Client:
 # --- progress notes ---------------------------------------------------------------------
 
 
-def new_note_doc(note: ProgressNote, actor: bytes) -> Document:
-    doc = Document(actor)
+def new_note_doc(note: ProgressNote, actor: bytes, make: Any = Document) -> Document:
+    """`make`: the document class; store/document_encoding.py's EncodedDocument writes the
+    same operations straight into Automerge's format (an import's notes)."""
+    doc = make(actor)
     with doc.transaction() as tx:
         tx.put(ROOT, "type", ScalarType.Str, KIND_NOTE)
         tx.put(ROOT, "schema", ScalarType.Int, SCHEMA)
@@ -479,16 +481,19 @@ def reads_back_as_given(note: ProgressNote) -> bool:
     )
 
 
-def imported_note_doc(note: ProgressNote, actor: bytes, device_id: str, known_hash: str | None = None) -> Document:
+def imported_note_doc(
+    note: ProgressNote, actor: bytes, device_id: str, known_hash: str | None = None, make: Any = Document
+) -> Document:
     """The document of a note signed (or entered in error) elsewhere: the note's content as
     a draft, then in a second change its signature over exactly that content (heads and
     content hash computed here), its addenda (hashed here when they carry no hash), its
     entered-in-error mark, and its time. `device_id` fills in where the note names none;
-    `known_hash`, when given, is `content_hash(note)`, already computed by the caller."""
+    `known_hash`, when given, is `content_hash(note)`, already computed by the caller; `make`
+    as for `new_note_doc` (a note that reads back as given never reads its document here)."""
     draft = note.model_copy(
         update={"status": NoteStatus.DRAFT, "signature": None, "addenda": [], "entered_in_error": None, "resolution": None}
     )
-    doc = new_note_doc(draft, actor)
+    doc = new_note_doc(draft, actor, make)
     if note.status == NoteStatus.DRAFT:
         return doc
     with doc.transaction() as tx:

@@ -46,6 +46,7 @@ from pydantic import (
 
 from store import documents as D
 from store.compliance import blocking, check_note
+from store.document_encoding import EncodedDocument, Unsupported
 from store.errors import DiskFull, ImportFailed, NotewellError, NotFound, VaultBusy
 from store.projections import expected_rows, rows_of
 from store.doc_ids import DOC_ID_PATTERN, DOC_ID_RULE, is_doc_id
@@ -872,6 +873,18 @@ def _summary(client: Client) -> tuple[str, tuple[str, ...], tuple[tuple[str, boo
     return client.id, tuple(d.code for d in client.diagnoses), tuple((g.id, g.active) for g in client.goals)
 
 
+def _note_document(model: ProgressNote, actor: bytes, device_id: str, known_hash: str | None, as_given: bool) -> Any:
+    """The note's new document: encoded directly into Automerge's format when the note reads
+    back as given (store/document_encoding.py: the same operations, changes and hashes the
+    binding makes, without its cost of 15-20 us a new key), else built through the binding."""
+    if as_given:
+        try:
+            return D.imported_note_doc(model, actor, device_id, known_hash, make=EncodedDocument)
+        except Unsupported:
+            pass
+    return D.imported_note_doc(model, actor, device_id, known_hash)
+
+
 def build_items(items: list[tuple], late_hours: int, context: tuple[str, datetime]) -> list[tuple]:
     """Clients and progress notes of an import file, each checked and built into its document
     and rows: ("bad", stages) or (kind, doc_id, bytes, heads, view row, fts row, extra).
@@ -898,7 +911,7 @@ def build_items(items: list[tuple], late_hours: int, context: tuple[str, datetim
             as_given = D.reads_back_as_given(model)
             # What a signature made here covers, hashed once for the document and its rows.
             known_hash = D.content_hash(model) if as_given and model.signature is not None else None
-            doc = D.imported_note_doc(model, actor, device_id, known_hash)
+            doc = _note_document(model, actor, device_id, known_hash, as_given)
             if model.status == NoteStatus.SIGNED and client_summary not in plans:
                 plans[client_summary] = _plan_of(client_summary)
             gaps = model.status == NoteStatus.SIGNED and bool(blocking(check_note(model, plans[client_summary])))

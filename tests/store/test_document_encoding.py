@@ -1,0 +1,140 @@
+"""An imported note's document encoded directly (store/document_encoding.py) is the document
+the Automerge binding builds: the same changes with the same hashes (a signature names its
+heads; sync names changes by hash), loading as Automerge loads any document (which checks
+every change's hash against the heads the document names), reading back as the same note,
+and saved again by the binding byte for byte the binding's own save.
+
+Notes come from the import format itself (`_build_note`, the importer's own checks), of every
+kind a file can hold: drafts, signed notes with and without addenda, notes entered in error,
+sections in any script, empty sections, absent facts."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import date
+from pathlib import Path
+
+import pytest
+from automerge.core import Document
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from store import documents as D
+from store.document_encoding import EncodedDocument, Unsupported
+from store.importer import _build_note, build_items, read_import
+from store.projections import expected_rows
+from store.synthetic import make_client, make_note
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "import.json"
+NOW_TEXT = "2026-11-20T12:00:00+00:00"
+ACTOR = D.actor_for("device-encoding-test")
+DEVICE = "device-encoding-test"
+
+
+def _plan_now():
+    from datetime import datetime
+
+    return datetime.fromisoformat(NOW_TEXT)
+
+
+def _model(item: dict, index: int = 0):
+    stages, model = _build_note(index, json.loads(json.dumps(item)), _plan_now())
+    assert model is not None and not any(stages), stages
+    return model
+
+
+def assert_same_document(note) -> None:
+    made = D.imported_note_doc(note, ACTOR, DEVICE)
+    encoded = D.imported_note_doc(note, ACTOR, DEVICE, make=EncodedDocument)
+    assert [c.hash for c in made.get_changes([])] == [c.hash for c in encoded.changes]
+    assert encoded.get_heads() == made.get_heads()
+    saved = made.save()
+    loaded = Document.load(encoded.save())
+    assert loaded.get_heads() == made.get_heads()
+    assert loaded.save() == saved
+    assert D.note_from_doc(loaded) == D.note_from_doc(made)
+    assert expected_rows(note.id, loaded, 72) == expected_rows(note.id, made, 72)
+
+
+def _example_notes() -> list[dict]:
+    return json.loads(EXAMPLE.read_text(encoding="utf-8"))["progress_notes"]
+
+
+@pytest.mark.parametrize("index", range(len(_example_notes())))
+def test_the_documented_example_notes_encode_as_the_binding_builds_them(index: int) -> None:
+    assert_same_document(_model(_example_notes()[index], index))
+
+
+def test_synthetic_notes_of_every_status_encode_as_the_binding_builds_them() -> None:
+    rng = random.Random(5)
+    signed = _example_notes()[0]
+    for i in range(24):
+        client = make_client(rng, i)
+        note = make_note(rng, client, i, date(2026, 3, 1 + i), complete=i % 3 != 0)
+        item = {
+            "id": note.id, "client_id": note.client_id, "format": note.format.value,
+            "sections": dict(note.sections), "facts": json.loads(note.facts.model_dump_json()),
+        }
+        kind = i % 4
+        if kind >= 1:
+            item["status"] = "signed"
+            item["signature"] = dict(signed["signature"])
+            item["facts"]["date_of_service"] = "2026-10-01"
+        if kind == 2:
+            item["addenda"] = [dict(a, id=f"addendum-{i}-{j}") for j, a in enumerate(signed["addenda"] * 2)]
+        if kind == 3:
+            item["status"] = "entered_in_error"
+            item["entered_in_error"] = {"reason": "wrong client", "marked_at": "2026-10-09T10:00:00Z", "marked_by": "Dr. Test"}
+        assert_same_document(_model(item, i))
+
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
+
+
+@settings(max_examples=int(__import__("os").environ.get("NOTEWELL_FUZZ_EXAMPLES", "60")), deadline=None,
+          derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    subjective=TEXT, assessment=TEXT, plan=TEXT, interventions=st.lists(TEXT.filter(str.strip), max_size=4),
+    status=st.sampled_from(["draft", "signed", "entered_in_error"]), addenda=st.integers(0, 3),
+    phq9=st.one_of(st.none(), st.integers(0, 27)), actions=TEXT,
+)
+def test_generated_notes_encode_as_the_binding_builds_them(
+    subjective: str, assessment: str, plan: str, interventions: list[str], status: str, addenda: int,
+    phq9: int | None, actions: str,
+) -> None:
+    item = json.loads(json.dumps(_example_notes()[0]))
+    item["sections"] = {"subjective": subjective, "objective": "", "assessment": assessment, "plan": plan}
+    item["facts"]["interventions"] = interventions
+    item["facts"]["risk"]["actions"] = actions
+    item["facts"]["phq9"] = phq9
+    item["status"] = status
+    item["addenda"] = [dict(item["addenda"][0], id=f"addendum-{j}", text=subjective or "x") for j in range(addenda)]
+    if status == "draft":
+        item.pop("signature")
+        item["addenda"] = []
+    if status == "entered_in_error":
+        item["entered_in_error"] = {"reason": "duplicate", "marked_at": "2026-10-09T10:00:00Z", "marked_by": "Dr. Test"}
+    assert_same_document(_model(item))
+
+
+def test_what_it_cannot_write_it_refuses_so_the_binding_builds_it() -> None:
+    doc = EncodedDocument(ACTOR)
+    with pytest.raises(Unsupported):
+        with doc.transaction() as tx:
+            from automerge.core import ROOT, ObjType
+
+            text = tx.put_object(ROOT, "t", ObjType.Text)
+            tx.splice_text(text, 0, 0, "abc")
+            tx.splice_text(text, 1, 0, "x")  # not at the end
+
+
+def test_an_import_stores_the_encoded_documents_and_they_read_as_the_notes_given() -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    plan = read_import(text)
+    items = [("progress_notes", i, plan.raw("progress_notes", i), None) for i in range(plan.count("progress_notes"))]
+    for (section, index, raw, _s), result in zip(items, build_items(items, 72, (DEVICE, plan.now))):
+        kind, doc_id, data, heads, view, fts, _extra = result
+        doc = Document.load(data)
+        assert doc.get_heads() == heads
+        assert expected_rows(doc_id, doc, 72) == (kind, view, fts)
