@@ -19,6 +19,7 @@ from datetime import date, datetime
 from automerge.core import Document
 
 from store import documents as D
+from store import signing
 from store import compliance as checklist
 from store.audit import AuditLog, Event
 from store.automerge_guard import guard_public_methods, panic_or
@@ -36,7 +37,9 @@ from store.errors import (
     SignerUnknown,
     ValidationFailed,
 )
+from store.device_identity import ensure_identity
 from store.fts import fts_query, snippet_sql
+from store.signature_state import LEGACY_ENTRY, SignatureState, SignatureStatus, SignedVersion, signature_state
 from store.models import (
     FORMAT_SECTIONS,
     Addendum,
@@ -57,7 +60,6 @@ from store.projections import _v1 as _projections_v1
 from store.replica import Replica, forget_cached_documents
 from store.doc_ids import DOC_ID_RULE, is_doc_id
 from store.projections import (
-    has_signature_conflict,
     project,
     project_section_edit,
     projection_mismatches,
@@ -82,7 +84,16 @@ def _v1(conn) -> None:
     _v1_local(conn)
 
 
-MIGRATIONS = [_v1, _docstore_v2]
+def _v3_signatures(conn) -> None:
+    # Signed entries of a note that a merge removed or altered, as this device held them
+    # (store/replica.py): local, never synced, so a sync cannot make a signature vanish.
+    conn.execute(
+        "CREATE TABLE signature_kept(note_id TEXT NOT NULL, entry_id TEXT NOT NULL, "
+        "envelope TEXT NOT NULL, PRIMARY KEY(note_id, entry_id))"
+    )
+
+
+MIGRATIONS = [_v1, _docstore_v2, _v3_signatures]
 
 
 @dataclass(frozen=True)
@@ -174,6 +185,7 @@ class RecordStore:
         self._now = now
         self._conn = conn
         self._device_id = device_id
+        self._key = None  # (device id, Ed25519 private key), read once when first signing
         self._settings = settings
         migrate(conn, MIGRATIONS)
         self._docs = DocStore(conn, actor=D.actor_for(device_id))
@@ -449,12 +461,32 @@ class RecordStore:
             return self.get_note(note_id)
 
     def get_note(self, note_id: str) -> ProgressNote:
-        return D.note_from_doc(self._doc(note_id, D.KIND_NOTE))
-
-    def signed_version(self, note_id: str) -> ProgressNote | None:
-        """The note as it was when signed (read at the signature's heads), or None."""
+        """The note as the record holds it. A note whose signature conflict was settled by an
+        addendum reads as its standing signature covers it (the edits are in the addendum)."""
         doc = self._doc(note_id, D.KIND_NOTE)
         note = D.note_from_doc(doc)
+        if not D.signed_entries(doc):
+            return note
+        state = self._state_of(doc, note)
+        shown = state.shown
+        if shown is None or shown.content_hash == state.current_hash:
+            return note
+        return note.model_copy(
+            update={k: getattr(shown.note, k) for k in ("client_id", "format", "sections", "facts")}
+        )
+
+    def signed_version(self, note_id: str) -> ProgressNote | None:
+        """The note as signed: the content its standing signature covers (kept in the
+        signature itself), or for a note signed before verification existed, as it was at
+        its signature's heads. None when unsigned."""
+        doc = self._doc(note_id, D.KIND_NOTE)
+        note = D.note_from_doc(doc)
+        state = self._state_of(doc, note)
+        if state.shown is not None and state.shown.entry_id != LEGACY_ENTRY:
+            return state.shown.note
+        standing = state.standing() or [v for v in state.versions if v.verified]
+        if standing:
+            return standing[-1].note
         if note.signature is None:
             return None
         return self._at_signature(doc, note.signature)
@@ -520,9 +552,9 @@ class RecordStore:
             self._require_complete(note)
             signer = self._signer()
             now = self._now()
-            signature = self._new_signature(doc, note, signer, now)
+            entry_id, envelope = self._seal_note_signature(note, signer, now)
             with doc.transaction() as tx:
-                D.write_signature(tx, signature)
+                D.put_signed_entry(tx, entry_id, envelope)
                 D.put_status(tx, NoteStatus.SIGNED)
                 D.put_updated_at(tx, now)
             self._persist(note_id)
@@ -534,15 +566,74 @@ class RecordStore:
         if self.audit is not None:
             self.audit.append(event, client_id=note.client_id, **details)
 
-    def _new_signature(self, doc: Document, note: ProgressNote, signer: ClinicianSettings, now: datetime) -> Signature:
-        return Signature(
-            signer=signer.clinician_name.strip(),
-            credentials=signer.credentials.strip(),
-            signed_at=now,
-            device_id=self._device_id,
-            heads=sorted(h.hex() for h in doc.get_heads()),
-            content_hash=D.content_hash(note),
+    # --- signatures by key (store/signing.py) ---------------------------------------
+
+    def _signing_key(self):
+        """This device's identity and private key; a bare store (tests, benchmarks) gets
+        an identity of its own on first use, as a vault has from its creation."""
+        me = self.replica.identity()
+        if me is None:
+            ensure_identity(self, "this device")
+            self.replica.forget_identity()
+            me = self.replica.identity()
+        assert me is not None
+        if self._key is None or self._key[0] != me.device_id:
+            self._key = (me.device_id, me.private_key())
+        # The device list carries this device's certificate before anything it signs.
+        self.replica.list_this_device()
+        return me, self._key[1]
+
+    def _seal_note_signature(
+        self, note: ProgressNote, signer: ClinicianSettings, now: datetime, supersedes: list[str] | None = None
+    ) -> tuple[str, str]:
+        me, key = self._signing_key()
+        entry_id = signing.new_entry_id()
+        payload = signing.note_payload(
+            note, entry_id=entry_id, signer=signer.clinician_name.strip(), credentials=signer.credentials.strip(),
+            signed_at=now, device_id=me.device_id, supersedes=supersedes or [],
         )
+        return entry_id, signing.seal(key, payload)
+
+    def _seal_addendum(
+        self, note_id: str, text: str, reason: str, signer: ClinicianSettings, at: datetime, amends: SignedVersion | None,
+        legacy_hash: str | None = None,
+    ) -> tuple[str, str]:
+        me, key = self._signing_key()
+        entry_id = signing.new_entry_id()
+        payload = signing.addendum_payload(
+            entry_id=entry_id, note_id=note_id, text=text, reason=reason, signer=signer.clinician_name.strip(),
+            credentials=signer.credentials.strip(), signed_at=at, device_id=me.device_id,
+            amends=amends.content_hash if amends is not None else (legacy_hash or ""),
+            amends_signature=amends.entry_id if amends is not None else LEGACY_ENTRY,
+        )
+        return entry_id, signing.seal(key, payload)
+
+    def _state_of(self, doc: Document, note: ProgressNote | None = None) -> SignatureState:
+        note_id = D.doc_id_of(doc)
+        return signature_state(doc, self.replica.device_trust(), self.replica.kept_signed_entries(note_id), note)
+
+    def signature_state(self, note_id: str) -> SignatureState:
+        """The note's signature state, verified with the keys of the trusted devices
+        (store/signature_state.py): what every read that shows a note as signed asks."""
+        return self._state_of(self._doc(note_id, D.KIND_NOTE))
+
+    def signature_findings(self) -> list[SignatureState]:
+        """Every note whose signature needs the clinician: conflicts and tamper findings,
+        verified now (the To do list, `check`, the audit after a sync)."""
+        # Drafts hold no signature; one that another device set back to draft is marked by
+        # the structural column (signature_conflict), so only these need verifying.
+        ids = {r[0] for r in self._conn.execute(
+            "SELECT note_id FROM notes_view WHERE status != 'draft' OR signed_at IS NOT NULL OR signature_conflict"
+        )}
+        ids |= self.replica.notes_with_kept_entries()
+        out = []
+        for note_id in sorted(ids):
+            if self._docs.kind(note_id) != D.KIND_NOTE:
+                continue
+            state = self.signature_state(note_id)
+            if state.needs_attention:
+                out.append(state)
+        return out
 
     def _amending_time(self, doc: Document) -> tuple[datetime, dict]:
         """The time for an addendum or mark on a signed note: this device's clock, but never
@@ -554,21 +645,6 @@ class RecordStore:
         if signature is None or now >= signature.signed_at:
             return now, {}
         return signature.signed_at, {"clock_disagreed": True, "device_clock": now.isoformat()}
-
-    def _addendum(self, note_id: str, text: str, reason: str, signer: ClinicianSettings, now: datetime) -> Addendum:
-        name, creds = signer.clinician_name.strip(), signer.credentials.strip()
-        return validated(
-            Addendum,
-            {
-                "text": text,
-                "reason": reason,
-                "signer": name,
-                "credentials": creds,
-                "signed_at": now,
-                "device_id": self._device_id,
-                "content_hash": D.addendum_hash(note_id, text, reason, name, creds, now),
-            },
-        )
 
     def add_addendum(self, note_id: str, text: str, reason: str) -> ProgressNote:
         """A dated, signed correction appended to a signed note; the original is untouched."""
@@ -582,12 +658,16 @@ class RecordStore:
             if not reason.strip():
                 raise ValidationFailed([("reason", "must not be blank")])
             at, clock = self._amending_time(doc)
-            addendum = self._addendum(note_id, text, reason, signer, at)
+            note = D.note_from_doc(doc)
+            state = self._state_of(doc, note)
+            amends = state.shown or (state.standing()[-1] if state.standing() else None)
+            legacy = note.signature.content_hash if amends is None and note.signature is not None else None
+            entry_id, envelope = self._seal_addendum(note_id, text, reason, signer, at, amends, legacy)
             with doc.transaction() as tx:
-                D.append_addendum(tx, addendum)
-                D.put_updated_at(tx, addendum.signed_at)
+                D.put_signed_entry(tx, entry_id, envelope)
+                D.put_updated_at(tx, at)
             self._persist(note_id)
-            self._audit(Event.ADDENDUM_ADDED, D.note_from_doc(doc), note_id=note_id, addendum_id=addendum.id, **clock)
+            self._audit(Event.ADDENDUM_ADDED, D.note_from_doc(doc), note_id=note_id, addendum_id=entry_id, **clock)
             return D.note_from_doc(doc)
 
     def mark_entered_in_error(self, note_id: str, reason: str) -> ProgressNote:
@@ -612,63 +692,75 @@ class RecordStore:
             return marked
 
     def resolve_signature_conflict(self, note_id: str, choice: str) -> ProgressNote:
-        """Settles a note edited elsewhere while it was signed.
+        """Settles a signature conflict, once, as a signed resolution (store/signing.py).
 
-        "addendum": the edits go into a signed addendum and the note returns to the signed
-        text, so the signature verifies again. "resign": the merged text is signed anew and
-        the earlier signature is kept in previous_signatures. Either way it is recorded.
+        "addendum": the earliest standing signature stands (the same one whichever device
+        resolves, so two devices resolving before they sync agree); the other signed
+        versions and the edits made after signing go into a signed addendum; the content the
+        note now holds is accepted as settled. "resign": the note as it now reads is signed
+        anew, superseding every standing signature. Nothing is removed: every earlier
+        signature stays in the note, readable and verifiable.
         """
         with self.transaction():
             if choice not in RESOLUTION_CHOICES:
                 raise ValidationFailed([("choice", "must be addendum or resign")])
             doc = self._doc(note_id, D.KIND_NOTE)
             note = D.note_from_doc(doc)
-            if not has_signature_conflict(note):
+            state = self._state_of(doc, note)
+            if state.status != SignatureStatus.CONFLICT:
                 raise NoSignatureConflict(note_id)
-            assert note.signature is not None
-            signed = self._at_signature(doc, note.signature)
-            if signed is None or D.content_hash(signed) != note.signature.content_hash:
-                # The signed text itself cannot be recovered; only a new signature settles it.
-                if choice == "addendum":
-                    raise ValidationFailed(
-                        [("choice", "the signed version cannot be restored; sign the merged note anew")]
-                    )
+            standing = state.standing()
             signer = self._signer()
             if choice == "resign":
                 self._require_complete(note)
             now = self._now()
-            resolution = SignatureConflictResolution(
-                choice=choice, resolved_at=now, resolved_by=signer.clinician_name.strip(), device_id=self._device_id
-            )
+            at = max(now, max(v.signature.signed_at for v in standing))
+            me, key = self._signing_key()
+            settles = [v.entry_id for v in standing]
+            entries: list[tuple[str, str]] = []
+            addendum_id = None
             if choice == "addendum":
-                assert signed is not None
-                text = _concurrent_edits_text(signed, note)
-                at, _clock = self._amending_time(doc)
-                addendum = self._addendum(
-                    note_id, text, "Edits made on another device while the note was being signed.", signer,
-                    max(at, now),
+                keep = min(standing, key=lambda v: (v.signature.signed_at, v.entry_id))
+                others = [v.note for v in standing if v.content_hash != keep.content_hash]
+                if state.current_hash != keep.content_hash:
+                    others.append(note)
+                text = "\n\n".join(_concurrent_edits_text(keep.note, other) for other in others)
+                addendum_id, envelope = self._seal_addendum(
+                    note_id, text or "Edits were made on another device while the note was being signed.",
+                    "Edits made on another device while the note was being signed.", signer, at, keep,
                 )
-                for key in note.section_keys:
-                    D.splice_section(doc, key, signed.sections.get(key, ""))
-                D.apply_facts(doc, signed.facts)
-                with doc.transaction() as tx:
-                    D.append_addendum(tx, addendum)
-                    D.write_resolution(tx, resolution)
-                    D.put_updated_at(tx, now)
+                entries.append((addendum_id, envelope))
+                keeps = keep.entry_id
             else:
-                signature = self._new_signature(doc, note, signer, now)
-                with doc.transaction() as tx:
-                    D.push_previous_signature(tx, note.signature)
-                    D.write_signature(tx, signature)
-                    D.write_resolution(tx, resolution)
-                    D.put_updated_at(tx, now)
+                keeps, envelope = self._seal_note_signature(note, signer, at, supersedes=settles)
+                entries.append((keeps, envelope))
+            resolution_id = signing.new_entry_id()
+            payload = signing.resolution_payload(
+                entry_id=resolution_id, note_id=note_id, choice=choice, keeps=keeps, settles=settles,
+                settled_content=[state.current_hash, *(v.content_hash for v in standing)], addendum=addendum_id,
+                signer=signer.clinician_name.strip(), credentials=signer.credentials.strip(), signed_at=at,
+                device_id=me.device_id,
+            )
+            entries.append((resolution_id, signing.seal(key, payload)))
+            resolution = SignatureConflictResolution(
+                choice=choice, resolved_at=at, resolved_by=signer.clinician_name.strip(), device_id=me.device_id
+            )
+            with doc.transaction() as tx:
+                for entry_id, envelope in entries:
+                    D.put_signed_entry(tx, entry_id, envelope)
+                D.write_resolution(tx, resolution)
+                D.put_status(tx, NoteStatus.SIGNED)
+                D.put_updated_at(tx, at)
             self._persist(note_id)
             self._audit(Event.SIGNATURE_CONFLICT_RESOLVED, note, note_id=note_id, choice=choice)
-            return D.note_from_doc(doc)
+            return self.get_note(note_id)
 
     def previous_signatures(self, note_id: str) -> list[Signature]:
-        """Signatures replaced by re-signing after a conflict, oldest first."""
-        return D.previous_signatures(self._doc(note_id, D.KIND_NOTE))
+        """Signatures settled by a later signature or resolution, oldest first (and those of
+        a vault from before signatures were verified)."""
+        doc = self._doc(note_id, D.KIND_NOTE)
+        settled = [v.signature for v in self._state_of(doc).versions if v.superseded]
+        return D.previous_signatures(doc) + settled
 
     # --- search -----------------------------------------------------------------
 
@@ -694,7 +786,17 @@ class RecordStore:
     def check(self) -> list[str]:
         """Ways the derived tables differ from the stored documents; [] when in step."""
         self._sync_late_entry_hours()
-        return projection_mismatches(self._conn, self._docs.load_fresh, late_entry_hours=self._late_hours())
+        problems = projection_mismatches(self._conn, self._docs.load_fresh, late_entry_hours=self._late_hours())
+        return problems + self.signature_problems()
+
+    def signature_problems(self) -> list[str]:
+        """One line per note whose signature fails verification: the note and what failed."""
+        return [
+            f"note {state.note_id} fails signature verification: {finding}"
+            for state in self.signature_findings()
+            if state.status == SignatureStatus.TAMPERED
+            for finding in state.findings
+        ]
 
     def rebuild_projections(self) -> None:
         with self.transaction():
@@ -746,6 +848,9 @@ class RecordStore:
 
     def apply_changes(self, doc_id: str, changes: list[bytes]) -> bool:
         return self.replica.apply_changes(doc_id, changes)
+
+    def vouch_for(self, device_id: str, name: str, cert_pem: str) -> None:
+        self.replica.vouch_for(device_id, name, cert_pem)
 
     def local_get(self, key: str) -> bytes | None:
         return self.replica.local_get(key)

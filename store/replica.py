@@ -29,7 +29,10 @@ from automerge.core import Document
 
 from store.automerge_guard import guard_public_methods, panic_or, panics_as
 from store.database import WriteTransactions
+from store.device_identity import DeviceIdentity, fingerprint, load_identity
+from store.device_list import DEVICE_LIST_ID, KIND_DEVICE_LIST, DeviceTrust, add_vouch, new_device_list_doc, trust_from
 from store.doc_ids import is_doc_id, record_kind
+from store.documents import KIND_NOTE, signed_entries
 from store.docstore import DocStore
 from store.errors import ForeignDocument, NotFound
 from store.models import implausible_dates
@@ -72,6 +75,7 @@ class RecordReplica(Protocol):
     def local_put(self, key: str, value: bytes) -> None: ...
     def add_listener(self, listener: ChangeListener) -> None: ...
     def remove_listener(self, listener: ChangeListener) -> None: ...
+    def vouch_for(self, device_id: str, name: str, cert_pem: str) -> None: ...
 
 
 def _refused(doc_id: str) -> ForeignDocument:
@@ -108,6 +112,8 @@ class Replica:
         self.prepare_pool = None
         self._listeners: list[ChangeListener] = []
         self._listeners_lock = threading.Lock()
+        self._identity: DeviceIdentity | None = None
+        self._trust: tuple[tuple[bytes, ...], DeviceTrust] | None = None
 
     # --- transactions and what they changed ----------------------------------------
 
@@ -224,6 +230,8 @@ class Replica:
         self._refuse_implausible(doc_id, merged, ours)
         # A panic while projecting the merged content refuses it too (after the rollback).
         with panics_as(refused), self._tx:
+            if kind == KIND_NOTE:
+                self._keep_signed_entries(doc_id, ours, merged)
             self._docs.replace(doc_id, merged)
             project(self._conn, doc_id, merged, late_entry_hours=self._late_hours())
         return True
@@ -346,6 +354,83 @@ class Replica:
         if ours is not None and sorted(incoming.get_heads()) == sorted(ours.get_heads()):
             return False
         return self.apply_doc(doc_id, incoming)
+
+    # --- signed entries and the device list (store/signing.py, store/device_list.py) ---
+
+    def _keep_signed_entries(self, doc_id: str, ours: Document, merged: Document) -> None:
+        """Keeps, on this device, every signed entry our copy held that the merge removes or
+        alters (inside the merge's transaction): a sync can never make a signature vanish,
+        and the signature state reports it (store/signature_state.py)."""
+        before = signed_entries(ours)
+        if not before:
+            return
+        after = signed_entries(merged)
+        for entry_id, envelope in before.items():
+            if after.get(entry_id) != envelope and isinstance(envelope, str):
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO signature_kept(note_id, entry_id, envelope) VALUES (?,?,?)",
+                    (doc_id, entry_id, envelope),
+                )
+
+    def kept_signed_entries(self, note_id: str) -> dict[str, str]:
+        """Signed entries of `note_id` a merge removed or altered, as this device held them."""
+        rows = self._conn.execute("SELECT entry_id, envelope FROM signature_kept WHERE note_id = ?", (note_id,))
+        return {r[0]: r[1] for r in rows.fetchall()}
+
+    def notes_with_kept_entries(self) -> set[str]:
+        return {r[0] for r in self._conn.execute("SELECT DISTINCT note_id FROM signature_kept").fetchall()}
+
+    def identity(self) -> DeviceIdentity | None:
+        """This device's signing identity (store/device_identity.py), None for a bare store
+        that has none. Read once: it never changes while the store is open."""
+        if self._identity is None:
+            self._identity = load_identity(self)
+        return self._identity
+
+    def forget_identity(self) -> None:
+        self._identity = None
+        self._trust = None
+
+    def device_trust(self) -> DeviceTrust:
+        """The devices whose signatures this device accepts (store/device_list.py), computed
+        again only when the device list changed."""
+        me = self.identity()
+        if me is None:
+            return DeviceTrust("", {})
+        heads = tuple(sorted(self._docs.heads_of(DEVICE_LIST_ID)))
+        if self._trust is None or self._trust[0] != heads:
+            doc = self._docs.get(DEVICE_LIST_ID) if heads else None
+            self._trust = (heads, trust_from(doc, me))
+        return self._trust[1]
+
+    def vouch_for(self, device_id: str, name: str, cert_pem: str) -> None:
+        """Writes this device's vouch for a paired device into the device list (and its own
+        entry), so every device of the group can verify what either signs. Pairing calls it
+        (sync/peers.py); nothing happens in a bare store without an identity."""
+        if fingerprint(cert_pem) != device_id:
+            raise ValueError("certificate does not match device id")
+        me = self.identity()
+        if me is None:
+            return
+        self._write_device_list(lambda doc: add_vouch(doc, me, me.cert_pem, me.name) | add_vouch(doc, me, cert_pem, name))
+
+    def list_this_device(self) -> None:
+        """This device's own entry in the device list (before its first signature)."""
+        me = self.identity()
+        if me is not None:
+            self._write_device_list(lambda doc: add_vouch(doc, me, me.cert_pem, me.name))
+
+    def _write_device_list(self, change: Callable[[Document], bool]) -> None:
+        with self._tx:
+            if self._docs.kind(DEVICE_LIST_ID) is None:
+                doc = new_device_list_doc(self._docs.actor)
+                change(doc)
+                self._docs.insert(DEVICE_LIST_ID, KIND_DEVICE_LIST, doc)
+                return
+            doc = self._docs.get(DEVICE_LIST_ID)
+            assert doc is not None
+            if change(doc):
+                self._docs.save_changes(DEVICE_LIST_ID)
 
     # --- device-local key/value (never synced, never exported) ----------------------
 

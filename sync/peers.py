@@ -141,6 +141,9 @@ class PeerBook:
                                last_sync_summary=old.last_sync_summary)
             peers[device_id] = peer
             self._save(peers)
+            # Into the device list that travels with the record (store/device_list.py): every
+            # device of the group can then verify what this peer signs.
+            self._store.vouch_for(device_id, name, cert_pem)
             self._audit("device_paired", device=short_id(device_id), device_name=name[:100])
         return peer
 
