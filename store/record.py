@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from automerge.core import Document
@@ -24,7 +24,7 @@ from store import compliance as checklist
 from store.audit import AuditLog, Event
 from store.automerge_guard import guard_public_methods, panic_or
 from store.database import WriteTransactions, migrate
-from store.docstore import DocStore
+from store.docstore import DocStore, pack_heads
 from store.docstore import _v1 as _docstore_v1
 from store.docstore import _v2 as _docstore_v2
 from store.errors import (
@@ -36,8 +36,10 @@ from store.errors import (
     SignedNoteLocked,
     SignerUnknown,
     ValidationFailed,
+    VaultBusy,
 )
 from store.device_identity import ensure_identity
+from store.device_list import DEVICE_LIST_ID
 from store.fts import fts_query, snippet_sql
 from store.signature_state import LEGACY_ENTRY, SignatureState, SignatureStatus, SignedVersion, signature_state
 from store.models import (
@@ -91,6 +93,12 @@ def _v3_signatures(conn) -> None:
         "CREATE TABLE signature_kept(note_id TEXT NOT NULL, entry_id TEXT NOT NULL, "
         "envelope TEXT NOT NULL, PRIMARY KEY(note_id, entry_id))"
     )
+    # Each signed note's verified state, for the version of the note and of the device list
+    # it was computed at (a cache: a stale or missing row is computed again when read).
+    conn.execute(
+        "CREATE TABLE signature_checks(note_id TEXT PRIMARY KEY, heads BLOB NOT NULL, "
+        "trust BLOB NOT NULL, status TEXT NOT NULL)"
+    )
 
 
 MIGRATIONS = [_v1, _docstore_v2, _v3_signatures]
@@ -123,6 +131,9 @@ class NoteRow:
     gad7: int | None
     addenda_count: int
     updated_at: str
+    # The verified signature state ("verified", "conflict", "tampered", "legacy", "unsigned"),
+    # when the row was read with `verify_rows`; "" when not verified (store/signature_state.py).
+    signature_status: str = ""
 
 
 @dataclass(frozen=True)
@@ -152,6 +163,10 @@ _NOTE_ROW_SQL = (
     "status, late_entry, signature_conflict, signed_at, phq9, gad7, addenda_count, updated_at "
     "FROM notes_view"
 )
+
+
+def _plain_draft(row: NoteRow) -> bool:
+    return row.status == NoteStatus.DRAFT and not row.signature_conflict and row.signed_at is None
 
 
 def _note_row(r) -> NoteRow:
@@ -509,6 +524,55 @@ class RecordStore:
         ).fetchall()
         return [_note_row(r) for r in rows]
 
+    def verify_rows(self, rows: list[NoteRow]) -> list[NoteRow]:
+        """The rows with each note's signature verified (`signature_status`): what a list
+        that shows notes as signed reads. Drafts are not read; a signed note is verified
+        once per version of it and of the device list (`verified_statuses`)."""
+        signed = [r.note_id for r in rows if not _plain_draft(r)]
+        statuses = self.verified_statuses(signed)
+        return [
+            replace(r, signature_status=statuses.get(r.note_id, SignatureStatus.UNSIGNED.value)) for r in rows
+        ]
+
+    def verified_statuses(self, note_ids: list[str]) -> dict[str, str]:
+        """note id -> its verified signature status. Each is verified once per version of the
+        note and of the device list: the result is kept in `signature_checks` (local), so a
+        list or the To do queue costs a lookup per note after the first time."""
+        if not note_ids:
+            return {}
+        trust = pack_heads(sorted(self.replica.doc_heads_of(DEVICE_LIST_ID)))
+        wanted = set(note_ids)
+        heads = {k: pack_heads(sorted(v)) for k, v in self._docs.all_heads().items() if k in wanted}
+        cached = {
+            r[0]: (bytes(r[1]), bytes(r[2]), r[3])
+            for r in self._conn.execute("SELECT note_id, heads, trust, status FROM signature_checks").fetchall()
+            if r[0] in wanted
+        }
+        out: dict[str, str] = {}
+        fresh: list[tuple[str, bytes, bytes, str]] = []
+        for note_id in note_ids:
+            if note_id not in heads:
+                continue
+            found = cached.get(note_id)
+            if found is not None and found[0] == heads[note_id] and found[1] == trust:
+                out[note_id] = found[2]
+                continue
+            status = self.signature_state(note_id).status.value
+            out[note_id] = status
+            fresh.append((note_id, heads[note_id], trust, status))
+        if fresh:
+            try:
+                with self.transaction():
+                    self._conn.executemany(
+                        "INSERT INTO signature_checks(note_id, heads, trust, status) VALUES (?,?,?,?) "
+                        "ON CONFLICT(note_id) DO UPDATE SET heads = excluded.heads, trust = excluded.trust, "
+                        "status = excluded.status",
+                        fresh,
+                    )
+            except VaultBusy:
+                pass  # only a cache: computed again next time
+        return out
+
     def list_notes(self, status: NoteStatus | None = None) -> list[NoteRow]:
         """Every note (or those with `status`), newest first: for queues across clients."""
         self._sync_late_entry_hours()
@@ -619,21 +683,17 @@ class RecordStore:
 
     def signature_findings(self) -> list[SignatureState]:
         """Every note whose signature needs the clinician: conflicts and tamper findings,
-        verified now (the To do list, `check`, the audit after a sync)."""
+        verified (the To do list, `check`). Notes verified before and unchanged since are a
+        lookup each (`verified_statuses`)."""
         # Drafts hold no signature; one that another device set back to draft is marked by
         # the structural column (signature_conflict), so only these need verifying.
         ids = {r[0] for r in self._conn.execute(
             "SELECT note_id FROM notes_view WHERE status != 'draft' OR signed_at IS NOT NULL OR signature_conflict"
         )}
         ids |= self.replica.notes_with_kept_entries()
-        out = []
-        for note_id in sorted(ids):
-            if self._docs.kind(note_id) != D.KIND_NOTE:
-                continue
-            state = self.signature_state(note_id)
-            if state.needs_attention:
-                out.append(state)
-        return out
+        statuses = self.verified_statuses(sorted(ids))
+        attention = (SignatureStatus.CONFLICT.value, SignatureStatus.TAMPERED.value)
+        return [self.signature_state(note_id) for note_id, status in sorted(statuses.items()) if status in attention]
 
     def _amending_time(self, doc: Document) -> tuple[datetime, dict]:
         """The time for an addendum or mark on a signed note: this device's clock, but never

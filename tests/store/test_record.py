@@ -710,6 +710,7 @@ def test_an_older_record_gets_the_heads_index_and_keeps_everything(device: Devic
     # As a record written before the index existed.
     device.conn.execute("DROP INDEX documents_heads")
     device.conn.execute("DROP TABLE signature_kept")
+    device.conn.execute("DROP TABLE signature_checks")
     device.conn.execute("PRAGMA user_version = 1")
     reopened = device.reopen()
     assert device.conn.execute("PRAGMA user_version").fetchone()[0] == 3
