@@ -6,9 +6,12 @@ client          type="client", schema, id, display_name, date_of_birth, created_
                 identifiers {name: value}, diagnoses {code: {description, order}},
                 goals {goal_id: {description, objective, active, order}}
 progress_note   type="progress_note", schema, id, client_id, format, status,
-                sections {key: Text}, facts {...}, signature {...} | null,
-                previous_signatures [..], addenda [{...}], entered_in_error {...} | null,
-                resolution {...} | null, created_at, updated_at
+                sections {key: Text}, facts {...}, "signed:<id>": envelope (one root key per
+                signature, addendum or resolution signed by key, store/signing.py),
+                signature {...} | null and previous_signatures [..] (the earlier form, before
+                signatures were verified), addenda [{...}] (of the earlier form),
+                entered_in_error {...} | null, resolution {...} | null, created_at, updated_at
+device_list     see store/device_list.py
 
 Everything that merges field by field is a map; sets are maps keyed by value (so concurrent
 adds never duplicate); sections are Text so concurrent typing merges character by character.
@@ -751,8 +754,9 @@ def note_from_doc(doc: Document, heads: Heads = None) -> ProgressNote:
     # Signed entries (store/signing.py), read as they claim to be: whether they verify is
     # the signature state's question (store/signature_state.py), not this reader's.
     payloads = [p for p in (envelope_payload(e) for e in signed_entries(doc, heads, root).values()) if p is not None]
-    legacy_ids = {a.id for a in addenda}
-    addenda += [a for a in (_addendum_of(p) for p in payloads if p.get("kind") == "addendum") if a and a.id not in legacy_ids]
+    # An addendum re-issued by key (an upgrade, an import) replaces its earlier form.
+    signed_addenda = {a.id: a for a in (_addendum_of(p) for p in payloads if p.get("kind") == "addendum") if a}
+    addenda = [a for a in addenda if a.id not in signed_addenda] + list(signed_addenda.values())
     addenda.sort(key=lambda a: (a.signed_at, a.id))
     signature = _latest_signature(payloads) or signature_from_map(doc, root.child("signature", ObjType.Map), heads)
     status = _enum(NoteStatus, root.scalar("status")) or NoteStatus.DRAFT
@@ -853,6 +857,12 @@ def _latest_signature(payloads: list[dict[str, Any]]) -> Signature | None:
 
 
 def _addendum_of(p: dict[str, Any]) -> Addendum | None:
+    """The addendum a signed payload holds. Its content hash is `addendum_hash` of what it
+    says (the same on every device that holds it, whichever device's key signed it)."""
+    signed_at = _datetime(p.get("signed_at"))
+    strings = [p.get(k) for k in ("note_id", "text", "reason", "signer", "credentials")]
+    if signed_at is None or not all(isinstance(v, str) for v in strings):
+        return None
     return _model(
         Addendum,
         {
@@ -863,13 +873,18 @@ def _addendum_of(p: dict[str, Any]) -> Addendum | None:
             "credentials": p.get("credentials"),
             "signed_at": p.get("signed_at"),
             "device_id": p.get("device_id"),
-            "content_hash": hashlib.sha256(canonical_json(p)).hexdigest(),
+            "content_hash": addendum_hash(*strings, signed_at),  # type: ignore[arg-type]
         },
     )
 
 
 def put_signed_entry(tx: Any, entry_id: str, envelope: str) -> None:
     tx.put(ROOT, SIGNED_PREFIX + entry_id, ScalarType.Str, envelope)
+
+
+def legacy_signature(doc: Document) -> Signature | None:
+    """The signature map of the earlier form (a content hash and heads), if the note has one."""
+    return signature_from_map(doc, _child(doc, ROOT, "signature", ObjType.Map))
 
 
 def previous_signatures(doc: Document) -> list[Signature]:

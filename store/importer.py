@@ -1053,6 +1053,9 @@ def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client]) -> _B
                     built.add_problems(result[1])
                     continue
                 kind, doc_id, data, heads, view, fts, extra = result
+                if section == "progress_notes" and extra[1] != NoteStatus.DRAFT.value:
+                    # Signed here by key, signer, credentials and time as the file states them.
+                    data, heads = record.reissue_imported(data)
                 good.append((doc_id, kind, data, heads, view, fts))
                 if section == "clients":
                     summaries.setdefault(extra[0], extra)

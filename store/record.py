@@ -71,6 +71,8 @@ from store.projections import (
 )
 
 _LATE_HOURS_KEY = "projection.late_entry_hours"
+# Set once this vault's signatures of the earlier form were re-issued (`upgrade_signatures`).
+_SIGNATURES_UPGRADED_KEY = "signing.upgraded.v1"
 
 RESOLUTION_CHOICES = ("addendum", "resign")
 
@@ -99,6 +101,12 @@ def _v3_signatures(conn) -> None:
         "CREATE TABLE signature_checks(note_id TEXT PRIMARY KEY, heads BLOB NOT NULL, "
         "trust BLOB NOT NULL, status TEXT NOT NULL)"
     )
+    if conn.execute("SELECT 1 FROM documents LIMIT 1").fetchone() is None:
+        # A new record holds no signature of the earlier form: nothing to upgrade, and
+        # opening it never needs to write (`upgrade_signatures`).
+        conn.execute(
+            "INSERT OR REPLACE INTO local_kv(key, value) VALUES (?, ?)", (_SIGNATURES_UPGRADED_KEY, b"0")
+        )
 
 
 MIGRATIONS = [_v1, _docstore_v2, _v3_signatures]
@@ -322,9 +330,82 @@ class RecordStore:
                 raise ValidationFailed([("id", "a record with this id already exists")])
             self._doc(note.client_id, D.KIND_CLIENT)
             doc = D.imported_note_doc(note, D.actor_for(self._device_id), self._device_id)
+            self._reissue_legacy(doc, only_mine=False)  # signed here by key, as the file states it
             self._docs.insert(note.id, D.KIND_NOTE, doc)
             project(self._conn, note.id, doc, late_entry_hours=self._late_hours())
         return D.note_from_doc(doc)
+
+    # --- signatures from before verification, and imported ones --------------------
+
+    def _reissue_legacy(self, doc: Document, *, only_mine: bool) -> bool:
+        """Re-issues a signature of the earlier form (a content hash and heads in the note)
+        as a signed entry by this device's key, with the signer, credentials and time it
+        states; likewise its addenda. `only_mine`: only what this device signed (a vault's
+        upgrade); otherwise all (an import, which this device vouches for as it stores it).
+        A signature whose signed content cannot be recovered stays as it is (shown as
+        signed before verification existed). False when nothing was re-issued."""
+        if any((D.envelope_payload(e) or {}).get("kind") == signing.KIND_NOTE_SIGNATURE
+               for e in D.signed_entries(doc).values()):
+            return False
+        legacy = D.legacy_signature(doc)
+        if legacy is None:
+            return False
+        me, key = self._signing_key()
+        mine = {me.device_id, self._device_id}
+        if only_mine and legacy.device_id not in mine:
+            return False
+        current = D.note_from_doc(doc)
+        signed = self._at_signature(doc, legacy) if legacy.heads else None
+        if signed is None or D.content_hash(signed) != legacy.content_hash:
+            signed = current if D.content_hash(current) == legacy.content_hash or not legacy.content_hash else None
+        if signed is None:
+            return False
+        entry_id = signing.new_entry_id()
+        payload = signing.note_payload(
+            signed, entry_id=entry_id, signer=legacy.signer, credentials=legacy.credentials,
+            signed_at=legacy.signed_at, device_id=me.device_id,
+        )
+        entries = [(entry_id, signing.seal(key, payload))]
+        amends = D.payload_content_hash(payload)
+        for a in current.addenda:
+            if only_mine and a.device_id not in mine:
+                continue
+            add = signing.addendum_payload(
+                entry_id=a.id, note_id=current.id, text=a.text, reason=a.reason, signer=a.signer,
+                credentials=a.credentials, signed_at=a.signed_at, device_id=me.device_id,
+                amends=amends, amends_signature=entry_id,
+            )
+            entries.append((a.id, signing.seal(key, add)))
+        with doc.transaction() as tx:
+            for eid, envelope in entries:
+                D.put_signed_entry(tx, eid, envelope)
+        return True
+
+    def reissue_imported(self, data: bytes) -> tuple[bytes, list[bytes]]:
+        """A signed note's document built from an import file (store/importer.py), with its
+        signature and addenda re-issued by this device's key, signer, credentials and times
+        as the file states them (docs/import-format.md). Returns its bytes and heads."""
+        doc = Document.load(bytes(data))
+        doc.set_actor(self._docs.actor)
+        self._reissue_legacy(doc, only_mine=False)
+        return doc.save(), doc.get_heads()
+
+    def upgrade_signatures(self) -> int:
+        """Once per vault, on open: the signatures of the earlier form that this device made
+        are re-issued by its key; the others stay, shown as signed before verification
+        existed (never trusted, never lost). Returns how many notes were re-issued."""
+        if self.replica.local_get(_SIGNATURES_UPGRADED_KEY) is not None:
+            return 0
+        done = 0
+        with self.transaction():
+            ids = [r[0] for r in self._conn.execute("SELECT note_id FROM notes_view WHERE signed_at IS NOT NULL")]
+            for note_id in ids:
+                doc = self._docs.get(note_id)
+                if doc is not None and self._reissue_legacy(doc, only_mine=True):
+                    self._persist(note_id)
+                    done += 1
+            self.replica.local_put(_SIGNATURES_UPGRADED_KEY, str(done).encode())
+        return done
 
     def set_section(self, note_id: str, key: str, text: str) -> None:
         """The typing path: a diff of old and new text applied as one small splice, on the
@@ -911,6 +992,12 @@ class RecordStore:
 
     def vouch_for(self, device_id: str, name: str, cert_pem: str) -> None:
         self.replica.vouch_for(device_id, name, cert_pem)
+
+    def take_sync_log(self) -> dict[str, str]:
+        return self.replica.take_sync_log()
+
+    def signature_findings_among(self, doc_ids) -> dict[str, str]:
+        return self.replica.signature_findings_among(doc_ids)
 
     def local_get(self, key: str) -> bytes | None:
         return self.replica.local_get(key)

@@ -33,6 +33,7 @@ from store.device_identity import DeviceIdentity, fingerprint, load_identity
 from store.device_list import DEVICE_LIST_ID, KIND_DEVICE_LIST, DeviceTrust, add_vouch, new_device_list_doc, trust_from
 from store.doc_ids import is_doc_id, record_kind
 from store.documents import KIND_NOTE, signed_entries
+from store.signature_state import signature_state
 from store.docstore import DocStore
 from store.errors import ForeignDocument, NotFound
 from store.models import implausible_dates
@@ -76,6 +77,8 @@ class RecordReplica(Protocol):
     def add_listener(self, listener: ChangeListener) -> None: ...
     def remove_listener(self, listener: ChangeListener) -> None: ...
     def vouch_for(self, device_id: str, name: str, cert_pem: str) -> None: ...
+    def take_sync_log(self) -> dict[str, str]: ...
+    def signature_findings_among(self, doc_ids: set[str] | frozenset[str]) -> dict[str, str]: ...
 
 
 def _refused(doc_id: str) -> ForeignDocument:
@@ -113,6 +116,10 @@ class Replica:
         self._listeners: list[ChangeListener] = []
         self._listeners_lock = threading.Lock()
         self._identity: DeviceIdentity | None = None
+        # What arrived from other devices ("arrived" or "merged" per document id): pending
+        # until its transaction commits, then kept for the session's audit entry.
+        self._pending_arrivals: dict[str, str] = {}
+        self._arrivals: dict[str, str] = {}
         self._trust: tuple[tuple[bytes, ...], DeviceTrust] | None = None
 
     # --- transactions and what they changed ----------------------------------------
@@ -132,6 +139,10 @@ class Replica:
     def committed(self) -> None:
         """Called by the write transactions after each commit: reports the ids it wrote."""
         written = self._docs.take_written()
+        for doc_id, how in self._pending_arrivals.items():
+            if doc_id in written and self._arrivals.get(doc_id) != "arrived":
+                self._arrivals[doc_id] = how
+        self._pending_arrivals.clear()  # those of a rolled-back transaction were never stored
         if not written:
             return
         with self._listeners_lock:
@@ -212,6 +223,7 @@ class Replica:
                 copy = Document.load(doc.save())
             self._refuse_implausible(doc_id, copy)
             with panics_as(refused), self._tx:
+                self._pending_arrivals[doc_id] = "arrived"
                 self._docs.insert(doc_id, kind, copy)
                 project(self._conn, doc_id, copy, late_entry_hours=self._late_hours())
             return True
@@ -232,6 +244,7 @@ class Replica:
         with panics_as(refused), self._tx:
             if kind == KIND_NOTE:
                 self._keep_signed_entries(doc_id, ours, merged)
+            self._pending_arrivals.setdefault(doc_id, "merged")
             self._docs.replace(doc_id, merged)
             project(self._conn, doc_id, merged, late_entry_hours=self._late_hours())
         return True
@@ -311,6 +324,8 @@ class Replica:
                     kind, view, fts, heads = prepared
                     new_docs.append((doc_id, kind, data, heads))
                     rows.append((doc_id, kind, view, fts))
+                for doc_id, *_ in new_docs:
+                    self._pending_arrivals[doc_id] = "arrived"
                 self.insert_prepared(new_docs, rows)
                 for doc_id, _kind, _data, heads in new_docs:
                     applied[doc_id] = heads
@@ -386,6 +401,28 @@ class Replica:
         if self._identity is None:
             self._identity = load_identity(self)
         return self._identity
+
+    def take_sync_log(self) -> dict[str, str]:
+        """The documents other devices' data changed here since the last call, each
+        "arrived" (new here) or "merged": what a sync session's audit entry names."""
+        taken, self._arrivals = self._arrivals, {}
+        return taken
+
+    def signature_findings_among(self, doc_ids: set[str] | frozenset[str]) -> dict[str, str]:
+        """note id -> "conflict" or "tampered" for the notes among `doc_ids` whose signature
+        needs the clinician, verified with the devices' keys (store/signature_state.py)."""
+        trust = self.device_trust()
+        out = {}
+        for doc_id in sorted(doc_ids):
+            if self._docs.kind(doc_id) != KIND_NOTE:
+                continue
+            doc = self._docs.get(doc_id)
+            if doc is None:
+                continue
+            state = signature_state(doc, trust, self.kept_signed_entries(doc_id))
+            if state.needs_attention:
+                out[doc_id] = state.status.value
+        return out
 
     def forget_identity(self) -> None:
         self._identity = None

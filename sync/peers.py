@@ -172,9 +172,16 @@ class PeerBook:
                 return
             peers[device_id] = replace(peer, last_sync_at=_now(), last_sync_ok=ok, last_sync_summary=summary)
             self._save(peers)
+            # What the session changed here, by id (never content): the notes and clients
+            # that arrived or were merged, and every signature finding among them.
+            changes = self._store.take_sync_log()
+            findings = self._store.signature_findings_among(frozenset(changes))
             self._audit(
                 "sync_session", device=peer.short_id, transport=transport, ok=ok,
                 received=received, sent=sent, merged=merged, conflicts=conflicts,
+                arrived=_listed(sorted(i for i, how in changes.items() if how == "arrived")),
+                merged_ids=_listed(sorted(i for i, how in changes.items() if how == "merged")),
+                signature_findings=_listed([f"{i}: {status}" for i, status in sorted(findings.items())]),
             )
 
     # -- where each device was last reached (a convenience: the next sync needs one key)
@@ -204,6 +211,14 @@ class PeerBook:
             data[device_id] = address
             data[""] = address
             self._store.local_put(ADDRESSES_KEY, json.dumps(data, sort_keys=True).encode("utf-8"))
+
+
+# At most this many ids are named per list in a session's audit entry (the counts say the rest).
+AUDIT_IDS = 100
+
+
+def _listed(ids: list[str]) -> list[str]:
+    return ids if len(ids) <= AUDIT_IDS else ids[:AUDIT_IDS] + [f"and {len(ids) - AUDIT_IDS} more"]
 
 
 # --- the sync-group key (mailbox bundles are sealed with it) ---------------------------

@@ -568,8 +568,10 @@ def test_import_note_keeps_a_signature_made_elsewhere(device: Device) -> None:
     )
     note = store.import_note(given)
     assert note.status == NoteStatus.SIGNED and note.signature.signer == "Dr Former System"
-    assert note.signature.signed_at == signed_at and note.signature.heads and note.signature.content_hash
-    assert note.addenda[0].content_hash and note.addenda[0].device_id == "device-a"
+    assert note.signature.signed_at == signed_at and note.signature.content_hash
+    # Re-signed by this device's key on import, with signer, credentials and time as given.
+    assert store.signature_state("imp").signed and note.signature.device_id == device.identity.device_id
+    assert note.addenda[0].content_hash and note.addenda[0].device_id == device.identity.device_id
     assert store.signed_version("imp").sections == given.sections
     assert notes_view_row(store, "imp") == ("signed", 0, 0, 1)  # signed the next morning: not late
     with pytest.raises(SignedNoteLocked):

@@ -146,6 +146,20 @@ def test_finding_1_a_forged_signed_note_is_a_tamper_finding_and_check_fails(two)
     assert kept and kept[0].note.sections == original.sections  # the signed original, readable
     done = cli_check(a)
     assert done.returncode != 0 and note_id in done.stderr and CANARY not in done.stderr + done.stdout
+    # The audit trail names what the sync changed and the finding, by id only.
+    session = [e for e in a.call(a.vault.audit.entries) if e.event == "sync_session"][-1]
+    assert note_id in session.details["merged_ids"]
+    assert f"{note_id}: tampered" in session.details["signature_findings"]
+    first = [e for e in a.call(a.vault.audit.entries) if e.event == "sync_session"][0]
+    assert first.details["arrived"] == [] and CANARY not in str(session.details)
+
+
+def test_the_audit_trail_names_the_notes_that_arrived(two):
+    a, b = two
+    note_id = signed_note(a)
+    direct(b, a)
+    session = [e for e in b.call(b.vault.audit.entries) if e.event == "sync_session"][-1]
+    assert note_id in session.details["arrived"] and session.details["signature_findings"] == []
 
 
 def test_finding_2_a_deleted_signed_addendum_is_detected_and_still_readable(two, box):
