@@ -7,11 +7,37 @@ shown verifies."""
 from __future__ import annotations
 
 from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from store import documents as D
 from store.signing import open_entry
 
-from test_convergence import NAMES, Device, _pair, apply_edit, settle, steps, sync_pair  # noqa: E402
+from test_convergence import NAMES, WORDS, Device, _pair, apply_edit, settle, sync_pair, syncs  # noqa: E402
+
+# Signing-heavy edits: signatures, addenda and resolutions on notes the devices share, with
+# typing between them (what makes signed content change after signing).
+sig_edits = st.tuples(
+    st.sampled_from(["text", "text", "sign", "sign", "sign", "addendum", "resolve", "resolve", "note"]),
+    st.integers(0, 16).map(lambda k: 3 * k + 1),  # notes made complete, so they can be signed
+    st.tuples(st.integers(0, 200), st.integers(0, 6), st.sampled_from(WORDS)),
+)
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("edit"), st.sampled_from(NAMES), sig_edits),
+        st.tuples(st.just("edit"), st.sampled_from(NAMES), sig_edits),
+        st.tuples(st.just("sync"), syncs),
+    ),
+    min_size=6,
+    max_size=20,
+)
+# Every run starts from one client with two complete drafts that all three devices hold.
+PREAMBLE = [
+    ("edit", "a", ("client", 1, (0, 0, "calm"))),
+    ("edit", "a", ("note", 1, (0, 0, "calm"))),
+    ("edit", "a", ("note", 2, (0, 0, "calm"))),
+    ("sync", (("a", "b"), "direct", False)),
+    ("sync", (("b", "c"), "mailbox", False)),
+]
 
 
 def signed_entries_on(device: Device) -> dict[tuple[str, str], str]:
@@ -59,7 +85,7 @@ def check_device(device: Device, made: dict[tuple[str, str], str]) -> tuple[int,
     return device.call(read)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(steps=steps, closing=settle)
 def test_every_signature_survives_any_interleaving_and_verifies(tmp_path_factory, steps, closing):
     root = tmp_path_factory.mktemp("signatures")
@@ -70,7 +96,7 @@ def test_every_signature_survives_any_interleaving_and_verifies(tmp_path_factory
     try:
         _pair(devices["a"], devices["b"])
         _pair(devices["b"], devices["c"])
-        for step in steps:
+        for step in PREAMBLE + steps:
             if step[0] == "edit":
                 apply_edit(devices[step[1]], step[2])
                 made.update(signed_entries_on(devices[step[1]]))
@@ -81,7 +107,7 @@ def test_every_signature_survives_any_interleaving_and_verifies(tmp_path_factory
             sync_pair(devices, pair, transport, False, folder)
         results = [check_device(d, made) for d in devices.values()]
         assert results[0] == results[1] == results[2]
-        event(f"signatures made: {min(len(made), 5)}+")
+        event(f"signed entries made: {min(len(made), 6)}+")
         event(f"conflicts at the end: {results[0][1] > 0}")
     finally:
         for d in devices.values():
