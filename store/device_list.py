@@ -12,9 +12,11 @@ document, and each entry is vouched for:
 
 Trust is computed, never read: this device trusts itself; a device is trusted when a device
 already trusted vouches for it with a signature that verifies against the voucher's
-certificate, and its certificate hashes to its id. Pairing writes mutual vouches (sync/peers.py
-calls `Replica.vouch_for`), so a device trusts the peers it paired with and, through their
-vouches, the peers they paired with.
+certificate, and its certificate hashes to its id. Pairing makes mutual vouches (sync/peers.py
+calls `Replica.vouch_for`): a device trusts the peers it paired with at once (kept on the
+device) and writes its vouches into the list once there is one (its first signature, or a list
+that arrives), so the group trusts, through their vouches, the peers they paired with. Until
+anyone signs, pairing adds no document to the record.
 
 Every entry is its own root key whose value never changes once written: concurrent
 additions on several devices merge without loss (a map keyed by id; two devices writing the
@@ -139,13 +141,19 @@ def _public_key(cert_pem: Any, device_id: str) -> ed25519.Ed25519PublicKey | Non
     return key
 
 
-def trust_from(doc: Document | None, me: DeviceIdentity) -> DeviceTrust:
-    """The devices trusted here: this one, and every device reachable from it by vouches
-    that verify. Unreadable or unverifiable entries are simply not trusted."""
+def trust_from(doc: Document | None, me: DeviceIdentity, paired: dict[str, Any] | None = None) -> DeviceTrust:
+    """The devices trusted here: this one, the devices it paired with and vouches for
+    (`paired`: device id -> (certificate, name), kept on this device), and every device reachable
+    from those by vouches in the list that verify. Unreadable or unverifiable entries are
+    simply not trusted."""
     own = _public_key(me.cert_pem, me.device_id)
     trusted: dict[str, TrustedDevice] = {}
     if own is not None:
         trusted[me.device_id] = TrustedDevice(me.device_id, me.name, own)
+    for device_id, (cert, name) in (paired or {}).items():
+        key = _public_key(cert, device_id)
+        if key is not None and device_id not in trusted:
+            trusted[device_id] = TrustedDevice(device_id, str(name or ""), key)
     if doc is None:
         return DeviceTrust(me.device_id, trusted)
     try:

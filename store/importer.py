@@ -1119,6 +1119,9 @@ def apply_import(
         # once every private write has succeeded; private commits last.
         with private.transaction():
             with record.transaction():
+                if built.as_given:
+                    # Signed here by key (`reissue_imported`): the device list carries the key.
+                    record.replica.list_this_device()
                 for documents in built.documents():
                     current = plan.items.get(documents[0][0], "the record")
                     record.insert_prepared(

@@ -330,7 +330,8 @@ class RecordStore:
                 raise ValidationFailed([("id", "a record with this id already exists")])
             self._doc(note.client_id, D.KIND_CLIENT)
             doc = D.imported_note_doc(note, D.actor_for(self._device_id), self._device_id)
-            self._reissue_legacy(doc, only_mine=False)  # signed here by key, as the file states it
+            if self._reissue_legacy(doc, only_mine=False):  # signed here by key, as the file states it
+                self.replica.list_this_device()
             self._docs.insert(note.id, D.KIND_NOTE, doc)
             project(self._conn, note.id, doc, late_entry_hours=self._late_hours())
         return D.note_from_doc(doc)
@@ -404,6 +405,8 @@ class RecordStore:
                 if doc is not None and self._reissue_legacy(doc, only_mine=True):
                     self._persist(note_id)
                     done += 1
+            if done:
+                self.replica.list_this_device()
             self.replica.local_put(_SIGNATURES_UPGRADED_KEY, str(done).encode())
         return done
 
@@ -703,6 +706,7 @@ class RecordStore:
                 D.put_status(tx, NoteStatus.SIGNED)
                 D.put_updated_at(tx, now)
             self._persist(note_id)
+            self.replica.list_this_device()  # the list carries the key that verifies it
             self._audit(Event.NOTE_SIGNED, note, note_id=note_id, signed_at=now.isoformat())
             return D.note_from_doc(doc)
 
@@ -724,8 +728,6 @@ class RecordStore:
         assert me is not None
         if self._key is None or self._key[0] != me.device_id:
             self._key = (me.device_id, me.private_key())
-        # The device list carries this device's certificate before anything it signs.
-        self.replica.list_this_device()
         return me, self._key[1]
 
     def _seal_note_signature(
@@ -808,6 +810,7 @@ class RecordStore:
                 D.put_signed_entry(tx, entry_id, envelope)
                 D.put_updated_at(tx, at)
             self._persist(note_id)
+            self.replica.list_this_device()
             self._audit(Event.ADDENDUM_ADDED, D.note_from_doc(doc), note_id=note_id, addendum_id=entry_id, **clock)
             return D.note_from_doc(doc)
 
@@ -893,6 +896,7 @@ class RecordStore:
                 D.put_status(tx, NoteStatus.SIGNED)
                 D.put_updated_at(tx, at)
             self._persist(note_id)
+            self.replica.list_this_device()
             self._audit(Event.SIGNATURE_CONFLICT_RESOLVED, note, note_id=note_id, choice=choice)
             return self.get_note(note_id)
 

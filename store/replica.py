@@ -20,6 +20,7 @@ the ids and wakes).
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -46,6 +47,8 @@ from store.projections import (
 )
 
 ChangeListener = Callable[[frozenset[str]], None]
+# The paired devices this device vouches for (store/device_list.py), local, never synced.
+_VOUCHED_KEY = "signing.vouched.v1"
 # (documents done, documents to do): sync's progress, as the app's progress bar takes it.
 ProgressCallback = Callable[[int, int], None]
 
@@ -120,7 +123,7 @@ class Replica:
         # until its transaction commits, then kept for the session's audit entry.
         self._pending_arrivals: dict[str, str] = {}
         self._arrivals: dict[str, str] = {}
-        self._trust: tuple[tuple[bytes, ...], DeviceTrust] | None = None
+        self._trust: tuple[tuple, DeviceTrust] | None = None
 
     # --- transactions and what they changed ----------------------------------------
 
@@ -207,6 +210,14 @@ class Replica:
     # --- what arrives --------------------------------------------------------------
 
     def apply_doc(self, doc_id: str, doc: Document) -> bool:
+        """Merges a document from another device; True if ours changed. A device list that
+        arrives gets this device's vouches (`list_this_device`)."""
+        changed = self._apply_doc(doc_id, doc)
+        if changed and doc_id == DEVICE_LIST_ID:
+            self.list_this_device()
+        return changed
+
+    def _apply_doc(self, doc_id: str, doc: Document) -> bool:
         """Merges a document from another device; True if ours changed.
 
         ForeignDocument (and nothing changed) for anything but a record document of a known
@@ -334,6 +345,9 @@ class Replica:
                     on_batch(done)
         finally:
             batches.close()  # stops the workers' part when a callback stops early
+        if DEVICE_LIST_ID in applied:
+            self.list_this_device()
+            applied[DEVICE_LIST_ID] = self._docs.heads_of(DEVICE_LIST_ID)
         return applied, refused
 
     def insert_prepared(
@@ -434,28 +448,58 @@ class Replica:
         me = self.identity()
         if me is None:
             return DeviceTrust("", {})
-        heads = tuple(sorted(self._docs.heads_of(DEVICE_LIST_ID)))
+        raw = self.local_get(_VOUCHED_KEY) or b""
+        heads = (tuple(sorted(self._docs.heads_of(DEVICE_LIST_ID))), raw)
         if self._trust is None or self._trust[0] != heads:
-            doc = self._docs.get(DEVICE_LIST_ID) if heads else None
-            self._trust = (heads, trust_from(doc, me))
+            doc = self._docs.get(DEVICE_LIST_ID) if heads[0] else None
+            paired = {k: (v.get("cert"), v.get("name", "")) for k, v in self._vouched().items()}
+            self._trust = (heads, trust_from(doc, me, paired))
         return self._trust[1]
 
     def vouch_for(self, device_id: str, name: str, cert_pem: str) -> None:
-        """Writes this device's vouch for a paired device into the device list (and its own
-        entry), so every device of the group can verify what either signs. Pairing calls it
-        (sync/peers.py); nothing happens in a bare store without an identity."""
+        """This device vouches for a paired device, so every device of the group can verify
+        what either signs. Pairing calls it (sync/peers.py). The vouch is kept here at once
+        (this device trusts its peer from now on) and written into the device list as soon as
+        there is one: when this device first signs, or a device list arrives; until anyone
+        signs, pairing adds no document to the record. Nothing happens in a bare store
+        without an identity."""
         if fingerprint(cert_pem) != device_id:
             raise ValueError("certificate does not match device id")
+        if self.identity() is None:
+            return
+        with self._tx:
+            vouched = self._vouched()
+            vouched[device_id] = {"name": name[:100], "cert": cert_pem}
+            self.local_put(_VOUCHED_KEY, json.dumps(vouched, sort_keys=True).encode("utf-8"))
+            if self._docs.kind(DEVICE_LIST_ID) is not None:
+                self.list_this_device()
+
+    def _vouched(self) -> dict[str, dict[str, str]]:
+        """The paired devices this device vouches for: {device id: {name, cert}} (local)."""
+        raw = self.local_get(_VOUCHED_KEY)
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            return {}
+        return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+
+    def list_this_device(self) -> None:
+        """This device's own entry and its vouches in the device list (before its first
+        signature, and whenever a device list arrives)."""
         me = self.identity()
         if me is None:
             return
-        self._write_device_list(lambda doc: add_vouch(doc, me, me.cert_pem, me.name) | add_vouch(doc, me, cert_pem, name))
+        vouched = self._vouched()
 
-    def list_this_device(self) -> None:
-        """This device's own entry in the device list (before its first signature)."""
-        me = self.identity()
-        if me is not None:
-            self._write_device_list(lambda doc: add_vouch(doc, me, me.cert_pem, me.name))
+        def add(doc: Document) -> bool:
+            changed = add_vouch(doc, me, me.cert_pem, me.name)
+            for entry in vouched.values():
+                cert, name = entry.get("cert"), entry.get("name", "")
+                if isinstance(cert, str) and isinstance(name, str):
+                    changed = add_vouch(doc, me, cert, name) or changed
+            return changed
+
+        self._write_device_list(add)
 
     def _write_device_list(self, change: Callable[[Document], bool]) -> None:
         with self._tx:

@@ -153,6 +153,7 @@ def test_a_vouch_by_an_untrusted_device_adds_no_trust(devices):
     a, b, c = devices
     pair(b, c)  # c trusts b; a vouched for by nobody c trusts
     a.store.vouch_for(c.identity.device_id, "c", c.identity.cert_pem)  # a's claim about c
+    a.store.replica.list_this_device()  # into a's device list (as when a first signs)
     share(a, c, DEVICE_LIST_ID)
     assert a.identity.device_id not in c.store.replica.device_trust().devices
     assert b.identity.device_id in c.store.replica.device_trust().devices
@@ -163,6 +164,8 @@ def test_concurrent_additions_to_the_device_list_all_survive(devices):
     pair(a, b)
     a.store.vouch_for(c.identity.device_id, "c", c.identity.cert_pem)
     b.store.vouch_for(c.identity.device_id, "c", c.identity.cert_pem)
+    for d in (a, b):  # both lists made at once, on two devices, then merged
+        d.store.replica.list_this_device()
     share(a, b, DEVICE_LIST_ID)
     share(b, a, DEVICE_LIST_ID)
     keys = set(D._MapView(a.store.load_doc(DEVICE_LIST_ID), ROOT).keys())
