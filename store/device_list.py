@@ -14,8 +14,8 @@ Trust is computed, never read: this device trusts itself; a device is trusted wh
 already trusted vouches for it with a signature that verifies against the voucher's
 certificate, and its certificate hashes to its id. Pairing makes mutual vouches (sync/peers.py
 calls `Replica.vouch_for`): a device trusts the peers it paired with at once (kept on the
-device) and writes its vouches into the list once there is one (its first signature, or a list
-that arrives), so the group trusts, through their vouches, the peers they paired with. Until
+device) and writes its vouches into the list once there is one (its first signature, or the end
+of a sync that brought one), so the group trusts, through their vouches, the peers they paired with. Until
 anyone signs, pairing adds no document to the record.
 
 Every entry is its own root key whose value never changes once written: concurrent

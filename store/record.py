@@ -997,6 +997,9 @@ class RecordStore:
     def vouch_for(self, device_id: str, name: str, cert_pem: str) -> None:
         self.replica.vouch_for(device_id, name, cert_pem)
 
+    def share_vouches(self) -> None:
+        self.replica.share_vouches()
+
     def take_sync_log(self) -> dict[str, str]:
         return self.replica.take_sync_log()
 

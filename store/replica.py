@@ -80,6 +80,7 @@ class RecordReplica(Protocol):
     def add_listener(self, listener: ChangeListener) -> None: ...
     def remove_listener(self, listener: ChangeListener) -> None: ...
     def vouch_for(self, device_id: str, name: str, cert_pem: str) -> None: ...
+    def share_vouches(self) -> None: ...
     def take_sync_log(self) -> dict[str, str]: ...
     def signature_findings_among(self, doc_ids: set[str] | frozenset[str]) -> dict[str, str]: ...
 
@@ -210,14 +211,6 @@ class Replica:
     # --- what arrives --------------------------------------------------------------
 
     def apply_doc(self, doc_id: str, doc: Document) -> bool:
-        """Merges a document from another device; True if ours changed. A device list that
-        arrives gets this device's vouches (`list_this_device`)."""
-        changed = self._apply_doc(doc_id, doc)
-        if changed and doc_id == DEVICE_LIST_ID:
-            self.list_this_device()
-        return changed
-
-    def _apply_doc(self, doc_id: str, doc: Document) -> bool:
         """Merges a document from another device; True if ours changed.
 
         ForeignDocument (and nothing changed) for anything but a record document of a known
@@ -345,9 +338,6 @@ class Replica:
                     on_batch(done)
         finally:
             batches.close()  # stops the workers' part when a callback stops early
-        if DEVICE_LIST_ID in applied:
-            self.list_this_device()
-            applied[DEVICE_LIST_ID] = self._docs.heads_of(DEVICE_LIST_ID)
         return applied, refused
 
     def insert_prepared(
@@ -460,7 +450,7 @@ class Replica:
         """This device vouches for a paired device, so every device of the group can verify
         what either signs. Pairing calls it (sync/peers.py). The vouch is kept here at once
         (this device trusts its peer from now on) and written into the device list as soon as
-        there is one: when this device first signs, or a device list arrives; until anyone
+        there is one: when this device first signs, or after a sync brought one; until anyone
         signs, pairing adds no document to the record. Nothing happens in a bare store
         without an identity."""
         if fingerprint(cert_pem) != device_id:
@@ -473,6 +463,13 @@ class Replica:
             self.local_put(_VOUCHED_KEY, json.dumps(vouched, sort_keys=True).encode("utf-8"))
             if self._docs.kind(DEVICE_LIST_ID) is not None:
                 self.list_this_device()
+
+    def share_vouches(self) -> None:
+        """Writes this device's vouches into the device list when one has arrived and lacks
+        them. Called when a sync session has ended (sync/peers.py), never during one: a
+        write while documents are compared would leave the two sides apart."""
+        if self._docs.kind(DEVICE_LIST_ID) is not None:
+            self.list_this_device()
 
     def _vouched(self) -> dict[str, dict[str, str]]:
         """The paired devices this device vouches for: {device id: {name, cert}} (local)."""

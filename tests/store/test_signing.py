@@ -43,8 +43,10 @@ def pair(x: Device, y: Device) -> None:
 
 
 def share(src: Device, dst: Device, *doc_ids: str) -> None:
+    """A sync from src to dst, as the intake sees it, and its end (the vouches shared)."""
     for doc_id in doc_ids or tuple(src.store.doc_heads()):
         dst.store.apply_doc(doc_id, src.store.load_doc(doc_id))
+    dst.store.share_vouches()
 
 
 @pytest.fixture
