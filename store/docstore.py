@@ -73,6 +73,11 @@ class DocStore:
         # Ids written in the open transaction: what its commit reports (store/replica.py).
         self._written: set[str] = set()
 
+    @property
+    def actor(self) -> bytes:
+        """The actor this device's changes carry (documents it creates start with it)."""
+        return self._actor
+
     # --- reading ----------------------------------------------------------------
 
     def exists(self, doc_id: str) -> bool:

@@ -6,9 +6,12 @@ client          type="client", schema, id, display_name, date_of_birth, created_
                 identifiers {name: value}, diagnoses {code: {description, order}},
                 goals {goal_id: {description, objective, active, order}}
 progress_note   type="progress_note", schema, id, client_id, format, status,
-                sections {key: Text}, facts {...}, signature {...} | null,
-                previous_signatures [..], addenda [{...}], entered_in_error {...} | null,
-                resolution {...} | null, created_at, updated_at
+                sections {key: Text}, facts {...}, "signed:<id>": envelope (one root key per
+                signature, addendum or resolution signed by key, store/signing.py),
+                signature {...} | null and previous_signatures [..] (the earlier form, before
+                signatures were verified), addenda [{...}] (of the earlier form),
+                entered_in_error {...} | null, resolution {...} | null, created_at, updated_at
+device_list     see store/device_list.py
 
 Everything that merges field by field is a map; sets are maps keyed by value (so concurrent
 adds never duplicate); sections are Text so concurrent typing merges character by character.
@@ -753,7 +756,14 @@ def note_from_doc(doc: Document, heads: Heads = None) -> ProgressNote:
         a = _model(Addendum, _map_dict(doc, _child(doc, lst, i, ObjType.Map, heads), heads))
         if a is not None:
             addenda.append(a)
-    signature = signature_from_map(doc, root.child("signature", ObjType.Map), heads)
+    # Signed entries (store/signing.py), read as they claim to be: whether they verify is
+    # the signature state's question (store/signature_state.py), not this reader's.
+    payloads = [p for p in (envelope_payload(e) for e in signed_entries(doc, heads, root).values()) if p is not None]
+    # An addendum re-issued by key (an upgrade, an import) replaces its earlier form.
+    signed_addenda = {a.id: a for a in (_addendum_of(p) for p in payloads if p.get("kind") == "addendum") if a}
+    addenda = [a for a in addenda if a.id not in signed_addenda] + list(signed_addenda.values())
+    addenda.sort(key=lambda a: (a.signed_at, a.id))
+    signature = _latest_signature(payloads) or signature_from_map(doc, root.child("signature", ObjType.Map), heads)
     status = _enum(NoteStatus, root.scalar("status")) or NoteStatus.DRAFT
     eie = _model(EnteredInError, _map_dict(doc, root.child("entered_in_error", ObjType.Map), heads))
     if status == NoteStatus.ENTERED_IN_ERROR and eie is None:
@@ -781,6 +791,105 @@ def note_from_doc(doc: Document, heads: Heads = None) -> ProgressNote:
         ),
         context=STORED,
     )
+
+
+# --- signed entries (store/signing.py) ------------------------------------------------------
+
+SIGNED_PREFIX = "signed:"
+ENVELOPE_VERSION = 1  # of the envelope and of every payload (store/signing.py)
+NOTE_CONTENT_FIELDS = ("client_id", "format", "sections", "facts")
+
+
+def signed_entries(doc: Document, heads: Heads = None, root: _MapView | None = None) -> dict[str, Any]:
+    """entry id -> the envelope stored under "signed:<id>" at the root (any value: a reader
+    that checks it says what is wrong with one that is not a string)."""
+    view = root if root is not None else _MapView(doc, ROOT, heads)
+    return {k[len(SIGNED_PREFIX):]: view.scalar(k) for k in view.keys() if k.startswith(SIGNED_PREFIX)}
+
+
+def envelope_parts(envelope: Any) -> tuple[dict[str, Any], bytes, bytes] | None:
+    """(payload, its bytes as signed, signature bytes) of an envelope, or None."""
+    if not isinstance(envelope, str):
+        return None
+    try:
+        outer = json.loads(envelope)
+        data = outer["payload"].encode("utf-8")
+        sig = bytes.fromhex(outer["sig"])
+        payload = json.loads(data)
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeError, RecursionError):
+        return None
+    return (payload, data, sig) if isinstance(payload, dict) else None
+
+
+def envelope_payload(envelope: Any) -> dict[str, Any] | None:
+    parts = envelope_parts(envelope)
+    return None if parts is None else parts[0]
+
+
+def payload_content_hash(payload: dict[str, Any]) -> str:
+    """`content_hash` of the note content a note signature's payload holds (the payload keeps
+    it in the canonical form `content_hash` hashes)."""
+    return hashlib.sha256(canonical_json({k: payload.get(k) for k in NOTE_CONTENT_FIELDS})).hexdigest()
+
+
+def _latest_signature(payloads: list[dict[str, Any]]) -> Signature | None:
+    """The newest note signature among the entries, as the note's `signature` (for lists,
+    late-entry flags and the signer line; the signature state says whether it verifies)."""
+    notes = [p for p in payloads if p.get("kind") == "note" and isinstance(p.get("signed_at"), str)]
+    settled: set[str] = set()
+    for p in payloads:
+        if p.get("kind") == "note" and isinstance(p.get("supersedes"), list):
+            settled.update(str(x) for x in p["supersedes"])
+        elif p.get("kind") == "resolution" and isinstance(p.get("settles"), list):
+            settled.update(str(x) for x in p["settles"] if x != p.get("keeps"))
+    # Standing signatures first, newest first.
+    order = sorted(notes, key=lambda p: (p.get("id") not in settled, str(p.get("signed_at")), str(p.get("id"))), reverse=True)
+    for p in order:
+        s = _model(
+            Signature,
+            {
+                "signer": p.get("signer"),
+                "credentials": p.get("credentials"),
+                "signed_at": p.get("signed_at"),
+                "device_id": p.get("device_id"),
+                "heads": [],
+                "content_hash": payload_content_hash(p),
+            },
+        )
+        if s is not None:
+            return s
+    return None
+
+
+def _addendum_of(p: dict[str, Any]) -> Addendum | None:
+    """The addendum a signed payload holds. Its content hash is `addendum_hash` of what it
+    says (the same on every device that holds it, whichever device's key signed it)."""
+    signed_at = _datetime(p.get("signed_at"))
+    strings = [p.get(k) for k in ("note_id", "text", "reason", "signer", "credentials")]
+    if signed_at is None or not all(isinstance(v, str) for v in strings):
+        return None
+    return _model(
+        Addendum,
+        {
+            "id": p.get("id"),
+            "text": p.get("text"),
+            "reason": p.get("reason"),
+            "signer": p.get("signer"),
+            "credentials": p.get("credentials"),
+            "signed_at": p.get("signed_at"),
+            "device_id": p.get("device_id"),
+            "content_hash": addendum_hash(*strings, signed_at),  # type: ignore[arg-type]
+        },
+    )
+
+
+def put_signed_entry(tx: Any, entry_id: str, envelope: str) -> None:
+    tx.put(ROOT, SIGNED_PREFIX + entry_id, ScalarType.Str, envelope)
+
+
+def legacy_signature(doc: Document) -> Signature | None:
+    """The signature map of the earlier form (a content hash and heads), if the note has one."""
+    return signature_from_map(doc, _child(doc, ROOT, "signature", ObjType.Map))
 
 
 def previous_signatures(doc: Document) -> list[Signature]:

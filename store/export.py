@@ -29,7 +29,8 @@ from pathlib import Path
 from store.errors import ExportFailed, ValidationFailed
 from store.models import Client, ClinicianSettings, NoteStatus, ProgressNote
 from store.outcomes import Outcomes, outcomes_from
-from store.projections import has_signature_conflict, is_late_entry
+from store.projections import is_late_entry
+from store.signature_state import SignatureStatus
 from store.vaultfile import fsync_dir
 
 FORMATS = ("pdf", "json")
@@ -46,6 +47,18 @@ class ExportedNote:
     note: ProgressNote
     late_entry: bool = False
     signature_conflict: bool = False
+    # The verified signature state (store/signature_state.py). A note whose signature fails
+    # verification is exported marked as such, never as signed: its `note` has no signature.
+    signature_status: str = ""
+    findings: tuple[str, ...] = ()
+
+    @property
+    def fails_verification(self) -> bool:
+        return self.signature_status == "tampered"
+
+    @property
+    def legacy_signature(self) -> bool:
+        return self.signature_status == "legacy"
 
     @property
     def draft(self) -> bool:
@@ -141,8 +154,11 @@ def _row_id(row) -> str:
     return get("note_id") or get("id")
 
 
-def _released_version(record, note: ProgressNote) -> tuple[ProgressNote, bool]:
-    if not has_signature_conflict(note):
+def _released_version(record, note: ProgressNote, state) -> tuple[ProgressNote, bool]:
+    if state.status == SignatureStatus.TAMPERED:
+        # Never exported as signed: the content as it reads, without a signature.
+        return note.model_copy(update={"signature": None, "addenda": list(state.addenda)}), False
+    if state.status != SignatureStatus.CONFLICT:
         return note, False
     signed = record.signed_version(note.id)
     if signed is None:
@@ -185,8 +201,14 @@ def collect(
             continue
         if note.status == NoteStatus.DRAFT and not include_drafts:
             continue
-        shown, conflict = _released_version(record, note)
-        notes.append(ExportedNote(shown, is_late_entry(note, settings.late_entry_hours), conflict))
+        state = record.signature_state(note.id)
+        shown, conflict = _released_version(record, note, state)
+        notes.append(
+            ExportedNote(
+                shown, is_late_entry(note, settings.late_entry_hours), conflict,
+                signature_status=state.status.value, findings=state.findings,
+            )
+        )
     notes.sort(key=lambda n: (n.note.facts.date_of_service, n.note.facts.start_time or datetime.min.time(), n.note.id))
     return RecordExport(
         client=client,
@@ -251,6 +273,15 @@ def _note_json(note: ProgressNote) -> dict:
     return data
 
 
+def _exported_note_json(exported: ExportedNote) -> dict:
+    data = _note_json(exported.note)
+    if exported.fails_verification:
+        # Marked, never signed: the import format has no signature for it, so importing
+        # this file refuses the note by name rather than storing it as signed.
+        data["signature_verification"] = {"status": "failed", "findings": list(exported.findings)}
+    return data
+
+
 def to_import_document(export: RecordExport) -> dict:
     """The export in the `notewell import` format (docs/import-format.md): one client, its
     progress notes in date order, and never a process note."""
@@ -258,7 +289,7 @@ def to_import_document(export: RecordExport) -> dict:
         "kind": IMPORT_KIND,
         "version": IMPORT_VERSION,
         "clients": [_client_json(export.client)],
-        "progress_notes": [_note_json(n.note) for n in export.notes],
+        "progress_notes": [_exported_note_json(n) for n in export.notes],
         "process_notes": [],
     }
 

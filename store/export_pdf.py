@@ -271,6 +271,13 @@ def _note_section(w: _Writer, exported, client: Client, late_hours: int) -> None
         w.label("ENTERED IN ERROR.")
     if exported.late_entry:
         w.label(f"LATE ENTRY: signed more than {late_hours} hours after the session ended.")
+    if exported.fails_verification:
+        w.label(
+            "FAILS SIGNATURE VERIFICATION: this note is not signed as it reads. What failed: "
+            + " ".join(exported.findings)
+        )
+    elif exported.legacy_signature:
+        w.label("SIGNED BEFORE VERIFICATION EXISTED: the signature below is not verified by key.")
     if exported.signature_conflict:
         w.label(
             "SIGNATURE CONFLICT: the note was edited on another device while it was being signed; "
@@ -286,6 +293,8 @@ def _note_section(w: _Writer, exported, client: Client, late_hours: int) -> None
         w.field("Electronically signed", f"{s.signer}, {s.credentials}, on {_when(s.signed_at)}")
         w.field("Signing device", s.device_id[:16])
         w.field("Content SHA-256", s.content_hash)
+    elif exported.fails_verification:
+        w.field("Signature", "fails verification")
     elif not exported.draft:
         w.field("Signature", "none")
     if note.resolution:

@@ -1074,6 +1074,9 @@ def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client]) -> _B
                     built.add_problems(result[1])
                     continue
                 kind, doc_id, data, heads, view, fts, extra = result
+                if section == "progress_notes" and extra[1] != NoteStatus.DRAFT.value:
+                    # Signed here by key, signer, credentials and time as the file states them.
+                    data, heads = record.reissue_imported(data)
                 good.append((doc_id, kind, data, heads, view, fts))
                 if section == "clients":
                     summaries.setdefault(extra[0], extra)
@@ -1137,6 +1140,9 @@ def apply_import(
         # once every private write has succeeded; private commits last.
         with private.transaction():
             with record.transaction():
+                if built.as_given:
+                    # Signed here by key (`reissue_imported`): the device list carries the key.
+                    record.replica.list_this_device()
                 for documents in built.documents():
                     current = plan.items.get(documents[0][0], "the record")
                     record.replica.insert_prepared(

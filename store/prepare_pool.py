@@ -142,6 +142,11 @@ class _Worker:
 
     def close(self) -> None:
         self.dead = True
+        if self.lock.locked():
+            # A feeder is mid-conversation, perhaps blocked writing a chunk larger than the
+            # pipe to a worker that reads nothing (stopped, hung): closing stdin would wait
+            # for that write forever. Ending the worker breaks the pipe and frees the feeder.
+            self.proc.kill()
         try:
             self.proc.stdin.close()
         except OSError:

@@ -27,6 +27,7 @@ from store.documents import (
 )
 from store.models import Client, NoteStatus, ProgressNote, implausible_dates, section_title
 from store.overdue import session_end
+from store.signature_state import signature_state
 
 Loader = Callable[[str], Document | None]
 
@@ -152,8 +153,12 @@ def client_fts(client: Client) -> tuple:
     return (client.id, KIND_CLIENT, client.id, client.display_name, "\n".join(parts))
 
 
-def note_row(note: ProgressNote, late_entry_hours: int) -> tuple:
+def note_row(note: ProgressNote, late_entry_hours: int, signature_conflict: bool | None = None) -> tuple:
+    """The notes_view row. `signature_conflict`: the structural signature state's answer
+    (store/signature_state.py) when the caller has the document; else the note alone says."""
     f = note.facts
+    if signature_conflict is None:
+        signature_conflict = has_signature_conflict(note)
     return (
         note.id,
         note.client_id,
@@ -165,7 +170,7 @@ def note_row(note: ProgressNote, late_entry_hours: int) -> tuple:
         f.cpt_code,
         note.status.value,
         int(is_late_entry(note, late_entry_hours)),
-        int(has_signature_conflict(note)),
+        int(signature_conflict),
         note.signature.signed_at.isoformat() if note.signature else None,
         f.phq9,
         f.gad7,
@@ -197,7 +202,10 @@ def rows_of(kind: str | None, model, doc: Document, late_entry_hours: int) -> tu
     if kind == KIND_CLIENT:
         return client_row(model, client_updated_at(doc)), client_fts(model)
     if kind == KIND_NOTE:
-        return note_row(model, late_entry_hours), note_fts(model)
+        # Conflicts and structural findings (no keys at hand here): the list column and the
+        # sync counts; every read that shows a note as signed verifies it with keys.
+        attention = signature_state(doc, None, note=model).needs_attention
+        return note_row(model, late_entry_hours, attention), note_fts(model)
     return None, None
 
 
@@ -233,13 +241,14 @@ def prepare_whole(doc_id: str, data: bytes, late_entry_hours: int) -> tuple | st
 
 def _prepare_whole(doc_id: str, data: bytes, late_entry_hours: int) -> tuple | str | None:
     doc = Document.load(bytes(data))
-    if record_kind(doc_id, doc) is None:
+    stored_kind = record_kind(doc_id, doc)
+    if stored_kind is None:
         return None
-    kind, model = read_record(doc)
+    kind, model = read_record(doc)  # (None, None) for the device list: no rows
     if implausible_dates(model):
         return IMPLAUSIBLE_DATES
     view, fts = rows_of(kind, model, doc, late_entry_hours)
-    return kind, view, fts, doc.get_heads()
+    return stored_kind, view, fts, doc.get_heads()
 
 
 def prepare_whole_many(items: list[tuple[str, bytes]], late_entry_hours: int) -> list[tuple | None]:
@@ -326,7 +335,8 @@ def project_new(conn, rows: list[tuple[str, str, tuple, tuple]]) -> None:
     if notes:
         conn.executemany(f"INSERT INTO notes_view VALUES ({','.join('?' * len(NOTE_COLUMNS))})", notes)
     base = conn.execute("SELECT coalesce(max(rowid), 0) FROM record_fts").fetchone()[0]
-    fts = [(base + i + 1, doc_id, *f[1:]) for i, (doc_id, _k, _v, f) in enumerate(rows)]
+    indexed = [r for r in rows if r[3] is not None]  # the device list has no rows
+    fts = [(base + i + 1, doc_id, *f[1:]) for i, (doc_id, _k, _v, f) in enumerate(indexed)]
     conn.executemany("INSERT INTO record_fts(rowid, doc_id, kind, client_id, title, body) VALUES (?,?,?,?,?,?)", fts)
     conn.executemany("INSERT INTO record_fts_rows(doc_id, fts_rowid) VALUES (?,?)", [(r[1], r[0]) for r in fts])
 

@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from automerge.core import Document
 
 from store import documents as D
+from store import signing
 from store import compliance as checklist
 from store.audit import AuditLog, Event
 from store.automerge_guard import guard_public_methods, panic_or
 from store.database import WriteTransactions, migrate
-from store.docstore import DocStore
+from store.docstore import DocStore, pack_heads
 from store.docstore import _v1 as _docstore_v1
 from store.docstore import _v2 as _docstore_v2
 from store.errors import (
@@ -36,8 +37,12 @@ from store.errors import (
     SignedNoteLocked,
     SignerUnknown,
     ValidationFailed,
+    VaultBusy,
 )
+from store.device_identity import ensure_identity
+from store.device_list import DEVICE_LIST_ID
 from store.fts import fts_query, snippet_sql
+from store.signature_state import LEGACY_ENTRY, SignatureState, SignatureStatus, SignedVersion, signature_state
 from store.models import (
     FORMAT_SECTIONS,
     Addendum,
@@ -58,7 +63,6 @@ from store.projections import _v1 as _projections_v1
 from store.replica import Replica, forget_cached_documents
 from store.doc_ids import DOC_ID_RULE, is_doc_id
 from store.projections import (
-    has_signature_conflict,
     project,
     project_section_edit,
     projection_mismatches,
@@ -68,6 +72,8 @@ from store.projections import (
 )
 
 _LATE_HOURS_KEY = "projection.late_entry_hours"
+# Set once this vault's signatures of the earlier form were re-issued (`upgrade_signatures`).
+_SIGNATURES_UPGRADED_KEY = "signing.upgraded.v1"
 
 RESOLUTION_CHOICES = ("addendum", "resign")
 
@@ -83,7 +89,28 @@ def _v1(conn) -> None:
     _v1_local(conn)
 
 
-MIGRATIONS = [_v1, _docstore_v2]
+def _v3_signatures(conn) -> None:
+    # Signed entries of a note that a merge removed or altered, as this device held them
+    # (store/replica.py): local, never synced, so a sync cannot make a signature vanish.
+    conn.execute(
+        "CREATE TABLE signature_kept(note_id TEXT NOT NULL, entry_id TEXT NOT NULL, "
+        "envelope TEXT NOT NULL, PRIMARY KEY(note_id, entry_id))"
+    )
+    # Each signed note's verified state, for the version of the note and of the device list
+    # it was computed at (a cache: a stale or missing row is computed again when read).
+    conn.execute(
+        "CREATE TABLE signature_checks(note_id TEXT PRIMARY KEY, heads BLOB NOT NULL, "
+        "trust BLOB NOT NULL, status TEXT NOT NULL)"
+    )
+    if conn.execute("SELECT 1 FROM documents LIMIT 1").fetchone() is None:
+        # A new record holds no signature of the earlier form: nothing to upgrade, and
+        # opening it never needs to write (`upgrade_signatures`).
+        conn.execute(
+            "INSERT OR REPLACE INTO local_kv(key, value) VALUES (?, ?)", (_SIGNATURES_UPGRADED_KEY, b"0")
+        )
+
+
+MIGRATIONS = [_v1, _docstore_v2, _v3_signatures]
 
 
 @dataclass(frozen=True)
@@ -113,6 +140,9 @@ class NoteRow:
     gad7: int | None
     addenda_count: int
     updated_at: str
+    # The verified signature state ("verified", "conflict", "tampered", "legacy", "unsigned"),
+    # when the row was read with `verify_rows`; "" when not verified (store/signature_state.py).
+    signature_status: str = ""
 
 
 @dataclass(frozen=True)
@@ -142,6 +172,10 @@ _NOTE_ROW_SQL = (
     "status, late_entry, signature_conflict, signed_at, phq9, gad7, addenda_count, updated_at "
     "FROM notes_view"
 )
+
+
+def _plain_draft(row: NoteRow) -> bool:
+    return row.status == NoteStatus.DRAFT and not row.signature_conflict and row.signed_at is None
 
 
 def _note_row(r) -> NoteRow:
@@ -175,6 +209,7 @@ class RecordStore:
         self._now = now
         self._conn = conn
         self._device_id = device_id
+        self._key = None  # (device id, Ed25519 private key), read once when first signing
         self._settings = settings
         migrate(conn, MIGRATIONS)
         self._docs = DocStore(conn, actor=D.actor_for(device_id))
@@ -296,9 +331,85 @@ class RecordStore:
                 raise ValidationFailed([("id", "a record with this id already exists")])
             self._doc(note.client_id, D.KIND_CLIENT)
             doc = D.imported_note_doc(note, D.actor_for(self._device_id), self._device_id)
+            if self._reissue_legacy(doc, only_mine=False):  # signed here by key, as the file states it
+                self.replica.list_this_device()
             self._docs.insert(note.id, D.KIND_NOTE, doc)
             project(self._conn, note.id, doc, late_entry_hours=self._late_hours())
         return D.note_from_doc(doc)
+
+    # --- signatures from before verification, and imported ones --------------------
+
+    def _reissue_legacy(self, doc: Document, *, only_mine: bool) -> bool:
+        """Re-issues a signature of the earlier form (a content hash and heads in the note)
+        as a signed entry by this device's key, with the signer, credentials and time it
+        states; likewise its addenda. `only_mine`: only what this device signed (a vault's
+        upgrade); otherwise all (an import, which this device vouches for as it stores it).
+        A signature whose signed content cannot be recovered stays as it is (shown as
+        signed before verification existed). False when nothing was re-issued."""
+        if any((D.envelope_payload(e) or {}).get("kind") == signing.KIND_NOTE_SIGNATURE
+               for e in D.signed_entries(doc).values()):
+            return False
+        legacy = D.legacy_signature(doc)
+        if legacy is None:
+            return False
+        me, key = self._signing_key()
+        mine = {me.device_id, self._device_id}
+        if only_mine and legacy.device_id not in mine:
+            return False
+        current = D.note_from_doc(doc)
+        signed = self._at_signature(doc, legacy) if legacy.heads else None
+        if signed is None or D.content_hash(signed) != legacy.content_hash:
+            signed = current if D.content_hash(current) == legacy.content_hash or not legacy.content_hash else None
+        if signed is None:
+            return False
+        entry_id = signing.new_entry_id()
+        payload = signing.note_payload(
+            signed, entry_id=entry_id, signer=legacy.signer, credentials=legacy.credentials,
+            signed_at=legacy.signed_at, device_id=me.device_id,
+        )
+        entries = [(entry_id, signing.seal(key, payload))]
+        amends = D.payload_content_hash(payload)
+        for a in current.addenda:
+            if only_mine and a.device_id not in mine:
+                continue
+            add = signing.addendum_payload(
+                entry_id=a.id, note_id=current.id, text=a.text, reason=a.reason, signer=a.signer,
+                credentials=a.credentials, signed_at=a.signed_at, device_id=me.device_id,
+                amends=amends, amends_signature=entry_id,
+            )
+            entries.append((a.id, signing.seal(key, add)))
+        with doc.transaction() as tx:
+            for eid, envelope in entries:
+                D.put_signed_entry(tx, eid, envelope)
+        return True
+
+    def reissue_imported(self, data: bytes) -> tuple[bytes, list[bytes]]:
+        """A signed note's document built from an import file (store/importer.py), with its
+        signature and addenda re-issued by this device's key, signer, credentials and times
+        as the file states them (docs/import-format.md). Returns its bytes and heads."""
+        doc = Document.load(bytes(data))
+        doc.set_actor(self._docs.actor)
+        self._reissue_legacy(doc, only_mine=False)
+        return doc.save(), doc.get_heads()
+
+    def upgrade_signatures(self) -> int:
+        """Once per vault, on open: the signatures of the earlier form that this device made
+        are re-issued by its key; the others stay, shown as signed before verification
+        existed (never trusted, never lost). Returns how many notes were re-issued."""
+        if self.replica.local_get(_SIGNATURES_UPGRADED_KEY) is not None:
+            return 0
+        done = 0
+        with self.transaction():
+            ids = [r[0] for r in self._conn.execute("SELECT note_id FROM notes_view WHERE signed_at IS NOT NULL")]
+            for note_id in ids:
+                doc = self._docs.get(note_id)
+                if doc is not None and self._reissue_legacy(doc, only_mine=True):
+                    self._persist(note_id)
+                    done += 1
+            if done:
+                self.replica.list_this_device()
+            self.replica.local_put(_SIGNATURES_UPGRADED_KEY, str(done).encode())
+        return done
 
     def set_section(self, note_id: str, key: str, text: str) -> None:
         """The typing path: a diff of old and new text applied as one small splice, on the
@@ -450,12 +561,32 @@ class RecordStore:
             return self.get_note(note_id)
 
     def get_note(self, note_id: str) -> ProgressNote:
-        return D.note_from_doc(self._doc(note_id, D.KIND_NOTE))
-
-    def signed_version(self, note_id: str) -> ProgressNote | None:
-        """The note as it was when signed (read at the signature's heads), or None."""
+        """The note as the record holds it. A note whose signature conflict was settled by an
+        addendum reads as its standing signature covers it (the edits are in the addendum)."""
         doc = self._doc(note_id, D.KIND_NOTE)
         note = D.note_from_doc(doc)
+        if not D.signed_entries(doc):
+            return note
+        state = self._state_of(doc, note)
+        shown = state.shown
+        if shown is None or shown.content_hash == state.current_hash:
+            return note
+        return note.model_copy(
+            update={k: getattr(shown.note, k) for k in ("client_id", "format", "sections", "facts")}
+        )
+
+    def signed_version(self, note_id: str) -> ProgressNote | None:
+        """The note as signed: the content its standing signature covers (kept in the
+        signature itself), or for a note signed before verification existed, as it was at
+        its signature's heads. None when unsigned."""
+        doc = self._doc(note_id, D.KIND_NOTE)
+        note = D.note_from_doc(doc)
+        state = self._state_of(doc, note)
+        if state.shown is not None and state.shown.entry_id != LEGACY_ENTRY:
+            return state.shown.note
+        standing = state.standing() or [v for v in state.versions if v.verified]
+        if standing:
+            return standing[-1].note
         if note.signature is None:
             return None
         return self._at_signature(doc, note.signature)
@@ -477,6 +608,55 @@ class RecordStore:
             (client_id,),
         ).fetchall()
         return [_note_row(r) for r in rows]
+
+    def verify_rows(self, rows: list[NoteRow]) -> list[NoteRow]:
+        """The rows with each note's signature verified (`signature_status`): what a list
+        that shows notes as signed reads. Drafts are not read; a signed note is verified
+        once per version of it and of the device list (`verified_statuses`)."""
+        signed = [r.note_id for r in rows if not _plain_draft(r)]
+        statuses = self.verified_statuses(signed)
+        return [
+            replace(r, signature_status=statuses.get(r.note_id, SignatureStatus.UNSIGNED.value)) for r in rows
+        ]
+
+    def verified_statuses(self, note_ids: list[str]) -> dict[str, str]:
+        """note id -> its verified signature status. Each is verified once per version of the
+        note and of the device list: the result is kept in `signature_checks` (local), so a
+        list or the To do queue costs a lookup per note after the first time."""
+        if not note_ids:
+            return {}
+        trust = pack_heads(sorted(self.replica.doc_heads_of(DEVICE_LIST_ID)))
+        wanted = set(note_ids)
+        heads = {k: pack_heads(sorted(v)) for k, v in self._docs.all_heads().items() if k in wanted}
+        cached = {
+            r[0]: (bytes(r[1]), bytes(r[2]), r[3])
+            for r in self._conn.execute("SELECT note_id, heads, trust, status FROM signature_checks").fetchall()
+            if r[0] in wanted
+        }
+        out: dict[str, str] = {}
+        fresh: list[tuple[str, bytes, bytes, str]] = []
+        for note_id in note_ids:
+            if note_id not in heads:
+                continue
+            found = cached.get(note_id)
+            if found is not None and found[0] == heads[note_id] and found[1] == trust:
+                out[note_id] = found[2]
+                continue
+            status = self.signature_state(note_id).status.value
+            out[note_id] = status
+            fresh.append((note_id, heads[note_id], trust, status))
+        if fresh:
+            try:
+                with self.transaction():
+                    self._conn.executemany(
+                        "INSERT INTO signature_checks(note_id, heads, trust, status) VALUES (?,?,?,?) "
+                        "ON CONFLICT(note_id) DO UPDATE SET heads = excluded.heads, trust = excluded.trust, "
+                        "status = excluded.status",
+                        fresh,
+                    )
+            except VaultBusy:
+                pass  # only a cache: computed again next time
+        return out
 
     def list_notes(self, status: NoteStatus | None = None) -> list[NoteRow]:
         """Every note (or those with `status`), newest first: for queues across clients."""
@@ -521,12 +701,13 @@ class RecordStore:
             self._require_complete(note)
             signer = self._signer()
             now = self._now()
-            signature = self._new_signature(doc, note, signer, now)
+            entry_id, envelope = self._seal_note_signature(note, signer, now)
             with doc.transaction() as tx:
-                D.write_signature(tx, signature)
+                D.put_signed_entry(tx, entry_id, envelope)
                 D.put_status(tx, NoteStatus.SIGNED)
                 D.put_updated_at(tx, now)
             self._persist(note_id)
+            self.replica.list_this_device()  # the list carries the key that verifies it
             self._audit(Event.NOTE_SIGNED, note, note_id=note_id, signed_at=now.isoformat())
             return D.note_from_doc(doc)
 
@@ -535,15 +716,68 @@ class RecordStore:
         if self.audit is not None:
             self.audit.append(event, client_id=note.client_id, **details)
 
-    def _new_signature(self, doc: Document, note: ProgressNote, signer: ClinicianSettings, now: datetime) -> Signature:
-        return Signature(
-            signer=signer.clinician_name.strip(),
-            credentials=signer.credentials.strip(),
-            signed_at=now,
-            device_id=self._device_id,
-            heads=sorted(h.hex() for h in doc.get_heads()),
-            content_hash=D.content_hash(note),
+    # --- signatures by key (store/signing.py) ---------------------------------------
+
+    def _signing_key(self):
+        """This device's identity and private key; a bare store (tests, benchmarks) gets
+        an identity of its own on first use, as a vault has from its creation."""
+        me = self.replica.identity()
+        if me is None:
+            ensure_identity(self, "this device")
+            self.replica.forget_identity()
+            me = self.replica.identity()
+        assert me is not None
+        if self._key is None or self._key[0] != me.device_id:
+            self._key = (me.device_id, me.private_key())
+        return me, self._key[1]
+
+    def _seal_note_signature(
+        self, note: ProgressNote, signer: ClinicianSettings, now: datetime, supersedes: list[str] | None = None
+    ) -> tuple[str, str]:
+        me, key = self._signing_key()
+        entry_id = signing.new_entry_id()
+        payload = signing.note_payload(
+            note, entry_id=entry_id, signer=signer.clinician_name.strip(), credentials=signer.credentials.strip(),
+            signed_at=now, device_id=me.device_id, supersedes=supersedes or [],
         )
+        return entry_id, signing.seal(key, payload)
+
+    def _seal_addendum(
+        self, note_id: str, text: str, reason: str, signer: ClinicianSettings, at: datetime, amends: SignedVersion | None,
+        legacy_hash: str | None = None,
+    ) -> tuple[str, str]:
+        me, key = self._signing_key()
+        entry_id = signing.new_entry_id()
+        payload = signing.addendum_payload(
+            entry_id=entry_id, note_id=note_id, text=text, reason=reason, signer=signer.clinician_name.strip(),
+            credentials=signer.credentials.strip(), signed_at=at, device_id=me.device_id,
+            amends=amends.content_hash if amends is not None else (legacy_hash or ""),
+            amends_signature=amends.entry_id if amends is not None else LEGACY_ENTRY,
+        )
+        return entry_id, signing.seal(key, payload)
+
+    def _state_of(self, doc: Document, note: ProgressNote | None = None) -> SignatureState:
+        note_id = D.doc_id_of(doc)
+        return signature_state(doc, self.replica.device_trust(), self.replica.kept_signed_entries(note_id), note)
+
+    def signature_state(self, note_id: str) -> SignatureState:
+        """The note's signature state, verified with the keys of the trusted devices
+        (store/signature_state.py): what every read that shows a note as signed asks."""
+        return self._state_of(self._doc(note_id, D.KIND_NOTE))
+
+    def signature_findings(self) -> list[SignatureState]:
+        """Every note whose signature needs the clinician: conflicts and tamper findings,
+        verified (the To do list, `check`). Notes verified before and unchanged since are a
+        lookup each (`verified_statuses`)."""
+        # Drafts hold no signature; one that another device set back to draft is marked by
+        # the structural column (signature_conflict), so only these need verifying.
+        ids = {r[0] for r in self._conn.execute(
+            "SELECT note_id FROM notes_view WHERE status != 'draft' OR signed_at IS NOT NULL OR signature_conflict"
+        )}
+        ids |= self.replica.notes_with_kept_entries()
+        statuses = self.verified_statuses(sorted(ids))
+        attention = (SignatureStatus.CONFLICT.value, SignatureStatus.TAMPERED.value)
+        return [self.signature_state(note_id) for note_id, status in sorted(statuses.items()) if status in attention]
 
     def _amending_time(self, doc: Document) -> tuple[datetime, dict]:
         """The time for an addendum or mark on a signed note: this device's clock, but never
@@ -555,21 +789,6 @@ class RecordStore:
         if signature is None or now >= signature.signed_at:
             return now, {}
         return signature.signed_at, {"clock_disagreed": True, "device_clock": now.isoformat()}
-
-    def _addendum(self, note_id: str, text: str, reason: str, signer: ClinicianSettings, now: datetime) -> Addendum:
-        name, creds = signer.clinician_name.strip(), signer.credentials.strip()
-        return validated(
-            Addendum,
-            {
-                "text": text,
-                "reason": reason,
-                "signer": name,
-                "credentials": creds,
-                "signed_at": now,
-                "device_id": self._device_id,
-                "content_hash": D.addendum_hash(note_id, text, reason, name, creds, now),
-            },
-        )
 
     def add_addendum(self, note_id: str, text: str, reason: str) -> ProgressNote:
         """A dated, signed correction appended to a signed note; the original is untouched."""
@@ -583,12 +802,17 @@ class RecordStore:
             if not reason.strip():
                 raise ValidationFailed([("reason", "must not be blank")])
             at, clock = self._amending_time(doc)
-            addendum = self._addendum(note_id, text, reason, signer, at)
+            note = D.note_from_doc(doc)
+            state = self._state_of(doc, note)
+            amends = state.shown or (state.standing()[-1] if state.standing() else None)
+            legacy = note.signature.content_hash if amends is None and note.signature is not None else None
+            entry_id, envelope = self._seal_addendum(note_id, text, reason, signer, at, amends, legacy)
             with doc.transaction() as tx:
-                D.append_addendum(tx, addendum)
-                D.put_updated_at(tx, addendum.signed_at)
+                D.put_signed_entry(tx, entry_id, envelope)
+                D.put_updated_at(tx, at)
             self._persist(note_id)
-            self._audit(Event.ADDENDUM_ADDED, D.note_from_doc(doc), note_id=note_id, addendum_id=addendum.id, **clock)
+            self.replica.list_this_device()
+            self._audit(Event.ADDENDUM_ADDED, D.note_from_doc(doc), note_id=note_id, addendum_id=entry_id, **clock)
             return D.note_from_doc(doc)
 
     def mark_entered_in_error(self, note_id: str, reason: str) -> ProgressNote:
@@ -613,63 +837,76 @@ class RecordStore:
             return marked
 
     def resolve_signature_conflict(self, note_id: str, choice: str) -> ProgressNote:
-        """Settles a note edited elsewhere while it was signed.
+        """Settles a signature conflict, once, as a signed resolution (store/signing.py).
 
-        "addendum": the edits go into a signed addendum and the note returns to the signed
-        text, so the signature verifies again. "resign": the merged text is signed anew and
-        the earlier signature is kept in previous_signatures. Either way it is recorded.
+        "addendum": the earliest standing signature stands (the same one whichever device
+        resolves, so two devices resolving before they sync agree); the other signed
+        versions and the edits made after signing go into a signed addendum; the content the
+        note now holds is accepted as settled. "resign": the note as it now reads is signed
+        anew, superseding every standing signature. Nothing is removed: every earlier
+        signature stays in the note, readable and verifiable.
         """
         with self.transaction():
             if choice not in RESOLUTION_CHOICES:
                 raise ValidationFailed([("choice", "must be addendum or resign")])
             doc = self._doc(note_id, D.KIND_NOTE)
             note = D.note_from_doc(doc)
-            if not has_signature_conflict(note):
+            state = self._state_of(doc, note)
+            if state.status != SignatureStatus.CONFLICT:
                 raise NoSignatureConflict(note_id)
-            assert note.signature is not None
-            signed = self._at_signature(doc, note.signature)
-            if signed is None or D.content_hash(signed) != note.signature.content_hash:
-                # The signed text itself cannot be recovered; only a new signature settles it.
-                if choice == "addendum":
-                    raise ValidationFailed(
-                        [("choice", "the signed version cannot be restored; sign the merged note anew")]
-                    )
+            standing = state.standing()
             signer = self._signer()
             if choice == "resign":
                 self._require_complete(note)
             now = self._now()
-            resolution = SignatureConflictResolution(
-                choice=choice, resolved_at=now, resolved_by=signer.clinician_name.strip(), device_id=self._device_id
-            )
+            at = max(now, max(v.signature.signed_at for v in standing))
+            me, key = self._signing_key()
+            settles = [v.entry_id for v in standing]
+            entries: list[tuple[str, str]] = []
+            addendum_id = None
             if choice == "addendum":
-                assert signed is not None
-                text = _concurrent_edits_text(signed, note)
-                at, _clock = self._amending_time(doc)
-                addendum = self._addendum(
-                    note_id, text, "Edits made on another device while the note was being signed.", signer,
-                    max(at, now),
+                keep = min(standing, key=lambda v: (v.signature.signed_at, v.entry_id))
+                others = [v.note for v in standing if v.content_hash != keep.content_hash]
+                if state.current_hash != keep.content_hash:
+                    others.append(note)
+                text = "\n\n".join(_concurrent_edits_text(keep.note, other) for other in others)
+                addendum_id, envelope = self._seal_addendum(
+                    note_id, text or "Edits were made on another device while the note was being signed.",
+                    "Edits made on another device while the note was being signed.", signer, at, keep,
                 )
-                for key in note.section_keys:
-                    D.splice_section(doc, key, signed.sections.get(key, ""))
-                D.apply_facts(doc, signed.facts)
-                with doc.transaction() as tx:
-                    D.append_addendum(tx, addendum)
-                    D.write_resolution(tx, resolution)
-                    D.put_updated_at(tx, now)
+                entries.append((addendum_id, envelope))
+                keeps = keep.entry_id
             else:
-                signature = self._new_signature(doc, note, signer, now)
-                with doc.transaction() as tx:
-                    D.push_previous_signature(tx, note.signature)
-                    D.write_signature(tx, signature)
-                    D.write_resolution(tx, resolution)
-                    D.put_updated_at(tx, now)
+                keeps, envelope = self._seal_note_signature(note, signer, at, supersedes=settles)
+                entries.append((keeps, envelope))
+            resolution_id = signing.new_entry_id()
+            payload = signing.resolution_payload(
+                entry_id=resolution_id, note_id=note_id, choice=choice, keeps=keeps, settles=settles,
+                settled_content=[state.current_hash, *(v.content_hash for v in standing)], addendum=addendum_id,
+                signer=signer.clinician_name.strip(), credentials=signer.credentials.strip(), signed_at=at,
+                device_id=me.device_id,
+            )
+            entries.append((resolution_id, signing.seal(key, payload)))
+            resolution = SignatureConflictResolution(
+                choice=choice, resolved_at=at, resolved_by=signer.clinician_name.strip(), device_id=me.device_id
+            )
+            with doc.transaction() as tx:
+                for entry_id, envelope in entries:
+                    D.put_signed_entry(tx, entry_id, envelope)
+                D.write_resolution(tx, resolution)
+                D.put_status(tx, NoteStatus.SIGNED)
+                D.put_updated_at(tx, at)
             self._persist(note_id)
+            self.replica.list_this_device()
             self._audit(Event.SIGNATURE_CONFLICT_RESOLVED, note, note_id=note_id, choice=choice)
-            return D.note_from_doc(doc)
+            return self.get_note(note_id)
 
     def previous_signatures(self, note_id: str) -> list[Signature]:
-        """Signatures replaced by re-signing after a conflict, oldest first."""
-        return D.previous_signatures(self._doc(note_id, D.KIND_NOTE))
+        """Signatures settled by a later signature or resolution, oldest first (and those of
+        a vault from before signatures were verified)."""
+        doc = self._doc(note_id, D.KIND_NOTE)
+        settled = [v.signature for v in self._state_of(doc).versions if v.superseded]
+        return D.previous_signatures(doc) + settled
 
     # --- search -----------------------------------------------------------------
 
@@ -695,7 +932,17 @@ class RecordStore:
     def check(self) -> list[str]:
         """Ways the derived tables differ from the stored documents; [] when in step."""
         self._sync_late_entry_hours()
-        return projection_mismatches(self._conn, self._docs.load_fresh, late_entry_hours=self._late_hours())
+        problems = projection_mismatches(self._conn, self._docs.load_fresh, late_entry_hours=self._late_hours())
+        return problems + self.signature_problems()
+
+    def signature_problems(self) -> list[str]:
+        """One line per note whose signature fails verification: the note and what failed."""
+        return [
+            f"note {state.note_id} fails signature verification: {finding}"
+            for state in self.signature_findings()
+            if state.status == SignatureStatus.TAMPERED
+            for finding in state.findings
+        ]
 
     def rebuild_projections(self) -> None:
         with self.transaction():

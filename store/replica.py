@@ -20,6 +20,7 @@ the ids and wakes).
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -30,7 +31,11 @@ from automerge.core import Document
 from store.automerge_guard import guard_public_methods, panic_or, panics_as
 from store import document_budget
 from store.database import WriteTransactions
+from store.device_identity import DeviceIdentity, fingerprint, load_identity
+from store.device_list import DEVICE_LIST_ID, KIND_DEVICE_LIST, DeviceTrust, add_vouch, new_device_list_doc, trust_from
 from store.doc_ids import is_doc_id, record_kind
+from store.documents import KIND_NOTE, signed_entries
+from store.signature_state import signature_state
 from store.docstore import DocStore
 from store.errors import DocumentOverBudget, ForeignDocument, NotFound
 from store.models import implausible_dates
@@ -43,6 +48,8 @@ from store.projections import (
 )
 
 ChangeListener = Callable[[frozenset[str]], None]
+# The paired devices this device vouches for (store/device_list.py), local, never synced.
+_VOUCHED_KEY = "signing.vouched.v1"
 # (documents done, documents to do): sync's progress, as the app's progress bar takes it.
 ProgressCallback = Callable[[int, int], None]
 
@@ -75,6 +82,10 @@ class RecordReplica(Protocol):
     def remove_listener(self, listener: ChangeListener) -> None: ...
     def check_document(self, doc_id: str, data: bytes) -> None: ...
     def check_sync_message(self, doc_id: str, message: bytes, earlier: Any = None) -> Any: ...
+    def vouch_for(self, device_id: str, name: str, cert_pem: str) -> None: ...
+    def share_vouches(self) -> None: ...
+    def take_sync_log(self) -> dict[str, str]: ...
+    def signature_findings_among(self, doc_ids: set[str] | frozenset[str]) -> dict[str, str]: ...
 
 
 def _refused(doc_id: str) -> ForeignDocument:
@@ -111,6 +122,12 @@ class Replica:
         self.prepare_pool = None
         self._listeners: list[ChangeListener] = []
         self._listeners_lock = threading.Lock()
+        self._identity: DeviceIdentity | None = None
+        # What arrived from other devices ("arrived" or "merged" per document id): pending
+        # until its transaction commits, then kept for the session's audit entry.
+        self._pending_arrivals: dict[str, str] = {}
+        self._arrivals: dict[str, str] = {}
+        self._trust: tuple[tuple, DeviceTrust] | None = None
 
     # --- transactions and what they changed ----------------------------------------
 
@@ -129,6 +146,10 @@ class Replica:
     def committed(self) -> None:
         """Called by the write transactions after each commit: reports the ids it wrote."""
         written = self._docs.take_written()
+        for doc_id, how in self._pending_arrivals.items():
+            if doc_id in written and self._arrivals.get(doc_id) != "arrived":
+                self._arrivals[doc_id] = how
+        self._pending_arrivals.clear()  # those of a rolled-back transaction were never stored
         if not written:
             return
         with self._listeners_lock:
@@ -233,6 +254,7 @@ class Replica:
                 copy = Document.load(doc.save())
             self._refuse_implausible(doc_id, copy)
             with panics_as(refused), self._tx:
+                self._pending_arrivals[doc_id] = "arrived"
                 self._docs.insert(doc_id, kind, copy)
                 project(self._conn, doc_id, copy, late_entry_hours=self._late_hours())
             return True
@@ -251,6 +273,9 @@ class Replica:
         self._refuse_implausible(doc_id, merged, ours)
         # A panic while projecting the merged content refuses it too (after the rollback).
         with panics_as(refused), self._tx:
+            if kind == KIND_NOTE:
+                self._keep_signed_entries(doc_id, ours, merged)
+            self._pending_arrivals.setdefault(doc_id, "merged")
             self._docs.replace(doc_id, merged)
             project(self._conn, doc_id, merged, late_entry_hours=self._late_hours())
         return True
@@ -339,6 +364,8 @@ class Replica:
                     kind, view, fts, heads = prepared
                     new_docs.append((doc_id, kind, data, heads))
                     rows.append((doc_id, kind, view, fts))
+                for doc_id, *_ in new_docs:
+                    self._pending_arrivals[doc_id] = "arrived"
                 self.insert_prepared(new_docs, rows)
                 for doc_id, _kind, _data, heads in new_docs:
                     applied[doc_id] = heads
@@ -386,6 +413,142 @@ class Replica:
         if ours is not None and sorted(incoming.get_heads()) == sorted(ours.get_heads()):
             return False
         return self.apply_doc(doc_id, incoming)
+
+    # --- signed entries and the device list (store/signing.py, store/device_list.py) ---
+
+    def _keep_signed_entries(self, doc_id: str, ours: Document, merged: Document) -> None:
+        """Keeps, on this device, every signed entry our copy held that the merge removes or
+        alters (inside the merge's transaction): a sync can never make a signature vanish,
+        and the signature state reports it (store/signature_state.py)."""
+        before = signed_entries(ours)
+        if not before:
+            return
+        after = signed_entries(merged)
+        for entry_id, envelope in before.items():
+            if after.get(entry_id) != envelope and isinstance(envelope, str):
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO signature_kept(note_id, entry_id, envelope) VALUES (?,?,?)",
+                    (doc_id, entry_id, envelope),
+                )
+
+    def kept_signed_entries(self, note_id: str) -> dict[str, str]:
+        """Signed entries of `note_id` a merge removed or altered, as this device held them."""
+        rows = self._conn.execute("SELECT entry_id, envelope FROM signature_kept WHERE note_id = ?", (note_id,))
+        return {r[0]: r[1] for r in rows.fetchall()}
+
+    def notes_with_kept_entries(self) -> set[str]:
+        return {r[0] for r in self._conn.execute("SELECT DISTINCT note_id FROM signature_kept").fetchall()}
+
+    def identity(self) -> DeviceIdentity | None:
+        """This device's signing identity (store/device_identity.py), None for a bare store
+        that has none. Read once: it never changes while the store is open."""
+        if self._identity is None:
+            self._identity = load_identity(self)
+        return self._identity
+
+    def take_sync_log(self) -> dict[str, str]:
+        """The documents other devices' data changed here since the last call, each
+        "arrived" (new here) or "merged": what a sync session's audit entry names."""
+        taken, self._arrivals = self._arrivals, {}
+        return taken
+
+    def signature_findings_among(self, doc_ids: set[str] | frozenset[str]) -> dict[str, str]:
+        """note id -> "conflict" or "tampered" for the notes among `doc_ids` whose signature
+        needs the clinician, verified with the devices' keys (store/signature_state.py)."""
+        trust = self.device_trust()
+        out = {}
+        for doc_id in sorted(doc_ids):
+            if self._docs.kind(doc_id) != KIND_NOTE:
+                continue
+            doc = self._docs.get(doc_id)
+            if doc is None:
+                continue
+            state = signature_state(doc, trust, self.kept_signed_entries(doc_id))
+            if state.needs_attention:
+                out[doc_id] = state.status.value
+        return out
+
+    def forget_identity(self) -> None:
+        self._identity = None
+        self._trust = None
+
+    def device_trust(self) -> DeviceTrust:
+        """The devices whose signatures this device accepts (store/device_list.py), computed
+        again only when the device list changed."""
+        me = self.identity()
+        if me is None:
+            return DeviceTrust("", {})
+        raw = self.local_get(_VOUCHED_KEY) or b""
+        heads = (tuple(sorted(self._docs.heads_of(DEVICE_LIST_ID))), raw)
+        if self._trust is None or self._trust[0] != heads:
+            doc = self._docs.get(DEVICE_LIST_ID) if heads[0] else None
+            paired = {k: (v.get("cert"), v.get("name", "")) for k, v in self._vouched().items()}
+            self._trust = (heads, trust_from(doc, me, paired))
+        return self._trust[1]
+
+    def vouch_for(self, device_id: str, name: str, cert_pem: str) -> None:
+        """This device vouches for a paired device, so every device of the group can verify
+        what either signs. Pairing calls it (sync/peers.py). The vouch is kept here at once
+        (this device trusts its peer from now on) and written into the device list as soon as
+        there is one: when this device first signs, or after a sync brought one; until anyone
+        signs, pairing adds no document to the record. Nothing happens in a bare store
+        without an identity."""
+        if fingerprint(cert_pem) != device_id:
+            raise ValueError("certificate does not match device id")
+        if self.identity() is None:
+            return
+        with self._tx:
+            vouched = self._vouched()
+            vouched[device_id] = {"name": name[:100], "cert": cert_pem}
+            self.local_put(_VOUCHED_KEY, json.dumps(vouched, sort_keys=True).encode("utf-8"))
+            if self._docs.kind(DEVICE_LIST_ID) is not None:
+                self.list_this_device()
+
+    def share_vouches(self) -> None:
+        """Writes this device's vouches into the device list when one has arrived and lacks
+        them. Called when a sync session has ended (sync/peers.py), never during one: a
+        write while documents are compared would leave the two sides apart."""
+        if self._docs.kind(DEVICE_LIST_ID) is not None:
+            self.list_this_device()
+
+    def _vouched(self) -> dict[str, dict[str, str]]:
+        """The paired devices this device vouches for: {device id: {name, cert}} (local)."""
+        raw = self.local_get(_VOUCHED_KEY)
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            return {}
+        return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+
+    def list_this_device(self) -> None:
+        """This device's own entry and its vouches in the device list (before its first
+        signature, and whenever a device list arrives)."""
+        me = self.identity()
+        if me is None:
+            return
+        vouched = self._vouched()
+
+        def add(doc: Document) -> bool:
+            changed = add_vouch(doc, me, me.cert_pem, me.name)
+            for entry in vouched.values():
+                cert, name = entry.get("cert"), entry.get("name", "")
+                if isinstance(cert, str) and isinstance(name, str):
+                    changed = add_vouch(doc, me, cert, name) or changed
+            return changed
+
+        self._write_device_list(add)
+
+    def _write_device_list(self, change: Callable[[Document], bool]) -> None:
+        with self._tx:
+            if self._docs.kind(DEVICE_LIST_ID) is None:
+                doc = new_device_list_doc(self._docs.actor)
+                change(doc)
+                self._docs.insert(DEVICE_LIST_ID, KIND_DEVICE_LIST, doc)
+                return
+            doc = self._docs.get(DEVICE_LIST_ID)
+            assert doc is not None
+            if change(doc):
+                self._docs.save_changes(DEVICE_LIST_ID)
 
     # --- device-local key/value (never synced, never exported) ----------------------
 

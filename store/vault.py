@@ -469,10 +469,20 @@ class Vault:
         else:
             self._upgrade_file(kek)
         self._settle_pending_change()
+        self._upgrade_signatures()
         try:
             vaultfile.remove_stale_tmp(self.path)
         except OSError:
             pass  # harmless: readers ignore it and the next write replaces it
+
+    def _upgrade_signatures(self) -> None:
+        """Signatures from before verification existed that this device made are re-issued
+        by its key, once (store/record.py `upgrade_signatures`). A busy or full record.db
+        leaves them for the next unlock; until then they show as signed before verification."""
+        try:
+            self.record.upgrade_signatures()
+        except VaultError:
+            pass
 
     def _upgrade_file(self, kek: bytearray | None) -> None:
         """Write today's format of an outdated vault.json, and say so in the audit trail.

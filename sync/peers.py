@@ -141,6 +141,9 @@ class PeerBook:
                                last_sync_summary=old.last_sync_summary)
             peers[device_id] = peer
             self._save(peers)
+            # Into the device list that travels with the record (store/device_list.py): every
+            # device of the group can then verify what this peer signs.
+            self._store.vouch_for(device_id, name, cert_pem)
             self._audit("device_paired", device=short_id(device_id), device_name=name[:100])
         return peer
 
@@ -169,9 +172,19 @@ class PeerBook:
                 return
             peers[device_id] = replace(peer, last_sync_at=_now(), last_sync_ok=ok, last_sync_summary=summary)
             self._save(peers)
+            # What the session changed here, by id (never content): the notes and clients
+            # that arrived or were merged, and every signature finding among them.
+            changes = self._store.take_sync_log()
+            # A device list this session brought gets this device's vouches now that the
+            # session is over (store/device_list.py); the next sync carries them on.
+            self._store.share_vouches()
+            findings = self._store.signature_findings_among(frozenset(changes))
             self._audit(
                 "sync_session", device=peer.short_id, transport=transport, ok=ok,
                 received=received, sent=sent, merged=merged, conflicts=conflicts,
+                arrived=_listed(sorted(i for i, how in changes.items() if how == "arrived")),
+                merged_ids=_listed(sorted(i for i, how in changes.items() if how == "merged")),
+                signature_findings=_listed([f"{i}: {status}" for i, status in sorted(findings.items())]),
             )
 
     # -- where each device was last reached (a convenience: the next sync needs one key)
@@ -201,6 +214,14 @@ class PeerBook:
             data[device_id] = address
             data[""] = address
             self._store.local_put(ADDRESSES_KEY, json.dumps(data, sort_keys=True).encode("utf-8"))
+
+
+# At most this many ids are named per list in a session's audit entry (the counts say the rest).
+AUDIT_IDS = 100
+
+
+def _listed(ids: list[str]) -> list[str]:
+    return ids if len(ids) <= AUDIT_IDS else ids[:AUDIT_IDS] + [f"and {len(ids) - AUDIT_IDS} more"]
 
 
 # --- the sync-group key (mailbox bundles are sealed with it) ---------------------------

@@ -12,6 +12,7 @@ from automerge.core import ROOT, Document, ScalarType
 pytest.importorskip("store.database")
 
 from store.database import open_database  # noqa: E402
+from store.device_identity import ensure_identity  # noqa: E402
 from store.documents import new_client_doc  # noqa: E402
 from store.errors import (  # noqa: E402
     ComplianceIncomplete,
@@ -65,6 +66,7 @@ class Device:
         self.settings = Settings()
         self.conn = open_database(self.path, self.key, create=True)
         self.store = RecordStore(self.conn, device_id=device_id, settings=self.settings)
+        self.identity = ensure_identity(self.store, device_id)
 
     def reopen(self) -> RecordStore:
         self.conn.close()
@@ -84,8 +86,11 @@ def device(tmp_path: Path):
 
 
 @pytest.fixture
-def other(tmp_path: Path):
+def other(tmp_path: Path, device: Device):
+    """A second device, paired with `device` (each vouches for the other, as pairing does)."""
     d = Device(tmp_path / "b", "device-b")
+    device.store.replica.vouch_for(d.identity.device_id, "device-b", d.identity.cert_pem)
+    d.store.replica.vouch_for(device.identity.device_id, "device-a", device.identity.cert_pem)
     yield d
     d.close()
 
@@ -216,8 +221,10 @@ def test_signed_note_refuses_edits_and_changes_nothing(device: Device) -> None:
     signed = store.sign_note("n1")
     assert signed.status == NoteStatus.SIGNED
     sig = signed.signature
-    assert sig.signer == "Dr Test Clinician" and sig.credentials == "PhD" and sig.device_id == "device-a"
-    assert sig.signed_at.tzinfo is not None and sig.heads
+    assert sig.signer == "Dr Test Clinician" and sig.credentials == "PhD"
+    assert sig.device_id == device.identity.device_id  # the key that signed: the certificate's fingerprint
+    assert sig.signed_at.tzinfo is not None
+    assert store.signature_state("n1").signed
     heads = store.replica.doc_heads()["n1"]
     with pytest.raises(SignedNoteLocked):
         store.set_section("n1", "plan", "changed after signing")
@@ -561,8 +568,10 @@ def test_import_note_keeps_a_signature_made_elsewhere(device: Device) -> None:
     )
     note = store.import_note(given)
     assert note.status == NoteStatus.SIGNED and note.signature.signer == "Dr Former System"
-    assert note.signature.signed_at == signed_at and note.signature.heads and note.signature.content_hash
-    assert note.addenda[0].content_hash and note.addenda[0].device_id == "device-a"
+    assert note.signature.signed_at == signed_at and note.signature.content_hash
+    # Re-signed by this device's key on import, with signer, credentials and time as given.
+    assert store.signature_state("imp").signed and note.signature.device_id == device.identity.device_id
+    assert note.addenda[0].content_hash and note.addenda[0].device_id == device.identity.device_id
     assert store.signed_version("imp").sections == given.sections
     assert notes_view_row(store, "imp") == ("signed", 0, 0, 1)  # signed the next morning: not late
     with pytest.raises(SignedNoteLocked):
@@ -702,9 +711,11 @@ def test_an_older_record_gets_the_heads_index_and_keeps_everything(device: Devic
     before = (store.replica.doc_heads(), store.get_note("n1"))
     # As a record written before the index existed.
     device.conn.execute("DROP INDEX documents_heads")
+    device.conn.execute("DROP TABLE signature_kept")
+    device.conn.execute("DROP TABLE signature_checks")
     device.conn.execute("PRAGMA user_version = 1")
     reopened = device.reopen()
-    assert device.conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert device.conn.execute("PRAGMA user_version").fetchone()[0] == 3
     plan = device.conn.execute("EXPLAIN QUERY PLAN SELECT doc_id, heads FROM documents").fetchall()
     assert "documents_heads" in str(plan)
     assert (reopened.replica.doc_heads(), reopened.get_note("n1")) == before

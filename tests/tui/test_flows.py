@@ -427,7 +427,7 @@ async def test_typing_on_while_the_note_is_signed_elsewhere_ends_in_a_conflict_t
         await wait_for(pilot, lambda: editor.mode == "conflict", what="the conflict view")
         note = await app.store.call(lambda v: v.record.get_note(DRAFT_NOTE))
         assert note.status == NoteStatus.SIGNED and note.sections["plan"].endswith(" Also typed here.")
-        assert editor.query("#resolve-addendum")
+        await wait_for(pilot, lambda: editor.query("#resolve-addendum"), what="the conflict view's buttons")
         await pilot.press("ctrl+q")
 
 

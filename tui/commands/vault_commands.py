@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from store.errors import NotewellError
+from store.signature_state import SignatureStatus
 from tui.commands.passphrase import (
     add_password_options,
     current_passphrase,
@@ -256,13 +257,15 @@ def _indent(text: str) -> str:
 
 def signature_conflicts(record) -> list[SignatureConflictReport]:
     reports = []
-    for row in record.list_notes(status="signed"):
-        if not row.signature_conflict:
+    # Verified with keys (store/signature_state.py); a failing signature is a problem that
+    # `vault.check()` reports, never a conflict.
+    for state in record.signature_findings():
+        if state.status != SignatureStatus.CONFLICT:
             continue
-        note = record.get_note(row.note_id)
+        note = record.get_note(state.note_id)
         try:
             name = record.get_client(note.client_id).display_name
         except NotewellError:
             name = "unknown client"
-        reports.append(SignatureConflictReport(note, record.signed_version(row.note_id), name))
+        reports.append(SignatureConflictReport(note, record.signed_version(state.note_id), name))
     return reports

@@ -81,11 +81,13 @@ class MainScreen(NotewellScreen):
     async def _load_todo_counts(self) -> None:
         from datetime import datetime
 
-        from tui.screens.todo import counts_label, load_overdue
+        from tui.screens.todo import counts_label, load_overdue, load_signature_items, signatures_label
 
         thresholds = tuple(self.app.config.overdue_hours)
         _items, band_counts = await self.app.store.call(load_overdue, datetime.now(), thresholds)
-        self.query_one("#todo-summary", Static).update(f"To do (t): {counts_label(band_counts)}")
+        signatures = await self.app.store.call(load_signature_items)
+        label = counts_label(band_counts) + ("; " + signatures_label(signatures) if signatures else "")
+        self.query_one("#todo-summary", Static).update(f"To do (t): {label}")
 
     # --- clients ----------------------------------------------------------------------
 
@@ -138,7 +140,8 @@ class MainScreen(NotewellScreen):
         def load(v):
             return (
                 v.record.get_client(client_id),
-                v.record.notes_for_client(client_id),
+                # Verified: a note is labelled signed only if its signature verifies.
+                v.record.verify_rows(v.record.notes_for_client(client_id)),
                 v.private.for_client(client_id),
             )
 

@@ -23,7 +23,8 @@ from store.compliance import blocking, missing_labels
 from store.text_diff import changed_span
 from store.errors import NoteChangedMeanwhile, NotewellError
 from store.models import NoteStatus, ProgressNote, SessionFacts, section_title
-from store.projections import has_signature_conflict, is_late_entry
+from store.projections import is_late_entry
+from store.signature_state import SignatureState, SignatureStatus
 from tui.printable import printable
 from tui.screens.base import EditorScreen
 from tui.sync_jobs import SyncJobs
@@ -77,7 +78,8 @@ class NoteEditorScreen(EditorScreen):
         self.note_id = note_id
         self.note: ProgressNote | None = None
         self.client: Any = None
-        self.mode = "loading"  # draft | signed | conflict | error
+        self.mode = "loading"  # draft | signed | conflict | tampered | error
+        self._signature: SignatureState | None = None  # the note's verified signature state
         self._late = False
         self._caveats: dict[str, str] = {}  # device id -> caveat for the times it wrote (sync/clock.py)
         self._pending_sections: dict[str, str] = {}
@@ -113,7 +115,7 @@ class NoteEditorScreen(EditorScreen):
         def load(v):
             note = v.record.get_note(note_id)
             client = v.record.get_client(note.client_id)
-            signed = v.record.signed_version(note_id) if has_signature_conflict(note) else None
+            signed = v.record.signature_state(note_id)  # verified with the devices' keys
             late = is_late_entry(note, v.settings().late_entry_hours)
             caveats = SyncJobs.time_caveats(v) if note.signature else {}
             return note, client, signed, v.record.compliance(note_id), late, v.record.draft_heads(note_id), caveats
@@ -134,15 +136,18 @@ class NoteEditorScreen(EditorScreen):
                 return  # still unsaved: the retry comes back through _signed_elsewhere
         note, client, signed, problems, self._late, self._base, self._caveats = loaded
         self.note, self.client = note, client
-        if note.status == NoteStatus.DRAFT:
+        if signed.status == SignatureStatus.TAMPERED:
+            self.mode = "tampered"  # never shown as signed, nor editable
+        elif note.status == NoteStatus.DRAFT:
             self.mode = "draft"
-        elif has_signature_conflict(note):
+        elif signed.status == SignatureStatus.CONFLICT:
             self.mode = "conflict"
         elif note.status == NoteStatus.ENTERED_IN_ERROR:
             self.mode = "error"
         else:
             self.mode = "signed"
         self._ready = False
+        self._signature = signed
         await self._build(note, client, signed)
         self.query_one(Checklist).show(problems)
         self.query_one("#checklist-pane").display = self.mode == "draft"
@@ -151,7 +156,12 @@ class NoteEditorScreen(EditorScreen):
         self.app.settle_heap()
 
     def _title(self, note: ProgressNote, client: Any) -> str:
-        status = {"draft": "draft", "signed": "signed", "conflict": "SIGNATURE CONFLICT", "error": "entered in error"}[self.mode]
+        status = {
+            "draft": "draft", "signed": "signed", "conflict": "SIGNATURE CONFLICT", "error": "entered in error",
+            "tampered": "FAILS SIGNATURE VERIFICATION",
+        }[self.mode]
+        if self.mode == "signed" and self._signature is not None and not self._signature.signed:
+            status = self._signature.label  # signed before verification existed
         if self._late and self.mode != "draft":
             # The label compares the signing device's own clock with the date of service; a
             # clock known to be off makes it doubtful, and the title says so.
@@ -159,7 +169,7 @@ class NoteEditorScreen(EditorScreen):
             status += " (late entry, by a device clock that was off)" if doubtful else " (late entry)"
         return printable(f"{client.display_name} - {note.format.value} - {note.facts.date_of_service.isoformat()} - {status}")
 
-    async def _build(self, note: ProgressNote, client: Any, signed: ProgressNote | None) -> None:
+    async def _build(self, note: ProgressNote, client: Any, signed: SignatureState) -> None:
         self.query_one("#note-title", Static).update(self._title(note, client))
         scroll = self.query_one("#note-scroll", VerticalScroll)
         await scroll.remove_children()

@@ -11,6 +11,7 @@ The main screen can show the counts with `load_overdue` and `counts_label`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -20,7 +21,9 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Static
 
+from store.errors import NotewellError
 from store.overdue import DEFAULT_THRESHOLDS, OverdueItem, counts, overdue
+from store.signature_state import SignatureStatus
 from tui.printable import printable
 from tui.screens.base import NotewellScreen
 
@@ -37,6 +40,39 @@ def load_overdue(vault, now: datetime, thresholds: Iterable[int] = DEFAULT_THRES
     thresholds = tuple(thresholds)
     items = overdue(vault.record, now, thresholds, extra_session_dates=vault.private.session_dates())
     return items, counts(items, thresholds)
+
+
+@dataclass(frozen=True)
+class SignatureItem:
+    """A note whose signature needs the clinician: a conflict or a tamper finding."""
+
+    note_id: str
+    client_name: str
+    date_of_service: date | None
+    what: str  # "signature conflict" or "FAILS VERIFICATION"
+
+
+def load_signature_items(vault) -> list[SignatureItem]:
+    """Signature conflicts and tamper findings, verified now; call on the vault's thread."""
+    items = []
+    for state in vault.record.signature_findings():
+        note = vault.record.get_note(state.note_id)
+        try:
+            name = vault.record.get_client(note.client_id).display_name
+        except NotewellError:
+            name = "unknown client"
+        what = "FAILS VERIFICATION" if state.status == SignatureStatus.TAMPERED else "signature conflict"
+        items.append(SignatureItem(state.note_id, name, note.facts.date_of_service, what))
+    return items
+
+
+def signatures_label(items: list[SignatureItem]) -> str:
+    """'2 signatures need you (1 conflict, 1 failing verification)', or ''."""
+    if not items:
+        return ""
+    failing = sum(1 for i in items if i.what != "signature conflict")
+    noun = "signature needs" if len(items) == 1 else "signatures need"
+    return f"{len(items)} {noun} you ({len(items) - failing} conflict, {failing} failing verification)"
 
 
 def counts_label(band_counts: dict[int, int]) -> str:
@@ -94,9 +130,10 @@ class TodoScreen(NotewellScreen[None]):
         self._clock = clock
         self.items: list[OverdueItem] = []
         self.band_counts: dict[int, int] = {}
+        self.signature_items: list[SignatureItem] = []  # after the overdue rows in the table
 
     def compose(self) -> ComposeResult:
-        yield Static("To do: overdue progress notes", id="todo-title")
+        yield Static("To do: overdue progress notes and signatures that need you", id="todo-title")
         yield Static("Loading...", id="todo-counts", markup=False)
         yield DataTable(id="todo-table", cursor_type="row", zebra_stripes=True)
         yield Footer()
@@ -111,11 +148,18 @@ class TodoScreen(NotewellScreen[None]):
 
     async def _load(self) -> None:
         items, band_counts = await self._call(load_overdue, self._clock(), self._thresholds)
-        self.show(items, band_counts)
+        signatures = await self._call(load_signature_items)
+        self.show(items, band_counts, signatures)
 
-    def show(self, items: list[OverdueItem], band_counts: dict[int, int]) -> None:
+    def show(
+        self, items: list[OverdueItem], band_counts: dict[int, int], signatures: list[SignatureItem] | None = None
+    ) -> None:
         self.items, self.band_counts = list(items), dict(band_counts)
-        self.query_one("#todo-counts", Static).update(counts_label(self.band_counts))
+        self.signature_items = list(signatures or [])
+        label = counts_label(self.band_counts)
+        if self.signature_items:
+            label += "; " + signatures_label(self.signature_items)
+        self.query_one("#todo-counts", Static).update(label)
         table = self.query_one(DataTable)
         table.clear()
         for i, item in enumerate(self.items):
@@ -128,20 +172,32 @@ class TodoScreen(NotewellScreen[None]):
                 Text("no progress note" if item.missing else "draft, unsigned"),
                 key=str(i),
             )
-        if self.items:
+        for j, sig in enumerate(self.signature_items):
+            table.add_row(
+                Text("-"),
+                Text("signature"),
+                Text(sig.client_name),
+                Text(sig.date_of_service.isoformat() if sig.date_of_service else ""),
+                Text(sig.what),
+                key=f"sig-{j}",
+            )
+        if self.items or self.signature_items:
             table.focus()
 
-    def _selected(self) -> OverdueItem | None:
+    def _selected(self) -> OverdueItem | SignatureItem | None:
         table = self.query_one(DataTable)
-        if not self.items or table.cursor_row is None or not 0 <= table.cursor_row < len(self.items):
+        rows = [*self.items, *self.signature_items]
+        if not rows or table.cursor_row is None or not 0 <= table.cursor_row < len(rows):
             return None
-        return self.items[table.cursor_row]
+        return rows[table.cursor_row]
 
     def action_open(self) -> None:
         item = self._selected()
         if item is None:
             return
-        if item.note_id is not None:
+        if isinstance(item, SignatureItem):
+            self.post_message(self.OpenNote(item.note_id))
+        elif item.note_id is not None:
             self.post_message(self.OpenNote(item.note_id))
         else:
             self.post_message(self.OpenClient(item.client_id, item.date_of_service))

@@ -9,6 +9,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Label, Static
 
 from store.models import MODALITY_LABELS, ProgressNote, SessionFacts, section_title
+from store.signature_state import SignatureState
 
 
 def _when(at, device_id: str, caveats: dict[str, str]) -> str:
@@ -18,23 +19,41 @@ def _when(at, device_id: str, caveats: dict[str, str]) -> str:
 
 
 def read_only_view(
-    note: ProgressNote, signed: ProgressNote | None, client: Any, mode: str, *, caveats: dict[str, str] | None = None
+    note: ProgressNote, state: SignatureState, client: Any, mode: str, *, caveats: dict[str, str] | None = None
 ) -> list[Widget]:
-    """A signed, entered-in-error or conflicted note: nothing here can be edited.
+    """A signed, entered-in-error, conflicted or tampered note: nothing here can be edited.
 
+    What is shown as signed comes from the note's signature state (verified with the signing
+    devices' keys, store/signature_state.py): only a verified signature reads "signed"; a
+    failing one is a tamper finding, with the signed originals this device holds.
     `caveats` (device id -> text, from sync.clock.time_caveats) follow the times written by
     a device whose clock is known to disagree with this one's."""
     caveats = caveats or {}
     out: list = []
     if mode == "error" and note.entered_in_error:
         out.append(Static(f"Entered in error: {note.entered_in_error.reason}", classes="banner banner-error", markup=False))
-    if mode == "conflict":
+    if mode == "tampered":
         out.append(
             Static(
-                "This note was edited on another device while it was being signed. The signed "
-                "version and the edits are both shown below. Choose how to settle it: keep the "
-                "signed text and record the edits as an addendum, or sign the merged note again.",
+                "FAILS SIGNATURE VERIFICATION: this note is not shown as signed. What failed:\n"
+                + "\n".join(f"- {f}" for f in state.findings)
+                + "\nThe signed versions this device holds are shown below, then the note as it now reads.",
                 classes="banner banner-error",
+                markup=False,
+            )
+        )
+        out += _versions(state, caveats)
+        out.append(Label("The note as it now reads (not verified)", classes="section-title"))
+        out += sections_view(note)
+    elif mode == "conflict":
+        out.append(
+            Static(
+                "Signature conflict: this note was signed and its content differs between signed "
+                "versions, or was changed after signing. Every signed version is shown below with "
+                "the device and time that signed it. Choose how to settle it: keep the first "
+                "signature and record the rest as an addendum, or sign the note as it now reads.",
+                classes="banner banner-error",
+                markup=False,
             )
         )
         out.append(
@@ -44,27 +63,32 @@ def read_only_view(
                 classes="dialog-buttons",
             )
         )
-        shown = signed or note
-        out.append(Label("Signed version", classes="section-title"))
-        out += sections_view(shown)
-        out.append(Label("Edits made on another device (current text)", classes="section-title"))
-        changed = [k for k in note.section_keys if signed is None or note.sections.get(k) != signed.sections.get(k)]
-        out += sections_view(note, keys=changed or None)
+        out += _versions(state, caveats)
+        if state.current_hash not in {v.content_hash for v in state.versions}:
+            out.append(Label("Edits made after signing (current text, not signed)", classes="section-title"))
+            signed = state.versions[-1].note if state.versions else None
+            changed = [k for k in note.section_keys if signed is None or note.sections.get(k) != signed.sections.get(k)]
+            out += sections_view(note, keys=changed or None)
     else:
         out.append(Static(facts_summary(note.facts, client), classes="facts-summary", markup=False))
         out += sections_view(note)
-    if note.signature:
-        s = note.signature
-        out.append(
-            Static(
-                f"Signed by {s.signer}, {s.credentials} on {_when(s.signed_at, s.device_id, caveats)}",
-                classes="signature",
-                markup=False,
+        shown = state.shown
+        if shown is not None:
+            s = shown.signature
+            tail = " (verified)" if state.signed else f" ({state.label}; not verified)"
+            out.append(
+                Static(
+                    f"Signed by {s.signer}, {s.credentials} on {shown.device_label}, "
+                    f"{_when(s.signed_at, s.device_id, caveats)}{tail}",
+                    classes="signature",
+                    markup=False,
+                )
             )
-        )
-    for a in note.addenda:
+    addenda = state.addenda if state.addenda or state.versions else tuple(note.addenda)
+    signed_at = state.shown.signature.signed_at if state.shown is not None else None
+    for a in addenda:
         when = _when(a.signed_at, a.device_id, caveats)
-        if note.signature is not None and a.signed_at < note.signature.signed_at:
+        if signed_at is not None and a.signed_at < signed_at:
             # Written by a device whose clock was behind the signing device's (or before
             # addenda were held to the signature's time): shown in the order written.
             when += " (dated before the signature it amends: a device clock was off)"
@@ -78,6 +102,31 @@ def read_only_view(
         )
     if mode == "signed":
         out.append(Static("Signed notes are locked; corrections go in an addendum (its key is in the footer).", classes="hint"))
+    return out
+
+
+def _versions(state: SignatureState, caveats: dict[str, str]) -> list[Widget]:
+    """Every signed version, oldest first, labelled from this device's point of view."""
+    out: list = []
+    for i, v in enumerate(state.versions, 1):
+        s = v.signature
+        notes = []
+        if not v.verified:
+            notes.append("not verified")
+        if v.superseded:
+            notes.append("settled by a later signature")
+        if v.kept_here:
+            notes.append("kept on this device; a sync removed or altered it")
+        extra = f" ({'; '.join(notes)})" if notes else ""
+        out.append(
+            Label(
+                f"Signed version {i}: signed by {s.signer}, {s.credentials} on {v.device_label}, "
+                f"{_when(s.signed_at, v.device_id, caveats)}{extra}",
+                classes="section-title",
+                markup=False,
+            )
+        )
+        out += sections_view(v.note)
     return out
 
 

@@ -38,6 +38,14 @@ def status_labels(row: Any) -> list[str]:
     )
     if getattr(row, "signature_conflict", False):
         labels = ["signature conflict"]
+    # The verified state (RecordStore.verify_rows) decides whether "signed" may be shown.
+    verified = getattr(row, "signature_status", "")
+    if verified == "conflict":
+        labels = ["signature conflict"]
+    elif verified == "tampered":
+        labels = ["FAILS VERIFICATION"]
+    elif verified == "legacy" and labels == ["signed"]:
+        labels = ["signed before verification existed"]
     if getattr(row, "late_entry", False):
         labels.append("late entry")
     return labels
@@ -48,6 +56,8 @@ STATUS_STYLE = {
     "signed": "bold green",
     "late entry": "bold dark_orange",
     "signature conflict": "bold white on red",
+    "FAILS VERIFICATION": "bold white on red",
+    "signed before verification existed": "bold dark_orange",
     "entered in error": "strike dim",
 }
 
