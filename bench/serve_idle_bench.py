@@ -46,7 +46,7 @@ def _paired_vaults(folder: Path) -> tuple[Path, Path]:
         vault, _ = Vault.create(path, PASSPHRASE, device_name=path.name,
                                 kdf=KdfParams(memory_kib=65536, time_cost=2, parallelism=1))
         try:
-            identities.append(ensure_identity(vault.record, vault.device_name))
+            identities.append(ensure_identity(vault.record.replica, vault.device_name))
         finally:
             vault.close()
     for path, other in ((paths[0], identities[1]), (paths[1], identities[0])):

@@ -723,7 +723,7 @@ class RecordStore:
         an identity of its own on first use, as a vault has from its creation."""
         me = self.replica.identity()
         if me is None:
-            ensure_identity(self, "this device")
+            ensure_identity(self.replica, "this device")
             self.replica.forget_identity()
             me = self.replica.identity()
         assert me is not None

@@ -628,7 +628,13 @@ class Vault:
             self._vf, device_id=identity.device_id, device_name=device_name, mac=None, signed_fields=None
         )
         with self.record.transaction():
-            save_identity(self.record.replica, identity)
+            replica = self.record.replica
+            save_identity(replica, identity)
+            replica.forget_identity()
+            # The device the backup came from signed this vault's notes: the new identity
+            # vouches for it, so they still verify here (store/device_list.py); if that
+            # laptop is lost, forgetting it is the clinician's step, as for any device.
+            replica.vouch_for(old.device_id, old.name, old.cert_pem)
             self.audit.append(
                 Event.VAULT_RESTORED, from_device=old.short_id, device=identity.short_id, **audit_details
             )

@@ -509,6 +509,9 @@ def sync_mailbox(
     if key is None:
         raise MailboxError("This device is not paired with any other device yet; pair it first, then use the mailbox.")
     book = PeerBook(record_store)
+    # As a direct sync does at its start (sync/protocol.py): this device's vouches into a
+    # device list an earlier sync brought, so the bundle written below carries them.
+    record_store.share_vouches()
 
     def lookup(device_id: str) -> Sender | None:
         peer = book.get(device_id)

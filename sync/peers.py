@@ -175,9 +175,6 @@ class PeerBook:
             # What the session changed here, by id (never content): the notes and clients
             # that arrived or were merged, and every signature finding among them.
             changes = self._store.take_sync_log()
-            # A device list this session brought gets this device's vouches now that the
-            # session is over (store/device_list.py); the next sync carries them on.
-            self._store.share_vouches()
             findings = self._store.signature_findings_among(frozenset(changes))
             self._audit(
                 "sync_session", device=peer.short_id, transport=transport, ok=ok,

@@ -148,6 +148,10 @@ class SyncSession:
         if role not in ("client", "server"):
             raise ValueError("role must be 'client' or 'server'")
         self.store = store
+        # A device list an earlier session brought gets this device's vouches before this
+        # one compares anything (store/device_list.py), so they travel in it: written after a
+        # session instead, they would leave the two sides apart until their next sync.
+        store.share_vouches()
         self.device_id = device_id
         self.device_name = device_name
         self.role = role

@@ -24,6 +24,7 @@ from store.backup import (  # noqa: E402
     verify_backup,
     write_backup,
 )
+from store.device_list import DEVICE_LIST_ID
 from store.device_identity import load_identity  # noqa: E402
 from store.errors import (  # noqa: E402
     BackupError,
@@ -109,9 +110,13 @@ def test_a_round_trip_restores_everything_as_a_new_device(made, tmp_path: Path):
         signed = vault.record.get_note("n1")
         assert signed.status == "signed" and len(signed.addenda) == 1
         assert vault.record.signed_version("n1") is not None
+        assert vault.record.signature_state("n1").signed  # still verifies under the new identity
         assert vault.audit.verify().ok
         restored_entry = vault.audit.entries()[-1]
-    # Everything as it was when the backup was made (its own entry came after the snapshot).
+    # Everything as it was when the backup was made (its own entry came after the snapshot),
+    # but for the device list: the new identity vouches there for the one the backup came from.
+    after["heads"].pop(DEVICE_LIST_ID)
+    before["heads"].pop(DEVICE_LIST_ID)
     for key in ("heads", "notes", "process", "settings"):
         assert after[key] == before[key], key
     assert after["audit"][: len(before["audit"]) - 1] == before["audit"][:-1]
@@ -127,7 +132,8 @@ def test_verify_checks_everything_and_writes_nothing(made, tmp_path: Path):
     _folder, _out, backup, recovery = made
     listing = sorted(p.name for p in tmp_path.rglob("*"))
     manifest = verify_backup(backup, passphrase=PASSPHRASE)
-    assert manifest.counts.clients == 2 and manifest.counts.documents == 4
+    # Two clients, two notes, and the device list their signatures brought (store/device_list.py).
+    assert manifest.counts.clients == 2 and manifest.counts.documents == 5
     assert {f.path for f in manifest.files} == {"record.db", "private.db", "attachments/extra.bin"}
     assert verify_backup(backup, recovery_key=recovery) == manifest
     assert sorted(p.name for p in tmp_path.rglob("*")) == listing

@@ -66,7 +66,7 @@ class Device:
         self.settings = Settings()
         self.conn = open_database(self.path, self.key, create=True)
         self.store = RecordStore(self.conn, device_id=device_id, settings=self.settings)
-        self.identity = ensure_identity(self.store, device_id)
+        self.identity = ensure_identity(self.store.replica, device_id)
 
     def reopen(self) -> RecordStore:
         self.conn.close()

@@ -26,7 +26,7 @@ SIGNED_AT = datetime(2026, 1, 6, 9, 30, tzinfo=timezone.utc)
 def _legacy_sign(record, note_id: str, device_id: str, signer: str = "Dr Upgrade Example") -> None:
     """What signing wrote before signatures were verified: a signature map with the heads
     and content hash, and the status; and one addendum in the list of that time."""
-    doc = record.load_doc(note_id)
+    doc = record.replica.load_doc(note_id)
     note = D.note_from_doc(doc)
     sig = Signature(signer=signer, credentials="PsyD", signed_at=SIGNED_AT, device_id=device_id,
                     heads=sorted(h.hex() for h in doc.get_heads()), content_hash=D.content_hash(note))
@@ -40,7 +40,7 @@ def _legacy_sign(record, note_id: str, device_id: str, signer: str = "Dr Upgrade
                         content_hash=D.addendum_hash(note_id, "Legacy clarification.", "clarify", signer, "PsyD", SIGNED_AT))
     with doc.transaction() as tx:
         D.append_addendum(tx, addendum)
-    record.apply_doc(note_id, doc)
+    record.replica.apply_doc(note_id, doc)
 
 
 def test_an_older_vault_upgrades_on_open_mine_reissued_others_legacy(tmp_path: Path):

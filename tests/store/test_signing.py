@@ -32,21 +32,21 @@ class Device:
         folder.mkdir(parents=True)
         self.conn = open_database(folder / "record.db", os.urandom(32), create=True)
         self.store = RecordStore(self.conn, device_id=name, settings=lambda: SETTINGS)
-        self.identity = ensure_identity(self.store, name)
+        self.identity = ensure_identity(self.store.replica, name)
         self.name = name
 
 
 def pair(x: Device, y: Device) -> None:
     """What pairing leaves in the device list: each vouches for the other."""
-    x.store.vouch_for(y.identity.device_id, y.name, y.identity.cert_pem)
-    y.store.vouch_for(x.identity.device_id, x.name, x.identity.cert_pem)
+    x.store.replica.vouch_for(y.identity.device_id, y.name, y.identity.cert_pem)
+    y.store.replica.vouch_for(x.identity.device_id, x.name, x.identity.cert_pem)
 
 
 def share(src: Device, dst: Device, *doc_ids: str) -> None:
     """A sync from src to dst, as the intake sees it, and its end (the vouches shared)."""
-    for doc_id in doc_ids or tuple(src.store.doc_heads()):
-        dst.store.apply_doc(doc_id, src.store.load_doc(doc_id))
-    dst.store.share_vouches()
+    for doc_id in doc_ids or tuple(src.store.replica.doc_heads()):
+        dst.store.replica.apply_doc(doc_id, src.store.replica.load_doc(doc_id))
+    dst.store.replica.share_vouches()
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def complete_note(note_id: str = "n1", client_id: str = "c1") -> ProgressNote:
 def with_signed_note(d: Device, note_id: str = "n1") -> ProgressNote:
     from store.models import Diagnosis, Goal
 
-    if not d.store.doc_heads_of("c1"):
+    if not d.store.replica.doc_heads_of("c1"):
         d.store.create_client(
             Client(id="c1", display_name="Avery Signtest", diagnoses=[Diagnosis(code="F41.1", description="GAD")],
                    goals=[Goal(id="g1", description="Sleep", objective="6 of 7 nights")])
@@ -112,7 +112,7 @@ def test_the_canonical_encoding_is_one_byte_string_for_one_content():
 def test_a_signature_verifies_and_every_altered_byte_fails(devices):
     a = devices[0]
     with_signed_note(a)
-    doc = a.store.load_doc("n1")
+    doc = a.store.replica.load_doc("n1")
     state = a.store.signature_state("n1")
     assert state.status == SignatureStatus.VERIFIED and state.signed
     assert state.shown.device_label == "this device"
@@ -142,19 +142,19 @@ def test_a_device_never_paired_with_verifies_through_the_vouches_that_travel(dev
     with_signed_note(a)
     share(a, b)
     share(b, c)  # the device list travels like any record document
-    assert DEVICE_LIST_ID in c.store.doc_heads()
+    assert DEVICE_LIST_ID in c.store.replica.doc_heads()
     state = c.store.signature_state("n1")
     assert state.status == SignatureStatus.VERIFIED
     assert state.shown.device_label == "a" and state.shown.device_id == a.identity.device_id
     # Without B's vouch for A, C does not trust A's key: a finding, never "signed".
     lonely = trust_from(None, c.identity)
-    assert signature_state(c.store.load_doc("n1"), lonely).status == SignatureStatus.TAMPERED
+    assert signature_state(c.store.replica.load_doc("n1"), lonely).status == SignatureStatus.TAMPERED
 
 
 def test_a_vouch_by_an_untrusted_device_adds_no_trust(devices):
     a, b, c = devices
     pair(b, c)  # c trusts b; a vouched for by nobody c trusts
-    a.store.vouch_for(c.identity.device_id, "c", c.identity.cert_pem)  # a's claim about c
+    a.store.replica.vouch_for(c.identity.device_id, "c", c.identity.cert_pem)  # a's claim about c
     a.store.replica.list_this_device()  # into a's device list (as when a first signs)
     share(a, c, DEVICE_LIST_ID)
     assert a.identity.device_id not in c.store.replica.device_trust().devices
@@ -164,16 +164,16 @@ def test_a_vouch_by_an_untrusted_device_adds_no_trust(devices):
 def test_concurrent_additions_to_the_device_list_all_survive(devices):
     a, b, c = devices
     pair(a, b)
-    a.store.vouch_for(c.identity.device_id, "c", c.identity.cert_pem)
-    b.store.vouch_for(c.identity.device_id, "c", c.identity.cert_pem)
+    a.store.replica.vouch_for(c.identity.device_id, "c", c.identity.cert_pem)
+    b.store.replica.vouch_for(c.identity.device_id, "c", c.identity.cert_pem)
     for d in (a, b):  # both lists made at once, on two devices, then merged
         d.store.replica.list_this_device()
     share(a, b, DEVICE_LIST_ID)
     share(b, a, DEVICE_LIST_ID)
-    keys = set(D._MapView(a.store.load_doc(DEVICE_LIST_ID), ROOT).keys())
+    keys = set(D._MapView(a.store.replica.load_doc(DEVICE_LIST_ID), ROOT).keys())
     for voucher in (a, b):
         assert f"vouch:{voucher.identity.device_id}:{c.identity.device_id}" in keys
-    assert a.store.doc_heads_of(DEVICE_LIST_ID) == b.store.doc_heads_of(DEVICE_LIST_ID)
+    assert a.store.replica.doc_heads_of(DEVICE_LIST_ID) == b.store.replica.doc_heads_of(DEVICE_LIST_ID)
 
 
 def test_addenda_are_signed_over_the_content_they_amend(devices):
@@ -182,7 +182,7 @@ def test_addenda_are_signed_over_the_content_they_amend(devices):
     note = a.store.add_addendum("n1", f"{CANARY} the session was by video.", "modality clarified")
     state = a.store.signature_state("n1")
     assert state.signed and len(state.addenda) == 1 and note.addenda[0].id == state.addenda[0].id
-    payload = json.loads(json.loads(D.signed_entries(a.store.load_doc("n1"))[note.addenda[0].id])["payload"])
+    payload = json.loads(json.loads(D.signed_entries(a.store.replica.load_doc("n1"))[note.addenda[0].id])["payload"])
     assert payload["amends"] == state.shown.content_hash and payload["kind"] == "addendum"
 
 
@@ -191,7 +191,7 @@ def test_a_signed_entry_altered_in_the_document_is_a_finding_and_the_original_st
     pair(a, b)
     with_signed_note(a)
     share(a, b)
-    doc = b.store.load_doc("n1")
+    doc = b.store.replica.load_doc("n1")
     (entry_id, envelope), = D.signed_entries(doc).items()
     outer = json.loads(envelope)
     payload = json.loads(outer["payload"])
@@ -200,7 +200,7 @@ def test_a_signed_entry_altered_in_the_document_is_a_finding_and_the_original_st
     with doc.transaction() as tx:
         tx.put(ROOT, "signed:" + entry_id, ScalarType.Str,
                json.dumps({**outer, "payload": D.canonical_json(payload).decode()}, sort_keys=True, separators=(",", ":")))
-    b.store.apply_doc("n1", doc)
+    b.store.replica.apply_doc("n1", doc)
     share(b, a, "n1")
     state = a.store.signature_state("n1")
     assert state.status == SignatureStatus.TAMPERED and not state.signed

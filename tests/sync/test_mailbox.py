@@ -613,7 +613,7 @@ def test_signed_on_one_device_edited_on_another_is_a_conflict_on_both(devices, b
     at_b = b.mailbox(box)
     # The note, and the device list its signature brought (store/device_list.py).
     assert (at_b.received, at_b.merged, at_b.conflicts, at_b.ok) == (2, 1, 1, True)
-    assert at_b.summary().startswith("received 2, sent 1, merged 1, conflicts 1 (marked on the notes")
+    assert at_b.summary().startswith("received 2, sent 2, merged 1, conflicts 1 (marked on the notes")
     a.mailbox(box)
     b.mailbox(box)
     a.mailbox(box)  # the device list with b's vouch goes back to a

@@ -47,7 +47,7 @@ def signed_entries_on(device: Device) -> dict[tuple[str, str], str]:
         r = device.record
         out = {}
         for row in r.list_notes():
-            for entry_id, envelope in D.signed_entries(r.load_doc(row.note_id)).items():
+            for entry_id, envelope in D.signed_entries(r.replica.load_doc(row.note_id)).items():
                 out[(row.note_id, entry_id)] = envelope
         return out
 
@@ -63,7 +63,7 @@ def check_device(device: Device, made: dict[tuple[str, str], str]) -> tuple[int,
         key_for = r.replica.device_trust().public_key
         signed = conflicts = 0
         for (note_id, entry_id), envelope in made.items():
-            held = D.signed_entries(r.load_doc(note_id)).get(entry_id)
+            held = D.signed_entries(r.replica.load_doc(note_id)).get(entry_id)
             if held is None:
                 held = r.replica.kept_signed_entries(note_id).get(entry_id)
             assert held == envelope, f"{device.name} lost or altered entry {entry_id} of {note_id}"

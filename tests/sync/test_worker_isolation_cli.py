@@ -31,5 +31,5 @@ def test_a_mailbox_run_inside_a_planted_folder_never_runs_the_planted_package(ma
         cwd=folder, env=env, capture_output=True, text=True, timeout=PROCESS_TIMEOUT,
     )
     assert done.returncode == 0, done.stderr
-    assert "Bundle written" in done.stdout
+    assert "synced through the mailbox" in done.stdout
     assert not (folder / "loot").exists(), "the planted package ran as the clinician"

@@ -96,6 +96,7 @@ def test_an_addendum_dated_before_its_signature_is_shown_as_such():
     from datetime import date, datetime, timezone
 
     from store.models import Addendum, NoteFormat, NoteStatus, ProgressNote, SessionFacts, Signature
+    from store.signature_state import SignatureState, SignatureStatus, SignedVersion
     from tui.widgets.note_views import read_only_view
 
     signed_at = datetime(2026, 3, 14, 15, 0, tzinfo=timezone.utc)
@@ -109,9 +110,14 @@ def test_an_addendum_dated_before_its_signature_is_shown_as_such():
                           device_id="slow", content_hash="")],
     )
     caveats = {"fast": "(device clock was ~10 days ahead of this one's)"}
-    texts = [static_text(w) for w in read_only_view(note, None, None, "signed", caveats=caveats)
+    # As the store reads such a note back when every signature verifies (store/signature_state.py).
+    version = SignedVersion(entry_id="s1", note=note, device_id="fast", device_label="fast tablet",
+                            content_hash="", verified=True)
+    state = SignatureState(note_id=note.id, status=SignatureStatus.VERIFIED, shown=version, versions=(version,),
+                           addenda=tuple(note.addenda))
+    texts = [static_text(w) for w in read_only_view(note, state, None, "signed", caveats=caveats)
              if isinstance(w, Static)]
     signature = next(t for t in texts if t.startswith("Signed by"))
     addendum = next(t for t in texts if t.startswith("Addendum"))
-    assert signature.endswith("(device clock was ~10 days ahead of this one's)")
+    assert "2026-03-14 15:00 (device clock was ~10 days ahead of this one's)" in signature
     assert "(dated before the signature it amends: a device clock was off)" in addendum

@@ -27,6 +27,7 @@ import pypdf
 import pytest
 
 from store.device_identity import ensure_identity
+from store.keys import TEST_KDF_ENV
 from store.models import Client, Diagnosis, Goal, ProcessNote, ProgressNote
 from store.sealed_export import MAGIC
 from store.vault import Vault
@@ -48,7 +49,7 @@ def make_vault(folder: Path, *, notes: int = 2, filler: int = 0) -> Path:
     process notes carrying the process canary."""
     v, _ = Vault.create(folder, PASSPHRASE, device_name="export test", kdf=FAST_KDF, settings=CLINICIAN)
     try:
-        ensure_identity(v.record, v.device_name)
+        ensure_identity(v.record.replica, v.device_name)
         r = v.record
         r.create_client(
             Client(
@@ -93,7 +94,7 @@ def password_file(tmp_path: Path) -> Path:
 
 
 def env() -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if not k.startswith("NOTEWELL_")}
+    out = {k: v for k, v in os.environ.items() if not k.startswith("NOTEWELL_") or k == TEST_KDF_ENV}
     out["NOTEWELL_PASSPHRASE"] = PASSPHRASE
     return out
 

@@ -83,7 +83,7 @@ async def test_names_and_file_names_from_another_device_show_as_typed(vaults, ma
         await pilot.click("#mailbox-run")
         await wait_for(pilot, lambda: screen.last_result is not None or screen.last_error is not None, WAIT, "mailbox")
         assert screen.last_error is None, screen.last_error
-        assert screen.last_result.documents_merged == 2 and len(screen.last_result.rejected) == 1
+        assert screen.last_result.received == 2 and len(screen.last_result.bundles.rejected) == 1
 
         status = static_text(screen.query_one("#sync-status"))
         assert not [ch for ch in RAW if ch in status]
@@ -96,8 +96,8 @@ async def test_names_and_file_names_from_another_device_show_as_typed(vaults, ma
         app.pop_screen()
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), WAIT, "main screen")
         assert app.sync_jobs.mailbox(folder)
-        await wait_for(pilot, lambda: any("Sync finished" in t for t in toasts(app)), WAIT, "notification")
-        note = next(t for t in toasts(app) if "Sync finished" in t)
+        await wait_for(pilot, lambda: any("Synced through the mailbox" in t for t in toasts(app)), WAIT, "notification")
+        note = next(t for t in toasts(app) if "Synced through the mailbox" in t)
         assert not [ch for ch in RAW if ch in note]
         assert "evil\\x1b]0;owned\\x07[b]x-00000001.nwb" in note
 

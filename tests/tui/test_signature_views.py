@@ -32,13 +32,13 @@ def _make_conflict_and_tamper(path) -> None:
                              sections=complete_sections(), facts=complete_facts(date(2026, 11, on)))
             )
         # A conflict: another device's copy edited while this one signs, then merged.
-        elsewhere = record.load_doc("note-conflict")
+        elsewhere = record.replica.load_doc("note-conflict")
         D.splice_section(elsewhere, "plan", "Plan edited on the other device.")
         record.sign_note("note-conflict")
-        record.apply_doc("note-conflict", elsewhere)
+        record.replica.apply_doc("note-conflict", elsewhere)
         # A forgery: a copy whose signed text is rewritten, merged as a sync would.
         record.sign_note("note-forged")
-        forged = record.load_doc("note-forged")
+        forged = record.replica.load_doc("note-forged")
         D.splice_section(forged, "plan", f"{CANARY} never said.")
         (entry_id, envelope), = D.signed_entries(forged).items()
         outer = json.loads(envelope)
@@ -47,7 +47,7 @@ def _make_conflict_and_tamper(path) -> None:
         outer["payload"] = D.canonical_json(payload).decode()
         with forged.transaction() as tx:
             tx.put(ROOT, "signed:" + entry_id, ScalarType.Str, json.dumps(outer))
-        record.apply_doc("note-forged", forged)
+        record.replica.apply_doc("note-forged", forged)
     finally:
         vault.close()
 
