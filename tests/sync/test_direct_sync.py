@@ -626,6 +626,9 @@ class _ForeignPeer:
     def doc_heads(self):
         return {doc_id: doc.get_heads() for doc_id, doc in self.docs.items()}
 
+    def share_vouches(self):
+        pass  # a peer that vouches for nobody
+
     def load_doc(self, doc_id):
         return self.docs[doc_id].fork()
 
