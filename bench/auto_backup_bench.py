@@ -1,0 +1,139 @@
+"""The app's keystrokes while an automatic backup of a 10,000-note vault runs, and without.
+
+    python -m bench.auto_backup_bench [--notes 10000] [--clients 200] [--rounds 4]
+
+One app on the synthetic vault (bench/common.py), the progress-note editor open, typing in
+bursts as bench/tui_bench.py does (the same timing: a key event entering the app to the end
+of the refresh that shows it). The app's own automatic backups (tui/auto_backups.py) write
+into a temporary folder; the app's clock is moved a day on before each backup so that one
+is due, and `check_backups` starts it as the minute timer would. Each round types while no
+backup runs, then while one runs (snapshot, sealed file, full verification, thinning), so
+the baseline and the load alternate in the same process. Also timed: a save through the
+store thread (the editor's own path, `set_section`) every 20 keys, to show whether the
+backup's snapshot holds up the clinician's writes. Prints figures with the load average;
+asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from bench.common import PASSPHRASE, pct, synthetic_vault
+from bench.tui_bench import TYPED, new_draft, time_key, wait_until
+
+
+def load() -> float:
+    return os.getloadavg()[0]
+
+
+def figures(times: list[float]) -> str:
+    if not times:
+        return "no keys"
+    return (f"{len(times)} keys: p50 {pct(times, 50) * 1000:.2f} ms, p99 {pct(times, 99) * 1000:.2f} ms, "
+            f"max {max(times) * 1000:.2f} ms")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 3, 9, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def measure(path: Path, rounds: int, folder: Path) -> None:
+    from textual.widgets import TextArea
+
+    from tui.app import NotewellApp
+    from tui.config import AppConfig, BackupConfig
+    from tui.screens.main import MainScreen
+    from tui.screens.note_editor import NoteEditorScreen
+
+    _client_id, note_id = new_draft(path)
+    clock = Clock()
+    config = AppConfig(backup=BackupConfig(folder=folder, every="daily"))
+    app = NotewellApp(path, passphrase=PASSPHRASE, test_mode=True, idle_lock_seconds=3600, config=config, clock=clock)
+    backups = app.auto_backups
+    keys = {"without": [], "during": []}
+    saves = {"without": [], "during": []}
+    loads = {"without": [], "during": []}
+    durations: list[float] = []
+    typed = 0
+
+    async def type_one(area, kind: str) -> None:
+        nonlocal typed
+        keys[kind].append(await time_key(app, area, TYPED[typed % len(TYPED)]))
+        typed += 1
+        if typed % 20 == 0:
+            text = f"Plan revised {typed}."
+            t0 = time.perf_counter()
+            await app.store.call(lambda v: v.record.set_section(note_id, "plan", text))
+            saves[kind].append(time.perf_counter() - t0)
+        await asyncio.sleep(0.45 if typed % 40 == 0 else 0.03)
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+        # The vault has never been backed up, so opening starts one: let it finish first.
+        await wait_until(pilot, lambda: backups.made == 1 and not backups.running, timeout=600)
+        app.screen.open_note("progress", note_id)
+        await wait_until(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded)
+        area = app.screen.query_one("#section-subjective", TextArea)
+        area.focus()
+        await pilot.pause()
+        for r in range(1, rounds + 1):
+            clock.now += timedelta(days=1)
+            load_before = load()
+            app.check_backups()
+            await wait_until(pilot, lambda: backups.running, timeout=60)
+            started, during = time.perf_counter(), len(keys["during"])
+            while backups.running:
+                await type_one(area, "during")
+            durations.append(time.perf_counter() - started)
+            loads["during"].append((load_before + load()) / 2)
+            if backups.error:
+                raise RuntimeError(f"the backup failed: {backups.error}")
+            n = len(keys["during"]) - during
+            load_before, without = load(), len(keys["without"])
+            for _ in range(n):
+                await type_one(area, "without")
+            loads["without"].append((load_before + load()) / 2)
+            print(f"round {r}: backup {durations[-1]:.1f} s; during it {figures(keys['during'][during:])} "
+                  f"(load {loads['during'][-1]:.1f}); without {figures(keys['without'][without:])} "
+                  f"(load {loads['without'][-1]:.1f})", flush=True)
+        await app.screen.flush()
+        await pilot.press("ctrl+q")
+
+    print()
+    print(f"keystroke to screen while an automatic backup runs: {figures(keys['during'])}, "
+          f"load average {sum(loads['during']) / len(loads['during']):.1f}")
+    print(f"keystroke to screen without a backup (same process, alternating): {figures(keys['without'])}, "
+          f"load average {sum(loads['without']) / len(loads['without']):.1f}")
+    print(f"a whole automatic backup in the app (snapshot, file, verification, thinning): "
+          f"median {sorted(durations)[len(durations) // 2]:.1f} s (runs {min(durations):.1f}-{max(durations):.1f})")
+    for kind in ("during", "without"):
+        s = saves[kind]
+        if s:
+            print(f"a save through the store thread {kind} a backup: {len(s)} saves, p50 {pct(s, 50) * 1000:.1f} ms, "
+                  f"max {max(s) * 1000:.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--notes", type=int, default=10_000)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    path = synthetic_vault("auto-backup", args.notes, args.clients)
+    print(f"load average at start: {load():.1f} (2 cores)")
+    with tempfile.TemporaryDirectory(prefix="nw-auto-backup-") as folder:
+        asyncio.run(measure(path, args.rounds, Path(folder)))
+
+
+if __name__ == "__main__":
+    main()
