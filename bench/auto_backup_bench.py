@@ -6,9 +6,10 @@ One app on the synthetic vault (bench/common.py), the progress-note editor open,
 bursts as bench/tui_bench.py does (the same timing: a key event entering the app to the end
 of the refresh that shows it). The app's own automatic backups (tui/auto_backups.py) write
 into a temporary folder; the app's clock is moved a day on before each backup so that one
-is due, and `check_backups` starts it as the minute timer would. Each round types while no
-backup runs, then while one runs (snapshot, sealed file, full verification, thinning), so
-the baseline and the load alternate in the same process. Also timed: a save through the
+is due, and `check_backups` starts it as the minute timer would. Each round types while a
+backup runs in a child process (the app's way), while one runs in the app's worker thread
+(the way it was first built), and while none runs, so all three alternate in the same
+process; a backup is the snapshot, the sealed file, its full verification and thinning. Also timed: a save through the
 store thread (the editor's own path, `set_section`) every 20 keys, to show whether the
 backup's snapshot holds up the clinician's writes. Prints figures with the load average;
 asserts nothing.
@@ -60,10 +61,11 @@ async def measure(path: Path, rounds: int, folder: Path) -> None:
     config = AppConfig(backup=BackupConfig(folder=folder, every="daily"))
     app = NotewellApp(path, passphrase=PASSPHRASE, test_mode=True, idle_lock_seconds=3600, config=config, clock=clock)
     backups = app.auto_backups
-    keys = {"without": [], "during": []}
-    saves = {"without": [], "during": []}
-    loads = {"without": [], "during": []}
-    durations: list[float] = []
+    kinds = ("child", "thread", "without")
+    keys: dict[str, list[float]] = {k: [] for k in kinds}
+    saves: dict[str, list[float]] = {k: [] for k in kinds}
+    loads: dict[str, list[float]] = {k: [] for k in kinds}
+    durations: dict[str, list[float]] = {"child": [], "thread": []}
     typed = 0
 
     async def type_one(area, kind: str) -> None:
@@ -77,6 +79,21 @@ async def measure(path: Path, rounds: int, folder: Path) -> None:
             saves[kind].append(time.perf_counter() - t0)
         await asyncio.sleep(0.45 if typed % 40 == 0 else 0.03)
 
+    async def while_backing_up(pilot, area, kind: str) -> int:
+        backups.in_child = kind == "child"
+        clock.now += timedelta(days=1)
+        load_before, before = load(), len(keys[kind])
+        app.check_backups()
+        await wait_until(pilot, lambda: backups.running, timeout=60)
+        started = time.perf_counter()
+        while backups.running:
+            await type_one(area, kind)
+        durations[kind].append(time.perf_counter() - started)
+        loads[kind].append((load_before + load()) / 2)
+        if backups.error:
+            raise RuntimeError(f"the backup failed: {backups.error}")
+        return len(keys[kind]) - before
+
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
         # The vault has never been backed up, so opening starts one: let it finish first.
@@ -87,40 +104,36 @@ async def measure(path: Path, rounds: int, folder: Path) -> None:
         area.focus()
         await pilot.pause()
         for r in range(1, rounds + 1):
-            clock.now += timedelta(days=1)
-            load_before = load()
-            app.check_backups()
-            await wait_until(pilot, lambda: backups.running, timeout=60)
-            started, during = time.perf_counter(), len(keys["during"])
-            while backups.running:
-                await type_one(area, "during")
-            durations.append(time.perf_counter() - started)
-            loads["during"].append((load_before + load()) / 2)
-            if backups.error:
-                raise RuntimeError(f"the backup failed: {backups.error}")
-            n = len(keys["during"]) - during
+            # Alternating: a backup in a child process, one in the worker thread, none.
+            counts = [await while_backing_up(pilot, area, kind) for kind in ("child", "thread")]
             load_before, without = load(), len(keys["without"])
-            for _ in range(n):
+            for _ in range(sum(counts) // 2):
                 await type_one(area, "without")
             loads["without"].append((load_before + load()) / 2)
-            print(f"round {r}: backup {durations[-1]:.1f} s; during it {figures(keys['during'][during:])} "
-                  f"(load {loads['during'][-1]:.1f}); without {figures(keys['without'][without:])} "
-                  f"(load {loads['without'][-1]:.1f})", flush=True)
+            print(f"round {r}: " + "; ".join(
+                f"{kind} {figures(keys[kind][-n:] if n else [])} (load {loads[kind][-1]:.1f})"
+                for kind, n in zip(kinds, [*counts, len(keys["without"]) - without])
+            ), flush=True)
         await app.screen.flush()
         await pilot.press("ctrl+q")
 
     print()
-    print(f"keystroke to screen while an automatic backup runs: {figures(keys['during'])}, "
-          f"load average {sum(loads['during']) / len(loads['during']):.1f}")
-    print(f"keystroke to screen without a backup (same process, alternating): {figures(keys['without'])}, "
-          f"load average {sum(loads['without']) / len(loads['without']):.1f}")
-    print(f"a whole automatic backup in the app (snapshot, file, verification, thinning): "
-          f"median {sorted(durations)[len(durations) // 2]:.1f} s (runs {min(durations):.1f}-{max(durations):.1f})")
-    for kind in ("during", "without"):
+    described = {
+        "child": "while an automatic backup runs in a child process (the app's way)",
+        "thread": "while an automatic backup runs in the app's worker thread",
+        "without": "without a backup",
+    }
+    for kind in kinds:
+        print(f"keystroke to screen {described[kind]}: {figures(keys[kind])}, "
+              f"load average {sum(loads[kind]) / len(loads[kind]):.1f}")
+    for kind, runs in durations.items():
+        print(f"a whole automatic backup ({kind}; snapshot, file, verification, thinning): "
+              f"median {sorted(runs)[len(runs) // 2]:.1f} s (runs {min(runs):.1f}-{max(runs):.1f})")
+    for kind in kinds:
         s = saves[kind]
         if s:
-            print(f"a save through the store thread {kind} a backup: {len(s)} saves, p50 {pct(s, 50) * 1000:.1f} ms, "
-                  f"max {max(s) * 1000:.1f} ms")
+            print(f"a save through the store thread, {described[kind]}: {len(s)} saves, "
+                  f"p50 {pct(s, 50) * 1000:.1f} ms, max {max(s) * 1000:.1f} ms")
 
 
 def main() -> None:

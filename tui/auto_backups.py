@@ -5,10 +5,11 @@ store thread, `post` (which hands a message to every open screen) and the app's 
 unlock and then once a minute the app calls `check()`: it reads this device's last backup
 on the store thread (store/last_backup.py) and, when one is due, starts a thread worker that
 runs `store.automatic_backup.run_automatic_backup` (the same run as `notewell backup
---auto`): an online snapshot, which takes no write lock, so the clinician's saves go on
-meanwhile (bench/auto_backup_bench.py measures the keystrokes); then the new backup is
-verified and the folder thinned. The audit entry and the "last backup" row are written back
-on the store thread (`record_backup`).
+--auto`) in a child process (store/backup_process.py), so that the backup never holds this
+process's interpreter lock: an online snapshot, which takes no write lock, so the
+clinician's saves go on meanwhile (bench/auto_backup_bench.py measures the keystrokes);
+then the new backup is verified and the folder thinned. The audit entry and the "last
+backup" row are written back on the store thread (`record_backup`).
 
 Screens read what the service holds (`warning(now)` for the main screen, `status_line(now)`
 for the settings screen) when told `AutoBackups.Changed`.
@@ -62,8 +63,13 @@ class AutoBackups:
         self.running = False
         self.error: str | None = None  # the last run's failure, one sentence; None after a success
         self.made = 0  # backups this app has made (tests wait on it)
-        # Called from the backup's thread with content bytes written (tests hold a backup here).
+        # Called from the backup's thread with content bytes written (tests hold a backup here:
+        # the child process waits for each call to return).
         self.progress: Progress | None = None
+        # The backup runs in a child process (store/backup_process.py), off this process's
+        # interpreter lock; False runs it in the worker thread itself (bench/auto_backup_bench.py
+        # compares the two).
+        self.in_child = True
         self._worker: Worker | None = None
 
     # --- what the screens show ----------------------------------------------------------
@@ -132,9 +138,11 @@ class AutoBackups:
 
         def run() -> None:
             from store.automatic_backup import run_automatic_backup
+            from store.backup_process import run_in_child
 
+            how = run_in_child if self.in_child else run_automatic_backup
             try:
-                result = run_automatic_backup(source, folder, device_id=device_id, now=now, progress=self.progress)
+                result = how(source, folder, device_id=device_id, now=now, progress=self.progress)
             except NotewellError as e:
                 self._from_thread(self._failed, e.message)
             except Exception as e:  # a bug: one sentence, never its text (it could hold anything)

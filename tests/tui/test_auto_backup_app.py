@@ -138,10 +138,11 @@ async def test_a_full_backup_folder_gives_one_sentence_and_leaves_earlier_backup
             clock.now = T0 + timedelta(days=1, minutes=1)
             await settle(pilot, app)
             assert app.auto_backups.made == 1
-            assert warning_text(app) == (
+            expected = (
                 f"No backup since 2026-12-03 09:15 UTC: the backup folder {disk.path} is full; no backup "
                 "was written and earlier backups are untouched."
             )
+            await wait_for(pilot, lambda: warning_text(app) == expected, what=f"the warning, not {warning_text(app)!r}")
             assert {p.name: p.read_bytes() for p in disk.path.iterdir()} == before
             await pilot.press("ctrl+q")
         disk.free()
