@@ -156,8 +156,8 @@ async def test_typing_while_an_automatic_backup_runs_loses_nothing(seeded_vault,
     reached, release = threading.Event(), threading.Event()
 
     def held(done: int, total: int) -> None:
-        # The backup's thread stops here (its snapshot taken, its file being written) until
-        # the typing is saved.
+        # The backup stops here (its snapshot taken, its file being written: the child process
+        # waits for each progress report to return) until the typing is saved.
         reached.set()
         release.wait(BACKUP_WAIT)
 
