@@ -1,6 +1,6 @@
 """The app's keystrokes while an automatic backup of a 10,000-note vault runs, and without.
 
-    python -m bench.auto_backup_bench [--notes 10000] [--clients 200] [--rounds 4]
+    python -m bench.auto_backup_bench [--notes 10000] [--clients 200] [--rounds 5]
 
 One app on the synthetic vault (bench/common.py), the progress-note editor open, typing in
 bursts as bench/tui_bench.py does (the same timing: a key event entering the app to the end
@@ -9,7 +9,9 @@ into a temporary folder; the app's clock is moved a day on before each backup so
 is due, and `check_backups` starts it as the minute timer would. Each round types while a
 backup runs in a child process (the app's way), while one runs in the app's worker thread
 (the way it was first built), and while none runs, so all three alternate in the same
-process; a backup is the snapshot, the sealed file, its full verification and thinning. Also timed: a save through the
+process; a backup is the snapshot, the sealed file, its full verification and thinning.
+Then, without the app, a loop of 2 ms sleeps beside a backup in a thread, in a child process
+or none, alternating: how late it wakes shows what the backup takes from a waiting loop. Also timed: a save through the
 store thread (the editor's own path, `set_section`) every 20 keys, to show whether the
 backup's snapshot holds up the clinician's writes. Prints figures with the load average;
 asserts nothing.
@@ -136,16 +138,69 @@ async def measure(path: Path, rounds: int, folder: Path) -> None:
                   f"p50 {pct(s, 50) * 1000:.1f} ms, max {max(s) * 1000:.1f} ms")
 
 
+def probe(path: Path, repeats: int = 2) -> None:
+    """Without the app: a loop that sleeps 2 ms at a time, as the UI loop waits for events,
+    beside a backup run in a thread of this process, in a child process (the app's way), or
+    none, alternating. How late the loop wakes shows what the backup takes from it."""
+    import sys
+    import threading
+
+    from store.automatic_backup import run_automatic_backup
+    from store.backup import BackupSource
+    from store.backup_process import run_in_child
+    from store.vault import Vault
+
+    sys.setswitchinterval(0.001)  # as the app sets it
+    vault = Vault.open(path, PASSPHRASE)
+    try:
+        source, device_id = BackupSource.of(vault), vault.device_id
+    finally:
+        vault.close()
+    late: dict[str, list[float]] = {"none": [], "thread": [], "child": []}
+    wakes: dict[str, float] = {k: 0.0 for k in late}
+    seconds: dict[str, float] = {k: 0.0 for k in late}
+    loads: dict[str, list[float]] = {k: [] for k in late}
+    for _ in range(repeats):
+        for kind in late:
+            with tempfile.TemporaryDirectory(prefix="nw-auto-backup-probe-") as folder:
+                load_before = load()
+                if kind == "none":
+                    end = time.monotonic() + 8
+                    running = lambda: time.monotonic() < end  # noqa: E731
+                    worker = None
+                else:
+                    run = run_automatic_backup if kind == "thread" else run_in_child
+                    worker = threading.Thread(target=run, args=(source, Path(folder)),
+                                              kwargs={"device_id": device_id, "now": datetime.now(timezone.utc)})
+                    worker.start()
+                    running = worker.is_alive
+                started = time.monotonic()
+                while running():
+                    t0 = time.perf_counter()
+                    time.sleep(0.002)
+                    late[kind].append(time.perf_counter() - t0 - 0.002)
+                    wakes[kind] += 1
+                seconds[kind] += time.monotonic() - started
+                loads[kind].append((load_before + load()) / 2)
+    for kind, values in late.items():
+        print(f"2 ms sleeps beside {'no backup' if kind == 'none' else 'a backup in a ' + kind + (' process' if kind == 'child' else '')}: "
+              f"late p50 {pct(values, 50) * 1000:.2f} ms, p99 {pct(values, 99) * 1000:.2f} ms, "
+              f"{wakes[kind] / seconds[kind]:.0f} wake-ups a second, load average {sum(loads[kind]) / len(loads[kind]):.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--notes", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     path = synthetic_vault("auto-backup", args.notes, args.clients)
     print(f"load average at start: {load():.1f} (2 cores)")
-    with tempfile.TemporaryDirectory(prefix="nw-auto-backup-") as folder:
-        asyncio.run(measure(path, args.rounds, Path(folder)))
+    if args.rounds:  # --rounds 0: the probe alone
+        with tempfile.TemporaryDirectory(prefix="nw-auto-backup-") as folder:
+            asyncio.run(measure(path, args.rounds, Path(folder)))
+        print()
+    probe(path)
 
 
 if __name__ == "__main__":
