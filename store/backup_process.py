@@ -1,19 +1,22 @@
-"""An automatic backup run in a child process, so the app's interpreter lock stays its own.
+"""An automatic backup run in a child process at a lower priority, beside the app.
 
     run_in_child(source, folder, device_id=, now=, progress=None) -> AutomaticBackup
 
-The app's backup used to run in a thread of its own process; under load, a thread preempted
-while it holds the interpreter lock stalls the UI loop for an OS time slice (bench/README.md,
-"Keystrokes while an automatic backup runs"). The child runs the same
-`run_automatic_backup`; the thread that starts it only waits on a pipe.
+What a backup takes from the clinician's typing is CPU (bench/README.md, "Keystrokes while
+an automatic backup runs"): a backup in a thread of the app competes with the UI loop for the
+cores and for the interpreter lock. The child runs the same `run_automatic_backup` at nice
+10 (`NICENESS`), so the scheduler serves the app first; the thread that starts it only waits
+on a pipe.
 
 The child is started like store/prepare_pool.py's workers (`worker_command`: isolated mode,
-this package's folder, none of the parent's NOTEWELL_* variables, no core dumps). The
+this package's folder, none of the parent's NOTEWELL_* variables but a test's cheap-KDF
+flag, no core dumps). The
 parent hands it the vault's keys (`BackupSource`) over its private stdin pipe; the messages
 are prepare_pool's (a length, then a pickle, only between this process and its own child).
 The child reports progress and waits for the parent's go-ahead after each report, so a
 parent that stops listening (killed, or a test holding the backup mid-way) holds the child
-where it is; a parent that goes away ends it, and its partial file is removed (store/backup.py).
+where it is; a parent that goes away ends it at its next report, and its partial file is
+removed (store/backup.py).
 """
 
 from __future__ import annotations

@@ -5,13 +5,13 @@ store thread, `post` (which hands a message to every open screen) and the app's 
 unlock and then once a minute the app calls `check()`: it reads this device's last backup
 on the store thread (store/last_backup.py) and, when one is due, starts a thread worker that
 runs `store.automatic_backup.run_automatic_backup` (the same run as `notewell backup
---auto`) in a child process (store/backup_process.py), so that the backup never holds this
-process's interpreter lock: an online snapshot, which takes no write lock, so the
+--auto`) in a child process at a lower scheduling priority (store/backup_process.py), so
+that typing keeps the cores: an online snapshot, which takes no write lock, so the
 clinician's saves go on meanwhile (bench/auto_backup_bench.py measures the keystrokes);
 then the new backup is verified and the folder thinned. The audit entry and the "last
 backup" row are written back on the store thread (`record_backup`).
 
-Screens read what the service holds (`warning(now)` for the main screen, `status_line(now)`
+Screens read what the service holds (`warning(now)` for the main screen, `status_line()`
 for the settings screen) when told `AutoBackups.Changed`.
 """
 
@@ -66,9 +66,8 @@ class AutoBackups:
         # Called from the backup's thread with content bytes written (tests hold a backup here:
         # the child process waits for each call to return).
         self.progress: Progress | None = None
-        # The backup runs in a child process (store/backup_process.py), off this process's
-        # interpreter lock; False runs it in the worker thread itself (bench/auto_backup_bench.py
-        # compares the two).
+        # The backup runs in a child process at a lower priority (store/backup_process.py);
+        # False runs it in the worker thread itself (bench/auto_backup_bench.py compares them).
         self.in_child = True
         self._worker: Worker | None = None
 

@@ -13,19 +13,14 @@ from store.backup import BackupSource, verify_backup
 from store.backup_process import run_in_child
 from store.errors import BackupError
 from store.models import Client
-from store.vault import KdfParams, Vault
-
-FAST_KDF = KdfParams(memory_kib=8192, time_cost=1, parallelism=1)
-PASSPHRASE = "child process passphrase"
+from tests.store.conftest import VAULT_PASSPHRASE as PASSPHRASE
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def vault(tmp_path: Path):
-    v, _ = Vault.create(tmp_path / "vault", PASSPHRASE, device_name="office laptop", kdf=FAST_KDF)
-    v.record.create_client(Client(id="c1", display_name="Sky Example"))
-    yield v
-    v.close()
+def vault(open_vault):
+    open_vault.record.create_client(Client(id="c1", display_name="Sky Example"))
+    return open_vault
 
 
 def test_a_backup_made_in_a_child_process_verifies(vault, tmp_path: Path):
