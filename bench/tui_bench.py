@@ -58,8 +58,22 @@ async def wait_until(pilot, predicate, timeout: float = 30.0) -> None:
         await pilot.pause(0.02)
 
 
-async def keystroke_latency(path: Path, keys: int) -> list[float]:
+async def time_key(app, area, ch: str) -> float:
+    """Seconds from one key event entering the app to the end of the refresh that shows it
+    in `area` (a TextArea with focus)."""
     from textual import events
+
+    before = area.text
+    refreshed: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+    t0 = time.perf_counter()
+    app.post_message(events.Key("space" if ch == " " else ch, ch))
+    while area.text == before:
+        await asyncio.sleep(0)
+    app.call_after_refresh(lambda: refreshed.done() or refreshed.set_result(time.perf_counter()))
+    return await refreshed - t0
+
+
+async def keystroke_latency(path: Path, keys: int) -> list[float]:
     from textual.widgets import TextArea
 
     from tui.app import NotewellApp
@@ -76,17 +90,8 @@ async def keystroke_latency(path: Path, keys: int) -> list[float]:
         area = app.screen.query_one("#section-subjective", TextArea)
         area.focus()
         await pilot.pause()
-        loop = asyncio.get_running_loop()
         for i in range(keys):
-            ch = TYPED[i % len(TYPED)]
-            before = area.text
-            refreshed: asyncio.Future[float] = loop.create_future()
-            t0 = time.perf_counter()
-            app.post_message(events.Key("space" if ch == " " else ch, ch))
-            while area.text == before:
-                await asyncio.sleep(0)
-            app.call_after_refresh(lambda f=refreshed: f.done() or f.set_result(time.perf_counter()))
-            times.append(await refreshed - t0)
+            times.append(await time_key(app, area, TYPED[i % len(TYPED)]))
             # Bursts of typing with short pauses, so autosaves overlap the next keys.
             await asyncio.sleep(0.45 if i % 40 == 39 else 0.03)
         await app.screen.flush()

@@ -65,7 +65,9 @@ from store.errors import (
     WrongPassphrase,
     WrongRecoveryKey,
 )
+from store.last_backup import remember_backup
 from store.vault import PRIVATE_DB, RECORD_DB, Vault, _database_keys, unwrap_master
+from store.write_access import write_transaction
 
 SUFFIX = ".nwbackup"
 PARTIAL_SUFFIX = ".partial"
@@ -216,6 +218,7 @@ class BackupSource:
     backup_key: bytes = field(repr=False)
     file_key: bytes = field(repr=False)
     db_keys: tuple[bytes, bytes] = field(repr=False)  # record.db, private.db
+    audit_key: bytes = field(default=b"", repr=False)  # to check a backup's audit chain (verify)
 
     @classmethod
     def of(cls, vault: Vault) -> BackupSource:
@@ -227,6 +230,7 @@ class BackupSource:
         return cls(
             path=vault.path, vault_id=vault.vault_id, backup_key=bytes(vault._backup_key),
             file_key=bytes(vault._file_key), db_keys=(bytes(vault._db_keys[0]), bytes(vault._db_keys[1])),
+            audit_key=bytes(vault._audit_key),
         )
 
     def key_for(self, database: str) -> bytes:
@@ -324,15 +328,18 @@ def write_backup(vault: Vault, folder: Path, *, progress: Progress | None = None
 
 
 def record_backup(vault: Vault, written: BackupWritten) -> BackupWritten:
-    """The audit entry of a backup already in place. A busy or full record.db does not undo
+    """The audit entry of a backup already in place, and this device's "last backup"
+    (store/last_backup.py), in one transaction. A busy or full record.db does not undo
     the backup: `audited` is False and the caller says so."""
     m = written.manifest
     try:
-        vault.audit.append(
-            Event.BACKUP_WRITTEN, backup=m.backup_id, file=written.path.name[:200],
-            folder=str(written.path.parent)[-200:], bytes=written.size, documents=m.counts.documents,
-            progress_notes=m.counts.progress_notes, process_notes=m.counts.process_notes,
-        )
+        with write_transaction(vault.record_conn):
+            vault.audit.append(
+                Event.BACKUP_WRITTEN, backup=m.backup_id, file=written.path.name[:200],
+                folder=str(written.path.parent)[-200:], bytes=written.size, documents=m.counts.documents,
+                progress_notes=m.counts.progress_notes, process_notes=m.counts.process_notes,
+            )
+            remember_backup(vault, at=m.created_at, file=written.path.name, backup_id=m.backup_id)
     except (VaultError, sqlcipher3.OperationalError):
         return written
     return BackupWritten(written.path, written.size, written.manifest, audited=True)
@@ -670,14 +677,15 @@ def _header_vault_file(header: BackupHeader, name: str) -> vaultfile.VaultFile:
 
 
 def _keyring(
-    header: BackupHeader, name: str, *, passphrase: str | None, recovery_key: str | None, vault: Vault | None
+    header: BackupHeader, name: str, *, passphrase: str | None, recovery_key: str | None, vault: Vault | None,
+    source: BackupSource | None = None,
 ) -> _Keyring:
     if vault is not None:
-        if vault.vault_id != header.vault_id:
-            raise BadBackupFile(f"The backup {name} belongs to another vault; nothing was written.")
         source = BackupSource.of(vault)
-        return _Keyring(bytearray(source.backup_key), [bytearray(k) for k in source.db_keys],
-                        bytes(vault._audit_key))
+    if source is not None:
+        if source.vault_id != header.vault_id:
+            raise BadBackupFile(f"The backup {name} belongs to another vault; nothing was written.")
+        return _Keyring(bytearray(source.backup_key), [bytearray(k) for k in source.db_keys], source.audit_key)
     vf = _header_vault_file(header, name)
     made = header.created_at[:10]
     try:
@@ -736,16 +744,7 @@ def _unpack(path: Path, keyring: _Keyring, folder: Path, *, durable: bool) -> tu
     with _open_backup(path) as f:
         header = read_header(f, name)
         reader = _Reader(read_chunks(f, header, keyring.backup_key, name))
-        raw_length = reader.read(_LEN.size)
-        if len(raw_length) != _LEN.size or _LEN.unpack(raw_length)[0] > MAX_MANIFEST_BYTES:
-            raise damaged
-        raw = reader.read(_LEN.unpack(raw_length)[0])
-        try:
-            manifest = BackupManifest.parse(raw)
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
-            raise damaged from None
-        if (manifest.backup_id, manifest.vault_id) != (header.backup_id, header.vault_id):
-            raise damaged
+        manifest = _read_manifest(reader, header, damaged)
         for entry in manifest.files:
             target = folder / entry.path
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -769,17 +768,48 @@ def _unpack(path: Path, keyring: _Keyring, folder: Path, *, durable: bool) -> tu
     return header, manifest
 
 
+def _read_manifest(reader: _Reader, header: BackupHeader, damaged: BadBackupFile) -> BackupManifest:
+    """The manifest at the start of the content (only the chunks that hold it are decrypted)."""
+    raw_length = reader.read(_LEN.size)
+    if len(raw_length) != _LEN.size or _LEN.unpack(raw_length)[0] > MAX_MANIFEST_BYTES:
+        raise damaged
+    raw = reader.read(_LEN.unpack(raw_length)[0])
+    try:
+        manifest = BackupManifest.parse(raw)
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        raise damaged from None
+    if (manifest.backup_id, manifest.vault_id) != (header.backup_id, header.vault_id):
+        raise damaged
+    return manifest
+
+
+def read_backup_manifest(path: Path, source: BackupSource) -> BackupManifest:
+    """What a backup of this vault says it holds (its counts), authenticated but not checked
+    page by page: only the first chunks are decrypted. BadBackupFile as `verify_backup`."""
+    path = Path(path).expanduser()
+    damaged = BadBackupFile(f"The backup {path.name} is damaged or was altered; nothing was written.")
+    with _open_backup(path) as f:
+        header = read_header(f, path.name)
+        keyring = _keyring(header, path.name, passphrase=None, recovery_key=None, vault=None, source=source)
+        try:
+            return _read_manifest(_Reader(read_chunks(f, header, keyring.backup_key, path.name)), header, damaged)
+        finally:
+            keyring.wipe()
+
+
 def verify_backup(
-    path: Path, *, passphrase: str | None = None, recovery_key: str | None = None, vault: Vault | None = None
+    path: Path, *, passphrase: str | None = None, recovery_key: str | None = None, vault: Vault | None = None,
+    source: BackupSource | None = None,
 ) -> BackupManifest:
     """Prove a backup complete and restorable without writing a vault: every chunk decrypts
     and authenticates, every file matches the manifest, every database page checks, SQLite's
     structure check passes, the counts match and the audit chain holds. The copies are made in
     a temporary folder (still SQLCipher-encrypted) that is removed. The key is the passphrase
-    the vault had when the backup was made, the recovery key, or the open vault itself."""
+    the vault had when the backup was made, the recovery key, or the open vault itself (or its
+    `BackupSource`, in another thread)."""
     path = Path(path).expanduser()
     header = read_backup_header(path)
-    keyring = _keyring(header, path.name, passphrase=passphrase, recovery_key=recovery_key, vault=vault)
+    keyring = _keyring(header, path.name, passphrase=passphrase, recovery_key=recovery_key, vault=vault, source=source)
     try:
         with tempfile.TemporaryDirectory(prefix="notewell-verify-") as tmp:
             try:

@@ -106,8 +106,9 @@ _WORKER_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "LD_LIBRA
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from store.prepare_pool import run_worker; run_worker()"
 
 
-def worker_command() -> tuple[list[str], dict[str, str], str]:
-    """(argv, environment, working folder) of a worker process.
+def worker_command(boot: str = _BOOT) -> tuple[list[str], dict[str, str], str]:
+    """(argv, environment, working folder) of a worker process (`boot`: its first line, by
+    default this pool's worker; store/backup_process.py passes its own).
 
     `python -m store.prepare_pool` would run whatever `store` the current folder holds (a
     shared mailbox folder the clinician is in, say): Python puts that folder first on the
@@ -116,7 +117,7 @@ def worker_command() -> tuple[list[str], dict[str, str], str]:
     worker also starts in that folder, with none of this process's secrets."""
     root = str(Path(__file__).resolve().parents[1])
     env = {name: os.environ[name] for name in _WORKER_ENVIRONMENT if name in os.environ}
-    return [sys.executable, "-I", "-c", _BOOT, root], env, root
+    return [sys.executable, "-I", "-c", boot, root], env, root
 
 
 class _Worker:

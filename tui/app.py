@@ -11,8 +11,9 @@ import gc
 import logging
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from time import monotonic
 from typing import Any
@@ -26,6 +27,8 @@ from textual.worker import Worker, WorkerState
 
 from store.errors import NotewellError, VaultLocked
 from store.write_access import WAIT_NOTICE, set_wait_notice
+from tui.auto_backups import CHECK_EVERY as BACKUP_CHECK_EVERY
+from tui.auto_backups import AutoBackups
 from tui.config import AppConfig
 from tui.storeworker import StoreWorker
 from tui.sync_jobs import JobMessage, SyncJobs
@@ -67,6 +70,7 @@ class NotewellApp(App[None]):
         passphrase: str | None = None,
         kdf: Any = None,
         idle_lock_seconds: float | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.config = config or AppConfig()
         super().__init__()
@@ -82,6 +86,9 @@ class NotewellApp(App[None]):
         )
         self.store = StoreWorker()
         self.sync_jobs = SyncJobs(self, self.store, self.tell_screens)
+        # The clock automatic backups go by (tests pass a fixed one; nothing shows "now").
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
+        self.auto_backups = AutoBackups(self, self.store, self.tell_screens, self.config.backup, lambda: self.clock())
         self.place = Place()
         self._last_activity = monotonic()
         self._locking = False
@@ -98,6 +105,7 @@ class NotewellApp(App[None]):
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
         self.set_interval(min(1.0, max(self.idle_lock_seconds / 4, 0.05)), self._check_idle)
+        self.set_interval(BACKUP_CHECK_EVERY, self.check_backups)
         # Posting is thread-safe and never blocks the waiting thread (call_from_thread would
         # wait for this loop, which may itself be waiting for that thread while it closes).
         self._previous_wait_notice = set_wait_notice(lambda: self.post_message(WaitingForWriteLock()))
@@ -152,6 +160,15 @@ class NotewellApp(App[None]):
         if self.place.note_id and self.place.note_kind:
             main.open_note(self.place.note_kind, self.place.note_id)
         self.settle_heap()
+        self.check_backups()
+
+    def check_backups(self) -> Worker | None:
+        """Make an automatic backup if one is due (tui/auto_backups.py); the worker that looks."""
+        if self.store.is_open and not self._locking:
+            return self.run_worker(
+                self.auto_backups.check(), group="auto-backup-check", exclusive=True, exit_on_error=False
+            )
+        return None
 
     def settle_heap(self) -> None:
         """Move the long-lived widgets out of the collector's way.
@@ -251,6 +268,7 @@ class NotewellApp(App[None]):
                 self._last_activity = monotonic()
                 return
             await self.sync_jobs.stop()  # sync workers close their own connections first
+            await self.auto_backups.stop()
             await self.store.close()
             self.refresh_bindings()
             while len(self.screen_stack) > 1:
@@ -276,6 +294,7 @@ class NotewellApp(App[None]):
             )
             return
         await self.sync_jobs.stop()
+        await self.auto_backups.stop()
         await self.store.close()
         self.exit()
 

@@ -8,12 +8,17 @@ A missing file means the defaults. Nothing clinical lives here.
     [keymap]
     lock = "ctrl+l"
     sign_note = "f9"
+    [backup]
+    folder = "/Volumes/BackupDrive/notewell"   # automatic backups go here (docs/backup.md)
+    every = "daily"                            # "daily", "weekly", or hours such as "6h"
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -24,6 +29,59 @@ from store.models import to_problems
 
 class ConfigInvalid(NotewellError):
     title = "Settings file problem"
+
+
+_EVERY = {"hourly": 1, "daily": 24, "weekly": 24 * 7}
+
+
+class BackupConfig(BaseModel):
+    """Automatic backups on this device (docs/backup.md). Off while `folder` is not set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    folder: Path | None = None
+    """The folder automatic backups are written to: an external drive or a network share."""
+
+    every: str = "daily"
+    """How often: "hourly", "daily", "weekly", or a number of hours or days ("6h", "2d")."""
+
+    @field_validator("folder")
+    @classmethod
+    def _folder(cls, v: Path | None) -> Path | None:
+        return None if v is None or not str(v).strip() else v.expanduser()
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, v: str) -> str:
+        cls.hours_of(v)
+        return v.strip().lower()
+
+    @staticmethod
+    def hours_of(text: str) -> int:
+        text = text.strip().lower()
+        if text in _EVERY:
+            return _EVERY[text]
+        match = re.fullmatch(r"(\d{1,4})\s*([hd])", text)
+        hours = int(match[1]) * (24 if match[2] == "d" else 1) if match else 0
+        if not 1 <= hours <= 24 * 366:
+            raise ValueError('must be "hourly", "daily", "weekly", or hours or days such as "6h" or "2d"')
+        return hours
+
+    @property
+    def interval(self) -> timedelta:
+        return timedelta(hours=self.hours_of(self.every))
+
+    @property
+    def enabled(self) -> bool:
+        return self.folder is not None
+
+    def describe(self) -> str:
+        """"every day", "every 6 hours"."""
+        hours = self.hours_of(self.every)
+        if hours % 24 == 0:
+            days = hours // 24
+            return {1: "every day", 7: "every week"}.get(days, f"every {days} days")
+        return "every hour" if hours == 1 else f"every {hours} hours"
 
 
 class AppConfig(BaseModel):
@@ -41,6 +99,9 @@ class AppConfig(BaseModel):
     overdue_hours: list[int] = Field(default_factory=lambda: [24, 48, 72], min_length=1, max_length=6)
     """Hours after a session at which an unsigned or missing progress note counts as overdue,
     one band each (the To do screen and the counts on the main screen)."""
+
+    backup: BackupConfig = Field(default_factory=BackupConfig)
+    """Automatic backups: where and how often (`[backup]`)."""
 
     @field_validator("overdue_hours")
     @classmethod

@@ -1,4 +1,4 @@
-"""Backup commands: `backup --to DIR`, `backup --verify FILE`, `restore FILE`.
+"""Backup commands: `backup --to DIR`, `backup --auto`, `backup --verify FILE`, `restore FILE`.
 
 The work is the store's (store/backup.py); this module reads the secrets, prints what a
 clinician needs (counts and sizes, never content) and leaves refusals to the command line's
@@ -25,6 +25,11 @@ def register(sub) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--to", type=Path, metavar="DIR", help="the folder to write the backup into")
     what.add_argument("--verify", type=Path, metavar="FILE", help="check a backup file; writes nothing")
+    what.add_argument(
+        "--auto", action="store_true",
+        help="what the app does when a backup is due: back up into the settings file's [backup] folder if "
+        "due, verify, thin old backups (for cron or launchd)",
+    )
     _recovery_key_options(p)
     p.set_defaults(func=cmd_backup)
 
@@ -84,6 +89,8 @@ def cmd_backup(args) -> int:
             "A backup is written from the unlocked vault, with its passphrase; the recovery key "
             "is for --verify and restore."
         )
+    if args.auto:
+        return _auto(args)
     from store.backup import write_backup
     from store.vault import Vault
 
@@ -111,6 +118,44 @@ def cmd_backup(args) -> int:
             "Note: the vault was busy, so this backup could not be entered in its audit trail.",
             file=sys.stderr,
         )
+    return 0
+
+
+def _auto(args) -> int:
+    """The app's automatic backup, once, for a scheduler: nothing when none is due."""
+    from datetime import datetime, timezone
+
+    from store.automatic_backup import is_due, run_automatic_backup
+    from store.backup import BackupSource, record_backup
+    from store.last_backup import last_backup, shown_time
+    from store.vault import Vault
+    from tui.config import config_path, load_config
+
+    settings = load_config().backup
+    if not settings.enabled:
+        raise BackupUsage(
+            f"No backup folder is set: add a [backup] table with folder = \"...\" to the settings file "
+            f"{config_path()} (docs/backup.md)."
+        )
+    vault = Vault.open(args.vault, current_passphrase(args))
+    try:
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        last = last_backup(vault)
+        if not is_due(last, settings.interval, now):
+            print(f"No backup due: the last was made {shown_time(last.at)}; automatic backups {settings.describe()}.")
+            return 0
+        result = run_automatic_backup(BackupSource.of(vault), settings.folder, device_id=vault.device_id, now=now)
+        written = record_backup(vault, result.written)
+    finally:
+        vault.close()
+    print(f"Backup written and verified: {written.path} ({_mb(written.size)}).")
+    print(f"It holds {_summary(written.manifest.counts)}.")
+    removed = len(result.thinned.removed)
+    print(f"Older backups removed by the thinning rule: {removed}; kept: {len(result.thinned.kept)}.")
+    if result.thinned.held_back:
+        print(result.thinned.held_back, file=sys.stderr)
+    if not written.audited:
+        print("Note: the vault was busy, so this backup could not be entered in its audit trail.", file=sys.stderr)
     return 0
 
 

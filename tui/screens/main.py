@@ -13,6 +13,7 @@ from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from store.models import ProcessNote, ProgressNote, SessionFacts
+from tui.auto_backups import AutoBackups
 from tui.printable import printable
 from tui.screens.base import NotewellScreen
 from tui.sync_jobs import SyncJobs
@@ -48,6 +49,10 @@ class MainScreen(NotewellScreen):
         warning = Static("", id="clock-warning", markup=False)
         warning.display = False
         yield warning
+        # Shown only while automatic backups are overdue or failing (tui/auto_backups.py).
+        backup_warning = Static("", id="backup-warning", markup=False)
+        backup_warning.display = False
+        yield backup_warning
         with Horizontal(id="main"):
             with Vertical(id="clients-pane"):
                 yield Input(placeholder="Filter clients", id="client-filter")
@@ -64,6 +69,7 @@ class MainScreen(NotewellScreen):
         self.reload_clients()
         self.run_store(self._load_todo_counts, group="todo-counts", exclusive=True)
         self.run_store(self._load_clock_warning, group="clock-warning", exclusive=True)
+        self.show_backup_warning()
 
     def on_screen_resume(self) -> None:
         # Back from an editor: statuses may have changed (and from a sync: the clocks).
@@ -71,6 +77,16 @@ class MainScreen(NotewellScreen):
             self.run_store(self._load_client, self.client_id, group="client", exclusive=True)
         self.run_store(self._load_todo_counts, group="todo-counts", exclusive=True)
         self.run_store(self._load_clock_warning, group="clock-warning", exclusive=True)
+        self.show_backup_warning()
+
+    def on_auto_backups_changed(self, message: AutoBackups.Changed) -> None:
+        self.show_backup_warning()
+
+    def show_backup_warning(self) -> None:
+        text = self.app.auto_backups.warning(self.app.clock())
+        warning = self.query_one("#backup-warning", Static)
+        warning.update(text)
+        warning.display = bool(text)
 
     async def _load_clock_warning(self) -> None:
         skews = await self.app.sync_jobs.clock_skews()

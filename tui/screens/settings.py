@@ -1,4 +1,5 @@
-"""The clinician's settings kept in the vault: who signs, the practice, the late-entry window."""
+"""The clinician's settings kept in the vault (who signs, the practice, the late-entry window),
+and a line on this device's automatic backups (set in the settings file, tui/config.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from store.errors import ValidationFailed
 from store.models import ClinicianSettings
+from tui.auto_backups import AutoBackups
 from tui.screens.base import NotewellModal
 
 
@@ -30,6 +32,9 @@ class SettingsDialog(NotewellModal[None]):
             yield Input(id="practice-name", compact=True, disabled=True)
             yield Label("A note signed more than this many hours after the session is a late entry")
             yield Input(id="late-entry-hours", compact=True, disabled=True, type="integer")
+            # This device's automatic backups: set in the settings file, shown here with the last one.
+            yield Label("Automatic backups (this device)")
+            yield Static(self.app.auto_backups.status_line(), id="backup-status", classes="hint", markup=False)
             yield Static("", id="settings-error", classes="field-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save", id="save", variant="primary")
@@ -54,6 +59,9 @@ class SettingsDialog(NotewellModal[None]):
             field.value = value
             field.disabled = False
         self.query_one("#clinician-name", Input).focus()
+
+    def on_auto_backups_changed(self, message: AutoBackups.Changed) -> None:
+        self.query_one("#backup-status", Static).update(self.app.auto_backups.status_line())
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "save":
