@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from store.errors import NotewellError
 from store.last_backup import shown_time
 from tui.config import BackupConfig
-from tui.sync_jobs import JobMessage
+from tui.sync_jobs import JobMessage, call_on_ui_loop
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -154,10 +154,7 @@ class AutoBackups:
         )
 
     def _from_thread(self, fn: Callable[..., Any], *args: Any) -> None:
-        try:
-            self._app.call_from_thread(fn, *args)
-        except RuntimeError:
-            pass  # the app is shutting down: nobody left to tell
+        call_on_ui_loop(self._app, fn, *args)
 
     def _failed(self, message: str) -> None:
         self.running, self.error = False, message

@@ -56,6 +56,15 @@ PROGRESS_EVERY = 0.05  # seconds between progress updates sent to the UI
 STOP_WAIT = 35.0  # a joiner's connect/read timeout is 30 s; never wait forever on lock
 
 
+
+def call_on_ui_loop(app: App[Any], fn: Callable[..., Any], *args: Any) -> None:
+    """From a worker thread: run `fn` on the UI loop and wait for it (so progress never runs
+    ahead of the screen); a no-op once the app is shutting down, with nobody left to tell."""
+    try:
+        app.call_from_thread(fn, *args)
+    except RuntimeError:
+        pass
+
 class SyncCancelled(NotewellError):
     title = "Sync stopped"
 
@@ -271,11 +280,7 @@ class SyncJobs:
         return True
 
     def _from_thread(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run `fn` on the UI loop and wait for it (so progress never runs ahead of the screen)."""
-        try:
-            self._app.call_from_thread(fn, *args)
-        except RuntimeError:
-            pass  # the app is shutting down: nobody left to tell
+        call_on_ui_loop(self._app, fn, *args)
 
     def _tell(self, message: JobMessage) -> None:
         """From a job's thread: post `message` to the screens, on the UI loop."""
