@@ -37,6 +37,7 @@ from store.errors import (
     SignedNoteLocked,
     SignerUnknown,
     ValidationFailed,
+    VaultError,
 )
 from store.device_identity import ensure_identity
 from store.fts import fts_query, snippet_sql
@@ -648,11 +649,14 @@ class RecordStore:
         those pending and those whose document changed by a path that bypassed the store (an
         older build); with `full`, every note that may be signed is verified again from its
         document (`notewell check --full`)."""
-        with self.transaction():
-            if full:
-                self.replica.signatures.mark_all_pending()
-            self.replica.signatures.mark_stale_pending()
-        while self.settle_signature_states(batch):
+        index = self.replica.signatures
+        stale = index.stale()
+        if full or stale:
+            with self.transaction():
+                if full:
+                    index.mark_all_pending()
+                index.mark_pending(stale)
+        while index.pending_count() and self.settle_signature_states(batch):
             pass
 
     def list_notes(self, status: NoteStatus | None = None) -> list[NoteRow]:
@@ -943,7 +947,15 @@ class RecordStore:
         return problems + self.signature_problems()
 
     def signature_problems(self) -> list[str]:
-        """One line per note whose signature fails verification: the note and what failed."""
+        """One line per note whose signature fails verification: the note and what failed.
+        Read from the stored states, after computing those still pending (and any whose
+        document changed by a path that bypassed the store)."""
+        try:
+            self.recheck_signatures()
+        except VaultError:
+            pending = self.pending_signature_states()
+            return [f"{pending} note(s) could not have their signatures checked now (the record is busy); "
+                    "run the check again."] if pending else []
         return [
             f"note {state.note_id} fails signature verification: {finding}"
             for state in self.signature_findings()

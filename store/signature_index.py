@@ -256,15 +256,16 @@ class SignatureIndex:
             return sum(1 for s in self.statuses(list(first or [])).values() if s == PENDING) if ids else 0
         return self.pending_count()
 
-    def mark_stale_pending(self) -> int:
-        """Marks pending every state whose heads are not its document's (written by a path
-        that bypassed the choke point, or by an older build); returns how many."""
-        stale = [r[0] for r in self._conn.execute(
+    def stale(self) -> list[str]:
+        """The notes whose stored state is not for their document's heads (written by a
+        path that bypassed the choke point, or by an older build). A read, no lock."""
+        return [r[0] for r in self._conn.execute(
             "SELECT s.note_id FROM signature_states s LEFT JOIN documents d INDEXED BY documents_heads "
             "ON d.doc_id = s.note_id WHERE s.status != ? AND (d.heads IS NULL OR d.heads != s.heads)", (PENDING,)
         )]
-        self._mark_pending(stale)
-        return len(stale)
+
+    def mark_pending(self, note_ids: list[str]) -> None:
+        self._mark_pending(note_ids)
 
     def mark_all_pending(self) -> int:
         """Every note that may be signed, to compute again (`notewell check --full`)."""
