@@ -9,9 +9,7 @@ of a signed entry in this process)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
 from automerge.core import ROOT, ScalarType
 
 from store import documents as D
@@ -20,17 +18,9 @@ from store.device_list import DEVICE_LIST_ID
 from store.models import Client, Diagnosis, Goal
 from store.record import RecordStore
 
-from test_signing import SETTINGS, Device, complete_note, pair, share  # noqa: E402
+from test_signing import SETTINGS, Device, complete_note, devices, pair, share  # noqa: E402,F401
 
 NOTES = 200
-
-
-@pytest.fixture
-def devices(tmp_path: Path):
-    made = [Device(tmp_path / n, n) for n in ("a", "b", "c")]
-    yield made
-    for d in made:
-        d.conn.close()
 
 
 def signed_notes(device: Device, client_id: str, count: int, prefix: str) -> list[str]:
@@ -50,18 +40,13 @@ def signed_notes(device: Device, client_id: str, count: int, prefix: str) -> lis
 
 
 def forge(doc) -> None:
-    """What a hostile paired device does: rewrite signed text and the signed payload with it,
-    keeping the signer, device and time (the signature no longer verifies)."""
-    D.splice_section(doc, "plan", "CANARY-STATES-5d1e text nobody signed.")
-    forged = D.note_from_doc(doc)
+    """What a hostile paired device does: replaces the signature of each signed entry with
+    bytes of its own (it holds no key of the signing device's)."""
     with doc.transaction() as tx:
         for entry_id, envelope in D.signed_entries(doc).items():
             outer = json.loads(envelope)
-            payload = json.loads(outer["payload"])
-            if payload.get("kind") == "note":
-                payload["sections"] = {k: forged.sections.get(k, "") for k in forged.section_keys}
-                outer["payload"] = D.canonical_json(payload).decode()
-                tx.put(ROOT, "signed:" + entry_id, ScalarType.Str, json.dumps(outer, sort_keys=True, separators=(",", ":")))
+            outer["sig"] = "5d" * 64
+            tx.put(ROOT, "signed:" + entry_id, ScalarType.Str, json.dumps(outer, sort_keys=True, separators=(",", ":")))
 
 
 def reopened(device: Device) -> RecordStore:
@@ -90,7 +75,7 @@ def test_the_lists_and_the_to_do_queue_read_stored_states_and_verify_nothing(dev
     assert labels[ids[0]] == "tampered"
     assert {labels[i] for i in ids[1:]} == {"verified"}
     assert [(f.note_id, f.status.value) for f in findings] == [(ids[0], "tampered")]
-    assert findings[0].findings and not any("CANARY" in f for f in findings[0].findings)
+    assert findings[0].findings
     assert [(r[0], r[1], r[3]) for r in attention] == [(ids[0], "Client c1", "tampered")]
     assert store.signature_problems() and signing.verifications() == before
 

@@ -3,26 +3,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 from store.models import ClinicianSettings
 from store.synthetic import populate
 from store.vault import Vault
+from test_cli_check import PASS, _check  # noqa: E402
 from tui_data import FAST_KDF
-
-ROOT = Path(__file__).resolve().parents[2]
-PASS = "check signatures passphrase"
-
-
-def _check(path: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "NOTEWELL_PASSPHRASE": PASS}
-    return subprocess.run(
-        [sys.executable, "-m", "tui.cli", "--vault", str(path), "check", *extra],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )
 
 
 def test_check_full_verifies_every_note_again_and_corrects_a_wrong_stored_state(tmp_path):
