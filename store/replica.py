@@ -35,7 +35,7 @@ from store.device_identity import DeviceIdentity, fingerprint, load_identity
 from store.device_list import DEVICE_LIST_ID, KIND_DEVICE_LIST, DeviceTrust, add_vouch, new_device_list_doc, trust_from
 from store.doc_ids import is_doc_id, record_kind
 from store.documents import KIND_NOTE, signed_entries
-from store.signature_index import ATTENTION, SignatureIndex
+from store.signature_index import ATTENTION, PENDING, SignatureIndex
 from store.docstore import DocStore
 from store.errors import DocumentOverBudget, ForeignDocument, NotFound
 from store.models import implausible_dates
@@ -463,10 +463,13 @@ class Replica:
         needs the clinician: their stored states (store/signature_index.py), those stored
         in bulk and not yet computed computed now (what this sync brought, not the vault)."""
         ids = sorted(doc_ids)
-        with self._tx:
-            while self.signatures.settle(first=ids, only_first=True):
-                pass
-        return {i: s for i, s in self.signatures.statuses(ids).items() if s in ATTENTION}
+        statuses = self.signatures.statuses(ids)
+        if PENDING in statuses.values():
+            with self._tx:
+                while self.signatures.settle(first=ids, only_first=True):
+                    pass
+            statuses = self.signatures.statuses(ids)
+        return {i: s for i, s in statuses.items() if s in ATTENTION}
 
     def forget_identity(self) -> None:
         self._identity = None
