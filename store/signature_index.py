@@ -156,10 +156,18 @@ class SignatureIndex:
                 self.record(note_id, doc)
 
     def _plain_draft(self, note_id: str) -> bool:
-        """A draft with no signature of any form and nothing kept: unsigned, cheaply."""
+        """A draft with no signature of any form and nothing kept: unsigned, cheaply. A
+        document stored in bulk (not loaded here) is judged by the list row projected from it
+        in the same transaction, as the migration and `check --full` judge: a draft with no
+        signature time and no structural finding (the projection reads every signed entry
+        without keys, store/projections.py)."""
         doc = self._docs.cached(note_id)
         if doc is None:
-            return False
+            row = self._conn.execute(
+                "SELECT status = 'draft' AND signed_at IS NULL AND NOT signature_conflict FROM notes_view "
+                "WHERE note_id = ?", (note_id,)
+            ).fetchone()
+            return bool(row and row[0]) and not self._kept(note_id)
         return (
             D.note_status(doc) == NoteStatus.DRAFT
             and not D.signed_entries(doc)

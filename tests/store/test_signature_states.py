@@ -153,3 +153,24 @@ def test_a_record_from_before_stored_states_computes_them_in_batches(devices):
         pass
     assert set(store.verified_statuses(ids).values()) == {"verified"}
     assert signing.verifications() - before == len(ids)
+
+
+def test_notes_stored_whole_in_bulk_are_pending_until_the_session_ends(devices):
+    a, b, _ = devices
+    signed = signed_notes(b, "c1", 2, "w")
+    b.store.create_note(complete_note("w-draft", "c1"))
+    pair(a, b)
+    doc = b.store.replica.load_doc(signed[0])
+    forge(doc)
+    b.store.replica.apply_doc(signed[0], doc)
+    items = [(i, b.store.replica.stored_doc(i)[0]) for i in ("c1", DEVICE_LIST_ID, *signed, "w-draft")]
+    applied, refused = a.store.replica.apply_snapshots(items)
+    assert not refused and len(applied) == len(items)
+    # Stored without being loaded here: never shown as signed before they are computed.
+    assert a.store.verified_statuses([*signed, "w-draft"]) == {
+        signed[0]: "pending", signed[1]: "pending", "w-draft": "unsigned"
+    }
+    # The end of the session computes those it brought (what its audit entry names).
+    assert a.store.replica.signature_findings_among(frozenset(applied)) == {signed[0]: "tampered"}
+    assert a.store.verified_statuses(signed) == {signed[0]: "tampered", signed[1]: "verified"}
+    assert a.store.pending_signature_states() == 0
