@@ -779,16 +779,10 @@ class RecordStore:
     def signature_attention_rows(self) -> list[tuple[str, str, date | None, str]]:
         """(note id, client's name, date of service, "conflict" or "tampered") for the To do
         list, from the stored states and the lists' tables (no document loaded)."""
-        found = {note_id: status for note_id, status, _ in self.replica.signatures.attention()}
-        if not found:
-            return []
-        rows = self._conn.execute(
-            "SELECT n.note_id, coalesce(c.display_name, 'unknown client'), n.date_of_service FROM notes_view n "
-            "LEFT JOIN clients_view c ON c.client_id = n.client_id "
-            f"WHERE n.note_id IN ({','.join('?' * len(found))}) ORDER BY n.note_id",
-            list(found),
-        ).fetchall()
-        return [(r[0], r[1], date.fromisoformat(r[2]) if r[2] else None, found[r[0]]) for r in rows]
+        return [
+            (note_id, name, date.fromisoformat(on) if on else None, status)
+            for note_id, name, on, status in self.replica.signatures.attention_rows()
+        ]
 
     def _amending_time(self, doc: Document) -> tuple[datetime, dict]:
         """The time for an addendum or mark on a signed note: this device's clock, but never

@@ -316,12 +316,7 @@ class SignatureIndex:
     def attention(self) -> list[tuple[str, str, tuple[str, ...]]]:
         """(note id, "conflict" or "tampered", findings) of every note whose stored state
         needs the clinician and still holds for the note's heads."""
-        rows = self._conn.execute(
-            "SELECT s.note_id, s.status, s.findings FROM signature_states s INDEXED BY signature_states_status "
-            "JOIN documents d INDEXED BY documents_heads ON d.doc_id = s.note_id "
-            "WHERE s.status IN (?, ?) AND s.heads = d.heads ORDER BY s.note_id",
-            ATTENTION,
-        )
+        rows = self._conn.execute(_ATTENTION_SQL.format(columns="s.note_id, s.status, s.findings", more=""), ATTENTION)
         out = []
         for note_id, status, findings in rows:
             try:
@@ -330,3 +325,22 @@ class SignatureIndex:
                 found = ()
             out.append((note_id, status, found))
         return out
+
+    def attention_rows(self) -> list[tuple[str, str, str, str]]:
+        """The same notes for the To do list: (note id, client's name, date of service,
+        status), with the lists' tables (no document loaded)."""
+        return self._conn.execute(
+            _ATTENTION_SQL.format(
+                columns="s.note_id, coalesce(c.display_name, 'unknown client'), n.date_of_service, s.status",
+                more="JOIN notes_view n ON n.note_id = s.note_id LEFT JOIN clients_view c ON c.client_id = n.client_id ",
+            ),
+            ATTENTION,
+        ).fetchall()
+
+
+# The notes whose stored state needs the clinician and holds for the document's heads.
+_ATTENTION_SQL = (
+    "SELECT {columns} FROM signature_states s INDEXED BY signature_states_status "
+    "JOIN documents d INDEXED BY documents_heads ON d.doc_id = s.note_id {more}"
+    "WHERE s.status IN (?, ?) AND s.heads = d.heads ORDER BY s.note_id"
+)
