@@ -1,11 +1,16 @@
-"""What the benchmarks share: percentiles, and the synthetic vault each builds once and reuses."""
+"""What the benchmarks share: percentiles, the load average printed beside each figure, the
+timing of the key derivation inside an unlock, and the synthetic vault each builds once and
+reuses."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from store.models import ClinicianSettings
@@ -21,6 +26,34 @@ def pct(values: list[float], p: float) -> float:
     """The p-th percentile by nearest rank."""
     values = sorted(values)
     return values[min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))]
+
+
+def load() -> str:
+    """The 1-minute load average, printed beside a figure (the machine is shared)."""
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
+@contextmanager
+def kdf_timed() -> Iterator[list[float]]:
+    """Times every passphrase key derivation (Argon2id) made inside the block, so an unlock's
+    figure can be given without it: yields the list the durations are appended to."""
+    from store import keys
+
+    times: list[float] = []
+    real = keys.passphrase_kek
+
+    def timed(*a, **kw):
+        t0 = time.perf_counter()
+        try:
+            return real(*a, **kw)
+        finally:
+            times.append(time.perf_counter() - t0)
+
+    keys.passphrase_kek = timed
+    try:
+        yield times
+    finally:
+        keys.passphrase_kek = real
 
 
 def build_vault(path: Path, notes: int, clients: int, *, process_notes: int = 200) -> None:

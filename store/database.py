@@ -374,10 +374,15 @@ class WriteTransactions:
     """
 
     def __init__(
-        self, conn, on_rollback: Callable[[], None] | None = None, on_commit: Callable[[], None] | None = None
+        self, conn, on_rollback: Callable[[], None] | None = None, on_commit: Callable[[], None] | None = None,
+        before_commit: Callable[[], None] | None = None,
     ) -> None:
         self._conn = conn
         self._on_rollback = on_rollback
+        # Called once at the end of each outermost transaction, inside it, before COMMIT: the
+        # record derives what must commit with the documents (store/signature_index.py). An
+        # error there rolls the whole transaction back.
+        self._before_commit = before_commit
         # Called after each outermost COMMIT succeeds (the intake reports the ids it wrote).
         self._on_commit = on_commit
         self._depth = 0
@@ -392,6 +397,13 @@ class WriteTransactions:
         self._depth += 1
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        if self._depth == 1 and exc_type is None and self._before_commit is not None:
+            try:  # still inside the transaction: what it writes joins it
+                self._before_commit()
+            except BaseException as e:
+                self._depth = 0
+                self._rollback()
+                raise translate(e, self._conn) or e
         self._depth -= 1
         if self._depth == 0:
             if exc_type is None:

@@ -154,6 +154,23 @@ class DocStore:
     def forget_all(self) -> None:
         self._cache.clear()
 
+    def written(self) -> frozenset[str]:
+        """The ids written so far in the open transaction (read before it commits)."""
+        return frozenset(self._written)
+
+    def cached(self, doc_id: str) -> Document | None:
+        """The live document when it is in the cache and still what its row holds; None
+        otherwise (nothing is loaded: documents stored in bulk are read later)."""
+        entry = self._cache.get(doc_id)
+        if entry is None:
+            return None
+        row = self._conn.execute(
+            "SELECT n_changes, heads FROM documents INDEXED BY documents_heads WHERE doc_id = ?", (doc_id,)
+        ).fetchone()
+        if row is None or entry.n_changes != row[0] or pack_heads(entry.saved_heads) != bytes(row[1]):
+            return None
+        return entry.doc
+
     def take_written(self) -> set[str]:
         """The ids of the documents written since the last call (after a commit: what it changed)."""
         written, self._written = self._written, set()

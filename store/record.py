@@ -25,7 +25,7 @@ from store import compliance as checklist
 from store.audit import AuditLog, Event
 from store.automerge_guard import guard_public_methods, panic_or
 from store.database import WriteTransactions, migrate
-from store.docstore import DocStore, pack_heads
+from store.docstore import DocStore
 from store.docstore import _v1 as _docstore_v1
 from store.docstore import _v2 as _docstore_v2
 from store.errors import (
@@ -37,10 +37,9 @@ from store.errors import (
     SignedNoteLocked,
     SignerUnknown,
     ValidationFailed,
-    VaultBusy,
+    VaultError,
 )
 from store.device_identity import ensure_identity
-from store.device_list import DEVICE_LIST_ID
 from store.fts import fts_query, snippet_sql
 from store.signature_state import LEGACY_ENTRY, SignatureState, SignatureStatus, SignedVersion, signature_state
 from store.models import (
@@ -61,6 +60,7 @@ from store.models import (
 )
 from store.projections import _v1 as _projections_v1
 from store.replica import Replica, forget_cached_documents
+from store.signature_index import migrate_v4 as _v4_signature_states
 from store.doc_ids import DOC_ID_RULE, is_doc_id
 from store.projections import (
     project,
@@ -110,7 +110,7 @@ def _v3_signatures(conn) -> None:
         )
 
 
-MIGRATIONS = [_v1, _docstore_v2, _v3_signatures]
+MIGRATIONS = [_v1, _docstore_v2, _v3_signatures, _v4_signature_states]
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,9 @@ class RecordStore:
         self._settings = settings
         migrate(conn, MIGRATIONS)
         self._docs = DocStore(conn, actor=D.actor_for(device_id))
-        self._tx = WriteTransactions(conn, on_rollback=self._docs.forget_unsaved, on_commit=self._committed)
+        self._tx = WriteTransactions(
+            conn, on_rollback=self._docs.forget_unsaved, on_commit=self._committed, before_commit=self._before_commit
+        )
         # The sync intake: same connection, documents and transactions, passed in.
         self.replica = Replica(conn, self._docs, self._tx, late_entry_hours=self._late_hours, audit=audit)
         self._sync_late_entry_hours()
@@ -227,6 +229,11 @@ class RecordStore:
 
     def _committed(self) -> None:
         self.replica.committed()
+
+    def _before_commit(self) -> None:
+        # The one choke point for signature states: every note document this transaction
+        # wrote, by the clinician or from another device (store/signature_index.py).
+        self.replica.signatures.after_writes(self._docs.written())
 
     def _late_hours(self) -> int:
         return self._settings().late_entry_hours
@@ -610,9 +617,10 @@ class RecordStore:
         return [_note_row(r) for r in rows]
 
     def verify_rows(self, rows: list[NoteRow]) -> list[NoteRow]:
-        """The rows with each note's signature verified (`signature_status`): what a list
-        that shows notes as signed reads. Drafts are not read; a signed note is verified
-        once per version of it and of the device list (`verified_statuses`)."""
+        """The rows with each note's signature state (`signature_status`): what a list that
+        shows notes as signed reads. The states were verified when each note was written or
+        merged and are read here in one indexed query (store/signature_index.py); "pending"
+        for one not computed yet, never shown as signed."""
         signed = [r.note_id for r in rows if not _plain_draft(r)]
         statuses = self.verified_statuses(signed)
         return [
@@ -620,43 +628,36 @@ class RecordStore:
         ]
 
     def verified_statuses(self, note_ids: list[str]) -> dict[str, str]:
-        """note id -> its verified signature status. Each is verified once per version of the
-        note and of the device list: the result is kept in `signature_checks` (local), so a
-        list or the To do queue costs a lookup per note after the first time."""
-        if not note_ids:
-            return {}
-        trust = pack_heads(sorted(self.replica.doc_heads_of(DEVICE_LIST_ID)))
-        wanted = set(note_ids)
-        heads = {k: pack_heads(sorted(v)) for k, v in self._docs.all_heads().items() if k in wanted}
-        cached = {
-            r[0]: (bytes(r[1]), bytes(r[2]), r[3])
-            for r in self._conn.execute("SELECT note_id, heads, trust, status FROM signature_checks").fetchall()
-            if r[0] in wanted
-        }
-        out: dict[str, str] = {}
-        fresh: list[tuple[str, bytes, bytes, str]] = []
-        for note_id in note_ids:
-            if note_id not in heads:
-                continue
-            found = cached.get(note_id)
-            if found is not None and found[0] == heads[note_id] and found[1] == trust:
-                out[note_id] = found[2]
-                continue
-            status = self.signature_state(note_id).status.value
-            out[note_id] = status
-            fresh.append((note_id, heads[note_id], trust, status))
-        if fresh:
-            try:
-                with self.transaction():
-                    self._conn.executemany(
-                        "INSERT INTO signature_checks(note_id, heads, trust, status) VALUES (?,?,?,?) "
-                        "ON CONFLICT(note_id) DO UPDATE SET heads = excluded.heads, trust = excluded.trust, "
-                        "status = excluded.status",
-                        fresh,
-                    )
-            except VaultBusy:
-                pass  # only a cache: computed again next time
-        return out
+        """note id -> its stored signature status (verified when the note was written or
+        merged); "pending" while it is still to be computed (`settle_signature_states`)."""
+        return self.replica.signatures.statuses(note_ids) if note_ids else {}
+
+    def settle_signature_states(self, limit: int = 200, first: list[str] | None = None) -> int:
+        """Computes up to `limit` signature states still pending (a vault from before states
+        were stored, documents stored in bulk, notes whose signer's trust changed), those
+        among `first` before others, in one transaction. Returns how many remain: callers
+        repeat it off the first screen until none do."""
+        with self.transaction():
+            return self.replica.signatures.settle(limit, first=first)
+
+    def pending_signature_states(self) -> int:
+        """How many notes' signature states are still to be computed."""
+        return self.replica.signatures.pending_count()
+
+    def recheck_signatures(self, *, full: bool = False, batch: int = 200) -> None:
+        """Brings every stored signature state up to date, in transactions of `batch` notes:
+        those pending and those whose document changed by a path that bypassed the store (an
+        older build); with `full`, every note that may be signed is verified again from its
+        document (`notewell check --full`)."""
+        index = self.replica.signatures
+        stale = index.stale()
+        if full or stale:
+            with self.transaction():
+                if full:
+                    index.mark_all_pending()
+                index.mark_pending(stale)
+        while index.pending_count() and self.settle_signature_states(batch):
+            pass
 
     def list_notes(self, status: NoteStatus | None = None) -> list[NoteRow]:
         """Every note (or those with `status`), newest first: for queues across clients."""
@@ -766,18 +767,22 @@ class RecordStore:
         return self._state_of(self._doc(note_id, D.KIND_NOTE))
 
     def signature_findings(self) -> list[SignatureState]:
-        """Every note whose signature needs the clinician: conflicts and tamper findings,
-        verified (the To do list, `check`). Notes verified before and unchanged since are a
-        lookup each (`verified_statuses`)."""
-        # Drafts hold no signature; one that another device set back to draft is marked by
-        # the structural column (signature_conflict), so only these need verifying.
-        ids = {r[0] for r in self._conn.execute(
-            "SELECT note_id FROM notes_view WHERE status != 'draft' OR signed_at IS NOT NULL OR signature_conflict"
-        )}
-        ids |= self.replica.notes_with_kept_entries()
-        statuses = self.verified_statuses(sorted(ids))
-        attention = (SignatureStatus.CONFLICT.value, SignatureStatus.TAMPERED.value)
-        return [self.signature_state(note_id) for note_id, status in sorted(statuses.items()) if status in attention]
+        """Every note whose signature needs the clinician: conflicts and tamper findings (the
+        To do list, `check`), read from the states stored when each note was written or
+        merged: one indexed query, nothing verified, no document loaded. A state still
+        pending is not a finding yet (`pending_signature_states` says how many)."""
+        return [
+            SignatureState(note_id=note_id, status=SignatureStatus(status), shown=None, findings=findings)
+            for note_id, status, findings in self.replica.signatures.attention()
+        ]
+
+    def signature_attention_rows(self) -> list[tuple[str, str, date | None, str]]:
+        """(note id, client's name, date of service, "conflict" or "tampered") for the To do
+        list, from the stored states and the lists' tables (no document loaded)."""
+        return [
+            (note_id, name, date.fromisoformat(on) if on else None, status)
+            for note_id, name, on, status in self.replica.signatures.attention_rows()
+        ]
 
     def _amending_time(self, doc: Document) -> tuple[datetime, dict]:
         """The time for an addendum or mark on a signed note: this device's clock, but never
@@ -936,7 +941,15 @@ class RecordStore:
         return problems + self.signature_problems()
 
     def signature_problems(self) -> list[str]:
-        """One line per note whose signature fails verification: the note and what failed."""
+        """One line per note whose signature fails verification: the note and what failed.
+        Read from the stored states, after computing those still pending (and any whose
+        document changed by a path that bypassed the store)."""
+        try:
+            self.recheck_signatures()
+        except VaultError:
+            pending = self.pending_signature_states()
+            return [f"{pending} note(s) could not have their signatures checked now (the record is busy); "
+                    "run the check again."] if pending else []
         return [
             f"note {state.note_id} fails signature verification: {finding}"
             for state in self.signature_findings()

@@ -35,7 +35,7 @@ from store.device_identity import DeviceIdentity, fingerprint, load_identity
 from store.device_list import DEVICE_LIST_ID, KIND_DEVICE_LIST, DeviceTrust, add_vouch, new_device_list_doc, trust_from
 from store.doc_ids import is_doc_id, record_kind
 from store.documents import KIND_NOTE, signed_entries
-from store.signature_state import signature_state
+from store.signature_index import ATTENTION, PENDING, SignatureIndex
 from store.docstore import DocStore
 from store.errors import DocumentOverBudget, ForeignDocument, NotFound
 from store.models import implausible_dates
@@ -128,6 +128,12 @@ class Replica:
         self._pending_arrivals: dict[str, str] = {}
         self._arrivals: dict[str, str] = {}
         self._trust: tuple[tuple, DeviceTrust] | None = None
+        # Each note's signature state, stored as the note is written or merged, never
+        # verified as it is listed (store/signature_index.py).
+        self.signatures = SignatureIndex(
+            conn, docs, trust=self.device_trust, kept=self.kept_signed_entries,
+            local_get=self.local_get, local_put=self.local_put,
+        )
 
     # --- transactions and what they changed ----------------------------------------
 
@@ -454,19 +460,16 @@ class Replica:
 
     def signature_findings_among(self, doc_ids: set[str] | frozenset[str]) -> dict[str, str]:
         """note id -> "conflict" or "tampered" for the notes among `doc_ids` whose signature
-        needs the clinician, verified with the devices' keys (store/signature_state.py)."""
-        trust = self.device_trust()
-        out = {}
-        for doc_id in sorted(doc_ids):
-            if self._docs.kind(doc_id) != KIND_NOTE:
-                continue
-            doc = self._docs.get(doc_id)
-            if doc is None:
-                continue
-            state = signature_state(doc, trust, self.kept_signed_entries(doc_id))
-            if state.needs_attention:
-                out[doc_id] = state.status.value
-        return out
+        needs the clinician: their stored states (store/signature_index.py), those stored
+        in bulk and not yet computed computed now (what this sync brought, not the vault)."""
+        ids = sorted(doc_ids)
+        statuses = self.signatures.statuses(ids)
+        if PENDING in statuses.values():
+            with self._tx:
+                while self.signatures.settle(first=ids, only_first=True):
+                    pass
+            statuses = self.signatures.statuses(ids)
+        return {i: s for i, s in statuses.items() if s in ATTENTION}
 
     def forget_identity(self) -> None:
         self._identity = None
@@ -501,6 +504,7 @@ class Replica:
             vouched = self._vouched()
             vouched[device_id] = {"name": name[:100], "cert": cert_pem}
             self.local_put(_VOUCHED_KEY, json.dumps(vouched, sort_keys=True).encode("utf-8"))
+            self.signatures.trust_touched()  # the notes that device signed are checked again
             if self._docs.kind(DEVICE_LIST_ID) is not None:
                 self.list_this_device()
 

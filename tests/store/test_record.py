@@ -712,10 +712,11 @@ def test_an_older_record_gets_the_heads_index_and_keeps_everything(device: Devic
     # As a record written before the index existed.
     device.conn.execute("DROP INDEX documents_heads")
     device.conn.execute("DROP TABLE signature_kept")
-    device.conn.execute("DROP TABLE signature_checks")
+    device.conn.execute("DROP TABLE signature_states")
+    device.conn.execute("DROP TABLE signature_signers")
     device.conn.execute("PRAGMA user_version = 1")
     reopened = device.reopen()
-    assert device.conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert device.conn.execute("PRAGMA user_version").fetchone()[0] == 4
     plan = device.conn.execute("EXPLAIN QUERY PLAN SELECT doc_id, heads FROM documents").fetchall()
     assert "documents_heads" in str(plan)
     assert (reopened.replica.doc_heads(), reopened.get_note("n1")) == before

@@ -50,6 +50,12 @@ def register(sub) -> None:
         action="store_true",
         help="also print the signed text and the concurrent edits of notes in signature conflict",
     )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="verify every signed note again from its document (by default the signature states "
+        "stored when each note was written or merged are read)",
+    )
     p.set_defaults(func=cmd_check)
 
 
@@ -205,6 +211,8 @@ def cmd_check(args) -> int:
 
     vault = Vault.open(args.vault, current_passphrase(args))
     try:
+        if getattr(args, "full", False):
+            vault.record.recheck_signatures(full=True)
         problems = vault.check()
         conflicts = signature_conflicts(vault.record)
     finally:

@@ -19,6 +19,10 @@ from tui.screens.base import NotewellScreen
 from tui.sync_jobs import SyncJobs
 from tui.widgets.timeline import Timeline, row_id
 
+# Signature states computed per call on the vault's thread: about half a second on a busy
+# machine, so a keystroke waits for at most one batch (bench/README.md, signatures).
+SETTLE_BATCH = 25
+
 
 class MainScreen(NotewellScreen):
     AUTO_FOCUS = "#client-list"
@@ -42,6 +46,7 @@ class MainScreen(NotewellScreen):
         self._select = select_client
         self.client_id: str | None = None
         self._client: Any = None
+        self._shown_note_ids: list[str] = []  # the shown client's notes whose state is pending
 
     def compose(self) -> ComposeResult:
         # Shown only while the last sync with some paired device found its clock disagreeing
@@ -70,6 +75,7 @@ class MainScreen(NotewellScreen):
         self.run_store(self._load_todo_counts, group="todo-counts", exclusive=True)
         self.run_store(self._load_clock_warning, group="clock-warning", exclusive=True)
         self.show_backup_warning()
+        self.settle_signature_states()
 
     def on_screen_resume(self) -> None:
         # Back from an editor: statuses may have changed (and from a sync: the clocks).
@@ -103,6 +109,9 @@ class MainScreen(NotewellScreen):
         _items, band_counts = await self.app.store.call(load_overdue, datetime.now(), thresholds)
         signatures = await self.app.store.call(load_signature_items)
         label = counts_label(band_counts) + ("; " + signatures_label(signatures) if signatures else "")
+        pending = await self.app.store.call(lambda v: v.record.pending_signature_states())
+        if pending:
+            label += f"; {pending} signature{'s' if pending != 1 else ''} being checked"
         self.query_one("#todo-summary", Static).update(f"To do (t): {label}")
 
     # --- clients ----------------------------------------------------------------------
@@ -114,6 +123,45 @@ class MainScreen(NotewellScreen):
     def on_sync_jobs_record_changed(self, message: SyncJobs.RecordChanged) -> None:
         # A sync stored something: clients may have arrived or been renamed.
         self.reload_clients()
+        self.settle_signature_states()  # documents stored in bulk, a device list that changed
+
+    # --- signature states still to compute (store/signature_index.py) -----------------
+
+    def settle_signature_states(self) -> None:
+        self.run_store(self._settle_signature_states, group="signature-states", exclusive=True)
+
+    async def _settle_signature_states(self) -> None:
+        """Computes pending signature states (a vault from before they were stored, whole
+        documents from a first sync, notes whose signer's trust changed) in small batches,
+        each its own call on the vault's thread, so typing and lists are never queued behind
+        more than one batch; the shown client's notes first. The lists read "signature
+        being checked" until then, never "signed"."""
+        from store.errors import VaultError
+
+        settled = False
+        while True:
+            first = list(self._shown_note_ids)
+            try:
+                remaining = await self.app.store.call(
+                    lambda v: v.record.settle_signature_states(SETTLE_BATCH, first=first)
+                    if v.record.pending_signature_states() else -1
+                )
+            except VaultError:
+                return  # another program holds the record: the next open or sync tries again
+            if remaining < 0:
+                break
+            settled = True
+            if first or not remaining:
+                self._refresh_after_settling()
+            if not remaining:
+                break
+        if settled:
+            self._refresh_after_settling()
+
+    def _refresh_after_settling(self) -> None:
+        if self.client_id:
+            self.run_store(self._load_client, self.client_id, group="client", exclusive=True)
+        self.run_store(self._load_todo_counts, group="todo-counts", exclusive=True)
 
     async def _load_clients(self, query: str) -> None:
         rows = await self.app.store.call(lambda v: v.record.list_clients(query))
@@ -164,6 +212,7 @@ class MainScreen(NotewellScreen):
         client, notes, private = await self.app.store.call(load)
         if client_id != self.client_id:
             return
+        self._shown_note_ids = [r.note_id for r in notes if getattr(r, "signature_status", "") == "pending"]
         self._client = client
         self.query_one("#client-header", Static).update(client_summary(client))
         self.query_one(Timeline).show(notes, private)

@@ -21,7 +21,6 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Static
 
-from store.errors import NotewellError
 from store.overdue import DEFAULT_THRESHOLDS, OverdueItem, counts, overdue
 from store.signature_state import SignatureStatus
 from tui.printable import printable
@@ -53,17 +52,13 @@ class SignatureItem:
 
 
 def load_signature_items(vault) -> list[SignatureItem]:
-    """Signature conflicts and tamper findings, verified now; call on the vault's thread."""
-    items = []
-    for state in vault.record.signature_findings():
-        note = vault.record.get_note(state.note_id)
-        try:
-            name = vault.record.get_client(note.client_id).display_name
-        except NotewellError:
-            name = "unknown client"
-        what = "FAILS VERIFICATION" if state.status == SignatureStatus.TAMPERED else "signature conflict"
-        items.append(SignatureItem(state.note_id, name, note.facts.date_of_service, what))
-    return items
+    """Signature conflicts and tamper findings, as stored when each note was written or
+    merged (store/signature_index.py): one query, nothing verified; call on the vault's thread."""
+    return [
+        SignatureItem(note_id, name, date_of_service, "FAILS VERIFICATION" if status == SignatureStatus.TAMPERED.value
+                      else "signature conflict")
+        for note_id, name, date_of_service, status in vault.record.signature_attention_rows()
+    ]
 
 
 def signatures_label(items: list[SignatureItem]) -> str:

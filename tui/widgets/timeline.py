@@ -46,6 +46,9 @@ def status_labels(row: Any) -> list[str]:
         labels = ["FAILS VERIFICATION"]
     elif verified == "legacy" and labels == ["signed"]:
         labels = ["signed before verification existed"]
+    elif verified == "pending" and labels == ["signed"]:
+        # Its state is still to be computed (store/signature_index.py): never "signed" yet.
+        labels = ["signature being checked"]
     if getattr(row, "late_entry", False):
         labels.append("late entry")
     return labels
@@ -58,6 +61,7 @@ STATUS_STYLE = {
     "signature conflict": "bold white on red",
     "FAILS VERIFICATION": "bold white on red",
     "signed before verification existed": "bold dark_orange",
+    "signature being checked": "dim",
     "entered in error": "strike dim",
 }
 
