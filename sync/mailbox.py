@@ -160,6 +160,27 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class _StoredDocuments:
+    """The documents of a bundle being written, read one at a time as the bundle is encoded:
+    each as its stored bytes (what `Document.load` restores), never loaded and saved again,
+    so a bundle of 50,000 documents never holds 50,000 documents. `heads` collects the heads
+    of what was read: what the exported heads record."""
+
+    def __init__(self, store: RecordReplica, doc_ids: list[str]) -> None:
+        self.store = store
+        self.doc_ids = doc_ids
+        self.heads: dict[str, list[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    def __iter__(self):
+        for doc_id in self.doc_ids:
+            data, heads = self.store.stored_doc(doc_id)
+            self.heads[doc_id] = _hex_heads(heads)
+            yield doc_id, data
+
+
 class Mailbox:
     """Mailbox sync for one device. Uses the record store from the calling thread only."""
 
@@ -372,12 +393,7 @@ class Mailbox:
         changed = sorted(d for d, h in heads.items() if full or exported.get(d) != _hex_heads(h))
         if not changed:
             return report
-        entries: list[tuple[str, bytes]] = []
-        new_heads: dict[str, list[str]] = {}
-        for doc_id in changed:
-            doc = self.store.load_doc(doc_id)
-            entries.append((doc_id, doc.save()))
-            new_heads[doc_id] = _hex_heads(doc.get_heads())
+        entries = _StoredDocuments(self.store, changed)
         self._remove_stale_temp_files(folder)
         seq = self._next_seq(folder, report)
         while True:
@@ -390,7 +406,7 @@ class Mailbox:
             seq += 1  # another run of this device took the number meanwhile
         # Only once the file is durable: a crash before this line re-exports next time, never skips.
         self.store.local_put(SEQ_KEY, str(seq).encode())
-        exported.update(new_heads)
+        exported.update(entries.heads)
         self.store.local_put(EXPORTED_KEY, json.dumps(exported, sort_keys=True).encode())
         _bundles(report, folder).written = name
         report.sent = len(entries)
