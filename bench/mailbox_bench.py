@@ -1,6 +1,6 @@
 """Mailbox figures: export and import of a whole record, at growing sizes.
 
-    python -m bench.mailbox_bench [--sizes 1000,10000] [--with-50k] [--profile]
+    python -m bench.mailbox_bench [--sizes 1000,10000] [--with-50k] [--profile] [--vaults DIR]
 
 For each size: vault A (a synthetic record of N progress notes, built once by bench.common
 and copied) writes a full bundle of every document into an empty folder (`sync_mailbox(...,
@@ -22,11 +22,13 @@ import os
 import pstats
 import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import PASSPHRASE as BENCH_PASSPHRASE, synthetic_vault
+from bench.common import OUT, PASSPHRASE as BENCH_PASSPHRASE
 from store.device_identity import ensure_identity
 from store.keys import KdfParams, allow_test_kdf
 from store.models import ClinicianSettings
@@ -60,9 +62,17 @@ def pair(x: Vault, y: Vault) -> None:
     PeerBook(y.record.replica).add(ix.device_id, ix.name, ix.cert_pem)
 
 
-def one_size(notes: int, tmp: Path, profile: bool) -> None:
-    clients = clients_for(notes)
-    source = synthetic_vault("mailbox", notes, clients)
+def source_vault(vaults: Path, notes: int) -> Path:
+    """The synthetic record of `notes` notes, built once (bench.common) and only ever copied:
+    bench.before_after points both revisions at this tree's copy, so neither builds its own."""
+    path = vaults / f"mailbox-vault-{notes}-{clients_for(notes)}"
+    if not (path / "done").exists():
+        subprocess.run([sys.executable, "-m", "bench.common", str(path), str(notes), str(clients_for(notes))], check=True)
+    return path
+
+
+def one_size(notes: int, tmp: Path, profile: bool, vaults: Path) -> None:
+    source = source_vault(vaults, notes)
     a_path = tmp / f"a{notes}"
     shutil.copytree(source, a_path)
     a = Vault.open(a_path, BENCH_PASSPHRASE)
@@ -113,6 +123,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000", help="comma-separated note counts")
     parser.add_argument("--with-50k", action="store_true", help="also 50,000 notes (slow on the old code)")
     parser.add_argument("--profile", action="store_true", help="print a profile of each import")
+    parser.add_argument("--vaults", type=Path, default=OUT, help="where the synthetic records are kept")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if args.with_50k:
@@ -120,7 +131,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="nw-mailbox-bench-"))
     try:
         for notes in sizes:
-            one_size(notes, tmp, args.profile)
+            one_size(notes, tmp, args.profile, args.vaults)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
