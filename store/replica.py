@@ -398,8 +398,12 @@ class Replica:
         they are stored in bulk in transactions of `batch` documents, in the order given.
         `in_each_transaction(documents stored)` runs inside each transaction, before it
         commits (what the caller must commit with them); `on_checked(documents read)` as the
-        reading goes, `on_batch(documents stored)` after each commit. The reading runs on `prepare_pool` when there is one. Returns (heads
-        stored per document, refusals).
+        reading goes, `on_batch(documents stored)` after each commit. The reading runs on
+        `prepare_pool` when there is one. Returns (heads stored per document, refusals).
+
+        Self-contained on purpose (the direct sync's `apply_snapshots` reads and stores batch
+        by batch inside one caller's transaction; this one reads everything first, so that
+        a bundle is refused whole, and commits as it goes, so that a large one can resume).
         """
         items = [(doc_id, bytes(data)) for doc_id, data in items]
         late, size = self._late_hours(), max(1, batch)
