@@ -1,6 +1,6 @@
 """Benchmarks of an earlier revision and of this tree, in turn, in one run of the machine.
 
-    python -m bench.before_after REV [--benches store,sync,app_sync,tui,live_edit]
+    python -m bench.before_after REV [--benches store,sync,app_sync,tui,live_edit,mailbox]
 
 A figure measured on another day says little on a shared machine whose speed drifts; a
 before/after claim is only worth making when both sides ran back to back. This checks REV
@@ -30,6 +30,8 @@ BENCHES = {
     "app_sync": ("bench.app_sync_bench", []),
     "tui": ("bench.tui_bench", []),
     "live_edit": ("bench.live_edit_bench", []),
+    # Both sides copy this tree's synthetic records (built once; 10,000 notes take minutes).
+    "mailbox": ("bench.mailbox_bench", ["--vaults", str(HERE / "bench" / "out")]),
 }
 
 

@@ -72,6 +72,12 @@ class RecordReplica(Protocol):
         self, items: list[tuple[str, bytes]], *, batch: int | None = None,
         on_batch: Callable[[int], None] | None = None,
     ) -> tuple[dict[str, list[bytes]], dict[str, ForeignDocument]]: ...
+    def store_new_documents_checked_first(
+        self, items: list[tuple[str, bytes]], *, batch: int,
+        in_each_transaction: Callable[[int], None] | None = None,
+        on_checked: Callable[[int], None] | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> tuple[dict[str, list[bytes]], dict[str, ForeignDocument]]: ...
     def changes_since(self, doc_id: str, heads: list[bytes]) -> list[bytes]: ...
     def apply_changes(self, doc_id: str, changes: list[bytes]) -> bool: ...
     def is_record_document(self, doc_id: str, doc: Document) -> bool: ...
@@ -380,6 +386,72 @@ class Replica:
                     on_batch(done)
         finally:
             batches.close()  # stops the workers' part when a callback stops early
+        return applied, refused
+
+    def store_new_documents_checked_first(
+        self,
+        items: list[tuple[str, bytes]],
+        *,
+        batch: int,
+        in_each_transaction: Callable[[int], None] | None = None,
+        on_checked: Callable[[int], None] | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> tuple[dict[str, list[bytes]], dict[str, ForeignDocument]]:
+        """Stores whole documents this store has none of (the mailbox's bulk intake): every
+        one is read and held to the rules of `apply_snapshots` (the budget before it is loaded,
+        a record document of a known kind under its own id, plausible dates) BEFORE any is
+        stored; when one is refused, nothing is stored and the refusals are returned. Then
+        they are stored in bulk in transactions of `batch` documents, in the order given.
+        `in_each_transaction(documents stored)` runs inside each transaction, before it
+        commits (what the caller must commit with them); `on_checked(documents read)` as the
+        reading goes, `on_batch(documents stored)` after each commit. The reading runs on
+        `prepare_pool` when there is one. Returns (heads stored per document, refusals).
+
+        Self-contained on purpose (the direct sync's `apply_snapshots` reads and stores batch
+        by batch inside one caller's transaction; this one reads everything first, so that
+        a bundle is refused whole, and commits as it goes, so that a large one can resume).
+        """
+        items = [(doc_id, bytes(data)) for doc_id, data in items]
+        late, size = self._late_hours(), max(1, batch)
+        if self.prepare_pool is not None:
+            batches = self.prepare_pool.prepare_batches(items, late, size)
+        else:
+            batches = (prepare_whole_many(items[i:i + size], late) for i in range(0, len(items), size))
+        prepared: list = []
+        try:
+            for part in batches:
+                prepared += part
+                if on_checked is not None:
+                    on_checked(len(prepared))
+        finally:
+            batches.close()  # stops the workers' part when a callback stops early
+        refused: dict[str, ForeignDocument] = {}
+        for (doc_id, _data), result in zip(items, prepared):
+            if isinstance(result, document_budget.Refused):  # over the budget: never loaded
+                refused[doc_id] = DocumentOverBudget(result.message)
+            elif result == IMPLAUSIBLE_DATES:
+                refused[doc_id] = ForeignDocument(
+                    f"Document {doc_id} holds a date outside the plausible range; nothing was changed."
+                )
+            elif result is None:
+                refused[doc_id] = _refused(doc_id)
+        if refused:
+            return {}, refused
+        applied: dict[str, list[bytes]] = {}
+        for start in range(0, len(items), size):
+            chunk = list(zip(items[start:start + size], prepared[start:start + size]))
+            new_docs = [(doc_id, kind, data, heads) for (doc_id, data), (kind, _v, _f, heads) in chunk]
+            rows = [(doc_id, kind, view, fts) for (doc_id, _d), (kind, view, fts, _h) in chunk]
+            with self._tx:
+                for doc_id, *_ in new_docs:
+                    self._pending_arrivals[doc_id] = "arrived"
+                self.insert_prepared(new_docs, rows)
+                if in_each_transaction is not None:
+                    in_each_transaction(start + len(chunk))
+            for doc_id, _kind, _data, heads in new_docs:
+                applied[doc_id] = heads
+            if on_batch is not None:
+                on_batch(start + len(chunk))
         return applied, refused
 
     def insert_prepared(

@@ -18,6 +18,7 @@ import os
 import struct
 import time
 import zlib
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -43,7 +44,9 @@ MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 MAX_PAYLOAD_BYTES = 1024 * 1024 * 1024
 MAX_SIGNATURE_BYTES = 512
 
-ENTRY_FULL_DOCUMENT = 1  # the entry's data is Document.save() output
+# The entry's data is the whole document: what `Document.load` restores (a save, or the
+# stored bytes of a save followed by changes, which load the same way).
+ENTRY_FULL_DOCUMENT = 1
 
 
 # --- errors --------------------------------------------------------------------------
@@ -124,7 +127,7 @@ class BundleHeader:
 @dataclass(frozen=True)
 class Bundle:
     header: BundleHeader
-    entries: list[tuple[str, bytes]]  # (doc_id, Document.save() bytes)
+    entries: list[tuple[str, bytes]]  # (doc_id, the whole document's bytes)
     digest: str  # sha256 hex of the whole file: tells an identical copy from a different one
 
 
@@ -203,15 +206,23 @@ def _verify(public_key, signature: bytes, data: bytes) -> bool:
 # --- payload -------------------------------------------------------------------------
 
 
-def _pack_entries(entries: list[tuple[str, bytes]]) -> bytes:
-    parts = [struct.pack(">I", len(entries))]
+def _compress_entries(entries: Collection[tuple[str, bytes]]) -> bytes:
+    """zlib(payload), the payload laid out as docs/mailbox-format.md says, fed one entry at a
+    time: `entries` may be a lazy collection (sync/mailbox.py reads each document's stored
+    bytes only when its turn comes), so the uncompressed payload is never held whole."""
+    deflate = zlib.compressobj(6)
+    count = len(entries)
+    out = [deflate.compress(struct.pack(">I", count))]
     for doc_id, data in entries:
         raw_id = doc_id.encode("utf-8")
-        parts.append(struct.pack(">H", len(raw_id)))
-        parts.append(raw_id)
-        parts.append(struct.pack(">BI", ENTRY_FULL_DOCUMENT, len(data)))
-        parts.append(data)
-    return b"".join(parts)
+        entry_header = struct.pack(">H", len(raw_id)) + raw_id + struct.pack(">BI", ENTRY_FULL_DOCUMENT, len(data))
+        out.append(deflate.compress(entry_header))
+        out.append(deflate.compress(data))
+        count -= 1
+    if count:  # the count leads the payload: a collection that yields otherwise is a bug here
+        raise ValueError("the bundle's entries did not match their count")
+    out.append(deflate.flush())
+    return b"".join(out)
 
 
 def _unpack_entries(payload: bytes) -> list[tuple[str, bytes]]:
@@ -261,7 +272,7 @@ def _decompress(data: bytes) -> bytes:
 
 
 def encode(
-    entries: list[tuple[str, bytes]],
+    entries: Collection[tuple[str, bytes]],
     *,
     sender_id: str,
     seq: int,
@@ -274,7 +285,7 @@ def encode(
         raise ValueError("the sync-group key is 256 bits")
     if seq < 1:
         raise ValueError("sequence numbers start at 1")
-    compressed = zlib.compress(_pack_entries(entries), 6)
+    compressed = _compress_entries(entries)
     nonce = os.urandom(12)
     # The ciphertext length is known before encrypting: GCM adds a 16-byte tag.
     header = BundleHeader(

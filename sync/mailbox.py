@@ -6,15 +6,18 @@ then writes one bundle of the documents that changed here since this device's la
 other). The format is in sync/bundle.py and docs/mailbox-format.md. A run returns the same
 `SyncReport` as a direct sync (sync/report.py), with what it did with the bundles in `bundles`.
 
-Each bundle entry is a whole document (`Document.save()`), not a list of changes: any bundle can
-be applied alone, in any order, after any gap, and a merge only ever adds. Measured on the pinned
-automerge: a change whose dependencies are missing is held inside `Document.load` but silently
-dropped by `merge`, so change-only bundles would need their own holding area to survive gaps.
+Each bundle entry is a whole document (its stored bytes, which `Document.load` restores), not a
+list of changes: any bundle can be applied alone, in any order, after any gap, and a merge only
+ever adds. Measured on the pinned automerge: a change whose dependencies are missing is held
+inside `Document.load` but silently dropped by `merge`, so change-only bundles would need their
+own holding area to survive gaps.
 
 What this module keeps in the record store's local (never synced) key/value table:
   sync.mailbox.seq.v1               the last sequence number this device wrote (ASCII integer)
   sync.mailbox.exported.v1          JSON {doc_id: [hex heads]} as of this device's last bundle
   sync.mailbox.seen.v1.<sender id>  JSON {seq: sha256 hex of the bundle file} of imported bundles
+  sync.mailbox.partial.v1.<sender id>  JSON {seq: {"digest", "through"}} of bundles a run began
+                                    to store in several transactions and did not finish
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ from sync.report import BundleCounts, Rejection, SyncReport
 SEQ_KEY = "sync.mailbox.seq.v1"
 EXPORTED_KEY = "sync.mailbox.exported.v1"
 SEEN_PREFIX = "sync.mailbox.seen.v1."
+PARTIAL_PREFIX = "sync.mailbox.partial.v1."
+# New documents stored per transaction: a large import holds the write lock for a second or
+# so at a time, shows progress, and resumes where it stopped.
+IMPORT_BATCH = 2000
 STALE_TEMP_SECONDS = 3600
 
 
@@ -160,6 +167,37 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class _ProgressStopped(BaseException):
+    """What a progress callback raised while a bundle was stored (the app's cancel, Ctrl-C),
+    carried unchanged past the handling that turns a failure into a rejected bundle. A
+    BaseException, so the panic guard does not convert it either."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
+
+
+class _StoredDocuments:
+    """The documents of a bundle being written, read one at a time as the bundle is encoded:
+    each as its stored bytes (what `Document.load` restores), never loaded and saved again,
+    so a bundle of 50,000 documents never holds 50,000 documents. `heads` collects the heads
+    of what was read: what the exported heads record."""
+
+    def __init__(self, store: RecordReplica, doc_ids: list[str]) -> None:
+        self.store = store
+        self.doc_ids = doc_ids
+        self.heads: dict[str, list[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    def __iter__(self):
+        for doc_id in self.doc_ids:
+            data, heads = self.store.stored_doc(doc_id)
+            self.heads[doc_id] = _hex_heads(heads)
+            yield doc_id, data
+
+
 class Mailbox:
     """Mailbox sync for one device. Uses the record store from the calling thread only."""
 
@@ -200,17 +238,18 @@ class Mailbox:
         # A device's own bundles are recognised by name first, so they are not even read.
         own_prefix = self.device_id[:16] + "-"
         others = [p for p in candidates if not p.name.startswith(own_prefix)]
-        for done, path in enumerate(others, 1):
-            self.import_file(path, report)
-            if on_progress:
-                on_progress(done, len(others))
+        for path in others:
+            self.import_file(path, report, on_progress=on_progress)
         report.conflicts = self.store.count_conflicts(report.changed_ids)
         for _ms, check in report.clock_checks.values():
             clocks.remember(self.store, check)
         return report
 
-    def import_file(self, path: Path, report: SyncReport) -> None:
-        """Apply one bundle file, or record why not. Never raises for a bad bundle."""
+    def import_file(self, path: Path, report: SyncReport, *, on_progress: ProgressCallback | None = None) -> None:
+        """Apply one bundle file, or record why not. Never raises for a bad bundle.
+        `on_progress(done, total)` counts the work on the bundle's documents new to this
+        device: each is checked, then stored, so `total` is twice their number; called with
+        done 0 first, then as they are checked and after each transaction that stores some."""
         bundles = _bundles(report, path.parent)
         bundles.read += 1
         try:
@@ -219,7 +258,7 @@ class Mailbox:
             if header.sender_id == self.device_id:
                 bundles.read -= 1  # our own bundle under another name: nothing to learn
                 return
-            outcome = self._import_verified(path.name, data, header)
+            outcome = self._import_verified(path.name, data, header, on_progress)
         except fmt.BundleRejected as e:
             bundles.rejected.append(Rejection(path.name, e.reason, e.message))
             return
@@ -257,7 +296,7 @@ class Mailbox:
             raise fmt.MalformedBundle(f"The bundle could not be read ({e.strerror}); nothing was applied.") from None
 
     def _import_verified(
-        self, name: str, data: bytes, header: fmt.BundleHeader
+        self, name: str, data: bytes, header: fmt.BundleHeader, on_progress: ProgressCallback | None = None
     ) -> tuple[list[str], list[str]] | None:
         """(documents changed here, those of them also edited here), or None if this exact
         bundle was applied before."""
@@ -292,60 +331,112 @@ class Mailbox:
             )
 
         entries = fmt.decrypt(data, header, self.group_key)
+        # A run interrupted while storing this bundle (Ctrl-C, a cancel, a crash) committed every
+        # entry before `through`: those are not read or applied again.
+        partial = self._partial(header.sender_id)
+        through = 0
+        if str(header.seq) in partial:
+            if partial[str(header.seq)].get("digest") != this_digest:
+                raise fmt.ReplayedBundle(
+                    f"Sequence number {header.seq} of device {header.sender_id[:16]} was partly imported with different "
+                    "contents; nothing was applied."
+                )
+            through = int(partial[str(header.seq)].get("through", 0))
         # Documents this device has are merged; those it has none of (every one, on a new
-        # device) are stored whole, in bulk, with the store's worker processes when it has
-        # them. Either way every entry is read and checked before the bundle's transaction
-        # commits, so a bad entry changes nothing.
-        present = set(self.store.doc_heads())
-        fresh = [(doc_id, blob) for doc_id, blob in entries if doc_id not in present]
+        # device) are stored whole, in bulk, read on the store's worker processes when it has
+        # them. Every entry is read and checked before the first is stored, so a bad entry
+        # changes nothing.
+        heads_here = self.store.doc_heads()
+        fresh: list[tuple[int, str, bytes]] = []  # (position in the bundle, doc id, bytes)
         docs: list[tuple[str, Document]] = []
-        for doc_id, blob in entries:
-            if doc_id not in present:
-                continue  # stored whole below: the intake checks the budget of those
+        for position, (doc_id, blob) in enumerate(entries[through:], start=through):
+            if doc_id not in heads_here:
+                fresh.append((position, doc_id, blob))
+                continue
             self._check_budget(doc_id, blob)  # before it is loaded
             unreadable = fmt.MalformedBundle("A document in the bundle could not be read; nothing was applied.")
             with panics_as(unreadable, also=(Exception,)):
                 docs.append((doc_id, Document.load(blob)))
+        del entries
         for doc_id, doc in docs:
             if not self.store.is_record_document(doc_id, doc):
                 raise fmt.MalformedBundle(
                     f"Document {doc_id} in the bundle is not a record document; nothing was applied."
                 )
-        # One transaction per bundle: its documents and its "seen" entry commit together or not
-        # at all (and one commit instead of one per document).
-        transaction = self.store.transaction
+        # The same heads as ours: the same document, nothing to merge (and nothing to hold).
+        docs = [(d, doc) for d, doc in docs if sorted(doc.get_heads()) != sorted(heads_here[d])]
+        del heads_here
         changed: list[str] = []
+        merged: list[bool] = []  # the merges run once, in the first transaction
+
+        def merge_all() -> None:
+            for doc_id, doc in docs:
+                if self.store.apply_doc(doc_id, doc):
+                    changed.append(doc_id)
+
+        def record(stored: int) -> None:
+            """Inside each transaction: the merges with the first, then how far the bundle
+            is applied; with the last, the bundle's "seen" entry (and no partial one)."""
+            if not merged:
+                merge_all()
+                merged.append(True)
+            if stored == len(fresh):
+                seen[str(header.seq)] = this_digest
+                self.store.local_put(SEEN_PREFIX + header.sender_id, json.dumps(seen, sort_keys=True).encode())
+                if partial.pop(str(header.seq), None) is None:
+                    return
+            else:
+                partial[str(header.seq)] = {"digest": this_digest, "through": fresh[stored][0]}
+            self.store.local_put(PARTIAL_PREFIX + header.sender_id, json.dumps(partial, sort_keys=True).encode())
+
+        def progress(done: int) -> None:
+            # Each new document is checked, then stored: twice as many steps as documents.
+            if on_progress is None:
+                return
+            try:
+                on_progress(done, 2 * len(fresh))
+            except BaseException as e:  # a cancel or Ctrl-C: past the bundle's own errors, as it is
+                raise _ProgressStopped(e) from None
+
+        transaction = self.store.transaction
         unmergeable = fmt.MalformedBundle("A document in the bundle could not be merged; nothing was applied.")
         try:
-            # A panic or other failure inside (after the rollback) refuses the bundle whole.
-            with panics_as(unmergeable, also=(Exception,)), transaction():
-                for doc_id, doc in docs:
-                    if self.store.apply_doc(doc_id, doc):
-                        changed.append(doc_id)
-                if fresh:
-                    applied, refused = self.store.apply_snapshots(fresh)  # joins this transaction
+            # A panic or other failure inside (after the rollback) refuses the bundle whole:
+            # only the first transaction can fail that way (the merges), and it stores
+            # nothing unless all of it commits.
+            with panics_as(unmergeable, also=(Exception,)):
+                if not fresh:
+                    with transaction():
+                        record(0)
+                else:
+                    progress(0)
+                    applied, refused = self.store.store_new_documents_checked_first(
+                        [(doc_id, blob) for _p, doc_id, blob in fresh], batch=IMPORT_BATCH,
+                        in_each_transaction=record, on_checked=progress,
+                        on_batch=lambda stored: progress(len(fresh) + stored),
+                    )
                     over = [e for _d, e in sorted(refused.items()) if isinstance(e, DocumentOverBudget)]
                     if over:
                         raise BundleOverBudget(f"{over[0].message} The bundle was not applied.")
-                    if refused:  # raised inside: the bundle's transaction rolls back
+                    if refused:  # nothing was stored
                         raise fmt.MalformedBundle(
                             f"Document {sorted(refused)[0]} in the bundle is not a record document; nothing was applied."
                         )
                     changed += sorted(applied)
-                seen[str(header.seq)] = this_digest
-                self.store.local_put(SEEN_PREFIX + header.sender_id, json.dumps(seen, sort_keys=True).encode())
         except (fmt.MalformedBundle, VaultError):
             # This vault could not take a bundle (a full disk, another program writing): the
-            # run stops with that sentence; the bundle is not at fault and stays unapplied.
+            # run stops with that sentence; the bundle is not at fault and stays unapplied
+            # (or, past its first transaction, partly applied: the next run goes on from there).
             raise
         except NotewellError as e:
             raise fmt.MalformedBundle(f"A document in the bundle could not be merged ({e.message}); nothing was applied.") from None
+        except _ProgressStopped as stopped:
+            raise stopped.error from None
         # A document whose merged heads are not the sender's had edits here the sender lacked.
         concurrent: list[str] = []
-        if changed:
+        if changed and docs:
             incoming = {doc_id: sorted(doc.get_heads()) for doc_id, doc in docs}
-            now = self.store.doc_heads()
-            concurrent = [d for d in changed if d in incoming and sorted(now.get(d, [])) != incoming[d]]
+            concurrent = [d for d in changed if d in incoming and sorted(self.store.doc_heads_of(d)) != incoming[d]]
         return changed, concurrent
 
     def _check_budget(self, doc_id: str, blob: bytes) -> None:
@@ -355,6 +446,12 @@ class Mailbox:
             raise BundleOverBudget(f"{e.message} The bundle was not applied.") from None
         except NotewellError:
             pass  # not a readable document: said below, as for any unreadable entry
+
+    def _partial(self, sender_id: str) -> dict[str, dict]:
+        """{seq: {"digest", "through"}} of this sender's bundles a run began to store and did
+        not finish (see `_import_verified`)."""
+        raw = self.store.local_get(PARTIAL_PREFIX + sender_id)
+        return json.loads(raw) if raw else {}
 
     def _seen(self, sender_id: str) -> dict[str, str]:
         raw = self.store.local_get(SEEN_PREFIX + sender_id)
@@ -372,12 +469,7 @@ class Mailbox:
         changed = sorted(d for d, h in heads.items() if full or exported.get(d) != _hex_heads(h))
         if not changed:
             return report
-        entries: list[tuple[str, bytes]] = []
-        new_heads: dict[str, list[str]] = {}
-        for doc_id in changed:
-            doc = self.store.load_doc(doc_id)
-            entries.append((doc_id, doc.save()))
-            new_heads[doc_id] = _hex_heads(doc.get_heads())
+        entries = _StoredDocuments(self.store, changed)
         self._remove_stale_temp_files(folder)
         seq = self._next_seq(folder, report)
         while True:
@@ -390,7 +482,7 @@ class Mailbox:
             seq += 1  # another run of this device took the number meanwhile
         # Only once the file is durable: a crash before this line re-exports next time, never skips.
         self.store.local_put(SEQ_KEY, str(seq).encode())
-        exported.update(new_heads)
+        exported.update(entries.heads)
         self.store.local_put(EXPORTED_KEY, json.dumps(exported, sort_keys=True).encode())
         _bundles(report, folder).written = name
         report.sent = len(entries)

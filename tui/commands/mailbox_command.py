@@ -36,6 +36,21 @@ def register_mailbox(sync_sub) -> None:
     p.set_defaults(func=cmd_mailbox)
 
 
+def _progress_line():
+    """How far a bundle's new documents are stored, on stderr when it is a terminal (a first
+    import brings thousands; scripts get only the summary)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        # Each new document is checked, then stored: `total` counts both steps.
+        end = "\n" if done == total else ""
+        print(f"\rimporting a bundle of {total // 2} new documents: {100 * done // max(1, total)}%",
+              end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
 def cmd_mailbox(args) -> int:
     from store.device_identity import ensure_identity
     from store.prepare_pool import PreparePool
@@ -51,7 +66,7 @@ def cmd_mailbox(args) -> int:
         try:
             vault.record.replica.prepare_pool = pool
             identity = ensure_identity(vault.record.replica, vault.device_name)
-            report = sync_mailbox(vault.record.replica, identity, folder, full=args.full)
+            report = sync_mailbox(vault.record.replica, identity, folder, full=args.full, on_progress=_progress_line())
         finally:
             vault.close()
     for check in report.clock_skews:
