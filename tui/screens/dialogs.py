@@ -59,6 +59,24 @@ class ConfirmDialog(NotewellModal[bool]):
         self.dismiss(False)
 
 
+def confirm_discard(screen, changed: bool, discard) -> None:
+    """Leaving a form: at once when nothing was typed into it, else only once the clinician
+    says so; "Keep editing" (or Esc) returns to the form as it was."""
+    if not changed:
+        discard()
+        return
+
+    def answered(yes: bool | None) -> None:
+        if yes:
+            discard()
+
+    screen.app.push_screen(
+        ConfirmDialog("Discard what you typed?", "What you typed in this form has not been saved.",
+                      yes="Discard", no="Keep editing"),
+        answered,
+    )
+
+
 class RecoveryKeyDialog(NotewellModal[bool]):
     """Shows the recovery key once; continuing needs the clinician to say it was saved."""
 
@@ -120,7 +138,7 @@ class AddendumDialog(NotewellModal["tuple[str, str] | None"]):
         if event.button.id == "save":
             self.action_save()
         else:
-            self.dismiss(None)
+            self.action_cancel()
 
     def action_save(self) -> None:
         reason = self.query_one("#reason", Input).value.strip()
@@ -131,7 +149,8 @@ class AddendumDialog(NotewellModal["tuple[str, str] | None"]):
         self.dismiss((text, reason))
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        typed = bool(self.query_one("#reason", Input).value.strip() or self.query_one("#addendum-text", TextArea).text.strip())
+        confirm_discard(self, typed, lambda: self.dismiss(None))
 
 
 class ReasonDialog(NotewellModal["str | None"]):
