@@ -4,13 +4,15 @@ real app on a real encrypted vault with Pilot."""
 from __future__ import annotations
 
 from store.vault import Vault
-from textual.widgets import Input, Static
+from textual.widgets import Input, Static, TextArea
 
-from tui_data import PASSPHRASE
+from tui_data import CLIENT_A, PASSPHRASE
 from tui_helpers import screen_text, static_text, unlock, wait_for
 from tui.screens.client_edit import ClientEditScreen, GoalRow
 from tui.screens.dialogs import ConfirmDialog
 from tui.screens.main import MainScreen
+from tui.screens.new_note import NewNoteDialog
+from tui.screens.note_editor import NoteEditorScreen
 
 
 def _clients(path) -> list[str]:
@@ -74,3 +76,47 @@ async def test_leaving_a_filled_client_form_asks_first(seeded_vault, make_app):
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="an empty form closing at once")
     assert "Morgan Invented" not in _clients(seeded_vault)
+
+
+def _notes(path, client_id: str) -> list:
+    vault = Vault.open(path, PASSPHRASE)
+    try:
+        return [vault.record.get_note(r.note_id) for r in vault.record.notes_for_client(client_id)]
+    finally:
+        vault.close()
+
+
+async def _new_note(pilot, app) -> NoteEditorScreen:
+    await pilot.press("n")
+    await wait_for(pilot, lambda: isinstance(app.screen, NewNoteDialog), what="new note dialog")
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded, what="editor")
+    return app.screen
+
+
+# 3. A new note abandoned before anything was typed leaves nothing in the record.
+async def test_an_abandoned_new_note_leaves_nothing(seeded_vault, make_app):
+    before = {n.id for n in _notes(seeded_vault, CLIENT_A)}
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
+        main = app.screen
+        timeline = main.query_one("#timeline")
+        await wait_for(pilot, lambda: timeline.option_count > 0)
+        shown = timeline.option_count
+        await _new_note(pilot, app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is main, what="back to main")
+        await pilot.pause()
+        assert timeline.option_count == shown
+        assert {n.id for n in _notes(seeded_vault, CLIENT_A)} == before
+
+        # Typed into, the note is kept (and abandoned later, it is marked entered in error).
+        editor = await _new_note(pilot, app)
+        editor.query_one("#section-subjective", TextArea).focus()
+        await _type(pilot, "Tangerine canary")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is main, what="back to main")
+    (new,) = [n for n in _notes(seeded_vault, CLIENT_A) if n.id not in before]
+    assert new.sections["subjective"] == "Tangerine canary"

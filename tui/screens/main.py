@@ -254,24 +254,27 @@ class MainScreen(NotewellScreen):
         self.app.push_screen(NewNoteDialog(), chosen)
 
     async def _create_note(self, client_id: str, fmt: str, on: date) -> None:
-        def create(v):
-            # Start from the facts that rarely change between sessions: the client's diagnoses
-            # and the modality of the last note. Never the narrative: no cloned notes.
+        from tui.screens.note_editor import NoteEditorScreen
+
+        # Created in the record only once something is typed into it: a note opened and left
+        # at once leaves no empty draft behind (the record never deletes a document).
+        # Start from the facts that rarely change between sessions: the client's diagnoses
+        # and the modality of the last note. Never the narrative: no cloned notes.
+        def facts(v):
             client = v.record.get_client(client_id)
             rows = v.record.notes_for_client(client_id)
             # The most recent of the last few notes that records one (a fresh draft may not).
             modality = next(
                 (m for m in (v.record.get_note(r.note_id).facts.modality for r in rows[:5]) if m), None
             )
-            facts = SessionFacts(
+            return SessionFacts(
                 date_of_service=on,
                 diagnoses_addressed=[d.code for d in client.diagnoses],
                 modality=modality,
             )
-            return v.record.create_note(ProgressNote(client_id=client_id, format=fmt, facts=facts))
 
-        created = await self.app.store.call(create)
-        self.open_note("progress", created.id)
+        note = ProgressNote(client_id=client_id, format=fmt, facts=await self.app.store.call(facts))
+        self.app.push_screen(NoteEditorScreen(note.id, unsaved=note), self._after_editor)
 
     def action_new_process_note(self) -> None:
         if self.client_id is None:

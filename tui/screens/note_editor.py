@@ -22,6 +22,7 @@ from store.automerge_guard import is_panic
 from store.compliance import blocking, missing_labels
 from store.text_diff import changed_span
 from store.errors import NoteChangedMeanwhile, NotewellError
+from store.record import DraftSaved
 from store.models import NoteStatus, ProgressNote, SessionFacts, section_title
 from store.projections import is_late_entry
 from store.signature_state import SignatureState, SignatureStatus
@@ -40,6 +41,16 @@ SAVED_OVER_LATEST = (
 )
 
 log = logging.getLogger(__name__)
+
+
+def _create(v, note: ProgressNote, sections: dict[str, str], facts: SessionFacts | None):
+    """A new note's first save: the note enters the record holding what was typed."""
+    update: dict[str, Any] = {"sections": {**note.sections, **sections}}
+    if facts is not None:
+        update["facts"] = facts
+    created = v.record.create_note(note.model_copy(update=update))
+    heads = v.record.draft_heads(created.id)
+    return DraftSaved(base=heads, heads=heads, merged=None), v.record.compliance(created.id)
 
 
 def _save_failure(error: BaseException) -> bool:
@@ -73,9 +84,12 @@ class NoteEditorScreen(EditorScreen):
         Binding("escape", "close", "Back", id="note.close"),
     ]
 
-    def __init__(self, note_id: str) -> None:
+    def __init__(self, note_id: str, *, unsaved: ProgressNote | None = None) -> None:
+        """`unsaved`: a new note, not in the record yet; the first save that holds something
+        typed creates it, so a note left before anything was typed leaves nothing behind."""
         super().__init__()
         self.note_id = note_id
+        self._unsaved = unsaved
         self.note: ProgressNote | None = None
         self.client: Any = None
         self.mode = "loading"  # draft | signed | conflict | tampered | error
@@ -111,6 +125,9 @@ class NoteEditorScreen(EditorScreen):
 
     async def _load(self) -> None:
         note_id = self.note_id
+        if self._unsaved is not None:
+            await self._load_unsaved(self._unsaved)
+            return
 
         def load(v):
             note = v.record.get_note(note_id)
@@ -135,6 +152,19 @@ class NoteEditorScreen(EditorScreen):
             if not await self.flush():
                 return  # still unsaved: the retry comes back through _signed_elsewhere
         note, client, signed, problems, self._late, self._base, self._caveats = loaded
+        await self._show(note, client, signed, problems)
+
+    async def _load_unsaved(self, note: ProgressNote) -> None:
+        from store.compliance import check_note
+
+        def load(v):
+            client = v.record.get_client(note.client_id)
+            return client, is_late_entry(note, v.settings().late_entry_hours)
+
+        client, self._late = await self.app.store.call(load)
+        await self._show(note, client, SignatureState(note.id, SignatureStatus.UNSIGNED, None), check_note(note, client))
+
+    async def _show(self, note: ProgressNote, client: Any, signed: SignatureState, problems: list) -> None:
         self.note, self.client = note, client
         if signed.status == SignatureStatus.TAMPERED:
             self.mode = "tampered"  # never shown as signed, nor editable
@@ -309,7 +339,11 @@ class NoteEditorScreen(EditorScreen):
             note_id, base = self.note_id, self._base
             facts_before = self.note.facts if self.note is not None else None
 
+            unsaved = self._unsaved
+
             def save(v):
+                if unsaved is not None:
+                    return _create(v, unsaved, sections, facts)
                 saved = v.record.save_draft(note_id, base=base, sections=sections, facts=facts, facts_before=facts_before)
                 return saved, v.record.compliance(note_id)
 
@@ -332,6 +366,10 @@ class NoteEditorScreen(EditorScreen):
                 self.notify(f"{said} Your text is kept and will be saved on retry.", severity="error", timeout=8)
                 self.set_timer(RETRY_SECONDS, self._autosave)
                 return False
+            if unsaved is not None:
+                # In the record from now on: unlocking comes back to it.
+                self._unsaved = None
+                self.app.place.note_kind, self.app.place.note_id = "progress", note_id
             self._base = saved.base
             self._saved_sections.update(sections)
             if facts is not None and self.note is not None:
@@ -420,7 +458,12 @@ class NoteEditorScreen(EditorScreen):
         if not await self.flush():
             return
         note_id = self.note_id
-        problems, settings = await self.app.store.call(lambda v: (v.record.compliance(note_id), v.settings()))
+        if self._unsaved is not None:  # nothing typed yet: the checklist says what is missing
+            from store.compliance import check_note
+
+            problems, settings = check_note(self._unsaved, self.client), await self.app.store.call(lambda v: v.settings())
+        else:
+            problems, settings = await self.app.store.call(lambda v: (v.record.compliance(note_id), v.settings()))
         self.query_one(Checklist).show(problems)
         block = blocking(problems)
         if block:
@@ -472,6 +515,9 @@ class NoteEditorScreen(EditorScreen):
         from tui.screens.dialogs import ReasonDialog
 
         if not await self.flush():
+            return
+        if self._unsaved is not None:  # never in the record: nothing to mark
+            self.dismiss(None)
             return
         reason = await self.app.push_screen_wait(
             ReasonDialog(
