@@ -4,15 +4,16 @@ real app on a real encrypted vault with Pilot."""
 from __future__ import annotations
 
 from store.vault import Vault
-from textual.widgets import Input, Static, TextArea
+from textual.widgets import Input, Select, SelectionList, Static, TextArea
 
-from tui_data import CLIENT_A, PASSPHRASE
+from tui_data import CLIENT_A, GOAL_A, PASSPHRASE
 from tui_helpers import screen_text, static_text, unlock, wait_for
 from tui.screens.client_edit import ClientEditScreen, GoalRow
 from tui.screens.dialogs import ConfirmDialog
 from tui.screens.main import MainScreen
 from tui.screens.new_note import NewNoteDialog
 from tui.screens.note_editor import NoteEditorScreen
+from tui.widgets.facts_form import FactsForm
 
 
 def _clients(path) -> list[str]:
@@ -120,3 +121,30 @@ async def test_an_abandoned_new_note_leaves_nothing(seeded_vault, make_app):
         await wait_for(pilot, lambda: app.screen is main, what="back to main")
     (new,) = [n for n in _notes(seeded_vault, CLIENT_A) if n.id not in before]
     assert new.sections["subjective"] == "Tangerine canary"
+
+
+# 4. No clinical fact is filled without the clinician's action; one explicit action copies the
+# stable facts of the last note (modality, diagnoses addressed, goals), shown as copied.
+async def test_a_new_note_fills_no_fact_until_the_clinician_copies_them(seeded_vault, make_app):
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
+        editor = await _new_note(pilot, app)
+        form = editor.query_one(FactsForm)
+        assert form.query_one("#f-modality", Select).value is Select.NULL
+        assert list(form.query_one("#f-dx", SelectionList).selected) == []
+        assert form.query_one(f"#goal-{GOAL_A}", Select).value is Select.NULL
+        assert "copied" not in screen_text(app).lower()
+
+        await pilot.click("#copy-last-facts")
+        await wait_for(pilot, lambda: form.query_one("#f-modality", Select).value == "in_person", what="modality copied")
+        assert list(form.query_one("#f-dx", SelectionList).selected) == ["F41.1"]
+        assert form.query_one(f"#goal-{GOAL_A}", Select).value == "some_progress"
+        assert "Copied from the note of 2026-10-26" in static_text(form.query_one("#copied-facts", Static))
+        # Copied is typed: it is saved (and creates the note) like anything else the clinician enters.
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+    new = [n for n in _notes(seeded_vault, CLIENT_A) if n.id == editor.note_id]
+    assert new and new[0].facts.modality.value == "in_person" and new[0].facts.diagnoses_addressed == ["F41.1"]
+    assert new[0].sections.get("subjective", "") == ""  # never the narrative

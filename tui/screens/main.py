@@ -249,31 +249,18 @@ class MainScreen(NotewellScreen):
 
         def chosen(choice: tuple[str, date] | None) -> None:
             if choice:
-                self.run_store(self._create_note, client_id, *choice, group="create")
+                self._create_note(client_id, *choice)
 
         self.app.push_screen(NewNoteDialog(), chosen)
 
-    async def _create_note(self, client_id: str, fmt: str, on: date) -> None:
+    def _create_note(self, client_id: str, fmt: str, on: date) -> None:
         from tui.screens.note_editor import NoteEditorScreen
 
         # Created in the record only once something is typed into it: a note opened and left
-        # at once leaves no empty draft behind (the record never deletes a document).
-        # Start from the facts that rarely change between sessions: the client's diagnoses
-        # and the modality of the last note. Never the narrative: no cloned notes.
-        def facts(v):
-            client = v.record.get_client(client_id)
-            rows = v.record.notes_for_client(client_id)
-            # The most recent of the last few notes that records one (a fresh draft may not).
-            modality = next(
-                (m for m in (v.record.get_note(r.note_id).facts.modality for r in rows[:5]) if m), None
-            )
-            return SessionFacts(
-                date_of_service=on,
-                diagnoses_addressed=[d.code for d in client.diagnoses],
-                modality=modality,
-            )
-
-        note = ProgressNote(client_id=client_id, format=fmt, facts=await self.app.store.call(facts))
+        # at once leaves no empty draft behind (the record never deletes a document). No
+        # clinical fact is filled for the clinician: the editor offers to copy the stable
+        # facts of the last note, as an action of theirs (FactsForm).
+        note = ProgressNote(client_id=client_id, format=fmt, facts=SessionFacts(date_of_service=on))
         self.app.push_screen(NoteEditorScreen(note.id, unsaved=note), self._after_editor)
 
     def action_new_process_note(self) -> None:

@@ -53,6 +53,23 @@ def _create(v, note: ProgressNote, sections: dict[str, str], facts: SessionFacts
     return DraftSaved(base=heads, heads=heads, merged=None), v.record.compliance(created.id)
 
 
+def last_stable_facts(v, note: ProgressNote) -> tuple[Any, SessionFacts] | None:
+    """The date and facts of the client's most recent other note that records any of the
+    facts that rarely change between sessions (modality, diagnoses addressed, goals), for the
+    editor's explicit copy action. Notes entered in error are passed over; only a few are read."""
+    read = 0
+    for row in v.record.notes_for_client(note.client_id):
+        if row.note_id == note.id or getattr(row.status, "value", row.status) == NoteStatus.ENTERED_IN_ERROR.value:
+            continue
+        facts = v.record.get_note(row.note_id).facts
+        if facts.modality or facts.diagnoses_addressed or facts.goals_addressed:
+            return facts.date_of_service, facts
+        read += 1
+        if read >= 5:
+            break
+    return None
+
+
 def _save_failure(error: BaseException) -> bool:
     """Any failure of the store call, an Automerge panic (a BaseException) included should
     one ever get past the store; not a cancellation, an interrupt or an exit."""
@@ -90,6 +107,7 @@ class NoteEditorScreen(EditorScreen):
         super().__init__()
         self.note_id = note_id
         self._unsaved = unsaved
+        self._previous: tuple[Any, SessionFacts] | None = None  # the last note's date and facts, to copy from
         self.note: ProgressNote | None = None
         self.client: Any = None
         self.mode = "loading"  # draft | signed | conflict | tampered | error
@@ -135,6 +153,7 @@ class NoteEditorScreen(EditorScreen):
             signed = v.record.signature_state(note_id)  # verified with the devices' keys
             late = is_late_entry(note, v.settings().late_entry_hours)
             caveats = SyncJobs.time_caveats(v) if note.signature else {}
+            self._previous = last_stable_facts(v, note) if note.status == NoteStatus.DRAFT else None
             return note, client, signed, v.record.compliance(note_id), late, v.record.draft_heads(note_id), caveats
 
         while True:
@@ -159,6 +178,7 @@ class NoteEditorScreen(EditorScreen):
 
         def load(v):
             client = v.record.get_client(note.client_id)
+            self._previous = last_stable_facts(v, note)
             return client, is_late_entry(note, v.settings().late_entry_hours)
 
         client, self._late = await self.app.store.call(load)
@@ -206,7 +226,7 @@ class NoteEditorScreen(EditorScreen):
         widgets: list = []
         if self.mode == "draft":
             self._saved_sections = dict(note.sections)
-            widgets.append(FactsForm(note.facts, client, id="facts"))
+            widgets.append(FactsForm(note.facts, client, previous=self._previous, id="facts"))
             for key in note.section_keys:
                 widgets.append(Label(section_title(key), classes="section-title"))
                 area = TextArea(note.sections.get(key, ""), id=f"section-{key}", soft_wrap=True, classes="section")
