@@ -3,13 +3,15 @@ real app on a real encrypted vault with Pilot."""
 
 from __future__ import annotations
 
+from datetime import date
+
 from store.vault import Vault
 from textual.widgets import Input, Select, SelectionList, Static, TextArea
 
-from tui_data import CLIENT_A, GOAL_A, PASSPHRASE
+from tui_data import CLIENT_A, DRAFT_NOTE, GOAL_A, PASSPHRASE, SIGNED_NOTE, complete_facts, complete_sections
 from tui_helpers import screen_text, static_text, unlock, wait_for
 from tui.screens.client_edit import ClientEditScreen, GoalRow
-from tui.screens.dialogs import ConfirmDialog
+from tui.screens.dialogs import AddendumDialog, ConfirmDialog
 from tui.screens.main import MainScreen
 from tui.screens.new_note import NewNoteDialog
 from tui.screens.note_editor import NoteEditorScreen
@@ -148,3 +150,94 @@ async def test_a_new_note_fills_no_fact_until_the_clinician_copies_them(seeded_v
     new = [n for n in _notes(seeded_vault, CLIENT_A) if n.id == editor.note_id]
     assert new and new[0].facts.modality.value == "in_person" and new[0].facts.diagnoses_addressed == ["F41.1"]
     assert new[0].sections.get("subjective", "") == ""  # never the narrative
+
+
+def _complete_the_draft(path, on) -> None:
+    vault = Vault.open(path, PASSPHRASE)
+    try:
+        vault.record.save_draft(DRAFT_NOTE, base=None, sections=complete_sections(), facts=complete_facts(on))
+    finally:
+        vault.close()
+
+
+async def _open(pilot, app, note_id: str) -> NoteEditorScreen:
+    await unlock(pilot, PASSPHRASE)
+    await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
+    app.screen.open_note("progress", note_id)
+    await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded, what="editor")
+    return app.screen
+
+
+# 6. The sign dialog says when the note will be marked LATE ENTRY ...
+async def test_the_sign_dialog_says_late_entry(seeded_vault, make_app):
+    _complete_the_draft(seeded_vault, date(2026, 11, 2))  # long past: signing now is late
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(100, 40)) as pilot:
+        editor = await _open(pilot, app, DRAFT_NOTE)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="sign dialog")
+        assert "LATE ENTRY" in static_text(app.screen.query_one("#confirm-message", Static))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is editor)
+    assert _notes_by_id(seeded_vault)[DRAFT_NOTE].signature is None
+
+
+async def test_the_sign_dialog_of_a_timely_note_says_nothing_of_late_entry(seeded_vault, make_app):
+    _complete_the_draft(seeded_vault, date.today())
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await _open(pilot, app, DRAFT_NOTE)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="sign dialog")
+        assert "LATE ENTRY" not in static_text(app.screen.query_one("#confirm-message", Static))
+
+
+# ... and an addendum is signed only once confirmed, like a note.
+async def test_an_addendum_is_signed_only_once_confirmed(seeded_vault, make_app):
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(100, 40)) as pilot:
+        editor = await _open(pilot, app, SIGNED_NOTE)
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: isinstance(app.screen, AddendumDialog), what="addendum dialog")
+        dialog = app.screen
+        await _type(pilot, "late information")
+        dialog.query_one("#addendum-text", TextArea).focus()
+        await _type(pilot, "Tangerine addendum canary")
+        # Leaving with text typed asks first (finding 2: any unsaved form).
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="discard question")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is dialog)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="sign question")
+        assert "Dana Testwell, LCSW" in static_text(app.screen.query_one("#confirm-message", Static))
+        assert _notes_by_id(seeded_vault)[SIGNED_NOTE].addenda == []
+        assert not _signed_addenda(seeded_vault)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is editor and editor.loaded and "Tangerine addendum canary" in screen_text(app),
+                       what="the addendum shown")
+    assert _signed_addenda(seeded_vault)
+
+
+def _notes_by_id(path) -> dict:
+    return {n.id: n for n in _notes(path, CLIENT_A)}
+
+
+def _signed_addenda(path) -> list:
+    vault = Vault.open(path, PASSPHRASE)
+    try:
+        return list(vault.record.signature_state(SIGNED_NOTE).addenda)
+    finally:
+        vault.close()
+
+
+def test_snapshot_sign_dialog_late_entry(snap_compare, seeded_vault, make_app):
+    _complete_the_draft(seeded_vault, date(2026, 11, 2))
+    app = make_app(seeded_vault)
+
+    async def ready(pilot):
+        await _open(pilot, app, DRAFT_NOTE)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="sign dialog")
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=ready)

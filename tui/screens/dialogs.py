@@ -115,6 +115,10 @@ class AddendumDialog(NotewellModal["tuple[str, str] | None"]):
         Binding("ctrl+s", "save", "Sign addendum", id="addendum.sign"),
     ]
 
+    def __init__(self, *, signer: str) -> None:
+        super().__init__()
+        self._signer = signer  # "name, credentials", said before signing
+
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog-box wide"):
             yield Label("Add an addendum", classes="dialog-title")
@@ -146,7 +150,21 @@ class AddendumDialog(NotewellModal["tuple[str, str] | None"]):
         if not reason or not text.strip():
             self.query_one("#addendum-error", Static).update("Both a reason and the addendum text are needed.")
             return
-        self.dismiss((text, reason))
+
+        # Signed only once confirmed, as a note is; "Cancel" returns to the text as typed.
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.dismiss((text, reason))
+
+        self.app.push_screen(
+            ConfirmDialog(
+                "Sign this addendum?",
+                f"Signing as {self._signer}. A signed addendum stays with the note for good; "
+                "it cannot be edited afterwards.",
+                yes="Sign",
+            ),
+            answered,
+        )
 
     def action_cancel(self) -> None:
         typed = bool(self.query_one("#reason", Input).value.strip() or self.query_one("#addendum-text", TextArea).text.strip())

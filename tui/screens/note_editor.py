@@ -24,7 +24,7 @@ from store.text_diff import changed_span
 from store.errors import NoteChangedMeanwhile, NotewellError
 from store.record import DraftSaved
 from store.models import NoteStatus, ProgressNote, SessionFacts, section_title
-from store.projections import is_late_entry
+from store.projections import is_late_entry, signed_late
 from store.signature_state import SignatureState, SignatureStatus
 from tui.printable import printable
 from tui.screens.base import EditorScreen
@@ -484,6 +484,10 @@ class NoteEditorScreen(EditorScreen):
             problems, settings = check_note(self._unsaved, self.client), await self.app.store.call(lambda v: v.settings())
         else:
             problems, settings = await self.app.store.call(lambda v: (v.record.compliance(note_id), v.settings()))
+        facts = self._unsaved.facts if self._unsaved is not None else self.note.facts
+        # Signed now, would it be labelled a late entry? Asked of the record's own clock.
+        late = await self.app.store.call(
+            lambda v: signed_late(facts.date_of_service, facts.stop_time, v.now(), v.settings().late_entry_hours))
         self.query_one(Checklist).show(problems)
         block = blocking(problems)
         if block:
@@ -495,7 +499,9 @@ class NoteEditorScreen(EditorScreen):
             ConfirmDialog(
                 "Sign this note?",
                 f"Signing as {settings.clinician_name}, {settings.credentials}. A signed note is locked; "
-                "later corrections are added as addenda.",
+                "later corrections are added as addenda."
+                + (f" It will be marked LATE ENTRY: signed more than {settings.late_entry_hours} hours "
+                   "after the session ended." if late else ""),
                 yes="Sign",
             )
         )
@@ -518,7 +524,8 @@ class NoteEditorScreen(EditorScreen):
     async def _addendum(self) -> None:
         from tui.screens.dialogs import AddendumDialog
 
-        result = await self.app.push_screen_wait(AddendumDialog())
+        settings = await self.app.store.call(lambda v: v.settings())
+        result = await self.app.push_screen_wait(AddendumDialog(signer=f"{settings.clinician_name}, {settings.credentials}"))
         if not result:
             return
         text, reason = result
