@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 
 from store.vault import Vault
-from textual.widgets import Input, Select, SelectionList, Static, TextArea
+from textual.widgets import Checkbox, Input, Select, SelectionList, Static, TextArea
 
 from tui_data import CLIENT_A, DRAFT_NOTE, GOAL_A, PASSPHRASE, SIGNED_NOTE, complete_facts, complete_sections
 from tui_helpers import screen_text, static_text, unlock, wait_for
@@ -241,3 +241,87 @@ def test_snapshot_sign_dialog_late_entry(snap_compare, seeded_vault, make_app):
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="sign dialog")
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
+
+
+# 7. After pairing, the address box offers the other device's sync port, not the pairing port;
+# the listening port has its own field and is remembered; a failure to listen does not stay on
+# screen once listening works.
+from test_devices_screen import app_vault, open_devices, other_vault, processes, status  # noqa: E402,F401
+from sync.addresses import DEFAULT_SYNC_PORT  # noqa: E402
+from tui.screens.devices import DevicesScreen  # noqa: E402
+
+
+async def test_after_pairing_the_address_is_the_sync_port(app_vault, other_vault, make_app, processes):
+    app = make_app(app_vault, test_mode=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_devices(pilot)
+        listener = processes(other_vault, "sync", "pair", "--listen", "--port", "0")
+        address = listener.wait_for("listening on").split()[-1]
+        code = listener.wait_for("pairing code:").split(":", 1)[1].strip()
+        screen.query_one("#address", Input).value = address
+        screen.query_one("#code", Input).value = code
+        await pilot.click("#pair")
+        await wait_for(pilot, lambda: screen.peers and screen.jobs.busy is None, 20, "pairing")
+        assert "Paired with home desktop" in status(screen)
+        host = address.rsplit(":", 1)[0]
+        assert screen.query_one("#address", Input).value == f"{host}:{DEFAULT_SYNC_PORT}"
+        assert screen.query_one("#code", Input).value == ""
+        assert listener.proc.wait(timeout=20) == 0
+        # Nothing listens there yet: the hint is in the app's words, not a command line's.
+        screen.query_one("#address", Input).value = address  # the pairing port, closed now
+        await pilot.click("#sync-now")
+        await wait_for(pilot, lambda: screen.jobs.busy is None and screen.last_error is not None, 20, "sync refused")
+        assert "notewell" not in status(screen) and "Listen" in status(screen), status(screen)
+
+
+def _pair_directly(path, other_path) -> None:
+    """Pair two vaults the way pairing leaves them (each trusts the other's certificate)."""
+    from sync.peers import PeerBook
+    from tui_data import FAST_KDF  # noqa: F401
+    from test_devices_screen import OTHER_PASSPHRASE
+
+    for here, there in ((path, other_path), (other_path, path)):
+        mine = Vault.open(here, PASSPHRASE if here == path else OTHER_PASSPHRASE)
+        theirs = Vault.open(there, PASSPHRASE if there == path else OTHER_PASSPHRASE)
+        try:
+            identity = theirs.identity
+            PeerBook(mine.record.replica).add(identity.device_id, identity.name, identity.cert_pem)
+        finally:
+            mine.close()
+            theirs.close()
+
+
+async def test_the_listening_port_has_a_field_is_remembered_and_errors_clear(app_vault, other_vault, make_app):
+    import socket
+
+    _pair_directly(app_vault, other_vault)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        app = make_app(app_vault)
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await open_devices(pilot)
+            assert screen.query_one("#listen-port", Input).value == str(DEFAULT_SYNC_PORT)
+            screen.query_one("#listen-port", Input).value = str(taken.getsockname()[1])
+            await pilot.click("#listen")
+            await wait_for(pilot, lambda: screen.jobs.busy is None and screen.last_error is not None, 20, "bind failure")
+            assert screen.query_one("#sync-status").has_class("error")
+            failed = status(screen)
+            assert failed
+            screen.query_one("#listen-port", Input).value = "0"  # any free port
+            await pilot.click("#listen")
+            await wait_for(pilot, lambda: "listening on" in static_text(screen.query_one("#listen-status")), 20, "listening: " + status(screen) + repr((screen.query_one("#listen", Checkbox).value, screen.jobs.listener_active)))
+            await wait_for(pilot, lambda: failed not in status(screen), 20, "the old failure cleared")
+            await wait_for(pilot, lambda: screen.jobs.listening is not None)
+            await pilot.click("#listen")
+            await wait_for(pilot, lambda: not screen.jobs.listener_active, 20, "stopped")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            again = DevicesScreen()
+            app.push_screen(again)
+            await wait_for(pilot, lambda: app.screen is again and again.loaded, 20, "devices again")
+            assert again.query_one("#listen-port", Input).value == "0"
+            assert again.query_one("#listen-on", Input).value == "127.0.0.1"
+    finally:
+        taken.close()
