@@ -325,3 +325,48 @@ async def test_the_listening_port_has_a_field_is_remembered_and_errors_clear(app
             assert again.query_one("#listen-on", Input).value == "127.0.0.1"
     finally:
         taken.close()
+
+
+# 8. Every dialog is drawn centred over the screen it belongs to, not at the top left.
+def _centred(screen) -> bool:
+    box = screen.query_one(".dialog-box").region
+    size = screen.size
+    left, right = box.x, size.width - box.right
+    top, bottom = box.y, size.height - box.bottom
+    return abs(left - right) <= 1 and abs(top - bottom) <= 1 and left > 0
+
+
+async def test_the_new_note_addendum_and_settings_dialogs_are_centred(seeded_vault, make_app):
+    from tui.screens.settings import SettingsDialog
+
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(100, 40)) as pilot:
+        editor = await _open(pilot, app, SIGNED_NOTE)
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: isinstance(app.screen, AddendumDialog), what="addendum dialog")
+        assert _centred(app.screen)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is editor)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NewNoteDialog), what="new note dialog")
+        assert _centred(app.screen)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SettingsDialog), what="settings")
+        assert _centred(app.screen)
+
+
+def test_snapshot_new_note_dialog(snap_compare, seeded_vault, make_app):
+    app = make_app(seeded_vault)
+
+    async def ready(pilot):
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A and app.screen.query_one("#timeline").option_count > 0)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NewNoteDialog), what="new note dialog")
+        app.screen.query_one("#date", Input).value = "2026-11-20"  # not today's date: a stable picture
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
