@@ -370,3 +370,78 @@ def test_snapshot_new_note_dialog(snap_compare, seeded_vault, make_app):
         app.screen.query_one("#date", Input).value = "2026-11-20"  # not today's date: a stable picture
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
+
+
+# 9. At 80x24 nothing the clinician needs is cut off.
+def _shown(widget) -> str:
+    from textual.geometry import Region
+
+    return "\n".join(strip.text for strip in widget.render_lines(Region(0, 0, *widget.size)))
+
+
+async def test_at_80x24_the_main_footer_keeps_to_do_quit_lock_and_help(seeded_vault, make_app):
+    from textual.widgets._footer import FooterKey
+
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
+        await pilot.pause()
+        keys = list(app.screen.query(FooterKey))
+        palette = [k for k in keys if k.action == "app.command_palette"]
+        room = palette[0].region.x if palette else 80
+        shown = {k.key_display for k in keys if k.region.right <= room and k not in palette}
+        assert {"t", "^q", "^l", "f1"} <= shown, shown
+
+
+async def test_at_80x24_the_recovery_key_breaks_between_groups(vault_path, make_app):
+    from store.keys import RECOVERY_GROUP_LEN, format_recovery_key
+    from tui.screens.dialogs import RecoveryKeyDialog
+
+    key = format_recovery_key(bytes(range(32)))
+    app = make_app(vault_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(RecoveryKeyDialog(key))
+        await wait_for(pilot, lambda: isinstance(app.screen, RecoveryKeyDialog))
+        await pilot.pause()
+        lines = [line.strip() for line in _shown(app.screen.query_one("#recovery-key")).splitlines() if line.strip()]
+        assert "".join(lines) == key
+        for line in lines:
+            assert all(len(group) == RECOVERY_GROUP_LEN for group in line.strip("-").split("-")), lines
+
+
+async def test_at_80x24_the_conflict_title_keeps_late_entry(seeded_vault, make_app):
+    from test_signature_views import _make_conflict_and_tamper
+
+    _make_conflict_and_tamper(seeded_vault)
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
+        app.screen.open_note("progress", "note-conflict")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.mode == "conflict")
+        await pilot.pause()
+        title = app.screen.query_one("#note-title")
+        # What shows is what fits in the bar above the note.
+        visible = _shown(title).splitlines()[: app.screen.query_one("#note-bar").content_size.height]
+        assert "(late entry)" in " ".join(visible), visible
+
+
+async def test_at_80x24_the_devices_result_is_shown_whole(app_vault, other_vault, make_app):
+    from sync.peers import PeerBook
+
+    _pair_directly(app_vault, other_vault)
+    summary = "received 12, sent 3, merged 2, 1 signature conflict to resolve, 0 refused"
+    vault = Vault.open(app_vault, PASSPHRASE)
+    try:
+        book = PeerBook(vault.record.replica)
+        (peer,) = book.all()
+        book.record_sync(peer.device_id, ok=True, summary=summary, transport="direct")
+    finally:
+        vault.close()
+    app = make_app(app_vault)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_devices(pilot)
+        await pilot.pause()
+        shown = " ".join(line.strip() for line in _shown(screen.query_one("#peer-result")).splitlines())
+        assert summary in shown, shown

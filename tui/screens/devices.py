@@ -140,6 +140,7 @@ class DevicesScreen(NotewellScreen[None]):
     DevicesScreen #this-device { padding: 0 1; color: $text-muted; }
     DevicesScreen #peer-table { height: 1fr; min-height: 4; margin: 0 1; }
     DevicesScreen #no-peers { padding: 0 1; color: $text-muted; display: none; }
+    DevicesScreen #peer-result { padding: 0 1; height: auto; color: $text-muted; }
     DevicesScreen #devices-controls { height: auto; max-height: 12; padding: 0 1; }
     DevicesScreen .devices-row { height: 1; margin-top: 1; }
     DevicesScreen .devices-row Label { width: auto; padding: 0 1 0 0; }
@@ -184,6 +185,8 @@ class DevicesScreen(NotewellScreen[None]):
             "code shown on the other device and choose Pair with code.",
             id="no-peers", markup=False,
         )
+        # The selected device's last result in full: the table's column is cut on a narrow screen.
+        yield Static("", id="peer-result", markup=False)
         with VerticalScroll(id="devices-controls"):
             with Horizontal(classes="devices-row"):
                 yield Label("Address")
@@ -283,6 +286,15 @@ class DevicesScreen(NotewellScreen[None]):
         self.query_one("#no-peers").display = not self.peers
         if self.peers and 0 <= cursor < len(self.peers):
             table.move_cursor(row=cursor)
+        self._show_peer_result()
+
+    def _show_peer_result(self) -> None:
+        peer = self.selected_peer()
+        text = ""
+        if peer is not None and peer.last_sync_ok is not None:
+            outcome = "ok" if peer.last_sync_ok else "failed"
+            text = f"Last sync with {peer.name}: {outcome}: {peer.last_sync_summary or ''}"
+        self.query_one("#peer-result", Static).update(printable(text))
 
     def selected_peer(self):
         table = self.query_one(DataTable)
@@ -291,6 +303,7 @@ class DevicesScreen(NotewellScreen[None]):
         return self.peers[table.cursor_row]
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_peer_result()
         key = event.row_key.value if event.row_key is not None else None
         if key and key in self.addresses:
             self.query_one("#address", Input).value = self.addresses[key]

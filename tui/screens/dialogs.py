@@ -77,6 +77,20 @@ def confirm_discard(screen, changed: bool, discard) -> None:
     )
 
 
+def key_lines(key: str, width: int = 56) -> str:
+    """The recovery key in lines that break between its groups (each line ends with its
+    dash), never inside one: a group split across lines is easily copied wrong."""
+    lines: list[str] = []
+    for group in key.split("-"):
+        if lines and len(lines[-1]) + len(group) + 1 <= width:
+            lines[-1] += "-" + group
+        else:
+            if lines:
+                lines[-1] += "-"
+            lines.append(group)
+    return "\n".join(lines)
+
+
 class RecoveryKeyDialog(NotewellModal[bool]):
     """Shows the recovery key once; continuing needs the clinician to say it was saved."""
 
@@ -94,7 +108,7 @@ class RecoveryKeyDialog(NotewellModal[bool]):
                 "write it down or print it and keep it somewhere safe, away from this computer.",
                 classes="hint",
             )
-            yield Static(self._key, id="recovery-key", markup=False)
+            yield Static(key_lines(self._key), id="recovery-key", markup=False)
             yield Checkbox("I have saved the recovery key", id="saved")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Continue", id="continue", variant="primary", disabled=True)

@@ -24,10 +24,12 @@ class MainScreen(NotewellScreen):
     BINDINGS = [
         Binding("slash,ctrl+f", "search", "Search", id="search"),
         Binding("f", "focus_filter", "Filter", id="client.filter", show=False),
-        Binding("a", "new_client", "Add client", id="client.new"),
-        Binding("e", "edit_client", "Edit client", id="client.edit"),
+        # Short words in the footer, so every key fits at 80 columns; the palette and the
+        # help screen name each action in full (`tooltip`, tui/screens/help.py).
+        Binding("a", "new_client", "Add", id="client.new", tooltip="Add client"),
+        Binding("e", "edit_client", "Edit client", id="client.edit", show=False),
         Binding("n", "new_note", "New note", id="note.new"),
-        Binding("r", "new_process_note", "Process note", id="process.new"),
+        Binding("r", "new_process_note", "Process", id="process.new", tooltip="Process note"),
         Binding("t", "todo", "To do", id="todo"),
         Binding("o", "outcomes", "Outcomes", id="client.outcomes", show=False),
         Binding("x", "export", "Export record", id="client.export", show=False),
@@ -56,7 +58,7 @@ class MainScreen(NotewellScreen):
             with Vertical(id="client-pane"):
                 yield Static("Select a client, or press a to add one.", id="client-header", markup=False)
                 yield Timeline(id="timeline")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         if self.app.test_mode:
