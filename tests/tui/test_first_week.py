@@ -445,3 +445,24 @@ async def test_at_80x24_the_devices_result_is_shown_whole(app_vault, other_vault
         await pilot.pause()
         shown = " ".join(line.strip() for line in _shown(screen.query_one("#peer-result")).splitlines())
         assert summary in shown, shown
+
+
+# 10. Enter in the export dialog's file box exports.
+async def test_enter_in_the_export_path_exports(seeded_vault, make_app, tmp_path):
+    from tui.screens.export_dialog import ExportDialog
+
+    out = tmp_path / "record.pdf"
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(120, 48)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportDialog), what="the export dialog")
+        dialog = app.screen
+        dialog.query_one("#export-purpose", Select).value = "insurer"
+        path = dialog.query_one("#export-path", Input)
+        path.value = str(out)
+        path.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="exported and closed")
+    assert out.exists()
