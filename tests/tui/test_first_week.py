@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
 from store.vault import Vault
 from textual.widgets import Checkbox, Input, Select, SelectionList, Static, TextArea
 
@@ -466,3 +468,33 @@ async def test_enter_in_the_export_path_exports(seeded_vault, make_app, tmp_path
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="exported and closed")
     assert out.exists()
+
+
+# 11. A bad line in the settings file: the app starts with the defaults and says which file,
+# which line and what is allowed, never raw validator text.
+@pytest.mark.parametrize("text, line, allowed", [
+    ('theme = "nord"\nidle_lock_minutes = "soon"\n', 2, "minutes"),
+    ('theme = "nord"\n\noverdue_hours = [0]\n', 3, "hours"),
+    ('theme = "nord"\nfavourite_colour = "teal"\n', 2, "theme, idle_lock_minutes"),
+    ('theme = "nord"\nidle_lock_minutes = \n', 2, "TOML"),
+])
+async def test_a_bad_settings_line_is_named_and_the_app_starts_with_defaults(seeded_vault, tmp_path, monkeypatch,
+                                                                             text, line, allowed):
+    from argparse import Namespace
+
+    from tui.commands.app_command import build_app
+    from tui.config import AppConfig
+
+    config = tmp_path / "config.toml"
+    config.write_text(text)
+    monkeypatch.setenv("NOTEWELL_CONFIG", str(config))
+    app = build_app(Namespace(vault=seeded_vault))
+    app.test_mode = True
+    assert app.config == AppConfig()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app._notifications, what="a notification")
+        (said,) = [n.message for n in app._notifications]
+        assert str(config) in said and f"line {line}" in said and allowed in said, said
+        assert "validation error" not in said.lower() and "pydantic" not in said.lower()
+        assert said.endswith("the app started with the default settings.")
+        await unlock(pilot, PASSPHRASE)
