@@ -100,7 +100,7 @@ class SyncReport:
         b = self.bundles
         if b is not None:
             wrote = (
-                f"wrote {b.written} ({self.sent} documents)" if b.written
+                f"wrote {b.written} ({self.sent} document{'' if self.sent == 1 else 's'})" if b.written
                 else "wrote none (nothing changed since this device's last bundle)"
             )
             lines.append(

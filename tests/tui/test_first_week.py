@@ -498,3 +498,76 @@ async def test_a_bad_settings_line_is_named_and_the_app_starts_with_defaults(see
         assert "validation error" not in said.lower() and "pydantic" not in said.lower()
         assert said.endswith("the app started with the default settings.")
         await unlock(pilot, PASSPHRASE)
+
+
+# 12. The palette names each command once; notes of the same date can be told apart by their
+# first words; the outcome plot tells PHQ-9 from GAD-7 by more than colour; counts agree with
+# their nouns; the setup screen's fields have borders.
+async def test_the_palette_names_each_command_once(seeded_vault, make_app):
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        commands = list(app.get_system_commands(app.screen))
+        assert any(c.title == "Add client" for c in commands)
+        for command in commands:
+            assert command.title not in command.help, (command.title, command.help)
+
+
+async def test_notes_of_the_same_date_show_their_first_words(seeded_vault, make_app):
+    from datetime import date as day
+
+    from store.models import ProcessNote
+
+    vault = Vault.open(seeded_vault, PASSPHRASE)
+    try:
+        vault.private.create(ProcessNote(client_id=CLIENT_A, session_date=day(2026, 11, 2), device_id=vault.device_id,
+                                         body="Second thought about the tangerine metaphor and supervision."))
+    finally:
+        vault.close()
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A and app.screen.query_one("#timeline").option_count > 3)
+        timeline = app.screen.query_one("#timeline")
+        prompts = [str(timeline.get_option_at_index(i).prompt) for i in range(timeline.option_count)]
+        process = [p for p in prompts if "process note" in p]
+        assert len(process) == 2 and process[0] != process[1]
+        assert any("Noticed my own impatience" in p for p in process)
+        assert any("Second thought about" in p for p in process)
+        signed = next(p for p in prompts if "[signed]" in p)
+        assert "Client reports fewer worry" in signed
+
+
+async def test_the_plot_tells_phq9_from_gad7_by_marker():
+    from store.outcomes import outcomes_from
+    from test_outcome_plot import ROWS, PlotApp
+    from tui.widgets.outcome_plot import OutcomePlot
+
+    app = PlotApp(outcomes_from(ROWS))
+    async with app.run_test(size=(80, 20)) as pilot:
+        await pilot.pause()
+        text = app.query_one(OutcomePlot).render().plain
+    phq = next(line for line in text.splitlines() if "PHQ-9 (latest" in line)
+    gad = next(line for line in text.splitlines() if "GAD-7 (latest" in line)
+    marker = lambda line, name: line[: line.index(name)].strip()[-1:]  # noqa: E731
+    assert marker(phq, "PHQ-9") and marker(gad, "GAD-7") and marker(phq, "PHQ-9") != marker(gad, "GAD-7"), (phq, gad)
+    assert marker(phq, "PHQ-9") in text.replace(phq, "") and marker(gad, "GAD-7") in text.replace(gad, "")
+
+
+def test_counts_agree_with_their_nouns():
+    from sync.report import BundleCounts, SyncReport
+
+    report = SyncReport(sent=1, bundles=BundleCounts(folder="box", written="device.bundle"))
+    assert "(1 document)" in report.summary()
+
+
+async def test_the_setup_fields_have_borders(vault_path, make_app):
+    from tui.screens.setup import SetupScreen
+
+    app = make_app(vault_path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), what="setup screen")
+        fields = list(app.screen.query(Input))
+        assert fields
+        for field in fields:
+            assert field.styles.border_top[0] not in ("", "none", "hidden"), field.id

@@ -150,7 +150,7 @@ def cmd_export(args) -> int:
         )
     finally:
         vault.close()
-    drafts = f", {result.drafts} drafts" if args.include_drafts else ""
+    drafts = f", {result.drafts} draft{'' if result.drafts == 1 else 's'}" if args.include_drafts else ""
     notes = "1 progress note" if result.notes == 1 else f"{result.notes} progress notes"
     addenda = "1 addendum" if result.addenda == 1 else f"{result.addenda} addenda"
     print(

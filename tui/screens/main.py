@@ -16,7 +16,7 @@ from store.models import ProcessNote, ProgressNote, SessionFacts
 from tui.printable import printable
 from tui.screens.base import NotewellScreen
 from tui.sync_jobs import SyncJobs
-from tui.widgets.timeline import Timeline, row_id
+from tui.widgets.timeline import PREVIEWED_NOTES, Timeline, note_preview, row_id
 
 
 class MainScreen(NotewellScreen):
@@ -140,19 +140,22 @@ class MainScreen(NotewellScreen):
 
     async def _load_client(self, client_id: str) -> None:
         def load(v):
+            rows = v.record.notes_for_client(client_id)
             return (
                 v.record.get_client(client_id),
                 # Verified: a note is labelled signed only if its signature verifies.
-                v.record.verify_rows(v.record.notes_for_client(client_id)),
+                v.record.verify_rows(rows),
                 v.private.for_client(client_id),
+                # The first words of the newest notes, so notes of one day can be told apart.
+                {r.note_id: note_preview(v.record.get_note(r.note_id)) for r in rows[:PREVIEWED_NOTES]},
             )
 
-        client, notes, private = await self.app.store.call(load)
+        client, notes, private, previews = await self.app.store.call(load)
         if client_id != self.client_id:
             return
         self._client = client
         self.query_one("#client-header", Static).update(client_summary(client))
-        self.query_one(Timeline).show(notes, private)
+        self.query_one(Timeline).show(notes, private, previews)
 
     # --- actions ----------------------------------------------------------------------
 
