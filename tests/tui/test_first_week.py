@@ -571,3 +571,23 @@ async def test_the_setup_fields_have_borders(vault_path, make_app):
         assert fields
         for field in fields:
             assert field.styles.border_top[0] not in ("", "none", "hidden"), field.id
+
+
+# 14. Keys that arrive in one burst act in order, each where the keys before it left the
+# focus (the tmux test, tests/tui/test_burst_typing_tmux.py, types through a real terminal).
+async def test_a_burst_of_keys_with_tabs_fills_each_field_in_turn(vault_path, make_app):
+    from textual import events
+
+    from tui.screens.setup import SetupScreen
+
+    app = make_app(vault_path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), what="setup screen")
+        burst = "Jordan Burst\tLPC\toffice"
+        for ch in burst:  # posted at once, without waiting for any to be handled
+            app.post_message(events.Key("tab" if ch == "\t" else ("space" if ch == " " else ch), ch))
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.query_one("#device-name", Input).value == "office",
+                       what="the third field filled: " + repr([i.value for i in screen.query(Input)]))
+        assert screen.query_one("#clinician-name", Input).value == "Jordan Burst"
+        assert screen.query_one("#credentials", Input).value == "LPC"
