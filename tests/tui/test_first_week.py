@@ -32,15 +32,21 @@ async def _type(pilot, text: str) -> None:
     await pilot.press(*[{" ": "space"}.get(ch, ch) for ch in text])
 
 
+async def _new_client_typed(pilot, name: str) -> ClientEditScreen:
+    """Unlocked, the new-client form open, and `name` typed into it."""
+    app = pilot.app
+    await unlock(pilot, PASSPHRASE)
+    await pilot.press("a")
+    await wait_for(pilot, lambda: isinstance(app.screen, ClientEditScreen), what="client form")
+    await _type(pilot, name)
+    return app.screen
+
+
 # 1. "+ Goal" focuses the goal, so a goal typed at once is saved as the goal.
 async def test_add_goal_focuses_the_goal_not_its_objective(seeded_vault, make_app):
     app = make_app(seeded_vault)
     async with app.run_test(size=(100, 40)) as pilot:
-        await unlock(pilot, PASSPHRASE)
-        await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, ClientEditScreen), what="client form")
-        form = app.screen
-        await _type(pilot, "Morgan Invented")
+        form = await _new_client_typed(pilot, "Morgan Invented")
         await pilot.click("#add-goal")
         await wait_for(pilot, lambda: len(form.query(GoalRow)) == 1)
         await _type(pilot, "Sleep through")
@@ -60,11 +66,7 @@ async def test_add_goal_focuses_the_goal_not_its_objective(seeded_vault, make_ap
 async def test_leaving_a_filled_client_form_asks_first(seeded_vault, make_app):
     app = make_app(seeded_vault)
     async with app.run_test(size=(100, 40)) as pilot:
-        await unlock(pilot, PASSPHRASE)
-        await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, ClientEditScreen), what="client form")
-        form = app.screen
-        await _type(pilot, "Morgan Invented")
+        form = await _new_client_typed(pilot, "Morgan Invented")
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="a question before discarding")
         assert "discard" in screen_text(app).lower()
