@@ -101,6 +101,7 @@ async def keystroke_latency(path: Path, keys: int) -> list[float]:
 async def keys_to_signed_note(path: Path) -> tuple[int, int, int]:
     """(key presses excluding the passphrase, passphrase characters, pastes)."""
     from textual import events
+    from textual.widgets import Select
 
     from tui.app import NotewellApp
     from tui.screens.dialogs import ConfirmDialog
@@ -136,10 +137,22 @@ async def keys_to_signed_note(path: Path) -> tuple[int, int, int]:
                 await press("tab")
 
         await press(*"1000", "tab", *"1050")  # the CPT code is then suggested and filled in
-        # Diagnoses and modality start as the client's diagnoses and the last note's modality.
-        goal = next(iter(editor.query(".goal-rating"))).id
-        await tab_to(goal)
-        await press("enter", "down", "down", "down", "enter")  # some progress
+        # No fact is filled for the clinician: one action copies the last note's modality,
+        # diagnoses addressed and goals (FactsForm.copy_previous); what it could not copy is chosen.
+        if editor.query("#copy-last-facts"):
+            await tab_to("copy-last-facts")
+            await press("enter")
+        if editor.query_one("#f-modality").value is Select.NULL:
+            await tab_to("f-modality")
+            await press("enter", "down", "enter")  # in person
+        dx = editor.query("#f-dx")
+        if dx and not dx.first().selected:
+            await tab_to("f-dx")
+            await press("space")
+        goal = next(iter(editor.query(".goal-rating")))
+        if goal.value is Select.NULL:
+            await tab_to(goal.id)
+            await press("enter", "down", "down", "down", "enter")  # some progress
         await tab_to("f-interventions")
         await paste("cognitive restructuring, interoceptive exposure")
         await tab_to("f-suicide")

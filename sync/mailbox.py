@@ -272,6 +272,8 @@ class Mailbox:
             report.merged += len(concurrent)
             report.changed_ids.update(changed)
             bundles.senders[header.sender_id] = bundles.senders.get(header.sender_id, 0) + len(changed)
+            bundles.sender_changed.setdefault(header.sender_id, set()).update(changed)
+            bundles.sender_merged[header.sender_id] = bundles.sender_merged.get(header.sender_id, 0) + len(concurrent)
 
     def _compare_clock(self, header: fmt.BundleHeader, report: SyncReport) -> None:
         """What the (verified, signed) time of a sender's latest bundle says about its clock."""
@@ -619,9 +621,19 @@ def sync_mailbox(
         lookup_sender=lookup,
     )
     report = mailbox.run(folder, full=full, on_progress=on_progress)
-    for device_id, merged in sorted(_bundles(report, folder).senders.items()):
+    bundles = _bundles(report, folder)
+    for device_id, received in sorted(bundles.senders.items()):
+        # Each sender's own counts: what its bundles brought and merged here, the conflicts
+        # among those, and what this run wrote (the bundle is for every trusted device, it too);
+        # summarised in the words the command line prints and the app shows (SyncReport.summary).
+        own = SyncReport(
+            received=received,
+            sent=report.sent,
+            merged=bundles.sender_merged.get(device_id, 0),
+            conflicts=record_store.count_conflicts(bundles.sender_changed.get(device_id, set())),
+        )
         book.record_sync(
-            device_id, ok=True, summary=f"mailbox: received {merged}", transport="mailbox",
-            received=merged,
+            device_id, ok=True, summary=own.summary(), transport="mailbox",
+            received=own.received, sent=own.sent, merged=own.merged, conflicts=own.conflicts,
         )
     return report

@@ -31,6 +31,7 @@ PEERS_KEY = "sync.peers.v1"
 # them; it stays, so addresses remembered then are still found.
 ADDRESSES_KEY = "tui.sync.addresses.v1"
 GROUP_KEY = "sync.group_key.v1"
+LISTEN_KEY = "tui.sync.listen.v1"  # where this device last listened for syncs: "host:port" as typed
 GROUP_KEY_BYTES = 32
 
 
@@ -222,6 +223,20 @@ def _listed(ids: list[str]) -> list[str]:
 
 
 # --- the sync-group key (mailbox bundles are sealed with it) ---------------------------
+
+
+def listen_address(record_store: RecordReplica) -> str | None:
+    """Where this device last listened for syncs ("host:port"), offered again next time."""
+    raw = record_store.local_get(LISTEN_KEY)
+    try:
+        return raw.decode("utf-8") if raw else None
+    except UnicodeDecodeError:
+        return None  # only a convenience: the default instead
+
+
+def remember_listen_address(record_store: RecordReplica, address: str) -> None:
+    with record_store.transaction():
+        record_store.local_put(LISTEN_KEY, address.encode("utf-8"))
 
 
 def group_key(record_store: RecordReplica) -> bytes | None:

@@ -38,6 +38,10 @@ class BundleCounts:
     rejected: list[Rejection] = field(default_factory=list)  # skipped, each with why
     written: str | None = None  # the file name of this device's bundle, when one was written
     senders: dict[str, int] = field(default_factory=dict)  # device id -> documents received from it
+    # Device id -> the ids its bundles changed here, and how many of them were merged with
+    # edits made here (for each sender's own sync entry: its counts, not the run's).
+    sender_changed: dict[str, set[str]] = field(default_factory=dict, repr=False)
+    sender_merged: dict[str, int] = field(default_factory=dict)
     # Files named as this device's bundles that are not (another program's, or planted): the
     # next sequence number ignores them; each is named, never fatal.
     skipped: list[Rejection] = field(default_factory=list)
@@ -100,7 +104,7 @@ class SyncReport:
         b = self.bundles
         if b is not None:
             wrote = (
-                f"wrote {b.written} ({self.sent} documents)" if b.written
+                f"wrote {b.written} ({self.sent} document{'' if self.sent == 1 else 's'})" if b.written
                 else "wrote none (nothing changed since this device's last bundle)"
             )
             lines.append(

@@ -90,6 +90,7 @@ class NotewellApp(App[None]):
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
         self.auto_backups = AutoBackups(self, self.store, self.tell_screens, self.config.backup, lambda: self.clock())
         self.place = Place()
+        self._key_order = None  # tui/key_order.py, made on the first key
         self._last_activity = monotonic()
         self._locking = False
         self._quit_warned = False
@@ -226,6 +227,18 @@ class NotewellApp(App[None]):
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, (events.Key, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp, events.Paste)):
             self._last_activity = monotonic()
+        if isinstance(event, (events.Key, events.Paste)) and not event.is_forwarded and not getattr(event, "_in_order", False):
+            # Typed keys act in order, each where the keys before it left the focus (tui/key_order.py).
+            if self._key_order is None:
+                from tui.key_order import KeyOrder
+
+                self._key_order = KeyOrder(self, self._route_key)
+            self._key_order.add(event)
+            return
+        await super().on_event(event)
+
+    async def _route_key(self, event: events.Event) -> None:
+        event._in_order = True  # type: ignore[attr-defined]
         await super().on_event(event)
 
     def _check_idle(self) -> None:

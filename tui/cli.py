@@ -18,6 +18,7 @@ from tui.vault_location import default_vault_path
 # Modules that contribute commands. Each has register(subparsers).
 COMMAND_MODULES = (
     "tui.commands.vault_commands",
+    "tui.commands.client_commands",
     "tui.commands.sync_commands",
     "tui.commands.export_commands",
     "tui.commands.backup_commands",

@@ -24,7 +24,6 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from store.errors import NotewellError
-from store.models import to_problems
 
 
 class ConfigInvalid(NotewellError):
@@ -111,6 +110,40 @@ class AppConfig(BaseModel):
         return sorted(v)
 
 
+# What each setting allows, in the words a clinician editing the file needs.
+ALLOWED = {
+    "theme": 'a theme name in quotes, e.g. "textual-dark" or "nord"',
+    "idle_lock_minutes": "a number of minutes above 0 and at most 1440, e.g. 5",
+    "keymap": 'a [keymap] table of action id = "key", e.g. lock = "ctrl+l" (ids: the help screen, F1)',
+    "overdue_hours": "a list of 1 to 6 different whole numbers of hours from 1 to 8760, e.g. [24, 48, 72]",
+}
+
+
+def _line_of(text: str, key: str) -> int | None:
+    """The line (from 1) that sets `key` at the top level or in [keymap], if one does."""
+    import re
+
+    pattern = re.compile(rf"^\s*(\[\s*{re.escape(key)}\s*\]|\"?{re.escape(key)}\"?\s*=)")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if pattern.match(line):
+            return number
+    return None
+
+
+def _problem(path: Path, text: str, error: ValidationError) -> str:
+    """One sentence per bad setting: the file, the line, and what is allowed there."""
+    said: list[str] = []
+    for item in error.errors():
+        key = str(item["loc"][0]) if item["loc"] else ""
+        line = _line_of(text, key) if key else None
+        where = f"line {line}" if line else "a line"
+        if item["type"] == "extra_forbidden":
+            said.append(f"{where} sets {key!r}, which is not a setting (the settings are {', '.join(ALLOWED)})")
+        else:
+            said.append(f"{where}, {key}, must be {ALLOWED.get(key, 'as documented')}")
+    return f"The settings file {path}: " + "; ".join(dict.fromkeys(said))
+
+
 def config_path() -> Path:
     env = os.environ.get("NOTEWELL_CONFIG")
     if env:
@@ -118,6 +151,15 @@ def config_path() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_config_dir("notewell")) / "config.toml"
+
+
+def load_config_or_defaults(path: Path | None = None) -> tuple[AppConfig, str | None]:
+    """The settings, or the defaults and one sentence saying why the file was not used (the
+    app starts and shows it; a mistyped line never keeps the clinician from their notes)."""
+    try:
+        return load_config(path), None
+    except ConfigInvalid as e:
+        return AppConfig(), e.message.rstrip(".") + "; the app started with the default settings."
 
 
 def load_config(path: Path | None = None) -> AppConfig:
@@ -130,11 +172,15 @@ def load_config(path: Path | None = None) -> AppConfig:
     except OSError as e:
         raise ConfigInvalid(f"Cannot read the settings file {path}: {e.strerror}.") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigInvalid(f"The settings file {path} is not valid TOML ({e}).") from None
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise ConfigInvalid(f"The settings file {path} is not UTF-8 text, so it is not valid TOML.") from None
+    except tomllib.TOMLDecodeError as e:
+        # tomllib says where: "... (at line 2, column 21)".
+        raise ConfigInvalid(f"The settings file {path} is not valid TOML: {e}; each line is key = value "
+                            'with text in quotes, e.g. theme = "nord".') from None
     try:
         return AppConfig.model_validate(data)
     except ValidationError as e:
-        parts = "; ".join(f"{f}: {r}" if f else r for f, r in to_problems(e))
-        raise ConfigInvalid(f"The settings file {path} has a problem: {parts}.") from None
+        raise ConfigInvalid(_problem(path, text, e) + ".") from None

@@ -212,6 +212,17 @@ class SyncJobs:
 
         await self._store.call(lambda v: PeerBook(v.record.replica).remember_address(device_id, address))
 
+    async def listen_address(self) -> str | None:
+        """Where this device last listened for syncs ("host:port"), or None."""
+        from sync.peers import listen_address
+
+        return await self._store.call(lambda v: listen_address(v.record.replica))
+
+    async def remember_listen_address(self, address: str) -> None:
+        from sync.peers import remember_listen_address
+
+        await self._store.call(lambda v: remember_listen_address(v.record.replica, address))
+
     async def clock_skews(self) -> list[ClockCheck]:
         """The paired devices whose clocks disagree with this one's (sync/clock.py)."""
         from sync.clock import current_skews

@@ -222,6 +222,8 @@ async def test_soap_note_checklist_sign_and_addendum(seeded_vault, make_app):
         app.screen.query_one("#reason", Input).value = "late information"
         app.screen.query_one("#addendum-text", TextArea).insert("Client called to add that the episodes were shorter.")
         await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="addendum sign confirmation")
+        await pilot.click("#yes")
         await wait_for(pilot, lambda: app.screen is editor and "Reason: late information" in screen_text(app), what="addendum shown")
         note_id = editor.note_id
         await pilot.press("ctrl+q")

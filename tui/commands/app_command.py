@@ -12,12 +12,21 @@ DEMO_PASSPHRASE = "notewell demo passphrase"
 DEMO_CLINICIAN = ("Demo Clinician", "LCSW")
 
 
-def run_app(args: argparse.Namespace, *, passphrase: str | None = None) -> int:
+def build_app(args: argparse.Namespace, *, passphrase: str | None = None):
+    """The app on `args.vault`; a settings file it cannot use is named in a notice, and the
+    app starts with the defaults."""
     from tui.app import NotewellApp
-    from tui.config import load_config
+    from tui.config import load_config_or_defaults
 
-    config = load_config()
+    config, problem = load_config_or_defaults()
     app = NotewellApp(Path(args.vault), config=config, passphrase=passphrase)
+    if problem:
+        app.call_later(app.notify, problem, title="Settings file", severity="warning", timeout=30, markup=False)
+    return app
+
+
+def run_app(args: argparse.Namespace, *, passphrase: str | None = None) -> int:
+    app = build_app(args, passphrase=passphrase)
     app.run()
     return app.return_code or 0
 

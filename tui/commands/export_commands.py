@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 from store.errors import ExportFailed, NotewellError
+from tui.commands.client_commands import resolve_client
 from tui.commands.passphrase import add_password_options, current_passphrase, export_password
 from tui.printable import printable
 
@@ -45,7 +46,8 @@ def register(sub) -> None:
         "with addenda, and outcome scores. Process notes are never included.",
         allow_abbrev=False,
     )
-    p.add_argument("--client", required=True, metavar="ID", help="the client's id")
+    p.add_argument("--client", required=True, metavar="CLIENT",
+                   help="the client's id or name, or a unique start of either (`notewell clients` lists them)")
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="the file to write")
     p.add_argument(
         "--format",
@@ -75,7 +77,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("audit", help="print the audit trail and verify its hash chain")
-    p.add_argument("--client", metavar="ID", help="only entries about this client")
+    p.add_argument("--client", metavar="CLIENT", help="only entries about this client (its id or name, or a unique start of either)")
     p.add_argument("--verify", action="store_true", help="only verify the chain and print the result")
     p.set_defaults(func=cmd_audit)
 
@@ -133,6 +135,7 @@ def cmd_export(args) -> int:
         check_password(password)  # before the vault is unlocked: nothing is read for nothing
     vault = Vault.open(args.vault, passphrase)
     try:
+        args.client = resolve_client(vault.record, args.client)
         result = export_and_audit(
             vault,
             args.client,
@@ -147,7 +150,7 @@ def cmd_export(args) -> int:
         )
     finally:
         vault.close()
-    drafts = f", {result.drafts} drafts" if args.include_drafts else ""
+    drafts = f", {result.drafts} draft{'' if result.drafts == 1 else 's'}" if args.include_drafts else ""
     notes = "1 progress note" if result.notes == 1 else f"{result.notes} progress notes"
     addenda = "1 addendum" if result.addenda == 1 else f"{result.addenda} addenda"
     print(
@@ -176,7 +179,7 @@ def cmd_audit(args) -> int:
     try:
         log = _audit_log(vault)
         if args.client is not None:
-            vault.record.get_client(args.client)  # NotFound: "There is no client ..."
+            args.client = resolve_client(vault.record, args.client)
         entries = [] if args.verify else log.entries(client_id=args.client)
         result = log.verify()
     finally:

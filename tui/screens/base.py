@@ -48,7 +48,9 @@ class NotewellScreen(StoreWorkMixin, Screen[ResultType], Generic[ResultType]):
 
 
 class NotewellModal(StoreWorkMixin, ModalScreen[ResultType], Generic[ResultType]):
-    pass
+    # Every dialog centred over a dimmed view of the screen below (app.tcss `.dialog`), even
+    # one whose constructor names no classes.
+    DEFAULT_CLASSES = "dialog"
 
 
 class EditorScreen(NotewellScreen[None]):

@@ -98,6 +98,14 @@ class ClientEditScreen(NotewellScreen[str | None]):
     def on_mount(self) -> None:
         self._no_blink()
         self.query_one("#display-name", Input).focus()
+        self._as_opened = self._form_state()
+
+    def _form_state(self) -> tuple:
+        """Everything the form holds, to tell an untouched form from one with typing in it."""
+        return (
+            tuple(field.value for field in self.query(Input)),
+            tuple(box.value for box in self.query(Checkbox)),
+        )
 
     def _no_blink(self) -> None:
         if self.app.test_mode:
@@ -115,7 +123,9 @@ class ClientEditScreen(NotewellScreen[str | None]):
             row = GoalRow()
             await self.query_one("#goals").mount(row)
             self._no_blink()
-            row.query_one(Input).focus()
+            # By class: a query for the first Input searches breadth-first and finds the
+            # objective, one level above the goal's own line.
+            row.query_one(".goal-description", Input).focus()
         elif button.has_class("remove"):
             for ancestor in button.ancestors:
                 if isinstance(ancestor, (DiagnosisRow, GoalRow)):
@@ -127,7 +137,9 @@ class ClientEditScreen(NotewellScreen[str | None]):
             self.action_cancel()
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        from tui.screens.dialogs import confirm_discard
+
+        confirm_discard(self, self._form_state() != self._as_opened, lambda: self.dismiss(None))
 
     def action_save(self) -> None:
         error = self.query_one("#client-error", Static)

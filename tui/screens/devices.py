@@ -51,6 +51,20 @@ def parse_listen_address(text: str, default_port: int) -> tuple[str, int]:
         raise BadInput(f"{text!r} is not an address to listen on; type HOST or HOST:PORT, e.g. 0.0.0.0:7341.") from None
 
 
+# The sync layer's sentences name the command line's tools; on this screen, the screen's own.
+APP_WORDS = {
+    "is `notewell sync serve` running there?": "is it listening (Listen, on its Devices and sync screen)?",
+    "is `notewell sync pair --listen` running there?": "is it showing a code (Show a code, on its Devices and sync screen)?",
+    "pair one first with `notewell sync pair`.": "pair one first: Show a code here, or Pair with code.",
+}
+
+
+def in_app_words(message: str) -> str:
+    for said, here in APP_WORDS.items():
+        message = message.replace(said, here)
+    return message
+
+
 def network_address() -> str:
     """This computer's address on its network, to type on the other device.
 
@@ -126,12 +140,15 @@ class DevicesScreen(NotewellScreen[None]):
     DevicesScreen #this-device { padding: 0 1; color: $text-muted; }
     DevicesScreen #peer-table { height: 1fr; min-height: 4; margin: 0 1; }
     DevicesScreen #no-peers { padding: 0 1; color: $text-muted; display: none; }
+    DevicesScreen #peer-result { padding: 0 1; height: auto; color: $text-muted; }
     DevicesScreen #devices-controls { height: auto; max-height: 12; padding: 0 1; }
     DevicesScreen .devices-row { height: 1; margin-top: 1; }
     DevicesScreen .devices-row Label { width: auto; padding: 0 1 0 0; }
     DevicesScreen .devices-row Input { width: 1fr; }
     DevicesScreen #code { width: 14; }
-    DevicesScreen #listen-on { width: 24; }
+    DevicesScreen #listen-on { width: 18; }
+    DevicesScreen #listen-port { width: 7; }
+    DevicesScreen .devices-row.status-row { margin-top: 0; }
     DevicesScreen .devices-row Button { margin: 0 1 0 0; min-width: 0; width: auto; padding: 0 1; }
     DevicesScreen .devices-row Checkbox { width: auto; margin: 0 1 0 0; }
     DevicesScreen #live { margin: 0 0 0 1; }
@@ -156,6 +173,8 @@ class DevicesScreen(NotewellScreen[None]):
         self.loaded = False  # identity and peers shown at least once
         self.last_progress: tuple[int, int] | None = None
         self._pending_address: str | None = None  # of the sync now running, remembered if it works
+        self._pairing_host: str | None = None  # of the pairing now running: its sync address after
+        self._listen_error = False  # the sync status shows why listening failed (cleared once it works)
 
     def compose(self) -> ComposeResult:
         yield Static("Devices and sync", id="devices-title")
@@ -166,6 +185,8 @@ class DevicesScreen(NotewellScreen[None]):
             "code shown on the other device and choose Pair with code.",
             id="no-peers", markup=False,
         )
+        # The selected device's last result in full: the table's column is cut on a narrow screen.
+        yield Static("", id="peer-result", markup=False)
         with VerticalScroll(id="devices-controls"):
             with Horizontal(classes="devices-row"):
                 yield Label("Address")
@@ -180,8 +201,12 @@ class DevicesScreen(NotewellScreen[None]):
                 yield Button("Forget device", id="forget", variant="error", compact=True)
                 yield Button("Cancel", id="cancel", disabled=True, compact=True)
             with Horizontal(classes="devices-row"):
-                yield Checkbox("Listen while the app is open, on", id="listen", compact=True)
+                yield Checkbox("Listen while open, on", id="listen", compact=True)
                 yield Input(value="127.0.0.1", id="listen-on", compact=True)
+                yield Label(" port")
+                # Where syncs are listened for (remembered); Show a code uses its own port.
+                yield Input(value=str(DEFAULT_SYNC_PORT), id="listen-port", compact=True)
+            with Horizontal(classes="devices-row status-row"):
                 yield Static("", id="listen-status", markup=False)
             with Horizontal(classes="devices-row"):
                 yield Label("Mailbox folder")
@@ -225,6 +250,11 @@ class DevicesScreen(NotewellScreen[None]):
         address = self.query_one("#address", Input)
         if not address.value and last:
             address.value = last
+        listen = await self.jobs.listen_address()
+        if listen and self.jobs.listening is None:
+            host, _, port = listen.rpartition(":")
+            self.query_one("#listen-on", Input).value = host
+            self.query_one("#listen-port", Input).value = port
         self.loaded = True
 
     def _mask(self, text: str) -> str:
@@ -256,6 +286,15 @@ class DevicesScreen(NotewellScreen[None]):
         self.query_one("#no-peers").display = not self.peers
         if self.peers and 0 <= cursor < len(self.peers):
             table.move_cursor(row=cursor)
+        self._show_peer_result()
+
+    def _show_peer_result(self) -> None:
+        peer = self.selected_peer()
+        text = ""
+        if peer is not None and peer.last_sync_ok is not None:
+            outcome = "ok" if peer.last_sync_ok else "failed"
+            text = f"Last sync with {peer.name}: {outcome}: {peer.last_sync_summary or ''}"
+        self.query_one("#peer-result", Static).update(printable(text))
 
     def selected_peer(self):
         table = self.query_one(DataTable)
@@ -264,6 +303,7 @@ class DevicesScreen(NotewellScreen[None]):
         return self.peers[table.cursor_row]
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_peer_result()
         key = event.row_key.value if event.row_key is not None else None
         if key and key in self.addresses:
             self.query_one("#address", Input).value = self.addresses[key]
@@ -311,6 +351,7 @@ class DevicesScreen(NotewellScreen[None]):
             if not code.strip():
                 raise BadInput("Type the code shown on the other device first.")
             normalise_code(code)  # a mistyped code is caught here, before it burns the real one
+            self._pairing_host = host
             self._say(f"Pairing with {host}:{port}...", "")
             return self.jobs.pair_with(host, port, code)
 
@@ -327,6 +368,17 @@ class DevicesScreen(NotewellScreen[None]):
     def _listen_address(self, default_port: int) -> tuple[str, int]:
         return parse_listen_address(self.query_one("#listen-on", Input).value, default_port)
 
+    def _sync_listen_address(self) -> tuple[str, int]:
+        """The host typed and the port in its own field (a port typed with the host wins)."""
+        from sync.addresses import parse_port
+
+        typed = self.query_one("#listen-port", Input).value.strip()
+        try:
+            port = parse_port(typed) if typed else DEFAULT_SYNC_PORT
+        except BadAddress:
+            raise BadInput(f"{typed!r} is not a port to listen on; type a number from 0 to 65535.") from None
+        return self._listen_address(port)
+
     def action_toggle_listen(self) -> None:
         switch = self.query_one("#listen", Checkbox)
         switch.value = not switch.value
@@ -340,7 +392,7 @@ class DevicesScreen(NotewellScreen[None]):
                 event.checkbox.value = False
                 return
             try:
-                host, port = self._listen_address(DEFAULT_SYNC_PORT)
+                host, port = self._sync_listen_address()
             except NotewellError as e:
                 self._say(f"{e.title}: {e.message}", "error")
                 event.checkbox.value = False
@@ -433,7 +485,7 @@ class DevicesScreen(NotewellScreen[None]):
         status = self.query_one("#sync-status", Static)
         status.set_class(kind == "error", "error")
         status.set_class(kind == "done", "done")
-        status.update(printable(text))  # names, file names and sentences from other devices
+        status.update(printable(in_app_words(text)))  # names, file names and sentences from other devices
 
     def _show_busy(self) -> None:
         busy = self.jobs.busy if self.jobs is not None else None
@@ -449,6 +501,9 @@ class DevicesScreen(NotewellScreen[None]):
 
     def _show_listening(self, host: str, port: int) -> None:
         self.query_one("#listen-status", Static).update(f"listening on {host}:{port}")
+        if self._listen_error:  # an earlier failure to listen is no longer true
+            self._listen_error = False
+            self._say("", "")
 
     def on_sync_jobs_progress(self, message: SyncJobs.Progress) -> None:
         self.last_progress = (message.done, message.total)
@@ -479,6 +534,10 @@ class DevicesScreen(NotewellScreen[None]):
 
     def on_sync_jobs_listening(self, message: SyncJobs.Listening) -> None:
         self._show_listening(message.host, message.port)
+        # Offered again next time: what was typed (a port of 0 stays "any free port").
+        host = self.query_one("#listen-on", Input).value.strip() or "127.0.0.1"
+        port = self.query_one("#listen-port", Input).value.strip() or str(DEFAULT_SYNC_PORT)
+        self.run_store(self.jobs.remember_listen_address, f"{host}:{port}", group="devices-remember-listen")
 
     def on_sync_jobs_served(self, message: SyncJobs.Served) -> None:
         report, error = message.report, message.error
@@ -503,6 +562,7 @@ class DevicesScreen(NotewellScreen[None]):
             self.query_one("#listen-status", Static).update("")
             if error is not None:
                 self._say(f"{error.title}: {error.message}", "error")
+                self._listen_error = True
             return
         if error is not None:
             self._say(
@@ -516,6 +576,13 @@ class DevicesScreen(NotewellScreen[None]):
                 self.run_store(self._remember, result.peer_id, address, group="devices-remember")
         elif kind == "pairing":
             text = f"Paired with {result.peer.name} ({self._mask(result.peer.short_id)}). You can sync now."
+            # The pairing port is not where the other device syncs: offer its sync port.
+            if self._pairing_host:
+                host = f"[{self._pairing_host}]" if ":" in self._pairing_host else self._pairing_host
+                address = f"{host}:{DEFAULT_SYNC_PORT}"
+                self.query_one("#address", Input).value = address
+                self.run_store(self._remember, result.peer.device_id, address, group="devices-remember")
+            self.query_one("#code", Input).value = ""
             if result.group_key_replaced:
                 text += " This device now uses the other device's mailbox key; pair again with devices of its old group."
             self._say(text, "done")

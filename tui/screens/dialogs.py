@@ -59,6 +59,38 @@ class ConfirmDialog(NotewellModal[bool]):
         self.dismiss(False)
 
 
+def confirm_discard(screen, changed: bool, discard) -> None:
+    """Leaving a form: at once when nothing was typed into it, else only once the clinician
+    says so; "Keep editing" (or Esc) returns to the form as it was."""
+    if not changed:
+        discard()
+        return
+
+    def answered(yes: bool | None) -> None:
+        if yes:
+            discard()
+
+    screen.app.push_screen(
+        ConfirmDialog("Discard what you typed?", "What you typed in this form has not been saved.",
+                      yes="Discard", no="Keep editing"),
+        answered,
+    )
+
+
+def key_lines(key: str, width: int = 56) -> str:
+    """The recovery key in lines that break between its groups (each line ends with its
+    dash), never inside one: a group split across lines is easily copied wrong."""
+    lines: list[str] = []
+    for group in key.split("-"):
+        if lines and len(lines[-1]) + len(group) + 1 <= width:
+            lines[-1] += "-" + group
+        else:
+            if lines:
+                lines[-1] += "-"
+            lines.append(group)
+    return "\n".join(lines)
+
+
 class RecoveryKeyDialog(NotewellModal[bool]):
     """Shows the recovery key once; continuing needs the clinician to say it was saved."""
 
@@ -76,7 +108,7 @@ class RecoveryKeyDialog(NotewellModal[bool]):
                 "write it down or print it and keep it somewhere safe, away from this computer.",
                 classes="hint",
             )
-            yield Static(self._key, id="recovery-key", markup=False)
+            yield Static(key_lines(self._key), id="recovery-key", markup=False)
             yield Checkbox("I have saved the recovery key", id="saved")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Continue", id="continue", variant="primary", disabled=True)
@@ -96,6 +128,10 @@ class AddendumDialog(NotewellModal["tuple[str, str] | None"]):
         Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
         Binding("ctrl+s", "save", "Sign addendum", id="addendum.sign"),
     ]
+
+    def __init__(self, *, signer: str) -> None:
+        super().__init__()
+        self._signer = signer  # "name, credentials", said before signing
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog-box wide"):
@@ -120,7 +156,7 @@ class AddendumDialog(NotewellModal["tuple[str, str] | None"]):
         if event.button.id == "save":
             self.action_save()
         else:
-            self.dismiss(None)
+            self.action_cancel()
 
     def action_save(self) -> None:
         reason = self.query_one("#reason", Input).value.strip()
@@ -128,10 +164,25 @@ class AddendumDialog(NotewellModal["tuple[str, str] | None"]):
         if not reason or not text.strip():
             self.query_one("#addendum-error", Static).update("Both a reason and the addendum text are needed.")
             return
-        self.dismiss((text, reason))
+
+        # Signed only once confirmed, as a note is; "Cancel" returns to the text as typed.
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.dismiss((text, reason))
+
+        self.app.push_screen(
+            ConfirmDialog(
+                "Sign this addendum?",
+                f"Signing as {self._signer}. A signed addendum stays with the note for good; "
+                "it cannot be edited afterwards.",
+                yes="Sign",
+            ),
+            answered,
+        )
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        typed = bool(self.query_one("#reason", Input).value.strip() or self.query_one("#addendum-text", TextArea).text.strip())
+        confirm_discard(self, typed, lambda: self.dismiss(None))
 
 
 class ReasonDialog(NotewellModal["str | None"]):

@@ -183,6 +183,12 @@ class ExportDialog(NotewellModal[Any]):
         elif event.button.id == "export-go":
             self.start_export()
 
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        # Enter in the file box is the last step: export, as the Export button does.
+        if event.input.id == "export-path":
+            event.stop()
+            self.start_export()
+
     def action_cancel(self) -> None:
         if not self._busy:
             self.dismiss(None)

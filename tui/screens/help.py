@@ -41,11 +41,13 @@ def screen_actions(screen: Screen) -> list[Action]:
         def run(node=node, action_name=action_name) -> None:
             app.call_later(app.run_action, action_name, node)
 
+        key = app.get_key_display(binding)
         actions.append(
             Action(
-                title=binding.description,
-                help=binding.tooltip or f"{binding.description} ({app.get_key_display(binding)})",
-                key=app.get_key_display(binding),
+                # The footer's word may be short; the full name is the tooltip where one is given.
+                title=binding.tooltip or binding.description,
+                help=f"key: {key}",
+                key=key,
                 binding_id=binding.id,
                 run=run,
             )

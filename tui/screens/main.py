@@ -17,7 +17,7 @@ from tui.auto_backups import AutoBackups
 from tui.printable import printable
 from tui.screens.base import NotewellScreen
 from tui.sync_jobs import SyncJobs
-from tui.widgets.timeline import Timeline, row_id
+from tui.widgets.timeline import PREVIEWED_NOTES, Timeline, note_preview, row_id
 
 # Signature states computed per call on the vault's thread: about half a second on a busy
 # machine, so a keystroke waits for at most one batch (bench/README.md, signatures).
@@ -29,10 +29,12 @@ class MainScreen(NotewellScreen):
     BINDINGS = [
         Binding("slash,ctrl+f", "search", "Search", id="search"),
         Binding("f", "focus_filter", "Filter", id="client.filter", show=False),
-        Binding("a", "new_client", "Add client", id="client.new"),
-        Binding("e", "edit_client", "Edit client", id="client.edit"),
+        # Short words in the footer, so every key fits at 80 columns; the palette and the
+        # help screen name each action in full (`tooltip`, tui/screens/help.py).
+        Binding("a", "new_client", "Add", id="client.new", tooltip="Add client"),
+        Binding("e", "edit_client", "Edit client", id="client.edit", show=False),
         Binding("n", "new_note", "New note", id="note.new"),
-        Binding("r", "new_process_note", "Process note", id="process.new"),
+        Binding("r", "new_process_note", "Process", id="process.new", tooltip="Process note"),
         Binding("t", "todo", "To do", id="todo"),
         Binding("o", "outcomes", "Outcomes", id="client.outcomes", show=False),
         Binding("x", "export", "Export record", id="client.export", show=False),
@@ -66,7 +68,7 @@ class MainScreen(NotewellScreen):
             with Vertical(id="client-pane"):
                 yield Static("Select a client, or press a to add one.", id="client-header", markup=False)
                 yield Timeline(id="timeline")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         if self.app.test_mode:
@@ -202,20 +204,23 @@ class MainScreen(NotewellScreen):
 
     async def _load_client(self, client_id: str) -> None:
         def load(v):
+            rows = v.record.notes_for_client(client_id)
             return (
                 v.record.get_client(client_id),
                 # Verified: a note is labelled signed only if its signature verifies.
-                v.record.verify_rows(v.record.notes_for_client(client_id)),
+                v.record.verify_rows(rows),
                 v.private.for_client(client_id),
+                # The first words of the newest notes, so notes of one day can be told apart.
+                {r.note_id: note_preview(v.record.get_note(r.note_id)) for r in rows[:PREVIEWED_NOTES]},
             )
 
-        client, notes, private = await self.app.store.call(load)
+        client, notes, private, previews = await self.app.store.call(load)
         if client_id != self.client_id:
             return
         self._shown_note_ids = [r.note_id for r in notes if getattr(r, "signature_status", "") == "pending"]
         self._client = client
         self.query_one("#client-header", Static).update(client_summary(client))
-        self.query_one(Timeline).show(notes, private)
+        self.query_one(Timeline).show(notes, private, previews)
 
     # --- actions ----------------------------------------------------------------------
 
@@ -314,29 +319,19 @@ class MainScreen(NotewellScreen):
 
         def chosen(choice: tuple[str, date] | None) -> None:
             if choice:
-                self.run_store(self._create_note, client_id, *choice, group="create")
+                self._create_note(client_id, *choice)
 
         self.app.push_screen(NewNoteDialog(), chosen)
 
-    async def _create_note(self, client_id: str, fmt: str, on: date) -> None:
-        def create(v):
-            # Start from the facts that rarely change between sessions: the client's diagnoses
-            # and the modality of the last note. Never the narrative: no cloned notes.
-            client = v.record.get_client(client_id)
-            rows = v.record.notes_for_client(client_id)
-            # The most recent of the last few notes that records one (a fresh draft may not).
-            modality = next(
-                (m for m in (v.record.get_note(r.note_id).facts.modality for r in rows[:5]) if m), None
-            )
-            facts = SessionFacts(
-                date_of_service=on,
-                diagnoses_addressed=[d.code for d in client.diagnoses],
-                modality=modality,
-            )
-            return v.record.create_note(ProgressNote(client_id=client_id, format=fmt, facts=facts))
+    def _create_note(self, client_id: str, fmt: str, on: date) -> None:
+        from tui.screens.note_editor import NoteEditorScreen
 
-        created = await self.app.store.call(create)
-        self.open_note("progress", created.id)
+        # Created in the record only once something is typed into it: a note opened and left
+        # at once leaves no empty draft behind (the record never deletes a document). No
+        # clinical fact is filled for the clinician: the editor offers to copy the stable
+        # facts of the last note, as an action of theirs (FactsForm).
+        note = ProgressNote(client_id=client_id, format=fmt, facts=SessionFacts(date_of_service=on))
+        self.app.push_screen(NoteEditorScreen(note.id, unsaved=note), self._after_editor)
 
     def action_new_process_note(self) -> None:
         if self.client_id is None:

@@ -22,8 +22,9 @@ from store.automerge_guard import is_panic
 from store.compliance import blocking, missing_labels
 from store.text_diff import changed_span
 from store.errors import NoteChangedMeanwhile, NotewellError
+from store.record import DraftSaved
 from store.models import NoteStatus, ProgressNote, SessionFacts, section_title
-from store.projections import is_late_entry
+from store.projections import is_late_entry, signed_late
 from store.signature_state import SignatureState, SignatureStatus
 from tui.printable import printable
 from tui.screens.base import EditorScreen
@@ -40,6 +41,33 @@ SAVED_OVER_LATEST = (
 )
 
 log = logging.getLogger(__name__)
+
+
+def _create(v, note: ProgressNote, sections: dict[str, str], facts: SessionFacts | None):
+    """A new note's first save: the note enters the record holding what was typed."""
+    update: dict[str, Any] = {"sections": {**note.sections, **sections}}
+    if facts is not None:
+        update["facts"] = facts
+    created = v.record.create_note(note.model_copy(update=update))
+    heads = v.record.draft_heads(created.id)
+    return DraftSaved(base=heads, heads=heads, merged=None), v.record.compliance(created.id)
+
+
+def last_stable_facts(v, note: ProgressNote) -> tuple[Any, SessionFacts] | None:
+    """The date and facts of the client's most recent other note that records any of the
+    facts that rarely change between sessions (modality, diagnoses addressed, goals), for the
+    editor's explicit copy action. Notes entered in error are passed over; only a few are read."""
+    read = 0
+    for row in v.record.notes_for_client(note.client_id):
+        if row.note_id == note.id or getattr(row.status, "value", row.status) == NoteStatus.ENTERED_IN_ERROR.value:
+            continue
+        facts = v.record.get_note(row.note_id).facts
+        if facts.modality or facts.diagnoses_addressed or facts.goals_addressed:
+            return facts.date_of_service, facts
+        read += 1
+        if read >= 5:
+            break
+    return None
 
 
 def _save_failure(error: BaseException) -> bool:
@@ -73,9 +101,13 @@ class NoteEditorScreen(EditorScreen):
         Binding("escape", "close", "Back", id="note.close"),
     ]
 
-    def __init__(self, note_id: str) -> None:
+    def __init__(self, note_id: str, *, unsaved: ProgressNote | None = None) -> None:
+        """`unsaved`: a new note, not in the record yet; the first save that holds something
+        typed creates it, so a note left before anything was typed leaves nothing behind."""
         super().__init__()
         self.note_id = note_id
+        self._unsaved = unsaved
+        self._previous: tuple[Any, SessionFacts] | None = None  # the last note's date and facts, to copy from
         self.note: ProgressNote | None = None
         self.client: Any = None
         self.mode = "loading"  # draft | signed | conflict | tampered | error
@@ -111,6 +143,9 @@ class NoteEditorScreen(EditorScreen):
 
     async def _load(self) -> None:
         note_id = self.note_id
+        if self._unsaved is not None:
+            await self._load_unsaved(self._unsaved)
+            return
 
         def load(v):
             note = v.record.get_note(note_id)
@@ -118,6 +153,7 @@ class NoteEditorScreen(EditorScreen):
             signed = v.record.signature_state(note_id)  # verified with the devices' keys
             late = is_late_entry(note, v.settings().late_entry_hours)
             caveats = SyncJobs.time_caveats(v) if note.signature else {}
+            self._previous = last_stable_facts(v, note) if note.status == NoteStatus.DRAFT else None
             return note, client, signed, v.record.compliance(note_id), late, v.record.draft_heads(note_id), caveats
 
         while True:
@@ -135,6 +171,20 @@ class NoteEditorScreen(EditorScreen):
             if not await self.flush():
                 return  # still unsaved: the retry comes back through _signed_elsewhere
         note, client, signed, problems, self._late, self._base, self._caveats = loaded
+        await self._show(note, client, signed, problems)
+
+    async def _load_unsaved(self, note: ProgressNote) -> None:
+        from store.compliance import check_note
+
+        def load(v):
+            client = v.record.get_client(note.client_id)
+            self._previous = last_stable_facts(v, note)
+            return client, is_late_entry(note, v.settings().late_entry_hours)
+
+        client, self._late = await self.app.store.call(load)
+        await self._show(note, client, SignatureState(note.id, SignatureStatus.UNSIGNED, None), check_note(note, client))
+
+    async def _show(self, note: ProgressNote, client: Any, signed: SignatureState, problems: list) -> None:
         self.note, self.client = note, client
         if signed.status == SignatureStatus.TAMPERED:
             self.mode = "tampered"  # never shown as signed, nor editable
@@ -176,7 +226,7 @@ class NoteEditorScreen(EditorScreen):
         widgets: list = []
         if self.mode == "draft":
             self._saved_sections = dict(note.sections)
-            widgets.append(FactsForm(note.facts, client, id="facts"))
+            widgets.append(FactsForm(note.facts, client, previous=self._previous, id="facts"))
             for key in note.section_keys:
                 widgets.append(Label(section_title(key), classes="section-title"))
                 area = TextArea(note.sections.get(key, ""), id=f"section-{key}", soft_wrap=True, classes="section")
@@ -309,7 +359,11 @@ class NoteEditorScreen(EditorScreen):
             note_id, base = self.note_id, self._base
             facts_before = self.note.facts if self.note is not None else None
 
+            unsaved = self._unsaved
+
             def save(v):
+                if unsaved is not None:
+                    return _create(v, unsaved, sections, facts)
                 saved = v.record.save_draft(note_id, base=base, sections=sections, facts=facts, facts_before=facts_before)
                 return saved, v.record.compliance(note_id)
 
@@ -332,6 +386,10 @@ class NoteEditorScreen(EditorScreen):
                 self.notify(f"{said} Your text is kept and will be saved on retry.", severity="error", timeout=8)
                 self.set_timer(RETRY_SECONDS, self._autosave)
                 return False
+            if unsaved is not None:
+                # In the record from now on: unlocking comes back to it.
+                self._unsaved = None
+                self.app.place.note_kind, self.app.place.note_id = "progress", note_id
             self._base = saved.base
             self._saved_sections.update(sections)
             if facts is not None and self.note is not None:
@@ -420,7 +478,16 @@ class NoteEditorScreen(EditorScreen):
         if not await self.flush():
             return
         note_id = self.note_id
-        problems, settings = await self.app.store.call(lambda v: (v.record.compliance(note_id), v.settings()))
+        if self._unsaved is not None:  # nothing typed yet: the checklist says what is missing
+            from store.compliance import check_note
+
+            problems, settings = check_note(self._unsaved, self.client), await self.app.store.call(lambda v: v.settings())
+        else:
+            problems, settings = await self.app.store.call(lambda v: (v.record.compliance(note_id), v.settings()))
+        facts = self._unsaved.facts if self._unsaved is not None else self.note.facts
+        # Signed now, would it be labelled a late entry? Asked of the record's own clock.
+        late = await self.app.store.call(
+            lambda v: signed_late(facts.date_of_service, facts.stop_time, v.now(), v.settings().late_entry_hours))
         self.query_one(Checklist).show(problems)
         block = blocking(problems)
         if block:
@@ -432,7 +499,9 @@ class NoteEditorScreen(EditorScreen):
             ConfirmDialog(
                 "Sign this note?",
                 f"Signing as {settings.clinician_name}, {settings.credentials}. A signed note is locked; "
-                "later corrections are added as addenda.",
+                "later corrections are added as addenda."
+                + (f" It will be marked LATE ENTRY: signed more than {settings.late_entry_hours} hours "
+                   "after the session ended." if late else ""),
                 yes="Sign",
             )
         )
@@ -455,7 +524,8 @@ class NoteEditorScreen(EditorScreen):
     async def _addendum(self) -> None:
         from tui.screens.dialogs import AddendumDialog
 
-        result = await self.app.push_screen_wait(AddendumDialog())
+        settings = await self.app.store.call(lambda v: v.settings())
+        result = await self.app.push_screen_wait(AddendumDialog(signer=f"{settings.clinician_name}, {settings.credentials}"))
         if not result:
             return
         text, reason = result
@@ -472,6 +542,9 @@ class NoteEditorScreen(EditorScreen):
         from tui.screens.dialogs import ReasonDialog
 
         if not await self.flush():
+            return
+        if self._unsaved is not None:  # never in the record: nothing to mark
+            self.dismiss(None)
             return
         reason = await self.app.push_screen_wait(
             ReasonDialog(

@@ -11,7 +11,7 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Input, Label, Select, SelectionList, Static
+from textual.widgets import Button, Input, Label, Select, SelectionList, Static
 
 from store.errors import ValidationFailed
 from store.models import (
@@ -54,16 +54,33 @@ def _hhmm(t: time | None) -> str:
 class FactsForm(Vertical):
     """Date, times, CPT, modality, diagnoses, goals, interventions, risk, PHQ-9/GAD-7."""
 
-    def __init__(self, facts: SessionFacts, client: Client | None, *, id: str | None = None) -> None:
+    def __init__(
+        self,
+        facts: SessionFacts,
+        client: Client | None,
+        *,
+        previous: tuple[date, SessionFacts] | None = None,
+        id: str | None = None,
+    ) -> None:
+        """`previous`: the date and facts of the client's last note, offered to copy."""
         super().__init__(id=id, classes="facts-form")
         self.facts = facts
         self.client = client
+        self.previous = previous
         self.problems: list[str] = []
         # The suggestion last written into the CPT field, so we only replace our own guess.
         self._auto_cpt: str | None = None
 
     def compose(self) -> ComposeResult:
         f = self.facts
+        if self.previous is not None:
+            # Never filled for the clinician: copied only when they ask, and said so.
+            with Horizontal(classes="facts-line"):
+                yield Button(f"Copy modality, diagnoses, goals from {self.previous[0].isoformat()}",
+                             id="copy-last-facts", compact=True)
+            copied = Static("", id="copied-facts", classes="hint", markup=False)
+            copied.display = False  # takes no room until something is copied
+            yield copied
         with Horizontal(classes="facts-line"):
             yield Label("Date", classes="facts-label")
             yield Input(f.date_of_service.isoformat(), id="f-date", classes="f-date", compact=True)
@@ -159,6 +176,41 @@ class FactsForm(Vertical):
         if suggestion and (not cpt.value.strip() or cpt.value.strip() == self._auto_cpt):
             self._auto_cpt = suggestion
             cpt.value = suggestion
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "copy-last-facts" and self.previous is not None:
+            event.stop()
+            self.copy_previous()
+
+    def copy_previous(self) -> None:
+        """The clinician's copy of the last note's stable facts: modality, diagnoses
+        addressed and goals (with their ratings, to review); never times, codes, risk, scores
+        or text. What was copied is named under the button."""
+        on, previous = self.previous  # type: ignore[misc]
+        copied: list[str] = []
+        if previous.modality is not None:
+            self.query_one("#f-modality", Select).value = previous.modality.value
+            copied.append("modality")
+        if self.query("#f-dx"):
+            listing = self.query_one("#f-dx", SelectionList)
+            codes = [code for code in previous.diagnoses_addressed if code in {d.code for d in self.client.diagnoses}]
+            for code in codes:
+                listing.select(code)
+            if codes:
+                copied.append("diagnoses addressed")
+        ratings = {gp.goal_id: gp.rating.value for gp in previous.goals_addressed}
+        goals = 0
+        for select in self.query(".goal-rating").results(Select):
+            rating = ratings.get((select.id or "").removeprefix("goal-"))
+            if rating is not None:
+                select.value = rating
+                goals += 1
+        if goals:
+            copied.append("goals (check the ratings for this session)")
+        said = ", ".join(copied) if copied else "nothing that applies to this client's plan"
+        note = self.query_one("#copied-facts", Static)
+        note.update(f"Copied from the note of {on.isoformat()}: {said}.")
+        note.display = True
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id in ("f-start", "f-stop"):

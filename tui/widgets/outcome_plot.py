@@ -17,6 +17,8 @@ from store.outcomes import GAD7, PHQ9, Outcomes
 
 PHQ9_COLOR = "cyan"
 GAD7_COLOR = "orange"
+PHQ9_MARKER = "●"
+GAD7_MARKER = "▲"
 BAND_COLOR = "gray"
 Y_TICKS = [
     (0, "0"),
@@ -110,14 +112,15 @@ class OutcomePlot(PlotextPlot):
         plt.xlim(-1, max(last_day, 1) + 1)
         for threshold in sorted(set(PHQ9.thresholds) | set(GAD7.thresholds)):
             plt.hline(threshold, BAND_COLOR)
-        for series, color in ((outcomes.phq9, PHQ9_COLOR), (outcomes.gad7, GAD7_COLOR)):
+        # Each series has its own point marker, named in the legend: told apart without colour.
+        for series, color, marker in ((outcomes.phq9, PHQ9_COLOR, PHQ9_MARKER), (outcomes.gad7, GAD7_COLOR, GAD7_MARKER)):
             if not series.points:
                 continue
             xs = [p.on.toordinal() - first.toordinal() for p in series.points]
             ys = [p.score for p in series.points]
             label = f"{series.measure.name} (latest {series.points[-1].score}, {series.points[-1].band})"
-            plt.plot(xs, ys, label=label, color=color, marker="braille")
-            plt.scatter(xs, ys, color=color, marker="dot")
+            plt.plot(xs, ys, color=color, marker="braille")
+            plt.scatter(xs, ys, label=label, color=color, marker=marker)
         self._days = sorted({p.on.toordinal() - first.toordinal() for p in points})
         self._first = first
         plt.title("PHQ-9 and GAD-7")

@@ -11,6 +11,26 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
 PRIVATE_LABEL = "private - this device only"
+PREVIEW_CHARS = 48
+# Progress notes are read for their first words only among a client's newest ones: reading a
+# note is a document load, and a long history would slow the client's first view.
+PREVIEWED_NOTES = 40
+
+
+def first_words(text: str, limit: int = PREVIEW_CHARS) -> str:
+    """The start of a note, on one line and cut between words: enough to tell two notes of
+    the same day apart. Shown on screen only, never logged."""
+    from tui.printable import printable
+
+    words = " ".join(text.split())
+    if len(words) > limit:
+        words = words[:limit].rsplit(" ", 1)[0] + "..."
+    return printable(words)
+
+
+def note_preview(note: Any) -> str:
+    """The first words of a progress note's first section that holds any."""
+    return next((first_words(t) for t in (note.sections.get(k, "") for k in note.section_keys) if t.strip()), "")
 
 
 def row_id(row: Any, *names: str) -> str:
@@ -66,7 +86,7 @@ STATUS_STYLE = {
 }
 
 
-def progress_prompt(row: Any) -> Text:
+def progress_prompt(row: Any, preview: str = "") -> Text:
     text = Text("  ")
     fmt = getattr(row, "format", "")
     fmt = getattr(fmt, "value", fmt)
@@ -82,14 +102,19 @@ def progress_prompt(row: Any) -> Text:
         text.append(" ")
     addenda = getattr(row, "addenda_count", 0) or 0
     if addenda:
-        text.append(f"+{addenda} addend{'um' if addenda == 1 else 'a'}", style="italic")
+        text.append(f"+{addenda} addend{'um' if addenda == 1 else 'a'} ", style="italic")
+    if preview:
+        text.append(preview, style="dim")
     return text
 
 
 def process_prompt(note: Any) -> Text:
     text = Text("  ")
     text.append("process note ", style="italic magenta")
-    text.append(f"({PRIVATE_LABEL})", style="bold magenta")
+    text.append(f"({PRIVATE_LABEL}) ", style="bold magenta")
+    words = first_words(getattr(note, "body", "") or "")
+    if words:
+        text.append(words, style="dim")
     return text
 
 
@@ -98,13 +123,16 @@ class Timeline(OptionList):
 
     option_dates: dict[str, date]
 
-    def show(self, note_rows: Iterable[Any], process_notes: Iterable[Any]) -> None:
+    def show(self, note_rows: Iterable[Any], process_notes: Iterable[Any], previews: dict[str, str] | None = None) -> None:
+        """`previews`: note id -> the first words of a progress note (note_preview)."""
+        previews = previews or {}
         self.option_dates = {}
         highlighted = self.highlighted_option.id if self.highlighted_option else None
         by_date: dict[date, list[Option]] = {}
         undated: list[Option] = []
         for row in note_rows:
-            option = Option(progress_prompt(row), id="progress:" + row_id(row, "note_id", "id"))
+            note_id = row_id(row, "note_id", "id")
+            option = Option(progress_prompt(row, previews.get(note_id, "")), id="progress:" + note_id)
             day = _as_date(getattr(row, "date_of_service", None))
             self.option_dates[option.id] = day
             (by_date.setdefault(day, []) if day else undated).append(option)
