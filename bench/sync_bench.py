@@ -110,32 +110,8 @@ def pair(x: Vault, y: Vault) -> None:
 @contextmanager
 def serving(vault_path: Path):
     """`notewell sync serve` on a free port in its own process; yields the port."""
-    env = dict(os.environ, NOTEWELL_PASSPHRASE=PASSPHRASE, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tui.cli", "--vault", str(vault_path), "sync", "serve", "--port", "0"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        port = None
-        deadline = time.monotonic() + 60
-        while port is None and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError("sync serve ended before listening")
-            if line.startswith("listening on"):
-                port = int(line.rsplit(":", 1)[1])
-        if port is None:
-            raise RuntimeError("sync serve did not start listening in time")
-        # Keep reading its output so it never blocks on a full pipe.
-        threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+    with serving_watched(vault_path) as (port, _rss):
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
 
 
 class CountingRelay:
@@ -479,6 +455,7 @@ def serving_watched(vault_path: Path):
                 break
         if port is None:
             raise RuntimeError("sync serve ended before listening")
+        # Keep reading its output so it never blocks on a full pipe.
         threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
 
         def rss() -> tuple[float | None, float | None]:
