@@ -1,6 +1,16 @@
 """Sync figures: direct sync between two processes on loopback, the mailbox, and a JS baseline.
 
     python -m bench.sync_bench [--notes 1000] [--clients 50] [--edits 20] [--runs 3] [--no-js]
+    python -m bench.sync_bench --growth [--large] [--no-js]   # the growth table (1k, 10k; 50k)
+
+The growth table (`--growth`): an initial direct sync of the bench vaults bench/common.py builds
+(1,000, 10,000 and, with --large, 50,000 notes) into a fresh paired vault served by `notewell
+sync serve` in its own process, with default settings. Beside it, in the same run and
+alternating with it: the floor (load every document with Automerge, write every stored byte
+in one SQLCipher transaction, copy every byte over TLS 1.3 on 127.0.0.1; measured here, one
+core, one after the other) and the JS baseline. Printed per size: the sync's wall time, the
+floor, ours / floor, baseline / ours, the receiver's peak RSS (the `sync serve` process and,
+apart, its largest worker process) and the load average before and after.
 
 Prints figures; asserts nothing. What is measured:
 
@@ -100,32 +110,8 @@ def pair(x: Vault, y: Vault) -> None:
 @contextmanager
 def serving(vault_path: Path):
     """`notewell sync serve` on a free port in its own process; yields the port."""
-    env = dict(os.environ, NOTEWELL_PASSPHRASE=PASSPHRASE, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tui.cli", "--vault", str(vault_path), "sync", "serve", "--port", "0"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        port = None
-        deadline = time.monotonic() + 60
-        while port is None and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError("sync serve ended before listening")
-            if line.startswith("listening on"):
-                port = int(line.rsplit(":", 1)[1])
-        if port is None:
-            raise RuntimeError("sync serve did not start listening in time")
-        # Keep reading its output so it never blocks on a full pipe.
-        threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+    with serving_watched(vault_path) as (port, _rss):
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
 
 
 class CountingRelay:
@@ -365,6 +351,228 @@ def initial_sync(a: Vault, identity, tmp: Path, run: int) -> float:
     return elapsed
 
 
+# --- the growth table (issue 14) ----------------------------------------------------------
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    """VmHWM of a running process, in MB (None once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def _load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def stored_documents(record) -> list[tuple[str, bytes]]:
+    return [(doc_id, record.replica.stored_doc(doc_id)[0]) for doc_id in sorted(record.replica.doc_heads())]
+
+
+def floor_seconds(docs: list[tuple[str, bytes]], identity_a, identity_b, tmp: Path) -> dict:
+    """The floor of a first sync of `docs`: every document loaded with Automerge, every stored
+    byte written in one SQLCipher transaction, and every byte copied over TLS 1.3 on
+    127.0.0.1 (the devices' own certificates, both ways checked). One core, one after the other."""
+    from automerge.core import Document
+
+    from store.database import open_database
+    from sync.direct import client_context, server_context
+
+    figures = {}
+    t = time.perf_counter()
+    for _doc_id, data in docs:
+        Document.load(data)
+    figures["load"] = time.perf_counter() - t
+
+    path = tmp / f"floor-{time.monotonic_ns()}.db"
+    conn = open_database(path, os.urandom(32), create=True)
+    t = time.perf_counter()
+    conn.execute("CREATE TABLE docs(id TEXT PRIMARY KEY, data BLOB)")
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany("INSERT INTO docs VALUES (?, ?)", docs)
+    conn.execute("COMMIT")
+    figures["transaction"] = time.perf_counter() - t
+    conn.close()
+
+    payload = b"".join(struct.pack(">I", len(d)) + d for _i, d in docs)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    got: list[int] = []
+
+    def receive() -> None:
+        raw, _ = listener.accept()
+        with server_context(identity_b, [identity_a.cert_pem]).wrap_socket(raw, server_side=True) as tls:
+            n = 0
+            while n < len(payload):
+                chunk = tls.recv(1 << 20)
+                if not chunk:
+                    break
+                n += len(chunk)
+            got.append(n)
+
+    thread = threading.Thread(target=receive)
+    thread.start()
+    t = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        with client_context(identity_a, [identity_b.cert_pem]).wrap_socket(raw) as tls:
+            tls.sendall(payload)
+            thread.join()
+    figures["tls"] = time.perf_counter() - t
+    listener.close()
+    assert got == [len(payload)]
+    figures["floor"] = figures["load"] + figures["transaction"] + figures["tls"]
+    return figures
+
+
+@contextmanager
+def serving_watched(vault_path: Path):
+    """`serving`, also yielding a function that reads the server's peak RSS so far (MB) and
+    its largest worker's."""
+    env = dict(os.environ, NOTEWELL_PASSPHRASE=PASSPHRASE, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "--vault", str(vault_path), "sync", "serve", "--port", "0"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        port = None
+        for line in proc.stdout:
+            if line.startswith("listening on"):
+                port = int(line.rsplit(":", 1)[1])
+                break
+        if port is None:
+            raise RuntimeError("sync serve ended before listening")
+        # Keep reading its output so it never blocks on a full pipe.
+        threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+
+        def rss() -> tuple[float | None, float | None]:
+            workers = [_peak_rss_mb(c) for c in _children(proc.pid)]
+            return _peak_rss_mb(proc.pid), max((w for w in workers if w), default=None)
+
+        yield port, rss
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def growth_row(notes: int, clients: int, tmp: Path, runs: int, js: bool) -> dict:
+    from bench.common import PASSPHRASE as BUILT_PASSPHRASE, synthetic_vault
+
+    a_path = synthetic_vault("sync", notes, clients)
+    a = Vault.open(a_path, BUILT_PASSPHRASE)
+    try:
+        identity = ensure_identity(a.record.replica, a.device_name)
+        docs = stored_documents(a.record)
+        docs_file = tmp / f"docs-{notes}.bin"
+        with open(docs_file, "wb") as f:
+            for _doc_id, data in docs:
+                f.write(struct.pack(">I", len(data)) + data)
+        row: dict = {"notes": notes, "documents": len(docs), "bytes": sum(len(d) for _i, d in docs),
+                     "ours": [], "floor": [], "js": [], "rss": [], "worker_rss": [], "load": []}
+        for run in range(runs):
+            b = make_vault(tmp / f"g{notes}-{run}", f"bench-b{run}")
+            pair(a, b)
+            ib = ensure_identity(b.record.replica, b.device_name)
+            b_path = b.path
+            b.close()
+            load_before = _load()
+            shown = []
+            with serving_watched(b_path) as (port, rss):
+                t = time.perf_counter()
+                report = sync_now(a.record.replica, identity, "127.0.0.1", port,
+                                  on_progress=lambda d, total: shown.append(d))
+                elapsed = time.perf_counter() - t
+                server_rss, worker_rss = rss()
+            row["ours"].append(elapsed)
+            row["rss"].append(server_rss)
+            row["worker_rss"].append(worker_rss)
+            log(f"{notes} notes, run {run + 1}: initial direct sync {elapsed:.2f} s ({report.summary()}); "
+                f"progress shown on the sender {len(set(shown))} times; receiver peak RSS {server_rss} MB "
+                f"(largest worker {worker_rss} MB); load {load_before} -> {_load()}")
+            shutil.rmtree(tmp / f"g{notes}-{run}", ignore_errors=True)
+
+            load_before = _load()
+            floor = floor_seconds(docs, identity, ib, tmp)
+            row["floor"].append(floor["floor"])
+            log(f"{notes} notes, run {run + 1}: floor {floor['floor']:.2f} s (load {floor['load']:.2f}, "
+                f"transaction {floor['transaction']:.2f}, TLS copy {floor['tls']:.2f}); load {load_before} -> {_load()}")
+            if js:
+                js_load = run_js_load(docs_file)
+                if js_load is not None:
+                    row.setdefault("js_load", []).append(js_load)
+                    row.setdefault("native_load", []).append(floor["load"])
+                    log(f"{notes} notes, run {run + 1}: loading every document, JS Automerge (wasm) {js_load:.2f} s, "
+                        f"the Python binding (native) {floor['load']:.2f} s: {js_load / floor['load']:.1f}x")
+                load_before = _load()
+                urls = tmp / f"urls-{notes}-{run}.json"
+                elapsed = run_js_file(docs_file, urls, run)
+                if elapsed is not None:
+                    row["js"].append(elapsed)
+                log(f"{notes} notes, run {run + 1}: JS baseline {elapsed} s; load {load_before} -> {_load()}")
+            row["load"].append(_load())
+        return row
+    finally:
+        a.close()
+
+
+def run_js_load(docs_file: Path) -> float | None:
+    out = subprocess.run(["node", "load_only.mjs", str(docs_file)], cwd=JS_DIR, capture_output=True, text=True,
+                         timeout=1800)
+    if out.returncode != 0:
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])["elapsedMs"] / 1000
+
+
+def print_growth(rows: list[dict]) -> None:
+    med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
+    log("")
+    log("| notes (documents) | initial direct sync | floor | ours / floor | JS baseline | baseline / ours "
+        "| receiver peak RSS (serve / largest worker) | load average (1/5/15 min) |")
+    log("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ours, floor, js = med(r["ours"]), med(r["floor"]), med(r["js"])
+        rss = max((x for x in r["rss"] if x), default=None)
+        worker = max((x for x in r["worker_rss"] if x), default=None)
+        log(f"| {r['notes']:,} ({r['documents']:,}) | {ours:.2f} s | {floor:.2f} s | {ours / floor:.2f} "
+            f"| {f'{js:.1f} s' if js else 'not run'} | {f'{js / ours:.1f}x' if js else '-'} "
+            f"| {rss:.0f} / {worker:.0f} MB | {', '.join(r['load'])} |")
+    for r in rows:
+        if r.get("js_load") and r["js"]:
+            ours, js = med(r["ours"]), med(r["js"])
+            js_load, native = med(r["js_load"]), med(r["native_load"])
+            # The baseline with its documents loaded at the native binding's speed instead.
+            same_runtime = js - js_load + native
+            log(f"{r['notes']:,} notes: JS loads {js_load:.2f} s vs native {native:.2f} s ({js_load / native:.1f}x); "
+                f"baseline / ours {js / ours:.1f}x, of which the runtime accounts for "
+                f"{js / same_runtime:.1f}x and the rest (protocol, storage) {same_runtime / ours:.1f}x")
+
+
+def run_growth(args, tmp: Path) -> None:
+    sizes = [(1000, 50, args.runs), (10000, 200, 1)]
+    if args.large:
+        sizes.append((50000, 1000, 1))
+    js = not args.no_js and js_available()
+    rows = [growth_row(n, c, tmp, runs, js and (n <= 10000 or args.large_js)) for n, c, runs in sizes]
+    print_growth(rows)
+
+
 def run_all(args, tmp: Path) -> dict:
     figures: dict = {}
     a = make_vault(tmp / "a", "bench-a")
@@ -467,9 +675,13 @@ def js_available() -> bool:
 
 
 def run_js_once(tmp: Path, run: int) -> float | None:
-    urls = tmp / f"urls-{run}.json"
+    return run_js_file(tmp / "docs.bin", tmp / f"urls-{run}.json", run)
+
+
+def run_js_file(docs_file: Path, urls: Path, run: int) -> float | None:
+    store_dir = Path(tempfile.mkdtemp(prefix="notewell-js-store-"))
     server = subprocess.Popen(
-        ["node", "server.mjs", str(tmp / "docs.bin"), str(urls)],
+        ["node", "server.mjs", str(docs_file), str(urls)],
         cwd=JS_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:
@@ -483,7 +695,8 @@ def run_js_once(tmp: Path, run: int) -> float | None:
             log(f"baseline run {run + 1}: the server did not start")
             return None
         out = subprocess.run(
-            ["node", "client.mjs", str(port), str(urls)], cwd=JS_DIR, capture_output=True, text=True, timeout=600,
+            ["node", "client.mjs", str(port), str(urls), str(store_dir)], cwd=JS_DIR, capture_output=True,
+            text=True, timeout=1800,
         )
         if out.returncode != 0:
             log(f"baseline run {run + 1} failed: " + (out.stderr.strip().splitlines() or ["no output"])[0][:300])
@@ -493,6 +706,7 @@ def run_js_once(tmp: Path, run: int) -> float | None:
             f"in {result['elapsedMs'] / 1000:.3f} s ({result['retries']} finds waited on after 'unavailable')")
         return result["elapsedMs"] / 1000
     finally:
+        shutil.rmtree(store_dir, ignore_errors=True)
         server.stdin.close()
         try:
             server.wait(timeout=30)
@@ -508,7 +722,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edits", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3, help="initial-sync runs of each side (median)")
     parser.add_argument("--no-js", action="store_true", help="skip the automerge-repo baseline")
+    parser.add_argument("--growth", action="store_true", help="the growth table at 1k and 10k notes")
+    parser.add_argument("--large", action="store_true", help="with --growth: 50k notes too (long)")
+    parser.add_argument("--large-js", action="store_true", help="with --large: the JS baseline at 50k too")
     args = parser.parse_args(argv)
+
+    if args.growth:
+        with tempfile.TemporaryDirectory(prefix="notewell-sync-growth-") as tmp:
+            run_growth(args, Path(tmp))
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="notewell-sync-bench-") as tmp:
         figures = run_all(args, Path(tmp))

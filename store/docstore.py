@@ -94,6 +94,17 @@ class DocStore:
         entry = self._entry(doc_id)
         return entry.doc if entry else None
 
+    def existing(self, doc_ids: list[str]) -> set[str]:
+        """Which of `doc_ids` are stored (from the heads index, a few hundred ids a query):
+        a batch's lookup that does not grow with the vault."""
+        found: set[str] = set()
+        for start in range(0, len(doc_ids), 500):
+            part = doc_ids[start:start + 500]
+            found.update(row[0] for row in self._conn.execute(
+                f"SELECT doc_id FROM documents INDEXED BY documents_heads WHERE doc_id IN ({','.join('?' * len(part))})",
+                part))
+        return found
+
     def all_heads(self) -> dict[str, list[bytes]]:
         return {doc_id: unpack_heads(blob) for doc_id, blob in self._conn.execute("SELECT doc_id, heads FROM documents")}
 

@@ -175,7 +175,7 @@ def _converse(tls: ssl.SSLSocket, session: SyncSession, max_frame: int, tap: Fra
     refused TLS connection means here."""
     try:
         channel = FrameChannel(tls, max_frame, tap, frame_timeout=frame_timeout)
-        driver.run(channel, session, in_store=in_store, live=live or LiveOptions())
+        driver.run(channel, session, in_store=in_store, live=live or LiveOptions(), stepped=True)
     except ssl.SSLError as e:
         if session.role == "client" and not session.started_talking:
             raise NotPaired(_HUNG_UP_BEFORE_HELLO) from None

@@ -67,7 +67,19 @@ class Exchange(Protocol):
         ...
 
 
-class LiveExchange(Exchange, Protocol):
+class SteppedExchange(Exchange, Protocol):
+    """A conversation that does long work in steps (sync/protocol.py): with `in_steps` set,
+    `more()` returns the next step's frames while `has_more`."""
+
+    in_steps: bool
+
+    @property
+    def has_more(self) -> bool: ...
+
+    def more(self) -> list[Frame]: ...
+
+
+class LiveExchange(SteppedExchange, Protocol):
     """A conversation that may stay open after its first part (`live`) and push changes."""
 
     @property
@@ -273,15 +285,16 @@ class LiveOptions:
 
 
 def run(channel: FrameChannel, exchange: Exchange, *, in_store: RunInStore = call_here,
-        live: LiveOptions | None = None) -> None:
+        live: LiveOptions | None = None, stepped: bool = False) -> None:
     """Runs `exchange` over `channel` until it is finished (or, with `live`, until it has
-    gone live and the live part has ended).
+    gone live and the live part has ended). `stepped`: the exchange is a `SteppedExchange`
+    (every live one is), whose steps go out one by one.
 
     Half duplex first: the exchange's turn, then the other side's. An error from the exchange,
     from the store or from reading a frame sends `exchange.farewell(error)` and is raised; a
     lost connection and TLS failures are raised as they are (nothing can be said over them)."""
     try:
-        left = _half_duplex(channel, exchange, in_store, live is not None)
+        left = _half_duplex(channel, exchange, in_store, live is not None, stepped or live is not None)
         if live is not None and not exchange.finished:
             _live(channel, exchange, in_store, live, left)  # type: ignore[arg-type]
     except (ConnectionLost, ssl.SSLError):
@@ -291,7 +304,8 @@ def run(channel: FrameChannel, exchange: Exchange, *, in_store: RunInStore = cal
         raise
 
 
-def _half_duplex(channel: FrameChannel, exchange: Exchange, in_store: RunInStore, may_go_live: bool) -> list[Frame]:
+def _half_duplex(channel: FrameChannel, exchange: Exchange, in_store: RunInStore, may_go_live: bool,
+                 stepped: bool) -> list[Frame]:
     """Returns the frames that arrived after the exchange went live (the live loop's)."""
 
     def settled() -> bool:
@@ -306,13 +320,26 @@ def _half_duplex(channel: FrameChannel, exchange: Exchange, in_store: RunInStore
         return out, []
 
     left: list[Frame] = []
+    if stepped:
+        exchange.in_steps = True  # type: ignore[attr-defined]  # this loop calls more()
     channel.send(in_store(exchange.start))
-    while not settled():
+    while True:
+        if stepped:
+            _send_the_rest(channel, exchange, in_store)  # type: ignore[arg-type]
+        if settled():
+            return left
         frames = channel.receive()
         # One hand-over to the store's thread for all that arrived, not one per frame.
         out, left = in_store(lambda: receive_all(frames))
         channel.send(out)
-    return left
+
+
+def _send_the_rest(channel: FrameChannel, exchange: SteppedExchange, in_store: RunInStore) -> None:
+    """Work an exchange does in steps (a chunk of whole documents, a batch stored): each
+    step's frames go out before the next, so the other side hears from this one while it
+    works (its read deadline never fires) and sees its progress."""
+    while exchange.has_more:
+        channel.send(in_store(exchange.more))
 
 
 def _live(channel: FrameChannel, session: LiveExchange, in_store: RunInStore, opts: LiveOptions,
@@ -352,6 +379,8 @@ def _live(channel: FrameChannel, session: LiveExchange, in_store: RunInStore, op
                 for frame in frames:
                     channel.received(frame)
                     send(in_store(lambda: session.receive(frame)))
+                    while session.has_more:
+                        send(in_store(session.more))
                     if session.finished:
                         return
                 if frames and opts.on_exchange is not None:

@@ -43,6 +43,8 @@ class FrameType(IntEnum):
     WHOLE = 0x06  # a whole document the peer has none of (its stored bytes)
     PING = 0x07  # live session: keepalive
     BYE = 0x08  # live session: this side is closing
+    # direct sync, for a peer whose hello lists the feature (sync/wire.py, FEATURES)
+    PROGRESS = 0x21  # "still working": whole documents this side has settled so far
     # pairing (sync/pairing_exchange.py)
     PAKE = 0x11
     CONFIRM = 0x12

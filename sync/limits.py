@@ -8,7 +8,8 @@ can stretch (a byte now and then does not reset it):
     handshake_timeout   seconds for a whole TLS handshake, from accept() to its end
     frame_timeout       seconds from a frame's first byte to its last
     pair_attempt        seconds for a whole pairing attempt on one connection
-    session_hold_bytes  whole documents one sync session holds in memory before it stores them
+    session_hold_bytes  what one sync session holds in memory before it stores it: whole documents,
+                        and what sync messages brought to the documents it holds
 
 Each has a default that an honest device never reaches (docs/sync-protocol.md, "Bounds") and
 an environment variable, read when a server or listener starts, for tests and unusual

@@ -53,7 +53,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Iterable
+from collections import deque
+from typing import Callable, Iterable, Iterator
 
 from automerge.core import Document, Message, SyncState
 
@@ -84,14 +85,17 @@ from sync.wire import (  # noqa: F401
     encode_baseline,
     encode_sync,
     error_frame,
+    common_features,
     heads_digest,
     hello_frame,
     manifest_frame,
     printable_name,
+    progress_frame,
     raise_peer_error,
     read_done,
     read_hello,
     read_manifest,
+    read_progress,
     read_turn_end,
     sync_frame,
     turn_end_frame,
@@ -102,6 +106,17 @@ from sync.wire import (  # noqa: F401
 # Automerge converges in a handful of round trips; a peer that keeps talking is broken.
 MAX_TURNS = 200
 APPLY_BATCH = 256
+# Whole documents received are stored once this many are held (or `hold_bytes` of them), so
+# storing goes on while they arrive: no long pause at the end for the peer to wait through,
+# and a first sync cut short keeps what it stored. Sent in chunks of WHOLE_CHUNK frames, so
+# the sender never builds a whole record's frames at once.
+STORE_EVERY = 1024
+WHOLE_CHUNK = 512
+# Documents of the sync-message path held in memory at once (their bytes count against
+# `hold_bytes` too): past either, the changed ones are stored and all are let go.
+MAX_HELD_DOCS = 1024
+# A side that works for long tells the waiting side (PROGRESS), at most this often (seconds).
+PROGRESS_EVERY = 0.25
 # Per peer, in the local table: the heads both sides held after the last complete sync, so
 # the next manifest lists only what changed since (docs/sync-protocol.md, "Baseline").
 BASELINE_PREFIX = "sync.baseline.v1."
@@ -144,6 +159,7 @@ class SyncSession:
         clock: Callable[[], float] = time.time,
         opened_at: float | None = None,
         hold_bytes: int = SESSION_HOLD_BYTES,
+        store_every: int = STORE_EVERY,
     ) -> None:
         if role not in ("client", "server"):
             raise ValueError("role must be 'client' or 'server'")
@@ -182,6 +198,23 @@ class SyncSession:
         self._whole_seen: set[str] = set()
         self._whole_stored: dict[str, list[bytes]] = {}  # stored during this sync: its heads
         self._hold_bytes, self._held = hold_bytes, 0
+        self._store_every = max(1, store_every)
+        self._whole_settled = 0  # whole documents stored or refused here
+        # Documents of the sync-message path: what the peer's messages brought to each one
+        # held and not yet stored (bytes, counted against `hold_bytes`), the ids of the ones
+        # stored during this session, and what is stored of them now (their heads).
+        self._sync_held: dict[str, int] = {}
+        self._stored_here: dict[str, set[bytes]] = {}
+        self._applied: set[str] = set()
+        # Features both hellos list (sync/wire.py): PROGRESS frames only to a peer that reads them.
+        self._features: frozenset[str] = frozenset()
+        self._peer_settled = 0  # whole documents the peer says it has settled
+        self._last_progress = 0.0
+        # Work done in steps, so frames (chunks of whole documents, PROGRESS) go out between
+        # them (`more()`), and frames that arrive meanwhile wait in `_inbox`.
+        self._steps: Iterator[list[Frame]] | None = None
+        self._inbox: deque[Frame] = deque()
+        self.in_steps = False  # the caller calls `more()` while `has_more` (sync/driver.py does)
         self._whole_out_heads: dict[str, list[bytes]] = {}
         self._whole_sent = False
         self._frames_this_turn = 0
@@ -223,9 +256,42 @@ class SyncSession:
 
     @property
     def held_bytes(self) -> int:
-        """Bytes of whole documents received and not yet stored (at most `hold_bytes`, or one
-        document when a single one is larger)."""
-        return self._held
+        """Bytes the peer sent that this session holds in memory, not yet stored: whole
+        documents, and what sync messages brought to the documents held (at most `hold_bytes`,
+        or one document's when a single one is larger)."""
+        return self._held + sum(self._sync_held.values())
+
+    @property
+    def held_documents(self) -> int:
+        """Documents of the sync-message path held in memory (at most MAX_HELD_DOCS)."""
+        return len(self._docs)
+
+    @property
+    def has_more(self) -> bool:
+        """True while work is left that `more()` does a step of (the driver calls it before
+        it reads again)."""
+        return self._steps is not None or bool(self._inbox)
+
+    def more(self) -> list[Frame]:
+        """The next step of the work in hand (a chunk of whole documents to send, a batch to
+        store), or the next frame that waited for it: the frames to send."""
+        if self._steps is not None:
+            frames = next(self._steps, None)
+            if frames is not None:
+                return frames
+            self._steps = None
+        if self._inbox:
+            return self._handle(self._inbox.popleft())
+        return []
+
+    def _run_steps(self, steps: Iterator[list[Frame]]) -> list[Frame]:
+        """Starts work done in steps: its first step's frames now, the rest through `more()`
+        when the caller drives it so (`in_steps`, set by sync/driver.py); else all at once."""
+        assert self._steps is None, "one piece of work at a time"
+        if not self.in_steps:
+            return [frame for step in steps for frame in step]
+        self._steps = steps
+        return self.more()
 
     def start(self) -> list[Frame]:
         if self._state != "start":
@@ -239,6 +305,15 @@ class SyncSession:
     def receive(self, frame: Frame) -> list[Frame]:
         if frame.type == FrameType.ERROR:
             raise_peer_error(frame, self.versions)
+        if frame.type == FrameType.PROGRESS and "progress" in self._features:
+            self._on_peer_progress(read_progress(frame))
+            return []
+        if self._steps is not None or self._inbox:
+            self._inbox.append(frame)  # handled once the work in hand is done (`more()`)
+            return []
+        return self._handle(frame)
+
+    def _handle(self, frame: Frame) -> list[Frame]:
         handler = {
             "await-hello": self._on_hello,
             "await-manifest": self._on_manifest,
@@ -263,6 +338,28 @@ class SyncSession:
             time=round(self._clock(), 3),
         )
 
+    # -- progress: this side's own, and what a peer that works for long says of its own
+
+    def _on_peer_progress(self, settled: int) -> None:
+        self._peer_settled = max(self._peer_settled, min(settled, len(self._send_whole)))
+        self._turn_progress()
+
+    def _turn_progress(self) -> None:
+        """After this side's turn: documents with nothing left to say; whole documents sent
+        count once the peer says it stored them (to an older peer: once sent)."""
+        pending_whole = len(self._send_whole) - self._peer_settled if "progress" in self._features else 0
+        self._progress(len(self._differ) - len(self._sent_last_turn) - pending_whole)
+
+    def _progress_frames(self, *, force: bool = False) -> list[Frame]:
+        """A PROGRESS frame for a peer that reads them, at most every PROGRESS_EVERY seconds."""
+        if "progress" not in self._features:
+            return []
+        now = time.monotonic()
+        if not force and now - self._last_progress < PROGRESS_EVERY:
+            return []
+        self._last_progress = now
+        return [progress_frame(self._whole_settled)]
+
     def _on_hello(self, frame: Frame) -> list[Frame]:
         if frame.type != FrameType.HELLO:
             raise ProtocolError("The other device did not start with a hello; the connection was closed.")
@@ -276,6 +373,7 @@ class SyncSession:
             raise NotPaired("The other device's hello does not match its certificate; the connection was closed.")
         self.report.peer_name = printable_name(hello.name)
         self._compare_clocks(hello.time)
+        self._features = common_features(hello)
         # Both sides decide the same way: delta manifests only when both hold the same baseline.
         self._delta = self._baseline_digest is not None and hello.baseline == self._baseline_digest
         self._live = hello.live is True and (self.role == "server" or self.live_requested)
@@ -329,7 +427,8 @@ class SyncSession:
         self._expect_whole = {d for d in self._differ if d not in self._local_heads and effective.get(d)}
         self._progress(0)
         if self.role == "client":
-            out += self._my_turn(d for d in self._differ if d not in self._send_whole and d not in self._expect_whole)
+            first = [d for d in self._differ if d not in self._send_whole and d not in self._expect_whole]
+            out += self._run_steps(self._my_turn(first))
         else:
             self._state = "peer-turn"
         return out
@@ -339,11 +438,55 @@ class SyncSession:
     def _doc(self, doc_id: str) -> Document:
         doc = self._docs.get(doc_id)
         if doc is None:
-            # A document only the peer has starts empty here and is created by apply_doc.
-            doc = self.store.load_doc(doc_id) if doc_id in self._local_heads else Document()
+            # A document only the peer has starts empty here and is created by apply_doc; one
+            # let go of earlier in this session (stored) is read again, its sync state kept.
+            here = doc_id in self._local_heads or doc_id in self._stored_here
+            doc = self.store.load_doc(doc_id) if here else Document()
             self._docs[doc_id] = doc
-            self._sync_states[doc_id] = SyncState()
+            self._sync_states.setdefault(doc_id, SyncState())
         return doc
+
+    def _over_hold(self) -> bool:
+        return self.held_bytes > self._hold_bytes or len(self._docs) > MAX_HELD_DOCS
+
+    def _let_go(self) -> Iterator[list[Frame]]:
+        """Stores the documents of the sync-message path held that changed here (transactions
+        of APPLY_BATCH, progress between them) and lets go of every one held. Their sync
+        states stay: a document read again later goes on where it was."""
+        held = sorted(self._docs)
+        to_apply = [d for d in held if set(self._docs[d].get_heads()) != self._stored_heads(d)]
+        for start in range(0, len(to_apply), APPLY_BATCH):
+            # One transaction per batch: far fewer fsyncs, and any unexpected failure rolls the
+            # whole batch back (merges are idempotent, so the next sync simply redoes it).
+            with self._transaction():
+                for doc_id in to_apply[start:start + APPLY_BATCH]:
+                    try:
+                        changed = _foreign(self.store.apply_doc, doc_id, self._docs[doc_id])
+                    except ForeignDocument as e:
+                        # Refused before anything was written (the store's contract). One bad
+                        # document must not block the others, now and in every later sync.
+                        self.report.errors.append(e.message)
+                        self._over_budget.add(doc_id)  # nothing more of it in this session
+                        continue
+                    if changed:
+                        self._applied.add(doc_id)
+                    self._stored_here[doc_id] = set(self.store.doc_heads_of(doc_id))
+            yield self._progress_frames()
+        for doc_id in held:
+            self._docs.pop(doc_id, None)
+        self._sync_held.clear()
+
+    def _stored_heads(self, doc_id: str) -> set[bytes]:
+        if doc_id in self._stored_here:
+            return self._stored_here[doc_id]
+        return self._local_heads.get(doc_id) or set()
+
+    def _let_go_now(self) -> list[Frame]:
+        """`_let_go` at once (within the turn being received: bounded by the hold)."""
+        frames: list[Frame] = []
+        for step in self._let_go():
+            frames = step or frames
+        return frames
 
     def _within_budget(self, doc_id: str, raw: bytes) -> bool:
         """Counts what a sync message brings to the document against the budget, before it is
@@ -357,25 +500,26 @@ class SyncSession:
         except DocumentOverBudget as e:
             self._over_budget.add(doc_id)
             self._docs.pop(doc_id, None)
+            self._sync_held.pop(doc_id, None)
             self.report.errors.append(e.message)
             return False
         except ForeignDocument:
             raise _unreadable() from None
         return True
 
-    def _my_turn(self, candidates: Iterable[str]) -> list[Frame]:
+    def _my_turn(self, candidates: Iterable[str]) -> Iterator[list[Frame]]:
+        """This side's turn, in steps: whole documents the peer lacks (first turn only, in
+        chunks of WHOLE_CHUNK), then a sync message per document with something to say, then
+        TURN_END(count)."""
         self._turns += 1
         if self._turns > MAX_TURNS:
             raise ProtocolError("The other device kept the sync going without end; the connection was closed.")
-        out: list[Frame] = []
-        sent: set[str] = set()
+        whole_ids: list[str] = []
         if not self._whole_sent:
             self._whole_sent = True
-            for doc_id in sorted(self._send_whole):
-                data, heads = self.store.stored_doc(doc_id)
-                self._whole_out_heads[doc_id] = heads
-                out.append(whole_frame(doc_id, data))
-        whole = len(out)
+            whole_ids = sorted(self._send_whole)
+        out: list[Frame] = []
+        sent: set[str] = set()
         for doc_id in candidates:
             if doc_id in self._over_budget:
                 continue
@@ -385,25 +529,37 @@ class SyncSession:
             if message is not None:
                 out.append(sync_frame(doc_id, message.encode()))
                 sent.add(doc_id)
-        out.append(turn_end_frame(whole + len(sent)))
+            if len(self._docs) > MAX_HELD_DOCS:
+                out += self._let_go_now()  # nothing changed in these: only let go
+        count = len(whole_ids) + len(sent)
         self._sent_last_turn = sent
-        self._my_last_count = whole + len(sent)
-        self._progress(len(self._differ) - len(sent))
+        self._my_last_count = count
         self._state = "peer-turn"
-        return out
+        for start in range(0, len(whole_ids), WHOLE_CHUNK):
+            chunk = []
+            for doc_id in whole_ids[start:start + WHOLE_CHUNK]:
+                data, heads = self.store.stored_doc(doc_id)
+                self._whole_out_heads[doc_id] = heads
+                chunk.append(whole_frame(doc_id, data))
+            yield chunk
+        self._turn_progress()
+        yield out + [turn_end_frame(count)]
 
     def _on_turn_frame(self, frame: Frame) -> list[Frame]:
         if frame.type == FrameType.WHOLE:
             doc_id, raw = decode_sync(frame.payload)
             if doc_id not in self._expect_whole or doc_id in self._whole_seen:
                 raise ProtocolError("The other device sent data for a document outside this sync.")
+            out: list[Frame] = []
             if self._whole_in and self._held + len(raw) > self._hold_bytes:
-                self._store_whole(len(self._whole_stored))  # what is held goes to the store now
+                out = self._store_whole_now()  # what is held goes to the store now
             self._whole_seen.add(doc_id)
             self._whole_in[doc_id] = raw  # checked and stored in bulk (apply_snapshots)
             self._held += len(raw)
             self._frames_this_turn += 1
-            return []
+            if len(self._whole_in) >= self._store_every:
+                out = self._store_whole_now()  # stored while the rest arrives
+            return out
         if frame.type == FrameType.SYNC:
             doc_id, raw = decode_sync(frame.payload)
             if doc_id not in self._differ or doc_id in self._send_whole or doc_id in self._expect_whole:
@@ -414,9 +570,12 @@ class SyncSession:
             doc = self._doc(doc_id)
             message = _foreign(Message.decode, raw)
             _foreign(doc.receive_sync_message, self._sync_states[doc_id], message)
+            self._sync_held[doc_id] = self._sync_held.get(doc_id, 0) + len(raw)
             self._received_this_turn.append(doc_id)
             self._frames_this_turn += 1
-            return []
+            # What one session holds is capped (sync/limits.py): past it, what changed is
+            # stored now and kept, so a large first sync completes and one cut short resumes.
+            return self._let_go_now() if self._over_hold() else []
         if frame.type != FrameType.TURN_END:
             raise ProtocolError("The other device sent an unexpected message during the sync.")
         count = read_turn_end(frame)
@@ -427,73 +586,54 @@ class SyncSession:
         received = self._received_this_turn
         self._received_this_turn = []
         if count == 0 and self._my_last_count == 0:
-            return self._finish()
+            return self._run_steps(self._finish())
         # Only documents that just heard from the peer, or that spoke last turn, can have more
         # to say; the rest already returned "nothing to send" and nothing changed for them.
         candidates = sorted(set(received) | self._sent_last_turn)
-        out = self._my_turn(candidates)
+        return self._run_steps(self._turn_then_maybe_finish(candidates, count))
+
+    def _turn_then_maybe_finish(self, candidates: list[str], count: int) -> Iterator[list[Frame]]:
+        yield from self._my_turn(candidates)
         if count == 0 and self._my_last_count == 0:
-            out += self._finish()
-        return out
+            yield from self._finish()
 
     # -- finish
 
-    def _finish(self) -> list[Frame]:
+    def _finish(self) -> Iterator[list[Frame]]:
+        """In steps: the documents held are stored (batches, progress between them), then
+        DONE with the digest of the final heads."""
+        yield from self._let_go()
+        yield from self._store_whole(len(self._applied) + len(self._whole_stored))
         final: dict[str, list[bytes]] = {}
-        changed_ids: set[str] = set()
-        to_apply: list[str] = []
         for doc_id in self._differ:
             if doc_id in self._send_whole:
                 final[doc_id] = sorted(self._whole_out_heads.get(doc_id, ()))
-                continue
-            if doc_id in self._expect_whole:
-                final[doc_id] = []  # until it is stored below
-                continue
-            if doc_id in self._over_budget:
-                final[doc_id] = sorted(self._local_heads.get(doc_id) or ())
-                continue
-            heads = set(self._doc(doc_id).get_heads())
-            final[doc_id] = sorted(heads)
-            if heads != (self._local_heads.get(doc_id) or set()):
-                to_apply.append(doc_id)
-        for start in range(0, len(to_apply), APPLY_BATCH):
-            # One transaction per batch: far fewer fsyncs, and any unexpected failure rolls the
-            # whole batch back (merges are idempotent, so the next sync simply redoes it).
-            with self._transaction():
-                for doc_id in to_apply[start:start + APPLY_BATCH]:
-                    local = self._local_heads.get(doc_id)
-                    try:
-                        changed = _foreign(self.store.apply_doc, doc_id, self._docs[doc_id])
-                    except ForeignDocument as e:
-                        # Refused before anything was written (the store's contract). One bad
-                        # document must not block the others, now and in every later sync.
-                        self.report.errors.append(e.message)
-                        final[doc_id] = sorted(local or ())
-                        continue
-                    if changed:
-                        changed_ids.add(doc_id)
-                        self.report.received += 1
-                        peer = self._peer_heads.get(doc_id)
-                        if local and peer and set(final[doc_id]) != peer:
-                            self.report.merged += 1
-        self._store_whole(len(to_apply) + len(self._whole_stored))
-        for doc_id, heads in self._whole_stored.items():
-            final[doc_id] = heads
+            elif doc_id in self._expect_whole:
+                final[doc_id] = self._whole_stored.get(doc_id, [])
+            else:
+                # What is stored now: merged, or ours as it was when the peer's was refused.
+                final[doc_id] = sorted(self._stored_heads(doc_id))
+        changed_ids: set[str] = set(self._whole_stored)
+        for doc_id in self._applied:
             changed_ids.add(doc_id)
+            self.report.received += 1
+            local, peer = self._local_heads.get(doc_id), self._peer_heads.get(doc_id)
+            if local and peer and set(final[doc_id]) != peer:
+                self.report.merged += 1
         self.report.changed_ids |= changed_ids
         self.report.conflicts = self.store.count_conflicts(changed_ids)
         self._final = final
         self._digest = heads_digest(final)
         self._progress(len(self._differ))
         self._state = "await-done"
-        return [done_frame(self.report.received, self._digest)]
+        yield [done_frame(self.report.received, self._digest)]
 
     def _transaction(self):
         return self.store.transaction()
 
-    def _store_whole(self, progress_from: int) -> None:
-        """Stores the whole documents held (at the end, or when they reach `hold_bytes`):
-        one transaction per batch, as above; progress after each."""
+    def _store_whole(self, progress_from: int) -> Iterator[list[Frame]]:
+        """Stores the whole documents held (as they arrive, every `store_every`; when they
+        reach `hold_bytes`; at the end): transactions of APPLY_BATCH, progress after each."""
         whole = sorted(self._whole_in.items())
         self._whole_in, self._held = {}, 0
         if not whole:
@@ -505,6 +645,15 @@ class SyncSession:
             self.report.received += 1
         for error in refused.values():
             self.report.errors.append(error.message)
+        self._whole_settled += len(whole)
+        yield self._progress_frames(force=True)
+
+    def _store_whole_now(self) -> list[Frame]:
+        frames: list[Frame] = []
+        for step in self._store_whole(len(self._applied) + len(self._whole_stored)):
+            frames = step or frames
+        return frames
+
 
     # -- baseline: what both sides held at the end of their last complete sync
 

@@ -44,6 +44,12 @@ HEAD_RE = re.compile(r"^[0-9a-f]{64}$")
 MAX_HEADS_PER_DOC = 4096
 
 _TURN_END = struct.Struct(">I")
+_PROGRESS = struct.Struct(">I")
+# What this side speaks beyond the version, listed in its hello; a feature is used only when
+# both hellos list it, so an older peer (no list) is spoken to as before:
+#   progress  PROGRESS frames: a side that works for long (storing, applying) says how far it
+#             is, so the waiting side sees progress and its read deadline never fires
+FEATURES = ("progress",)
 _DOC_ID_LEN = struct.Struct(">H")
 
 
@@ -78,15 +84,24 @@ class Hello:
     baseline: object
     live: object
     time: object              # absent (None) from an older peer
+    features: object = None   # absent (None) from an older peer: see FEATURES
 
 
 def hello_frame(*, versions: Iterable[int], device_id: str, name: str, baseline: str | None,
-                live: bool, time: float) -> Frame:
+                live: bool, time: float, features: Iterable[str] = FEATURES) -> Frame:
     return json_frame(
         FrameType.HELLO,
         {"protocol": PROTOCOL_NAME, "versions": list(versions), "device_id": device_id, "name": name,
-         "baseline": baseline, "live": live, "time": time},
+         "baseline": baseline, "live": live, "time": time, "features": sorted(features)},
     )
+
+
+def common_features(hello: "Hello") -> frozenset[str]:
+    """The features both sides speak: ours that the peer's hello lists (none from an older peer)."""
+    listed = hello.features
+    if not isinstance(listed, list):
+        return frozenset()
+    return frozenset(f for f in listed if isinstance(f, str)) & frozenset(FEATURES)
 
 
 def read_hello(frame: Frame) -> Hello:
@@ -95,7 +110,7 @@ def read_hello(frame: Frame) -> Hello:
     if data.get("protocol") != PROTOCOL_NAME or not isinstance(versions, list):
         raise MalformedFrame("The other device sent a malformed hello.")
     return Hello(versions, data.get("device_id"), data.get("name"), data.get("baseline"),
-                 data.get("live"), data.get("time"))
+                 data.get("live"), data.get("time"), data.get("features"))
 
 
 def version_mismatch(theirs: Iterable[object], ours: Iterable[int]) -> ProtocolVersionMismatch:
@@ -166,6 +181,17 @@ def sync_frame(doc_id: str, message: bytes) -> Frame:
 
 def whole_frame(doc_id: str, stored: bytes) -> Frame:
     return Frame(FrameType.WHOLE, encode_sync(doc_id, stored))
+
+
+def progress_frame(settled: int) -> Frame:
+    return Frame(FrameType.PROGRESS, _PROGRESS.pack(max(0, min(settled, 0xFFFFFFFF))))
+
+
+def read_progress(frame: Frame) -> int:
+    if len(frame.payload) != _PROGRESS.size:
+        raise MalformedFrame("The other device sent a malformed progress message.")
+    (settled,) = _PROGRESS.unpack(frame.payload)
+    return settled
 
 
 # --- TURN_END and DONE ----------------------------------------------------------------------

@@ -315,11 +315,11 @@ class SyncJobs:
         if kind in self.SUMMARISED and result is not None and result.received:
             self.record_changed(frozenset(result.changed_ids))
 
-    def _progress(self, label: str) -> Callable[[int, int], None]:
+    def _progress(self, label: str, *, cancels: bool = True) -> Callable[[int, int], None]:
         last = [0.0]
 
         def on_progress(done: int, total: int) -> None:
-            if self._cancel.is_set():
+            if cancels and self._cancel.is_set():
                 raise SyncCancelled()
             now = time.monotonic()
             # A thousand documents must not mean a thousand round trips to the UI loop.
@@ -436,7 +436,10 @@ class SyncJobs:
 
         return self._start(
             "listen",
-            lambda store: serve(store, identity, host, port, stop_event=stop, on_listening=listening, on_result=result),
+            # A device syncing with this one shows its progress here too (the bar of the Devices
+            # screen); stopping the listener ends its sessions with a goodbye, not this callback.
+            lambda store: serve(store, identity, host, port, stop_event=stop, on_listening=listening, on_result=result,
+                                on_progress=self._progress("Receiving documents", cancels=False)),
             group="sync-listen",
             uses_workers=True,
         )

@@ -2,6 +2,14 @@
 // 127.0.0.1, holding the documents read from DOCS_FILE (u32 big-endian length + Automerge
 // save() bytes, repeated). Prints "listening PORT" and then one line "urls FILE" once the
 // document urls are written to URLS_FILE. Runs until stdin closes or it gets SIGTERM.
+//
+// Set up as automerge-repo's own sync server (automerge-repo-sync-server) is: it only answers
+// what a client asks for (sharePolicy false: it announces nothing, so it writes each document
+// once, as Notewell's `sync serve` does, not an announcement and then the document). Its
+// keepalive (a ping every KEEPALIVE_MS; a client that has not answered the previous one is cut
+// off) is set long enough that a client busy loading what it received is not dropped: with
+// the adapter's default of 5 s a loaded client missed a pong, the connection was cut, every
+// document still in flight became "unavailable", and the run took several times as long.
 import { readFileSync, writeFileSync } from "node:fs";
 import { WebSocketServer } from "ws";
 import { Repo } from "@automerge/automerge-repo";
@@ -12,7 +20,8 @@ const data = readFileSync(docsFile);
 
 const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
 await new Promise((resolve) => wss.once("listening", resolve));
-const repo = new Repo({ network: [new WebSocketServerAdapter(wss)], sharePolicy: async () => true });
+const KEEPALIVE_MS = 10 * 60 * 1000;
+const repo = new Repo({ network: [new WebSocketServerAdapter(wss, KEEPALIVE_MS)], sharePolicy: async () => false });
 
 const urls = [];
 for (let pos = 0; pos < data.length; ) {

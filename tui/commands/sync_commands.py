@@ -243,7 +243,11 @@ def cmd_forget(args) -> int:
 def cmd_serve(args) -> int:
     from sync.direct import serve
 
+    progress = _progress_line()  # a counter on stderr while a device syncs with this one (a terminal only)
+
     def result(report, error) -> None:
+        if progress is not None:
+            print(file=sys.stderr)  # ends the counter's line
         if error is not None:
             print(f"notewell: {printable(error.message)}", file=sys.stderr, flush=True)
         else:
@@ -259,7 +263,8 @@ def cmd_serve(args) -> int:
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
             serve(vault.record.replica, identity, args.host, args.port, stop_event=stop,
-                  on_listening=lambda h, p: _say(f"listening on {h}:{p}"), on_result=result, on_live=live)
+                  on_listening=lambda h, p: _say(f"listening on {h}:{p}"), on_result=result, on_live=live,
+                  on_progress=progress)
         except KeyboardInterrupt:
             pass
         finally:
