@@ -58,6 +58,7 @@ from typing import Callable, Iterable
 from automerge.core import Document, Message, SyncState
 
 from store.automerge_guard import panics_as
+from store.device_list import DEVICE_LIST_ID
 from store.replica import RecordReplica
 from store.errors import DocumentOverBudget, ForeignDocument
 from sync import clock as clocks
@@ -70,6 +71,7 @@ from sync.errors import (
 )
 from sync.framing import Frame, FrameType
 from sync.limits import SESSION_HOLD_BYTES
+from sync.peers import PeerBook
 # The codecs of every message (sync/wire.py); the names tests and older callers import from
 # here are kept importable from here.
 from sync.wire import (  # noqa: F401
@@ -456,11 +458,21 @@ class SyncSession:
             final[doc_id] = sorted(heads)
             if heads != (self._local_heads.get(doc_id) or set()):
                 to_apply.append(doc_id)
-        for start in range(0, len(to_apply), APPLY_BATCH):
+        # The device list before anything else the peer sent: a revocation it brings applies
+        # to this session already (docs/security.md, "Revocation").
+        self._refuse_revoked_peer()
+        batches = [[DEVICE_LIST_ID]] if DEVICE_LIST_ID in to_apply else []
+        rest = [d for d in to_apply if d != DEVICE_LIST_ID]
+        batches += [rest[start:start + APPLY_BATCH] for start in range(0, len(rest), APPLY_BATCH)]
+        if DEVICE_LIST_ID in self._whole_in:
+            self._store_whole(0, only=DEVICE_LIST_ID)
+        for batch in batches:
+            if batch != [DEVICE_LIST_ID]:
+                self._refuse_revoked_peer()
             # One transaction per batch: far fewer fsyncs, and any unexpected failure rolls the
             # whole batch back (merges are idempotent, so the next sync simply redoes it).
             with self._transaction():
-                for doc_id in to_apply[start:start + APPLY_BATCH]:
+                for doc_id in batch:
                     local = self._local_heads.get(doc_id)
                     try:
                         changed = _foreign(self.store.apply_doc, doc_id, self._docs[doc_id])
@@ -476,6 +488,7 @@ class SyncSession:
                         peer = self._peer_heads.get(doc_id)
                         if local and peer and set(final[doc_id]) != peer:
                             self.report.merged += 1
+        self._refuse_revoked_peer()
         self._store_whole(len(to_apply) + len(self._whole_stored))
         for doc_id, heads in self._whole_stored.items():
             final[doc_id] = heads
@@ -491,11 +504,26 @@ class SyncSession:
     def _transaction(self):
         return self.store.transaction()
 
-    def _store_whole(self, progress_from: int) -> None:
+    def _refuse_revoked_peer(self) -> None:
+        """Ends the session when its peer has been revoked since it began: here (`sync forget`,
+        in any process) or by a revocation that just reached this device."""
+        if PeerBook(self.store).is_revoked(self.peer_device_id):
+            raise NotPaired("The other device has been revoked; the sync was stopped and nothing more from it was saved.")
+
+    def _store_whole(self, progress_from: int, only: str | None = None) -> None:
         """Stores the whole documents held (at the end, or when they reach `hold_bytes`):
-        one transaction per batch, as above; progress after each."""
-        whole = sorted(self._whole_in.items())
-        self._whole_in, self._held = {}, 0
+        one transaction per batch, as above; progress after each. The device list among
+        them goes first, on its own, and a revocation in it is honoured before the rest;
+        `only` stores just that document."""
+        if DEVICE_LIST_ID in self._whole_in and only is None and len(self._whole_in) > 1:
+            self._store_whole(progress_from, only=DEVICE_LIST_ID)
+            self._refuse_revoked_peer()
+        if only is not None:
+            whole = [(only, self._whole_in.pop(only))] if only in self._whole_in else []
+            self._held -= sum(len(data) for _d, data in whole)
+        else:
+            whole = sorted(self._whole_in.items())
+            self._whole_in, self._held = {}, 0
         if not whole:
             return
         applied, refused = _foreign(lambda: self.store.apply_snapshots(
@@ -604,6 +632,9 @@ class SyncSession:
         # connection wrote, and its commits reported what they changed.
         scan = self._marker is None or marker[0] != self._marker[0]
         self._marker = marker
+        # Something was written: a revocation of the peer (here, by another program, or
+        # brought by another session) ends this one at once.
+        self._refuse_revoked_peer()
         with self._pending_lock:
             pending, self._pending = self._pending, set()
         if scan:
@@ -680,6 +711,8 @@ class SyncSession:
                 self.report.live_changed.add(doc_id)
                 self._known[doc_id] = after
                 self._docs.pop(doc_id, None)
+                if doc_id == DEVICE_LIST_ID:
+                    self._refuse_revoked_peer()
         reply = _foreign(doc.generate_sync_message, state)
         return [sync_frame(doc_id, reply.encode())] if reply is not None else []
 
