@@ -109,16 +109,15 @@ def add_vouch(doc: Document, voucher: DeviceIdentity, subject_cert_pem: str, nam
             writes.append((DEVICE_PREFIX + device_id, cert))
     key = f"{VOUCH_PREFIX}{voucher.device_id}:{subject}"
     if key not in present:
-        data = canonical_json(vouch_payload(voucher.device_id, subject, name))
-        sig = voucher.private_key().sign(data)
-        envelope = json.dumps({"v": 1, "payload": data.decode("utf-8"), "sig": sig.hex()}, sort_keys=True, separators=(",", ":"))
-        writes.append((key, envelope))
-    if not writes:
-        return False
-    with doc.transaction() as tx:
-        for k, v in writes:
-            tx.put(ROOT, k, ScalarType.Str, v)
-    return True
+        writes.append((key, _signed(voucher, vouch_payload(voucher.device_id, subject, name))))
+    return put_entries(doc, dict(writes))
+
+
+def _signed(signer: DeviceIdentity, payload: dict[str, Any]) -> str:
+    """An envelope (store/signing.py form) of `payload` signed by `signer`."""
+    data = canonical_json(payload)
+    sig = signer.private_key().sign(data)
+    return json.dumps({"v": 1, "payload": data.decode("utf-8"), "sig": sig.hex()}, sort_keys=True, separators=(",", ":"))
 
 
 def revoke_payload(revoker: str, subject: str, held: Any = None) -> dict[str, Any]:
@@ -133,10 +132,7 @@ def revoke_payload(revoker: str, subject: str, held: Any = None) -> dict[str, An
 def revocation_entry(revoker: DeviceIdentity, subject: str, held: dict[str, int] | None = None) -> tuple[str, str]:
     """The device-list key and signed envelope of `revoker`'s revocation of `subject`, with
     what of the subject's work the revoker held (`held`, as `revoke_payload` says)."""
-    data = canonical_json(revoke_payload(revoker.device_id, subject, held or {}))
-    sig = revoker.private_key().sign(data)
-    envelope = json.dumps({"v": 1, "payload": data.decode("utf-8"), "sig": sig.hex()}, sort_keys=True, separators=(",", ":"))
-    return f"{REVOKE_PREFIX}{revoker.device_id}:{subject}", envelope
+    return f"{REVOKE_PREFIX}{revoker.device_id}:{subject}", _signed(revoker, revoke_payload(revoker.device_id, subject, held or {}))
 
 
 def revocation_entries(doc: Document | None) -> dict[str, str]:

@@ -293,23 +293,30 @@ def encode(
     wrote (the mailbox writes `encode_for`'s format 2). `private_key` is PEM bytes or a key object."""
     if len(group_key) != 32:
         raise ValueError("the sync-group key is 256 bits")
+    return _sealed(entries, GROUP_KEY_FORMAT, sender_id, seq, created_ms, key_id(group_key), group_key, b"", private_key)
+
+
+def _sealed(entries: list[tuple[str, bytes]], version: int, sender_id: str, seq: int, created_ms: int | None,
+            kid: bytes, key: bytes, section: bytes, private_key) -> bytes:
+    """Header, `section` (format 2's recipients), the payload encrypted under `key` with both
+    as associated data, and the signature over all of it."""
     if seq < 1:
         raise ValueError("sequence numbers start at 1")
     compressed = zlib.compress(_pack_entries(entries), 6)
     nonce = os.urandom(12)
     # The ciphertext length is known before encrypting: GCM adds a 16-byte tag.
     header = BundleHeader(
-        version=GROUP_KEY_FORMAT,
+        version=version,
         sender_id=sender_id.lower(),
         seq=seq,
         created_ms=int(time.time() * 1000) if created_ms is None else created_ms,
-        key_id=key_id(group_key),
+        key_id=kid,
         nonce=nonce,
         ciphertext_length=len(compressed) + 16,
+        recipients_length=len(section),
     )
-    packed = header.pack()
-    ciphertext = AESGCM(group_key).encrypt(nonce, compressed, packed)
-    signed = packed + ciphertext
+    bound = header.pack() + section
+    signed = bound + AESGCM(key).encrypt(nonce, compressed, bound)
     signature = _sign(private_key, signed)
     return signed + _SIG_LEN.pack(len(signature)) + signature
 
@@ -402,27 +409,10 @@ def encode_for(
 ) -> bytes:
     """A complete signed bundle that only `recipients` (device id -> Ed25519 public key) can
     read. `private_key` is the sender's, PEM bytes or a key object."""
-    if seq < 1:
-        raise ValueError("sequence numbers start at 1")
     file_key = keys.new_file_key()
-    section = keys.wrap(file_key, recipients)
-    compressed = zlib.compress(_pack_entries(entries), 6)
-    nonce = os.urandom(12)
-    header = BundleHeader(
-        version=FORMAT_VERSION,
-        sender_id=sender_id.lower(),
-        seq=seq,
-        created_ms=int(time.time() * 1000) if created_ms is None else created_ms,
-        key_id=bytes(8),  # format 2 has no group key
-        nonce=nonce,
-        ciphertext_length=len(compressed) + 16,
-        recipients_length=len(section),
-    )
-    bound = header.pack() + section
-    ciphertext = AESGCM(file_key).encrypt(nonce, compressed, bound)
-    signed = bound + ciphertext
-    signature = _sign(private_key, signed)
-    return signed + _SIG_LEN.pack(len(signature)) + signature
+    # format 2 has no group key: its key id field is zero
+    return _sealed(entries, FORMAT_VERSION, sender_id, seq, created_ms, bytes(8), file_key,
+                   keys.wrap(file_key, recipients), private_key)
 
 
 def recipients(data: bytes, header: BundleHeader) -> list[str]:

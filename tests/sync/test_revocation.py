@@ -324,3 +324,56 @@ def test_what_a_revoked_device_signs_counts_for_nothing(tmp_path):
     paired = {office.device_id: (office.cert_pem, "o"), laptop.device_id: (laptop.cert_pem, "l")}
     assert trust_from(doc2, tablet, paired).revoked == {office.device_id, laptop.device_id}
     assert trust_from(doc2, office, {laptop.device_id: (laptop.cert_pem, "l")}).revoked == {laptop.device_id}
+
+
+# --- format 2 on its own ---------------------------------------------------------------------
+
+
+def test_a_format_2_bundle_opens_only_for_its_recipients_and_any_change_is_refused():
+    from automerge.core import ROOT, Document, ScalarType
+
+    from store.device_identity import generate_identity
+
+    sender, reader, other = (generate_identity(n) for n in ("sender", "reader", "other"))
+    doc = Document()
+    with doc.transaction() as tx:
+        tx.put(ROOT, "name", ScalarType.Str, SECRET_AFTER)
+    data = fmt.encode_for([("doc-a", doc.save())], sender_id=sender.device_id, seq=3,
+                          recipients={reader.device_id: reader.private_key().public_key()},
+                          private_key=sender.key_pem.encode())
+    assert SECRET_AFTER.encode() not in data
+    opened = fmt.decode_for(data, sender_cert=sender.cert_pem, device_id=reader.device_id,
+                            private_key=reader.key_pem.encode())
+    assert [d for d, _ in opened.entries] == ["doc-a"] and opened.header.seq == 3
+    with pytest.raises(fmt.NotForThisDevice):
+        fmt.decode_for(data, sender_cert=sender.cert_pem, device_id=other.device_id, private_key=other.key_pem.encode())
+    # Another device claiming the reader's id in vain: its key does not open the stanza.
+    with pytest.raises(fmt.BundleTampered):
+        fmt.decode_for(data, sender_cert=sender.cert_pem, device_id=reader.device_id, private_key=other.key_pem.encode())
+    for i in range(len(data)):
+        damaged = bytearray(data)
+        damaged[i] ^= 0x01
+        with pytest.raises(fmt.BundleRejected):
+            fmt.decode_for(bytes(damaged), sender_cert=sender.cert_pem, device_id=reader.device_id,
+                           private_key=reader.key_pem.encode())
+    for n in range(len(data)):
+        with pytest.raises(fmt.BundleRejected):
+            fmt.decode_for(data[:n], sender_cert=sender.cert_pem, device_id=reader.device_id,
+                           private_key=reader.key_pem.encode())
+
+
+def test_a_device_paired_after_a_bundle_gets_everything_in_the_next(trio, tmp_path):
+    office, tablet, laptop = trio
+    box = tmp_path / "box"
+    box.mkdir()
+    office.add_client("Synthetic Early")
+    office.mailbox(box)
+    desk = _Device(tmp_path / "desk", "desk")
+    try:
+        office.pair(desk)
+        office.add_client("Synthetic Later")
+        office.mailbox(box)  # the desk could not open the first bundle: this one holds all
+        desk.mailbox(box)
+        assert {"Synthetic Early", "Synthetic Later"} <= set(desk.names())
+    finally:
+        desk.vault.close()
