@@ -373,7 +373,9 @@ class SyncSession:
         sent: set[str] = set()
         if not self._whole_sent:
             self._whole_sent = True
-            for doc_id in sorted(self._send_whole):
+            # The device list first, so a receiver that stores what it holds before the end
+            # (`hold_bytes`) has heard of every revocation before it stores anything else.
+            for doc_id in sorted(self._send_whole, key=lambda d: (d != DEVICE_LIST_ID, d)):
                 data, heads = self.store.stored_doc(doc_id)
                 self._whole_out_heads[doc_id] = heads
                 out.append(whole_frame(doc_id, data))
