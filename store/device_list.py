@@ -25,7 +25,11 @@ same certificate write the same value). Nothing is ever removed.
 Revocations (`notewell sync forget`) are entries of the same kind:
 
     root "revoke:<revoker>:<id>"  an envelope signed by <revoker> over
-                                  {"v", "kind": "revoke", "revoker", "subject"}
+                                  {"v", "kind": "revoke", "revoker", "subject", "held"}
+
+`held` is the revoker's cut: per document, the highest sequence number of the subject's
+changes it held when it revoked. Those changes are work from before the revocation and are
+kept wherever they arrive from; later ones are refused (store/replica.py, docs/security.md).
 
 A revocation is final: a revoked device is never trusted again, whoever vouches for it (itself
 included), and nothing it signs counts any more: its vouches make nobody trusted, and its own
@@ -46,8 +50,9 @@ device could claim any time), by `revoked_devices`:
    revocation of it): every device in it is revoked. Cutting off one honest device too is the
    safe side; the clinician can see it and set that device up again as a new device.
 
-So every device holding the same list reaches the same answer about the others, except
-where it is itself in such a circle (it never revokes itself). The entries stay in the list
+So every device holding the same list, and having heard of its revocations in the same
+order, reaches the same answer about the others, except where it is itself in such a circle
+(it never revokes itself). The entries stay in the list
 for ever; a merge that would remove one is overruled by the copy each device keeps of every
 revocation it has seen (store/replica.py).
 """
