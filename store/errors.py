@@ -202,6 +202,14 @@ class DocumentOverBudget(ForeignDocument):
     title = "Document too large"
 
 
+class RevokedAuthor(ForeignDocument):
+    """A document from another device holding changes made on a device this one knows to be
+    revoked (by the actor those changes carry; docs/security.md says what that can and cannot
+    prove); refused whole before anything is stored, and named in the sync's report."""
+
+    title = "Changes from a revoked device"
+
+
 class ImportFailed(RecordError):
     title = "Import failed"
 

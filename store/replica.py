@@ -32,12 +32,22 @@ from store.automerge_guard import guard_public_methods, panic_or, panics_as
 from store import document_budget
 from store.database import WriteTransactions
 from store.device_identity import DeviceIdentity, fingerprint, load_identity
-from store.device_list import DEVICE_LIST_ID, KIND_DEVICE_LIST, DeviceTrust, add_vouch, new_device_list_doc, trust_from
+from store.device_list import (
+    DEVICE_LIST_ID,
+    KIND_DEVICE_LIST,
+    DeviceTrust,
+    add_vouch,
+    new_device_list_doc,
+    put_entries,
+    revocation_entries,
+    revocation_entry,
+    trust_from,
+)
 from store.doc_ids import is_doc_id, record_kind
-from store.documents import KIND_NOTE, signed_entries
+from store.documents import KIND_NOTE, actor_for, signed_entries
 from store.signature_index import ATTENTION, PENDING, SignatureIndex
 from store.docstore import DocStore
-from store.errors import DocumentOverBudget, ForeignDocument, NotFound
+from store.errors import DocumentOverBudget, ForeignDocument, NotFound, RevokedAuthor
 from store.models import implausible_dates
 from store.projections import (
     IMPLAUSIBLE_DATES,
@@ -50,6 +60,12 @@ from store.projections import (
 ChangeListener = Callable[[frozenset[str]], None]
 # The paired devices this device vouches for (store/device_list.py), local, never synced.
 _VOUCHED_KEY = "signing.vouched.v1"
+# Every revocation this device has made or seen in a device list ({key: envelope}), local:
+# a later merge that removes one from the list cannot make it un-happen (store/device_list.py).
+_REVOCATIONS_KEY = "device_list.revocations.v1"
+# The devices this device holds as revoked (JSON list), local, only ever growing: a revocation
+# it has honoured is final here, whatever the revoked device signs later (store/device_list.py).
+_SETTLED_KEY = "device_list.revoked.v1"
 # (documents done, documents to do): sync's progress, as the app's progress bar takes it.
 ProgressCallback = Callable[[int, int], None]
 
@@ -92,6 +108,11 @@ class RecordReplica(Protocol):
     def share_vouches(self) -> None: ...
     def take_sync_log(self) -> dict[str, str]: ...
     def signature_findings_among(self, doc_ids: set[str] | frozenset[str]) -> dict[str, str]: ...
+    def device_trust(self) -> DeviceTrust: ...
+    def revoke(self, device_id: str) -> None: ...
+    def without_revoked_authors(
+        self, items: list[tuple[str, bytes]]
+    ) -> tuple[list[tuple[str, bytes]], dict[str, ForeignDocument]]: ...
 
 
 def _refused(doc_id: str) -> ForeignDocument:
@@ -265,10 +286,15 @@ class Replica:
             with panics_as(refused, also=(Exception,)):
                 copy = Document.load(doc.save())
             self._refuse_implausible(doc_id, copy)
+            self._refuse_revoked_authors(doc_id, copy, [])
             with panics_as(refused), self._tx:
+                if doc_id == DEVICE_LIST_ID:
+                    self._keep_revocations(revocation_entries(copy))
                 self._pending_arrivals[doc_id] = "arrived"
                 self._docs.insert(doc_id, kind, copy)
                 project(self._conn, doc_id, copy, late_entry_hours=self._late_hours())
+                if doc_id == DEVICE_LIST_ID:
+                    self._settle_revocations()
             return True
         if ours_kind != kind:
             raise refused
@@ -283,13 +309,18 @@ class Replica:
         if record_kind(doc_id, merged) != kind:
             raise refused
         self._refuse_implausible(doc_id, merged, ours)
+        self._refuse_revoked_authors(doc_id, merged, before)
         # A panic while projecting the merged content refuses it too (after the rollback).
         with panics_as(refused), self._tx:
             if kind == KIND_NOTE:
                 self._keep_signed_entries(doc_id, ours, merged)
+            if doc_id == DEVICE_LIST_ID:
+                self._keep_revocations({**revocation_entries(ours), **revocation_entries(merged)})
             self._pending_arrivals.setdefault(doc_id, "merged")
             self._docs.replace(doc_id, merged)
             project(self._conn, doc_id, merged, late_entry_hours=self._late_hours())
+            if doc_id == DEVICE_LIST_ID:
+                self._settle_revocations()
         return True
 
     @staticmethod
@@ -334,6 +365,7 @@ class Replica:
         # calls this every thousand documents as they arrive).
         existing = self._docs.existing([doc_id for doc_id, _data in items])
         fresh = [(doc_id, bytes(data)) for doc_id, data in items if doc_id not in existing]
+        fresh = self._without_revoked_authors(fresh, refused)
         for doc_id, data in items:
             if doc_id not in existing:
                 continue
@@ -380,7 +412,11 @@ class Replica:
                     rows.append((doc_id, kind, view, fts))
                 for doc_id, *_ in new_docs:
                     self._pending_arrivals[doc_id] = "arrived"
-                self.insert_prepared(new_docs, rows)
+                with self._tx:
+                    self.insert_prepared(new_docs, rows)
+                    if any(doc_id == DEVICE_LIST_ID for doc_id, *_ in new_docs):
+                        self._keep_revocations(revocation_entries(self._docs.get(DEVICE_LIST_ID)))
+                        self._settle_revocations()
                 for doc_id, _kind, _data, heads in new_docs:
                     applied[doc_id] = heads
                 done += len(prepared_batch)
@@ -455,6 +491,38 @@ class Replica:
             if on_batch is not None:
                 on_batch(start + len(chunk))
         return applied, refused
+    def without_revoked_authors(
+        self, items: list[tuple[str, bytes]]
+    ) -> tuple[list[tuple[str, bytes]], dict[str, ForeignDocument]]:
+        """For an intake that stores whole documents in several transactions of its own (the
+        mailbox): (`items` less those carrying a revoked device's later changes, the refusals).
+        The same rule `apply_snapshots` applies inside its caller's transaction; revocations a
+        device list among `items` brings are kept here first (their own transaction)."""
+        refused: dict[str, ForeignDocument] = {}
+        with self._tx:
+            kept = self._without_revoked_authors([(d, bytes(b)) for d, b in items], refused)
+        return kept, refused
+
+    def _without_revoked_authors(self, fresh: list[tuple[str, bytes]],
+                                 refused: dict[str, ForeignDocument]) -> list[tuple[str, bytes]]:
+        """`fresh` less the documents holding changes of a revoked device (into `refused`).
+        Costs a load per document, so only once some device is revoked; the budget first."""
+        if not self.device_trust().revoked:
+            return fresh
+        kept: list[tuple[str, bytes]] = []
+        for doc_id, data in fresh:
+            try:
+                self.check_document(doc_id, data)
+                with panics_as(_refused(doc_id), also=(Exception,)):
+                    doc = Document.load(data)
+                self._refuse_revoked_authors(doc_id, doc, [])
+            except ForeignDocument as e:
+                refused[doc_id] = e
+                continue
+            if doc_id == DEVICE_LIST_ID:
+                self._keep_revocations(revocation_entries(doc))
+            kept.append((doc_id, data))
+        return kept
 
     def insert_prepared(
         self, new_docs: list[tuple[str, str, bytes, list[bytes]]], rows: list[tuple[str, str, tuple, tuple]]
@@ -556,12 +624,96 @@ class Replica:
         if me is None:
             return DeviceTrust("", {})
         raw = self.local_get(_VOUCHED_KEY) or b""
-        heads = (tuple(sorted(self._docs.heads_of(DEVICE_LIST_ID))), raw)
+        kept = self.local_get(_REVOCATIONS_KEY) or b""
+        settled = self.local_get(_SETTLED_KEY) or b""
+        heads = (tuple(sorted(self._docs.heads_of(DEVICE_LIST_ID))), raw, kept, settled)
         if self._trust is None or self._trust[0] != heads:
             doc = self._docs.get(DEVICE_LIST_ID) if heads[0] else None
             paired = {k: (v.get("cert"), v.get("name", "")) for k, v in self._vouched().items()}
-            self._trust = (heads, trust_from(doc, me, paired))
+            self._trust = (heads, trust_from(doc, me, paired, self._kept_revocations(), self._settled()))
         return self._trust[1]
+
+    def _settled(self) -> frozenset[str]:
+        raw = self.local_get(_SETTLED_KEY)
+        try:
+            data = json.loads(raw) if raw else []
+        except ValueError:
+            return frozenset()
+        return frozenset(d for d in data if isinstance(d, str)) if isinstance(data, list) else frozenset()
+
+    def _settle_revocations(self) -> None:
+        """After the device list changed here (inside that transaction): the devices now
+        revoked are held as revoked from now on."""
+        if self.identity() is None:
+            return
+        settled = self._settled()
+        revoked = self.device_trust().revoked
+        if not revoked <= settled:
+            self.local_put(_SETTLED_KEY, json.dumps(sorted(settled | revoked)).encode("utf-8"))
+
+    # --- revocation (store/device_list.py; docs/security.md) --------------------------
+
+    def revoke(self, device_id: str) -> None:
+        """This device revokes `device_id`: a revocation signed with this device's key, kept
+        here and written into the device list (made now if there is none), so it travels to
+        every device by both transports. Final: nothing undoes it. Nothing happens in a bare
+        store without an identity (its peers are refused by the peer list alone)."""
+        me = self.identity()
+        if me is None:
+            return
+        with self._tx:
+            key, envelope = revocation_entry(me, device_id, self._held_of(device_id))
+            self._keep_revocations({key: envelope})
+            self.list_this_device()
+
+    def _held_of(self, device_id: str) -> dict[str, int]:
+        """{document id: highest sequence number of `device_id`'s changes held here}: the
+        revocation's cut. Reads every document once (a revocation is rare)."""
+        actor = actor_for(device_id)
+        held: dict[str, int] = {}
+        for doc_id in sorted(self._docs.all_heads()):
+            doc = self._docs.get(doc_id)
+            if doc is None:
+                continue
+            seqs = [c.seq for c in panic_or([], doc.get_changes, [], also=(Exception,)) if c.actor_id == actor]
+            if seqs:
+                held[doc_id] = max(seqs)
+        return held
+
+    def _kept_revocations(self) -> dict[str, str]:
+        raw = self.local_get(_REVOCATIONS_KEY)
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            return {}
+        return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+
+    def _keep_revocations(self, entries: dict[str, str]) -> None:
+        """Adds revocation entries to the ones this device keeps (inside the caller's transaction)."""
+        kept = self._kept_revocations()
+        fresh = {k: v for k, v in entries.items() if kept.get(k) != v and k not in kept}
+        if fresh:
+            kept.update(fresh)
+            self.local_put(_REVOCATIONS_KEY, json.dumps(kept, sort_keys=True).encode("utf-8"))
+
+    def _refuse_revoked_authors(self, doc_id: str, doc: Document, since: list[bytes]) -> None:
+        """RevokedAuthor when `doc` brings changes (those after `since`) that carry the actor of
+        a device revoked here, beyond what its revokers held of it when they revoked it (their
+        cut: its work from before is kept, wherever it arrives from). The device list is the exception: each of its entries is signed
+        and checked on its own, and refusing it would stop revocations travelling."""
+        if doc_id == DEVICE_LIST_ID:
+            return
+        trust = self.device_trust()
+        if not trust.revoked:
+            return
+        # What each revoked device's changes to this document may reach: the revokers' cut.
+        limit = {actor_for(d): trust.cuts.get(d, {}).get(doc_id, 0) for d in trust.revoked}
+        with panics_as(_refused(doc_id), also=(Exception,)):
+            late = [c for c in doc.get_changes(list(since)) if c.actor_id in limit and c.seq > limit[c.actor_id]]
+        if late:
+            raise RevokedAuthor(
+                f"Document {doc_id} holds changes made on a revoked device; they were refused and nothing was changed."
+            )
 
     def vouch_for(self, device_id: str, name: str, cert_pem: str) -> None:
         """This device vouches for a paired device, so every device of the group can verify
@@ -606,8 +758,12 @@ class Replica:
             return
         vouched = self._vouched()
 
+        revocations = self._kept_revocations()
+
         def add(doc: Document) -> bool:
             changed = add_vouch(doc, me, me.cert_pem, me.name)
+            # Every revocation seen here stays in the list (a merge may have dropped one).
+            changed = put_entries(doc, revocations) or changed
             for entry in vouched.values():
                 cert, name = entry.get("cert"), entry.get("name", "")
                 if isinstance(cert, str) and isinstance(name, str):
@@ -622,11 +778,12 @@ class Replica:
                 doc = new_device_list_doc(self._docs.actor)
                 change(doc)
                 self._docs.insert(DEVICE_LIST_ID, KIND_DEVICE_LIST, doc)
-                return
-            doc = self._docs.get(DEVICE_LIST_ID)
-            assert doc is not None
-            if change(doc):
-                self._docs.save_changes(DEVICE_LIST_ID)
+            else:
+                doc = self._docs.get(DEVICE_LIST_ID)
+                assert doc is not None
+                if change(doc):
+                    self._docs.save_changes(DEVICE_LIST_ID)
+            self._settle_revocations()
 
     # --- device-local key/value (never synced, never exported) ----------------------
 

@@ -9,6 +9,13 @@ Order of checks on the way in, so the reason given is the first thing that is wr
 structure (truncated, not a bundle, newer format) -> signature (tampered) -> group key id
 (another sync group) -> authenticated decryption -> decompression and payload limits.
 Nothing here touches a document; callers apply entries only after `decode` succeeded.
+
+Two formats: 2 (written since revocation, issue 12: `encode_for`, `decode_for`) encrypts each
+bundle under a fresh key wrapped to every device trusted when it was written
+(sync/recipients.py), so a device revoked before then cannot read it; 1 (`encode`, `decode`)
+encrypted every bundle under the sync-group key, which never changes. Format 1 bundles from
+a trusted sender are still read (devices updated at different times keep exchanging); they
+are never written any more.
 """
 
 from __future__ import annotations
@@ -28,9 +35,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography import x509
 
 from store.errors import NotewellError
+from sync import recipients as keys
 
 MAGIC = b"NWBUNDLE"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this version reads and the one it writes
+GROUP_KEY_FORMAT = 1  # every bundle under the sync-group key (read, never written)
 SUFFIX = ".nwb"
 
 # magic, version, sender id (32), sequence, created (ms), group key id (8), nonce (12), ct length
@@ -98,6 +107,10 @@ class MalformedBundle(BundleRejected):
     reason = "malformed"
 
 
+class NotForThisDevice(BundleRejected):
+    reason = "not-a-recipient"
+
+
 # --- values --------------------------------------------------------------------------
 
 
@@ -110,6 +123,13 @@ class BundleHeader:
     key_id: bytes
     nonce: bytes
     ciphertext_length: int
+    # Format 2: the recipients section between the header and the ciphertext (its length).
+    recipients_length: int = 0
+
+    @property
+    def payload_at(self) -> int:
+        """Where the ciphertext starts: after the header and the recipients section."""
+        return HEADER_SIZE + self.recipients_length
 
     def pack(self) -> bytes:
         return _HEADER.pack(
@@ -280,26 +300,34 @@ def encode(
     private_key,
     created_ms: int | None = None,
 ) -> bytes:
-    """A complete signed bundle. `private_key` is PEM bytes or a key object."""
+    """A complete signed bundle in format 1, under the sync-group key: what earlier versions
+    wrote (the mailbox writes `encode_for`'s format 2). `private_key` is PEM bytes or a key object."""
     if len(group_key) != 32:
         raise ValueError("the sync-group key is 256 bits")
+    return _sealed(entries, GROUP_KEY_FORMAT, sender_id, seq, created_ms, key_id(group_key), group_key, b"", private_key)
+
+
+def _sealed(entries: list[tuple[str, bytes]], version: int, sender_id: str, seq: int, created_ms: int | None,
+            kid: bytes, key: bytes, section: bytes, private_key) -> bytes:
+    """Header, `section` (format 2's recipients), the payload encrypted under `key` with both
+    as associated data, and the signature over all of it."""
     if seq < 1:
         raise ValueError("sequence numbers start at 1")
     compressed = _compress_entries(entries)
     nonce = os.urandom(12)
     # The ciphertext length is known before encrypting: GCM adds a 16-byte tag.
     header = BundleHeader(
-        version=FORMAT_VERSION,
+        version=version,
         sender_id=sender_id.lower(),
         seq=seq,
         created_ms=int(time.time() * 1000) if created_ms is None else created_ms,
-        key_id=key_id(group_key),
+        key_id=kid,
         nonce=nonce,
         ciphertext_length=len(compressed) + 16,
+        recipients_length=len(section),
     )
-    packed = header.pack()
-    ciphertext = AESGCM(group_key).encrypt(nonce, compressed, packed)
-    signed = packed + ciphertext
+    bound = header.pack() + section
+    signed = bound + AESGCM(key).encrypt(nonce, compressed, bound)
     signature = _sign(private_key, signed)
     return signed + _SIG_LEN.pack(len(signature)) + signature
 
@@ -324,7 +352,15 @@ def read_header(data: bytes) -> BundleHeader:
         raise NotABundle("The file is not a Notewell bundle; nothing was applied.")
     if len(data) > MAX_BUNDLE_BYTES or ct_len > MAX_BUNDLE_BYTES:
         raise MalformedBundle("The bundle is larger than the size limit; nothing was applied.")
-    sig_at = HEADER_SIZE + ct_len
+    recipients_length = 0
+    if version >= 2:
+        found = keys.section_length(data, HEADER_SIZE)
+        if found is None:
+            if len(data) < HEADER_SIZE + keys.COUNT.size:
+                raise BundleTruncated("The bundle is cut short; nothing was applied.")
+            raise BundleTampered("The bundle has been altered (its list of recipients is not valid); nothing was applied.")
+        recipients_length = found
+    sig_at = HEADER_SIZE + recipients_length + ct_len
     if len(data) < sig_at + _SIG_LEN.size:
         raise BundleTruncated("The bundle is cut short; nothing was applied.")
     (sig_len,) = _SIG_LEN.unpack_from(data, sig_at)
@@ -334,12 +370,12 @@ def read_header(data: bytes) -> BundleHeader:
         raise BundleTampered("The bundle has been altered (its lengths do not match); nothing was applied.")
     if len(data) < end:
         raise BundleTruncated("The bundle is cut short; nothing was applied.")
-    return BundleHeader(version, sender.hex(), seq, created_ms, kid, nonce, ct_len)
+    return BundleHeader(version, sender.hex(), seq, created_ms, kid, nonce, ct_len, recipients_length)
 
 
 def verify(data: bytes, header: BundleHeader, sender_cert) -> None:
-    """Check the signature over header and ciphertext against the sender's certificate."""
-    sig_at = HEADER_SIZE + header.ciphertext_length
+    """Check the signature over header (recipients) and ciphertext against the sender's certificate."""
+    sig_at = header.payload_at + header.ciphertext_length
     signature = data[sig_at + _SIG_LEN.size :]
     if not _verify(_public_key(sender_cert), signature, data[:sig_at]):
         raise BundleTampered(
@@ -348,7 +384,9 @@ def verify(data: bytes, header: BundleHeader, sender_cert) -> None:
 
 
 def decrypt(data: bytes, header: BundleHeader, group_key: bytes) -> list[tuple[str, bytes]]:
-    """The payload's entries. Call after `verify`."""
+    """The payload's entries of a format 1 bundle. Call after `verify`."""
+    if header.version != GROUP_KEY_FORMAT:
+        raise NotForThisDevice("The bundle is encrypted to its recipients, not under a group key; nothing was applied.")
     if header.key_id != key_id(group_key):
         raise WrongSyncGroup(
             "The bundle was encrypted for another sync group (the devices were paired separately); nothing was applied."
@@ -366,3 +404,63 @@ def decode(data: bytes, *, sender_cert, group_key: bytes) -> Bundle:
     header = read_header(data)
     verify(data, header, sender_cert)
     return Bundle(header, decrypt(data, header, group_key), digest(data))
+
+
+# --- format 2: a fresh key per bundle, wrapped to each recipient ----------------------
+
+
+def encode_for(
+    entries: list[tuple[str, bytes]],
+    *,
+    sender_id: str,
+    seq: int,
+    recipients: dict[str, ed25519.Ed25519PublicKey],
+    private_key,
+    created_ms: int | None = None,
+) -> bytes:
+    """A complete signed bundle that only `recipients` (device id -> Ed25519 public key) can
+    read. `private_key` is the sender's, PEM bytes or a key object."""
+    file_key = keys.new_file_key()
+    # format 2 has no group key: its key id field is zero
+    return _sealed(entries, FORMAT_VERSION, sender_id, seq, created_ms, bytes(8), file_key,
+                   keys.wrap(file_key, recipients), private_key)
+
+
+def recipients(data: bytes, header: BundleHeader) -> list[str]:
+    """The device ids a format 2 bundle was written for (none for format 1)."""
+    if header.version < 2:
+        return []
+    return keys.recipients_of(data[HEADER_SIZE:header.payload_at])
+
+
+def open_payload(data: bytes, header: BundleHeader, *, device_id: str, private_key,
+                 group_key: bytes | None = None) -> list[tuple[str, bytes]]:
+    """The entries of a verified bundle, for the device `device_id` whose Ed25519 key is
+    `private_key` (PEM bytes or a key object); a format 1 bundle opens with `group_key`."""
+    if header.version == GROUP_KEY_FORMAT:
+        if group_key is None:
+            raise WrongSyncGroup("The bundle was encrypted for a sync group this device is not in; nothing was applied.")
+        return decrypt(data, header, group_key)
+    section = data[HEADER_SIZE:header.payload_at]
+    try:
+        file_key = keys.unwrap(section, device_id, _private_key(private_key))
+    except keys.NotARecipient:
+        raise NotForThisDevice(
+            "The bundle was not written for this device (its writer did not trust this device then); nothing was applied."
+        ) from None
+    except ValueError:
+        raise BundleTampered("The bundle's key for this device could not be opened; it was altered, and nothing was applied.") from None
+    ciphertext = data[header.payload_at:header.payload_at + header.ciphertext_length]
+    try:
+        compressed = AESGCM(file_key).decrypt(header.nonce, ciphertext, data[:header.payload_at])
+    except InvalidTag:
+        raise BundleTampered("The bundle could not be decrypted; it was altered, and nothing was applied.") from None
+    return _unpack_entries(_decompress(compressed))
+
+
+def decode_for(data: bytes, *, sender_cert, device_id: str, private_key, group_key: bytes | None = None) -> Bundle:
+    """`decode` for a recipient: either format, opened with this device's key (or the group key)."""
+    header = read_header(data)
+    verify(data, header, sender_cert)
+    return Bundle(header, open_payload(data, header, device_id=device_id, private_key=private_key,
+                                       group_key=group_key), digest(data))

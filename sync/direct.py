@@ -5,9 +5,11 @@ over each runs in the one driver, `sync.driver` (reading with a deadline, frames
 
 Trust: both sides present their self-signed device certificate (CERT_REQUIRED both ways).
 The trust store of every connection is built from the paired, non-revoked peers read at that
-moment, so a device revoked while a server runs is refused on its next connection. After the
-handshake the peer's certificate fingerprint is checked again against the peer list: only a
-paired, non-revoked device id gets past it, whatever OpenSSL accepted.
+moment (revoked here or by a revocation in the device list), so a device revoked while a
+server runs is refused on its next connection. After the handshake the peer's certificate
+fingerprint is checked again against the peer list: only a paired, non-revoked device id gets
+past it, whatever OpenSSL accepted. A session already open ends when its peer is revoked
+(sync/protocol.py checks it as the session runs).
 
     sync_now(record_store, identity, host, port, *, on_progress=None) -> SyncReport
     serve(record_store, identity, host="127.0.0.1", port=0, *, on_progress=None,

@@ -50,6 +50,12 @@ class AmbiguousDevice(SyncError):
     title = "Ambiguous device"
 
 
+class RevokedDevice(SyncError):
+    """Pairing with a device that was revoked (here or by another device of the group)."""
+
+    title = "Revoked device"
+
+
 class NotPaired(SyncError):
     """The other side is not a paired, non-revoked device (or does not trust this one)."""
 

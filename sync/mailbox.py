@@ -12,9 +12,18 @@ ever adds. Measured on the pinned automerge: a change whose dependencies are mis
 inside `Document.load` but silently dropped by `merge`, so change-only bundles would need their
 own holding area to survive gaps.
 
+Revocation (docs/security.md): each bundle is encrypted to the devices this device trusts
+when it writes it (format 2, sync/recipients.py), so a device revoked before then cannot read
+it; a device that gains a recipient gets a full bundle once, since it could not read the earlier
+ones. A run reads the device lists of all the new bundles first and honours any revocation in
+them before it applies anything else: a revoked sender's bundles are refused, and documents
+carrying a revoked device's later changes are refused (named in the report) while the rest
+of their bundle is applied.
+
 What this module keeps in the record store's local (never synced) key/value table:
   sync.mailbox.seq.v1               the last sequence number this device wrote (ASCII integer)
   sync.mailbox.exported.v1          JSON {doc_id: [hex heads]} as of this device's last bundle
+  sync.mailbox.recipients.v1        JSON [device id] that this device's last bundle was written for
   sync.mailbox.seen.v1.<sender id>  JSON {seq: sha256 hex of the bundle file} of imported bundles
   sync.mailbox.partial.v1.<sender id>  JSON {seq: {"digest", "through"}} of bundles a run began
                                     to store in several transactions and did not finish
@@ -31,11 +40,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from automerge.core import Document
+from automerge.core import ROOT, Document
 
 from store.automerge_guard import panics_as
 from store.replica import ProgressCallback, RecordReplica
-from store.errors import DocumentOverBudget, NotewellError, VaultError
+from store.device_list import DEVICE_LIST_ID, REVOKE_PREFIX
+from store.errors import DocumentOverBudget, NotewellError, RevokedAuthor, VaultError
 from store.write_access import translate
 from sync import bundle as fmt
 from sync import clock as clocks
@@ -44,6 +54,10 @@ from sync.report import BundleCounts, Rejection, SyncReport
 # Named like the other sync keys (sync.peers.v1, sync.group_key.v1).
 SEQ_KEY = "sync.mailbox.seq.v1"
 EXPORTED_KEY = "sync.mailbox.exported.v1"
+RECIPIENTS_KEY = "sync.mailbox.recipients.v1"
+# Bundles read for their device list are kept decrypted for the run's second pass, up to this
+# many bytes in all (beyond it they are read again: memory stays bounded).
+OPENED_CACHE_BYTES = 64 * 1024 * 1024
 SEEN_PREFIX = "sync.mailbox.seen.v1."
 PARTIAL_PREFIX = "sync.mailbox.partial.v1."
 # New documents stored per transaction: a large import holds the write lock for a second or
@@ -215,8 +229,12 @@ class Mailbox:
         self.clock = clock  # this device's clock, against which bundle times are compared
         self.device_id = device_id.lower()
         self.private_key = private_key
-        self.group_key = group_key
+        self.group_key = group_key  # reads format 1 bundles only (sync/bundle.py)
         self.lookup_sender = lookup_sender
+        # name -> (digest, entries) of bundles opened by the first pass of an import
+        self._opened: dict[str, tuple[str, list[tuple[str, bytes]]]] = {}
+        self._list_merged_from: set[str] = set()  # bundles whose device list the first pass merged
+        self._refused_documents: list[str] = []
 
     # --- the command ------------------------------------------------------------------
 
@@ -238,12 +256,96 @@ class Mailbox:
         # A device's own bundles are recognised by name first, so they are not even read.
         own_prefix = self.device_id[:16] + "-"
         others = [p for p in candidates if not p.name.startswith(own_prefix)]
-        for path in others:
-            self.import_file(path, report, on_progress=on_progress)
+        try:
+            self._device_lists_first(others)
+            for path in others:
+                self.import_file(path, report, on_progress=on_progress)
+        finally:
+            self._opened, self._list_merged_from = {}, set()
         report.conflicts = self.store.count_conflicts(report.changed_ids)
         for _ms, check in report.clock_checks.values():
             clocks.remember(self.store, check)
         return report
+
+    def _device_lists_first(self, paths: list[Path]) -> None:
+        """First pass: the device list of every new bundle from a sender trusted now is merged
+        before anything else is applied, so a revocation any of them brings is honoured for
+        all of them (docs/security.md). Bad bundles are left to the second pass to name.
+        A device list that brings no revocation new here waits for its bundle, which is
+        then applied whole as ever."""
+        cached = 0
+        known_revocations: set[str] = set()
+        if self.store.doc_heads_of(DEVICE_LIST_ID):
+            ours = self.store.load_doc(DEVICE_LIST_ID)
+            known_revocations = {k for k in ours.keys(ROOT) if k.startswith(REVOKE_PREFIX)}
+        for path in paths:
+            try:
+                data = self._read(path)
+                header = fmt.read_header(data)
+                if header.sender_id == self.device_id:
+                    continue
+                entries = self._open_verified(path.name, data, header)
+            except fmt.BundleRejected:
+                continue
+            if entries is None:
+                continue  # applied before
+            size = sum(len(blob) for _d, blob in entries)
+            if cached + size <= OPENED_CACHE_BYTES:
+                self._opened[path.name] = (fmt.digest(data), entries)
+                cached += size
+            for doc_id, blob in entries:
+                if doc_id != DEVICE_LIST_ID:
+                    continue
+                try:
+                    self._check_budget(doc_id, blob)
+                    with panics_as(fmt.MalformedBundle("unreadable"), also=(Exception,)):
+                        doc = Document.load(blob)
+                        revocations = {k for k in doc.keys(ROOT) if k.startswith(REVOKE_PREFIX)}
+                    if not revocations - known_revocations:
+                        continue  # nothing to honour first: merged with its bundle, whole
+                    if self.store.apply_doc(doc_id, doc):
+                        self._list_merged_from.add(path.name)
+                except VaultError:
+                    raise
+                except NotewellError:
+                    pass  # named when the whole bundle is applied in the second pass
+
+    def _open_verified(self, name: str, data: bytes, header: fmt.BundleHeader) -> list[tuple[str, bytes]] | None:
+        """The entries of a bundle from a trusted sender, verified and decrypted; None when this
+        exact bundle was applied before. BundleRejected for every reason not to apply it."""
+        sender = self.lookup_sender(header.sender_id)
+        if sender is None:
+            raise fmt.ForeignBundle(
+                f"The bundle comes from device {header.sender_id[:16]}, which is not paired with this one; nothing was applied."
+            )
+        if sender.revoked:
+            raise fmt.RevokedSender(
+                f"The bundle comes from device {header.sender_id[:16]}, which was revoked; nothing was applied."
+            )
+        fmt.verify(data, header, sender.cert_pem)
+        # The file name is not signed; the header is. A signed bundle under a name that is not its
+        # own is a copy presented as something it is not.
+        parsed = fmt.parse_file_name(name)
+        if parsed is None or parsed != (header.sender_id[:16], header.seq):
+            raise fmt.ReplayedBundle(
+                f"The file's name does not match the sender and sequence number {header.seq} signed inside it "
+                "(a renamed or copied bundle); nothing was applied."
+            )
+        seen = self._seen(header.sender_id)
+        this_digest = fmt.digest(data)
+        earlier = seen.get(str(header.seq))
+        if earlier == this_digest:
+            return None
+        if earlier is not None:
+            raise fmt.ReplayedBundle(
+                f"Sequence number {header.seq} of device {header.sender_id[:16]} was already imported with different "
+                "contents; nothing was applied."
+            )
+        opened = self._opened.get(name)
+        if opened is not None and opened[0] == this_digest:
+            return opened[1]
+        return fmt.open_payload(data, header, device_id=self.device_id, private_key=self.private_key,
+                                group_key=self.group_key)
 
     def import_file(self, path: Path, report: SyncReport, *, on_progress: ProgressCallback | None = None) -> None:
         """Apply one bundle file, or record why not. Never raises for a bad bundle.
@@ -258,10 +360,14 @@ class Mailbox:
             if header.sender_id == self.device_id:
                 bundles.read -= 1  # our own bundle under another name: nothing to learn
                 return
+            self._refused_documents = []
             outcome = self._import_verified(path.name, data, header, on_progress)
         except fmt.BundleRejected as e:
             bundles.rejected.append(Rejection(path.name, e.reason, e.message))
             return
+        finally:
+            report.errors.extend(self._refused_documents)  # a revoked device's changes, by document
+            self._refused_documents = []
         self._compare_clock(header, report)
         if outcome is None:
             bundles.already_applied += 1
@@ -302,37 +408,11 @@ class Mailbox:
     ) -> tuple[list[str], list[str]] | None:
         """(documents changed here, those of them also edited here), or None if this exact
         bundle was applied before."""
-        sender = self.lookup_sender(header.sender_id)
-        if sender is None:
-            raise fmt.ForeignBundle(
-                f"The bundle comes from device {header.sender_id[:16]}, which is not paired with this one; nothing was applied."
-            )
-        if sender.revoked:
-            raise fmt.RevokedSender(
-                f"The bundle comes from device {header.sender_id[:16]}, which was removed from this device's paired devices; nothing was applied."
-            )
-        fmt.verify(data, header, sender.cert_pem)
-
-        # The file name is not signed; the header is. A signed bundle under a name that is not its
-        # own is a copy presented as something it is not.
-        parsed = fmt.parse_file_name(name)
-        if parsed is None or parsed != (header.sender_id[:16], header.seq):
-            raise fmt.ReplayedBundle(
-                f"The file's name does not match the sender and sequence number {header.seq} signed inside it "
-                "(a renamed or copied bundle); nothing was applied."
-            )
+        entries = self._open_verified(name, data, header)
+        if entries is None:
+            return None
         seen = self._seen(header.sender_id)
         this_digest = fmt.digest(data)
-        earlier = seen.get(str(header.seq))
-        if earlier == this_digest:
-            return None
-        if earlier is not None:
-            raise fmt.ReplayedBundle(
-                f"Sequence number {header.seq} of device {header.sender_id[:16]} was already imported with different "
-                "contents; nothing was applied."
-            )
-
-        entries = fmt.decrypt(data, header, self.group_key)
         # A run interrupted while storing this bundle (Ctrl-C, a cancel, a crash) committed every
         # entry before `through`: those are not read or applied again.
         partial = self._partial(header.sender_id)
@@ -373,8 +453,11 @@ class Mailbox:
 
         def merge_all() -> None:
             for doc_id, doc in docs:
-                if self.store.apply_doc(doc_id, doc):
-                    changed.append(doc_id)
+                try:
+                    if self.store.apply_doc(doc_id, doc):
+                        changed.append(doc_id)
+                except RevokedAuthor as e:  # refused before anything of it was written
+                    self._refused_documents.append(e.message)
 
         def record(stored: int) -> None:
             """Inside each transaction: the merges with the first, then how far the bundle
@@ -399,6 +482,18 @@ class Mailbox:
                 on_progress(done, 2 * len(fresh))
             except BaseException as e:  # a cancel or Ctrl-C: past the bundle's own errors, as it is
                 raise _ProgressStopped(e) from None
+
+        if fresh:
+            # A revoked device's later changes are refused document by document (named in the
+            # report); the rest of the bundle is applied (docs/security.md). Other refusals are
+            # left to the bulk intake, which refuses the bundle whole.
+            kept, revoked = self.store.without_revoked_authors([(doc_id, blob) for _p, doc_id, blob in fresh])
+            for _d, e in sorted(revoked.items()):
+                if isinstance(e, RevokedAuthor):
+                    self._refused_documents.append(e.message)
+            if len(kept) != len(fresh):
+                keep = {doc_id for doc_id, _b in kept} | {d for d, e in revoked.items() if not isinstance(e, RevokedAuthor)}
+                fresh[:] = [f for f in fresh if f[1] in keep]
 
         transaction = self.store.transaction
         unmergeable = fmt.MalformedBundle("A document in the bundle could not be merged; nothing was applied.")
@@ -434,6 +529,8 @@ class Mailbox:
             raise fmt.MalformedBundle(f"A document in the bundle could not be merged ({e.message}); nothing was applied.") from None
         except _ProgressStopped as stopped:
             raise stopped.error from None
+        if name in self._list_merged_from and DEVICE_LIST_ID not in changed:
+            changed.append(DEVICE_LIST_ID)  # merged by the first pass, from this bundle
         # A document whose merged heads are not the sender's had edits here the sender lacked.
         concurrent: list[str] = []
         if changed and docs:
@@ -468,6 +565,14 @@ class Mailbox:
         raw = self.store.local_get(EXPORTED_KEY)
         exported: dict[str, list[str]] = json.loads(raw) if raw else {}
         heads = self.store.doc_heads()
+        recipients = self._recipients()
+        if not recipients:
+            return report  # every other device is revoked: nobody to write for
+        # A device that was not a recipient of this device's earlier bundles could not read
+        # them: this bundle holds everything.
+        raw_recipients = self.store.local_get(RECIPIENTS_KEY)
+        if raw_recipients is not None and not set(recipients) <= set(json.loads(raw_recipients)):
+            full = True
         changed = sorted(d for d, h in heads.items() if full or exported.get(d) != _hex_heads(h))
         if not changed:
             return report
@@ -475,8 +580,8 @@ class Mailbox:
         self._remove_stale_temp_files(folder)
         seq = self._next_seq(folder, report)
         while True:
-            data = fmt.encode(
-                entries, sender_id=self.device_id, seq=seq, group_key=self.group_key, private_key=self.private_key
+            data = fmt.encode_for(
+                entries, sender_id=self.device_id, seq=seq, recipients=recipients, private_key=self.private_key
             )
             name = self._write_atomically(folder, seq, data)
             if name is not None:
@@ -486,9 +591,17 @@ class Mailbox:
         self.store.local_put(SEQ_KEY, str(seq).encode())
         exported.update(entries.heads)
         self.store.local_put(EXPORTED_KEY, json.dumps(exported, sort_keys=True).encode())
+        self.store.local_put(RECIPIENTS_KEY, json.dumps(sorted(recipients)).encode())
         _bundles(report, folder).written = name
         report.sent = len(entries)
         return report
+
+    def _recipients(self) -> dict:
+        """The devices this bundle is written for: the group as this device knows it now
+        (paired devices and those vouched for, none revoked), each with its public key."""
+        trust = self.store.device_trust()
+        return {d: trust.devices[d].public_key for d in sorted(trust.group)
+                if d != self.device_id and d in trust.devices}
 
     def _remove_stale_temp_files(self, folder: Path) -> None:
         """Half-written bundles of this device left by a crash (an hour old: not a run in progress)."""

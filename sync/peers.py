@@ -3,8 +3,11 @@
 Nothing here is synced: each device keeps its own list of who it trusts. A peer is known by
 its device id (the SHA-256 of its certificate) and keeps its full certificate (for TLS trust
 and for verifying signed mailbox bundles). Forgetting a device revokes it: it stays listed as
-revoked so `sync devices` shows it and every connection or bundle from it is refused.
-Pairing with it again (a new code, on purpose) reinstates it.
+revoked so `sync devices` shows it and every connection or bundle from it is refused, and a
+revocation signed by this device goes into the device list that travels with the record
+(store/device_list.py), so every device of the group refuses it too once it hears of it. A
+device revoked by another device of the group is shown and refused here as revoked as well.
+A revocation is final: pairing with a revoked device again is refused (docs/security.md).
 
     book = PeerBook(record_store)
     book.all() / book.get(device_id) / book.trusted(device_id) / book.trusted_certs()
@@ -24,9 +27,11 @@ from datetime import datetime, timezone
 from store.device_identity import fingerprint, short_id
 from store.errors import DamagedVault
 from store.replica import RecordReplica
-from sync.errors import AmbiguousDevice, UnknownDevice
+from sync.errors import AmbiguousDevice, RevokedDevice, UnknownDevice
 
 PEERS_KEY = "sync.peers.v1"
+# What `revoked_at` says of a device another device of the group revoked (this one did not).
+REVOKED_ELSEWHERE = "by another device"
 # {device_id: "host:port"} and "" for the last one used. The name is from when the app kept
 # them; it stays, so addresses remembered then are still found.
 ADDRESSES_KEY = "tui.sync.addresses.v1"
@@ -77,6 +82,20 @@ class PeerBook:
         except (ValueError, TypeError):
             raise DamagedVault("The list of paired devices in the vault is damaged.") from None
 
+    def _revoked_in_list(self) -> frozenset[str]:
+        """The devices the device list shows as revoked (store/device_list.py)."""
+        return self._store.device_trust().revoked
+
+    def _with_list_revocations(self, peers: dict[str, Peer]) -> dict[str, Peer]:
+        revoked = self._revoked_in_list()
+        return {d: (replace(p, revoked_at=REVOKED_ELSEWHERE) if d in revoked and not p.revoked else p)
+                for d, p in peers.items()}
+
+    def is_revoked(self, device_id: str) -> bool:
+        """Revoked here, or by a revocation of the group that this device has heard of."""
+        peer = self._load().get(device_id)
+        return (peer is not None and peer.revoked) or device_id in self._revoked_in_list()
+
     def _save(self, peers: dict[str, Peer]) -> None:
         data = {device_id: asdict(peer) for device_id, peer in peers.items()}
         self._store.local_put(PEERS_KEY, json.dumps(data, sort_keys=True).encode("utf-8"))
@@ -96,14 +115,16 @@ class PeerBook:
     # -- queries
 
     def all(self) -> list[Peer]:
-        """Every peer ever paired, revoked ones included, by name."""
-        return sorted(self._load().values(), key=lambda p: (p.name.lower(), p.device_id))
+        """Every peer ever paired, revoked ones included (by this device or another), by name."""
+        peers = self._with_list_revocations(self._load())
+        return sorted(peers.values(), key=lambda p: (p.name.lower(), p.device_id))
 
     def get(self, device_id: str) -> Peer | None:
-        return self._load().get(device_id)
+        found = self._load().get(device_id)
+        return None if found is None else self._with_list_revocations({device_id: found})[device_id]
 
     def trusted(self, device_id: str) -> Peer | None:
-        """The peer if it is paired and not revoked, else None."""
+        """The peer if it is paired and not revoked (here or in the device list), else None."""
         peer = self.get(device_id)
         return peer if peer is not None and not peer.revoked else None
 
@@ -136,6 +157,11 @@ class PeerBook:
         with self._write():
             peers = self._load()
             old = peers.get(device_id)
+            if (old is not None and old.revoked) or device_id in self._revoked_in_list():
+                raise RevokedDevice(
+                    f"Device {short_id(device_id)} was revoked, and a revocation is final; "
+                    "set that computer up as a new device to use it again."
+                )
             peer = Peer(device_id=device_id, name=name, cert_pem=cert_pem, paired_at=_now())
             if old is not None:
                 peer = replace(peer, last_sync_at=old.last_sync_at, last_sync_ok=old.last_sync_ok,
@@ -149,15 +175,20 @@ class PeerBook:
         return peer
 
     def forget(self, ref: str) -> Peer:
-        """Revoke a peer: it stays listed, and is refused from now on."""
+        """Revoke a peer: it stays listed, and is refused from now on, here and (once the
+        signed revocation reaches them) on every device of the group."""
         with self._write():
             peer = self.find(ref)
-            if not peer.revoked:
+            stored = self._load()[peer.device_id]
+            if not stored.revoked:
                 peers = self._load()
-                peer = replace(peer, revoked_at=_now())
+                peer = replace(stored, revoked_at=_now())
                 peers[peer.device_id] = peer
                 self._save(peers)
                 self._audit("device_revoked", device=peer.short_id, device_name=peer.name[:100])
+            # Into the device list, signed by this device (again after a revocation by
+            # another device, so the group hears it from this one too).
+            self._store.revoke(peer.device_id)
         return peer
 
     def record_sync(

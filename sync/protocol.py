@@ -59,6 +59,7 @@ from typing import Callable, Iterable, Iterator
 from automerge.core import Document, Message, SyncState
 
 from store.automerge_guard import panics_as
+from store.device_list import DEVICE_LIST_ID
 from store.replica import RecordReplica
 from store.errors import DocumentOverBudget, ForeignDocument
 from sync import clock as clocks
@@ -71,6 +72,7 @@ from sync.errors import (
 )
 from sync.framing import Frame, FrameType
 from sync.limits import SESSION_HOLD_BYTES
+from sync.peers import PeerBook
 # The codecs of every message (sync/wire.py); the names tests and older callers import from
 # here are kept importable from here.
 from sync.wire import (  # noqa: F401
@@ -455,11 +457,17 @@ class SyncSession:
         states stay: a document read again later goes on where it was."""
         held = sorted(self._docs)
         to_apply = [d for d in held if set(self._docs[d].get_heads()) != self._stored_heads(d)]
-        for start in range(0, len(to_apply), APPLY_BATCH):
+        # The device list before anything else the peer sent: a revocation it brings applies
+        # to this session already (docs/security.md, "Revocation").
+        batches = [[DEVICE_LIST_ID]] if DEVICE_LIST_ID in to_apply else []
+        rest = [d for d in to_apply if d != DEVICE_LIST_ID]
+        batches += [rest[start:start + APPLY_BATCH] for start in range(0, len(rest), APPLY_BATCH)]
+        for batch in batches:
+            self._refuse_revoked_peer()
             # One transaction per batch: far fewer fsyncs, and any unexpected failure rolls the
             # whole batch back (merges are idempotent, so the next sync simply redoes it).
             with self._transaction():
-                for doc_id in to_apply[start:start + APPLY_BATCH]:
+                for doc_id in batch:
                     try:
                         changed = _foreign(self.store.apply_doc, doc_id, self._docs[doc_id])
                     except ForeignDocument as e:
@@ -517,7 +525,10 @@ class SyncSession:
         whole_ids: list[str] = []
         if not self._whole_sent:
             self._whole_sent = True
-            whole_ids = sorted(self._send_whole)
+            # The device list first, so a receiver that stores what it holds before the end
+            # (`hold_bytes`, `store_every`) has heard of every revocation before it stores
+            # anything else.
+            whole_ids = sorted(self._send_whole, key=lambda d: (d != DEVICE_LIST_ID, d))
         out: list[Frame] = []
         sent: set[str] = set()
         for doc_id in candidates:
@@ -602,8 +613,12 @@ class SyncSession:
     def _finish(self) -> Iterator[list[Frame]]:
         """In steps: the documents held are stored (batches, progress between them), then
         DONE with the digest of the final heads."""
+        self._refuse_revoked_peer()
+        if DEVICE_LIST_ID in self._whole_in:
+            yield from self._store_whole(len(self._applied) + len(self._whole_stored), only=DEVICE_LIST_ID)
         yield from self._let_go()
         yield from self._store_whole(len(self._applied) + len(self._whole_stored))
+        self._refuse_revoked_peer()
         final: dict[str, list[bytes]] = {}
         for doc_id in self._differ:
             if doc_id in self._send_whole:
@@ -631,13 +646,29 @@ class SyncSession:
     def _transaction(self):
         return self.store.transaction()
 
-    def _store_whole(self, progress_from: int) -> Iterator[list[Frame]]:
+    def _refuse_revoked_peer(self) -> None:
+        """Ends the session when its peer has been revoked since it began: here (`sync forget`,
+        in any process) or by a revocation that just reached this device."""
+        if PeerBook(self.store).is_revoked(self.peer_device_id):
+            raise NotPaired("The other device has been revoked; the sync was stopped and nothing more from it was saved.")
+
+    def _store_whole(self, progress_from: int, only: str | None = None) -> Iterator[list[Frame]]:
         """Stores the whole documents held (as they arrive, every `store_every`; when they
-        reach `hold_bytes`; at the end): transactions of APPLY_BATCH, progress after each."""
-        whole = sorted(self._whole_in.items())
-        self._whole_in, self._held = {}, 0
+        reach `hold_bytes`; at the end): transactions of APPLY_BATCH, progress after each.
+        The device list among them goes first, on its own, and a revocation in it is honoured
+        before the rest; `only` stores just that document."""
+        if DEVICE_LIST_ID in self._whole_in and only is None and len(self._whole_in) > 1:
+            yield from self._store_whole(progress_from, only=DEVICE_LIST_ID)
+            self._refuse_revoked_peer()
+        if only is not None:
+            whole = [(only, self._whole_in.pop(only))] if only in self._whole_in else []
+            self._held -= sum(len(data) for _d, data in whole)
+        else:
+            whole = sorted(self._whole_in.items())
+            self._whole_in, self._held = {}, 0
         if not whole:
             return
+        self._refuse_revoked_peer()
         applied, refused = _foreign(lambda: self.store.apply_snapshots(
             whole, batch=APPLY_BATCH, on_batch=lambda done: self._progress(progress_from + done)))
         for doc_id, heads in applied.items():
@@ -753,6 +784,9 @@ class SyncSession:
         # connection wrote, and its commits reported what they changed.
         scan = self._marker is None or marker[0] != self._marker[0]
         self._marker = marker
+        # Something was written: a revocation of the peer (here, by another program, or
+        # brought by another session) ends this one at once.
+        self._refuse_revoked_peer()
         with self._pending_lock:
             pending, self._pending = self._pending, set()
         if scan:
@@ -829,6 +863,8 @@ class SyncSession:
                 self.report.live_changed.add(doc_id)
                 self._known[doc_id] = after
                 self._docs.pop(doc_id, None)
+                if doc_id == DEVICE_LIST_ID:
+                    self._refuse_revoked_peer()
         reply = _foreign(doc.generate_sync_message, state)
         return [sync_frame(doc_id, reply.encode())] if reply is not None else []
 

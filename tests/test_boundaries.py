@@ -224,10 +224,11 @@ def test_no_circles_of_imports_anywhere_in_the_tree():
 SYNC_MAY_IMPORT_FROM_STORE = {
     "store.replica": {"RecordReplica", "ProgressCallback"},
     "store.doc_ids": {"DOC_ID_PATTERN"},
+    "store.device_list": {"DEVICE_LIST_ID", "REVOKE_PREFIX"},
     "store.automerge_guard": {"panics_as"},
     "store.device_identity": {"DeviceIdentity", "fingerprint", "short_id"},
     "store.errors": {"NotewellError", "VaultError", "VaultBusy", "DiskFull", "DamagedVault", "ForeignDocument",
-                     "DocumentOverBudget"},
+                     "DocumentOverBudget", "RevokedAuthor"},
     "store.write_access": {"translate"},
 }
 

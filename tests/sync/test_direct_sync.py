@@ -629,6 +629,14 @@ class _ForeignPeer:
     def share_vouches(self):
         pass  # a peer that vouches for nobody
 
+    def device_trust(self):
+        from store.device_list import DeviceTrust
+
+        return DeviceTrust("", {})  # and knows of no revocation
+
+    def revoke(self, device_id):
+        pass
+
     def load_doc(self, doc_id):
         return self.docs[doc_id].fork()
 

@@ -423,17 +423,33 @@ def _group_key(device: Device) -> bytes:
     return group_key(device.record.replica)
 
 
-def test_a_bundle_from_another_sync_group_changes_nothing(devices, box):
-    from sync.peers import set_group_key
-
+def test_a_format_1_bundle_from_another_sync_group_changes_nothing(devices, box):
+    # Format 1 (every bundle under the sync-group key) is still read from a paired sender;
+    # one sealed under another group's key is named as such.
     a, b, _ = devices
     _client_with_note(a, "sealed with an old key")
-    set_group_key(a.record.replica, os.urandom(32))
-    a.mailbox(box)
+    old = fmt.encode(
+        [(d, a.record.replica.load_doc(d).save()) for d in a.record.replica.doc_heads()],
+        sender_id=a.identity.device_id, seq=1, group_key=os.urandom(32), private_key=a.identity.key_pem.encode(),
+    )
+    (box / fmt.file_name(a.identity.device_id, 1)).write_bytes(old)
     before = b.heads()
     report = b.mailbox(box)
     assert [r.reason for r in report.bundles.rejected] == ["other-group"]
     assert b.heads() == before
+
+
+def test_a_format_1_bundle_of_the_group_is_still_read(devices, box):
+    a, b, _ = devices
+    client, _note = _client_with_note(a, "written by an older version")
+    old = fmt.encode(
+        [(d, a.record.replica.load_doc(d).save()) for d in a.record.replica.doc_heads()],
+        sender_id=a.identity.device_id, seq=1, group_key=_group_key(a), private_key=a.identity.key_pem.encode(),
+    )
+    (box / fmt.file_name(a.identity.device_id, 1)).write_bytes(old)
+    report = b.mailbox(box)
+    assert report.bundles.applied == 1 and report.bundles.rejected == []
+    assert client.id in {row.client_id for row in b.record.list_clients()}
 
 
 def test_process_note_canary_never_reaches_a_bundle(devices, box):

@@ -16,6 +16,7 @@ from sync.errors import (
     AmbiguousDevice,
     PairingCodeExpired,
     PairingFailed,
+    RevokedDevice,
     UnknownDevice,
     WrongPairingCode,
 )
@@ -250,9 +251,10 @@ def test_peer_book_forget_revokes_but_keeps_listing(make_vault):
         assert ("device_revoked", {"device": one.device_id[:16], "device_name": one.name}) in events
         session = next(d for e, d in events if e == "sync_session")
         assert session["transport"] == "direct" and session["received"] == 1
-        # Pairing again on purpose reinstates the device, keeping its history.
-        book.add(one.device_id, one.name, one.cert_pem)
-        assert book.trusted(one.device_id) is not None
+        # A revocation is final (docs/security.md): pairing with the device again is refused.
+        with pytest.raises(RevokedDevice):
+            book.add(one.device_id, one.name, one.cert_pem)
+        assert book.trusted(one.device_id) is None
     finally:
         vault.close()
 
