@@ -34,9 +34,11 @@ def _entries_of(device) -> list[tuple[str, bytes]]:
     return [(d, device.record.replica.stored_doc(d)[0]) for d in sorted(device.record.replica.doc_heads())]
 
 
-def _decoded(device, path) -> list[tuple[str, bytes]]:
+def _decoded(sender, reader, path) -> list[tuple[str, bytes]]:
+    """The entries of `sender`'s bundle as `reader`, one of its recipients, opens them."""
     data = path.read_bytes()
-    return fmt.decode(data, sender_cert=device.identity.cert_pem, group_key=_group_key(device)).entries
+    return fmt.decode_for(data, sender_cert=sender.identity.cert_pem, device_id=reader.identity.device_id,
+                          private_key=reader.identity.key_pem.encode()).entries
 
 
 def test_a_bundle_carries_each_document_as_its_stored_bytes(devices, box):
@@ -46,7 +48,7 @@ def test_a_bundle_carries_each_document_as_its_stored_bytes(devices, box):
     for i in range(3):
         _client_with_note(a, f"synthetic note {i}")  # a section typed after the note was made: changes appended
     report = a.mailbox(box)
-    entries = dict(_decoded(a, box / report.bundles.written))
+    entries = dict(_decoded(a, b, box / report.bundles.written))
     assert set(entries) == set(a.record.replica.doc_heads())
     appended = [d for d in entries if entries[d] != a.record.replica.load_doc(d).save()]
     assert appended, "no document here had changes stored after its snapshot"
