@@ -46,9 +46,10 @@ from pydantic import (
 
 from store import documents as D
 from store.compliance import blocking, check_note
-from store.document_encoding import EncodedDocument, Unsupported
+from store.document_encoding import EncodedDocument, Unsupported, root_puts_change
 from store.errors import DiskFull, ImportFailed, NotewellError, NotFound, VaultBusy
 from store.projections import expected_rows, rows_of
+from store.signing import entry_key, reissue_payloads
 from store.doc_ids import DOC_ID_PATTERN, DOC_ID_RULE, is_doc_id
 from store.models import (
     FORMAT_SECTIONS,
@@ -890,9 +891,11 @@ def build_items(items: list[tuple], late_hours: int, context: tuple[str, datetim
     and rows: ("bad", stages) or (kind, doc_id, bytes, heads, view row, fts row, extra).
 
     Items are (section, index, JSON text, client summary or None); `context` is (this
-    device's id, now). Pure (text in, rows out), so worker processes run it too
-    (store/prepare_pool.py); process notes never come here."""
-    device_id, now = context
+    device's id, now, the device id its signed entries name: `RecordStore.import_signer`).
+    Pure (text in, rows out), so worker processes run it too (store/prepare_pool.py); process
+    notes never come here. A note signed elsewhere carries in `extra` what is to be sealed
+    by this device's key, which only the calling process holds (`_to_seal`)."""
+    device_id, now, signer = context
     actor = D.actor_for(device_id)
     out: list[tuple] = []
     # A client's plan is made once per round, not once per note (making one costs as much
@@ -916,7 +919,7 @@ def build_items(items: list[tuple], late_hours: int, context: tuple[str, datetim
                 plans[client_summary] = _plan_of(client_summary)
             gaps = model.status == NoteStatus.SIGNED and bool(blocking(check_note(model, plans[client_summary])))
             signed_at = model.signature.signed_at if model.signature is not None else None
-            extra = (model.client_id, model.status.value, signed_at, gaps)
+            extra = (model.client_id, model.status.value, signed_at, gaps, _to_seal(model, doc, signer))
         if section == "progress_notes" and as_given:
             # The rows of the note as given are the rows of its document (saves reading it
             # back: a third of the work). A signature made here covers exactly this content.
@@ -931,6 +934,23 @@ def build_items(items: list[tuple], late_hours: int, context: tuple[str, datetim
             kind, view, fts = expected_rows(model.id, doc, late_hours)
         out.append((kind, model.id, doc.save(), doc.get_heads(), view, fts, extra))
     return out
+
+
+# `_to_seal` when the calling process re-issues the note's signature itself (its document was
+# built through the binding: `RecordStore.reissue_imported` reads it back).
+RESEAL = "reseal"
+
+
+def _to_seal(model: ProgressNote, doc: Any, signer: str) -> Any:
+    """What the calling process seals and adds to a note signed elsewhere: None when the note
+    has no signature; (the document's next change, [(entry id, payload)]) for a document
+    encoded here, whose content is the note's as given; RESEAL otherwise. The payloads are
+    those `RecordStore.reissue_imported` makes for the same document (signing.reissue_payloads)."""
+    if model.signature is None:
+        return None
+    if not isinstance(doc, EncodedDocument):
+        return RESEAL
+    return doc.next_change(), reissue_payloads(model, model.signature, model.addenda, device_id=signer)
 
 
 # --- applying -----------------------------------------------------------------------------
@@ -1049,8 +1069,9 @@ def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client]) -> _B
     reads their plans), then notes, on the record's worker processes when it has them."""
     record = vault.record
     late_hours = vault.settings().late_entry_hours
-    pool = getattr(record, "prepare_pool", None)
-    context = (vault.device_id, plan.now)
+    # The worker processes the command line starts (store/prepare_pool.py), if any.
+    pool = getattr(getattr(record, "replica", None), "prepare_pool", None)
+    context = (vault.device_id, plan.now, record.import_signer())
     summaries = {cid: _summary(c) for cid, c in vault_clients.items()}
     built = _Built()
     for section in ("clients", "progress_notes"):
@@ -1074,14 +1095,14 @@ def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client]) -> _B
                     built.add_problems(result[1])
                     continue
                 kind, doc_id, data, heads, view, fts, extra = result
-                if section == "progress_notes" and extra[1] != NoteStatus.DRAFT.value:
+                if section == "progress_notes":
                     # Signed here by key, signer, credentials and time as the file states them.
-                    data, heads = record.reissue_imported(data)
+                    data, heads = _sealed(record, data, heads, extra[4])
                 good.append((doc_id, kind, data, heads, view, fts))
                 if section == "clients":
                     summaries.setdefault(extra[0], extra)
                 else:
-                    client_id, status, signed_at, gaps = extra
+                    client_id, status, signed_at, gaps, _seal = extra
                     if status != NoteStatus.DRAFT.value:
                         built.as_given.append((doc_id, client_id, status, signed_at))
                     if gaps:
@@ -1095,6 +1116,21 @@ def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client]) -> _B
         else:
             built.process_notes.append(pnote.model_copy(update={"device_id": vault.device_id}))
     return built
+
+
+def _sealed(record: Any, data: bytes, heads: list[bytes], to_seal: Any) -> tuple[bytes, list[bytes]]:
+    """A note's document with its signed entries, sealed here by this device's key: a change
+    appended to the document as built (`root_puts_change`: the change the binding makes
+    for the same entries), or, for a document built through the binding, re-issued by
+    the record itself. (bytes, heads)."""
+    if to_seal is None:
+        return data, heads
+    if to_seal == RESEAL:
+        return record.reissue_imported(data)
+    after, entries = to_seal
+    envelopes = record.seal_imported([payload for _id, payload in entries])
+    chunk, head = root_puts_change(after, [(entry_key(eid), env) for (eid, _p), env in zip(entries, envelopes)])
+    return data + chunk, [head]
 
 
 def apply_import(
