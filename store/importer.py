@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
 import stat
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,6 +45,7 @@ from pydantic import (
 from store import documents as D
 from store.compliance import blocking, check_note
 from store.document_encoding import EncodedDocument, Unsupported, root_puts_change
+from store.import_spill import Spill
 from store.errors import DiskFull, ImportFailed, NotewellError, NotFound, VaultBusy
 from store.projections import expected_rows, rows_of
 from store.signing import entry_key, reissue_payloads
@@ -1046,10 +1045,10 @@ def _database_errors() -> tuple[type[BaseException], ...]:
 @dataclass
 class _Built:
     """Everything an import writes, built before anything is written. Each round's documents
-    and rows are kept pickled and compressed (a 100,000-note file's come to about a
-    hundred megabytes that way, several times that as objects)."""
+    and rows wait in an encrypted, unnamed temporary file (store/import_spill.py): a
+    100,000-note file's come to a few hundred megabytes, too much to hold beside the file."""
 
-    rounds: list[bytes] = field(default_factory=list)
+    spill: Spill = field(default_factory=Spill)
     process_notes: list[ProcessNote] = field(default_factory=list)
     as_given: list[tuple[str, str, str, datetime | None]] = field(default_factory=list)  # note, client, status, signed
     gaps: list[str] = field(default_factory=list)
@@ -1060,20 +1059,19 @@ class _Built:
             mine.extend(theirs)
 
     def documents(self) -> Iterator[list[tuple]]:
-        for packed in self.rounds:
-            yield pickle.loads(zlib.decompress(packed))
+        return self.spill.rounds()
 
 
-def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client]) -> _Built:
-    """Checks and builds every item, writing nothing: clients first (the notes' checklist
-    reads their plans), then notes, on the record's worker processes when it has them."""
+def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client], built: _Built) -> None:
+    """Checks and builds every item into `built`, writing nothing to the vault: clients first
+    (the notes' checklist reads their plans), then notes, on the record's worker processes
+    when it has them."""
     record = vault.record
     late_hours = vault.settings().late_entry_hours
     # The worker processes the command line starts (store/prepare_pool.py), if any.
     pool = getattr(getattr(record, "replica", None), "prepare_pool", None)
     context = (vault.device_id, plan.now, record.import_signer())
     summaries = {cid: _summary(c) for cid, c in vault_clients.items()}
-    built = _Built()
     for section in ("clients", "progress_notes"):
         n = plan.count(section)
         for start in range(0, n, BUILD_BATCH):
@@ -1108,14 +1106,13 @@ def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client]) -> _B
                     if gaps:
                         built.gaps.append(doc_id)
             if not any(built.stages) and good:
-                built.rounds.append(zlib.compress(pickle.dumps(good, protocol=pickle.HIGHEST_PROTOCOL), 1))
+                built.spill.add(good)
     for i in range(plan.count("process_notes")):
         stages, pnote = _build_process_note(i, _DECODER.decode(plan.raw("process_notes", i)), plan.now)
         if pnote is None or any(stages):
             built.add_problems(stages)
         else:
             built.process_notes.append(pnote.model_copy(update={"device_id": vault.device_id}))
-    return built
 
 
 def _sealed(record: Any, data: bytes, heads: list[bytes], to_seal: Any) -> tuple[bytes, list[bytes]]:
@@ -1147,9 +1144,20 @@ def apply_import(
     (a plan from `scan_import`), or a write fails; then nothing changed.
     """
     _capabilities(vault, plan)
-    record = vault.record
     vault_clients = check_vault_ids(vault, plan)
-    built = _build(vault, plan, vault_clients)
+    built = _Built()
+    try:
+        return _build_and_write(vault, plan, vault_clients, built, progress)
+    finally:
+        built.spill.close()  # the file has no name: closing it is its end
+
+
+def _build_and_write(
+    vault: Any, plan: ImportPlan, vault_clients: dict[str, Client], built: _Built,
+    progress: Callable[[int, int], None] | None,
+) -> ImportSummary:
+    record = vault.record
+    _build(vault, plan, vault_clients, built)
     if any(built.stages):
         _raise_first(*built.stages)
     problems, _clients = _check_against_vault(vault, plan, private=True)
