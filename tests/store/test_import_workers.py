@@ -62,21 +62,6 @@ def new_vault(tmp_path):
         vault.close()
 
 
-@pytest.fixture
-def answers(monkeypatch) -> dict[str, int]:
-    """Chunks answered, by thread: a worker's (its feeder thread) or the importer's own."""
-    by_thread: dict[str, int] = {}
-    answer = prepare_pool._Job.answer
-
-    def counted(job, index, result):
-        name = threading.current_thread().name
-        by_thread[name] = by_thread.get(name, 0) + 1
-        return answer(job, index, result)
-
-    monkeypatch.setattr(prepare_pool._Job, "answer", counted)
-    return by_thread
-
-
 def content(vault: Vault) -> dict:
     """What a clinician sees of each note, and of its signature, without what differs from
     one vault to another (device ids, the signature's entry and heads, the time a note given
@@ -105,8 +90,9 @@ def assert_signed_here_and_whole(vault: Vault, count: int) -> None:
     assert vault.check() == []
 
 
-def test_an_import_builds_on_the_workers_and_stores_what_one_process_does(new_vault, answers):
+def test_an_import_builds_on_the_workers_and_stores_what_one_process_does(new_vault, answers_by_thread):
     count = 8 * CHUNK
+    answers = answers_by_thread
     data = many_notes(count)
     alone = new_vault("alone")
     apply_import(alone, parse_import(data, now=NOW))
