@@ -450,16 +450,15 @@ class EncodedDocument:
             return  # an empty transaction makes no change
         deps = [len(self.changes) - 1] if self.changes else []
         start_op = ops[0].id
-        meta, data = _columns(_op_columns(ops, document=False))
-        body = b"".join((
-            _u(len(deps)), *(self.changes[d].hash for d in deps),
-            _u(len(self.actor)), self.actor,
-            _u(len(self.changes) + 1), _u(start_op), _s(0),  # seq, first op, time
-            _u(0), _u(0),  # no message, no other actors
-            meta, data,
-        ))
-        _bytes, digest = _chunk(CHUNK_CHANGE, body)
+        _bytes, digest = _change_chunk(
+            self.actor, len(self.changes) + 1, start_op, [self.changes[d].hash for d in deps], ops
+        )
         self.changes.append(_Change(len(self.changes) + 1, start_op, self.next_op - 1, deps, digest))
+
+    def next_change(self) -> NextChange:
+        """Where the document's next change would start: enough for `root_puts_change` to
+        write it elsewhere, once this document is saved and gone."""
+        return (self.actor, len(self.changes) + 1, self.next_op, tuple(self.get_heads()), frozenset(self.keys[_ROOT]))
 
     # -- the saved document --
 
@@ -511,6 +510,46 @@ class EncodedDocument:
         ))
         data, _digest = _chunk(CHUNK_DOCUMENT, body)
         return data
+
+
+def _change_chunk(actor: bytes, seq: int, start_op: int, deps: list[bytes], ops: list[_Op]) -> tuple[bytes, bytes]:
+    """(chunk bytes, hash) of one change, laid out as the binding lays it out."""
+    meta, data = _columns(_op_columns(ops, document=False))
+    body = b"".join((
+        _u(len(deps)), *deps,
+        _u(len(actor)), actor,
+        _u(seq), _u(start_op), _s(0),  # seq, first op, time
+        _u(0), _u(0),  # no message, no other actors
+        meta, data,
+    ))
+    return _chunk(CHUNK_CHANGE, body)
+
+
+# (actor, seq, first op, heads, root keys) of a saved document's next change: a plain tuple,
+# so it travels between processes as it is.
+NextChange = tuple[bytes, int, int, tuple[bytes, ...], frozenset]
+
+
+def root_puts_change(after: NextChange, puts: list[tuple[str, str]]) -> tuple[bytes, bytes]:
+    """(chunk bytes, hash) of the change that puts each (key, string) at the root of the
+    document `after` describes, by its actor, as the binding makes it (keys new to the root,
+    in the order given). Appended to that document's saved bytes it loads as the document
+    with the change (a save followed by changes, as record.db stores documents).
+
+    The importer's parent process uses it to add the signed entries it seals (the key
+    stays there) to a document a worker process encoded and saved."""
+    actor, seq, start_op, heads, root_keys = after
+    ops: list[_Op] = []
+    seen: set[str] = set()
+    for i, (key, value) in enumerate(puts):
+        if key.__class__ is not str or key in root_keys or key in seen:
+            raise Unsupported("a put over a key the root already holds")
+        seen.add(key)
+        meta, raw = _scalar(_STR_TYPE, value)
+        ops.append(_Op(start_op + i, _ROOT, key, 0, False, SET, [(meta, 1)], raw))
+    if not ops:
+        raise Unsupported("an empty change")
+    return _change_chunk(actor, seq, start_op, list(heads), ops)
 
 
 def _compress(cols: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
 import stat
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,9 +44,11 @@ from pydantic import (
 
 from store import documents as D
 from store.compliance import blocking, check_note
-from store.document_encoding import EncodedDocument, Unsupported
+from store.document_encoding import EncodedDocument, Unsupported, root_puts_change
+from store.import_spill import Spill
 from store.errors import DiskFull, ImportFailed, NotewellError, NotFound, VaultBusy
 from store.projections import expected_rows, rows_of
+from store.signing import entry_key, reissue_payloads
 from store.doc_ids import DOC_ID_PATTERN, DOC_ID_RULE, is_doc_id
 from store.models import (
     FORMAT_SECTIONS,
@@ -890,9 +890,11 @@ def build_items(items: list[tuple], late_hours: int, context: tuple[str, datetim
     and rows: ("bad", stages) or (kind, doc_id, bytes, heads, view row, fts row, extra).
 
     Items are (section, index, JSON text, client summary or None); `context` is (this
-    device's id, now). Pure (text in, rows out), so worker processes run it too
-    (store/prepare_pool.py); process notes never come here."""
-    device_id, now = context
+    device's id, now, the device id its signed entries name: `RecordStore.import_signer`).
+    Pure (text in, rows out), so worker processes run it too (store/prepare_pool.py); process
+    notes never come here. A note signed elsewhere carries in `extra` what is to be sealed
+    by this device's key, which only the calling process holds (`_to_seal`)."""
+    device_id, now, signer = context
     actor = D.actor_for(device_id)
     out: list[tuple] = []
     # A client's plan is made once per round, not once per note (making one costs as much
@@ -916,7 +918,7 @@ def build_items(items: list[tuple], late_hours: int, context: tuple[str, datetim
                 plans[client_summary] = _plan_of(client_summary)
             gaps = model.status == NoteStatus.SIGNED and bool(blocking(check_note(model, plans[client_summary])))
             signed_at = model.signature.signed_at if model.signature is not None else None
-            extra = (model.client_id, model.status.value, signed_at, gaps)
+            extra = (model.client_id, model.status.value, signed_at, gaps, _to_seal(model, doc, signer))
         if section == "progress_notes" and as_given:
             # The rows of the note as given are the rows of its document (saves reading it
             # back: a third of the work). A signature made here covers exactly this content.
@@ -931,6 +933,23 @@ def build_items(items: list[tuple], late_hours: int, context: tuple[str, datetim
             kind, view, fts = expected_rows(model.id, doc, late_hours)
         out.append((kind, model.id, doc.save(), doc.get_heads(), view, fts, extra))
     return out
+
+
+# `_to_seal` when the calling process re-issues the note's signature itself (its document was
+# built through the binding: `RecordStore.reissue_imported` reads it back).
+RESEAL = "reseal"
+
+
+def _to_seal(model: ProgressNote, doc: Any, signer: str) -> Any:
+    """What the calling process seals and adds to a note signed elsewhere: None when the note
+    has no signature; (the document's next change, [(entry id, payload)]) for a document
+    encoded here, whose content is the note's as given; RESEAL otherwise. The payloads are
+    those `RecordStore.reissue_imported` makes for the same document (signing.reissue_payloads)."""
+    if model.signature is None:
+        return None
+    if not isinstance(doc, EncodedDocument):
+        return RESEAL
+    return doc.next_change(), reissue_payloads(model, model.signature, model.addenda, device_id=signer)
 
 
 # --- applying -----------------------------------------------------------------------------
@@ -1026,10 +1045,10 @@ def _database_errors() -> tuple[type[BaseException], ...]:
 @dataclass
 class _Built:
     """Everything an import writes, built before anything is written. Each round's documents
-    and rows are kept pickled and compressed (a 100,000-note file's come to about a
-    hundred megabytes that way, several times that as objects)."""
+    and rows wait in an encrypted, unnamed temporary file (store/import_spill.py): a
+    100,000-note file's come to a few hundred megabytes, too much to hold beside the file."""
 
-    rounds: list[bytes] = field(default_factory=list)
+    spill: Spill = field(default_factory=Spill)
     process_notes: list[ProcessNote] = field(default_factory=list)
     as_given: list[tuple[str, str, str, datetime | None]] = field(default_factory=list)  # note, client, status, signed
     gaps: list[str] = field(default_factory=list)
@@ -1040,19 +1059,19 @@ class _Built:
             mine.extend(theirs)
 
     def documents(self) -> Iterator[list[tuple]]:
-        for packed in self.rounds:
-            yield pickle.loads(zlib.decompress(packed))
+        return self.spill.rounds()
 
 
-def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client]) -> _Built:
-    """Checks and builds every item, writing nothing: clients first (the notes' checklist
-    reads their plans), then notes, on the record's worker processes when it has them."""
+def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client], built: _Built) -> None:
+    """Checks and builds every item into `built`, writing nothing to the vault: clients first
+    (the notes' checklist reads their plans), then notes, on the record's worker processes
+    when it has them."""
     record = vault.record
     late_hours = vault.settings().late_entry_hours
-    pool = getattr(record, "prepare_pool", None)
-    context = (vault.device_id, plan.now)
+    # The worker processes the command line starts (store/prepare_pool.py), if any.
+    pool = getattr(getattr(record, "replica", None), "prepare_pool", None)
+    context = (vault.device_id, plan.now, record.import_signer())
     summaries = {cid: _summary(c) for cid, c in vault_clients.items()}
-    built = _Built()
     for section in ("clients", "progress_notes"):
         n = plan.count(section)
         for start in range(0, n, BUILD_BATCH):
@@ -1074,27 +1093,41 @@ def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client]) -> _B
                     built.add_problems(result[1])
                     continue
                 kind, doc_id, data, heads, view, fts, extra = result
-                if section == "progress_notes" and extra[1] != NoteStatus.DRAFT.value:
+                if section == "progress_notes":
                     # Signed here by key, signer, credentials and time as the file states them.
-                    data, heads = record.reissue_imported(data)
+                    data, heads = _sealed(record, data, heads, extra[4])
                 good.append((doc_id, kind, data, heads, view, fts))
                 if section == "clients":
                     summaries.setdefault(extra[0], extra)
                 else:
-                    client_id, status, signed_at, gaps = extra
+                    client_id, status, signed_at, gaps, _seal = extra
                     if status != NoteStatus.DRAFT.value:
                         built.as_given.append((doc_id, client_id, status, signed_at))
                     if gaps:
                         built.gaps.append(doc_id)
             if not any(built.stages) and good:
-                built.rounds.append(zlib.compress(pickle.dumps(good, protocol=pickle.HIGHEST_PROTOCOL), 1))
+                built.spill.add(good)
     for i in range(plan.count("process_notes")):
         stages, pnote = _build_process_note(i, _DECODER.decode(plan.raw("process_notes", i)), plan.now)
         if pnote is None or any(stages):
             built.add_problems(stages)
         else:
             built.process_notes.append(pnote.model_copy(update={"device_id": vault.device_id}))
-    return built
+
+
+def _sealed(record: Any, data: bytes, heads: list[bytes], to_seal: Any) -> tuple[bytes, list[bytes]]:
+    """A note's document with its signed entries, sealed here by this device's key: a change
+    appended to the document as built (`root_puts_change`: the change the binding makes
+    for the same entries), or, for a document built through the binding, re-issued by
+    the record itself. (bytes, heads)."""
+    if to_seal is None:
+        return data, heads
+    if to_seal == RESEAL:
+        return record.reissue_imported(data)
+    after, entries = to_seal
+    envelopes = record.seal_imported([payload for _id, payload in entries])
+    chunk, head = root_puts_change(after, [(entry_key(eid), env) for (eid, _p), env in zip(entries, envelopes)])
+    return data + chunk, [head]
 
 
 def apply_import(
@@ -1111,9 +1144,20 @@ def apply_import(
     (a plan from `scan_import`), or a write fails; then nothing changed.
     """
     _capabilities(vault, plan)
-    record = vault.record
     vault_clients = check_vault_ids(vault, plan)
-    built = _build(vault, plan, vault_clients)
+    built = _Built()
+    try:
+        return _build_and_write(vault, plan, vault_clients, built, progress)
+    finally:
+        built.spill.close()  # the file has no name: closing it is its end
+
+
+def _build_and_write(
+    vault: Any, plan: ImportPlan, vault_clients: dict[str, Client], built: _Built,
+    progress: Callable[[int, int], None] | None,
+) -> ImportSummary:
+    record = vault.record
+    _build(vault, plan, vault_clients, built)
     if any(built.stages):
         _raise_first(*built.stages)
     problems, _clients = _check_against_vault(vault, plan, private=True)

@@ -273,6 +273,8 @@ def _feed(worker: _Worker, job: _Job) -> None:
             job.answer(in_flight.popleft(), result)
     except (EOFError, OSError, ValueError, pickle.PickleError):
         worker.dead = True
+    except Exception:  # an answer that does not unpickle as one (TypeError...): the same
+        worker.dead = True
     finally:
         if in_flight:
             job.give_back(in_flight)

@@ -369,22 +369,11 @@ class RecordStore:
             signed = current if D.content_hash(current) == legacy.content_hash or not legacy.content_hash else None
         if signed is None:
             return False
-        entry_id = signing.new_entry_id()
-        payload = signing.note_payload(
-            signed, entry_id=entry_id, signer=legacy.signer, credentials=legacy.credentials,
-            signed_at=legacy.signed_at, device_id=me.device_id,
-        )
-        entries = [(entry_id, signing.seal(key, payload))]
-        amends = D.payload_content_hash(payload)
-        for a in current.addenda:
-            if only_mine and a.device_id not in mine:
-                continue
-            add = signing.addendum_payload(
-                entry_id=a.id, note_id=current.id, text=a.text, reason=a.reason, signer=a.signer,
-                credentials=a.credentials, signed_at=a.signed_at, device_id=me.device_id,
-                amends=amends, amends_signature=entry_id,
-            )
-            entries.append((a.id, signing.seal(key, add)))
+        addenda = [a for a in current.addenda if not only_mine or a.device_id in mine]
+        entries = [
+            (entry_id, signing.seal(key, payload))
+            for entry_id, payload in signing.reissue_payloads(signed, legacy, addenda, device_id=me.device_id)
+        ]
         with doc.transaction() as tx:
             for eid, envelope in entries:
                 D.put_signed_entry(tx, eid, envelope)
@@ -398,6 +387,20 @@ class RecordStore:
         doc.set_actor(self._docs.actor)
         self._reissue_legacy(doc, only_mine=False)
         return doc.save(), doc.get_heads()
+
+    def import_signer(self) -> str:
+        """The device id an import's signed entries name (this device's signing identity):
+        the worker processes that build an import's documents put it in the payloads they
+        make (`signing.reissue_payloads`); the key itself never leaves this store."""
+        return self._signing_key()[0].device_id
+
+    def seal_imported(self, payloads: list[dict]) -> list[str]:
+        """The envelopes of an import's signed entries (payloads from `reissue_payloads`
+        naming `import_signer()`), sealed by this device's key, as `reissue_imported` does."""
+        me, key = self._signing_key()
+        if any(p.get("device_id") != me.device_id for p in payloads):
+            raise ValueError("a payload names another device")
+        return [signing.seal(key, p) for p in payloads]
 
     def upgrade_signatures(self) -> int:
         """Once per vault, on open: the signatures of the earlier form that this device made

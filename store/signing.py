@@ -151,6 +151,29 @@ def addendum_payload(
     }
 
 
+def reissue_payloads(
+    signed: ProgressNote, signature: Any, addenda: list[Any], *, device_id: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """(entry id, payload) of each signed entry that re-issues a signature of the earlier form
+    (`signature`: signer, credentials, time) over the content `signed`, and its `addenda`, by
+    the device `device_id`: what a vault's upgrade and an import seal with this device's key
+    (store/record.py). Pure, so an import's worker processes make them, never holding a key."""
+    entry_id = new_entry_id()
+    payload = note_payload(
+        signed, entry_id=entry_id, signer=signature.signer, credentials=signature.credentials,
+        signed_at=signature.signed_at, device_id=device_id,
+    )
+    out = [(entry_id, payload)]
+    amends = payload_content_hash(payload)
+    for a in addenda:
+        out.append((a.id, addendum_payload(
+            entry_id=a.id, note_id=signed.id, text=a.text, reason=a.reason, signer=a.signer,
+            credentials=a.credentials, signed_at=a.signed_at, device_id=device_id,
+            amends=amends, amends_signature=entry_id,
+        )))
+    return out
+
+
 def resolution_payload(
     *,
     entry_id: str,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,20 @@ def folder_snapshot(folder: Path) -> dict[str, str]:
             p = Path(root) / name
             out[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
+
+
+@pytest.fixture
+def answers_by_thread(monkeypatch) -> dict[str, int]:
+    """How many chunks each thread answered: the caller's own, or a worker's (its feeder)."""
+    by_thread: dict[str, int] = {}
+    from store import prepare_pool
+
+    answer = prepare_pool._Job.answer
+
+    def counted(job, index, result):
+        name = threading.current_thread().name
+        by_thread[name] = by_thread.get(name, 0) + 1
+        return answer(job, index, result)
+
+    monkeypatch.setattr(prepare_pool._Job, "answer", counted)
+    return by_thread

@@ -133,8 +133,36 @@ def test_an_import_stores_the_encoded_documents_and_they_read_as_the_notes_given
     text = EXAMPLE.read_text(encoding="utf-8")
     plan = read_import(text)
     items = [("progress_notes", i, plan.raw("progress_notes", i), None) for i in range(plan.count("progress_notes"))]
-    for (section, index, raw, _s), result in zip(items, build_items(items, 72, (DEVICE, plan.now))):
+    for (section, index, raw, _s), result in zip(items, build_items(items, 72, (DEVICE, plan.now, DEVICE))):
         kind, doc_id, data, heads, view, fts, _extra = result
         doc = Document.load(data)
         assert doc.get_heads() == heads
         assert expected_rows(doc_id, doc, 72) == (kind, view, fts)
+
+
+def test_a_change_put_after_a_save_is_the_change_the_binding_makes() -> None:
+    """`root_puts_change`: what the importing process adds to a document a worker encoded
+    and saved (its signed entries) is the binding's own change, hash for hash, and the save
+    followed by it loads as the binding's document."""
+    from automerge.core import ROOT, ScalarType
+
+    from store.document_encoding import root_puts_change
+
+    for index, item in enumerate(_example_notes()):
+        note = _model(item, index)
+        encoded = D.imported_note_doc(note, ACTOR, DEVICE, make=EncodedDocument)
+        saved, after = encoded.save(), encoded.next_change()
+        puts = [(f"signed:{index:02d}{i:02d}", json.dumps({"text": "é\u0915" * i + "plain", "i": i}))
+                for i in range(1 + index % 3)]
+        chunk, head = root_puts_change(after, puts)
+        made = Document.load(saved)
+        made.set_actor(ACTOR)
+        with made.transaction() as tx:
+            for key, value in puts:
+                tx.put(ROOT, key, ScalarType.Str, value)
+        assert made.get_heads() == [head]
+        both = Document.load(saved + chunk)
+        assert both.get_heads() == [head]
+        assert both.save() == made.save()
+        with pytest.raises(Unsupported):
+            root_puts_change(after, [("type", "over a key the root holds")])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 
 import pytest
 
@@ -73,21 +72,6 @@ def test_results_are_exactly_the_calling_threads(items, pool):
         parts = list(pool.prepare_batches(items, LATE_HOURS, batch))
         assert [len(p) for p in parts] == [len(items[i:i + batch]) for i in range(0, len(items), batch)]
         assert [r for p in parts for r in p] == expected
-
-
-@pytest.fixture
-def answers_by_thread(monkeypatch) -> dict[str, int]:
-    """How many chunks each thread answered: the caller's own, or a worker's (its feeder)."""
-    by_thread: dict[str, int] = {}
-    answer = prepare_pool._Job.answer
-
-    def counted(job, index, result):
-        name = threading.current_thread().name
-        by_thread[name] = by_thread.get(name, 0) + 1
-        return answer(job, index, result)
-
-    monkeypatch.setattr(prepare_pool._Job, "answer", counted)
-    return by_thread
 
 
 def test_the_workers_do_a_share(items, pool, answers_by_thread):
