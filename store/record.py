@@ -59,6 +59,7 @@ from store.models import (
     utcnow,
     validated,
 )
+from store.check_record import CheckRecord
 from store.projections import _v1 as _projections_v1
 from store.replica import Replica, forget_cached_documents
 from store.doc_ids import DOC_ID_RULE, is_doc_id
@@ -934,6 +935,19 @@ class RecordStore:
         self._sync_late_entry_hours()
         problems = projection_mismatches(self._conn, self._docs.load_fresh, late_entry_hours=self._late_hours())
         return problems + self.signature_problems()
+
+    def check_documents(self, *, full: bool = False) -> tuple[list[str], int, int]:
+        """`check`'s comparison of the derived tables with the documents, skipping documents
+        verified before and unchanged since (store/check_record.py) unless `full`; records
+        what it verified. (problems, documents read, documents unchanged since last time)."""
+        self._sync_late_entry_hours()
+        record = CheckRecord(self._conn, self._late_hours(), full=full)
+        problems = projection_mismatches(
+            self._conn, self._docs.load_fresh, late_entry_hours=self._late_hours(),
+            unchanged=record.unchanged, matched=record.matched,
+        )
+        record.save()
+        return problems, record.read_count, record.unchanged_count
 
     def signature_problems(self) -> list[str]:
         """One line per note whose signature fails verification: the note and what failed."""

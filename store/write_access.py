@@ -106,7 +106,10 @@ def install_lock_wait(conn: sqlcipher3.Connection) -> None:
 
 def begin_write(conn: sqlcipher3.Connection) -> None:
     """BEGIN IMMEDIATE on `conn`: the write lock at once when it is free, else after the wait
-    of `install_lock_wait`; VaultBusy when it stays taken."""
+    of `install_lock_wait`; VaultBusy when it stays taken. A database whose pages are still
+    being verified (`hold_writes`) is written only once they have passed."""
+    if _holds:
+        _wait_for_hold(conn)
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlcipher3.Error as e:  # (not `translated()`: this runs before every write)
@@ -114,6 +117,30 @@ def begin_write(conn: sqlcipher3.Connection) -> None:
         if typed is None:
             raise
         raise typed from None
+
+
+# Database path -> what a write to it waits for first (store/page_check.py: every page
+# verified). Empty, as it is almost always, this costs a write nothing.
+_holds: dict[str, Callable[[], None]] = {}
+
+
+def hold_writes(path: Path, until: Callable[[], None]) -> None:
+    """Every write of this process to the database at `path` first calls `until`, which
+    returns when the write may go ahead or raises the error that refuses it."""
+    _holds[str(Path(path).resolve())] = until
+
+
+def release_writes(path: Path, until: Callable[[], None]) -> None:
+    key = str(Path(path).resolve())
+    if _holds.get(key) == until:
+        _holds.pop(key, None)
+
+
+def _wait_for_hold(conn: sqlcipher3.Connection) -> None:
+    where = _database_file(conn)
+    until = _holds.get(where) if where else None
+    if until is not None:
+        until()  # raises to refuse; once passed, it returns at once every time
 
 
 @contextlib.contextmanager
@@ -185,6 +212,14 @@ def _is_busy(error: BaseException) -> bool:
     if code is not None:
         return code == sqlcipher3.SQLITE_BUSY
     return isinstance(error, sqlcipher3.OperationalError) and str(error).startswith("database is locked")
+
+
+def _database_file(conn: sqlcipher3.Connection) -> str | None:
+    try:
+        row = conn.execute("PRAGMA database_list").fetchone()
+    except sqlcipher3.Error:
+        return None
+    return str(Path(row[2]).resolve()) if row and row[2] else None
 
 
 def _database_folder(conn: sqlcipher3.Connection | None) -> Path | None:
