@@ -99,7 +99,7 @@ class PageCheck:
     def hold_writes(self) -> None:
         """Until the check has passed, a write to any of its databases waits for it."""
         for path, _ in self._databases:
-            hold_writes(path, self.require_sound)
+            hold_writes(path, self.require_sound, lambda: self.passed)
 
     def release(self) -> None:
         """The vault closed: its databases are no longer held (the thread, if still running,

@@ -62,6 +62,7 @@ from store.models import (
 from store.check_record import CheckRecord
 from store.projections import _v1 as _projections_v1
 from store.replica import Replica, forget_cached_documents
+from store.write_access import writes_held
 from store.doc_ids import DOC_ID_RULE, is_doc_id
 from store.projections import (
     project,
@@ -646,7 +647,8 @@ class RecordStore:
             status = self.signature_state(note_id).status.value
             out[note_id] = status
             fresh.append((note_id, heads[note_id], trust, status))
-        if fresh:
+        # (Not while the vault's pages are still being verified: store/page_check.py.)
+        if fresh and not writes_held(self._conn):
             try:
                 with self.transaction():
                     self._conn.executemany(

@@ -119,28 +119,41 @@ def begin_write(conn: sqlcipher3.Connection) -> None:
         raise typed from None
 
 
-# Database path -> what a write to it waits for first (store/page_check.py: every page
-# verified). Empty, as it is almost always, this costs a write nothing.
-_holds: dict[str, Callable[[], None]] = {}
+# Database path -> (what a write to it waits for first, whether that has passed) (store/
+# page_check.py: every page verified). Empty, as it is almost always, this costs a write
+# nothing; a hold that has passed is dropped at the next write.
+_holds: dict[str, tuple[Callable[[], None], Callable[[], bool]]] = {}
 
 
-def hold_writes(path: Path, until: Callable[[], None]) -> None:
+def hold_writes(path: Path, until: Callable[[], None], passed: Callable[[], bool]) -> None:
     """Every write of this process to the database at `path` first calls `until`, which
-    returns when the write may go ahead or raises the error that refuses it."""
-    _holds[str(Path(path).resolve())] = until
+    returns when the write may go ahead or raises the error that refuses it; `passed` says,
+    without waiting, whether it would return at once."""
+    _holds[str(Path(path).resolve())] = (until, passed)
 
 
 def release_writes(path: Path, until: Callable[[], None]) -> None:
     key = str(Path(path).resolve())
-    if _holds.get(key) == until:
+    held = _holds.get(key)
+    if held is not None and held[0] == until:
         _holds.pop(key, None)
+
+
+def writes_held(conn: sqlcipher3.Connection) -> bool:
+    """True while a write on `conn` would wait (or be refused): for a write that is only a
+    cache, which is then better left out than waited for."""
+    if not _holds:
+        return False
+    held = _holds.get(_database_file(conn) or "")
+    return held is not None and not held[1]()
 
 
 def _wait_for_hold(conn: sqlcipher3.Connection) -> None:
     where = _database_file(conn)
-    until = _holds.get(where) if where else None
-    if until is not None:
-        until()  # raises to refuse; once passed, it returns at once every time
+    held = _holds.get(where) if where else None
+    if held is not None:
+        held[0]()  # raises to refuse
+        _holds.pop(where, None)  # passed: later writes go straight ahead
 
 
 @contextlib.contextmanager

@@ -45,7 +45,9 @@ class StoreWorker:
 
         if self._vault is not None:
             self._close()
-        self._vault = Vault.open(path, passphrase)
+        # Every page is verified after the first screen, before the first write
+        # (store/page_check.py; the app starts it: NotewellApp.watch_page_check).
+        self._vault = Vault.open(path, passphrase, pages_after_open=True)
         self._is_open.set()
 
     def _create(self, path: Path, passphrase: str, kwargs: dict[str, Any]) -> str:

@@ -100,7 +100,7 @@ def test_nothing_is_written_before_every_page_has_passed(vault_dir):
         from store import write_access
 
         key = str((vault_dir / "record.db").resolve())
-        write_access._holds[key] = watched
+        write_access._holds[key] = (watched, lambda: vault.page_check.passed)
         vault.update_settings(practice_name="Practice after the check")
         assert seen == [True, True]
         assert vault.page_check.passed

@@ -41,6 +41,9 @@ class MainScreen(NotewellScreen):
         self._select = select_client
         self.client_id: str | None = None
         self._client: Any = None
+        # Work that grows with the record (the To do counts, the page check) starts once the
+        # first screen is drawn: the client list and the first client's timeline.
+        self.first_screen_drawn = False
 
     def compose(self) -> ComposeResult:
         # Shown only while the last sync with some paired device found its clock disagreeing
@@ -62,11 +65,23 @@ class MainScreen(NotewellScreen):
         if self.app.test_mode:
             self.query_one("#client-filter", Input).cursor_blink = False
         self.reload_clients()
+
+    def _first_screen_done(self) -> None:
+        """The client list and the first timeline are on screen: now the rest."""
+        if self.first_screen_drawn:
+            return
+        self.first_screen_drawn = True
+        self.call_after_refresh(self._after_first_screen)
+
+    def _after_first_screen(self) -> None:
+        self.app.watch_page_check()
         self.run_store(self._load_todo_counts, group="todo-counts", exclusive=True)
         self.run_store(self._load_clock_warning, group="clock-warning", exclusive=True)
 
     def on_screen_resume(self) -> None:
         # Back from an editor: statuses may have changed (and from a sync: the clocks).
+        if not self.first_screen_drawn:
+            return  # still drawing the first screen, which loads all of it
         if self.client_id:
             self.run_store(self._load_client, self.client_id, group="client", exclusive=True)
         self.run_store(self._load_todo_counts, group="todo-counts", exclusive=True)
@@ -108,6 +123,7 @@ class MainScreen(NotewellScreen):
         # Content, not str: an option string would be read as markup, and a name may come from another device.
         listing.add_options([Option(Content(printable(row.display_name)), id=row_id(row, "client_id", "id")) for row in rows])
         if not rows:
+            self._first_screen_done()
             return
         index = 0
         if current:
@@ -151,6 +167,7 @@ class MainScreen(NotewellScreen):
         self._client = client
         self.query_one("#client-header", Static).update(client_summary(client))
         self.query_one(Timeline).show(notes, private)
+        self._first_screen_done()
 
     # --- actions ----------------------------------------------------------------------
 
