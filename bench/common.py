@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from store.models import ClinicianSettings
@@ -21,6 +23,29 @@ def pct(values: list[float], p: float) -> float:
     """The p-th percentile by nearest rank."""
     values = sorted(values)
     return values[min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))]
+
+
+@contextlib.contextmanager
+def timed_kdf() -> Iterator[list[float]]:
+    """Within it, every passphrase key derivation's seconds are appended to the list it
+    yields, so a figure can be given without it (the KDF costs the same at any vault size)."""
+    from store import keys
+
+    times: list[float] = []
+    real = keys.passphrase_kek
+
+    def timed(*a, **kw):
+        t0 = time.perf_counter()
+        try:
+            return real(*a, **kw)
+        finally:
+            times.append(time.perf_counter() - t0)
+
+    keys.passphrase_kek = timed
+    try:
+        yield times
+    finally:
+        keys.passphrase_kek = real
 
 
 def build_vault(path: Path, notes: int, clients: int, *, process_notes: int = 200) -> None:

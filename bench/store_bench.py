@@ -21,7 +21,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from bench.common import PASSPHRASE, SETTINGS, pct, synthetic_vault
+from bench.common import PASSPHRASE, SETTINGS, pct, synthetic_vault, timed_kdf
 from store.database import open_database
 from store.models import ProgressNote, SessionFacts
 from store.record import RecordStore
@@ -63,21 +63,8 @@ def bench_search(vault: Vault, n: int = 200) -> list[float]:
 
 def bench_open_and_list(path: Path, runs: int = 5) -> tuple[float, float]:
     """Median open+list time, and the median KDF time inside it (to subtract)."""
-    from store import keys
-
-    kdf_times: list[float] = []
-    real = keys.passphrase_kek
-
-    def timed(*a, **kw):
-        t0 = time.perf_counter()
-        try:
-            return real(*a, **kw)
-        finally:
-            kdf_times.append(time.perf_counter() - t0)
-
-    keys.passphrase_kek = timed
     totals = []
-    try:
+    with timed_kdf() as kdf_times:
         for _ in range(runs):
             t0 = time.perf_counter()
             vault = Vault.open(path, PASSPHRASE)
@@ -85,8 +72,6 @@ def bench_open_and_list(path: Path, runs: int = 5) -> tuple[float, float]:
             vault.record.notes_for_client(clients[len(clients) // 2].client_id)
             totals.append(time.perf_counter() - t0)
             vault.close()
-    finally:
-        keys.passphrase_kek = real
     return statistics.median(totals), statistics.median(kdf_times)
 
 

@@ -629,12 +629,23 @@ class RecordStore:
             return {}
         trust = pack_heads(sorted(self.replica.doc_heads_of(DEVICE_LIST_ID)))
         wanted = set(note_ids)
-        heads = {k: pack_heads(sorted(v)) for k, v in self._docs.all_heads().items() if k in wanted}
-        cached = {
-            r[0]: (bytes(r[1]), bytes(r[2]), r[3])
-            for r in self._conn.execute("SELECT note_id, heads, trust, status FROM signature_checks").fetchall()
-            if r[0] in wanted
-        }
+        if len(wanted) <= _FEW_NOTES:
+            # One client's timeline: a lookup per note, not a scan of the whole record.
+            heads = {k: pack_heads(sorted(v)) for k in wanted if (v := self._docs.heads_of(k))}
+            cached = {}
+            for note_id in wanted:
+                r = self._conn.execute(
+                    "SELECT heads, trust, status FROM signature_checks WHERE note_id = ?", (note_id,)
+                ).fetchone()
+                if r is not None:
+                    cached[note_id] = (bytes(r[0]), bytes(r[1]), r[2])
+        else:
+            heads = {k: pack_heads(sorted(v)) for k, v in self._docs.all_heads().items() if k in wanted}
+            cached = {
+                r[0]: (bytes(r[1]), bytes(r[2]), r[3])
+                for r in self._conn.execute("SELECT note_id, heads, trust, status FROM signature_checks").fetchall()
+                if r[0] in wanted
+            }
         out: dict[str, str] = {}
         fresh: list[tuple[str, bytes, bytes, str]] = []
         for note_id in note_ids:
@@ -963,6 +974,10 @@ class RecordStore:
     def rebuild_projections(self) -> None:
         with self.transaction():
             rebuild_all(self._conn, self._docs.get, late_entry_hours=self._late_hours())
+
+
+# Up to this many notes, `verified_statuses` looks each up rather than scanning every row.
+_FEW_NOTES = 500
 
 
 def _concurrent_edits_text(signed: ProgressNote, merged: ProgressNote) -> str:
