@@ -37,7 +37,9 @@ class CheckRecord:
         self._conn = conn
         self._setting = repr(("late_entry_hours", late_entry_hours)).encode()
         self._stored = stored_heads(conn)
-        self._known = {} if full else _recorded(conn)
+        self._full = full
+        self._table_exists = _recorded(conn, exists_only=True) is not None
+        self._known = {} if full else (_recorded(conn) or {})
         self._fresh: dict[str, bytes] = {}
         self.unchanged_count = 0
 
@@ -66,16 +68,20 @@ class CheckRecord:
         return len(self._stored) - self.unchanged_count
 
     def save(self) -> bool:
-        """Replace the record with this check's findings: documents that were not in step, or
-        are gone, are no longer recorded as verified. False when the vault refused the write
-        (busy, full, or its pages found damaged): the next check then verifies them again."""
+        """Bring the record to this check's findings: documents that were not in step, or are
+        gone, are no longer recorded as verified. Writes only what differs (nothing at all
+        when nothing changed). False when the vault refused the write (busy, full, or its
+        pages found damaged): the next check then verifies those documents again."""
+        on_disk = self._known if not self._full else (_recorded(self._conn) or {})
+        gone = [(doc_id,) for doc_id in on_disk if doc_id not in self._fresh]
+        new = [(doc_id, digest) for doc_id, digest in sorted(self._fresh.items()) if on_disk.get(doc_id) != digest]
+        if not gone and not new and self._table_exists:
+            return True
         try:
             with write_transaction(self._conn):
                 self._conn.execute(_DDL)
-                self._conn.execute(f"DELETE FROM {TABLE}")
-                self._conn.executemany(
-                    f"INSERT INTO {TABLE}(doc_id, digest) VALUES (?, ?)", sorted(self._fresh.items())
-                )
+                self._conn.executemany(f"DELETE FROM {TABLE} WHERE doc_id = ?", gone)
+                self._conn.executemany(f"INSERT OR REPLACE INTO {TABLE}(doc_id, digest) VALUES (?, ?)", new)
         except VaultError:
             return False
         return True
@@ -89,13 +95,11 @@ def stored_heads(conn) -> dict[str, bytes]:
         "SELECT doc_id, heads FROM documents INDEXED BY documents_heads")}
 
 
-def _recorded(conn) -> dict[str, bytes]:
+def _recorded(conn, *, exists_only: bool = False) -> dict[str, bytes] | None:
+    """The record as stored; None when no check has written one yet."""
     exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)).fetchone()
     if exists is None:
+        return None
+    if exists_only:
         return {}
     return {doc_id: bytes(digest) for doc_id, digest in conn.execute(f"SELECT doc_id, digest FROM {TABLE}")}
-
-
-def recorded_count(conn) -> int:
-    """How many documents the last check recorded as verified (0 before any)."""
-    return len(_recorded(conn))
