@@ -206,6 +206,25 @@ def _verify_existing(path: Path, key: str, *, pages: bool = True) -> None:
         conn.close()
 
 
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def read_damage(error: BaseException) -> DamagedVault | None:
+    """DamagedVault for a read that met a page failing its HMAC (SQLCipher reports it as a
+    corrupt database), None for anything else. Pages are verified after a vault opens in the
+    app (store/page_check.py), so a read may meet damage before that check reports it."""
+    if not isinstance(error, sqlcipher3.DatabaseError):
+        return None
+    code = getattr(error, "sqlite_errorcode", None)
+    code = code & 0xFF if isinstance(code, int) else None
+    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or (code is None and "malformed" in str(error)):
+        return DamagedVault(
+            "Part of the vault cannot be read: a page of its files is damaged. Nothing was "
+            "changed; restore the vault from a backup (notewell restore FILE)."
+        )
+    return None
+
+
 def damaged_pages_message(name: str, count: int) -> str:
     return f"The vault's {name} is damaged ({count} problem(s) found when verifying its pages)."
 

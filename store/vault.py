@@ -30,6 +30,7 @@ from store.database import (
     setting_problems,
     structure_problems,
     open_database,
+    read_damage,
     verify_database,
 )
 from store.errors import (
@@ -935,11 +936,18 @@ class Vault:
         pass can vouch for them."""
         self.page_check.start()  # on its own thread, while the documents are compared
         problems = self._vault_file_problems()
-        for name, conn in ((RECORD_DB, self.record_conn), (PRIVATE_DB, self.private_conn)):
-            found = structure_problems(conn) if full else setting_problems(conn)
-            problems += [f"{name}: {p}" for p in found]
-        mismatches, read, unchanged = self.record.check_documents(full=full)
-        problems += mismatches + self.record.signature_problems() + self.private.check()
+        read = unchanged = 0
+        try:
+            for name, conn in ((RECORD_DB, self.record_conn), (PRIVATE_DB, self.private_conn)):
+                found = structure_problems(conn) if full else setting_problems(conn)
+                problems += [f"{name}: {p}" for p in found]
+            mismatches, read, unchanged = self.record.check_documents(full=full)
+            problems += mismatches + self.record.signature_problems() + self.private.check()
+        except sqlcipher3.DatabaseError as e:
+            if read_damage(e) is None:
+                raise
+            # A damaged page stopped the comparison; the page check names it.
+            problems.append("the consistency checks stopped at a page that cannot be read (damaged).")
         problems = self.page_check.wait() + problems
         return CheckReport(problems=problems, documents_read=read, documents_unchanged=unchanged, full=full)
 

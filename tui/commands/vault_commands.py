@@ -207,6 +207,7 @@ def _unsealed(data: bytes, args) -> bytes:
 
 
 def cmd_check(args) -> int:
+    from store.database import read_damage
     from store.vault import Vault
 
     # The page check runs on a thread of its own while the documents are compared.
@@ -217,7 +218,13 @@ def cmd_check(args) -> int:
             print(vault.full_check_estimate().sentence(), file=sys.stderr, flush=True)
         report = vault.check_report(full=full)
         problems = report.problems
-        conflicts = signature_conflicts(vault.record)
+        try:
+            conflicts = signature_conflicts(vault.record)
+        except Exception as e:
+            # A damaged page the check has reported already: say that, not a traceback.
+            if read_damage(e) is None or not problems:
+                raise
+            conflicts = []
     finally:
         vault.close()
     print(checked_sentence(report))
