@@ -45,12 +45,13 @@ class PageCheck:
         self._finished = threading.Event()
         self._problems: list[str] = []
         self._counts: dict[str, int] = {}
+        self._released = False  # the vault closed before the check started: it never will
 
     # --- running ----------------------------------------------------------------------
 
     def start(self) -> None:
         with self._lock:
-            if self._thread is None:
+            if self._thread is None and not self._released:
                 self._thread = threading.Thread(target=self._run, name="notewell-page-check", daemon=True)
                 self._thread.start()
 
@@ -80,9 +81,10 @@ class PageCheck:
         return self._finished.is_set() and not self._problems
 
     def wait(self, timeout: float | None = None) -> list[str] | None:
-        """The findings ([] when every page passed); None if not finished within `timeout`."""
+        """The findings ([] when every page passed); None if not finished within `timeout`,
+        or never started before the vault closed."""
         self.start()
-        if not self._finished.wait(timeout):
+        if not self._finished.is_set() and (self._thread is None or not self._finished.wait(timeout)):
             return None
         return list(self._problems)
 
@@ -106,6 +108,11 @@ class PageCheck:
         finishes on its own connections and closes them)."""
         for path, _ in self._databases:
             release_writes(path, self.require_sound)
+        with self._lock:
+            if self._thread is None:
+                self._released = True
+                for _, key in self._databases:
+                    keys.wipe(key)
 
 
 WRITES_REFUSED = (
