@@ -32,7 +32,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from bench.common import PASSPHRASE, kdf_timed, load, pct, synthetic_vault
+from bench.common import PASSPHRASE, timed_kdf, load, pct, synthetic_vault
 from store import documents as D
 from store import signing
 from store.device_identity import generate_identity
@@ -89,7 +89,7 @@ def first_screen(path: Path) -> tuple[float, float, float, int, int, int, int]:
     signature findings: (total, KDF within it, the reads after the open alone, rows, findings,
     pending states, Ed25519 checks). The open verifies every page of both databases first
     (docs/security.md), which is most of the rest on a busy machine."""
-    with kdf_timed() as kdf:
+    with timed_kdf() as kdf:
         checks = signing.verifications()
         t0 = time.perf_counter()
         vault = Vault.open(path, PASSPHRASE)

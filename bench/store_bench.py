@@ -21,7 +21,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from bench.common import PASSPHRASE, SETTINGS, kdf_timed, pct, synthetic_vault
+from bench.common import PASSPHRASE, SETTINGS, pct, synthetic_vault, timed_kdf
 from store.database import open_database
 from store.models import ProgressNote, SessionFacts
 from store.record import RecordStore
@@ -64,7 +64,7 @@ def bench_search(vault: Vault, n: int = 200) -> list[float]:
 def bench_open_and_list(path: Path, runs: int = 5) -> tuple[float, float]:
     """Median open+list time, and the median KDF time inside it (to subtract)."""
     totals = []
-    with kdf_timed() as kdf_times:
+    with timed_kdf() as kdf_times:
         for _ in range(runs):
             t0 = time.perf_counter()
             vault = Vault.open(path, PASSPHRASE)

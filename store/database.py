@@ -88,7 +88,7 @@ def _connect(path: Path, query: str) -> sqlcipher3.Connection:
 
 
 def open_database(
-    path: Path, raw_key: bytes, *, create: bool = False, verified: bool = False
+    path: Path, raw_key: bytes, *, create: bool = False, verified: bool = False, fold_log: bool = True
 ) -> sqlcipher3.Connection:
     """A configured connection to the SQLCipher database at `path`.
 
@@ -96,7 +96,9 @@ def open_database(
     create=False opens an existing file: DamagedVault if it is missing, empty or damaged,
     WrongPassphrase if the key fits none of its pages. On any failure no file is changed.
     verified=True skips the page check when the caller has just run `verify_database`
-    (a vault verifies both its databases before opening either).
+    (a vault verifies both its databases before opening either). fold_log=False leaves a
+    log left by a crash where it is: copying it in is a write, and a vault whose pages are
+    verified after it opens (store/page_check.py) writes nothing before that.
     """
     path = Path(path)
     key = _key_statement(raw_key)
@@ -113,7 +115,8 @@ def open_database(
     except BaseException:
         conn.close()
         raise
-    _fold_log(conn, path)
+    if fold_log:
+        _fold_log(conn, path)
     return conn
 
 
@@ -149,14 +152,16 @@ def _create_empty(path: Path) -> None:
     os.close(fd)
 
 
-def verify_database(path: Path, raw_key: bytes) -> None:
+def verify_database(path: Path, raw_key: bytes, *, pages: bool = True) -> None:
     """Check an existing database without writing anything, not even a -wal or -shm file:
     DamagedVault if it is missing, empty or has a page that fails its HMAC, WrongPassphrase
-    if the key fits none of its pages."""
-    _verify_existing(Path(path), _key_statement(raw_key))
+    if the key fits none of its pages. pages=False checks all of that but the HMAC of every
+    page (the file, its log, the key and the schema page): the caller verifies the pages
+    later (store/page_check.py), and until then SQLCipher still checks each page it reads."""
+    _verify_existing(Path(path), _key_statement(raw_key), pages=pages)
 
 
-def _verify_existing(path: Path, key: str) -> None:
+def _verify_existing(path: Path, key: str, *, pages: bool = True) -> None:
     if not path.is_file():
         raise DamagedVault(f"The vault's {path.name} is missing.")
     if path.stat().st_size == 0:
@@ -192,16 +197,76 @@ def _verify_existing(path: Path, key: str) -> None:
             conn.execute(PROBE).fetchall()
         except sqlcipher3.DatabaseError:
             raise _key_or_damage(conn, path) from None
-        try:
-            problems = [row[0] for row in conn.execute("PRAGMA cipher_integrity_check")]
-        except sqlcipher3.DatabaseError:
-            problems = ["the page check did not complete"]
-        problems = [p for p in problems if not _replaced_by_log(str(p), log)]
+        if not pages:
+            return
+        problems = _page_problems(conn, log)
         if problems:
-            raise DamagedVault(
-                f"The vault's {path.name} is damaged ({len(problems)} problem(s) found "
-                "when verifying its pages)."
-            )
+            raise DamagedVault(damaged_pages_message(path.name, len(problems)))
+    finally:
+        conn.close()
+
+
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def read_damage(error: BaseException) -> DamagedVault | None:
+    """DamagedVault for a read that met a page failing its HMAC (SQLCipher reports it as a
+    corrupt database), None for anything else. Pages are verified after a vault opens in the
+    app (store/page_check.py), so a read may meet damage before that check reports it."""
+    if not isinstance(error, sqlcipher3.DatabaseError):
+        return None
+    code = getattr(error, "sqlite_errorcode", None)
+    code = code & 0xFF if isinstance(code, int) else None
+    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or (code is None and "malformed" in str(error)):
+        return DamagedVault(
+            "Part of the vault cannot be read: a page of its files is damaged. Nothing was "
+            "changed; restore the vault from a backup (notewell restore FILE)."
+        )
+    return None
+
+
+def damaged_pages_message(name: str, count: int) -> str:
+    return f"The vault's {name} is damaged ({count} problem(s) found when verifying its pages)."
+
+
+def _page_problems(conn: sqlcipher3.Connection, log: LogReading | None) -> list[str]:
+    """cipher_integrity_check's findings on `conn`'s main file, less those its log makes
+    harmless (`_replaced_by_log`)."""
+    try:
+        problems = [str(row[0]) for row in conn.execute("PRAGMA cipher_integrity_check")]
+    except sqlcipher3.DatabaseError:
+        problems = ["the page check did not complete"]
+    return [p for p in problems if not _replaced_by_log(p, log)]
+
+
+def live_page_problems(path: Path, raw_key: bytes | bytearray) -> list[str]:
+    """Every page of a database that is open, and may be written meanwhile, checked against
+    its HMAC; [] when all pass. Reads only, on a connection of its own (any thread).
+
+    A read transaction is held throughout, so no checkpoint can copy into the main file a
+    page the log did not already hold when the log was read (a reader's snapshot bounds
+    what may be copied, and the log cannot start over under it); pages the log holds are
+    judged as at open (`_replaced_by_log`), so a page half-copied while it was read is not
+    called damage. A damaged log is damage here too."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return ["the file is missing or empty"]
+    try:
+        conn = _connect(path, "mode=ro")
+    except sqlcipher3.Error as e:
+        return [f"the file cannot be read ({e})"]
+    try:
+        conn.execute("PRAGMA cipher_log_level = NONE")
+        conn.execute(_key_statement(raw_key))
+        try:
+            conn.execute("BEGIN")
+            conn.execute(PROBE).fetchall()
+        except sqlcipher3.DatabaseError:
+            return ["the schema page cannot be read with the vault's key"]
+        log = read_log_confirmed(Path(f"{path}-wal"), PAGE_SIZE) if _log_size(path) else None
+        if log is not None and log.damaged:
+            return ["the log of recent changes is damaged"]
+        return _page_problems(conn, log)
     finally:
         conn.close()
 
@@ -295,11 +360,19 @@ def integrity_problems(conn: sqlcipher3.Connection) -> list[str]:
         problems += [str(r[0]) for r in conn.execute("PRAGMA cipher_integrity_check")]
     except sqlcipher3.DatabaseError as e:
         problems.append(f"cipher_integrity_check failed: {e}")
+    return problems + structure_problems(conn)
+
+
+def structure_problems(conn: sqlcipher3.Connection, *, quick: bool = False) -> list[str]:
+    """SQLite's structural check (quick: `quick_check`, which leaves out whether every index
+    agrees with its table) and the connection settings; [] when healthy."""
+    pragma = "quick_check" if quick else "integrity_check"
+    problems: list[str] = []
     try:
-        rows = [str(r[0]) for r in conn.execute("PRAGMA integrity_check")]
+        rows = [str(r[0]) for r in conn.execute(f"PRAGMA {pragma}")]
         problems += [r for r in rows if r != "ok"]
     except sqlcipher3.DatabaseError as e:
-        problems.append(f"integrity_check failed: {e}")
+        problems.append(f"{pragma} failed: {e}")
     problems += setting_problems(conn)
     return problems
 

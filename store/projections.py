@@ -381,9 +381,19 @@ def rebuild_all(conn, load: Loader, *, late_entry_hours: int = 72) -> None:
 # --- checking ---------------------------------------------------------------------------
 
 
-def projection_mismatches(conn, load: Loader, *, late_entry_hours: int = 72) -> list[str]:
+def projection_mismatches(
+    conn,
+    load: Loader,
+    *,
+    late_entry_hours: int = 72,
+    unchanged: Callable[[str, tuple | None, tuple | None], bool] | None = None,
+    matched: Callable[[str, tuple | None, tuple | None], None] | None = None,
+) -> list[str]:
     """Every way the derived tables differ from the documents; [] when in step.
 
+    `unchanged(doc_id, view row, fts row)`, when given, may answer that a document and its
+    rows are exactly as when they last matched (store/check_record.py): that document is not
+    loaded again. `matched` hears of each document found in step after loading it.
     Messages name document ids and columns, never their content.
     """
     problems: list[str] = []
@@ -398,14 +408,27 @@ def projection_mismatches(conn, load: Loader, *, late_entry_hours: int = 72) -> 
     # An entry marked as due may lag its document until the next search refreshes it.
     pending = set(pending_fts(conn))
 
-    doc_ids = [r[0] for r in conn.execute("SELECT doc_id FROM documents ORDER BY doc_id").fetchall()]
-    for doc_id in doc_ids:
+    kinds = dict(conn.execute("SELECT doc_id, kind FROM documents ORDER BY doc_id").fetchall())
+    for doc_id, stored_kind in kinds.items():
+        if unchanged is not None and doc_id not in pending:
+            rows = clients if stored_kind == KIND_CLIENT else notes if stored_kind == KIND_NOTE else None
+            actual_view = rows.get(doc_id) if rows is not None else None
+            if unchanged(doc_id, actual_view, fts.get(doc_id)):
+                if rows is not None:
+                    rows.pop(doc_id, None)
+                    fts.pop(doc_id, None)
+                    if fts_by_rowid.get(rowmap.get(doc_id)) != doc_id:
+                        problems.append(f"record_fts_rows points document {doc_id} at the wrong index entry.")
+                continue
+        before = len(problems)
         doc = load(doc_id)
         if doc is None:
             problems.append(f"document {doc_id} cannot be loaded.")
             continue
         kind, view, fts_row = expected_rows(doc_id, doc, late_entry_hours)
         if kind is None:
+            if matched is not None:
+                matched(doc_id, None, None)
             continue
         table, actual = ("clients_view", clients.pop(doc_id, None)) if kind == KIND_CLIENT else ("notes_view", notes.pop(doc_id, None))
         columns = CLIENT_COLUMNS if kind == KIND_CLIENT else NOTE_COLUMNS
@@ -428,6 +451,8 @@ def projection_mismatches(conn, load: Loader, *, late_entry_hours: int = 72) -> 
             problems.append(f"record_fts entry of document {doc_id} differs in: {', '.join(differ)}.")
         if fts_by_rowid.get(rowmap.get(doc_id)) != doc_id:
             problems.append(f"record_fts_rows points document {doc_id} at the wrong index entry.")
+        if matched is not None and len(problems) == before:
+            matched(doc_id, actual, actual_fts)
     for doc_id in clients:
         problems.append(f"clients_view has a row for {doc_id}, which is no client document.")
     for doc_id in notes:

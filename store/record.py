@@ -58,9 +58,11 @@ from store.models import (
     utcnow,
     validated,
 )
+from store.check_record import CheckRecord
 from store.projections import _v1 as _projections_v1
 from store.replica import Replica, forget_cached_documents
 from store.signature_index import migrate_v4 as _v4_signature_states
+from store.write_access import writes_held
 from store.doc_ids import DOC_ID_RULE, is_doc_id
 from store.projections import (
     project,
@@ -943,6 +945,19 @@ class RecordStore:
         problems = projection_mismatches(self._conn, self._docs.load_fresh, late_entry_hours=self._late_hours())
         return problems + self.signature_problems()
 
+    def check_documents(self, *, full: bool = False) -> tuple[list[str], int, int]:
+        """`check`'s comparison of the derived tables with the documents, skipping documents
+        verified before and unchanged since (store/check_record.py) unless `full`; records
+        what it verified. (problems, documents read, documents unchanged since last time)."""
+        self._sync_late_entry_hours()
+        record = CheckRecord(self._conn, self._late_hours(), full=full)
+        problems = projection_mismatches(
+            self._conn, self._docs.load_fresh, late_entry_hours=self._late_hours(),
+            unchanged=record.unchanged, matched=record.matched,
+        )
+        record.save()
+        return problems, record.read_count, record.unchanged_count
+
     def signature_problems(self) -> list[str]:
         """One line per note whose signature fails verification: the note and what failed.
         Read from the stored states, after computing those still pending (and any whose
@@ -963,6 +978,10 @@ class RecordStore:
     def rebuild_projections(self) -> None:
         with self.transaction():
             rebuild_all(self._conn, self._docs.get, late_entry_hours=self._late_hours())
+
+
+# Up to this many notes, `verified_statuses` looks each up rather than scanning every row.
+_FEW_NOTES = 500
 
 
 def _concurrent_edits_text(signed: ProgressNote, merged: ProgressNote) -> str:

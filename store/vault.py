@@ -27,7 +27,10 @@ from store.database import (
     WriteTransactions,
     checkpoint_and_close,
     integrity_problems,
+    setting_problems,
+    structure_problems,
     open_database,
+    read_damage,
     verify_database,
 )
 from store.errors import (
@@ -45,6 +48,7 @@ from store.device_identity import DeviceIdentity, ensure_identity, generate_iden
 from store.audit import AuditLog, Event, derive_audit_key, note_unlock_failure
 from store.keys import KdfParams
 from store.models import ClinicianSettings, utcnow, validated
+from store.page_check import PageCheck, passed_check
 from store.write_access import translate, write_transaction
 
 if TYPE_CHECKING:
@@ -248,6 +252,9 @@ class Vault:
         # This device's clock for what the record writes (signatures, addenda); tests set it
         # before the first use of `record` to run a vault whose clock is wrong.
         self.now: Callable[[], datetime] = utcnow
+        # Every page of both databases verified: before opening (the default), or after it
+        # on a thread of its own, before the first write (store/page_check.py).
+        self.page_check: PageCheck = passed_check()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -389,9 +396,13 @@ class Vault:
         return cls(path, vf, db_keys, conns[0], conns[1], audit_key, file_key, backup_key), recovery_text
 
     @classmethod
-    def open(cls, path: Path, passphrase: str) -> Vault:
+    def open(cls, path: Path, passphrase: str, *, pages_after_open: bool = False) -> Vault:
         """Unlock the vault at `path`. WrongPassphrase, NotAVault, DamagedVault,
-        NewerVaultFormat; on any of them nothing on disk has changed."""
+        NewerVaultFormat; on any of them nothing on disk has changed.
+
+        pages_after_open=True (the app, `notewell check`): the HMAC of every page is verified
+        after the vault opens rather than before, on a thread of its own (`page_check`),
+        and nothing is written to it until that has passed (store/page_check.py)."""
         path = Path(path).expanduser()
         vf = vaultfile.read(path)
         _require_databases(path)
@@ -405,7 +416,7 @@ class Vault:
             note_unlock_failure(path)
             raise
         try:
-            vault = cls._unlock(path, vf, master, kek=kek)
+            vault = cls._unlock(path, vf, master, kek=kek, pages_after_open=pages_after_open)
         finally:
             keys.wipe(kek)
         try:
@@ -417,7 +428,13 @@ class Vault:
 
     @classmethod
     def _unlock(
-        cls, path: Path, vf: vaultfile.VaultFile, master: bytearray, *, kek: bytearray | None = None
+        cls,
+        path: Path,
+        vf: vaultfile.VaultFile,
+        master: bytearray,
+        *,
+        kek: bytearray | None = None,
+        pages_after_open: bool = False,
     ) -> Vault:
         """What every unlock does once a wrap has opened (and wipes `master`): vault.json's
         MAC, both databases verified and opened, then what vault.json and record.db must
@@ -428,7 +445,7 @@ class Vault:
             keys.wipe(master)
             keys.wipe(file_key)
             raise DamagedVault(_ALTERED)
-        vault = cls._open_with_master(path, vf, master, file_key)
+        vault = cls._open_with_master(path, vf, master, file_key, pages_after_open=pages_after_open)
         try:
             vault._after_unlock(kek)
         except sqlcipher3.OperationalError as e:
@@ -649,7 +666,13 @@ class Vault:
 
     @classmethod
     def _open_with_master(
-        cls, path: Path, vf: vaultfile.VaultFile, master: bytearray, file_key: bytearray
+        cls,
+        path: Path,
+        vf: vaultfile.VaultFile,
+        master: bytearray,
+        file_key: bytearray,
+        *,
+        pages_after_open: bool = False,
     ) -> Vault:
         db_keys = _database_keys(master)
         audit_key = bytearray(derive_audit_key(bytes(master)))
@@ -657,12 +680,13 @@ class Vault:
         keys.wipe(master)
         conns: list[sqlcipher3.Connection] = []
         names = (RECORD_DB, PRIVATE_DB)
+        page_check = passed_check()
         try:
             # Both files are verified before either is opened for writing: opening one
             # would fold its WAL in, a write we must not make if the vault then fails.
             for name, key in zip(names, db_keys):
                 try:
-                    verify_database(path / name, key)
+                    verify_database(path / name, key, pages=not pages_after_open)
                 except WrongPassphrase:
                     # The master key was proven by the unwrap, so the file is not this
                     # vault's, or it is damaged beyond telling.
@@ -670,16 +694,23 @@ class Vault:
                         f"The vault's {name} does not match its keys (it is damaged or "
                         "belongs to another vault)."
                     ) from None
+            if pages_after_open:
+                page_check = PageCheck([(path / name, key) for name, key in zip(names, db_keys)])
+                page_check.hold_writes()
             for name, key in zip(names, db_keys):
-                conns.append(open_database(path / name, key, verified=True))
+                conns.append(open_database(path / name, key, verified=True, fold_log=not pages_after_open))
             _ensure_local_tables(conns[0])
         except BaseException:
+            if pages_after_open:
+                page_check.release()
             for conn in conns:
-                checkpoint_and_close(conn)
+                _close_unless_unverified(conn, page_check)
             for key in (*db_keys, audit_key, file_key, backup_key):
                 keys.wipe(key)
             raise
-        return cls(path, vf, db_keys, conns[0], conns[1], audit_key, file_key, backup_key)
+        vault = cls(path, vf, db_keys, conns[0], conns[1], audit_key, file_key, backup_key)
+        vault.page_check = page_check
+        return vault
 
     @classmethod
     def recover(
@@ -779,8 +810,9 @@ class Vault:
         try:
             for conn in conns:
                 if conn is not None:
-                    checkpoint_and_close(conn)
+                    _close_unless_unverified(conn, self.page_check)
         finally:
+            self.page_check.release()
             for key in (*self._db_keys, self._audit_key, self._file_key, self._backup_key):
                 keys.wipe(key)
             self._db_keys = []
@@ -830,7 +862,10 @@ class Vault:
 
         if not self._db_keys:
             raise VaultLocked("The vault is locked; unlock it again to continue.")
-        conn = open_database(self.path / RECORD_DB, bytes(self._db_keys[0]), verified=True)
+        # (A log left by a crash is folded in only once every page has passed.)
+        conn = open_database(
+            self.path / RECORD_DB, bytes(self._db_keys[0]), verified=True, fold_log=self.page_check.passed
+        )
         audit = AuditLog(conn, bytes(self._audit_key))
         return RecordStore(
             conn, device_id=self.device_id, settings=lambda: _read_settings(conn), audit=audit, now=lambda: self.now()
@@ -887,6 +922,45 @@ class Vault:
                 problems += list(store_check())
         return problems
 
+    def check_report(self, *, full: bool = False) -> CheckReport:
+        """`notewell check`: vault.json, the HMAC of every page of both databases (the page
+        check this vault runs, `page_check`), SQLite's structure check, the settings, the
+        private store's index, signatures, and the derived tables against the documents.
+
+        By default a document verified by an earlier check and unchanged since, heads and
+        rows alike, is not loaded again (store/check_record.py). `full` loads every one, and
+        adds SQLite's `integrity_check` of both databases (b-trees, free list, every index
+        against its table): the structure only SQLite itself writes, which the page HMACs
+        and the documents' comparison cover for anything else that could change it. Pages
+        are always all read: damage is a change nobody wrote, so no record of an earlier
+        pass can vouch for them."""
+        self.page_check.start()  # on its own thread, while the documents are compared
+        problems = self._vault_file_problems()
+        read = unchanged = 0
+        try:
+            for name, conn in ((RECORD_DB, self.record_conn), (PRIVATE_DB, self.private_conn)):
+                found = structure_problems(conn) if full else setting_problems(conn)
+                problems += [f"{name}: {p}" for p in found]
+            mismatches, read, unchanged = self.record.check_documents(full=full)
+            problems += mismatches + self.record.signature_problems() + self.private.check()
+        except sqlcipher3.DatabaseError as e:
+            if read_damage(e) is None:
+                raise
+            # A damaged page stopped the comparison; the page check names it.
+            problems.append("the consistency checks stopped at a page that cannot be read (damaged).")
+        problems = self.page_check.wait() + problems
+        return CheckReport(problems=problems, documents_read=read, documents_unchanged=unchanged, full=full)
+
+    def full_check_estimate(self) -> FullCheckEstimate:
+        """How long `check_report(full=True)` will take, from the vault's size: its documents
+        (each loaded and read into its rows) and its databases' bytes (every page read twice:
+        the HMACs and SQLite's structure check). Rates measured with bench/open_bench.py on a
+        quiet machine; a busy one takes longer."""
+        documents = self.record_conn.execute("SELECT count(*) FROM documents").fetchone()[0]
+        size = sum((self.path / name).stat().st_size for name in (RECORD_DB, PRIVATE_DB))
+        seconds = documents * FULL_CHECK_SECONDS_PER_DOCUMENT + size / FULL_CHECK_BYTES_PER_SECOND
+        return FullCheckEstimate(documents=documents, size_bytes=size, seconds=seconds)
+
     def _vault_file_problems(self) -> list[str]:
         """vault.json as it is on disk now: its checksum, its MAC and its device id."""
         try:
@@ -913,6 +987,50 @@ class Vault:
             if e.name != "store.private":
                 raise
             return None
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What `Vault.check_report` found, and how many documents it loaded to find it."""
+
+    problems: list[str]
+    documents_read: int  # loaded and compared with their rows
+    documents_unchanged: int  # verified by an earlier check and unchanged since: not loaded
+    full: bool
+
+
+# A full check's rates on a quiet machine (bench/open_bench.py; bench/README.md).
+FULL_CHECK_SECONDS_PER_DOCUMENT = 0.0012
+FULL_CHECK_BYTES_PER_SECOND = 60e6
+
+
+@dataclass(frozen=True)
+class FullCheckEstimate:
+    documents: int
+    size_bytes: int
+    seconds: float
+
+    def sentence(self) -> str:
+        size_mb = self.size_bytes / 1e6
+        if self.seconds < 60:
+            when = f"about {max(1, round(self.seconds))} s"
+        else:
+            when = f"about {self.seconds / 60:.0f} min"
+        return (
+            f"A full check loads all {self.documents:,} documents again and reads "
+            f"{size_mb:,.0f} MB of pages twice: {when} on a quiet machine."
+        )
+
+
+def _close_unless_unverified(conn: sqlcipher3.Connection, page_check: PageCheck) -> None:
+    """Checkpoint and close; only close while the pages are unverified or found damaged
+    (a checkpoint writes to the main file). SQLite's own close may still fold in the log
+    when this is its last connection: frames that were judged whole when the vault opened
+    (store/write_ahead_log.py), since nothing was written after."""
+    if page_check.passed:
+        checkpoint_and_close(conn)
+    else:
+        conn.close()
 
 
 def _database_keys(master: bytearray) -> list[bytearray]:

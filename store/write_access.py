@@ -106,7 +106,10 @@ def install_lock_wait(conn: sqlcipher3.Connection) -> None:
 
 def begin_write(conn: sqlcipher3.Connection) -> None:
     """BEGIN IMMEDIATE on `conn`: the write lock at once when it is free, else after the wait
-    of `install_lock_wait`; VaultBusy when it stays taken."""
+    of `install_lock_wait`; VaultBusy when it stays taken. A database whose pages are still
+    being verified (`hold_writes`) is written only once they have passed."""
+    if _holds:
+        _wait_for_hold(conn)
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlcipher3.Error as e:  # (not `translated()`: this runs before every write)
@@ -114,6 +117,43 @@ def begin_write(conn: sqlcipher3.Connection) -> None:
         if typed is None:
             raise
         raise typed from None
+
+
+# Database path -> (what a write to it waits for first, whether that has passed) (store/
+# page_check.py: every page verified). Empty, as it is almost always, this costs a write
+# nothing; a hold that has passed is dropped at the next write.
+_holds: dict[str, tuple[Callable[[], None], Callable[[], bool]]] = {}
+
+
+def hold_writes(path: Path, until: Callable[[], None], passed: Callable[[], bool]) -> None:
+    """Every write of this process to the database at `path` first calls `until`, which
+    returns when the write may go ahead or raises the error that refuses it; `passed` says,
+    without waiting, whether it would return at once."""
+    _holds[str(Path(path).resolve())] = (until, passed)
+
+
+def release_writes(path: Path, until: Callable[[], None]) -> None:
+    key = str(Path(path).resolve())
+    held = _holds.get(key)
+    if held is not None and held[0] == until:
+        _holds.pop(key, None)
+
+
+def writes_held(conn: sqlcipher3.Connection) -> bool:
+    """True while a write on `conn` would wait (or be refused): for a write that is only a
+    cache, which is then better left out than waited for."""
+    if not _holds:
+        return False
+    held = _holds.get(_database_file(conn) or "")
+    return held is not None and not held[1]()
+
+
+def _wait_for_hold(conn: sqlcipher3.Connection) -> None:
+    where = _database_file(conn)
+    held = _holds.get(where) if where else None
+    if held is not None:
+        held[0]()  # raises to refuse
+        _holds.pop(where, None)  # passed: later writes go straight ahead
 
 
 @contextlib.contextmanager
@@ -185,6 +225,14 @@ def _is_busy(error: BaseException) -> bool:
     if code is not None:
         return code == sqlcipher3.SQLITE_BUSY
     return isinstance(error, sqlcipher3.OperationalError) and str(error).startswith("database is locked")
+
+
+def _database_file(conn: sqlcipher3.Connection) -> str | None:
+    try:
+        row = conn.execute("PRAGMA database_list").fetchone()
+    except sqlcipher3.Error:
+        return None
+    return str(Path(row[2]).resolve()) if row and row[2] else None
 
 
 def _database_folder(conn: sqlcipher3.Connection | None) -> Path | None:

@@ -181,6 +181,25 @@ class NotewellApp(App[None]):
         gc.collect()
         gc.freeze()
 
+    # --- the page check --------------------------------------------------------------
+
+    @work(group="page-check", exclusive=True, exit_on_error=False)
+    async def watch_page_check(self) -> None:
+        """Every page of the vault verified, after the first screen (store/page_check.py).
+        Until it passes nothing is written (a save waits for it); if it finds damage, every
+        save is refused and the clinician is told once, here."""
+        import asyncio
+
+        from store.errors import DamagedVault
+
+        check = await self.store.call(lambda vault: vault.page_check)
+        await asyncio.to_thread(check.wait)
+        try:
+            check.require_sound()
+        except DamagedVault as e:
+            if self.store.is_open:
+                self.report_error(e)
+
     # --- errors: the one place ----------------------------------------------------
 
     def report_error(self, error: BaseException) -> None:

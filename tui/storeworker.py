@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from store.database import read_damage
 from store.errors import VaultLocked
 
 T = TypeVar("T")
@@ -45,7 +46,9 @@ class StoreWorker:
 
         if self._vault is not None:
             self._close()
-        self._vault = Vault.open(path, passphrase)
+        # Every page is verified after the first screen, before the first write
+        # (store/page_check.py; the app starts it: NotewellApp.watch_page_check).
+        self._vault = Vault.open(path, passphrase, pages_after_open=True)
         self._is_open.set()
 
     def _create(self, path: Path, passphrase: str, kwargs: dict[str, Any]) -> str:
@@ -68,7 +71,14 @@ class StoreWorker:
         if self._vault is None:
             raise VaultLocked("The vault is locked; unlock it to continue.")
         # (A live sync hears of commits from the record itself: store/replica.py listeners.)
-        return fn(self._vault, *args)
+        try:
+            return fn(self._vault, *args)
+        except Exception as e:
+            # A damaged page read before the page check has reported it (store/page_check.py).
+            damaged = read_damage(e)
+            if damaged is None:
+                raise
+            raise damaged from None
 
     # --- the facade -----------------------------------------------------------------
 

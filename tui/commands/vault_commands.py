@@ -53,8 +53,8 @@ def register(sub) -> None:
     p.add_argument(
         "--full",
         action="store_true",
-        help="verify every signed note again from its document (by default the signature states "
-        "stored when each note was written or merged are read)",
+        help="verify everything again, also what an earlier check verified and what has not changed "
+        "since, and every signed note from its document (says first how long it will take)",
     )
     p.set_defaults(func=cmd_check)
 
@@ -207,16 +207,28 @@ def _unsealed(data: bytes, args) -> bytes:
 
 
 def cmd_check(args) -> int:
+    from store.database import read_damage
     from store.vault import Vault
 
-    vault = Vault.open(args.vault, current_passphrase(args))
+    # The page check runs on a thread of its own while the documents are compared.
+    vault = Vault.open(args.vault, current_passphrase(args), pages_after_open=True)
     try:
-        if getattr(args, "full", False):
+        full = getattr(args, "full", False)
+        if full:
+            print(vault.full_check_estimate().sentence(), file=sys.stderr, flush=True)
             vault.record.recheck_signatures(full=True)
-        problems = vault.check()
-        conflicts = signature_conflicts(vault.record)
+        report = vault.check_report(full=full)
+        problems = report.problems
+        try:
+            conflicts = signature_conflicts(vault.record)
+        except Exception as e:
+            # A damaged page the check has reported already: say that, not a traceback.
+            if read_damage(e) is None or not problems:
+                raise
+            conflicts = []
     finally:
         vault.close()
+    print(checked_sentence(report))
     for conflict in conflicts:
         # Names and signed text that may have come from another device: shown, never obeyed.
         print(printable_lines(conflict.describe(show_text=args.show_conflicts)), file=sys.stderr)
@@ -235,6 +247,17 @@ def cmd_check(args) -> int:
         return 1
     print("Vault is healthy: vault.json and both databases pass their integrity checks and settings.")
     return 0
+
+
+def checked_sentence(report) -> str:
+    """How much this check read: every page always; documents only where needed."""
+    if report.full:
+        return f"Checked every page and all {report.documents_read:,} documents (full check)."
+    return (
+        f"Checked every page; {report.documents_read:,} document(s) read and compared, "
+        f"{report.documents_unchanged:,} unchanged since an earlier check (not read again; "
+        "`notewell check --full` reads everything)."
+    )
 
 
 class SignatureConflictReport:

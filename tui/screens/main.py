@@ -49,6 +49,9 @@ class MainScreen(NotewellScreen):
         self.client_id: str | None = None
         self._client: Any = None
         self._shown_note_ids: list[str] = []  # the shown client's notes whose state is pending
+        # Work that grows with the record (the To do counts, the page check) starts once the
+        # first screen is drawn: the client list and the first client's timeline.
+        self.first_screen_drawn = False
 
     def compose(self) -> ComposeResult:
         # Shown only while the last sync with some paired device found its clock disagreeing
@@ -74,6 +77,16 @@ class MainScreen(NotewellScreen):
         if self.app.test_mode:
             self.query_one("#client-filter", Input).cursor_blink = False
         self.reload_clients()
+
+    def _first_screen_done(self) -> None:
+        """The client list and the first timeline are on screen: now the rest."""
+        if self.first_screen_drawn:
+            return
+        self.first_screen_drawn = True
+        self.call_after_refresh(self._after_first_screen)
+
+    def _after_first_screen(self) -> None:
+        self.app.watch_page_check()
         self.run_store(self._load_todo_counts, group="todo-counts", exclusive=True)
         self.run_store(self._load_clock_warning, group="clock-warning", exclusive=True)
         self.show_backup_warning()
@@ -81,6 +94,8 @@ class MainScreen(NotewellScreen):
 
     def on_screen_resume(self) -> None:
         # Back from an editor: statuses may have changed (and from a sync: the clocks).
+        if not self.first_screen_drawn:
+            return  # still drawing the first screen, which loads all of it
         if self.client_id:
             self.run_store(self._load_client, self.client_id, group="client", exclusive=True)
         self.run_store(self._load_todo_counts, group="todo-counts", exclusive=True)
@@ -138,8 +153,15 @@ class MainScreen(NotewellScreen):
         each its own call on the vault's thread, so typing and lists are never queued behind
         more than one batch; the shown client's notes first. The lists read "signature
         being checked" until then, never "signed"."""
+        import asyncio
+
         from store.errors import VaultError
 
+        # Storing a state is a write, and nothing is written before every page of the vault
+        # has been verified (store/page_check.py): wait for that here, off the vault's thread,
+        # rather than hold the thread (and every read queued behind it) until it passes.
+        check = await self.app.store.call(lambda v: v.page_check)
+        await asyncio.to_thread(check.wait)
         settled = False
         while True:
             first = list(self._shown_note_ids)
@@ -174,6 +196,7 @@ class MainScreen(NotewellScreen):
         # Content, not str: an option string would be read as markup, and a name may come from another device.
         listing.add_options([Option(Content(printable(row.display_name)), id=row_id(row, "client_id", "id")) for row in rows])
         if not rows:
+            self._first_screen_done()
             return
         index = 0
         if current:
@@ -221,6 +244,7 @@ class MainScreen(NotewellScreen):
         self._client = client
         self.query_one("#client-header", Static).update(client_summary(client))
         self.query_one(Timeline).show(notes, private, previews)
+        self._first_screen_done()
 
     # --- actions ----------------------------------------------------------------------
 

@@ -1,0 +1,87 @@
+"""Unlocking draws the first screen (the client list and the first client's timeline) before
+any work that grows with the record: the To do counts and the page check come after it.
+
+The To do count is made as slow as a very large record's by holding it until the test lets
+go (the real count runs then); the test waits on what is on screen, never on time."""
+
+from __future__ import annotations
+
+import threading
+
+from textual.widgets import OptionList, Static
+
+import tui.screens.todo as todo
+from tui_data import PASSPHRASE
+from tui_helpers import static_text, unlock, wait_for
+from tui.screens.main import MainScreen
+
+
+async def test_first_timeline_is_drawn_before_the_todo_count_finishes(seeded_vault, make_app, monkeypatch):
+    release = threading.Event()
+    real = todo.load_overdue
+
+    def held(vault, *args, **kwargs):
+        release.wait(120)  # the store thread stays here until the test lets go
+        return real(vault, *args, **kwargs)
+
+    monkeypatch.setattr(todo, "load_overdue", held)
+    app = make_app(seeded_vault)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await unlock(pilot, PASSPHRASE)
+            main = next(s for s in app.screen_stack if isinstance(s, MainScreen))
+            timeline = main.query_one("#timeline", OptionList)
+            summary = main.query_one("#todo-summary", Static)
+            await wait_for(pilot, lambda: main.client_id and timeline.option_count > 0, timeout=60,
+                           what="the first client's timeline while the To do count is still running")
+            assert "To do" not in static_text(summary)
+            release.set()
+            await wait_for(pilot, lambda: "To do (t):" in static_text(summary), timeout=60, what="the To do count")
+            # The page check ran after the first screen too, and passed: writes go ahead.
+            check = await app.store.call(lambda vault: vault.page_check)
+            await wait_for(pilot, lambda: check.finished, timeout=60, what="the page check")
+            assert check.passed
+    finally:
+        release.set()
+
+
+async def test_damage_where_the_first_screen_does_not_read_is_shown_after_it(tmp_path, make_app):
+    """The page check finds it once the first screen is up; the app says so and saves nothing."""
+    from store.models import ClinicianSettings
+    from store.synthetic import populate
+    from store.vault import Vault
+    from tui.screens.dialogs import ErrorModal
+    from tui_data import FAST_KDF
+
+    path = tmp_path / "vault"
+    settings = ClinicianSettings(clinician_name="Dr. Page Tester", credentials="PhD")
+    vault, _ = Vault.create(path, PASSPHRASE, device_name="test device", settings=settings, kdf=FAST_KDF)
+    try:
+        populate(vault, clients=3, notes=60, process_notes=4, seed=11)
+    finally:
+        vault.close()
+    raw = bytearray((path / "record.db").read_bytes())
+    at = len(raw) - 4096 + 1000  # inside the last page, which the first screen does not read
+    raw[at : at + 32] = bytes(b ^ 0x5A for b in raw[at : at + 32])
+    (path / "record.db").write_bytes(bytes(raw))
+    damaged = bytes(raw)
+
+    app = make_app(path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        main = next(s for s in app.screen_stack if isinstance(s, MainScreen))
+        await wait_for(pilot, lambda: main.first_screen_drawn, timeout=60, what="the first screen")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal), timeout=60, what="the damage shown")
+        title = static_text(app.screen.query_one("#error-message", Static))
+        assert "record.db is damaged" in title and "Nothing more is saved" in title
+        settings_write = app.store.call(lambda vault: vault.update_settings(practice_name="Not saved"))
+        from store.errors import DamagedVault
+
+        try:
+            await settings_write
+        except DamagedVault:
+            pass
+        else:
+            raise AssertionError("a write to a damaged vault went ahead")
+        await app.store.close()
+    assert (path / "record.db").read_bytes() == damaged
