@@ -171,7 +171,7 @@ class TodoScreen(NotewellScreen[None]):
             table.add_row(
                 Text("-"),
                 Text("signature"),
-                Text(sig.client_name),
+                Text(printable(sig.client_name)),
                 Text(sig.date_of_service.isoformat() if sig.date_of_service else ""),
                 Text(sig.what),
                 key=f"sig-{j}",
