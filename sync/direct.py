@@ -148,6 +148,8 @@ def server_context(identity: DeviceIdentity, trusted_certs: list[str]) -> ssl.SS
 def _trusted_certs(book: PeerBook) -> list[str]:
     certs = book.trusted_certs()
     if not certs:
+        if book.all():  # paired before, every one of them since revoked (here or elsewhere)
+            raise NotPaired("Every device this one was paired with has been revoked; pair a device first with `notewell sync pair`.")
         raise NotPaired("This device is not paired with any other device yet; pair one first with `notewell sync pair`.")
     return certs
 

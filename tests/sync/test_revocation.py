@@ -377,3 +377,14 @@ def test_a_device_paired_after_a_bundle_gets_everything_in_the_next(trio, tmp_pa
         assert {"Synthetic Early", "Synthetic Later"} <= set(desk.names())
     finally:
         desk.vault.close()
+
+
+def test_serving_after_every_peer_was_revoked_says_so(make_vault, pair, notewell):
+    """Not "not paired yet": the clinician paired a device and then revoked it."""
+    office, laptop = make_vault("office"), make_vault("laptop")
+    pair(office, laptop)
+    assert notewell(office, "sync", "forget", "laptop").returncode == 0
+    served = notewell(office, "sync", "serve", "--port", "0")
+    assert served.returncode != 0
+    assert "revoked" in served.stderr and "not paired with any other device yet" not in served.stderr
+    assert "Traceback" not in served.stderr
