@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 
 from store.errors import VaultError
-from store.write_access import write_transaction
+from store.write_access import without_waiting, write_transaction
 
 TABLE = "check_verified"
 _DDL = f"CREATE TABLE IF NOT EXISTS {TABLE}(doc_id TEXT PRIMARY KEY, digest BLOB NOT NULL) WITHOUT ROWID"
@@ -78,7 +78,9 @@ class CheckRecord:
         if not gone and not new and self._table_exists:
             return True
         try:
-            with write_transaction(self._conn):
+            # Only a record of what was verified: a `check` run while another program writes
+            # leaves it out rather than wait (the next check verifies those again).
+            with without_waiting(), write_transaction(self._conn):
                 self._conn.execute(_DDL)
                 self._conn.executemany(f"DELETE FROM {TABLE} WHERE doc_id = ?", gone)
                 self._conn.executemany(f"INSERT OR REPLACE INTO {TABLE}(doc_id, digest) VALUES (?, ?)", new)

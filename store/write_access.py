@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -85,6 +86,8 @@ def install_lock_wait(conn: sqlcipher3.Connection) -> None:
     wait = {"started": 0.0, "announced": False}
 
     def handler(retries: int) -> bool:
+        if getattr(_not_waiting, "on", False):
+            return False  # a write that is only a cache: given up at once (`without_waiting`)
         now = time.monotonic()
         if retries == 0:  # a new wait
             wait["started"], wait["announced"] = now, False
@@ -102,6 +105,21 @@ def install_lock_wait(conn: sqlcipher3.Connection) -> None:
         return True
 
     conn.set_busy_handler(handler)
+
+
+_not_waiting = threading.local()
+
+
+@contextlib.contextmanager
+def without_waiting() -> Iterator[None]:
+    """Writes on this thread inside give up at once, with no notice, when another program
+    holds the lock (VaultBusy): for a write that is only a cache (a record of what a check
+    verified), which is better left out than waited for by a command that only reads."""
+    _not_waiting.on = True
+    try:
+        yield
+    finally:
+        _not_waiting.on = False
 
 
 def begin_write(conn: sqlcipher3.Connection) -> None:
