@@ -116,6 +116,9 @@ ALLOWED = {
     "idle_lock_minutes": "a number of minutes above 0 and at most 1440, e.g. 5",
     "keymap": 'a [keymap] table of action id = "key", e.g. lock = "ctrl+l" (ids: the help screen, F1)',
     "overdue_hours": "a list of 1 to 6 different whole numbers of hours from 1 to 8760, e.g. [24, 48, 72]",
+    "backup": 'a [backup] table with folder = "/path/to/drive" and every = "daily"',
+    "backup.folder": 'a folder in quotes, e.g. folder = "/Volumes/Backups" (an external drive or a share)',
+    "backup.every": '"hourly", "daily", "weekly", or hours or days such as "6h" or "2d"',
 }
 
 
@@ -133,12 +136,16 @@ def _line_of(text: str, key: str) -> int | None:
 def _problem(path: Path, text: str, error: ValidationError) -> str:
     """One sentence per bad setting: the file, the line, and what is allowed there."""
     said: list[str] = []
+    top = [k for k in ALLOWED if "." not in k]
     for item in error.errors():
-        key = str(item["loc"][0]) if item["loc"] else ""
-        line = _line_of(text, key) if key else None
+        # A setting inside a table ([backup] every = ...) is named by its path, backup.every.
+        loc = [str(part) for part in item["loc"] if isinstance(part, str)]
+        key = ".".join(loc)
+        line = _line_of(text, loc[-1]) if loc else None
         where = f"line {line}" if line else "a line"
         if item["type"] == "extra_forbidden":
-            said.append(f"{where} sets {key!r}, which is not a setting (the settings are {', '.join(ALLOWED)})")
+            settings = top if len(loc) < 2 else [k.split(".", 1)[1] for k in ALLOWED if k.startswith(loc[0] + ".")]
+            said.append(f"{where} sets {key!r}, which is not a setting (the settings are {', '.join(settings)})")
         else:
             said.append(f"{where}, {key}, must be {ALLOWED.get(key, 'as documented')}")
     return f"The settings file {path}: " + "; ".join(dict.fromkeys(said))
