@@ -115,7 +115,11 @@ def test_a_bug_never_prints_a_traceback_or_note_text(tmp_path: Path):
     command = f"{env} {sys.executable} {script} {tmp_path / 'vault'}; echo APP-EXITED-$?; sleep 60"
     tmux.run("new-session", "-d", "-s", "e2e", "-x", "100", "-y", "30", command)
     try:
-        tmux.wait_for("Welcome to Notewell")
+        # The setup screen is up: its heading, or (when the taller bordered form has scrolled
+        # to its focused field on a 30-row terminal) its last field.
+        tmux.wait_until(
+            "the setup screen", lambda: any(t in tmux.pane() for t in ("Welcome to Notewell", "Passphrase again"))
+        )
         tmux.run("send-keys", "-t", "e2e", "F12")
         pane = tmux.wait_for("APP-EXITED-")
         assert "APP-EXITED-1" in pane
