@@ -66,7 +66,7 @@ def test_a_setup_form_typed_in_one_burst_keeps_every_key(vault_path: Path, tmp_p
     tmux = Tmux(f"notewell-burst-{uuid.uuid4().hex[:8]}")
     _start(tmux, vault_path, tmp_path)
     try:
-        tmux.wait_for("Welcome to Notewell")
+        tmux.wait_for_setup()
         tmux.run("send-keys", "-t", "e2e", "-l",
                  "\t".join([name, credentials, device, passphrase, passphrase]) + "\r")
         tmux.wait_for("Your recovery key", timeout=60)

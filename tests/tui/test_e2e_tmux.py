@@ -46,6 +46,13 @@ class Tmux:
                 raise AssertionError(f"{what} did not happen; the pane shows:\n{self.pane()}")
             time.sleep(0.1)
 
+    def wait_for_setup(self) -> None:
+        """The setup screen is up: its heading, or its last field (the bordered form is taller
+        than a 30-row terminal and can open scrolled to the focused field)."""
+        self.wait_until(
+            "the setup screen", lambda: any(t in self.pane() for t in ("Welcome to Notewell", "Passphrase again"))
+        )
+
     def wait_for(self, text: str, timeout: float = 30.0) -> str:
         self.wait_until(f"{text!r} appearing", lambda: text in self.pane(), timeout)
         return self.pane()
@@ -115,11 +122,7 @@ def test_a_bug_never_prints_a_traceback_or_note_text(tmp_path: Path):
     command = f"{env} {sys.executable} {script} {tmp_path / 'vault'}; echo APP-EXITED-$?; sleep 60"
     tmux.run("new-session", "-d", "-s", "e2e", "-x", "100", "-y", "30", command)
     try:
-        # The setup screen is up: its heading, or (when the taller bordered form has scrolled
-        # to its focused field on a 30-row terminal) its last field.
-        tmux.wait_until(
-            "the setup screen", lambda: any(t in tmux.pane() for t in ("Welcome to Notewell", "Passphrase again"))
-        )
+        tmux.wait_for_setup()
         tmux.run("send-keys", "-t", "e2e", "F12")
         pane = tmux.wait_for("APP-EXITED-")
         assert "APP-EXITED-1" in pane
