@@ -660,7 +660,9 @@ def run_all(args, tmp: Path) -> dict:
 
 
 def ensure_node_modules() -> None:
-    if (JS_DIR / "node_modules" / "@automerge" / "automerge-repo").is_dir():
+    # Every package package.json names (an earlier install may lack one added since).
+    wanted = json.loads((JS_DIR / "package.json").read_text())["dependencies"]
+    if all((JS_DIR / "node_modules" / name).is_dir() for name in wanted):
         return
     log("installing the baseline's packages (npm install in bench/js_baseline)")
     subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=JS_DIR, check=True)
