@@ -197,9 +197,10 @@ class _StoredDocuments:
     so a bundle of 50,000 documents never holds 50,000 documents. `heads` collects the heads
     of what was read: what the exported heads record."""
 
-    def __init__(self, store: RecordReplica, doc_ids: list[str]) -> None:
+    def __init__(self, store: RecordReplica, doc_ids: list[str], compact: frozenset[str] = frozenset()) -> None:
         self.store = store
         self.doc_ids = doc_ids
+        self.compact = compact
         self.heads: dict[str, list[str]] = {}
 
     def __len__(self) -> int:
@@ -207,7 +208,14 @@ class _StoredDocuments:
 
     def __iter__(self):
         for doc_id in self.doc_ids:
-            data, heads = self.store.stored_doc(doc_id)
+            if doc_id in self.compact:
+                # Sent before and edited since (the everyday bundle, a few documents): saved
+                # compact, since the stored bytes carry every change appended since the last
+                # compaction and would make each small edit's bundle several times larger.
+                doc = self.store.load_doc(doc_id)
+                data, heads = doc.save(), doc.get_heads()
+            else:
+                data, heads = self.store.stored_doc(doc_id)
             self.heads[doc_id] = _hex_heads(heads)
             yield doc_id, data
 
@@ -576,7 +584,7 @@ class Mailbox:
         changed = sorted(d for d, h in heads.items() if full or exported.get(d) != _hex_heads(h))
         if not changed:
             return report
-        entries = _StoredDocuments(self.store, changed)
+        entries = _StoredDocuments(self.store, changed, frozenset() if full else frozenset(d for d in changed if d in exported))
         self._remove_stale_temp_files(folder)
         seq = self._next_seq(folder, report)
         while True:
