@@ -138,8 +138,13 @@ def overdue(
     thresholds: Iterable[int] = DEFAULT_THRESHOLDS,
     extra_session_dates: Iterable[tuple[str, date]] = (),
 ) -> list[OverdueItem]:
-    """The queue for every client of `record` (a RecordStore), from its notes_view projection."""
+    """The queue for every client of `record` (a RecordStore), from its notes_view projection:
+    its drafts, and the days in `extra_session_dates` with no progress note. Only those rows
+    are read (a career's signed notes are never built into rows for a count)."""
     names = {c.client_id: c.display_name for c in record.list_clients()}
+    days = sorted({(c, _as_date(d)) for c, d in extra_session_dates})
+    documented = record.documented_session_days(days)
     return overdue_from_rows(
-        record.list_notes(), names, now, thresholds=thresholds, extra_session_dates=extra_session_dates
+        record.list_notes(NoteStatus.DRAFT), names, now, thresholds=thresholds,
+        extra_session_dates=[day for day in days if day not in documented],
     )

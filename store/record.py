@@ -13,7 +13,7 @@ Documents from and for other devices pass through the record's sync intake, `sel
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
@@ -672,6 +672,21 @@ class RecordStore:
             sql, args = sql + " WHERE status = ?", (NoteStatus(status).value,)
         rows = self._conn.execute(sql + " ORDER BY date_of_service DESC, start_time DESC, note_id", args)
         return [_note_row(r) for r in rows.fetchall()]
+
+    def documented_session_days(self, days: Iterable[tuple[str, date]]) -> set[tuple[str, date]]:
+        """Those of (client id, date) `days` on which the client has a progress note that is
+        not entered in error: one indexed lookup per day asked about (the To do list's
+        missing-note check), never a read of every note."""
+        found: set[tuple[str, date]] = set()
+        for client_id, on in days:
+            row = self._conn.execute(
+                "SELECT 1 FROM notes_view INDEXED BY notes_view_by_client WHERE client_id = ? "
+                "AND date_of_service = ? AND status != ? LIMIT 1",
+                (client_id, on.isoformat(), NoteStatus.ENTERED_IN_ERROR.value),
+            ).fetchone()
+            if row is not None:
+                found.add((client_id, on))
+        return found
 
     # --- compliance and signing -------------------------------------------------
 

@@ -128,7 +128,13 @@ def test_queue_from_a_real_vault(tmp_path):
         assert [(i.client_name, i.note_id, i.band) for i in items] == [
             ("Blake Birchwood", None, 48), ("Avery Ashdown", "n1", 24)
         ]
+        # A process-note day with a progress note is documented; the queue reads only drafts
+        # and the days it is asked about (store/record.py documented_session_days).
+        assert [i.note_id for i in overdue(r, at(24), extra_session_dates=[("c1", DAY)])] == ["n1"]
         r.mark_entered_in_error("n1", "duplicate")
         assert [i.note_id for i in overdue(r, at(24))] == []
+        # ...and a note entered in error documents nothing: the day is missing its note again.
+        later = overdue(r, at(72), extra_session_dates=[("c1", DAY)])
+        assert ("Avery Ashdown", None) in [(i.client_name, i.note_id) for i in later]
     finally:
         vault.close()
