@@ -34,12 +34,13 @@ SEED = """
 from datetime import date
 from store.models import Client, ProgressNote, SessionFacts
 count = int(sys.argv[2])
+repeat = int(sys.argv[3]) if len(sys.argv) > 3 else 40  # how long each note's section is
 with record.transaction():
     client = record.create_client(Client(display_name="Synthetic Person"))
     for i in range(count):
         note = record.create_note(ProgressNote(
             client_id=client.id, format="DAP", facts=SessionFacts(date_of_service=date(2026, 3, 2))))
-        record.set_section(note.id, "data", f"synthetic session {i} " * 40)
+        record.set_section(note.id, "data", f"synthetic session {i} " * repeat)
 """
 
 

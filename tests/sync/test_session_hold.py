@@ -18,18 +18,7 @@ from __future__ import annotations
 from store.device_identity import load_identity
 from sync.framing import Frame, FrameReader, FrameType
 from sync.protocol import SyncSession
-
-SEED = """
-from datetime import date
-from store.models import Client, ProgressNote, SessionFacts
-count = int(sys.argv[2])
-with record.transaction():
-    client = record.create_client(Client(display_name="Synthetic Person"))
-    for i in range(count):
-        note = record.create_note(ProgressNote(
-            client_id=client.id, format="DAP", facts=SessionFacts(date_of_service=date(2026, 3, 2))))
-        record.set_section(note.id, "data", f"synthetic session {i} ")
-"""
+from tests.sync.test_bounded_entrances import SEED  # with "1": notes of one short section each
 
 # Every note gets a long new section on one side: tens of KB of changes per document (text
 # that does not compress away: Automerge deflates its columns).
@@ -76,7 +65,7 @@ def _heads(vault) -> dict[str, list[bytes]]:
 
 def test_sync_messages_are_stored_past_the_cap_and_an_interrupted_sync_resumes(make_vault, in_vault):
     a, b = make_vault("office"), make_vault("home")
-    in_vault(a, SEED, "24")
+    in_vault(a, SEED, "24", "1")
     va, vb = a.open(), b.open()
     try:
         _run(*_sessions(va, vb))  # b holds every document, as a was
@@ -138,7 +127,7 @@ def test_a_peer_that_sends_many_sync_messages_never_makes_the_session_hold_more_
     import sync.protocol as protocol
 
     a, b = make_vault("office"), make_vault("home")
-    in_vault(a, SEED, "40")
+    in_vault(a, SEED, "40", "1")
     va, vb = a.open(), b.open()
     try:
         _run(*_sessions(va, vb))
@@ -170,7 +159,7 @@ def test_a_peer_that_sends_many_sync_messages_never_makes_the_session_hold_more_
 
 def test_the_receiver_says_how_far_it_is_while_it_stores_and_the_sender_shows_it(make_vault, in_vault):
     a, b = make_vault("office"), make_vault("home")
-    in_vault(a, SEED, "30")  # 31 documents, all new to b: they travel whole
+    in_vault(a, SEED, "30", "1")  # 31 documents, all new to b: they travel whole
     va, vb = a.open(), b.open()
     try:
         shown: list[tuple[int, int]] = []
