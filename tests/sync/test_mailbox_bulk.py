@@ -210,3 +210,23 @@ def test_the_command_shows_progress_on_a_terminal(make_vault, pair, notewell, in
     count = json.loads(in_vault(b, "print(json.dumps(len(record.replica.doc_heads())))"))
     assert f"importing a bundle of {count} new documents: 100%".encode() in shown
     assert b"Traceback" not in shown
+
+
+def test_a_document_sent_before_and_edited_since_travels_compact(devices, box):
+    """The everyday bundle: a note the recipients already have, edited once more, is saved
+    compact, not sent as stored bytes that carry every change appended since the last
+    compaction (which made a one-character edit's bundle several times larger)."""
+    a, b, _ = devices
+    _, note = _client_with_note(a, "synthetic first words")
+    a.mailbox(box)
+    b.mailbox(box)
+    for i in range(6):
+        a.record.set_section(note.id, "data", f"synthetic first words, edit {i}")
+    report = a.mailbox(box)
+    entries = dict(_decoded(a, b, box / report.bundles.written))
+    assert set(entries) == {note.id}
+    stored = a.record.replica.stored_doc(note.id)[0]
+    assert entries[note.id] == a.record.replica.load_doc(note.id).save()
+    assert len(entries[note.id]) < len(stored)
+    b.mailbox(box)
+    assert b.heads() == a.heads()
