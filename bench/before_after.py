@@ -1,6 +1,6 @@
 """Benchmarks of an earlier revision and of this tree, in turn, in one run of the machine.
 
-    python -m bench.before_after REV [--benches store,sync,app_sync,tui,live_edit,mailbox]
+    python -m bench.before_after REV [--benches store,sync,app_sync,tui,live_edit,mailbox] [--rounds N]
 
 A figure measured on another day says little on a shared machine whose speed drifts; a
 before/after claim is only worth making when both sides ran back to back. This checks REV
@@ -9,12 +9,20 @@ here ("after"), one after the other, printing both outputs in full with the load
 at the start of each. A benchmark script the older revision lacks is copied from this tree
 (it must only use interfaces the older code has; it says so if not). Each side builds its
 own synthetic vaults under its own bench/out. Prints figures; asserts nothing.
+
+One run of each side is not enough to call a difference of 20% a regression: the machine's
+speed drifts within minutes. With --rounds N each benchmark runs N times on each side,
+alternating which side goes first (before-after, after-before, ...), so drift falls on both
+sides alike; at the end, every output line that has the same words in every run is printed
+again with the median of each of its numbers, before beside after.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import statistics
 import shutil
 import subprocess
 import sys
@@ -40,7 +48,7 @@ def _load() -> str:
     return f"load average {one:.2f} (5 min {five:.2f})"
 
 
-def _run(tree: Path, module: str, args: list[str]) -> int:
+def _run(tree: Path, module: str, args: list[str]) -> tuple[int, str]:
     # The tree's own packages come first on the path, ahead of the installed (editable) copy,
     # so the same interpreter and dependencies run either revision's code.
     env = dict(os.environ, PYTHONPATH=str(tree))
@@ -50,13 +58,64 @@ def _run(tree: Path, module: str, args: list[str]) -> int:
     )
     if not probe.stdout.startswith(str(tree)):
         raise SystemExit(f"the code under test is not the tree's own: {probe.stdout}")
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=tree, env=env).returncode
+    # Shown as it comes and kept, so that repeated rounds can be summarised at the end.
+    child = subprocess.Popen([sys.executable, "-m", module, *args], cwd=tree, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in child.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        lines.append(line)
+    return child.wait(), "".join(lines)
+
+
+NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?|(?<=[a-z])\d+")
+
+
+def _shape(line: str) -> str:
+    return NUMBER.sub("#", line.rstrip())
+
+
+def _numbers(line: str) -> list[float]:
+    return [float(n.replace(",", "")) for n in NUMBER.findall(line)]
+
+
+def _median_line(lines: list[str]) -> str:
+    """The line with each of its numbers replaced by that number's median over the runs."""
+    columns = list(zip(*(_numbers(line) for line in lines)))
+    medians = iter(statistics.median(c) for c in columns)
+
+    def shown(value: float) -> str:
+        return f"{value:,.0f}" if value == int(value) and abs(value) >= 1000 else f"{value:.4g}"
+
+    return NUMBER.sub(lambda m: shown(next(medians)), lines[0].rstrip())
+
+
+def summarise(name: str, outputs: dict[str, list[str]]) -> None:
+    """For each line shape found in every run of both sides, the medians side by side.
+    Lines whose words differ between runs (or that carry no number) are left out."""
+    runs = {label: [text.splitlines() for text in texts] for label, texts in outputs.items()}
+    if not all(runs.values()):
+        return
+    order = [_shape(line) for line in runs["before"][0] if NUMBER.search(line)]
+    print(f"\n=== {name}: medians over {len(runs['before'])} rounds per side ===")
+    for shape in dict.fromkeys(order):
+        found = {}
+        for label, texts in runs.items():
+            matches = [[line for line in text if _shape(line) == shape] for text in texts]
+            if any(len(m) != 1 for m in matches):
+                break
+            found[label] = [m[0] for m in matches]
+        else:
+            print(f"  before: {_median_line(found['before']).strip()}")
+            print(f"  after:  {_median_line(found['after']).strip()}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rev", help="the earlier revision (a commit, tag or branch)")
     parser.add_argument("--benches", default=",".join(BENCHES), help="comma-separated: " + ", ".join(BENCHES))
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each side, alternating which goes first")
     args = parser.parse_args()
     names = [n for n in args.benches.split(",") if n]
     unknown = [n for n in names if n not in BENCHES]
@@ -74,11 +133,19 @@ def main() -> None:
             if not (before / script).exists():
                 shutil.copy2(HERE / script, before / script)
                 print(f"({script} is not in {args.rev}; this tree's copy runs there)")
-            for label, tree in (("before", before), ("after", HERE)):
-                print(f"\n=== {name}: {label} ({args.rev if label == 'before' else 'this tree'}), {_load()} ===", flush=True)
-                code = _run(tree, module, extra)
-                if code:
-                    print(f"=== {name}: {label} exited {code} ===")
+            outputs: dict[str, list[str]] = {"before": [], "after": []}
+            sides = [("before", before), ("after", HERE)]
+            for round_ in range(args.rounds):
+                for label, tree in sides if round_ % 2 == 0 else sides[::-1]:
+                    print(f"\n=== {name}: {label} ({args.rev if label == 'before' else 'this tree'}),"
+                          f" round {round_ + 1} of {args.rounds}, {_load()} ===", flush=True)
+                    code, text = _run(tree, module, extra)
+                    if code:
+                        print(f"=== {name}: {label} exited {code} ===")
+                    else:
+                        outputs[label].append(text)
+            if args.rounds > 1:
+                summarise(name, outputs)
     finally:
         subprocess.run(["git", "-C", str(HERE), "worktree", "remove", "--force", str(before)], check=False)
         shutil.rmtree(before.parent, ignore_errors=True)
