@@ -116,16 +116,28 @@ def main() -> None:
     parser.add_argument("rev", help="the earlier revision (a commit, tag or branch)")
     parser.add_argument("--benches", default=",".join(BENCHES), help="comma-separated: " + ", ".join(BENCHES))
     parser.add_argument("--rounds", type=int, default=1, help="runs of each side, alternating which goes first")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="check REV out into DIR and keep it (with the vaults it built) for the next run")
     args = parser.parse_args()
     names = [n for n in args.benches.split(",") if n]
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
         raise SystemExit(f"unknown benchmark: {', '.join(unknown)}")
-    before = Path(tempfile.mkdtemp(prefix="nw-before-")) / "tree"
-    subprocess.run(["git", "-C", str(HERE), "worktree", "add", "--detach", "-q", str(before), args.rev], check=True)
+    if args.keep:
+        before = args.keep.resolve()
+        if not before.exists():
+            subprocess.run(["git", "-C", str(HERE), "worktree", "add", "--detach", "-q", str(before), args.rev], check=True)
+        head = subprocess.run(["git", "-C", str(before), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        wanted = subprocess.run(["git", "-C", str(HERE), "rev-parse", args.rev], capture_output=True, text=True).stdout.strip()
+        if head != wanted:
+            raise SystemExit(f"{before} holds {head[:12]}, not {args.rev}")
+    else:
+        before = Path(tempfile.mkdtemp(prefix="nw-before-")) / "tree"
+        subprocess.run(["git", "-C", str(HERE), "worktree", "add", "--detach", "-q", str(before), args.rev], check=True)
     try:
         modules = HERE / "bench" / "js_baseline" / "node_modules"
-        if modules.is_dir():  # the same baseline packages serve both sides
+        if modules.is_dir() and not (before / "bench" / "js_baseline" / "node_modules").exists():
+            # the same baseline packages serve both sides
             (before / "bench" / "js_baseline" / "node_modules").symlink_to(modules)
         for name in names:
             module, extra = BENCHES[name]
@@ -147,8 +159,9 @@ def main() -> None:
             if args.rounds > 1:
                 summarise(name, outputs)
     finally:
-        subprocess.run(["git", "-C", str(HERE), "worktree", "remove", "--force", str(before)], check=False)
-        shutil.rmtree(before.parent, ignore_errors=True)
+        if not args.keep:
+            subprocess.run(["git", "-C", str(HERE), "worktree", "remove", "--force", str(before)], check=False)
+            shutil.rmtree(before.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
