@@ -32,6 +32,7 @@ from tui.sync_jobs import SyncJobs
 from tui.widgets.checklist import Checklist
 from tui.widgets.facts_form import FactsForm
 from tui.widgets.note_views import read_only_view
+from tui.widgets.snippet_area import SnippetArea
 
 AUTOSAVE_SECONDS = 0.4
 RETRY_SECONDS = 3.0
@@ -108,6 +109,7 @@ class NoteEditorScreen(EditorScreen):
         self.note_id = note_id
         self._unsaved = unsaved
         self._previous: tuple[Any, SessionFacts] | None = None  # the last note's date and facts, to copy from
+        self._snippets: dict[str, str] = {}  # the clinician's phrases, expanded in the sections
         self.note: ProgressNote | None = None
         self.client: Any = None
         self.mode = "loading"  # draft | signed | conflict | tampered | error
@@ -154,6 +156,7 @@ class NoteEditorScreen(EditorScreen):
             late = is_late_entry(note, v.settings().late_entry_hours)
             caveats = SyncJobs.time_caveats(v) if note.signature else {}
             self._previous = last_stable_facts(v, note) if note.status == NoteStatus.DRAFT else None
+            self._snippets = v.record.snippets() if note.status == NoteStatus.DRAFT else {}
             return note, client, signed, v.record.compliance(note_id), late, v.record.draft_heads(note_id), caveats
 
         while True:
@@ -179,6 +182,7 @@ class NoteEditorScreen(EditorScreen):
         def load(v):
             client = v.record.get_client(note.client_id)
             self._previous = last_stable_facts(v, note)
+            self._snippets = v.record.snippets()
             return client, is_late_entry(note, v.settings().late_entry_hours)
 
         client, self._late = await self.app.store.call(load)
@@ -229,7 +233,8 @@ class NoteEditorScreen(EditorScreen):
             widgets.append(FactsForm(note.facts, client, previous=self._previous, id="facts"))
             for key in note.section_keys:
                 widgets.append(Label(section_title(key), classes="section-title"))
-                area = TextArea(note.sections.get(key, ""), id=f"section-{key}", soft_wrap=True, classes="section")
+                area = SnippetArea(note.sections.get(key, ""), id=f"section-{key}", soft_wrap=True, classes="section",
+                                   snippets=self._snippets)
                 if self.app.test_mode:
                     area.cursor_blink = False
                 widgets.append(area)
