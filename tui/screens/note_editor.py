@@ -19,7 +19,7 @@ from textual.timer import Timer
 from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static, TextArea
 
 from store.automerge_guard import is_panic
-from store.compliance import blocking, missing_labels
+from store.compliance import blocking, check_copy_forward, missing_labels
 from store.text_diff import changed_span
 from store.errors import NoteChangedMeanwhile, NotewellError
 from store.record import DraftSaved
@@ -71,6 +71,19 @@ def last_stable_facts(v, note: ProgressNote) -> tuple[Any, SessionFacts] | None:
     return None
 
 
+def last_note_sections(v, note: ProgressNote) -> tuple[Any, dict[str, str]] | None:
+    """The date and sections of the client's previous note (the most recent other note of
+    the same date or earlier, not entered in error), for the copy-forward check. One note is
+    read, once, when the editor opens: nothing on the typing path grows with the record."""
+    for row in v.record.notes_for_client(note.client_id):
+        if row.note_id == note.id or row.date_of_service > note.facts.date_of_service:
+            continue
+        if getattr(row.status, "value", row.status) == NoteStatus.ENTERED_IN_ERROR.value:
+            continue
+        return row.date_of_service, v.record.get_note(row.note_id).sections
+    return None
+
+
 def _save_failure(error: BaseException) -> bool:
     """Any failure of the store call, an Automerge panic (a BaseException) included should
     one ever get past the store; not a cancellation, an interrupt or an exit."""
@@ -110,6 +123,7 @@ class NoteEditorScreen(EditorScreen):
         self._unsaved = unsaved
         self._previous: tuple[Any, SessionFacts] | None = None  # the last note's date and facts, to copy from
         self._snippets: dict[str, str] = {}  # the clinician's phrases, expanded in the sections
+        self._last_sections: tuple[Any, dict[str, str]] | None = None  # for the copy-forward check
         self.note: ProgressNote | None = None
         self.client: Any = None
         self.mode = "loading"  # draft | signed | conflict | tampered | error
@@ -157,6 +171,7 @@ class NoteEditorScreen(EditorScreen):
             caveats = SyncJobs.time_caveats(v) if note.signature else {}
             self._previous = last_stable_facts(v, note) if note.status == NoteStatus.DRAFT else None
             self._snippets = v.record.snippets() if note.status == NoteStatus.DRAFT else {}
+            self._last_sections = last_note_sections(v, note) if note.status == NoteStatus.DRAFT else None
             return note, client, signed, v.record.compliance(note_id), late, v.record.draft_heads(note_id), caveats
 
         while True:
@@ -183,6 +198,7 @@ class NoteEditorScreen(EditorScreen):
             client = v.record.get_client(note.client_id)
             self._previous = last_stable_facts(v, note)
             self._snippets = v.record.snippets()
+            self._last_sections = last_note_sections(v, note)
             return client, is_late_entry(note, v.settings().late_entry_hours)
 
         client, self._late = await self.app.store.call(load)
@@ -203,6 +219,7 @@ class NoteEditorScreen(EditorScreen):
         self._ready = False
         self._signature = signed
         await self._build(note, client, signed)
+        self.query_one(Checklist).advice = self._copy_forward
         self.query_one(Checklist).show(problems)
         self.query_one("#checklist-pane").display = self.mode == "draft"
         self.refresh_bindings()
@@ -257,6 +274,13 @@ class NoteEditorScreen(EditorScreen):
             self.query_one("#resolve-addendum", Button).focus()
         else:
             scroll.focus()
+
+    def _copy_forward(self) -> list:
+        """Sections that read nearly the same as in the client's previous note (a warning)."""
+        if self.mode != "draft" or self._last_sections is None:
+            return []
+        on, previous = self._last_sections
+        return check_copy_forward({**self._saved_sections, **self._pending_sections}, previous, on)
 
     # --- what the bindings offer depends on the mode -----------------------------------
 
