@@ -113,6 +113,9 @@ class NoteEditorScreen(EditorScreen):
         Binding("ctrl+o", "resolve", "Resolve conflict", id="note.resolve", priority=True),
         Binding("ctrl+t", "entered_in_error", "Entered in error", id="note.entered_in_error", priority=True, show=False),
         Binding("escape", "close", "Back", id="note.close"),
+        # The explicit copy of the last note's stable facts (FactsForm.copy_previous) in one
+        # key, from wherever the cursor is.
+        Binding("ctrl+y", "copy_last_facts", "Copy last note's facts", id="note.copy_facts", show=False),
     ]
 
     def __init__(self, note_id: str, *, unsaved: ProgressNote | None = None) -> None:
@@ -293,6 +296,8 @@ class NoteEditorScreen(EditorScreen):
             return self.mode == "conflict"
         if action == "entered_in_error":
             return self.mode in ("draft", "signed")
+        if action == "copy_last_facts":
+            return self.mode == "draft" and self._previous is not None
         return True
 
     # --- autosave ---------------------------------------------------------------------
@@ -562,6 +567,10 @@ class NoteEditorScreen(EditorScreen):
         await self.app.store.call(lambda v: v.record.add_addendum(note_id, text, reason))
         self.notify("Addendum signed and added.")
         await self._load()
+
+    def action_copy_last_facts(self) -> None:
+        if self.mode == "draft" and self._previous is not None and self.query(FactsForm):
+            self.query_one(FactsForm).copy_previous()
 
     def action_entered_in_error(self) -> None:
         if self.mode in ("draft", "signed"):
