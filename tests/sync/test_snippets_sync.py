@@ -84,3 +84,17 @@ def test_the_store_refuses_a_bad_snippet_with_one_sentence(devices):  # noqa: F8
         a.record.save_snippet("b", "renamed onto another", replaces="a")
     a.record.save_snippet("c", "first again", replaces="a")
     assert a.record.snippets() == {"b": "second", "c": "first again"}
+
+
+def test_a_vault_with_snippets_checks_clean_and_rebuilds(devices, box):  # noqa: F811
+    """The snippets document has no list or search rows (like the device list): the record's
+    checks find nothing wrong with it, and rebuilding the projections keeps it."""
+    a, b, _ = devices
+    a.record.save_snippet("mse", MSE)
+    a.mailbox(box)
+    b.mailbox(box)
+    for device in (a, b):
+        assert device.record.check() == []
+        assert device.record.check_documents(full=True)[0] == []
+        device.record.rebuild_projections()
+        assert device.record.snippets() == {"mse": MSE}

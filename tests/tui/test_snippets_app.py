@@ -38,12 +38,16 @@ def _seed_snippet(path, trigger: str, text: str) -> None:
         vault.close()
 
 
-async def _open_draft(pilot) -> NoteEditorScreen:
+async def _editing(pilot, section: str) -> tuple[NoteEditorScreen, TextArea]:
+    """Unlocked, the draft open, and the cursor in `section`."""
     app = pilot.app
+    await unlock(pilot, PASSPHRASE)
     await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.client_id == CLIENT_A)
     app.screen.open_note("progress", DRAFT_NOTE)
     await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded, what="the editor")
-    return app.screen
+    area = app.screen.query_one(f"#section-{section}", TextArea)
+    area.focus()
+    return app.screen, area
 
 
 async def test_a_snippet_written_in_its_dialog_is_kept_in_the_vault(seeded_vault, make_app):
@@ -82,10 +86,7 @@ async def test_a_trigger_and_a_space_expand_in_place_in_a_section(seeded_vault, 
     _seed_snippet(seeded_vault, "mse", MSE)
     app = make_app(seeded_vault)
     async with app.run_test(size=(120, 40)) as pilot:
-        await unlock(pilot, PASSPHRASE)
-        editor = await _open_draft(pilot)
-        area = editor.query_one("#section-objective", TextArea)
-        area.focus()
+        editor, area = await _editing(pilot, "objective")
         await _type(pilot, "Seen today. ;mse Calm.")
         await wait_for(pilot, lambda: area.text.endswith("Calm."))
         assert area.text == f"Seen today. {MSE} Calm."
@@ -106,10 +107,7 @@ async def test_an_expanded_snippet_is_saved_with_the_note(seeded_vault, make_app
     _seed_snippet(seeded_vault, "plan", "Meet next week; client will keep a worry log.")
     app = make_app(seeded_vault)
     async with app.run_test(size=(120, 40)) as pilot:
-        await unlock(pilot, PASSPHRASE)
-        editor = await _open_draft(pilot)
-        area = editor.query_one("#section-plan", TextArea)
-        area.focus()
+        editor, area = await _editing(pilot, "plan")
         await _type(pilot, ";plan")
         await pilot.press("enter")
         await wait_for(pilot, lambda: area.text.startswith("Meet"))
