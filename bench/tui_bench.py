@@ -74,7 +74,9 @@ async def time_key(app, area, ch: str) -> float:
     return await refreshed - t0
 
 
-async def keystroke_latency(path: Path, keys: int) -> list[float]:
+async def keystroke_latency(path: Path, keys: int, cpu: list[float] | None = None) -> list[float]:
+    """Seconds per key (see `time_key`); this process's CPU seconds while typing (the app and
+    its store thread, autosaves included) appended to `cpu`."""
     from textual.widgets import TextArea
 
     from tui.app import NotewellApp
@@ -91,11 +93,14 @@ async def keystroke_latency(path: Path, keys: int) -> list[float]:
         area = app.screen.query_one("#section-subjective", TextArea)
         area.focus()
         await pilot.pause()
+        cpu0 = time.process_time()
         for i in range(keys):
             times.append(await time_key(app, area, TYPED[i % len(TYPED)]))
             # Bursts of typing with short pauses, so autosaves overlap the next keys.
             await asyncio.sleep(0.45 if i % 40 == 39 else 0.03)
         await app.screen.flush()
+        if cpu is not None:
+            cpu.append(time.process_time() - cpu0)
     return times
 
 
@@ -208,23 +213,35 @@ def with_snippets(path: Path, count: int) -> dict[str, str]:
 
     vault = Vault.open(path, PASSPHRASE)
     try:
-        for i in range(min(count, MAX_SNIPPETS)):
-            vault.record.save_snippet(f"s{i}", f"Standard phrase number {i} for the bench.")
-        vault.record.save_snippet("mse", "Client was alert and oriented, affect congruent with mood.")
+        wanted = {f"s{i}": f"Standard phrase number {i} for the bench." for i in range(min(count, MAX_SNIPPETS) - 1)}
+        if count:
+            wanted["mse"] = "Client was alert and oriented, affect congruent with mood."
+        for trigger in set(vault.record.snippets()) - set(wanted):
+            vault.record.delete_snippet(trigger)
+        for trigger, text in wanted.items():
+            vault.record.save_snippet(trigger, text)
         return vault.record.snippets()
     finally:
         vault.close()
 
 
 def report_latency(path: Path, args: argparse.Namespace) -> None:
-    snippets = with_snippets(path, args.snippets)
-    cpu0 = time.process_time()
-    times = asyncio.run(keystroke_latency(path, args.keys))
-    cpu = time.process_time() - cpu0
-    print(f"keystroke to screen in the note editor ({args.notes} notes, {len(snippets)} snippets, "
-          f"{len(times)} keys, a trigger expanded every {len(TYPED)} keys): "
-          f"p50 {pct(times, 50) * 1000:.2f} ms, p99 {pct(times, 99) * 1000:.2f} ms, max {max(times) * 1000:.2f} ms "
-          f"(target p99 <= 16 ms; {load()}; CPU {cpu:.1f} s for the run, opening included)")
+    """With snippets and without, alternately (`--rounds`), so both see the same load. The
+    CPU figure is this process's (the app, its store thread and autosaves) while typing."""
+    runs: dict[int, tuple[list[float], list[float]]] = {args.snippets: ([], []), 0: ([], [])}
+    for round_ in range(args.rounds):
+        # Each round in the other order, so neither always types first after the vault was written.
+        for count in (args.snippets, 0) if round_ % 2 == 0 else (0, args.snippets):
+            with_snippets(path, count)
+            times, cpu = runs[count]
+            times += asyncio.run(keystroke_latency(path, args.keys, cpu))
+    for count, (times, cpu) in runs.items():
+        print(f"keystroke to screen in the note editor ({args.notes} notes, {count} snippets"
+              f"{f', a trigger expanded every {len(TYPED)} keys' if count else ''}, {len(times)} keys): "
+              f"p50 {pct(times, 50) * 1000:.2f} ms, p99 {pct(times, 99) * 1000:.2f} ms, max {max(times) * 1000:.2f} ms; "
+              f"CPU {sum(cpu) / len(times) * 1000:.2f} ms a key, autosaves included "
+              f"(target p99 <= 16 ms; {load()})")
+    with_snippets(path, args.snippets)
 
 
 def main() -> None:
@@ -233,6 +250,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--keys", type=int, default=400)
     parser.add_argument("--snippets", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of typing with and without snippets, alternately")
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--presses-only", action="store_true", help="only count the key presses to a signed note")
     args = parser.parse_args()
