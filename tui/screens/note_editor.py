@@ -114,7 +114,7 @@ class NoteEditorScreen(EditorScreen):
         Binding("ctrl+t", "entered_in_error", "Entered in error", id="note.entered_in_error", priority=True, show=False),
         Binding("escape", "close", "Back", id="note.close"),
         # The explicit copy of the last note's stable facts (FactsForm.copy_previous) in one
-        # key, from wherever the cursor is.
+        # key, from the session facts (not a priority binding: in a section it stays redo).
         Binding("ctrl+y", "copy_last_facts", "Copy last note's facts", id="note.copy_facts", show=False),
     ]
 
