@@ -26,6 +26,7 @@ CPT time rules (DOMAIN.md's table), as read here:
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -415,3 +416,51 @@ def check_note(
         add("sections", f"Fill in every section of the {note.format.value} note: {', '.join(empty)}.")
 
     return problems
+
+
+# --- copy-forward: a section that repeats the last note -----------------------------------
+
+# Checklist rows that appear only when they have something to say (advice, never blocking).
+ADVICE_LABELS: dict[str, str] = {"copy_forward": "written for this session"}
+
+# Payers deny notes whose narrative is cloned from the last one. Two sections count as nearly
+# identical when their words, in order, match this much (difflib's ratio over the word lists:
+# one word changed in ten is 0.9), once both hold enough words to say something. Only the
+# first COPY_COMPARED_WORDS words of each are compared, so the check costs the same however
+# long a section grows (it runs after every autosave).
+COPY_SIMILARITY = 0.85
+COPY_MIN_WORDS = 8
+COPY_COMPARED_WORDS = 200
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def _first_words(text: str) -> list[str]:
+    return _WORD.findall(text[: COPY_COMPARED_WORDS * 16].lower())[:COPY_COMPARED_WORDS]
+
+
+def text_similarity(a: str, b: str) -> float:
+    """0..1: how much of their wording, in order, two texts share; 0 when either is too
+    short to judge."""
+    wa, wb = _first_words(a), _first_words(b)
+    if len(wa) < COPY_MIN_WORDS or len(wb) < COPY_MIN_WORDS:
+        return 0.0
+    return difflib.SequenceMatcher(None, wa, wb, autojunk=False).ratio()
+
+
+def check_copy_forward(
+    sections: dict[str, str], previous: dict[str, str], previous_date: date | None = None
+) -> list[ComplianceProblem]:
+    """A warning for each section that reads nearly the same as the same section of the
+    client's previous note (`previous`). Names sections and the date, never their text."""
+    alike = [key for key, text in sections.items()
+             if previous.get(key) and text.strip() and text_similarity(text, previous[key]) >= COPY_SIMILARITY]
+    if not alike:
+        return []
+    names = ", ".join(section_title(k) for k in alike)
+    when = f"the note of {previous_date.isoformat()}" if previous_date else "the last note"
+    return [ComplianceProblem(
+        "copy_forward",
+        f"{names} {'reads' if len(alike) == 1 else 'read'} almost the same as in {when}; payers deny "
+        "cloned notes: describe this session.",
+        WARNING,
+    )]

@@ -20,6 +20,7 @@ from automerge.core import Document
 from store import documents as D
 from store.automerge_guard import panic_or
 from store.device_list import KIND_DEVICE_LIST, is_device_list
+from store.snippets import KIND_SNIPPETS, SNIPPETS_ID, is_snippets
 
 DOC_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z"
 _DOC_ID_RE = re.compile(DOC_ID_PATTERN)
@@ -32,7 +33,7 @@ def is_doc_id(doc_id: object) -> bool:
 
 
 def record_kind(doc_id: str, doc: Document) -> str | None:
-    """The document's kind ("client", "progress_note" or "device_list") when it is a record document whose
+    """The document's kind ("client", "progress_note", "device_list" or "snippets") when it is a record document whose
     id is `doc_id` and `doc_id` follows the rule; else None. Any failure to read it (an
     Automerge panic included) means None: this runs on data from other devices."""
     if not is_doc_id(doc_id):
@@ -41,6 +42,8 @@ def record_kind(doc_id: str, doc: Document) -> str | None:
     def read() -> str | None:
         if is_device_list(doc_id, doc):  # the group's devices (store/device_list.py)
             return KIND_DEVICE_LIST
+        if doc_id == SNIPPETS_ID:  # the clinician's phrases, well formed or refused (store/snippets.py)
+            return KIND_SNIPPETS if is_snippets(doc_id, doc) else None
         kind = D.note_doc_kind(doc)
         return kind if kind is not None and D.doc_id_of(doc) == doc_id else None
 

@@ -21,6 +21,7 @@ from automerge.core import Document
 
 from store import documents as D
 from store import signing
+from store import snippets
 from store import compliance as checklist
 from store.audit import AuditLog, Event
 from store.automerge_guard import guard_public_methods, panic_or
@@ -689,6 +690,33 @@ class RecordStore:
         return found
 
     # --- compliance and signing -------------------------------------------------
+
+    # --- snippets: the clinician's phrases, one record document (store/snippets.py) -------
+
+    def snippets(self) -> dict[str, str]:
+        """trigger -> phrase, sorted by trigger; {} before the first snippet."""
+        if self._docs.kind(snippets.SNIPPETS_ID) != snippets.KIND_SNIPPETS:
+            return {}
+        return snippets.read_snippets(self._doc(snippets.SNIPPETS_ID, snippets.KIND_SNIPPETS))
+
+    def save_snippet(self, trigger: str, text: str, *, replaces: str | None = None) -> None:
+        """Adds or changes a snippet (renaming `replaces`); ValidationFailed for a bad one."""
+        with self.transaction():
+            if self._docs.kind(snippets.SNIPPETS_ID) is None:
+                doc = snippets.new_snippets_doc(D.actor_for(self._device_id))
+                snippets.write_snippet(doc, trigger, text)
+                self._docs.insert(snippets.SNIPPETS_ID, snippets.KIND_SNIPPETS, doc)
+                return
+            doc = self._doc(snippets.SNIPPETS_ID, snippets.KIND_SNIPPETS)
+            if snippets.write_snippet(doc, trigger, text, replaces=replaces):
+                self._docs.save_changes(snippets.SNIPPETS_ID)
+
+    def delete_snippet(self, trigger: str) -> None:
+        with self.transaction():
+            if self._docs.kind(snippets.SNIPPETS_ID) != snippets.KIND_SNIPPETS:
+                return
+            if snippets.delete_snippet(self._doc(snippets.SNIPPETS_ID, snippets.KIND_SNIPPETS), trigger):
+                self._docs.save_changes(snippets.SNIPPETS_ID)
 
     def compliance(self, note_id: str) -> list[checklist.ComplianceProblem]:
         """The checklist problems of the note (store.compliance.check_note)."""

@@ -6,13 +6,16 @@ from datetime import date
 from typing import Any
 
 from textual.app import ComposeResult
+from textual import work
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Static
 
 from store.errors import ValidationFailed
 from store.models import Client, validated
+from store.diagnosis_codes import DiagnosisCode, shared_index
 from tui.screens.base import NotewellScreen
+from tui.screens.diagnosis_search import DiagnosisSearchDialog
 
 
 class DiagnosisRow(Horizontal):
@@ -83,7 +86,9 @@ class ClientEditScreen(NotewellScreen[str | None]):
             with Vertical(id="diagnoses"):
                 for d in c.diagnoses if c else []:
                     yield DiagnosisRow(d.code, d.description)
-            yield Button("+ Diagnosis", id="add-diagnosis")
+            with Horizontal(classes="edit-buttons"):
+                yield Button("Find diagnosis", id="find-diagnosis")
+                yield Button("+ Diagnosis", id="add-diagnosis")
             yield Label("Treatment-plan goals", classes="section-title")
             with Vertical(id="goals"):
                 for g in c.goals if c else []:
@@ -99,6 +104,13 @@ class ClientEditScreen(NotewellScreen[str | None]):
         self._no_blink()
         self.query_one("#display-name", Input).focus()
         self._as_opened = self._form_state()
+        self._index_codes()
+
+    @work(thread=True, exclusive=True, group="dx-index", exit_on_error=False)
+    def _index_codes(self) -> None:
+        """The diagnosis code set, indexed while the form is filled in, so that Find
+        diagnosis answers at once (store/diagnosis_codes.py; once per process)."""
+        shared_index()
 
     def _form_state(self) -> tuple:
         """Everything the form holds, to tell an untouched form from one with typing in it."""
@@ -114,7 +126,9 @@ class ClientEditScreen(NotewellScreen[str | None]):
 
     async def on_button_pressed(self, event: Button.Pressed) -> None:
         button = event.button
-        if button.id == "add-diagnosis":
+        if button.id == "find-diagnosis":
+            self.app.push_screen(DiagnosisSearchDialog(), self._add_found_diagnosis)
+        elif button.id == "add-diagnosis":
             row = DiagnosisRow()
             await self.query_one("#diagnoses").mount(row)
             self._no_blink()
@@ -135,6 +149,17 @@ class ClientEditScreen(NotewellScreen[str | None]):
             self.action_save()
         elif button.id == "cancel":
             self.action_cancel()
+
+    async def _add_found_diagnosis(self, found: DiagnosisCode | None) -> None:
+        if found is None:
+            return
+        if any((row.value() or {}).get("code", "").upper() == found.code for row in self.query(DiagnosisRow)):
+            self.notify(f"{found.code} is already in the list.")
+            return
+        row = DiagnosisRow(found.code, found.description)
+        await self.query_one("#diagnoses").mount(row)
+        self._no_blink()
+        self.query_one("#find-diagnosis", Button).focus()
 
     def action_cancel(self) -> None:
         from tui.screens.dialogs import confirm_discard

@@ -41,6 +41,7 @@ class MainScreen(NotewellScreen):
         Binding("u", "audit", "Audit trail", id="audit", show=False),
         Binding("s", "settings", "Settings", id="settings", show=False),
         Binding("d", "devices", "Devices and sync", id="devices", show=False),
+        Binding("p", "snippets", "Snippets", id="snippets", show=False),
     ]
 
     def __init__(self, *, select_client: str | None = None) -> None:
@@ -313,6 +314,11 @@ class MainScreen(NotewellScreen):
         from tui.screens.devices import DevicesScreen
 
         self.app.push_screen(DevicesScreen())
+
+    def action_snippets(self) -> None:
+        from tui.screens.snippets import SnippetsDialog
+
+        self.app.push_screen(SnippetsDialog())
 
     def action_new_client(self) -> None:
         from tui.screens.client_edit import ClientEditScreen

@@ -19,7 +19,7 @@ from textual.timer import Timer
 from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static, TextArea
 
 from store.automerge_guard import is_panic
-from store.compliance import blocking, missing_labels
+from store.compliance import blocking, check_copy_forward, missing_labels
 from store.text_diff import changed_span
 from store.errors import NoteChangedMeanwhile, NotewellError
 from store.record import DraftSaved
@@ -32,6 +32,7 @@ from tui.sync_jobs import SyncJobs
 from tui.widgets.checklist import Checklist
 from tui.widgets.facts_form import FactsForm
 from tui.widgets.note_views import read_only_view
+from tui.widgets.snippet_area import SnippetArea
 
 AUTOSAVE_SECONDS = 0.4
 RETRY_SECONDS = 3.0
@@ -70,6 +71,19 @@ def last_stable_facts(v, note: ProgressNote) -> tuple[Any, SessionFacts] | None:
     return None
 
 
+def last_note_sections(v, note: ProgressNote) -> tuple[Any, dict[str, str]] | None:
+    """The date and sections of the client's previous note (the most recent other note of
+    the same date or earlier, not entered in error), for the copy-forward check. One note is
+    read, once, when the editor opens: nothing on the typing path grows with the record."""
+    for row in v.record.notes_for_client(note.client_id):
+        if row.note_id == note.id or row.date_of_service > note.facts.date_of_service:
+            continue
+        if getattr(row.status, "value", row.status) == NoteStatus.ENTERED_IN_ERROR.value:
+            continue
+        return row.date_of_service, v.record.get_note(row.note_id).sections
+    return None
+
+
 def _save_failure(error: BaseException) -> bool:
     """Any failure of the store call, an Automerge panic (a BaseException) included should
     one ever get past the store; not a cancellation, an interrupt or an exit."""
@@ -99,6 +113,9 @@ class NoteEditorScreen(EditorScreen):
         Binding("ctrl+o", "resolve", "Resolve conflict", id="note.resolve", priority=True),
         Binding("ctrl+t", "entered_in_error", "Entered in error", id="note.entered_in_error", priority=True, show=False),
         Binding("escape", "close", "Back", id="note.close"),
+        # The explicit copy of the last note's stable facts (FactsForm.copy_previous) in one
+        # key, from the session facts (not a priority binding: in a section it stays redo).
+        Binding("ctrl+y", "copy_last_facts", "Copy last note's facts", id="note.copy_facts", show=False),
     ]
 
     def __init__(self, note_id: str, *, unsaved: ProgressNote | None = None) -> None:
@@ -108,6 +125,8 @@ class NoteEditorScreen(EditorScreen):
         self.note_id = note_id
         self._unsaved = unsaved
         self._previous: tuple[Any, SessionFacts] | None = None  # the last note's date and facts, to copy from
+        self._snippets: dict[str, str] = {}  # the clinician's phrases, expanded in the sections
+        self._last_sections: tuple[Any, dict[str, str]] | None = None  # for the copy-forward check
         self.note: ProgressNote | None = None
         self.client: Any = None
         self.mode = "loading"  # draft | signed | conflict | tampered | error
@@ -154,6 +173,8 @@ class NoteEditorScreen(EditorScreen):
             late = is_late_entry(note, v.settings().late_entry_hours)
             caveats = SyncJobs.time_caveats(v) if note.signature else {}
             self._previous = last_stable_facts(v, note) if note.status == NoteStatus.DRAFT else None
+            self._snippets = v.record.snippets() if note.status == NoteStatus.DRAFT else {}
+            self._last_sections = last_note_sections(v, note) if note.status == NoteStatus.DRAFT else None
             return note, client, signed, v.record.compliance(note_id), late, v.record.draft_heads(note_id), caveats
 
         while True:
@@ -179,6 +200,8 @@ class NoteEditorScreen(EditorScreen):
         def load(v):
             client = v.record.get_client(note.client_id)
             self._previous = last_stable_facts(v, note)
+            self._snippets = v.record.snippets()
+            self._last_sections = last_note_sections(v, note)
             return client, is_late_entry(note, v.settings().late_entry_hours)
 
         client, self._late = await self.app.store.call(load)
@@ -199,6 +222,7 @@ class NoteEditorScreen(EditorScreen):
         self._ready = False
         self._signature = signed
         await self._build(note, client, signed)
+        self.query_one(Checklist).advice = self._copy_forward
         self.query_one(Checklist).show(problems)
         self.query_one("#checklist-pane").display = self.mode == "draft"
         self.refresh_bindings()
@@ -229,7 +253,8 @@ class NoteEditorScreen(EditorScreen):
             widgets.append(FactsForm(note.facts, client, previous=self._previous, id="facts"))
             for key in note.section_keys:
                 widgets.append(Label(section_title(key), classes="section-title"))
-                area = TextArea(note.sections.get(key, ""), id=f"section-{key}", soft_wrap=True, classes="section")
+                area = SnippetArea(note.sections.get(key, ""), id=f"section-{key}", soft_wrap=True, classes="section",
+                                   snippets=self._snippets)
                 if self.app.test_mode:
                     area.cursor_blink = False
                 widgets.append(area)
@@ -253,6 +278,13 @@ class NoteEditorScreen(EditorScreen):
         else:
             scroll.focus()
 
+    def _copy_forward(self) -> list:
+        """Sections that read nearly the same as in the client's previous note (a warning)."""
+        if self.mode != "draft" or self._last_sections is None:
+            return []
+        on, previous = self._last_sections
+        return check_copy_forward({**self._saved_sections, **self._pending_sections}, previous, on)
+
     # --- what the bindings offer depends on the mode -----------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -264,6 +296,8 @@ class NoteEditorScreen(EditorScreen):
             return self.mode == "conflict"
         if action == "entered_in_error":
             return self.mode in ("draft", "signed")
+        if action == "copy_last_facts":
+            return self.mode == "draft" and self._previous is not None
         return True
 
     # --- autosave ---------------------------------------------------------------------
@@ -533,6 +567,10 @@ class NoteEditorScreen(EditorScreen):
         await self.app.store.call(lambda v: v.record.add_addendum(note_id, text, reason))
         self.notify("Addendum signed and added.")
         await self._load()
+
+    def action_copy_last_facts(self) -> None:
+        if self.mode == "draft" and self._previous is not None and self.query(FactsForm):
+            self.query_one(FactsForm).copy_previous()
 
     def action_entered_in_error(self) -> None:
         if self.mode in ("draft", "signed"):

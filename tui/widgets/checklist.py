@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rich.markup import escape
 from textual.widgets import Static
 
-from store.compliance import ELEMENT_LABELS, WARNING, ComplianceProblem
+from store.compliance import ADVICE_LABELS, ELEMENT_LABELS, WARNING, ComplianceProblem
 
 
 class Checklist(Static):
@@ -17,6 +17,9 @@ class Checklist(Static):
         super().__init__("Checking...", id=id)
         self.problems: list[ComplianceProblem] = []
         self._shown = False
+        # Advice the screen adds to the store's problems each time they are shown (the
+        # note editor's copy-forward check, store/compliance.py `check_copy_forward`).
+        self.advice: Callable[[], list[ComplianceProblem]] | None = None
 
     @property
     def missing(self) -> list[str]:
@@ -27,7 +30,7 @@ class Checklist(Static):
         self._render_list()
 
     def show(self, problems: Sequence[ComplianceProblem]) -> None:
-        problems = list(problems)
+        problems = list(problems) + (self.advice() if self.advice is not None else [])
         if problems == self.problems and self._shown:
             return  # most autosaves change nothing here; skip the relayout
         self.problems = problems
@@ -43,7 +46,7 @@ class Checklist(Static):
             by_element.setdefault(p.element, []).append(p)
         keys = list(ELEMENT_LABELS) + [k for k in by_element if k not in ELEMENT_LABELS]
         for key in keys:
-            label = escape(ELEMENT_LABELS.get(key, key))
+            label = escape(ELEMENT_LABELS.get(key) or ADVICE_LABELS.get(key, key))
             found = by_element.get(key)
             if not found:
                 lines.append(f"[green]✓[/green] {label}")

@@ -211,6 +211,8 @@ class FactsForm(Vertical):
         note = self.query_one("#copied-facts", Static)
         note.update(f"Copied from the note of {on.isoformat()}: {said}.")
         note.display = True
+        # What the clinician writes next: the interventions, the first fact after those copied.
+        self.query_one("#f-interventions", Input).focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id in ("f-start", "f-stop"):
