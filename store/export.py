@@ -31,6 +31,7 @@ from store.models import Client, ClinicianSettings, NoteStatus, ProgressNote
 from store.outcomes import Outcomes, outcomes_from
 from store.projections import is_late_entry
 from store.signature_state import SignatureStatus
+from store.rights_documents import rights_json
 from store.vaultfile import fsync_dir
 
 FORMATS = ("pdf", "json")
@@ -79,6 +80,9 @@ class RecordExport:
     date_from: date | None = None
     date_to: date | None = None
     include_drafts: bool = False
+    # Amendment requests concerning the exported notes (store/client_rights.py): every later
+    # export of those notes carries them, with any denial, statement and rebuttal.
+    amendments: tuple = ()
 
     @property
     def addenda_count(self) -> int:
@@ -219,6 +223,7 @@ def collect(
         date_from=date_from,
         date_to=date_to,
         include_drafts=include_drafts,
+        amendments=tuple(record.rights.amendments_for_notes({n.note.id for n in notes})) if hasattr(record, "rights") else (),
     )
 
 
@@ -291,6 +296,7 @@ def to_import_document(export: RecordExport) -> dict:
         "clients": [_client_json(export.client)],
         "progress_notes": [_exported_note_json(n) for n in export.notes],
         "process_notes": [],
+        **({"client_rights": [rights_json(r) for r in export.amendments]} if export.amendments else {}),
     }
 
 
