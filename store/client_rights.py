@@ -256,8 +256,8 @@ class ClientRights:
 
     def extend(self, record_id: str, reason: str, *, on: date | None = None) -> RightsRecord:
         """The one extension of a request (30 days), written within the first period."""
-        record = self._open_request(record_id)
-        on = on or self._today()
+        record = self.open_request(record_id)
+        on = on or self.today()
         if "extended" in record.events:
             raise _invalid([("extension", "this request has already had its one extension")])
         first = first_due(record)
@@ -269,8 +269,8 @@ class ClientRights:
 
     def fulfil_access(self, record_id: str, *, how: str, what: str, format: str, sent_to: str = "",
                       sha256: str = "", on: date | None = None) -> RightsRecord:
-        record = self._open_request(record_id, RightsKind.ACCESS)
-        on = on or self._today()
+        record = self.open_request(record_id, RightsKind.ACCESS)
+        on = on or self.today()
         self._not_before_receipt(record, on)
         data = _data(Fulfilled, on=on, how=how.strip(), what=what.strip(), format=format, sent_to=sent_to.strip(),
                      sha256=sha256)
@@ -279,8 +279,8 @@ class ClientRights:
     def accept_amendment(self, record_id: str, amendment: str, *, on: date | None = None) -> RightsRecord:
         """Accepts the request: the amendment is appended to each note it concerns as a
         signed addendum, and the acceptance names each addendum."""
-        record = self._open_request(record_id, RightsKind.AMENDMENT)
-        on = on or self._today()
+        record = self.open_request(record_id, RightsKind.AMENDMENT)
+        on = on or self.today()
         self._not_before_receipt(record, on)
         text = amendment.strip()
         _data(Accepted, on=on, amendment=text)  # checked before any addendum is written
@@ -294,15 +294,15 @@ class ClientRights:
                              attested=True)
 
     def deny_amendment(self, record_id: str, reason: str, *, on: date | None = None) -> RightsRecord:
-        record = self._open_request(record_id, RightsKind.AMENDMENT)
-        on = on or self._today()
+        record = self.open_request(record_id, RightsKind.AMENDMENT)
+        on = on or self.today()
         self._not_before_receipt(record, on)
         return self._add(record, "denied", _data(Denied, on=on, reason=reason.strip()), attested=True)
 
     def add_statement(self, record_id: str, text: str, *, on: date | None = None) -> RightsRecord:
         """The client's statement of disagreement with a denial, as the client wrote it."""
         record = self._denied(record_id, "statement")
-        on = on or self._today()
+        on = on or self.today()
         return self._add(record, "statement", _data(Statement, on=on, text=text.strip()), attested=False)
 
     def add_rebuttal(self, record_id: str, text: str, *, on: date | None = None) -> RightsRecord:
@@ -310,7 +310,7 @@ class ClientRights:
         record = self._denied(record_id, "rebuttal")
         if "statement" not in record.events:
             raise _invalid([("rebuttal", "answers the client's statement of disagreement, and there is none yet")])
-        on = on or self._today()
+        on = on or self.today()
         return self._add(record, "rebuttal", _data(Rebuttal, on=on, text=text.strip()), attested=True)
 
     def import_record(self, record: RightsRecord) -> RightsRecord:
@@ -341,11 +341,12 @@ class ClientRights:
 
     # --- helpers -----------------------------------------------------------------
 
-    def _today(self) -> date:
+    def today(self) -> date:
+        """Today on this device's clock, in local time: the day requests are counted by."""
         return self._now().astimezone().date()
 
     def _not_after_today(self, on: date, field: str) -> None:
-        if on > self._today():
+        if on > self.today():
             raise _invalid([(field, "is in the future")])
 
     def _not_before_receipt(self, record: RightsRecord, on: date) -> None:
@@ -353,7 +354,7 @@ class ClientRights:
             raise _invalid([("date", "is before the request was received")])
         self._not_after_today(on, "date")
 
-    def _open_request(self, record_id: str, kind: RightsKind | None = None) -> RightsRecord:
+    def open_request(self, record_id: str, kind: RightsKind | None = None) -> RightsRecord:
         record = self.get(record_id)
         if record.kind == RightsKind.DISCLOSURE or (kind is not None and record.kind != kind):
             what = "an access request" if kind == RightsKind.ACCESS else "an amendment request" if kind else "a request"
@@ -369,6 +370,11 @@ class ClientRights:
         if event in record.events:
             raise _invalid([(event, f"request {record_id} already has one")])
         return record
+
+    def require_signer(self) -> None:
+        """SignerUnknown unless the clinician's name and credentials are set (before an
+        attested step that also writes something else, such as a fulfilment's export)."""
+        self._signer(True)
 
     def _signer(self, attested: bool) -> tuple[str, str]:
         s = self._settings()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from store.errors import ExportFailed, NotewellError
 from tui.commands.client_commands import resolve_client
-from tui.commands.rights_commands import add_disclosure_options, check_disclosure, disclosure_logger
+from tui.commands.disclosure_options import add_disclosure_options, check_disclosure, disclosure_logger
 from tui.commands.passphrase import add_password_options, current_passphrase, export_password
 from tui.printable import printable
 

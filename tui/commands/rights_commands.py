@@ -13,7 +13,7 @@
     notewell amendment-rebuttal REQUEST --text TEXT
 
 `notewell export --recipient R --basis B` logs the export as a disclosure in the same
-transaction as its audit entry (`disclosure_logger`). A request is named by its id or a
+transaction as its audit entry (tui/commands/disclosure_options.py). A request is named by its id or a
 unique start of it. Every line that may hold text from another device is made printable.
 """
 
@@ -25,21 +25,13 @@ from pathlib import Path
 
 from store.errors import NotewellError
 from tui.commands.client_commands import resolve_client
+from tui.commands.disclosure_options import BASES
+from tui.commands.export_commands import export_and_audit, infer_format
 from tui.commands.passphrase import add_password_options, current_passphrase, export_password
 from tui.printable import printable
 
-BASES = ("client", "treatment", "payment", "operations", "authorized", "limited-data-set", "required-by-law",
-         "public-health", "abuse-report", "health-oversight", "court-order", "law-enforcement",
-         "serious-threat", "other")
-
-
 class UnknownRequest(NotewellError):
     title = "No such request"
-
-
-class DisclosureIncomplete(NotewellError):
-    title = "Disclosure incomplete"
-    exit_code = 2
 
 
 def _date(text: str) -> date:
@@ -47,43 +39,6 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError("expected a date as YYYY-MM-DD") from None
-
-
-def add_disclosure_options(p) -> None:
-    p.add_argument("--recipient", metavar="NAME",
-                   help="who receives the export when it is not the client: it is then logged as a disclosure")
-    p.add_argument("--basis", choices=BASES,
-                   help="why it is released to the recipient (needed with --recipient; see docs/client-rights.md)")
-    p.add_argument("--address", metavar="TEXT", default="", help="the recipient's address, for the disclosure log")
-
-
-def check_disclosure(args) -> None:
-    """Before anything is unlocked: a recipient needs a basis, and a basis a recipient."""
-    if args.recipient is not None and not args.recipient.strip():
-        raise DisclosureIncomplete("The recipient is empty: name who receives the record; nothing was written.")
-    if (args.recipient is None) != (args.basis is None):
-        raise DisclosureIncomplete(
-            "--recipient and --basis go together: a release to someone other than the client is logged with "
-            "its basis; nothing was written."
-        )
-
-
-def disclosure_logger(args):
-    """For export_and_audit's `within`: logs the export as a disclosure when it goes to a
-    recipient other than the client (None when it does not)."""
-    if args.recipient is None:
-        return None
-
-    def log(vault, result) -> None:
-        from store.client_rights import describe_export
-
-        vault.record.rights.record_disclosure(
-            result.client_id, disclosed_on=vault.record.rights._today(), recipient=args.recipient,
-            purpose=result.purpose, what=describe_export(result), basis=args.basis, address=args.address,
-            via="export", sha256=result.sha256,
-        )
-
-    return log
 
 
 def resolve_request(rights, named: str) -> str:
@@ -174,7 +129,7 @@ def cmd_disclosures(args) -> int:
     try:
         client_id = resolve_client(vault.record, args.client)
         rights = vault.record.rights
-        as_of = args.as_of or rights._today()
+        as_of = args.as_of or rights.today()
         acc = rights.accounting(client_id, as_of)
         name = vault.record.get_client(client_id).display_name
     finally:
@@ -200,7 +155,7 @@ def cmd_disclose(args) -> int:
         client_id = resolve_client(vault.record, args.client)
         rights = vault.record.rights
         record = rights.record_disclosure(
-            client_id, disclosed_on=args.on or rights._today(), recipient=args.recipient, purpose=args.purpose,
+            client_id, disclosed_on=args.on or rights.today(), recipient=args.recipient, purpose=args.purpose,
             what=args.what, basis=args.basis, address=args.address)
     finally:
         vault.close()
@@ -214,7 +169,7 @@ def cmd_requests(args) -> int:
     vault = _open(args)
     try:
         rights = vault.record.rights
-        today = rights._today()
+        today = rights.today()
         if args.client:
             client_id = resolve_client(vault.record, args.client)
             records = [r for r in rights.for_client(client_id) if r.kind.value != "disclosure"]
@@ -284,10 +239,9 @@ def fulfil_access(vault, record_id: str, out: Path, *, how: str, fmt: str, passw
     was sent, when and how (and, for a third party the client named, the disclosure log's
     entry, exempt from the accounting). Runs on the vault's thread; the app calls it too."""
     from store.client_rights import describe_export
-    from tui.commands.export_commands import export_and_audit
 
     rights = vault.record.rights
-    record = rights._open_request(record_id)
+    record = rights.open_request(record_id)
     if record.kind.value != "access_request":
         raise UnknownRequest(f"Request {record_id} is not an access request; nothing was written.")
     opened = record.data("opened")
@@ -297,18 +251,17 @@ def fulfil_access(vault, record_id: str, out: Path, *, how: str, fmt: str, passw
         rights.fulfil_access(record_id, how=how, what=what, format=result.format, sent_to=opened.recipient,
                              sha256=result.sha256)
         if opened.recipient:
-            rights.record_disclosure(result.client_id, disclosed_on=rights._today(), recipient=opened.recipient,
+            rights.record_disclosure(result.client_id, disclosed_on=rights.today(), recipient=opened.recipient,
                                      purpose=f"access request {record_id}, directed by the client", what=what,
                                      basis="client", via="export", sha256=result.sha256)
 
-    rights._signer(True)  # the clinician attests it: known before anything is written
+    rights.require_signer()  # the clinician attests it: known before anything is written
     return export_and_audit(vault, record.client_id, out, fmt=fmt, password=password, force=force,
                             purpose="client request (right of access)", within=within)
 
 
 def cmd_fulfil(args) -> int:
     from store.sealed_export import check_password
-    from tui.commands.export_commands import infer_format
 
     fmt = args.format or infer_format(args.out)
     passphrase = current_passphrase(args)
