@@ -109,13 +109,18 @@ class DueRequest:
     due_on: date
     extended: bool
     days_left: int  # negative: overdue by that many days
+    # Steps two devices recorded differently before they synced (RightsRecord.conflicts):
+    # listed until the clinician has looked, even when the request was acted on.
+    conflicts: tuple[str, ...] = ()
 
     @property
     def overdue(self) -> bool:
-        return self.days_left < 0
+        return self.days_left < 0 and not self.conflicts
 
     def label(self) -> str:
         what = "access request" if self.kind == RightsKind.ACCESS else "amendment request"
+        if self.conflicts:
+            return f"{what}: recorded differently on two devices ({', '.join(self.conflicts)}); review it"
         if self.days_left < 0:
             when = f"OVERDUE by {-self.days_left} day{'s' if self.days_left != -1 else ''}"
         elif self.days_left == 0:
@@ -126,12 +131,14 @@ class DueRequest:
 
 
 def due_request(record: RightsRecord, today: date) -> DueRequest | None:
-    if is_closed(record):
+    """The To do list's item for a request: open, or recorded differently on two devices."""
+    conflicts = tuple(record.conflicts())
+    if record.kind == RightsKind.DISCLOSURE or (is_closed(record) and not conflicts):
         return None
     due = due_on(record)
     assert due is not None
     return DueRequest(record.id, record.client_id, record.kind, record.data("opened").received_on, due,
-                      "extended" in record.events, (due - today).days)
+                      "extended" in record.events, (due - today).days, conflicts)
 
 
 @dataclass(frozen=True)
@@ -208,9 +215,13 @@ class ClientRights:
         )
 
     def verified(self, record: RightsRecord) -> dict[str, bool]:
-        """For each event, whether its signature verifies by a device trusted here."""
+        """For each event (those written concurrently elsewhere as "<step> #2", ...), whether
+        its signature verifies by a device trusted here."""
         trust = self._trust()
-        return {name: verified_by(event, trust) for name, event in record.events.items()}
+        found = {name: verified_by(event, trust) for name, event in record.events.items()}
+        for i, event in enumerate(record.concurrent, 2):
+            found[f"{event.name} #{i}"] = verified_by(event, trust)
+        return found
 
     def open_requests(self, today: date) -> list[DueRequest]:
         """Access and amendment requests not yet acted on, the most pressing first."""
@@ -322,18 +333,19 @@ class ClientRights:
         me, key = self._signing_key()
         from store import signing
 
-        envelopes = {}
-        for name, event in record.events.items():
-            p = payload(None, record_id=record.id, client_id=record.client_id, kind=record.kind, event=name,
+        envelopes = []
+        # "opened" first: the document is made with it.
+        for event in sorted([*record.events.values(), *record.concurrent], key=lambda e: e.name != "opened"):
+            p = payload(None, record_id=record.id, client_id=record.client_id, kind=record.kind, event=event.name,
                         data=event.data, by=event.by, credentials=event.credentials, at=event.at,
                         device_id=me.device_id)
-            envelopes[name] = signing.seal(key, p)
+            envelopes.append((event.name, signing.seal(key, p)))
         with self._tx:
             if self._docs.exists(record.id):
                 raise _invalid([("id", f"{record.id} already exists in the vault")])
             self._record.get_client(record.client_id)
-            doc = new_rights_doc(record.id, record.client_id, record.kind, envelopes.pop("opened"), self._docs.actor)
-            for name, envelope in envelopes.items():
+            doc = new_rights_doc(record.id, record.client_id, record.kind, envelopes[0][1], self._docs.actor)
+            for name, envelope in envelopes[1:]:
                 put_event(doc, name, envelope)
             self._docs.insert(record.id, KIND_RIGHTS, doc)
             self._list_this_device()

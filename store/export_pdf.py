@@ -388,14 +388,18 @@ def _amendment_records(w: _Writer, export, note_id: str) -> None:
         opened = record.data("opened")
         w.subheading(f"Amendment request received {opened.received_on.isoformat()} from {opened.requester}")
         w.field("Requested change", opened.requested_change)
-        for name, title in (("accepted", "Accepted"), ("denied", "Denied"), ("statement", "Client's statement of disagreement"),
-                            ("rebuttal", "Rebuttal")):
-            event = record.events.get(name)
-            if event is None:
+        titles = {"accepted": "Accepted", "denied": "Denied", "statement": "Client's statement of disagreement",
+                  "rebuttal": "Rebuttal"}
+        for event in record.all_events():
+            name = event.name
+            if name not in titles:
                 continue
+            title = titles[name] + (" (also recorded on another device)" if event in record.concurrent else "")
             text = {"accepted": "amendment", "denied": "reason"}.get(name, "text")
             who = f"{event.by}, {event.credentials}" if event.credentials else (event.by or "recorded")
             w.field(title, f"on {event.data.on.isoformat()} ({who}, recorded {_when(event.at)})")
             w.text(getattr(event.data, text))
+        for conflict in record.conflicts():
+            w.label(f"RECORDED DIFFERENTLY ON TWO DEVICES: {conflict}.")
         if not any(n in record.events for n in ("accepted", "denied")):
             w.label("Not yet decided.")

@@ -6,14 +6,17 @@ document (a shared document made on two devices at once would hide one side's en
 Its root:
 
     type="rights_record", schema, id, client_id, record ("disclosure", "access_request" or
-    "amendment_request"), and one root key per event, "event:<name>", holding an envelope
-    signed by the device that wrote it (store/signing.py's form).
+    "amendment_request"), and one root key per event, "event:<name>:<entry id>", holding an
+    envelope signed by the device that wrote it (store/signing.py's form).
 
 Events: every record starts with "opened" (what was disclosed, or the request as received);
 an access request may be "extended" once and is "fulfilled"; an amendment request may be
 "extended" once and is "accepted" or "denied", and a denied one may gain the client's
-"statement" of disagreement and the clinician's "rebuttal". An event is one value at its own
-key, so concurrent events never mix, and an event, once written, is never rewritten.
+"statement" of disagreement and the clinician's "rebuttal". An event is one value at a key of
+its own, never rewritten. The entry id makes two devices' events distinct keys: when both
+write the same step before they sync (two fulfilments, an acceptance here and a denial
+there), both are kept after the merge, the earliest counts, and the record reports the
+others (`RightsRecord.concurrent`, `conflicts`) rather than dropping one silently.
 
 Nothing here trusts a document: `read_rights` reads every event through the models below
 (sizes bounded, unknown fields refused, dates in the plausible range unless read as stored)
@@ -24,6 +27,8 @@ document (store/doc_ids.py). Signatures are verified where they matter (`verifie
 from __future__ import annotations
 
 import json
+import re
+import secrets
 from datetime import date, datetime
 from enum import Enum
 from typing import Annotated, Any
@@ -39,8 +44,10 @@ KIND_RIGHTS = "rights_record"
 SCHEMA = 1
 EVENT_PREFIX = "event:"
 PAYLOAD_KIND = "rights-event"
-# More events than any record can hold means the document is not ours.
-MAX_EVENTS = 8
+# More events than any record can hold (each step, a few times over for steps written on
+# several devices at once) means the document is not ours.
+MAX_EVENTS = 32
+_ENTRY_ID_RE = re.compile(r"^[0-9a-f]{8,64}\Z")
 MAX_ENVELOPE_CHARS = 64 * 1024
 
 
@@ -201,11 +208,28 @@ class RightsRecord(BaseModel):
     id: str
     client_id: str
     kind: RightsKind
-    events: dict[str, RightsEvent]
+    events: dict[str, RightsEvent]  # the earliest of each step: the one that counts
+    # The same step written on another device before the two synced, kept and shown.
+    concurrent: tuple[RightsEvent, ...] = ()
 
     def data(self, name: str) -> Any:
         event = self.events.get(name)
         return None if event is None else event.data
+
+    def conflicts(self) -> list[str]:
+        """What two devices recorded differently: each step written more than once, and an
+        amendment both accepted and denied. [] for a record without any."""
+        found = sorted({e.name for e in self.concurrent})
+        if "accepted" in self.events and "denied" in self.events:
+            found.append("accepted and denied")
+        return found
+
+    def all_events(self) -> list[RightsEvent]:
+        return sorted([*self.events.values(), *self.concurrent], key=_event_order)
+
+
+def _event_order(e: RightsEvent) -> tuple:
+    return (e.at, e.envelope)
 
 
 class _Payload(BaseModel):
@@ -244,6 +268,11 @@ def payload(record: RightsRecord | None, *, record_id: str, client_id: str, kind
     }
 
 
+def event_key(name: str) -> str:
+    """A fresh root key for one event: its step and an entry id of its own."""
+    return f"{EVENT_PREFIX}{name}:{secrets.token_hex(8)}"
+
+
 def new_rights_doc(record_id: str, client_id: str, kind: RightsKind, opened: str, actor: bytes) -> Document:
     doc = Document(actor)
     with doc.transaction() as tx:
@@ -252,13 +281,13 @@ def new_rights_doc(record_id: str, client_id: str, kind: RightsKind, opened: str
         tx.put(ROOT, "id", ScalarType.Str, record_id)
         tx.put(ROOT, "client_id", ScalarType.Str, client_id)
         tx.put(ROOT, "record", ScalarType.Str, kind.value)
-        tx.put(ROOT, EVENT_PREFIX + "opened", ScalarType.Str, opened)
+        tx.put(ROOT, event_key("opened"), ScalarType.Str, opened)
     return doc
 
 
 def put_event(doc: Document, name: str, envelope: str) -> None:
     with doc.transaction() as tx:
-        tx.put(ROOT, EVENT_PREFIX + name, ScalarType.Str, envelope)
+        tx.put(ROOT, event_key(name), ScalarType.Str, envelope)
 
 
 def is_rights_doc(doc: Document) -> bool:
@@ -280,19 +309,31 @@ def read_rights(doc: Document, *, stored: bool = False) -> RightsRecord | None:
         return None
     if not isinstance(record_id, str) or not isinstance(client_id, str):
         return None
-    allowed = {"type", "schema", "id", "client_id", "record"} | {EVENT_PREFIX + e for e in EVENTS[kind]}
-    if set(keys) - allowed or EVENT_PREFIX + "opened" not in keys:
+    fixed = {"type", "schema", "id", "client_id", "record"}
+    if len(keys) > len(fixed) + MAX_EVENTS:
         return None
-    events: dict[str, RightsEvent] = {}
+    found: list[RightsEvent] = []
     for key in keys:
-        if not key.startswith(EVENT_PREFIX):
+        if key in fixed:
             continue
-        name = key[len(EVENT_PREFIX):]
+        prefix, _, rest = key.partition(":")
+        name, _, entry_id = rest.partition(":")
+        if prefix + ":" != EVENT_PREFIX or name not in EVENTS[kind] or not _ENTRY_ID_RE.match(entry_id):
+            return None
         event = _read_event(root.scalar(key), record_id, client_id, kind, name, stored)
         if event is None:
             return None
-        events[name] = event
-    return RightsRecord(id=record_id, client_id=client_id, kind=kind, events=events)
+        found.append(event)
+    events: dict[str, RightsEvent] = {}
+    concurrent: list[RightsEvent] = []
+    for event in sorted(found, key=_event_order):
+        if event.name in events:
+            concurrent.append(event)
+        else:
+            events[event.name] = event
+    if "opened" not in events:
+        return None
+    return RightsRecord(id=record_id, client_id=client_id, kind=kind, events=events, concurrent=tuple(concurrent))
 
 
 def _read_event(envelope: Any, record_id: str, client_id: str, kind: RightsKind, name: str,
@@ -333,20 +374,24 @@ def canonical(data: dict[str, Any]) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _event_json(e: RightsEvent) -> dict[str, Any]:
+    return {"data": e.data.model_dump(mode="json"), "by": e.by, "credentials": e.credentials,
+            "at": e.at.astimezone().isoformat()}
+
+
 def rights_json(record: RightsRecord) -> dict[str, Any]:
     """A record in the import format (docs/import-format.md, "client_rights"): its events
-    with their author, credentials and time; the signatures are sealed again by the device
-    that imports it, as an imported note's are."""
-    return {
+    with their author, credentials and time, and any written concurrently on two devices;
+    the signatures are sealed again by the device that imports it, as an imported note's are."""
+    data: dict[str, Any] = {
         "id": record.id,
         "client_id": record.client_id,
         "record": record.kind.value,
-        "events": {
-            name: {"data": e.data.model_dump(mode="json"), "by": e.by, "credentials": e.credentials,
-                   "at": e.at.astimezone().isoformat()}
-            for name, e in sorted(record.events.items())
-        },
+        "events": {name: _event_json(e) for name, e in sorted(record.events.items())},
     }
+    if record.concurrent:
+        data["concurrent"] = [{"event": e.name, **_event_json(e)} for e in record.concurrent]
+    return data
 
 
 class FileEvent(BaseModel):
@@ -358,6 +403,10 @@ class FileEvent(BaseModel):
     at: AwareDatetime
 
 
+class FileConcurrentEvent(FileEvent):
+    event: StrictStr
+
+
 class FileRightsRecord(BaseModel):
     """A rights record as an import file holds it, read as strictly as one from sync."""
 
@@ -366,21 +415,24 @@ class FileRightsRecord(BaseModel):
     id: RecordId
     client_id: RecordId
     record: RightsKind
-    events: dict[StrictStr, FileEvent] = Field(max_length=MAX_EVENTS)
+    events: dict[StrictStr, FileEvent] = Field(max_length=len(RightsKind.__members__) * 3)
+    concurrent: list[FileConcurrentEvent] = Field(default_factory=list, max_length=MAX_EVENTS - 6)
 
     def to_record(self) -> RightsRecord:
         """The record it describes; ValueError naming the event that does not read."""
-        allowed = EVENTS[self.record]
         if "opened" not in self.events:
             raise ValueError("events: a record starts with opened")
-        events = {}
-        for name, e in self.events.items():
-            if name not in allowed:
-                raise ValueError(f"events: {name} is not an event of a {self.record.value}")
-            try:
-                data = DATA_MODELS[(self.record, name)].model_validate(e.data)
-            except ValidationError as err:
-                raise ValueError(f"events.{name}: {err.errors()[0]['msg']}") from None
-            events[name] = RightsEvent(name=name, data=data, by=e.by, credentials=e.credentials, at=e.at,
-                                       device_id="", envelope="")
-        return RightsRecord(id=self.id, client_id=self.client_id, kind=self.record, events=events)
+        events = {name: self._event(f"events.{name}", name, e) for name, e in self.events.items()}
+        concurrent = tuple(self._event(f"concurrent[{i}]", e.event, e) for i, e in enumerate(self.concurrent))
+        return RightsRecord(id=self.id, client_id=self.client_id, kind=self.record, events=events,
+                            concurrent=concurrent)
+
+    def _event(self, where: str, name: str, e: FileEvent) -> RightsEvent:
+        if name not in EVENTS[self.record]:
+            raise ValueError(f"{where}: not an event of a {self.record.value}")
+        try:
+            data = DATA_MODELS[(self.record, name)].model_validate(e.data)
+        except ValidationError as err:
+            raise ValueError(f"{where}: {err.errors()[0]['msg']}") from None
+        return RightsEvent(name=name, data=data, by=e.by, credentials=e.credentials, at=e.at, device_id="",
+                           envelope="")

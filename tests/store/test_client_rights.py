@@ -212,7 +212,7 @@ def _forged(vault, data: dict, *, kind=RightsKind.ACCESS, event="opened", doc_id
         for k, v in (("type", KIND_RIGHTS), ("id", doc_id), ("client_id", CLIENT_ID), ("record", kind.value)):
             tx.put(ROOT, k, ScalarType.Str, v)
         tx.put(ROOT, "schema", ScalarType.Int, 1)
-        tx.put(ROOT, f"event:{event}", ScalarType.Str, signing.seal(key, p))
+        tx.put(ROOT, f"event:{event}:{'ab' * 8}", ScalarType.Str, signing.seal(key, p))
     return doc
 
 
@@ -243,3 +243,57 @@ def test_a_well_formed_rights_document_from_another_device_is_stored(vault):
 def test_an_event_a_request_kind_cannot_hold_is_refused(vault):
     doc = _forged(vault, {"on": TODAY.isoformat(), "reason": "x"}, event="denied")  # access has no denial
     assert read_rights(doc) is None and record_kind("forged1", doc) is None
+
+
+def test_an_event_key_without_its_entry_id_is_refused(vault):
+    doc = _forged(vault, {"received_on": TODAY.isoformat(), "requester": "x", "form_format": "pdf"})
+    with doc.transaction() as tx:
+        tx.put(ROOT, "event:extended", ScalarType.Str, "{}")
+    assert record_kind("forged1", doc) is None
+
+
+def test_the_same_step_on_two_devices_keeps_both_and_reports_it(tmp_path):
+    """Two vaults hold the same request; each acts on it before they sync (the intake's merge,
+    as a sync would run it): nothing is dropped, the earlier decision counts, and the request
+    stays in the To do list as a conflict until the clinician has looked."""
+    from store.client_rights import due_request
+
+    vaults = []
+    for name in ("office", "home"):
+        v, _ = Vault.create(tmp_path / name, "correct horse battery staple", device_name=name, kdf=KDF,
+                            settings=SETTINGS)
+        vaults.append(v)
+    office, home = vaults
+    try:
+        seed(office)
+        for doc_id in office.record.replica.doc_heads():  # the record as a first sync brings it
+            home.record.replica.apply_doc(doc_id, office.record.replica.load_doc(doc_id))
+        request = office.record.rights.open_amendment_request(
+            CLIENT_ID, received_on=TODAY, requester="A", note_ids=["n-r1"], requested_change="x")
+        home.record.replica.apply_doc(request.id, office.record.replica.load_doc(request.id))
+        office.record.rights.deny_amendment(request.id, "DENIED on the office laptop")
+        home.record.rights.accept_amendment(request.id, "ACCEPTED at home")
+        for a, b in ((office, home), (home, office)):
+            for doc_id in a.record.replica.doc_heads():
+                b.record.replica.apply_doc(doc_id, a.record.replica.load_doc(doc_id))
+        for v in (office, home):
+            merged = v.record.rights.get(request.id)
+            assert {"accepted", "denied"} <= merged.events.keys()
+            assert merged.conflicts() == ["accepted and denied"]
+            item = due_request(merged, TODAY)
+            assert item is not None and "recorded differently on two devices" in item.label()
+            assert [r.record_id for r in v.record.rights.open_requests(TODAY)] == [request.id]
+        # Both fulfil the same access request: both fulfilments are kept.
+        access = office.record.rights.open_access_request(CLIENT_ID, received_on=TODAY, requester="A",
+                                                          form_format="pdf")
+        home.record.replica.apply_doc(access.id, office.record.replica.load_doc(access.id))
+        office.record.rights.fulfil_access(access.id, how="mail", what="all", format="pdf")
+        home.record.rights.fulfil_access(access.id, how="portal", what="all", format="pdf")
+        home.record.replica.apply_doc(access.id, office.record.replica.load_doc(access.id))
+        merged = home.record.rights.get(access.id)
+        assert sorted(e.data.how for e in merged.all_events() if e.name == "fulfilled") == ["mail", "portal"]
+        assert merged.conflicts() == ["fulfilled"]
+        assert len(home.record.rights.verified(merged)) == 3
+    finally:
+        for v in vaults:
+            v.close()

@@ -140,3 +140,22 @@ def test_bad_requests_are_one_sentence_and_change_nothing(vault):
     assert "No request matches" in refused(vault, "extend", "nope", "--reason", "x")
     assert "future" in refused(vault, "access", "--client", "Avery", "--received",
                                (TODAY + timedelta(days=2)).isoformat(), "--requester", "A", "--form-format", "pdf")
+
+
+def test_an_import_file_with_a_bad_rights_record_is_refused_whole(vault, tmp_path):
+    out = ok(vault, "amendment", "--client", "Avery", "--received", TODAY.isoformat(), "--requester", "Avery Ashdown",
+             "--notes", "n-r1", "--change", "x")
+    ok(vault, "amendment-deny", out.split()[2], "--reason", "accurate")
+    exported = tmp_path / "record.json"
+    ok(vault, "export", "--client", "Avery", "--out", str(exported))
+    data = json.loads(exported.read_text())
+    other = tmp_path / "other"
+    v, _ = Vault.create(other, PASSPHRASE, device_name="other", kdf=FAST_KDF, settings=SETTINGS)
+    v.close()
+    for broken in ({"accepted": data["client_rights"][0]["events"]["denied"]},   # an acceptance needs its text
+                   {"fulfilled": data["client_rights"][0]["events"]["denied"]}):  # no step of an amendment
+        bad = json.loads(json.dumps(data))
+        bad["client_rights"][0]["events"].update(broken)
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps(bad))
+        assert "client_rights[0]" in refused(other, "import", str(path))

@@ -177,6 +177,8 @@ def cmd_requests(args) -> int:
             for r in records:
                 state = "done: " + ", ".join(e for e in r.events if e not in ("opened", "extended")) if is_closed(r) \
                     else f"open, due {due_on(r).isoformat()}"
+                if r.conflicts():
+                    state += f"; CONFLICT, recorded differently on two devices: {', '.join(r.conflicts())}"
                 lines.append(f"{r.id}  {r.kind.value}  received {r.data('opened').received_on.isoformat()}  {state}")
         else:
             names = {c.client_id: c.display_name for c in vault.record.list_clients()}

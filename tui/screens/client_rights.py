@@ -112,6 +112,9 @@ def load_rights(vault, client_id: str) -> RightsView:
 
 
 def request_state(record, today: date) -> str:
+    conflicts = record.conflicts()
+    if conflicts:
+        return f"CONFLICT: recorded differently on two devices ({', '.join(conflicts)})"
     if is_closed(record):
         done = [e for e in ("fulfilled", "accepted", "denied") if e in record.events][0]
         extra = [e for e in ("statement", "rebuttal") if e in record.events]
