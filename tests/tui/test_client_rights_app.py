@@ -142,3 +142,41 @@ async def _open_rights_again(app, pilot) -> ClientRightsScreen:
     await wait_for(pilot, lambda: isinstance(app.screen, ClientRightsScreen) and app.screen.view is not None,
                    what="the rights screen")
     return app.screen
+
+
+async def test_an_export_from_the_app_to_someone_else_is_logged_as_a_disclosure(rights_vault, make_app, tmp_path):
+    from textual.widgets import Select, Static
+
+    from tui.screens.export_dialog import ExportDialog
+
+    app = make_app(rights_vault)
+    out = tmp_path / "court.pdf"
+    async with app.run_test(size=(120, 48)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.client_id == CLIENT_ID,
+                       what="the client")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportDialog), what="the export dialog")
+        dialog = app.screen
+        dialog.query_one("#export-path", Input).value = str(out)
+        dialog.query_one("#export-purpose", Select).value = "legal request"
+        dialog.query_one("#export-recipient", Input).value = "County Court"
+        dialog.start_export()
+        await wait_for(pilot, lambda: "basis" in static_text(dialog.query_one("#export-error", Static)),
+                       what="the basis asked for")
+        assert not out.exists()
+        dialog.query_one("#export-basis", Select).value = "court-order"
+        await pilot.pause()
+        dialog.start_export()
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="the export done")
+        assert out.exists()
+    v = Vault.open(rights_vault, PASSPHRASE)
+    try:
+        rights = v.record.rights
+        (listed,) = rights.accounting(CLIENT_ID, rights.today()).listed
+        opened = listed.data("opened")
+        assert (opened.recipient, opened.basis.value, opened.purpose, opened.via) == (
+            "County Court", "court-order", "legal request", "export")
+        assert opened.sha256 and "2 progress notes" in opened.what
+    finally:
+        v.close()

@@ -41,14 +41,20 @@ def disclosure_logger(args):
     recipient other than the client (None when it does not)."""
     if args.recipient is None:
         return None
+    return disclosure_logger_for(args.recipient, args.basis, args.address)
+
+
+def disclosure_logger_for(recipient: str, basis: str, address: str = ""):
+    """The disclosure log's entry for an export to `recipient` (the command line, the app's
+    export dialog), written in the export's transaction: nothing is released unlogged."""
 
     def log(vault, result) -> None:
         from store.client_rights import describe_export
 
-        vault.record.rights.record_disclosure(
-            result.client_id, disclosed_on=vault.record.rights.today(), recipient=args.recipient,
-            purpose=result.purpose, what=describe_export(result), basis=args.basis, address=args.address,
-            via="export", sha256=result.sha256,
+        rights = vault.record.rights
+        rights.record_disclosure(
+            result.client_id, disclosed_on=rights.today(), recipient=recipient, purpose=result.purpose,
+            what=describe_export(result), basis=basis, address=address, via="export", sha256=result.sha256,
         )
 
     return log
