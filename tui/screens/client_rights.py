@@ -104,9 +104,11 @@ class RightsView:
     today: date
 
 
-def load_rights(vault, client_id: str) -> RightsView:
+def load_rights(vault, client_id: str, today: date | None = None) -> RightsView:
+    """The client's requests and accounting as of `today` (the app's clock; default the
+    vault's); call on the vault's thread."""
     rights = vault.record.rights
-    today = rights.today()
+    today = today or rights.today()
     requests = [r for r in rights.for_client(client_id) if r.kind != RightsKind.DISCLOSURE]
     return RightsView(requests, rights.accounting(client_id, today), today)
 
@@ -171,7 +173,8 @@ class ClientRightsScreen(NotewellScreen[None]):
         self.run_store(self._load, group="rights", exclusive=True)
 
     async def _load(self) -> None:
-        self.show(await self._call(load_rights, self.client_id))
+        today = self.app.clock().astimezone().date()  # the app's clock (tests pass a fixed one)
+        self.show(await self._call(load_rights, self.client_id, today))
 
     def show(self, view: RightsView) -> None:
         self.view = view
