@@ -297,3 +297,15 @@ def test_the_same_step_on_two_devices_keeps_both_and_reports_it(tmp_path):
     finally:
         for v in vaults:
             v.close()
+
+
+def test_check_finds_a_vault_with_rights_records_healthy_and_a_rebuild_keeps_them(vault):
+    rights = vault.record.rights
+    _access(vault, TODAY)
+    rights.record_disclosure(CLIENT_ID, disclosed_on=TODAY, recipient="Court", purpose="p", what="w",
+                             basis="court-order")
+    assert vault.check() == []
+    report = vault.check_report(full=True)
+    assert report.problems == []
+    vault.record.rebuild_projections()
+    assert len(rights.all()) == 2 and vault.check() == []
