@@ -49,3 +49,15 @@ def seed(vault) -> None:
             r.sign_note(note_id)
     for on in (date(2026, 1, 5), date(2026, 2, 9)):
         vault.private.create(ProcessNote(client_id=CLIENT_ID, session_date=on, body=f"{CANARY} process note"))
+
+
+def make_vault(path, passphrase: str, kdf, settings=SETTINGS, name: str = "test device"):
+    """A new vault at `path`, seeded (above), closed; returns `path`."""
+    from store.vault import Vault
+
+    v, _ = Vault.create(path, passphrase, device_name=name, settings=settings, kdf=kdf)
+    try:
+        seed(v)
+    finally:
+        v.close()
+    return path

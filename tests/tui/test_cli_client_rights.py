@@ -14,20 +14,14 @@ import pytest
 
 from store.vault import Vault
 from test_cli_bad_inputs import FAST_KDF, PASSPHRASE, notewell, refused
-from tests.rights_data import CANARY, CLIENT_ID, SETTINGS, seed
+from tests.rights_data import CANARY, SETTINGS, make_vault
 
 TODAY = date.today()
 
 
 @pytest.fixture
 def vault(tmp_path: Path) -> Path:
-    path = tmp_path / "vault"
-    v, _ = Vault.create(path, PASSPHRASE, device_name="rights", kdf=FAST_KDF, settings=SETTINGS)
-    try:
-        seed(v)
-    finally:
-        v.close()
-    return path
+    return make_vault(tmp_path / "vault", PASSPHRASE, FAST_KDF)
 
 
 def ok(vault: Path, *args: str) -> str:

@@ -5,14 +5,13 @@ amendment accepted as signed addenda. No process-note text on any screen or in t
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, Input
 
 from store.vault import Vault
-from tests.rights_data import CANARY, CLIENT_ID, seed
+from tests.rights_data import CANARY, CLIENT_ID, make_vault
 from tui.screens.client_rights import ClientRightsScreen, RightsForm
 from tui.screens.dialogs import ErrorModal
 from tui.screens.main import MainScreen
@@ -23,13 +22,7 @@ from tui_helpers import screen_text, static_text, unlock, wait_for
 
 @pytest.fixture
 def rights_vault(tmp_path: Path) -> Path:
-    path = tmp_path / "vault"
-    v, _ = Vault.create(path, PASSPHRASE, device_name="test device", settings=CLINICIAN, kdf=FAST_KDF)
-    try:
-        seed(v)
-    finally:
-        v.close()
-    return path
+    return make_vault(tmp_path / "vault", PASSPHRASE, FAST_KDF, CLINICIAN)
 
 
 async def _open_rights(app, pilot) -> ClientRightsScreen:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from store.vault import Vault
-from tests.rights_data import CLIENT_ID, seed
+from tests.rights_data import CLIENT_ID, make_vault
 from tui.config import AppConfig
 from tui.screens.client_rights import ClientRightsScreen
 from tui.screens.main import MainScreen
@@ -24,10 +24,9 @@ CLOCK = datetime(2026, 12, 3, 12, 0, tzinfo=timezone.utc)
 
 @pytest.fixture
 def rights_vault(tmp_path: Path) -> Path:
-    path = tmp_path / "vault"
-    v, _ = Vault.create(path, PASSPHRASE, device_name="test device", settings=CLINICIAN, kdf=FAST_KDF)
+    path = make_vault(tmp_path / "vault", PASSPHRASE, FAST_KDF, CLINICIAN)
+    v = Vault.open(path, PASSPHRASE)
     try:
-        seed(v)
         rights = v.record.rights
         rights.open_access_request(CLIENT_ID, received_on=date(2026, 11, 20), requester="Avery Ashdown",
                                    form_format="PDF by e-mail")

@@ -19,26 +19,17 @@ unique start of it. Every line that may hold text from another device is made pr
 
 from __future__ import annotations
 
-import argparse
-from datetime import date
 from pathlib import Path
 
 from store.errors import NotewellError
 from tui.commands.client_commands import resolve_client
 from tui.commands.disclosure_options import BASES
-from tui.commands.export_commands import export_and_audit, infer_format
+from tui.commands.export_commands import _date, export_and_audit, infer_format
 from tui.commands.passphrase import add_password_options, current_passphrase, export_password
 from tui.printable import printable
 
 class UnknownRequest(NotewellError):
     title = "No such request"
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a date as YYYY-MM-DD") from None
 
 
 def resolve_request(rights, named: str) -> str:
