@@ -223,6 +223,11 @@ class ClientRights:
             found[f"{event.name} #{i}"] = verified_by(event, trust)
         return found
 
+    def unverified(self, records: list[RightsRecord]) -> set[str]:
+        """The ids of the records holding an event whose signature does not verify here:
+        shown and exported marked as such, never as attested."""
+        return {r.id for r in records if not all(self.verified(r).values())}
+
     def open_requests(self, today: date) -> list[DueRequest]:
         """Access and amendment requests not yet acted on, the most pressing first."""
         due = [d for r in self.all() if (d := due_request(r, today)) is not None]
@@ -349,6 +354,7 @@ class ClientRights:
                 put_event(doc, name, envelope)
             self._docs.insert(record.id, KIND_RIGHTS, doc)
             self._list_this_device()
+            self._log(record.client_id, record.id, record.kind, "imported", None)
         return self.get(record.id)
 
     # --- helpers -----------------------------------------------------------------

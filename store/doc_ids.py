@@ -26,8 +26,8 @@ from store.doc_id_rule import DOC_ID_PATTERN, DOC_ID_RULE, is_doc_id  # noqa: F4
 
 
 def record_kind(doc_id: str, doc: Document) -> str | None:
-    """The document's kind ("client", "progress_note", "device_list" or "rights_record") when it is a record document whose
-    id is `doc_id` and `doc_id` follows the rule; else None. Any failure to read it (an
+    """The document's kind ("client", "progress_note", "device_list" or "rights_record") when
+    it is a record document whose id is `doc_id` and `doc_id` follows the rule; else None. Any failure to read it (an
     Automerge panic included) means None: this runs on data from other devices."""
     if not is_doc_id(doc_id):
         return None
@@ -35,10 +35,10 @@ def record_kind(doc_id: str, doc: Document) -> str | None:
     def read() -> str | None:
         if is_device_list(doc_id, doc):  # the group's devices (store/device_list.py)
             return KIND_DEVICE_LIST
-        if is_rights_doc(doc):  # a rights record is read whole, every event (store/rights_documents.py)
+        kind = D.note_doc_kind(doc)
+        if kind is None and is_rights_doc(doc):  # read whole, every event (store/rights_documents.py)
             record = read_rights(doc)
             return KIND_RIGHTS if record is not None and record.id == doc_id else None
-        kind = D.note_doc_kind(doc)
         return kind if kind is not None and D.doc_id_of(doc) == doc_id else None
 
     return panic_or(None, read, also=(Exception,))

@@ -388,6 +388,8 @@ def _amendment_records(w: _Writer, export, note_id: str) -> None:
         opened = record.data("opened")
         w.subheading(f"Amendment request received {opened.received_on.isoformat()} from {opened.requester}")
         w.field("Requested change", opened.requested_change)
+        if record.id in getattr(export, "unverified_amendments", ()):
+            w.label("SIGNATURE NOT VERIFIED: a step of this request is not signed by a device this one trusts.")
         titles = {"accepted": "Accepted", "denied": "Denied", "statement": "Client's statement of disagreement",
                   "rebuttal": "Rebuttal"}
         for event in record.all_events():

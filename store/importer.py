@@ -977,6 +977,7 @@ class ImportSummary:
     signed_notes: int = 0
     # Ids of imported signed notes the compliance checker would not have let sign here.
     signed_with_gaps: tuple[str, ...] = ()
+    rights_records: int = 0  # the file's client_rights (store/rights_documents.py)
 
 
 def _check_against_vault(vault: Any, plan: ImportPlan, *, private: bool) -> tuple[list[str], dict[str, Client]]:
@@ -1243,6 +1244,7 @@ def _build_and_write(
         process_notes=plan.count("process_notes"),
         signed_notes=sum(1 for _n, _c, status, _s in built.as_given if status == NoteStatus.SIGNED.value),
         signed_with_gaps=tuple(sorted(built.gaps, key=lambda n: order.get(n, 0))),
+        rights_records=len(plan.rights),
     )
 
 

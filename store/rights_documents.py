@@ -31,7 +31,7 @@ import re
 import secrets
 from datetime import date, datetime
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from automerge.core import ROOT, Document, ScalarType
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictStr, ValidationError
@@ -417,9 +417,13 @@ class FileRightsRecord(BaseModel):
     record: RightsKind
     events: dict[StrictStr, FileEvent] = Field(max_length=len(RightsKind.__members__) * 3)
     concurrent: list[FileConcurrentEvent] = Field(default_factory=list, max_length=MAX_EVENTS - 6)
+    signature_verification: Literal["failed"] | None = None
 
     def to_record(self) -> RightsRecord:
         """The record it describes; ValueError naming the event that does not read."""
+        if self.signature_verification is not None:
+            raise ValueError("signature_verification: its signatures failed verification where it was exported, "
+                             "so it is not imported as signed")
         if "opened" not in self.events:
             raise ValueError("events: a record starts with opened")
         events = {name: self._event(f"events.{name}", name, e) for name, e in self.events.items()}

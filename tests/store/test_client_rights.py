@@ -309,3 +309,41 @@ def test_check_finds_a_vault_with_rights_records_healthy_and_a_rebuild_keeps_the
     assert report.problems == []
     vault.record.rebuild_projections()
     assert len(rights.all()) == 2 and vault.check() == []
+
+
+def test_a_record_signed_by_an_untrusted_device_is_shown_and_exported_as_not_verified(vault, tmp_path):
+    """Structurally valid, so the intake stores it; but its signature is by a key no trusted
+    device holds: it is never shown or exported as attested, and an import refuses it."""
+    import json
+
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from store.export import collect, render_json
+    from store.importer import read_import
+    from store.errors import ImportFailed
+    from store.rights_documents import AmendmentOpened, Denied
+
+    stranger = ed25519.Ed25519PrivateKey.generate()
+    doc = Document()
+    doc_id = "forged-amend"
+    with doc.transaction() as tx:
+        for k, v in (("type", KIND_RIGHTS), ("id", doc_id), ("client_id", CLIENT_ID),
+                     ("record", RightsKind.AMENDMENT.value)):
+            tx.put(ROOT, k, ScalarType.Str, v)
+        tx.put(ROOT, "schema", ScalarType.Int, 1)
+        for i, (name, data) in enumerate((
+            ("opened", AmendmentOpened(received_on=TODAY, requester="x", note_ids=["n-r1"], requested_change="c")),
+            ("denied", Denied(on=TODAY, reason="FORGED-DENIAL")),
+        )):
+            p = payload(None, record_id=doc_id, client_id=CLIENT_ID, kind=RightsKind.AMENDMENT, event=name, data=data,
+                        by="Someone", credentials="LCSW", at=datetime.now(timezone.utc), device_id="f" * 64)
+            tx.put(ROOT, f"event:{name}:{i:016x}", ScalarType.Str, signing.seal(stranger, p))
+    assert vault.record.replica.apply_doc(doc_id, doc)
+    rights = vault.record.rights
+    assert rights.unverified(rights.all()) == {doc_id}
+    export = collect(vault.record, CLIENT_ID, settings=SETTINGS)
+    assert export.unverified_amendments == {doc_id}
+    data = json.loads(render_json(export))
+    assert data["client_rights"][0]["signature_verification"] == "failed"
+    with pytest.raises(ImportFailed, match=r"client_rights\[0\]"):
+        read_import(render_json(export))

@@ -104,7 +104,7 @@ def test_denied_amendment_travels_with_every_later_export_and_imports(vault, tmp
     other = tmp_path / "other"
     v, _ = Vault.create(other, PASSPHRASE, device_name="other", kdf=FAST_KDF, settings=SETTINGS)
     v.close()
-    ok(other, "import", str(exported))
+    assert "with 1 client's rights record(s)" in ok(other, "import", str(exported))
     v = Vault.open(other, PASSPHRASE)
     try:
         got = v.record.rights.get(request_id)

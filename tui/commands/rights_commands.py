@@ -122,6 +122,7 @@ def cmd_disclosures(args) -> int:
         rights = vault.record.rights
         as_of = args.as_of or rights.today()
         acc = rights.accounting(client_id, as_of)
+        unverified = rights.unverified(list(acc.listed))
         name = vault.record.get_client(client_id).display_name
     finally:
         vault.close()
@@ -133,7 +134,7 @@ def cmd_disclosures(args) -> int:
         d = record.data("opened")
         to = d.recipient + (f", {d.address}" if d.address else "")
         print(printable(f"{d.disclosed_on.isoformat()}  to {to}  purpose: {d.purpose}  what: {d.what}  "
-                        f"basis: {d.basis.value}"))
+                        f"basis: {d.basis.value}" + ("  SIGNATURE NOT VERIFIED" if record.id in unverified else "")))
     if acc.exempt:
         print(f"Left out: {acc.exempt} disclosure{'s' if acc.exempt != 1 else ''} the rule exempts (to the client, "
               "for treatment, payment or operations, with the client's authorization, or a limited data set).")

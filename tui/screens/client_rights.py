@@ -102,6 +102,7 @@ class RightsView:
     requests: list[Any]
     accounting: Any
     today: date
+    unverified: frozenset[str] = frozenset()  # records whose signatures fail verification here
 
 
 def load_rights(vault, client_id: str, today: date | None = None) -> RightsView:
@@ -110,7 +111,8 @@ def load_rights(vault, client_id: str, today: date | None = None) -> RightsView:
     rights = vault.record.rights
     today = today or rights.today()
     requests = [r for r in rights.for_client(client_id) if r.kind != RightsKind.DISCLOSURE]
-    return RightsView(requests, rights.accounting(client_id, today), today)
+    accounting = rights.accounting(client_id, today)
+    return RightsView(requests, accounting, today, frozenset(rights.unverified([*requests, *accounting.listed])))
 
 
 def request_state(record, today: date) -> str:
@@ -183,8 +185,9 @@ class ClientRightsScreen(NotewellScreen[None]):
         for r in view.requests:
             opened = r.data("opened")
             what = "access" if r.kind == RightsKind.ACCESS else f"amendment of {len(opened.note_ids)} note(s)"
+            state = request_state(r, view.today) + (" - SIGNATURE NOT VERIFIED" if r.id in view.unverified else "")
             table.add_row(Text(opened.received_on.isoformat()), Text(what), Text(printable(opened.requester)),
-                          Text(request_state(r, view.today)), key=r.id)
+                          Text(state), key=r.id)
         acc = view.accounting
         self.query_one("#rights-accounting", Static).update(
             f"Accounting of disclosures, {acc.since.isoformat()} to {acc.as_of.isoformat()}: "
@@ -193,8 +196,9 @@ class ClientRightsScreen(NotewellScreen[None]):
         disclosures.clear()
         for r in acc.listed:
             d = r.data("opened")
+            basis = d.basis.value + (" (NOT VERIFIED)" if r.id in view.unverified else "")
             disclosures.add_row(*(Text(printable(x)) for x in (d.disclosed_on.isoformat(), d.recipient, d.purpose,
-                                                                   d.what, d.basis.value)), key=r.id)
+                                                                   d.what, basis)), key=r.id)
         if view.requests:
             table.focus()
 
