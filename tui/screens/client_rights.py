@@ -167,7 +167,7 @@ class ClientRightsScreen(NotewellScreen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#rights-requests", DataTable).add_columns("Received", "Request", "From", "State")
+        self.query_one("#rights-requests", DataTable).add_columns("Received", "Request", "State", "From")
         self.query_one("#rights-disclosures", DataTable).add_columns("Date", "Recipient", "Purpose", "What", "Basis")
         self.refresh_view()
 
@@ -184,10 +184,15 @@ class ClientRightsScreen(NotewellScreen[None]):
         table.clear()
         for r in view.requests:
             opened = r.data("opened")
-            what = "access" if r.kind == RightsKind.ACCESS else f"amendment of {len(opened.note_ids)} note(s)"
+            if r.kind == RightsKind.ACCESS:
+                what = "access"
+            else:
+                n = len(opened.note_ids)
+                what = f"amend {n} note{'s' if n != 1 else ''}"
             state = request_state(r, view.today) + (" - SIGNATURE NOT VERIFIED" if r.id in view.unverified else "")
-            table.add_row(Text(opened.received_on.isoformat()), Text(what), Text(printable(opened.requester)),
-                          Text(state), key=r.id)
+            # The state before the requester: at 80 columns it is what must show.
+            table.add_row(Text(opened.received_on.isoformat()), Text(what), Text(state),
+                          Text(printable(opened.requester)), key=r.id)
         acc = view.accounting
         self.query_one("#rights-accounting", Static).update(
             f"Accounting of disclosures, {acc.since.isoformat()} to {acc.as_of.isoformat()}: "
