@@ -87,6 +87,7 @@ class Event(str, Enum):
     SYNC_SESSION = "sync_session"
     BACKUP_WRITTEN = "backup_written"
     VAULT_RESTORED = "vault_restored"
+    CLIENT_RIGHTS = "client_rights"
 
 
 EVENT_LABELS = {
@@ -106,6 +107,7 @@ EVENT_LABELS = {
     Event.SYNC_SESSION: "sync session",
     Event.BACKUP_WRITTEN: "backup written",
     Event.VAULT_RESTORED: "vault restored from a backup",
+    Event.CLIENT_RIGHTS: "client's rights record",
 }
 
 # Keys that would carry clinical prose; the log must never hold it.

@@ -13,28 +13,23 @@ or underscores, starting with a letter or digit. Ids the store makes itself are 
 
 from __future__ import annotations
 
-import re
-
 from automerge.core import Document
 
 from store import documents as D
 from store.automerge_guard import panic_or
 from store.device_list import KIND_DEVICE_LIST, is_device_list
+from store.rights_documents import KIND_RIGHTS, is_rights_doc, read_rights
 from store.snippets import KIND_SNIPPETS, SNIPPETS_ID, is_snippets
 
-DOC_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z"
-_DOC_ID_RE = re.compile(DOC_ID_PATTERN)
-DOC_ID_RULE = "must be 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit"
-
-
-def is_doc_id(doc_id: object) -> bool:
-    """True when `doc_id` may name a record document."""
-    return isinstance(doc_id, str) and _DOC_ID_RE.match(doc_id) is not None
+# The rule itself lives in store/doc_id_rule.py, which the record kinds' own readers
+# (store/rights_documents.py) import too; it is re-exported here for every entrance.
+from store.doc_id_rule import DOC_ID_PATTERN, DOC_ID_RULE, is_doc_id  # noqa: F401
 
 
 def record_kind(doc_id: str, doc: Document) -> str | None:
-    """The document's kind ("client", "progress_note", "device_list" or "snippets") when it is a record document whose
-    id is `doc_id` and `doc_id` follows the rule; else None. Any failure to read it (an
+    """The document's kind ("client", "progress_note", "device_list", "snippets" or
+    "rights_record") when it is a record document whose id is `doc_id` and `doc_id` follows
+    the rule; else None. Any failure to read it (an
     Automerge panic included) means None: this runs on data from other devices."""
     if not is_doc_id(doc_id):
         return None
@@ -45,6 +40,9 @@ def record_kind(doc_id: str, doc: Document) -> str | None:
         if doc_id == SNIPPETS_ID:  # the clinician's phrases, well formed or refused (store/snippets.py)
             return KIND_SNIPPETS if is_snippets(doc_id, doc) else None
         kind = D.note_doc_kind(doc)
+        if kind is None and is_rights_doc(doc):  # read whole, every event (store/rights_documents.py)
+            record = read_rights(doc)
+            return KIND_RIGHTS if record is not None and record.id == doc_id else None
         return kind if kind is not None and D.doc_id_of(doc) == doc_id else None
 
     return panic_or(None, read, also=(Exception,))

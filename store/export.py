@@ -31,6 +31,7 @@ from store.models import Client, ClinicianSettings, NoteStatus, ProgressNote
 from store.outcomes import Outcomes, outcomes_from
 from store.projections import is_late_entry
 from store.signature_state import SignatureStatus
+from store.rights_documents import rights_json
 from store.vaultfile import fsync_dir
 
 FORMATS = ("pdf", "json")
@@ -79,6 +80,10 @@ class RecordExport:
     date_from: date | None = None
     date_to: date | None = None
     include_drafts: bool = False
+    # Amendment requests concerning the exported notes (store/client_rights.py): every later
+    # export of those notes carries them, with any denial, statement and rebuttal.
+    amendments: tuple = ()
+    unverified_amendments: frozenset = frozenset()  # their ids whose signatures fail verification here
 
     @property
     def addenda_count(self) -> int:
@@ -219,7 +224,17 @@ def collect(
         date_from=date_from,
         date_to=date_to,
         include_drafts=include_drafts,
+        **_amendments(record, {n.note.id for n in notes}),
     )
+
+
+def _amendments(record, note_ids: set[str]) -> dict:
+    """The amendment requests of the exported notes, and which fail verification here."""
+    rights = getattr(record, "rights", None)
+    if rights is None:
+        return {}
+    found = rights.amendments_for_notes(note_ids)
+    return {"amendments": tuple(found), "unverified_amendments": frozenset(rights.unverified(found))}
 
 
 # --- JSON ------------------------------------------------------------------------------
@@ -291,7 +306,16 @@ def to_import_document(export: RecordExport) -> dict:
         "clients": [_client_json(export.client)],
         "progress_notes": [_exported_note_json(n) for n in export.notes],
         "process_notes": [],
+        **({"client_rights": [_rights_json(r, export) for r in export.amendments]} if export.amendments else {}),
     }
+
+
+def _rights_json(record, export: RecordExport) -> dict:
+    data = rights_json(record)
+    if record.id in export.unverified_amendments:
+        # Marked, as a note failing verification is: importing the file refuses it by name.
+        data["signature_verification"] = "failed"
+    return data
 
 
 def render_json(export: RecordExport) -> bytes:

@@ -375,4 +375,33 @@ def render_pdf(export, *, compress: bool = True, password: str | None = None) ->
         w.text("No progress notes in this period.", italic=True)
     for exported in export.notes:
         _note_section(w, exported, export.client, late_hours)
+        _amendment_records(w, export, exported.note.id)
     return bytes(pdf.output())
+
+
+def _amendment_records(w: _Writer, export, note_id: str) -> None:
+    """Every amendment request concerning the note (164.526): what was asked and what was
+    decided; for a denial, the denial, the client's statement and the rebuttal."""
+    for record in getattr(export, "amendments", ()):
+        if note_id not in record.data("opened").note_ids:
+            continue
+        opened = record.data("opened")
+        w.subheading(f"Amendment request received {opened.received_on.isoformat()} from {opened.requester}")
+        w.field("Requested change", opened.requested_change)
+        if record.id in getattr(export, "unverified_amendments", ()):
+            w.label("SIGNATURE NOT VERIFIED: a step of this request is not signed by a device this one trusts.")
+        titles = {"accepted": "Accepted", "denied": "Denied", "statement": "Client's statement of disagreement",
+                  "rebuttal": "Rebuttal"}
+        for event in record.all_events():
+            name = event.name
+            if name not in titles:
+                continue
+            title = titles[name] + (" (also recorded on another device)" if event in record.concurrent else "")
+            text = {"accepted": "amendment", "denied": "reason"}.get(name, "text")
+            who = f"{event.by}, {event.credentials}" if event.credentials else (event.by or "recorded")
+            w.field(title, f"on {event.data.on.isoformat()} ({who}, recorded {_when(event.at)})")
+            w.text(getattr(event.data, text))
+        for conflict in record.conflicts():
+            w.label(f"RECORDED DIFFERENTLY ON TWO DEVICES: {conflict}.")
+        if not any(n in record.events for n in ("accepted", "denied")):
+            w.label("Not yet decided.")

@@ -50,6 +50,7 @@ from store.errors import DiskFull, ImportFailed, NotewellError, NotFound, VaultB
 from store.projections import expected_rows, rows_of
 from store.signing import entry_key, reissue_payloads
 from store.doc_ids import DOC_ID_PATTERN, DOC_ID_RULE, is_doc_id
+from store.rights_documents import FileRightsRecord
 from store.models import (
     FORMAT_SECTIONS,
     PlausibleDates,
@@ -185,6 +186,8 @@ class ImportFile(_Strict):
     clients: list[FileClient] = Field(default_factory=list)
     progress_notes: list[FileProgressNote] = Field(default_factory=list)
     process_notes: list[FileProcessNote] = Field(default_factory=list)
+    # Amendment requests and the rest of the client's rights records (store/rights_documents.py).
+    client_rights: list[FileRightsRecord] = Field(default_factory=list, max_length=10_000)
 
 
 # --- the plan -----------------------------------------------------------------------------
@@ -222,6 +225,7 @@ class ImportPlan:
     note_clients: list[Any] = field(default_factory=list)  # each note's client_id as given
     validated: bool = False
     _models: dict[str, tuple] = field(default_factory=dict, repr=False)
+    rights: tuple = ()  # the file's client_rights, each read into its record (store/rights_documents.py)
 
     def count(self, section: str) -> int:
         return len(self.spans.get(section, ()))
@@ -733,9 +737,15 @@ def scan_import(data: bytes | str, *, now: datetime | None = None) -> tuple[Impo
         raise ImportFailed(_SURROGATE_PROBLEM)
     _check_header(top)
     try:
-        ImportFile.model_validate({**top, **{section: [] for section in spans}})
+        header = ImportFile.model_validate({**top, **{section: [] for section in spans}})
     except ValidationError as e:
         raise _fail(_schema_problems(e)) from None
+    rights = []
+    for i, file_record in enumerate(header.client_rights):
+        try:
+            rights.append(file_record.to_record())
+        except ValueError as e:
+            raise _fail([f"client_rights[{i}].{e}"]) from None
     problems, refs, items = scan.problems_and_refs()
     client_spans = {cid: spans["clients"][i] for cid, i in scan.client_spans.items()}
     plan = ImportPlan(
@@ -746,6 +756,7 @@ def scan_import(data: bytes | str, *, now: datetime | None = None) -> tuple[Impo
         client_spans=client_spans,
         now=now or datetime.now(timezone.utc),
         note_clients=scan.note_clients,
+        rights=tuple(rights),
     )
     return plan, problems
 
@@ -966,6 +977,7 @@ class ImportSummary:
     signed_notes: int = 0
     # Ids of imported signed notes the compliance checker would not have let sign here.
     signed_with_gaps: tuple[str, ...] = ()
+    rights_records: int = 0  # the file's client_rights (store/rights_documents.py)
 
 
 def _check_against_vault(vault: Any, plan: ImportPlan, *, private: bool) -> tuple[list[str], dict[str, Client]]:
@@ -1194,6 +1206,9 @@ def _build_and_write(
                         [(doc_id, kind, view, fts) for doc_id, kind, _d, _h, view, fts in documents],
                     )
                     tick(len(documents))
+                for i, rights_record in enumerate(plan.rights):
+                    current = f"client_rights[{i}]"
+                    record.rights.import_record(rights_record)
                 for pnote in built.process_notes:
                     current = plan.items[pnote.id]
                     private.create(pnote)
@@ -1229,6 +1244,7 @@ def _build_and_write(
         process_notes=plan.count("process_notes"),
         signed_notes=sum(1 for _n, _c, status, _s in built.as_given if status == NoteStatus.SIGNED.value),
         signed_with_gaps=tuple(sorted(built.gaps, key=lambda n: order.get(n, 0))),
+        rights_records=len(plan.rights),
     )
 
 

@@ -60,6 +60,7 @@ from store.models import (
     validated,
 )
 from store.check_record import CheckRecord
+from store.client_rights import ClientRights
 from store.projections import _v1 as _projections_v1
 from store.replica import Replica, forget_cached_documents
 from store.signature_index import migrate_v4 as _v4_signature_states
@@ -222,6 +223,12 @@ class RecordStore:
         # The sync intake: same connection, documents and transactions, passed in.
         self.replica = Replica(conn, self._docs, self._tx, late_entry_hours=self._late_hours, audit=audit)
         self._sync_late_entry_hours()
+        # The disclosure log and the client's requests (store/client_rights.py).
+        self.rights = ClientRights(
+            conn, self._docs, self._tx, now=lambda: self._now(), settings=self._settings,
+            signing_key=self._signing_key, trust=self.replica.device_trust,
+            list_this_device=self.replica.list_this_device, audit=audit, record=self,
+        )
 
     # --- transactions -----------------------------------------------------------
 

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "tui.commands.client_commands",
     "tui.commands.sync_commands",
     "tui.commands.export_commands",
+    "tui.commands.rights_commands",
     "tui.commands.backup_commands",
     "tui.commands.app_command",
 )

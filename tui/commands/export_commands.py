@@ -15,6 +15,7 @@ from pathlib import Path
 
 from store.errors import ExportFailed, NotewellError
 from tui.commands.client_commands import resolve_client
+from tui.commands.disclosure_options import add_disclosure_options, check_disclosure, disclosure_logger
 from tui.commands.passphrase import add_password_options, current_passphrase, export_password
 from tui.printable import printable
 
@@ -65,6 +66,7 @@ def register(sub) -> None:
         help='who the export is for, kept in the audit trail: e.g. "client request", "insurer", '
         '"continuity of care"',
     )
+    add_disclosure_options(p)
     p.add_argument(
         "--encrypt",
         action="store_true",
@@ -89,7 +91,7 @@ def _audit_log(vault):
     return log
 
 
-def export_and_audit(vault, client_id: str, out: Path, **options):
+def export_and_audit(vault, client_id: str, out: Path, *, within=None, **options):
     """Export one client's record and log it; runs on the vault's thread.
 
     `options` are those of store.export.prepare_export (fmt, date_from, date_to,
@@ -98,7 +100,8 @@ def export_and_audit(vault, client_id: str, out: Path, **options):
     without its audit entry, even if the program is killed half-way (a killed export leaves
     at most a hidden temporary file, never a file under the name asked for). The write lock
     is taken first, so an export that has to wait for another program waits before it
-    writes anything.
+    writes anything. `within(vault, result)`, when given, runs in the same transaction after
+    the audit entry: the disclosure log's entry, a fulfilled request (tui/commands/rights_commands.py).
     """
     from store.audit import Event
     from store.export import prepare_export
@@ -109,6 +112,8 @@ def export_and_audit(vault, client_id: str, out: Path, **options):
         with vault.record.transaction():
             prepared = prepare_export(vault.record, client_id, out, settings=vault.settings(), **options)
             log.append(Event.EXPORT, client_id=client_id, **prepared.result.audit_details())
+            if within is not None:
+                within(vault, prepared.result)
     except BaseException:
         if prepared is not None:
             prepared.discard()
@@ -128,6 +133,7 @@ def cmd_export(args) -> int:
 
     fmt = args.format or infer_format(args.out)
     check_purpose(args.purpose)
+    check_disclosure(args)  # a release to someone other than the client names its basis
     passphrase = current_passphrase(args)
     password = None
     if args.encrypt or args.password_file:
@@ -147,6 +153,7 @@ def cmd_export(args) -> int:
             force=args.force,
             password=password,
             purpose=args.purpose,
+            within=disclosure_logger(args),
         )
     finally:
         vault.close()

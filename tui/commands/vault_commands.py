@@ -189,7 +189,9 @@ def cmd_import(args) -> int:
         vault.close()
     print(
         f"Imported {summary.clients} clients, {summary.notes} progress notes "
-        f"and {summary.process_notes} process notes."
+        f"and {summary.process_notes} process notes"
+        + (f", with {summary.rights_records} client's rights record(s) (docs/client-rights.md)."
+           if getattr(summary, "rights_records", 0) else ".")
     )
     return 0
 

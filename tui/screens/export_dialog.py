@@ -21,6 +21,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Select, Static
 
 from store.errors import NotewellError
+from tui.commands.disclosure_options import BASES, disclosure_logger_for
 from tui.printable import printable
 from tui.screens.base import NotewellModal
 
@@ -57,6 +58,7 @@ class ExportDialog(NotewellModal[Any]):
     ExportDialog .export-row Input { width: 1fr; }
     ExportDialog #export-format { width: 100%; height: auto; layout: horizontal; }
     ExportDialog #export-purpose { width: 1fr; }
+    ExportDialog #export-basis { width: 30; }
     ExportDialog .-hidden { display: none; }
     ExportDialog #export-error { color: $error; height: auto; }
     ExportDialog #export-buttons { height: auto; align-horizontal: right; margin-top: 1; }
@@ -112,6 +114,10 @@ class ExportDialog(NotewellModal[Any]):
                     id="export-purpose",
                 )
                 yield Input(placeholder="Other purpose", id="export-purpose-other", classes="-hidden")
+            # A release to anyone but the client goes into the disclosure log (docs/client-rights.md).
+            with Horizontal(classes="export-row"):
+                yield Input(placeholder="Recipient, if not the client (logged as a disclosure)", id="export-recipient")
+                yield Select([(b, b) for b in BASES if b != "client"], prompt="Basis of the release", id="export-basis")
             yield Checkbox("Encrypt with a password (send the password by another channel)", id="export-encrypt")
             with Horizontal(classes="export-row -hidden", id="export-passwords"):
                 yield Input(placeholder="Password (12 characters or more)", password=True, id="export-password")
@@ -213,6 +219,11 @@ class ExportDialog(NotewellModal[Any]):
         if purpose is None:
             self._error("Choose who the export is for; the audit trail keeps it.")
             return
+        recipient = self.query_one("#export-recipient", Input).value.strip()
+        basis = self.query_one("#export-basis", Select).value
+        if recipient and not isinstance(basis, str):
+            self._error("Choose the basis of the release to the recipient; the disclosure log keeps it.")
+            return
         try:
             password = self._password()
         except NotewellError as e:
@@ -227,6 +238,7 @@ class ExportDialog(NotewellModal[Any]):
             "force": self.query_one("#export-force", Checkbox).value,
             "purpose": purpose,
             "password": password,
+            "within": disclosure_logger_for(recipient, basis) if recipient else None,
         }
         self._busy = True
         self._error("Exporting...")

@@ -38,6 +38,7 @@ class MainScreen(NotewellScreen):
         Binding("t", "todo", "To do", id="todo"),
         Binding("o", "outcomes", "Outcomes", id="client.outcomes", show=False),
         Binding("x", "export", "Export record", id="client.export", show=False),
+        Binding("g", "rights", "Client's rights", id="client.rights", show=False),
         Binding("u", "audit", "Audit trail", id="audit", show=False),
         Binding("s", "settings", "Settings", id="settings", show=False),
         Binding("d", "devices", "Devices and sync", id="devices", show=False),
@@ -121,12 +122,17 @@ class MainScreen(NotewellScreen):
     async def _load_todo_counts(self) -> None:
         from datetime import datetime
 
-        from tui.screens.todo import counts_label, load_overdue, load_signature_items, signatures_label
+        from tui.screens.todo import (
+            counts_label, load_overdue, load_rights_items, load_signature_items, rights_label, signatures_label,
+        )
 
         thresholds = tuple(self.app.config.overdue_hours)
         _items, band_counts = await self.app.store.call(load_overdue, datetime.now(), thresholds)
         signatures = await self.app.store.call(load_signature_items)
         label = counts_label(band_counts) + ("; " + signatures_label(signatures) if signatures else "")
+        rights = await self.app.store.call(load_rights_items)
+        if rights:
+            label += "; " + rights_label(rights)
         pending = await self.app.store.call(lambda v: v.record.pending_signature_states())
         if pending:
             label += f"; {pending} signature{'s' if pending != 1 else ''} being checked"
@@ -298,6 +304,13 @@ class MainScreen(NotewellScreen):
                 self.notify(f"Record exported{f' to {path}' if path else ''}. Process notes are never exported.")
 
         self.app.push_screen(ExportDialog(self.app.store.call, self._client.id, client_name=self._client.display_name), done)
+
+    def action_rights(self) -> None:
+        from tui.screens.client_rights import ClientRightsScreen
+
+        if self._need_client():
+            self.app.push_screen(ClientRightsScreen(self.app.store.call, self._client.id, self._client.display_name),
+                                 lambda _: self.on_screen_resume())
 
     def action_audit(self) -> None:
         from tui.screens.audit_view import AuditViewScreen

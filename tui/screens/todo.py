@@ -1,4 +1,6 @@
-"""The "To do" screen: progress notes unsigned or missing past 24, 48 and 72 hours.
+"""The "To do" screen: progress notes unsigned or missing past 24, 48 and 72 hours, signatures
+that need the clinician, and clients' access and amendment requests not yet acted on
+(`load_rights_items`, store/client_rights.py).
 
 Open it with `TodoScreen(app.store.call)`. It loads the queue on the vault's thread
 (`load_overdue`), shows the counts per band and one row per session, most overdue first.
@@ -59,6 +61,30 @@ def load_signature_items(vault) -> list[SignatureItem]:
                       else "signature conflict")
         for note_id, name, date_of_service, status in vault.record.signature_attention_rows()
     ]
+
+
+@dataclass(frozen=True)
+class RightsItem:
+    """A client's access or amendment request not yet acted on (store/client_rights.py)."""
+
+    client_name: str
+    request: Any  # store.client_rights.DueRequest
+
+
+def load_rights_items(vault, today: date | None = None) -> list[RightsItem]:
+    """Open requests, the most pressing first; call on the vault's thread."""
+    rights = vault.record.rights
+    names = {c.client_id: c.display_name for c in vault.record.list_clients()}
+    return [RightsItem(names.get(d.client_id, d.client_id), d) for d in rights.open_requests(today or rights.today())]
+
+
+def rights_label(items: list[RightsItem]) -> str:
+    """'2 client requests open (1 overdue)', or ''."""
+    if not items:
+        return ""
+    overdue = sum(1 for i in items if i.request.overdue)
+    noun = "client request open" if len(items) == 1 else "client requests open"
+    return f"{len(items)} {noun}" + (f" ({overdue} overdue)" if overdue else "")
 
 
 def signatures_label(items: list[SignatureItem]) -> str:
@@ -126,6 +152,7 @@ class TodoScreen(NotewellScreen[None]):
         self.items: list[OverdueItem] = []
         self.band_counts: dict[int, int] = {}
         self.signature_items: list[SignatureItem] = []  # after the overdue rows in the table
+        self.rights_items: list[RightsItem] = []  # the clients' open requests, last
 
     def compose(self) -> ComposeResult:
         yield Static("To do: overdue progress notes and signatures that need you", id="todo-title")
@@ -144,16 +171,21 @@ class TodoScreen(NotewellScreen[None]):
     async def _load(self) -> None:
         items, band_counts = await self._call(load_overdue, self._clock(), self._thresholds)
         signatures = await self._call(load_signature_items)
-        self.show(items, band_counts, signatures)
+        rights = await self._call(load_rights_items)
+        self.show(items, band_counts, signatures, rights)
 
     def show(
-        self, items: list[OverdueItem], band_counts: dict[int, int], signatures: list[SignatureItem] | None = None
+        self, items: list[OverdueItem], band_counts: dict[int, int], signatures: list[SignatureItem] | None = None,
+        rights: list[RightsItem] | None = None,
     ) -> None:
         self.items, self.band_counts = list(items), dict(band_counts)
         self.signature_items = list(signatures or [])
+        self.rights_items = list(rights or [])
         label = counts_label(self.band_counts)
         if self.signature_items:
             label += "; " + signatures_label(self.signature_items)
+        if self.rights_items:
+            label += "; " + rights_label(self.rights_items)
         self.query_one("#todo-counts", Static).update(label)
         table = self.query_one(DataTable)
         table.clear()
@@ -176,12 +208,22 @@ class TodoScreen(NotewellScreen[None]):
                 Text(sig.what),
                 key=f"sig-{j}",
             )
-        if self.items or self.signature_items:
+        for k, right in enumerate(self.rights_items):
+            d = right.request
+            table.add_row(
+                Text(f"{-d.days_left} d" if d.overdue else "-"),
+                Text("request"),
+                Text(printable(right.client_name)),
+                Text(d.received_on.isoformat()),
+                Text(d.label()),
+                key=f"rights-{k}",
+            )
+        if self.items or self.signature_items or self.rights_items:
             table.focus()
 
     def _selected(self) -> OverdueItem | SignatureItem | None:
         table = self.query_one(DataTable)
-        rows = [*self.items, *self.signature_items]
+        rows = [*self.items, *self.signature_items, *self.rights_items]
         if not rows or table.cursor_row is None or not 0 <= table.cursor_row < len(rows):
             return None
         return rows[table.cursor_row]
@@ -190,7 +232,9 @@ class TodoScreen(NotewellScreen[None]):
         item = self._selected()
         if item is None:
             return
-        if isinstance(item, SignatureItem):
+        if isinstance(item, RightsItem):
+            self.notify("Select the client and press g to act on the request.", markup=False)
+        elif isinstance(item, SignatureItem):
             self.post_message(self.OpenNote(item.note_id))
         elif item.note_id is not None:
             self.post_message(self.OpenNote(item.note_id))
