@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Select, SelectionList, Static
 
 from store.errors import ValidationFailed
+from store.outcomes import MEASURES
 from store.models import (
     MODALITY_LABELS,
     Client,
@@ -52,7 +53,7 @@ def _hhmm(t: time | None) -> str:
 
 
 class FactsForm(Vertical):
-    """Date, times, CPT, modality, diagnoses, goals, interventions, risk, PHQ-9/GAD-7."""
+    """Date, times, CPT, modality, diagnoses, goals, interventions, risk, PHQ-9/GAD-7/PCL-5."""
 
     def __init__(
         self,
@@ -148,6 +149,8 @@ class FactsForm(Vertical):
             yield Input("" if f.phq9 is None else str(f.phq9), placeholder="0-27", id="f-phq9", classes="f-score", compact=True)
             yield Label("GAD-7", classes="facts-label")
             yield Input("" if f.gad7 is None else str(f.gad7), placeholder="0-21", id="f-gad7", classes="f-score", compact=True)
+            yield Label("PCL-5", classes="facts-label")
+            yield Input("" if f.pcl5 is None else str(f.pcl5), placeholder="0-80", id="f-pcl5", classes="f-score", compact=True)
         yield Static("", id="facts-error", classes="field-error")
 
     def on_mount(self) -> None:
@@ -262,14 +265,14 @@ class FactsForm(Vertical):
             value = self.query_one("#" + id_, Select).value
             risk[key] = None if value is Select.NULL else value
         data["risk"] = risk
-        for key, id_, top in (("phq9", "f-phq9", 27), ("gad7", "f-gad7", 21)):
-            raw = text(id_)
+        for measure in MEASURES:
+            raw = text(f"f-{measure.key}")
             if not raw:
-                data[key] = None
-            elif raw.isdigit() and 0 <= int(raw) <= top:
-                data[key] = int(raw)
+                data[measure.key] = None
+            elif raw.isdigit() and 0 <= int(raw) <= measure.maximum:
+                data[measure.key] = int(raw)
             else:
-                problems.append(f"{key.upper().replace('PHQ9', 'PHQ-9').replace('GAD7', 'GAD-7')}: a whole number from 0 to {top}")
+                problems.append(f"{measure.name}: a whole number from 0 to {measure.maximum}")
         try:
             facts = validated(SessionFacts, data)
         except ValidationFailed as e:
