@@ -66,6 +66,25 @@ ELEMENT_LABELS: dict[str, str] = {
     "measures": "final measures",
 }
 
+# The elements each kind of note is checked for, in checklist order (the editor's rows).
+SESSION_ELEMENTS: tuple[str, ...] = (
+    "client", "date_of_service", "time", "cpt", "cpt_time", "modality", "diagnosis",
+    "interventions", "response", "goals", "risk", "plan", "sections",
+)
+RECORD_NOTE_ELEMENTS: dict[NoteFormat, tuple[str, ...]] = {
+    NoteFormat.INTAKE: (
+        "client", "date_of_service", "time", "cpt", "modality", "diagnosis", "assessment", "risk", "plan", "sections",
+    ),
+    NoteFormat.REVIEW: ("client", "date_of_service", "goals", "sections"),
+    NoteFormat.DISCHARGE: ("client", "date_of_service", "goals", "measures", "sections"),
+}
+
+
+def checklist_elements(fmt: NoteFormat) -> tuple[str, ...]:
+    """The checklist rows of a note of `fmt` (an element with a problem is shown besides)."""
+    return RECORD_NOTE_ELEMENTS.get(fmt, SESSION_ELEMENTS)
+
+
 # Whole phrases (case-insensitive) that say a session happened without saying what was done.
 VAGUE_INTERVENTIONS: frozenset[str] = frozenset(
     {

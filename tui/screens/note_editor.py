@@ -199,6 +199,9 @@ class NoteEditorScreen(EditorScreen):
         self._ready = False
         self._signature = signed
         await self._build(note, client, signed)
+        from store.compliance import checklist_elements
+
+        self.query_one(Checklist).elements = checklist_elements(note.format)  # an intake's, a discharge's, ...
         self.query_one(Checklist).show(problems)
         self.query_one("#checklist-pane").display = self.mode == "draft"
         self.refresh_bindings()
