@@ -456,3 +456,60 @@ def test_an_import_file_with_an_out_of_range_pcl5_is_refused(vault, tmp_path):
     with pytest.raises(Exception) as info:
         parse_import(json.dumps(doc).encode())
     assert "pcl5" in str(getattr(info.value, "message", info.value))
+
+
+# --- from another device: untrusted input ----------------------------------------------------
+
+
+def test_a_received_plan_start_outside_the_plausible_range_is_refused(tmp_path):
+    from automerge.core import ROOT, ScalarType
+
+    from store.errors import ForeignDocument
+
+    a, b = Device(tmp_path / "a", "device-a"), Device(tmp_path / "b", "device-b")
+    try:
+        a.store.create_client(plan_client())
+        b.store.replica.apply_doc("c1", a.store.replica.load_doc("c1"))
+        heads = b.store.replica.doc_heads()
+        doc = a.store.replica.load_doc("c1")
+        with doc.transaction() as tx:
+            tx.put(ROOT, "plan_start", ScalarType.Str, "1850-01-01")
+        with pytest.raises(ForeignDocument):
+            b.store.replica.apply_doc("c1", doc)
+        assert b.store.replica.doc_heads() == heads
+        assert b.store.get_client("c1").plan_start is None
+    finally:
+        a.close()
+        b.close()
+
+
+def test_received_scores_participants_and_intervals_out_of_range_read_as_absent(tmp_path):
+    from automerge.core import ROOT, ObjType, ScalarType
+
+    a, b = Device(tmp_path / "a", "device-a"), Device(tmp_path / "b", "device-b")
+    try:
+        a.store.create_client(plan_client())
+        a.store.create_note(intake())
+        client, note = a.store.replica.load_doc("c1"), a.store.replica.load_doc("i1")
+        with client.transaction() as tx:
+            tx.put(ROOT, "review_interval_days", ScalarType.Int, 10**9)
+        facts = note.get(ROOT, "facts")[1]
+        with note.transaction() as tx:
+            tx.put(facts, "pcl5", ScalarType.Int, 999)
+            people = tx.put_object(facts, "participants", ObjType.Map)
+            bad = tx.put_object(people, "x", ObjType.Map)
+            tx.put(bad, "initials", ScalarType.Str, "<script>")  # not initials
+            twice = tx.put_object(people, "named:A.B.", ObjType.Map)
+            tx.put(twice, "initials", ScalarType.Str, "A.B.")
+            again = tx.put_object(people, "other-key", ObjType.Map)
+            tx.put(again, "initials", ScalarType.Str, "A.B.")  # the same person under another key
+        b.store.replica.apply_doc("c1", client)
+        b.store.replica.apply_doc("i1", note)
+        assert b.store.get_client("c1").review_interval_days == 90
+        got = b.store.get_note("i1").facts
+        assert got.pcl5 is None
+        assert [p.initials for p in got.participants] == ["A.B."]
+        assert b.store.check() == []
+    finally:
+        a.close()
+        b.close()
