@@ -246,3 +246,42 @@ async def test_the_pcl5_panel_has_its_own_scale_marker_and_cut_off_line():
 
 def test_pcl5_panel_snapshot(snap_compare):
     assert snap_compare(PanelApp(outcomes_from(PCL5_ROWS)), terminal_size=(80, 20))
+
+
+async def test_a_family_session_records_who_was_present_and_the_checker_applies_90847(seeded_vault, make_app, tmp_path):
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A, what="first client selected")
+        editor = await _choose_format(pilot, NoteFormat.SOAP)
+        form = editor.query_one("#facts")
+        await wait_for(pilot, lambda: form.known_clients is not None, what="the practice's clients")
+        checklist = editor.query_one(Checklist)
+        editor.query_one("#f-start", Input).value = "10:00"
+        editor.query_one("#f-stop", Input).value = "10:50"
+        editor.query_one("#f-cpt", Input).value = "90847"
+        editor.query_one("#section-subjective", TextArea).insert("Family session on evening routines.")
+        await wait_for(pilot, lambda: "participants" in checklist.missing, what="90847 asks who was present")
+        editor.query_one("#f-participants", Input).value = "robin  SAMPLE; Jordan Ellis (J.E.)"
+        await wait_for(pilot, lambda: "participants" not in checklist.missing and editor.note is not None
+                       and len(editor.note.facts.participants) == 2, what="participants saved", timeout=15)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+        note_id = editor.note_id
+        await pilot.press("ctrl+q")
+
+    vault = Vault.open(seeded_vault, PASSPHRASE)
+    try:
+        people = vault.record.get_note(note_id).facts.participants
+        assert [(p.client_id, p.name, p.initials) for p in people] == [
+            (CLIENT_B, "robin  SAMPLE", "R.S."), (None, "Jordan Ellis", "J.E."),
+        ]
+        from store.export import export_record
+
+        out = tmp_path / "a.json"
+        export_record(vault.record, CLIENT_A, out, fmt="json", settings=vault.settings(), include_drafts=True)
+        text = out.read_text()
+        assert "Jordan" not in text and "SAMPLE" not in text and CLIENT_B not in text
+        assert '"initials": "R.S."' in text and '"initials": "J.E."' in text
+    finally:
+        vault.close()

@@ -1,5 +1,9 @@
 """The session facts of a progress note as a form, read back into a SessionFacts.
 
+Others present at a couples or family session are typed as "Name (initials); Name": a name
+that is exactly one other client's is linked to that client's record; initials left out are
+made from the name. The initials are how the person appears in any other client's export.
+
 Each field that does not parse keeps its last saved value and is named in `problems`, so a
 half-typed time never wipes a good one and never blocks saving the rest.
 """
@@ -15,6 +19,7 @@ from textual.widgets import Button, Input, Label, Select, SelectionList, Static
 
 from store.errors import ValidationFailed
 from store.outcomes import MEASURES
+from tui.widgets.note_views import participants_text
 from store.models import (
     MODALITY_LABELS,
     Client,
@@ -46,6 +51,38 @@ def parse_time(text: str) -> time | None:
     if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
         raise ValueError("must look like 10:00")
     return time(int(hours), int(minutes))
+
+
+def _folded(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def _initials_of(name: str) -> str:
+    return "".join(w[0].upper() + "." for w in name.split() if w[0].isalpha())
+
+
+def parse_participants(text: str, known: dict[str, str], before: list[dict]) -> list[dict]:
+    """"Blake Brook (B.B.); Jordan" -> participants. A name that is one other client's (by
+    `known`, folded name -> id) links that record; a person the note already had keeps the
+    link it had. ValueError names what cannot be read."""
+    linked = {(p.get("name") or "", p["initials"]): p.get("client_id") for p in before}
+    out: list[dict] = []
+    for entry in (e.strip() for e in text.split(";")):
+        if not entry:
+            continue
+        name, initials = entry, ""
+        if entry.endswith(")") and "(" in entry:
+            name, _, initials = entry[:-1].rpartition("(")
+            name, initials = name.strip(), initials.strip()
+        initials = initials or _initials_of(name)
+        if not initials:
+            raise ValueError("give each person a name or initials, like Jordan Ellis (J.E.)")
+        if name:
+            client_id = linked.get((name, initials)) or known.get(_folded(name))
+        else:  # initials alone: a person kept by initials (an imported note)
+            client_id = linked.get(("", initials))
+        out.append({"client_id": client_id, "name": name, "initials": initials})
+    return out
 
 
 def _hhmm(t: time | None) -> str:
@@ -151,10 +188,27 @@ class FactsForm(Vertical):
             yield Input("" if f.gad7 is None else str(f.gad7), placeholder="0-21", id="f-gad7", classes="f-score", compact=True)
             yield Label("PCL-5", classes="facts-label")
             yield Input("" if f.pcl5 is None else str(f.pcl5), placeholder="0-80", id="f-pcl5", classes="f-score", compact=True)
+        with Horizontal(classes="facts-line"):
+            yield Label("Others present", classes="facts-label")
+            yield Input(participants_text(f.participants), placeholder="couples/family: name (initials); ...",
+                        id="f-participants", compact=True)
         yield Static("", id="facts-error", classes="field-error")
 
     def on_mount(self) -> None:
         self._refresh_minutes()
+        self.known_clients: dict[str, str] | None = None  # folded name -> client id, once loaded
+        if hasattr(self.app, "store"):
+            self.run_worker(self._load_known_clients(), group="facts-clients", exit_on_error=False)
+
+    async def _load_known_clients(self) -> None:
+        own = self.client.id if self.client else None
+        rows = await self.app.store.call(lambda v: v.record.list_clients())
+        names: dict[str, list[str]] = {}
+        for row in rows:
+            if row.client_id != own:
+                names.setdefault(_folded(row.display_name), []).append(row.client_id)
+        # A name two clients share links neither: the person is kept by name.
+        self.known_clients = {name: ids[0] for name, ids in names.items() if len(ids) == 1}
 
     @staticmethod
     def _minutes_text(minutes: int | None) -> str:
@@ -273,6 +327,10 @@ class FactsForm(Vertical):
                 data[measure.key] = int(raw)
             else:
                 problems.append(f"{measure.name}: a whole number from 0 to {measure.maximum}")
+        try:
+            data["participants"] = parse_participants(text("f-participants"), self.known_clients or {}, base["participants"])
+        except ValueError as e:
+            problems.append(f"others present: {e}")
         try:
             facts = validated(SessionFacts, data)
         except ValidationFailed as e:
