@@ -17,31 +17,43 @@ from collections.abc import Iterable
 from datetime import date
 
 from store.models import NoteFormat, NoteStatus
-
-
-def _get(row, name):
-    return row.get(name) if isinstance(row, dict) else getattr(row, name, None)
+from store.overdue import _as_date, _get  # a notes_view row read as the overdue queue reads one
 
 
 def _value(v) -> str:
     return str(getattr(v, "value", v))
 
 
+# Signature states (store/signature_state.py) in which a note was signed by a trusted key:
+# "conflict" is a genuine signature on content edited since; "legacy" an earlier form.
+_ATTESTED = frozenset({"verified", "conflict", "legacy"})
+
+
+def attested(row) -> bool:
+    """Whether a row is of a signed note whose signature stands. A status of "signed" is
+    only the document's claim, which another device could write without a key: rows read
+    with `RecordStore.verify_rows` carry the verified state, and only those states count
+    (a state still pending counts once it has been computed)."""
+    if _value(_get(row, "status")) != NoteStatus.SIGNED.value:
+        return False
+    verified = _get(row, "signature_status")
+    return not verified or verified in _ATTESTED
+
+
 def discharged_on(rows: Iterable) -> dict[str, date]:
     """client id -> the date of the discharge that stands, from notes_view rows (NoteRow or
-    dict) of intake and discharge notes (other rows are ignored)."""
+    dict) of intake and discharge notes (other rows are ignored). Rows from the store come
+    verified (`RecordStore.record_note_rows`); a discharge counts only if `attested`."""
     latest_discharge: dict[str, date] = {}
     latest_intake: dict[str, date] = {}
     for row in rows:
         status = _value(_get(row, "status"))
         fmt = _value(_get(row, "format"))
-        on = _get(row, "date_of_service")
-        if isinstance(on, str):
-            on = date.fromisoformat(on)
+        on = _as_date(_get(row, "date_of_service"))
         client_id = _get(row, "client_id")
         if status == NoteStatus.ENTERED_IN_ERROR.value:
             continue
-        if fmt == NoteFormat.DISCHARGE.value and status == NoteStatus.SIGNED.value:
+        if fmt == NoteFormat.DISCHARGE.value and attested(row):
             latest_discharge[client_id] = max(on, latest_discharge.get(client_id, on))
         elif fmt == NoteFormat.INTAKE.value:
             latest_intake[client_id] = max(on, latest_intake.get(client_id, on))

@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from store.discharge import discharged_on
-from store.models import NoteFormat, NoteStatus
-from store.overdue import DEFAULT_THRESHOLDS, _local_naive, band_for, check_thresholds
+from store.discharge import _value, attested, discharged_on
+from store.models import NoteFormat
+from store.overdue import DEFAULT_THRESHOLDS, _as_date, _get, _local_naive, band_for, check_thresholds
 
 DUE = 0  # the band of a review due today, before any overdue band is passed
 
@@ -45,10 +45,6 @@ def next_review(plan_start: date | None, interval_days: int, last_review: date |
         return None
 
 
-def _get(row, name):
-    return row.get(name) if isinstance(row, dict) else getattr(row, name, None)
-
-
 def reviews_due(
     client_rows: Iterable, note_rows: Iterable, now: datetime, *, thresholds: Iterable[int] = DEFAULT_THRESHOLDS
 ) -> list[ReviewDue]:
@@ -61,11 +57,9 @@ def reviews_due(
     discharged = discharged_on(notes)
     last: dict[str, date] = {}
     for row in notes:
-        fmt = getattr(_get(row, "format"), "value", _get(row, "format"))
-        status = getattr(_get(row, "status"), "value", _get(row, "status"))
-        if fmt == NoteFormat.REVIEW.value and status == NoteStatus.SIGNED.value:
-            on = _get(row, "date_of_service")
-            on = date.fromisoformat(on) if isinstance(on, str) else on
+        fmt = _value(_get(row, "format"))
+        if fmt == NoteFormat.REVIEW.value and attested(row):
+            on = _as_date(_get(row, "date_of_service"))
             client_id = _get(row, "client_id")
             last[client_id] = max(on, last.get(client_id, on))
     items = []
@@ -74,7 +68,7 @@ def reviews_due(
         if client_id in discharged:
             continue
         start = _get(client, "plan_start")
-        start = date.fromisoformat(start) if isinstance(start, str) else start
+        start = _as_date(start) if start else None
         due = next_review(start, int(_get(client, "review_interval_days") or 90), last.get(client_id))
         if due is None:
             continue

@@ -318,12 +318,20 @@ class RecordStore:
 
     def record_note_rows(self) -> list[NoteRow]:
         """The rows of every intake, treatment-plan review and discharge note (not session
-        notes): what discharge and plan-review due dates are read from."""
+        notes), with their verified signature states: what discharge and plan-review due
+        dates are read from (a signature that does not verify attests nothing)."""
         formats = (NoteFormat.INTAKE.value, NoteFormat.REVIEW.value, NoteFormat.DISCHARGE.value)
         rows = self._conn.execute(
             _NOTE_ROW_SQL + " INDEXED BY notes_view_by_format WHERE format IN (?, ?, ?)", formats
         ).fetchall()
-        return [_note_row(r) for r in rows]
+        verified = self.verify_rows([_note_row(r) for r in rows])
+        # A state not stored yet (an import, a first sync) is computed here: these notes are
+        # few, and a discharge must not wait for the app to settle every note's state.
+        return [
+            replace(r, signature_status=self.signature_state(r.note_id).status.value)
+            if r.signature_status == "pending" else r
+            for r in verified
+        ]
 
     def discharged_clients(self) -> dict[str, date]:
         """client id -> the date of the discharge that stands (store/discharge.py)."""

@@ -8,7 +8,7 @@ Every text is synthetic; process notes carry a canary that no export may hold.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from pathlib import Path
 
 import pypdf
@@ -510,6 +510,30 @@ def test_received_scores_participants_and_intervals_out_of_range_read_as_absent(
         assert got.pcl5 is None
         assert [p.initials for p in got.participants] == ["A.B."]
         assert b.store.check() == []
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_discharge_marked_signed_without_a_valid_signature_discharges_no_one(tmp_path):
+    # Another device could set a discharge summary's status to "signed" without signing it:
+    # only a signature that verifies discharges a client (or counts as a plan review).
+    from automerge.core import ROOT, ScalarType
+
+    a, b = Device(tmp_path / "a", "device-a"), Device(tmp_path / "b", "device-b")
+    try:
+        a.store.create_client(plan_client(plan_start=date(2026, 1, 1)))
+        a.store.create_note(discharge())
+        a.store.create_note(review(on=date(2026, 3, 30)))
+        for doc_id in ("c1", "d1", "r1"):
+            doc = a.store.replica.load_doc(doc_id)
+            if doc_id != "c1":
+                with doc.transaction() as tx:
+                    tx.put(ROOT, "status", ScalarType.Str, "signed")
+            b.store.replica.apply_doc(doc_id, doc)
+        assert b.store.get_note("d1").status == NoteStatus.SIGNED  # as the document claims
+        assert b.store.discharged_clients() == {}
+        assert [r.due_on for r in plan_reviews_due(b.store, datetime(2026, 4, 2))] == [date(2026, 4, 1)]
     finally:
         a.close()
         b.close()

@@ -6,7 +6,7 @@ read back from the vault afterwards. Synthetic people and text only.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Input, OptionList, Select, SelectionList, Static, TextArea
@@ -159,6 +159,9 @@ async def test_signing_a_discharge_moves_the_client_to_the_discharged_list_and_a
         await pilot.press("i")
         await wait_for(pilot, lambda: _client_ids(app) == [CLIENT_A] and main.client_id == CLIENT_A, what="the discharged list")
         await wait_for(pilot, lambda: "Discharged on 2026-11-10" in static_text(main.query_one("#client-header", Static)))
+        timeline = main.query_one("#timeline", OptionList)
+        await wait_for(pilot, lambda: any("Discharge summary" in str(timeline.get_option_at_index(i).prompt)
+                                          for i in range(timeline.option_count)), what="the summary in the timeline")
 
         # Back for a new episode: the intake started (something typed) brings the client back.
         editor = await _choose_format(pilot, NoteFormat.INTAKE)

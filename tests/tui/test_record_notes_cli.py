@@ -5,14 +5,13 @@ clients` shows a standing discharge, `notewell export` writes them (never a proc
 from __future__ import annotations
 
 import json
+import sys
 from datetime import date
 from pathlib import Path
 
 from store.models import ProcessNote
 from store.vault import Vault
 from test_cli_bad_inputs import FAST_KDF, PASSPHRASE, notewell
-
-import sys
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "store"))
 from test_record_notes import discharge, intake, plan_client, review  # noqa: E402
