@@ -288,3 +288,59 @@ async def test_a_family_session_records_who_was_present_and_the_checker_applies_
         assert '"initials": "R.S."' in text and '"initials": "J.E."' in text
     finally:
         vault.close()
+
+
+# --- snapshots (fixed data, pinned theme) ------------------------------------------------------
+
+
+def _seed_intake_draft(vault_path) -> str:
+    vault = Vault.open(vault_path, PASSPHRASE)
+    try:
+        note = vault.record.create_note(
+            ProgressNote(
+                id="note-intake",
+                client_id=CLIENT_A,
+                format=NoteFormat.INTAKE,
+                sections={"presenting_problem": INTAKE_TEXT["presenting_problem"]},
+                facts=SessionFacts(date_of_service=date(2026, 11, 16)),
+            )
+        )
+        return note.id
+    finally:
+        vault.close()
+
+
+def test_snapshot_intake_editor(snap_compare, seeded_vault, make_app):
+    note_id = _seed_intake_draft(seeded_vault)
+    app = make_app(seeded_vault)
+
+    async def ready(pilot):
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A)
+        app.screen.open_note("progress", note_id)
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteEditorScreen) and app.screen.loaded)
+        await wait_for(pilot, lambda: app.screen.query_one(Checklist).missing)
+
+    assert snap_compare(app, terminal_size=(120, 40), run_before=ready)
+
+
+def test_snapshot_discharged_client(snap_compare, seeded_vault, make_app):
+    discharge_id = _seed_discharge(seeded_vault)
+    vault = Vault.open(seeded_vault, PASSPHRASE)
+    try:
+        vault.record.sign_note(discharge_id)
+    finally:
+        vault.close()
+    app = make_app(seeded_vault)
+
+    async def ready(pilot):
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_B)
+        await pilot.press("i")
+        main = app.screen
+        await wait_for(pilot, lambda: main.client_id == CLIENT_A
+                       and "Discharged on" in static_text(main.query_one("#client-header", Static))
+                       and main.query_one("#timeline").option_count > 0)
+        main.query_one("#timeline").focus()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=ready)

@@ -285,12 +285,9 @@ class MainScreen(NotewellScreen):
 
     def action_toggle_discharged(self) -> None:
         self.show_discharged = not self.show_discharged
+        # The filter's placeholder says which list is shown.
         self.query_one("#client-filter", Input).placeholder = (
-            "Filter discharged clients" if self.show_discharged else "Filter clients"
-        )
-        self.notify(
-            "Showing discharged clients (i: back to active ones)." if self.show_discharged
-            else "Showing active clients."
+            "Filter discharged clients (i: active)" if self.show_discharged else "Filter clients"
         )
         self.client_id = None
         self.reload_clients()
