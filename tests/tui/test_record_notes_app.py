@@ -82,6 +82,8 @@ async def test_an_intake_is_written_checked_and_signed_in_the_app(seeded_vault, 
 
         editor.query_one("#f-start", Input).value = "09:00"
         editor.query_one("#f-stop", Input).value = "10:00"
+        await pilot.pause()
+        assert editor.query_one("#f-cpt", Input).value == ""  # 60 minutes suggests no session code here
         editor.query_one("#f-cpt", Input).value = "90834"  # a session's code: refused for an intake
         editor.query_one("#f-modality", Select).value = "in_person"
         editor.query_one("#f-dx", SelectionList).select("F41.1")
@@ -152,6 +154,10 @@ async def test_signing_a_discharge_moves_the_client_to_the_discharged_list_and_a
         editor = app.screen
         await wait_for(pilot, lambda: not editor.query_one(Checklist).missing, what="complete discharge")
         assert editor.query_one(Checklist).elements == RECORD_NOTE_ELEMENTS[NoteFormat.DISCHARGE]
+        # Not a billed session: no code, modality, diagnosis, interventions or risk fields.
+        for field in ("#f-cpt", "#f-modality", "#f-interventions", "#f-suicide", "#f-participants"):
+            assert not editor.query_one(field).parent.display, field
+        assert editor.query_one("#f-pcl5").parent.display and editor.query_one("#goal-goal-a").parent.display
         await _sign(pilot, editor)
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is main and _client_ids(app) == [CLIENT_B], what="discharged client left the list")

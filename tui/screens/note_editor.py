@@ -229,7 +229,7 @@ class NoteEditorScreen(EditorScreen):
         widgets: list = []
         if self.mode == "draft":
             self._saved_sections = dict(note.sections)
-            widgets.append(FactsForm(note.facts, client, previous=self._previous, id="facts"))
+            widgets.append(FactsForm(note.facts, client, previous=self._previous, id="facts", fmt=note.format))
             for key in note.section_keys:
                 widgets.append(Label(section_title(key), classes="section-title"))
                 area = TextArea(note.sections.get(key, ""), id=f"section-{key}", soft_wrap=True, classes="section")

@@ -24,6 +24,8 @@ from store.models import (
     MODALITY_LABELS,
     Client,
     Modality,
+    NoteFormat,
+    PROGRESS_FORMATS,
     ProgressRating,
     RiskLevel,
     SessionFacts,
@@ -51,6 +53,16 @@ def parse_time(text: str) -> time | None:
     if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
         raise ValueError("must look like 10:00")
     return time(int(hours), int(minutes))
+
+
+# The fields each record note does not record (hidden in its form; store/compliance.py's
+# checklist for it asks for none of them).
+_NOT_BILLED = ("f-cpt", "f-modality", "f-dx", "f-interventions", "f-suicide", "f-violence", "f-risk-actions", "f-participants")
+NOT_RECORDED: dict[NoteFormat | None, tuple[str, ...]] = {
+    NoteFormat.INTAKE: ("f-interventions", "f-participants"),
+    NoteFormat.REVIEW: _NOT_BILLED,
+    NoteFormat.DISCHARGE: _NOT_BILLED,
+}
 
 
 def _folded(name: str) -> str:
@@ -99,9 +111,12 @@ class FactsForm(Vertical):
         *,
         previous: tuple[date, SessionFacts] | None = None,
         id: str | None = None,
+        fmt: NoteFormat | None = None,
     ) -> None:
-        """`previous`: the date and facts of the client's last note, offered to copy."""
+        """`previous`: the date and facts of the client's last note, offered to copy. `fmt`:
+        the note's format; an intake, review or discharge hides the fields it does not record."""
         super().__init__(id=id, classes="facts-form")
+        self.fmt = fmt
         self.facts = facts
         self.client = client
         self.previous = previous
@@ -143,7 +158,7 @@ class FactsForm(Vertical):
                 compact=True,
             )
         diagnoses = self.client.diagnoses if self.client else []
-        yield Label("Diagnoses addressed", classes="facts-heading")
+        yield Label("Diagnoses addressed", classes="facts-heading", id="f-dx-heading")
         if diagnoses:
             yield SelectionList[str](
                 *[(f"{d.code} {d.description}".strip(), d.code, d.code in f.diagnoses_addressed) for d in diagnoses],
@@ -151,7 +166,8 @@ class FactsForm(Vertical):
                 compact=True,
             )
         else:
-            yield Static("The client has no diagnoses yet: add them with Edit client (e) on the main screen.", classes="hint")
+            yield Static("The client has no diagnoses yet: add them with Edit client (e) on the main screen.", classes="hint",
+                         id="f-dx-hint")
         yield Label("Goals addressed (treatment plan)", classes="facts-heading")
         goals = [g for g in (self.client.goals if self.client else []) if g.active]
         ratings = {gp.goal_id: gp.rating.value for gp in f.goals_addressed}
@@ -196,6 +212,7 @@ class FactsForm(Vertical):
 
     def on_mount(self) -> None:
         self._refresh_minutes()
+        self._hide_unrecorded()
         self.known_clients: dict[str, str] | None = None  # folded name -> client id, once loaded
         if hasattr(self.app, "store"):
             self.run_worker(self._load_known_clients(), group="facts-clients", exit_on_error=False)
@@ -209,6 +226,19 @@ class FactsForm(Vertical):
                 names.setdefault(_folded(row.display_name), []).append(row.client_id)
         # A name two clients share links neither: the person is kept by name.
         self.known_clients = {name: ids[0] for name, ids in names.items() if len(ids) == 1}
+
+    def _hide_unrecorded(self) -> None:
+        """Hides the lines of the fields this kind of note does not record (their values are
+        kept as they are): a review or discharge summary is not a billed session."""
+        hidden = NOT_RECORDED.get(self.fmt, ())
+        for field_id in hidden:
+            for field in self.query("#" + field_id):
+                line = field.parent if isinstance(field.parent, Horizontal) else field
+                line.display = False
+        if "f-dx" in hidden:  # its heading, and the hint shown instead of it
+            self.query_one("#f-dx-heading").display = False
+            for hint in self.query("#f-dx-hint"):
+                hint.display = False
 
     @staticmethod
     def _minutes_text(minutes: int | None) -> str:
@@ -226,9 +256,11 @@ class FactsForm(Vertical):
         if start and stop and stop > start:
             minutes = (stop.hour * 60 + stop.minute) - (start.hour * 60 + start.minute)
         self.query_one("#f-minutes", Static).update(self._minutes_text(minutes))
-        suggestion = suggest_cpt(minutes) if minutes else None
+        # Suggested for session notes only: an intake is 90791/90792 whatever its length.
+        session = self.fmt is None or self.fmt in PROGRESS_FORMATS
+        suggestion = suggest_cpt(minutes) if minutes and session else None
         hint = self.query_one("#f-cpt-hint", Static)
-        hint.update(f"suggested {suggestion}" if suggestion else ("under 16 min" if minutes else ""))
+        hint.update(f"suggested {suggestion}" if suggestion else ("under 16 min" if minutes and session else ""))
         cpt = self.query_one("#f-cpt", Input)
         if suggestion and (not cpt.value.strip() or cpt.value.strip() == self._auto_cpt):
             self._auto_cpt = suggestion
