@@ -10,6 +10,10 @@ Severity: "missing" (an element is absent), "error" (present but wrong or contra
 `RecordStore.sign_note` refuses to sign while any non-warning problem remains; `blocking`
 picks those out and `missing_labels` names them for `ComplianceIncomplete`.
 
+Intake assessments, treatment-plan reviews and discharge summaries have checklists of their
+own (`check_record_note`, docs/record-beyond-session-notes.md); couples and family sessions
+are checked against who was present (`participant_problems`).
+
 CPT time rules (DOMAIN.md's table), as read here:
 - 90832 16-37 min, 90834 38-52, 90837 53 or more; under 16 minutes is not billable as
   psychotherapy. Codes do not stack: one primary code per note, so a 75-minute session is one
@@ -330,9 +334,10 @@ def check_note(
     def add(element: str, message: str, severity: str = MISSING) -> None:
         problems.append(ComplianceProblem(element, message, severity))
 
-    # 1. client, date of service, time
     if note.format not in PROGRESS_FORMATS:
         return check_record_note(note, client, today=today, credentials=credentials)
+
+    # 1. client, date of service, time
     problems.extend(_client_and_date_problems(note, client, today))
     problems.extend(_time_problems_of(facts))
 
