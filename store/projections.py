@@ -25,7 +25,15 @@ from store.documents import (
     note_doc_kind,
     note_from_doc,
 )
-from store.models import Client, NoteStatus, ProgressNote, implausible_dates, section_title
+from store.models import (
+    PROGRESS_FORMATS,
+    Client,
+    NoteStatus,
+    ProgressNote,
+    implausible_dates,
+    note_title,
+    section_title,
+)
 from store.overdue import session_end
 from store.signature_state import signature_state
 
@@ -203,7 +211,8 @@ def note_row(note: ProgressNote, late_entry_hours: int, signature_conflict: bool
 
 
 def note_fts(note: ProgressNote) -> tuple:
-    title = f"{note.facts.date_of_service.isoformat()} {note.format.value} progress note"
+    kind = "progress note" if note.format in PROGRESS_FORMATS else note_title(note.format).lower()
+    title = f"{note.facts.date_of_service.isoformat()} {note.format.value} {kind}"
     parts = [f"{section_title(k)}: {note.sections.get(k, '')}" for k in note.section_keys]
     parts += [f"Addendum: {a.text}" for a in note.addenda]
     parts += note.facts.interventions

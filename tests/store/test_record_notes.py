@@ -537,3 +537,12 @@ def test_a_discharge_marked_signed_without_a_valid_signature_discharges_no_one(t
     finally:
         a.close()
         b.close()
+
+
+def test_search_finds_a_discharge_summary_by_its_name_and_text(device):
+    store = device.store
+    store.create_client(plan_client())
+    store.create_note(discharge())
+    hits = store.search("discharge summary peer support")
+    assert [(h.doc_id, h.title) for h in hits] == [("d1", "2026-06-01 DISCHARGE discharge summary")]
+    assert store.check() == []
