@@ -350,3 +350,21 @@ def test_snapshot_discharged_client(snap_compare, seeded_vault, make_app):
         main.query_one("#timeline").focus()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
+
+
+async def test_a_discharged_client_found_by_search_is_shown_in_the_discharged_list(seeded_vault, make_app):
+    discharge_id = _seed_discharge(seeded_vault)
+    vault = Vault.open(seeded_vault, PASSPHRASE)
+    try:
+        vault.record.sign_note(discharge_id)
+    finally:
+        vault.close()
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_B and _client_ids(app) == [CLIENT_B])
+        main = app.screen
+        main.select_client(CLIENT_A)  # as a search hit or a To do row does
+        await wait_for(pilot, lambda: main.show_discharged and main.client_id == CLIENT_A and _client_ids(app) == [CLIENT_A],
+                       what="the discharged list, the client selected")
+        await pilot.press("ctrl+q")

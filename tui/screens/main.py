@@ -200,6 +200,10 @@ class MainScreen(NotewellScreen):
 
     async def _load_clients(self, query: str) -> None:
         rows, discharged = await self.app.store.call(lambda v: (v.record.list_clients(query), v.record.discharged_clients()))
+        if self._select and (self._select in discharged) != self.show_discharged:
+            # Asked for a client in the other list (search, To do): show that list.
+            if any(row_id(row, "client_id", "id") == self._select for row in rows):
+                self._show_list(discharged=not self.show_discharged)
         rows = [row for row in rows if (row_id(row, "client_id", "id") in discharged) == self.show_discharged]
         listing = self.query_one("#client-list", OptionList)
         current = self._select or self.client_id
@@ -284,13 +288,16 @@ class MainScreen(NotewellScreen):
             self.reload_clients()
 
     def action_toggle_discharged(self) -> None:
-        self.show_discharged = not self.show_discharged
-        # The filter's placeholder says which list is shown.
-        self.query_one("#client-filter", Input).placeholder = (
-            "Filter discharged clients (i: active)" if self.show_discharged else "Filter clients"
-        )
+        self._show_list(discharged=not self.show_discharged)
         self.client_id = None
         self.reload_clients()
+
+    def _show_list(self, *, discharged: bool) -> None:
+        self.show_discharged = discharged
+        # The filter's placeholder says which list is shown.
+        self.query_one("#client-filter", Input).placeholder = (
+            "Filter discharged clients (i: active)" if discharged else "Filter clients"
+        )
 
     def action_todo(self) -> None:
         from tui.screens.todo import TodoScreen
