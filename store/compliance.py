@@ -10,6 +10,10 @@ Severity: "missing" (an element is absent), "error" (present but wrong or contra
 `RecordStore.sign_note` refuses to sign while any non-warning problem remains; `blocking`
 picks those out and `missing_labels` names them for `ComplianceIncomplete`.
 
+Intake assessments, treatment-plan reviews and discharge summaries have checklists of their
+own (`check_record_note`, docs/record-beyond-session-notes.md); couples and family sessions
+are checked against who was present (`participant_problems`).
+
 CPT time rules (DOMAIN.md's table), as read here:
 - 90832 16-37 min, 90834 38-52, 90837 53 or more; under 16 minutes is not billable as
   psychotherapy. Codes do not stack: one primary code per note, so a 75-minute session is one
@@ -32,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from store.models import FORMAT_SECTIONS, Client, NoteFormat, ProgressNote, section_title
+from store.models import FORMAT_SECTIONS, PROGRESS_FORMATS, Client, NoteFormat, ProgressNote, section_title
 
 MISSING = "missing"
 ERROR = "error"
@@ -61,7 +65,30 @@ ELEMENT_LABELS: dict[str, str] = {
     "risk": "risk assessment",
     "plan": "plan with next steps",
     "sections": "every section filled",
+    # Couples and family sessions, and the record notes (intake, review, discharge).
+    "participants": "participants present",
+    "assessment": "diagnosis with justification",
+    "measures": "final measures",
 }
+
+# The elements each kind of note is checked for, in checklist order (the editor's rows).
+SESSION_ELEMENTS: tuple[str, ...] = (
+    "client", "date_of_service", "time", "cpt", "cpt_time", "modality", "diagnosis",
+    "interventions", "response", "goals", "risk", "plan", "sections",
+)
+RECORD_NOTE_ELEMENTS: dict[NoteFormat, tuple[str, ...]] = {
+    NoteFormat.INTAKE: (
+        "client", "date_of_service", "time", "cpt", "modality", "diagnosis", "assessment", "risk", "plan", "sections",
+    ),
+    NoteFormat.REVIEW: ("client", "date_of_service", "goals", "sections"),
+    NoteFormat.DISCHARGE: ("client", "date_of_service", "goals", "measures", "sections"),
+}
+
+
+def checklist_elements(fmt: NoteFormat) -> tuple[str, ...]:
+    """The checklist rows of a note of `fmt` (an element with a problem is shown besides)."""
+    return RECORD_NOTE_ELEMENTS.get(fmt, SESSION_ELEMENTS)
+
 
 # Whole phrases (case-insensitive) that say a session happened without saying what was done.
 VAGUE_INTERVENTIONS: frozenset[str] = frozenset(
@@ -293,12 +320,14 @@ def _plural(n: int, one: str, many: str) -> str:
 
 
 def check_note(
-    note: ProgressNote, client: Client | None = None, *, today: date | None = None
+    note: ProgressNote, client: Client | None = None, *, today: date | None = None, credentials: str | None = None
 ) -> list[ComplianceProblem]:
     """What `note` lacks against audit elements 1-8; [] when it is complete.
 
     With `client`, diagnoses and goals are checked against the client's treatment plan.
-    `today` (default: the local date) is what "in the future" is measured against.
+    `today` (default: the local date) is what "in the future" is measured against. An
+    intake, review or discharge note has its own checklist (`check_record_note`), for which
+    `credentials` (the signer's) decide whether 90792 may be used.
     """
     facts = note.facts
     problems: list[ComplianceProblem] = []
@@ -306,26 +335,18 @@ def check_note(
     def add(element: str, message: str, severity: str = MISSING) -> None:
         problems.append(ComplianceProblem(element, message, severity))
 
+    if note.format not in PROGRESS_FORMATS:
+        return check_record_note(note, client, today=today, credentials=credentials)
+
     # 1. client, date of service, time
-    if not note.client_id.strip():
-        add("client", "The note is not attached to a client.")
-    elif client is not None and client.id != note.client_id:
-        add("client", "The note belongs to a different client than the one checked against.", ERROR)
+    problems.extend(_client_and_date_problems(note, client, today))
+    problems.extend(_time_problems_of(facts))
 
-    if facts.date_of_service > (today or date.today()):
-        add("date_of_service", "The date of service is in the future.", ERROR)
-
-    if facts.start_time is None and facts.stop_time is None:
-        add("time", "Enter the session's start and stop time.")
-    elif facts.start_time is None:
-        add("time", "Enter the session's start time.")
-    elif facts.stop_time is None:
-        add("time", "Enter the session's stop time.")
-
-    # 2. service code consistent with the time; modality
+    # 2. service code consistent with the time; modality; who was present
     problems.extend(check_cpt(facts.cpt_code, facts.add_on_codes, facts.minutes))
     if facts.modality is None:
         add("modality", "Choose the modality: in person, video or audio-only.")
+    problems.extend(participant_problems(note))
 
     # 3. diagnosis
     if not facts.diagnoses_addressed:
@@ -393,15 +414,7 @@ def check_note(
                     )
 
     # 7. risk assessment, and what was done when it is elevated
-    risk = facts.risk
-    unset = [name for name, level in (("suicide", risk.suicide), ("violence", risk.violence)) if level is None]
-    if unset:
-        add("risk", f"Record the {' and '.join(unset)} risk level.")
-    if risk.elevated and not risk.actions.strip():
-        add(
-            "risk",
-            "Risk is moderate or high: write what was done (e.g. safety plan, consultation).",
-        )
+    problems.extend(_risk_problems(facts))
 
     # 8. plan with specific next steps
     plan_text = note.sections.get("plan", "")
@@ -464,3 +477,221 @@ def check_copy_forward(
         "cloned notes: describe this session.",
         WARNING,
     )]
+# --- shared elements -------------------------------------------------------------------
+
+
+def _client_and_date_problems(note: ProgressNote, client: Client | None, today: date | None) -> list[ComplianceProblem]:
+    problems = []
+    if not note.client_id.strip():
+        problems.append(ComplianceProblem("client", "The note is not attached to a client."))
+    elif client is not None and client.id != note.client_id:
+        problems.append(
+            ComplianceProblem("client", "The note belongs to a different client than the one checked against.", ERROR)
+        )
+    if note.facts.date_of_service > (today or date.today()):
+        problems.append(ComplianceProblem("date_of_service", "The date of service is in the future.", ERROR))
+    return problems
+
+
+def _time_problems_of(facts) -> list[ComplianceProblem]:
+    if facts.start_time is None and facts.stop_time is None:
+        return [ComplianceProblem("time", "Enter the session's start and stop time.")]
+    if facts.start_time is None:
+        return [ComplianceProblem("time", "Enter the session's start time.")]
+    if facts.stop_time is None:
+        return [ComplianceProblem("time", "Enter the session's stop time.")]
+    return []
+
+
+def _risk_problems(facts) -> list[ComplianceProblem]:
+    risk = facts.risk
+    problems = []
+    unset = [name for name, level in (("suicide", risk.suicide), ("violence", risk.violence)) if level is None]
+    if unset:
+        problems.append(ComplianceProblem("risk", f"Record the {' and '.join(unset)} risk level."))
+    if risk.elevated and not risk.actions.strip():
+        problems.append(
+            ComplianceProblem(
+                "risk", "Risk is moderate or high: write what was done (e.g. safety plan, consultation)."
+            )
+        )
+    return problems
+
+
+def _sections_problems(note: ProgressNote, what: str) -> list[ComplianceProblem]:
+    empty = [section_title(k) for k in FORMAT_SECTIONS[note.format] if not note.sections.get(k, "").strip()]
+    if empty:
+        return [ComplianceProblem("sections", f"Fill in every section of the {what}: {', '.join(empty)}.")]
+    return []
+
+
+# --- couples and family sessions -------------------------------------------------------
+
+
+def participant_problems(note: ProgressNote) -> list[ComplianceProblem]:
+    """Who was present, against the service code. The participants are the people present
+    besides the note's client; 90847 is family psychotherapy with the client present, 90846
+    without, and both need someone else there. Others present at an individual
+    psychotherapy session suggest a family code (a warning: a parent may join briefly)."""
+    facts = note.facts
+    primary = _code(facts.cpt_code) if facts.cpt_code else ""
+    problems = []
+    if any(p.client_id == note.client_id for p in facts.participants):
+        problems.append(
+            ComplianceProblem(
+                "participants",
+                "The note's own client is listed among the others present; list only the others.",
+                ERROR,
+            )
+        )
+    others = [p for p in facts.participants if p.client_id != note.client_id]
+    if primary in FAMILY and not others:
+        problems.append(
+            ComplianceProblem(
+                "participants",
+                f"Family psychotherapy ({primary}) needs the others present: add each participant.",
+            )
+        )
+    elif primary in PSYCHOTHERAPY and others:
+        problems.append(
+            ComplianceProblem(
+                "participants",
+                "Others were present: a couples or family session is 90847 (with the client) "
+                "or 90846 (without).",
+                WARNING,
+            )
+        )
+    return problems
+
+
+# --- record notes: intake, plan review, discharge ----------------------------------------
+
+INTAKE_CODES = ("90791", "90792")
+# 90792 adds medical services: billed by a clinician who prescribes. Read from the signer's
+# credentials (the words of ClinicianSettings.credentials).
+PRESCRIBING_CREDENTIALS = frozenset({"MD", "DO", "NP", "PMHNP", "APRN", "PA", "PA-C", "FNP", "DNP"})
+JUSTIFICATION_MIN_WORDS = 5
+
+
+def prescribes(credentials: str | None) -> bool | None:
+    """Whether credentials name a prescribing licence; None when there are none to read."""
+    if credentials is None or not credentials.strip():
+        return None
+    words = {w.strip(".").upper() for w in re.split(r"[\s,;/]+", credentials) if w.strip(".")}
+    return bool(words & PRESCRIBING_CREDENTIALS)
+
+
+def _intake_code_problems(note: ProgressNote, credentials: str | None) -> list[ComplianceProblem]:
+    facts = note.facts
+    primary = _code(facts.cpt_code) if facts.cpt_code else ""
+    if not primary:
+        return [ComplianceProblem("cpt", "Choose the service code: 90791, or 90792 where you prescribe.")]
+    if primary not in INTAKE_CODES:
+        return [
+            ComplianceProblem(
+                "cpt", f"An intake assessment is 90791 (or 90792 with medical services), not {primary}.", ERROR
+            )
+        ]
+    problems = []
+    if primary == "90792":
+        who = prescribes(credentials)
+        if who is False:
+            problems.append(
+                ComplianceProblem(
+                    "cpt", "90792 includes medical services, billed by a prescribing clinician; use 90791.", ERROR
+                )
+            )
+        elif who is None:
+            problems.append(
+                ComplianceProblem("cpt", "90792 includes medical services: use it only if you prescribe.", WARNING)
+            )
+    add_ons = [_code(c) for c in facts.add_on_codes]
+    if any(c != INTERACTIVE_COMPLEXITY for c in add_ons) or add_ons.count(INTERACTIVE_COMPLEXITY) > 1:
+        problems.append(
+            ComplianceProblem("cpt", "An intake assessment takes no add-on code but +90785, once.", ERROR)
+        )
+    return problems
+
+
+def _all_goals_rated(note: ProgressNote, client: Client | None) -> list[ComplianceProblem]:
+    """Progress per goal: every active goal of the plan rated (and none rated twice)."""
+    rated = [g.goal_id for g in note.facts.goals_addressed]
+    problems = []
+    if len(rated) != len(set(rated)):
+        problems.append(ComplianceProblem("goals", "The same goal is rated twice.", ERROR))
+    if client is None:
+        if not rated:
+            problems.append(ComplianceProblem("goals", "Rate progress toward each treatment-plan goal."))
+        return problems
+    active = [g.id for g in client.goals if g.active]
+    if not client.goals:
+        problems.append(ComplianceProblem("goals", "The client's treatment plan has no goals yet; add one first.", ERROR))
+        return problems
+    unrated = [g for g in active if g not in set(rated)]
+    if unrated:
+        problems.append(
+            ComplianceProblem(
+                "goals", f"Rate progress toward every active goal: {_plural(len(unrated), 'goal is', 'goals are')} not rated."
+            )
+        )
+    unknown = sum(1 for g in set(rated) if g not in {x.id for x in client.goals})
+    if unknown:
+        problems.append(
+            ComplianceProblem(
+                "goals", f"{_plural(unknown, 'goal rated is', 'goals rated are')} not on the client's treatment plan.", ERROR
+            )
+        )
+    return problems
+
+
+def check_record_note(
+    note: ProgressNote, client: Client | None = None, *, today: date | None = None, credentials: str | None = None
+) -> list[ComplianceProblem]:
+    """The checklist of an intake assessment, a treatment-plan review or a discharge summary
+    (docs/record-beyond-session-notes.md); [] when complete. `credentials`: the signer's,
+    for 90792 (None: not known here, so a warning rather than an error)."""
+    facts = note.facts
+    problems = _client_and_date_problems(note, client, today)
+
+    if note.format == NoteFormat.INTAKE:
+        # A billed service: time, code and modality as for a session; then the diagnosis
+        # made and why, the risk assessed, and the plan the treatment starts from.
+        problems.extend(_time_problems_of(facts))
+        problems.extend(_intake_code_problems(note, credentials))
+        if facts.modality is None:
+            problems.append(ComplianceProblem("modality", "Choose the modality: in person, video or audio-only."))
+        if not facts.diagnoses_addressed:
+            problems.append(ComplianceProblem("diagnosis", "Choose the diagnosis (ICD-10) the assessment arrived at."))
+        elif client is not None:
+            absent = [c for c in facts.diagnoses_addressed if c not in {d.code for d in client.diagnoses}]
+            if absent:
+                problems.append(
+                    ComplianceProblem(
+                        "diagnosis",
+                        f"{_plural(len(absent), 'diagnosis is', 'diagnoses are')} not on the client's record; "
+                        "add it to the treatment plan first.",
+                        ERROR,
+                    )
+                )
+        justification = note.sections.get("diagnosis", "")
+        if _words(justification) < JUSTIFICATION_MIN_WORDS:
+            problems.append(
+                ComplianceProblem("assessment", "Justify the diagnosis: the criteria met and what supports them.")
+            )
+        problems.extend(_risk_problems(facts))
+        if _words(note.sections.get("initial_plan", "")) < PLAN_MIN_WORDS:
+            problems.append(ComplianceProblem("plan", "Write the initial plan with specific next steps."))
+        problems.extend(_sections_problems(note, "intake assessment"))
+    elif note.format == NoteFormat.REVIEW:
+        problems.extend(_all_goals_rated(note, client))
+        problems.extend(_sections_problems(note, "treatment-plan review"))
+    elif note.format == NoteFormat.DISCHARGE:
+        problems.extend(_all_goals_rated(note, client))
+        if facts.phq9 is None and facts.gad7 is None and facts.pcl5 is None and not note.sections.get(
+            "final_measures", ""
+        ).strip():
+            problems.append(
+                ComplianceProblem("measures", "Record the final measures (a score, or why none was taken).")
+            )
+        problems.extend(_sections_problems(note, "discharge summary"))
+    return problems

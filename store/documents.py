@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from store.models import (
     FORMAT_SECTIONS,
     Addendum,
+    DEFAULT_REVIEW_INTERVAL_DAYS,
     Client,
     Diagnosis,
     EnteredInError,
@@ -42,6 +43,7 @@ from store.models import (
     Modality,
     NoteFormat,
     NoteStatus,
+    Participant,
     ProgressNote,
     ProgressRating,
     RiskAssessment,
@@ -379,6 +381,15 @@ def _write_client(tx: Any, client: Client, fresh: bool = False) -> None:
         _set_if_changed(tx, entry, "active", g.active, "bool", fresh=fresh)
         _set_if_changed(tx, entry, "order", order, "int", fresh=fresh)
 
+    # The plan's start and review interval: written once set, so a client who has none has
+    # the document it always had (store/plan_reviews.py).
+    if client.plan_start is not None or (not fresh and _tx_scalar(tx, ROOT, "plan_start") is not _MISSING):
+        _set_if_changed(tx, ROOT, "plan_start", _iso(client.plan_start), fresh=fresh)
+    if client.review_interval_days != DEFAULT_REVIEW_INTERVAL_DAYS or (
+        not fresh and _tx_scalar(tx, ROOT, "review_interval_days") is not _MISSING
+    ):
+        _set_if_changed(tx, ROOT, "review_interval_days", client.review_interval_days, "int", fresh=fresh)
+
 
 def client_from_doc(doc: Document, heads: Heads = None) -> Client:
     diagnoses: list[tuple[int, str, Diagnosis]] = []
@@ -423,6 +434,10 @@ def client_from_doc(doc: Document, heads: Heads = None) -> Client:
         "diagnoses": unique_dx,
         "goals": [g for _, _, g in sorted(goals, key=lambda t: (t[0], t[1]))],
     }
+    data["plan_start"] = _date(_scalar(doc, ROOT, "plan_start", heads))
+    interval = _int(doc, ROOT, "review_interval_days", heads)
+    if interval is not None and 1 <= interval <= 366:
+        data["review_interval_days"] = interval
     # A fixed fallback keeps two readings of one document equal.
     data["created_at"] = _datetime(_scalar(doc, ROOT, "created_at", heads)) or _EPOCH
     return Client.model_validate(data, context=STORED)
@@ -616,6 +631,11 @@ def _write_facts(tx: Any, facts: SessionFacts, fresh: bool = False) -> None:
     _set_if_changed(tx, f, "modality", facts.modality.value if facts.modality else None, fresh=fresh)
     _set_if_changed(tx, f, "phq9", facts.phq9, "int", fresh=fresh)
     _set_if_changed(tx, f, "gad7", facts.gad7, "int", fresh=fresh)
+    # Facts added with the record beyond session notes are written only once used, so a
+    # note without them has the document (and the signed content) it always had.
+    if facts.pcl5 is not None or (not fresh and _tx_scalar(tx, f, "pcl5") is not _MISSING):
+        _set_if_changed(tx, f, "pcl5", facts.pcl5, "int", fresh=fresh)
+    _write_participants(tx, f, facts.participants, fresh)
     _sync_flag_set(tx, f, "diagnoses_addressed", facts.diagnoses_addressed, fresh)
     _sync_flag_set(tx, f, "add_on_codes", facts.add_on_codes, fresh)
 
@@ -642,6 +662,44 @@ def _write_facts(tx: Any, facts: SessionFacts, fresh: bool = False) -> None:
     _set_if_changed(tx, risk, "suicide", facts.risk.suicide.value if facts.risk.suicide else None, fresh=fresh)
     _set_if_changed(tx, risk, "violence", facts.risk.violence.value if facts.risk.violence else None, fresh=fresh)
     _set_if_changed(tx, risk, "actions", facts.risk.actions, fresh=fresh)
+
+
+def _write_participants(tx: Any, facts_obj: bytes, participants: list[Participant], fresh: bool) -> None:
+    """Participants as a map keyed by person (`Participant.key`), so two devices adding the
+    same person keep one entry and edits to different people merge."""
+    if not participants and (fresh or tx.get(facts_obj, "participants") is None):
+        return
+    pm = _ensure_map(tx, facts_obj, "participants", fresh)
+    wanted = {p.key: (i, p) for i, p in enumerate(participants)}
+    for key in sorted(_keys_before(tx, pm, fresh) - set(wanted)):
+        tx.delete(pm, key)
+    for key, (order, p) in wanted.items():
+        entry = _ensure_map(tx, pm, key, fresh)
+        _set_if_changed(tx, entry, "client_id", p.client_id, fresh=fresh)
+        _set_if_changed(tx, entry, "name", p.name, fresh=fresh)
+        _set_if_changed(tx, entry, "initials", p.initials, fresh=fresh)
+        _set_if_changed(tx, entry, "order", order, "int", fresh=fresh)
+
+
+def _participants_from(doc: Document, obj: bytes | None, heads: Heads) -> list[Participant]:
+    """The participants as the document says; an entry that does not read as one (another
+    device's document may hold anything) is left out, and each person is listed once."""
+    found: dict[str, tuple[int, Participant]] = {}
+    pm = _MapView(doc, obj, heads)
+    for key in pm.keys():
+        entry = _MapView(doc, pm.child(key, ObjType.Map), heads)
+        client_id = entry.scalar("client_id")
+        p = _model(
+            Participant,
+            {
+                "client_id": client_id if isinstance(client_id, str) else None,
+                "name": entry.str("name")[:200],
+                "initials": entry.str("initials")[:8],
+            },
+        )
+        if p is not None and p.key not in found:
+            found[p.key] = (entry.int("order") or 0, p)
+    return [p for _, p in sorted(found.values(), key=lambda t: (t[0], t[1].key))]
 
 
 def _enum(cls: type, v: Any) -> Any:
@@ -698,6 +756,7 @@ def _facts_from_doc(doc: Document, heads: Heads, fallback_date: date) -> Session
     )
     phq9 = fv.int("phq9")
     gad7 = fv.int("gad7")
+    pcl5 = fv.int("pcl5")
     return SessionFacts.model_validate(
         dict(
             date_of_service=_date(fv.scalar("date_of_service")) or fallback_date,
@@ -712,6 +771,8 @@ def _facts_from_doc(doc: Document, heads: Heads, fallback_date: date) -> Session
             risk=risk,
             phq9=phq9 if phq9 is not None and 0 <= phq9 <= 27 else None,
             gad7=gad7 if gad7 is not None and 0 <= gad7 <= 21 else None,
+            pcl5=pcl5 if pcl5 is not None and 0 <= pcl5 <= 80 else None,
+            participants=_participants_from(doc, fv.child("participants", ObjType.Map), heads),
         ),
         context=STORED,
     )
@@ -963,6 +1024,14 @@ def canonical_facts(facts: SessionFacts) -> dict[str, Any]:
     data["diagnoses_addressed"] = sorted(data["diagnoses_addressed"])
     data["add_on_codes"] = sorted(data["add_on_codes"])
     data["goals_addressed"] = sorted(data["goals_addressed"], key=lambda g: g["goal_id"])
+    # Facts added later are covered only once used: a note without them hashes as it did
+    # before they existed, so its signatures still verify.
+    if data.get("pcl5") is None:
+        data.pop("pcl5", None)
+    if data.get("participants"):
+        data["participants"] = sorted(data["participants"], key=lambda p: p["client_id"] or "named:" + p["initials"])
+    else:
+        data.pop("participants", None)
     return data
 
 

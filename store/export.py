@@ -2,8 +2,11 @@
 
 What goes in: the client's demographics, diagnoses, treatment plan and goals; every progress
 note whose date of service is in the range, with its session facts, sections, signature,
-late-entry label and addenda (in order); notes entered in error, labelled so; the PHQ-9 and
-GAD-7 scores as a table. Drafts only when asked for, and then marked as drafts.
+late-entry label and addenda (in order); notes entered in error, labelled so; the PHQ-9,
+GAD-7 and PCL-5 scores as a table. Drafts only when asked for, and then marked as drafts.
+Intake assessments, treatment-plan reviews and discharge summaries are notes too and go in
+the same way. At a couples or family session, everyone present but the client appears only
+by the initials the clinician chose (`released_to`).
 
 What never goes in: process notes. This module takes a RecordStore (record.db only), never a
 Vault, and does not import the private store; tests/test_boundaries.py holds it to that.
@@ -27,7 +30,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 from store.errors import ExportFailed, ValidationFailed
-from store.models import Client, ClinicianSettings, NoteStatus, ProgressNote
+from store.models import DEFAULT_REVIEW_INTERVAL_DAYS, Client, ClinicianSettings, NoteStatus, Participant, ProgressNote
 from store.outcomes import Outcomes, outcomes_from
 from store.projections import is_late_entry
 from store.signature_state import SignatureStatus
@@ -183,6 +186,16 @@ def _released_version(record, note: ProgressNote, state) -> tuple[ProgressNote, 
     )
 
 
+def released_to(note: ProgressNote, client_id: str) -> ProgressNote:
+    """The note as released to (or about) `client_id`: everyone else present at a couples
+    or family session by the initials the clinician chose, never by name or record link."""
+    others = [p for p in note.facts.participants if p.client_id != client_id]
+    if not others:
+        return note
+    shown = [p if p.client_id == client_id else Participant(initials=p.initials) for p in note.facts.participants]
+    return note.model_copy(update={"facts": note.facts.model_copy(update={"participants": shown})})
+
+
 def collect(
     record,
     client_id: str,
@@ -208,6 +221,7 @@ def collect(
             continue
         state = record.signature_state(note.id)
         shown, conflict = _released_version(record, note, state)
+        shown = released_to(shown, client_id)
         notes.append(
             ExportedNote(
                 shown, is_late_entry(note, settings.late_entry_hours), conflict,
@@ -253,6 +267,19 @@ def _utc(at: datetime) -> str:
 def _client_json(client: Client) -> dict:
     data = client.model_dump(mode="json", exclude={"created_at"})
     data["created_at"] = _utc(client.created_at)
+    # The plan's dates appear once set (store/plan_reviews.py); the import reads them back.
+    if client.plan_start is None and client.review_interval_days == DEFAULT_REVIEW_INTERVAL_DAYS:
+        del data["plan_start"], data["review_interval_days"]
+    return data
+
+
+def _facts_json(note: ProgressNote) -> dict:
+    data = note.facts.model_dump(mode="json", exclude={"minutes"})
+    # Facts added with the record beyond session notes appear only where a note uses them.
+    if data["pcl5"] is None:
+        del data["pcl5"]
+    if not data["participants"]:
+        del data["participants"]
     return data
 
 
@@ -263,7 +290,7 @@ def _note_json(note: ProgressNote) -> dict:
         "format": note.format.value,
         "status": note.status.value,
         "sections": {key: note.sections.get(key, "") for key in note.section_keys},
-        "facts": note.facts.model_dump(mode="json", exclude={"minutes"}),
+        "facts": _facts_json(note),
     }
     if note.signature is not None:
         s = note.signature

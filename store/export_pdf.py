@@ -23,6 +23,7 @@ from store.models import (
     Addendum,
     Client,
     ProgressNote,
+    note_title,
     section_title,
 )
 
@@ -157,6 +158,9 @@ def _client_section(w: _Writer, client: Client) -> None:
     for name, value in sorted(client.identifiers.items()):
         w.field(name, value)
     w.field("Record id", client.id)
+    if client.plan_start is not None:
+        w.field("Treatment plan started", client.plan_start.isoformat())
+        w.field("Plan reviewed every", f"{client.review_interval_days} days")
 
     w.heading("Diagnoses", keep_with=20)
     if not client.diagnoses:
@@ -173,37 +177,39 @@ def _client_section(w: _Writer, client: Client) -> None:
 
 
 def _outcomes_section(w: _Writer, export) -> None:
-    from store.outcomes import GAD7, PHQ9
+    from store.outcomes import MEASURES
 
     w.heading("Outcome measures", keep_with=30)
-    rows = export.outcomes.table()
+    rows = export.outcomes.measure_table()
     if not rows:
-        w.text("No PHQ-9 or GAD-7 scores recorded in this period.", italic=True)
+        w.text("No PHQ-9, GAD-7 or PCL-5 scores recorded in this period.", italic=True)
         return
     pdf = w.pdf
     pdf.set_font("Helvetica", "", 9)
     with pdf.table(
-        col_widths=(28, 18, 42, 18, 42),
-        text_align=("LEFT", "RIGHT", "LEFT", "RIGHT", "LEFT"),
+        col_widths=(26, 14, 30, 14, 30, 14, 34),
+        text_align=("LEFT", "RIGHT", "LEFT", "RIGHT", "LEFT", "RIGHT", "LEFT"),
         line_height=LINE,
         first_row_as_headings=True,
         repeat_headings=1,
     ) as table:
         header = table.row()
-        for title in ("Date", "PHQ-9", "Severity", "GAD-7", "Severity"):
-            header.cell(title)
-        for on, phq, phq_band, gad, gad_band in rows:
+        header.cell("Date")
+        for measure in MEASURES:
+            header.cell(measure.name)
+            header.cell("Severity")
+        for on, points in rows:
             row = table.row()
             row.cell(on.isoformat())
-            row.cell("" if phq is None else str(phq))
-            row.cell(phq_band)
-            row.cell("" if gad is None else str(gad))
-            row.cell(gad_band)
+            for measure in MEASURES:
+                point = points.get(measure.key)
+                row.cell("" if point is None else str(point.score))
+                row.cell("" if point is None else point.band)
     w.gap(1)
-    for measure in (PHQ9, GAD7):
+    for measure in MEASURES:
         bands = ", ".join(f"{b.low}-{b.high} {b.label}" for b in measure.bands)
         w.text(f"{measure.name} (0-{measure.maximum}): {bands}.", italic=True)
-    if export.include_drafts and any(p.draft for s in (export.outcomes.phq9, export.outcomes.gad7) for p in s.points):
+    if export.include_drafts and any(p.draft for s in export.outcomes.series for p in s.points):
         w.text("Scores from draft (unsigned) notes are included in this table.", italic=True)
 
 
@@ -239,14 +245,14 @@ def _facts(w: _Writer, note: ProgressNote, client: Client) -> None:
         w.field("Risk assessment", text)
     else:
         w.field("Risk assessment", "not recorded" + (f"; actions: {risk.actions}" if risk.actions else ""))
-    scores = []
-    from store.outcomes import GAD7, PHQ9, severity
+    from store.outcomes import MEASURES, severity
 
-    if f.phq9 is not None:
-        scores.append(f"PHQ-9 {f.phq9} ({severity(PHQ9, f.phq9)})")
-    if f.gad7 is not None:
-        scores.append(f"GAD-7 {f.gad7} ({severity(GAD7, f.gad7)})")
+    scores = [
+        f"{m.name} {getattr(f, m.key)} ({severity(m, getattr(f, m.key))})" for m in MEASURES if getattr(f, m.key) is not None
+    ]
     w.field("Outcome measures", "; ".join(scores))
+    # Others present at a couples or family session, as the export released them (initials).
+    w.field("Also present", ", ".join(p.initials for p in f.participants))
 
 
 def _addendum(w: _Writer, addendum: Addendum, index: int, total: int) -> None:
@@ -261,7 +267,7 @@ def _note_section(w: _Writer, exported, client: Client, late_hours: int) -> None
     note: ProgressNote = exported.note
     f = note.facts
     status = " - DRAFT" if exported.draft else " - ENTERED IN ERROR" if exported.entered_in_error else ""
-    w.heading(f"Progress note, {f.date_of_service.isoformat()} ({note.format.value}){status}", keep_with=45)
+    w.heading(f"{note_title(note.format)}, {f.date_of_service.isoformat()} ({note.format.value}){status}", keep_with=45)
     if exported.draft:
         w.label("DRAFT - NOT SIGNED. This note is unfinished and is not part of the signed record.")
     if exported.entered_in_error and note.entered_in_error:

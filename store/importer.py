@@ -52,6 +52,7 @@ from store.signing import entry_key, reissue_payloads
 from store.doc_ids import DOC_ID_PATTERN, DOC_ID_RULE, is_doc_id
 from store.rights_documents import FileRightsRecord
 from store.models import (
+    DEFAULT_REVIEW_INTERVAL_DAYS,
     FORMAT_SECTIONS,
     PlausibleDates,
     Addendum,
@@ -119,6 +120,8 @@ class FileClient(_Strict):
     diagnoses: list[Diagnosis] = Field(default_factory=list)
     goals: list[FileGoal] = Field(default_factory=list)
     created_at: AwareDatetime | None = None
+    plan_start: date | None = None
+    review_interval_days: int = Field(default=DEFAULT_REVIEW_INTERVAL_DAYS, ge=1, le=366)
 
 
 class FileSignature(_Strict):

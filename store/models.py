@@ -184,6 +184,10 @@ class Goal(_Model):
     active: bool = True
 
 
+# How often a treatment plan is reviewed unless the clinician sets otherwise (days).
+DEFAULT_REVIEW_INTERVAL_DAYS = 90
+
+
 class Client(_Model):
     id: str = Field(default_factory=new_id)
     display_name: str = Field(min_length=1, max_length=200)
@@ -193,6 +197,9 @@ class Client(_Model):
     diagnoses: list[Diagnosis] = Field(default_factory=list)
     goals: list[Goal] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
+    # The treatment plan's start and how often it is reviewed (store/plan_reviews.py).
+    plan_start: date | None = None
+    review_interval_days: int = Field(default=DEFAULT_REVIEW_INTERVAL_DAYS, ge=1, le=366)
 
     @field_validator("display_name")
     @classmethod
@@ -229,6 +236,18 @@ class NoteFormat(str, Enum):
     BIRP = "BIRP"
     GIRP = "GIRP"
     PIRP = "PIRP"
+    # Record notes beyond the session note (docs/record-beyond-session-notes.md): written,
+    # checked, signed, synced and exported like progress notes, each with its own sections
+    # and its own checklist (store/compliance.py).
+    INTAKE = "INTAKE"  # intake / diagnostic assessment (90791, 90792)
+    REVIEW = "REVIEW"  # treatment-plan review
+    DISCHARGE = "DISCHARGE"  # discharge summary
+
+
+# The session-note formats (SOAP .. PIRP); the others are the record notes above.
+PROGRESS_FORMATS: tuple[NoteFormat, ...] = (
+    NoteFormat.SOAP, NoteFormat.DAP, NoteFormat.BIRP, NoteFormat.GIRP, NoteFormat.PIRP,
+)
 
 
 FORMAT_SECTIONS: dict[NoteFormat, tuple[str, ...]] = {
@@ -237,11 +256,40 @@ FORMAT_SECTIONS: dict[NoteFormat, tuple[str, ...]] = {
     NoteFormat.BIRP: ("behavior", "intervention", "response", "plan"),
     NoteFormat.GIRP: ("goal", "intervention", "response", "plan"),
     NoteFormat.PIRP: ("problem", "intervention", "response", "plan"),
+    NoteFormat.INTAKE: ("presenting_problem", "history", "mental_status", "risk", "diagnosis", "initial_plan"),
+    NoteFormat.REVIEW: ("goal_progress", "goal_changes"),
+    NoteFormat.DISCHARGE: ("discharge_reason", "course_of_treatment", "goal_progress", "final_measures", "referrals"),
+}
+
+# What each kind of note is called where it is shown or printed.
+NOTE_TITLES: dict[NoteFormat, str] = {
+    NoteFormat.INTAKE: "Intake assessment",
+    NoteFormat.REVIEW: "Treatment-plan review",
+    NoteFormat.DISCHARGE: "Discharge summary",
+}
+
+
+def note_title(fmt: NoteFormat) -> str:
+    return NOTE_TITLES.get(fmt, "Progress note")
+
+
+# Titles of the sections whose key does not read as its title.
+SECTION_TITLES: dict[str, str] = {
+    "presenting_problem": "Presenting problem",
+    "mental_status": "Mental status exam",
+    "diagnosis": "Diagnosis and justification",
+    "initial_plan": "Initial plan",
+    "goal_progress": "Progress per goal",
+    "goal_changes": "Changes to goals",
+    "discharge_reason": "Reason for discharge",
+    "course_of_treatment": "Course of treatment",
+    "final_measures": "Final measures",
+    "referrals": "Referrals",
 }
 
 
 def section_title(key: str) -> str:
-    return key.capitalize()
+    return SECTION_TITLES.get(key, key.capitalize())
 
 
 class Modality(str, Enum):
@@ -335,6 +383,34 @@ class SignatureConflictResolution(_Model):
     device_id: str
 
 
+class Participant(_Model):
+    """Someone present at a couples or family session. `client_id` links a client of the
+    practice; someone who is not a client is named. `initials` is how the person appears in
+    any other client's export (store/export.py), chosen by the clinician."""
+
+    client_id: str | None = None
+    name: str = Field(default="", max_length=200)
+    initials: str = Field(min_length=1, max_length=8)
+
+    @field_validator("initials")
+    @classmethod
+    def _initials(cls, v: str) -> str:
+        v = v.strip()
+        if not v or not all(c.isalpha() or c in ".-' " for c in v):
+            raise ValueError("must be letters (with dots or dashes), like J.D.")
+        return v
+
+    @field_validator("client_id")
+    @classmethod
+    def _client(cls, v: str | None) -> str | None:
+        return None if v in (None, "") else v
+
+    @property
+    def key(self) -> str:
+        """What the note's document keys this participant by (one entry per person)."""
+        return self.client_id or "named:" + self.initials
+
+
 class SessionFacts(_Model):
     """The facts of a session an auditor looks for, apart from the narrative sections."""
 
@@ -350,6 +426,9 @@ class SessionFacts(_Model):
     risk: RiskAssessment = Field(default_factory=RiskAssessment)
     phq9: Score | None = Field(default=None, ge=0, le=27)
     gad7: Score | None = Field(default=None, ge=0, le=21)
+    pcl5: Score | None = Field(default=None, ge=0, le=80)
+    # Present at a couples or family session besides (or, for 90846, instead of) the client.
+    participants: list[Participant] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -383,6 +462,9 @@ class SessionFacts(_Model):
     def _times(self) -> SessionFacts:
         if self.start_time and self.stop_time and self.stop_time <= self.start_time:
             raise ValueError("stop_time: must be after the start time")
+        keys = [p.key for p in self.participants]
+        if len(keys) != len(set(keys)):
+            raise ValueError("participants: the same person is listed twice")
         return self
 
     @computed_field  # type: ignore[prop-decorator]

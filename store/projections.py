@@ -25,17 +25,29 @@ from store.documents import (
     note_doc_kind,
     note_from_doc,
 )
-from store.models import Client, NoteStatus, ProgressNote, implausible_dates, section_title
+from store.models import (
+    PROGRESS_FORMATS,
+    Client,
+    NoteStatus,
+    ProgressNote,
+    implausible_dates,
+    note_title,
+    section_title,
+)
 from store.overdue import session_end
 from store.signature_state import signature_state
 
 Loader = Callable[[str], Document | None]
 
-CLIENT_COLUMNS = ("client_id", "display_name", "date_of_birth", "diagnoses", "updated_at")
+CLIENT_COLUMNS = (
+    "client_id", "display_name", "date_of_birth", "diagnoses", "updated_at",
+    "plan_start", "review_interval_days",  # _v5_plans_and_measures
+)
 NOTE_COLUMNS = (
     "note_id", "client_id", "date_of_service", "start_time", "stop_time", "minutes", "format",
     "cpt_code", "status", "late_entry", "signature_conflict", "signed_at", "phq9", "gad7",
     "addenda_count", "updated_at",
+    "pcl5",  # _v5_plans_and_measures
 )
 FTS_COLUMNS = ("doc_id", "kind", "client_id", "title", "body")
 
@@ -85,6 +97,22 @@ def _v1(conn) -> None:
     # pages). The mark commits with the change, so the index is never silently stale:
     # search and check see it and refresh those entries first.
     conn.execute("CREATE TABLE record_fts_pending(doc_id TEXT PRIMARY KEY)")
+
+
+def _v5_plans_and_measures(conn) -> None:
+    # The treatment plan's review schedule (the To do list's plan reviews) and the PCL-5
+    # (the outcomes series). No stored document holds either yet, so the defaults are what
+    # every existing row would be rebuilt to.
+    # A column already there (a record taken back to an earlier version) is left as it is.
+    def add(table: str, column: str, declaration: str) -> None:
+        if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+    add("clients_view", "plan_start", "TEXT")
+    add("clients_view", "review_interval_days", "INTEGER NOT NULL DEFAULT 90")
+    add("notes_view", "pcl5", "INTEGER")
+    # Intake, review and discharge notes are few among session notes: found by format.
+    conn.execute("CREATE INDEX IF NOT EXISTS notes_view_by_format ON notes_view(format)")
 
 
 # --- derived values ---------------------------------------------------------------------
@@ -143,6 +171,8 @@ def client_row(client: Client, updated_at: str) -> tuple:
         client.date_of_birth.isoformat() if client.date_of_birth else None,
         ", ".join(d.code for d in client.diagnoses),
         updated_at,
+        client.plan_start.isoformat() if client.plan_start else None,
+        client.review_interval_days,
     )
 
 
@@ -176,11 +206,13 @@ def note_row(note: ProgressNote, late_entry_hours: int, signature_conflict: bool
         f.gad7,
         len(note.addenda),
         note.updated_at.isoformat(),
+        f.pcl5,
     )
 
 
 def note_fts(note: ProgressNote) -> tuple:
-    title = f"{note.facts.date_of_service.isoformat()} {note.format.value} progress note"
+    kind = "progress note" if note.format in PROGRESS_FORMATS else note_title(note.format).lower()
+    title = f"{note.facts.date_of_service.isoformat()} {note.format.value} {kind}"
     parts = [f"{section_title(k)}: {note.sections.get(k, '')}" for k in note.section_keys]
     parts += [f"Addendum: {a.text}" for a in note.addenda]
     parts += note.facts.interventions

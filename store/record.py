@@ -49,6 +49,7 @@ from store.models import (
     ClinicianSettings,
     Client,
     EnteredInError,
+    NoteFormat,
     NoteStatus,
     ProgressNote,
     SessionFacts,
@@ -62,6 +63,8 @@ from store.models import (
 from store.check_record import CheckRecord
 from store.client_rights import ClientRights
 from store.projections import _v1 as _projections_v1
+from store.projections import _v5_plans_and_measures
+from store.discharge import discharged_on
 from store.replica import Replica, forget_cached_documents
 from store.signature_index import migrate_v4 as _v4_signature_states
 from store.write_access import writes_held
@@ -114,7 +117,7 @@ def _v3_signatures(conn) -> None:
         )
 
 
-MIGRATIONS = [_v1, _docstore_v2, _v3_signatures, _v4_signature_states]
+MIGRATIONS = [_v1, _docstore_v2, _v3_signatures, _v4_signature_states, _v5_plans_and_measures]
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,8 @@ class ClientRow:
     date_of_birth: date | None
     diagnoses: str  # ICD-10 codes, comma-separated, in the client's order
     updated_at: str
+    plan_start: date | None = None  # the treatment plan's start (store/plan_reviews.py)
+    review_interval_days: int = 90
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,7 @@ class NoteRow:
     # The verified signature state ("verified", "conflict", "tampered", "legacy", "unsigned"),
     # when the row was read with `verify_rows`; "" when not verified (store/signature_state.py).
     signature_status: str = ""
+    pcl5: int | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +179,7 @@ class RecordHit:
 
 _NOTE_ROW_SQL = (
     "SELECT note_id, client_id, date_of_service, start_time, stop_time, minutes, format, cpt_code, "
-    "status, late_entry, signature_conflict, signed_at, phq9, gad7, addenda_count, updated_at "
+    "status, late_entry, signature_conflict, signed_at, phq9, gad7, addenda_count, updated_at, pcl5 "
     "FROM notes_view"
 )
 
@@ -185,7 +191,7 @@ def _plain_draft(row: NoteRow) -> bool:
 def _note_row(r) -> NoteRow:
     return NoteRow(
         r[0], r[1], date.fromisoformat(r[2]), r[3], r[4], r[5], r[6], r[7], NoteStatus(r[8]),
-        bool(r[9]), bool(r[10]), r[11], r[12], r[13], r[14], r[15],
+        bool(r[9]), bool(r[10]), r[11], r[12], r[13], r[14], r[15], pcl5=r[16],
     )
 
 
@@ -303,13 +309,41 @@ class RecordStore:
     def list_clients(self, filter: str = "") -> list[ClientRow]:
         pattern = "%" + filter.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = self._conn.execute(
-            "SELECT client_id, display_name, date_of_birth, diagnoses, updated_at FROM clients_view "
+            "SELECT client_id, display_name, date_of_birth, diagnoses, updated_at, plan_start, "
+            "review_interval_days FROM clients_view "
             "WHERE display_name LIKE ? ESCAPE '\\' ORDER BY display_name COLLATE NOCASE, client_id",
             (pattern,),
         ).fetchall()
         return [
-            ClientRow(r[0], r[1], date.fromisoformat(r[2]) if r[2] else None, r[3], r[4]) for r in rows
+            ClientRow(
+                r[0], r[1], date.fromisoformat(r[2]) if r[2] else None, r[3], r[4],
+                date.fromisoformat(r[5]) if r[5] else None, r[6],
+            )
+            for r in rows
         ]
+
+    # --- intake, review and discharge (store/discharge.py, store/plan_reviews.py) ---
+
+    def record_note_rows(self) -> list[NoteRow]:
+        """The rows of every intake, treatment-plan review and discharge note (not session
+        notes), with their verified signature states: what discharge and plan-review due
+        dates are read from (a signature that does not verify attests nothing)."""
+        formats = (NoteFormat.INTAKE.value, NoteFormat.REVIEW.value, NoteFormat.DISCHARGE.value)
+        rows = self._conn.execute(
+            _NOTE_ROW_SQL + " INDEXED BY notes_view_by_format WHERE format IN (?, ?, ?)", formats
+        ).fetchall()
+        verified = self.verify_rows([_note_row(r) for r in rows])
+        # A state not stored yet (an import, a first sync) is computed here: these notes are
+        # few, and a discharge must not wait for the app to settle every note's state.
+        return [
+            replace(r, signature_status=self.signature_state(r.note_id).status.value)
+            if r.signature_status == "pending" else r
+            for r in verified
+        ]
+
+    def discharged_clients(self) -> dict[str, date]:
+        """client id -> the date of the discharge that stands (store/discharge.py)."""
+        return discharged_on(self.record_note_rows())
 
     # --- progress notes ---------------------------------------------------------
 
@@ -733,7 +767,7 @@ class RecordStore:
         client = None
         if self._docs.kind(note.client_id) == D.KIND_CLIENT:
             client = self.get_client(note.client_id)
-        return checklist.check_note(note, client)
+        return checklist.check_note(note, client, credentials=self._settings().credentials)
 
     def _require_complete(self, note: ProgressNote) -> None:
         # Warnings are advice; only blocking problems stop a signature.

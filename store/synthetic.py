@@ -25,6 +25,7 @@ from store.models import (
     NoteStatus,
     Signature,
     FORMAT_SECTIONS,
+    PROGRESS_FORMATS,
 )
 
 FIRST = ["Avery", "Blake", "Casey", "Dana", "Emery", "Finley", "Gray", "Harper", "Indigo", "Jules",
@@ -92,7 +93,7 @@ def make_client(rng: random.Random, index: int) -> Client:
 
 
 def make_note(rng: random.Random, client: Client, index: int, on: date, *, complete: bool = True) -> ProgressNote:
-    fmt = list(NoteFormat)[index % len(NoteFormat)]
+    fmt = PROGRESS_FORMATS[index % len(PROGRESS_FORMATS)]
     start = time(rng.choice([9, 10, 11, 13, 14, 15, 16]), rng.choice([0, 15, 30]))
     minutes = rng.choice([30, 45, 53, 55])
     stop_dt = datetime.combine(on, start) + timedelta(minutes=minutes)

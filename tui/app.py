@@ -375,6 +375,21 @@ class NotewellApp(App[None]):
         main.select_client(client_id)
         self.notify(f"No progress note yet for the session of {on.isoformat()}: press n to write it.")
 
+    def on_todo_screen_review_plan(self, message) -> None:
+        self.run_worker(self._review_plan(message.client_id), group="navigation", exit_on_error=False)
+
+    async def _review_plan(self, client_id: str) -> None:
+        # A review that is due: a new treatment-plan review for the client, dated today.
+        from store.models import NoteFormat
+
+        main = self._main_screen()
+        if main is None:
+            return
+        while self.screen is not main:
+            await self.pop_screen()
+        main.select_client(client_id)
+        main.start_note(client_id, NoteFormat.REVIEW.value, self.clock().astimezone().date())
+
     # --- help and palette -----------------------------------------------------------
 
     def action_help(self) -> None:

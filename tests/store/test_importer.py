@@ -15,7 +15,7 @@ import pytest
 from store.errors import ImportFailed
 from store.keys import TEST_KDF_ENV
 from store.importer import ImportPlan, apply_import, parse_import
-from store.models import NoteFormat, NoteStatus
+from store.models import PROGRESS_FORMATS, NoteFormat, NoteStatus
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "import.json"
 CANARY = "CANARY-7f3a"
@@ -52,7 +52,7 @@ def test_example_file_parses_as_documented():
     assert len(plan.notes) == 5
     assert len(plan.process_notes) == 2
     assert plan.vault_refs == ()
-    assert {n.format for n in plan.notes} == set(NoteFormat)
+    assert {n.format for n in plan.notes} == set(PROGRESS_FORMATS)
     signed = plan.signed_notes
     assert [n.id for n in signed] == ["note-avery-2026-10-06", "note-blake-2026-10-08"]
     first = signed[0]

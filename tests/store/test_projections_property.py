@@ -25,6 +25,7 @@ from store.models import (  # noqa: E402
     GoalProgress,
     Modality,
     NoteFormat,
+    PROGRESS_FORMATS,
     ProgressNote,
     ProgressRating,
     RiskAssessment,
@@ -41,7 +42,7 @@ index = st.integers(min_value=0, max_value=3)
 
 ops = st.one_of(
     st.tuples(st.just("client"), st.sampled_from(["Avery", "Blake", "Casey"])),
-    st.tuples(st.just("note"), index, st.sampled_from(list(NoteFormat)), st.integers(0, 400)),
+    st.tuples(st.just("note"), index, st.sampled_from(PROGRESS_FORMATS), st.integers(0, 400)),
     st.tuples(st.just("section"), index, index, text),
     st.tuples(st.just("facts"), index, st.integers(0, 27), st.booleans()),
     st.tuples(st.just("sign"), index),

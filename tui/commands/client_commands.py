@@ -51,7 +51,9 @@ def resolve_client(record, named: str) -> str:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("clients", help="list the clients: id, name and note counts (never note text)")
+    p = sub.add_parser(
+        "clients", help="list the clients: id, name, note counts and any discharge date (never note text)"
+    )
     p.set_defaults(func=cmd_clients)
 
 
@@ -65,17 +67,19 @@ def cmd_clients(args) -> int:
     vault = Vault.open(args.vault, current_passphrase(args))
     try:
         listed = []
+        discharged = vault.record.discharged_clients()  # store/discharge.py
         for row in vault.record.list_clients():
             notes = vault.record.notes_for_client(row.client_id)
             drafts = sum(1 for n in notes if getattr(n.status, "value", n.status) == "draft")
-            listed.append((row.client_id, row.display_name, len(notes), drafts))
+            listed.append((row.client_id, row.display_name, len(notes), drafts, discharged.get(row.client_id)))
     finally:
         vault.close()
     if not listed:
         print("No clients yet.")
         return 0
     width = max(len(cid) for cid, *_ in listed)
-    for cid, name, notes, drafts in listed:
+    for cid, name, notes, drafts, discharged_on in listed:
         # Names may have come from another device: shown with anything a terminal acts on escaped.
-        print(printable(f"{cid:<{width}}  {name}  ({_count(notes, 'note')}, {_count(drafts, 'draft')})"))
+        tail = f", discharged {discharged_on.isoformat()}" if discharged_on else ""
+        print(printable(f"{cid:<{width}}  {name}  ({_count(notes, 'note')}, {_count(drafts, 'draft')}{tail})"))
     return 0

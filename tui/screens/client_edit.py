@@ -1,4 +1,5 @@
-"""Create or edit a client: name, date of birth, diagnoses (ICD-10) and treatment-plan goals."""
+"""Create or edit a client: name, date of birth, diagnoses (ICD-10), treatment-plan goals, and
+the plan's start date and review interval (store/plan_reviews.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Static
 
 from store.errors import ValidationFailed
-from store.models import Client, validated
 from store.diagnosis_codes import DiagnosisCode, shared_index
+from store.models import DEFAULT_REVIEW_INTERVAL_DAYS, Client, validated
 from tui.screens.base import NotewellScreen
 from tui.screens.diagnosis_search import DiagnosisSearchDialog
 
@@ -94,6 +95,13 @@ class ClientEditScreen(NotewellScreen[str | None]):
                 for g in c.goals if c else []:
                     yield GoalRow(g.id, g.description, g.objective, g.active)
             yield Button("+ Goal", id="add-goal")
+            with Horizontal(classes="edit-row"):
+                yield Label("Plan started (YYYY-MM-DD) ")
+                yield Input(c.plan_start.isoformat() if c and c.plan_start else "", placeholder="not yet", id="plan-start", compact=True)
+                yield Label(" reviewed every ")
+                interval = str(c.review_interval_days) if c else str(DEFAULT_REVIEW_INTERVAL_DAYS)
+                yield Input(interval, id="review-interval", compact=True)
+                yield Label(" days")
             yield Static("", id="client-error", classes="field-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save", id="save", variant="primary")
@@ -180,6 +188,18 @@ class ClientEditScreen(NotewellScreen[str | None]):
             except ValueError:
                 error.update("date_of_birth: must look like 1980-04-17")
                 return
+        plan_text = self.query_one("#plan-start", Input).value.strip()
+        if plan_text:
+            try:
+                data["plan_start"] = date.fromisoformat(plan_text)
+            except ValueError:
+                error.update("plan_start: must look like 2026-01-05")
+                return
+        interval = self.query_one("#review-interval", Input).value.strip()
+        if not interval.isdigit():
+            error.update("review_interval_days: a whole number of days, from 1 to 366")
+            return
+        data["review_interval_days"] = int(interval)
         if self._client is not None:
             data["id"] = self._client.id
             data["identifiers"] = self._client.identifiers

@@ -43,6 +43,8 @@ class MainScreen(NotewellScreen):
         Binding("s", "settings", "Settings", id="settings", show=False),
         Binding("d", "devices", "Devices and sync", id="devices", show=False),
         Binding("p", "snippets", "Snippets", id="snippets", show=False),
+        Binding("i", "toggle_discharged", "Discharged clients", id="client.discharged", show=False,
+                tooltip="Show discharged clients, or the active ones again"),
     ]
 
     def __init__(self, *, select_client: str | None = None) -> None:
@@ -51,6 +53,9 @@ class MainScreen(NotewellScreen):
         self.client_id: str | None = None
         self._client: Any = None
         self._shown_note_ids: list[str] = []  # the shown client's notes whose state is pending
+        # The list shows active clients, or (i) the discharged ones (store/discharge.py).
+        self.show_discharged = False
+        self._discharged_on: date | None = None  # the shown client's discharge, if it stands
         # Work that grows with the record (the To do counts, the page check) starts once the
         # first screen is drawn: the client list and the first client's timeline.
         self.first_screen_drawn = False
@@ -100,6 +105,7 @@ class MainScreen(NotewellScreen):
             return  # still drawing the first screen, which loads all of it
         if self.client_id:
             self.run_store(self._load_client, self.client_id, group="client", exclusive=True)
+        self.reload_clients()  # a signed discharge or a new intake moves a client between lists
         self.run_store(self._load_todo_counts, group="todo-counts", exclusive=True)
         self.run_store(self._load_clock_warning, group="clock-warning", exclusive=True)
         self.show_backup_warning()
@@ -123,13 +129,17 @@ class MainScreen(NotewellScreen):
         from datetime import datetime
 
         from tui.screens.todo import (
-            counts_label, load_overdue, load_rights_items, load_signature_items, rights_label, signatures_label,
+            counts_label, load_overdue, load_plan_reviews, load_rights_items, load_signature_items, reviews_label,
+            rights_label, signatures_label,
         )
 
         thresholds = tuple(self.app.config.overdue_hours)
         _items, band_counts = await self.app.store.call(load_overdue, datetime.now(), thresholds)
         signatures = await self.app.store.call(load_signature_items)
         label = counts_label(band_counts) + ("; " + signatures_label(signatures) if signatures else "")
+        reviews = await self.app.store.call(load_plan_reviews, datetime.now(), thresholds)
+        if reviews:
+            label += "; " + reviews_label(reviews)
         rights = await self.app.store.call(load_rights_items)
         if rights:
             label += "; " + rights_label(rights)
@@ -195,7 +205,12 @@ class MainScreen(NotewellScreen):
         self.run_store(self._load_todo_counts, group="todo-counts", exclusive=True)
 
     async def _load_clients(self, query: str) -> None:
-        rows = await self.app.store.call(lambda v: v.record.list_clients(query))
+        rows, discharged = await self.app.store.call(lambda v: (v.record.list_clients(query), v.record.discharged_clients()))
+        if self._select and (self._select in discharged) != self.show_discharged:
+            # Asked for a client in the other list (search, To do): show that list.
+            if any(row_id(row, "client_id", "id") == self._select for row in rows):
+                self._show_list(discharged=not self.show_discharged)
+        rows = [row for row in rows if (row_id(row, "client_id", "id") in discharged) == self.show_discharged]
         listing = self.query_one("#client-list", OptionList)
         current = self._select or self.client_id
         self._select = None
@@ -247,9 +262,12 @@ class MainScreen(NotewellScreen):
         client, notes, private, previews = await self.app.store.call(load)
         if client_id != self.client_id:
             return
+        from store.discharge import discharged_on
+
+        self._discharged_on = discharged_on(notes).get(client_id)
         self._shown_note_ids = [r.note_id for r in notes if getattr(r, "signature_status", "") == "pending"]
         self._client = client
-        self.query_one("#client-header", Static).update(client_summary(client))
+        self.query_one("#client-header", Static).update(client_summary(client, self._discharged_on))
         self.query_one(Timeline).show(notes, private, previews)
         self._first_screen_done()
 
@@ -274,6 +292,18 @@ class MainScreen(NotewellScreen):
             self.client_id = None
             self.query_one("#client-filter", Input).value = ""
             self.reload_clients()
+
+    def action_toggle_discharged(self) -> None:
+        self._show_list(discharged=not self.show_discharged)
+        self.client_id = None
+        self.reload_clients()
+
+    def _show_list(self, *, discharged: bool) -> None:
+        self.show_discharged = discharged
+        # The filter's placeholder says which list is shown.
+        self.query_one("#client-filter", Input).placeholder = (
+            "Filter discharged clients (i: active)" if discharged else "Filter clients"
+        )
 
     def action_todo(self) -> None:
         from tui.screens.todo import TodoScreen
@@ -366,6 +396,10 @@ class MainScreen(NotewellScreen):
 
         self.app.push_screen(NewNoteDialog(), chosen)
 
+    def start_note(self, client_id: str, fmt: str, on: date) -> None:
+        """A new note of `fmt` for the client, in the editor (the To do list's plan reviews)."""
+        self._create_note(client_id, fmt, on)
+
     def _create_note(self, client_id: str, fmt: str, on: date) -> None:
         from tui.screens.note_editor import NoteEditorScreen
 
@@ -401,10 +435,12 @@ class MainScreen(NotewellScreen):
         self.app.place.note_kind = self.app.place.note_id = None
 
 
-def client_summary(client: Any) -> str:
+def client_summary(client: Any, discharged: date | None = None) -> str:
     lines = [client.display_name]
     if client.date_of_birth:
         lines[0] += f"  (born {client.date_of_birth.isoformat()})"
+    if discharged is not None:
+        lines.append(f"Discharged on {discharged.isoformat()}; a new intake assessment makes the client active again.")
     if client.diagnoses:
         lines.append("Diagnoses: " + ", ".join(f"{d.code} {d.description}".strip() for d in client.diagnoses))
     else:
@@ -414,5 +450,7 @@ def client_summary(client: Any) -> str:
         lines.append("Goals: " + "; ".join(g.description for g in active))
     else:
         lines.append("Goals: none yet (press e to add)")
+    if getattr(client, "plan_start", None) is not None:
+        lines.append(f"Plan started {client.plan_start.isoformat()}; reviewed every {client.review_interval_days} days")
     # One line each, whatever a document from another device put in a name or description.
     return "\n".join(printable(line) for line in lines)

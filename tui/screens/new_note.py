@@ -1,4 +1,5 @@
-"""Choosing a new progress note's format and date of service."""
+"""Choosing a new note's format and date of service: a session note (SOAP .. PIRP), or an
+intake assessment, treatment-plan review or discharge summary."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from store.models import FORMAT_SECTIONS, NoteFormat, section_title
+from store.models import FORMAT_SECTIONS, PROGRESS_FORMATS, NoteFormat, note_title, section_title
+
+
+def format_label(fmt: NoteFormat) -> str:
+    if fmt in PROGRESS_FORMATS:
+        return f"{fmt.value:<5} {', '.join(section_title(k) for k in FORMAT_SECTIONS[fmt])}"
+    return note_title(fmt)
 from tui.screens.base import NotewellModal
 
 
@@ -19,11 +26,11 @@ class NewNoteDialog(NotewellModal["tuple[str, date] | None"]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog-box"):
-            yield Label("New progress note", classes="dialog-title")
+            yield Label("New note", classes="dialog-title")
             yield Static("Choose the format and press Enter.", classes="hint")
             yield OptionList(
                 *[
-                    Option(f"{fmt.value:<5} {', '.join(section_title(k) for k in FORMAT_SECTIONS[fmt])}", id=fmt.value)
+                    Option(format_label(fmt), id=fmt.value)
                     for fmt in NoteFormat
                 ],
                 id="format",

@@ -223,6 +223,9 @@ class NoteEditorScreen(EditorScreen):
         self._signature = signed
         await self._build(note, client, signed)
         self.query_one(Checklist).advice = self._copy_forward
+        from store.compliance import checklist_elements
+
+        self.query_one(Checklist).elements = checklist_elements(note.format)  # an intake's, a discharge's, ...
         self.query_one(Checklist).show(problems)
         self.query_one("#checklist-pane").display = self.mode == "draft"
         self.refresh_bindings()
@@ -250,7 +253,7 @@ class NoteEditorScreen(EditorScreen):
         widgets: list = []
         if self.mode == "draft":
             self._saved_sections = dict(note.sections)
-            widgets.append(FactsForm(note.facts, client, previous=self._previous, id="facts"))
+            widgets.append(FactsForm(note.facts, client, previous=self._previous, id="facts", fmt=note.format))
             for key in note.section_keys:
                 widgets.append(Label(section_title(key), classes="section-title"))
                 area = SnippetArea(note.sections.get(key, ""), id=f"section-{key}", soft_wrap=True, classes="section",

@@ -1,6 +1,8 @@
-"""The "To do" screen: progress notes unsigned or missing past 24, 48 and 72 hours, signatures
-that need the clinician, and clients' access and amendment requests not yet acted on
-(`load_rights_items`, store/client_rights.py).
+"""The "To do" screen: progress notes unsigned or missing past 24, 48 and 72 hours; signatures
+that need the clinician; treatment-plan reviews that are due (store/plan_reviews.py: listed
+from the day they are due, then in the same bands as overdue notes); and clients' access and
+amendment requests not yet acted on (`load_rights_items`, store/client_rights.py). Enter on a
+review row posts `TodoScreen.ReviewPlan(client_id)`, which the app answers with a new review note.
 
 Open it with `TodoScreen(app.store.call)`. It loads the queue on the vault's thread
 (`load_overdue`), shows the counts per band and one row per session, most overdue first.
@@ -24,6 +26,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Static
 
 from store.overdue import DEFAULT_THRESHOLDS, OverdueItem, counts, overdue
+from store.plan_reviews import DUE, ReviewDue, plan_reviews_due
 from store.signature_state import SignatureStatus
 from tui.printable import printable
 from tui.screens.base import NotewellScreen
@@ -96,6 +99,18 @@ def signatures_label(items: list[SignatureItem]) -> str:
     return f"{len(items)} {noun} you ({len(items) - failing} conflict, {failing} failing verification)"
 
 
+def load_plan_reviews(vault, now: datetime, thresholds: Iterable[int] = DEFAULT_THRESHOLDS) -> list[ReviewDue]:
+    """Treatment-plan reviews due at `now`; call on the vault's thread."""
+    return plan_reviews_due(vault.record, now, tuple(thresholds))
+
+
+def reviews_label(items: list[ReviewDue]) -> str:
+    """'2 plan reviews due', or ''."""
+    if not items:
+        return ""
+    return f"{len(items)} plan review{'s' if len(items) != 1 else ''} due"
+
+
 def counts_label(band_counts: dict[int, int]) -> str:
     """'3 notes overdue: 1 over 72 h, 2 over 24 h', or 'No notes overdue'."""
     total = sum(band_counts.values())
@@ -107,7 +122,11 @@ def counts_label(band_counts: dict[int, int]) -> str:
 
 
 def _age(item: OverdueItem) -> str:
-    days, hours = divmod(item.hours_overdue, 24)
+    return _age_hours(item.hours_overdue)
+
+
+def _age_hours(hours_overdue: int) -> str:
+    days, hours = divmod(hours_overdue, 24)
     return f"{days} d {hours} h" if days else f"{hours} h"
 
 
@@ -138,6 +157,13 @@ class TodoScreen(NotewellScreen[None]):
             self.client_id = client_id
             self.on = on
 
+    class ReviewPlan(Message):
+        """Write this client's treatment-plan review (a review that is due)."""
+
+        def __init__(self, client_id: str) -> None:
+            super().__init__()
+            self.client_id = client_id
+
     def __init__(
         self,
         call: StoreCall,
@@ -153,9 +179,10 @@ class TodoScreen(NotewellScreen[None]):
         self.band_counts: dict[int, int] = {}
         self.signature_items: list[SignatureItem] = []  # after the overdue rows in the table
         self.rights_items: list[RightsItem] = []  # the clients' open requests, last
+        self.review_items: list[ReviewDue] = []  # after the signature rows
 
     def compose(self) -> ComposeResult:
-        yield Static("To do: overdue progress notes and signatures that need you", id="todo-title")
+        yield Static("To do: overdue progress notes, signatures that need you, plan reviews due", id="todo-title")
         yield Static("Loading...", id="todo-counts", markup=False)
         yield DataTable(id="todo-table", cursor_type="row", zebra_stripes=True)
         yield Footer()
@@ -171,19 +198,23 @@ class TodoScreen(NotewellScreen[None]):
     async def _load(self) -> None:
         items, band_counts = await self._call(load_overdue, self._clock(), self._thresholds)
         signatures = await self._call(load_signature_items)
+        reviews = await self._call(load_plan_reviews, self._clock(), self._thresholds)
         rights = await self._call(load_rights_items)
-        self.show(items, band_counts, signatures, rights)
+        self.show(items, band_counts, signatures, reviews, rights)
 
     def show(
         self, items: list[OverdueItem], band_counts: dict[int, int], signatures: list[SignatureItem] | None = None,
-        rights: list[RightsItem] | None = None,
+        reviews: list[ReviewDue] | None = None, rights: list[RightsItem] | None = None,
     ) -> None:
         self.items, self.band_counts = list(items), dict(band_counts)
         self.signature_items = list(signatures or [])
+        self.review_items = list(reviews or [])
         self.rights_items = list(rights or [])
         label = counts_label(self.band_counts)
         if self.signature_items:
             label += "; " + signatures_label(self.signature_items)
+        if self.review_items:
+            label += "; " + reviews_label(self.review_items)
         if self.rights_items:
             label += "; " + rights_label(self.rights_items)
         self.query_one("#todo-counts", Static).update(label)
@@ -208,6 +239,15 @@ class TodoScreen(NotewellScreen[None]):
                 Text(sig.what),
                 key=f"sig-{j}",
             )
+        for k, review in enumerate(self.review_items):
+            table.add_row(
+                Text(_age_hours(review.hours_overdue) if review.band != DUE else "due today"),
+                Text("due" if review.band == DUE else f"{review.band} h+"),
+                Text(printable(review.client_name)),
+                Text(review.due_on.isoformat()),
+                Text("treatment-plan review due"),
+                key=f"review-{k}",
+            )
         for k, right in enumerate(self.rights_items):
             d = right.request
             table.add_row(
@@ -218,12 +258,12 @@ class TodoScreen(NotewellScreen[None]):
                 Text(d.label()),
                 key=f"rights-{k}",
             )
-        if self.items or self.signature_items or self.rights_items:
+        if self.items or self.signature_items or self.review_items or self.rights_items:
             table.focus()
 
-    def _selected(self) -> OverdueItem | SignatureItem | None:
+    def _selected(self) -> OverdueItem | SignatureItem | ReviewDue | RightsItem | None:
         table = self.query_one(DataTable)
-        rows = [*self.items, *self.signature_items, *self.rights_items]
+        rows = [*self.items, *self.signature_items, *self.review_items, *self.rights_items]
         if not rows or table.cursor_row is None or not 0 <= table.cursor_row < len(rows):
             return None
         return rows[table.cursor_row]
@@ -232,7 +272,9 @@ class TodoScreen(NotewellScreen[None]):
         item = self._selected()
         if item is None:
             return
-        if isinstance(item, RightsItem):
+        if isinstance(item, ReviewDue):
+            self.post_message(self.ReviewPlan(item.client_id))
+        elif isinstance(item, RightsItem):
             self.notify("Select the client and press g to act on the request.", markup=False)
         elif isinstance(item, SignatureItem):
             self.post_message(self.OpenNote(item.note_id))

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from rich.markup import escape
 from textual.widgets import Static
 
-from store.compliance import ADVICE_LABELS, ELEMENT_LABELS, WARNING, ComplianceProblem
+from store.compliance import ADVICE_LABELS, ELEMENT_LABELS, SESSION_ELEMENTS, WARNING, ComplianceProblem
 
 
 class Checklist(Static):
@@ -20,6 +20,9 @@ class Checklist(Static):
         # Advice the screen adds to the store's problems each time they are shown (the
         # note editor's copy-forward check, store/compliance.py `check_copy_forward`).
         self.advice: Callable[[], list[ComplianceProblem]] | None = None
+        # The rows for this kind of note (store.compliance.checklist_elements); the editor
+        # sets them for an intake, review or discharge note.
+        self.elements: tuple[str, ...] = SESSION_ELEMENTS
 
     @property
     def missing(self) -> list[str]:
@@ -44,7 +47,7 @@ class Checklist(Static):
         by_element: dict[str, list[ComplianceProblem]] = {}
         for p in self.problems:
             by_element.setdefault(p.element, []).append(p)
-        keys = list(ELEMENT_LABELS) + [k for k in by_element if k not in ELEMENT_LABELS]
+        keys = list(self.elements) + [k for k in by_element if k not in self.elements]
         for key in keys:
             label = escape(ELEMENT_LABELS.get(key) or ADVICE_LABELS.get(key, key))
             found = by_element.get(key)

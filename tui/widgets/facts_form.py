@@ -1,5 +1,9 @@
 """The session facts of a progress note as a form, read back into a SessionFacts.
 
+Others present at a couples or family session are typed as "Name (initials); Name": a name
+that is exactly one other client's is linked to that client's record; initials left out are
+made from the name. The initials are how the person appears in any other client's export.
+
 Each field that does not parse keeps its last saved value and is named in `problems`, so a
 half-typed time never wipes a good one and never blocks saving the rest.
 """
@@ -14,10 +18,14 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Select, SelectionList, Static
 
 from store.errors import ValidationFailed
+from store.outcomes import MEASURES
+from tui.widgets.note_views import participants_text
 from store.models import (
     MODALITY_LABELS,
     Client,
     Modality,
+    NoteFormat,
+    PROGRESS_FORMATS,
     ProgressRating,
     RiskLevel,
     SessionFacts,
@@ -47,12 +55,54 @@ def parse_time(text: str) -> time | None:
     return time(int(hours), int(minutes))
 
 
+# The fields each record note does not record (hidden in its form; store/compliance.py's
+# checklist for it asks for none of them).
+_NOT_BILLED = ("f-cpt", "f-modality", "f-dx", "f-interventions", "f-suicide", "f-violence", "f-risk-actions", "f-participants")
+NOT_RECORDED: dict[NoteFormat | None, tuple[str, ...]] = {
+    NoteFormat.INTAKE: ("f-interventions", "f-participants"),
+    NoteFormat.REVIEW: _NOT_BILLED,
+    NoteFormat.DISCHARGE: _NOT_BILLED,
+}
+
+
+def _folded(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def _initials_of(name: str) -> str:
+    return "".join(w[0].upper() + "." for w in name.split() if w[0].isalpha())
+
+
+def parse_participants(text: str, known: dict[str, str], before: list[dict]) -> list[dict]:
+    """"Blake Brook (B.B.); Jordan" -> participants. A name that is one other client's (by
+    `known`, folded name -> id) links that record; a person the note already had keeps the
+    link it had. ValueError names what cannot be read."""
+    linked = {(p.get("name") or "", p["initials"]): p.get("client_id") for p in before}
+    out: list[dict] = []
+    for entry in (e.strip() for e in text.split(";")):
+        if not entry:
+            continue
+        name, initials = entry, ""
+        if entry.endswith(")") and "(" in entry:
+            name, _, initials = entry[:-1].rpartition("(")
+            name, initials = name.strip(), initials.strip()
+        initials = initials or _initials_of(name)
+        if not initials:
+            raise ValueError("give each person a name or initials, like Jordan Ellis (J.E.)")
+        if name:
+            client_id = linked.get((name, initials)) or known.get(_folded(name))
+        else:  # initials alone: a person kept by initials (an imported note)
+            client_id = linked.get(("", initials))
+        out.append({"client_id": client_id, "name": name, "initials": initials})
+    return out
+
+
 def _hhmm(t: time | None) -> str:
     return t.strftime("%H:%M") if t else ""
 
 
 class FactsForm(Vertical):
-    """Date, times, CPT, modality, diagnoses, goals, interventions, risk, PHQ-9/GAD-7."""
+    """Date, times, CPT, modality, diagnoses, goals, interventions, risk, PHQ-9/GAD-7/PCL-5."""
 
     def __init__(
         self,
@@ -61,9 +111,12 @@ class FactsForm(Vertical):
         *,
         previous: tuple[date, SessionFacts] | None = None,
         id: str | None = None,
+        fmt: NoteFormat | None = None,
     ) -> None:
-        """`previous`: the date and facts of the client's last note, offered to copy."""
+        """`previous`: the date and facts of the client's last note, offered to copy. `fmt`:
+        the note's format; an intake, review or discharge hides the fields it does not record."""
         super().__init__(id=id, classes="facts-form")
+        self.fmt = fmt
         self.facts = facts
         self.client = client
         self.previous = previous
@@ -105,7 +158,7 @@ class FactsForm(Vertical):
                 compact=True,
             )
         diagnoses = self.client.diagnoses if self.client else []
-        yield Label("Diagnoses addressed", classes="facts-heading")
+        yield Label("Diagnoses addressed", classes="facts-heading", id="f-dx-heading")
         if diagnoses:
             yield SelectionList[str](
                 *[(f"{d.code} {d.description}".strip(), d.code, d.code in f.diagnoses_addressed) for d in diagnoses],
@@ -113,7 +166,8 @@ class FactsForm(Vertical):
                 compact=True,
             )
         else:
-            yield Static("The client has no diagnoses yet: add them with Edit client (e) on the main screen.", classes="hint")
+            yield Static("The client has no diagnoses yet: add them with Edit client (e) on the main screen.", classes="hint",
+                         id="f-dx-hint")
         yield Label("Goals addressed (treatment plan)", classes="facts-heading")
         goals = [g for g in (self.client.goals if self.client else []) if g.active]
         ratings = {gp.goal_id: gp.rating.value for gp in f.goals_addressed}
@@ -148,10 +202,43 @@ class FactsForm(Vertical):
             yield Input("" if f.phq9 is None else str(f.phq9), placeholder="0-27", id="f-phq9", classes="f-score", compact=True)
             yield Label("GAD-7", classes="facts-label")
             yield Input("" if f.gad7 is None else str(f.gad7), placeholder="0-21", id="f-gad7", classes="f-score", compact=True)
+            yield Label("PCL-5", classes="facts-label")
+            yield Input("" if f.pcl5 is None else str(f.pcl5), placeholder="0-80", id="f-pcl5", classes="f-score", compact=True)
+        with Horizontal(classes="facts-line"):
+            yield Label("Others present", classes="facts-label")
+            yield Input(participants_text(f.participants), placeholder="couples/family: name (initials); ...",
+                        id="f-participants", compact=True)
         yield Static("", id="facts-error", classes="field-error")
 
     def on_mount(self) -> None:
         self._refresh_minutes()
+        self._hide_unrecorded()
+        self.known_clients: dict[str, str] | None = None  # folded name -> client id, once loaded
+        if hasattr(self.app, "store"):
+            self.run_worker(self._load_known_clients(), group="facts-clients", exit_on_error=False)
+
+    async def _load_known_clients(self) -> None:
+        own = self.client.id if self.client else None
+        rows = await self.app.store.call(lambda v: v.record.list_clients())
+        names: dict[str, list[str]] = {}
+        for row in rows:
+            if row.client_id != own:
+                names.setdefault(_folded(row.display_name), []).append(row.client_id)
+        # A name two clients share links neither: the person is kept by name.
+        self.known_clients = {name: ids[0] for name, ids in names.items() if len(ids) == 1}
+
+    def _hide_unrecorded(self) -> None:
+        """Hides the lines of the fields this kind of note does not record (their values are
+        kept as they are): a review or discharge summary is not a billed session."""
+        hidden = NOT_RECORDED.get(self.fmt, ())
+        for field_id in hidden:
+            for field in self.query("#" + field_id):
+                line = field.parent if isinstance(field.parent, Horizontal) else field
+                line.display = False
+        if "f-dx" in hidden:  # its heading, and the hint shown instead of it
+            self.query_one("#f-dx-heading").display = False
+            for hint in self.query("#f-dx-hint"):
+                hint.display = False
 
     @staticmethod
     def _minutes_text(minutes: int | None) -> str:
@@ -169,9 +256,11 @@ class FactsForm(Vertical):
         if start and stop and stop > start:
             minutes = (stop.hour * 60 + stop.minute) - (start.hour * 60 + start.minute)
         self.query_one("#f-minutes", Static).update(self._minutes_text(minutes))
-        suggestion = suggest_cpt(minutes) if minutes else None
+        # Suggested for session notes only: an intake is 90791/90792 whatever its length.
+        session = self.fmt is None or self.fmt in PROGRESS_FORMATS
+        suggestion = suggest_cpt(minutes) if minutes and session else None
         hint = self.query_one("#f-cpt-hint", Static)
-        hint.update(f"suggested {suggestion}" if suggestion else ("under 16 min" if minutes else ""))
+        hint.update(f"suggested {suggestion}" if suggestion else ("under 16 min" if minutes and session else ""))
         cpt = self.query_one("#f-cpt", Input)
         if suggestion and (not cpt.value.strip() or cpt.value.strip() == self._auto_cpt):
             self._auto_cpt = suggestion
@@ -264,14 +353,18 @@ class FactsForm(Vertical):
             value = self.query_one("#" + id_, Select).value
             risk[key] = None if value is Select.NULL else value
         data["risk"] = risk
-        for key, id_, top in (("phq9", "f-phq9", 27), ("gad7", "f-gad7", 21)):
-            raw = text(id_)
+        for measure in MEASURES:
+            raw = text(f"f-{measure.key}")
             if not raw:
-                data[key] = None
-            elif raw.isdigit() and 0 <= int(raw) <= top:
-                data[key] = int(raw)
+                data[measure.key] = None
+            elif raw.isdigit() and 0 <= int(raw) <= measure.maximum:
+                data[measure.key] = int(raw)
             else:
-                problems.append(f"{key.upper().replace('PHQ9', 'PHQ-9').replace('GAD7', 'GAD-7')}: a whole number from 0 to {top}")
+                problems.append(f"{measure.name}: a whole number from 0 to {measure.maximum}")
+        try:
+            data["participants"] = parse_participants(text("f-participants"), self.known_clients or {}, base["participants"])
+        except ValueError as e:
+            problems.append(f"others present: {e}")
         try:
             facts = validated(SessionFacts, data)
         except ValidationFailed as e:

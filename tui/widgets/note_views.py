@@ -158,7 +158,17 @@ def facts_summary(facts: SessionFacts, client: Any) -> str:
     if risk.assessed:
         lines.append(f"Risk: suicide {risk.suicide.value}, violence {risk.violence.value}" + (f"; {risk.actions}" if risk.actions else ""))
     scores = [f"PHQ-9 {facts.phq9}" if facts.phq9 is not None else "", f"GAD-7 {facts.gad7}" if facts.gad7 is not None else ""]
+    if facts.pcl5 is not None:
+        scores.append(f"PCL-5 {facts.pcl5}")
+    if facts.participants:
+        lines.append("Also present: " + participants_text(facts.participants))
     if any(scores):
         lines.append("  ".join(s for s in scores if s))
     return "\n".join(lines)
 
+
+
+def participants_text(participants) -> str:
+    """'Blake Brook (B.B.); (J.E.)': each person's name where the note has one, with the
+    initials that stand for them in another client's export."""
+    return "; ".join(f"{p.name} ({p.initials})" if p.name else f"({p.initials})" for p in participants)

@@ -1,4 +1,7 @@
-"""A client's PHQ-9 and GAD-7 scores over time, with the severity bands as horizontal lines.
+"""A client's PHQ-9 and GAD-7 scores over time, with the severity bands as horizontal lines;
+or, as a second panel (`OutcomePlot(panel=PTSD_PANEL)`), the PCL-5 on its own 0-80 scale with
+its cut-off line. Each measure has its own point marker (● PHQ-9, ▲ GAD-7, ■ PCL-5) named in
+the legend, so the series are told apart without colour.
 
 Give it an `Outcomes` (store/outcomes.py) in the constructor or later with `set_outcomes`.
 The x axis is days since the first score, labelled with dates, so uneven gaps between
@@ -9,11 +12,12 @@ GAD-7 severe).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 
 from textual_plotext import PlotextPlot
 
-from store.outcomes import GAD7, PHQ9, Outcomes
+from store.outcomes import GAD7, PCL5, PHQ9, Measure, Outcomes
 
 PHQ9_COLOR = "cyan"
 GAD7_COLOR = "orange"
@@ -31,9 +35,30 @@ Y_TICKS = [
 
 
 Y_LABEL_WIDTH = max(len(label) for _, label in Y_TICKS) + 3
+PCL5_COLOR = "magenta"
+PCL5_MARKER = "■"
+PCL5_TICKS = [(0, "0"), (33, "33 probable PTSD"), (80, "80")]
 
 
-def spaced_ticks(days: list[int], first: date, width: int) -> tuple[list[int], list[str]]:
+@dataclass(frozen=True)
+class Panel:
+    """The measures one plot shows on one scale: (measure, colour, marker) each."""
+
+    series: tuple[tuple[Measure, str, str], ...]
+    maximum: int
+    ticks: tuple[tuple[int, str], ...]
+    title: str
+    empty: str
+
+
+SYMPTOMS_PANEL = Panel(
+    ((PHQ9, PHQ9_COLOR, PHQ9_MARKER), (GAD7, GAD7_COLOR, GAD7_MARKER)),
+    PHQ9.maximum, tuple(Y_TICKS), "PHQ-9 and GAD-7", "No PHQ-9 or GAD-7 scores recorded",
+)
+PTSD_PANEL = Panel(((PCL5, PCL5_COLOR, PCL5_MARKER),), PCL5.maximum, tuple(PCL5_TICKS), "PCL-5", "No PCL-5 scores recorded")
+
+
+def spaced_ticks(days: list[int], first: date, width: int, label_width: int = Y_LABEL_WIDTH) -> tuple[list[int], list[str]]:
     """Date ticks at the data's days, never closer than a label's width on screen.
 
     Overlapping labels would be left to plotext to shuffle, and its choice is not stable.
@@ -42,7 +67,7 @@ def spaced_ticks(days: list[int], first: date, width: int) -> tuple[list[int], l
         return [], []
     label_len = len(first.isoformat())
     lo, hi = -1, max(days[-1], 1) + 1
-    columns = max(width - Y_LABEL_WIDTH, 10)
+    columns = max(width - label_width, 10)
 
     def column(day: int) -> float:
         return (day - lo) / (hi - lo) * columns
@@ -59,7 +84,7 @@ def spaced_ticks(days: list[int], first: date, width: int) -> tuple[list[int], l
 
 
 class OutcomePlot(PlotextPlot):
-    """PHQ-9 and GAD-7 series for one client."""
+    """One panel of a client's measures (PHQ-9 and GAD-7 by default)."""
 
     DEFAULT_CSS = """
     OutcomePlot {
@@ -75,8 +100,10 @@ class OutcomePlot(PlotextPlot):
         name: str | None = None,
         id: str | None = None,  # noqa: A002 - Textual's own parameter name
         classes: str | None = None,
+        panel: Panel = SYMPTOMS_PANEL,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
+        self.panel = panel
         self._outcomes = outcomes
         self._days: list[int] = []
         self._first: date | None = None
@@ -98,22 +125,24 @@ class OutcomePlot(PlotextPlot):
         plt.clear_data()
         plt.clear_figure()
         outcomes = self._outcomes
-        plt.ylim(0, PHQ9.maximum)
-        plt.yticks([y for y, _ in Y_TICKS], [label for _, label in Y_TICKS])
+        panel = self.panel
+        plt.ylim(0, panel.maximum)
+        plt.yticks([y for y, _ in panel.ticks], [label for _, label in panel.ticks])
         self._days, self._first = [], None
-        if outcomes is None or outcomes.empty:
-            plt.title("No PHQ-9 or GAD-7 scores recorded")
+        shown = [] if outcomes is None else [(outcomes_series(outcomes, m), c, mk) for m, c, mk in panel.series]
+        points = [p for series, _, _ in shown for p in series.points]
+        if not points:
+            plt.title(panel.empty)
             plt.xticks([], [])
             self.refresh()
             return
-        points = [p for s in (outcomes.phq9, outcomes.gad7) for p in s.points]
         first = min(p.on for p in points)
         last_day = max(p.on for p in points).toordinal() - first.toordinal()
         plt.xlim(-1, max(last_day, 1) + 1)
-        for threshold in sorted(set(PHQ9.thresholds) | set(GAD7.thresholds)):
+        for threshold in sorted({t for m, _, _ in panel.series for t in m.thresholds}):
             plt.hline(threshold, BAND_COLOR)
         # Each series has its own point marker, named in the legend: told apart without colour.
-        for series, color, marker in ((outcomes.phq9, PHQ9_COLOR, PHQ9_MARKER), (outcomes.gad7, GAD7_COLOR, GAD7_MARKER)):
+        for series, color, marker in shown:
             if not series.points:
                 continue
             xs = [p.on.toordinal() - first.toordinal() for p in series.points]
@@ -123,11 +152,16 @@ class OutcomePlot(PlotextPlot):
             plt.scatter(xs, ys, label=label, color=color, marker=marker)
         self._days = sorted({p.on.toordinal() - first.toordinal() for p in points})
         self._first = first
-        plt.title("PHQ-9 and GAD-7")
+        plt.title(panel.title)
         self.refresh()
 
     def render(self):
         # Ticks depend on the width, known only now.
         if self._days and self._first is not None:
-            self.plt.xticks(*spaced_ticks(self._days, self._first, self.size.width))
+            label_width = max(len(label) for _, label in self.panel.ticks) + 3
+            self.plt.xticks(*spaced_ticks(self._days, self._first, self.size.width, label_width))
         return super().render()
+
+
+def outcomes_series(outcomes: Outcomes, measure: Measure):
+    return {s.measure.key: s for s in outcomes.series}[measure.key]

@@ -10,6 +10,8 @@ from rich.text import Text
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
+from store.models import NOTE_TITLES, NoteFormat
+
 PRIVATE_LABEL = "private - this device only"
 PREVIEW_CHARS = 48
 # Progress notes are read for their first words only among a client's newest ones: reading a
@@ -86,11 +88,20 @@ STATUS_STYLE = {
 }
 
 
+def _note_format(value: Any) -> NoteFormat | None:
+    try:
+        return NoteFormat(value)
+    except ValueError:
+        return None
+
+
 def progress_prompt(row: Any, preview: str = "") -> Text:
     text = Text("  ")
     fmt = getattr(row, "format", "")
     fmt = getattr(fmt, "value", fmt)
-    text.append(f"{fmt:<5}", style="bold")
+    record_note = NOTE_TITLES.get(_note_format(fmt))
+    # An intake, review or discharge summary by its name; a session note by its format.
+    text.append(f"{record_note} " if record_note else f"{fmt:<5}", style="bold")
     cpt = getattr(row, "cpt_code", None)
     minutes = getattr(row, "minutes", None)
     if cpt:
