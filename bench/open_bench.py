@@ -29,6 +29,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -83,6 +84,7 @@ async def unlock_to_timeline(path: Path) -> tuple[float, float, float]:
     """From Enter on the unlock screen to the first client's timeline on screen: wall
     seconds, this process's CPU seconds without the key derivation, and the derivation's
     wall seconds."""
+    from textual import events
     from textual.widgets import Input, OptionList
 
     from tui.app import NotewellApp
@@ -95,13 +97,22 @@ async def unlock_to_timeline(path: Path) -> tuple[float, float, float]:
         async with app.run_test(size=(120, 40)) as pilot:
             while not isinstance(app.screen, UnlockScreen):
                 await pilot.pause(0.01)
+            # The passphrase takes seconds to type: the code the unlock screen loads meanwhile
+            # is loaded (tui/screens/unlock.py).
+            for thread in [t for t in threading.enumerate() if t.name == "notewell-warm-up"]:
+                await asyncio.to_thread(thread.join)
             app.screen.query_one("#passphrase", Input).value = PASSPHRASE
             t0, c0 = time.perf_counter(), time.process_time()
-            await pilot.press("enter")
+            # Posted as the terminal's driver posts a key. Not pilot.press: it then waits
+            # until the process is idle, up to 1 s twice, which is what the KDF and the open
+            # are not: earlier figures of this bench were 2.0 s at every size for that reason.
+            app.post_message(events.Key("enter", "\r"))
 
             def drawn() -> bool:
+                # The first client's timeline is shown and the screen has been refreshed with it.
                 main = next((s for s in app.screen_stack if isinstance(s, MainScreen)), None)
-                return bool(main and main.client_id and main.query_one("#timeline", OptionList).option_count)
+                return bool(main and main.client_id and main.first_screen_painted
+                            and main.query_one("#timeline", OptionList).option_count)
 
             while not drawn():
                 await asyncio.sleep(0.005)
@@ -159,9 +170,13 @@ def main() -> None:
         for label, runs in (("pages verified after the first screen (app)", after),
                             ("every page verified first (commands)", before)):
             print(f"open + list (no KDF), {label}: {ms(runs, 0)} wall, {ms(runs, 1)} CPU  ({load()})")
-        unlocks = [asyncio.run(unlock_to_timeline(path)) for _ in range(args.runs)]
-        print(f"app: Enter on unlock -> first client's timeline: {median(unlocks, 0):.2f} s wall "
-              f"(KDF {median(unlocks, 2):.2f} s of it), {median(unlocks, 1):.2f} s CPU without the KDF  ({load()})")
+        unlocks = [asyncio.run(unlock_to_timeline(path)) for _ in range(args.runs + 1)]
+        # The first in this process imports the store's code as an app's first unlock does
+        # (the unlock screen loads it while the passphrase is typed: tui/screens/unlock.py).
+        first, unlocks = unlocks[:1], unlocks[1:]
+        for label, runs in (("first in the process", first), (f"median of the next {len(unlocks)}", unlocks)):
+            print(f"app: Enter on unlock -> first client's timeline on screen, {label}: {median(runs, 0):.2f} s wall "
+                  f"(KDF {median(runs, 2):.2f} s of it), {median(runs, 1):.2f} s CPU without the KDF  ({load()})")
         wall, cpu, said = run_check(path, "--full")
         print(f"notewell check --full: {wall:.1f} s wall, {cpu:.1f} s CPU  ({load()}); it said first: {said}")
         wall, cpu, said = run_check(path)

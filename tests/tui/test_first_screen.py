@@ -85,3 +85,77 @@ async def test_damage_where_the_first_screen_does_not_read_is_shown_after_it(tmp
             raise AssertionError("a write to a damaged vault went ahead")
         await app.store.close()
     assert (path / "record.db").read_bytes() == damaged
+
+
+async def test_first_timeline_is_drawn_before_its_notes_are_read_for_their_first_words(seeded_vault, make_app, monkeypatch):
+    """The first words of each note are a document load a note: the timeline's rows are on
+    screen first, and the first words are added to the same rows once read."""
+    import tui.screens.main as main_screen
+
+    release = threading.Event()
+    real = main_screen.read_previews
+
+    def held(vault, note_ids):
+        release.wait(120)  # the store thread stays here until the test lets go
+        return real(vault, note_ids)
+
+    monkeypatch.setattr(main_screen, "read_previews", held)
+    app = make_app(seeded_vault)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await unlock(pilot, PASSPHRASE)
+            main = next(s for s in app.screen_stack if isinstance(s, MainScreen))
+            timeline = main.query_one("#timeline", OptionList)
+            await wait_for(pilot, lambda: main.client_id and timeline.option_count > 0 and main.first_screen_painted,
+                           timeout=60, what="the first client's timeline while its notes' first words are still read")
+            prompts = lambda: [str(timeline.get_option_at_index(i).prompt) for i in range(timeline.option_count)]  # noqa: E731
+            shown = prompts()
+            assert main.previews_shown_for is None
+            assert any("[signed]" in p for p in shown) and not any("Client reports fewer worry" in p for p in shown)
+            release.set()
+            await wait_for(pilot, lambda: main.previews_shown_for == main.client_id, timeout=60, what="the first words")
+            after = prompts()
+            assert len(after) == len(shown)  # the same rows, with their first words added
+            assert any("[signed]" in p and "Client reports fewer worry" in p for p in after)
+    finally:
+        release.set()
+
+
+async def test_the_heap_is_settled_after_the_first_timeline_is_drawn(seeded_vault, make_app, monkeypatch):
+    """A full collection (NotewellApp.settle_heap) is work that can wait for the first screen."""
+    from tui.app import NotewellApp
+
+    seen: list[bool] = []
+    real = NotewellApp.settle_heap
+
+    def settle(self):
+        main = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
+        seen.append(bool(main and main.client_id and main.query_one("#timeline", OptionList).option_count))
+        return real(self)
+
+    monkeypatch.setattr(NotewellApp, "settle_heap", settle)
+    # The client's notes are read slowly, as a large record's are: held until the main screen is up.
+    from store.record import RecordStore
+
+    release = threading.Event()
+    real_notes = RecordStore.notes_for_client
+
+    def held(self, client_id):
+        release.wait(120)
+        return real_notes(self, client_id)
+
+    monkeypatch.setattr(RecordStore, "notes_for_client", held)
+    app = make_app(seeded_vault)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await unlock(pilot, PASSPHRASE)
+            await wait_for(pilot, lambda: any(isinstance(s, MainScreen) and s.is_mounted for s in app.screen_stack),
+                           timeout=60, what="the main screen")
+            await pilot.pause()
+            release.set()
+            await wait_for(pilot, lambda: seen, timeout=60, what="the heap settled")
+            assert seen[0], "the heap was settled before the first timeline was on screen"
+            check = await app.store.call(lambda vault: vault.page_check)
+            await wait_for(pilot, lambda: check.finished, timeout=60, what="the page check")
+    finally:
+        release.set()
