@@ -54,6 +54,7 @@ class MainScreen(NotewellScreen):
         self.first_screen_drawn = False
         self.first_screen_painted = False  # and the screen refreshed with it (bench/open_bench.py waits for it)
         self.previews_shown_for: str | None = None  # the client whose notes' first words are shown
+        self._previews_due: tuple[str, list[str]] | None = None  # (client id, note ids) still to read
 
     def compose(self) -> ComposeResult:
         # Shown only while the last sync with some paired device found its clock disagreeing
@@ -90,14 +91,16 @@ class MainScreen(NotewellScreen):
     def _after_first_screen(self) -> None:
         # Called after the refresh that drew the first timeline (call_after_refresh).
         self.first_screen_painted = True
-        # Long-lived objects frozen out of the collector's way: a full collection, so not
-        # before the first timeline is drawn.
-        self.app.settle_heap()
+        # The page check first: it runs on a thread of its own, and writes wait for it.
         self.app.watch_page_check()
+        self._start_previews()
         self.run_store(self._load_todo_counts, group="todo-counts", exclusive=True)
         self.run_store(self._load_clock_warning, group="clock-warning", exclusive=True)
         self.show_backup_warning()
         self.settle_signature_states()
+        # Long-lived objects frozen out of the collector's way: a full collection, so not
+        # before the first timeline is drawn (and while the vault's thread reads the above).
+        self.app.settle_heap()
 
     def on_screen_resume(self) -> None:
         # Back from an editor: statuses may have changed (and from a sync: the clocks).
@@ -257,9 +260,17 @@ class MainScreen(NotewellScreen):
         self.query_one(Timeline).show(notes, private)
         self.previews_shown_for = None
         # The first words are read once the rows are on screen: a document load a note.
-        newest = [r.note_id for r in notes[:PREVIEWED_NOTES]]
-        self.call_after_refresh(self.run_store, self._load_previews, client_id, newest, group="previews", exclusive=True)
-        self._first_screen_done()
+        self._previews_due = (client_id, [r.note_id for r in notes[:PREVIEWED_NOTES]])
+        if self.first_screen_drawn:
+            self.call_after_refresh(self._start_previews)
+        else:
+            self._first_screen_done()  # _after_first_screen starts them, after the page check
+
+    def _start_previews(self) -> None:
+        if self._previews_due is not None:
+            client_id, note_ids = self._previews_due
+            self._previews_due = None
+            self.run_store(self._load_previews, client_id, note_ids, group="previews", exclusive=True)
 
     async def _load_previews(self, client_id: str, note_ids: list[str]) -> None:
         previews = await self.app.store.call(read_previews, note_ids)
