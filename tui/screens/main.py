@@ -100,7 +100,7 @@ class MainScreen(NotewellScreen):
         self.settle_signature_states()
         # Long-lived objects frozen out of the collector's way: a full collection, so not
         # before the first timeline is drawn (and while the vault's thread reads the above).
-        self.app.settle_heap()
+        self.call_after_refresh(self.app.settle_heap)
 
     def on_screen_resume(self) -> None:
         # Back from an editor: statuses may have changed (and from a sync: the clocks).
