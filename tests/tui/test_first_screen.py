@@ -16,15 +16,22 @@ from tui_helpers import static_text, unlock, wait_for
 from tui.screens.main import MainScreen
 
 
-async def test_first_timeline_is_drawn_before_the_todo_count_finishes(seeded_vault, make_app, monkeypatch):
+def hold(monkeypatch, owner, name: str) -> threading.Event:
+    """`owner.name` made to wait on the store thread until the returned event is set (a very
+    large record's slowness, without timing); the real function runs then."""
     release = threading.Event()
-    real = todo.load_overdue
+    real = getattr(owner, name)
 
-    def held(vault, *args, **kwargs):
+    def held(*args, **kwargs):
         release.wait(120)  # the store thread stays here until the test lets go
-        return real(vault, *args, **kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(todo, "load_overdue", held)
+    monkeypatch.setattr(owner, name, held)
+    return release
+
+
+async def test_first_timeline_is_drawn_before_the_todo_count_finishes(seeded_vault, make_app, monkeypatch):
+    release = hold(monkeypatch, todo, "load_overdue")
     app = make_app(seeded_vault)
     try:
         async with app.run_test(size=(120, 40)) as pilot:
@@ -92,14 +99,7 @@ async def test_first_timeline_is_drawn_before_its_notes_are_read_for_their_first
     screen first, and the first words are added to the same rows once read."""
     import tui.screens.main as main_screen
 
-    release = threading.Event()
-    real = main_screen.read_previews
-
-    def held(vault, note_ids):
-        release.wait(120)  # the store thread stays here until the test lets go
-        return real(vault, note_ids)
-
-    monkeypatch.setattr(main_screen, "read_previews", held)
+    release = hold(monkeypatch, main_screen, "read_previews")
     app = make_app(seeded_vault)
     try:
         async with app.run_test(size=(120, 40)) as pilot:
@@ -137,14 +137,7 @@ async def test_the_heap_is_settled_after_the_first_timeline_is_drawn(seeded_vaul
     # The client's notes are read slowly, as a large record's are: held until the main screen is up.
     from store.record import RecordStore
 
-    release = threading.Event()
-    real_notes = RecordStore.notes_for_client
-
-    def held(self, client_id):
-        release.wait(120)
-        return real_notes(self, client_id)
-
-    monkeypatch.setattr(RecordStore, "notes_for_client", held)
+    release = hold(monkeypatch, RecordStore, "notes_for_client")
     app = make_app(seeded_vault)
     try:
         async with app.run_test(size=(120, 40)) as pilot:
