@@ -5,8 +5,10 @@ For each vault size (1,000, 10,000 and 50,000 notes by default; one client per 5
 1. open + list a client's notes, without the key derivation (as bench/store_bench.py):
    the app's way (`pages_after_open`: every page verified after the first screen, on a
    thread of its own) and the command line's (every page verified before opening);
-2. the app: Enter on the unlock screen -> the first client's timeline on screen (Pilot,
-   headless), the key derivation included, printed beside it;
+2. the app: Enter on the unlock screen -> the first client's timeline on screen (headless;
+   the key posted as a terminal's driver posts it; the end is the refresh that drew the
+   timeline), the key derivation included, printed beside it; the first unlock in the
+   process apart from the median of the next --runs;
 3. `notewell check` as a real process: `--full` (at --full-check-sizes), then a first check
    (the record of earlier checks dropped: every document read), the default check again
    (incremental: only what changed since is read again), then after one note was edited.
