@@ -160,7 +160,7 @@ class NotewellApp(App[None]):
             await self.push_screen(main)
         if self.place.note_id and self.place.note_kind:
             main.open_note(self.place.note_kind, self.place.note_id)
-        self.settle_heap()
+        # (The heap is settled once the first timeline is drawn: MainScreen._after_first_screen.)
         self.check_backups()
 
     def check_backups(self) -> Worker | None:

@@ -32,7 +32,8 @@ def test_main_screen_warns_of_an_overdue_backup(snap_compare, seeded_vault, make
 
     async def ready(pilot):
         await unlock(pilot, PASSPHRASE)
-        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A and app.screen.query_one("#timeline").option_count > 0)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A and app.screen.query_one("#timeline").option_count > 0
+                       and app.screen.previews_shown_for == CLIENT_A)
         await wait_for(pilot, lambda: app.screen.query_one("#backup-warning").display, timeout=60, what="warning")
         app.screen.query_one("#timeline").focus()
 

@@ -110,3 +110,36 @@ def test_a_page_damaged_where_check_reads_is_named_without_a_traceback(tmp_path)
     assert "Traceback" not in found.stderr
     assert re.search(r"record\.db: HMAC verification failed for page \d+", found.stderr), found.stderr
     assert record.read_bytes() == bytes(raw)  # nothing written to a damaged vault
+
+
+def test_a_document_new_since_the_last_check_is_read_and_the_rest_skipped(tmp_path):
+    from store.models import Client
+
+    path, documents = _vault(tmp_path)
+    assert _counts(_check(path)) == (documents, 0)
+    with Vault.open(path, PASS) as vault:
+        vault.record.create_client(Client(display_name="Newly Arrived Canary"))
+        now = len(vault.record.replica.doc_heads())
+    assert now > documents
+    again = _check(path)
+    assert again.returncode == 0, again.stderr
+    assert _counts(again) == (now - documents, documents)  # the new documents only
+
+
+def test_a_byte_flipped_under_documents_the_check_skips_is_still_found(tmp_path):
+    """Skipping a document's comparison never skips its pages: a flipped byte anywhere in
+    record.db fails the page check, even when every document is unchanged since the last
+    check, and nothing is written (not even the record of what was verified)."""
+    path, documents = _vault(tmp_path)
+    assert _check(path).returncode == 0
+    assert _counts(_check(path)) == (0, documents)
+    record = path / "record.db"
+    raw = bytearray(record.read_bytes())
+    middle = (len(raw) // 4096 // 2) * 4096 + 2000  # inside a page in the middle of the file
+    raw[middle] ^= 0x01
+    record.write_bytes(bytes(raw))
+    found = _check(path)
+    assert found.returncode == 1
+    assert "Traceback" not in found.stderr
+    assert re.search(r"record\.db: HMAC verification failed for page \d+", found.stderr), found.stderr
+    assert record.read_bytes() == bytes(raw)

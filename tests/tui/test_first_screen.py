@@ -16,15 +16,22 @@ from tui_helpers import static_text, unlock, wait_for
 from tui.screens.main import MainScreen
 
 
-async def test_first_timeline_is_drawn_before_the_todo_count_finishes(seeded_vault, make_app, monkeypatch):
+def hold(monkeypatch, owner, name: str) -> threading.Event:
+    """`owner.name` made to wait on the store thread until the returned event is set (a very
+    large record's slowness, without timing); the real function runs then."""
     release = threading.Event()
-    real = todo.load_overdue
+    real = getattr(owner, name)
 
-    def held(vault, *args, **kwargs):
+    def held(*args, **kwargs):
         release.wait(120)  # the store thread stays here until the test lets go
-        return real(vault, *args, **kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(todo, "load_overdue", held)
+    monkeypatch.setattr(owner, name, held)
+    return release
+
+
+async def test_first_timeline_is_drawn_before_the_todo_count_finishes(seeded_vault, make_app, monkeypatch):
+    release = hold(monkeypatch, todo, "load_overdue")
     app = make_app(seeded_vault)
     try:
         async with app.run_test(size=(120, 40)) as pilot:
@@ -85,3 +92,63 @@ async def test_damage_where_the_first_screen_does_not_read_is_shown_after_it(tmp
             raise AssertionError("a write to a damaged vault went ahead")
         await app.store.close()
     assert (path / "record.db").read_bytes() == damaged
+
+
+async def test_first_timeline_is_drawn_before_its_notes_are_read_for_their_first_words(seeded_vault, make_app, monkeypatch):
+    """The first words of each note are a document load a note: the timeline's rows are on
+    screen first, and the first words are added to the same rows once read."""
+    import tui.screens.main as main_screen
+
+    release = hold(monkeypatch, main_screen, "read_previews")
+    app = make_app(seeded_vault)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await unlock(pilot, PASSPHRASE)
+            main = next(s for s in app.screen_stack if isinstance(s, MainScreen))
+            timeline = main.query_one("#timeline", OptionList)
+            await wait_for(pilot, lambda: main.client_id and timeline.option_count > 0 and main.first_screen_painted,
+                           timeout=60, what="the first client's timeline while its notes' first words are still read")
+            prompts = lambda: [str(timeline.get_option_at_index(i).prompt) for i in range(timeline.option_count)]  # noqa: E731
+            shown = prompts()
+            assert main.previews_shown_for is None
+            assert any("[signed]" in p for p in shown) and not any("Client reports fewer worry" in p for p in shown)
+            release.set()
+            await wait_for(pilot, lambda: main.previews_shown_for == main.client_id, timeout=60, what="the first words")
+            after = prompts()
+            assert len(after) == len(shown)  # the same rows, with their first words added
+            assert any("[signed]" in p and "Client reports fewer worry" in p for p in after)
+    finally:
+        release.set()
+
+
+async def test_the_heap_is_settled_after_the_first_timeline_is_drawn(seeded_vault, make_app, monkeypatch):
+    """A full collection (NotewellApp.settle_heap) is work that can wait for the first screen."""
+    from tui.app import NotewellApp
+
+    seen: list[bool] = []
+    real = NotewellApp.settle_heap
+
+    def settle(self):
+        main = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
+        seen.append(bool(main and main.client_id and main.query_one("#timeline", OptionList).option_count))
+        return real(self)
+
+    monkeypatch.setattr(NotewellApp, "settle_heap", settle)
+    # The client's notes are read slowly, as a large record's are: held until the main screen is up.
+    from store.record import RecordStore
+
+    release = hold(monkeypatch, RecordStore, "notes_for_client")
+    app = make_app(seeded_vault)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await unlock(pilot, PASSPHRASE)
+            await wait_for(pilot, lambda: any(isinstance(s, MainScreen) and s.is_mounted for s in app.screen_stack),
+                           timeout=60, what="the main screen")
+            await pilot.pause()
+            release.set()
+            await wait_for(pilot, lambda: seen, timeout=60, what="the heap settled")
+            assert seen[0], "the heap was settled before the first timeline was on screen"
+            check = await app.store.call(lambda vault: vault.page_check)
+            await wait_for(pilot, lambda: check.finished, timeout=60, what="the page check")
+    finally:
+        release.set()

@@ -368,7 +368,8 @@ def test_snapshot_new_note_dialog(snap_compare, seeded_vault, make_app):
 
     async def ready(pilot):
         await unlock(pilot, PASSPHRASE)
-        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A and app.screen.query_one("#timeline").option_count > 0)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A and app.screen.query_one("#timeline").option_count > 0
+                       and app.screen.previews_shown_for == CLIENT_A)
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, NewNoteDialog), what="new note dialog")
         app.screen.query_one("#date", Input).value = "2026-11-20"  # not today's date: a stable picture
@@ -529,7 +530,8 @@ async def test_notes_of_the_same_date_show_their_first_words(seeded_vault, make_
     app = make_app(seeded_vault)
     async with app.run_test(size=(120, 40)) as pilot:
         await unlock(pilot, PASSPHRASE)
-        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A and app.screen.query_one("#timeline").option_count > 3)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A and app.screen.query_one("#timeline").option_count > 3
+                       and app.screen.previews_shown_for == CLIENT_A)
         timeline = app.screen.query_one("#timeline")
         prompts = [str(timeline.get_option_at_index(i).prompt) for i in range(timeline.option_count)]
         process = [p for p in prompts if "process note" in p]

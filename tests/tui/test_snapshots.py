@@ -32,7 +32,8 @@ def test_main_screen_with_client(snap_compare, seeded_vault, make_app, size):
 
     async def ready(pilot):
         await unlock(pilot, PASSPHRASE)
-        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A and app.screen.query_one("#timeline").option_count > 0)
+        await wait_for(pilot, lambda: app.screen.client_id == CLIENT_A and app.screen.query_one("#timeline").option_count > 0
+                       and app.screen.previews_shown_for == CLIENT_A)
         app.screen.query_one("#timeline").focus()
 
     assert snap_compare(app, terminal_size=size, run_before=ready)

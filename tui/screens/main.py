@@ -59,6 +59,9 @@ class MainScreen(NotewellScreen):
         # Work that grows with the record (the To do counts, the page check) starts once the
         # first screen is drawn: the client list and the first client's timeline.
         self.first_screen_drawn = False
+        self.first_screen_painted = False  # and the screen refreshed with it (bench/open_bench.py waits for it)
+        self.previews_shown_for: str | None = None  # the client whose notes' first words are shown
+        self._previews_due: tuple[str, list[str]] | None = None  # (client id, note ids) still to read
 
     def compose(self) -> ComposeResult:
         # Shown only while the last sync with some paired device found its clock disagreeing
@@ -93,11 +96,18 @@ class MainScreen(NotewellScreen):
         self.call_after_refresh(self._after_first_screen)
 
     def _after_first_screen(self) -> None:
+        # Called after the refresh that drew the first timeline (call_after_refresh).
+        self.first_screen_painted = True
+        # The page check first: it runs on a thread of its own, and writes wait for it.
         self.app.watch_page_check()
+        self._start_previews()
         self.run_store(self._load_todo_counts, group="todo-counts", exclusive=True)
         self.run_store(self._load_clock_warning, group="clock-warning", exclusive=True)
         self.show_backup_warning()
         self.settle_signature_states()
+        # Long-lived objects frozen out of the collector's way: a full collection, so not
+        # before the first timeline is drawn (and while the vault's thread reads the above).
+        self.call_after_refresh(self.app.settle_heap)
 
     def on_screen_resume(self) -> None:
         # Back from an editor: statuses may have changed (and from a sync: the clocks).
@@ -205,25 +215,39 @@ class MainScreen(NotewellScreen):
         self.run_store(self._load_todo_counts, group="todo-counts", exclusive=True)
 
     async def _load_clients(self, query: str) -> None:
-        rows, discharged = await self.app.store.call(lambda v: (v.record.list_clients(query), v.record.discharged_clients()))
-        if self._select and (self._select in discharged) != self.show_discharged:
-            # Asked for a client in the other list (search, To do): show that list.
-            if any(row_id(row, "client_id", "id") == self._select for row in rows):
-                self._show_list(discharged=not self.show_discharged)
-        rows = [row for row in rows if (row_id(row, "client_id", "id") in discharged) == self.show_discharged]
-        listing = self.query_one("#client-list", OptionList)
         current = self._select or self.client_id
+        select, wanted = self._select, self.show_discharged
+        first = not self.first_screen_drawn
+
+        def read(v):
+            rows = v.record.list_clients(query)
+            discharged = v.record.discharged_clients()
+            shown = wanted
+            if select and (select in discharged) != shown and any(row_id(r, "client_id", "id") == select for r in rows):
+                shown = not shown  # asked for a client in the other list (search, To do): show that list
+            rows = [row for row in rows if (row_id(row, "client_id", "id") in discharged) == shown]
+            ids = [row_id(row, "client_id", "id") for row in rows]
+            index = ids.index(current) if current in ids else 0
+            # The first screen reads the client it opens on in the same call: one trip to
+            # the vault's thread and one drawing of the screen, not two.
+            view = client_view(v, ids[index]) if first and rows else None
+            return shown, rows, ids, index, view
+
+        shown, rows, ids, index, view = await self.app.store.call(read)
+        if shown != self.show_discharged:
+            self._show_list(discharged=shown)
+        listing = self.query_one("#client-list", OptionList)
         self._select = None
         listing.clear_options()
         # Content, not str: an option string would be read as markup, and a name may come from another device.
-        listing.add_options([Option(Content(printable(row.display_name)), id=row_id(row, "client_id", "id")) for row in rows])
+        listing.add_options([Option(Content(printable(row.display_name)), id=client_id) for row, client_id in zip(rows, ids)])
         if not rows:
             self._first_screen_done()
             return
-        index = 0
-        if current:
-            ids = [row_id(row, "client_id", "id") for row in rows]
-            index = ids.index(current) if current in ids else 0
+        if view is not None:
+            # Set before the highlight, whose handler then has nothing more to read.
+            self.client_id = self.app.place.client_id = ids[index]
+            self._show_client(ids[index], view)
         listing.highlighted = index
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -248,28 +272,40 @@ class MainScreen(NotewellScreen):
             self.open_note(kind, note_id)
 
     async def _load_client(self, client_id: str) -> None:
-        def load(v):
-            rows = v.record.notes_for_client(client_id)
-            return (
-                v.record.get_client(client_id),
-                # Verified: a note is labelled signed only if its signature verifies.
-                v.record.verify_rows(rows),
-                v.private.for_client(client_id),
-                # The first words of the newest notes, so notes of one day can be told apart.
-                {r.note_id: note_preview(v.record.get_note(r.note_id)) for r in rows[:PREVIEWED_NOTES]},
-            )
-
-        client, notes, private, previews = await self.app.store.call(load)
+        view = await self.app.store.call(client_view, client_id)
         if client_id != self.client_id:
             return
+        self._show_client(client_id, view)
+
+    def _show_client(self, client_id: str, view: tuple) -> None:
+        client, notes, private = view
         from store.discharge import discharged_on
 
         self._discharged_on = discharged_on(notes).get(client_id)
         self._shown_note_ids = [r.note_id for r in notes if getattr(r, "signature_status", "") == "pending"]
         self._client = client
         self.query_one("#client-header", Static).update(client_summary(client, self._discharged_on))
-        self.query_one(Timeline).show(notes, private, previews)
-        self._first_screen_done()
+        self.query_one(Timeline).show(notes, private)
+        self.previews_shown_for = None
+        # The first words are read once the rows are on screen: a document load a note.
+        self._previews_due = (client_id, [r.note_id for r in notes[:PREVIEWED_NOTES]])
+        if self.first_screen_drawn:
+            self.call_after_refresh(self._start_previews)
+        else:
+            self._first_screen_done()  # _after_first_screen starts them, after the page check
+
+    def _start_previews(self) -> None:
+        if self._previews_due is not None:
+            client_id, note_ids = self._previews_due
+            self._previews_due = None
+            self.run_store(self._load_previews, client_id, note_ids, group="previews", exclusive=True)
+
+    async def _load_previews(self, client_id: str, note_ids: list[str]) -> None:
+        previews = await self.app.store.call(read_previews, note_ids)
+        if client_id != self.client_id:
+            return
+        self.query_one(Timeline).show_previews(previews)
+        self.previews_shown_for = client_id
 
     # --- actions ----------------------------------------------------------------------
 
@@ -433,6 +469,23 @@ class MainScreen(NotewellScreen):
 
     def _after_editor(self, _: object = None) -> None:
         self.app.place.note_kind = self.app.place.note_id = None
+
+
+def client_view(v: Any, client_id: str) -> tuple:
+    """On the vault's thread: a client, its notes' rows and its process notes (no document
+    of a note loaded; the previews come after, `read_previews`)."""
+    rows = v.record.notes_for_client(client_id)
+    return (
+        v.record.get_client(client_id),
+        # Verified: a note is labelled signed only if its signature verifies.
+        v.record.verify_rows(rows),
+        v.private.for_client(client_id),
+    )
+
+
+def read_previews(v: Any, note_ids: list[str]) -> dict[str, str]:
+    """On the vault's thread: the first words of each note, so notes of one day can be told apart."""
+    return {note_id: note_preview(v.record.get_note(note_id)) for note_id in note_ids}
 
 
 def client_summary(client: Any, discharged: date | None = None) -> str:

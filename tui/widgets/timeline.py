@@ -133,16 +133,19 @@ class Timeline(OptionList):
     """Option ids are "progress:<id>" and "process:<id>"; date headings are disabled rows."""
 
     option_dates: dict[str, date]
+    _progress_rows: dict[str, Any]  # note id -> the row shown, to add its preview to
 
     def show(self, note_rows: Iterable[Any], process_notes: Iterable[Any], previews: dict[str, str] | None = None) -> None:
         """`previews`: note id -> the first words of a progress note (note_preview)."""
         previews = previews or {}
         self.option_dates = {}
+        self._progress_rows = {}
         highlighted = self.highlighted_option.id if self.highlighted_option else None
         by_date: dict[date, list[Option]] = {}
         undated: list[Option] = []
         for row in note_rows:
             note_id = row_id(row, "note_id", "id")
+            self._progress_rows[note_id] = row
             option = Option(progress_prompt(row, previews.get(note_id, "")), id="progress:" + note_id)
             day = _as_date(getattr(row, "date_of_service", None))
             self.option_dates[option.id] = day
@@ -170,6 +173,14 @@ class Timeline(OptionList):
             if option is not None and not option.disabled:
                 self.highlighted = index
                 break
+
+    def show_previews(self, previews: dict[str, str]) -> None:
+        """Adds the first words to notes already shown (read after the rows: a document load
+        each, so the timeline is drawn first). The rows, highlight and scroll stay as they are."""
+        for note_id, preview in previews.items():
+            row = getattr(self, "_progress_rows", {}).get(note_id)
+            if row is not None and preview:
+                self.replace_option_prompt("progress:" + note_id, progress_prompt(row, preview))
 
     def highlighted_date(self) -> date | None:
         option = self.highlighted_option
