@@ -9,28 +9,17 @@ import queue
 import random
 import threading
 from datetime import date
-from pathlib import Path
-
-import pytest
 
 from store.synthetic import make_client, make_note
 from sync import wire
 from sync.direct import serve, sync_now
 from sync.framing import HEADER, FrameType
 
-from test_convergence import Device, _pair  # noqa: E402
+from test_convergence import Device  # noqa: E402
+from test_signature_findings import two  # noqa: E402,F401  (two paired vaults)
 
 EDITS = 2000
 DOCUMENT_FRAMES = ("SYNC", "CHANGES")
-
-
-@pytest.fixture
-def two(tmp_path: Path):
-    a, b = Device(tmp_path / "a", "a"), Device(tmp_path / "b", "b")
-    _pair(a, b)
-    yield a, b
-    for d in (a, b):
-        d.close()
 
 
 def direct_counted(client: Device, server: Device) -> tuple[dict[str, int], object]:
