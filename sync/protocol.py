@@ -547,7 +547,7 @@ class SyncSession:
         if not self._changes_sent:
             self._changes_sent = True
             out += self._changes_out()
-        changes_count = len(out)
+        changes_count = sum(1 for f in out if f.type == FrameType.CHANGES)  # not the PROGRESS among them
         sent: set[str] = set()
         for doc_id in candidates:
             if doc_id in self._over_budget:
