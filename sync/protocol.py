@@ -530,9 +530,9 @@ class SyncSession:
         return True
 
     def _my_turn(self, candidates: Iterable[str]) -> Iterator[list[Frame]]:
-        """This side's turn, in steps: whole documents the peer lacks (first turn only, in
-        chunks of WHOLE_CHUNK), then a sync message per document with something to say, then
-        TURN_END(count)."""
+        """This side's turn, in steps: whole documents the peer lacks and the changes since
+        the baseline (first turn only, in chunks of WHOLE_CHUNK), then a sync message per
+        document with something to say, then TURN_END(count)."""
         self._turns += 1
         if self._turns > MAX_TURNS:
             raise ProtocolError("The other device kept the sync going without end; the connection was closed.")
@@ -543,11 +543,9 @@ class SyncSession:
             # (`hold_bytes`, `store_every`) has heard of every revocation before it stores
             # anything else.
             whole_ids = sorted(self._send_whole, key=lambda d: (d != DEVICE_LIST_ID, d))
+        changes_first = not self._changes_sent
+        self._changes_sent = True
         out: list[Frame] = []
-        if not self._changes_sent:
-            self._changes_sent = True
-            out += self._changes_out()
-        changes_count = sum(1 for f in out if f.type == FrameType.CHANGES)  # not the PROGRESS among them
         sent: set[str] = set()
         for doc_id in candidates:
             if doc_id in self._over_budget:
@@ -560,9 +558,7 @@ class SyncSession:
                 sent.add(doc_id)
             if len(self._docs) > MAX_HELD_DOCS:
                 out += self._let_go_now()  # nothing changed in these: only let go
-        count = len(whole_ids) + changes_count + len(sent)
         self._sent_last_turn = sent
-        self._my_last_count = count
         self._state = "peer-turn"
         for start in range(0, len(whole_ids), WHOLE_CHUNK):
             chunk = []
@@ -571,12 +567,19 @@ class SyncSession:
                 self._whole_out_heads[doc_id] = heads
                 chunk.append(whole_frame(doc_id, data))
             yield chunk
+        changes_count = 0
+        if changes_first:  # in chunks too: each frame that goes out tells the peer this side works
+            for chunk in self._changes_out():
+                changes_count += sum(1 for f in chunk if f.type == FrameType.CHANGES)  # not PROGRESS
+                yield chunk
+        count = len(whole_ids) + changes_count + len(sent)
+        self._my_last_count = count
         self._turn_progress()
         yield out + [turn_end_frame(count)]
 
-    def _changes_out(self) -> list[Frame]:
-        """This side's CHANGES frames (its first turn): per document of `_by_changes`, what
-        this side holds that the peer is known to lack. The client knows the peer holds the
+    def _changes_out(self) -> Iterator[list[Frame]]:
+        """This side's CHANGES frames (its first turn, in chunks of WHOLE_CHUNK): per document
+        of `_by_changes`, what this side holds that the peer is known to lack. The client knows the peer holds the
         baseline's heads; the server, which hears the client's changes first, knows the
         peer holds the heads it listed (the changes it sent brought them here). Bounded by
         the document's own stored size: past it, the whole document goes instead (a load
@@ -598,8 +601,11 @@ class SyncSession:
                 blob = saved if len(saved) < len(blob) else blob
             frames.append(changes_frame(doc_id, blob))
             if len(self._docs) > MAX_HELD_DOCS:
-                frames += self._let_go_now()  # nothing changed in these: only let go
-        return frames
+                frames += self._let_go_now()  # what changed here is stored; all are let go
+            if len(frames) >= WHOLE_CHUNK:
+                yield frames
+                frames = []
+        yield frames
 
     def _receive_changes(self, doc_id: str, raw: bytes) -> list[Frame]:
         """A peer's changes to a document both held at the last sync: counted against the
