@@ -264,9 +264,6 @@ class SignatureIndex:
         computed. Otherwise it is ignored and the note is settled as before."""
         self._prepared[note_id] = (pack_heads(heads), state, keys)
 
-    def forget_prepared(self) -> None:
-        self._prepared.clear()
-
     def _take_prepared(self, note_id: str, now: dict[str, str]) -> bool:
         got = self._prepared.pop(note_id, None)
         if got is None:
