@@ -84,27 +84,33 @@ def one_size(notes: int, tmp: Path, profile: bool, vaults: Path) -> None:
         identity_a = ensure_identity(a.record.replica, a.device_name)
         identity_c = ensure_identity(c.record.replica, c.device_name)
         docs = len(a.record.replica.doc_heads())
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        children_cpu = children.ru_utime + children.ru_stime
         with PreparePool() as pool:
             pool.wait_ready()
             c.record.replica.prepare_pool = pool
             before = load()
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             written = sync_mailbox(a.record.replica, identity_a, box, full=True)
-            export_s = time.perf_counter() - t
+            export_s, export_cpu = time.perf_counter() - t, time.process_time() - cpu
             size = (box / written.bundles.written).stat().st_size
             between = load()
             prof = cProfile.Profile() if profile else None
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             if prof:
                 prof.enable()
             got = sync_mailbox(c.record.replica, identity_c, box)
             if prof:
                 prof.disable()
-            import_s = time.perf_counter() - t
+            import_s, import_cpu = time.perf_counter() - t, time.process_time() - cpu
             c.record.replica.prepare_pool = None
+        # The worker process's CPU (it only works for the import), once it has exited.
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        worker_cpu = children.ru_utime + children.ru_stime - children_cpu
         print(
-            f"mailbox {notes} notes ({docs} documents): export {export_s:.2f} s ({before}), "
-            f"import {import_s:.2f} s ({between}; received {got.received}, relayed {got.sent}), "
+            f"mailbox {notes} notes ({docs} documents): export {export_s:.2f} s (CPU {export_cpu:.2f} s; {before}), "
+            f"import {import_s:.2f} s (CPU {import_cpu:.2f} s + its worker {worker_cpu:.2f} s; {between}; "
+            f"received {got.received}, relayed {got.sent}; {load()} after), "
             f"bundle {size / 1024 / 1024:.1f} MiB, peak RSS {peak_rss_mb():.0f} MB",
             flush=True,
         )

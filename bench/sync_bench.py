@@ -438,10 +438,44 @@ def floor_seconds(docs: list[tuple[str, bytes]], identity_a, identity_b, tmp: Pa
     return figures
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a running process so far (all its threads), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ServerWatch:
+    """What a `sync serve` process did: when it said each session was done (monotonic time of
+    its "synced with" line), and its CPU time and its workers' so far."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.synced_at: list[float] = []
+
+    def drain(self) -> None:
+        for line in self.proc.stdout:
+            if line.startswith("synced with"):
+                self.synced_at.append(time.monotonic())
+
+    def wait_synced(self, count: int, timeout: float = 3600.0) -> float | None:
+        """The time the `count`th session was reported done (waits for it)."""
+        deadline = time.monotonic() + timeout
+        while len(self.synced_at) < count and time.monotonic() < deadline and self.proc.poll() is None:
+            time.sleep(0.01)
+        return self.synced_at[count - 1] if len(self.synced_at) >= count else None
+
+    def cpu(self) -> tuple[float | None, float]:
+        """(the server's CPU seconds, its workers' together)."""
+        return _cpu_seconds(self.proc.pid), sum(c for c in map(_cpu_seconds, _children(self.proc.pid)) if c)
+
+
 @contextmanager
-def serving_watched(vault_path: Path):
+def serving_watched(vault_path: Path, watch: list | None = None):
     """`serving`, also yielding a function that reads the server's peak RSS so far (MB) and
-    its largest worker's."""
+    its largest worker's; `watch`, when given, gets the process's `ServerWatch`."""
     env = dict(os.environ, NOTEWELL_PASSPHRASE=PASSPHRASE, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "tui.cli", "--vault", str(vault_path), "sync", "serve", "--port", "0"],
@@ -456,7 +490,10 @@ def serving_watched(vault_path: Path):
         if port is None:
             raise RuntimeError("sync serve ended before listening")
         # Keep reading its output so it never blocks on a full pipe.
-        threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+        watcher = ServerWatch(proc)
+        threading.Thread(target=watcher.drain, daemon=True).start()
+        if watch is not None:
+            watch.append(watcher)
 
         def rss() -> tuple[float | None, float | None]:
             workers = [_peak_rss_mb(c) for c in _children(proc.pid)]
@@ -494,16 +531,32 @@ def growth_row(notes: int, clients: int, tmp: Path, runs: int, js: bool) -> dict
             b.close()
             load_before = _load()
             shown = []
-            with serving_watched(b_path) as (port, rss):
+            watch: list[ServerWatch] = []
+            with serving_watched(b_path, watch) as (port, rss):
+                cpu_before = watch[0].cpu()
+                sender_cpu = time.process_time()
+                start = time.monotonic()
                 t = time.perf_counter()
                 report = sync_now(a.record.replica, identity, "127.0.0.1", port,
                                   on_progress=lambda d, total: shown.append(d))
                 elapsed = time.perf_counter() - t
+                sender_cpu = time.process_time() - sender_cpu
+                # The receiver is done once it has stored everything and written its audit
+                # entry (the signature findings among what arrived): its "synced with" line.
+                done_at = watch[0].wait_synced(1)
+                receiver = (done_at - start) if done_at is not None else None
+                cpu_after = watch[0].cpu()
                 server_rss, worker_rss = rss()
+            serve_cpu = (cpu_after[0] or 0) - (cpu_before[0] or 0)
+            worker_cpu = cpu_after[1] - cpu_before[1]
             row["ours"].append(elapsed)
+            row.setdefault("receiver", []).append(receiver)
+            row.setdefault("cpu", []).append((sender_cpu, serve_cpu, worker_cpu))
             row["rss"].append(server_rss)
             row["worker_rss"].append(worker_rss)
-            log(f"{notes} notes, run {run + 1}: initial direct sync {elapsed:.2f} s ({report.summary()}); "
+            log(f"{notes} notes, run {run + 1}: initial direct sync {elapsed:.2f} s ({report.summary()}), the "
+                f"receiver done (stored, audited) after {receiver if receiver is None else round(receiver, 2)} s; "
+                f"CPU: sender {sender_cpu:.2f} s, receiver {serve_cpu:.2f} s + its workers {worker_cpu:.2f} s; "
                 f"progress shown on the sender {len(set(shown))} times; receiver peak RSS {server_rss} MB "
                 f"(largest worker {worker_rss} MB); load {load_before} -> {_load()}")
             shutil.rmtree(tmp / f"g{notes}-{run}", ignore_errors=True)
@@ -543,14 +596,19 @@ def run_js_load(docs_file: Path) -> float | None:
 def print_growth(rows: list[dict]) -> None:
     med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
     log("")
-    log("| notes (documents) | initial direct sync | floor | ours / floor | JS baseline | baseline / ours "
+    log("| notes (documents) | initial direct sync | receiver done | CPU: sender, receiver + workers | floor "
+        "| ours / floor | JS baseline | baseline / ours "
         "| receiver peak RSS (serve / largest worker) | load average (1/5/15 min) |")
-    log("|---|---|---|---|---|---|---|---|")
+    log("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ours, floor, js = med(r["ours"]), med(r["floor"]), med(r["js"])
+        done = med([x for x in r.get("receiver", []) if x is not None])
+        cpu = [med([c[i] for c in r.get("cpu", [])]) for i in range(3)] if r.get("cpu") else None
         rss = max((x for x in r["rss"] if x), default=None)
         worker = max((x for x in r["worker_rss"] if x), default=None)
-        log(f"| {r['notes']:,} ({r['documents']:,}) | {ours:.2f} s | {floor:.2f} s | {ours / floor:.2f} "
+        log(f"| {r['notes']:,} ({r['documents']:,}) | {ours:.2f} s | {f'{done:.2f} s' if done else '-'} "
+            f"| {f'{cpu[0]:.2f}, {cpu[1]:.2f} + {cpu[2]:.2f} s' if cpu else '-'} "
+            f"| {floor:.2f} s | {ours / floor:.2f} "
             f"| {f'{js:.1f} s' if js else 'not run'} | {f'{js / ours:.1f}x' if js else '-'} "
             f"| {rss:.0f} / {worker:.0f} MB | {', '.join(r['load'])} |")
     for r in rows:
@@ -568,6 +626,9 @@ def run_growth(args, tmp: Path) -> None:
     sizes = [(1000, 50, args.runs), (10000, 200, 1)]
     if args.large:
         sizes.append((50000, 1000, 1))
+    if args.sizes:
+        wanted = {int(n) for n in args.sizes.split(",")}
+        sizes = [s for s in [(1000, 50, args.runs), (10000, 200, 1), (50000, 1000, 1)] if s[0] in wanted]
     js = not args.no_js and js_available()
     rows = [growth_row(n, c, tmp, runs, js and (n <= 10000 or args.large_js)) for n, c, runs in sizes]
     print_growth(rows)
@@ -726,6 +787,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-js", action="store_true", help="skip the automerge-repo baseline")
     parser.add_argument("--growth", action="store_true", help="the growth table at 1k and 10k notes")
     parser.add_argument("--large", action="store_true", help="with --growth: 50k notes too (long)")
+    parser.add_argument("--sizes", default="", help="with --growth: only these sizes (1000,10000,50000)")
     parser.add_argument("--large-js", action="store_true", help="with --large: the JS baseline at 50k too")
     args = parser.parse_args(argv)
 

@@ -62,7 +62,7 @@ def _do(work: str, items: list, late_hours: int, context: object) -> list:
         from store.importer import build_items
 
         return build_items(items, late_hours, context)
-    return prepare_whole_many(items, late_hours)
+    return prepare_whole_many(items, late_hours, context)  # context: the trusted keys, or None
 
 
 def default_workers() -> int:

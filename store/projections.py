@@ -35,7 +35,8 @@ from store.models import (
     section_title,
 )
 from store.overdue import session_end
-from store.signature_state import signature_state
+from store.signature_index import WorkerKeys, prepared_state, trust_of_keys
+from store.signature_state import SignatureStatus, signature_state
 
 Loader = Callable[[str], Document | None]
 
@@ -252,12 +253,16 @@ def expected_rows(doc_id: str, doc: Document, late_entry_hours: int) -> tuple[st
 IMPLAUSIBLE_DATES = "implausible dates"
 
 
-def prepare_whole(doc_id: str, data: bytes, late_entry_hours: int) -> tuple | str | None:
-    """For a document received whole: (kind, view row, fts row, heads) when `data` loads as a
-    record document whose id is `doc_id`, IMPLAUSIBLE_DATES when it holds a date outside the
-    plausible range (store/models.py), `document_budget.Refused` when it is over the document
-    budget (then it is never loaded), else None (bytes that are not a document, an Automerge
-    panic included).
+def prepare_whole(doc_id: str, data: bytes, late_entry_hours: int, keys: WorkerKeys | None = None) -> tuple | str | None:
+    """For a document received whole: (kind, view row, fts row, heads, signature) when `data`
+    loads as a record document whose id is `doc_id`, IMPLAUSIBLE_DATES when it holds a date
+    outside the plausible range (store/models.py), `document_budget.Refused` when it is over
+    the document budget (then it is never loaded), else None (bytes that are not a document,
+    an Automerge panic included).
+
+    `signature`: with `keys` (store/signature_index.py `worker_keys`), a note's signature state
+    verified with them, for `SignatureIndex.expect_prepared` (None for an unsigned note);
+    "unread" without keys or for a document that is no note.
 
     Pure (bytes in, rows out), so a worker process can run it too.
     """
@@ -268,10 +273,13 @@ def prepare_whole(doc_id: str, data: bytes, late_entry_hours: int) -> tuple | st
     except ForeignDocument:
         return None
     # Any failure to read it, a panic included, means "not a record document".
-    return panic_or(None, _prepare_whole, doc_id, data, late_entry_hours, also=(Exception,))
+    return panic_or(None, _prepare_whole, doc_id, data, late_entry_hours, keys, also=(Exception,))
 
 
-def _prepare_whole(doc_id: str, data: bytes, late_entry_hours: int) -> tuple | str | None:
+UNREAD = "unread"  # no signature state computed with the rows (see `prepare_whole`)
+
+
+def _prepare_whole(doc_id: str, data: bytes, late_entry_hours: int, keys: WorkerKeys | None) -> tuple | str | None:
     doc = Document.load(bytes(data))
     stored_kind = record_kind(doc_id, doc)
     if stored_kind is None:
@@ -279,12 +287,24 @@ def _prepare_whole(doc_id: str, data: bytes, late_entry_hours: int) -> tuple | s
     kind, model = read_record(doc)  # (None, None) for the device list: no rows
     if implausible_dates(model):
         return IMPLAUSIBLE_DATES
-    view, fts = rows_of(kind, model, doc, late_entry_hours)
-    return stored_kind, view, fts, doc.get_heads()
+    if kind != KIND_NOTE or keys is None:
+        view, fts = rows_of(kind, model, doc, late_entry_hours)
+        return stored_kind, view, fts, doc.get_heads(), UNREAD
+    state, signature = prepared_state(doc, model, trust_of_keys(keys))
+    # The list column is the structural reading (no keys; what `rows_of` and `check` give).
+    # A state with keys that found nothing read every entry as the structural reading does
+    # (the keys only add findings), so its status is that reading's; only a tampered one
+    # may differ, and is read again without keys.
+    if state.status == SignatureStatus.TAMPERED:
+        attention = signature_state(doc, None, note=model).needs_attention
+    else:
+        attention = state.needs_attention
+    return stored_kind, note_row(model, late_entry_hours, attention), note_fts(model), doc.get_heads(), signature
 
 
-def prepare_whole_many(items: list[tuple[str, bytes]], late_entry_hours: int) -> list[tuple | None]:
-    return [prepare_whole(doc_id, data, late_entry_hours) for doc_id, data in items]
+def prepare_whole_many(items: list[tuple[str, bytes]], late_entry_hours: int,
+                       keys: WorkerKeys | None = None) -> list[tuple | None]:
+    return [prepare_whole(doc_id, data, late_entry_hours, keys) for doc_id, data in items]
 
 
 def expected_fts(doc_id: str, doc: Document) -> tuple | None:

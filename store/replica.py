@@ -45,12 +45,13 @@ from store.device_list import (
 )
 from store.doc_ids import is_doc_id, record_kind
 from store.documents import KIND_NOTE, actor_for, signed_entries
-from store.signature_index import ATTENTION, PENDING, SignatureIndex
+from store.signature_index import ATTENTION, PENDING, SignatureIndex, worker_keys
 from store.docstore import DocStore
 from store.errors import DocumentOverBudget, ForeignDocument, NotFound, RevokedAuthor
 from store.models import implausible_dates
 from store.projections import (
     IMPLAUSIBLE_DATES,
+    UNREAD,
     prepare_whole_many,
     project,
     project_new,
@@ -387,10 +388,7 @@ class Replica:
             applied[doc_id] = self._docs.heads_of(doc_id)
         done = len(items) - len(fresh)
         size = batch or max(1, len(fresh))
-        if self.prepare_pool is not None:
-            batches = self.prepare_pool.prepare_batches(fresh, self._late_hours(), size)
-        else:
-            batches = (prepare_whole_many(fresh[i:i + size], self._late_hours()) for i in range(0, len(fresh), size))
+        batches, keys = self._prepared_batches(fresh, size)
         try:
             for start, prepared_batch in zip(range(0, len(fresh), size), batches):
                 new_docs: list[tuple[str, str, bytes, list[bytes]]] = []
@@ -407,9 +405,10 @@ class Replica:
                     if prepared is None:
                         refused[doc_id] = _refused(doc_id)
                         continue
-                    kind, view, fts, heads = prepared
+                    kind, view, fts, heads, signature = prepared
                     new_docs.append((doc_id, kind, data, heads))
                     rows.append((doc_id, kind, view, fts))
+                    self._expect_signature(doc_id, kind, heads, signature, keys)
                 for doc_id, *_ in new_docs:
                     self._pending_arrivals[doc_id] = "arrived"
                 with self._tx:
@@ -450,11 +449,8 @@ class Replica:
         a bundle is refused whole, and commits as it goes, so that a large one can resume).
         """
         items = [(doc_id, bytes(data)) for doc_id, data in items]
-        late, size = self._late_hours(), max(1, batch)
-        if self.prepare_pool is not None:
-            batches = self.prepare_pool.prepare_batches(items, late, size)
-        else:
-            batches = (prepare_whole_many(items[i:i + size], late) for i in range(0, len(items), size))
+        size = max(1, batch)
+        batches, keys = self._prepared_batches(items, size)
         prepared: list = []
         try:
             for part in batches:
@@ -478,8 +474,10 @@ class Replica:
         applied: dict[str, list[bytes]] = {}
         for start in range(0, len(items), size):
             chunk = list(zip(items[start:start + size], prepared[start:start + size]))
-            new_docs = [(doc_id, kind, data, heads) for (doc_id, data), (kind, _v, _f, heads) in chunk]
-            rows = [(doc_id, kind, view, fts) for (doc_id, _d), (kind, view, fts, _h) in chunk]
+            new_docs = [(doc_id, kind, data, heads) for (doc_id, data), (kind, _v, _f, heads, _s) in chunk]
+            rows = [(doc_id, kind, view, fts) for (doc_id, _d), (kind, view, fts, _h, _s) in chunk]
+            for (doc_id, _d), (kind, _v, _f, heads, signature) in chunk:
+                self._expect_signature(doc_id, kind, heads, signature, keys)
             with self._tx:
                 for doc_id, *_ in new_docs:
                     self._pending_arrivals[doc_id] = "arrived"
@@ -491,6 +489,21 @@ class Replica:
             if on_batch is not None:
                 on_batch(start + len(chunk))
         return applied, refused
+    def _prepared_batches(self, items: list[tuple[str, bytes]], size: int):
+        """(`prepare_whole_many` of each `size` items in turn, on `prepare_pool` when there is
+        one, the keys their notes' signature states are verified with). The keys are the
+        trusted devices' when the reading starts; a state whose signers' keys changed by
+        the time it is stored is settled again (store/signature_index.py)."""
+        late = self._late_hours()
+        keys = worker_keys(self.device_trust()) if self.identity() is not None else None
+        if self.prepare_pool is not None:
+            return self.prepare_pool.prepare_batches(items, late, size, context=keys), keys
+        return (prepare_whole_many(items[i:i + size], late, keys) for i in range(0, len(items), size)), keys
+
+    def _expect_signature(self, doc_id: str, kind: str, heads: list[bytes], signature, keys) -> None:
+        if kind == KIND_NOTE and keys is not None and signature != UNREAD:
+            self.signatures.expect_prepared(doc_id, heads, signature, keys)
+
     def without_revoked_authors(
         self, items: list[tuple[str, bytes]]
     ) -> tuple[list[tuple[str, bytes]], dict[str, ForeignDocument]]:

@@ -40,12 +40,13 @@ import json
 from collections.abc import Callable, Iterable
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from store import documents as D
-from store.device_list import DEVICE_LIST_ID, DeviceTrust
+from store.device_list import DEVICE_LIST_ID, DeviceTrust, TrustedDevice
 from store.docstore import DocStore, pack_heads
 from store.models import NoteStatus
-from store.signature_state import SignatureStatus, signature_state
+from store.signature_state import SignatureState, SignatureStatus, signature_state
 
 PENDING = "pending"  # not computed yet (or its signers' trust changed): never shown as signed
 # The trust the stored states were computed with (local_kv).
@@ -108,6 +109,55 @@ def _signers(doc, kept: dict[str, str]) -> set[str]:
     return out
 
 
+# --- states computed where a document received whole is read ----------------------------
+#
+# A first sync or a mailbox bundle brings thousands of notes whole; each is loaded and read
+# once for its rows (store/projections.py `prepare_whole`, on worker processes). Computing
+# its state there, with the same keys, saves loading and reading it again to settle it. The
+# keys travel as plain bytes (a worker rebuilds the trust); nothing secret is among them.
+
+WorkerKeys = tuple  # (this device's id, ((device id, name, raw Ed25519 public key), ...))
+
+
+def worker_keys(trust: DeviceTrust) -> WorkerKeys:
+    """The trusted devices' public keys as plain values, for `trust_of_keys` in a worker."""
+    return (trust.me, tuple(sorted(
+        (device_id, d.name, d.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+        for device_id, d in trust.devices.items()
+    )))
+
+
+_REBUILT: dict[WorkerKeys, DeviceTrust] = {}
+
+
+def trust_of_keys(keys: WorkerKeys) -> DeviceTrust:
+    """The trust `worker_keys` described (its keys only: what verifying a signature needs)."""
+    found = _REBUILT.get(keys)
+    if found is None:
+        me, devices = keys
+        found = DeviceTrust(me, {
+            device_id: TrustedDevice(device_id, name, ed25519.Ed25519PublicKey.from_public_bytes(raw))
+            for device_id, name, raw in devices
+        })
+        _REBUILT.clear()  # one trust at a time: a worker serves one record
+        _REBUILT[keys] = found
+    return found
+
+
+def _key_fingerprints(keys: WorkerKeys) -> dict[str, str]:
+    return {device_id: hashlib.sha256(raw).hexdigest() for device_id, _name, raw in keys[1]}
+
+
+def prepared_state(doc, note, trust: DeviceTrust) -> tuple[SignatureState, tuple | None]:
+    """(the note's state with `trust`, what `SignatureIndex.expect_prepared` takes: None for
+    an unsigned note, else (status, findings, signers)). Nothing kept here is known to the
+    reader: a note with kept entries is settled again in the store (`_take_prepared`)."""
+    state = signature_state(doc, trust, None, note=note)
+    if state.status == SignatureStatus.UNSIGNED:
+        return state, None
+    return state, (state.status.value, tuple(state.findings), tuple(sorted(_signers(doc, {}))))
+
+
 class SignatureIndex:
     """The stored states of one record.db (see the module docstring). Every method runs on
     the record's connection; the writing ones inside the caller's write transaction."""
@@ -131,6 +181,8 @@ class SignatureIndex:
         # Set when this device's own trust may have changed without a document written
         # (a vouch kept locally before any device list exists).
         self._trust_touched = False
+        # States computed where documents received whole were read (`expect_prepared`).
+        self._prepared: dict[str, tuple[bytes, tuple | None, WorkerKeys]] = {}
 
     # --- writing (inside the caller's transaction) ------------------------------------
 
@@ -148,12 +200,17 @@ class SignatureIndex:
         rest = [i for i in notes if i not in set(plain)]
         if rest or DEVICE_LIST_ID in written or self._trust_touched:
             self.sync_trust()
+        now = _trust_fingerprints(self._trust()) if self._prepared else {}
         for note_id in rest:
             doc = self._docs.cached(note_id)
             if doc is None or pack_heads(doc.get_heads()) != pack_heads(self._docs.heads_of(note_id)):
-                self._mark_pending([note_id])  # stored in bulk, not loaded here: `settle`
+                # Stored in bulk, not loaded here: the state its reader computed, else `settle`.
+                if not self._take_prepared(note_id, now):
+                    self._mark_pending([note_id])
             else:
                 self.record(note_id, doc)
+        for note_id in plain:
+            self._prepared.pop(note_id, None)
 
     def _plain_draft(self, note_id: str) -> bool:
         """A draft with no signature of any form and nothing kept: unsigned, cheaply. A
@@ -183,18 +240,46 @@ class SignatureIndex:
         if state.status == SignatureStatus.UNSIGNED:
             self._forget([note_id])
             return state.status.value
+        self._store(note_id, pack_heads(doc.get_heads()), state.status.value, state.findings, _signers(doc, kept))
+        return state.status.value
+
+    def _store(self, note_id: str, heads: bytes, status: str, findings: Iterable[str], signers: Iterable[str]) -> None:
         self._conn.execute(
             "INSERT INTO signature_states(note_id, heads, status, findings) VALUES (?,?,?,?) "
             "ON CONFLICT(note_id) DO UPDATE SET heads = excluded.heads, status = excluded.status, "
             "findings = excluded.findings",
-            (note_id, pack_heads(doc.get_heads()), state.status.value, json.dumps(list(state.findings))),
+            (note_id, heads, status, json.dumps(list(findings))),
         )
         self._conn.execute("DELETE FROM signature_signers WHERE note_id = ?", (note_id,))
         self._conn.executemany(
             "INSERT INTO signature_signers(device_id, note_id) VALUES (?, ?)",
-            [(device_id, note_id) for device_id in sorted(_signers(doc, kept))],
+            [(device_id, note_id) for device_id in sorted(signers)],
         )
-        return state.status.value
+
+    def expect_prepared(self, note_id: str, heads: list[bytes], state: tuple | None, keys: "WorkerKeys") -> None:
+        """A state computed where a document received whole was read (`prepared_state`, on a
+        worker process, with the trust `keys` describe): stored by `after_writes` in place of
+        "pending" when the note is stored with exactly those heads, nothing is kept here for
+        it, and every device its entries name is trusted with the same key as when it was
+        computed. Otherwise it is ignored and the note is settled as before."""
+        self._prepared[note_id] = (pack_heads(heads), state, keys)
+
+    def _take_prepared(self, note_id: str, now: dict[str, str]) -> bool:
+        got = self._prepared.pop(note_id, None)
+        if got is None:
+            return False
+        heads, state, keys = got
+        if heads != pack_heads(self._docs.heads_of(note_id)) or self._kept(note_id):
+            return False
+        if state is None:  # read as unsigned, with no entry of any form
+            self._forget([note_id])
+            return True
+        status, findings, signers = state
+        then = _key_fingerprints(keys)
+        if any(then.get(d) != now.get(d) for d in signers):
+            return False  # a signer's trust changed since: computed again by `settle`
+        self._store(note_id, heads, status, findings, signers)
+        return True
 
     def _forget(self, note_ids: list[str]) -> None:
         for chunk in _chunks(note_ids):

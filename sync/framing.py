@@ -45,6 +45,7 @@ class FrameType(IntEnum):
     BYE = 0x08  # live session: this side is closing
     # direct sync, for a peer whose hello lists the feature (sync/wire.py, FEATURES)
     PROGRESS = 0x21  # "still working": whole documents this side has settled so far
+    CHANGES = 0x22  # a document's changes since the heads both sides held after the last sync
     # pairing (sync/pairing_exchange.py)
     PAKE = 0x11
     CONFIRM = 0x12

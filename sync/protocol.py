@@ -100,6 +100,7 @@ from sync.wire import (  # noqa: F401
     read_progress,
     read_turn_end,
     sync_frame,
+    changes_frame,
     turn_end_frame,
     version_mismatch,
     whole_frame,
@@ -219,6 +220,12 @@ class SyncSession:
         self.in_steps = False  # the caller calls `more()` while `has_more` (sync/driver.py does)
         self._whole_out_heads: dict[str, list[bytes]] = {}
         self._whole_sent = False
+        # Documents both sides held at the end of their last sync (the baseline) travel as
+        # the changes since (CHANGES, a hello feature): each side sends its changes once, in
+        # its first turn, and takes no part in Automerge's sync rounds for them.
+        self._by_changes: set[str] = set()
+        self._changes_sent = False
+        self._changes_in: set[str] = set()
         self._frames_this_turn = 0
         # The document budget (store/document_budget.py): what the peer's sync messages have
         # brought to each document so far, and the documents refused for going over it.
@@ -427,9 +434,16 @@ class SyncSession:
         # What one side lacks entirely is sent whole: no sync rounds, no load on the sender.
         self._send_whole = {d for d in self._differ if d in self._local_heads and not effective.get(d)}
         self._expect_whole = {d for d in self._differ if d not in self._local_heads and effective.get(d)}
+        if self._delta and "changes" in self._features:
+            # Both sides decide alike: the same differing documents, the same baseline.
+            self._by_changes = {
+                d for d in self._differ
+                if d not in self._send_whole and d not in self._expect_whole and self._baseline.get(d)
+            }
         self._progress(0)
         if self.role == "client":
-            first = [d for d in self._differ if d not in self._send_whole and d not in self._expect_whole]
+            first = [d for d in self._differ
+                     if d not in self._send_whole and d not in self._expect_whole and d not in self._by_changes]
             out += self._run_steps(self._my_turn(first))
         else:
             self._state = "peer-turn"
@@ -516,9 +530,9 @@ class SyncSession:
         return True
 
     def _my_turn(self, candidates: Iterable[str]) -> Iterator[list[Frame]]:
-        """This side's turn, in steps: whole documents the peer lacks (first turn only, in
-        chunks of WHOLE_CHUNK), then a sync message per document with something to say, then
-        TURN_END(count)."""
+        """This side's turn, in steps: whole documents the peer lacks and the changes since
+        the baseline (first turn only, in chunks of WHOLE_CHUNK), then a sync message per
+        document with something to say, then TURN_END(count)."""
         self._turns += 1
         if self._turns > MAX_TURNS:
             raise ProtocolError("The other device kept the sync going without end; the connection was closed.")
@@ -529,6 +543,8 @@ class SyncSession:
             # (`hold_bytes`, `store_every`) has heard of every revocation before it stores
             # anything else.
             whole_ids = sorted(self._send_whole, key=lambda d: (d != DEVICE_LIST_ID, d))
+        changes_first = not self._changes_sent
+        self._changes_sent = True
         out: list[Frame] = []
         sent: set[str] = set()
         for doc_id in candidates:
@@ -542,9 +558,7 @@ class SyncSession:
                 sent.add(doc_id)
             if len(self._docs) > MAX_HELD_DOCS:
                 out += self._let_go_now()  # nothing changed in these: only let go
-        count = len(whole_ids) + len(sent)
         self._sent_last_turn = sent
-        self._my_last_count = count
         self._state = "peer-turn"
         for start in range(0, len(whole_ids), WHOLE_CHUNK):
             chunk = []
@@ -553,10 +567,82 @@ class SyncSession:
                 self._whole_out_heads[doc_id] = heads
                 chunk.append(whole_frame(doc_id, data))
             yield chunk
+        changes_count = 0
+        if changes_first:  # in chunks too: each frame that goes out tells the peer this side works
+            for chunk in self._changes_out():
+                changes_count += sum(1 for f in chunk if f.type == FrameType.CHANGES)  # not PROGRESS
+                yield chunk
+        count = len(whole_ids) + changes_count + len(sent)
+        self._my_last_count = count
         self._turn_progress()
         yield out + [turn_end_frame(count)]
 
+    def _changes_out(self) -> Iterator[list[Frame]]:
+        """This side's CHANGES frames (its first turn, in chunks of WHOLE_CHUNK): per document
+        of `_by_changes`, what this side holds that the peer is known to lack. The client knows the peer holds the
+        baseline's heads; the server, which hears the client's changes first, knows the
+        peer holds the heads it listed (the changes it sent brought them here). Bounded by
+        the document's own stored size: past it, the whole document goes instead (a load
+        of both merges them just the same)."""
+        frames: list[Frame] = []
+        for doc_id in sorted(self._by_changes):
+            if doc_id in self._over_budget:
+                continue
+            known = self._baseline.get(doc_id) if self.role == "client" else self._peer_heads.get(doc_id)
+            held = self._docs.get(doc_id)
+            here = set(held.get_heads()) if held is not None else self._stored_heads(doc_id)
+            if not known or here == set(known):
+                continue  # nothing the peer lacks (and nothing loaded to find out)
+            doc = self._doc(doc_id)
+            changes = _foreign(doc.get_changes, sorted(known))
+            blob = b"".join(c.bytes for c in changes)
+            if len(blob) > 4096:
+                saved = doc.save()
+                blob = saved if len(saved) < len(blob) else blob
+            frames.append(changes_frame(doc_id, blob))
+            if len(self._docs) > MAX_HELD_DOCS:
+                frames += self._let_go_now()  # what changed here is stored; all are let go
+            if len(frames) >= WHOLE_CHUNK:
+                yield frames
+                frames = []
+        yield frames
+
+    def _receive_changes(self, doc_id: str, raw: bytes) -> list[Frame]:
+        """A peer's changes to a document both held at the last sync: counted against the
+        budget with our copy, loaded with it (merged, never replacing), and held like a
+        document of the sync-message path, so it is stored through the same intake
+        (`apply_doc`: the record-document check, revocation, plausible dates, signatures)."""
+        held = self._docs.get(doc_id)
+        if held is not None and set(held.get_heads()) != self._stored_heads(doc_id):
+            base = held.save()
+        else:
+            base = self.store.stored_doc(doc_id)[0]
+        data = bytes(base) + raw
+        try:
+            _foreign(self.store.check_document, doc_id, data)
+        except DocumentOverBudget as e:
+            self._over_budget.add(doc_id)
+            self._docs.pop(doc_id, None)
+            self._sync_held.pop(doc_id, None)
+            self.report.errors.append(e.message)
+            return []
+        except ForeignDocument:
+            raise _unreadable() from None
+        self._docs[doc_id] = _foreign(Document.load, data)
+        self._sync_states.setdefault(doc_id, SyncState())
+        self._sync_held[doc_id] = self._sync_held.get(doc_id, 0) + len(raw)
+        return self._let_go_now() if self._over_hold() else []
+
     def _on_turn_frame(self, frame: Frame) -> list[Frame]:
+        if frame.type == FrameType.CHANGES:
+            doc_id, raw = decode_sync(frame.payload)
+            if doc_id not in self._by_changes or doc_id in self._changes_in:
+                raise ProtocolError("The other device sent data for a document outside this sync.")
+            self._changes_in.add(doc_id)
+            self._frames_this_turn += 1
+            if doc_id in self._over_budget:
+                return []  # refused whole: nothing more of it is received
+            return self._receive_changes(doc_id, raw)
         if frame.type == FrameType.WHOLE:
             doc_id, raw = decode_sync(frame.payload)
             if doc_id not in self._expect_whole or doc_id in self._whole_seen:
@@ -573,7 +659,8 @@ class SyncSession:
             return out
         if frame.type == FrameType.SYNC:
             doc_id, raw = decode_sync(frame.payload)
-            if doc_id not in self._differ or doc_id in self._send_whole or doc_id in self._expect_whole:
+            if (doc_id not in self._differ or doc_id in self._send_whole or doc_id in self._expect_whole
+                    or doc_id in self._by_changes):
                 raise ProtocolError("The other device sent data for a document outside this sync.")
             if not self._within_budget(doc_id, raw):
                 self._frames_this_turn += 1

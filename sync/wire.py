@@ -49,7 +49,11 @@ _PROGRESS = struct.Struct(">I")
 # both hellos list it, so an older peer (no list) is spoken to as before:
 #   progress  PROGRESS frames: a side that works for long (storing, applying) says how far it
 #             is, so the waiting side sees progress and its read deadline never fires
-FEATURES = ("progress",)
+#   changes   CHANGES frames: a document both sides held at the end of their last sync (the
+#             per-peer baseline, kept locally on each device) travels as the changes made
+#             since, instead of a fresh Automerge sync whose first message lists every change
+#             the document ever had (15.8 KB for a note edited 5,000 times, issue 14)
+FEATURES = ("progress", "changes")
 _DOC_ID_LEN = struct.Struct(">H")
 
 
@@ -181,6 +185,10 @@ def sync_frame(doc_id: str, message: bytes) -> Frame:
 
 def whole_frame(doc_id: str, stored: bytes) -> Frame:
     return Frame(FrameType.WHOLE, encode_sync(doc_id, stored))
+
+
+def changes_frame(doc_id: str, changes: bytes) -> Frame:
+    return Frame(FrameType.CHANGES, encode_sync(doc_id, changes))
 
 
 def progress_frame(settled: int) -> Frame:

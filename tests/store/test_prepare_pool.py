@@ -74,6 +74,27 @@ def test_results_are_exactly_the_calling_threads(items, pool):
         assert [r for p in parts for r in p] == expected
 
 
+def test_signature_states_read_with_keys_are_the_calling_threads(items, pool):
+    """The trusted keys travel to the workers as bytes; the states they verify with them are
+    those this thread computes, and the source's signed notes verify."""
+    from store.device_list import DeviceTrust, TrustedDevice, _public_key
+    from store.documents import KIND_NOTE
+    from store.signature_index import worker_keys
+
+    me = _SOURCE["identity"]
+    trust = DeviceTrust("receiver", {me.device_id: TrustedDevice(me.device_id, me.name, _public_key(me.cert_pem, me.device_id))})
+    keys = worker_keys(trust)
+    expected = prepare_whole_many(items, LATE_HOURS, keys)
+    assert pool.prepare_many(items, LATE_HOURS, context=keys) == expected
+    states = [r[4] for r in expected if isinstance(r, tuple) and r[0] == KIND_NOTE]
+    assert any(s is not None and s[0] == "verified" and s[2] == (me.device_id,) for s in states)
+    assert all(s is None or s[0] == "verified" for s in states)
+    # The rows are those read without keys.
+    assert [r[:4] if isinstance(r, tuple) else r for r in expected] == [
+        r[:4] if isinstance(r, tuple) else r for r in _alone(items)
+    ]
+
+
 def test_the_workers_do_a_share(items, pool, answers_by_thread):
     by_thread = answers_by_thread
     assert pool.prepare_many(items, LATE_HOURS) == _alone(items)

@@ -155,7 +155,10 @@ def test_a_record_from_before_stored_states_computes_them_in_batches(devices):
     assert signing.verifications() - before == len(ids)
 
 
-def test_notes_stored_whole_in_bulk_are_pending_until_the_session_ends(devices):
+def test_notes_stored_whole_in_bulk_have_their_states_computed_as_they_are_read(devices):
+    """A first sync's whole documents are read once for their rows; their states are verified
+    there with the trusted keys and stored with them: the end of the session verifies
+    nothing again (before, every signed note was pending and loaded again to settle it)."""
     a, b, _ = devices
     signed = signed_notes(b, "c1", 2, "w")
     b.store.create_note(complete_note("w-draft", "c1"))
@@ -166,11 +169,36 @@ def test_notes_stored_whole_in_bulk_are_pending_until_the_session_ends(devices):
     items = [(i, b.store.replica.stored_doc(i)[0]) for i in ("c1", DEVICE_LIST_ID, *signed, "w-draft")]
     applied, refused = a.store.replica.apply_snapshots(items)
     assert not refused and len(applied) == len(items)
-    # Stored without being loaded here: never shown as signed before they are computed.
     assert a.store.verified_statuses([*signed, "w-draft"]) == {
-        signed[0]: "pending", signed[1]: "pending", "w-draft": "unsigned"
+        signed[0]: "tampered", signed[1]: "verified", "w-draft": "unsigned"
     }
-    # The end of the session computes those it brought (what its audit entry names).
-    assert a.store.replica.signature_findings_among(frozenset(applied)) == {signed[0]: "tampered"}
-    assert a.store.verified_statuses(signed) == {signed[0]: "tampered", signed[1]: "verified"}
     assert a.store.pending_signature_states() == 0
+    before = signing.verifications()
+    # What the session's audit entry names, from the stored states alone.
+    assert a.store.replica.signature_findings_among(frozenset(applied)) == {signed[0]: "tampered"}
+    assert signing.verifications() == before
+    # The states are those the store computes itself from the same documents.
+    assert reopened(a).replica.signatures.stale() == []
+    for note_id in signed:
+        assert a.store.signature_state(note_id).status.value == a.store.verified_statuses([note_id])[note_id]
+
+
+def test_a_state_read_with_keys_that_changed_before_it_is_stored_is_settled_again(devices):
+    """The keys a reading verified with are the trust when it started; a signer whose trust
+    changed by the time the note is stored makes the note pending, computed again."""
+    a, b, _ = devices
+    signed = signed_notes(b, "c1", 3, "k")
+    items = [(i, b.store.replica.stored_doc(i)[0]) for i in ("c1", *signed)]
+    paired = []
+
+    def after_batch(_done: int) -> None:
+        if not paired:  # after the client, before the notes: b becomes trusted here
+            pair(a, b)
+            paired.append(True)
+
+    applied, refused = a.store.replica.apply_snapshots(items, batch=1, on_batch=after_batch)
+    assert not refused and len(applied) == len(items)
+    assert set(a.store.verified_statuses(signed).values()) == {"pending"}  # read without b's key
+    assert a.store.replica.signature_findings_among(frozenset(applied)) == {}
+    assert set(a.store.verified_statuses(signed).values()) == {"verified"}
+

@@ -32,6 +32,7 @@ from sync.errors import (
     ProtocolVersionMismatch,
 )
 from sync.framing import MAX_FRAME, Frame, FrameReader, FrameType, recv_frame, send_frame
+from sync import wire
 from sync.peers import PeerBook
 from sync.protocol import SyncSession, encode_sync, error_frame
 
@@ -586,16 +587,36 @@ def _to_turns(va, vb, ia, ib):
     return client, server, first_turn
 
 
-def test_garbage_document_data_is_a_typed_error(two_open):
+@pytest.mark.parametrize("frame_type", [FrameType.SYNC, FrameType.CHANGES])
+def test_garbage_document_data_is_a_typed_error(two_open, frame_type, monkeypatch):
     va, vb, ia, ib = two_open
-    _run_pair(*_sessions(va, vb, ia, ib))  # shared from here, so the next sync uses sync messages
+    _run_pair(*_sessions(va, vb, ia, ib))  # shared from here, so the next sync sends what changed
+    if frame_type == FrameType.SYNC:  # a peer without the `changes` feature: sync messages
+        monkeypatch.setattr(wire, "FEATURES", ("progress",))
     doc_id = next(r.note_id for r in va.record.list_notes())
     va.record.set_section(doc_id, "data", "Edited after the first sync.")
     before = dict(vb.record.replica.doc_heads())
     client, server, first_turn = _to_turns(va, vb, ia, ib)
     with pytest.raises(MalformedSyncMessage):
-        server.receive(Frame(FrameType.SYNC, encode_sync(doc_id, b"\x42\xff\x00garbage")))
+        server.receive(Frame(frame_type, encode_sync(doc_id, b"\x42\xff\x00garbage")))
     assert dict(vb.record.replica.doc_heads()) == before
+
+
+def test_changes_for_a_document_outside_them_or_twice_are_refused(two_open):
+    va, vb, ia, ib = two_open
+    _run_pair(*_sessions(va, vb, ia, ib))
+    doc_id = next(r.note_id for r in va.record.list_notes())
+    va.record.set_section(doc_id, "data", "Edited after the first sync.")
+    client, server, first_turn = _to_turns(va, vb, ia, ib)
+    sent = [f for f in first_turn if f.type == FrameType.CHANGES]
+    assert len(sent) == 1
+    with pytest.raises(ProtocolError):
+        server.receive(Frame(FrameType.CHANGES, encode_sync("not-in-this-sync", sent[0].payload[2 + len(doc_id):])))
+    client, server, first_turn = _to_turns(va, vb, ia, ib)
+    sent = [f for f in first_turn if f.type == FrameType.CHANGES]
+    server.receive(sent[0])
+    with pytest.raises(ProtocolError):
+        server.receive(sent[0])
 
 
 def test_data_for_a_document_outside_the_sync_is_refused(two_open):

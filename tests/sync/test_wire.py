@@ -41,7 +41,7 @@ def _json_payload(frame: Frame) -> dict:
 def test_hello_round_trips_and_is_compact_sorted_json():
     frame = wire.hello_frame(versions=(2,), device_id="d" * 64, name="Office", baseline=None, live=True, time=12.5)
     assert frame.type == FrameType.HELLO
-    assert frame.payload == (b'{"baseline":null,"device_id":"' + b"d" * 64 + b'","features":["progress"],'
+    assert frame.payload == (b'{"baseline":null,"device_id":"' + b"d" * 64 + b'","features":["changes","progress"],'
                              b'"live":true,"name":"Office",'
                              b'"protocol":"notewell-sync","time":12.5,"versions":[2]}')
     hello = wire.read_hello(frame)
