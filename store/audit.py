@@ -248,27 +248,46 @@ class AuditLog:
         at: datetime | None = None,
         **details: Any,
     ) -> AuditEntry:
-        event = Event(event).value  # unknown events are a programming error
-        clean = _check_details(details)
-        details_json = canonical(clean).decode()
+        return self.append_many([(event, client_id, details)], at=at)[0]
+
+    def append_many(
+        self, entries: list[tuple[Event | str, str | None, dict[str, Any]]], *, at: datetime | None = None
+    ) -> list[AuditEntry]:
+        """Appends (event, client id, details) entries in order, all at `at` (default now),
+        as one write: the chain is continued in memory and the rows inserted together (an
+        import of 100,000 notes appends one entry per note signed elsewhere)."""
+        if not entries:
+            return []
         at_text = _iso(at or _now())
+        made = []
+        for event, client_id, details in entries:
+            event = Event(event).value  # unknown events are a programming error
+            clean = _check_details(details)
+            made.append((event, client_id, clean, canonical(clean).decode()))
         conn = self._conn
-        # Joins the caller's transaction when one is open (the entry commits with its change).
+        out: list[AuditEntry] = []
+        # Joins the caller's transaction when one is open (the entries commit with its change).
         with write_transaction(conn):
             last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-            digest = _row_hash(self._key, prev, seq, at_text, event, client_id, details_json)
-            conn.execute(
+            seq, prev = (last[0], last[1]) if last else (0, GENESIS)
+            rows = []
+            for event, client_id, clean, details_json in made:
+                seq += 1
+                digest = _row_hash(self._key, prev, seq, at_text, event, client_id, details_json)
+                rows.append((seq, at_text, event, client_id, details_json, prev, digest))
+                out.append(AuditEntry(seq, at_text, event, client_id, clean, prev, digest))
+                prev = digest
+            conn.executemany(
                 "INSERT INTO audit_log(seq, at, event, client_id, details, prev_hash, hash)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (seq, at_text, event, client_id, details_json, prev, digest),
+                rows,
             )
             conn.execute(
                 "INSERT INTO audit_head(id, seq, hash, mac) VALUES (1, ?, ?, ?)"
                 " ON CONFLICT(id) DO UPDATE SET seq=excluded.seq, hash=excluded.hash, mac=excluded.mac",
-                (seq, digest, _head_mac(self._key, seq, digest)),
+                (seq, prev, _head_mac(self._key, seq, prev)),
             )
-        return AuditEntry(seq, at_text, event, client_id, clean, prev, digest)
+        return out
 
     def flush_unlock_failures(self, vault_path: Path | str) -> AuditEntry | None:
         """Write the failed unlock attempts counted in this process, if any."""
