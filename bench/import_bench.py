@@ -3,8 +3,9 @@ worker processes together, and how fast a repeat of the same file is refused.
 
     python -m bench.import_bench            # 1,000 and 10,000 notes
     python -m bench.import_bench --large    # and 100,000 notes (a few minutes)
-    python -m bench.import_bench --sizes 10000 --baseline main   # main's import and this
-                                            # tree's, alternately, then this tree's again
+    python -m bench.import_bench --baseline main [--sizes 10000 100000] [--rounds 1]
+                                            # main's import and this tree's, alternately,
+                                            # at each size (10,000 notes without --sizes)
 
 The file is built from store/synthetic.py's invented clients and notes (60% signed, the rest
 drafts; a process note per 50 notes) in the import format, the way `notewell export` writes it.
@@ -261,14 +262,15 @@ def main() -> None:
     parser.add_argument("--large", action="store_true", help="also 100,000 notes")
     parser.add_argument("--sizes", type=int, nargs="*", help="these sizes instead")
     parser.add_argument("--lock", action="store_true", help="also measure how long the write lock is held")
-    parser.add_argument("--baseline", metavar="REV", help="also import 10,000 notes with REV's code and this "
-                        "tree's, alternately (REV checked out into a temporary worktree)")
+    parser.add_argument("--baseline", metavar="REV", help="import with REV's code and this tree's, alternately "
+                        "(REV checked out into a temporary worktree), at --sizes (default 10,000 notes)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the comparison (default 2)")
     args = parser.parse_args()
     if args.baseline:
-        compare(args.baseline, 10_000, args.rounds)
-        if args.sizes is None and not args.large:
-            return
+        # With --sizes, each of those sizes in turn (REV's import and this tree's alternating).
+        for n in args.sizes or [10_000]:
+            compare(args.baseline, n, args.rounds)
+        return
     sizes = args.sizes or [1_000, 10_000] + ([100_000] if args.large else [])
     # Each size in its own process: RUSAGE_CHILDREN's peak is then that size's own.
     if len(sizes) > 1:

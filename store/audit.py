@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 from store.write_access import write_transaction
@@ -216,6 +218,10 @@ def _head_mac(key: bytes, seq: int, last_hash: str) -> str:
     return hmac.new(key, f"head:{seq}:{last_hash}".encode(), hashlib.sha256).hexdigest()
 
 
+# Entries `append_many` checks, chains and inserts at a time.
+_APPEND_BATCH = 1000
+
+
 class AuditLog:
     """The log over an open record.db connection. Use it from the connection's thread."""
 
@@ -250,27 +256,49 @@ class AuditLog:
         at: datetime | None = None,
         **details: Any,
     ) -> AuditEntry:
-        event = Event(event).value  # unknown events are a programming error
-        clean = _check_details(details)
-        details_json = canonical(clean).decode()
+        last = self.append_many([(event, client_id, details)], at=at)
+        assert last is not None
+        return last
+
+    def append_many(
+        self, entries: Iterable[tuple[Event | str, str | None, dict[str, Any]]], *, at: datetime | None = None
+    ) -> AuditEntry | None:
+        """Appends (event, client id, details) entries in order, all at `at` (default now),
+        as one write: the chain is continued in memory and the rows inserted a thousand at a
+        time (an import of 100,000 notes appends one entry per note signed elsewhere; they
+        are never all held at once). Returns the last entry, None when there was none."""
         at_text = _iso(at or _now())
         conn = self._conn
-        # Joins the caller's transaction when one is open (the entry commits with its change).
+        out: AuditEntry | None = None
+        # Joins the caller's transaction when one is open (the entries commit with its change).
         with write_transaction(conn):
             last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-            digest = _row_hash(self._key, prev, seq, at_text, event, client_id, details_json)
-            conn.execute(
-                "INSERT INTO audit_log(seq, at, event, client_id, details, prev_hash, hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (seq, at_text, event, client_id, details_json, prev, digest),
-            )
-            conn.execute(
-                "INSERT INTO audit_head(id, seq, hash, mac) VALUES (1, ?, ?, ?)"
-                " ON CONFLICT(id) DO UPDATE SET seq=excluded.seq, hash=excluded.hash, mac=excluded.mac",
-                (seq, digest, _head_mac(self._key, seq, digest)),
-            )
-        return AuditEntry(seq, at_text, event, client_id, clean, prev, digest)
+            seq, prev = (last[0], last[1]) if last else (0, GENESIS)
+            first = seq
+            items = iter(entries)
+            while batch := list(itertools.islice(items, _APPEND_BATCH)):
+                rows = []
+                for event, client_id, details in batch:
+                    event = Event(event).value  # unknown events are a programming error
+                    clean = _check_details(details)
+                    details_json = canonical(clean).decode()
+                    seq += 1
+                    digest = _row_hash(self._key, prev, seq, at_text, event, client_id, details_json)
+                    rows.append((seq, at_text, event, client_id, details_json, prev, digest))
+                    out = AuditEntry(seq, at_text, event, client_id, clean, prev, digest)
+                    prev = digest
+                conn.executemany(
+                    "INSERT INTO audit_log(seq, at, event, client_id, details, prev_hash, hash)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            if seq != first:
+                conn.execute(
+                    "INSERT INTO audit_head(id, seq, hash, mac) VALUES (1, ?, ?, ?)"
+                    " ON CONFLICT(id) DO UPDATE SET seq=excluded.seq, hash=excluded.hash, mac=excluded.mac",
+                    (seq, prev, _head_mac(self._key, seq, prev)),
+                )
+        return out
 
     def flush_unlock_failures(self, vault_path: Path | str) -> AuditEntry | None:
         """Write the failed unlock attempts counted in this process, if any."""

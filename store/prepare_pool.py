@@ -243,6 +243,13 @@ class _Job:
         with self.cond:
             return [r for chunk in self.results[lo:hi] for r in chunk]
 
+    def release(self, lo: int, hi: int) -> None:
+        """Forgets the results of chunks [lo, hi), already handed to the caller (an answer
+        that comes late for one of them is dropped, as any second answer is)."""
+        with self.cond:
+            for i in range(lo, hi):
+                self.results[i] = []
+
     def stop(self) -> None:
         with self.cond:
             self.stopped = True
@@ -343,6 +350,7 @@ class PreparePool:
                 while (index := job.next_for_caller(lo, hi)) is not None:
                     job.answer(index, _do(work, job.chunks[index], late_entry_hours, context))
                 yield job.batch(lo, hi)
+                job.release(lo, hi)  # handed over: a long job holds only what is ahead
                 lo = hi
         finally:
             job.stop()  # also when the caller stops early: the workers take nothing more

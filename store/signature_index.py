@@ -191,46 +191,76 @@ class SignatureIndex:
 
     def after_writes(self, written: frozenset[str]) -> None:
         """The choke point: the states of the notes a transaction wrote, before it commits."""
-        notes = [i for i in sorted(written) if self._docs.kind(i) == D.KIND_NOTE]
+        # A transaction may write 100,000 notes (an import): every lookup here is one query
+        # per few hundred ids, and nothing is linear in the ids per id.
+        ids = sorted(written)
+        kinds = self._kinds(ids)
+        notes = [i for i in ids if kinds.get(i) == D.KIND_NOTE]
         if not notes and DEVICE_LIST_ID not in written and not self._trust_touched:
             return
-        plain = [i for i in notes if self._plain_draft(i)]
+        plain = self._plain_drafts(notes)
         if plain:  # the typing path: a draft stays a draft, no state to keep
-            self._forget(plain)
-        rest = [i for i in notes if i not in set(plain)]
+            self._forget([i for i in notes if i in plain])
+        rest = [i for i in notes if i not in plain]
         if rest or DEVICE_LIST_ID in written or self._trust_touched:
             self.sync_trust()
         now = _trust_fingerprints(self._trust()) if self._prepared else {}
+        bulk: list[str] = []
         for note_id in rest:
             doc = self._docs.cached(note_id)
             if doc is None or pack_heads(doc.get_heads()) != pack_heads(self._docs.heads_of(note_id)):
                 # Stored in bulk, not loaded here: the state its reader computed, else `settle`.
                 if not self._take_prepared(note_id, now):
-                    self._mark_pending([note_id])
+                    bulk.append(note_id)
             else:
                 self.record(note_id, doc)
+        if bulk:
+            self._mark_pending(bulk)
         for note_id in plain:
             self._prepared.pop(note_id, None)
 
-    def _plain_draft(self, note_id: str) -> bool:
-        """A draft with no signature of any form and nothing kept: unsigned, cheaply. A
-        document stored in bulk (not loaded here) is judged by the list row projected from it
-        in the same transaction, as the migration and `check --full` judge: a draft with no
-        signature time and no structural finding (the projection reads every signed entry
-        without keys, store/projections.py)."""
-        doc = self._docs.cached(note_id)
-        if doc is None:
-            row = self._conn.execute(
-                "SELECT status = 'draft' AND signed_at IS NULL AND NOT signature_conflict FROM notes_view "
-                "WHERE note_id = ?", (note_id,)
-            ).fetchone()
-            return bool(row and row[0]) and not self._kept(note_id)
-        return (
-            D.note_status(doc) == NoteStatus.DRAFT
-            and not D.signed_entries(doc)
-            and D.legacy_signature(doc) is None
-            and not self._kept(note_id)
-        )
+    def _kinds(self, ids: list[str]) -> dict[str, str]:
+        """doc id -> kind of the stored documents among `ids` (from the table, as
+        `DocStore.kind`: a cached document may be one whose insert was rolled back)."""
+        out: dict[str, str] = {}
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            out.update(self._conn.execute(
+                f"SELECT doc_id, kind FROM documents INDEXED BY documents_heads WHERE doc_id IN ({marks})", chunk
+            ).fetchall())
+        return out
+
+    def _plain_drafts(self, notes: list[str]) -> set[str]:
+        """Those of `notes` that are drafts with no signature of any form and nothing kept:
+        unsigned, cheaply. A document stored in bulk (not loaded here) is judged by the list
+        row projected from it in the same transaction, as the migration and `check --full`
+        judge: a draft with no signature time and no structural finding (the projection reads
+        every signed entry without keys, store/projections.py), a few hundred at a time."""
+        out: set[str] = set()
+        bulk: list[str] = []
+        for note_id in notes:
+            doc = self._docs.cached(note_id)
+            if doc is None:
+                bulk.append(note_id)
+            elif (
+                D.note_status(doc) == NoteStatus.DRAFT
+                and not D.signed_entries(doc)
+                and D.legacy_signature(doc) is None
+                and not self._kept(note_id)
+            ):
+                out.add(note_id)
+        for chunk in _chunks(bulk):
+            marks = ",".join("?" * len(chunk))
+            drafts = {r[0] for r in self._conn.execute(
+                f"SELECT note_id FROM notes_view WHERE note_id IN ({marks}) "
+                "AND status = 'draft' AND signed_at IS NULL AND NOT signature_conflict", chunk
+            )}
+            if drafts:
+                kept = {r[0] for r in self._conn.execute(
+                    f"SELECT DISTINCT note_id FROM signature_kept WHERE note_id IN ({marks})", chunk
+                )}
+                out |= drafts - kept
+        return out
 
     def record(self, note_id: str, doc) -> str:
         """Computes and stores the note's state from its document (verified with the trusted
