@@ -30,6 +30,7 @@ The store connection is used from the thread that calls `run()` only.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import time
@@ -54,6 +55,8 @@ BACKOFF_MAX = 60.0
 # device last wrote a bundle there (seconds since the epoch, ASCII), for the Devices screen.
 LAST_IN_KEY = "sync.mailbox.last_in.v1"
 LAST_OUT_KEY = "sync.mailbox.last_out.v1"
+# The app's mailbox folder, set once on the Devices screen: JSON {"folder": path, "watch": bool}.
+FOLDER_KEY = "sync.mailbox.folder.v1"
 
 RoundCallback = Callable[[SyncReport | None, NotewellError | None], None]
 
@@ -67,6 +70,21 @@ def last_activity(record_store) -> tuple[float | None, float | None]:
         except ValueError:
             return None
     return read(LAST_IN_KEY), read(LAST_OUT_KEY)
+
+
+def remembered_folder(record_store) -> tuple[str | None, bool]:
+    """(the mailbox folder this device remembers, whether it is watched while the app runs)."""
+    raw = record_store.local_get(FOLDER_KEY)
+    try:
+        value = json.loads(raw) if raw else {}
+        folder = value.get("folder")
+        return (folder if isinstance(folder, str) and folder else None), bool(value.get("watch"))
+    except (ValueError, AttributeError):
+        return None, False
+
+
+def remember_folder(record_store, folder: str | None, watch: bool) -> None:
+    record_store.local_put(FOLDER_KEY, json.dumps({"folder": folder, "watch": bool(folder) and watch}).encode())
 
 
 def note_activity(record_store, report: SyncReport, now: float | None = None) -> None:
@@ -309,4 +327,5 @@ def watch_mailbox(
     ).run()
 
 
-__all__ = ["MailboxError", "MailboxWatcher", "last_activity", "note_activity", "watch_mailbox"]
+__all__ = ["MailboxError", "MailboxWatcher", "last_activity", "note_activity", "remember_folder", "remembered_folder",
+           "watch_mailbox"]
