@@ -24,7 +24,7 @@ What this module keeps in the record store's local (never synced) key/value tabl
   sync.mailbox.seq.v1               the last sequence number this device wrote (ASCII integer)
   sync.mailbox.exported.v1          JSON {doc_id: [hex heads]} as of this device's last bundle
   sync.mailbox.recipients.v1        JSON [device id] that this device's last bundle was written for
-  sync.mailbox.written.v1           JSON [seq] of this device's bundles it has not removed itself
+  sync.mailbox.written.v1           JSON {folder: [seq]} of this device's bundles it has not removed itself
   sync.mailbox.seen.v1.<sender id>  JSON {seq: sha256 hex of the bundle file} of imported bundles
   sync.mailbox.partial.v1.<sender id>  JSON {seq: {"digest", "through"}} of bundles a run began
                                     to store in several transactions and did not finish
@@ -617,24 +617,37 @@ class Mailbox:
         exported.update(entries.heads)
         self.store.local_put(EXPORTED_KEY, json.dumps(exported, sort_keys=True).encode())
         self.store.local_put(RECIPIENTS_KEY, json.dumps(sorted(recipients)).encode())
-        self._remember_written(seq)
+        self._remember_written(folder, seq)
         _bundles(report, folder).written = name
         report.sent = len(entries)
         return report
 
-    def written(self) -> list[int]:
-        """The sequence numbers of this device's bundles it wrote and has not removed itself:
-        each should still be in the folder (sync/mailbox_watch.py notices one that is not)."""
+    def _all_written(self) -> dict[str, list[int]]:
         raw = self.store.local_get(WRITTEN_KEY)
-        return json.loads(raw) if raw else []
+        try:
+            value = json.loads(raw) if raw else {}
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
 
-    def _remember_written(self, seq: int) -> None:
-        self.store.local_put(WRITTEN_KEY, json.dumps(sorted(set(self.written()) | {seq})).encode())
+    def written(self, folder: Path) -> list[int]:
+        """The sequence numbers of this device's bundles it wrote into `folder` and has not
+        removed itself: each should still be there (sync/mailbox_watch.py notices one that is
+        not). Kept per folder: a bundle taken to a USB stick is not missing from a cloud folder."""
+        return self._all_written().get(str(Path(folder).resolve()), [])
 
-    def forget_written(self, seqs: set[int]) -> None:
-        """These bundles are gone from the folder and accounted for (collected, or lost and
+    def _set_written(self, folder: Path, seqs: set[int]) -> None:
+        value = self._all_written()
+        value[str(Path(folder).resolve())] = sorted(seqs)
+        self.store.local_put(WRITTEN_KEY, json.dumps(value, sort_keys=True).encode())
+
+    def _remember_written(self, folder: Path, seq: int) -> None:
+        self._set_written(folder, set(self.written(folder)) | {seq})
+
+    def forget_written(self, folder: Path, seqs: set[int]) -> None:
+        """These bundles are gone from `folder` and accounted for (collected, or lost and
         their documents written again)."""
-        self.store.local_put(WRITTEN_KEY, json.dumps(sorted(set(self.written()) - seqs)).encode())
+        self._set_written(folder, set(self.written(folder)) - seqs)
 
     def _recipients(self) -> dict:
         """The devices this bundle is written for: the group as this device knows it now

@@ -280,6 +280,7 @@ class MailboxWatcher:
                 # Still being written, most likely: read again when it changes (or at the
                 # next full look), named only once it has stayed truncated a long while.
                 if time.time() - stat[1] / 1e9 < TRUNCATED_GRACE:
+                    b.read -= 1  # not read yet, as far as anyone needs to know
                     continue
             else:
                 self._known[name] = stat
@@ -293,10 +294,10 @@ class MailboxWatcher:
         or a person); if so they are forgotten and the next bundle carries everything."""
         present = {parsed[1] for n in listing if (parsed := fmt.parse_file_name(n)) is not None
                    and parsed[0] == self.mailbox.device_id[:16]}
-        lost = set(self.mailbox.written()) - present
+        lost = set(self.mailbox.written(self.folder)) - present
         if not lost:
             return False
-        self.mailbox.forget_written(lost)
+        self.mailbox.forget_written(self.folder, lost)
         return True
 
 

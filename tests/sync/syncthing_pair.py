@@ -13,10 +13,12 @@ leaves the machine. The shared folder rescans every few seconds and watches the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -122,14 +124,12 @@ class _Instance:
         return bool(connections.get(peer.device_id, {}).get("connected"))
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+        # Syncthing runs a monitor process and the worker it starts: the whole process group
+        # goes (the instance was started in a session of its own), or the worker outlives it.
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
-
-    def cpu_seconds(self) -> float:
-        """CPU time (user + system) of the running instance, from /proc."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class SyncthingPair:
