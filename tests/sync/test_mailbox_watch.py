@@ -19,20 +19,14 @@ import pytest
 
 from tests.sync.conftest import REPO, _env
 from tests.sync.test_direct_sync import BASE_TEXT, EDIT, _heads, _section, _seed
+from tests.sync.test_live_sync import _eventually as eventually
 
 WAIT = 90.0
 BUNDLES_LINE = re.compile(r"bundles: read \d+ \(applied (\d+), already applied (\d+), rejected (\d+)\)")
 
 
 def _eventually(check, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+    return eventually(check, what, timeout)  # the live-sync tests' wait, with a longer deadline
 
 
 def _section_or_empty(ref, note_id) -> str:
@@ -272,3 +266,14 @@ def test_one_shot_run_takes_a_conflict_copy_of_an_applied_bundle_as_applied(pair
     again = notewell(a, "sync", "mailbox", str(folder))
     assert again.returncode == 0, again.stdout
     assert "rejected 0" in again.stdout
+
+
+def test_poll_without_watch_is_one_sentence_and_changes_nothing(make_vault, notewell, tmp_path):
+    a = make_vault("office")
+    folder = tmp_path / "Sync"
+    folder.mkdir()
+    done = notewell(a, "sync", "mailbox", str(folder), "--poll")
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "add --watch" in lines[0] and "Traceback" not in done.stderr, done.stderr
+    assert list(folder.iterdir()) == []

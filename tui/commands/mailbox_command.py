@@ -68,8 +68,10 @@ def cmd_mailbox(args) -> int:
     from store.device_identity import ensure_identity
     from store.prepare_pool import PreparePool
     from store.vault import Vault
-    from sync.mailbox import check_mailbox_folder, sync_mailbox
+    from sync.mailbox import MailboxError, check_mailbox_folder, sync_mailbox
 
+    if args.poll and not args.watch:
+        raise MailboxError("--poll only changes how --watch looks at the folder; add --watch, or leave --poll out.")
     # Checked before the passphrase's unlock cost: a real folder this device can write in.
     folder = check_mailbox_folder(args.dir)
     if args.watch:
