@@ -12,10 +12,12 @@ $(BIN)/notewell: pyproject.toml
 	touch $(BIN)/notewell
 
 # tmux drives the end-to-end tests in a real terminal; libfaketime (faketime) runs devices
-# whose clocks are wrong (tests/sync/test_clock_skew_sync.py).
+# whose clocks are wrong (tests/sync/test_clock_skew_sync.py); two real Syncthing instances
+# carry the mailbox folder between vaults (tests/sync/test_syncthing_e2e.py).
 tools:
 	@command -v tmux >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq tmux)
 	@command -v faketime >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq faketime)
+	@command -v syncthing >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq syncthing)
 
 run: $(BIN)/notewell
 	$(BIN)/notewell demo

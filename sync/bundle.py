@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import struct
 import time
 import zlib
@@ -173,6 +174,25 @@ def parse_file_name(name: str) -> tuple[str, int] | None:
     if not 1 <= number <= MAX_SEQ:
         return None
     return prefix, number
+
+
+# The copies a folder-sync engine makes of a file when two versions meet: Syncthing's
+# `NAME.sync-conflict-20260102-130405-ABCDEFG.nwb`, Dropbox's and Nextcloud's
+# `NAME (Laptop's conflicted copy 2026-01-02).nwb`, a cloud drive's `NAME (1).nwb`.
+_ENGINE_COPY = re.compile(
+    r"^(?P<stem>.+?)(?:\.sync-conflict-\d{8}-\d{6}-[A-Za-z0-9]{7}| \([^()]*conflict[^()]*\)| \(\d{1,3}\))"
+    + re.escape(SUFFIX) + r"$",
+    re.IGNORECASE,
+)
+
+
+def original_name(name: str) -> str:
+    """The bundle name an engine's conflict copy or duplicate was made from (the name itself
+    when it is not such a copy). Its contents are checked against that name like any
+    bundle's: a copy of a bundle already applied is recognised as such, never applied twice,
+    and a different bundle under a copy's name is refused as ever."""
+    match = _ENGINE_COPY.match(name)
+    return match.group("stem") + SUFFIX if match else name
 
 
 def digest(data: bytes) -> str:

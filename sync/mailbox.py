@@ -24,6 +24,7 @@ What this module keeps in the record store's local (never synced) key/value tabl
   sync.mailbox.seq.v1               the last sequence number this device wrote (ASCII integer)
   sync.mailbox.exported.v1          JSON {doc_id: [hex heads]} as of this device's last bundle
   sync.mailbox.recipients.v1        JSON [device id] that this device's last bundle was written for
+  sync.mailbox.written.v1           JSON {folder: [seq]} of this device's bundles it has not removed itself
   sync.mailbox.seen.v1.<sender id>  JSON {seq: sha256 hex of the bundle file} of imported bundles
   sync.mailbox.partial.v1.<sender id>  JSON {seq: {"digest", "through"}} of bundles a run began
                                     to store in several transactions and did not finish
@@ -59,6 +60,7 @@ RECIPIENTS_KEY = "sync.mailbox.recipients.v1"
 # many bytes in all (beyond it they are read again: memory stays bounded).
 OPENED_CACHE_BYTES = 64 * 1024 * 1024
 SEEN_PREFIX = "sync.mailbox.seen.v1."
+WRITTEN_KEY = "sync.mailbox.written.v1"
 PARTIAL_PREFIX = "sync.mailbox.partial.v1."
 # New documents stored per transaction: a large import holds the write lock for a second or
 # so at a time, shows progress, and resumes where it stopped.
@@ -161,6 +163,14 @@ def _hex_heads(heads: list[bytes]) -> list[str]:
     return sorted(h.hex() for h in heads)
 
 
+def is_bundle_name(name: str) -> bool:
+    """A name a complete bundle may have. Engines write under temporary names and rename
+    (Syncthing `.syncthing.NAME.tmp`, Office-style `~NAME`, ours `.NAME.xxxx.tmp`): those are
+    never read, so only whole files are; a whole file is still verified before anything of it
+    is applied."""
+    return name.endswith(fmt.SUFFIX) and not name.startswith((".", "~"))
+
+
 def _list(folder: Path) -> list[Path]:
     try:
         return list(folder.iterdir())
@@ -259,8 +269,15 @@ class Mailbox:
         self, folder: Path, report: SyncReport | None = None, *, on_progress: ProgressCallback | None = None
     ) -> SyncReport:
         folder = self._check_folder(folder)
+        return self.import_paths(folder, _list(folder), report, on_progress=on_progress)
+
+    def import_paths(
+        self, folder: Path, paths: list[Path], report: SyncReport | None = None, *,
+        on_progress: ProgressCallback | None = None,
+    ) -> SyncReport:
+        """`import_folder` for some of the folder's files only (those a watcher saw arrive)."""
         report = report or _report(folder)
-        candidates = sorted(p for p in _list(folder) if p.name.endswith(fmt.SUFFIX) and p.is_file())
+        candidates = sorted(p for p in paths if is_bundle_name(p.name) and p.is_file())
         # A device's own bundles are recognised by name first, so they are not even read.
         own_prefix = self.device_id[:16] + "-"
         others = [p for p in candidates if not p.name.startswith(own_prefix)]
@@ -333,7 +350,7 @@ class Mailbox:
         fmt.verify(data, header, sender.cert_pem)
         # The file name is not signed; the header is. A signed bundle under a name that is not its
         # own is a copy presented as something it is not.
-        parsed = fmt.parse_file_name(name)
+        parsed = fmt.parse_file_name(fmt.original_name(name))
         if parsed is None or parsed != (header.sender_id[:16], header.seq):
             raise fmt.ReplayedBundle(
                 f"The file's name does not match the sender and sequence number {header.seq} signed inside it "
@@ -600,9 +617,37 @@ class Mailbox:
         exported.update(entries.heads)
         self.store.local_put(EXPORTED_KEY, json.dumps(exported, sort_keys=True).encode())
         self.store.local_put(RECIPIENTS_KEY, json.dumps(sorted(recipients)).encode())
+        self._remember_written(folder, seq)
         _bundles(report, folder).written = name
         report.sent = len(entries)
         return report
+
+    def _all_written(self) -> dict[str, list[int]]:
+        raw = self.store.local_get(WRITTEN_KEY)
+        try:
+            value = json.loads(raw) if raw else {}
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def written(self, folder: Path) -> list[int]:
+        """The sequence numbers of this device's bundles it wrote into `folder` and has not
+        removed itself: each should still be there (sync/mailbox_watch.py notices one that is
+        not). Kept per folder: a bundle taken to a USB stick is not missing from a cloud folder."""
+        return self._all_written().get(str(Path(folder).resolve()), [])
+
+    def _set_written(self, folder: Path, seqs: set[int]) -> None:
+        value = self._all_written()
+        value[str(Path(folder).resolve())] = sorted(seqs)
+        self.store.local_put(WRITTEN_KEY, json.dumps(value, sort_keys=True).encode())
+
+    def _remember_written(self, folder: Path, seq: int) -> None:
+        self._set_written(folder, set(self.written(folder)) | {seq})
+
+    def forget_written(self, folder: Path, seqs: set[int]) -> None:
+        """These bundles are gone from `folder` and accounted for (collected, or lost and
+        their documents written again)."""
+        self._set_written(folder, set(self.written(folder)) - seqs)
 
     def _recipients(self) -> dict:
         """The devices this bundle is written for: the group as this device knows it now
@@ -717,9 +762,17 @@ def sync_mailbox(
     `identity` is this device's `store.device_identity.DeviceIdentity`. Senders are looked up in
     the paired-device list (revoked devices are refused); applied senders get a last-sync entry.
     """
+    folder = Mailbox._check_folder(folder)
+    mailbox = mailbox_for(record_store, identity)
+    report = mailbox.run(folder, full=full, on_progress=on_progress)
+    record_senders(record_store, report, folder)
+    return report
+
+
+def mailbox_for(record_store, identity) -> Mailbox:
+    """This device's `Mailbox`, its senders looked up in the paired-device list."""
     from sync.peers import PeerBook, group_key
 
-    folder = Mailbox._check_folder(folder)
     key = group_key(record_store)
     if key is None:
         raise MailboxError("This device is not paired with any other device yet; pair it first, then use the mailbox.")
@@ -734,14 +787,20 @@ def sync_mailbox(
             return None
         return Sender(peer.device_id, peer.cert_pem.encode("ascii"), peer.revoked, peer.name)
 
-    mailbox = Mailbox(
+    return Mailbox(
         record_store,
         device_id=identity.device_id,
         private_key=identity.key_pem.encode("ascii"),
         group_key=key,
         lookup_sender=lookup,
     )
-    report = mailbox.run(folder, full=full, on_progress=on_progress)
+
+
+def record_senders(record_store, report: SyncReport, folder: Path) -> None:
+    """Each sender whose bundles a run applied gets its last-sync entry in the device list."""
+    from sync.peers import PeerBook
+
+    book = PeerBook(record_store)
     bundles = _bundles(report, folder)
     for device_id, received in sorted(bundles.senders.items()):
         # Each sender's own counts: what its bundles brought and merged here, the conflicts
@@ -757,4 +816,3 @@ def sync_mailbox(
             device_id, ok=True, summary=own.summary(), transport="mailbox",
             received=own.received, sent=own.sent, merged=own.merged, conflicts=own.conflicts,
         )
-    return report

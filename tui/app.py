@@ -162,6 +162,15 @@ class NotewellApp(App[None]):
             main.open_note(self.place.note_kind, self.place.note_id)
         # (The heap is settled once the first timeline is drawn: MainScreen._after_first_screen.)
         self.check_backups()
+        self.resume_mailbox_watch()
+
+    def resume_mailbox_watch(self) -> Worker | None:
+        """Watch the mailbox folder remembered on the Devices screen again (tui/sync_jobs.py)."""
+        if self.store.is_open and not self._locking:
+            return self.run_worker(
+                self.sync_jobs.resume_mailbox_watch(), group="mailbox-resume", exclusive=True, exit_on_error=False
+            )
+        return None
 
     def check_backups(self) -> Worker | None:
         """Make an automatic backup if one is due (tui/auto_backups.py); the worker that looks."""
@@ -331,6 +340,8 @@ class NotewellApp(App[None]):
         self.exit()
 
     def on_unmount(self) -> None:
+        # However the app ends: the mailbox watch never ends on its own, and would hold the exit.
+        self.sync_jobs.stop_watching_mailbox()
         try:
             self.store.shutdown()
         finally:

@@ -20,6 +20,9 @@ shows what a sync brought to it (`RecordChanged`). The service never calls a scr
     await jobs.prepare()                      # the vault and identity, read on the store thread
     jobs.sync_now(host, port, live=False) / jobs.pair_with(host, port, code) / jobs.pair_listen(host, port)
     jobs.listen(host, port) / jobs.stop_listening() / jobs.mailbox(folder) / jobs.cancel()
+    jobs.watch_mailbox(folder) / jobs.stop_watching_mailbox()   # the continuous mailbox
+    await jobs.mailbox_setting() / await jobs.remember_mailbox(folder, watch)   # remembered here
+    await jobs.resume_mailbox_watch()         # after unlock: watch the remembered folder again
     jobs.record_changed(doc_ids)              # tell every screen that the record changed
     await jobs.stop()                         # lock and quit: listeners stop, a sync is interrupted
 """
@@ -153,7 +156,19 @@ class SyncJobs:
         report: SyncReport | None
         error: NotewellError | None
 
+    @dataclass(eq=False)
+    class MailboxWatched(JobMessage):
+        """A round of the mailbox watch that did something (`report`), or a problem with the
+        folder or the vault that the watch goes on past (`error`); with when the folder last
+        brought something in and last took this device's bundle (seconds since the epoch)."""
+
+        report: SyncReport | None
+        error: NotewellError | None
+        last_in: float | None
+        last_out: float | None
+
     SUMMARISED: ClassVar[tuple[str, ...]] = ("sync", "live sync", "mailbox")
+    WATCH_KIND: ClassVar[str] = "mailbox watch"
 
     def __init__(self, app: App, store: StoreWorker, post: Callable[[JobMessage], None]) -> None:
         self._app = app
@@ -170,6 +185,8 @@ class SyncJobs:
         self._pool: PreparePool | None = None
         self._pool_lock = threading.Lock()
         self.live_with: str | None = None  # the device a live sync is connected to
+        self.watching_mailbox: Path | None = None  # the folder the mailbox watch is in
+        self._watch_stop: threading.Event | None = None
         self._live_received = 0
 
     @classmethod
@@ -301,6 +318,9 @@ class SyncJobs:
         if group == "sync":
             self.busy = None
             self.live_with = None
+        elif group == "mailbox-watch":
+            self.watching_mailbox = None
+            self._watch_stop = None
         else:
             self.listening = None
             self._listen_stop = None
@@ -419,6 +439,73 @@ class SyncJobs:
         return self._start("mailbox", lambda store: sync_mailbox(store, identity, folder, on_progress=progress),
                            uses_workers=True)
 
+    # --- the continuous mailbox (sync/mailbox_watch.py) ------------------------------
+
+    def watch_mailbox(self, folder: Path) -> bool:
+        """Stay in `folder` until stopped: bring bundles in as they appear, write this device's
+        saves seconds after each. Runs beside the one-at-a-time jobs, as a listener does."""
+        from sync.mailbox_watch import last_activity, watch_mailbox
+
+        if self._watch_stop is not None:
+            return False
+        stop = self._watch_stop = threading.Event()
+        identity = self.identity
+        self.watching_mailbox = folder
+
+        def body(store: RecordReplica) -> None:
+            def on_round(report: SyncReport | None, error: NotewellError | None) -> None:
+                last_in, last_out = last_activity(store)  # this thread's connection
+                self._from_thread(self._watched, SyncJobs.MailboxWatched(report, error, last_in, last_out))
+
+            watch_mailbox(store, identity, folder, stop=stop, on_round=on_round)
+
+        return self._start(self.WATCH_KIND, body, group="mailbox-watch", uses_workers=True)
+
+    def _watched(self, message: SyncJobs.MailboxWatched) -> None:
+        self._post(message)
+        report = message.report
+        if report is not None and report.received:
+            self.record_changed(frozenset(report.changed_ids))
+        if not self.watchers and message.error is not None:
+            self._app.notify(printable(f"{message.error.title}: {message.error.message}"), severity="warning",
+                             timeout=10, markup=False)
+
+    def stop_watching_mailbox(self) -> None:
+        if self._watch_stop is not None:
+            self._watch_stop.set()
+
+    async def mailbox_setting(self) -> tuple[str | None, bool, float | None, float | None]:
+        """(the remembered mailbox folder, whether it is watched, last brought in, last sent out)."""
+        from sync.mailbox_watch import last_activity, remembered_folder
+
+        def read(vault: Vault) -> tuple[str | None, bool, float | None, float | None]:
+            return (*remembered_folder(vault.record.replica), *last_activity(vault.record.replica))
+
+        return await self._store.call(read)
+
+    async def remember_mailbox(self, folder: str | None, watch: bool) -> None:
+        from sync.mailbox_watch import remember_folder
+
+        await self._store.call(lambda v: remember_folder(v.record.replica, folder, watch))
+
+    async def resume_mailbox_watch(self) -> bool:
+        """After unlock: watch the remembered folder again, if it was watched. A folder that is
+        not there now (a drive not mounted yet) is said once, in a notification."""
+        from sync.mailbox import MailboxError, check_mailbox_folder
+
+        folder, watch, _in, _out = await self.mailbox_setting()
+        if not (folder and watch) or self._watch_stop is not None:
+            return False
+        if self.identity is None:
+            await self.prepare()
+        try:
+            checked = await asyncio.to_thread(check_mailbox_folder, Path(folder))
+        except MailboxError as e:
+            self._app.notify(printable(f"{e.title}: {e.message} The mailbox is not watched until it is back."),
+                             severity="warning", timeout=10, markup=False)
+            return False
+        return self.watch_mailbox(checked)
+
     def listen(self, host: str, port: int) -> bool:
         from sync.direct import serve
 
@@ -466,6 +553,7 @@ class SyncJobs:
         """Stop everything and wait until each worker has closed its own connection."""
         self._cancel.set()
         self.stop_listening()
+        self.stop_watching_mailbox()
         deadline = time.monotonic() + timeout
         while self._running and time.monotonic() < deadline:
             await asyncio.sleep(0.02)

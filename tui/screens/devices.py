@@ -8,7 +8,7 @@ the next sync needs one key.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,11 @@ def _when(iso: str | None, test_mode: bool) -> str:
         return iso
 
 
+def _iso(seconds: float | None) -> str | None:
+    """Seconds since the epoch (the mailbox's activity times) as `_when` reads them."""
+    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc).isoformat()
+
+
 class PairCodeDialog(NotewellModal[None]):
     """The code, big, and the address to type on the other device; Cancel voids the code."""
 
@@ -153,6 +158,7 @@ class DevicesScreen(NotewellScreen[None]):
     DevicesScreen .devices-row Checkbox { width: auto; margin: 0 1 0 0; }
     DevicesScreen #live { margin: 0 0 0 1; }
     DevicesScreen #listen-status { width: 1fr; color: $text-muted; }
+    DevicesScreen #mailbox-status { width: 1fr; color: $text-muted; }
     DevicesScreen #progress-row { height: 1; padding: 0 1; margin-top: 1; display: none; }
     DevicesScreen #progress-row.running { display: block; }
     DevicesScreen #progress-label { width: 1fr; padding: 0 0 0 1; }
@@ -175,6 +181,8 @@ class DevicesScreen(NotewellScreen[None]):
         self._pending_address: str | None = None  # of the sync now running, remembered if it works
         self._pairing_host: str | None = None  # of the pairing now running: its sync address after
         self._listen_error = False  # the sync status shows why listening failed (cleared once it works)
+        self.mailbox_times: tuple[float | None, float | None] = (None, None)  # last brought in, last sent out
+        self._mailbox_problem: str | None = None  # the watch's current trouble, shown until a round works
 
     def compose(self) -> ComposeResult:
         yield Static("Devices and sync", id="devices-title")
@@ -211,7 +219,11 @@ class DevicesScreen(NotewellScreen[None]):
             with Horizontal(classes="devices-row"):
                 yield Label("Mailbox folder")
                 yield Input(placeholder="a folder on a USB stick or a shared drive", id="mailbox-folder", compact=True)
+                # Remembered: watched again after every unlock (tui/sync_jobs.py).
+                yield Checkbox("Watch", id="mailbox-watch", compact=True)
                 yield Button("Run mailbox sync", id="mailbox-run", compact=True)
+            with Horizontal(classes="devices-row status-row"):
+                yield Static("", id="mailbox-status", markup=False)
         with Horizontal(id="progress-row"):
             yield ProgressBar(id="sync-progress", show_eta=False)
             yield Static("", id="progress-label", markup=False)
@@ -226,6 +238,7 @@ class DevicesScreen(NotewellScreen[None]):
         self.jobs = self.app.sync_jobs
         self.jobs.watchers += 1  # this screen says how each job ends
         self.query_one("#listen", Checkbox).value = self.jobs.listening is not None
+        self.query_one("#mailbox-watch", Checkbox).value = self.jobs.watching_mailbox is not None
         if self.jobs.listening is not None:
             self._show_listening(*self.jobs.listening)
         self._show_busy()
@@ -250,6 +263,14 @@ class DevicesScreen(NotewellScreen[None]):
         address = self.query_one("#address", Input)
         if not address.value and last:
             address.value = last
+        folder, _watch, last_in, last_out = await self.jobs.mailbox_setting()
+        box = self.query_one("#mailbox-folder", Input)
+        if self.jobs.watching_mailbox is not None:
+            box.value = str(self.jobs.watching_mailbox)
+        elif folder and not box.value:
+            box.value = folder
+        self.mailbox_times = (last_in, last_out)
+        self._show_mailbox_status()
         listen = await self.jobs.listen_address()
         if listen and self.jobs.listening is None:
             host, _, port = listen.rpartition(":")
@@ -384,6 +405,9 @@ class DevicesScreen(NotewellScreen[None]):
         switch.value = not switch.value
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        if self.jobs is not None and event.checkbox.id == "mailbox-watch":
+            self._mailbox_watch_changed(event)
+            return
         if self.jobs is None or event.checkbox.id != "listen":
             return  # "Stay connected" is read when Sync now is pressed
         listening = self.jobs.listener_active
@@ -403,21 +427,73 @@ class DevicesScreen(NotewellScreen[None]):
             self.query_one("#listen-status", Static).update("stopping...")
             self.jobs.stop_listening()
 
+    def _mailbox_folder(self) -> Path:
+        """The folder typed, checked: BadInput with one sentence otherwise."""
+        text = self.query_one("#mailbox-folder", Input).value.strip()
+        if not text:
+            raise BadInput("Type the mailbox folder first (a folder both devices can reach).")
+        from sync.mailbox import MailboxError, check_mailbox_folder
+
+        try:
+            return check_mailbox_folder(Path(text))
+        except MailboxError as e:
+            raise BadInput(e.message) from None
+
     def action_mailbox(self) -> None:
         def start() -> bool:
-            text = self.query_one("#mailbox-folder", Input).value.strip()
-            if not text:
-                raise BadInput("Type the mailbox folder first (a folder both devices can reach).")
-            from sync.mailbox import MailboxError, check_mailbox_folder
-
-            try:
-                folder = check_mailbox_folder(Path(text))
-            except MailboxError as e:
-                raise BadInput(e.message) from None
+            folder = self._mailbox_folder()
             self._say(f"Reading and writing bundles in {folder}...", "")
             return self.jobs.mailbox(folder)
 
         self._try(start)
+
+    def _mailbox_watch_changed(self, event: Checkbox.Changed) -> None:
+        """Watch on: the folder is checked, remembered (watched again after each unlock) and
+        watched; off: the watch stops and the folder is remembered unwatched."""
+        watching = self.jobs.watching_mailbox is not None
+        if event.value and not watching:
+            if not self._ready():
+                event.checkbox.value = False
+                return
+            try:
+                folder = self._mailbox_folder()
+            except NotewellError as e:
+                self._say(f"{e.title}: {e.message}", "error")
+                event.checkbox.value = False
+                return
+            self.jobs.watch_mailbox(folder)
+            self._mailbox_problem = None
+            self._show_mailbox_status()
+            self.run_store(self.jobs.remember_mailbox, str(folder), True, group="devices-remember-mailbox")
+        elif not event.value and watching:
+            folder = str(self.jobs.watching_mailbox)
+            self.jobs.stop_watching_mailbox()
+            self.query_one("#mailbox-status", Static).update("stopping...")
+            self.run_store(self.jobs.remember_mailbox, folder, False, group="devices-remember-mailbox")
+
+    def _show_mailbox_status(self) -> None:
+        watching = self.jobs is not None and self.jobs.watching_mailbox is not None
+        last_in, last_out = self.mailbox_times
+        parts = ["watching" if watching else "not watched"]
+        if last_in is not None or last_out is not None:
+            parts.append(f"last brought in {_when(_iso(last_in), self.app.test_mode)}")
+            parts.append(f"last sent out {_when(_iso(last_out), self.app.test_mode)}")
+        text = ", ".join(parts)
+        if self._mailbox_problem:
+            text += f"; {self._mailbox_problem}"
+        self.query_one("#mailbox-status", Static).update(printable(text))
+
+    def on_sync_jobs_mailbox_watched(self, message: SyncJobs.MailboxWatched) -> None:
+        self.mailbox_times = (message.last_in, message.last_out)
+        if message.error is not None:
+            self._mailbox_problem = f"{message.error.title}: {message.error.message}"
+        else:
+            self._mailbox_problem = None
+            if message.report is not None and (message.report.received or message.report.bundles.rejected):
+                self._say(finished_text(message.report), "done" if message.report.ok else "error")
+        self._show_mailbox_status()
+        if message.report is not None and message.report.received:
+            self.reload()  # each sender's last-sync entry
 
     def action_cancel(self) -> None:
         if self.jobs is not None and self.jobs.busy:
@@ -549,6 +625,12 @@ class DevicesScreen(NotewellScreen[None]):
 
     def on_sync_jobs_finished(self, message: SyncJobs.Finished) -> None:
         kind, result, error = message.kind, message.result, message.error
+        if kind == SyncJobs.WATCH_KIND:
+            self.query_one("#mailbox-watch", Checkbox).value = False
+            if error is not None:
+                self._mailbox_problem = f"{error.title}: {error.message}"
+            self._show_mailbox_status()
+            return
         self.last_result, self.last_error = result, error
         self._show_busy()
         if kind != "listen":
