@@ -671,8 +671,11 @@ def test_killed_mid_import_leaves_the_vault_intact(make_vault, pair, notewell, s
     """)
     assert notewell(a, "sync", "mailbox", str(box)).returncode == 0
     total = json.loads(in_vault(a, _COUNT_AND_CHECK))["docs"]
-    for step in range(40):
-        delay = 0.3 + 0.08 * step
+    # Kills at delays growing by a third each time: early, middle and late moments on a
+    # fast machine and a slow one alike, in at most 14 tries (a fixed step took 40 tries,
+    # minutes, on a busy machine).
+    for step in range(14):
+        delay = 0.3 * 1.33 ** step
         proc = start_notewell(b, "sync", "mailbox", str(box))
         time.sleep(delay)  # where the kill lands varies; what is checked does not depend on it
         finished = proc.proc.poll() is not None
