@@ -434,9 +434,11 @@ class SyncJobs:
 
     def mailbox(self, folder: Path) -> bool:
         from sync.mailbox import sync_mailbox
+        from sync.mailbox_collect import collecting
 
         identity, progress = self.identity, self._progress("Reading bundles")
-        return self._start("mailbox", lambda store: sync_mailbox(store, identity, folder, on_progress=progress),
+        return self._start("mailbox", lambda store: sync_mailbox(store, identity, folder, on_progress=progress,
+                                                                 after_run=collecting()),
                            uses_workers=True)
 
     # --- the continuous mailbox (sync/mailbox_watch.py) ------------------------------
