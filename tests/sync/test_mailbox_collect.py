@@ -331,3 +331,34 @@ def test_real_processes_remove_only_what_all_read_and_start_a_new_device(
         run(ref)
     out = run(a)
     assert a_bundles() == [], out
+
+
+def test_the_watcher_collects_once_every_device_has_read(grace_zero, make_vault, pair, notewell, start_notewell,
+                                                         in_vault, tmp_path):
+    """`sync mailbox DIR --watch` on A: the round after B and C have read its bundles (their
+    marks arrive like any file) removes them; nothing else is run on A."""
+    from tests.sync.test_mailbox_watch import _eventually, _start_watch
+
+    a, b, c = make_vault("office"), make_vault("home"), make_vault("laptop")
+    pair(a, b)
+    pair(a, c)
+    box = tmp_path / "box"
+    box.mkdir()
+    in_vault(a, """
+        from store.models import Client
+        record.create_client(Client(display_name="Synthetic Person"))
+    """)
+    watch_a = _start_watch(start_notewell, a, box)
+
+    def a_bundles() -> list[Path]:
+        return sorted(box.glob(f"{a.device_id[:16]}-*.nwb"))
+
+    _eventually(lambda: a_bundles() or None, "A's bundle written")
+    for ref in (b, c):
+        done = notewell(ref, "sync", "mailbox", str(box))
+        assert done.returncode in (0, 3), done.stdout + done.stderr
+    _eventually(lambda: (not a_bundles() and (box / mark_name(b.device_id)).exists()) or None,
+                "A's bundles removed by its watcher", timeout=120)
+    rc, out, err = watch_a.terminate()
+    assert rc == 0, err
+    assert "of this device's bundles that every device has read" in out, out
