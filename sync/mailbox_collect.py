@@ -28,7 +28,8 @@ A device trusted after some of this writer's bundles were removed (a new compute
 restored from an old backup) has no mark covering them: the writer then writes a starting
 bundle, every document as stored, once (until that device has read it). `collect()` runs
 after each one-shot `sync mailbox DIR` and each round of the watcher; an idle round costs a
-listing and the look at read-marks whose size or time changed.
+listing and the look at read-marks whose size or time changed. A mark arriving does not wake
+the watcher by itself: its next round (a full look at most every `RESCAN_EVERY`) reads it.
 
 What it keeps in the record store's local (never synced) table:
   sync.mailbox.collect.v1    JSON {folder: {"since": {seq: time all devices were found to
