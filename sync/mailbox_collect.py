@@ -368,8 +368,7 @@ class Collector:
             if (original != p.name and parsed is not None and parsed[0] == self.me[:16]
                     and _in_ranges(parsed[1], state["removed"]) and self.mailbox._own_bundle_numbered(p, parsed[1])):
                 with contextlib.suppress(OSError):
-                    p.unlink()
-                    removed_names.append(p.name)
+                    p.unlink()  # a copy: not counted as a bundle removed
         self._save_state(state)
         if removed:
             self.mailbox.forget_written(self.folder, removed)

@@ -88,9 +88,11 @@ def test_removed_by_the_writer_only_after_both_read_it_and_the_grace_period(thre
     _run(c, box, clock)
     assert first in _bundles_of(a, box)
 
+    # An engine's conflict copy of the bundle goes with it.
+    (box / first.replace(".nwb", ".sync-conflict-20260302-101500-ABCDEFG.nwb")).write_bytes((box / first).read_bytes())
     clock.now = read_by_all + GRACE
     report = _run(a, box, clock)
-    assert first not in _bundles_of(a, box)
+    assert _bundles_of(a, box) == []
     assert first in report.bundles.removed
     assert "removed 1 of this device's bundles" in report.summary()
     # Nothing it held is lost, and the next run does not take it for a lost bundle.
@@ -131,6 +133,33 @@ def test_a_forged_mark_from_an_untrusted_key_is_ignored(three, tmp_path):
     _run(a, box, clock)
     clock.now += GRACE
     assert first in _run(a, box, clock).bundles.removed
+
+
+def test_marks_too_large_or_malformed_are_ignored_unread(three):
+    """A read-mark is untrusted input: one over the size bound is not even read, one whose
+    JSON is out of bounds counts as nothing read, even signed by a trusted device's key."""
+    from sync.mailbox import mailbox_for
+
+    a, b, c, box = three
+    _client_with_note(a, "Written on A.")
+    _run(a, box)
+    to_a = {a.identity.device_id: fmt.public_key_of(a.identity.key_pem.encode())}
+    bad = {
+        b: {"read": {a.identity.device_id: [[1, 2**70]]}},  # past any sequence number
+        c: {"read": {a.identity.device_id: [[n, n] for n in range(1, 2 * 4096 + 2, 2)]}},  # too many ranges
+    }
+    for device, body in bad.items():
+        data = fmt.encode_for([(MARK_ENTRY, json.dumps(body).encode())], sender_id=device.identity.device_id, seq=5,
+                              recipients=to_a, private_key=device.identity.key_pem.encode())
+        (box / mark_name(device.identity.device_id)).write_bytes(data)
+    big = box / (mark_name(c.identity.device_id).removesuffix(".nwm") + " (1).nwm")
+    big.write_bytes(b"NWBUNDLE" + bytes(2 * 1024 * 1024))
+    collector = Collector(mailbox_for(a.record.replica, a.identity), box, grace_seconds=0)
+    marks = collector.read_marks()
+    assert marks.read == {}
+    assert sorted(marks.ignored) == sorted([mark_name(b.identity.device_id), mark_name(c.identity.device_id), big.name])
+    assert collector.collect() == []
+    assert len(_bundles_of(a, box)) == 1
 
 
 def test_a_revoked_devices_missing_mark_does_not_hold_collection_back(three):
