@@ -178,6 +178,7 @@ class Collector:
         self.me = mailbox.device_id
         # name -> ((size, mtime_ns), parsed mark or None when it does not count)
         self._marks: dict[str, tuple[tuple[int, int], tuple[str, int, dict] | None]] = {}
+        self._group: frozenset[str] = frozenset()
 
     # --- the round --------------------------------------------------------------------
 
@@ -277,6 +278,8 @@ class Collector:
         """The read-marks that count: per trusted device, its mark with the highest number."""
         listing = _list(self.folder) if listing is None else listing
         trust = self.store.device_trust()
+        if trust.group != self._group:  # a mark refused from a device not trusted then is read again
+            self._marks, self._group = {}, trust.group
         marks = Marks()
         present = set()
         for path in sorted(listing):
@@ -296,7 +299,7 @@ class Collector:
                     try:
                         parsed = parse_mark(path.read_bytes(), expected_prefix=original[:16], trust=trust,
                                             device_id=self.me, private_key=self.mailbox.private_key)
-                    except (fmt.BundleRejected, ValueError, OSError, UnicodeDecodeError):
+                    except (fmt.BundleRejected, ValueError, OSError, RecursionError):  # deep JSON too
                         parsed = None
                 cached = self._marks[path.name] = (stat, parsed)
             parsed = cached[1]

@@ -4,6 +4,9 @@ Registered by tui/commands/sync_commands.py under `notewell sync`. One run merge
 other paired device's bundles found in DIR, then writes this device's bundle of what changed.
 Exit status: 0 when every bundle read was applied (or already was), 3 when some were rejected
 (the summary says which and why; a rejected bundle changes nothing).
+Each run, and each round of --watch, ends with collection (sync/mailbox_collect.py): this
+device's read-mark, and its own bundles every trusted device has read removed after the
+settings file's `[mailbox] grace_days` (7).
 
 With --watch it stays (sync/mailbox_watch.py): `watching the mailbox DIR` once it is, then the
 same summary for each round that brought something in, wrote a bundle or refused one; a
