@@ -756,8 +756,10 @@ def sync_mailbox(
     *,
     full: bool = False,
     on_progress: ProgressCallback | None = None,
+    after_run: Callable[[Mailbox, Path, SyncReport], None] | None = None,
 ) -> SyncReport:
-    """`notewell sync mailbox DIR`: merge the paired devices' bundles in DIR, then write ours.
+    """`notewell sync mailbox DIR`: merge the paired devices' bundles in DIR, then write ours;
+    then `after_run` (collection: `sync.mailbox_collect.collecting`).
 
     `identity` is this device's `store.device_identity.DeviceIdentity`. Senders are looked up in
     the paired-device list (revoked devices are refused); applied senders get a last-sync entry.
@@ -765,6 +767,8 @@ def sync_mailbox(
     folder = Mailbox._check_folder(folder)
     mailbox = mailbox_for(record_store, identity)
     report = mailbox.run(folder, full=full, on_progress=on_progress)
+    if after_run is not None:
+        after_run(mailbox, folder, report)
     record_senders(record_store, report, folder)
     return report
 

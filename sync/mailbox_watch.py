@@ -246,7 +246,7 @@ class MailboxWatcher:
     @staticmethod
     def _worth_telling(report: SyncReport) -> bool:
         b = report.bundles
-        return bool(report.received or report.errors or (b and (b.read or b.written or b.rejected or b.skipped)))
+        return bool(report.received or report.errors or (b and (b.read or b.written or b.rejected or b.skipped or b.removed or b.started)))
 
     def _listing(self) -> dict[str, tuple[int, int]]:
         """name -> (size, mtime_ns) of the folder's files that may be bundles."""
@@ -310,15 +310,21 @@ def watch_mailbox(
     on_round: RoundCallback,
     notifications: bool = True,
     on_notice: Callable[[str], None] | None = None,
+    grace_seconds: float | None = None,
 ) -> None:
     """`notewell sync mailbox DIR --watch` and the app's remembered mailbox folder: watch
-    `folder` for this device until `stop` is set."""
+    `folder` for this device until `stop` is set. Each round ends with collection
+    (sync/mailbox_collect.py): `grace_seconds` is how long a bundle every device has read
+    stays (7 days when None)."""
     from sync.mailbox import mailbox_for, record_senders
+    from sync.mailbox_collect import DEFAULT_GRACE_SECONDS, Collector
 
     folder = Mailbox._check_folder(folder)
     mailbox = mailbox_for(record_store, identity)
+    collector = Collector(mailbox, folder, grace_seconds=DEFAULT_GRACE_SECONDS if grace_seconds is None else grace_seconds)
 
     def after(report: SyncReport) -> None:
+        collector.collect(report)
         record_senders(record_store, report, folder)
         note_activity(record_store, report)
 

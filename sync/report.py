@@ -45,6 +45,10 @@ class BundleCounts:
     # Files named as this device's bundles that are not (another program's, or planted): the
     # next sequence number ignores them; each is named, never fatal.
     skipped: list[Rejection] = field(default_factory=list)
+    # Collection (sync/mailbox_collect.py): this device's bundles it removed, every device
+    # having read them, and a starting bundle it wrote for a device that came later.
+    removed: list[str] = field(default_factory=list)
+    started: str | None = None
 
 
 @dataclass
@@ -113,4 +117,8 @@ class SyncReport:
             )
             lines += [f"rejected {r.file} ({r.reason}): {r.message}" for r in b.rejected]
             lines += [f"skipped {r.file}: {r.message}" for r in b.skipped]
+            if b.removed:
+                lines.append(f"removed {len(b.removed)} of this device's bundles that every device has read")
+            if b.started:
+                lines.append(f"wrote the starting bundle {b.started} for a device that has not read removed bundles")
         return "\n".join(lines)

@@ -11,6 +11,8 @@ A missing file means the defaults. Nothing clinical lives here.
     [backup]
     folder = "/Volumes/BackupDrive/notewell"   # automatic backups go here (docs/backup.md)
     every = "daily"                            # "daily", "weekly", or hours such as "6h"
+    [mailbox]
+    grace_days = 7       # a bundle every device has read is removed by its writer this much later
 """
 
 from __future__ import annotations
@@ -83,6 +85,20 @@ class BackupConfig(BaseModel):
         return "every hour" if hours == 1 else f"every {hours} hours"
 
 
+class MailboxConfig(BaseModel):
+    """The mailbox folder's collection (docs/sync-across-networks.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grace_days: float = Field(default=7.0, ge=0, le=366)
+    """Days a bundle this device wrote stays in the mailbox folder once every paired device
+    has read it, before this device removes it."""
+
+    @property
+    def grace_seconds(self) -> float:
+        return self.grace_days * 24 * 3600
+
+
 class AppConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -102,6 +118,9 @@ class AppConfig(BaseModel):
     backup: BackupConfig = Field(default_factory=BackupConfig)
     """Automatic backups: where and how often (`[backup]`)."""
 
+    mailbox: MailboxConfig = Field(default_factory=MailboxConfig)
+    """The mailbox folder: how long bundles every device has read stay (`[mailbox]`)."""
+
     @field_validator("overdue_hours")
     @classmethod
     def _bands(cls, v: list[int]) -> list[int]:
@@ -119,6 +138,8 @@ ALLOWED = {
     "backup": 'a [backup] table with folder = "/path/to/drive" and every = "daily"',
     "backup.folder": 'a folder in quotes, e.g. folder = "/Volumes/Backups" (an external drive or a share)',
     "backup.every": '"hourly", "daily", "weekly", or hours or days such as "6h" or "2d"',
+    "mailbox": "a [mailbox] table with grace_days = 7",
+    "mailbox.grace_days": "a number of days from 0 to 366, e.g. grace_days = 7",
 }
 
 

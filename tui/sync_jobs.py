@@ -434,10 +434,17 @@ class SyncJobs:
 
     def mailbox(self, folder: Path) -> bool:
         from sync.mailbox import sync_mailbox
+        from sync.mailbox_collect import collecting
 
         identity, progress = self.identity, self._progress("Reading bundles")
-        return self._start("mailbox", lambda store: sync_mailbox(store, identity, folder, on_progress=progress),
+        return self._start("mailbox", lambda store: sync_mailbox(store, identity, folder, on_progress=progress,
+                                                                 after_run=collecting(self._grace_seconds())),
                            uses_workers=True)
+
+    def _grace_seconds(self) -> float | None:
+        """`[mailbox] grace_days` of the app's settings (tui/config.py); None: the default."""
+        config = getattr(self._app, "config", None)
+        return config.mailbox.grace_seconds if config is not None else None
 
     # --- the continuous mailbox (sync/mailbox_watch.py) ------------------------------
 
@@ -449,7 +456,7 @@ class SyncJobs:
         if self._watch_stop is not None:
             return False
         stop = self._watch_stop = threading.Event()
-        identity = self.identity
+        identity, grace = self.identity, self._grace_seconds()
         self.watching_mailbox = folder
 
         def body(store: RecordReplica) -> None:
@@ -457,7 +464,7 @@ class SyncJobs:
                 last_in, last_out = last_activity(store)  # this thread's connection
                 self._from_thread(self._watched, SyncJobs.MailboxWatched(report, error, last_in, last_out))
 
-            watch_mailbox(store, identity, folder, stop=stop, on_round=on_round)
+            watch_mailbox(store, identity, folder, stop=stop, on_round=on_round, grace_seconds=grace)
 
         return self._start(self.WATCH_KIND, body, group="mailbox-watch", uses_workers=True)
 

@@ -4,6 +4,9 @@ Registered by tui/commands/sync_commands.py under `notewell sync`. One run merge
 other paired device's bundles found in DIR, then writes this device's bundle of what changed.
 Exit status: 0 when every bundle read was applied (or already was), 3 when some were rejected
 (the summary says which and why; a rejected bundle changes nothing).
+Each run, and each round of --watch, ends with collection (sync/mailbox_collect.py): this
+device's read-mark, and its own bundles every trusted device has read removed after the
+settings file's `[mailbox] grace_days` (7).
 
 With --watch it stays (sync/mailbox_watch.py): `watching the mailbox DIR` once it is, then the
 same summary for each round that brought something in, wrote a bundle or refused one; a
@@ -69,11 +72,13 @@ def cmd_mailbox(args) -> int:
     from store.prepare_pool import PreparePool
     from store.vault import Vault
     from sync.mailbox import MailboxError, check_mailbox_folder, sync_mailbox
+    from sync.mailbox_collect import collecting
 
     if args.poll and not args.watch:
         raise MailboxError("--poll only changes how --watch looks at the folder; add --watch, or leave --poll out.")
     # Checked before the passphrase's unlock cost: a real folder this device can write in.
     folder = check_mailbox_folder(args.dir)
+    args.grace_seconds = _grace_seconds()
     if args.watch:
         return _watch(args, folder)
     # Worker processes read documents new to this device (a first import brings them all);
@@ -83,7 +88,8 @@ def cmd_mailbox(args) -> int:
         try:
             vault.record.replica.prepare_pool = pool
             identity = ensure_identity(vault.record.replica, vault.device_name)
-            report = sync_mailbox(vault.record.replica, identity, folder, full=args.full, on_progress=_progress_line())
+            report = sync_mailbox(vault.record.replica, identity, folder, full=args.full, on_progress=_progress_line(),
+                                  after_run=collecting(args.grace_seconds))
         finally:
             vault.close()
     for check in report.clock_skews:
@@ -92,6 +98,17 @@ def cmd_mailbox(args) -> int:
     print(printable_lines(f"synced through the mailbox {folder}: {report.summary()}"))
     return 0 if report.ok else EXIT_SOME_REJECTED
 
+
+
+def _grace_seconds() -> float:
+    """How long a bundle every device has read stays (`[mailbox] grace_days`, tui/config.py).
+    A settings file that cannot be read is said once; the default (7 days) is used."""
+    from tui.config import load_config_or_defaults
+
+    config, problem = load_config_or_defaults()
+    if problem:
+        print(printable(problem), file=sys.stderr, flush=True)
+    return config.mailbox.grace_seconds
 
 
 def _watch(args, folder: Path) -> int:
@@ -126,7 +143,7 @@ def _watch(args, folder: Path) -> int:
             identity = ensure_identity(vault.record.replica, vault.device_name)
             print(printable(f"watching the mailbox {folder}"), flush=True)
             watch_mailbox(vault.record.replica, identity, folder, stop=stop, on_round=said,
-                          notifications=not args.poll, on_notice=notice)
+                          notifications=not args.poll, on_notice=notice, grace_seconds=args.grace_seconds)
         finally:
             vault.close()
     print("stopped watching the mailbox", flush=True)
