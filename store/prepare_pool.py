@@ -45,6 +45,9 @@ CHUNK = 24  # documents per message: ~15 ms of work, so a round trip costs littl
 MIN_PARALLEL = 2 * CHUNK  # below this the calling thread alone is as quick
 MAX_WORKERS = 3
 IN_FLIGHT = 2  # chunks queued per worker, so it never waits for this process's lock
+# How much lower a pool's workers run than the interface they work for (`caller_helps=False`):
+# they take every core the interface leaves, and give it back whenever the interface wants it.
+BACKGROUND_NICE = 10
 STALL = 5.0  # seconds without an answer before a caller that does not help starts to anyway
 _LENGTH = struct.Struct(">I")
 _READY = b"ready"
@@ -65,13 +68,16 @@ def _do(work: str, items: list, late_hours: int, context: object) -> list:
     return prepare_whole_many(items, late_hours, context)  # context: the trusted keys, or None
 
 
-def default_workers() -> int:
-    """One worker per core beyond the caller's own, at most MAX_WORKERS."""
+def default_workers(caller_helps: bool = True) -> int:
+    """One worker per core beyond the caller's own, at most MAX_WORKERS. A caller that does
+    not help (the app: its thread only waits and stores) leaves its core to one more worker;
+    with one worker on two cores, the app's first sync read every document on one core
+    while the other stood idle."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    return max(0, min(MAX_WORKERS, cores - 1))
+    return max(0, min(MAX_WORKERS, cores - (1 if caller_helps else 0)))
 
 
 # --- messages: a 4-byte length, then a pickle (only ever between this process and its own
@@ -121,12 +127,17 @@ def worker_command(boot: str = _BOOT) -> tuple[list[str], dict[str, str], str]:
 
 
 class _Worker:
-    def __init__(self) -> None:
+    def __init__(self, nice: int = 0) -> None:
         argv, env, cwd = worker_command()
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env=env, cwd=cwd, close_fds=True,
         )
+        if nice:
+            try:
+                os.setpriority(os.PRIO_PROCESS, self.proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + nice)
+            except (AttributeError, OSError):
+                pass  # no priorities here: the worker runs at the caller's, as it did before
         self.lock = threading.Lock()  # one job drives a worker at a time
         self.ready = False
         self.dead = False
@@ -295,13 +306,14 @@ class PreparePool:
     def __init__(self, workers: int | None = None, *, caller_helps: bool = True) -> None:
         """`caller_helps=False`: the calling thread leaves the reading to the workers while
         they answer (the app: its interface needs this process's lock more than the sync
-        needs the second core's share)."""
+        needs the second core's share); its core's share goes to one more worker, and the
+        workers run BACKGROUND_NICE below the caller, so the interface still gets a core."""
         self.caller_helps = caller_helps
-        count = default_workers() if workers is None else workers
+        count = default_workers(caller_helps) if workers is None else workers
         self._workers: list[_Worker] = []
         for _ in range(count if sys.executable else 0):  # an embedded interpreter has none to start
             try:
-                self._workers.append(_Worker())
+                self._workers.append(_Worker(0 if caller_helps else BACKGROUND_NICE))
             except OSError:
                 break  # no process to be had: the calling thread does it all
         self._closed = False

@@ -180,6 +180,25 @@ def test_workers_never_dump_core(pool):
         assert core.split()[4:6] == ["0", "0"], core
 
 
+def test_a_pool_for_an_interface_takes_every_core_at_a_lower_priority(items):
+    """The app's pool (caller_helps=False: its thread only waits) starts one worker per core,
+    not one per core beyond its own: with one worker on two cores, a first sync read every
+    document on one core while the other stood idle. Those workers run below the caller's
+    priority, so the interface gets a core whenever it wants one; a helping caller's run at
+    its own."""
+    cores = len(os.sched_getaffinity(0))
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    with PreparePool(caller_helps=False) as background, PreparePool() as helping:
+        assert background.wait_ready(timeout=30) and helping.wait_ready(timeout=30)
+        assert background.worker_count == min(prepare_pool.MAX_WORKERS, cores)
+        assert helping.worker_count == min(prepare_pool.MAX_WORKERS, cores - 1)
+        for worker in background._workers:
+            assert os.getpriority(os.PRIO_PROCESS, worker.proc.pid) == own + prepare_pool.BACKGROUND_NICE
+        for worker in helping._workers:
+            assert os.getpriority(os.PRIO_PROCESS, worker.proc.pid) == own
+        assert background.prepare_many(items, LATE_HOURS) == _alone(items)
+
+
 def test_closing_ends_the_worker_processes():
     pool = PreparePool(workers=2)
     procs = [w.proc for w in pool._workers]
