@@ -73,7 +73,8 @@ NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?|(?<=[a-z])\d+")
 
 
 def _shape(line: str) -> str:
-    return NUMBER.sub("#", line.rstrip())
+    # Spaces collapsed: a figure's width moves the padding after it from run to run.
+    return NUMBER.sub("#", " ".join(line.split()))
 
 
 def _numbers(line: str) -> list[float]:
@@ -92,23 +93,30 @@ def _median_line(lines: list[str]) -> str:
 
 
 def summarise(name: str, outputs: dict[str, list[str]]) -> None:
-    """For each line shape found in every run of both sides, the medians side by side.
-    Lines whose words differ between runs (or that carry no number) are left out."""
+    """For each line shape found in every run of both sides, the medians side by side. A shape
+    printed more than once in a run (the same figures during a sync and without one) is
+    matched by its place among those lines: the first with the first, and so on. Lines whose
+    words differ between runs, or that carry no number, are left out."""
     runs = {label: [text.splitlines() for text in texts] for label, texts in outputs.items()}
     if not all(runs.values()):
         return
-    order = [_shape(line) for line in runs["before"][0] if NUMBER.search(line)]
+
+    def keyed(text: list[str]) -> dict[tuple[str, int], str]:
+        seen: dict[str, int] = {}
+        out = {}
+        for line in text:
+            if NUMBER.search(line):
+                shape = _shape(line)
+                out[(shape, seen.get(shape, 0))] = line
+                seen[shape] = seen.get(shape, 0) + 1
+        return out
+
+    keyed_runs = {label: [keyed(text) for text in texts] for label, texts in runs.items()}
     print(f"\n=== {name}: medians over {len(runs['before'])} rounds per side ===")
-    for shape in dict.fromkeys(order):
-        found = {}
-        for label, texts in runs.items():
-            matches = [[line for line in text if _shape(line) == shape] for text in texts]
-            if any(len(m) != 1 for m in matches):
-                break
-            found[label] = [m[0] for m in matches]
-        else:
-            print(f"  before: {_median_line(found['before']).strip()}")
-            print(f"  after:  {_median_line(found['after']).strip()}")
+    for key in keyed_runs["before"][0]:
+        if all(key in run for texts in keyed_runs.values() for run in texts):
+            for label in ("before", "after"):
+                print(f"  {label + ':':7} {_median_line([run[key] for run in keyed_runs[label]]).strip()}")
 
 
 def main() -> None:
