@@ -267,3 +267,13 @@ def test_the_format_alone_names_no_device(tmp_path):
     for d in (sender, reader):
         text, raw = _id_pieces(d.device_id)
         assert not any(t in data for t in text) and not any(r in data for r in raw)
+    # The pseudonym and the unnamed stanzas are signed like the rest: any byte changed before
+    # the ciphertext, or a file cut short, is refused before anything is opened.
+    for at in range(header.payload_at):
+        damaged = bytearray(data)
+        damaged[at] ^= 0x01
+        with pytest.raises(fmt.BundleRejected):
+            fmt.verify(bytes(damaged), fmt.read_header(bytes(damaged)), sender.cert_pem)
+    for n in (fmt.HEADER_SIZE - 1, fmt.HEADER_SIZE + 1, header.payload_at + 3, len(data) - 1):
+        with pytest.raises(fmt.BundleTruncated):
+            fmt.read_header(data[:n])
