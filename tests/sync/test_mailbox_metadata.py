@@ -35,9 +35,12 @@ def _id_pieces(device_id: str) -> tuple[list[bytes], list[bytes]]:
             [raw[i:i + 6] for i in range(len(raw) - 5)])
 
 
-def _found_ids(folder: Path, device_ids: list[str]) -> list[str]:
+def found_ids(folder: Path, device_ids: list[str]) -> list[str]:
+    """Every file of `folder` (and below, outside a sync engine's own `.st…` folders) whose
+    name or bytes hold a piece of one of `device_ids`."""
     found = []
-    for path in sorted(folder.iterdir()):
+    files = [p for p in folder.rglob("*") if p.is_file() and not any(part.startswith(".st") for part in p.parts)]
+    for path in sorted(files):
         data = path.read_bytes()
         for device_id in device_ids:
             text, raw = _id_pieces(device_id)
@@ -78,7 +81,7 @@ def test_a_real_exchange_leaves_no_device_id_in_any_name_or_byte(make_vault, pai
     files = sorted(p.name for p in box.iterdir())
     assert len([n for n in files if n.endswith(".nwb")]) >= 2, files  # bundles of both devices
     assert len([n for n in files if n.endswith(".nwm")]) == 2, files  # and both read-marks
-    assert _found_ids(box, [a.device_id, b.device_id]) == []
+    assert found_ids(box, [a.device_id, b.device_id]) == []
     # What the folder shows is the same for every file of a device, and says which files are
     # one device's (collection needs that) without saying which device it is.
     prefixes = {n.split("-")[0] for n in files}
@@ -128,7 +131,7 @@ def test_bundles_and_marks_of_an_earlier_version_are_still_read(tmp_path):
         Collector(mailbox_for(b.record.replica, b.identity), box, grace_seconds=0).collect()
         assert not (box / mark_name(b.identity.device_id)).exists()
         assert (box / mark_name(_prefix(b))).exists()
-        assert _found_ids(box, [a.identity.device_id, b.identity.device_id]) == []
+        assert found_ids(box, [a.identity.device_id, b.identity.device_id]) == []
     finally:
         a.close()
         b.close()
@@ -238,7 +241,7 @@ def test_bundles_named_under_a_former_group_key_are_still_read_and_still_own(tmp
 
         mailbox = mailbox_for(c.record.replica, c.identity)
         assert {fmt.parse_file_name(n)[0] for n in (first, second)} <= set(mailbox.own_prefixes)
-        assert _found_ids(box, [d.identity.device_id for d in (a, b, c)]) == []
+        assert found_ids(box, [d.identity.device_id for d in (a, b, c)]) == []
     finally:
         for d in (a, b, c):
             d.close()
