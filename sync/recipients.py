@@ -72,10 +72,10 @@ def x25519_private(private_key: ed25519.Ed25519PrivateKey) -> x25519.X25519Priva
     return x25519.X25519PrivateKey.from_private_bytes(hashlib.sha512(seed).digest()[:32])
 
 
-def _wrap_key(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
+def _wrap_key(shared: bytes, ephemeral: bytes, recipient: bytes, info: bytes = _INFO) -> bytes:
     if shared == bytes(32):
         raise ValueError("low-order point")
-    return HKDF(hashes.SHA256(), 32, ephemeral + recipient, _INFO).derive(shared)
+    return HKDF(hashes.SHA256(), 32, ephemeral + recipient, info).derive(shared)
 
 
 def _raw(public: x25519.X25519PublicKey) -> bytes:
@@ -151,15 +151,9 @@ def wrap_unnamed(file_key: bytes, public_keys: list[ed25519.Ed25519PublicKey]) -
         them = _raw(x25519_public(public_key))
         ephemeral = x25519.X25519PrivateKey.generate()
         mine = _raw(ephemeral.public_key())
-        key = _unnamed_key(ephemeral.exchange(x25519.X25519PublicKey.from_public_bytes(them)), mine, them)
+        key = _wrap_key(ephemeral.exchange(x25519.X25519PublicKey.from_public_bytes(them)), mine, them, _INFO_UNNAMED)
         stanzas.append(UNNAMED_STANZA.pack(mine, ChaCha20Poly1305(key).encrypt(_NONCE, file_key, b"")))
     return COUNT.pack(len(stanzas)) + b"".join(sorted(stanzas))
-
-
-def _unnamed_key(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
-    if shared == bytes(32):
-        raise ValueError("low-order point")
-    return HKDF(hashes.SHA256(), 32, ephemeral + recipient, _INFO_UNNAMED).derive(shared)
 
 
 def unnamed_count(section: bytes) -> int:
@@ -176,7 +170,8 @@ def unwrap_unnamed(section: bytes, private_key: ed25519.Ed25519PrivateKey) -> by
     for i in range(unnamed_count(section)):
         ephemeral, sealed = UNNAMED_STANZA.unpack_from(section, COUNT.size + i * UNNAMED_STANZA_SIZE)
         try:
-            key = _unnamed_key(secret.exchange(x25519.X25519PublicKey.from_public_bytes(ephemeral)), ephemeral, mine)
+            key = _wrap_key(secret.exchange(x25519.X25519PublicKey.from_public_bytes(ephemeral)), ephemeral, mine,
+                            _INFO_UNNAMED)
             return ChaCha20Poly1305(key).decrypt(_NONCE, sealed, b"")
         except (InvalidTag, ValueError):
             continue
