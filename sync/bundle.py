@@ -10,12 +10,16 @@ structure (truncated, not a bundle, newer format) -> signature (tampered) -> gro
 (another sync group) -> authenticated decryption -> decompression and payload limits.
 Nothing here touches a document; callers apply entries only after `decode` succeeded.
 
-Two formats: 2 (written since revocation, issue 12: `encode_for`, `decode_for`) encrypts each
-bundle under a fresh key wrapped to every device trusted when it was written
-(sync/recipients.py), so a device revoked before then cannot read it; 1 (`encode`, `decode`)
-encrypted every bundle under the sync-group key, which never changes. Format 1 bundles from
-a trusted sender are still read (devices updated at different times keep exchanging); they
-are never written any more.
+Three formats. 3 (`encode_named`, the one written) is 2 without a device id in the clear:
+the header names the writer by its pseudonym in the group (sync/pseudonyms.py), which the
+reader maps back to a device before it checks the signature with that device's key, and
+the recipients' stanzas name nobody (each reader tries them with its own key). 2 (written
+since revocation, issue 12: `encode_for`, `decode_for`) encrypts each bundle under a fresh
+key wrapped to every device trusted when it was written (sync/recipients.py), so a device
+revoked before then cannot read it, and names the sender and the recipients by device id;
+1 (`encode`, `decode`) encrypted every bundle under the sync-group key. Bundles of formats
+1 and 2 from a trusted sender are still read (devices updated at different times keep
+exchanging, and folders hold them); they are never written any more.
 """
 
 from __future__ import annotations
@@ -39,11 +43,12 @@ from store.errors import NotewellError
 from sync import recipients as keys
 
 MAGIC = b"NWBUNDLE"
-FORMAT_VERSION = 2  # the newest this version reads and the one it writes
+FORMAT_VERSION = 3  # the newest this version reads and the one it writes: pseudonyms, no ids
+RECIPIENTS_FORMAT = 2  # recipients' stanzas, sender and recipients by device id (read, never written)
 GROUP_KEY_FORMAT = 1  # every bundle under the sync-group key (read, never written)
 SUFFIX = ".nwb"
 
-# magic, version, sender id (32), sequence, created (ms), group key id (8), nonce (12), ct length
+# magic, version, sender id or (format 3) pseudonym (32), sequence, created (ms), group key id (8), nonce (12), ct length
 _HEADER = struct.Struct(">8sH32sQQ8s12sQ")
 HEADER_SIZE = _HEADER.size  # 86
 MAX_SEQ = 2**64 - 1  # the header's u64
@@ -118,14 +123,18 @@ class NotForThisDevice(BundleRejected):
 @dataclass(frozen=True)
 class BundleHeader:
     version: int
-    sender_id: str  # 64 lowercase hex characters
+    # 64 lowercase hex characters: the sender's device id. In format 3 the header holds the
+    # sender's pseudonym (`named`), and a reader puts here the device it stands for
+    # (sync/mailbox.py) once it has resolved it; until then it is the pseudonym too.
+    sender_id: str
     seq: int
     created_ms: int
     key_id: bytes
     nonce: bytes
     ciphertext_length: int
-    # Format 2: the recipients section between the header and the ciphertext (its length).
+    # Formats 2 and 3: the recipients section between the header and the ciphertext (its length).
     recipients_length: int = 0
+    named: str = ""  # the header's sender field as written: device id (formats 1, 2) or pseudonym (3)
 
     @property
     def payload_at(self) -> int:
@@ -157,8 +166,10 @@ def key_id(group_key: bytes) -> bytes:
     return hashlib.sha256(b"notewell mailbox key id\x00" + group_key).digest()[:8]
 
 
-def file_name(sender_id: str, seq: int) -> str:
-    return f"{sender_id[:16]}-{seq:08d}{SUFFIX}"
+def file_name(named: str, seq: int) -> str:
+    """A bundle's name: the first 16 hex characters of how its header names the sender (the
+    pseudonym; in formats 1 and 2 the device id) and its sequence number."""
+    return f"{named[:16]}-{seq:08d}{SUFFIX}"
 
 
 def parse_file_name(name: str) -> tuple[str, int] | None:
@@ -373,8 +384,9 @@ def read_header(data: bytes) -> BundleHeader:
     if len(data) > MAX_BUNDLE_BYTES or ct_len > MAX_BUNDLE_BYTES:
         raise MalformedBundle("The bundle is larger than the size limit; nothing was applied.")
     recipients_length = 0
-    if version >= 2:
-        found = keys.section_length(data, HEADER_SIZE)
+    if version >= RECIPIENTS_FORMAT:
+        stanza = keys.STANZA_SIZE if version == RECIPIENTS_FORMAT else keys.UNNAMED_STANZA_SIZE
+        found = keys.section_length(data, HEADER_SIZE, stanza)
         if found is None:
             if len(data) < HEADER_SIZE + keys.COUNT.size:
                 raise BundleTruncated("The bundle is cut short; nothing was applied.")
@@ -390,7 +402,7 @@ def read_header(data: bytes) -> BundleHeader:
         raise BundleTampered("The bundle has been altered (its lengths do not match); nothing was applied.")
     if len(data) < end:
         raise BundleTruncated("The bundle is cut short; nothing was applied.")
-    return BundleHeader(version, sender.hex(), seq, created_ms, kid, nonce, ct_len, recipients_length)
+    return BundleHeader(version, sender.hex(), seq, created_ms, kid, nonce, ct_len, recipients_length, sender.hex())
 
 
 def verify(data: bytes, header: BundleHeader, sender_cert) -> None:
@@ -438,19 +450,45 @@ def encode_for(
     private_key,
     created_ms: int | None = None,
 ) -> bytes:
-    """A complete signed bundle that only `recipients` (device id -> Ed25519 public key) can
-    read. `private_key` is the sender's, PEM bytes or a key object."""
+    """A complete signed bundle in format 2, which only `recipients` (device id -> Ed25519
+    public key) can read, naming them and the sender by device id: what versions before
+    format 3 wrote (the mailbox writes `encode_named`). `private_key` is the sender's, PEM
+    bytes or a key object."""
     file_key = keys.new_file_key()
     # format 2 has no group key: its key id field is zero
-    return _sealed(entries, FORMAT_VERSION, sender_id, seq, created_ms, bytes(8), file_key,
+    return _sealed(entries, RECIPIENTS_FORMAT, sender_id, seq, created_ms, bytes(8), file_key,
                    keys.wrap(file_key, recipients), private_key)
 
 
+def encode_named(
+    entries: Collection[tuple[str, bytes]],
+    *,
+    pseudonym: str,
+    seq: int,
+    recipients: dict[str, ed25519.Ed25519PublicKey],
+    private_key,
+    created_ms: int | None = None,
+) -> bytes:
+    """A complete signed bundle in format 3: only `recipients` (device id -> Ed25519 public
+    key) can read it, and nothing in it names a device. The header holds the sender's
+    `pseudonym` (64 hex characters, sync/pseudonyms.py) where format 2 held its id; the
+    stanzas name no recipient. `private_key` is the sender's, PEM bytes or a key object."""
+    file_key = keys.new_file_key()
+    return _sealed(entries, FORMAT_VERSION, pseudonym, seq, created_ms, bytes(8), file_key,
+                   keys.wrap_unnamed(file_key, [recipients[d] for d in sorted(recipients)]), private_key)
+
+
 def recipients(data: bytes, header: BundleHeader) -> list[str]:
-    """The device ids a format 2 bundle was written for (none for format 1)."""
-    if header.version < 2:
+    """The device ids a format 2 bundle was written for (none for format 1, and for format
+    3, which names nobody: see `recipient_count`)."""
+    if header.version != RECIPIENTS_FORMAT:
         return []
     return keys.recipients_of(data[HEADER_SIZE:header.payload_at])
+
+
+def recipient_count(data: bytes, header: BundleHeader) -> int:
+    """How many devices a bundle of format 2 or 3 was written for (0 for format 1)."""
+    return keys.unnamed_count(data[HEADER_SIZE:header.payload_at]) if header.version >= RECIPIENTS_FORMAT else 0
 
 
 def open_payload(data: bytes, header: BundleHeader, *, device_id: str, private_key,
@@ -463,7 +501,10 @@ def open_payload(data: bytes, header: BundleHeader, *, device_id: str, private_k
         return decrypt(data, header, group_key)
     section = data[HEADER_SIZE:header.payload_at]
     try:
-        file_key = keys.unwrap(section, device_id, _private_key(private_key))
+        if header.version == RECIPIENTS_FORMAT:
+            file_key = keys.unwrap(section, device_id, _private_key(private_key))
+        else:
+            file_key = keys.unwrap_unnamed(section, _private_key(private_key))
     except keys.NotARecipient:
         raise NotForThisDevice(
             "The bundle was not written for this device (its writer did not trust this device then); nothing was applied."

@@ -12,6 +12,10 @@ ever adds. Measured on the pinned automerge: a change whose dependencies are mis
 inside `Document.load` but silently dropped by `merge`, so change-only bundles would need their
 own holding area to survive gaps.
 
+Names (sync/pseudonyms.py): a device writes under its pseudonym in the group, never its
+device id, and resolves the other devices' pseudonyms through the devices it knows
+(`Mailbox.names`, `writer_of`); bundles and marks named by device id (format 2) are still read.
+
 Revocation (docs/security.md): each bundle is encrypted to the devices this device trusts
 when it writes it (format 2, sync/recipients.py), so a device revoked before then cannot read
 it; a device that gains a recipient gets a full bundle once, since it could not read the earlier
@@ -37,8 +41,8 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from automerge.core import ROOT, Document
@@ -50,6 +54,7 @@ from store.errors import DocumentOverBudget, NotewellError, RevokedAuthor, Vault
 from store.write_access import translate
 from sync import bundle as fmt
 from sync import clock as clocks
+from sync.pseudonyms import Names
 from sync.report import BundleCounts, Rejection, SyncReport
 
 # Named like the other sync keys (sync.peers.v1, sync.group_key.v1).
@@ -242,17 +247,78 @@ class Mailbox:
         group_key: bytes,
         lookup_sender: Callable[[str], Sender | None],
         clock: Callable[[], float] = time.time,
+        former_group_keys: Iterable[bytes] = (),
+        paired_ids: Callable[[], Iterable[str]] | None = None,
     ) -> None:
         self.store = record_store
         self.clock = clock  # this device's clock, against which bundle times are compared
         self.device_id = device_id.lower()
         self.private_key = private_key
-        self.group_key = group_key  # reads format 1 bundles only (sync/bundle.py)
+        self.group_key = group_key  # reads format 1 bundles only, and keys the pseudonyms (sync/pseudonyms.py)
+        self.former_group_keys = [k for k in former_group_keys if k != group_key]
         self.lookup_sender = lookup_sender
+        # The devices paired directly (those whose bundles may be applied): what a pseudonym
+        # no group key here explains is checked against (`writer_of`).
+        self.paired_ids = paired_ids or (lambda: ())
         # name -> (digest, entries) of bundles opened by the first pass of an import
         self._opened: dict[str, tuple[str, list[tuple[str, bytes]]]] = {}
         self._list_merged_from: set[str] = set()  # bundles whose device list the first pass merged
         self._refused_documents: list[str] = []
+
+    # --- names in the folder (sync/pseudonyms.py) ----------------------------------------
+
+    def names(self) -> Names:
+        """The pseudonyms of this device and of every device it knows (paired, vouched for,
+        revoked), under the group key and those held before: a handful of HMACs."""
+        devices = set(self.store.device_trust().devices) | set(self.paired_ids())
+        return Names.build(self.device_id, devices, [self.group_key, *self.former_group_keys])
+
+    @property
+    def name_prefix(self) -> str:
+        """How this device's file names start from now on (its pseudonym's first 16 hex)."""
+        return self.names().prefix
+
+    @property
+    def own_prefixes(self) -> frozenset[str]:
+        """How this device's file names may start: its pseudonym under every group key it has
+        held, and its device id's first 16 hex (files written before pseudonyms)."""
+        return self.names().own
+
+    def is_own_name(self, name: str, names: Names | None = None) -> bool:
+        """Whether a file name (a bundle's, a mark's, a copy's, a temporary one) is named as
+        this device's. Not trusted: a file named so is still checked before it counts."""
+        prefix, sep, _rest = name.lstrip(".").partition("-")
+        return bool(sep) and prefix in (names or self.names()).own
+
+    def writer_of(self, data: bytes, header: fmt.BundleHeader, names: Names | None = None) -> str | None:
+        """The device that wrote a bundle or read-mark, by its header: the device id formats 1
+        and 2 hold; in format 3, the device its pseudonym stands for. A pseudonym none of the
+        group keys this device holds explains (a paired device that joined another group and
+        uses that group's key) is checked against each device paired here, not revoked: a
+        handful of signature checks, and the one that verifies is the writer. None when no
+        device here wrote it."""
+        if header.version < fmt.FORMAT_VERSION:
+            return header.sender_id
+        found = (names or self.names()).resolve(header.named)
+        if found is not None:
+            return found
+        for device_id in sorted(set(self.paired_ids())):
+            sender = self.lookup_sender(device_id)
+            if sender is None or sender.revoked:
+                continue
+            try:
+                fmt.verify(data, header, sender.cert_pem)
+            except fmt.BundleRejected:
+                continue
+            return device_id
+        return None
+
+    def _resolved(self, data: bytes, header: fmt.BundleHeader, names: Names | None = None) -> fmt.BundleHeader:
+        """`header` with its sender the device that wrote it; ForeignBundle when none here did."""
+        writer = self.writer_of(data, header, names)
+        if writer is None:
+            raise fmt.ForeignBundle("The bundle comes from a device that is not paired with this one; nothing was applied.")
+        return header if writer == header.sender_id else replace(header, sender_id=writer)
 
     # --- the command ------------------------------------------------------------------
 
@@ -279,8 +345,8 @@ class Mailbox:
         report = report or _report(folder)
         candidates = sorted(p for p in paths if is_bundle_name(p.name) and p.is_file())
         # A device's own bundles are recognised by name first, so they are not even read.
-        own_prefix = self.device_id[:16] + "-"
-        others = [p for p in candidates if not p.name.startswith(own_prefix)]
+        names = self.names()
+        others = [p for p in candidates if not self.is_own_name(p.name, names)]
         try:
             self._device_lists_first(others)
             for path in others:
@@ -306,7 +372,7 @@ class Mailbox:
         for path in paths:
             try:
                 data = self._read(path)
-                header = fmt.read_header(data)
+                header = self._resolved(data, fmt.read_header(data))
                 if header.sender_id == self.device_id:
                     continue
                 entries = self._open_verified(path.name, data, header)
@@ -351,7 +417,7 @@ class Mailbox:
         # The file name is not signed; the header is. A signed bundle under a name that is not its
         # own is a copy presented as something it is not.
         parsed = fmt.parse_file_name(fmt.original_name(name))
-        if parsed is None or parsed != (header.sender_id[:16], header.seq):
+        if parsed is None or parsed != (header.named[:16], header.seq):
             raise fmt.ReplayedBundle(
                 f"The file's name does not match the sender and sequence number {header.seq} signed inside it "
                 "(a renamed or copied bundle); nothing was applied."
@@ -381,7 +447,7 @@ class Mailbox:
         bundles.read += 1
         try:
             data = self._read(path)
-            header = fmt.read_header(data)
+            header = self._resolved(data, fmt.read_header(data))
             if header.sender_id == self.device_id:
                 bundles.read -= 1  # our own bundle under another name: nothing to learn
                 return
@@ -604,11 +670,12 @@ class Mailbox:
         entries = _StoredDocuments(self.store, changed, frozenset() if full else frozenset(d for d in changed if d in exported))
         self._remove_stale_temp_files(folder)
         seq = self._next_seq(folder, report)
+        named = self.names().current
         while True:
-            data = fmt.encode_for(
-                entries, sender_id=self.device_id, seq=seq, recipients=recipients, private_key=self.private_key
+            data = fmt.encode_named(
+                entries, pseudonym=named, seq=seq, recipients=recipients, private_key=self.private_key
             )
-            name = self._write_atomically(folder, seq, data)
+            name = self._write_atomically(folder, named, seq, data)
             if name is not None:
                 break
             seq += 1  # another run of this device took the number meanwhile
@@ -658,10 +725,10 @@ class Mailbox:
 
     def _remove_stale_temp_files(self, folder: Path) -> None:
         """Half-written bundles of this device left by a crash (an hour old: not a run in progress)."""
-        prefix = f".{self.device_id[:16]}-"
+        names = self.names()
         cutoff = time.time() - STALE_TEMP_SECONDS
         for p in _list(folder):
-            if p.name.startswith(prefix) and p.name.endswith(".tmp"):
+            if p.name.startswith(".") and p.name.endswith(".tmp") and self.is_own_name(p.name, names):
                 try:
                     if p.stat().st_mtime < cutoff:
                         p.unlink()
@@ -675,9 +742,9 @@ class Mailbox:
         # must not reuse a sequence number its peers have seen. A file name is not signed, so
         # a higher number counts only when the file is a bundle this device signed with it;
         # any other file named like ours is skipped and named in the report.
-        own_prefix = self.device_id[:16] + "-"
+        names = self.names()
         for p in sorted(_list(folder)):
-            if not (p.name.startswith(own_prefix) and p.name.endswith(fmt.SUFFIX)):
+            if not (p.name.endswith(fmt.SUFFIX) and not p.name.startswith(".") and self.is_own_name(p.name, names)):
                 continue
             parsed = fmt.parse_file_name(p.name)
             if parsed is not None and parsed[1] <= last:
@@ -698,16 +765,27 @@ class Mailbox:
         try:
             data = self._read(path)
             header = fmt.read_header(data)
-            if header.sender_id != self.device_id or header.seq != seq:
+            if self.writer_of(data, header) != self.device_id or header.seq != seq:
                 return False
             fmt.verify(data, header, fmt.public_key_of(self.private_key))
         except fmt.BundleRejected:
             return False
         return True
 
-    def _write_atomically(self, folder: Path, seq: int, data: bytes) -> str | None:
+    def own_bundles(self, listing: Iterable[Path]) -> dict[int, Path]:
+        """This device's bundles in a folder listing, by sequence number, under any name it
+        has written them under (not engines' copies; not yet checked to be its own)."""
+        names = self.names()
+        found: dict[int, Path] = {}
+        for p in listing:
+            parsed = fmt.parse_file_name(p.name)
+            if parsed is not None and parsed[0] in names.own and not p.name.startswith((".", "~")):
+                found[parsed[1]] = p
+        return found
+
+    def _write_atomically(self, folder: Path, named: str, seq: int, data: bytes) -> str | None:
         """Temp file, fsync, then link into place. None if the name is already taken."""
-        name = fmt.file_name(self.device_id, seq)
+        name = fmt.file_name(named, seq)
         target = folder / name
         # A leading dot and no .nwb suffix: readers never pick up a half-written file.
         tmp = folder / f".{name}.{secrets.token_hex(4)}.tmp"
@@ -775,7 +853,7 @@ def sync_mailbox(
 
 def mailbox_for(record_store, identity) -> Mailbox:
     """This device's `Mailbox`, its senders looked up in the paired-device list."""
-    from sync.peers import PeerBook, group_key
+    from sync.peers import PeerBook, former_group_keys, group_key
 
     key = group_key(record_store)
     if key is None:
@@ -797,6 +875,8 @@ def mailbox_for(record_store, identity) -> Mailbox:
         private_key=identity.key_pem.encode("ascii"),
         group_key=key,
         lookup_sender=lookup,
+        former_group_keys=former_group_keys(record_store),
+        paired_ids=lambda: [p.device_id for p in book.all()],
     )
 
 

@@ -4,9 +4,10 @@ Each device writes, into the folder, a **read-mark**: which bundles of every oth
 has read (the sequence numbers in its `sync.mailbox.seen.v1.<sender>` entries, as ranges).
 A read-mark has the bundle envelope (sync/bundle.py: signed by its device, its payload
 encrypted to the devices it trusts) with one entry, `read-marks`, holding JSON; it is named
-`<first 16 hex of the device id>-read.nwm`, which readers of bundles (`*.nwb`) never pick up.
-Each device replaces its own; a conflict copy or an older copy is read too, and the one
-with the highest signed number counts.
+`<first 16 hex of the device's pseudonym>-read.nwm` (sync/pseudonyms.py; earlier versions
+used the device id, and such marks are still read), which readers of bundles (`*.nwb`) never
+pick up. Each device replaces its own (and removes its marks under older names); a conflict
+copy or an older copy is read too, and the one with the highest signed number counts.
 
 Only the writer of a bundle removes it, and only when
 
@@ -67,8 +68,10 @@ _MARK_NAME = re.compile(r"^([0-9a-f]{16})-read\.nwm$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def mark_name(device_id: str) -> str:
-    return f"{device_id[:16]}-read{MARK_SUFFIX}"
+def mark_name(named: str) -> str:
+    """A read-mark's name: the first 16 hex characters of the device's pseudonym
+    (`Mailbox.name_prefix`), or, for marks earlier versions wrote, of its device id."""
+    return f"{named[:16]}-read{MARK_SUFFIX}"
 
 
 def mark_original_name(name: str) -> str | None:
@@ -129,13 +132,16 @@ class Marks:
     ignored: list[str] = field(default_factory=list)  # file names of marks not counted
 
 
-def parse_mark(data: bytes, *, expected_prefix: str, trust, device_id: str, private_key) -> tuple[str, int, dict]:
+def parse_mark(data: bytes, *, expected_prefix: str, trust, mailbox: Mailbox) -> tuple[str, int, dict]:
     """(device id, signed number, {sender: ranges}) of one read-mark; BundleRejected or
     ValueError when it does not count."""
     header = fmt.read_header(data)
-    sender = header.sender_id
-    if sender[:16] != expected_prefix or sender == device_id:
+    device_id, private_key = mailbox.device_id, mailbox.private_key
+    if header.named[:16] != expected_prefix:
         raise ValueError("named for another device")
+    sender = mailbox.writer_of(data, header)
+    if sender is None or sender == device_id:
+        raise ValueError("not another device of the group")
     if sender not in trust.group or sender in trust.revoked:
         raise ValueError("not a trusted device")
     key = trust.public_key(sender)
@@ -223,14 +229,17 @@ class Collector:
         payload = json.dumps({"read": self._read_by_me(trust)}, sort_keys=True, separators=(",", ":")).encode()
         digest = hashlib.sha256(payload + json.dumps(sorted(recipients)).encode()).hexdigest()
         state = self._state()
-        name = mark_name(self.me)
+        names = self.mailbox.names()
+        name = mark_name(names.prefix)
         target = self.folder / name
-        own_copies = [p for p in listing if p.name != name and mark_original_name(p.name) == name]
+        # Copies an engine made of this device's mark, and its marks under names it used
+        # before (its device id, a former group key's pseudonym): replaced by this one.
+        own_copies = [p for p in listing if p.name != name and self._own_mark(p.name, names)]
         if state.get("mark") == digest and target.exists() and not own_copies:
             return None
         seq = self._next_mark_seq(listing)
-        data = fmt.encode_for([(MARK_ENTRY, payload)], sender_id=self.me, seq=seq, recipients=recipients,
-                              private_key=self.mailbox.private_key)
+        data = fmt.encode_named([(MARK_ENTRY, payload)], pseudonym=names.current, seq=seq, recipients=recipients,
+                                private_key=self.mailbox.private_key)
         tmp = self.folder / f".{name}.{secrets.token_hex(4)}.tmp"
         try:
             with open(tmp, "xb") as f:
@@ -244,7 +253,7 @@ class Collector:
                 tmp.unlink()
             raise MailboxError(f"Cannot write this device's read-mark into {self.folder}: {e.strerror}.") from None
         self.store.local_put(MARK_SEQ_KEY, str(seq).encode())
-        # Copies an engine made of this device's mark are older than the one just written.
+        # Its copies and its marks under older names say less than the one just written.
         for p in own_copies:
             with contextlib.suppress(OSError):
                 p.unlink()
@@ -259,18 +268,26 @@ class Collector:
         raw = self.store.local_get(MARK_SEQ_KEY)
         last = int(raw) if raw and raw.isdigit() else 0
         public = fmt.public_key_of(self.mailbox.private_key)
+        names = self.mailbox.names()
         for p in listing:
-            if mark_original_name(p.name) != mark_name(self.me):
+            if not self._own_mark(p.name, names):
                 continue
             with contextlib.suppress(fmt.BundleRejected, OSError):
                 if p.stat().st_size > MAX_MARK_BYTES:
                     continue
                 data = p.read_bytes()
                 header = fmt.read_header(data)
-                if header.sender_id == self.me:
+                if self.mailbox.writer_of(data, header, names) == self.me:
                     fmt.verify(data, header, public)
                     last = max(last, header.seq)
         return min(last + 1, fmt.MAX_SEQ)
+
+    @staticmethod
+    def _own_mark(name: str, names) -> bool:
+        """Whether `name` is named as one of this device's read-marks (or a copy of one),
+        under any name it has used."""
+        original = mark_original_name(name)
+        return original is not None and original[:16] in names.own
 
     # --- the other devices' read-marks -------------------------------------------------
 
@@ -282,9 +299,10 @@ class Collector:
             self._marks, self._group = {}, trust.group
         marks = Marks()
         present = set()
+        names = self.mailbox.names()
         for path in sorted(listing):
             original = mark_original_name(path.name)
-            if original is None or original == mark_name(self.me):
+            if original is None or self._own_mark(path.name, names):
                 continue
             present.add(path.name)
             try:
@@ -298,7 +316,7 @@ class Collector:
                 if st.st_size <= MAX_MARK_BYTES:
                     try:
                         parsed = parse_mark(path.read_bytes(), expected_prefix=original[:16], trust=trust,
-                                            device_id=self.me, private_key=self.mailbox.private_key)
+                                            mailbox=self.mailbox)
                     except (fmt.BundleRejected, ValueError, OSError, RecursionError):  # deep JSON too
                         parsed = None
                 cached = self._marks[path.name] = (stat, parsed)
@@ -349,8 +367,9 @@ class Collector:
             if int(key) not in written:
                 del since[key]
         removed_names, removed = [], set()
+        own_files = self.mailbox.own_bundles(listing)  # under whichever name it was written
         for seq in removable:
-            path = self.folder / fmt.file_name(self.me, seq)
+            path = own_files.get(seq, self.folder / fmt.file_name(self.mailbox.name_prefix, seq))
             # A file named as this device's bundle that it did not sign is not its to remove.
             if path.exists() and not self.mailbox._own_bundle_numbered(path, seq):
                 continue
@@ -363,12 +382,13 @@ class Collector:
         if removed:
             state["removed"] = _merge(removed_ranges, removed)
         # Engines' copies of bundles removed here: the same bytes, read by every device.
+        own = self.mailbox.own_prefixes
         for p in listing:
             if not p.name.endswith(fmt.SUFFIX):
                 continue
             original = fmt.original_name(p.name)
             parsed = fmt.parse_file_name(original)
-            if (original != p.name and parsed is not None and parsed[0] == self.me[:16]
+            if (original != p.name and parsed is not None and parsed[0] in own
                     and _in_ranges(parsed[1], state["removed"]) and self.mailbox._own_bundle_numbered(p, parsed[1])):
                 with contextlib.suppress(OSError):
                     p.unlink()  # a copy: not counted as a bundle removed

@@ -292,8 +292,9 @@ class MailboxWatcher:
     def _own_bundles_lost(self, listing: dict[str, tuple[int, int]]) -> bool:
         """Whether bundles this device wrote have gone from the folder (deleted by an engine
         or a person); if so they are forgotten and the next bundle carries everything."""
+        own = self.mailbox.own_prefixes  # under every name it has written them under
         present = {parsed[1] for n in listing if (parsed := fmt.parse_file_name(n)) is not None
-                   and parsed[0] == self.mailbox.device_id[:16]}
+                   and parsed[0] in own}
         lost = set(self.mailbox.written(self.folder)) - present
         if not lost:
             return False

@@ -15,6 +15,7 @@ A revocation is final: pairing with a revoked device again is refused (docs/secu
     book.record_sync(device_id, ok=True, summary="received 2, sent 1")
     book.addresses() / book.last_address() / book.remember_address(device_id, "host:port")
     group_key(record_store) / set_group_key(record_store, key) / ensure_group_key(record_store)
+    former_group_keys(record_store)
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ REVOKED_ELSEWHERE = "by another device"
 # them; it stays, so addresses remembered then are still found.
 ADDRESSES_KEY = "tui.sync.addresses.v1"
 GROUP_KEY = "sync.group_key.v1"
+# The group keys this device held before its current one (newest first, 32 bytes each): the
+# mailbox still resolves the names its devices wrote under them (sync/pseudonyms.py).
+FORMER_GROUP_KEYS = "sync.group_key.former.v1"
+MAX_FORMER_GROUP_KEYS = 8
 LISTEN_KEY = "tui.sync.listen.v1"  # where this device last listened for syncs: "host:port" as typed
 GROUP_KEY_BYTES = 32
 
@@ -280,7 +285,23 @@ def group_key(record_store: RecordReplica) -> bytes | None:
 def set_group_key(record_store: RecordReplica, key: bytes) -> None:
     if len(key) != GROUP_KEY_BYTES:
         raise ValueError("group key must be 32 bytes")
-    record_store.local_put(GROUP_KEY, bytes(key))
+    with record_store.transaction():
+        try:
+            old = group_key(record_store)
+        except DamagedVault:
+            old = None  # replaced below, as before
+        if old is not None and old != key:
+            kept = [old] + [k for k in former_group_keys(record_store) if k not in (old, key)]
+            record_store.local_put(FORMER_GROUP_KEYS, b"".join(kept[:MAX_FORMER_GROUP_KEYS]))
+        record_store.local_put(GROUP_KEY, bytes(key))
+
+
+def former_group_keys(record_store: RecordReplica) -> list[bytes]:
+    """The group keys this device held before its current one, newest first."""
+    raw = record_store.local_get(FORMER_GROUP_KEYS) or b""
+    if len(raw) % GROUP_KEY_BYTES:
+        return []  # only widens what the mailbox recognises: start again rather than refuse
+    return [raw[i:i + GROUP_KEY_BYTES] for i in range(0, len(raw), GROUP_KEY_BYTES)]
 
 
 def ensure_group_key(record_store: RecordReplica) -> bytes:

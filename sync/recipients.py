@@ -16,6 +16,12 @@ are the associated data of its payload, so none can be added, removed or swapped
 
     wrap(file_key, {device_id: ed25519 public key}) -> stanzas (bytes)
     unwrap(stanzas, device_id, ed25519 private key) -> file key, or None if not for this device
+
+Format 3 (`wrap_unnamed`, `unwrap_unnamed`) names no recipient: a stanza is the ephemeral key
+and the sealed file key only, in no particular order, and a reader tries each until one
+opens with its key (as age does). A group is a handful of devices, so that is a handful of
+X25519 operations; a hostile file can hold at most MAX_RECIPIENTS of them. Whoever carries the
+folder then learns how many devices a bundle is for, and not which.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ COUNT = struct.Struct(">H")
 MAX_RECIPIENTS = 256  # a sync group is a handful of devices; this bounds what a reader parses
 _P = 2**255 - 19
 _INFO = b"notewell bundle v2 file key"
+UNNAMED_STANZA = struct.Struct(">32s48s")  # ephemeral public key, sealed file key (format 3)
+UNNAMED_STANZA_SIZE = UNNAMED_STANZA.size  # 80
+_INFO_UNNAMED = b"notewell bundle v3 file key"
 _NONCE = bytes(12)  # every wrap key is used once, for one file key
 
 
@@ -63,10 +72,10 @@ def x25519_private(private_key: ed25519.Ed25519PrivateKey) -> x25519.X25519Priva
     return x25519.X25519PrivateKey.from_private_bytes(hashlib.sha512(seed).digest()[:32])
 
 
-def _wrap_key(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
+def _wrap_key(shared: bytes, ephemeral: bytes, recipient: bytes, info: bytes = _INFO) -> bytes:
     if shared == bytes(32):
         raise ValueError("low-order point")
-    return HKDF(hashes.SHA256(), 32, ephemeral + recipient, _INFO).derive(shared)
+    return HKDF(hashes.SHA256(), 32, ephemeral + recipient, info).derive(shared)
 
 
 def _raw(public: x25519.X25519PublicKey) -> bytes:
@@ -93,7 +102,7 @@ def wrap(file_key: bytes, recipients: dict[str, ed25519.Ed25519PublicKey]) -> by
     return b"".join(parts)
 
 
-def section_length(data: bytes, at: int) -> int | None:
+def section_length(data: bytes, at: int, stanza_size: int = STANZA_SIZE) -> int | None:
     """The length of the recipients section starting at `at`, or None when cut short or its
     count is out of bounds."""
     if len(data) < at + COUNT.size:
@@ -101,7 +110,7 @@ def section_length(data: bytes, at: int) -> int | None:
     (count,) = COUNT.unpack_from(data, at)
     if not 1 <= count <= MAX_RECIPIENTS:
         return None
-    return COUNT.size + count * STANZA_SIZE
+    return COUNT.size + count * stanza_size
 
 
 def recipients_of(section: bytes) -> list[str]:
@@ -126,4 +135,44 @@ def unwrap(section: bytes, device_id: str, private_key: ed25519.Ed25519PrivateKe
             return ChaCha20Poly1305(key).decrypt(_NONCE, sealed, recipient)
         except (InvalidTag, ValueError):
             raise ValueError("the stanza does not open") from None
+    raise NotARecipient()
+
+
+# --- format 3: recipients not named ------------------------------------------------------
+
+
+def wrap_unnamed(file_key: bytes, public_keys: list[ed25519.Ed25519PublicKey]) -> bytes:
+    """The recipients section of format 3: a count, then one unnamed stanza per device, in
+    the order of their (random) ephemeral keys, which says nothing of who they are for."""
+    if not 1 <= len(public_keys) <= MAX_RECIPIENTS:
+        raise ValueError(f"a bundle has 1 to {MAX_RECIPIENTS} recipients")
+    stanzas = []
+    for public_key in public_keys:
+        them = _raw(x25519_public(public_key))
+        ephemeral = x25519.X25519PrivateKey.generate()
+        mine = _raw(ephemeral.public_key())
+        key = _wrap_key(ephemeral.exchange(x25519.X25519PublicKey.from_public_bytes(them)), mine, them, _INFO_UNNAMED)
+        stanzas.append(UNNAMED_STANZA.pack(mine, ChaCha20Poly1305(key).encrypt(_NONCE, file_key, b"")))
+    return COUNT.pack(len(stanzas)) + b"".join(sorted(stanzas))
+
+
+def unnamed_count(section: bytes) -> int:
+    """How many devices a format 3 recipients section is for."""
+    return COUNT.unpack_from(section, 0)[0]
+
+
+def unwrap_unnamed(section: bytes, private_key: ed25519.Ed25519PrivateKey) -> bytes:
+    """The file key of the first stanza that opens with this device's key; NotARecipient
+    when none does (the bundle is not for this device, or its stanza was altered: the
+    signature, checked before, tells those apart)."""
+    secret = x25519_private(private_key)
+    mine = _raw(secret.public_key())
+    for i in range(unnamed_count(section)):
+        ephemeral, sealed = UNNAMED_STANZA.unpack_from(section, COUNT.size + i * UNNAMED_STANZA_SIZE)
+        try:
+            key = _wrap_key(secret.exchange(x25519.X25519PublicKey.from_public_bytes(ephemeral)), ephemeral, mine,
+                            _INFO_UNNAMED)
+            return ChaCha20Poly1305(key).decrypt(_NONCE, sealed, b"")
+        except (InvalidTag, ValueError):
+            continue
     raise NotARecipient()

@@ -363,7 +363,9 @@ def test_a_stray_file_with_this_devices_prefix_is_skipped_and_named(make_vault, 
             other_vault.close()
     folder = tmp_path / "mailbox"
     folder.mkdir()
-    prefix = a.device_id[:16]
+    from sync.pseudonyms import pseudonym
+
+    prefix = pseudonym(b"G" * 32, a.device_id)[:16]  # how A names its files in the folder
     strays = [f"{prefix}-{2**64}.nwb", f"{prefix}-{2**64 - 1}.nwb", f"{prefix}-00000007.nwb",
               f"{prefix}-\u0661\u0662.nwb"]
     for name in strays:
@@ -373,7 +375,7 @@ def test_a_stray_file_with_this_devices_prefix_is_skipped_and_named(make_vault, 
         done = notewell(a, "sync", "mailbox", str(folder))
         assert done.returncode == 0, done.stderr
         assert "Traceback" not in done.stderr
-        assert f"wrote {fmt.file_name(a.device_id, attempt)} (" in done.stdout
+        assert f"wrote {fmt.file_name(prefix, attempt)} (" in done.stdout
         for name in strays:
             assert f"skipped {name}" in done.stdout
     for name in strays:

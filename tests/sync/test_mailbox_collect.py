@@ -41,8 +41,24 @@ def _run(device: Device, box: Path, clock: Clock | None = None, grace: float = G
     return sync_mailbox(device.record.replica, device.identity, box, after_run=collect)
 
 
+def _prefix(device: Device) -> str:
+    """How `device` names its files in the folder: its pseudonym (sync/pseudonyms.py)."""
+    from sync.mailbox import mailbox_for
+
+    return mailbox_for(device.record.replica, device.identity).name_prefix
+
+
+def _prefix_of(in_vault, ref) -> str:
+    """`_prefix` for a vault of the real-process tests."""
+    return in_vault(ref, """
+        from sync.peers import group_key
+        from sync.pseudonyms import pseudonym
+        print(pseudonym(group_key(record.replica), sys.argv[2])[:16])
+    """, ref.device_id).strip()
+
+
 def _bundles_of(device: Device, box: Path) -> list[str]:
-    prefix = device.identity.device_id[:16] + "-"
+    prefix = _prefix(device) + "-"
     return sorted(p.name for p in box.iterdir() if p.name.startswith(prefix) and p.name.endswith(".nwb"))
 
 
@@ -71,7 +87,7 @@ def test_removed_by_the_writer_only_after_both_read_it_and_the_grace_period(thre
     (first,) = _bundles_of(a, box)
 
     _run(b, box, clock)  # B reads it and marks it read
-    assert (box / mark_name(b.identity.device_id)).exists()
+    assert (box / mark_name(_prefix(b))).exists()
     clock.now += 30 * DAY
     _run(a, box, clock)
     assert first in _bundles_of(a, box)  # C has not read it: nothing is removed, however late
@@ -195,7 +211,7 @@ def test_a_stale_or_copied_mark_never_removes_what_was_not_read(three):
     _run(a, box, clock)
     _run(b, box, clock)
     _run(c, box, clock)
-    c_mark = box / mark_name(c.identity.device_id)
+    c_mark = box / mark_name(_prefix(c))
     old_mark = c_mark.read_bytes()  # C has read A's first bundle
 
     _client_with_note(a, "Second, written on A.")
@@ -205,7 +221,7 @@ def test_a_stale_or_copied_mark_never_removes_what_was_not_read(three):
     _run(c, box, clock)  # C's mark now covers the second one too
     new_mark = c_mark.read_bytes()
     # An engine's conflict copy of the new mark, then the old mark put back under the name.
-    stem = mark_name(c.identity.device_id).removesuffix(".nwm")
+    stem = mark_name(_prefix(c)).removesuffix(".nwm")
     (box / f"{stem}.sync-conflict-20260302-101500-ABCDEFG.nwm").write_bytes(new_mark)
     (box / f"{stem} (1).nwm").write_bytes(old_mark)
     c_mark.write_bytes(old_mark)
@@ -231,7 +247,7 @@ def test_a_stale_or_copied_mark_never_removes_what_was_not_read(three):
 
     # C's own run replaces its mark and removes the engine's copies of it.
     _run(c, box, clock)
-    assert sorted(p.name for p in box.glob(f"{stem}*")) == [mark_name(c.identity.device_id)]
+    assert sorted(p.name for p in box.glob(f"{stem}*")) == [mark_name(_prefix(c))]
 
 
 def test_a_device_trusted_later_gets_a_starting_bundle_with_everything(three, tmp_path):
@@ -288,7 +304,7 @@ def test_marks_and_collection_stay_out_of_old_readers_way(three):
     _client_with_note(a, "Written on A, never in the clear.")
     _run(a, box)
     _run(b, box)
-    mark = box / mark_name(b.identity.device_id)
+    mark = box / mark_name(_prefix(b))
     assert not is_bundle_name(mark.name)
     assert a.identity.device_id.encode() not in mark.read_bytes()
     assert b"read" not in mark.read_bytes()[fmt.HEADER_SIZE:]
@@ -327,8 +343,10 @@ def test_real_processes_remove_only_what_all_read_and_start_a_new_device(
         assert all("(foreign)" in line for line in done.stdout.splitlines() if line.startswith("rejected ")), done.stdout
         return done.stdout
 
+    a_prefix = _prefix_of(in_vault, a)
+
     def a_bundles() -> list[str]:
-        return sorted(p.name for p in box.glob(f"{a.device_id[:16]}-*.nwb"))
+        return sorted(p.name for p in box.glob(f"{a_prefix}-*.nwb"))
 
     run(a)
     first = a_bundles()
@@ -377,16 +395,17 @@ def test_the_watcher_collects_once_every_device_has_read(grace_zero, make_vault,
         from store.models import Client
         record.create_client(Client(display_name="Synthetic Person"))
     """)
+    a_prefix, b_prefix = _prefix_of(in_vault, a), _prefix_of(in_vault, b)
     watch_a = _start_watch(start_notewell, a, box)
 
     def a_bundles() -> list[Path]:
-        return sorted(box.glob(f"{a.device_id[:16]}-*.nwb"))
+        return sorted(box.glob(f"{a_prefix}-*.nwb"))
 
     _eventually(lambda: a_bundles() or None, "A's bundle written")
     for ref in (b, c):
         done = notewell(ref, "sync", "mailbox", str(box))
         assert done.returncode in (0, 3), done.stdout + done.stderr
-    _eventually(lambda: (not a_bundles() and (box / mark_name(b.device_id)).exists()) or None,
+    _eventually(lambda: (not a_bundles() and (box / mark_name(b_prefix)).exists()) or None,
                 "A's bundles removed by its watcher", timeout=120)
     rc, out, err = watch_a.terminate()
     assert rc == 0, err

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from tests.sync.syncthing_pair import SyncthingPair, syncthing_binary
+from tests.sync.test_mailbox_metadata import found_ids
 from tests.sync.test_direct_sync import BASE_TEXT, EDIT, _heads, _seed
 from tests.sync.test_mailbox_watch import _eventually, _has_all_of, _section_or_empty, _start_watch, _applied_counts
 
@@ -44,6 +45,8 @@ def test_edits_travel_both_ways_through_two_syncthing_instances(make_vault, pair
             for path in folder.rglob("*"):
                 if path.is_file():
                     assert b"FROM HOME" not in path.read_bytes() and BASE_TEXT.encode() not in path.read_bytes()
+            # Nor which computers wrote it: no piece of either device id in a name or a byte.
+            assert found_ids(folder, [a.device_id, b.device_id]) == []
 
         for proc in (watch_a, watch_b):
             rc, out, err = proc.terminate()
