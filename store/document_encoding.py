@@ -223,8 +223,8 @@ def _booleans(runs: list) -> bytes:
 def _columns(cols: list[tuple[int, bytes]]) -> tuple[bytes, bytes]:
     """(metadata, data) of the non-empty columns, in the order given (by specification)."""
     present = [(spec, data) for spec, data in cols if data]
-    meta = _u(len(present)) + b"".join(_u(spec) + _u(len(data)) for spec, data in present)
-    return meta, b"".join(data for _spec, data in present)
+    meta = b"".join([_u(len(present)), *[_u(spec) + _u(len(data)) for spec, data in present]])
+    return meta, b"".join([data for _spec, data in present])
 
 
 def _chunk(kind: int, body: bytes) -> tuple[bytes, bytes]:
@@ -301,7 +301,8 @@ class _Op:
                  "obj_actor", "obj_ctr", "insert_cell", "action_cell", "key_str_cell")
 
     def __init__(self, id_: int, obj: int, key: str | None, elem: int, insert: bool, action: int,
-                 metas: list[tuple[bytes, int]], raw: bytes, n: int = 1, pred: int | None = None) -> None:
+                 metas: list[tuple[bytes, int]], raw: bytes, n: int = 1, pred: int | None = None,
+                 cells: tuple | None = None) -> None:
         self.id = id_
         self.obj = obj
         self.key = key  # a map key, or None for a list element
@@ -314,12 +315,16 @@ class _Op:
         self.pred = pred  # the op it overwrites, if any (only a map's key is overwritten: n == 1)
         self.succ: int | None = None
         # What it adds to the columns that read the same in a change and in the document,
-        # encoded once (`_rle`).
-        self.obj_actor = (None, n) if obj == _ROOT else (_U0, n)
-        self.obj_ctr = (None, n) if obj == _ROOT else (_u(obj), n)
-        self.insert_cell = (insert, n)
-        self.action_cell = (_u(action), n)
+        # encoded once (`_rle`); `cells`: the same, made once per object and action (`_cells`).
+        self.obj_actor, self.obj_ctr, self.insert_cell, self.action_cell = cells or _cells(obj, insert, action, n)
         self.key_str_cell = (_key_value(key), 1) if key is not None else (None, n)
+
+
+def _cells(obj: int, insert: bool, action: int, n: int) -> tuple:
+    """An op's object actor, object counter, insert and action cells."""
+    if obj == _ROOT:
+        return (None, n), (None, n), (insert, n), (_u(action), n)
+    return (_U0, n), (_u(obj), n), (insert, n), (_u(action), n)
 
 
 def _element_keys(ops: list[_Op]) -> tuple[list, list]:
@@ -439,6 +444,7 @@ class EncodedDocument:
         # list/text -> [its length, its last element's id (0: none)]: appended to only, so
         # that is all an append needs, however long a text is
         self.items: dict[int, list[int]] = {}
+        self.map_cells: dict[tuple[int, int], tuple] = {}  # (map, action) -> its keys' `_cells`
 
     def transaction(self) -> "_Transaction":
         return _Transaction(self)
@@ -456,7 +462,11 @@ class EncodedDocument:
         raise Unsupported("an object this document did not make")
 
     def _map_op(self, obj: Any, prop: Any, action: int, meta: bytes, raw: bytes) -> _Op:
-        keys = self.keys.get(_ROOT if obj == ROOT else obj) if obj.__class__ is not bool else None
+        if obj.__class__ is int:
+            keys = self.keys.get(obj)
+        else:
+            keys = self.keys.get(_ROOT) if obj == ROOT else None
+            obj = _ROOT
         if keys is None or prop.__class__ is not str:
             raise Unsupported("a key of something other than a map this document made")
         current = keys.get(prop)
@@ -470,8 +480,11 @@ class EncodedDocument:
                 prop.encode("utf-8")
             except UnicodeEncodeError:
                 raise Unsupported("a key that is not Unicode characters") from None
-        op = _Op(self.next_op, _ROOT if obj == ROOT else obj, prop, 0, False, action, [(meta, 1)], raw,
-                 pred=current.id if current is not None else None)
+        cells = self.map_cells.get((obj, action))
+        if cells is None:
+            cells = self.map_cells[(obj, action)] = _cells(obj, False, action, 1)
+        op = _Op(self.next_op, obj, prop, 0, False, action, [(meta, 1)], raw, 1,
+                 current.id if current is not None else None, cells)
         if current is not None:
             current.succ = op.id
         keys[prop] = op
