@@ -223,7 +223,7 @@ def _booleans(runs: list) -> bytes:
 def _columns(cols: list[tuple[int, bytes]]) -> tuple[bytes, bytes]:
     """(metadata, data) of the non-empty columns, in the order given (by specification)."""
     present = [(spec, data) for spec, data in cols if data]
-    meta = b"".join([_u(len(present)), *[_u(spec) + _u(len(data)) for spec, data in present]])
+    meta = b"".join([_u(len(present)), *[_ULEB[spec] + _u(len(data)) for spec, data in present]])
     return meta, b"".join([data for _spec, data in present])
 
 
@@ -318,6 +318,10 @@ class _Op:
         # encoded once (`_rle`); `cells`: the same, made once per object and action (`_cells`).
         self.obj_actor, self.obj_ctr, self.insert_cell, self.action_cell = cells or _cells(obj, insert, action, n)
         self.key_str_cell = (_key_value(key), 1) if key is not None else (None, n)
+
+
+# (map, action) -> the `_cells` of a key written in it: the same in every document.
+_MAP_CELLS: dict[tuple[int, int], tuple] = {}
 
 
 def _cells(obj: int, insert: bool, action: int, n: int) -> tuple:
@@ -444,7 +448,6 @@ class EncodedDocument:
         # list/text -> [its length, its last element's id (0: none)]: appended to only, so
         # that is all an append needs, however long a text is
         self.items: dict[int, list[int]] = {}
-        self.map_cells: dict[tuple[int, int], tuple] = {}  # (map, action) -> its keys' `_cells`
 
     def transaction(self) -> "_Transaction":
         return _Transaction(self)
@@ -480,9 +483,11 @@ class EncodedDocument:
                 prop.encode("utf-8")
             except UnicodeEncodeError:
                 raise Unsupported("a key that is not Unicode characters") from None
-        cells = self.map_cells.get((obj, action))
+        cells = _MAP_CELLS.get((obj, action))
         if cells is None:
-            cells = self.map_cells[(obj, action)] = _cells(obj, False, action, 1)
+            if len(_MAP_CELLS) >= 4_096:
+                _MAP_CELLS.clear()
+            cells = _MAP_CELLS[(obj, action)] = _cells(obj, False, action, 1)
         op = _Op(self.next_op, obj, prop, 0, False, action, [(meta, 1)], raw, 1,
                  current.id if current is not None else None, cells)
         if current is not None:
