@@ -27,7 +27,10 @@ integers, booleans or null, lists and text appended to at their end. Anything el
 from __future__ import annotations
 
 import hashlib
+import re
 import zlib
+from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 from automerge.core import ROOT, ObjType, ScalarType
@@ -103,18 +106,19 @@ def _sleb(n: int) -> bytes:
         out.append(byte | 0x80)
 
 
-# Small values are most of what columns hold.
-_ULEB = [_uleb(i) for i in range(128)]
-_SLEB = {i: _sleb(i) for i in range(-64, 64)}
+# Values below 2**14 are nearly all that columns hold (a string's value metadata is its
+# length in bytes times 16, so anything from 8 bytes up needs two): looked up, not computed.
+_TABLE = 1 << 14
+_ULEB = [_uleb(i) for i in range(_TABLE)]
+_SLEB = [_sleb(i) for i in range(_TABLE)] + [_sleb(i) for i in range(-_TABLE, 0)]  # indexed by n
 
 
 def _u(n: int) -> bytes:
-    return _ULEB[n] if 0 <= n < 128 else _uleb(n)
+    return _ULEB[n] if 0 <= n < _TABLE else _uleb(n)
 
 
 def _s(n: int) -> bytes:
-    got = _SLEB.get(n)
-    return got if got is not None else _sleb(n)
+    return _SLEB[n] if -_TABLE <= n < _TABLE else _sleb(n)
 
 
 def _str_value(s: str) -> bytes:
@@ -122,38 +126,64 @@ def _str_value(s: str) -> bytes:
     return _u(len(raw)) + raw
 
 
-def _rle(runs: list, value_bytes) -> bytes:
-    """Runs of (value or None, count) in Automerge's run-length encoding, making exactly the
-    choices Automerge's encoder makes (a change's bytes are hashed, so they must match): a
-    value repeated is one run, values that differ from their neighbours one literal run, a
-    stretch of nulls one null run, and a column of nulls alone nothing at all."""
-    merged: list[list] = []
-    for value, n in runs:
-        if n <= 0:
-            continue
-        if merged and merged[-1][0] == value and (value is None) == (merged[-1][0] is None):
-            merged[-1][1] += n
-        else:
-            merged.append([value, n])
-    if len(merged) == 1 and merged[0][0] is None:
-        return b""
+# Map keys as a column holds them, remembered: a note's keys are mostly the same few dozen
+# names (cleared at 4,096, since keys such as goal ids differ from client to client).
+_KEYS: dict[str, bytes] = {}
+
+
+def _key_value(key: str) -> bytes:
+    got = _KEYS.get(key)
+    if got is None:
+        if len(_KEYS) >= 4_096:
+            _KEYS.clear()
+        got = _KEYS[key] = _str_value(key)
+    return got
+
+
+# Encoded values a column cell holds often.
+_U0, _U1, _S0, _S1 = _u(0), _u(1), _s(0), _s(1)
+_META_NULL = _u(_NULL)
+
+
+class _Sentinel:
+    """A value no column holds (equal only to itself)."""
+
+
+_START, _END = _Sentinel(), _Sentinel()
+_END_CELL = ((_END, 1),)
+
+
+def _rle(runs) -> bytes:
+    """Runs of (value or None, count >= 1) in Automerge's run-length encoding, making
+    exactly the choices Automerge's encoder makes (a change's bytes are hashed, so they must
+    match): a value repeated is one run, values that differ from their neighbours one literal
+    run, a stretch of nulls one null run, and a column of nulls alone nothing at all.
+
+    Each value arrives already encoded (uLEB, sLEB or a length-prefixed string, as its
+    column holds it: equal values have equal bytes), so this only groups and counts. One
+    pass, a few steps per run of equal values, not per value: a text's thousands of
+    characters arrive as one run and cost what one key does."""
     out: list[bytes] = []
-    lits: list = []
-    for value, n in merged:
-        if n == 1 and value is not None:
-            lits.append(value)
+    lits: list[bytes] = []
+    current, count = _START, 0
+    for value, n in chain(runs, _END_CELL):
+        if value == current:
+            count += n
             continue
-        if lits:
-            out.append(_s(-len(lits)))
-            out.extend(map(value_bytes, lits))
-            lits = []
-        if value is None:
-            out.append(b"\x00" + _u(n))
-        else:
-            out.append(_s(n) + value_bytes(value))
+        if count == 1 and current is not None:
+            lits.append(current)
+        elif count:
+            if current is None and value is _END and not out and not lits:
+                return b""  # nulls alone
+            if lits:
+                out.append(_s(-len(lits)))
+                out += lits
+                lits = []
+            out.append(b"\x00" + _u(count) if current is None else _s(count) + current)
+        current, count = value, n
     if lits:
         out.append(_s(-len(lits)))
-        out.extend(map(value_bytes, lits))
+        out += lits
     return b"".join(out)
 
 
@@ -164,26 +194,15 @@ _ENCODED: dict[tuple, bytes] = {}
 _ENCODED_MAX = 4_000
 
 
-def _cached(runs: list, kind: int, value_bytes) -> bytes:
-    key = (kind, *runs)
+def _column(runs: list) -> bytes:
+    """A column of encoded cells, run-length encoded (remembered: `_ENCODED`)."""
+    key = tuple(runs)
     got = _ENCODED.get(key)
     if got is None:
         if len(_ENCODED) >= _ENCODED_MAX:
             _ENCODED.clear()
-        got = _ENCODED[key] = _rle(runs, value_bytes)
+        got = _ENCODED[key] = _rle(runs)
     return got
-
-
-def _rle_u(runs: list) -> bytes:
-    return _cached(runs, 0, _u)
-
-
-def _rle_s(runs: list) -> bytes:
-    return _cached(runs, 1, _s)
-
-
-def _rle_str(runs: list) -> bytes:
-    return _cached(runs, 2, _str_value)
 
 
 def _booleans(runs: list) -> bytes:
@@ -204,8 +223,8 @@ def _booleans(runs: list) -> bytes:
 def _columns(cols: list[tuple[int, bytes]]) -> tuple[bytes, bytes]:
     """(metadata, data) of the non-empty columns, in the order given (by specification)."""
     present = [(spec, data) for spec, data in cols if data]
-    meta = _u(len(present)) + b"".join(_u(spec) + _u(len(data)) for spec, data in present)
-    return meta, b"".join(data for _spec, data in present)
+    meta = b"".join([_u(len(present)), *[_ULEB[spec] + _u(len(data)) for spec, data in present]])
+    return meta, b"".join([data for _spec, data in present])
 
 
 def _chunk(kind: int, body: bytes) -> tuple[bytes, bytes]:
@@ -223,53 +242,67 @@ def _chunk(kind: int, body: bytes) -> tuple[bytes, bytes]:
 _STR_TYPE, _NULL_TYPE, _BOOL_TYPE, _INT_TYPE = ScalarType.Str, ScalarType.Null, ScalarType.Boolean, ScalarType.Int
 
 
-def _scalar(kind: ScalarType, value: Any) -> tuple[int, bytes]:
-    """(value metadata, raw bytes) of a scalar."""
+_META_FALSE, _META_TRUE = _u(_FALSE), _u(_TRUE)
+
+
+def _scalar(kind: ScalarType, value: Any) -> tuple[bytes, bytes]:
+    """(value metadata, encoded as its column holds it; raw bytes) of a scalar."""
     if kind == _STR_TYPE:
         if value.__class__ is str and value.isascii():
-            return (len(value) << 4) | _STR, value.encode()
+            return _u((len(value) << 4) | _STR), value.encode()
         try:
             raw = value.encode("utf-8")
         except (AttributeError, UnicodeEncodeError):
             raise Unsupported("a string value that is not Unicode characters") from None
-        return (len(raw) << 4) | _STR, raw
+        return _u((len(raw) << 4) | _STR), raw
     if kind == _NULL_TYPE:
-        return _NULL, b""
+        return _META_NULL, b""
     if kind == _BOOL_TYPE:
-        return (_TRUE if value else _FALSE), b""
+        return (_META_TRUE if value else _META_FALSE), b""
     if kind == _INT_TYPE:
         if not isinstance(value, int) or isinstance(value, bool) or not -(2**63) <= value < 2**63:
             raise Unsupported("an integer out of range")
         raw = _sleb(value)
-        return (len(raw) << 4) | _INT, raw
+        return _u((len(raw) << 4) | _INT), raw
     raise Unsupported(f"a value of type {kind}")
 
 
-def _char_metas(text: str) -> list[tuple[int, int]]:
-    """Runs of (value metadata, count) of a text's characters, one operation each."""
+# Stretches of characters of one UTF-8 length: 1, 2, 3 and 4 bytes (the surrogates, which
+# no text here holds, would take 3).
+_SAME_WIDTH = re.compile("[\x00-\x7f]+|[\x80-\u07ff]+|[\u0800-\uffff]+|[\U00010000-\U0010ffff]+")
+
+
+# The value metadata of one character of 1, 2, 3 or 4 bytes.
+_CHAR_META = [_u((width << 4) | _STR) for width in range(5)]
+_ASCII_CHAR = _CHAR_META[1]
+
+
+def _char_metas(text: str) -> list[tuple[bytes, int]]:
+    """Runs of (value metadata, count) of a text's characters, one operation each: a run per
+    stretch of characters of one UTF-8 length, found by the regular expression engine, so
+    a text costs a few steps per change of script, not per character."""
     if text.isascii():
-        return [((1 << 4) | _STR, len(text))]
-    runs: list[list[int]] = []
-    for ch in text:
-        meta = (len(ch.encode("utf-8", "surrogatepass")) << 4) | _STR
-        if runs and runs[-1][0] == meta:
-            runs[-1][1] += 1
-        else:
-            runs.append([meta, 1])
-    return [(m, n) for m, n in runs]
+        return [(_ASCII_CHAR, len(text))]
+    runs: list[tuple[bytes, int]] = []
+    for m in _SAME_WIDTH.finditer(text):
+        first = m.group()[0]
+        runs.append((_CHAR_META[len(first.encode("utf-8", "surrogatepass"))], m.end() - m.start()))
+    return runs
 
 
 # --- operations --------------------------------------------------------------------------
 
 
 class _Op:
-    """One operation, or a run of `n` characters inserted one after another (text)."""
+    """One operation, or a run of `n` characters inserted one after another (a text's
+    splice is one _Op whatever its length)."""
 
     __slots__ = ("id", "obj", "key", "elem", "insert", "action", "metas", "raw", "n", "pred", "succ",
-                 "obj_actor", "obj_ctr", "insert_cell", "action_cell")
+                 "obj_actor", "obj_ctr", "insert_cell", "action_cell", "key_str_cell")
 
     def __init__(self, id_: int, obj: int, key: str | None, elem: int, insert: bool, action: int,
-                 metas: list[tuple[int, int]], raw: bytes, n: int = 1, pred: int | None = None) -> None:
+                 metas: list[tuple[bytes, int]], raw: bytes, n: int = 1, pred: int | None = None,
+                 cells: tuple | None = None) -> None:
         self.id = id_
         self.obj = obj
         self.key = key  # a map key, or None for a list element
@@ -279,87 +312,112 @@ class _Op:
         self.metas = metas
         self.raw = raw
         self.n = n
-        self.pred = pred  # the op it overwrites, if any
+        self.pred = pred  # the op it overwrites, if any (only a map's key is overwritten: n == 1)
         self.succ: int | None = None
-        # What it adds to the columns that read the same in a change and in the document.
-        self.obj_actor = (None, n) if obj == _ROOT else (0, n)
-        self.obj_ctr = (None, n) if obj == _ROOT else (obj, n)
-        self.insert_cell = (insert, n)
-        self.action_cell = (action, n)
+        # What it adds to the columns that read the same in a change and in the document,
+        # encoded once (`_rle`); `cells`: the same, made once per object and action (`_cells`).
+        self.obj_actor, self.obj_ctr, self.insert_cell, self.action_cell = cells or _cells(obj, insert, action, n)
+        self.key_str_cell = (_key_value(key), 1) if key is not None else (None, n)
 
 
-def _op_columns(ops: list[_Op], *, document: bool) -> list[tuple[int, bytes]]:
-    """The operation columns of a change (with pred) or of a document (with ids and succ)."""
+# (map, action) -> the `_cells` of a key written in it: the same in every document.
+_MAP_CELLS: dict[tuple[int, int], tuple] = {}
+
+
+def _cells(obj: int, insert: bool, action: int, n: int) -> tuple:
+    """An op's object actor, object counter, insert and action cells."""
+    if obj == _ROOT:
+        return (None, n), (None, n), (insert, n), (_u(action), n)
+    return (_U0, n), (_u(obj), n), (insert, n), (_u(action), n)
+
+
+def _element_keys(ops: list[_Op]) -> tuple[list, list]:
+    """The key actor and counter columns: null for a map's key; for a list or text element
+    the element it follows (the first of a run follows `elem`, each other one the one
+    before it: ids op.id .. op.id + n - 2)."""
     key_actor: list = []
     key_ctr: list = []
-    key_str: list = []
-    id_ctr: list = []
-    metas: list = []
-    group: list = []
-    links: list = []  # pred or succ counters
+    nulls = 0
     key_abs = 0
-    id_abs = 0
-    link_abs = 0
-    null_one = (None, 1)
     for op in ops:
-        n = op.n
-        metas += op.metas
         if op.key is not None:
-            key_actor.append(null_one)
-            key_ctr.append(null_one)
-            key_str.append((op.key, 1))
-        else:
-            key_str.append((None, n))
-            first = op.elem
-            key_actor.append(null_one if first == 0 else (0, 1))
-            key_ctr.append((first - key_abs, 1))
-            key_abs = first
-            if n > 1:
-                key_actor.append((0, n - 1))
-                # Each character follows the one before it: ids op.id .. op.id + n - 2.
-                key_ctr.append((op.id - key_abs, 1))
-                key_ctr.append((1, n - 2))
-                key_abs = op.id + n - 2
-        if document:
-            id_ctr.append((op.id - id_abs, 1))
-            if n > 1:
-                id_ctr.append((1, n - 1))
-            id_abs = op.id + n - 1
-        link = op.succ if document else op.pred
-        if link is None:
-            group.append((0, n))
-        else:
-            group.append((1, 1))
-            if n > 1:
-                group.append((0, n - 1))
-            links.append((link - link_abs, 1))
-            link_abs = link
-    obj_actor = [op.obj_actor for op in ops]
-    obj_ctr = [op.obj_ctr for op in ops]
-    insert = [op.insert_cell for op in ops]
-    action = [op.action_cell for op in ops]
-    raws = [op.raw for op in ops]
+            nulls += 1
+            continue
+        if nulls:
+            key_actor.append((None, nulls))
+            key_ctr.append((None, nulls))
+            nulls = 0
+        first = op.elem
+        key_actor.append((None, 1) if first == 0 else (_U0, 1))
+        key_ctr.append((_s(first - key_abs), 1))
+        key_abs = first
+        n = op.n
+        if n > 1:
+            key_actor.append((_U0, n - 1))
+            key_ctr.append((_s(op.id - key_abs), 1))
+            if n > 2:
+                key_ctr.append((_S1, n - 2))
+            key_abs = op.id + n - 2
+    if nulls:
+        key_actor.append((None, nulls))
+        key_ctr.append((None, nulls))
+    return key_actor, key_ctr
+
+
+def _id_counters(ops: list[_Op]) -> list:
+    """A document's op id column: each op's id as a delta from the last id before it (a
+    run's ids follow one another)."""
+    out: list = []
+    last = 0
+    for op in ops:
+        out.append((_s(op.id - last), 1))
+        n = op.n
+        if n > 1:
+            out.append((_S1, n - 1))
+        last = op.id + n - 1
+    return out
+
+
+def _op_columns(ops: list[_Op], total: int, *, document: bool) -> list[tuple[int, bytes]]:
+    """The operation columns of a change (with pred) or of a document (with ids and succ);
+    `total`: the operations they hold (a run of n characters is n)."""
+    if None in [op.key for op in ops]:
+        key_actor, key_ctr = _element_keys(ops)
+    else:  # map keys only: both columns null throughout, so absent
+        key_actor = key_ctr = None
+    link_of = [op.succ for op in ops] if document else [op.pred for op in ops]
+    links = []
+    if link_of.count(None) != len(link_of):
+        # Only a map's key is overwritten, so a linked op is one operation (n == 1).
+        group = [(_U0, op.n) if link is None else (_U1, 1) for op, link in zip(ops, link_of)]
+        link_abs = 0
+        for link in link_of:
+            if link is not None:
+                links.append((_s(link - link_abs), 1))
+                link_abs = link
+    else:
+        group = [(_U0, total)]
     # A document names each op's id and the ops that overwrote it; a change, the ops it
     # overwrites (its own ids follow from its first op).
-    ids = [(_ID_ACTOR, _rle_u([(0, sum(op.n for op in ops))])), (_ID_CTR, _rle_s(id_ctr))] if document else []
+    ids = [(_ID_ACTOR, _column([(_U0, total)])), (_ID_CTR, _column(_id_counters(ops)))] if document else []
     group_spec, actor_spec, ctr_spec = (
         (_SUCC_GROUP, _SUCC_ACTOR, _SUCC_CTR) if document else (_PRED_GROUP, _PRED_ACTOR, _PRED_CTR)
     )
     cols = [
-        (_OBJ_ACTOR, _rle_u(obj_actor)),
-        (_OBJ_CTR, _rle_u(obj_ctr)),
-        (_KEY_ACTOR, _rle_u(key_actor)),
-        (_KEY_CTR, _rle_s(key_ctr)),
-        (_KEY_STR, _rle_str(key_str)),
+        (_OBJ_ACTOR, _column([op.obj_actor for op in ops])),
+        (_OBJ_CTR, _column([op.obj_ctr for op in ops])),
+        (_KEY_ACTOR, _column(key_actor) if key_actor is not None else b""),
+        (_KEY_CTR, _column(key_ctr) if key_ctr is not None else b""),
+        (_KEY_STR, _column([op.key_str_cell for op in ops])),
         *ids,
-        (_INSERT, _booleans(insert)),
-        (_ACTION, _rle_u(action)),
-        (_VAL_META, _rle_u(metas)),
-        (_VAL_RAW, b"".join(raws)),
-        (group_spec, _rle_u(group)),
+        (_INSERT, _booleans([op.insert_cell for op in ops])),
+        (_ACTION, _column([op.action_cell for op in ops])),
+        (_VAL_META, _rle([m for op in ops for m in op.metas])),  # values differ note to note
+        (_VAL_RAW, b"".join([op.raw for op in ops])),
+        (group_spec, _column(group)),
     ]
     if links:
-        cols += [(actor_spec, _rle_u([(0, len(links))])), (ctr_spec, _rle_s(links))]
+        cols += [(actor_spec, _column([(_U0, len(links))])), (ctr_spec, _column(links))]
     return cols
 
 
@@ -373,6 +431,9 @@ class _Change:
         self.seq, self.start_op, self.max_op, self.deps, self.hash = seq, start_op, max_op, deps, hash_
 
 
+_BY_KEY_THEN_ID = attrgetter("key", "id")
+
+
 class EncodedDocument:
     """A new document, written as the binding would write it; see the module docstring."""
 
@@ -384,7 +445,9 @@ class EncodedDocument:
         # object id -> its kind; maps: key -> the op now at that key; sequences: last element
         self.kinds: dict[int, ObjType] = {_ROOT: ObjType.Map}
         self.keys: dict[int, dict[str, _Op]] = {_ROOT: {}}
-        self.items: dict[int, list[int]] = {}  # list/text -> element ids in order
+        # list/text -> [its length, its last element's id (0: none)]: appended to only, so
+        # that is all an append needs, however long a text is
+        self.items: dict[int, list[int]] = {}
 
     def transaction(self) -> "_Transaction":
         return _Transaction(self)
@@ -401,8 +464,12 @@ class EncodedDocument:
             return obj
         raise Unsupported("an object this document did not make")
 
-    def _map_op(self, obj: Any, prop: Any, action: int, meta: int, raw: bytes) -> _Op:
-        keys = self.keys.get(_ROOT if obj == ROOT else obj) if obj.__class__ is not bool else None
+    def _map_op(self, obj: Any, prop: Any, action: int, meta: bytes, raw: bytes) -> _Op:
+        if obj.__class__ is int:
+            keys = self.keys.get(obj)
+        else:
+            keys = self.keys.get(_ROOT) if obj == ROOT else None
+            obj = _ROOT
         if keys is None or prop.__class__ is not str:
             raise Unsupported("a key of something other than a map this document made")
         current = keys.get(prop)
@@ -416,8 +483,13 @@ class EncodedDocument:
                 prop.encode("utf-8")
             except UnicodeEncodeError:
                 raise Unsupported("a key that is not Unicode characters") from None
-        op = _Op(self.next_op, _ROOT if obj == ROOT else obj, prop, 0, False, action, [(meta, 1)], raw,
-                 pred=current.id if current is not None else None)
+        cells = _MAP_CELLS.get((obj, action))
+        if cells is None:
+            if len(_MAP_CELLS) >= 4_096:
+                _MAP_CELLS.clear()
+            cells = _MAP_CELLS[(obj, action)] = _cells(obj, False, action, 1)
+        op = _Op(self.next_op, obj, prop, 0, False, action, [(meta, 1)], raw, 1,
+                 current.id if current is not None else None, cells)
         if current is not None:
             current.succ = op.id
         keys[prop] = op
@@ -428,10 +500,11 @@ class EncodedDocument:
     def _append(self, obj: Any, index: int, action: int, metas: list, raw: bytes, n: int) -> _Op:
         target = self._obj(obj)
         items = self.items.get(target)
-        if items is None or not isinstance(index, int) or index != len(items):
+        if items is None or not isinstance(index, int) or index != items[0]:
             raise Unsupported("an insertion anywhere but at the end of a list or text")
-        op = _Op(self.next_op, target, None, items[-1] if items else 0, True, action, metas, raw, n=n)
-        items.extend(range(op.id, op.id + n))
+        op = _Op(self.next_op, target, None, items[1], True, action, metas, raw, n=n)
+        items[0] += n
+        items[1] = op.id + n - 1
         self.next_op += n
         self.ops.append(op)
         return op
@@ -441,7 +514,7 @@ class EncodedDocument:
         if kind == ObjType.Map:
             self.keys[op.id] = {}
         else:
-            self.items[op.id] = []
+            self.items[op.id] = [0, 0]
         return op.id
 
     def _commit(self, start: int) -> None:
@@ -472,33 +545,33 @@ class EncodedDocument:
         for obj in sorted(by_obj):
             ops = by_obj[obj]
             if self.kinds[obj] == ObjType.Map:
-                ops.sort(key=lambda o: (o.key, o.id))
+                ops.sort(key=_BY_KEY_THEN_ID)
             out.extend(ops)  # sequences: appended only, so already in element order
         return out
 
     def save(self) -> bytes:
         changes = self.changes
-        ops_meta, ops_data = _columns(_compress(_op_columns(self._document_order(), document=True)))
+        ops_meta, ops_data = _columns(_compress(_op_columns(self._document_order(), self.next_op - 1, document=True)))
         deps_index: list = []
         index_abs = 0
         for c in changes:
             for d in c.deps:
-                deps_index.append((d - index_abs, 1))
+                deps_index.append((_s(d - index_abs), 1))
                 index_abs = d
         seq_runs, max_runs = [], []
         prev_seq = prev_max = 0
         for c in changes:
-            seq_runs.append((c.seq - prev_seq, 1))
-            max_runs.append((c.max_op - prev_max, 1))
+            seq_runs.append((_s(c.seq - prev_seq), 1))
+            max_runs.append((_s(c.max_op - prev_max), 1))
             prev_seq, prev_max = c.seq, c.max_op
         change_cols = [
-            (_CH_ACTOR, _rle_u([(0, len(changes))])),
-            (_CH_SEQ, _rle_s(seq_runs)),
-            (_CH_MAX_OP, _rle_s(max_runs)),
-            (_CH_TIME, _rle_s([(0, len(changes))])),
-            (_CH_DEPS_GROUP, _rle_u([(len(c.deps), 1) for c in changes])),
-            (_CH_DEPS_INDEX, _rle_s(deps_index)),
-            (_CH_EXTRA_META, _rle_u([(_BYTES, len(changes))])),  # no extra bytes
+            (_CH_ACTOR, _column([(_U0, len(changes))])),
+            (_CH_SEQ, _column(seq_runs)),
+            (_CH_MAX_OP, _column(max_runs)),
+            (_CH_TIME, _column([(_S0, len(changes))])),
+            (_CH_DEPS_GROUP, _column([(_u(len(c.deps)), 1) for c in changes])),
+            (_CH_DEPS_INDEX, _column(deps_index)),
+            (_CH_EXTRA_META, _column([(_u(_BYTES), len(changes))])),  # no extra bytes
         ]
         ch_meta, ch_data = _columns(_compress(change_cols))
         heads = [changes[-1].hash] if changes else []
@@ -514,7 +587,8 @@ class EncodedDocument:
 
 def _change_chunk(actor: bytes, seq: int, start_op: int, deps: list[bytes], ops: list[_Op]) -> tuple[bytes, bytes]:
     """(chunk bytes, hash) of one change, laid out as the binding lays it out."""
-    meta, data = _columns(_op_columns(ops, document=False))
+    last = ops[-1]
+    meta, data = _columns(_op_columns(ops, last.id + last.n - start_op, document=False))  # ids consecutive
     body = b"".join((
         _u(len(deps)), *deps,
         _u(len(actor)), actor,
@@ -584,7 +658,7 @@ class _Transaction:
         self.doc._map_op(obj, prop, SET, meta, raw)
 
     def put_object(self, obj: Any, prop: Any, kind: ObjType) -> int:
-        op = self.doc._map_op(obj, prop, _make(kind), _NULL, b"")
+        op = self.doc._map_op(obj, prop, _make(kind), _META_NULL, b"")
         return self.doc._made(op, kind)
 
     def insert(self, obj: Any, index: int, kind: ScalarType, value: Any) -> None:
@@ -596,7 +670,7 @@ class _Transaction:
     def insert_object(self, obj: Any, index: int, kind: ObjType) -> int:
         if self.doc.kinds.get(obj) != ObjType.List:
             raise Unsupported("an insertion into something other than a list")
-        op = self.doc._append(obj, index, _make(kind), [(_NULL, 1)], b"", 1)
+        op = self.doc._append(obj, index, _make(kind), [(_META_NULL, 1)], b"", 1)
         return self.doc._made(op, kind)
 
     def splice_text(self, obj: Any, index: int, delete: int, text: str) -> None:
@@ -625,4 +699,4 @@ class _Transaction:
         items = self.doc.items.get(self.doc._obj(obj))
         if items is None:
             raise Unsupported("the length of something other than a list or text")
-        return len(items)
+        return items[0]

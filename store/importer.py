@@ -1101,6 +1101,11 @@ def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client], built
         # The workers are handed a window of rounds at once, so they go on building while
         # this process seals and puts away each round they built (a job per round left them
         # idle meanwhile, and had this process build the last chunks of every round twice).
+        # Each round is put away only once the next one is built, and a window's last two
+        # only once the next window's first is: when a window's last round is built, the
+        # workers are handed the next window at once rather than wait while this process
+        # seals what they built.
+        waiting: list[list[tuple]] = []
         for start in range(0, n, BUILD_WINDOW):
             items = []
             for i in range(start, min(n, start + BUILD_WINDOW)):
@@ -1115,8 +1120,15 @@ def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client], built
             else:
                 rounds = (build_items(items[i:i + BUILD_BATCH], late_hours, context)
                           for i in range(0, len(items), BUILD_BATCH))
-            for results in rounds:
-                _take_round(record, section, results, summaries, built)
+            last = (len(items) - 1) // BUILD_BATCH
+            for i, results in enumerate(rounds):
+                if i < last:
+                    for held in waiting:
+                        _take_round(record, section, held, summaries, built)
+                    waiting = []
+                waiting.append(results)
+        for held in waiting:  # a section's last rounds: the notes need every client's plan
+            _take_round(record, section, held, summaries, built)
     for i in range(plan.count("process_notes")):
         stages, pnote = _build_process_note(i, _DECODER.decode(plan.raw("process_notes", i)), plan.now)
         if pnote is None or any(stages):

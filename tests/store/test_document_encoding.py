@@ -166,3 +166,113 @@ def test_a_change_put_after_a_save_is_the_change_the_binding_makes() -> None:
         assert both.save() == made.save()
         with pytest.raises(Unsupported):
             root_puts_change(after, [("type", "over a key the root holds")])
+
+
+# --- texts as runs -------------------------------------------------------------------------
+
+# Any character a note can hold: every script, two-, three- and four-byte UTF-8, and the
+# stretches of one width that the encoder groups into runs.
+CHARS = st.characters(blacklist_categories=("Cs",))
+PIECE = st.one_of(st.text(CHARS, max_size=40), st.sampled_from(["a", "é", "中", "\U0001f600", "\n"]))
+
+
+@st.composite
+def long_texts(draw) -> str:
+    """Empty, short, or hundreds to thousands of characters (a column's bytes cross the
+    256 above which a saved document deflates it), in runs of one width or mixed."""
+    pieces = draw(st.lists(st.tuples(PIECE, st.integers(1, 120)), max_size=6))
+    return "".join(piece * times for piece, times in pieces)
+
+
+def _both(build) -> tuple[Document, EncodedDocument]:
+    made, encoded = Document(actor_id=ACTOR), EncodedDocument(ACTOR)
+    for doc in (made, encoded):
+        build(doc)
+    return made, encoded
+
+
+def _same(made: Document, encoded: EncodedDocument) -> None:
+    assert [c.hash for c in made.get_changes([])] == [c.hash for c in encoded.changes]
+    loaded = Document.load(encoded.save())
+    assert loaded.get_heads() == made.get_heads()
+    assert loaded.save() == made.save()
+
+
+@settings(max_examples=int(__import__("os").environ.get("NOTEWELL_FUZZ_EXAMPLES", "60")), deadline=None,
+          derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(texts=st.lists(long_texts(), min_size=1, max_size=24), extra=st.lists(st.text(CHARS, max_size=30), max_size=3))
+def test_texts_of_any_width_and_length_in_many_sections_encode_as_the_binding_builds_them(
+    texts: list[str], extra: list[str]
+) -> None:
+    """Byte for byte the binding's changes and document, whatever the texts: multi-byte and
+    astral characters, empty texts, texts long enough to be deflated, many sections, and a
+    second change after them."""
+    from automerge.core import ROOT, ObjType, ScalarType
+
+    def build(doc) -> None:
+        with doc.transaction() as tx:
+            sections = tx.put_object(ROOT, "sections", ObjType.Map)
+            for i, text in enumerate(texts):
+                obj = tx.put_object(sections, f"section-{i:02d}", ObjType.Text)
+                if text:
+                    tx.splice_text(obj, 0, 0, text)
+            tx.put(ROOT, "status", ScalarType.Str, "draft")
+        with doc.transaction() as tx:
+            tx.put(ROOT, "status", ScalarType.Str, "signed")
+            for i, value in enumerate(extra):
+                tx.put(ROOT, f"extra-{i}", ScalarType.Str, value)
+
+    _same(*_both(build))
+
+
+def _calls_while(work) -> int:
+    """Python-level calls (functions and builtins) made while `work` runs."""
+    import sys
+
+    count = 0
+
+    def count_calls(_frame, event, _arg) -> None:
+        nonlocal count
+        if event in ("call", "c_call"):
+            count += 1
+
+    sys.setprofile(count_calls)
+    try:
+        work()
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+def test_a_texts_cost_does_not_grow_with_its_characters() -> None:
+    """A splice is one run: one operation record whatever its length, and the same Python
+    steps (to within a few) to record, encode and save a text of 20,000 characters as one of
+    2,000 with the same stretches of script (the regular expression engine finds the stretches of one
+    UTF-8 width). Counted, not timed."""
+    from automerge.core import ROOT, ObjType
+
+    def text(k: int) -> str:
+        return "plain words " * k + "é" * k + "中文" * k + "\U0001f600" * k + " end"
+
+    def encode(body: str) -> EncodedDocument:
+        doc = EncodedDocument(ACTOR)
+        with doc.transaction() as tx:
+            obj = tx.put_object(ROOT, "body", ObjType.Text)
+            tx.splice_text(obj, 0, 0, body)
+            tx.splice_text(obj, tx.length(obj), 0, body)
+        doc.save()
+        return doc
+
+    short, long = text(125), text(1250)
+    assert len(long) > 20_000
+    encode(short), encode(long)  # compiled patterns, tables of small numbers: made once
+    assert len(encode(long).ops) == 3  # the text, and one record per splice
+    # Equal but for a few steps: numbers of 2**14 and more (counts, lengths) are encoded by
+    # a loop over their digits rather than looked up. One step per character would be 60,000.
+    assert _calls_while(lambda: encode(long)) < _calls_while(lambda: encode(short)) + 100
+    made = Document(actor_id=ACTOR)
+    with made.transaction() as tx:
+        obj = tx.put_object(ROOT, "body", ObjType.Text)
+        tx.splice_text(obj, 0, 0, long)
+        tx.splice_text(obj, tx.length(obj), 0, long)
+    _same(made, encode(long))

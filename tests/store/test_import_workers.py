@@ -131,3 +131,50 @@ def test_a_worker_killed_mid_import_costs_only_time(new_vault, monkeypatch):
     assert worker.returncode == -signal.SIGKILL
     assert summary.notes == count
     assert_signed_here_and_whole(vault, count)
+
+
+def test_the_workers_start_on_the_next_window_before_the_last_round_is_sealed(new_vault, monkeypatch):
+    """The workers get a window of rounds at a time; the importing process seals each round
+    they built. It sealed a window's last round before it handed them the next window, so
+    they stood idle meanwhile, once per window (33 times at 100,000 notes). Now nothing is
+    sealed between a window's last round being built and the next window being handed over.
+    Counted in order of events, not timed: windows of 2 rounds of 2 chunks, 6 windows."""
+    from store import importer
+
+    monkeypatch.setattr(importer, "BUILD_BATCH", 2 * CHUNK)
+    monkeypatch.setattr(importer, "BUILD_WINDOW", 4 * CHUNK)
+    count = 24 * CHUNK
+    events: list[tuple[str, int]] = []
+    prepare, take = PreparePool.prepare_batches, importer._take_round
+
+    def handed(pool, items, *args, **kwargs):
+        if items[0][0] == "progress_notes":
+            events.append(("window", items[0][1]))
+        for results in prepare(pool, items, *args, **kwargs):
+            if items[0][0] == "progress_notes":
+                events.append(("built", len(results)))
+            yield results
+
+    def sealed(record, section, results, *args):
+        if section == "progress_notes":
+            events.append(("sealed", len(results)))
+        return take(record, section, results, *args)
+
+    monkeypatch.setattr(PreparePool, "prepare_batches", handed)
+    monkeypatch.setattr(importer, "_take_round", sealed)
+    vault = new_vault("windows")
+    with PreparePool(workers=1) as pool:
+        assert pool.wait_ready(timeout=120), "the worker did not start"
+        vault.record.replica.prepare_pool = pool
+        summary = apply_import(vault, parse_import(many_notes(count), now=NOW))
+    assert summary.notes == count
+    windows = [i for i, (what, _n) in enumerate(events) if what == "window"]
+    assert len(windows) == 6
+    for at in windows[1:]:
+        # Back from the handing over of this window to the last round built before it.
+        since_built = [what for what, _n in reversed(events[:at])]
+        since_built = since_built[: since_built.index("built")]
+        assert "sealed" not in since_built, events
+    assert sum(n for what, n in events if what == "sealed") == count
+    assert sum(n for what, n in events if what == "built") == count
+    assert_signed_here_and_whole(vault, count)
