@@ -95,10 +95,13 @@ def _trust_fingerprints(trust: DeviceTrust) -> dict[str, str]:
     }
 
 
-def _signers(doc, kept: dict[str, str]) -> set[str]:
-    """Every device id a note's signed entries (and those kept here) name, as claimed."""
+def _signers(doc, kept: dict[str, str], entries: dict[str, str] | None = None) -> set[str]:
+    """Every device id a note's signed entries (and those kept here) name, as claimed
+    (`entries`: the signed entries when the caller has read them already)."""
     out: set[str] = set()
-    for envelope in [*D.signed_entries(doc).values(), *kept.values()]:
+    if entries is None:
+        entries = D.signed_entries(doc)
+    for envelope in [*entries.values(), *kept.values()]:
         payload = D.envelope_payload(envelope)
         device_id = payload.get("device_id") if isinstance(payload, dict) else None
         if isinstance(device_id, str) and device_id:
@@ -155,7 +158,7 @@ def prepared_state(doc, note, trust: DeviceTrust) -> tuple[SignatureState, tuple
     state = signature_state(doc, trust, None, note=note)
     if state.status == SignatureStatus.UNSIGNED:
         return state, None
-    return state, (state.status.value, tuple(state.findings), tuple(sorted(_signers(doc, {}))))
+    return state, (state.status.value, tuple(state.findings), tuple(sorted(_signers(doc, {}, state.entries))))
 
 
 class SignatureIndex:

@@ -100,6 +100,8 @@ class SignatureState:
     findings: tuple[str, ...] = ()  # what failed, one sentence each, no note text
     resolutions: tuple[dict[str, Any], ...] = field(default=(), repr=False)
     current_hash: str = ""
+    # The signed entries as read (entry id -> envelope), so that no caller reads them again.
+    entries: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def signed(self) -> bool:
@@ -243,6 +245,7 @@ def signature_state(
         addenda=tuple(addenda),
         resolutions=tuple(resolutions),
         current_hash=current,
+        entries=entries,
     )
     if findings:
         return SignatureState(status=SignatureStatus.TAMPERED, shown=None, findings=tuple(dict.fromkeys(findings)), **common)
