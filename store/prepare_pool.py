@@ -348,10 +348,7 @@ class PreparePool:
         with the workers' help; they work ahead while the caller stores what it was given."""
         batch = max(1, batch)
         workers = [w for w in self._workers if not w.dead]
-        # A caller that helps reads a few documents faster alone; one that does not (the app's
-        # sync thread) leaves even a few to the workers: reading one holds this process's
-        # interpreter lock through Automerge's load, which the interface then waits for.
-        if self._closed or not workers or (len(items) < MIN_PARALLEL and self.caller_helps) or not items:
+        if self._closed or not workers or len(items) < MIN_PARALLEL:
             for start in range(0, len(items), batch):
                 yield _do(work, items[start:start + batch], late_entry_hours, context)
             return

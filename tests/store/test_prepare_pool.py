@@ -272,13 +272,3 @@ def test_a_callback_that_stops_keeps_the_batches_already_stored(items, tmp_path)
             assert len(vault.record.replica.doc_heads()) == len(items) - 2 and vault.record.check() == []
     finally:
         vault.close()
-
-
-def test_a_caller_that_does_not_help_leaves_even_a_few_documents_to_the_workers(items, answers_by_thread):
-    """The app's sync thread (caller_helps=False) shares this process's interpreter lock with
-    the interface, and reading a document holds it through Automerge's load: a handful of
-    documents (the device list and the first clients of a sync) is the workers' too."""
-    few = items[: prepare_pool.MIN_PARALLEL // 4]
-    with PreparePool(workers=1, caller_helps=False) as pool:
-        assert [r for p in pool.prepare_batches(few, LATE_HOURS, CHUNK) for r in p] == _alone(few)
-    assert set(answers_by_thread) == {"notewell-prepare-feed"}
