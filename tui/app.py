@@ -11,7 +11,7 @@ import gc
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -93,6 +93,7 @@ class NotewellApp(App[None]):
         self._key_order = None  # tui/key_order.py, made on the first key
         self._last_activity = monotonic()
         self._locking = False
+        self._opening = False  # Enter pressed on the unlock screen, the vault not open yet
         self._quit_warned = False
         self._previous_wait_notice = None
 
@@ -140,6 +141,47 @@ class NotewellApp(App[None]):
             return
         self.vault_ready()
 
+    def unlock(self, passphrase: str) -> Worker:
+        """Enter on the unlock screen: open the vault and show the main screen.
+
+        The key derivation (Argon2id, about a quarter of a second) starts on the store thread
+        at once and, while it runs, the main screen is composed, mounted and drawn empty here:
+        argon2-cffi releases the interpreter lock while it hashes, so the UI loop has the
+        interpreter to itself. The main screen asks for its lists when it mounts; the store
+        thread takes calls in order, so it reads them right after the open. A wrong passphrase
+        (or any other failure) takes the clinician back to a fresh unlock screen that says
+        why: nothing of the record was read, and nothing was shown but the empty screen.
+        """
+        opening = self.store.open(self.vault_path, passphrase)
+        self._opening = True
+        return self.run_worker(self._enter(opening), group="unlock", exclusive=True, exit_on_error=False)
+
+    async def _enter(self, opening: Awaitable[None]) -> None:
+        from store.errors import WrongPassphrase
+
+        from tui.screens.main import MainScreen
+        from tui.screens.unlock import UnlockScreen
+
+        main = MainScreen(select_client=self.place.client_id)
+        try:
+            await self.switch_screen(main)
+            await opening
+        except NotewellError as e:
+            self._opening = False
+            # Screens a key opened over the empty main screen meanwhile go with it.
+            while len(self.screen_stack) > 2:
+                await self.pop_screen()
+            wrong = isinstance(e, WrongPassphrase)
+            await self.switch_screen(UnlockScreen(status="That passphrase is not correct. Try again." if wrong else ""))
+            if not wrong:
+                self.report_error(e)
+            return
+        finally:
+            self._opening = False
+        # The footer already shows the lock key (check_action), so the bindings are not
+        # refreshed here: that would compose the footer again before the first timeline.
+        self._main_opened(main, bindings=False)
+
     def vault_ready(self) -> None:
         """The vault is open: show the main screen, back where the clinician was.
 
@@ -151,13 +193,19 @@ class NotewellApp(App[None]):
     async def _show_main(self) -> None:
         from tui.screens.main import MainScreen
 
-        self._last_activity = monotonic()
         self.refresh_bindings()
         main = MainScreen(select_client=self.place.client_id)
         if len(self.screen_stack) > 1:
             await self.switch_screen(main)
         else:
             await self.push_screen(main)
+        self._main_opened(main)
+
+    def _main_opened(self, main, *, bindings: bool = True) -> None:
+        """The vault is open and the main screen shown: back where the clinician was."""
+        self._last_activity = monotonic()
+        if bindings:
+            self.refresh_bindings()
         if self.place.note_id and self.place.note_kind:
             main.open_note(self.place.note_kind, self.place.note_id)
         # (The heap is settled once the first timeline is drawn: MainScreen._after_first_screen.)
@@ -277,9 +325,10 @@ class NotewellApp(App[None]):
             self.lock()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # Locking means something only while the vault is open.
+        # Locking means something only while the vault is open (or opening: the main screen
+        # composed while the key is derived shows the key it will have, NotewellApp.unlock).
         if action == "lock":
-            return self.store.is_open
+            return self.store.is_open or self._opening
         return True
 
     def action_lock(self) -> None:

@@ -82,9 +82,14 @@ class StoreWorker:
 
     # --- the facade -----------------------------------------------------------------
 
-    async def open(self, path: Path, passphrase: str) -> None:
-        """Open the vault in the worker thread (raises WrongPassphrase, NotAVault, ...)."""
-        await self._submit(self._open, Path(path), passphrase)
+    def open(self, path: Path, passphrase: str) -> asyncio.Future[None]:
+        """Open the vault in the worker thread (raises WrongPassphrase, NotAVault, ...).
+
+        Submitted at once, not when awaited: the key derivation starts now, and every store
+        call made after this one runs after the open (the thread takes them in order), so a
+        screen mounted while the key is derived can ask for its lists already."""
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._executor, partial(self._open, Path(path), passphrase))
 
     async def create(self, path: Path, passphrase: str, **kwargs: Any) -> str:
         """Create and open a vault; returns the recovery key (shown once)."""

@@ -56,6 +56,10 @@ if TYPE_CHECKING:
     from tui.storeworker import StoreWorker
 
 PROGRESS_EVERY = 0.05  # seconds between progress updates sent to the UI
+# The modules a job runs (the transports, pairing, the mailbox) are imported in the job's own
+# thread, not on the UI loop that starts it: a first sync's imports (about 0.1 s of the
+# interpreter) would otherwise stall every keystroke and frame at its start.
+IMPORTED_IN_JOBS = ("sync.direct", "sync.pairing", "sync.mailbox", "sync.mailbox_collect")
 STOP_WAIT = 35.0  # a joiner's connect/read timeout is 30 s; never wait forever on lock
 
 
@@ -352,20 +356,21 @@ class SyncJobs:
     # --- the jobs -------------------------------------------------------------------
 
     def sync_now(self, host: str, port: int, *, live: bool = False) -> bool:
-        from sync.direct import sync_now
-
         if live:
             return self._live(host, port)
         identity, progress = self.identity, self._progress("Syncing documents")
-        return self._start("sync", lambda store: sync_now(store, identity, host, port, on_progress=progress),
-                           uses_workers=True)
+
+        def body(store: RecordReplica) -> SyncReport:
+            from sync.direct import sync_now  # in the job's thread (IMPORTED_IN_JOBS)
+
+            return sync_now(store, identity, host, port, on_progress=progress)
+
+        return self._start("sync", body, uses_workers=True)
 
     def _live(self, host: str, port: int) -> bool:
         """Sync, then stay connected: each edit saved here is pushed at once (each commit
         wakes the session with the ids it wrote), and the other device's arrive as it
         saves them. Cancel, lock and quit end it with a goodbye to the other side."""
-        from sync.direct import Waker, live_sync
-
         identity, progress = self.identity, self._progress("Syncing documents")
         opened = threading.Event()
 
@@ -384,6 +389,8 @@ class SyncJobs:
             self._from_thread(self._live_exchanged, report.received, report.sent, report.take_live_changes())
 
         def body(store: RecordReplica) -> SyncReport:
+            from sync.direct import Waker, live_sync  # in the job's thread (IMPORTED_IN_JOBS)
+
             # The live loop wakes on each commit here and pushes just the ids it wrote.
             waker = Waker()
             try:
@@ -406,14 +413,16 @@ class SyncJobs:
         self._post(SyncJobs.LiveExchanged(received, sent))
 
     def pair_with(self, host: str, port: int, code: str) -> bool:
-        from sync.pairing import pair_with
-
         identity = self.identity
-        return self._start("pairing", lambda store: pair_with(store, identity, host, port, code))
+
+        def body(store: RecordReplica) -> PairingResult:
+            from sync.pairing import pair_with  # in the job's thread (IMPORTED_IN_JOBS)
+
+            return pair_with(store, identity, host, port, code)
+
+        return self._start("pairing", body)
 
     def pair_listen(self, host: str, port: int) -> bool:
-        from sync.pairing import CODE_TTL, listen_for_pairing
-
         identity = self.identity
         cancel = self._cancel
 
@@ -424,22 +433,26 @@ class SyncJobs:
                 raise SyncCancelled("Pairing cancelled; the code is void.")
             return time.monotonic()
 
-        def ready(bound_host: str, bound_port: int, code: str) -> None:
-            self._tell(SyncJobs.CodeReady(bound_host, bound_port, code, CODE_TTL))
+        def body(store: RecordReplica) -> PairingResult:
+            from sync.pairing import CODE_TTL, listen_for_pairing  # in the job's thread (IMPORTED_IN_JOBS)
 
-        return self._start(
-            "pairing",
-            lambda store: listen_for_pairing(store, identity, host, port, on_ready=ready, clock=clock),
-        )
+            def ready(bound_host: str, bound_port: int, code: str) -> None:
+                self._tell(SyncJobs.CodeReady(bound_host, bound_port, code, CODE_TTL))
+
+            return listen_for_pairing(store, identity, host, port, on_ready=ready, clock=clock)
+
+        return self._start("pairing", body)
 
     def mailbox(self, folder: Path) -> bool:
-        from sync.mailbox import sync_mailbox
-        from sync.mailbox_collect import collecting
+        identity, progress, grace = self.identity, self._progress("Reading bundles"), self._grace_seconds()
 
-        identity, progress = self.identity, self._progress("Reading bundles")
-        return self._start("mailbox", lambda store: sync_mailbox(store, identity, folder, on_progress=progress,
-                                                                 after_run=collecting(self._grace_seconds())),
-                           uses_workers=True)
+        def body(store: RecordReplica) -> SyncReport:
+            from sync.mailbox import sync_mailbox  # in the job's thread (IMPORTED_IN_JOBS)
+            from sync.mailbox_collect import collecting
+
+            return sync_mailbox(store, identity, folder, on_progress=progress, after_run=collecting(grace))
+
+        return self._start("mailbox", body, uses_workers=True)
 
     def _grace_seconds(self) -> float | None:
         """`[mailbox] grace_days` of the app's settings (tui/config.py); None: the default."""
@@ -514,8 +527,6 @@ class SyncJobs:
         return self.watch_mailbox(checked)
 
     def listen(self, host: str, port: int) -> bool:
-        from sync.direct import serve
-
         if self._listen_stop is not None:
             return False
         stop = self._listen_stop = threading.Event()
@@ -528,15 +539,17 @@ class SyncJobs:
         def result(report: SyncReport | None, error: NotewellError | None) -> None:
             self._from_thread(self._served, report, error)
 
-        return self._start(
-            "listen",
+        progress = self._progress("Receiving documents", cancels=False)
+
+        def body(store: RecordReplica) -> None:
+            from sync.direct import serve  # in the job's thread (IMPORTED_IN_JOBS)
+
             # A device syncing with this one shows its progress here too (the bar of the Devices
             # screen); stopping the listener ends its sessions with a goodbye, not this callback.
-            lambda store: serve(store, identity, host, port, stop_event=stop, on_listening=listening, on_result=result,
-                                on_progress=self._progress("Receiving documents", cancels=False)),
-            group="sync-listen",
-            uses_workers=True,
-        )
+            serve(store, identity, host, port, stop_event=stop, on_listening=listening, on_result=result,
+                  on_progress=progress)
+
+        return self._start("listen", body, group="sync-listen", uses_workers=True)
 
     def _served(self, report: SyncReport | None, error: NotewellError | None) -> None:
         self._post(SyncJobs.Served(report, error))

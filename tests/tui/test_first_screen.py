@@ -152,3 +152,86 @@ async def test_the_heap_is_settled_after_the_first_timeline_is_drawn(seeded_vaul
             await wait_for(pilot, lambda: check.finished, timeout=60, what="the page check")
     finally:
         release.set()
+
+
+def hold_key_derivation(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """The passphrase's key derivation made to wait until the test lets go (a slow Argon2id,
+    without timing): (started, release). The real derivation runs then."""
+    from store import keys
+
+    started, release = threading.Event(), threading.Event()
+    real = keys.passphrase_kek
+
+    def held(*args, **kwargs):
+        started.set()
+        release.wait(120)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(keys, "passphrase_kek", held)
+    return started, release
+
+
+async def test_the_main_screen_is_composed_while_the_key_is_derived(seeded_vault, make_app, monkeypatch):
+    """Enter starts the key derivation on the vault's thread and, meanwhile, the main screen is
+    composed and mounted (the derivation leaves the interpreter to the UI: argon2-cffi
+    releases the GIL); once the vault is open, only the lists are read and drawn."""
+    from textual.widgets import Input
+
+    from tui.screens.unlock import UnlockScreen
+
+    started, release = hold_key_derivation(monkeypatch)
+    app = make_app(seeded_vault)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, UnlockScreen), what="unlock screen")
+            app.screen.query_one("#passphrase", Input).value = PASSPHRASE
+            await pilot.press("enter")
+            await wait_for(pilot, started.is_set, timeout=60, what="the key derivation started")
+            await wait_for(
+                pilot,
+                lambda: isinstance(app.screen, MainScreen) and app.screen.is_mounted
+                and app.screen.query_one("#timeline", OptionList) and app.screen.query_one("#client-list", OptionList),
+                timeout=60, what="the main screen mounted while the key is still being derived",
+            )
+            main = app.screen
+            assert not app.store.is_open
+            assert main.query_one("#client-list", OptionList).option_count == 0  # nothing read before the key
+            release.set()
+            await wait_for(pilot, lambda: main.client_id and main.first_screen_painted
+                           and main.query_one("#timeline", OptionList).option_count > 0,
+                           timeout=60, what="the first client's timeline")
+            assert app.screen is main and app.store.is_open
+            check = await app.store.call(lambda vault: vault.page_check)
+            await wait_for(pilot, lambda: check.finished, timeout=60, what="the page check")
+    finally:
+        release.set()
+
+
+async def test_a_wrong_passphrase_leaves_the_early_main_screen_for_the_unlock_screen(seeded_vault, make_app, monkeypatch):
+    """The main screen composed during the derivation shows nothing of the record, and a wrong
+    passphrase takes the clinician back to the unlock screen, which says so."""
+    from textual.widgets import Input
+
+    from tui.screens.unlock import UnlockScreen
+
+    started, release = hold_key_derivation(monkeypatch)
+    app = make_app(seeded_vault)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, UnlockScreen), what="unlock screen")
+            app.screen.query_one("#passphrase", Input).value = "not the passphrase"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.is_mounted,
+                           timeout=60, what="the main screen while the key is derived")
+            release.set()
+            await wait_for(
+                pilot,
+                lambda: isinstance(app.screen, UnlockScreen)
+                and "not correct" in static_text(app.screen.query_one("#unlock-status", Static)),
+                timeout=60, what="the unlock screen saying the passphrase is wrong",
+            )
+            assert not any(isinstance(s, MainScreen) for s in app.screen_stack)
+            assert not app.store.is_open
+            assert app.screen.query_one("#passphrase", Input).has_focus
+    finally:
+        release.set()

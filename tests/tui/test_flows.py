@@ -77,9 +77,10 @@ async def test_wrong_passphrase_then_right(seeded_vault, make_app):
         field = app.screen.query_one("#passphrase", Input)
         field.value = "not the passphrase"
         await pilot.press("enter")
-        status = app.screen.query_one("#unlock-status", Static)
-        await wait_for(pilot, lambda: "not correct" in static_text(status), what="wrong-passphrase message")
-        assert isinstance(app.screen, UnlockScreen)
+        # The main screen is composed while the key is derived; a new unlock screen says why it is back.
+        await wait_for(pilot, lambda: isinstance(app.screen, UnlockScreen)
+                       and "not correct" in static_text(app.screen.query_one("#unlock-status", Static)),
+                       what="wrong-passphrase message")
         assert field.value == ""
         assert not app.store.is_open
         await unlock(pilot, PASSPHRASE)

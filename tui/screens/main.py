@@ -22,6 +22,9 @@ from tui.widgets.timeline import PREVIEWED_NOTES, Timeline, note_preview, row_id
 # Signature states computed per call on the vault's thread: about half a second on a busy
 # machine, so a keystroke waits for at most one batch (bench/README.md, signatures).
 SETTLE_BATCH = 25
+NO_CLIENT_HINT = "Select a client, or press a to add one."
+# Clients listed before the first timeline is drawn, at least (the list's height when it has one).
+FIRST_CLIENT_ROWS = 60
 
 
 class MainScreen(NotewellScreen):
@@ -62,6 +65,7 @@ class MainScreen(NotewellScreen):
         self.first_screen_painted = False  # and the screen refreshed with it (bench/open_bench.py waits for it)
         self.previews_shown_for: str | None = None  # the client whose notes' first words are shown
         self._previews_due: tuple[str, list[str]] | None = None  # (client id, note ids) still to read
+        self._clients_later: list[Option] = []  # the client list's rows below the first screen's
 
     def compose(self) -> ComposeResult:
         # Shown only while the last sync with some paired device found its clock disagreeing
@@ -79,7 +83,8 @@ class MainScreen(NotewellScreen):
                 yield OptionList(id="client-list")
                 yield Static("", id="todo-summary", markup=False)
             with Vertical(id="client-pane"):
-                yield Static("Select a client, or press a to add one.", id="client-header", markup=False)
+                # Composed while the key is derived (NotewellApp.unlock): it says so until the lists come.
+                yield Static(NO_CLIENT_HINT if self.app.store.is_open else "Unlocking...", id="client-header", markup=False)
                 yield Timeline(id="timeline")
         yield Footer(compact=True)
 
@@ -98,6 +103,9 @@ class MainScreen(NotewellScreen):
     def _after_first_screen(self) -> None:
         # Called after the refresh that drew the first timeline (call_after_refresh).
         self.first_screen_painted = True
+        if self._clients_later:
+            self.query_one("#client-list", OptionList).add_options(self._clients_later)
+            self._clients_later = []
         # The page check first: it runs on a thread of its own, and writes wait for it.
         self.app.watch_page_check()
         self._start_previews()
@@ -240,8 +248,17 @@ class MainScreen(NotewellScreen):
         self._select = None
         listing.clear_options()
         # Content, not str: an option string would be read as markup, and a name may come from another device.
-        listing.add_options([Option(Content(printable(row.display_name)), id=client_id) for row, client_id in zip(rows, ids)])
+        options = [Option(Content(printable(row.display_name)), id=client_id) for row, client_id in zip(rows, ids)]
+        self._clients_later = []
+        if view is not None:
+            # The first screen lists the clients it can show; the rest are added once it is
+            # drawn (_after_first_screen): each option is measured as it is added, and a
+            # thousand clients are a wait between Enter and the first timeline.
+            shown = index + max(listing.size.height, FIRST_CLIENT_ROWS)
+            options, self._clients_later = options[:shown], options[shown:]
+        listing.add_options(options)
         if not rows:
+            self.query_one("#client-header", Static).update(NO_CLIENT_HINT)
             self._first_screen_done()
             return
         if view is not None:

@@ -9,7 +9,6 @@ from textual.app import ComposeResult
 from textual.containers import Center, Vertical
 from textual.widgets import Button, Footer, Input, Label, Static
 
-from store.errors import NotewellError, WrongPassphrase
 from tui.screens.base import NotewellScreen
 
 
@@ -33,6 +32,11 @@ def load_code_for_the_first_screen() -> None:
 class UnlockScreen(NotewellScreen):
     AUTO_FOCUS = "#passphrase"
 
+    def __init__(self, *, status: str = "") -> None:
+        super().__init__()
+        # Shown from the start: why the clinician is back here (a wrong passphrase).
+        self._first_status = status
+
     def compose(self) -> ComposeResult:
         with Center(id="unlock-center"):
             with Vertical(id="unlock-box", classes="entry-box"):
@@ -41,7 +45,8 @@ class UnlockScreen(NotewellScreen):
                 if not self.app.test_mode:
                     yield Static(f"Vault: {self.app.vault_path}", classes="dim", markup=False)
                 yield Input(placeholder="Passphrase", password=True, id="passphrase")
-                yield Static("", id="unlock-status")
+                yield Static(self._first_status, id="unlock-status", markup=False,
+                             classes="field-error" if self._first_status else "")
                 yield Button("Unlock", id="unlock", variant="primary")
         yield Footer()
 
@@ -66,24 +71,10 @@ class UnlockScreen(NotewellScreen):
         if not passphrase:
             self._status("Enter the passphrase.")
             return
-        self._status("Unlocking...")
-        self.query_one("#unlock", Button).disabled = True
-        self.run_store(self._unlock, passphrase, group="unlock", exclusive=True)
-
-    async def _unlock(self, passphrase: str) -> None:
-        try:
-            await self.app.store.open(self.app.vault_path, passphrase)
-        except WrongPassphrase:
-            self._status("That passphrase is not correct. Try again.", error=True)
-            return
-        except NotewellError:
-            self._status("")
-            raise
-        finally:
-            del passphrase
-            self.query_one("#unlock", Button).disabled = False
-            self.query_one("#passphrase", Input).focus()
-        self.app.vault_ready()
+        # The app derives the key and shows the main screen meanwhile (NotewellApp.unlock); a
+        # wrong passphrase brings back a new unlock screen that says so.
+        self.app.unlock(passphrase)
+        del passphrase
 
     def _status(self, text: str, *, error: bool = False) -> None:
         status = self.query_one("#unlock-status", Static)
