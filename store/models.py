@@ -121,9 +121,11 @@ class PlausibleDates(BaseModel):
         # Each model checks its own fields; nested models were checked when they were built.
         if info.context and info.context.get("stored"):
             return self
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if isinstance(value, (date, datetime)) and not plausible_date(value):
+        # The fields' values as the instance holds them (extra fields are forbidden, so these
+        # are exactly its fields): a model is validated once per item of an import, and
+        # looking each field up by name cost twice as long. A datetime is a date.
+        for name, value in self.__dict__.items():
+            if isinstance(value, date) and not plausible_date(value):
                 raise ValueError(f"{name}: {implausible_reason(value)}")
         return self
 
