@@ -110,3 +110,51 @@ def test_rows_and_states_are_the_readers_alone(received):
         got = prepare_whole(doc_id, data, LATE_HOURS, keys)
         assert got[4] == signature
     assert statuses["verified"] and statuses["unsigned"] and statuses["conflict"]
+
+
+def test_a_signature_over_the_current_content_reuses_the_note_read(received, monkeypatch):
+    """The usual signed note, signed at its document's heads: its signed version is built from
+    the note already read, not from the payload again (store/signature_state.py `_version`)."""
+    import store.signature_state as S
+
+    keys, _trust, notes = received
+    built = Counter()
+    real = S.signed_note
+
+    def counting(payload):
+        built[payload.get("note_id")] += 1
+        return real(payload)
+
+    monkeypatch.setattr(S, "signed_note", counting)
+    verified = 0
+    for doc_id, data in notes:
+        result = prepare_whole(doc_id, data, LATE_HOURS, keys)
+        if result[4] is not None and result[4][0] == "verified":
+            verified += 1
+            assert built[doc_id] == 0
+    assert verified >= 10
+
+
+def _content(note):
+    return note.model_dump(exclude={"created_at", "updated_at"})
+
+
+def test_every_signed_version_is_the_content_its_payload_holds(received):
+    """Whichever way a signed version's content is built, it is what the signed payload says,
+    for every signature of every note (superseded, conflicting and amended ones included)."""
+    from store.signing import signed_note
+
+    _keys, trust, notes = received
+    versions = 0
+    for _doc_id, data in notes:
+        doc = Document.load(data)
+        state = signature_state(doc, trust, note=D.note_from_doc(doc))
+        for v in state.versions:
+            if v.entry_id == "legacy":
+                continue
+            payload = D.envelope_payload(state.entries[v.entry_id])
+            expected = signed_note(payload)
+            assert _content(v.note) == _content(expected.model_copy(update={"status": v.note.status, "signature": v.note.signature}))
+            assert list(v.note.sections) == list(expected.sections)
+            versions += 1
+    assert versions >= 10
