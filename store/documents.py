@@ -228,6 +228,10 @@ def _time(s: Any) -> time | None:
 
 
 def _model(cls: type, data: dict) -> Any:
+    # An absent map (most notes have no resolution, no entered-in-error mark) reads as {}:
+    # a model with a required field refuses it, without raising a validation error first.
+    if not data and any(f.is_required() for f in cls.model_fields.values()):
+        return None
     try:
         return cls.model_validate(data, context=STORED)
     except ValidationError:
