@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import date, datetime, time, timezone
 from typing import Any, Iterable
 
@@ -225,6 +228,10 @@ def _time(s: Any) -> time | None:
 
 
 def _model(cls: type, data: dict) -> Any:
+    # An absent map (most notes have no resolution, no entered-in-error mark) reads as {}:
+    # a model with a required field refuses it, without raising a validation error first.
+    if not data and any(f.is_required() for f in cls.model_fields.values()):
+        return None
     try:
         return cls.model_validate(data, context=STORED)
     except ValidationError:
@@ -868,10 +875,40 @@ def signed_entries(doc: Document, heads: Heads = None, root: _MapView | None = N
     return {k[len(SIGNED_PREFIX):]: view.scalar(k) for k in view.keys() if k.startswith(SIGNED_PREFIX)}
 
 
+# Envelopes already parsed in the current reading (`envelopes_parsed_once`): envelope -> parts.
+_parsed_envelopes: ContextVar[dict[str, Any] | None] = ContextVar("parsed_envelopes", default=None)
+
+
+@contextmanager
+def envelopes_parsed_once() -> Iterator[None]:
+    """Within it, each envelope is parsed once however many readers ask for it.
+
+    Reading a note received whole asks three times for each signed entry: the note's reader
+    (`note_from_doc`), the signature check (store/signing.py `open_entry`) and the signers
+    (store/signature_index.py). Parsing is pure, so the same string gives the same parts; the
+    parts are read, never changed, by every caller. The memo lives only as long as the
+    block (one document), so nothing parsed outlives the reading that asked for it.
+    """
+    token = _parsed_envelopes.set({})
+    try:
+        yield
+    finally:
+        _parsed_envelopes.reset(token)
+
+
 def envelope_parts(envelope: Any) -> tuple[dict[str, Any], bytes, bytes] | None:
     """(payload, its bytes as signed, signature bytes) of an envelope, or None."""
     if not isinstance(envelope, str):
         return None
+    memo = _parsed_envelopes.get()
+    if memo is None:
+        return _parse_envelope(envelope)
+    if envelope not in memo:
+        memo[envelope] = _parse_envelope(envelope)
+    return memo[envelope]
+
+
+def _parse_envelope(envelope: str) -> tuple[dict[str, Any], bytes, bytes] | None:
     try:
         outer = json.loads(envelope)
         data = outer["payload"].encode("utf-8")

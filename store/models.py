@@ -91,16 +91,23 @@ def implausible_dates(model: BaseModel, prefix: str = "") -> list[tuple[str, str
     (`model_copy`) and for documents received by sync."""
     problems: list[tuple[str, str]] = []
 
+    # Only dates, models and lists can hold a date: other values (text, numbers, the
+    # sections' dict) are not visited, and no field's path is spelled unless it is visited.
+    holders = (date, BaseModel, list, tuple)
+
     def visit(value: Any, where: str) -> None:
-        if isinstance(value, (date, datetime)):
+        if isinstance(value, date):  # a datetime is a date too
             if not plausible_date(value):
                 problems.append((where, implausible_reason(value)))
         elif isinstance(value, BaseModel):
             for name in type(value).model_fields:
-                visit(getattr(value, name), f"{where}.{name}" if where else name)
+                field = getattr(value, name)
+                if isinstance(field, holders):
+                    visit(field, f"{where}.{name}" if where else name)
         elif isinstance(value, (list, tuple)):
             for i, item in enumerate(value):
-                visit(item, f"{where}[{i}]")
+                if isinstance(item, holders):
+                    visit(item, f"{where}[{i}]")
 
     visit(model, prefix)
     return problems

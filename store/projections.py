@@ -22,6 +22,7 @@ from store.documents import (
     client_from_doc,
     client_updated_at,
     content_hash,
+    envelopes_parsed_once,
     note_doc_kind,
     note_from_doc,
 )
@@ -280,6 +281,13 @@ UNREAD = "unread"  # no signature state computed with the rows (see `prepare_who
 
 
 def _prepare_whole(doc_id: str, data: bytes, late_entry_hours: int, keys: WorkerKeys | None) -> tuple | str | None:
+    # The note's reader, the signature check and the signers each read every signed entry:
+    # each envelope is parsed once for all of them.
+    with envelopes_parsed_once():
+        return _prepare_read(doc_id, data, late_entry_hours, keys)
+
+
+def _prepare_read(doc_id: str, data: bytes, late_entry_hours: int, keys: WorkerKeys | None) -> tuple | str | None:
     doc = Document.load(bytes(data))
     stored_kind = record_kind(doc_id, doc)
     if stored_kind is None:

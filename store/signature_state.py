@@ -36,7 +36,7 @@ from automerge.core import Document
 from store import documents as D
 from store.automerge_guard import panic_or
 from store.device_list import DeviceTrust
-from store.models import Addendum, NoteStatus, ProgressNote, Signature
+from store.models import STORED, Addendum, NoteStatus, ProgressNote, Signature
 from store.signing import (
     KIND_ADDENDUM,
     KIND_NOTE_SIGNATURE,
@@ -124,13 +124,37 @@ class SignatureState:
         ]
 
 
-def _version(o: OpenedEntry, trust: DeviceTrust | None, kept_here: bool) -> SignedVersion | None:
+def _as_signed(note: ProgressNote) -> ProgressNote | None:
+    """The note's content as `signed_note` reads it back from a payload that holds it, built
+    from the note already read (validated); None when the payload's canonical form would
+    reorder its facts (then the payload is read)."""
+    f = note.facts
+    ids = [g.goal_id for g in f.goals_addressed]
+    keys = [p.key for p in f.participants]
+    if (f.add_on_codes != sorted(f.add_on_codes) or f.diagnoses_addressed != sorted(f.diagnoses_addressed)
+            or ids != sorted(ids) or keys != sorted(keys)):
+        return None
+    return ProgressNote.model_validate(
+        {"id": note.id, "client_id": note.client_id, "format": note.format,
+         "sections": dict(sorted(note.sections.items())), "facts": f},
+        context=STORED,
+    )
+
+
+def _version(o: OpenedEntry, trust: DeviceTrust | None, kept_here: bool,
+             current: ProgressNote | None = None, current_hash: str = "") -> SignedVersion | None:
+    """`current`, `current_hash`: the note as it is and its content hash. A signature over
+    exactly that content (the usual case: signed at the document's heads) takes its content
+    from the note already read instead of building it again from the payload."""
     assert o.payload is not None
-    content = signed_note(o.payload)
+    p = o.payload
+    content_hash = D.payload_content_hash(p)
+    content = _as_signed(current) if current is not None and content_hash == current_hash else None
+    if content is None:
+        content = signed_note(p)
     at = o.signed_at
     if content is None or at is None:
         return None
-    p = o.payload
     try:
         signature = Signature(
             signer=str(p.get("signer", "")),
@@ -138,7 +162,7 @@ def _version(o: OpenedEntry, trust: DeviceTrust | None, kept_here: bool) -> Sign
             signed_at=at,
             device_id=o.device_id,
             heads=[],
-            content_hash=D.payload_content_hash(p),
+            content_hash=content_hash,
         )
     except ValueError:
         return None
@@ -202,7 +226,7 @@ def signature_state(
 
     versions: list[SignedVersion] = []
     for o in sigs:
-        v = _version(o, trust, kept_here=False)
+        v = _version(o, trust, kept_here=False, current=note, current_hash=current)
         if v is None:
             findings.append(f"signature {o.entry_id}: its signed content cannot be read.")
             continue
