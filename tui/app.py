@@ -426,13 +426,19 @@ class NotewellApp(App[None]):
     def on_todo_screen_open_client(self, message) -> None:
         self.run_worker(self._open_client(message.client_id, message.on), group="navigation", exit_on_error=False)
 
-    async def _open_client(self, client_id: str, on) -> None:
+    async def _back_to_client(self, client_id: str):
+        """Back down to the main screen with `client_id` selected; None if there is none."""
         main = self._main_screen()
         if main is None:
-            return
+            return None
         while self.screen is not main:
             await self.pop_screen()
         main.select_client(client_id)
+        return main
+
+    async def _open_client(self, client_id: str, on) -> None:
+        if await self._back_to_client(client_id) is None:
+            return
         self.notify(f"No progress note yet for the session of {on.isoformat()}: press n to write it.")
 
     def on_todo_screen_review_plan(self, message) -> None:
@@ -442,12 +448,9 @@ class NotewellApp(App[None]):
         # A review that is due: a new treatment-plan review for the client, dated today.
         from store.models import NoteFormat
 
-        main = self._main_screen()
+        main = await self._back_to_client(client_id)
         if main is None:
             return
-        while self.screen is not main:
-            await self.pop_screen()
-        main.select_client(client_id)
         main.start_note(client_id, NoteFormat.REVIEW.value, self.clock().astimezone().date())
 
     # --- help and palette -----------------------------------------------------------
