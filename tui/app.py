@@ -400,10 +400,14 @@ class NotewellApp(App[None]):
         self.notify(WAIT_NOTICE, severity="warning")
 
     def tell_screens(self, message: JobMessage) -> None:
-        """Hand a message of the sync service to every open screen, each its own copy: a
-        screen handles the ones it cares about (`on_sync_jobs_...`) and ignores the rest."""
+        """Hand a message of the sync service to each open screen that handles it
+        (`on_sync_jobs_...`), each its own copy. Only those: a screen under the one on top
+        that takes any message goes idle after it and, being visible through the top
+        screen's background, has the top screen repainted whole, which during a sync (a
+        progress message every 50 ms) was most of the interface's work."""
         for screen in self.screen_stack:
-            screen.post_message(message.copy())
+            if hasattr(screen, message.handler_name):
+                screen.post_message(message.copy())
 
     # --- messages from the to-do queue ---------------------------------------------
 

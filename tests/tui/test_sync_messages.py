@@ -22,7 +22,7 @@ from tui_helpers import kill_all, started_processes, unlock, wait_for
 
 from tui.screens.main import MainScreen
 from tui.screens.note_editor import NoteEditorScreen
-from tui.sync_jobs import SyncJobs
+from tui.sync_jobs import JobMessage, SyncJobs
 
 OTHER_PASSPHRASE = "home desktop passphrase 3c9e"
 WAIT = 30.0
@@ -143,3 +143,34 @@ async def test_a_change_reaches_only_the_screens_it_concerns(seeded_vault, make_
         # "Unknown" (no ids) means any document may have changed.
         assert SyncJobs.RecordChanged().concerns(DRAFT_NOTE)
         assert not SyncJobs.RecordChanged(frozenset({client_id})).concerns(DRAFT_NOTE)
+
+
+async def test_progress_goes_to_the_devices_screen_only(seeded_vault, make_app):
+    """A sync's progress (a message every 50 ms) is for the Devices screen. The main screen
+    beneath it has no use for it, and taking it would cost the whole interface: a screen
+    below the one on top goes idle after any message and, being visible through the top
+    screen's background, has the top screen repainted whole each time."""
+    from tui.screens.devices import DevicesScreen
+
+    app = make_app(seeded_vault)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await unlock(pilot, PASSPHRASE)
+        main = next(s for s in app.screen_stack if isinstance(s, MainScreen))
+        await wait_for(pilot, lambda: main.client_id is not None, WAIT, "main screen")
+        devices = DevicesScreen()
+        app.push_screen(devices)
+        await wait_for(pilot, lambda: app.screen is devices and devices.loaded, WAIT, "devices screen")
+
+        received: dict[str, list] = {"main": [], "devices": []}
+        for name, screen in (("main", main), ("devices", devices)):
+            post = screen.post_message
+            screen.post_message = lambda message, post=post, name=name: (received[name].append(message), post(message))[1]
+
+        app.tell_screens(SyncJobs.Progress("Receiving", 3, 10))
+        await wait_for(pilot, lambda: devices.last_progress == (3, 10), WAIT, "the progress on the Devices screen")
+        assert [type(m) for m in received["devices"] if isinstance(m, JobMessage)] == [SyncJobs.Progress]
+        assert [m for m in received["main"] if isinstance(m, JobMessage)] == []
+
+        # What the main screen handles still reaches it under the Devices screen.
+        app.tell_screens(SyncJobs.RecordChanged(frozenset({DRAFT_NOTE})))
+        assert [type(m) for m in received["main"] if isinstance(m, JobMessage)] == [SyncJobs.RecordChanged]

@@ -573,7 +573,7 @@ class DevicesScreen(NotewellScreen[None]):
         bar = self.query_one(ProgressBar)
         self.query_one("#progress-row").set_class(label is not None, "running")
         bar.update(total=total or None, progress=done)
-        self.query_one("#progress-label", Static).update(f"{label} {done}/{total}" if label else "")
+        self.query_one("#progress-label", Static).update(f"{label} {done}/{total}" if label else "", layout=False)
 
     def _show_listening(self, host: str, port: int) -> None:
         self.query_one("#listen-status", Static).update(f"listening on {host}:{port}")
