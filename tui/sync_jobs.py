@@ -8,8 +8,9 @@ the store thread stays free and the clinician keeps typing. Only that connection
 (`record.replica`, a `RecordReplica`) and the `DeviceIdentity` reach sync/; the screens read and
 change the paired devices and read the clocks through the service too (`devices`, `forget`,
 `remember_address`, `clock_skews`, `time_caveats`). Syncs (now, listening and the mailbox) also
-get worker processes that read documents new to this device (store/prepare_pool.py): started by
-the first such job, stopped on lock and quit.
+get worker processes that read documents new to this device (store/prepare_pool.py): started
+when the Devices screen opens (`start_workers`) or by the first such job, stopped on lock and
+quit.
 
 Screens call the service (attributes and calls go down); the service answers with the
 messages below (messages go up), and each screen handles those it cares about: the Devices
@@ -23,6 +24,7 @@ shows what a sync brought to it (`RecordChanged`). The service never calls a scr
     jobs.watch_mailbox(folder) / jobs.stop_watching_mailbox()   # the continuous mailbox
     await jobs.mailbox_setting() / await jobs.remember_mailbox(folder, watch)   # remembered here
     await jobs.resume_mailbox_watch()         # after unlock: watch the remembered folder again
+    jobs.start_workers()                      # the worker processes, ahead of a sync
     jobs.record_changed(doc_ids)              # tell every screen that the record changed
     await jobs.stop()                         # lock and quit: listeners stop, a sync is interrupted
 """
@@ -271,6 +273,28 @@ class SyncJobs:
                 # the interface needs to keep up with typing.
                 self._pool = PreparePool(caller_helps=False)
             return self._pool
+
+    def start_workers(self) -> None:
+        """Start the worker processes ahead of a sync, in a thread of their own (the Devices
+        screen asks on opening: a sync, a pairing or listening is what follows there). Each
+        takes about a quarter of a second to start; a sync that started them itself had its
+        first documents waiting for them. They stop on lock and quit, like any started here."""
+        if self._vault is None:
+            return  # not unlocked yet (or stopping): the first job starts them as before
+        with self._pool_lock:
+            if self._pool is not None:
+                return
+        done = threading.Event()
+        self._running.add(done)  # stop() waits for this, then closes what it started
+
+        def run() -> None:
+            try:
+                self._prepare_pool()
+            finally:
+                done.set()
+                self._running.discard(done)
+
+        threading.Thread(target=run, name="notewell-workers-start", daemon=True).start()
 
     def _start(self, kind: str, body: Callable[[RecordReplica], Any], *, group: str = "sync",
                uses_workers: bool = False) -> bool:

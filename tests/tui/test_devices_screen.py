@@ -7,6 +7,7 @@ wait is a condition with a timeout.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import date
 from pathlib import Path
@@ -194,13 +195,41 @@ async def test_pair_then_sync_brings_the_other_devices_notes(app_vault, other_va
             WAIT, "client in the main list",
         )
         assert jobs.listening is not None
-        assert jobs._pool is not None  # started by the first direct sync
+        assert jobs._pool is not None  # started when the screen opened
         workers = [w.proc for w in jobs._pool._workers]  # none on a one-core machine
         app.lock()
         await wait_for(pilot, lambda: not app.store.is_open, WAIT, "locked")
         assert jobs.listening is None and not jobs._running
         await wait_for(pilot, lambda: jobs._pool is None and all(p.poll() is not None for p in workers),
                        WAIT, "worker processes ended")
+
+
+async def test_opening_the_screen_starts_the_sync_workers(app_vault, make_app):
+    """A sync from the Devices screen does not wait for its worker processes to start: the
+    screen starts them on opening, once, and the lock stops them."""
+    app = make_app(app_vault)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_devices(pilot)
+        jobs = screen.jobs
+        await wait_for(pilot, lambda: jobs._pool is not None and not jobs._running, WAIT, "workers started")
+        pool = jobs._pool
+        workers = [w.proc for w in pool._workers]  # none on a one-core machine
+        assert len(workers) == pool.worker_count
+        assert await asyncio.to_thread(pool.wait_ready)
+        await pilot.press("escape")
+        await open_devices_again(pilot)
+        assert jobs._pool is pool and [w.proc for w in pool._workers] == workers  # not started twice
+        app.lock()
+        await wait_for(pilot, lambda: not app.store.is_open, WAIT, "locked")
+        await wait_for(pilot, lambda: jobs._pool is None and all(p.poll() is not None for p in workers),
+                       WAIT, "worker processes ended")
+
+
+async def open_devices_again(pilot) -> DevicesScreen:
+    screen = DevicesScreen()
+    pilot.app.push_screen(screen)
+    await wait_for(pilot, lambda: pilot.app.screen is screen and screen.loaded, WAIT, "devices screen")
+    return screen
 
 
 async def test_wrong_code_is_a_clear_message(app_vault, other_vault, make_app, processes):

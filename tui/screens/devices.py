@@ -256,6 +256,7 @@ class DevicesScreen(NotewellScreen[None]):
     async def _load(self) -> None:
         assert self.jobs is not None
         identity = await self.jobs.prepare()
+        self.jobs.start_workers()  # a sync from here need not wait for them to start
         peers, addresses, last = await self.jobs.devices()
         self.identity, self.peers, self.addresses = identity, peers, addresses
         self._show_identity()
