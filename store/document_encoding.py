@@ -652,14 +652,30 @@ def root_puts_change(after: NextChange, puts: list[tuple[str, str]]) -> tuple[by
     return _change_chunk(actor, seq, start_op, list(heads), ops)
 
 
+# Deflated columns remembered by their bytes: a saved document's large columns other than
+# its values (the keys of a note's maps, above all) are mostly those of the documents before
+# it, and deflating one cost as much as its values'. Cleared at `_ENCODED_MAX`.
+_DEFLATED_COLUMNS: dict[bytes, bytes] = {}
+
+
+def _deflate(data: bytes) -> bytes:
+    return zlib.compress(data, 6, -15)  # raw deflate, as compressobj(6, DEFLATED, -15) writes it
+
+
 def _compress(cols: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
     out = []
     for spec, data in cols:
-        if len(data) > DEFLATE_MIN_SIZE:
-            squeezer = zlib.compressobj(6, zlib.DEFLATED, -15)
-            out.append((spec | _DEFLATED, squeezer.compress(data) + squeezer.flush()))
-        else:
+        if len(data) <= DEFLATE_MIN_SIZE:
             out.append((spec, data))
+        elif spec == _VAL_RAW:  # a note's own values: never seen before
+            out.append((spec | _DEFLATED, _deflate(data)))
+        else:
+            squeezed = _DEFLATED_COLUMNS.get(data)
+            if squeezed is None:
+                if len(_DEFLATED_COLUMNS) >= _ENCODED_MAX:
+                    _DEFLATED_COLUMNS.clear()
+                squeezed = _DEFLATED_COLUMNS[data] = _deflate(data)
+            out.append((spec | _DEFLATED, squeezed))
     return out
 
 

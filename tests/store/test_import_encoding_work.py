@@ -55,3 +55,35 @@ def test_a_notes_document_is_recorded_encoded_and_saved_in_few_calls_an_operatio
     calls = _encoder_calls(build)
     assert calls < 320 * len(notes), calls / len(notes)
     assert calls < 7 * ops, calls / ops
+
+
+def test_a_large_column_seen_before_is_not_deflated_again(monkeypatch) -> None:
+    """A saved document deflates each column over 256 bytes. Its values are its own, but its
+    map keys are mostly those of the notes before it: their deflated bytes are remembered, so
+    a note of a shape seen before deflates only its values (before: every large column of
+    every note, two a note here)."""
+    import zlib
+
+    deflated: list[int] = []
+
+    class CountingZlib:
+        DEFLATED = zlib.DEFLATED
+
+        @staticmethod
+        def compress(data, *args):
+            deflated.append(len(data))
+            return zlib.compress(data, *args)
+
+        @staticmethod
+        def compressobj(*args):
+            deflated.append(-1)
+            return zlib.compressobj(*args)
+
+    notes = _notes()
+    D.new_note_doc(notes[0], ACTOR, make=E.EncodedDocument).save()  # its shape, seen once
+    monkeypatch.setattr(E, "zlib", CountingZlib)
+    saved = [D.new_note_doc(notes[0], ACTOR, make=E.EncodedDocument).save() for _ in range(6)]
+    assert len(deflated) == 6  # the values' column alone, once a note
+    assert len(set(saved)) == 1
+    monkeypatch.undo()
+    assert saved[0] == D.new_note_doc(notes[0], ACTOR, make=E.EncodedDocument).save()
