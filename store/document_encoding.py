@@ -111,6 +111,9 @@ def _sleb(n: int) -> bytes:
 _TABLE = 1 << 14
 _ULEB = [_uleb(i) for i in range(_TABLE)]
 _SLEB = [_sleb(i) for i in range(_TABLE)] + [_sleb(i) for i in range(-_TABLE, 0)]  # indexed by n
+# A delta column's cell of one value, (sLEB, 1), made once: equal cells are then the same
+# object, which the table of encoded columns (`_column`) compares by identity.
+_SLEB_CELL = [(b, 1) for b in _SLEB]  # indexed by n
 
 
 def _u(n: int) -> bytes:
@@ -356,14 +359,14 @@ def _element_keys(ops: list[tuple]) -> tuple[list, list]:
         first = op[_ELEM_F]
         key_actor.append((None, 1) if first == 0 else (_U0, 1))
         delta = first - key_abs
-        key_ctr.append((_SLEB[delta] if -_TABLE <= delta < _TABLE else _sleb(delta), 1))
+        key_ctr.append(_SLEB_CELL[delta] if -_TABLE <= delta < _TABLE else (_sleb(delta), 1))
         key_abs = first
         n = op[_N_F]
         if n > 1:
             id_ = op[_ID_F]
             key_actor.append((_U0, n - 1))
             delta = id_ - key_abs
-            key_ctr.append((_SLEB[delta] if -_TABLE <= delta < _TABLE else _sleb(delta), 1))
+            key_ctr.append(_SLEB_CELL[delta] if -_TABLE <= delta < _TABLE else (_sleb(delta), 1))
             if n > 2:
                 key_ctr.append((_S1, n - 2))
             key_abs = id_ + n - 2
@@ -381,7 +384,7 @@ def _id_counters(ops: list[tuple]) -> list:
     for op in ops:
         id_ = op[_ID_F]
         delta = id_ - last
-        out.append((_SLEB[delta] if -_TABLE <= delta < _TABLE else _sleb(delta), 1))
+        out.append(_SLEB_CELL[delta] if -_TABLE <= delta < _TABLE else (_sleb(delta), 1))
         n = op[_N_F]
         if n > 1:
             out.append((_S1, n - 1))

@@ -87,3 +87,19 @@ def test_a_large_column_seen_before_is_not_deflated_again(monkeypatch) -> None:
     assert len(set(saved)) == 1
     monkeypatch.undo()
     assert saved[0] == D.new_note_doc(notes[0], ACTOR, make=E.EncodedDocument).save()
+
+
+def test_the_cells_of_a_delta_column_are_made_once_and_compared_by_identity() -> None:
+    """A saved document's id column and a sequence's element column hold one cell per
+    operation; the table of encoded columns compares each column with the one it remembers
+    cell by cell, which for cells made once (one per small delta) is a check of identity, not
+    of their bytes (before: a new tuple for every cell of every note)."""
+    note = _notes(1)[0]
+    first, second = (D.new_note_doc(note, ACTOR, make=E.EncodedDocument) for _ in range(2))
+    ids_a = E._id_counters(first._document_order())
+    ids_b = E._id_counters(second._document_order())
+    assert ids_a == ids_b
+    assert all(a is b for a, b in zip(ids_a, ids_b) if a[1] == 1)  # a run's other ids: one cell
+    keys_a = E._element_keys(first.ops)[1]
+    keys_b = E._element_keys(second.ops)[1]
+    assert all(a is b for a, b in zip(keys_a, keys_b) if a[0] is not None and a[1] == 1)
