@@ -30,7 +30,6 @@ import hashlib
 import re
 import zlib
 from itertools import chain
-from operator import itemgetter
 from typing import Any
 
 from automerge.core import ROOT, ObjType, ScalarType
@@ -391,9 +390,6 @@ def _id_counters(ops: list[tuple]) -> list:
             id_ += n - 1
         last = id_
     return out
-
-
-_CELLS_OF = itemgetter(_CELLS_F)
 
 
 def _op_columns(ops: list[tuple], total: int, succ: dict[int, int] | None = None) -> list[tuple[int, bytes]]:
