@@ -208,10 +208,30 @@ class VerifyResult:
 
 
 def _row_hash(key: bytes, prev_hash: str, seq: int, at: str, event: str, client_id, details: str) -> str:
-    body = canonical(
-        {"seq": seq, "at": at, "event": event, "client_id": client_id, "details": details}
-    )
-    return hmac.new(key, prev_hash.encode() + body, hashlib.sha256).hexdigest()
+    return hmac.digest(key, prev_hash.encode() + _row_body(seq, at, event, client_id, details), "sha256").hex()
+
+
+# How `canonical` writes a string (json's own function for ensure_ascii=False).
+_JSON_STR = json.encoder.encode_basestring
+
+
+def _row_body(seq: int, at: str, event: str, client_id, details: str) -> bytes:
+    """`canonical` of the row's fields (what its hash covers). Laid out here, keys in sorted
+    order, for the types a row is written with: an import appends one row per note signed
+    elsewhere, and a second trip through the JSON encoder was a third of each. Anything else
+    (a row altered in the file, read back by `verify`) goes through `canonical` itself."""
+    if (
+        seq.__class__ is int and at.__class__ is str and event.__class__ is str and details.__class__ is str
+        and (client_id is None or client_id.__class__ is str)
+    ):
+        return (
+            '{"at":' + _JSON_STR(at)
+            + ',"client_id":' + ("null" if client_id is None else _JSON_STR(client_id))
+            + ',"details":' + _JSON_STR(details)
+            + ',"event":' + _JSON_STR(event)
+            + ',"seq":' + int.__repr__(seq) + "}"
+        ).encode()
+    return canonical({"seq": seq, "at": at, "event": event, "client_id": client_id, "details": details})
 
 
 def _head_mac(key: bytes, seq: int, last_hash: str) -> str:
@@ -269,7 +289,7 @@ class AuditLog:
         are never all held at once). Returns the last entry, None when there was none."""
         at_text = _iso(at or _now())
         conn = self._conn
-        out: AuditEntry | None = None
+        last_entry: tuple | None = None  # made into an AuditEntry once, for the last
         # Joins the caller's transaction when one is open (the entries commit with its change).
         with write_transaction(conn):
             last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
@@ -285,7 +305,7 @@ class AuditLog:
                     seq += 1
                     digest = _row_hash(self._key, prev, seq, at_text, event, client_id, details_json)
                     rows.append((seq, at_text, event, client_id, details_json, prev, digest))
-                    out = AuditEntry(seq, at_text, event, client_id, clean, prev, digest)
+                    last_entry = (seq, at_text, event, client_id, clean, prev, digest)
                     prev = digest
                 conn.executemany(
                     "INSERT INTO audit_log(seq, at, event, client_id, details, prev_hash, hash)"
@@ -298,7 +318,7 @@ class AuditLog:
                     " ON CONFLICT(id) DO UPDATE SET seq=excluded.seq, hash=excluded.hash, mac=excluded.mac",
                     (seq, prev, _head_mac(self._key, seq, prev)),
                 )
-        return out
+        return AuditEntry(*last_entry) if last_entry is not None else None
 
     def flush_unlock_failures(self, vault_path: Path | str) -> AuditEntry | None:
         """Write the failed unlock attempts counted in this process, if any."""

@@ -30,7 +30,6 @@ import hashlib
 import re
 import zlib
 from itertools import chain
-from operator import attrgetter
 from typing import Any
 
 from automerge.core import ROOT, ObjType, ScalarType
@@ -111,6 +110,9 @@ def _sleb(n: int) -> bytes:
 _TABLE = 1 << 14
 _ULEB = [_uleb(i) for i in range(_TABLE)]
 _SLEB = [_sleb(i) for i in range(_TABLE)] + [_sleb(i) for i in range(-_TABLE, 0)]  # indexed by n
+# A delta column's cell of one value, (sLEB, 1), made once: equal cells are then the same
+# object, which the table of encoded columns (`_column`) compares by identity.
+_SLEB_CELL = [(b, 1) for b in _SLEB]  # indexed by n
 
 
 def _u(n: int) -> bytes:
@@ -176,13 +178,16 @@ def _rle(runs) -> bytes:
             if current is None and value is _END and not out and not lits:
                 return b""  # nulls alone
             if lits:
-                out.append(_s(-len(lits)))
+                out.append(_SLEB[-len(lits)] if len(lits) <= _TABLE else _sleb(-len(lits)))
                 out += lits
                 lits = []
-            out.append(b"\x00" + _u(count) if current is None else _s(count) + current)
+            if count >= _TABLE:
+                out.append(b"\x00" + _uleb(count) if current is None else _sleb(count) + current)
+            else:
+                out.append(b"\x00" + _ULEB[count] if current is None else _SLEB[count] + current)
         current, count = value, n
     if lits:
-        out.append(_s(-len(lits)))
+        out.append(_SLEB[-len(lits)] if len(lits) <= _TABLE else _sleb(-len(lits)))
         out += lits
     return b"".join(out)
 
@@ -213,17 +218,19 @@ def _booleans(runs: list) -> bytes:
         if value == current:
             count += n
         else:
-            out.append(_u(count))
+            out.append(_ULEB[count] if count < _TABLE else _uleb(count))
             current, count = value, n
     if count:
-        out.append(_u(count))
+        out.append(_ULEB[count] if count < _TABLE else _uleb(count))
     return b"".join(out)
 
 
 def _columns(cols: list[tuple[int, bytes]]) -> tuple[bytes, bytes]:
     """(metadata, data) of the non-empty columns, in the order given (by specification)."""
     present = [(spec, data) for spec, data in cols if data]
-    meta = b"".join([_u(len(present)), *[_ULEB[spec] + _u(len(data)) for spec, data in present]])
+    meta = b"".join([_ULEB[len(present)], *[
+        _ULEB[spec] + (_ULEB[len(data)] if len(data) < _TABLE else _uleb(len(data))) for spec, data in present
+    ]])
     return meta, b"".join([data for _spec, data in present])
 
 
@@ -292,36 +299,37 @@ def _char_metas(text: str) -> list[tuple[bytes, int]]:
 
 # --- operations --------------------------------------------------------------------------
 
-
-class _Op:
-    """One operation, or a run of `n` characters inserted one after another (a text's
-    splice is one _Op whatever its length)."""
-
-    __slots__ = ("id", "obj", "key", "elem", "insert", "action", "metas", "raw", "n", "pred", "succ",
-                 "obj_actor", "obj_ctr", "insert_cell", "action_cell", "key_str_cell")
-
-    def __init__(self, id_: int, obj: int, key: str | None, elem: int, insert: bool, action: int,
-                 metas: list[tuple[bytes, int]], raw: bytes, n: int = 1, pred: int | None = None,
-                 cells: tuple | None = None) -> None:
-        self.id = id_
-        self.obj = obj
-        self.key = key  # a map key, or None for a list element
-        self.elem = elem  # for a list element: the element it follows (0: the head)
-        self.insert = insert
-        self.action = action
-        self.metas = metas
-        self.raw = raw
-        self.n = n
-        self.pred = pred  # the op it overwrites, if any (only a map's key is overwritten: n == 1)
-        self.succ: int | None = None
-        # What it adds to the columns that read the same in a change and in the document,
-        # encoded once (`_rle`); `cells`: the same, made once per object and action (`_cells`).
-        self.obj_actor, self.obj_ctr, self.insert_cell, self.action_cell = cells or _cells(obj, insert, action, n)
-        self.key_str_cell = (_key_value(key), 1) if key is not None else (None, n)
+# An operation is a plain tuple (made once per put, read by the change and by the save; a
+# class instance cost a third of recording a note), or a run of `n` characters inserted one
+# after another (a text's splice is one operation whatever its length). Its first three
+# fields are the document's order: a saved document lists the root map's operations, then
+# each object's in the order it was made (object ids grow as they are made), a map's by key
+# then id, a sequence's by id (its key is None: appended only, so element order), so the
+# sorted operations are the document's operations.
+_OBJ_F, _KEY_F, _ID_F = 0, 1, 2  # the object, a map key or None for an element, the op id
+_ELEM_F = 3  # for an element: the element it follows (0: the head)
+_ACTION_F = 4
+_METAS_F = 5  # runs of (value metadata, count)
+_RAW_F = 6
+_N_F = 7
+_PRED_F = 8  # the op it overwrites, if any (only a map's key is overwritten: n == 1)
+# What it adds to the columns that read the same in a change and in the document, encoded
+# once (`_rle`): object actor, object counter, insert, action and key string cells.
+_CELLS_F = 9  # (object actor, object counter, insert, action): made once per object and action
+_KEY_STR_F = 10
 
 
-# (map, action) -> the `_cells` of a key written in it: the same in every document.
+def _op(id_: int, obj: int, key: str | None, elem: int, action: int, metas: list[tuple[bytes, int]], raw: bytes,
+        n: int = 1, pred: int | None = None) -> tuple:
+    key_str = (_key_value(key), 1) if key is not None else (None, n)
+    return (obj, key, id_, elem, action, metas, raw, n, pred, _cells(obj, key is None, action, n), key_str)
+
+
+# (map, action) -> the `_cells` of a key written in it: the same in every document. Likewise
+# a key's key string cell, and the value metadata of one value (an op's runs of metadata).
 _MAP_CELLS: dict[tuple[int, int], tuple] = {}
+_KEY_CELLS: dict[str, tuple[bytes, int]] = {}
+_ONE_META: dict[bytes, tuple[tuple[bytes, int]]] = {}
 
 
 def _cells(obj: int, insert: bool, action: int, n: int) -> tuple:
@@ -331,65 +339,78 @@ def _cells(obj: int, insert: bool, action: int, n: int) -> tuple:
     return (_U0, n), (_u(obj), n), (insert, n), (_u(action), n)
 
 
-def _element_keys(ops: list[_Op]) -> tuple[list, list]:
+def _element_keys(ops: list[tuple]) -> tuple[list, list]:
     """The key actor and counter columns: null for a map's key; for a list or text element
     the element it follows (the first of a run follows `elem`, each other one the one
-    before it: ids op.id .. op.id + n - 2)."""
+    before it: ids op id .. op id + n - 2)."""
     key_actor: list = []
     key_ctr: list = []
     nulls = 0
     key_abs = 0
     for op in ops:
-        if op.key is not None:
+        if op[_KEY_F] is not None:
             nulls += 1
             continue
         if nulls:
             key_actor.append((None, nulls))
             key_ctr.append((None, nulls))
             nulls = 0
-        first = op.elem
+        first = op[_ELEM_F]
         key_actor.append((None, 1) if first == 0 else (_U0, 1))
-        key_ctr.append((_s(first - key_abs), 1))
+        delta = first - key_abs
+        key_ctr.append(_SLEB_CELL[delta] if -_TABLE <= delta < _TABLE else (_sleb(delta), 1))
         key_abs = first
-        n = op.n
+        n = op[_N_F]
         if n > 1:
+            id_ = op[_ID_F]
             key_actor.append((_U0, n - 1))
-            key_ctr.append((_s(op.id - key_abs), 1))
+            delta = id_ - key_abs
+            key_ctr.append(_SLEB_CELL[delta] if -_TABLE <= delta < _TABLE else (_sleb(delta), 1))
             if n > 2:
                 key_ctr.append((_S1, n - 2))
-            key_abs = op.id + n - 2
+            key_abs = id_ + n - 2
     if nulls:
         key_actor.append((None, nulls))
         key_ctr.append((None, nulls))
     return key_actor, key_ctr
 
 
-def _id_counters(ops: list[_Op]) -> list:
+def _id_counters(ops: list[tuple]) -> list:
     """A document's op id column: each op's id as a delta from the last id before it (a
     run's ids follow one another)."""
     out: list = []
     last = 0
     for op in ops:
-        out.append((_s(op.id - last), 1))
-        n = op.n
+        id_ = op[_ID_F]
+        delta = id_ - last
+        out.append(_SLEB_CELL[delta] if -_TABLE <= delta < _TABLE else (_sleb(delta), 1))
+        n = op[_N_F]
         if n > 1:
             out.append((_S1, n - 1))
-        last = op.id + n - 1
+            id_ += n - 1
+        last = id_
     return out
 
 
-def _op_columns(ops: list[_Op], total: int, *, document: bool) -> list[tuple[int, bytes]]:
-    """The operation columns of a change (with pred) or of a document (with ids and succ);
-    `total`: the operations they hold (a run of n characters is n)."""
-    if None in [op.key for op in ops]:
+def _op_columns(ops: list[tuple], total: int, succ: dict[int, int] | None = None) -> list[tuple[int, bytes]]:
+    """The operation columns of a change (with pred) or, given `succ` (op id -> the op that
+    overwrote it), of a document (with ids and succ); `total`: the operations they hold (a
+    run of n characters is n)."""
+    document = succ is not None
+    if None in [op[_KEY_F] for op in ops]:
         key_actor, key_ctr = _element_keys(ops)
     else:  # map keys only: both columns null throughout, so absent
         key_actor = key_ctr = None
-    link_of = [op.succ for op in ops] if document else [op.pred for op in ops]
+    if document:
+        link_of = [succ.get(op[_ID_F]) for op in ops] if succ else None
+    else:
+        link_of = [op[_PRED_F] for op in ops]
+        if link_of.count(None) == len(link_of):
+            link_of = None
     links = []
-    if link_of.count(None) != len(link_of):
+    if link_of is not None:
         # Only a map's key is overwritten, so a linked op is one operation (n == 1).
-        group = [(_U0, op.n) if link is None else (_U1, 1) for op, link in zip(ops, link_of)]
+        group = [(_U0, op[_N_F]) if link is None else (_U1, 1) for op, link in zip(ops, link_of)]
         link_abs = 0
         for link in link_of:
             if link is not None:
@@ -403,17 +424,19 @@ def _op_columns(ops: list[_Op], total: int, *, document: bool) -> list[tuple[int
     group_spec, actor_spec, ctr_spec = (
         (_SUCC_GROUP, _SUCC_ACTOR, _SUCC_CTR) if document else (_PRED_GROUP, _PRED_ACTOR, _PRED_CTR)
     )
+    cells = [op[_CELLS_F] for op in ops]
+    obj_actor, obj_ctr, insert, action = zip(*cells)
     cols = [
-        (_OBJ_ACTOR, _column([op.obj_actor for op in ops])),
-        (_OBJ_CTR, _column([op.obj_ctr for op in ops])),
+        (_OBJ_ACTOR, _column(obj_actor)),
+        (_OBJ_CTR, _column(obj_ctr)),
         (_KEY_ACTOR, _column(key_actor) if key_actor is not None else b""),
         (_KEY_CTR, _column(key_ctr) if key_ctr is not None else b""),
-        (_KEY_STR, _column([op.key_str_cell for op in ops])),
+        (_KEY_STR, _column([op[_KEY_STR_F] for op in ops])),
         *ids,
-        (_INSERT, _booleans([op.insert_cell for op in ops])),
-        (_ACTION, _column([op.action_cell for op in ops])),
-        (_VAL_META, _rle([m for op in ops for m in op.metas])),  # values differ note to note
-        (_VAL_RAW, b"".join([op.raw for op in ops])),
+        (_INSERT, _booleans(insert)),
+        (_ACTION, _column(action)),
+        (_VAL_META, _rle([m for op in ops for m in op[_METAS_F]])),  # values differ note to note
+        (_VAL_RAW, b"".join([op[_RAW_F] for op in ops])),
         (group_spec, _column(group)),
     ]
     if links:
@@ -431,20 +454,18 @@ class _Change:
         self.seq, self.start_op, self.max_op, self.deps, self.hash = seq, start_op, max_op, deps, hash_
 
 
-_BY_KEY_THEN_ID = attrgetter("key", "id")
-
-
 class EncodedDocument:
     """A new document, written as the binding would write it; see the module docstring."""
 
     def __init__(self, actor: bytes) -> None:
         self.actor = bytes(actor)
-        self.ops: list[_Op] = []
+        self.ops: list[tuple] = []  # see `_op`
+        self.succ: dict[int, int] = {}  # op id -> the op that overwrote it
         self.changes: list[_Change] = []
         self.next_op = 1
         # object id -> its kind; maps: key -> the op now at that key; sequences: last element
         self.kinds: dict[int, ObjType] = {_ROOT: ObjType.Map}
-        self.keys: dict[int, dict[str, _Op]] = {_ROOT: {}}
+        self.keys: dict[int, dict[str, tuple]] = {_ROOT: {}}
         # list/text -> [its length, its last element's id (0: none)]: appended to only, so
         # that is all an append needs, however long a text is
         self.items: dict[int, list[int]] = {}
@@ -464,7 +485,7 @@ class EncodedDocument:
             return obj
         raise Unsupported("an object this document did not make")
 
-    def _map_op(self, obj: Any, prop: Any, action: int, meta: bytes, raw: bytes) -> _Op:
+    def _map_op(self, obj: Any, prop: Any, action: int, meta: bytes, raw: bytes) -> tuple:
         if obj.__class__ is int:
             keys = self.keys.get(obj)
         else:
@@ -474,55 +495,68 @@ class EncodedDocument:
             raise Unsupported("a key of something other than a map this document made")
         current = keys.get(prop)
         if (
-            current is not None and action == SET and current.action == SET
-            and current.raw == raw and current.metas[0][0] == meta
+            current is not None and action == SET and current[_ACTION_F] == SET
+            and current[_RAW_F] == raw and current[_METAS_F][0][0] == meta
         ):
             return current  # Automerge makes no operation that puts the value already there
-        if not prop.isascii():
-            try:
-                prop.encode("utf-8")
-            except UnicodeEncodeError:
-                raise Unsupported("a key that is not Unicode characters") from None
+        key_cell = _KEY_CELLS.get(prop)
+        if key_cell is None:
+            if not prop.isascii():
+                try:
+                    prop.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise Unsupported("a key that is not Unicode characters") from None
+            if len(_KEY_CELLS) >= 4_096:
+                _KEY_CELLS.clear()
+            key_cell = _KEY_CELLS[prop] = (_key_value(prop), 1)
         cells = _MAP_CELLS.get((obj, action))
         if cells is None:
             if len(_MAP_CELLS) >= 4_096:
                 _MAP_CELLS.clear()
             cells = _MAP_CELLS[(obj, action)] = _cells(obj, False, action, 1)
-        op = _Op(self.next_op, obj, prop, 0, False, action, [(meta, 1)], raw, 1,
-                 current.id if current is not None else None, cells)
-        if current is not None:
-            current.succ = op.id
+        metas = _ONE_META.get(meta)
+        if metas is None:
+            if len(_ONE_META) >= 4_096:
+                _ONE_META.clear()
+            metas = _ONE_META[meta] = ((meta, 1),)
+        id_ = self.next_op
+        if current is None:
+            op = (obj, prop, id_, 0, action, metas, raw, 1, None, cells, key_cell)
+        else:
+            op = (obj, prop, id_, 0, action, metas, raw, 1, current[_ID_F], cells, key_cell)
+            self.succ[current[_ID_F]] = id_
         keys[prop] = op
-        self.next_op += 1
+        self.next_op = id_ + 1
         self.ops.append(op)
         return op
 
-    def _append(self, obj: Any, index: int, action: int, metas: list, raw: bytes, n: int) -> _Op:
+    def _append(self, obj: Any, index: int, action: int, metas: list, raw: bytes, n: int) -> tuple:
         target = self._obj(obj)
         items = self.items.get(target)
         if items is None or not isinstance(index, int) or index != items[0]:
             raise Unsupported("an insertion anywhere but at the end of a list or text")
-        op = _Op(self.next_op, target, None, items[1], True, action, metas, raw, n=n)
+        op = _op(self.next_op, target, None, items[1], action, metas, raw, n)
         items[0] += n
-        items[1] = op.id + n - 1
+        items[1] = self.next_op + n - 1
         self.next_op += n
         self.ops.append(op)
         return op
 
-    def _made(self, op: _Op, kind: ObjType) -> int:
-        self.kinds[op.id] = kind
+    def _made(self, op: tuple, kind: ObjType) -> int:
+        id_ = op[_ID_F]
+        self.kinds[id_] = kind
         if kind == ObjType.Map:
-            self.keys[op.id] = {}
+            self.keys[id_] = {}
         else:
-            self.items[op.id] = [0, 0]
-        return op.id
+            self.items[id_] = [0, 0]
+        return id_
 
     def _commit(self, start: int) -> None:
         ops = self.ops[start:]
         if not ops:
             return  # an empty transaction makes no change
         deps = [len(self.changes) - 1] if self.changes else []
-        start_op = ops[0].id
+        start_op = ops[0][_ID_F]
         _bytes, digest = _change_chunk(
             self.actor, len(self.changes) + 1, start_op, [self.changes[d].hash for d in deps], ops
         )
@@ -535,23 +569,14 @@ class EncodedDocument:
 
     # -- the saved document --
 
-    def _document_order(self) -> list[_Op]:
+    def _document_order(self) -> list[tuple]:
         """Operations as a saved document lists them: the root map, then each object in the
-        order it was made; a map's by key, then id; a sequence's in element order."""
-        by_obj: dict[int, list[_Op]] = {}
-        for op in self.ops:
-            by_obj.setdefault(op.obj, []).append(op)
-        out: list[_Op] = []
-        for obj in sorted(by_obj):
-            ops = by_obj[obj]
-            if self.kinds[obj] == ObjType.Map:
-                ops.sort(key=_BY_KEY_THEN_ID)
-            out.extend(ops)  # sequences: appended only, so already in element order
-        return out
+        order it was made; a map's by key, then id; a sequence's in element order (see `_op`)."""
+        return sorted(self.ops)
 
     def save(self) -> bytes:
         changes = self.changes
-        ops_meta, ops_data = _columns(_compress(_op_columns(self._document_order(), self.next_op - 1, document=True)))
+        ops_meta, ops_data = _columns(_compress(_op_columns(self._document_order(), self.next_op - 1, self.succ)))
         deps_index: list = []
         index_abs = 0
         for c in changes:
@@ -585,10 +610,10 @@ class EncodedDocument:
         return data
 
 
-def _change_chunk(actor: bytes, seq: int, start_op: int, deps: list[bytes], ops: list[_Op]) -> tuple[bytes, bytes]:
+def _change_chunk(actor: bytes, seq: int, start_op: int, deps: list[bytes], ops: list[tuple]) -> tuple[bytes, bytes]:
     """(chunk bytes, hash) of one change, laid out as the binding lays it out."""
     last = ops[-1]
-    meta, data = _columns(_op_columns(ops, last.id + last.n - start_op, document=False))  # ids consecutive
+    meta, data = _columns(_op_columns(ops, last[_ID_F] + last[_N_F] - start_op))  # ids consecutive
     body = b"".join((
         _u(len(deps)), *deps,
         _u(len(actor)), actor,
@@ -613,27 +638,43 @@ def root_puts_change(after: NextChange, puts: list[tuple[str, str]]) -> tuple[by
     The importer's parent process uses it to add the signed entries it seals (the key
     stays there) to a document a worker process encoded and saved."""
     actor, seq, start_op, heads, root_keys = after
-    ops: list[_Op] = []
+    ops: list[tuple] = []
     seen: set[str] = set()
     for i, (key, value) in enumerate(puts):
         if key.__class__ is not str or key in root_keys or key in seen:
             raise Unsupported("a put over a key the root already holds")
         seen.add(key)
         meta, raw = _scalar(_STR_TYPE, value)
-        ops.append(_Op(start_op + i, _ROOT, key, 0, False, SET, [(meta, 1)], raw))
+        ops.append(_op(start_op + i, _ROOT, key, 0, SET, [(meta, 1)], raw))
     if not ops:
         raise Unsupported("an empty change")
     return _change_chunk(actor, seq, start_op, list(heads), ops)
 
 
+# Deflated columns remembered by their bytes: a saved document's large columns other than
+# its values (the keys of a note's maps, above all) are mostly those of the documents before
+# it, and deflating one cost as much as its values'. Cleared at `_ENCODED_MAX`.
+_DEFLATED_COLUMNS: dict[bytes, bytes] = {}
+
+
+def _deflate(data: bytes) -> bytes:
+    return zlib.compress(data, 6, -15)  # raw deflate, as compressobj(6, DEFLATED, -15) writes it
+
+
 def _compress(cols: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
     out = []
     for spec, data in cols:
-        if len(data) > DEFLATE_MIN_SIZE:
-            squeezer = zlib.compressobj(6, zlib.DEFLATED, -15)
-            out.append((spec | _DEFLATED, squeezer.compress(data) + squeezer.flush()))
-        else:
+        if len(data) <= DEFLATE_MIN_SIZE:
             out.append((spec, data))
+        elif spec == _VAL_RAW:  # a note's own values: never seen before
+            out.append((spec | _DEFLATED, _deflate(data)))
+        else:
+            squeezed = _DEFLATED_COLUMNS.get(data)
+            if squeezed is None:
+                if len(_DEFLATED_COLUMNS) >= _ENCODED_MAX:
+                    _DEFLATED_COLUMNS.clear()
+                squeezed = _DEFLATED_COLUMNS[data] = _deflate(data)
+            out.append((spec | _DEFLATED, squeezed))
     return out
 
 
@@ -654,6 +695,10 @@ class _Transaction:
             raise Unsupported("a transaction that failed part-way") from exc
 
     def put(self, obj: Any, prop: Any, kind: ScalarType, value: Any) -> None:
+        if value.__class__ is str and value.isascii() and kind == _STR_TYPE:  # most puts: `_scalar` inline
+            size = (len(value) << 4) | _STR
+            self.doc._map_op(obj, prop, SET, _ULEB[size] if size < _TABLE else _uleb(size), value.encode())
+            return
         meta, raw = _scalar(kind, value)
         self.doc._map_op(obj, prop, SET, meta, raw)
 
@@ -691,8 +736,8 @@ class _Transaction:
             if target not in self.doc.keys:
                 raise Unsupported("a read of something other than a map")
             return None
-        if op.action != SET:
-            return self.doc.kinds[op.id], op.id
+        if op[_ACTION_F] != SET:
+            return self.doc.kinds[op[_ID_F]], op[_ID_F]
         raise Unsupported("a read of a scalar")
 
     def length(self, obj: Any) -> int:

@@ -164,7 +164,9 @@ def reissue_payloads(
         signed_at=signature.signed_at, device_id=device_id,
     )
     out = [(entry_id, payload)]
-    amends = payload_content_hash(payload)
+    # What an addendum amends: hashed only for a note that has addenda (most have none; an
+    # import makes these for every note signed elsewhere).
+    amends = payload_content_hash(payload) if addenda else ""
     for a in addenda:
         out.append((a.id, addendum_payload(
             entry_id=a.id, note_id=signed.id, text=a.text, reason=a.reason, signer=a.signer,

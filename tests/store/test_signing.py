@@ -9,6 +9,7 @@ import json
 import os
 from datetime import date, datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from automerge.core import ROOT, ScalarType
@@ -208,3 +209,21 @@ def test_a_signed_entry_altered_in_the_document_is_a_finding_and_the_original_st
     kept = [v for v in state.versions if v.kept_here]
     assert kept and kept[0].note.sections["data"] == complete_note().sections["data"]
     assert any("n1" in p and "fails signature verification" in p for p in a.store.check())
+
+
+def test_reissued_payloads_hash_the_content_only_for_the_addenda_that_amend_it(monkeypatch):
+    """An import makes the payloads of every note signed elsewhere (`reissue_payloads`): the
+    hash of the note's content is what an addendum's payload names as amended, so a note
+    without addenda (most of them) does not compute it (before: once for every note)."""
+    hashed = []
+    real = signing.payload_content_hash
+    monkeypatch.setattr(signing, "payload_content_hash", lambda p: hashed.append(p) or real(p))
+    note = complete_note()
+    sig = SimpleNamespace(signer="Dr. A", credentials="PhD", signed_at=datetime(2026, 3, 2, 9, tzinfo=timezone.utc))
+    [(entry_id, payload)] = signing.reissue_payloads(note, sig, [], device_id="dev-1")
+    assert hashed == []
+    assert payload["id"] == entry_id and payload["note_id"] == note.id
+    addendum = SimpleNamespace(id="a1", text="More.", reason="Late detail.", signer="Dr. A", credentials="PhD",
+                               signed_at=datetime(2026, 3, 3, 9, tzinfo=timezone.utc))
+    _note, (_id, amending) = signing.reissue_payloads(note, sig, [addendum], device_id="dev-1")
+    assert len(hashed) == 1 and amending["amends"] == real(_note[1])
