@@ -868,43 +868,67 @@ ENVELOPE_VERSION = 1  # of the envelope and of every payload (store/signing.py)
 NOTE_CONTENT_FIELDS = ("client_id", "format", "sections", "facts")
 
 
-def signed_entries(doc: Document, heads: Heads = None, root: _MapView | None = None) -> dict[str, Any]:
-    """entry id -> the envelope stored under "signed:<id>" at the root (any value: a reader
-    that checks it says what is wrong with one that is not a string)."""
-    view = root if root is not None else _MapView(doc, ROOT, heads)
-    return {k[len(SIGNED_PREFIX):]: view.scalar(k) for k in view.keys() if k.startswith(SIGNED_PREFIX)}
+class _Reading:
+    """What one reading of a document (`envelopes_parsed_once`) has worked out already."""
+
+    def __init__(self) -> None:
+        self.envelopes: dict[str, Any] = {}  # envelope -> parts
+        # id(payload) -> its content hash, for payloads parsed here (held in `envelopes`, so
+        # their ids stay their own; a dict made by a caller is never taken for one of them).
+        self.content_hashes: dict[int, str | None] = {}
+        self.entries: dict[tuple, tuple[Document, dict[str, Any]]] = {}  # (id(doc), heads) -> (doc, entries)
 
 
-# Envelopes already parsed in the current reading (`envelopes_parsed_once`): envelope -> parts.
-_parsed_envelopes: ContextVar[dict[str, Any] | None] = ContextVar("parsed_envelopes", default=None)
+_reading: ContextVar[_Reading | None] = ContextVar("document_reading", default=None)
 
 
 @contextmanager
 def envelopes_parsed_once() -> Iterator[None]:
-    """Within it, each envelope is parsed once however many readers ask for it.
+    """Within it, each envelope is parsed once however many readers ask for it, and what is
+    worked out from it (its content hash) and the document's signed entries are read once.
 
     Reading a note received whole asks three times for each signed entry: the note's reader
     (`note_from_doc`), the signature check (store/signing.py `open_entry`) and the signers
-    (store/signature_index.py). Parsing is pure, so the same string gives the same parts; the
-    parts are read, never changed, by every caller. The memo lives only as long as the
-    block (one document), so nothing parsed outlives the reading that asked for it.
+    (store/signature_index.py); the reader and the signature state each want the root's signed
+    entries and the content hash of each note signature. Parsing and hashing are pure, so the
+    same string gives the same parts; the parts are read, never changed, by every caller. The
+    block only reads (the document is not written in it, so its entries stay what was read).
+    The memo lives only as long as the block (one document), so nothing parsed outlives the
+    reading that asked for it.
     """
-    token = _parsed_envelopes.set({})
+    token = _reading.set(_Reading())
     try:
         yield
     finally:
-        _parsed_envelopes.reset(token)
+        _reading.reset(token)
+
+
+def signed_entries(doc: Document, heads: Heads = None, root: _MapView | None = None) -> dict[str, Any]:
+    """entry id -> the envelope stored under "signed:<id>" at the root (any value: a reader
+    that checks it says what is wrong with one that is not a string)."""
+    reading = _reading.get()
+    key = (id(doc), None if heads is None else tuple(heads))
+    if reading is not None and key in reading.entries:
+        return dict(reading.entries[key][1])
+    view = root if root is not None else _MapView(doc, ROOT, heads)
+    entries = {k[len(SIGNED_PREFIX):]: view.scalar(k) for k in view.keys() if k.startswith(SIGNED_PREFIX)}
+    if reading is not None:
+        reading.entries[key] = (doc, dict(entries))  # the document is held, so its id stays its own
+    return entries
 
 
 def envelope_parts(envelope: Any) -> tuple[dict[str, Any], bytes, bytes] | None:
     """(payload, its bytes as signed, signature bytes) of an envelope, or None."""
     if not isinstance(envelope, str):
         return None
-    memo = _parsed_envelopes.get()
-    if memo is None:
+    reading = _reading.get()
+    if reading is None:
         return _parse_envelope(envelope)
+    memo = reading.envelopes
     if envelope not in memo:
-        memo[envelope] = _parse_envelope(envelope)
+        memo[envelope] = parts = _parse_envelope(envelope)
+        if parts is not None:
+            reading.content_hashes[id(parts[0])] = None  # not worked out yet
     return memo[envelope]
 
 
@@ -926,8 +950,16 @@ def envelope_payload(envelope: Any) -> dict[str, Any] | None:
 
 def payload_content_hash(payload: dict[str, Any]) -> str:
     """`content_hash` of the note content a note signature's payload holds (the payload keeps
-    it in the canonical form `content_hash` hashes)."""
-    return hashlib.sha256(canonical_json({k: payload.get(k) for k in NOTE_CONTENT_FIELDS})).hexdigest()
+    it in the canonical form `content_hash` hashes). Within `envelopes_parsed_once`, worked
+    out once per payload (the note's reader and the signature state both ask)."""
+    reading = _reading.get()
+    parsed = reading is not None and id(payload) in reading.content_hashes
+    if parsed and reading.content_hashes[id(payload)] is not None:
+        return reading.content_hashes[id(payload)]
+    found = hashlib.sha256(canonical_json({k: payload.get(k) for k in NOTE_CONTENT_FIELDS})).hexdigest()
+    if parsed:
+        reading.content_hashes[id(payload)] = found
+    return found
 
 
 def _latest_signature(payloads: list[dict[str, Any]]) -> Signature | None:
