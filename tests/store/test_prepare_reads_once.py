@@ -215,14 +215,23 @@ def test_each_signatures_content_hash_is_worked_out_once(received, monkeypatch):
     assert signed >= 20
 
 
-def test_the_roots_signed_entries_are_read_once(received, monkeypatch):
-    """The note's reader and the signature state both want the root's signed entries: the
-    root map is read once a document (with keys and without)."""
+def test_the_root_is_read_once(received, monkeypatch):
+    """The kind check, the note's reader, the signature state and the signers all want the
+    root's fields (its kind, id, signed entries, facts, legacy signature map): the root map
+    is read once a document (with keys and without), and none of its fields one by one."""
     from automerge.core import ROOT
 
     keys, _trust, notes = received
     roots = Counter()
     real = D._MapView
+    real_get = D._get
+
+    def get(doc, obj, prop, heads=None):
+        if obj == ROOT:
+            roots["one field"] += 1
+        return real_get(doc, obj, prop, heads)
+
+    monkeypatch.setattr(D, "_get", get)
 
     class Counting(real):
         def __init__(self, doc, obj, heads=None):
@@ -235,7 +244,7 @@ def test_the_roots_signed_entries_are_read_once(received, monkeypatch):
         for with_keys in (None, keys):
             roots.clear()
             assert isinstance(prepare_whole(doc_id, data, LATE_HOURS, with_keys), tuple)
-            assert roots[True] == 1, dict(roots)
+            assert roots[True] == 1 and roots["one field"] == 0, dict(roots)
 
 
 def test_signed_entries_outside_a_reading_are_read_each_time(received):
