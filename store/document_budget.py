@@ -126,6 +126,12 @@ class _Reader:
         return out
 
     def uleb(self) -> int:
+        pos = self.pos
+        if pos < self.end:  # a one-byte number (most lengths and counts), read inline
+            byte = self.data[pos]
+            if byte < 0x80:
+                self.pos = pos + 1
+                return byte
         return self._number(_uleb)
 
     def sleb(self) -> int:
