@@ -49,3 +49,38 @@ def test_a_one_byte_number_is_read_without_the_general_reader(monkeypatch):
     assert calls == []
     assert r.uleb() == 133 and len(calls) == 1  # a longer one still goes the general way
     assert r.done()
+
+
+def _saved_document() -> bytes:
+    from automerge.core import ROOT, Document, ObjType, ScalarType
+
+    doc = Document()
+    for i in range(3):
+        with doc.transaction() as tx:
+            tx.put(ROOT, f"field{i}", ScalarType.Str, "value")
+            text = tx.put_object(ROOT, f"text{i}", ObjType.Text)
+            tx.splice_text(text, 0, 0, "synthetic words " * 20)
+    return doc.save()
+
+
+def test_each_column_is_one_slice_of_the_chunk(monkeypatch):
+    """A column's bytes are sliced from its chunk once (`take_bytes`), not taken as a view
+    and copied again; the header's other parts are read as before."""
+    data = _saved_document()
+    expected = B.measure(data)
+    columns, views = [], []
+    real_rows, real_take = B._column_rows, B._Reader.take
+
+    def rows(col, *args):
+        columns.append(type(col))
+        return real_rows(col, *args)
+
+    def take(self, n):
+        views.append(n)
+        return real_take(self, n)
+
+    monkeypatch.setattr(B, "_column_rows", rows)
+    monkeypatch.setattr(B._Reader, "take", take)
+    assert B.measure(data) == expected
+    assert len(columns) >= 10 and set(columns) == {bytes}
+    assert len(views) < len(columns)  # magic, checksum, kind, body, actors, heads: not one per column
