@@ -125,7 +125,21 @@ class _Reader:
         self.pos += n
         return out
 
+    def take_bytes(self, n: int) -> bytes:
+        """`take`, as bytes: one slice when the data is bytes (a column's, read by `_rows`)."""
+        if n < 0 or self.pos + n > self.end:
+            raise _Unreadable
+        out = bytes(self.data[self.pos:self.pos + n])  # bytes(b) of bytes is b itself
+        self.pos += n
+        return out
+
     def uleb(self) -> int:
+        pos = self.pos
+        if pos < self.end:  # a one-byte number (most lengths and counts), read inline
+            byte = self.data[pos]
+            if byte < 0x80:
+                self.pos = pos + 1
+                return byte
         return self._number(_uleb)
 
     def sleb(self) -> int:
@@ -346,12 +360,12 @@ def _measure_columns(r: _Reader, specs: list[tuple[int, int]], meter: _Meter, wh
     limit = meter.budget.max_ops if what == "operations" else meter.budget.max_changes
     rows = 0
     for spec, length in specs:
-        raw = r.take(length)
+        raw = r.take_bytes(length)
         if spec & _DEFLATE:
             raw = meter.inflate(raw)
         else:
             meter.add_inflated(length)
-        col_rows, col_total, written = _column_rows(bytes(raw), spec & 0x07, limit, meter.string_room)
+        col_rows, col_total, written = _column_rows(raw, spec & 0x07, limit, meter.string_room)
         meter.string_room -= written
         rows = max(rows, col_rows, col_total)
         if rows > limit:
@@ -395,10 +409,11 @@ def _chunks(data: bytes | memoryview, meter: _Meter) -> None:
         kind = r.take(1)[0]
         length = r.uleb()
         body = r.take(length)
+        # (As bytes: a column is then one slice of it, not a view copied.)
         if kind == _DOCUMENT:
-            _document_chunk(_Reader(body), meter)
+            _document_chunk(_Reader(bytes(body)), meter)
         elif kind == _CHANGE:
-            _change_chunk(_Reader(body), meter)
+            _change_chunk(_Reader(bytes(body)), meter)
         elif kind == _COMPRESSED:
             _change_chunk(_Reader(meter.inflate(body)), meter)
         else:

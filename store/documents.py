@@ -240,12 +240,31 @@ def _model(cls: type, data: dict) -> Any:
 
 def note_doc_kind(doc: Document) -> str | None:
     """"client", "progress_note", or None for anything that is not a record document."""
-    kind = _scalar(doc, ROOT, "type")
+    kind = _root_scalar(doc, "type")
     return kind if kind in KINDS else None
 
 
 def doc_id_of(doc: Document) -> str:
-    return _str(doc, ROOT, "id")
+    return _as_str(_root_scalar(doc, "id"))
+
+
+def _root_view(doc: Document, heads: Heads = None) -> _MapView:
+    """The root map, read once per reading of a document (`envelopes_parsed_once`): its kind,
+    id, signed entries and fields are all asked for while a note received whole is read."""
+    reading = _reading.get()
+    if reading is None or heads is not None:
+        return _MapView(doc, ROOT, heads)
+    found = reading.roots.get(id(doc))
+    if found is None:
+        found = reading.roots[id(doc)] = (doc, _MapView(doc, ROOT))  # the document is held: its id stays its own
+    return found[1]
+
+
+def _root_scalar(doc: Document, prop: str) -> Any:
+    """`_scalar(doc, ROOT, prop)`: one read outside a reading, the reading's root view within."""
+    if _reading.get() is None:
+        return _scalar(doc, ROOT, prop)
+    return _root_view(doc).scalar(prop)
 
 
 # --- writing helpers --------------------------------------------------------------------
@@ -353,7 +372,7 @@ def apply_client(doc: Document, client: Client, when: datetime | None = None) ->
 
 def client_updated_at(doc: Document) -> str:
     """When the client document was last changed here or elsewhere (ISO), for lists."""
-    return _str(doc, ROOT, "updated_at") or _str(doc, ROOT, "created_at") or _EPOCH.isoformat()
+    return _as_str(_root_scalar(doc, "updated_at")) or _as_str(_root_scalar(doc, "created_at")) or _EPOCH.isoformat()
 
 
 def _write_client(tx: Any, client: Client, fresh: bool = False) -> None:
@@ -399,15 +418,16 @@ def _write_client(tx: Any, client: Client, fresh: bool = False) -> None:
 
 
 def client_from_doc(doc: Document, heads: Heads = None) -> Client:
+    root = _root_view(doc, heads)  # read once: every field below is the root's
     diagnoses: list[tuple[int, str, Diagnosis]] = []
-    dx = _child(doc, ROOT, "diagnoses", ObjType.Map, heads)
+    dx = root.child("diagnoses", ObjType.Map)
     for code in _keys(doc, dx, heads):
         entry = _child(doc, dx, code, ObjType.Map, heads)
         d = _model(Diagnosis, {"code": code, "description": _str(doc, entry, "description", heads)})
         if d is not None:
             diagnoses.append((_int(doc, entry, "order", heads) or 0, d.code, d))
     goals: list[tuple[int, str, Goal]] = []
-    gm = _child(doc, ROOT, "goals", ObjType.Map, heads)
+    gm = root.child("goals", ObjType.Map)
     for gid in _keys(doc, gm, heads):
         entry = _child(doc, gm, gid, ObjType.Map, heads)
         g = _model(
@@ -421,7 +441,7 @@ def client_from_doc(doc: Document, heads: Heads = None) -> Client:
         )
         if g is not None:
             goals.append((_int(doc, entry, "order", heads) or 0, gid, g))
-    idm = _child(doc, ROOT, "identifiers", ObjType.Map, heads)
+    idm = root.child("identifiers", ObjType.Map)
     identifiers = {k: _str(doc, idm, k, heads) for k in _keys(doc, idm, heads)}
 
     seen: set[str] = set()
@@ -430,23 +450,23 @@ def client_from_doc(doc: Document, heads: Heads = None) -> Client:
         if code not in seen:  # two spellings of one code normalise alike
             seen.add(code)
             unique_dx.append(d)
-    dob = _date(_scalar(doc, ROOT, "date_of_birth", heads))
+    dob = _date(root.scalar("date_of_birth"))
     if dob is not None and dob > date.today():
         dob = None
     data: dict[str, Any] = {
-        "id": _str(doc, ROOT, "id", heads) or "unknown",
-        "display_name": _str(doc, ROOT, "display_name", heads).strip()[:200] or "(unnamed)",
+        "id": root.str("id") or "unknown",
+        "display_name": root.str("display_name").strip()[:200] or "(unnamed)",
         "date_of_birth": dob,
         "identifiers": identifiers,
         "diagnoses": unique_dx,
         "goals": [g for _, _, g in sorted(goals, key=lambda t: (t[0], t[1]))],
     }
-    data["plan_start"] = _date(_scalar(doc, ROOT, "plan_start", heads))
-    interval = _int(doc, ROOT, "review_interval_days", heads)
+    data["plan_start"] = _date(root.scalar("plan_start"))
+    interval = root.int("review_interval_days")
     if interval is not None and 1 <= interval <= 366:
         data["review_interval_days"] = interval
     # A fixed fallback keeps two readings of one document equal.
-    data["created_at"] = _datetime(_scalar(doc, ROOT, "created_at", heads)) or _EPOCH
+    data["created_at"] = _datetime(root.scalar("created_at")) or _EPOCH
     return Client.model_validate(data, context=STORED)
 
 
@@ -716,8 +736,8 @@ def _enum(cls: type, v: Any) -> Any:
         return None
 
 
-def _facts_from_doc(doc: Document, heads: Heads, fallback_date: date) -> SessionFacts:
-    f = _child(doc, ROOT, "facts", ObjType.Map, heads)
+def _facts_from_doc(doc: Document, heads: Heads, fallback_date: date, root: _MapView | None = None) -> SessionFacts:
+    f = root.child("facts", ObjType.Map) if root is not None else _child(doc, ROOT, "facts", ObjType.Map, heads)
     fv = _MapView(doc, f, heads)
     start = _time(fv.scalar("start_time"))
     stop = _time(fv.scalar("stop_time"))
@@ -810,7 +830,7 @@ def signature_from_map(doc: Document, obj: bytes | None, heads: Heads = None) ->
 
 def note_from_doc(doc: Document, heads: Heads = None) -> ProgressNote:
     """The note as the document says, now or at `heads`."""
-    root = _MapView(doc, ROOT, heads)
+    root = _root_view(doc, heads)
     fmt = _enum(NoteFormat, root.scalar("format")) or NoteFormat.SOAP
     created = _datetime(root.scalar("created_at")) or _EPOCH
     updated = _datetime(root.scalar("updated_at")) or created
@@ -848,7 +868,7 @@ def note_from_doc(doc: Document, heads: Heads = None) -> ProgressNote:
             client_id=root.str("client_id"),
             format=fmt,
             sections=sections,
-            facts=_facts_from_doc(doc, heads, created.date()),
+            facts=_facts_from_doc(doc, heads, created.date(), root),
             status=status,
             signature=signature,
             addenda=addenda,
@@ -868,43 +888,68 @@ ENVELOPE_VERSION = 1  # of the envelope and of every payload (store/signing.py)
 NOTE_CONTENT_FIELDS = ("client_id", "format", "sections", "facts")
 
 
-def signed_entries(doc: Document, heads: Heads = None, root: _MapView | None = None) -> dict[str, Any]:
-    """entry id -> the envelope stored under "signed:<id>" at the root (any value: a reader
-    that checks it says what is wrong with one that is not a string)."""
-    view = root if root is not None else _MapView(doc, ROOT, heads)
-    return {k[len(SIGNED_PREFIX):]: view.scalar(k) for k in view.keys() if k.startswith(SIGNED_PREFIX)}
+class _Reading:
+    """What one reading of a document (`envelopes_parsed_once`) has worked out already."""
+
+    def __init__(self) -> None:
+        self.envelopes: dict[str, Any] = {}  # envelope -> parts
+        # id(payload) -> its content hash, for payloads parsed here (held in `envelopes`, so
+        # their ids stay their own; a dict made by a caller is never taken for one of them).
+        self.content_hashes: dict[int, str | None] = {}
+        self.entries: dict[tuple, tuple[Document, dict[str, Any]]] = {}  # (id(doc), heads) -> (doc, entries)
+        self.roots: dict[int, tuple[Document, _MapView]] = {}  # id(doc) -> (doc, its root map as read)
 
 
-# Envelopes already parsed in the current reading (`envelopes_parsed_once`): envelope -> parts.
-_parsed_envelopes: ContextVar[dict[str, Any] | None] = ContextVar("parsed_envelopes", default=None)
+_reading: ContextVar[_Reading | None] = ContextVar("document_reading", default=None)
 
 
 @contextmanager
 def envelopes_parsed_once() -> Iterator[None]:
-    """Within it, each envelope is parsed once however many readers ask for it.
+    """Within it, each envelope is parsed once however many readers ask for it, and what is
+    worked out from it (its content hash) and the document's signed entries are read once.
 
     Reading a note received whole asks three times for each signed entry: the note's reader
     (`note_from_doc`), the signature check (store/signing.py `open_entry`) and the signers
-    (store/signature_index.py). Parsing is pure, so the same string gives the same parts; the
-    parts are read, never changed, by every caller. The memo lives only as long as the
-    block (one document), so nothing parsed outlives the reading that asked for it.
+    (store/signature_index.py); the reader and the signature state each want the root's signed
+    entries and the content hash of each note signature. Parsing and hashing are pure, so the
+    same string gives the same parts; the parts are read, never changed, by every caller. The
+    block only reads (the document is not written in it, so its entries stay what was read).
+    The memo lives only as long as the block (one document), so nothing parsed outlives the
+    reading that asked for it.
     """
-    token = _parsed_envelopes.set({})
+    token = _reading.set(_Reading())
     try:
         yield
     finally:
-        _parsed_envelopes.reset(token)
+        _reading.reset(token)
+
+
+def signed_entries(doc: Document, heads: Heads = None, root: _MapView | None = None) -> dict[str, Any]:
+    """entry id -> the envelope stored under "signed:<id>" at the root (any value: a reader
+    that checks it says what is wrong with one that is not a string)."""
+    reading = _reading.get()
+    key = (id(doc), None if heads is None else tuple(heads))
+    if reading is not None and key in reading.entries:
+        return dict(reading.entries[key][1])
+    view = root if root is not None else _root_view(doc, heads)
+    entries = {k[len(SIGNED_PREFIX):]: view.scalar(k) for k in view.keys() if k.startswith(SIGNED_PREFIX)}
+    if reading is not None:
+        reading.entries[key] = (doc, dict(entries))  # the document is held, so its id stays its own
+    return entries
 
 
 def envelope_parts(envelope: Any) -> tuple[dict[str, Any], bytes, bytes] | None:
     """(payload, its bytes as signed, signature bytes) of an envelope, or None."""
     if not isinstance(envelope, str):
         return None
-    memo = _parsed_envelopes.get()
-    if memo is None:
+    reading = _reading.get()
+    if reading is None:
         return _parse_envelope(envelope)
+    memo = reading.envelopes
     if envelope not in memo:
-        memo[envelope] = _parse_envelope(envelope)
+        memo[envelope] = parts = _parse_envelope(envelope)
+        if parts is not None:
+            reading.content_hashes[id(parts[0])] = None  # not worked out yet
     return memo[envelope]
 
 
@@ -926,8 +971,16 @@ def envelope_payload(envelope: Any) -> dict[str, Any] | None:
 
 def payload_content_hash(payload: dict[str, Any]) -> str:
     """`content_hash` of the note content a note signature's payload holds (the payload keeps
-    it in the canonical form `content_hash` hashes)."""
-    return hashlib.sha256(canonical_json({k: payload.get(k) for k in NOTE_CONTENT_FIELDS})).hexdigest()
+    it in the canonical form `content_hash` hashes). Within `envelopes_parsed_once`, worked
+    out once per payload (the note's reader and the signature state both ask)."""
+    reading = _reading.get()
+    parsed = reading is not None and id(payload) in reading.content_hashes
+    if parsed and reading.content_hashes[id(payload)] is not None:
+        return reading.content_hashes[id(payload)]
+    found = hashlib.sha256(canonical_json({k: payload.get(k) for k in NOTE_CONTENT_FIELDS})).hexdigest()
+    if parsed:
+        reading.content_hashes[id(payload)] = found
+    return found
 
 
 def _latest_signature(payloads: list[dict[str, Any]]) -> Signature | None:
@@ -987,6 +1040,8 @@ def put_signed_entry(tx: Any, entry_id: str, envelope: str) -> None:
 
 def legacy_signature(doc: Document) -> Signature | None:
     """The signature map of the earlier form (a content hash and heads), if the note has one."""
+    if _reading.get() is not None:
+        return signature_from_map(doc, _root_view(doc).child("signature", ObjType.Map))
     return signature_from_map(doc, _child(doc, ROOT, "signature", ObjType.Map))
 
 

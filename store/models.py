@@ -92,25 +92,43 @@ def implausible_dates(model: BaseModel, prefix: str = "") -> list[tuple[str, str
     problems: list[tuple[str, str]] = []
 
     # Only dates, models and lists can hold a date: other values (text, numbers, the
-    # sections' dict) are not visited, and no field's path is spelled unless it is visited.
+    # sections' dict) are not visited. A visited value's path is kept as (parent, field name
+    # or index) and spelled only for a date found implausible (`_spell`): most notes have
+    # none, and spelling every visited path was a third of the walk.
     holders = (date, BaseModel, list, tuple)
 
-    def visit(value: Any, where: str) -> None:
+    def visit(value: Any, where: tuple | None) -> None:
         if isinstance(value, date):  # a datetime is a date too
             if not plausible_date(value):
-                problems.append((where, implausible_reason(value)))
+                problems.append((_spell(prefix, where), implausible_reason(value)))
         elif isinstance(value, BaseModel):
-            for name in type(value).model_fields:
+            # The class's fields, as `model_fields` gives them (without its property's call).
+            for name in getattr(type(value), "__pydantic_fields__", {}):
                 field = getattr(value, name)
                 if isinstance(field, holders):
-                    visit(field, f"{where}.{name}" if where else name)
+                    visit(field, (where, name))
         elif isinstance(value, (list, tuple)):
             for i, item in enumerate(value):
                 if isinstance(item, holders):
-                    visit(item, f"{where}[{i}]")
+                    visit(item, (where, i))
 
-    visit(model, prefix)
+    visit(model, None)
     return problems
+
+
+def _spell(prefix: str, where: tuple | None) -> str:
+    """A path kept by `implausible_dates` as written out: "facts.goals_addressed[0].x"."""
+    pieces: list[str | int] = []
+    while where is not None:
+        where, piece = where
+        pieces.append(piece)
+    out = prefix
+    for piece in reversed(pieces):
+        if isinstance(piece, int):
+            out = f"{out}[{piece}]"
+        else:
+            out = f"{out}.{piece}" if out else piece
+    return out
 
 
 def require_plausible(model: BaseModel) -> None:

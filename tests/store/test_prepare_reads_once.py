@@ -178,3 +178,85 @@ def test_an_absent_map_is_not_validated(received, monkeypatch):
     for doc_id, data in notes:
         assert isinstance(prepare_whole(doc_id, data, LATE_HOURS), tuple)
     assert sum(empty.values()) == 0, dict(empty)
+
+
+def test_each_signatures_content_hash_is_worked_out_once(received, monkeypatch):
+    """The note's reader (its latest signature) and the signature state (each signed version)
+    both want the content hash of each note signature's payload: it is encoded once a
+    document. Counted by the identity of the payload's facts in what is encoded."""
+    keys, _trust, notes = received
+    parsed_facts: list = []  # the facts of every payload parsed (held, so ids stay theirs)
+    real_parse, real_json = D._parse_envelope, D.canonical_json
+    encoded = Counter()
+
+    def parse(envelope):
+        parts = real_parse(envelope)
+        if parts is not None and isinstance(parts[0].get("facts"), dict):
+            parsed_facts.append(parts[0]["facts"])
+        return parts
+
+    def encode(data):
+        if isinstance(data, dict) and set(data) == set(D.NOTE_CONTENT_FIELDS):
+            for facts in parsed_facts:
+                if data["facts"] is facts:
+                    encoded[id(facts)] += 1
+        return real_json(data)
+
+    monkeypatch.setattr(D, "_parse_envelope", parse)
+    monkeypatch.setattr(D, "canonical_json", encode)
+    signed = 0
+    for doc_id, data in notes:
+        for with_keys in (None, keys):
+            parsed_facts.clear()
+            encoded.clear()
+            assert isinstance(prepare_whole(doc_id, data, LATE_HOURS, with_keys), tuple)
+            assert all(n == 1 for n in encoded.values()), sorted(encoded.values())
+            signed += bool(encoded)
+    assert signed >= 20
+
+
+def test_the_root_is_read_once(received, monkeypatch):
+    """The kind check, the note's reader, the signature state and the signers all want the
+    root's fields (its kind, id, signed entries, facts, legacy signature map): the root map
+    is read once a document (with keys and without), and none of its fields one by one."""
+    from automerge.core import ROOT
+
+    keys, _trust, notes = received
+    roots = Counter()
+    real = D._MapView
+    real_get = D._get
+
+    def get(doc, obj, prop, heads=None):
+        if obj == ROOT:
+            roots["one field"] += 1
+        return real_get(doc, obj, prop, heads)
+
+    monkeypatch.setattr(D, "_get", get)
+
+    class Counting(real):
+        def __init__(self, doc, obj, heads=None):
+            if obj == ROOT:
+                roots[heads is None] += 1
+            super().__init__(doc, obj, heads)
+
+    monkeypatch.setattr(D, "_MapView", Counting)
+    for doc_id, data in notes:
+        for with_keys in (None, keys):
+            roots.clear()
+            assert isinstance(prepare_whole(doc_id, data, LATE_HOURS, with_keys), tuple)
+            assert roots[True] == 1 and roots["one field"] == 0, dict(roots)
+
+
+def test_signed_entries_outside_a_reading_are_read_each_time(received):
+    """The memo of signed entries is one reading's: outside it every call reads the document,
+    and within it a copy is returned (a caller changing it changes nothing read later)."""
+    _keys, _trust, notes = received
+    doc_id, data = next((i, b) for i, b in notes if _envelopes(b))
+    doc = Document.load(data)
+    first = D.signed_entries(doc)
+    first.clear()
+    assert D.signed_entries(doc)
+    with D.envelopes_parsed_once():
+        got = D.signed_entries(doc)
+        got.clear()
+        assert D.signed_entries(doc)
