@@ -2,7 +2,7 @@
 
 `NotewellApp` creates one `SyncJobs` and hands it what it needs: itself (to run thread
 workers that outlive any screen, so leaving the Devices screen does not cut a sync short),
-the store thread, and `post`, which hands a message to every open screen. Each job works on
+the store thread, and `post`, which hands a message to each open screen that handles it. Each job works on
 its own record-store connection, opened and closed in its thread (`Vault.open_record_store`):
 the store thread stays free and the clinician keeps typing. Only that connection's sync intake
 (`record.replica`, a `RecordReplica`) and the `DeviceIdentity` reach sync/; the screens read and
@@ -83,8 +83,8 @@ class SyncCancelled(NotewellError):
 
 @dataclass(eq=False)
 class JobMessage(Message, bubble=False):
-    """A message from the sync service to the screens. It does not bubble: every open screen
-    is handed its own copy (`copy`), and a screen that does not handle it ignores it."""
+    """A message from the sync service to the screens. It does not bubble: each open screen
+    with a handler for it is handed its own copy (`copy`), and no other screen gets it."""
 
     def __init_subclass__(cls, bubble: bool | None = False, **kwargs: Any) -> None:
         super().__init_subclass__(bubble=bubble, **kwargs)
