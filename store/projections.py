@@ -397,12 +397,11 @@ def bulk_fts_load(conn) -> Iterator[None]:
     the stored rows are as they were without it (the index's segments are fewer and
     larger; a search finds the same)."""
     _set_fts_option(conn, "hashsize", BULK_FTS_HASHSIZE)
-    try:
-        yield
-    finally:
-        if conn.in_transaction:  # a rolled-back transaction took the setting with it
-            _set_fts_option(conn, "hashsize", _FTS_DEFAULT_HASHSIZE)
-            conn.execute("DELETE FROM record_fts_config WHERE k = 'hashsize'")
+    # Not put back when the body raises: the caller's transaction then rolls back, and the
+    # setting with it (no statement here to hide the error that rolls it back).
+    yield
+    _set_fts_option(conn, "hashsize", _FTS_DEFAULT_HASHSIZE)
+    conn.execute("DELETE FROM record_fts_config WHERE k = 'hashsize'")
 
 
 def _set_fts_option(conn, name: str, value: int) -> None:

@@ -19,11 +19,16 @@ from test_import_workers import NOW, many_notes, new_vault  # noqa: E402,F401
 WORDS = [f"word{i}" for i in range(5000)]
 
 
-def _segment_writes(bulk: bool) -> tuple[int, int, list]:
-    """(writes of the search index's data rows, notes found for one word, its config rows)
-    after 8,000 rows of invented text (a few megabytes of terms) inserted in one transaction."""
+def _index():
     conn = sqlcipher.connect(":memory:", isolation_level=None)
     projections._v1(conn)  # the record's index, as its schema makes it
+    return conn
+
+
+def _segment_writes(bulk: bool, conn=None) -> tuple[int, int, list]:
+    """(writes of the search index's data rows, notes found for one word, its config rows)
+    after 8,000 rows of invented text (a few megabytes of terms) inserted in one transaction."""
+    conn = conn or _index()
     rng = random.Random(5)
     rows = [(i + 1, f"n{i}", "note", "c1", "title", " ".join(rng.choice(WORDS) for _ in range(100)))
             for i in range(8000)]
@@ -51,6 +56,21 @@ def test_a_bulk_load_writes_fewer_segments_of_the_search_index_and_finds_the_sam
     assert bulk_found == plain_found > 0
     # The setting leaves no row behind: the index's config is as without it.
     assert bulk_config == plain_config
+
+
+def test_a_bulk_load_rolled_back_leaves_the_index_as_it_was():
+    conn = _index()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        with projections.bulk_fts_load(conn):
+            conn.execute("INSERT INTO record_fts(rowid, doc_id, kind, client_id, title, body) "
+                         "VALUES (1, 'n', 'note', 'c', 't', 'word1')")
+            raise RuntimeError("the import failed")
+    except RuntimeError:
+        conn.execute("ROLLBACK")
+    assert conn.execute("SELECT count(*) FROM record_fts_config WHERE k = 'hashsize'").fetchone()[0] == 0
+    # And the connection's index writes as without the setting from then on.
+    assert _segment_writes(bulk=False, conn=conn) == _segment_writes(bulk=False)
 
 
 def test_an_import_loads_its_documents_into_the_search_index_in_bulk(new_vault):
