@@ -383,9 +383,10 @@ def project(conn, doc_id: str, doc: Document, *, late_entry_hours: int = 72, def
 # documents (an import). FTS5 writes it out as a new segment whenever it passes `hashsize`
 # (1 MiB by default) and merges segments as they pile up, so a bulk load of 100,000 notes
 # wrote a few hundred small segments and merged each term list about four times over.
-# With 16 MiB, a sixteenth of the segments are written and merged: 3.7 -> 2.3 s of CPU for
-# the index's inserts at 100,000 notes (bench/README.md), for 16 MiB held while writing.
-BULK_FTS_HASHSIZE = 16 * 2**20
+# With 8 MiB, an eighth of the segments are written and merged: about 3.7 -> 2.6 s of CPU
+# for the index's inserts at 100,000 notes, for about 13 MB more at the import's peak
+# (16 MiB saved little more and cost 25 MB; bench/README.md).
+BULK_FTS_HASHSIZE = 8 * 2**20
 _FTS_DEFAULT_HASHSIZE = 2**20  # FTS5's own default, what an unset 'hashsize' means
 
 

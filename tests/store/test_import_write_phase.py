@@ -83,7 +83,7 @@ def test_an_import_loads_its_documents_into_the_search_index_in_bulk(new_vault):
     finally:
         conn.set_trace_callback(None)
     inserts = [i for i, sql in enumerate(seen) if sql.startswith("INSERT INTO record_fts(rowid")]
-    raised = [i for i, sql in enumerate(seen) if "'hashsize', 16777216" in sql]
+    raised = [i for i, sql in enumerate(seen) if f"'hashsize', {projections.BULK_FTS_HASHSIZE}" in sql]
     restored = [i for i, sql in enumerate(seen) if "'hashsize', 1048576" in sql]
     begin = max(i for i, sql in enumerate(seen) if sql.startswith("BEGIN") and i < inserts[0])
     commit = min(i for i, sql in enumerate(seen) if sql == "COMMIT" and i > inserts[-1])
