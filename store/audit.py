@@ -171,6 +171,12 @@ def _check_details(details: dict[str, Any]) -> dict[str, Any]:
     return clean
 
 
+def prepared_details(details: dict[str, Any]) -> str:
+    """An entry's details as its row stores them: checked (no note text, plain values) and
+    in canonical JSON. `AuditLog.append_prepared` takes them made elsewhere."""
+    return canonical(_check_details(details)).decode()
+
+
 @dataclass(frozen=True)
 class AuditEntry:
     seq: int
@@ -287,6 +293,14 @@ class AuditLog:
         as one write: the chain is continued in memory and the rows inserted a thousand at a
         time (an import of 100,000 notes appends one entry per note signed elsewhere; they
         are never all held at once). Returns the last entry, None when there was none."""
+        return self.append_prepared(((event, client_id, prepared_details(details)) for event, client_id, details in entries), at=at)
+
+    def append_prepared(
+        self, entries: Iterable[tuple[Event | str, str | None, str]], *, at: datetime | None = None
+    ) -> AuditEntry | None:
+        """`append_many` of entries whose details are already `prepared_details`: an import
+        makes each note's where the note is built (on a worker process), so its write,
+        which holds the lock, only chains and inserts them."""
         at_text = _iso(at or _now())
         conn = self._conn
         last_entry: tuple | None = None  # made into an AuditEntry once, for the last
@@ -298,15 +312,13 @@ class AuditLog:
             items = iter(entries)
             while batch := list(itertools.islice(items, _APPEND_BATCH)):
                 rows = []
-                for event, client_id, details in batch:
+                for event, client_id, details_json in batch:
                     event = Event(event).value  # unknown events are a programming error
-                    clean = _check_details(details)
-                    details_json = canonical(clean).decode()
                     seq += 1
                     digest = _row_hash(self._key, prev, seq, at_text, event, client_id, details_json)
                     rows.append((seq, at_text, event, client_id, details_json, prev, digest))
-                    last_entry = (seq, at_text, event, client_id, clean, prev, digest)
                     prev = digest
+                last_entry = rows[-1]
                 conn.executemany(
                     "INSERT INTO audit_log(seq, at, event, client_id, details, prev_hash, hash)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -318,7 +330,10 @@ class AuditLog:
                     " ON CONFLICT(id) DO UPDATE SET seq=excluded.seq, hash=excluded.hash, mac=excluded.mac",
                     (seq, prev, _head_mac(self._key, seq, prev)),
                 )
-        return AuditEntry(*last_entry) if last_entry is not None else None
+        if last_entry is None:
+            return None
+        seq, at_text, event, client_id, details_json, prev_hash, digest = last_entry
+        return AuditEntry(seq, at_text, event, client_id, json.loads(details_json), prev_hash, digest)
 
     def flush_unlock_failures(self, vault_path: Path | str) -> AuditEntry | None:
         """Write the failed unlock attempts counted in this process, if any."""

@@ -43,6 +43,7 @@ from pydantic import (
     model_validator,
 )
 
+from store.audit import prepared_details
 from store import documents as D
 from store.compliance import blocking, check_note
 from store.document_encoding import EncodedDocument, Unsupported, root_puts_change
@@ -951,7 +952,13 @@ def build_items(items: list[tuple], late_hours: int, context: tuple[str, datetim
                 plans[client_summary] = _plan_of(client_summary)
             gaps = model.status == NoteStatus.SIGNED and bool(blocking(check_note(model, plans[client_summary])))
             signed_at = model.signature.signed_at if model.signature is not None else None
-            extra = (model.client_id, model.status.value, signed_at, gaps, _to_seal(model, doc, signer))
+            # A note entered as given gets an audit entry (`_audit`); its details are made
+            # here, on the worker, so the write phase (the lock held, the worker idle) only
+            # chains them.
+            audit = None if model.status == NoteStatus.DRAFT else prepared_details(
+                dict(note_id=model.id, status=model.status.value, signed_at=signed_at)
+            )
+            extra = (model.client_id, model.status.value, audit, gaps, _to_seal(model, doc, signer))
         if section == "progress_notes" and as_given:
             # The rows of the note as given are the rows of its document (saves reading it
             # back: a third of the work). A signature made here covers exactly this content.
@@ -1059,6 +1066,7 @@ def _capabilities(vault: Any, plan: ImportPlan) -> None:
         for name, needed in (
             ("record.transaction", True),
             ("record.replica.insert_prepared", plan.count("clients") + plan.count("progress_notes") > 0),
+            ("record.replica.bulk_load", plan.count("clients") + plan.count("progress_notes") > 0),
         )  # not private.db's: its store is first used only once the file has passed
         if needed and not _reaches(vault, name)
     ]
@@ -1092,7 +1100,8 @@ class _Built:
 
     spill: Spill = field(default_factory=Spill)
     process_notes: list[ProcessNote] = field(default_factory=list)
-    as_given: list[tuple[str, str, str, datetime | None]] = field(default_factory=list)  # note, client, status, signed
+    # note, client, status, its audit entry's details (audit.prepared_details)
+    as_given: list[tuple[str, str, str, str]] = field(default_factory=list)
     gaps: list[str] = field(default_factory=list)
     stages: Stages = field(default_factory=lambda: ([], [], []))
 
@@ -1171,9 +1180,9 @@ def _take_round(record: Any, section: str, results: list[tuple], summaries: dict
         if section == "clients":
             summaries.setdefault(extra[0], extra)
         else:
-            client_id, status, signed_at, gaps, _seal = extra
+            client_id, status, audit, gaps, _seal = extra
             if status != NoteStatus.DRAFT.value:
-                built.as_given.append((doc_id, client_id, status, signed_at))
+                built.as_given.append((doc_id, client_id, status, audit))
             if gaps:
                 built.gaps.append(doc_id)
     if not any(built.stages) and good:
@@ -1252,13 +1261,14 @@ def _build_and_write(
                 if built.as_given:
                     # Signed here by key (`reissue_imported`): the device list carries the key.
                     record.replica.list_this_device()
-                for documents in built.documents():
-                    current = plan.items.get(documents[0][0], "the record")
-                    record.replica.insert_prepared(
-                        [(doc_id, kind, data, heads) for doc_id, kind, data, heads, _v, _f in documents],
-                        [(doc_id, kind, view, fts) for doc_id, kind, _d, _h, view, fts in documents],
-                    )
-                    tick(len(documents))
+                with record.replica.bulk_load():
+                    for documents in built.documents():
+                        current = plan.items.get(documents[0][0], "the record")
+                        record.replica.insert_prepared(
+                            [(doc_id, kind, data, heads) for doc_id, kind, data, heads, _v, _f in documents],
+                            [(doc_id, kind, view, fts) for doc_id, kind, _d, _h, view, fts in documents],
+                        )
+                        tick(len(documents))
                 for i, rights_record in enumerate(plan.rights):
                     current = f"client_rights[{i}]"
                     record.rights.import_record(rights_record)
@@ -1330,7 +1340,6 @@ def _audit(log: Any, plan: ImportPlan, built: _Built) -> None:
     )
     # Made one at a time as they are written: 100,000 of them at once would add to the
     # import's peak memory, which comes in this write phase.
-    log.append_many(itertools.chain([(Event.IMPORT, None, whole)], (
-        (Event.IMPORT, client_id, dict(note_id=note_id, status=status, signed_at=signed_at))
-        for note_id, client_id, status, signed_at in built.as_given
+    log.append_prepared(itertools.chain([(Event.IMPORT, None, prepared_details(whole))], (
+        (Event.IMPORT, client_id, details) for _note_id, client_id, _status, details in built.as_given
     )))
