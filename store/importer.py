@@ -1066,7 +1066,6 @@ def _capabilities(vault: Any, plan: ImportPlan) -> None:
         for name, needed in (
             ("record.transaction", True),
             ("record.replica.insert_prepared", plan.count("clients") + plan.count("progress_notes") > 0),
-            ("record.replica.bulk_load", plan.count("clients") + plan.count("progress_notes") > 0),
         )  # not private.db's: its store is first used only once the file has passed
         if needed and not _reaches(vault, name)
     ]
@@ -1261,14 +1260,13 @@ def _build_and_write(
                 if built.as_given:
                     # Signed here by key (`reissue_imported`): the device list carries the key.
                     record.replica.list_this_device()
-                with record.replica.bulk_load():
-                    for documents in built.documents():
-                        current = plan.items.get(documents[0][0], "the record")
-                        record.replica.insert_prepared(
-                            [(doc_id, kind, data, heads) for doc_id, kind, data, heads, _v, _f in documents],
-                            [(doc_id, kind, view, fts) for doc_id, kind, _d, _h, view, fts in documents],
-                        )
-                        tick(len(documents))
+                for documents in built.documents():
+                    current = plan.items.get(documents[0][0], "the record")
+                    record.replica.insert_prepared(
+                        [(doc_id, kind, data, heads) for doc_id, kind, data, heads, _v, _f in documents],
+                        [(doc_id, kind, view, fts) for doc_id, kind, _d, _h, view, fts in documents],
+                    )
+                    tick(len(documents))
                 for i, rights_record in enumerate(plan.rights):
                     current = f"client_rights[{i}]"
                     record.rights.import_record(rights_record)

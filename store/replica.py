@@ -52,7 +52,6 @@ from store.models import implausible_dates
 from store.projections import (
     IMPLAUSIBLE_DATES,
     UNREAD,
-    bulk_fts_load,
     prepare_whole_many,
     project,
     project_new,
@@ -552,11 +551,6 @@ class Replica:
         with self._tx:
             self._docs.insert_loaded(new_docs)
             project_new(self._conn, rows)
-
-    def bulk_load(self) -> AbstractContextManager[None]:
-        """Around many `insert_prepared` calls in one transaction (an import): the search
-        index writes fewer, larger segments (store/projections.py, `bulk_fts_load`)."""
-        return bulk_fts_load(self._conn)
 
     def apply_changes(self, doc_id: str, changes: list[bytes]) -> bool:
         """Applies raw changes (from a bundle); True if ours changed.
