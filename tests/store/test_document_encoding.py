@@ -20,6 +20,7 @@ from automerge.core import Document
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from call_counts import python_calls
 from store import documents as D
 from store.document_encoding import EncodedDocument, Unsupported
 from store.importer import _build_note, build_items, read_import
@@ -227,21 +228,7 @@ def test_texts_of_any_width_and_length_in_many_sections_encode_as_the_binding_bu
 
 def _calls_while(work) -> int:
     """Python-level calls (functions and builtins) made while `work` runs."""
-    import sys
-
-    count = 0
-
-    def count_calls(_frame, event, _arg) -> None:
-        nonlocal count
-        if event in ("call", "c_call"):
-            count += 1
-
-    sys.setprofile(count_calls)
-    try:
-        work()
-    finally:
-        sys.setprofile(None)
-    return count
+    return python_calls(work, builtins=True)
 
 
 def test_a_texts_cost_does_not_grow_with_its_characters() -> None:

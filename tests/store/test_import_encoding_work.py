@@ -6,10 +6,10 @@ by tests/store/test_document_encoding.py; these tests hold the cost."""
 from __future__ import annotations
 
 import random
-import sys
 from datetime import date
 
 import store.document_encoding as E
+from call_counts import python_calls
 from store import documents as D
 from store.synthetic import make_client, make_note
 
@@ -23,19 +23,7 @@ def _notes(count: int = 12) -> list:
 
 def _encoder_calls(work) -> int:
     """Python functions of store/document_encoding.py called while `work` runs."""
-    count = 0
-
-    def count_calls(frame, event, _arg) -> None:
-        nonlocal count
-        if event == "call" and frame.f_code.co_filename == E.__file__:
-            count += 1
-
-    sys.setprofile(count_calls)
-    try:
-        work()
-    finally:
-        sys.setprofile(None)
-    return count
+    return python_calls(work, in_file=E.__file__)
 
 
 def test_a_notes_document_is_recorded_encoded_and_saved_in_few_calls_an_operation() -> None:
