@@ -1,8 +1,8 @@
 """The Notewell Textual app: unlock or set up, then the clinician's screens.
 
 The app owns the store worker (the one thread that holds the open vault), the sync service
-(tui/sync_jobs.py, whose messages it hands to each open screen that handles them), the idle lock, and the single
-place where failures become messages on screen (`report_error`).
+(tui/sync_jobs.py, whose messages it hands to each open screen that handles them), the idle
+lock, and the single place where failures become messages on screen (`report_error`).
 """
 
 from __future__ import annotations

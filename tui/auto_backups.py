@@ -1,9 +1,9 @@
 """The app's automatic backups: one made when due, off the UI loop and off the store thread.
 
 `NotewellApp` creates one `AutoBackups` with the `[backup]` settings (tui/config.py), the
-store thread, `post` (which hands a message to each open screen that handles it) and the app's clock. On each
-unlock and then once a minute the app calls `check()`: it reads this device's last backup
-on the store thread (store/last_backup.py) and, when one is due, starts a thread worker that
+store thread, `post` (which hands a message to each open screen that handles it) and the
+app's clock. On each unlock and then once a minute the app calls `check()`: it reads this
+device's last backup on the store thread (store/last_backup.py) and, when one is due, starts a thread worker that
 runs `store.automatic_backup.run_automatic_backup` (the same run as `notewell backup
 --auto`) in a child process at a lower scheduling priority (store/backup_process.py), so
 that typing keeps the cores: an online snapshot, which takes no write lock, so the

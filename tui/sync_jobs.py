@@ -2,9 +2,9 @@
 
 `NotewellApp` creates one `SyncJobs` and hands it what it needs: itself (to run thread
 workers that outlive any screen, so leaving the Devices screen does not cut a sync short),
-the store thread, and `post`, which hands a message to each open screen that handles it. Each job works on
-its own record-store connection, opened and closed in its thread (`Vault.open_record_store`):
-the store thread stays free and the clinician keeps typing. Only that connection's sync intake
+the store thread, and `post`, which hands a message to each open screen that handles it. Each
+job works on its own record-store connection, opened and closed in its thread
+(`Vault.open_record_store`): the store thread stays free and the clinician keeps typing. Only that connection's sync intake
 (`record.replica`, a `RecordReplica`) and the `DeviceIdentity` reach sync/; the screens read and
 change the paired devices and read the clocks through the service too (`devices`, `forget`,
 `remember_address`, `clock_skews`, `time_caveats`). Syncs (now, listening and the mailbox) also
