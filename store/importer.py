@@ -43,8 +43,8 @@ from pydantic import (
     model_validator,
 )
 
-from store.audit import prepared_details
 from store import documents as D
+from store.audit import prepared_details
 from store.compliance import blocking, check_note
 from store.document_encoding import EncodedDocument, Unsupported, root_puts_change
 from store.import_spill import Spill
@@ -1336,8 +1336,9 @@ def _audit(log: Any, plan: ImportPlan, built: _Built) -> None:
         signed_notes=sum(1 for _n, _c, status, _s in built.as_given if status == NoteStatus.SIGNED.value),
         process_notes=plan.count("process_notes"),
     )
-    # Made one at a time as they are written: 100,000 of them at once would add to the
-    # import's peak memory, which comes in this write phase.
+    # Chained one at a time as they are written (their details were made while building
+    # and are held as short strings): a list of 100,000 entries would add to the import's
+    # peak memory, which comes in this write phase.
     log.append_prepared(itertools.chain([(Event.IMPORT, None, prepared_details(whole))], (
         (Event.IMPORT, client_id, details) for _note_id, client_id, _status, details in built.as_given
     )))
