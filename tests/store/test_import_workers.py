@@ -116,15 +116,22 @@ def test_a_worker_killed_mid_import_costs_only_time(new_vault, monkeypatch):
     with PreparePool(workers=1) as pool:
         assert pool.wait_ready(timeout=120), "the worker did not start"
         worker = pool._workers[0].proc
-        answer = prepare_pool._Job.answer
+        take = prepare_pool._Job.take
+        taken = []
 
-        def kill_after_first(job, index, result):
-            answer(job, index, result)
-            if threading.current_thread().name == FEEDER and worker.poll() is None:
-                os.kill(worker.pid, signal.SIGKILL)  # mid-import, with a chunk still in its hands
-                worker.wait(timeout=30)
+        def kill_once_it_holds_a_chunk(job, for_worker):
+            # The feeder's second take comes right after it sent the first chunk: the worker
+            # is killed mid-import with that chunk in its hands, whatever the timing (killing
+            # after its first answer raced the importing process, which may do every chunk
+            # itself before the worker answers one).
+            if threading.current_thread().name == FEEDER:
+                taken.append(1)
+                if len(taken) == 2 and worker.poll() is None:
+                    os.kill(worker.pid, signal.SIGKILL)
+                    worker.wait(timeout=30)
+            return take(job, for_worker)
 
-        monkeypatch.setattr(prepare_pool._Job, "answer", kill_after_first)
+        monkeypatch.setattr(prepare_pool._Job, "take", kill_once_it_holds_a_chunk)
         vault.record.replica.prepare_pool = pool
         summary = apply_import(vault, parse_import(data, now=NOW))
         assert pool.worker_count == 0
