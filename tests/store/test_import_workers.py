@@ -90,7 +90,8 @@ def assert_signed_here_and_whole(vault: Vault, count: int) -> None:
     assert vault.check() == []
 
 
-def test_an_import_builds_on_the_workers_and_stores_what_one_process_does(new_vault, answers_by_thread):
+def test_an_import_builds_on_the_workers_and_stores_what_one_process_does(
+        new_vault, answers_by_thread, monkeypatch):
     count = 8 * CHUNK
     answers = answers_by_thread
     data = many_notes(count)
@@ -99,6 +100,23 @@ def test_an_import_builds_on_the_workers_and_stores_what_one_process_does(new_va
     assert FEEDER not in answers  # no pool: the importing process did it all
 
     pooled = new_vault("pooled")
+    # The importing process starts on its own chunks only once the worker has answered one:
+    # left to the timing, a fast importing process may do every chunk itself (it doubles up
+    # on the worker's held chunks rather than wait), and the worker's share would be nothing.
+    worker_answered = threading.Event()
+    answer, next_for_caller = prepare_pool._Job.answer, prepare_pool._Job.next_for_caller
+
+    def answer_noted(job, index, result):
+        answer(job, index, result)
+        if threading.current_thread().name == FEEDER:
+            worker_answered.set()
+
+    def after_the_workers_first_answer(job, lo, hi):
+        assert worker_answered.wait(timeout=120), "the worker never answered"
+        return next_for_caller(job, lo, hi)
+
+    monkeypatch.setattr(prepare_pool._Job, "answer", answer_noted)
+    monkeypatch.setattr(prepare_pool._Job, "next_for_caller", after_the_workers_first_answer)
     with PreparePool(workers=1) as pool:
         assert pool.wait_ready(timeout=120), "the worker did not start"
         pooled.record.replica.prepare_pool = pool  # as `notewell import` does
