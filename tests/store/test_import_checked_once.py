@@ -102,3 +102,37 @@ def test_the_store_note_models_check_nothing_the_file_models_do_not(model):
         names |= set(getattr(decorators, kind))
     assert names == validators
     assert {name for name, f in model.model_fields.items() if f.metadata} == constrained
+
+
+def test_a_clients_plan_is_made_once_for_all_its_signed_notes_across_rounds(monkeypatch):
+    """The compliance check of a signed note reads its client's plan. In a file whose notes
+    take their clients in turn, each round of building meets a client once: a plan made per
+    round was made again for nearly every signed note, at about the cost of the rest of its
+    check (pydantic filling in default factories)."""
+    plan = parse_import(json.dumps(_example_with_every_kind_of_note()).encode(), now=NOW)
+    signed = [i for i in range(plan.count("progress_notes"))
+              if json.loads(plan.raw("progress_notes", i)).get("status") == "signed"]
+    assert signed
+    client_of = {c["id"]: c for c in json.loads(EXAMPLE.read_text(encoding="utf-8"))["clients"]}
+    made: Counter = Counter()
+    construct = importer.Client.model_construct.__func__
+
+    def counted(cls, *args, **kwargs):
+        made[kwargs.get("id")] += 1
+        return construct(cls, *args, **kwargs)
+
+    monkeypatch.setattr(importer.Client, "model_construct", classmethod(counted))
+    monkeypatch.setattr(importer, "_PLANS", {}, raising=False)
+    summaries = {}
+    for cid, raw in client_of.items():
+        summaries[cid] = importer._summary(importer.Client.model_validate(
+            {k: v for k, v in raw.items() if k in importer.Client.model_fields}))
+    made.clear()
+    rounds = 3
+    for _ in range(rounds):  # the same notes in three rounds, as three chunks of a file would be
+        items = [("progress_notes", i, plan.raw("progress_notes", i),
+                  summaries[json.loads(plan.raw("progress_notes", i))["client_id"]]) for i in signed]
+        out = build_items(items, 48, (DEVICE, NOW, DEVICE))
+        assert all(r[0] != "bad" for r in out)
+    clients = {json.loads(plan.raw("progress_notes", i))["client_id"] for i in signed}
+    assert made == Counter({cid: 1 for cid in clients})
