@@ -28,8 +28,10 @@ import json
 import os
 import re
 import stat
+import sys
+from array import array
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
@@ -211,6 +213,27 @@ class ClientRef:
     goal_ids: tuple[tuple[str, str], ...] = ()  # (item, goal id) the reference rates
 
 
+class Spans:
+    """Where each item of a section lies in the file's text: (start, end) by index. Two arrays
+    of integers, not a tuple per item (a 100,000-note file's spans took 12 MB that way, held
+    for the whole import)."""
+
+    __slots__ = ("_starts", "_ends")
+
+    def __init__(self) -> None:
+        self._starts, self._ends = array("q"), array("q")
+
+    def append(self, start: int, end: int) -> None:
+        self._starts.append(start)
+        self._ends.append(end)
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def __getitem__(self, index: int) -> tuple[int, int]:
+        return self._starts[index], self._ends[index]
+
+
 @dataclass
 class ImportPlan:
     """An import file read into where each item lies, not into models: a file of 100,000
@@ -222,7 +245,7 @@ class ImportPlan:
     and tests; the import itself never needs them all at once)."""
 
     text: str
-    spans: dict[str, list[tuple[int, int]]]
+    spans: dict[str, Spans]
     # Where each item came from in the file, for error messages: id -> "clients[0]".
     items: dict[str, str]
     # Clients named by notes but not given in the file; apply_import checks the vault.
@@ -595,12 +618,12 @@ _PLAIN = json.JSONDecoder()
 
 def _walk(
     text: str, on_item: Callable[[str, int, Any], None], decoder: json.JSONDecoder = _DECODER
-) -> tuple[dict[str, Any], dict[str, list[tuple[int, int]]]]:
+) -> tuple[dict[str, Any], dict[str, Spans]]:
     """Reads the top-level object: its plain values, and for each list section where each item
     lies, handing each decoded item to `on_item` (and keeping none of them). _Shape when the
     text is laid out otherwise; the decoder's own errors pass through."""
     top: dict[str, Any] = {}
-    spans: dict[str, list[tuple[int, int]]] = {}
+    spans: dict[str, Spans] = {}
     seen: set[str] = set()
     decode = decoder.raw_decode
     ws = _WS.match
@@ -624,7 +647,7 @@ def _walk(
                     raise _Shape
                 pos = ws(text, pos + 1).end()
                 if key in SECTIONS and text[pos] == "[":
-                    found: list[tuple[int, int]] = []
+                    found = Spans()
                     pos = ws(text, pos + 1).end()
                     if text[pos] == "]":
                         pos += 1
@@ -632,7 +655,7 @@ def _walk(
                         while True:
                             value, end = decode(text, pos)
                             on_item(key, len(found), value)
-                            found.append((pos, end))
+                            found.append(pos, end)
                             pos = ws(text, end).end()
                             if text[pos] == ",":
                                 pos = ws(text, pos + 1).end()
@@ -676,7 +699,9 @@ class _Scan:
         if self.surrogates and not self.lone_surrogate and _has_lone_surrogate(value):
             self.lone_surrogate = True
         if section == "progress_notes":
-            self.note_clients.append(value.get("client_id") if isinstance(value, dict) else None)
+            cid = value.get("client_id") if isinstance(value, dict) else None
+            # Held for the whole import, one per note: a client's id once, not once a note.
+            self.note_clients.append(sys.intern(cid) if isinstance(cid, str) else cid)
         if not isinstance(value, dict):
             return
         where = f"{section}[{index}]"
@@ -772,7 +797,7 @@ def scan_import(data: bytes | str, *, now: datetime | None = None) -> tuple[Impo
     client_spans = {cid: spans["clients"][i] for cid, i in scan.client_spans.items()}
     plan = ImportPlan(
         text=text,
-        spans={section: spans.get(section, []) for section in SECTIONS},
+        spans={section: spans.get(section, Spans()) for section in SECTIONS},
         items=items,
         vault_refs=tuple(refs),
         client_spans=client_spans,
@@ -1016,10 +1041,17 @@ def _to_seal(model: ProgressNote, doc: Any, signer: str) -> Any:
 # --- applying -----------------------------------------------------------------------------
 
 # Items per round of building: small enough that a round's results are a few megabytes.
-BUILD_BATCH = 1024
-# Items handed to the workers at once: three rounds, so they can be up to two rounds ahead of
-# the sealing. (Eight held up to 20 MB more of built rounds: 401 MB at 100,000 notes.)
-BUILD_WINDOW = 3 * BUILD_BATCH
+BUILD_BATCH = 512
+# Items handed to the workers at once: six rounds, so they can be up to five rounds ahead of
+# the sealing and writing. (Eight rounds of 1,024 held up to 20 MB more of built rounds: 401 MB
+# at 100,000 notes.)
+BUILD_WINDOW = 6 * BUILD_BATCH
+# With worker processes, the write phase begins when this share of the notes is left to build:
+# this process then writes (alone, as SQLite writes) while the workers build the rest, instead
+# of the workers idling through a write phase at the end (a fifth of a 100,000-note import).
+# The writing takes about a fifth of the time building takes on one core, so the lock is held
+# about as long as before, only earlier.
+WRITE_OVERLAP = 0.25
 
 
 @dataclass(frozen=True)
@@ -1115,17 +1147,72 @@ class _Built:
 
     spill: Spill = field(default_factory=Spill)
     process_notes: list[ProcessNote] = field(default_factory=list)
-    # note, client, status, its audit entry's details (audit.prepared_details)
-    as_given: list[tuple[str, str, str, str]] = field(default_factory=list)
-    gaps: list[str] = field(default_factory=list)
+    # Per note entered as given: its client and its audit entry's details
+    # (audit.prepared_details, which name the note and its status). Held until the end, one
+    # per signed note: kept small (the client's id shared), as the peak comes while writing.
+    as_given: list[tuple[str, str]] = field(default_factory=list)
+    signed_notes: int = 0
+    gaps: list[str] = field(default_factory=list)  # in the file's order
     stages: Stages = field(default_factory=lambda: ([], [], []))
+    # The write phase, once it has begun (`_Writing`); while it is None, rounds are spilled.
+    writing: _Writing | None = None
+    notes: int = 0  # progress notes in the file
+    notes_taken: int = 0  # of them, built and taken so far
+    # Called once the notes left to build are WRITE_OVERLAP of them (None: write at the end):
+    # the write phase if it could begin, else None (the file conflicts with the vault).
+    begin_writing: Callable[[], _Writing | None] | None = None
 
     def add_problems(self, stages: Stages) -> None:
         for mine, theirs in zip(self.stages, stages):
             mine.extend(theirs)
 
-    def documents(self) -> Iterator[list[tuple]]:
-        return self.spill.rounds()
+    def put_away(self, section: str, taken: int, good: list[tuple]) -> None:
+        """A round's good items: spilled, or written once the write phase has begun."""
+        if section == "progress_notes":
+            self.notes_taken += taken
+            if (self.writing is None and self.begin_writing is not None and not any(self.stages)
+                    and self.notes - self.notes_taken <= self.notes * WRITE_OVERLAP):
+                self.writing, self.begin_writing = self.begin_writing(), None
+        if any(self.stages) or not good:
+            return  # nothing more is written: the import will be refused
+        if self.writing is None:
+            self.spill.add(good)
+        else:
+            self.writing.write(good)
+
+
+class _Writing:
+    """Writes built rounds into record.db, inside the import's transactions (opened by
+    whoever makes this). Rounds built from now on are written as they come; those spilled
+    before, while this process would otherwise wait for the workers (`write_spilled`), and
+    whatever is left of them at the end (`finish`)."""
+
+    def __init__(self, record: Any, plan: ImportPlan, built: _Built, tick: Callable[[int], None]) -> None:
+        self.record, self.plan, self.tick = record, plan, tick
+        self.current = "the vault"  # what is being written, for a failure's message
+        # The spill takes no more rounds from now on, so it can be read as it stands.
+        self._spilled = built.spill.rounds()
+        self._spilled_left = len(built.spill)
+
+    def write(self, documents: list[tuple]) -> None:
+        self.current = self.plan.items.get(documents[0][0], "the record")
+        self.record.replica.insert_prepared(
+            [(doc_id, kind, data, heads) for doc_id, kind, data, heads, _v, _f in documents],
+            [(doc_id, kind, view, fts) for doc_id, kind, _d, _h, view, fts in documents],
+        )
+        self.tick(len(documents))
+
+    def write_spilled(self) -> bool:
+        """Writes the next spilled round; False when none is left."""
+        if not self._spilled_left:
+            return False
+        self._spilled_left -= 1
+        self.write(next(self._spilled))
+        return True
+
+    def finish(self) -> None:
+        while self.write_spilled():
+            pass
 
 
 def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client], built: _Built) -> None:
@@ -1138,6 +1225,14 @@ def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client], built
     pool = getattr(getattr(record, "replica", None), "prepare_pool", None)
     context = (vault.device_id, plan.now, record.import_signer())
     summaries = {cid: _summary(c) for cid, c in vault_clients.items()}
+    # Process notes first (few, and quick): a bad one is known before the write phase can
+    # begin, so a refused file never opens private.db's transaction.
+    for i in range(plan.count("process_notes")):
+        stages, pnote = _build_process_note(i, _DECODER.decode(plan.raw("process_notes", i)), plan.now)
+        if pnote is None or any(stages):
+            built.add_problems(stages)
+        else:
+            built.process_notes.append(pnote.model_copy(update={"device_id": vault.device_id}))
     for section in ("clients", "progress_notes"):
         n = plan.count(section)
         # The workers are handed a window of rounds at once, so they go on building while
@@ -1158,7 +1253,13 @@ def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client], built
                     summary = summaries.get(cid) if isinstance(cid, str) else None
                 items.append((section, i, raw, summary))
             if pool is not None:
-                rounds = pool.prepare_batches(items, late_hours, BUILD_BATCH, work="import", context=context)
+                # Once the write phase has begun, this process writes what was spilled while
+                # it waits for the workers, and helps them only when that is done.
+                writing = built.writing
+                rounds = pool.prepare_batches(
+                    items, late_hours, BUILD_BATCH, work="import", context=context,
+                    helps=writing is None, meanwhile=None if writing is None else writing.write_spilled,
+                )
             else:
                 rounds = (build_items(items[i:i + BUILD_BATCH], late_hours, context)
                           for i in range(0, len(items), BUILD_BATCH))
@@ -1171,17 +1272,11 @@ def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client], built
                 waiting.append(results)
         for held in waiting:  # a section's last rounds: the notes need every client's plan
             _take_round(record, section, held, summaries, built)
-    for i in range(plan.count("process_notes")):
-        stages, pnote = _build_process_note(i, _DECODER.decode(plan.raw("process_notes", i)), plan.now)
-        if pnote is None or any(stages):
-            built.add_problems(stages)
-        else:
-            built.process_notes.append(pnote.model_copy(update={"device_id": vault.device_id}))
 
 
 def _take_round(record: Any, section: str, results: list[tuple], summaries: dict, built: _Built) -> None:
     """One round of built items into `built`: each signed note sealed here, the round put
-    away (spilled), the problems collected."""
+    away (spilled, or written once the write phase has begun), the problems collected."""
     good = []
     for result in results:
         if result[0] == "bad":
@@ -1197,11 +1292,11 @@ def _take_round(record: Any, section: str, results: list[tuple], summaries: dict
         else:
             client_id, status, audit, gaps, _seal = extra
             if status != NoteStatus.DRAFT.value:
-                built.as_given.append((doc_id, client_id, status, audit))
+                built.as_given.append((sys.intern(client_id), audit))
+                built.signed_notes += status == NoteStatus.SIGNED.value
             if gaps:
                 built.gaps.append(doc_id)
-    if not any(built.stages) and good:
-        built.spill.add(good)
+    built.put_away(section, len(results), good)
 
 
 def _sealed(record: Any, data: bytes, heads: list[bytes], to_seal: Any) -> tuple[bytes, list[bytes]]:
@@ -1228,7 +1323,8 @@ def apply_import(
     built), then every item is checked and built into its documents and rows with nothing
     written and no lock held, and only then is everything written: record.db and private.db
     each in one transaction, record.db committed first and only once every private write
-    has succeeded. Raises ImportFailed naming the item when an id is already in the vault,
+    has succeeded. With worker processes the write phase begins when WRITE_OVERLAP of the
+    notes are left to build; an item found bad after that rolls back what was written. Raises ImportFailed naming the item when an id is already in the vault,
     a client a note refers to is in neither the file nor the vault, an item is not valid
     (a plan from `scan_import`), or a write fails; then nothing changed.
     """
@@ -1246,20 +1342,15 @@ def _build_and_write(
     progress: Callable[[int, int], None] | None,
 ) -> ImportSummary:
     record = vault.record
-    _build(vault, plan, vault_clients, built)
-    if any(built.stages):
-        _raise_first(*built.stages)
-    problems, _clients = _check_against_vault(vault, plan, private=True)
-    if problems:
-        raise _fail(problems, head="The import file conflicts with the vault")
-    private = vault.private
-    # Reached before any transaction opens: creating the log's tables commits.
-    log = getattr(vault, "audit", None)
+    # private.db and the audit log are reached only when the write phase begins: opening
+    # either may create its tables, which commits, and a refused file changes no file.
+    private: Any = None
+    log: Any = None
     total = plan.total
     done = 0
-    current = "the vault"
     record_committed = False
     db_errors = _database_errors()
+    writing: _Writing | None = None
 
     def tick(n: int = 1) -> None:
         nonlocal done
@@ -1268,32 +1359,55 @@ def _build_and_write(
             if progress is not None:
                 progress(done, total)
 
+    def committed(exc_type, *_exc) -> None:
+        nonlocal record_committed
+        record_committed = exc_type is None
+
     try:
-        # private.db's transaction encloses record.db's: record commits first, and only
-        # once every private write has succeeded; private commits last.
-        with private.transaction():
-            with record.transaction():
-                if built.as_given:
-                    # Signed here by key (`reissue_imported`): the device list carries the key.
-                    record.replica.list_this_device()
-                for documents in built.documents():
-                    current = plan.items.get(documents[0][0], "the record")
-                    record.replica.insert_prepared(
-                        [(doc_id, kind, data, heads) for doc_id, kind, data, heads, _v, _f in documents],
-                        [(doc_id, kind, view, fts) for doc_id, kind, _d, _h, view, fts in documents],
-                    )
-                    tick(len(documents))
-                for i, rights_record in enumerate(plan.rights):
-                    current = f"client_rights[{i}]"
-                    record.rights.import_record(rights_record)
-                for pnote in built.process_notes:
-                    current = plan.items[pnote.id]
-                    private.create(pnote)
-                    tick()
-                if log is not None:
-                    current = "the audit log"
-                    _audit(log, plan, built)
-            record_committed = True
+        with ExitStack() as transactions:
+
+            def open_writing() -> _Writing:
+                """private.db's transaction encloses record.db's: record commits first, and
+                only once every private write has succeeded; private commits last."""
+                nonlocal writing, private, log
+                private, log = vault.private, getattr(vault, "audit", None)
+                transactions.enter_context(private.transaction())
+                transactions.push(committed)  # runs between record's commit and private's
+                transactions.enter_context(record.transaction())
+                writing = _Writing(record, plan, built, tick)
+                return writing
+
+            def begin_writing() -> _Writing | None:
+                problems, _clients = _check_against_vault(vault, plan, private=True)
+                # A conflict is said once everything is built, the items' own problems first.
+                return None if problems else open_writing()
+
+            # With worker processes, the write phase begins while they build the last notes.
+            pool = getattr(getattr(record, "replica", None), "prepare_pool", None)
+            built.notes = plan.count("progress_notes")
+            built.begin_writing = begin_writing if pool is not None else None
+            _build(vault, plan, vault_clients, built)
+            if any(built.stages):
+                _raise_first(*built.stages)
+            if writing is None:
+                problems, _clients = _check_against_vault(vault, plan, private=True)
+                if problems:
+                    raise _fail(problems, head="The import file conflicts with the vault")
+                writing = open_writing()
+            writing.finish()
+            if built.as_given:
+                # Signed here by key (`reissue_imported`): the device list carries the key.
+                record.replica.list_this_device()
+            for i, rights_record in enumerate(plan.rights):
+                writing.current = f"client_rights[{i}]"
+                record.rights.import_record(rights_record)
+            for pnote in built.process_notes:
+                writing.current = plan.items[pnote.id]
+                private.create(pnote)
+                tick()
+            if log is not None:
+                writing.current = "the audit log"
+                _audit(log, plan, built)
     except ImportFailed:
         if record_committed:
             raise _partial() from None
@@ -1306,21 +1420,22 @@ def _build_and_write(
     except NotewellError as e:
         if record_committed:
             raise _partial() from None
+        current = writing.current if writing is not None else "the vault"
         raise ImportFailed(f"Importing {current} failed ({e.message}); nothing was imported.") from None
     except db_errors as e:
         if record_committed:
             raise _partial() from None
+        current = writing.current if writing is not None else "the vault"
         raise ImportFailed(
             f"Importing {current} failed: the database refused the write ({_db_reason(e)}); nothing was imported."
         ) from None
 
-    order = {note_id: i for i, (note_id, *_rest) in enumerate(built.as_given)}
     return ImportSummary(
         clients=plan.count("clients"),
         notes=plan.count("progress_notes"),
         process_notes=plan.count("process_notes"),
-        signed_notes=sum(1 for _n, _c, status, _s in built.as_given if status == NoteStatus.SIGNED.value),
-        signed_with_gaps=tuple(sorted(built.gaps, key=lambda n: order.get(n, 0))),
+        signed_notes=built.signed_notes,
+        signed_with_gaps=tuple(built.gaps),
         rights_records=len(plan.rights),
     )
 
@@ -1349,12 +1464,12 @@ def _audit(log: Any, plan: ImportPlan, built: _Built) -> None:
     whole = dict(
         clients=plan.count("clients"),
         progress_notes=plan.count("progress_notes"),
-        signed_notes=sum(1 for _n, _c, status, _s in built.as_given if status == NoteStatus.SIGNED.value),
+        signed_notes=built.signed_notes,
         process_notes=plan.count("process_notes"),
     )
     # Chained one at a time as they are written (their details were made while building
     # and are held as short strings): a list of 100,000 entries would add to the import's
     # peak memory, which comes in this write phase.
     log.append_prepared(itertools.chain([(Event.IMPORT, None, prepared_details(whole))], (
-        (Event.IMPORT, client_id, details) for _note_id, client_id, _status, details in built.as_given
+        (Event.IMPORT, client_id, details) for client_id, details in built.as_given
     )))

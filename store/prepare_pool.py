@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -44,7 +44,7 @@ from store.projections import prepare_whole_many
 CHUNK = 24  # documents per message: ~15 ms of work, so a round trip costs little
 MIN_PARALLEL = 2 * CHUNK  # below this the calling thread alone is as quick
 MAX_WORKERS = 3
-IN_FLIGHT = 2  # chunks queued per worker, so it never waits for this process's lock
+IN_FLIGHT = 4  # chunks queued per worker, so it never waits for this process's lock
 # How much lower a pool's workers run than the interface they work for (`caller_helps=False`):
 # they take every core the interface leaves, and give it back whenever the interface wants it.
 BACKGROUND_NICE = 10
@@ -230,14 +230,25 @@ class _Job:
                     self.todo.appendleft(index)
             self.cond.notify_all()
 
-    def next_for_caller(self, lo: int, hi: int) -> int | None:
+    def next_for_caller(self, lo: int, hi: int, meanwhile: Callable[[], bool] | None = None) -> int | None:
         """The caller's next chunk while batch [lo, hi) is unfinished; None once it is done.
 
         Once every chunk is taken, a helping caller does the workers' too, newest first,
         rather than wait: so a worker that stops answering (a document that makes the
-        reader hang) holds up nothing."""
+        reader hang) holds up nothing. A caller that does not help does `meanwhile()`
+        (without the lock) while it would wait, until that says there is nothing left to do;
+        from then on it helps."""
         with self.cond:
             while any(self.results[i] is None for i in range(lo, hi)):
+                if not self.helps and meanwhile is not None:
+                    self.cond.release()
+                    try:
+                        more = meanwhile()
+                    finally:
+                        self.cond.acquire()
+                    if not more:
+                        self.helps, meanwhile = True, None
+                    continue
                 if not self.helps and (self.feeders == 0 or time.monotonic() - self.last_answer > STALL):
                     self.helps = True  # nobody left to wait for
                 if self.helps:
@@ -343,23 +354,29 @@ class PreparePool:
         return done.wait(timeout) and self.worker_count == len(self._workers)
 
     def prepare_batches(self, items: Items, late_entry_hours: int, batch: int, *, work: str = "whole",
-                        context: object = None) -> Iterator[list[tuple | None]]:
+                        context: object = None, helps: bool | None = None,
+                        meanwhile: Callable[[], bool] | None = None) -> Iterator[list[tuple | None]]:
         """`prepare_whole_many` (or the `work` named, see WORK) of each `batch` items in turn,
-        with the workers' help; they work ahead while the caller stores what it was given."""
+        with the workers' help; they work ahead while the caller stores what it was given.
+        `helps`: whether the caller builds too (default: the pool's `caller_helps`).
+        `meanwhile`: a caller's own work (an import's writing), done a step at a time while
+        it would wait for the workers; it returns False once there is none left, and the
+        caller then helps."""
         batch = max(1, batch)
         workers = [w for w in self._workers if not w.dead]
         if self._closed or not workers or len(items) < MIN_PARALLEL:
             for start in range(0, len(items), batch):
                 yield _do(work, items[start:start + batch], late_entry_hours, context)
             return
-        job = _Job(items, late_entry_hours, batch, helps=self.caller_helps, feeders=len(workers),
+        job = _Job(items, late_entry_hours, batch, helps=self.caller_helps if helps is None else helps,
+                   feeders=len(workers),
                    work=work, context=context)
         for worker in workers:
             threading.Thread(target=_feed, args=(worker, job), name="notewell-prepare-feed", daemon=True).start()
         try:
             lo = 0
             for hi in job.batch_ends:
-                while (index := job.next_for_caller(lo, hi)) is not None:
+                while (index := job.next_for_caller(lo, hi, meanwhile)) is not None:
                     job.answer(index, _do(work, job.chunks[index], late_entry_hours, context))
                 yield job.batch(lo, hi)
                 job.release(lo, hi)  # handed over: a long job holds only what is ahead

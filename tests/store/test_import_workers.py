@@ -111,9 +111,9 @@ def test_an_import_builds_on_the_workers_and_stores_what_one_process_does(
         if threading.current_thread().name == FEEDER:
             worker_answered.set()
 
-    def after_the_workers_first_answer(job, lo, hi):
+    def after_the_workers_first_answer(job, *args):
         assert worker_answered.wait(timeout=120), "the worker never answered"
-        return next_for_caller(job, lo, hi)
+        return next_for_caller(job, *args)
 
     monkeypatch.setattr(prepare_pool._Job, "answer", answer_noted)
     monkeypatch.setattr(prepare_pool._Job, "next_for_caller", after_the_workers_first_answer)

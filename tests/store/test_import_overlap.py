@@ -1,0 +1,109 @@
+"""With worker processes, an import's write phase begins while they build its last notes
+(store/importer.py WRITE_OVERLAP), so they do not idle through a write phase at the end; the
+import stays all or nothing, and a bad note met after the writing began rolls it all back.
+
+Real vaults, a real worker process, the documented example's notes copied many times; rounds
+made small so that a few hundred notes make several.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from store import importer
+from store.errors import ImportFailed
+from store.importer import apply_import, parse_import, scan_import
+from store.prepare_pool import CHUNK, PreparePool
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_import_workers import NOW, assert_signed_here_and_whole, content, many_notes, new_vault  # noqa: E402,F401
+
+ROUNDS = 8
+
+
+@pytest.fixture
+def small_rounds(monkeypatch):
+    monkeypatch.setattr(importer, "BUILD_BATCH", CHUNK)
+    monkeypatch.setattr(importer, "BUILD_WINDOW", 3 * CHUNK)
+
+
+def events_of(vault, monkeypatch) -> list[tuple[str, int]]:
+    """("taken", notes) for each round of notes built and taken, ("written", documents) for
+    each insert into record.db, in the order they happen."""
+    events: list[tuple[str, int]] = []
+    take = importer._take_round
+
+    def taken(record, section, results, summaries, built):
+        if section == "progress_notes":
+            events.append(("taken", len(results)))
+        return take(record, section, results, summaries, built)
+
+    insert = vault.record.replica.insert_prepared
+
+    def written(docs, rows):
+        events.append(("written", len(docs)))
+        return insert(docs, rows)
+
+    monkeypatch.setattr(importer, "_take_round", taken)
+    monkeypatch.setattr(vault.record.replica, "insert_prepared", written)
+    return events
+
+
+def test_with_workers_the_writing_begins_before_the_last_notes_are_built(new_vault, small_rounds, monkeypatch):
+    count = ROUNDS * CHUNK
+    data = many_notes(count)
+    alone = new_vault("alone")
+    apply_import(alone, parse_import(data, now=NOW))
+
+    vault = new_vault("overlapped")
+    events = events_of(vault, monkeypatch)
+    with PreparePool(workers=1) as pool:
+        assert pool.wait_ready(timeout=120), "the worker did not start"
+        vault.record.replica.prepare_pool = pool
+        plan = parse_import(data, now=NOW)
+        summary = apply_import(vault, plan)
+    assert summary.notes == count
+    kinds = [kind for kind, _n in events]
+    first_write = kinds.index("written")
+    assert "taken" in kinds[first_write:]  # rounds were still being built once the writing began
+    # ...but not before all but WRITE_OVERLAP of the notes were: the lock is held about as
+    # long as writing everything at the end held it.
+    taken_before = sum(n for kind, n in events[:first_write] if kind == "taken")
+    assert count - taken_before <= count * importer.WRITE_OVERLAP
+    assert sum(n for kind, n in events if kind == "written") == count + plan.count("clients")
+    assert_signed_here_and_whole(vault, count)
+    assert content(vault) == content(alone)
+
+
+def test_without_workers_everything_is_built_before_anything_is_written(new_vault, small_rounds, monkeypatch):
+    vault = new_vault("alone")
+    events = events_of(vault, monkeypatch)
+    apply_import(vault, parse_import(many_notes(ROUNDS * CHUNK), now=NOW))
+    kinds = [kind for kind, _n in events]
+    assert "taken" not in kinds[kinds.index("written"):]
+
+
+def test_a_bad_note_met_after_the_writing_began_rolls_everything_back(new_vault, small_rounds, monkeypatch):
+    count = ROUNDS * CHUNK
+    good = many_notes(count)
+    # The last note's PHQ-9 is given as text: only building it finds that (scan_import does not).
+    text = good.decode()
+    at = text.rindex('"facts": {') + len('"facts": {')
+    bad = (text[:at] + '"phq9": "many", ' + text[at:]).encode()
+    assert not scan_import(bad, now=NOW)[1]
+    vault = new_vault("rolled back")
+    events = events_of(vault, monkeypatch)
+    with PreparePool(workers=1) as pool:
+        assert pool.wait_ready(timeout=120), "the worker did not start"
+        vault.record.replica.prepare_pool = pool
+        plan, _problems = scan_import(bad, now=NOW)
+        with pytest.raises(ImportFailed, match=rf"progress_notes\[{count - 1}\]\.facts\.phq9"):
+            apply_import(vault, plan)
+        assert ("written", CHUNK) in events  # the writing had begun when the bad note was met
+        assert vault.record.list_notes() == [] and vault.record.list_clients() == []
+        assert vault.check() == []
+        apply_import(vault, parse_import(good, now=NOW))  # the same file, mended, imports whole
+    assert_signed_here_and_whole(vault, count)
