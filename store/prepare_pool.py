@@ -41,6 +41,11 @@ from typing import BinaryIO
 
 from store.projections import prepare_whole_many
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows
+    fcntl = None  # type: ignore[assignment]
+
 CHUNK = 24  # documents per message: ~15 ms of work, so a round trip costs little
 MIN_PARALLEL = 2 * CHUNK  # below this the calling thread alone is as quick
 MAX_WORKERS = 3
@@ -126,6 +131,24 @@ def worker_command(boot: str = _BOOT) -> tuple[list[str], dict[str, str], str]:
     return [sys.executable, "-I", "-c", boot, root], env, root
 
 
+# A worker's answer (a chunk of built documents and rows) is larger than a pipe's default
+# 64 KiB: the worker blocked writing it until the feeder thread read, and the feeder reads only
+# when it gets this process's interpreter lock, up to a switch interval (5 ms) per read while
+# the caller builds. Pipes of 1 MiB (Linux's limit for anyone) take a whole answer at once.
+PIPE_SIZE = 1 << 20
+
+
+def _widen(*pipes: BinaryIO) -> None:
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
+    if setsize is None:
+        return  # not Linux: the default pipes work, only slower
+    for pipe in pipes:
+        try:
+            fcntl.fcntl(pipe.fileno(), setsize, PIPE_SIZE)
+        except OSError:
+            pass  # a lower limit set by the administrator: the default size works too
+
+
 class _Worker:
     def __init__(self, nice: int = 0) -> None:
         argv, env, cwd = worker_command()
@@ -133,6 +156,7 @@ class _Worker:
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env=env, cwd=cwd, close_fds=True,
         )
+        _widen(self.proc.stdin, self.proc.stdout)
         if nice:
             try:
                 os.setpriority(os.PRIO_PROCESS, self.proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + nice)

@@ -272,3 +272,16 @@ def test_a_callback_that_stops_keeps_the_batches_already_stored(items, tmp_path)
             assert len(vault.record.replica.doc_heads()) == len(items) - 2 and vault.record.check() == []
     finally:
         vault.close()
+
+
+@pytest.mark.skipif(not hasattr(__import__("fcntl"), "F_GETPIPE_SZ"), reason="pipe sizes are Linux's")
+def test_a_workers_pipes_hold_a_whole_answer(items, pool):
+    """A chunk of an import's notes, built, comes to 50-120 KiB (the example's notes, the
+    bench's), as much as a default pipe holds (64 KiB) or more: the worker blocked writing it
+    until the feeder thread, which waits for this process's interpreter lock between reads,
+    had read it, and stood idle a tenth of a large import."""
+    import fcntl
+
+    for worker in pool._workers:
+        for pipe in (worker.proc.stdin, worker.proc.stdout):
+            assert fcntl.fcntl(pipe.fileno(), fcntl.F_GETPIPE_SZ) >= prepare_pool.PIPE_SIZE
