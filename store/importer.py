@@ -1215,14 +1215,18 @@ class _Writing:
             pass
 
 
+def _pool_of(record: Any) -> Any:
+    """The worker processes the command line starts (store/prepare_pool.py), if any."""
+    return getattr(getattr(record, "replica", None), "prepare_pool", None)
+
+
 def _build(vault: Any, plan: ImportPlan, vault_clients: dict[str, Client], built: _Built) -> None:
     """Checks and builds every item into `built`, writing nothing to the vault: clients first
     (the notes' checklist reads their plans), then notes, on the record's worker processes
     when it has them."""
     record = vault.record
     late_hours = vault.settings().late_entry_hours
-    # The worker processes the command line starts (store/prepare_pool.py), if any.
-    pool = getattr(getattr(record, "replica", None), "prepare_pool", None)
+    pool = _pool_of(record)
     context = (vault.device_id, plan.now, record.import_signer())
     summaries = {cid: _summary(c) for cid, c in vault_clients.items()}
     # Process notes first (few, and quick): a bad one is known before the write phase can
@@ -1324,9 +1328,10 @@ def apply_import(
     written and no lock held, and only then is everything written: record.db and private.db
     each in one transaction, record.db committed first and only once every private write
     has succeeded. With worker processes the write phase begins when WRITE_OVERLAP of the
-    notes are left to build; an item found bad after that rolls back what was written. Raises ImportFailed naming the item when an id is already in the vault,
-    a client a note refers to is in neither the file nor the vault, an item is not valid
-    (a plan from `scan_import`), or a write fails; then nothing changed.
+    notes are left to build; an item found bad after that rolls back what was written.
+    Raises ImportFailed naming the item when an id is already in the vault, a client a note
+    refers to is in neither the file nor the vault, an item is not valid (a plan from
+    `scan_import`), or a write fails; then nothing changed.
     """
     _capabilities(vault, plan)
     vault_clients = check_vault_ids(vault, plan)
@@ -1383,7 +1388,7 @@ def _build_and_write(
                 return None if problems else open_writing()
 
             # With worker processes, the write phase begins while they build the last notes.
-            pool = getattr(getattr(record, "replica", None), "prepare_pool", None)
+            pool = _pool_of(record)
             built.notes = plan.count("progress_notes")
             built.begin_writing = begin_writing if pool is not None else None
             _build(vault, plan, vault_clients, built)
