@@ -651,6 +651,26 @@ def root_puts_change(after: NextChange, puts: list[tuple[str, str]]) -> tuple[by
     return _change_chunk(actor, seq, start_op, list(heads), ops)
 
 
+# The magic bytes and the checksum: what a chunk's hash does not cover.
+_HEADER_END = len(MAGIC) + 4
+
+
+def refilled_change(chunk: bytes, fills: list[tuple[int, bytes]]) -> tuple[bytes, bytes]:
+    """(chunk bytes, hash) of a change chunk with each (offset, bytes) written over bytes of
+    the same length in its body, its checksum and hash made again. A change lays its values
+    out uncompressed, so a value of known length can be laid out before it is known: the
+    importer's workers lay out the signed entries with placeholders where the signatures go,
+    and the process that holds the key only signs and fills them in."""
+    buf = bytearray(chunk)
+    for at, data in fills:
+        if at < _HEADER_END or at + len(data) > len(buf):
+            raise ValueError("a fill outside the change")
+        buf[at:at + len(data)] = data
+    digest = hashlib.sha256(memoryview(buf)[_HEADER_END:]).digest()
+    buf[len(MAGIC):_HEADER_END] = digest[:4]
+    return bytes(buf), digest
+
+
 # Deflated columns remembered by their bytes: a saved document's large columns other than
 # its values (the keys of a note's maps, above all) are mostly those of the documents before
 # it, and deflating one cost as much as its values'. Cleared at `_ENCODED_MAX`.

@@ -12,6 +12,7 @@ Documents from and for other devices pass through the record's sync intake, `sel
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -438,13 +439,16 @@ class RecordStore:
         make (`signing.reissue_payloads`); the key itself never leaves this store."""
         return self._signing_key()[0].device_id
 
-    def seal_imported(self, payloads: list[dict]) -> list[str]:
-        """The envelopes of an import's signed entries (payloads from `reissue_payloads`
-        naming `import_signer()`), sealed by this device's key, as `reissue_imported` does."""
+    def sign_imported(self, payloads: list[bytes]) -> list[bytes]:
+        """The signatures, as the hex an envelope holds, of an import's signed entries:
+        canonical payloads (`signing.unsigned_envelope` of those `reissue_payloads` makes
+        naming `import_signer()`), signed by this device's key, as `reissue_imported` does."""
         me, key = self._signing_key()
-        if any(p.get("device_id") != me.device_id for p in payloads):
+        # Canonical JSON escapes the quotes inside strings: this names the signer only as a key.
+        mine = b'"device_id":' + json.dumps(me.device_id).encode()
+        if any(mine not in p for p in payloads):
             raise ValueError("a payload names another device")
-        return [signing.seal(key, p) for p in payloads]
+        return [key.sign(p).hex().encode() for p in payloads]
 
     def upgrade_signatures(self) -> int:
         """Once per vault, on open: the signatures of the earlier form that this device made

@@ -209,15 +209,34 @@ def resolution_payload(
     }
 
 
-def seal(private_key: ed25519.Ed25519PrivateKey, payload: dict[str, Any]) -> str:
-    """The envelope of `payload` signed by `private_key`: the string stored in the note."""
+# Where a signature's hex goes in an envelope laid out before it is signed: an Ed25519
+# signature is 64 bytes, 128 hex characters, so the envelope's length and layout are known
+# without the key.
+SIGNATURE_HEX_LENGTH = 128
+_UNSIGNED = "0" * SIGNATURE_HEX_LENGTH
+
+
+def unsigned_envelope(payload: dict[str, Any]) -> tuple[bytes, bytes, int]:
+    """(the bytes to sign, the envelope as UTF-8 with zeros where the signature's hex goes,
+    the offset of those zeros): `seal` without the key, so that work can be done where the
+    key is not (an import's worker processes; store/importer.py fills them in)."""
     data = canonical_json(payload)
-    return json.dumps(
-        {"v": PAYLOAD_VERSION, "payload": data.decode("utf-8"), "sig": private_key.sign(data).hex()},
+    envelope = json.dumps(
+        {"v": PAYLOAD_VERSION, "payload": data.decode("utf-8"), "sig": _UNSIGNED},
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
-    )
+    ).encode()
+    # "sig" is the last key but one ("v" sorts after it) and the payload's own quotes are
+    # escaped, so the last '"sig":"' is the signature's.
+    return data, envelope, envelope.rindex(b'"sig":"') + 7
+
+
+def seal(private_key: ed25519.Ed25519PrivateKey, payload: dict[str, Any]) -> str:
+    """The envelope of `payload` signed by `private_key`: the string stored in the note."""
+    data, envelope, at = unsigned_envelope(payload)
+    signature = private_key.sign(data).hex().encode()
+    return (envelope[:at] + signature + envelope[at + SIGNATURE_HEX_LENGTH:]).decode()
 
 
 @dataclass(frozen=True)

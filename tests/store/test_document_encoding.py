@@ -169,6 +169,32 @@ def test_a_change_put_after_a_save_is_the_change_the_binding_makes() -> None:
             root_puts_change(after, [("type", "over a key the root holds")])
 
 
+def test_a_change_laid_out_with_placeholders_and_filled_in_is_the_change_made_with_the_values() -> None:
+    """`refilled_change`: values of a known length written over a change laid out with
+    placeholders give the change `root_puts_change` makes with those values, hash for hash
+    (what the importer's workers lay out and the process with the key fills in)."""
+    from store.document_encoding import refilled_change, root_puts_change
+
+    note = _model(_example_notes()[0], 0)
+    encoded = D.imported_note_doc(note, ACTOR, DEVICE, make=EncodedDocument)
+    saved, after = encoded.save(), encoded.next_change()
+    values = ['{"sig":"' + "%064x" % (i * 7919) + '","text":"\u00e9क"}' for i in range(1, 4)]
+    blanks = [v[:8] + "0" * 64 + v[72:] for v in values]
+    laid, _ = root_puts_change(after, [(f"signed:{i}", b) for i, b in enumerate(blanks)])
+    fills, start = [], 0
+    for value in values:
+        start = laid.index(b'{"sig":"', start)
+        fills.append((start + 8, value[8:72].encode()))
+        start += 1
+    chunk, head = refilled_change(laid, fills)
+    assert (chunk, head) == root_puts_change(after, [(f"signed:{i}", v) for i, v in enumerate(values)])
+    assert Document.load(saved + chunk).get_heads() == [head]
+    with pytest.raises(ValueError):
+        refilled_change(laid, [(len(laid) - 2, b"abcd")])
+    with pytest.raises(ValueError):
+        refilled_change(laid, [(2, b"ab")])
+
+
 # --- texts as runs -------------------------------------------------------------------------
 
 # Any character a note can hold: every script, two-, three- and four-byte UTF-8, and the
