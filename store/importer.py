@@ -1128,6 +1128,7 @@ def _capabilities(vault: Any, plan: ImportPlan) -> None:
         for name, needed in (
             ("record.transaction", True),
             ("record.replica.insert_prepared", plan.count("clients") + plan.count("progress_notes") > 0),
+            ("record.replica.bulk_load", plan.count("clients") + plan.count("progress_notes") > 0),
         )  # not private.db's: its store is first used only once the file has passed
         if needed and not _reaches(vault, name)
     ]
@@ -1393,6 +1394,7 @@ def _build_and_write(
                 transactions.enter_context(private.transaction())
                 transactions.push(committed)  # runs between record's commit and private's
                 transactions.enter_context(record.transaction())
+                transactions.enter_context(record.replica.bulk_load())
                 writing = _Writing(record, plan, built, tick)
                 return writing
 

@@ -7,7 +7,8 @@ The documents are the truth; these tables exist for lists, the overdue queue and
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta, timezone
 
 from automerge.core import Document
@@ -376,6 +377,35 @@ def project(conn, doc_id: str, doc: Document, *, late_entry_hours: int = 72, def
         conn.execute("INSERT OR IGNORE INTO record_fts_pending(doc_id) VALUES (?)", (doc_id,))
     else:
         _replace_fts(conn, doc_id, fts)
+
+
+# The search index's in-memory table of pending terms while one transaction loads many
+# documents (an import). FTS5 writes it out as a new segment whenever it passes `hashsize`
+# (1 MiB by default) and merges segments as they pile up, so a bulk load of 100,000 notes
+# wrote a few hundred small segments and merged each term list about four times over.
+# A larger table means fewer segments written and merged (bench/README.md, "Import,
+# eleventh pass"), for its size in memory at the import's peak.
+BULK_FTS_HASHSIZE = 8 * 2**20
+_FTS_DEFAULT_HASHSIZE = 2**20  # FTS5's own default, what an unset 'hashsize' means
+
+
+@contextmanager
+def bulk_fts_load(conn) -> Iterator[None]:
+    """Within it (inside the caller's transaction), the search index keeps up to
+    BULK_FTS_HASHSIZE of pending terms before it writes a segment. FTS5 keeps the setting
+    in its config table: it is put back to the default at the end, and its row removed, so
+    the stored rows are as they were without it (the index's segments are fewer and
+    larger; a search finds the same)."""
+    _set_fts_option(conn, "hashsize", BULK_FTS_HASHSIZE)
+    # Not put back when the body raises: the caller's transaction then rolls back, and the
+    # setting with it (no statement here to hide the error that rolls it back).
+    yield
+    _set_fts_option(conn, "hashsize", _FTS_DEFAULT_HASHSIZE)
+    conn.execute("DELETE FROM record_fts_config WHERE k = 'hashsize'")
+
+
+def _set_fts_option(conn, name: str, value: int) -> None:
+    conn.execute("INSERT INTO record_fts(record_fts, rank) VALUES (?, ?)", (name, value))
 
 
 def project_new(conn, rows: list[tuple[str, str, tuple, tuple]]) -> None:

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol, runtime_checkable
 
 from automerge.core import Document
@@ -52,6 +52,7 @@ from store.models import implausible_dates
 from store.projections import (
     IMPLAUSIBLE_DATES,
     UNREAD,
+    bulk_fts_load,
     prepare_whole_many,
     project,
     project_new,
@@ -70,6 +71,13 @@ _SETTLED_KEY = "device_list.revoked.v1"
 # (documents done, documents to do): sync's progress, as the app's progress bar takes it.
 ProgressCallback = Callable[[int, int], None]
 
+
+# SQLite's page cache (KiB) while an import loads many documents in one transaction. With
+# the connection's default of about 2 MB the transaction's pages spill to the log as it runs,
+# and the same pages of the tables and indexes are written there again and again; at 16 MiB
+# an import of 100,000 notes took several seconds less (bench/README.md, "Import, eleventh
+# pass"), for about 10 MB more at its peak.
+BULK_CACHE_KIB = 16 * 1024
 
 @runtime_checkable
 class RecordReplica(Protocol):
@@ -536,6 +544,20 @@ class Replica:
                 self._keep_revocations(revocation_entries(doc))
             kept.append((doc_id, data))
         return kept
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """Around many `insert_prepared` calls in one transaction (an import): SQLite keeps
+        more of the transaction's pages in memory (BULK_CACHE_KIB), and the search index
+        writes fewer, larger segments (store/projections.py, `bulk_fts_load`). The page
+        cache is put back however the body ends; the index's setting goes with a rollback."""
+        (before,) = self._conn.execute("PRAGMA cache_size").fetchone()
+        self._conn.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
+        try:
+            with bulk_fts_load(self._conn):
+                yield
+        finally:
+            self._conn.execute(f"PRAGMA cache_size = {int(before)}")
 
     def insert_prepared(
         self, new_docs: list[tuple[str, str, bytes, list[bytes]]], rows: list[tuple[str, str, tuple, tuple]]
