@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any, Protocol, runtime_checkable
 
 from automerge.core import Document
@@ -552,12 +552,18 @@ class Replica:
         writes fewer, larger segments (store/projections.py, `bulk_fts_load`). The page
         cache is put back however the body ends; the index's setting goes with a rollback."""
         (before,) = self._conn.execute("PRAGMA cache_size").fetchone()
+        put_back = f"PRAGMA cache_size = {int(before)}"
         self._conn.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
         try:
             with bulk_fts_load(self._conn):
                 yield
-        finally:
-            self._conn.execute(f"PRAGMA cache_size = {int(before)}")
+        except BaseException:
+            # The failure that rolls the import back is the one to report: a cache left
+            # larger costs memory until the vault closes, nothing else.
+            with suppress(Exception):
+                self._conn.execute(put_back)
+            raise
+        self._conn.execute(put_back)
 
     def insert_prepared(
         self, new_docs: list[tuple[str, str, bytes, list[bytes]]], rows: list[tuple[str, str, tuple, tuple]]
