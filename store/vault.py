@@ -362,6 +362,11 @@ class Vault:
                 RecordStore(conns[0], device_id=identity.device_id, settings=lambda: settings).replica, identity
             )
             AuditLog(conns[0], bytes(audit_key)).append(Event.VAULT_CREATED, device_name=device_name)
+            # private.db's tables too, now: made on first use instead, they would be the one
+            # write an import refused after its writing began leaves behind (store/importer.py).
+            from store.private import PrivateStore
+
+            PrivateStore(conns[1], device_id=identity.device_id)
             with WriteTransactions(conns[0]):
                 _put_local_setting(conns[0], _FILE_FORMAT_KEY, str(vf.format_version))
             # vault.json last: its presence marks a complete vault.

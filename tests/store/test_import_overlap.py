@@ -8,6 +8,8 @@ made small so that a few hundred notes make several.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from store.importer import apply_import, parse_import, scan_import
 from store.prepare_pool import CHUNK, PreparePool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_import_workers import NOW, assert_signed_here_and_whole, content, many_notes, new_vault  # noqa: E402,F401
+from test_import_workers import EXAMPLE, NOW, assert_signed_here_and_whole, content, many_notes, new_vault  # noqa: E402,F401
 
 ROUNDS = 8
 
@@ -107,3 +109,36 @@ def test_a_bad_note_met_after_the_writing_began_rolls_everything_back(new_vault,
         assert vault.check() == []
         apply_import(vault, parse_import(good, now=NOW))  # the same file, mended, imports whole
     assert_signed_here_and_whole(vault, count)
+
+
+def _files(folder: Path) -> dict[str, str]:
+    """The vault's files byte for byte, as the import fuzz test compares them (not the -shm
+    index, which SQLite rewrites on every read)."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
+            if p.is_file() and not p.name.endswith("-shm")}
+
+
+@pytest.mark.parametrize("imported_before", [False, True], ids=["new vault", "vault with an import"])
+def test_a_file_refused_after_the_writing_began_leaves_the_vaults_files_byte_for_byte(
+        new_vault, small_rounds, monkeypatch, imported_before):
+    count = ROUNDS * CHUNK
+    text = many_notes(count).decode()
+    at = text.rindex('"facts": {') + len('"facts": {')
+    bad = (text[:at] + '"phq9": "many", ' + text[at:]).encode()
+    vault = new_vault("refused late")
+    if imported_before:  # the example under ids of its own
+        earlier = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+        ids = [item["id"] for section in ("clients", "progress_notes", "process_notes") for item in earlier[section]]
+        text_before = EXAMPLE.read_text(encoding="utf-8")
+        for item_id in ids:
+            text_before = text_before.replace(f'"{item_id}"', f'"{item_id}-earlier"')
+        apply_import(vault, parse_import(text_before.encode(), now=NOW))
+    events = events_of(vault, monkeypatch)
+    before = _files(vault.path)
+    with PreparePool(workers=1) as pool:
+        assert pool.wait_ready(timeout=120), "the worker did not start"
+        vault.record.replica.prepare_pool = pool
+        with pytest.raises(ImportFailed, match=rf"progress_notes\[{count - 1}\]\.facts\.phq9"):
+            apply_import(vault, scan_import(bad, now=NOW)[0])
+    assert ("written", CHUNK) in events  # the writing had begun when the bad note was met
+    assert _files(vault.path) == before
