@@ -21,7 +21,7 @@ from store.importer import apply_import, parse_import, scan_import
 from store.prepare_pool import CHUNK, PreparePool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_import_workers import EXAMPLE, NOW, assert_signed_here_and_whole, content, many_notes, new_vault  # noqa: E402,F401
+from test_import_workers import EXAMPLE, NOW, PASSPHRASE, assert_signed_here_and_whole, content, many_notes, new_vault  # noqa: E402,F401
 
 ROUNDS = 8
 
@@ -142,3 +142,43 @@ def test_a_file_refused_after_the_writing_began_leaves_the_vaults_files_byte_for
             apply_import(vault, scan_import(bad, now=NOW)[0])
     assert ("written", CHUNK) in events  # the writing had begun when the bad note was met
     assert _files(vault.path) == before
+
+
+def test_pages_of_a_refused_import_spilled_to_the_log_are_gone_once_the_vault_closes(
+        new_vault, small_rounds, monkeypatch):
+    """With a page cache too small for the import's transaction, SQLite writes some of its
+    pages to record.db's log before the bad note is met; closing the vault leaves its files
+    as they were before it opened."""
+    from store import replica
+    from store.vault import Vault
+
+    monkeypatch.setattr(replica, "BULK_CACHE_KIB", 64)  # spills within the first rounds
+    count = ROUNDS * CHUNK
+    text = many_notes(count).decode()
+    at = text.rindex('"facts": {') + len('"facts": {')
+    bad = (text[:at] + '"phq9": "many", ' + text[at:]).encode()
+    vault = new_vault("spilled")
+    path = vault.path
+    vault.close()
+    before = _files(path)
+    vault = Vault.open(path, PASSPHRASE)
+    wal = Path(path) / "record.db-wal"
+    try:
+        sizes = []
+        with PreparePool(workers=1) as pool:
+            assert pool.wait_ready(timeout=120), "the worker did not start"
+            vault.record.replica.prepare_pool = pool
+            insert = vault.record.replica.insert_prepared
+
+            def noting_the_log(docs, rows):
+                insert(docs, rows)
+                sizes.append(wal.stat().st_size if wal.exists() else 0)
+
+            monkeypatch.setattr(vault.record.replica, "insert_prepared", noting_the_log)
+            at_start = wal.stat().st_size if wal.exists() else 0
+            with pytest.raises(ImportFailed, match=rf"progress_notes\[{count - 1}\]\.facts\.phq9"):
+                apply_import(vault, scan_import(bad, now=NOW)[0])
+        assert max(sizes) > at_start  # the rolled-back transaction had written to the log
+    finally:
+        vault.close()
+    assert _files(path) == before
