@@ -79,6 +79,7 @@ ProgressCallback = Callable[[int, int], None]
 # pass"), for about 10 MB more at its peak.
 BULK_CACHE_KIB = 16 * 1024
 
+
 @runtime_checkable
 class RecordReplica(Protocol):
     """The record as sync/ sees it: record documents in and out, the device-local table."""
