@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from store import documents as D
 from store.audit import Event
-from store.doc_ids import is_doc_id
+from store.doc_ids import is_item_id
 from store.errors import NotFound, SignerUnknown, ValidationFailed
 from store.models import ClinicianSettings, new_id, to_problems
 from store.rights_documents import (
@@ -333,7 +333,7 @@ class ClientRights:
         """A rights record from an import file, every event sealed here by this device's key,
         with the author, credentials and time the file states (as an imported note's
         signature is)."""
-        if not is_doc_id(record.id):
+        if not is_item_id(record.id):
             raise _invalid([("id", "is not a record id")])
         me, key = self._signing_key()
         from store import signing

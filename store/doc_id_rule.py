@@ -19,3 +19,15 @@ DOC_ID_RULE = "must be 1-64 letters, digits, dots, dashes or underscores, starti
 def is_doc_id(doc_id: object) -> bool:
     """True when `doc_id` may name a record document."""
     return isinstance(doc_id, str) and _DOC_ID_RE.match(doc_id) is not None
+
+
+# The ids of the record's one-of-a-kind documents: the group's device list
+# (store/device_list.py) and the clinician's snippets (store/snippets.py). No client, note or
+# rights record may take one: its document would be stored, and merged, as that document.
+SINGLETON_IDS = frozenset({"device-list", "snippets"})
+ITEM_ID_RULE = DOC_ID_RULE + ', and not "device-list" or "snippets"'
+
+
+def is_item_id(doc_id: object) -> bool:
+    """True when `doc_id` may name a client, a note or a rights record."""
+    return is_doc_id(doc_id) and doc_id not in SINGLETON_IDS

@@ -17,13 +17,13 @@ from automerge.core import Document
 
 from store import documents as D
 from store.automerge_guard import panic_or
-from store.device_list import KIND_DEVICE_LIST, is_device_list
+from store.device_list import DEVICE_LIST_ID, KIND_DEVICE_LIST, is_device_list
 from store.rights_documents import KIND_RIGHTS, is_rights_doc, read_rights
 from store.snippets import KIND_SNIPPETS, SNIPPETS_ID, is_snippets
 
 # The rule itself lives in store/doc_id_rule.py, which the record kinds' own readers
 # (store/rights_documents.py) import too; it is re-exported here for every entrance.
-from store.doc_id_rule import DOC_ID_PATTERN, DOC_ID_RULE, is_doc_id  # noqa: F401
+from store.doc_id_rule import DOC_ID_PATTERN, DOC_ID_RULE, ITEM_ID_RULE, SINGLETON_IDS, is_doc_id, is_item_id  # noqa: F401
 
 
 def record_kind(doc_id: str, doc: Document) -> str | None:
@@ -35,10 +35,11 @@ def record_kind(doc_id: str, doc: Document) -> str | None:
         return None
 
     def read() -> str | None:
-        if is_device_list(doc_id, doc):  # the group's devices (store/device_list.py)
-            return KIND_DEVICE_LIST
+        if doc_id == DEVICE_LIST_ID:  # the group's devices, well formed or refused (store/device_list.py)
+            return KIND_DEVICE_LIST if is_device_list(doc_id, doc) else None
         if doc_id == SNIPPETS_ID:  # the clinician's phrases, well formed or refused (store/snippets.py)
             return KIND_SNIPPETS if is_snippets(doc_id, doc) else None
+        # (Below, no document may take either of those ids: `is_item_id`.)
         kind = D.note_doc_kind(doc)
         if kind is None and is_rights_doc(doc):  # read whole, every event (store/rights_documents.py)
             record = read_rights(doc)

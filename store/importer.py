@@ -53,7 +53,7 @@ from store.import_spill import Spill
 from store.errors import DiskFull, ImportFailed, NotewellError, NotFound, VaultBusy
 from store.projections import expected_rows, note_fts, note_row
 from store.signing import entry_key, reissue_payloads, unsigned_envelope
-from store.doc_ids import DOC_ID_PATTERN, DOC_ID_RULE, is_doc_id
+from store.doc_ids import DOC_ID_PATTERN, ITEM_ID_RULE, is_item_id
 from store.rights_documents import FileRightsRecord
 from store.models import (
     DEFAULT_REVIEW_INTERVAL_DAYS,
@@ -97,8 +97,8 @@ class _Strict(PlausibleDates):
 
 
 def _check_id(v: str) -> str:
-    if not is_doc_id(v):
-        raise ValueError(DOC_ID_RULE)
+    if not is_item_id(v):
+        raise ValueError(ITEM_ID_RULE)
     return v
 
 

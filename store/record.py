@@ -69,7 +69,7 @@ from store.discharge import discharged_on
 from store.replica import Replica, forget_cached_documents
 from store.signature_index import migrate_v4 as _v4_signature_states
 from store.write_access import writes_held
-from store.doc_ids import DOC_ID_RULE, is_doc_id
+from store.doc_ids import ITEM_ID_RULE, is_item_id
 from store.projections import (
     project,
     project_section_edit,
@@ -198,8 +198,8 @@ def _note_row(r) -> NoteRow:
 
 def _require_doc_id(doc_id: str) -> None:
     # The one document-id rule (store/doc_ids.py): what the store makes, every transport takes.
-    if not is_doc_id(doc_id):
-        raise ValidationFailed([("id", DOC_ID_RULE)])
+    if not is_item_id(doc_id):
+        raise ValidationFailed([("id", ITEM_ID_RULE)])
 
 
 @guard_public_methods(on_panic=forget_cached_documents)  # no Automerge panic leaves the store raw

@@ -43,10 +43,11 @@ from store.device_list import (
     revocation_entry,
     trust_from,
 )
-from store.doc_ids import is_doc_id, record_kind
+from store.doc_ids import SINGLETON_IDS, is_doc_id, record_kind
 from store.documents import KIND_NOTE, actor_for, signed_entries
 from store.signature_index import ATTENTION, PENDING, SignatureIndex, worker_keys
 from store.docstore import DocStore
+from store.snippets import KIND_SNIPPETS, SNIPPETS_ID
 from store.errors import DocumentOverBudget, ForeignDocument, NotFound, RevokedAuthor
 from store.models import implausible_dates
 from store.projections import (
@@ -71,6 +72,9 @@ _SETTLED_KEY = "device_list.revoked.v1"
 # (documents done, documents to do): sync's progress, as the app's progress bar takes it.
 ProgressCallback = Callable[[int, int], None]
 
+
+# What may be stored under each one-of-a-kind id (store/doc_id_rule.py).
+_SINGLETON_KINDS = {DEVICE_LIST_ID: KIND_DEVICE_LIST, SNIPPETS_ID: KIND_SNIPPETS}
 
 # SQLite's page cache (KiB) while an import loads many documents in one transaction. With
 # the connection's default of about 2 MB the transaction's pages spill to the log as it runs,
@@ -573,9 +577,10 @@ class Replica:
         caller's transaction): (doc_id, kind, bytes, heads) and (doc_id, kind, view row,
         fts row) as `prepare_whole` or the importer's builder give them. An id that exists
         fails the insert, which rolls the caller's transaction back; an id against the
-        document-id rule is refused (store/doc_ids.py)."""
-        for doc_id, *_ in new_docs:
-            if not is_doc_id(doc_id):
+        document-id rule is refused (store/doc_ids.py), and so is one under the id of the
+        device list or the snippets that is not that document."""
+        for doc_id, kind, *_ in new_docs:
+            if not is_doc_id(doc_id) or (doc_id in SINGLETON_IDS and kind != _SINGLETON_KINDS[doc_id]):
                 raise _refused(doc_id)
         with self._tx:
             self._docs.insert_loaded(new_docs)

@@ -37,7 +37,7 @@ from automerge.core import ROOT, Document, ScalarType
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from store import documents as D
-from store.doc_id_rule import is_doc_id
+from store.doc_id_rule import is_item_id
 from store.models import STORED, PlausibleDates
 
 KIND_RIGHTS = "rights_record"
@@ -90,7 +90,7 @@ EVENTS = {
 
 
 def _doc_id_rule(v: str) -> str:
-    if not is_doc_id(v):
+    if not is_item_id(v):
         raise ValueError("is not a record id")
     return v
 

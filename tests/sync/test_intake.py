@@ -88,6 +88,90 @@ def test_import_refuses_an_id_with_a_final_newline(make_vault, notewell, tmp_pat
     assert _heads(ref) == before
 
 
+# --- the one-of-a-kind ids ------------------------------------------------------------------
+
+# The ids of the record's device list and snippets: no client, note or rights record may take
+# one, at any entrance (store/doc_id_rule.py SINGLETON_IDS).
+SINGLETONS = ["device-list", "snippets"]
+
+
+def test_the_singleton_ids_are_those_of_the_device_list_and_the_snippets():
+    from store.device_list import DEVICE_LIST_ID
+    from store.doc_ids import SINGLETON_IDS
+    from store.snippets import SNIPPETS_ID
+
+    assert SINGLETON_IDS == {DEVICE_LIST_ID, SNIPPETS_ID} == set(SINGLETONS)
+
+
+@pytest.mark.parametrize("taken", SINGLETONS)
+def test_the_store_api_refuses_a_client_or_note_under_a_singleton_id(devices, taken):
+    from store.errors import ValidationFailed
+    from store.models import Client, ProgressNote, SessionFacts
+
+    a, _, _ = devices
+    client = a.record.create_client(Client(display_name="Synthetic Person"))
+    before = a.heads()
+    with pytest.raises(ValidationFailed) as refused:
+        a.record.create_client(Client(id=taken, display_name="Synthetic Person"))
+    assert "device-list" in refused.value.message
+    with pytest.raises(ValidationFailed):
+        a.record.create_note(ProgressNote(id=taken, client_id=client.id, format="DAP",
+                                          facts=SessionFacts(date_of_service=date(2026, 3, 2))))
+    assert a.heads() == before
+
+
+@pytest.mark.parametrize("taken", SINGLETONS)
+def test_the_intake_stores_nothing_but_the_device_list_or_snippets_under_their_ids(devices, taken):
+    """Before, a client document under "device-list" read as a client and was merged into the
+    receiving device's own device list."""
+    from store.doc_ids import record_kind
+    from store.errors import ForeignDocument
+
+    a, b, _ = devices
+    b.record.replica.list_this_device()  # B's own device list, as a device that signed has
+    client, _note = _client_with_note(a, "shared note")
+    posing = _renamed(a.record, client.id, taken)
+    assert record_kind(taken, posing) is None
+    before, devices_before = b.heads(), b.record.replica.load_doc("device-list").save()
+    with pytest.raises(ForeignDocument):
+        b.record.replica.apply_doc(taken, _renamed(a.record, client.id, taken))
+    applied, refused = b.record.replica.apply_snapshots([(taken, posing.save())])
+    assert applied == {} and list(refused) == [taken]
+    assert b.heads() == before
+    assert b.record.replica.load_doc("device-list").save() == devices_before
+
+
+def test_documents_stored_in_bulk_under_a_singleton_id_must_be_that_document(devices):
+    from store.errors import ForeignDocument
+
+    a, _, _ = devices
+    client, _note = _client_with_note(a, "shared note")
+    posing = _renamed(a.record, client.id, "snippets")
+    before = a.heads()
+    with pytest.raises(ForeignDocument):
+        with a.record.transaction():
+            a.record.replica.insert_prepared([("snippets", "client", posing.save(), posing.get_heads())], [])
+    assert a.heads() == before
+
+
+@pytest.mark.parametrize("taken", SINGLETONS)
+def test_import_refuses_a_client_under_a_singleton_id(make_vault, notewell, tmp_path, taken):
+    """Before, `notewell import` stored the client's document under the device list's id."""
+    from tests.store.test_importer import EXAMPLE
+
+    data = json.loads(EXAMPLE.read_text())
+    old = data["clients"][0]["id"]
+    path = tmp_path / "import.json"
+    path.write_text(json.dumps(data).replace(json.dumps(old), json.dumps(taken)))
+    ref = make_vault("office")
+    before = _heads(ref)
+    done = notewell(ref, "import", str(path))
+    assert done.returncode != 0
+    assert f'clients[0].id: must be 1-64 letters' in done.stderr and "Traceback" not in done.stderr
+    assert '"device-list" or "snippets"' in done.stderr
+    assert _heads(ref) == before
+
+
 # --- mailbox bundles ----------------------------------------------------------------------
 
 
