@@ -120,25 +120,29 @@ def test_the_store_api_refuses_a_client_or_note_under_a_singleton_id(devices, ta
     assert a.heads() == before
 
 
+@pytest.mark.parametrize("has_list", [False, True], ids=["no device list yet", "own device list"])
 @pytest.mark.parametrize("taken", SINGLETONS)
-def test_the_intake_stores_nothing_but_the_device_list_or_snippets_under_their_ids(devices, taken):
-    """Before, a client document under "device-list" read as a client and was merged into the
-    receiving device's own device list."""
+def test_the_intake_stores_nothing_but_the_device_list_or_snippets_under_their_ids(devices, taken, has_list):
+    """Before, a client document sent under "device-list" read as a client, and a device
+    with no device list of its own yet stored it there as one."""
     from store.doc_ids import record_kind
     from store.errors import ForeignDocument
 
     a, b, _ = devices
-    b.record.replica.list_this_device()  # B's own device list, as a device that signed has
+    if has_list:
+        b.record.replica.list_this_device()  # as a device that has signed has
     client, _note = _client_with_note(a, "shared note")
     posing = _renamed(a.record, client.id, taken)
     assert record_kind(taken, posing) is None
-    before, devices_before = b.heads(), b.record.replica.load_doc("device-list").save()
+    before = b.heads()
+    devices_before = b.record.replica.load_doc("device-list").save() if has_list else None
     with pytest.raises(ForeignDocument):
         b.record.replica.apply_doc(taken, _renamed(a.record, client.id, taken))
     applied, refused = b.record.replica.apply_snapshots([(taken, posing.save())])
     assert applied == {} and list(refused) == [taken]
     assert b.heads() == before
-    assert b.record.replica.load_doc("device-list").save() == devices_before
+    if has_list:
+        assert b.record.replica.load_doc("device-list").save() == devices_before
 
 
 def test_documents_stored_in_bulk_under_a_singleton_id_must_be_that_document(devices):
