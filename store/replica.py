@@ -78,9 +78,9 @@ _SINGLETON_KINDS = {DEVICE_LIST_ID: KIND_DEVICE_LIST, SNIPPETS_ID: KIND_SNIPPETS
 
 # SQLite's page cache (KiB) while an import loads many documents in one transaction. With
 # the connection's default of about 2 MB the transaction's pages spill to the log as it runs,
-# and the same pages of the tables and indexes are written there again and again; at 16 MiB
-# an import of 100,000 notes took several seconds less (bench/README.md, "Import, eleventh
-# pass"), for about 10 MB more at its peak.
+# and the same pages of the tables and indexes are written there again and again. At 16 MiB,
+# with the search index's setting beside it, the write phase of 100,000 notes took about a
+# fifth less CPU (bench/README.md, "Import, eleventh pass"), for about 10 MB more at its peak.
 BULK_CACHE_KIB = 16 * 1024
 
 
