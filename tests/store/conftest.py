@@ -64,6 +64,14 @@ def folder_snapshot(folder: Path) -> dict[str, str]:
     return out
 
 
+def vault_files(folder: Path) -> dict[str, str]:
+    """A vault's files byte for byte (name -> SHA-256); not the -shm index of the open
+    connections, which SQLite rewrites on every read and rebuilds from the log when it opens
+    a database."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
+            if p.is_file() and not p.name.endswith("-shm")}
+
+
 @pytest.fixture
 def answers_by_thread(monkeypatch) -> dict[str, int]:
     """How many chunks each thread answered: the caller's own, or a worker's (its feeder)."""

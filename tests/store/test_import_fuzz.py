@@ -9,7 +9,6 @@ derandomized and bounded (NOTEWELL_FUZZ_EXAMPLES, default 60) so CI sees the sam
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import json
 import os
@@ -19,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import vault_files
 from store.errors import ImportFailed
 from store.importer import apply_import, parse_import
 from store.vault import KdfParams, Vault
@@ -99,13 +99,6 @@ def encode(doc) -> bytes:
     return json.dumps(doc).replace(json.dumps(HUGE), "9" * 5000).encode()
 
 
-def files(folder: Path) -> dict[str, str]:
-    """The vault's files byte for byte; not the -shm index of the open connections, which
-    SQLite rewrites on every read and rebuilds from the log when it opens a database."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
-            if p.is_file() and not p.name.endswith("-shm")}
-
-
 @pytest.fixture(scope="module")
 def vault(tmp_path_factory):
     path = tmp_path_factory.mktemp("fuzz") / "vault"
@@ -128,13 +121,13 @@ def counts(vault) -> tuple[int, int, int]:
 @given(doc=mutated())
 def test_any_file_imports_completely_or_is_refused_with_one_sentence(vault, doc):
     data = encode(with_fresh_ids(doc, next(_run) + 1))
-    before_files, before = files(vault.path), counts(vault)
+    before_files, before = vault_files(vault.path), counts(vault)
     try:
         summary = apply_import(vault, parse_import(data))
     except ImportFailed as e:
         assert "\n" not in e.message and e.message.endswith("."), e.message
         assert "nothing was imported" in e.message
-        assert files(vault.path) == before_files
+        assert vault_files(vault.path) == before_files
         assert counts(vault) == before
         return
     after = counts(vault)

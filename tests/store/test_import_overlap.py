@@ -8,7 +8,6 @@ made small so that a few hundred notes make several.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from store.importer import apply_import, parse_import, scan_import
 from store.prepare_pool import CHUNK, PreparePool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import vault_files  # noqa: E402
 from test_import_workers import EXAMPLE, NOW, PASSPHRASE, assert_signed_here_and_whole, content, many_notes, new_vault  # noqa: E402,F401
 
 ROUNDS = 8
@@ -52,6 +52,14 @@ def events_of(vault, monkeypatch) -> list[tuple[str, int]]:
     monkeypatch.setattr(importer, "_take_round", taken)
     monkeypatch.setattr(vault.record.replica, "insert_prepared", written)
     return events
+
+
+def bad_last_note(good: bytes) -> bytes:
+    """`good` with its last note's PHQ-9 given as text: only building that note finds it
+    (scan_import does not), so with workers it is met after the writing began."""
+    text = good.decode()
+    at = text.rindex('"facts": {') + len('"facts": {')
+    return (text[:at] + '"phq9": "many", ' + text[at:]).encode()
 
 
 def test_with_workers_the_writing_begins_before_the_last_notes_are_built(new_vault, small_rounds, monkeypatch):
@@ -91,10 +99,7 @@ def test_without_workers_everything_is_built_before_anything_is_written(new_vaul
 def test_a_bad_note_met_after_the_writing_began_rolls_everything_back(new_vault, small_rounds, monkeypatch):
     count = ROUNDS * CHUNK
     good = many_notes(count)
-    # The last note's PHQ-9 is given as text: only building it finds that (scan_import does not).
-    text = good.decode()
-    at = text.rindex('"facts": {') + len('"facts": {')
-    bad = (text[:at] + '"phq9": "many", ' + text[at:]).encode()
+    bad = bad_last_note(good)
     assert not scan_import(bad, now=NOW)[1]
     vault = new_vault("rolled back")
     events = events_of(vault, monkeypatch)
@@ -111,20 +116,11 @@ def test_a_bad_note_met_after_the_writing_began_rolls_everything_back(new_vault,
     assert_signed_here_and_whole(vault, count)
 
 
-def _files(folder: Path) -> dict[str, str]:
-    """The vault's files byte for byte, as the import fuzz test compares them (not the -shm
-    index, which SQLite rewrites on every read)."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
-            if p.is_file() and not p.name.endswith("-shm")}
-
-
 @pytest.mark.parametrize("imported_before", [False, True], ids=["new vault", "vault with an import"])
 def test_a_file_refused_after_the_writing_began_leaves_the_vaults_files_byte_for_byte(
         new_vault, small_rounds, monkeypatch, imported_before):
     count = ROUNDS * CHUNK
-    text = many_notes(count).decode()
-    at = text.rindex('"facts": {') + len('"facts": {')
-    bad = (text[:at] + '"phq9": "many", ' + text[at:]).encode()
+    bad = bad_last_note(many_notes(count))
     vault = new_vault("refused late")
     if imported_before:  # the example under ids of its own
         earlier = json.loads(EXAMPLE.read_text(encoding="utf-8"))
@@ -134,14 +130,14 @@ def test_a_file_refused_after_the_writing_began_leaves_the_vaults_files_byte_for
             text_before = text_before.replace(f'"{item_id}"', f'"{item_id}-earlier"')
         apply_import(vault, parse_import(text_before.encode(), now=NOW))
     events = events_of(vault, monkeypatch)
-    before = _files(vault.path)
+    before = vault_files(vault.path)
     with PreparePool(workers=1) as pool:
         assert pool.wait_ready(timeout=120), "the worker did not start"
         vault.record.replica.prepare_pool = pool
         with pytest.raises(ImportFailed, match=rf"progress_notes\[{count - 1}\]\.facts\.phq9"):
             apply_import(vault, scan_import(bad, now=NOW)[0])
     assert ("written", CHUNK) in events  # the writing had begun when the bad note was met
-    assert _files(vault.path) == before
+    assert vault_files(vault.path) == before
 
 
 def test_pages_of_a_refused_import_spilled_to_the_log_are_gone_once_the_vault_closes(
@@ -154,13 +150,11 @@ def test_pages_of_a_refused_import_spilled_to_the_log_are_gone_once_the_vault_cl
 
     monkeypatch.setattr(replica, "BULK_CACHE_KIB", 64)  # spills within the first rounds
     count = ROUNDS * CHUNK
-    text = many_notes(count).decode()
-    at = text.rindex('"facts": {') + len('"facts": {')
-    bad = (text[:at] + '"phq9": "many", ' + text[at:]).encode()
+    bad = bad_last_note(many_notes(count))
     vault = new_vault("spilled")
     path = vault.path
     vault.close()
-    before = _files(path)
+    before = vault_files(path)
     vault = Vault.open(path, PASSPHRASE)
     wal = Path(path) / "record.db-wal"
     try:
@@ -181,4 +175,4 @@ def test_pages_of_a_refused_import_spilled_to_the_log_are_gone_once_the_vault_cl
         assert max(sizes) > at_start  # the rolled-back transaction had written to the log
     finally:
         vault.close()
-    assert _files(path) == before
+    assert vault_files(path) == before
