@@ -59,9 +59,9 @@ def vault_for(notes: int, imported: bool) -> Path:
     _new_vault(path)
     secret = OUT / "open-passphrase"
     secret.write_text(PASSPHRASE + "\n", encoding="utf-8")
-    run, _ = _notewell(path, secret, "import", str(file))
+    run = _notewell(path, secret, "import", str(file))
     file.unlink()
-    if run.returncode != 0:
+    if run.code != 0:
         raise SystemExit(f"building the {notes}-note vault failed: {run.stderr.strip()}")
     (path / "done").touch()
     return path
