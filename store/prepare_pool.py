@@ -7,7 +7,9 @@ about 0.6 ms a document, all of it holding the interpreter lock, so threads cann
 its own share of the same list (or, with `caller_helps=False`, only waits, unless the workers
 are gone); the results are exactly what `prepare_whole_many` returns. The same workers build
 the documents of a large import file's clients and progress notes (`work="import"`:
-`store.importer.build_items`, JSON text in, documents and rows out).
+`store.importer.build_items`, JSON text in, documents and rows out), and read a vault's
+stored documents into the rows and signature states `notewell check` compares
+(`work="check"`, `work="states"`: store/check_reading.py).
 
 Why it is safe to have:
 - Workers are this interpreter started afresh on this module (`worker_command`: isolated
@@ -39,7 +41,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from store.projections import prepare_whole_many
+from store.projections import expected_rows_many, prepare_whole_many
 
 try:
     import fcntl
@@ -60,9 +62,11 @@ _STOP_WAIT = 2.0
 
 Items = list[tuple[str, bytes]]
 
-# What a worker can be asked to do: read documents received whole (sync), or build the
-# documents of an import file's items (store/importer.py). Both are bytes in, rows out.
-WORK = ("whole", "import")
+# What a worker can be asked to do: read documents received whole (sync), build the
+# documents of an import file's items (store/importer.py), or read stored documents into the
+# rows or the signature states a check expects (store/check_reading.py). All are bytes in,
+# rows out.
+WORK = ("whole", "import", "check", "states")
 
 
 def _do(work: str, items: list, late_hours: int, context: object) -> list:
@@ -70,6 +74,12 @@ def _do(work: str, items: list, late_hours: int, context: object) -> list:
         from store.importer import build_items
 
         return build_items(items, late_hours, context)
+    if work == "check":
+        return expected_rows_many(items, late_hours)
+    if work == "states":
+        from store.signature_index import states_of_stored
+
+        return states_of_stored(items, context)  # context: the trusted keys
     return prepare_whole_many(items, late_hours, context)  # context: the trusted keys, or None
 
 

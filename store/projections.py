@@ -41,6 +41,10 @@ from store.signature_index import WorkerKeys, prepared_state, trust_of_keys
 from store.signature_state import SignatureStatus, signature_state
 
 Loader = Callable[[str], Document | None]
+# What a check expects of a stored document: (kind, view row, fts row) as `expected_rows`
+# gives them, or None when it cannot be loaded.
+Expected = tuple[str | None, tuple | None, tuple | None] | None
+ExpectedReader = Callable[[list[str]], Iterator[Expected]]
 
 CLIENT_COLUMNS = (
     "client_id", "display_name", "date_of_birth", "diagnoses", "updated_at",
@@ -249,6 +253,18 @@ def expected_rows(doc_id: str, doc: Document, late_entry_hours: int) -> tuple[st
     kind, model = read_record(doc)
     view, fts = rows_of(kind, model, doc, late_entry_hours)
     return kind, view, fts
+
+
+def expected_rows_of_stored(doc_id: str, data: bytes, late_entry_hours: int) -> Expected:
+    """`expected_rows` of a stored document given as its bytes; None when they do not load
+    (a check reports that document instead of stopping at it). Pure."""
+    doc = panic_or(None, Document.load, data, also=(Exception,))
+    return None if doc is None else expected_rows(doc_id, doc, late_entry_hours)
+
+
+def expected_rows_many(items: list[tuple[str, bytes]], late_entry_hours: int) -> list[Expected]:
+    """A worker's part of a check (store/check_reading.py)."""
+    return [expected_rows_of_stored(doc_id, data, late_entry_hours) for doc_id, data in items]
 
 
 # Why a document received whole was refused, when it is a record document but not a valid one.
@@ -473,9 +489,8 @@ def rebuild_all(conn, load: Loader, *, late_entry_hours: int = 72) -> None:
 
 def projection_mismatches(
     conn,
-    load: Loader,
+    read_many: ExpectedReader,
     *,
-    late_entry_hours: int = 72,
     unchanged: Callable[[str, tuple | None, tuple | None], bool] | None = None,
     matched: Callable[[str, tuple | None, tuple | None], None] | None = None,
 ) -> list[str]:
@@ -484,6 +499,8 @@ def projection_mismatches(
     `unchanged(doc_id, view row, fts row)`, when given, may answer that a document and its
     rows are exactly as when they last matched (store/check_record.py): that document is not
     loaded again. `matched` hears of each document found in step after loading it.
+    `read_many(doc ids)` reads the documents to compare: their `expected_rows` in order, or
+    None for one that cannot be loaded (store/check_reading.py, which can share them out).
     Messages name document ids and columns, never their content.
     """
     problems: list[str] = []
@@ -499,6 +516,10 @@ def projection_mismatches(
     pending = set(pending_fts(conn))
 
     kinds = dict(conn.execute("SELECT doc_id, kind FROM documents ORDER BY doc_id").fetchall())
+    # First the documents found unchanged since the last check (nothing loaded), then the
+    # others read in one go, so that a reader can share them out; problems keep id order.
+    by_doc: dict[str, list[str]] = {}
+    to_read: list[str] = []
     for doc_id, stored_kind in kinds.items():
         if unchanged is not None and doc_id not in pending:
             rows = clients if stored_kind == KIND_CLIENT else notes if stored_kind == KIND_NOTE else None
@@ -508,14 +529,18 @@ def projection_mismatches(
                     rows.pop(doc_id, None)
                     fts.pop(doc_id, None)
                     if fts_by_rowid.get(rowmap.get(doc_id)) != doc_id:
-                        problems.append(f"record_fts_rows points document {doc_id} at the wrong index entry.")
+                        by_doc[doc_id] = [f"record_fts_rows points document {doc_id} at the wrong index entry."]
                 continue
-        before = len(problems)
-        doc = load(doc_id)
-        if doc is None:
-            problems.append(f"document {doc_id} cannot be loaded.")
+        to_read.append(doc_id)
+    for doc_id, expected in zip(to_read, read_many(to_read), strict=True):
+        found = by_doc[doc_id] = []
+        if expected is None:
+            found.append(f"document {doc_id} cannot be loaded.")
+            for rows in (clients, notes, fts):  # its rows are not orphans: that one line says it
+                rows.pop(doc_id, None)
+            pending.discard(doc_id)
             continue
-        kind, view, fts_row = expected_rows(doc_id, doc, late_entry_hours)
+        kind, view, fts_row = expected
         if kind is None:
             if matched is not None:
                 matched(doc_id, None, None)
@@ -523,26 +548,27 @@ def projection_mismatches(
         table, actual = ("clients_view", clients.pop(doc_id, None)) if kind == KIND_CLIENT else ("notes_view", notes.pop(doc_id, None))
         columns = CLIENT_COLUMNS if kind == KIND_CLIENT else NOTE_COLUMNS
         if actual is None:
-            problems.append(f"{table} has no row for document {doc_id}.")
+            found.append(f"{table} has no row for document {doc_id}.")
         elif actual != view:
             differ = [c for c, a, b in zip(columns, actual, view) if a != b]
-            problems.append(f"{table} row of document {doc_id} differs in: {', '.join(differ)}.")
+            found.append(f"{table} row of document {doc_id} differs in: {', '.join(differ)}.")
         expected_fts = (doc_id, *fts_row[1:])
         actual_fts = fts.pop(doc_id, None)
         if doc_id in pending:
             pending.discard(doc_id)
             if actual_fts is not None and fts_by_rowid.get(rowmap.get(doc_id)) != doc_id:
-                problems.append(f"record_fts_rows points document {doc_id} at the wrong index entry.")
+                found.append(f"record_fts_rows points document {doc_id} at the wrong index entry.")
             continue
         if actual_fts is None:
-            problems.append(f"record_fts has no entry for document {doc_id}.")
+            found.append(f"record_fts has no entry for document {doc_id}.")
         elif actual_fts != expected_fts:
             differ = [c for c, a, b in zip(FTS_COLUMNS, actual_fts, expected_fts) if a != b]
-            problems.append(f"record_fts entry of document {doc_id} differs in: {', '.join(differ)}.")
+            found.append(f"record_fts entry of document {doc_id} differs in: {', '.join(differ)}.")
         if fts_by_rowid.get(rowmap.get(doc_id)) != doc_id:
-            problems.append(f"record_fts_rows points document {doc_id} at the wrong index entry.")
-        if matched is not None and len(problems) == before:
+            found.append(f"record_fts_rows points document {doc_id} at the wrong index entry.")
+        if matched is not None and not found:
             matched(doc_id, actual, actual_fts)
+    problems += [p for doc_id in kinds for p in by_doc.get(doc_id, ())]
     for doc_id in clients:
         problems.append(f"clients_view has a row for {doc_id}, which is no client document.")
     for doc_id in notes:

@@ -61,6 +61,7 @@ from store.models import (
     utcnow,
     validated,
 )
+from store import check_reading
 from store.check_record import CheckRecord
 from store.client_rights import ClientRights
 from store.projections import _v1 as _projections_v1
@@ -68,6 +69,7 @@ from store.projections import _v5_plans_and_measures
 from store.discharge import discharged_on
 from store.replica import Replica, forget_cached_documents
 from store.signature_index import migrate_v4 as _v4_signature_states
+from store.signature_index import worker_keys
 from store.write_access import writes_held
 from store.doc_ids import ITEM_ID_RULE, is_item_id
 from store.projections import (
@@ -695,11 +697,12 @@ class RecordStore:
         """How many notes' signature states are still to be computed."""
         return self.replica.signatures.pending_count()
 
-    def recheck_signatures(self, *, full: bool = False, batch: int = 200) -> None:
+    def recheck_signatures(self, *, full: bool = False, batch: int = 200, workers: bool = False) -> None:
         """Brings every stored signature state up to date, in transactions of `batch` notes:
         those pending and those whose document changed by a path that bypassed the store (an
         older build); with `full`, every note that may be signed is verified again from its
-        document (`notewell check --full`)."""
+        document (`notewell check --full`). `workers`: many pending notes are verified on
+        worker processes too (store/check_reading.py)."""
         index = self.replica.signatures
         stale = index.stale()
         if full or stale:
@@ -707,8 +710,26 @@ class RecordStore:
                 if full:
                     index.mark_all_pending()
                 index.mark_pending(stale)
+        if workers:
+            self._settle_on_workers()
         while index.pending_count() and self.settle_signature_states(batch):
             pass
+
+    def _settle_on_workers(self) -> None:
+        """The pending states computed on worker processes, one transaction per window; what
+        they could not read, or what changed meanwhile, stays pending for the store's own
+        settling."""
+        index = self.replica.signatures
+        pending = index.pending_ids()
+        if len(pending) < check_reading.PARALLEL_FROM:
+            return
+        keys = worker_keys(self.replica.device_trust())
+        for window in check_reading.states_on_workers(self._docs, pending, keys):
+            read = [(note_id, got) for note_id, got in window if got is not None]
+            with self.transaction():
+                for note_id, (heads, state) in read:
+                    index.expect_prepared(note_id, heads, state, keys)
+                index.settle_prepared([note_id for note_id, _ in read])
 
     def list_notes(self, status: NoteStatus | None = None) -> list[NoteRow]:
         """Every note (or those with `status`), newest first: for queues across clients."""
@@ -1030,17 +1051,19 @@ class RecordStore:
     def check(self) -> list[str]:
         """Ways the derived tables differ from the stored documents; [] when in step."""
         self._sync_late_entry_hours()
-        problems = projection_mismatches(self._conn, self._docs.load_fresh, late_entry_hours=self._late_hours())
+        problems = projection_mismatches(self._conn, check_reading.ExpectedRowsReader(self._docs, self._late_hours()))
         return problems + self.signature_problems()
 
-    def check_documents(self, *, full: bool = False) -> tuple[list[str], int, int]:
+    def check_documents(self, *, full: bool = False, workers: bool = False) -> tuple[list[str], int, int]:
         """`check`'s comparison of the derived tables with the documents, skipping documents
         verified before and unchanged since (store/check_record.py) unless `full`; records
-        what it verified. (problems, documents read, documents unchanged since last time)."""
+        what it verified. `workers`: many documents to read are read on worker processes
+        too (store/check_reading.py). (problems, documents read, documents unchanged since
+        last time)."""
         self._sync_late_entry_hours()
         record = CheckRecord(self._conn, self._late_hours(), full=full)
         problems = projection_mismatches(
-            self._conn, self._docs.load_fresh, late_entry_hours=self._late_hours(),
+            self._conn, check_reading.ExpectedRowsReader(self._docs, self._late_hours(), workers=workers),
             unchanged=record.unchanged, matched=record.matched,
         )
         record.save()

@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from store import documents as D
+from store.automerge_guard import panic_or
 from store.device_list import DEVICE_LIST_ID, DeviceTrust, TrustedDevice
 from store.docstore import DocStore, pack_heads
 from store.models import NoteStatus
@@ -159,6 +160,27 @@ def prepared_state(doc, note, trust: DeviceTrust) -> tuple[SignatureState, tuple
     if state.status == SignatureStatus.UNSIGNED:
         return state, None
     return state, (state.status.value, tuple(state.findings), tuple(sorted(_signers(doc, {}, state.entries))))
+
+
+def states_of_stored(items: list[tuple[str, bytes]], keys: WorkerKeys) -> list[tuple | None]:
+    """A worker's part of `check --full`'s signature pass (store/check_reading.py): for each
+    stored note's bytes, (its heads, what `SignatureIndex.expect_prepared` takes) verified with
+    the trust `keys` describe; None for bytes that do not load or read as no note, which the
+    store then settles itself as before. Pure."""
+    from automerge.core import Document
+
+    trust = trust_of_keys(keys)
+
+    def one(data: bytes) -> tuple | None:
+        doc = Document.load(data)
+        if D.note_doc_kind(doc) != D.KIND_NOTE:
+            return None
+        with D.envelopes_parsed_once():
+            _state, prepared = prepared_state(doc, D.note_from_doc(doc), trust)
+        return doc.get_heads(), prepared
+
+    # Any failure, a panic included: that note is settled in the store instead.
+    return [panic_or(None, one, data, also=(Exception,)) for _doc_id, data in items]
 
 
 class SignatureIndex:
@@ -296,6 +318,19 @@ class SignatureIndex:
         it, and every device its entries name is trusted with the same key as when it was
         computed. Otherwise it is ignored and the note is settled as before."""
         self._prepared[note_id] = (pack_heads(heads), state, keys)
+
+    def settle_prepared(self, note_ids: list[str]) -> int:
+        """Stores the states `expect_prepared` was given for these notes, where they still
+        hold (`_take_prepared`'s rules); the others stay as they were, to be settled from
+        their documents. Returns how many were stored."""
+        self.sync_trust()
+        now = _trust_fingerprints(self._trust())
+        return sum(1 for note_id in note_ids if self._take_prepared(note_id, now))
+
+    def pending_ids(self) -> list[str]:
+        return [r[0] for r in self._conn.execute(
+            "SELECT note_id FROM signature_states INDEXED BY signature_states_status WHERE status = ? "
+            "ORDER BY note_id", (PENDING,))]
 
     def _take_prepared(self, note_id: str, now: dict[str, str]) -> bool:
         got = self._prepared.pop(note_id, None)

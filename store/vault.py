@@ -927,7 +927,7 @@ class Vault:
                 problems += list(store_check())
         return problems
 
-    def check_report(self, *, full: bool = False) -> CheckReport:
+    def check_report(self, *, full: bool = False, workers: bool = False) -> CheckReport:
         """`notewell check`: vault.json, the HMAC of every page of both databases (the page
         check this vault runs, `page_check`), SQLite's structure check, the settings, the
         private store's index, signatures, and the derived tables against the documents.
@@ -938,7 +938,8 @@ class Vault:
         against its table): the structure only SQLite itself writes, which the page HMACs
         and the documents' comparison cover for anything else that could change it. Pages
         are always all read: damage is a change nobody wrote, so no record of an earlier
-        pass can vouch for them."""
+        pass can vouch for them. `workers`: the documents to read are shared with worker
+        processes when there are many (store/check_reading.py; the command line's check)."""
         self.page_check.start()  # on its own thread, while the documents are compared
         problems = self._vault_file_problems()
         read = unchanged = 0
@@ -946,7 +947,7 @@ class Vault:
             for name, conn in ((RECORD_DB, self.record_conn), (PRIVATE_DB, self.private_conn)):
                 found = structure_problems(conn) if full else setting_problems(conn)
                 problems += [f"{name}: {p}" for p in found]
-            mismatches, read, unchanged = self.record.check_documents(full=full)
+            mismatches, read, unchanged = self.record.check_documents(full=full, workers=workers)
             problems += mismatches + self.record.signature_problems() + self.private.check()
         except sqlcipher3.DatabaseError as e:
             if read_damage(e) is None:
@@ -957,13 +958,18 @@ class Vault:
         return CheckReport(problems=problems, documents_read=read, documents_unchanged=unchanged, full=full)
 
     def full_check_estimate(self) -> FullCheckEstimate:
-        """How long `check_report(full=True)` will take, from the vault's size: its documents
-        (each loaded and read into its rows) and its databases' bytes (every page read twice:
+        """How long `notewell check --full` will take, from the vault's size and this machine's
+        cores: its documents (each loaded, read into its rows and its signatures verified,
+        on as many cores as the check uses) and its databases' bytes (every page read twice:
         the HMACs and SQLite's structure check). Rates measured with bench/open_bench.py on a
         quiet machine; a busy one takes longer."""
+        from store.prepare_pool import default_workers
+
         documents = self.record_conn.execute("SELECT count(*) FROM documents").fetchone()[0]
         size = sum((self.path / name).stat().st_size for name in (RECORD_DB, PRIVATE_DB))
-        seconds = documents * FULL_CHECK_SECONDS_PER_DOCUMENT + size / FULL_CHECK_BYTES_PER_SECOND
+        cores = 1 + default_workers()  # this process and its workers (store/check_reading.py)
+        seconds = (FULL_CHECK_START_SECONDS + documents * FULL_CHECK_CPU_PER_DOCUMENT / cores
+                   + size / FULL_CHECK_BYTES_PER_SECOND)
         return FullCheckEstimate(documents=documents, size_bytes=size, seconds=seconds)
 
     def _vault_file_problems(self) -> list[str]:
@@ -1004,8 +1010,12 @@ class CheckReport:
     full: bool
 
 
-# A full check's rates on a quiet machine (bench/open_bench.py; bench/README.md).
-FULL_CHECK_SECONDS_PER_DOCUMENT = 0.0012
+# A full check's rates on a quiet machine (bench/open_bench.py; bench/README.md, "checking on
+# both cores"): the command's start and key derivation; the CPU to load a document, read it
+# into its rows and verify its signatures again, shared by the cores the check uses; pages,
+# each read twice (their HMACs, then SQLite's structure check).
+FULL_CHECK_START_SECONDS = 1.0
+FULL_CHECK_CPU_PER_DOCUMENT = 0.0021
 FULL_CHECK_BYTES_PER_SECOND = 60e6
 
 

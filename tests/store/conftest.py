@@ -87,3 +87,31 @@ def answers_by_thread(monkeypatch) -> dict[str, int]:
 
     monkeypatch.setattr(prepare_pool._Job, "answer", counted)
     return by_thread
+
+
+FEEDER = "notewell-prepare-feed"  # the thread that talks to a worker (store/prepare_pool.py)
+
+
+@pytest.fixture
+def caller_after_a_worker(monkeypatch) -> threading.Event:
+    """A pool's calling thread starts on its own chunks only once a worker has answered one:
+    left to the timing, a fast caller may do every chunk itself (it doubles up on the
+    workers' held chunks rather than wait), and the workers' share would be nothing. The
+    event is set at the first answer a worker gives."""
+    from store import prepare_pool
+
+    worker_answered = threading.Event()
+    answer, next_for_caller = prepare_pool._Job.answer, prepare_pool._Job.next_for_caller
+
+    def answer_noted(job, index, result):
+        answer(job, index, result)
+        if threading.current_thread().name == FEEDER:
+            worker_answered.set()
+
+    def after_the_workers_first_answer(job, *args):
+        assert worker_answered.wait(timeout=120), "the worker never answered"
+        return next_for_caller(job, *args)
+
+    monkeypatch.setattr(prepare_pool._Job, "answer", answer_noted)
+    monkeypatch.setattr(prepare_pool._Job, "next_for_caller", after_the_workers_first_answer)
+    return worker_answered

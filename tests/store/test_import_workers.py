@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from store import prepare_pool
+from tests.store.conftest import FEEDER
 from store.importer import apply_import, parse_import
 from store.models import NoteStatus
 from store.prepare_pool import CHUNK, PreparePool
@@ -28,7 +29,6 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "import.js
 NOW = datetime(2026, 11, 27, tzinfo=timezone.utc)
 FAST_KDF = KdfParams(memory_kib=8192, time_cost=1, parallelism=1)
 PASSPHRASE = "correct horse battery staple"
-FEEDER = "notewell-prepare-feed"  # the thread that talks to a worker (store/prepare_pool.py)
 
 
 def many_notes(count: int) -> bytes:
@@ -91,7 +91,7 @@ def assert_signed_here_and_whole(vault: Vault, count: int) -> None:
 
 
 def test_an_import_builds_on_the_workers_and_stores_what_one_process_does(
-        new_vault, answers_by_thread, monkeypatch):
+        new_vault, answers_by_thread, caller_after_a_worker):
     count = 8 * CHUNK
     answers = answers_by_thread
     data = many_notes(count)
@@ -99,24 +99,7 @@ def test_an_import_builds_on_the_workers_and_stores_what_one_process_does(
     apply_import(alone, parse_import(data, now=NOW))
     assert FEEDER not in answers  # no pool: the importing process did it all
 
-    pooled = new_vault("pooled")
-    # The importing process starts on its own chunks only once the worker has answered one:
-    # left to the timing, a fast importing process may do every chunk itself (it doubles up
-    # on the worker's held chunks rather than wait), and the worker's share would be nothing.
-    worker_answered = threading.Event()
-    answer, next_for_caller = prepare_pool._Job.answer, prepare_pool._Job.next_for_caller
-
-    def answer_noted(job, index, result):
-        answer(job, index, result)
-        if threading.current_thread().name == FEEDER:
-            worker_answered.set()
-
-    def after_the_workers_first_answer(job, *args):
-        assert worker_answered.wait(timeout=120), "the worker never answered"
-        return next_for_caller(job, *args)
-
-    monkeypatch.setattr(prepare_pool._Job, "answer", answer_noted)
-    monkeypatch.setattr(prepare_pool._Job, "next_for_caller", after_the_workers_first_answer)
+    pooled = new_vault("pooled")  # its importing process waits for the worker's first answer
     with PreparePool(workers=1) as pool:
         assert pool.wait_ready(timeout=120), "the worker did not start"
         pooled.record.replica.prepare_pool = pool  # as `notewell import` does

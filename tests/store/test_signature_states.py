@@ -202,3 +202,37 @@ def test_a_state_read_with_keys_that_changed_before_it_is_stored_is_settled_agai
     assert a.store.replica.signature_findings_among(frozenset(applied)) == {}
     assert set(a.store.verified_statuses(signed).values()) == {"verified"}
 
+
+
+def test_check_full_verifies_on_workers_exactly_what_the_store_verifies(devices, monkeypatch, answers_by_thread,
+                                                                       caller_after_a_worker):
+    """`check --full` verifies every signed note again, on worker processes when there are
+    many (store/check_reading.py): the states stored are those the store computes alone, a
+    forged note's finding included, and a worker did a share of the verifying."""
+    from store import check_reading, prepare_pool
+    from tests.store.conftest import FEEDER
+
+    a, b, _ = devices
+    ids = signed_notes(a, "c1", 3 * prepare_pool.MIN_PARALLEL, "w")
+    pair(a, b)
+    share(a, b, "c1", ids[7], DEVICE_LIST_ID)
+    doc = b.store.replica.load_doc(ids[7])
+    forge(doc)
+    a.store.replica.apply_doc(ids[7], doc)
+    states = "SELECT note_id, heads, status, findings FROM signature_states ORDER BY note_id"
+    signers = "SELECT device_id, note_id FROM signature_signers ORDER BY note_id, device_id"
+
+    a.store.recheck_signatures(full=True)
+    alone = (a.conn.execute(states).fetchall(), a.conn.execute(signers).fetchall())
+    assert FEEDER not in answers_by_thread
+    assert [(r[0], r[2]) for r in alone[0] if r[2] != "verified"] == [(ids[7], "tampered")]
+
+    monkeypatch.setattr(check_reading, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(check_reading, "WINDOW", 2 * prepare_pool.MIN_PARALLEL)  # two windows
+    a.conn.execute("UPDATE signature_states SET status = 'verified', findings = '[]'")  # forgotten, must come back
+    before = signing.verifications()
+    a.store.recheck_signatures(full=True, workers=True)
+    assert answers_by_thread.get(FEEDER, 0) > 0  # a worker verified a share
+    assert signing.verifications() - before < len(ids)  # the rest were not verified here
+    assert (a.conn.execute(states).fetchall(), a.conn.execute(signers).fetchall()) == alone
+    assert a.store.pending_signature_states() == 0

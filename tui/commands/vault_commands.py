@@ -222,8 +222,8 @@ def cmd_check(args) -> int:
         full = getattr(args, "full", False)
         if full:
             print(vault.full_check_estimate().sentence(), file=sys.stderr, flush=True)
-            vault.record.recheck_signatures(full=True)
-        report = vault.check_report(full=full)
+            vault.record.recheck_signatures(full=True, workers=True)
+        report = vault.check_report(full=full, workers=True)  # both cores when many are read
         problems = report.problems
         try:
             conflicts = signature_conflicts(vault.record)
