@@ -318,6 +318,9 @@ class NotewellApp(App[None]):
         await super().on_event(event)
 
     def _check_idle(self) -> None:
+        # The timer can fire once more while the app shuts down, after its last screen is gone.
+        if not self.screen_stack:
+            return
         # The recovery key is shown only once: never clear it away while it is on screen.
         if getattr(self.screen, "HOLDS_IDLE_LOCK", False):
             return

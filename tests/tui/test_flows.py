@@ -318,6 +318,15 @@ async def test_idle_lock_clears_and_unlock_returns_to_the_note(seeded_vault, mak
         assert app.screen_stack[-2].client_id == CLIENT_A
 
 
+def test_the_idle_check_that_fires_after_the_last_screen_is_gone_does_nothing(seeded_vault, make_app):
+    """The idle timer can fire once more while the app shuts down, with no screen left: that
+    was a traceback at quit (ScreenStackError), seen under load."""
+    app = make_app(seeded_vault)
+    assert not app.screen_stack  # as after the shutdown has removed every screen
+    app._check_idle()
+    assert not app.store.is_open
+
+
 async def test_store_work_racing_the_lock_shows_no_dialog_and_the_lock_completes(seeded_vault, make_app):
     """A screen's store work that starts as the lock closes the vault fails with VaultLocked:
     expected, and a dialog pushed then could stop the lock half way. An error while the
