@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import tui  # noqa: F401  (before textual: the app's frame rate is set as its package loads)
 from store.models import ClinicianSettings
 from store.synthetic import populate
 from store.vault import Vault
