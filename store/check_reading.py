@@ -38,37 +38,39 @@ class ExpectedRowsReader:
         self._late = late_entry_hours
         self._workers = workers
 
-    def _stored(self, doc_id: str) -> bytes | None:
-        found = self._docs.stored_bytes(doc_id)  # a damaged page raises here, as it should
-        return None if found is None else found[0]
-
     def __call__(self, doc_ids: list[str]) -> Iterator[Expected]:
         if not self._workers or len(doc_ids) < PARALLEL_FROM:
             for doc_id in doc_ids:
-                data = self._stored(doc_id)
+                data = _stored(self._docs, doc_id)
                 yield None if data is None else expected_rows_of_stored(doc_id, data, self._late)
             return
-        from store.prepare_pool import PreparePool  # only a check that reads many starts one
-
-        with PreparePool() as pool:
-            for start in range(0, len(doc_ids), WINDOW):
-                window = [(doc_id, self._stored(doc_id)) for doc_id in doc_ids[start:start + WINDOW]]
-                items = [(doc_id, data) for doc_id, data in window if data is not None]
-                read = dict(zip((doc_id for doc_id, _ in items),
-                                pool.prepare_many(items, self._late, work="check"), strict=True))
-                for doc_id, _data in window:
-                    yield read.get(doc_id)  # None: gone since the check listed it, or unloadable
+        for window in _on_workers(self._docs, doc_ids, "check", self._late):
+            for _doc_id, expected in window:
+                yield expected  # None: gone since the check listed it, or unloadable
 
 
 def states_on_workers(docs: DocStore, note_ids: list[str], keys: WorkerKeys) -> Iterator[list[tuple[str, tuple | None]]]:
     """`check --full`'s signature pass, read on worker processes: windows of (note id,
     `store.signature_index.states_of_stored` of its stored bytes, verified with `keys`), for
     the store to keep where they still hold (`SignatureIndex.settle_prepared`)."""
-    from store.prepare_pool import PreparePool
+    return _on_workers(docs, note_ids, "states", 0, keys)
+
+
+def _stored(docs: DocStore, doc_id: str) -> bytes | None:
+    found = docs.stored_bytes(doc_id)  # a damaged page raises here, as it should
+    return None if found is None else found[0]
+
+
+def _on_workers(docs: DocStore, doc_ids: list[str], work: str, late_entry_hours: int,
+                context: object = None) -> Iterator[list[tuple[str, object]]]:
+    """The pool's `work` on the stored bytes of `doc_ids`, a window at a time, in order:
+    (id, its result), None for an id with no stored bytes."""
+    from store.prepare_pool import PreparePool  # only a check that reads many starts one
 
     with PreparePool() as pool:
-        for start in range(0, len(note_ids), WINDOW):
-            items = [(note_id, found[0]) for note_id in note_ids[start:start + WINDOW]
-                     if (found := docs.stored_bytes(note_id)) is not None]
-            yield list(zip((note_id for note_id, _ in items),
-                           pool.prepare_many(items, 0, work="states", context=keys), strict=True))
+        for start in range(0, len(doc_ids), WINDOW):
+            window = [(doc_id, _stored(docs, doc_id)) for doc_id in doc_ids[start:start + WINDOW]]
+            items = [(doc_id, data) for doc_id, data in window if data is not None]
+            done = pool.prepare_many(items, late_entry_hours, work=work, context=context)
+            read = dict(zip((doc_id for doc_id, _ in items), done, strict=True))
+            yield [(doc_id, read.get(doc_id)) for doc_id, _data in window]

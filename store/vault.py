@@ -1010,7 +1010,7 @@ class CheckReport:
     full: bool
 
 
-# A full check's rates on a quiet machine (bench/open_bench.py; bench/README.md, "checking on
+# A full check's rates on a quiet machine (bench/open_bench.py; bench/README.md, "... `check` on
 # both cores"): the command's start and key derivation; the CPU to load a document, read it
 # into its rows and verify its signatures again, shared by the cores the check uses; pages,
 # each read twice (their HMACs, then SQLite's structure check).
