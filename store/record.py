@@ -1069,12 +1069,13 @@ class RecordStore:
         record.save()
         return problems, record.read_count, record.unchanged_count
 
-    def signature_problems(self) -> list[str]:
+    def signature_problems(self, *, workers: bool = False) -> list[str]:
         """One line per note whose signature fails verification: the note and what failed.
         Read from the stored states, after computing those still pending (and any whose
-        document changed by a path that bypassed the store)."""
+        document changed by a path that bypassed the store; with `workers`, many of them on
+        worker processes too, as `recheck_signatures` says)."""
         try:
-            self.recheck_signatures()
+            self.recheck_signatures(workers=workers)
         except VaultError:
             pending = self.pending_signature_states()
             return [f"{pending} note(s) could not have their signatures checked now (the record is busy); "

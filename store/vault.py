@@ -948,7 +948,7 @@ class Vault:
                 found = structure_problems(conn) if full else setting_problems(conn)
                 problems += [f"{name}: {p}" for p in found]
             mismatches, read, unchanged = self.record.check_documents(full=full, workers=workers)
-            problems += mismatches + self.record.signature_problems() + self.private.check()
+            problems += mismatches + self.record.signature_problems(workers=workers) + self.private.check()
         except sqlcipher3.DatabaseError as e:
             if read_damage(e) is None:
                 raise

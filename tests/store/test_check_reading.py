@@ -109,3 +109,23 @@ def test_the_full_checks_estimate_counts_the_cores_it_reads_on(vault, monkeypatc
     two_cores = vault.full_check_estimate().seconds
     assert two_cores < one_core
     assert "documents again" in vault.full_check_estimate().sentence()
+
+
+def test_a_check_on_workers_computes_many_pending_signature_states_there_too(vault, answers_by_thread,
+                                                                            caller_after_a_worker):
+    """After a bulk intake many notes' states are pending; a default check computes them
+    before it reports, and with workers it shares that out as `check --full` does."""
+    vault.check_report()  # every document verified: the next check reads none of them again
+    states = "SELECT note_id, heads, status, findings FROM signature_states ORDER BY note_id"
+    settled = vault.record_conn.execute(states).fetchall()
+    assert FEEDER not in answers_by_thread
+    with vault.record.transaction():
+        pending = vault.record.replica.signatures.mark_all_pending()
+    assert pending > check_reading.PARALLEL_FROM  # lowered to 10 here: signed notes are many more
+
+    report = vault.check_report(workers=True)
+    assert report.documents_read == 0
+    assert answers_by_thread.get(FEEDER, 0) > 0  # so a worker's answers were states
+    assert vault.record.pending_signature_states() == 0
+    assert vault.record_conn.execute(states).fetchall() == settled
+    assert not [p for p in report.problems if "signature" in p]
