@@ -8,7 +8,9 @@ full=True)`: the export); then a fresh vault C, paired with A, runs the mailbox 
 folder (`sync_mailbox`: the import, then the relay bundle C writes of what it received) with
 worker processes, as `notewell sync mailbox` has them. Wall time of each, the bundle's size,
 the load average beside each figure and this process's peak RSS. 1,000 notes with 50 clients
-are the 1,050 documents of issue 12's figure. Prints figures; asserts nothing.
+are the 1,050 documents of issue 12's figure. After each size, the least any receiver of those
+documents can take here (bench/least_work.py) and the import's time against it. Prints
+figures; asserts nothing.
 
 Uses only what older revisions have too (sync_mailbox, PreparePool), so bench.before_after
 runs it on both sides.
@@ -116,12 +118,26 @@ def one_size(notes: int, tmp: Path, profile: bool, vaults: Path) -> None:
         )
         if prof:
             pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
+        least_line(a, import_s)
     finally:
         a.close()
         c.close()
         shutil.rmtree(a_path, ignore_errors=True)
         shutil.rmtree(box, ignore_errors=True)
         shutil.rmtree(tmp / f"c{notes}", ignore_errors=True)
+
+
+def least_line(a: Vault, import_s: float) -> None:
+    """The least any import of these documents can take here (bench/least_work.py), beside
+    the import's time. Absent from older revisions: skipped there."""
+    try:
+        from bench.least_work import describe, least_cpu, least_on_cores
+    except ImportError:
+        return
+    replica = a.record.replica
+    docs = [(doc_id, replica.stored_doc(doc_id)[0]) for doc_id in sorted(replica.doc_heads())]
+    least = least_cpu(docs, replica.device_trust())
+    print(f"mailbox: {describe(least)}; the import took {import_s / least_on_cores(least):.2f}x that", flush=True)
 
 
 def main() -> None:

@@ -10,7 +10,10 @@ alternating with it: the floor (load every document with Automerge, write every 
 in one SQLCipher transaction, copy every byte over TLS 1.3 on 127.0.0.1; measured here, one
 core, one after the other) and the JS baseline. Printed per size: the sync's wall time, the
 floor, ours / floor, baseline / ours, the receiver's peak RSS (the `sync serve` process and,
-apart, its largest worker process) and the load average before and after.
+apart, its largest worker process) and the load average before and after. Then, per size, the
+least any receiver can take here (bench/least_work.py: loading, reading through the binding
+and checking signatures, with the floor's transaction and TLS copy, over every core) and
+ours / least.
 
 Prints figures; asserts nothing. What is measured:
 
@@ -66,6 +69,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.least_work import describe as describe_least, least_cpu, reading_cores
 from store.device_identity import ensure_identity
 from store.keys import KdfParams, allow_test_kdf
 from store.models import ClinicianSettings
@@ -522,7 +526,10 @@ def growth_row(notes: int, clients: int, tmp: Path, runs: int, js: bool) -> dict
             for _doc_id, data in docs:
                 f.write(struct.pack(">I", len(data)) + data)
         row: dict = {"notes": notes, "documents": len(docs), "bytes": sum(len(d) for _i, d in docs),
-                     "ours": [], "floor": [], "js": [], "rss": [], "worker_rss": [], "load": []}
+                     "ours": [], "floor": [], "js": [], "rss": [], "worker_rss": [], "load": [], "floor_rest": []}
+        load_before = _load()
+        row["least"] = least_cpu(docs, a.record.replica.device_trust())
+        log(f"{notes} notes: {describe_least(row['least'])}; load {load_before} -> {_load()}")
         for run in range(runs):
             b = make_vault(tmp / f"g{notes}-{run}", f"bench-b{run}")
             pair(a, b)
@@ -564,6 +571,7 @@ def growth_row(notes: int, clients: int, tmp: Path, runs: int, js: bool) -> dict
             load_before = _load()
             floor = floor_seconds(docs, identity, ib, tmp)
             row["floor"].append(floor["floor"])
+            row["floor_rest"].append(floor["transaction"] + floor["tls"])
             log(f"{notes} notes, run {run + 1}: floor {floor['floor']:.2f} s (load {floor['load']:.2f}, "
                 f"transaction {floor['transaction']:.2f}, TLS copy {floor['tls']:.2f}); load {load_before} -> {_load()}")
             if js:
@@ -611,6 +619,16 @@ def print_growth(rows: list[dict]) -> None:
             f"| {floor:.2f} s | {ours / floor:.2f} "
             f"| {f'{js:.1f} s' if js else 'not run'} | {f'{js / ours:.1f}x' if js else '-'} "
             f"| {rss:.0f} / {worker:.0f} MB | {', '.join(r['load'])} |")
+    log("")
+    log(f"The least any receiver can take here: the CPU of loading every document, reading each through the "
+        f"binding and checking each signature, plus the floor's transaction and TLS copy, spread perfectly "
+        f"over {reading_cores()} cores (bench/least_work.py).")
+    log("| notes | least CPU, one core | least on all cores | initial direct sync | ours / least |")
+    log("|---|---|---|---|---|")
+    for r in rows:
+        ours = med(r["ours"])
+        least = (r["least"]["total"] + med(r["floor_rest"])) / reading_cores()
+        log(f"| {r['notes']:,} | {r['least']['total']:.2f} s | {least:.2f} s | {ours:.2f} s | {ours / least:.2f} |")
     for r in rows:
         if r.get("js_load") and r["js"]:
             ours, js = med(r["ours"]), med(r["js"])
