@@ -11,7 +11,7 @@ from automerge.core import ROOT, Document, ObjType
 
 from bench.least_work import _read_every_object, least_cpu
 from store import documents as D
-from store.device_list import DeviceTrust, TrustedDevice, _public_key
+from store.device_list import DeviceTrust
 from store.models import ClinicianSettings
 from store.synthetic import populate
 from store.vault import KdfParams, Vault
@@ -21,18 +21,18 @@ FAST_KDF = KdfParams(memory_kib=8192, time_cost=1, parallelism=1)
 
 @pytest.fixture(scope="module")
 def sent(tmp_path_factory):
-    """(trust, [(doc_id, bytes)]) of a synthetic vault with signed notes, as a first sync sends them."""
+    """(the writing device's trust, [(doc_id, bytes)]) of a synthetic vault with signed notes, as a
+    first sync sends them."""
     vault, _ = Vault.create(tmp_path_factory.mktemp("least") / "vault", "least work passphrase",
                             device_name="Least work laptop", kdf=FAST_KDF,
                             settings=ClinicianSettings(clinician_name="Dr. Least Example", credentials="LCSW"))
     try:
         populate(vault, clients=3, notes=24, seed=11)
-        me = vault.identity
         replica = vault.record.replica
         docs = [(doc_id, replica.stored_doc(doc_id)[0]) for doc_id in sorted(replica.doc_heads())]
+        trust = replica.device_trust()  # the writing device trusts its own key, as a paired receiver does
     finally:
         vault.close()
-    trust = DeviceTrust("receiver", {me.device_id: TrustedDevice(me.device_id, me.name, _public_key(me.cert_pem, me.device_id))})
     return trust, docs
 
 
