@@ -94,9 +94,10 @@ def reading_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def least_on_cores(least: dict, cores: int | None = None) -> float:
-    """The least wall time of that CPU spread perfectly over `cores`."""
-    return least["total"] / (cores or reading_cores())
+def least_on_cores(least: dict, cores: int | None = None, *, plus: float = 0.0) -> float:
+    """The least wall time of that CPU, and `plus` seconds of other work (the floor's
+    transaction and TLS copy), spread perfectly over `cores`."""
+    return (least["total"] + plus) / (cores or reading_cores())
 
 
 def describe(least: dict, cores: int | None = None) -> str:

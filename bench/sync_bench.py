@@ -69,7 +69,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.least_work import describe as describe_least, least_cpu, reading_cores
+from bench.least_work import describe as describe_least, least_cpu, least_on_cores, reading_cores
 from store.device_identity import ensure_identity
 from store.keys import KdfParams, allow_test_kdf
 from store.models import ClinicianSettings
@@ -627,7 +627,7 @@ def print_growth(rows: list[dict]) -> None:
     log("|---|---|---|---|---|")
     for r in rows:
         ours = med(r["ours"])
-        least = (r["least"]["total"] + med(r["floor_rest"])) / reading_cores()
+        least = least_on_cores(r["least"], plus=med(r["floor_rest"]))
         log(f"| {r['notes']:,} | {r['least']['total']:.2f} s | {least:.2f} s | {ours:.2f} s | {ours / least:.2f} |")
     for r in rows:
         if r.get("js_load") and r["js"]:
